@@ -1,0 +1,52 @@
+/*
+ * cli.h - what the clipmod subcommands share.
+ *
+ * Each subcommand lives in its own cmd_*.c file and is listed in main.c. The
+ * helpers here parse the options several subcommands take (model, images, texts,
+ * threads) and load the model, so each command is left with its own logic only.
+ */
+#ifndef CLIPMOD_CLI_H
+#define CLIPMOD_CLI_H
+
+#include <stddef.h>
+
+#include "clipmod/clipmod.h"
+
+/* Exit codes, as clamscan: 0 clean, 1 something found, 2 an error. */
+enum { EXIT_CLEAN = 0, EXIT_FOUND = 1, EXIT_ERROR = 2 };
+
+typedef struct cli_inputs {
+    const char *model_dir;
+    const char *merges;
+    const char **images;
+    size_t n_images;
+    const char **texts;
+    size_t n_texts;
+    int threads;
+} cli_inputs;
+
+/*
+ * Parse --model/-m, --merges, --image/-i (repeatable), --text/-t (repeatable),
+ * --threads; --help prints `usage`. Returns 0 to go on, or an exit code
+ * (EXIT_CLEAN after --help, EXIT_ERROR on a bad option).
+ */
+int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in);
+
+void cli_inputs_free(cli_inputs *in);
+
+/* Load the model named by `in` (and set threads); print the error and return NULL. */
+clipmod_model *cli_load_model(const cli_inputs *in);
+
+/*
+ * Load and embed every image of `in` into a new array of n x dim floats (caller
+ * frees with free()); print the error and return NULL on failure.
+ */
+float *cli_embed_images(const clipmod_model *model, const cli_inputs *in);
+
+/* The same for texts; truncated (may be NULL) receives one flag per text. */
+float *cli_embed_texts(const clipmod_model *model, const cli_inputs *in, int *truncated);
+
+int cmd_embed(int argc, char **argv);
+int cmd_similarity(int argc, char **argv);
+
+#endif

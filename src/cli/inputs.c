@@ -1,0 +1,154 @@
+/*
+ * inputs.c - option parsing and model/image/text loading shared by subcommands.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int push(const char ***list, size_t *n, const char *s)
+{
+    const char **grown = realloc(*list, (*n + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    grown[(*n)++] = s;
+    *list = grown;
+    return 0;
+}
+
+int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'}, {"merges", required_argument, NULL, 'M'},
+        {"image", required_argument, NULL, 'i'}, {"text", required_argument, NULL, 't'},
+        {"threads", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c;
+
+    memset(in, 0, sizeof *in);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:i:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            in->model_dir = optarg;
+            break;
+        case 'M':
+            in->merges = optarg;
+            break;
+        case 'i':
+            if (push(&in->images, &in->n_images, optarg))
+                goto nomem;
+            break;
+        case 't':
+            if (push(&in->texts, &in->n_texts, optarg))
+                goto nomem;
+            break;
+        case 'T':
+            in->threads = atoi(optarg);
+            if (in->threads < 1 || in->threads > 256) {
+                fprintf(stderr, "clipmod: --threads must be from 1 to 256\n");
+                return EXIT_ERROR;
+            }
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return EXIT_CLEAN;
+        default:
+            fputs(usage, stderr);
+            return EXIT_ERROR;
+        }
+    }
+    /* Bare arguments are images, so `clipmod embed -m DIR *.jpg` works. */
+    for (int i = optind; i < argc; i++)
+        if (push(&in->images, &in->n_images, argv[i]))
+            goto nomem;
+    if (!in->model_dir) {
+        fprintf(stderr, "clipmod: --model DIR is required\n%s", usage);
+        return EXIT_ERROR;
+    }
+    return 0;
+nomem:
+    fprintf(stderr, "clipmod: out of memory\n");
+    return EXIT_ERROR;
+}
+
+void cli_inputs_free(cli_inputs *in)
+{
+    if (!in)
+        return;
+    free(in->images);
+    free(in->texts);
+    in->images = in->texts = NULL;
+}
+
+clipmod_model *cli_load_model(const cli_inputs *in)
+{
+    char err[CLIPMOD_ERROR_SIZE];
+    clipmod_model *model = NULL;
+    if (in->threads)
+        clipmod_set_threads(in->threads);
+    if (clipmod_model_load(in->model_dir, in->merges, &model, err)) {
+        fprintf(stderr, "clipmod: %s\n", err);
+        return NULL;
+    }
+    if (in->n_texts && !clipmod_model_has_text(model)) {
+        fprintf(stderr,
+                "clipmod: %s: this model cannot embed texts (no text tower, or no merges.txt;"
+                " see --merges)\n",
+                in->model_dir);
+        clipmod_model_free(model);
+        return NULL;
+    }
+    return model;
+}
+
+float *cli_embed_images(const clipmod_model *model, const cli_inputs *in)
+{
+    char err[CLIPMOD_ERROR_SIZE];
+    size_t dim = clipmod_model_embed_dim(model), loaded = 0;
+    clipmod_image **imgs = calloc(in->n_images ? in->n_images : 1, sizeof *imgs);
+    float *out = malloc((in->n_images ? in->n_images : 1) * dim * sizeof *out);
+    int ok = imgs && out;
+
+    for (; ok && loaded < in->n_images; loaded++) {
+        if (clipmod_image_load_file(model, in->images[loaded], NULL, &imgs[loaded], err)) {
+            fprintf(stderr, "clipmod: %s\n", err);
+            ok = 0;
+        }
+    }
+    if (ok && in->n_images &&
+        clipmod_embed_images(model, (const clipmod_image *const *)imgs, in->n_images, out, err)) {
+        fprintf(stderr, "clipmod: %s\n", err);
+        ok = 0;
+    }
+    for (size_t i = 0; imgs && i < in->n_images; i++)
+        clipmod_image_free(imgs[i]);
+    free(imgs);
+    if (!ok) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+float *cli_embed_texts(const clipmod_model *model, const cli_inputs *in, int *truncated)
+{
+    char err[CLIPMOD_ERROR_SIZE];
+    size_t dim = clipmod_model_embed_dim(model);
+    float *out = malloc((in->n_texts ? in->n_texts : 1) * dim * sizeof *out);
+    if (!out)
+        return NULL;
+    if (in->n_texts && clipmod_embed_texts(model, in->texts, in->n_texts, out, truncated, err)) {
+        fprintf(stderr, "clipmod: %s\n", err);
+        free(out);
+        return NULL;
+    }
+    for (size_t i = 0; truncated && i < in->n_texts; i++)
+        if (truncated[i])
+            fprintf(stderr, "clipmod: warning: text %zu was longer than %d tokens and was cut: "
+                            "\"%.40s...\"\n",
+                    i + 1, CLIPMOD_CONTEXT_LENGTH, in->texts[i]);
+    return out;
+}

@@ -1,0 +1,56 @@
+/*
+ * main.c - the clipmod command: global options and the table of subcommands.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"embed", cmd_embed, "print CLIP embeddings of images and texts as JSON"},
+    {"similarity", cmd_similarity, "cosine and zero-shot softmax of images against texts"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: clipmod COMMAND [OPTION]...\n"
+               "Image content moderation with CLIP models.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`clipmod COMMAND --help` describes a command; clipmod(1) has the details.\n"
+               "Options: -h, --help; -V, --version.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_ERROR;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return EXIT_CLEAN;
+    }
+    if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+        printf("clipmod %s\n", clipmod_version());
+        return EXIT_CLEAN;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name))
+            continue;
+        if (clipmod_init(argv[0])) {
+            fprintf(stderr, "clipmod: could not initialise libvips\n");
+            return EXIT_ERROR;
+        }
+        int rc = commands[i].run(argc - 1, argv + 1);
+        clipmod_shutdown();
+        return rc;
+    }
+    fprintf(stderr, "clipmod: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return EXIT_ERROR;
+}

@@ -1,0 +1,46 @@
+/*
+ * encoder.c - the CLIP transformer block, applied layer after layer.
+ *
+ * Each block is h += out_proj(MHA(LN1(h))); h += fc2(act(fc1(LN2(h)))), as in
+ * Hugging Face's CLIPEncoderLayer and OpenAI's ResidualAttentionBlock.
+ */
+#include <stdlib.h>
+
+#include "common.h"
+#include "encoder.h"
+#include "ops.h"
+
+clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *tc,
+                                 const cm_packed *seq, int causal, float *h)
+{
+    const int m = seq->rows, d = tc->width, f = tc->mlp;
+    float *x = cm_alloc((size_t)m * d * sizeof *x);
+    float *qkv = cm_alloc((size_t)m * 3 * d * sizeof *qkv);
+    float *mlp = cm_alloc((size_t)m * f * sizeof *mlp);
+    float *scores = cm_alloc((size_t)seq->max_len * seq->max_len * sizeof *scores);
+    clipmod_error rc = CLIPMOD_OK;
+
+    if (!x || !qkv || !mlp || !scores) {
+        rc = CLIPMOD_E_NOMEM;
+        goto out;
+    }
+    for (int l = 0; l < tc->layers; l++) {
+        const cm_block *b = &blocks[l];
+        cm_layernorm(h, m, d, b->ln1_w, b->ln1_b, tc->eps, x);
+        cm_linear(x, m, d, b->qkv_w, b->qkv_b, 3 * d, qkv);
+        for (int s = 0; s < seq->count; s++)
+            cm_attention(qkv + (size_t)seq->start[s] * 3 * d, seq->len[s], d, tc->heads, causal,
+                         scores, x + (size_t)seq->start[s] * d);
+        cm_linear_acc(x, m, d, b->out_w, b->out_b, d, h);
+        cm_layernorm(h, m, d, b->ln2_w, b->ln2_b, tc->eps, x);
+        cm_linear(x, m, d, b->fc1_w, b->fc1_b, f, mlp);
+        cm_activate(mlp, (size_t)m * f, tc->act);
+        cm_linear_acc(mlp, m, f, b->fc2_w, b->fc2_b, d, h);
+    }
+out:
+    cm_free(x);
+    cm_free(qkv);
+    cm_free(mlp);
+    cm_free(scores);
+    return rc;
+}

@@ -1,0 +1,230 @@
+/*
+ * model.c - the public model object: loading and embedding.
+ *
+ * Loading reads config.json, maps the safetensors file, converts every tensor once
+ * into our own layout (weights.c) and unmaps the file; the tokenizer's merges come
+ * from the model directory. After that the model is immutable, and embedding calls
+ * only allocate their own scratch, so threads can share one model.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "image.h"
+#include "model.h"
+#include "safetensors.h"
+#include "towers.h"
+
+/* Images per forward pass: big enough for efficient GEMMs, small enough for scratch. */
+#define MAX_BATCH 16
+
+static const char *const weight_files[] = {"model.safetensors", "open_clip_model.safetensors"};
+static const char *const merges_files[] = {"merges.txt", "bpe_simple_vocab_16e6.txt.gz"};
+
+/* First file of `names` that exists in `dir`, written to `path`; 0 if none. */
+static int find_file(const char *dir, const char *const *names, size_t n, char *path)
+{
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, PATH_MAX, "%s/%s", dir, names[i]);
+        if (access(path, F_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static const char *arch_name(const cm_config *c)
+{
+    if (c->vision.width == 768 && c->patch_size == 32 && c->vision.layers == 12)
+        return "ViT-B/32";
+    if (c->vision.width == 768 && c->patch_size == 16 && c->vision.layers == 12)
+        return "ViT-B/16";
+    if (c->vision.width == 1024 && c->patch_size == 14 && c->vision.layers == 24)
+        return "ViT-L/14";
+    return "ViT";
+}
+
+clipmod_error clipmod_model_load(const char *dir, const char *merges, clipmod_model **out,
+                                 char *errbuf)
+{
+    clipmod_error rc = CLIPMOD_OK;
+    clipmod_model *m = NULL;
+    cm_safetensors *st = NULL;
+    char path[PATH_MAX];
+
+    if (!out)
+        return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "no output pointer");
+    *out = NULL;
+    if (!dir)
+        return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "no model directory given");
+    m = calloc(1, sizeof *m);
+    if (!m)
+        return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
+
+    if ((rc = cm_config_load(dir, &m->cfg, errbuf)))
+        goto out;
+    if (!find_file(dir, weight_files, 2, path)) {
+        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: no model.safetensors or open_clip_model.safetensors",
+                      dir);
+        goto out;
+    }
+    if ((rc = cm_safetensors_open(path, &st, errbuf)))
+        goto out;
+    char tensor_err[CLIPMOD_ERROR_SIZE];
+    if ((rc = cm_weights_load(st, &m->cfg, &m->w, tensor_err))) {
+        cm_error(errbuf, rc, "%s: %s", path, tensor_err);
+        goto out;
+    }
+    cm_safetensors_close(st);
+    st = NULL;
+
+    if (m->w.has_text) {
+        const char *mp = merges;
+        if (!mp && find_file(dir, merges_files, 2, path))
+            mp = path;
+        if (mp && (rc = cm_tokenizer_load(mp, (size_t)m->cfg.vocab - 514, &m->tok, errbuf)))
+            goto out;
+    }
+    snprintf(m->description, sizeof m->description,
+             "%s (vision %dx%d, patch %d, %d px; text %s; embed %d), %s names, %s, %s",
+             arch_name(&m->cfg), m->cfg.vision.layers, m->cfg.vision.width, m->cfg.patch_size,
+             m->cfg.image_size, m->w.has_text ? (m->tok ? "yes" : "no merges") : "none",
+             m->cfg.proj_dim, m->w.layout == CM_LAYOUT_HF ? "hf" : "openai", m->w.dtype,
+             cm_act_name(m->cfg.vision.act));
+    *out = m;
+    m = NULL;
+out:
+    cm_safetensors_close(st);
+    clipmod_model_free(m);
+    return rc;
+}
+
+void clipmod_model_free(clipmod_model *m)
+{
+    if (!m)
+        return;
+    cm_weights_free(&m->w);
+    cm_tokenizer_free(m->tok);
+    free(m);
+}
+
+size_t clipmod_model_embed_dim(const clipmod_model *m)
+{
+    return m ? (size_t)m->cfg.proj_dim : 0;
+}
+
+int clipmod_model_image_size(const clipmod_model *m)
+{
+    return m ? m->cfg.image_size : 0;
+}
+
+float clipmod_model_logit_scale(const clipmod_model *m)
+{
+    return m ? m->w.logit_scale : 0.0f;
+}
+
+int clipmod_model_has_text(const clipmod_model *m)
+{
+    return m && m->tok;
+}
+
+const char *clipmod_model_describe(const clipmod_model *m)
+{
+    return m ? m->description : "";
+}
+
+clipmod_error clipmod_embed_images(const clipmod_model *m, const clipmod_image *const *imgs,
+                                   size_t n, float *out, char *errbuf)
+{
+    const float *px[MAX_BATCH];
+    if (!m || !imgs || !out || !n)
+        return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "model, images and output are required");
+    for (size_t i = 0; i < n; i++)
+        if (!imgs[i] || imgs[i]->size != m->cfg.image_size)
+            return cm_error(errbuf, CLIPMOD_E_INVALID_ARG,
+                            "image %zu was not prepared for this model", i);
+    for (size_t done = 0; done < n;) {
+        int b = (int)(n - done < MAX_BATCH ? n - done : MAX_BATCH);
+        for (int i = 0; i < b; i++)
+            px[i] = imgs[done + i]->pixels;
+        clipmod_error rc = cm_vision_forward(&m->w, &m->cfg, px, b, out + done * m->cfg.proj_dim);
+        if (rc)
+            return cm_error(errbuf, rc, "image tower: %s", clipmod_strerror(rc));
+        done += (size_t)b;
+    }
+    return CLIPMOD_OK;
+}
+
+clipmod_error clipmod_tokenize(const clipmod_model *m, const char *text,
+                               int32_t ids[CLIPMOD_CONTEXT_LENGTH], size_t *n_ids, int *truncated,
+                               char *errbuf)
+{
+    int trunc = 0;
+    if (!m || !text || !ids || !n_ids)
+        return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "model, text and outputs are required");
+    if (!m->tok)
+        return cm_error(errbuf, CLIPMOD_E_TOKENIZER,
+                        "this model has no text tower or no merges file (merges.txt)");
+    size_t ctx = (size_t)m->cfg.context < CLIPMOD_CONTEXT_LENGTH ? (size_t)m->cfg.context
+                                                                   : CLIPMOD_CONTEXT_LENGTH;
+    clipmod_error rc =
+        cm_tokenizer_encode(m->tok, text, strlen(text), ids, ctx, n_ids, &trunc, errbuf);
+    if (truncated)
+        *truncated = trunc;
+    return rc;
+}
+
+clipmod_error clipmod_embed_texts(const clipmod_model *m, const char *const *texts, size_t n,
+                                  float *out, int *truncated, char *errbuf)
+{
+    clipmod_error rc = CLIPMOD_OK;
+    int32_t(*ids)[CLIPMOD_CONTEXT_LENGTH] = NULL;
+    const int32_t **rows = NULL;
+    int *len = NULL;
+
+    if (!m || !texts || !out || !n)
+        return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "model, texts and output are required");
+    ids = malloc(n * sizeof *ids);
+    rows = malloc(n * sizeof *rows);
+    len = malloc(n * sizeof *len);
+    if (!ids || !rows || !len) {
+        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
+        goto out;
+    }
+    const int32_t eot = m->tok ? cm_tokenizer_eot(m->tok) : 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t count;
+        int trunc;
+        if (!texts[i]) {
+            rc = cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "text %zu is NULL", i);
+            goto out;
+        }
+        if ((rc = clipmod_tokenize(m, texts[i], ids[i], &count, &trunc, errbuf)))
+            goto out;
+        if (truncated)
+            truncated[i] = trunc;
+        /* Pool at the first EOT, as HF and OpenAI's argmax both do. */
+        size_t first = 0;
+        while (first < count - 1 && ids[i][first] != eot)
+            first++;
+        len[i] = (int)first + 1;
+        rows[i] = ids[i];
+    }
+    for (size_t done = 0; done < n;) {
+        int b = (int)(n - done < 64 ? n - done : 64);
+        rc = cm_text_forward(&m->w, &m->cfg, rows + done, len + done, b,
+                             out + done * m->cfg.proj_dim);
+        if (rc) {
+            cm_error(errbuf, rc, "text tower: %s", clipmod_strerror(rc));
+            goto out;
+        }
+        done += (size_t)b;
+    }
+out:
+    free(ids);
+    free(rows);
+    free(len);
+    return rc;
+}

@@ -1,0 +1,79 @@
+/*
+ * vision.c - CLIP's image tower (ViT).
+ *
+ * Patches are gathered into rows (im2col) so the patch "convolution" is one GEMM;
+ * then the class token and positions are added, pre-LN, the encoder runs, and the
+ * class token of each image goes through post-LN and the projection.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "encoder.h"
+#include "ops.h"
+#include "towers.h"
+
+/* Gather image `px` [3, S, S] into g*g rows of 3*p*p values in (c, ky, kx) order. */
+static void im2col(const float *px, int s, int p, float *rows)
+{
+    const int g = s / p, k = 3 * p * p;
+    for (int gy = 0; gy < g; gy++)
+        for (int gx = 0; gx < g; gx++) {
+            float *r = rows + (size_t)(gy * g + gx) * k;
+            for (int c = 0; c < 3; c++)
+                for (int ky = 0; ky < p; ky++) {
+                    const float *src = px + ((size_t)c * s + gy * p + ky) * s + gx * p;
+                    memcpy(r + (c * p + ky) * p, src, (size_t)p * sizeof *r);
+                }
+        }
+}
+
+clipmod_error cm_vision_forward(const cm_weights *w, const cm_config *cfg,
+                                const float *const *pixels, int n, float *out)
+{
+    const cm_vision_weights *v = &w->vision;
+    const int s = cfg->image_size, p = cfg->patch_size, g = s / p, gg = g * g;
+    const int t = gg + 1, d = cfg->vision.width, k = 3 * p * p, e = cfg->proj_dim;
+    clipmod_error rc = CLIPMOD_OK;
+    float *patches = cm_alloc((size_t)n * gg * k * sizeof *patches);
+    float *emb = cm_alloc((size_t)n * gg * d * sizeof *emb);
+    float *h = cm_alloc((size_t)n * t * d * sizeof *h);
+    float *cls = cm_alloc((size_t)n * d * sizeof *cls);
+    int *start = malloc((size_t)n * sizeof *start), *len = malloc((size_t)n * sizeof *len);
+
+    if (!patches || !emb || !h || !cls || !start || !len) {
+        rc = CLIPMOD_E_NOMEM;
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        im2col(pixels[i], s, p, patches + (size_t)i * gg * k);
+    cm_linear(patches, n * gg, k, v->patch_w, NULL, d, emb);
+
+    for (int i = 0; i < n; i++) {
+        float *hi = h + (size_t)i * t * d;
+        memcpy(hi, v->class_emb, (size_t)d * sizeof *hi);
+        memcpy(hi + d, emb + (size_t)i * gg * d, (size_t)gg * d * sizeof *hi);
+        cm_add(hi, v->pos_emb, (size_t)t * d);
+        start[i] = i * t;
+        len[i] = t;
+    }
+    cm_layernorm(h, n * t, d, v->pre_w, v->pre_b, cfg->vision.eps, h);
+
+    cm_packed seq = {.count = n, .start = start, .len = len, .rows = n * t, .max_len = t};
+    if ((rc = cm_encoder_forward(v->blocks, &cfg->vision, &seq, 0, h)))
+        goto out;
+
+    for (int i = 0; i < n; i++)
+        memcpy(cls + (size_t)i * d, h + (size_t)i * t * d, (size_t)d * sizeof *cls);
+    cm_layernorm(cls, n, d, v->post_w, v->post_b, cfg->vision.eps, cls);
+    cm_linear(cls, n, d, v->proj, NULL, e, out);
+    cm_l2_normalize(out, n, e);
+out:
+    cm_free(patches);
+    cm_free(emb);
+    cm_free(h);
+    cm_free(cls);
+    free(start);
+    free(len);
+    return rc;
+}

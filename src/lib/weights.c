@@ -1,0 +1,324 @@
+/*
+ * weights.c - from checkpoint tensors to the parameters our kernels read.
+ *
+ * Two naming schemes reach us: Hugging Face's CLIPModel (vision_model.*,
+ * text_model.*) and OpenAI's / open_clip's (visual.*, transformer.*). OpenAI stores
+ * the projections as [in, out] (applied as x @ P) and fuses q, k, v into one
+ * in_proj; Hugging Face stores Linear weights as [out, in] with separate q, k, v.
+ * Each parameter is taken by its two names, its shape checked against the config,
+ * and copied (converted from F16/BF16 if need be) into one arena in the HF
+ * orientation, with q, k, v fused. Position ids (int64) are never read.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "weights.h"
+
+typedef struct loader {
+    const cm_safetensors *st;
+    cm_layout layout;
+    float *next; /* bump pointer into the arena */
+    float *end;
+    char *errbuf;
+} loader;
+
+static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape)
+{
+    size_t off = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < ndim && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? ", " : "",
+                                (long long)shape[i]);
+    if (off < len)
+        snprintf(buf + off, len - off, "]");
+}
+
+/* Find `name` and check it holds floats of exactly `shape`. */
+static clipmod_error find_tensor(loader *ld, const char *name, int ndim, const int64_t *shape,
+                                 const cm_tensor **out)
+{
+    const cm_tensor *t = cm_safetensors_find(ld->st, name);
+    *out = NULL;
+    if (!t)
+        return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR, "tensor '%s' is missing", name);
+    if (t->dtype != CM_DT_F32 && t->dtype != CM_DT_F16 && t->dtype != CM_DT_BF16)
+        return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR,
+                        "tensor '%s' has dtype %s; F32, F16 or BF16 is needed", name,
+                        t->dtype_name);
+    /* A 0-dim scalar and a [1] vector are the same thing (open_clip writes both). */
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
+    if (!same && ndim == 0 && t->numel == 1)
+        same = 1;
+    if (!same) {
+        char got[96], want[96];
+        fmt_shape(got, sizeof got, t->ndim, t->shape);
+        fmt_shape(want, sizeof want, ndim, shape);
+        return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR,
+                        "tensor '%s' has shape %s but config.json implies %s", name, got, want);
+    }
+    *out = t;
+    return CLIPMOD_OK;
+}
+
+static float *bump(loader *ld, size_t n)
+{
+    float *p = ld->next;
+    /* Keep every parameter 64-byte aligned. */
+    ld->next += (n + 15) & ~(size_t)15;
+    return ld->next <= ld->end ? p : NULL;
+}
+
+/* Copy tensor `name` of `shape` into the arena; `transpose` turns [a, b] into [b, a]. */
+static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t *shape,
+                          int transpose, const float **out)
+{
+    const cm_tensor *t;
+    clipmod_error rc = find_tensor(ld, name, ndim, shape, &t);
+    if (rc)
+        return rc;
+    float *dst = bump(ld, t->numel);
+    if (!dst)
+        return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR, "internal: arena too small at '%s'",
+                        name);
+    if (!transpose) {
+        cm_tensor_to_f32(t, 0, t->numel, dst);
+    } else {
+        size_t rows = (size_t)shape[0], cols = (size_t)shape[1];
+        float *row = malloc(cols * sizeof *row);
+        if (!row)
+            return cm_error(ld->errbuf, CLIPMOD_E_NOMEM, "out of memory");
+        for (size_t r = 0; r < rows; r++) {
+            cm_tensor_to_f32(t, r * cols, cols, row);
+            for (size_t c = 0; c < cols; c++)
+                dst[c * rows + r] = row[c];
+        }
+        free(row);
+    }
+    *out = dst;
+    return CLIPMOD_OK;
+}
+
+#define SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
+
+/* Hugging Face keeps q, k and v apart: stack them into one [3D, D] (and [3D]) block. */
+static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_block *b)
+{
+    static const char *const parts[3] = {"q_proj", "k_proj", "v_proj"};
+    float *w = bump(ld, (size_t)(3 * d * d)), *bias = bump(ld, (size_t)(3 * d));
+    char name[256];
+    if (!w || !bias)
+        return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR, "internal: arena too small");
+    for (int i = 0; i < 3; i++) {
+        const cm_tensor *t;
+        clipmod_error rc;
+        snprintf(name, sizeof name, "%sself_attn.%s.weight", prefix, parts[i]);
+        if ((rc = find_tensor(ld, name, SHAPE(d, d), &t)))
+            return rc;
+        cm_tensor_to_f32(t, 0, t->numel, w + i * d * d);
+        snprintf(name, sizeof name, "%sself_attn.%s.bias", prefix, parts[i]);
+        if ((rc = find_tensor(ld, name, SHAPE(d), &t)))
+            return rc;
+        cm_tensor_to_f32(t, 0, t->numel, bias + i * d);
+    }
+    b->qkv_w = w;
+    b->qkv_b = bias;
+    return CLIPMOD_OK;
+}
+
+static clipmod_error take_block(loader *ld, const char *prefix, const cm_tower_config *tc,
+                                cm_block *b)
+{
+    const int64_t d = tc->width, f = tc->mlp;
+    const int hf = ld->layout == CM_LAYOUT_HF;
+    char n[256];
+    clipmod_error rc;
+
+#define NAME(hfname, oaname) (snprintf(n, sizeof n, "%s%s", prefix, hf ? hfname : oaname), n)
+    if ((rc = take(ld, NAME("layer_norm1.weight", "ln_1.weight"), SHAPE(d), 0, &b->ln1_w)) ||
+        (rc = take(ld, NAME("layer_norm1.bias", "ln_1.bias"), SHAPE(d), 0, &b->ln1_b)))
+        return rc;
+    if (hf)
+        rc = take_qkv_hf(ld, prefix, d, b);
+    else if (!(rc = take(ld, NAME("", "attn.in_proj_weight"), SHAPE(3 * d, d), 0, &b->qkv_w)))
+        rc = take(ld, NAME("", "attn.in_proj_bias"), SHAPE(3 * d), 0, &b->qkv_b);
+    if (rc ||
+        (rc = take(ld, NAME("self_attn.out_proj.weight", "attn.out_proj.weight"), SHAPE(d, d), 0,
+                   &b->out_w)) ||
+        (rc = take(ld, NAME("self_attn.out_proj.bias", "attn.out_proj.bias"), SHAPE(d), 0,
+                   &b->out_b)) ||
+        (rc = take(ld, NAME("layer_norm2.weight", "ln_2.weight"), SHAPE(d), 0, &b->ln2_w)) ||
+        (rc = take(ld, NAME("layer_norm2.bias", "ln_2.bias"), SHAPE(d), 0, &b->ln2_b)) ||
+        (rc = take(ld, NAME("mlp.fc1.weight", "mlp.c_fc.weight"), SHAPE(f, d), 0, &b->fc1_w)) ||
+        (rc = take(ld, NAME("mlp.fc1.bias", "mlp.c_fc.bias"), SHAPE(f), 0, &b->fc1_b)) ||
+        (rc = take(ld, NAME("mlp.fc2.weight", "mlp.c_proj.weight"), SHAPE(d, f), 0, &b->fc2_w)) ||
+        (rc = take(ld, NAME("mlp.fc2.bias", "mlp.c_proj.bias"), SHAPE(d), 0, &b->fc2_b)))
+        return rc;
+#undef NAME
+    return CLIPMOD_OK;
+}
+
+static size_t block_floats(const cm_tower_config *t)
+{
+    size_t d = (size_t)t->width, f = (size_t)t->mlp;
+    /* Each parameter is padded to 16 floats by bump(); 12 parameters per block. */
+    return 4 * d + 3 * d * d + 3 * d + d * d + d + 2 * f * d + f + d + 12 * 16;
+}
+
+static size_t arena_floats(const cm_config *c, int with_text)
+{
+    size_t dv = (size_t)c->vision.width, dt = (size_t)c->text.width, e = (size_t)c->proj_dim;
+    size_t p = (size_t)c->patch_size, g = (size_t)(c->image_size / c->patch_size);
+    size_t n = dv * 3 * p * p + dv + (g * g + 1) * dv + 4 * dv + e * dv + 16 * 8 +
+               (size_t)c->vision.layers * block_floats(&c->vision);
+    if (with_text)
+        n += (size_t)c->vocab * dt + (size_t)c->context * dt + 2 * dt + e * dt + 16 * 8 +
+             (size_t)c->text.layers * block_floats(&c->text);
+    return n + 16;
+}
+
+static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weights *v,
+                                 cm_block *blocks)
+{
+    const int hf = ld->layout == CM_LAYOUT_HF;
+    const int64_t d = c->vision.width, p = c->patch_size, e = c->proj_dim;
+    const int64_t tokens = (c->image_size / p) * (c->image_size / p) + 1;
+    char prefix[128];
+    clipmod_error rc;
+
+    if ((rc = take(ld, hf ? "vision_model.embeddings.patch_embedding.weight" : "visual.conv1.weight",
+                   SHAPE(d, 3, p, p), 0, &v->patch_w)) ||
+        (rc = take(ld, hf ? "vision_model.embeddings.class_embedding" : "visual.class_embedding",
+                   SHAPE(d), 0, &v->class_emb)) ||
+        (rc = take(ld,
+                   hf ? "vision_model.embeddings.position_embedding.weight"
+                      : "visual.positional_embedding",
+                   SHAPE(tokens, d), 0, &v->pos_emb)) ||
+        (rc = take(ld, hf ? "vision_model.pre_layrnorm.weight" : "visual.ln_pre.weight", SHAPE(d),
+                   0, &v->pre_w)) ||
+        (rc = take(ld, hf ? "vision_model.pre_layrnorm.bias" : "visual.ln_pre.bias", SHAPE(d), 0,
+                   &v->pre_b)))
+        return rc;
+    v->blocks = blocks;
+    for (int l = 0; l < c->vision.layers; l++) {
+        snprintf(prefix, sizeof prefix,
+                 hf ? "vision_model.encoder.layers.%d." : "visual.transformer.resblocks.%d.", l);
+        if ((rc = take_block(ld, prefix, &c->vision, &blocks[l])))
+            return rc;
+    }
+    if ((rc = take(ld, hf ? "vision_model.post_layernorm.weight" : "visual.ln_post.weight",
+                   SHAPE(d), 0, &v->post_w)) ||
+        (rc = take(ld, hf ? "vision_model.post_layernorm.bias" : "visual.ln_post.bias", SHAPE(d),
+                   0, &v->post_b)))
+        return rc;
+    if (hf)
+        return take(ld, "visual_projection.weight", SHAPE(e, d), 0, &v->proj);
+    return take(ld, "visual.proj", SHAPE(d, e), 1, &v->proj);
+}
+
+static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *t,
+                               cm_block *blocks)
+{
+    const int hf = ld->layout == CM_LAYOUT_HF;
+    const int64_t d = c->text.width, e = c->proj_dim;
+    char prefix[128];
+    clipmod_error rc;
+
+    if ((rc = take(ld,
+                   hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight",
+                   SHAPE(c->vocab, d), 0, &t->tok_emb)) ||
+        (rc = take(ld,
+                   hf ? "text_model.embeddings.position_embedding.weight"
+                      : "positional_embedding",
+                   SHAPE(c->context, d), 0, &t->pos_emb)))
+        return rc;
+    t->blocks = blocks;
+    for (int l = 0; l < c->text.layers; l++) {
+        snprintf(prefix, sizeof prefix,
+                 hf ? "text_model.encoder.layers.%d." : "transformer.resblocks.%d.", l);
+        if ((rc = take_block(ld, prefix, &c->text, &blocks[l])))
+            return rc;
+    }
+    if ((rc = take(ld, hf ? "text_model.final_layer_norm.weight" : "ln_final.weight", SHAPE(d), 0,
+                   &t->final_w)) ||
+        (rc = take(ld, hf ? "text_model.final_layer_norm.bias" : "ln_final.bias", SHAPE(d), 0,
+                   &t->final_b)))
+        return rc;
+    if (hf)
+        return take(ld, "text_projection.weight", SHAPE(e, d), 0, &t->proj);
+    return take(ld, "text_projection", SHAPE(d, e), 1, &t->proj);
+}
+
+clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm_weights *w,
+                              char *errbuf)
+{
+    clipmod_error rc = CLIPMOD_OK;
+    loader ld = {.st = st, .errbuf = errbuf};
+
+    memset(w, 0, sizeof *w);
+    if (cm_safetensors_find(st, "visual.conv1.weight"))
+        ld.layout = CM_LAYOUT_OPENAI;
+    else if (cm_safetensors_find(st, "vision_model.embeddings.patch_embedding.weight"))
+        ld.layout = CM_LAYOUT_HF;
+    else
+        return cm_error(errbuf, CLIPMOD_E_MODEL_TENSOR,
+                        "no vision tower: neither 'vision_model.embeddings.patch_embedding.weight'"
+                        " (Hugging Face) nor 'visual.conv1.weight' (OpenAI/open_clip) is present");
+    w->layout = ld.layout;
+    w->has_text = cm_safetensors_find(st, ld.layout == CM_LAYOUT_HF
+                                              ? "text_model.embeddings.token_embedding.weight"
+                                              : "token_embedding.weight") != NULL;
+
+    size_t cap = arena_floats(cfg, w->has_text);
+    w->arena = cm_alloc(cap * sizeof(float));
+    w->block_store = calloc((size_t)(cfg->vision.layers + cfg->text.layers), sizeof(cm_block));
+    if (!w->arena || !w->block_store) {
+        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
+                      cap * sizeof(float) >> 20);
+        goto out;
+    }
+    ld.next = w->arena;
+    ld.end = w->arena + cap;
+
+    if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)))
+        goto out;
+    if (w->has_text &&
+        (rc = load_text(&ld, cfg, &w->text, w->block_store + cfg->vision.layers)))
+        goto out;
+
+    const cm_tensor *ls = cm_safetensors_find(st, "logit_scale");
+    float scale = logf(100.0f); /* CLIP's trained value when a sub-model file lacks it */
+    if (ls) {
+        const float *p;
+        if ((rc = take(&ld, "logit_scale", 0, NULL, 0, &p)))
+            goto out;
+        scale = *p;
+    }
+    if (!isfinite(scale) || scale < -10.0f || scale > 10.0f) {
+        rc = cm_error(errbuf, CLIPMOD_E_MODEL_TENSOR, "tensor 'logit_scale' is %g: not plausible",
+                      (double)scale);
+        goto out;
+    }
+    w->logit_scale = expf(scale);
+    const cm_tensor *pw = cm_safetensors_find(
+        st, ld.layout == CM_LAYOUT_HF ? "vision_model.embeddings.patch_embedding.weight"
+                                      : "visual.conv1.weight");
+    memcpy(w->dtype, pw->dtype_name, sizeof w->dtype);
+out:
+    if (rc)
+        cm_weights_free(w);
+    return rc;
+}
+
+void cm_weights_free(cm_weights *w)
+{
+    if (!w)
+        return;
+    cm_free(w->arena);
+    free(w->block_store);
+    w->arena = NULL;
+    w->block_store = NULL;
+}

@@ -1,0 +1,69 @@
+/*
+ * weights.h - a CLIP model's parameters in the layout our kernels use (internal).
+ *
+ * Owns one 64-byte-aligned float32 arena holding every parameter, converted from
+ * the checkpoint's dtype and naming at load. Linear weights are [out, in] (as in
+ * Hugging Face); q, k and v are fused into one [3D, D] matrix so attention needs one
+ * GEMM. Shapes are checked once here; the forward passes trust them.
+ */
+#ifndef CM_WEIGHTS_H
+#define CM_WEIGHTS_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "safetensors.h"
+
+typedef struct cm_block {
+    const float *ln1_w, *ln1_b;
+    const float *qkv_w, *qkv_b; /* [3D, D], [3D]: q rows, then k, then v */
+    const float *out_w, *out_b; /* [D, D], [D] */
+    const float *ln2_w, *ln2_b;
+    const float *fc1_w, *fc1_b; /* [F, D], [F] */
+    const float *fc2_w, *fc2_b; /* [D, F], [D] */
+} cm_block;
+
+typedef struct cm_vision_weights {
+    const float *patch_w;   /* [D, 3*P*P], inner index c*P*P + ky*P + kx */
+    const float *class_emb; /* [D] */
+    const float *pos_emb;   /* [T, D], T = (S/P)^2 + 1 */
+    const float *pre_w, *pre_b;
+    cm_block *blocks;
+    const float *post_w, *post_b;
+    const float *proj; /* [E, D] */
+} cm_vision_weights;
+
+typedef struct cm_text_weights {
+    const float *tok_emb; /* [V, D] */
+    const float *pos_emb; /* [C, D] */
+    cm_block *blocks;
+    const float *final_w, *final_b;
+    const float *proj; /* [E, D] */
+} cm_text_weights;
+
+typedef enum cm_layout { CM_LAYOUT_HF, CM_LAYOUT_OPENAI } cm_layout;
+
+typedef struct cm_weights {
+    cm_layout layout;
+    char dtype[16]; /* of the checkpoint's matrices: "F32", "F16", "BF16" */
+    int has_text;
+    cm_vision_weights vision;
+    cm_text_weights text;
+    float logit_scale; /* exp() already applied */
+    float *arena;
+    cm_block *block_store;
+} cm_weights;
+
+/*
+ * Convert the tensors of `st` into `w` according to `cfg`. A missing tensor, a
+ * wrong shape or an unusable dtype is reported with the tensor's name
+ * (CLIPMOD_E_MODEL_TENSOR). The text tower is optional: a vision-only checkpoint
+ * loads with has_text = 0. On failure `w` holds nothing to free.
+ */
+clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm_weights *w,
+                              char *errbuf);
+
+/* Free the arena. Accepts a zeroed or already-freed struct. */
+void cm_weights_free(cm_weights *w);
+
+#endif

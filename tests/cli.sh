@@ -1,0 +1,42 @@
+#!/bin/sh
+# cli.sh - the clipmod command as a user meets it: help, version, errors, exit codes,
+# and `clipmod similarity` on real photos.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+
+"$CLIPMOD" --help | grep -q "similarity" || fail "--help does not list similarity"
+"$CLIPMOD" --version | grep -q "^clipmod [0-9]" || fail "--version"
+"$CLIPMOD" embed --help | grep -q -- "--model DIR" || fail "embed --help"
+"$CLIPMOD" similarity --help | grep -q "softmax" || fail "similarity --help"
+
+set +e
+"$CLIPMOD" nonsense >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown command must exit 2"
+"$CLIPMOD" embed >/dev/null 2>&1; [ $? -eq 2 ] || fail "embed without --model must exit 2"
+"$CLIPMOD" embed --model /nonexistent 2>"$CLIPMOD_WORK/cli_err"; rc=$?
+set -e
+[ $rc -eq 2 ] || fail "missing model dir must exit 2"
+grep -q "/nonexistent" "$CLIPMOD_WORK/cli_err" || fail "error must name the directory"
+
+need_reference
+photos=$(photos_dir) || fail "no sample photos"
+have_bpe || skip "$CLIPMOD_BPE_GZ is absent: cannot tokenize the similarity texts"
+dir=$(checkpoint tiny-cli --shape tiny --layout hf --dtype f32 --act quick_gelu --seed 5 \
+      --merges "$CLIPMOD_BPE_GZ") || fail "reference checkpoint"
+
+# A bad image among good ones: a clear error naming it, exit 2.
+printf 'not an image' > "$CLIPMOD_WORK/bogus.jpg"
+set +e
+"$CLIPMOD" similarity -m "$dir" -i "$photos/chelsea.png" -i "$CLIPMOD_WORK/bogus.jpg" -t cat \
+    2>"$CLIPMOD_WORK/cli_err" >/dev/null
+rc=$?
+set -e
+[ $rc -eq 2 ] || fail "an undecodable image must exit 2 (got $rc)"
+grep -q "bogus.jpg" "$CLIPMOD_WORK/cli_err" || fail "the error must name the image"
+
+out=$("$CLIPMOD" similarity -m "$dir" -i "$photos/chelsea.png" -i "$photos/astronaut.png" \
+      -t "a photo of a cat" -t "a photo of an astronaut" -t "a cup of coffee")
+echo "$out"
+# Two images x three texts; each image's softmax column sums to ~100%.
+[ "$(printf '%s\n' "$out" | grep -c '%')" -eq 6 ] || fail "expected 6 rows"
+printf '%s\n' "$out" | awk '/%/ { gsub("%", "", $2); s[n++ < 3 ? 0 : 1] += $2 }
+    END { for (i = 0; i < 2; i++) if (s[i] < 99.9 || s[i] > 100.1) exit 1 }' ||
+    fail "softmax rows must sum to 100%"

@@ -1,0 +1,135 @@
+/*
+ * tokenize_jsonl.c - command-line driver of the tokenizer for parity tests.
+ *
+ * Reads JSON Lines from stdin, each line one JSON string, and writes for each a
+ * line {"ids": [...], "truncated": false|true} in the format of Python's
+ * json.dumps(), so its output can be compared with tests/reference/tokenizer_ref.py.
+ * Options: --merges PATH (required), --n-merges N (default 48894, OpenAI's),
+ * --ctx N (default 77), --repeat N (encode every line N times, for timing; the
+ * encode rate goes to stderr).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "common.h"
+#include "tokenizer.h"
+
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    unsigned long long v;
+    if (!s || !*s)
+        return -1;
+    v = strtoull(s, &end, 10);
+    if (*end || v == 0)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: tokenize_jsonl --merges PATH [--n-merges N] [--ctx N] "
+                    "[--repeat N] < strings.jsonl > ids.jsonl\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *merges = NULL;
+    size_t n_merges = 48894, ctx = CLIPMOD_CONTEXT_LENGTH, repeat = 1, lineno = 0;
+    size_t n_texts = 0, n_bytes = 0;
+    cm_tokenizer *tok = NULL;
+    char errbuf[CLIPMOD_ERROR_SIZE];
+    char *line = NULL;
+    size_t line_cap = 0;
+    int32_t *ids = NULL;
+    double seconds = 0;
+    int rc = 1;
+
+    for (int i = 1; i < argc; i++) {
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--merges") && val) {
+            merges = val;
+        } else if (!strcmp(argv[i], "--n-merges") && !parse_size(val, &n_merges)) {
+        } else if (!strcmp(argv[i], "--ctx") && !parse_size(val, &ctx)) {
+        } else if (!strcmp(argv[i], "--repeat") && !parse_size(val, &repeat)) {
+        } else {
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    if (!merges) {
+        usage();
+        return 2;
+    }
+    if (cm_tokenizer_load(merges, n_merges, &tok, errbuf)) {
+        fprintf(stderr, "tokenize_jsonl: %s\n", errbuf);
+        return 1;
+    }
+    ids = malloc(ctx * sizeof *ids);
+    if (!ids) {
+        fprintf(stderr, "tokenize_jsonl: out of memory\n");
+        goto out;
+    }
+    for (;;) {
+        ssize_t got = getline(&line, &line_cap, stdin);
+        json_error_t jerr;
+        json_t *j;
+        const char *text;
+        size_t len, n_ids = 0;
+        int truncated = 0;
+        struct timespec t0, t1;
+
+        if (got < 0)
+            break;
+        lineno++;
+        j = json_loadb(line, (size_t)got, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (!j || !json_is_string(j)) {
+            fprintf(stderr, "tokenize_jsonl: stdin:%zu: expected a JSON string%s%s\n", lineno,
+                    j ? "" : ": ", j ? "" : jerr.text);
+            json_decref(j);
+            goto out;
+        }
+        text = json_string_value(j);
+        len = json_string_length(j);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (size_t r = 0; r < repeat; r++) {
+            if (cm_tokenizer_encode(tok, text, len, ids, ctx, &n_ids, &truncated, errbuf)) {
+                fprintf(stderr, "tokenize_jsonl: stdin:%zu: %s\n", lineno, errbuf);
+                json_decref(j);
+                goto out;
+            }
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        seconds += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        n_texts += repeat;
+        n_bytes += repeat * len;
+        json_decref(j);
+
+        fputs("{\"ids\": [", stdout);
+        for (size_t i = 0; i < n_ids; i++)
+            printf(i ? ", %d" : "%d", (int)ids[i]);
+        printf("], \"truncated\": %s}\n", truncated ? "true" : "false");
+    }
+    if (ferror(stdin)) {
+        fprintf(stderr, "tokenize_jsonl: error reading stdin\n");
+        goto out;
+    }
+    if (repeat > 1 && seconds > 0)
+        fprintf(
+            stderr, "tokenize_jsonl: %zu encodes of %zu bytes in %.3f s: %.0f texts/s, %.1f MB/s\n",
+            n_texts, n_bytes, seconds, (double)n_texts / seconds, (double)n_bytes / seconds / 1e6);
+    rc = fflush(stdout) ? 1 : 0;
+out:
+    free(line);
+    free(ids);
+    cm_tokenizer_free(tok);
+    return rc;
+}

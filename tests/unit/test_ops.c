@@ -1,0 +1,152 @@
+/*
+ * test_ops.c - the transformer kernels against naive double-precision loops.
+ *
+ * The naive versions here are written straight from the definitions (LayerNorm,
+ * attention with and without the causal mask, QuickGELU, GELU), independently of
+ * ops.c, on seeded random inputs.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "ops.h"
+
+static uint32_t rng = 12345;
+
+static float frand(void)
+{
+    rng = rng * 1664525u + 1013904223u;
+    return (float)((rng >> 8) / 16777216.0 * 2.0 - 1.0);
+}
+
+static float *randv(size_t n)
+{
+    float *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand();
+    return v;
+}
+
+static void linear_matches_naive(void **state)
+{
+    const int m = 7, in = 33, out = 19;
+    float *x = randv((size_t)m * in), *w = randv((size_t)out * in), *b = randv(out);
+    float *y = malloc((size_t)m * out * sizeof *y), *acc = randv((size_t)m * out);
+    float *acc0 = malloc((size_t)m * out * sizeof *acc0);
+    for (int i = 0; i < m * out; i++)
+        acc0[i] = acc[i];
+    cm_linear(x, m, in, w, b, out, y);
+    cm_linear_acc(x, m, in, w, b, out, acc);
+    for (int i = 0; i < m; i++)
+        for (int o = 0; o < out; o++) {
+            double s = b[o];
+            for (int k = 0; k < in; k++)
+                s += (double)x[i * in + k] * w[o * in + k];
+            assert_true(fabs(y[i * out + o] - s) < 1e-5);
+            assert_true(fabs(acc[i * out + o] - (acc0[i * out + o] + s)) < 1e-5);
+        }
+    free(x), free(w), free(b), free(y), free(acc), free(acc0);
+}
+
+static void layernorm_matches_naive(void **state)
+{
+    const int m = 5, d = 64;
+    float *x = randv((size_t)m * d), *g = randv(d), *b = randv(d);
+    float *y = malloc((size_t)m * d * sizeof *y);
+    for (int i = 0; i < d; i++)
+        x[i] += 100.0f; /* a large mean must not cost precision */
+    cm_layernorm(x, m, d, g, b, 1e-5f, y);
+    for (int i = 0; i < m; i++) {
+        double mu = 0, var = 0;
+        for (int j = 0; j < d; j++)
+            mu += x[i * d + j];
+        mu /= d;
+        for (int j = 0; j < d; j++)
+            var += (x[i * d + j] - mu) * (x[i * d + j] - mu);
+        var /= d;
+        for (int j = 0; j < d; j++) {
+            double want = (x[i * d + j] - mu) / sqrt(var + 1e-5) * g[j] + b[j];
+            assert_true(fabs(y[i * d + j] - want) < 1e-4);
+        }
+    }
+    free(x), free(g), free(b), free(y);
+}
+
+/* Naive multi-head attention over qkv [t, 3d]. */
+static void naive_attention(const float *qkv, int t, int d, int heads, int causal, double *out)
+{
+    const int hd = d / heads;
+    for (int h = 0; h < heads; h++)
+        for (int i = 0; i < t; i++) {
+            double s[64], mx = -INFINITY, sum = 0;
+            const int n = causal ? i + 1 : t;
+            for (int j = 0; j < n; j++) {
+                double dot = 0;
+                for (int k = 0; k < hd; k++)
+                    dot += (double)qkv[i * 3 * d + h * hd + k] * qkv[j * 3 * d + d + h * hd + k];
+                s[j] = dot / sqrt((double)hd);
+                mx = fmax(mx, s[j]);
+            }
+            for (int j = 0; j < n; j++)
+                sum += (s[j] = exp(s[j] - mx));
+            for (int k = 0; k < hd; k++) {
+                double o = 0;
+                for (int j = 0; j < n; j++)
+                    o += s[j] / sum * qkv[j * 3 * d + 2 * d + h * hd + k];
+                out[i * d + h * hd + k] = o;
+            }
+        }
+}
+
+static void attention_matches_naive(void **state)
+{
+    const int t = 9, d = 48, heads = 3;
+    float *qkv = randv((size_t)t * 3 * d), *out = malloc((size_t)t * d * sizeof *out);
+    float *scores = malloc((size_t)t * t * sizeof *scores);
+    double want[9 * 48];
+    for (int causal = 0; causal < 2; causal++) {
+        cm_attention(qkv, t, d, heads, causal, scores, out);
+        naive_attention(qkv, t, d, heads, causal, want);
+        for (int i = 0; i < t * d; i++)
+            assert_true(fabs(out[i] - want[i]) < 1e-5);
+    }
+    /* Causal: the first token attends only to itself, so its output is its value. */
+    for (int k = 0; k < d; k++)
+        assert_true(fabs(out[k] - qkv[2 * d + k]) < 1e-6);
+    free(qkv), free(out), free(scores);
+}
+
+static void activations(void **state)
+{
+    float x[4] = {-3.0f, -0.5f, 0.0f, 2.0f}, g[4] = {-3.0f, -0.5f, 0.0f, 2.0f};
+    cm_activate(x, 4, CM_ACT_QUICK_GELU);
+    cm_activate(g, 4, CM_ACT_GELU);
+    for (int i = 0; i < 4; i++) {
+        double v = i == 0 ? -3.0 : i == 1 ? -0.5 : i == 2 ? 0.0 : 2.0;
+        assert_true(fabs(x[i] - v / (1.0 + exp(-1.702 * v))) < 1e-6);
+        assert_true(fabs(g[i] - 0.5 * v * (1.0 + erf(v / sqrt(2.0)))) < 1e-6);
+    }
+}
+
+static void l2_normalize(void **state)
+{
+    float v[6] = {3, 4, 0, 0, 0, 0};
+    cm_l2_normalize(v, 2, 3);
+    assert_true(fabsf(v[0] - 0.6f) < 1e-7f && fabsf(v[1] - 0.8f) < 1e-7f);
+    assert_true(v[3] == 0.0f); /* a zero row stays zero, no NaN */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(linear_matches_naive),    cmocka_unit_test(layernorm_matches_naive),
+        cmocka_unit_test(attention_matches_naive), cmocka_unit_test(activations),
+        cmocka_unit_test(l2_normalize),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

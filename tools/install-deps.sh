@@ -1,0 +1,20 @@
+#!/bin/sh
+# install-deps.sh - install what clipmod needs to build and test on Debian 12.
+#
+# Build: a C toolchain, autotools and the libraries configure.ac checks for.
+# Tests: Debian's torch/numpy/PIL/regex for the independent Python reference
+# (they import only from /usr/bin/python3) and cmocka for unit tests.
+set -eu
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: run as root (sudo tools/install-deps.sh)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+    build-essential autoconf automake libtool pkg-config \
+    libvips-dev libyaml-dev libopenblas-dev libcurl4-openssl-dev libjansson-dev \
+    libpcre2-dev libutf8proc-dev zlib1g-dev libcmocka-dev \
+    python3-torch python3-numpy python3-pil python3-regex \
+    >/dev/null
+echo "install-deps.sh: done"
