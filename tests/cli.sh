@@ -32,6 +32,16 @@ set -e
 [ $rc -eq 2 ] || fail "an undecodable image must exit 2 (got $rc)"
 grep -q "bogus.jpg" "$CLIPMOD_WORK/cli_err" || fail "the error must name the image"
 
+# Untrusted loaders are blocked: an SVG is refused as a format, not decoded.
+printf '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64"/></svg>' \
+    > "$CLIPMOD_WORK/shape.svg"
+set +e
+"$CLIPMOD" embed -m "$dir" "$CLIPMOD_WORK/shape.svg" 2>"$CLIPMOD_WORK/cli_err" >/dev/null
+rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "shape.svg.*blocked" "$CLIPMOD_WORK/cli_err" ||
+    fail "an SVG must be refused as blocked (exit $rc: $(cat "$CLIPMOD_WORK/cli_err"))"
+
 out=$("$CLIPMOD" similarity -m "$dir" -i "$photos/chelsea.png" -i "$photos/astronaut.png" \
       -t "a photo of a cat" -t "a photo of an astronaut" -t "a cup of coffee")
 echo "$out"

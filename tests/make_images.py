@@ -3,7 +3,8 @@
 
 Usage: make_images.py PHOTO_DIR OUT_DIR
 Writes RGBA, LA, palette (with transparency), 16-bit grey, EXIF-rotated JPEG, WebP,
-GIF, TIFF, a small image that must be enlarged and a wide panorama, and prints their
+GIF, TIFF, a small image that must be enlarged, a wide panorama and a 4000x2660
+JPEG that libclipmod shrinks on load, and prints their
 names. These are inputs for tests/preprocess.sh, which compares libclipmod's tensors
 with tests/reference/preprocess_ref.py on every one of them.
 """
@@ -43,6 +44,8 @@ def main():
     cat.save(os.path.join(out, "cat.webp"), quality=90)
     cat.convert("P", palette=Image.ADAPTIVE).save(os.path.join(out, "cat.gif"))
     coffee.save(os.path.join(out, "coffee.tif"))
+    # Large enough for JPEG shrink-on-load (libclipmod decodes it at 1/2 scale).
+    cat.resize((4000, 2660), Image.BICUBIC).save(os.path.join(out, "big.jpg"), quality=90)
     # The photo stored sideways, with the EXIF tag that turns it upright (6 = 90 CW).
     exif = Image.Exif()
     exif[0x0112] = 6

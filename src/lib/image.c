@@ -69,7 +69,7 @@ static clipmod_error open_failed(char *errbuf, const char *what)
  */
 static clipmod_error open_image(const char *path, const void *buf, size_t len,
                                 const clipmod_limits *lim, int target, VipsImage **out,
-                                char *errbuf)
+                                int *shrunk, char *errbuf)
 {
     const char *what = path ? path : "image";
     const char *loader = path ? vips_foreign_find_load(path) : vips_foreign_find_load_buffer(buf, len);
@@ -77,6 +77,7 @@ static clipmod_error open_image(const char *path, const void *buf, size_t len,
     clipmod_error rc;
 
     *out = NULL;
+    *shrunk = 1;
     if (!loader)
         return open_failed(errbuf, what);
     if (path)
@@ -96,7 +97,7 @@ static clipmod_error open_image(const char *path, const void *buf, size_t len,
     int shrink = 1;
     while (shrink < 8 && shortest / (shrink * 2) >= SHRINK_ON_LOAD_MARGIN * target)
         shrink *= 2;
-    if (shrink > 1 && strstr(loader, "jpeg")) {
+    if (shrink > 1 && g_str_has_prefix(loader, "VipsForeignLoadJpeg")) {
         g_object_unref(im);
         if (path)
             im = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
@@ -107,6 +108,7 @@ static clipmod_error open_image(const char *path, const void *buf, size_t len,
                                             NULL);
         if (!im)
             return open_failed(errbuf, what);
+        *shrunk = shrink;
     }
     *out = im;
     return CLIPMOD_OK;
@@ -208,13 +210,14 @@ static clipmod_error load(const clipmod_model *model, const char *path, const vo
         return cm_error(errbuf, CLIPMOD_E_IMAGE_LIMIT, "%s: %zu bytes exceeds the limit of %llu",
                         what, len, (unsigned long long)lim.max_file_bytes);
 
-    if ((rc = open_image(path, buf, len, &lim, cfg->resize_short, &im, errbuf)))
+    int shrunk;
+    if ((rc = open_image(path, buf, len, &lim, cfg->resize_short, &im, &shrunk, errbuf)))
         goto out;
     if (to_rgb8(&im)) {
         rc = vips_fail(errbuf, CLIPMOD_E_IMAGE_DECODE, what);
         goto out;
     }
-    /* Source size as seen after orientation (shrink-on-load aside). */
+    /* Size after orientation and shrink-on-load. */
     int src_w = im->Xsize, src_h = im->Ysize;
     size_t nbytes = 0;
     rgb = vips_image_write_to_memory(im, &nbytes);
@@ -244,8 +247,9 @@ static clipmod_error load(const clipmod_model *model, const char *path, const vo
         goto out;
     }
     img->size = s;
-    img->src_width = src_w;
-    img->src_height = src_h;
+    /* Report the size of the picture, not of its shrunk-on-load decode. */
+    img->src_width = src_w * shrunk;
+    img->src_height = src_h * shrunk;
     for (int c = 0; c < 3; c++) {
         const float scale = 1.0f / (255.0f * cfg->std[c]), shift = cfg->mean[c] / cfg->std[c];
         float *dst = img->pixels + (size_t)c * s * s;

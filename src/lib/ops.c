@@ -7,6 +7,7 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "ops.h"
@@ -54,11 +55,43 @@ void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, 
     }
 }
 
+/*
+ * exp(x) for float, within a few ulp over the range that matters, written so the
+ * compiler vectorises the loops that call it (libm's expf is a scalar call: it made
+ * QuickGELU 7% of a ViT-B/32 forward pass). x = n ln2 + r with |r| <= ln2/2, a
+ * degree-6 Taylor polynomial for e^r, and 2^n put into the exponent bits.
+ * Below about -87 the result is a tiny positive number instead of a subnormal or 0,
+ * which no caller can tell apart. The exponent is clamped, not x: clamping x to a
+ * constant let GCC specialise a path that divided by exp(88) and produced
+ * subnormals in every lane, which x86 computes 10x slower.
+ */
+static inline float exp_fast(float x)
+{
+    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-6f;
+    const float round = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float t = x * log2e;
+    t = t < 127.0f ? t : 127.0f;
+    t = t > -126.0f ? t : -126.0f;
+    const float n = (t + round) - round;
+    const float r = (x - n * ln2_hi) - n * ln2_lo;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
 void cm_activate(float *x, size_t n, cm_act act)
 {
     if (act == CM_ACT_QUICK_GELU) {
         for (size_t i = 0; i < n; i++)
-            x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+            x[i] = x[i] / (1.0f + exp_fast(-1.702f * x[i]));
     } else {
         for (size_t i = 0; i < n; i++)
             x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
@@ -82,7 +115,7 @@ static void softmax_rows(float *s, int t, int causal)
             mx = row[j] > mx ? row[j] : mx;
         double sum = 0.0;
         for (int j = 0; j < n; j++) {
-            row[j] = expf(row[j] - mx);
+            row[j] = exp_fast(row[j] - mx);
             sum += row[j];
         }
         const float inv = (float)(1.0 / sum);
