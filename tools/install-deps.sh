@@ -14,7 +14,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config \
     libvips-dev libyaml-dev libopenblas-dev libcurl4-openssl-dev libjansson-dev \
-    libpcre2-dev libutf8proc-dev zlib1g-dev libcmocka-dev \
+    libutf8proc-dev zlib1g-dev libcmocka-dev \
     python3-torch python3-numpy python3-pil python3-regex \
     >/dev/null
 echo "install-deps.sh: done"

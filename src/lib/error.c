@@ -23,6 +23,7 @@ static const char *const messages[CLIPMOD_E__COUNT] = {
     [CLIPMOD_E_IMAGE_BLOCKED] = "image format not allowed",
     [CLIPMOD_E_IMAGE_LIMIT] = "image exceeds a limit",
     [CLIPMOD_E_INIT] = "library not initialised",
+    [CLIPMOD_E_POLICY] = "invalid policy",
 };
 
 const char *clipmod_strerror(clipmod_error err)

@@ -2,13 +2,15 @@
  * tokenize_jsonl.c - command-line driver of the tokenizer for parity tests.
  *
  * Reads JSON Lines from stdin, each line one JSON string, and writes for each a
- * line {"ids": [...], "truncated": false|true} in the format of Python's
- * json.dumps(), so its output can be compared with tests/reference/tokenizer_ref.py.
+ * line {"ids":[...],"truncated":false|true} (blank lines are skipped), byte for
+ * byte the output format of tests/reference/tokenizer_ref.py.
  * Options: --merges PATH (required), --n-merges N (default 48894, OpenAI's),
  * --ctx N (default 77), --repeat N (encode every line N times, for timing; the
  * encode rate goes to stderr).
  */
-#define _POSIX_C_SOURCE 200809L
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* getline */
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,18 +54,22 @@ int main(int argc, char **argv)
     double seconds = 0;
     int rc = 1;
 
-    for (int i = 1; i < argc; i++) {
+    /* Every option takes a value. */
+    for (int i = 1; i < argc; i += 2) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--merges") && val) {
-            merges = val;
-        } else if (!strcmp(argv[i], "--n-merges") && !parse_size(val, &n_merges)) {
-        } else if (!strcmp(argv[i], "--ctx") && !parse_size(val, &ctx)) {
-        } else if (!strcmp(argv[i], "--repeat") && !parse_size(val, &repeat)) {
-        } else {
+        int ok = 0;
+        if (!strcmp(argv[i], "--merges"))
+            ok = (merges = val) != NULL;
+        else if (!strcmp(argv[i], "--n-merges"))
+            ok = !parse_size(val, &n_merges);
+        else if (!strcmp(argv[i], "--ctx"))
+            ok = !parse_size(val, &ctx);
+        else if (!strcmp(argv[i], "--repeat"))
+            ok = !parse_size(val, &repeat);
+        if (!ok) {
             usage();
             return 2;
         }
-        i++;
     }
     if (!merges) {
         usage();
@@ -90,6 +96,8 @@ int main(int argc, char **argv)
         if (got < 0)
             break;
         lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)got)
+            continue; /* blank lines are skipped, as by tokenizer_ref.py */
         j = json_loadb(line, (size_t)got, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         if (!j || !json_is_string(j)) {
             fprintf(stderr, "tokenize_jsonl: stdin:%zu: expected a JSON string%s%s\n", lineno,
@@ -113,10 +121,10 @@ int main(int argc, char **argv)
         n_bytes += repeat * len;
         json_decref(j);
 
-        fputs("{\"ids\": [", stdout);
+        fputs("{\"ids\":[", stdout);
         for (size_t i = 0; i < n_ids; i++)
-            printf(i ? ", %d" : "%d", (int)ids[i]);
-        printf("], \"truncated\": %s}\n", truncated ? "true" : "false");
+            printf(i ? ",%d" : "%d", (int)ids[i]);
+        printf("],\"truncated\":%s}\n", truncated ? "true" : "false");
     }
     if (ferror(stdin)) {
         fprintf(stderr, "tokenize_jsonl: error reading stdin\n");
