@@ -203,6 +203,217 @@ CLIPMOD_API clipmod_error clipmod_tokenize(const clipmod_model *model, const cha
                                            int32_t ids[CLIPMOD_CONTEXT_LENGTH], size_t *n_ids,
                                            int *truncated, char *errbuf);
 
+
+/* ------------------------------------------------------------------------ */
+/* Scanning: an engine (model + policy) and its verdicts                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An engine is created for a model, configured (limits, cache), compiled with a
+ * policy, and from then on read-only: any number of threads may scan with it at
+ * once. To change the policy, compile a new engine and swap it in.
+ */
+typedef struct clipmod_engine clipmod_engine;
+
+/* Limits and settings, with their defaults in one table (limits.c, clipmod(1)). */
+typedef enum clipmod_setting {
+    CLIPMOD_MAX_FILE_BYTES, /* bigger inputs: unscanned, "too-large" */
+    CLIPMOD_MAX_PIXELS,     /* width x height of one frame, from the header */
+    CLIPMOD_MAX_SIDE,       /* largest width or height */
+    CLIPMOD_MAX_FRAMES,     /* frames an animation may have at all */
+    CLIPMOD_MAX_SCAN_MS,    /* time to decode one input; over it: "timeout" */
+    CLIPMOD_TOP_PROMPTS,    /* prompts listed per category in results */
+    CLIPMOD_SETTING__COUNT
+} clipmod_setting;
+
+/* The default of `s` (0 for an unknown setting). */
+CLIPMOD_API uint64_t clipmod_setting_default(clipmod_setting s);
+
+/* The setting's name as used in configuration files, e.g. "max-file-bytes". */
+CLIPMOD_API const char *clipmod_setting_name(clipmod_setting s);
+
+/*
+ * A new engine for `model`, which is borrowed: it must outlive the engine. On
+ * success *out is owned by the caller (free with clipmod_engine_free).
+ */
+CLIPMOD_API clipmod_error clipmod_engine_new(const clipmod_model *model, clipmod_engine **out);
+
+/* Free an engine. Accepts NULL. No scan may be running on it. */
+CLIPMOD_API void clipmod_engine_free(clipmod_engine *engine);
+
+/* Change a setting before clipmod_engine_compile(); CLIPMOD_E_INVALID_ARG after it. */
+CLIPMOD_API clipmod_error clipmod_engine_set(clipmod_engine *engine, clipmod_setting s,
+                                             uint64_t value);
+
+/*
+ * Directory for cached prompt embeddings (created if missing). NULL disables the
+ * cache. The default is $XDG_CACHE_HOME/clipmod (or ~/.cache/clipmod).
+ */
+CLIPMOD_API clipmod_error clipmod_engine_set_cache_dir(clipmod_engine *engine, const char *dir);
+
+/*
+ * Read and validate the policy at `policy_path`, embed its prompts (from the cache
+ * when it can) and make the engine ready. Every problem with the policy is reported
+ * in *problems as "file:line:column: message" lines (a string the caller frees with
+ * clipmod_free(); NULL when there are none), and CLIPMOD_E_POLICY is returned.
+ * Warnings (e.g. a policy written for another model) come in *problems too, with
+ * CLIPMOD_OK. `problems` may be NULL.
+ */
+CLIPMOD_API clipmod_error clipmod_engine_compile(clipmod_engine *engine, const char *policy_path,
+                                                 char **problems);
+
+/* Free memory the library handed over (strings from *_to_json, problems). Accepts NULL. */
+CLIPMOD_API void clipmod_free(void *p);
+
+/* The outcome of scanning one input. */
+typedef enum clipmod_state {
+    CLIPMOD_STATE_CLEAN,    /* scanned; no category reached its threshold */
+    CLIPMOD_STATE_FLAGGED,  /* scanned; at least one category did */
+    CLIPMOD_STATE_UNSCANNED /* not scanned; clipmod_result_reason() says why */
+} clipmod_state;
+
+/* Actions, in order of severity. */
+typedef enum clipmod_action {
+    CLIPMOD_ACTION_ALLOW,
+    CLIPMOD_ACTION_TAG,
+    CLIPMOD_ACTION_FLAG,
+    CLIPMOD_ACTION_QUARANTINE,
+    CLIPMOD_ACTION_REJECT
+} clipmod_action;
+
+/* Why an input was not scanned. */
+typedef enum clipmod_reason {
+    CLIPMOD_REASON_NONE,
+    CLIPMOD_REASON_TOO_LARGE,     /* over max-file-bytes */
+    CLIPMOD_REASON_TOO_MANY_PIXELS, /* over max-pixels or max-side */
+    CLIPMOD_REASON_TOO_MANY_FRAMES, /* over max-frames */
+    CLIPMOD_REASON_DECODE_ERROR,  /* damaged, truncated or empty */
+    CLIPMOD_REASON_UNSUPPORTED,   /* not an image format we read */
+    CLIPMOD_REASON_BLOCKED,       /* a format blocked as unsafe (SVG, PDF ...) */
+    CLIPMOD_REASON_TIMEOUT,       /* decoding took longer than max-scan-ms */
+    CLIPMOD_REASON_IO_ERROR,      /* the file could not be read */
+    CLIPMOD_REASON__COUNT
+} clipmod_reason;
+
+CLIPMOD_API const char *clipmod_state_name(clipmod_state s);   /* "clean", ... */
+CLIPMOD_API const char *clipmod_action_name(clipmod_action a); /* "reject", ... */
+CLIPMOD_API const char *clipmod_reason_name(clipmod_reason r); /* "too-large", ... */
+
+typedef struct clipmod_result clipmod_result;
+
+/*
+ * Scan one file. A verdict is never an error: an undecodable or oversized image
+ * gives CLIPMOD_OK and a result in state CLIPMOD_STATE_UNSCANNED. Errors are for
+ * misuse and lack of memory. *out is owned by the caller (clipmod_result_free).
+ */
+CLIPMOD_API clipmod_error clipmod_scan_file(const clipmod_engine *engine, const char *path,
+                                            clipmod_result **out);
+
+/* Scan `len` bytes at `buf` (borrowed for the call); `name` labels the result. */
+CLIPMOD_API clipmod_error clipmod_scan_memory(const clipmod_engine *engine, const void *buf,
+                                              size_t len, const char *name,
+                                              clipmod_result **out);
+
+/* One input of a batch: a file (`path`), or memory (`data`, `len`) labelled `name`. */
+typedef struct clipmod_input {
+    const char *path;
+    const void *data;
+    size_t len;
+    const char *name;
+} clipmod_input;
+
+/*
+ * Scan `n` inputs with one batched forward pass over all their frames. out[i]
+ * receives input i's result (caller-owned). On error no result is returned.
+ */
+CLIPMOD_API clipmod_error clipmod_scan_batch(const clipmod_engine *engine,
+                                             const clipmod_input *inputs, size_t n,
+                                             clipmod_result **out);
+
+/* Free a result. Accepts NULL. */
+CLIPMOD_API void clipmod_result_free(clipmod_result *r);
+
+CLIPMOD_API clipmod_state clipmod_result_state(const clipmod_result *r);
+/* The action of the most severe flagged category; ALLOW when clean or unscanned. */
+CLIPMOD_API clipmod_action clipmod_result_action(const clipmod_result *r);
+/* The input's path or name. */
+CLIPMOD_API const char *clipmod_result_name(const clipmod_result *r);
+CLIPMOD_API clipmod_reason clipmod_result_reason(const clipmod_result *r);
+/* A sentence explaining the reason (e.g. libvips' message); "" when scanned. */
+CLIPMOD_API const char *clipmod_result_reason_text(const clipmod_result *r);
+/* The id of the category that decided the action, or NULL. */
+CLIPMOD_API const char *clipmod_result_top_category(const clipmod_result *r);
+
+/* One category's score in a result; strings are owned by the result. */
+typedef struct clipmod_category_score {
+    const char *id;
+    double score;     /* in [0, 1]: see clipmod-policy(5) */
+    double threshold; /* from the policy */
+    double margin;    /* score - threshold: >= 0 means flagged */
+    double cosine;    /* raw: best cosine of the image with the category's prompts */
+    int flagged;
+    clipmod_action action; /* the category's action in the policy */
+} clipmod_category_score;
+
+CLIPMOD_API size_t clipmod_result_category_count(const clipmod_result *r);
+/* Category i (0-based, in policy order) into *out; CLIPMOD_E_INVALID_ARG if out of range. */
+CLIPMOD_API clipmod_error clipmod_result_category(const clipmod_result *r, size_t i,
+                                                  clipmod_category_score *out);
+
+/*
+ * The JSON form of a result, one line, the stable schema documented in clipmod(1)
+ * and used by every integration. With `explain` non-zero it lists every prompt's
+ * probability and cosine. The caller frees the string with clipmod_free().
+ */
+CLIPMOD_API char *clipmod_result_to_json(const clipmod_result *r, int explain);
+
+/* ------------------------------------------------------------------------ */
+/* What integrations need from the compiled policy                          */
+/* ------------------------------------------------------------------------ */
+
+/* The policy's name and version string ("name" key; the file name if absent). */
+CLIPMOD_API const char *clipmod_engine_policy_name(const clipmod_engine *engine);
+
+/*
+ * A JSON summary of the active policy (name, model, categories with thresholds and
+ * actions, prompt counts, settings), for `clipmod policy check` and GET /v1/policy.
+ * The caller frees it with clipmod_free().
+ */
+CLIPMOD_API char *clipmod_engine_policy_json(const clipmod_engine *engine);
+
+/* The policy's SMTP reply for `a`, e.g. "550 5.7.1 Image content not accepted". */
+CLIPMOD_API const char *clipmod_engine_smtp_reply(const clipmod_engine *engine, clipmod_action a);
+
+/* The policy's HTTP status for `a`, e.g. 403. */
+CLIPMOD_API int clipmod_engine_http_status(const clipmod_engine *engine, clipmod_action a);
+
+/* The policy's sentence for users for `a`. */
+CLIPMOD_API const char *clipmod_engine_action_message(const clipmod_engine *engine,
+                                                      clipmod_action a);
+
+/* ------------------------------------------------------------------------ */
+/* Plugins (see clipmod/plugin.h for writing one)                           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Load the operator plugin at `path` (a shared object exporting clipmod_plugin_v1)
+ * with its configuration string `config` (may be NULL), before compile. Plugins see
+ * every result in load order and may change it. Errors name the file and symbol.
+ */
+CLIPMOD_API clipmod_error clipmod_engine_load_plugin(clipmod_engine *engine, const char *path,
+                                                     const char *config, char *errbuf);
+
+/*
+ * For plugins: change the verdict of `r` to `action` (ALLOW makes it clean), noting
+ * who did it and why; the note appears in the JSON under "notes".
+ */
+CLIPMOD_API clipmod_error clipmod_result_override(clipmod_result *r, clipmod_action action,
+                                                  const char *by, const char *why);
+
+/* For plugins: attach a note (e.g. where a quarantined copy went) to the result. */
+CLIPMOD_API clipmod_error clipmod_result_add_note(clipmod_result *r, const char *by,
+                                                  const char *text);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,4 +12,34 @@ struct clipmod_image {
     int src_width, src_height;
 };
 
+/* What one decode may cost, and how many frames of an animation to take. */
+typedef struct cm_image_opts {
+    clipmod_limits lim;
+    uint64_t max_frames; /* an animation with more is refused */
+    int samples;         /* frames to take, evenly spaced, the first included */
+    uint64_t timeout_ms; /* 0: no limit */
+} cm_image_opts;
+
+/* The frames taken from one input. */
+typedef struct cm_frames {
+    clipmod_image **frames;
+    int count; /* frames decoded: min(samples, total) */
+    int total; /* frames in the file */
+    int width, height;
+} cm_frames;
+
+void cm_image_opts_default(cm_image_opts *o);
+
+/*
+ * Decode the file `path` (or, when path is NULL, `len` bytes at `buf`) for `model`.
+ * On failure, *reason says why in verdict terms (too large, blocked, timeout ...),
+ * errbuf says it in words, and `out` holds nothing.
+ */
+clipmod_error cm_image_decode(const clipmod_model *model, const char *path, const void *buf,
+                              size_t len, const cm_image_opts *o, cm_frames *out,
+                              clipmod_reason *reason, char *errbuf);
+
+/* Free the frames. Accepts NULL and an empty struct. */
+void cm_frames_free(cm_frames *f);
+
 #endif

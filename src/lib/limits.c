@@ -1,22 +1,45 @@
 /*
- * limits.c - the one table of default limits.
+ * limits.c - the one table of settings and their defaults.
  *
  * Every bound the library applies to untrusted input starts here, so an operator
- * reading this file (or clipmod(1)) sees them all at once.
+ * reading this file (or clipmod(1)) sees them all at once. clipmod_limits (the
+ * image-loading subset) and the engine's settings are both filled from it.
  */
 #include "clipmod/clipmod.h"
 
-static const clipmod_limits defaults = {
+static const struct {
+    const char *name;
+    uint64_t value;
+} settings[CLIPMOD_SETTING__COUNT] = {
     /* A camera JPEG is 5-15 MB; a 50 MB upload is an archive in disguise or an attack. */
-    .max_file_bytes = 50ull << 20,
-    /* 50 megapixels: a 8660 x 5773 photo. Decoding is streamed, so this bounds time. */
-    .max_pixels = 50000000ull,
+    [CLIPMOD_MAX_FILE_BYTES] = {"max-file-bytes", 50ull << 20},
+    /* 50 megapixels: a 8660 x 5773 photo. JPEGs shrink on load; others decode fully. */
+    [CLIPMOD_MAX_PIXELS] = {"max-pixels", 50000000ull},
     /* Banner-shaped "images" 1 px high and 10^6 px wide are a classic decoder attack. */
-    .max_side = 20000,
+    [CLIPMOD_MAX_SIDE] = {"max-side", 20000},
+    /* A GIF with more frames than this is refused, not sampled: decoding is linear. */
+    [CLIPMOD_MAX_FRAMES] = {"max-frames", 1000},
+    /* Decoding a 50 MP JPEG takes ~1 s here; ten times that is a decompression bomb. */
+    [CLIPMOD_MAX_SCAN_MS] = {"max-scan-ms", 10000},
+    /* Enough to explain a verdict without flooding the JSON. */
+    [CLIPMOD_TOP_PROMPTS] = {"top-prompts", 3},
 };
+
+uint64_t clipmod_setting_default(clipmod_setting s)
+{
+    return (unsigned)s < CLIPMOD_SETTING__COUNT ? settings[s].value : 0;
+}
+
+const char *clipmod_setting_name(clipmod_setting s)
+{
+    return (unsigned)s < CLIPMOD_SETTING__COUNT ? settings[s].name : "unknown";
+}
 
 void clipmod_limits_default(clipmod_limits *lim)
 {
-    if (lim)
-        *lim = defaults;
+    if (!lim)
+        return;
+    lim->max_file_bytes = settings[CLIPMOD_MAX_FILE_BYTES].value;
+    lim->max_pixels = settings[CLIPMOD_MAX_PIXELS].value;
+    lim->max_side = (uint32_t)settings[CLIPMOD_MAX_SIDE].value;
 }

@@ -12,6 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "cache.h"
 #include "common.h"
 #include "image.h"
 #include "model.h"
@@ -33,6 +36,49 @@ static int find_file(const char *dir, const char *const *names, size_t n, char *
             return 1;
     }
     return 0;
+}
+
+/*
+ * A 64-bit fingerprint of the whole weights file. Four independent multiply-xor
+ * lanes keep it near memory speed (~0.1 s for ViT-B/32); any changed byte changes it.
+ */
+static uint64_t fingerprint(const cm_safetensors *st)
+{
+    size_t len;
+    const unsigned char *p = cm_safetensors_bytes(st, &len);
+    uint64_t lane[4] = {1, 2, 3, 4}, w;
+    size_t i = 0;
+    for (; i + 32 <= len; i += 32)
+        for (int k = 0; k < 4; k++) {
+            memcpy(&w, p + i + 8 * k, 8);
+            lane[k] = (lane[k] ^ w) * 0x9e3779b97f4a7c15ull;
+            lane[k] ^= lane[k] >> 29;
+        }
+    uint64_t h = cm_hash64(p + i, len - i, len);
+    for (int k = 0; k < 4; k++)
+        h = cm_hash64(&lane[k], 8, h);
+    return h;
+}
+
+/* The model's name: config.json's _name_or_path, else the directory's last part. */
+static void model_name(const char *dir, char *name, size_t size)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_t *root = json_load_file(path, 0, NULL);
+    const char *s = json_string_value(json_object_get(root, "_name_or_path"));
+    if (s && *s) {
+        snprintf(name, size, "%s", s);
+    } else {
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            n--;
+        size_t b = n;
+        while (b > 0 && dir[b - 1] != '/')
+            b--;
+        snprintf(name, size, "%.*s", (int)(n - b), dir + b);
+    }
+    json_decref(root);
 }
 
 static const char *arch_name(const cm_config *c)
@@ -77,6 +123,8 @@ clipmod_error clipmod_model_load(const char *dir, const char *merges, clipmod_mo
         cm_error(errbuf, rc, "%s: %s", path, tensor_err);
         goto out;
     }
+    m->fingerprint = fingerprint(st);
+    model_name(dir, m->name, sizeof m->name);
     cm_safetensors_close(st);
     st = NULL;
 

@@ -14,6 +14,8 @@ struct clipmod_model {
     cm_weights w;
     cm_tokenizer *tok; /* NULL when the model has no text tower or no merges */
     char description[160];
+    char name[128];       /* config's _name_or_path, else the directory's name */
+    uint64_t fingerprint; /* of the weights file: keys the prompt-embedding cache */
 };
 
 /* 1 once clipmod_init() has succeeded. */

@@ -272,6 +272,12 @@ const cm_tensor *cm_safetensors_find(const cm_safetensors *st, const char *name)
     return bsearch(&key, st->tensors, st->count, sizeof key, cmp_tensor);
 }
 
+const void *cm_safetensors_bytes(const cm_safetensors *st, size_t *len)
+{
+    *len = st->map_len;
+    return st->map;
+}
+
 size_t cm_safetensors_count(const cm_safetensors *st)
 {
     return st->count;

@@ -53,6 +53,9 @@ const cm_tensor *cm_safetensors_find(const cm_safetensors *st, const char *name)
 size_t cm_safetensors_count(const cm_safetensors *st);
 const cm_tensor *cm_safetensors_at(const cm_safetensors *st, size_t i);
 
+/* The whole mapped file (for fingerprinting). */
+const void *cm_safetensors_bytes(const cm_safetensors *st, size_t *len);
+
 /* Size in bytes of one element of `dt` (0 for CM_DT_OTHER). */
 size_t cm_dtype_size(cm_dtype dt);
 

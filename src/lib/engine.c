@@ -1,0 +1,425 @@
+/*
+ * engine.c - building an engine: settings, policy, prompt embeddings.
+ *
+ * ClamAV's life cycle: create, configure, compile, then use read-only from any
+ * number of threads. Compiling validates the policy (every problem, with its
+ * position), checks that every prompt fits the text tower after templating, and
+ * embeds each distinct prompt once: the mean of its template expansions'
+ * embeddings, re-normalised (CLIP's prompt ensembling). Embeddings come from the
+ * on-disk cache when the same model has seen the same text before.
+ */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "common.h"
+#include "engine.h"
+#include "model.h"
+#include "ops.h"
+#include "plugin_host.h"
+
+/* Texts per call to the text tower while compiling. */
+#define EMBED_CHUNK 64
+
+/* Defaults for the per-integration wording of actions a policy leaves unset. */
+static const cm_action_text default_text[CM_ACTION__COUNT] = {
+    [CM_ACTION_ALLOW] = {"250 2.0.0 OK", 200, "The image was accepted."},
+    [CM_ACTION_TAG] = {"250 2.0.0 OK", 200, "The image was accepted and tagged."},
+    [CM_ACTION_FLAG] = {"250 2.0.0 OK", 200, "The image was accepted and flagged for review."},
+    [CM_ACTION_QUARANTINE] = {"250 2.0.0 OK", 202, "The image is held for review."},
+    [CM_ACTION_REJECT] = {"550 5.7.1 Image content not accepted", 403,
+                          "The image was refused by the content policy."},
+};
+
+/* Append one formatted line to the malloc'd string *buf (NULL when empty). */
+static void CM_PRINTF(2, 3) appendf(char **buf, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t old = *buf ? strlen(*buf) : 0, add = strlen(line);
+    char *grown = realloc(*buf, old + add + 2);
+    if (!grown)
+        return;
+    memcpy(grown + old, line, add);
+    grown[old + add] = '\n';
+    grown[old + add + 1] = '\0';
+    *buf = grown;
+}
+
+clipmod_error clipmod_engine_new(const clipmod_model *model, clipmod_engine **out)
+{
+    if (!out)
+        return CLIPMOD_E_INVALID_ARG;
+    *out = NULL;
+    if (!model)
+        return CLIPMOD_E_INVALID_ARG;
+    clipmod_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return CLIPMOD_E_NOMEM;
+    e->model = model;
+    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
+        e->settings[s] = clipmod_setting_default((clipmod_setting)s);
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char dir[4096];
+    if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/clipmod", xdg);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.cache/clipmod", home);
+    else
+        dir[0] = '\0';
+    if (dir[0] && !(e->cache_dir = strdup(dir))) {
+        free(e);
+        return CLIPMOD_E_NOMEM;
+    }
+    *out = e;
+    return CLIPMOD_OK;
+}
+
+/* Drop what compile built, so a failed compile leaves the engine as it was. */
+static void uncompile(clipmod_engine *e)
+{
+    for (size_t i = 0; i < e->n_prompts; i++)
+        free(e->prompts[i]);
+    free(e->prompts);
+    cm_free(e->prompt_emb);
+    for (size_t i = 0; i < e->n_cats; i++) {
+        free(e->cats[i].cand);
+        free(e->cats[i].kind);
+    }
+    free(e->cats);
+    free(e->policy_json);
+    cm_policy_free(e->policy);
+    e->prompts = NULL;
+    e->prompt_emb = NULL;
+    e->cats = NULL;
+    e->policy_json = NULL;
+    e->policy = NULL;
+    e->n_prompts = e->n_cats = 0;
+    e->compiled = 0;
+}
+
+void clipmod_engine_free(clipmod_engine *e)
+{
+    if (!e)
+        return;
+    uncompile(e);
+    cm_plugins_free(e->plugins);
+    free(e->cache_dir);
+    free(e);
+}
+
+clipmod_error clipmod_engine_set(clipmod_engine *e, clipmod_setting s, uint64_t value)
+{
+    if (!e || e->compiled || (unsigned)s >= CLIPMOD_SETTING__COUNT)
+        return CLIPMOD_E_INVALID_ARG;
+    /* Zero would make every input unscannable; a limit is disabled by a big value. */
+    if (value == 0 && s != CLIPMOD_TOP_PROMPTS)
+        return CLIPMOD_E_INVALID_ARG;
+    e->settings[s] = value;
+    return CLIPMOD_OK;
+}
+
+clipmod_error clipmod_engine_set_cache_dir(clipmod_engine *e, const char *dir)
+{
+    if (!e || e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    char *copy = dir ? strdup(dir) : NULL;
+    if (dir && !copy)
+        return CLIPMOD_E_NOMEM;
+    free(e->cache_dir);
+    e->cache_dir = copy;
+    return CLIPMOD_OK;
+}
+
+clipmod_error clipmod_engine_load_plugin(clipmod_engine *e, const char *path, const char *config,
+                                         char *errbuf)
+{
+    if (!e || !path || e->compiled)
+        return cm_error(errbuf, CLIPMOD_E_INVALID_ARG,
+                        "plugins are loaded into an engine before it is compiled");
+    return cm_plugins_load(&e->plugins, path, config, errbuf);
+}
+
+/* Index of `text` in the engine's prompt table, adding it if new; -1 if out of memory. */
+typedef struct prompt_index {
+    uint64_t *hash;
+    size_t *row;
+    size_t size; /* power of two */
+} prompt_index;
+
+static long intern(clipmod_engine *e, prompt_index *ix, const char *text)
+{
+    const uint64_t h = cm_hash64(text, strlen(text), 7) | 1;
+    size_t i = h & (ix->size - 1);
+    while (ix->hash[i]) {
+        if (ix->hash[i] == h && !strcmp(e->prompts[ix->row[i]], text))
+            return (long)ix->row[i];
+        i = (i + 1) & (ix->size - 1);
+    }
+    char *copy = strdup(text);
+    if (!copy)
+        return -1;
+    ix->hash[i] = h;
+    ix->row[i] = e->n_prompts;
+    e->prompts[e->n_prompts] = copy;
+    return (long)e->n_prompts++;
+}
+
+static clipmod_error build_tables(clipmod_engine *e)
+{
+    const cm_policy *p = e->policy;
+    size_t total = p->n_neutral, cap = 64;
+    for (size_t c = 0; c < p->n_categories; c++)
+        total += p->categories[c].n_prompts + p->categories[c].n_contrast;
+    while (cap < 2 * total)
+        cap *= 2;
+    prompt_index ix = {calloc(cap, sizeof *ix.hash), calloc(cap, sizeof *ix.row), cap};
+    e->prompts = calloc(total ? total : 1, sizeof *e->prompts);
+    e->cats = calloc(p->n_categories ? p->n_categories : 1, sizeof *e->cats);
+    clipmod_error rc = CLIPMOD_OK;
+    if (!ix.hash || !ix.row || !e->prompts || !e->cats) {
+        rc = CLIPMOD_E_NOMEM;
+        goto out;
+    }
+    e->n_cats = p->n_categories;
+    for (size_t c = 0; c < p->n_categories; c++) {
+        const cm_category *def = &p->categories[c];
+        cm_cat *cat = &e->cats[c];
+        size_t n = def->n_prompts + def->n_contrast + p->n_neutral;
+        cat->def = def;
+        cat->cand = malloc(n * sizeof *cat->cand);
+        cat->kind = malloc(n * sizeof *cat->kind);
+        if (!cat->cand || !cat->kind) {
+            rc = CLIPMOD_E_NOMEM;
+            goto out;
+        }
+        const cm_prompt *lists[3] = {def->prompts, def->contrast, p->neutral};
+        const size_t counts[3] = {def->n_prompts, def->n_contrast, p->n_neutral};
+        for (int k = 0; k < 3; k++)
+            for (size_t j = 0; j < counts[k]; j++) {
+                long row = intern(e, &ix, lists[k][j].text);
+                if (row < 0) {
+                    rc = CLIPMOD_E_NOMEM;
+                    goto out;
+                }
+                cat->cand[cat->n_cand] = (size_t)row;
+                cat->kind[cat->n_cand++] = (cm_prompt_kind)k;
+            }
+        cat->n_own = def->n_prompts;
+    }
+out:
+    free(ix.hash);
+    free(ix.row);
+    return rc;
+}
+
+/*
+ * Embed every prompt as the normalised mean of its template expansions, taking
+ * what the cache has and computing the rest in chunks.
+ */
+static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
+{
+    const cm_policy *p = e->policy;
+    const size_t dim = clipmod_model_embed_dim(e->model);
+    const size_t nt = p->n_templates ? p->n_templates : 1;
+    const size_t n = e->n_prompts * nt;
+    char **texts = calloc(n ? n : 1, sizeof *texts);
+    float *emb = cm_alloc((n ? n : 1) * dim * sizeof *emb);
+    size_t *missing = malloc((n ? n : 1) * sizeof *missing);
+    cm_cache *cache = e->cache_dir ? cm_cache_open(e->cache_dir, e->model->fingerprint, dim) : NULL;
+    clipmod_error rc = CLIPMOD_OK;
+    size_t n_missing = 0;
+    char err[CLIPMOD_ERROR_SIZE];
+
+    e->prompt_emb = cm_calloc(e->n_prompts ? e->n_prompts : 1, dim * sizeof(float));
+    if (!texts || !emb || !missing || !e->prompt_emb) {
+        rc = CLIPMOD_E_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < e->n_prompts; i++)
+        for (size_t t = 0; t < nt; t++) {
+            size_t k = i * nt + t;
+            texts[k] = cm_policy_expand(p->n_templates ? p->templates[t] : "{}", e->prompts[i]);
+            if (!texts[k]) {
+                rc = CLIPMOD_E_NOMEM;
+                goto out;
+            }
+            const float *hit = cache ? cm_cache_get(cache, texts[k]) : NULL;
+            if (hit)
+                memcpy(emb + k * dim, hit, dim * sizeof *emb);
+            else
+                missing[n_missing++] = k;
+        }
+    for (size_t done = 0; done < n_missing; done += EMBED_CHUNK) {
+        const char *chunk[EMBED_CHUNK];
+        float *tmp = NULL;
+        size_t m = n_missing - done < EMBED_CHUNK ? n_missing - done : EMBED_CHUNK;
+        for (size_t j = 0; j < m; j++)
+            chunk[j] = texts[missing[done + j]];
+        if (!(tmp = malloc(m * dim * sizeof *tmp))) {
+            rc = CLIPMOD_E_NOMEM;
+            goto out;
+        }
+        rc = clipmod_embed_texts(e->model, chunk, m, tmp, NULL, err);
+        for (size_t j = 0; !rc && j < m; j++) {
+            memcpy(emb + missing[done + j] * dim, tmp + j * dim, dim * sizeof *emb);
+            if (cache)
+                cm_cache_put(cache, chunk[j], tmp + j * dim);
+        }
+        free(tmp);
+        if (rc) {
+            appendf(problems, "error: embedding the policy's prompts: %s", err);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < e->n_prompts; i++) {
+        float *dst = e->prompt_emb + i * dim;
+        for (size_t t = 0; t < nt; t++)
+            cm_add(dst, emb + (i * nt + t) * dim, dim);
+    }
+    cm_l2_normalize(e->prompt_emb, (int)e->n_prompts, (int)dim);
+    if (cache && cm_cache_save(cache) != CLIPMOD_OK)
+        appendf(problems, "warning: could not write the prompt cache in %s", e->cache_dir);
+out:
+    for (size_t k = 0; texts && k < n; k++)
+        free(texts[k]);
+    free(texts);
+    cm_free(emb);
+    free(missing);
+    cm_cache_free(cache);
+    return rc;
+}
+
+static size_t count_tokens(void *ctx, const char *text, int *truncated)
+{
+    int32_t ids[CLIPMOD_CONTEXT_LENGTH];
+    size_t n = 0;
+    *truncated = 0;
+    if (clipmod_tokenize(ctx, text, ids, &n, truncated, NULL))
+        *truncated = 1; /* invalid UTF-8 cannot be embedded either */
+    return n;
+}
+
+static const char *action_smtp(const clipmod_engine *e, clipmod_action a)
+{
+    const char *s = e->policy ? e->policy->actions[a].smtp_reply : NULL;
+    return s ? s : default_text[a].smtp_reply;
+}
+
+static char *summary_json(const clipmod_engine *e)
+{
+    const cm_policy *p = e->policy;
+    json_t *cats = json_array(), *actions = json_object(), *templates = json_array();
+    json_t *settings = json_object();
+    size_t n_prompts = p->n_neutral;
+    for (size_t c = 0; c < p->n_categories; c++) {
+        const cm_category *d = &p->categories[c];
+        n_prompts += d->n_prompts + d->n_contrast;
+        json_array_append_new(
+            cats, json_pack("{s:s, s:s?, s:f, s:s, s:i, s:i}", "id", d->id, "description",
+                            d->description, "threshold", d->threshold, "action",
+                            cm_action_name(d->action), "prompts", (int)d->n_prompts, "contrast",
+                            (int)d->n_contrast));
+    }
+    for (int a = 0; a < CM_ACTION__COUNT; a++)
+        json_object_set_new(actions, cm_action_name((cm_action)a),
+                            json_pack("{s:s, s:i, s:s}", "smtp", action_smtp(e, (clipmod_action)a),
+                                      "http", clipmod_engine_http_status(e, (clipmod_action)a),
+                                      "message",
+                                      clipmod_engine_action_message(e, (clipmod_action)a)));
+    for (size_t t = 0; t < p->n_templates; t++)
+        json_array_append_new(templates, json_string(p->templates[t]));
+    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
+        json_object_set_new(settings, clipmod_setting_name((clipmod_setting)s),
+                            json_integer((json_int_t)e->settings[s]));
+    json_t *root = json_pack(
+        "{s:s, s:i, s:s?, s:s?, s:s, s:o, s:i, s:i, s:o, s:o, s:{s:i, s:s, s:i}, s:o}", "name",
+        clipmod_engine_policy_name(e), "version", p->version, "description", p->description,
+        "written_for", p->model, "model", e->model->name, "templates", templates, "neutral",
+        (int)p->n_neutral, "prompts", (int)n_prompts, "categories", cats, "actions", actions,
+        "animation", "frames", p->frames, "combine", p->combine == CM_COMBINE_MAX ? "max" : "k-of-n",
+        "k", p->k, "settings", settings);
+    char *s = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
+                   : NULL;
+    json_decref(root);
+    return s;
+}
+
+clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path, char **problems)
+{
+    char *local = NULL, **probs = problems ? problems : &local;
+    clipmod_error rc;
+
+    *probs = NULL;
+    if (!e || !policy_path || e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    if (!clipmod_model_has_text(e->model)) {
+        appendf(probs, "%s: the model cannot embed texts (no text tower or no merges.txt), so "
+                       "it cannot score a policy",
+                e->model->name);
+        rc = CLIPMOD_E_POLICY;
+        goto out;
+    }
+    if ((rc = cm_policy_load(policy_path, &e->policy, probs)))
+        goto out;
+    if ((rc = cm_policy_check_tokens(e->policy, count_tokens, (void *)e->model, probs)))
+        goto out;
+    if (e->policy->model && *e->policy->model && strcmp(e->policy->model, e->model->name))
+        appendf(probs,
+                "%s: warning: the policy was written for %s but the model is %s; its thresholds "
+                "may need tuning",
+                policy_path, e->policy->model, e->model->name);
+    if ((rc = build_tables(e)) || (rc = embed_prompts(e, probs)))
+        goto out;
+    if (!(e->policy_json = summary_json(e))) {
+        rc = CLIPMOD_E_NOMEM;
+        goto out;
+    }
+    e->compiled = 1;
+out:
+    if (rc)
+        uncompile(e);
+    free(local);
+    return rc;
+}
+
+const char *clipmod_engine_policy_name(const clipmod_engine *e)
+{
+    if (!e || !e->policy)
+        return "";
+    return e->policy->name ? e->policy->name : "";
+}
+
+char *clipmod_engine_policy_json(const clipmod_engine *e)
+{
+    return e && e->policy_json ? strdup(e->policy_json) : NULL;
+}
+
+const char *clipmod_engine_smtp_reply(const clipmod_engine *e, clipmod_action a)
+{
+    if (!e || (unsigned)a > CLIPMOD_ACTION_REJECT)
+        return "";
+    return action_smtp(e, a);
+}
+
+int clipmod_engine_http_status(const clipmod_engine *e, clipmod_action a)
+{
+    if (!e || (unsigned)a > CLIPMOD_ACTION_REJECT)
+        return 500;
+    int s = e->policy ? e->policy->actions[a].http_status : 0;
+    return s ? s : default_text[a].http_status;
+}
+
+const char *clipmod_engine_action_message(const clipmod_engine *e, clipmod_action a)
+{
+    if (!e || (unsigned)a > CLIPMOD_ACTION_REJECT)
+        return "";
+    const char *s = e->policy ? e->policy->actions[a].message : NULL;
+    return s ? s : default_text[a].message;
+}

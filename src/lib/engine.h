@@ -1,0 +1,54 @@
+/*
+ * engine.h - a compiled engine: model, policy and prompt embeddings (internal).
+ */
+#ifndef CM_ENGINE_H
+#define CM_ENGINE_H
+
+#include <stddef.h>
+
+#include "clipmod/clipmod.h"
+#include "policy.h"
+#include "result.h"
+
+struct cm_plugins;
+
+/* One category as the scorer sees it: indices into the engine's prompt table. */
+typedef struct cm_cat {
+    const cm_category *def; /* in the policy */
+    size_t *cand;           /* candidates: own prompts first, then contrast, then neutral */
+    cm_prompt_kind *kind;
+    size_t n_cand, n_own;
+} cm_cat;
+
+struct clipmod_engine {
+    const clipmod_model *model; /* borrowed */
+    uint64_t settings[CLIPMOD_SETTING__COUNT];
+    char *cache_dir; /* NULL: no cache */
+    int compiled;
+    cm_policy *policy;
+    char **prompts; /* unique prompt texts, before templates */
+    size_t n_prompts;
+    float *prompt_emb; /* [n_prompts, dim]: normalised mean over templates */
+    cm_cat *cats;
+    size_t n_cats;
+    char *policy_json;
+    struct cm_plugins *plugins;
+};
+
+/*
+ * Score one frame: `cos` holds the frame's cosine with every prompt of the engine.
+ * Fills c->s.score, cosine and, when `prompts` is not NULL, every candidate's
+ * probability (n_cand entries, in candidate order).
+ */
+void cm_score_frame(const cm_cat *cat, const float *cos, float logit_scale, double *score,
+                    double *best_cos, double *probs);
+
+/*
+ * Combine the per-frame scores of one category (frames values) by the policy's
+ * rule; returns the combined score and sets *frame (the frame it comes from) and
+ * *hits (frames at or over the threshold).
+ */
+double cm_combine_frames(const double *scores, int frames, const cm_policy *p, double threshold,
+                         int *frame, int *hits);
+
+#endif

@@ -1,0 +1,253 @@
+/*
+ * result.c - verdict objects: accessors, decisions, overrides and their JSON.
+ *
+ * The JSON written here is the one schema every integration speaks (the CLI's
+ * --json, the daemon's responses, the milter's logs); clipmod(1) documents it.
+ * Fields are only ever added, and "schema_version" changes if one is not.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "result.h"
+
+#define SCHEMA_VERSION 1
+
+static const char *const state_names[] = {"clean", "flagged", "unscanned"};
+static const char *const action_names[] = {"allow", "tag", "flag", "quarantine", "reject"};
+static const char *const reason_names[CLIPMOD_REASON__COUNT] = {
+    "none",        "too-large",   "too-many-pixels", "too-many-frames", "decode-error",
+    "unsupported", "blocked",     "timeout",         "io-error",
+};
+static const char *const kind_names[] = {"category", "contrast", "neutral"};
+
+const char *clipmod_state_name(clipmod_state s)
+{
+    return (unsigned)s < 3 ? state_names[s] : "unknown";
+}
+
+const char *clipmod_action_name(clipmod_action a)
+{
+    return (unsigned)a < 5 ? action_names[a] : "unknown";
+}
+
+const char *clipmod_reason_name(clipmod_reason r)
+{
+    return (unsigned)r < CLIPMOD_REASON__COUNT ? reason_names[r] : "unknown";
+}
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+clipmod_result *cm_result_new(const char *name, const char *policy, const char *model)
+{
+    clipmod_result *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->name = dup_or_empty(name);
+    r->policy = dup_or_empty(policy);
+    r->model = dup_or_empty(model);
+    r->reason_text = dup_or_empty("");
+    if (!r->name || !r->policy || !r->model || !r->reason_text) {
+        clipmod_result_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void cm_result_unscanned(clipmod_result *r, clipmod_reason reason, const char *text)
+{
+    char *t = dup_or_empty(text);
+    r->state = CLIPMOD_STATE_UNSCANNED;
+    r->action = CLIPMOD_ACTION_ALLOW;
+    r->reason = reason;
+    r->top_category = NULL;
+    if (t) {
+        free(r->reason_text);
+        r->reason_text = t;
+    }
+}
+
+void cm_result_decide(clipmod_result *r)
+{
+    const cm_cat_result *top = NULL;
+    for (size_t i = 0; i < r->n_cats; i++) {
+        const cm_cat_result *c = &r->cats[i];
+        if (!c->s.flagged)
+            continue;
+        /* Most severe action wins; among equals, the category furthest past its bar. */
+        if (!top || c->s.action > top->s.action ||
+            (c->s.action == top->s.action && c->s.margin > top->s.margin))
+            top = c;
+    }
+    r->state = top ? CLIPMOD_STATE_FLAGGED : CLIPMOD_STATE_CLEAN;
+    r->action = top ? top->s.action : CLIPMOD_ACTION_ALLOW;
+    r->top_category = top ? top->s.id : NULL;
+}
+
+void clipmod_result_free(clipmod_result *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_cats; i++) {
+        for (size_t j = 0; j < r->cats[i].n_prompts; j++)
+            free((char *)r->cats[i].prompts[j].text);
+        free(r->cats[i].prompts);
+        free((char *)r->cats[i].s.id);
+    }
+    free(r->cats);
+    for (size_t i = 0; i < r->n_notes; i++) {
+        free(r->notes[i].by);
+        free(r->notes[i].text);
+    }
+    free(r->notes);
+    free(r->name);
+    free(r->reason_text);
+    free(r->policy);
+    free(r->model);
+    free(r);
+}
+
+clipmod_state clipmod_result_state(const clipmod_result *r)
+{
+    return r ? r->state : CLIPMOD_STATE_UNSCANNED;
+}
+
+clipmod_action clipmod_result_action(const clipmod_result *r)
+{
+    return r ? r->action : CLIPMOD_ACTION_ALLOW;
+}
+
+const char *clipmod_result_name(const clipmod_result *r)
+{
+    return r ? r->name : "";
+}
+
+clipmod_reason clipmod_result_reason(const clipmod_result *r)
+{
+    return r ? r->reason : CLIPMOD_REASON_NONE;
+}
+
+const char *clipmod_result_reason_text(const clipmod_result *r)
+{
+    return r ? r->reason_text : "";
+}
+
+const char *clipmod_result_top_category(const clipmod_result *r)
+{
+    return r ? r->top_category : NULL;
+}
+
+size_t clipmod_result_category_count(const clipmod_result *r)
+{
+    return r ? r->n_cats : 0;
+}
+
+clipmod_error clipmod_result_category(const clipmod_result *r, size_t i,
+                                      clipmod_category_score *out)
+{
+    if (!r || !out || i >= r->n_cats)
+        return CLIPMOD_E_INVALID_ARG;
+    *out = r->cats[i].s;
+    return CLIPMOD_OK;
+}
+
+clipmod_error clipmod_result_add_note(clipmod_result *r, const char *by, const char *text)
+{
+    if (!r || !text)
+        return CLIPMOD_E_INVALID_ARG;
+    cm_note *grown = realloc(r->notes, (r->n_notes + 1) * sizeof *grown);
+    if (!grown)
+        return CLIPMOD_E_NOMEM;
+    r->notes = grown;
+    cm_note *n = &r->notes[r->n_notes];
+    n->by = dup_or_empty(by);
+    n->text = strdup(text);
+    if (!n->by || !n->text) {
+        free(n->by);
+        free(n->text);
+        return CLIPMOD_E_NOMEM;
+    }
+    r->n_notes++;
+    return CLIPMOD_OK;
+}
+
+clipmod_error clipmod_result_override(clipmod_result *r, clipmod_action action, const char *by,
+                                      const char *why)
+{
+    if (!r || (unsigned)action > CLIPMOD_ACTION_REJECT)
+        return CLIPMOD_E_INVALID_ARG;
+    /* An unscanned input stays unscanned: nothing was seen that could be allowed. */
+    if (r->state == CLIPMOD_STATE_UNSCANNED && action == CLIPMOD_ACTION_ALLOW)
+        return CLIPMOD_E_INVALID_ARG;
+    char note[CLIPMOD_ERROR_SIZE];
+    snprintf(note, sizeof note, "action %s -> %s%s%s", clipmod_action_name(r->action),
+             clipmod_action_name(action), why ? ": " : "", why ? why : "");
+    clipmod_error rc = clipmod_result_add_note(r, by, note);
+    if (rc)
+        return rc;
+    r->action = action;
+    if (r->state != CLIPMOD_STATE_UNSCANNED)
+        r->state = action == CLIPMOD_ACTION_ALLOW ? CLIPMOD_STATE_CLEAN : CLIPMOD_STATE_FLAGGED;
+    return CLIPMOD_OK;
+}
+
+/* Round to 4 decimals: scores are not meaningful further, and lines stay short. */
+static json_t *num(double v)
+{
+    return json_real((double)(long long)(v * 10000.0 + (v < 0 ? -0.5 : 0.5)) / 10000.0);
+}
+
+static json_t *category_json(const cm_cat_result *c, size_t limit)
+{
+    json_t *prompts = json_array();
+    for (size_t j = 0; j < c->n_prompts && j < limit; j++) {
+        const cm_prompt_score *p = &c->prompts[j];
+        json_array_append_new(prompts,
+                              json_pack("{s:s, s:o, s:o, s:s}", "prompt", p->text, "probability",
+                                        num(p->prob), "cosine", num(p->cosine), "kind",
+                                        kind_names[p->kind]));
+    }
+    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:s, s:i, s:o}", "id", c->s.id, "score",
+                     num(c->s.score), "threshold", num(c->s.threshold), "margin",
+                     num(c->s.margin), "cosine", num(c->s.cosine), "flagged", c->s.flagged,
+                     "action", clipmod_action_name(c->s.action), "frame", c->frame,
+                     "top_prompts", prompts);
+}
+
+char *clipmod_result_to_json(const clipmod_result *r, int explain)
+{
+    if (!r)
+        return NULL;
+    json_t *cats = json_array(), *notes = json_array();
+    for (size_t i = 0; i < r->n_cats; i++)
+        json_array_append_new(cats, category_json(&r->cats[i], explain ? (size_t)-1
+                                                                      : (size_t)r->top_prompts));
+    for (size_t i = 0; i < r->n_notes; i++)
+        json_array_append_new(notes, json_pack("{s:s, s:s}", "by", r->notes[i].by, "text",
+                                               r->notes[i].text));
+    const int unscanned = r->state == CLIPMOD_STATE_UNSCANNED;
+    json_t *root = json_pack(
+        "{s:i, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:{s:i, s:i, s:i, s:i}, s:s, s:s, s:o, s:o, "
+        "s:o}",
+        "schema_version", SCHEMA_VERSION, "name", r->name, "state",
+        clipmod_state_name(r->state), "action", clipmod_action_name(r->action), "category",
+        r->top_category, "reason", unscanned ? clipmod_reason_name(r->reason) : NULL,
+        "reason_text", unscanned ? r->reason_text : NULL, "image", "width", r->width, "height",
+        r->height, "frames", r->frames_total, "frames_scanned", r->frames_scanned, "policy",
+        r->policy, "model", r->model, "categories", cats, "notes", notes, "elapsed_ms",
+        num(r->elapsed_ms));
+    if (!root)
+        return NULL;
+    char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(root);
+    return s;
+}
+
+void clipmod_free(void *p)
+{
+    free(p);
+}

@@ -1,0 +1,231 @@
+/*
+ * scan.c - scanning inputs with a compiled engine.
+ *
+ * A batch is decoded input by input (each under the engine's limits; a failure
+ * becomes that input's "unscanned" verdict with its reason), then every sampled
+ * frame of every input goes through the image tower in one batched pass, and one
+ * GEMM gives the cosine of each frame with each distinct prompt. Scores, frame
+ * combination and the decision follow the policy; plugins see the result last.
+ */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+#include "engine.h"
+#include "image.h"
+#include "model.h"
+#include "plugin_host.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_prob_desc(const void *a, const void *b)
+{
+    const double x = ((const cm_prompt_score *)a)->prob, y = ((const cm_prompt_score *)b)->prob;
+    return (x < y) - (x > y);
+}
+
+/* Fill result `r` from the cosines of its frames (cos: frames x n_prompts). */
+static clipmod_error score_input(const clipmod_engine *e, const float *cos, int frames,
+                                 clipmod_result *r)
+{
+    const float scale = clipmod_model_logit_scale(e->model);
+    double frame_scores[64], frame_cos[64];
+    clipmod_error rc = CLIPMOD_OK;
+
+    r->cats = calloc(e->n_cats ? e->n_cats : 1, sizeof *r->cats);
+    if (!r->cats)
+        return CLIPMOD_E_NOMEM;
+    r->n_cats = e->n_cats;
+    for (size_t c = 0; c < e->n_cats; c++) {
+        const cm_cat *cat = &e->cats[c];
+        cm_cat_result *cr = &r->cats[c];
+        for (int f = 0; f < frames; f++)
+            cm_score_frame(cat, cos + (size_t)f * e->n_prompts, scale, &frame_scores[f],
+                           &frame_cos[f], NULL);
+        int best, hits;
+        const double score = cm_combine_frames(frame_scores, frames, e->policy,
+                                               cat->def->threshold, &best, &hits);
+        cr->frame = best;
+        cr->frames_hit = hits;
+        cr->s.score = score;
+        cr->s.threshold = cat->def->threshold;
+        cr->s.margin = score - cat->def->threshold;
+        cr->s.cosine = frame_cos[best];
+        cr->s.flagged = score >= cat->def->threshold;
+        cr->s.action = (clipmod_action)cat->def->action;
+        if (!(cr->s.id = strdup(cat->def->id))) {
+            rc = CLIPMOD_E_NOMEM;
+            break;
+        }
+        /* The explanation: every candidate's probability on the deciding frame. */
+        double *probs = malloc(cat->n_cand * sizeof *probs);
+        cr->prompts = calloc(cat->n_cand, sizeof *cr->prompts);
+        if (!probs || !cr->prompts) {
+            free(probs);
+            rc = CLIPMOD_E_NOMEM;
+            break;
+        }
+        double unused_score, unused_cos;
+        const float *fc = cos + (size_t)best * e->n_prompts;
+        cm_score_frame(cat, fc, scale, &unused_score, &unused_cos, probs);
+        for (size_t j = 0; j < cat->n_cand; j++) {
+            cm_prompt_score *ps = &cr->prompts[j];
+            ps->prob = probs[j];
+            ps->cosine = fc[cat->cand[j]];
+            ps->kind = cat->kind[j];
+            if (!(ps->text = strdup(e->prompts[cat->cand[j]])))
+                rc = CLIPMOD_E_NOMEM;
+            cr->n_prompts++;
+        }
+        free(probs);
+        if (rc)
+            break;
+        qsort(cr->prompts, cr->n_prompts, sizeof *cr->prompts, cmp_prob_desc);
+    }
+    if (!rc)
+        cm_result_decide(r);
+    return rc;
+}
+
+static cm_image_opts image_opts(const clipmod_engine *e)
+{
+    cm_image_opts o;
+    o.lim.max_file_bytes = e->settings[CLIPMOD_MAX_FILE_BYTES];
+    o.lim.max_pixels = e->settings[CLIPMOD_MAX_PIXELS];
+    o.lim.max_side = (uint32_t)e->settings[CLIPMOD_MAX_SIDE];
+    o.max_frames = e->settings[CLIPMOD_MAX_FRAMES];
+    o.samples = e->policy->frames > 0 ? e->policy->frames : 1;
+    o.timeout_ms = e->settings[CLIPMOD_MAX_SCAN_MS];
+    return o;
+}
+
+clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
+                                 clipmod_result **out)
+{
+    const size_t dim = e ? clipmod_model_embed_dim(e->model) : 0;
+    cm_frames *frames = NULL;
+    const clipmod_image **all = NULL;
+    float *emb = NULL, *cos = NULL;
+    double *decode_ms = NULL;
+    size_t total = 0;
+    clipmod_error rc = CLIPMOD_OK;
+    char err[CLIPMOD_ERROR_SIZE];
+
+    if (!e || !inputs || !out || !n || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    memset(out, 0, n * sizeof *out);
+    frames = calloc(n, sizeof *frames);
+    decode_ms = calloc(n, sizeof *decode_ms);
+    if (!frames || !decode_ms) {
+        rc = CLIPMOD_E_NOMEM;
+        goto out;
+    }
+    const cm_image_opts o = image_opts(e);
+    for (size_t i = 0; i < n; i++) {
+        const clipmod_input *in = &inputs[i];
+        const char *name = in->name ? in->name : in->path ? in->path : "(memory)";
+        const double t0 = now_ms();
+        if (!(out[i] = cm_result_new(name, clipmod_engine_policy_name(e),
+                                     clipmod_model_describe(e->model)))) {
+            rc = CLIPMOD_E_NOMEM;
+            goto out;
+        }
+        out[i]->top_prompts = (int)e->settings[CLIPMOD_TOP_PROMPTS];
+        if (!in->path && !in->data && in->len) {
+            rc = CLIPMOD_E_INVALID_ARG;
+            goto out;
+        }
+        clipmod_reason reason;
+        clipmod_error drc = cm_image_decode(e->model, in->path, in->path ? NULL : (in->data ? in->data : ""),
+                                            in->len, &o, &frames[i], &reason, err);
+        if (drc == CLIPMOD_E_NOMEM || drc == CLIPMOD_E_INIT) {
+            rc = drc;
+            goto out;
+        }
+        if (drc) {
+            cm_result_unscanned(out[i], reason, err);
+        } else {
+            out[i]->width = frames[i].width;
+            out[i]->height = frames[i].height;
+            out[i]->frames_total = frames[i].total;
+            out[i]->frames_scanned = frames[i].count;
+            total += (size_t)frames[i].count;
+        }
+        decode_ms[i] = now_ms() - t0;
+    }
+
+    const double t_forward = now_ms();
+    if (total) {
+        all = malloc(total * sizeof *all);
+        emb = malloc(total * dim * sizeof *emb);
+        cos = malloc(total * (e->n_prompts ? e->n_prompts : 1) * sizeof *cos);
+        if (!all || !emb || !cos) {
+            rc = CLIPMOD_E_NOMEM;
+            goto out;
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            for (int f = 0; f < frames[i].count; f++)
+                all[k++] = frames[i].frames[f];
+        if ((rc = clipmod_embed_images(e->model, all, total, emb, NULL)))
+            goto out;
+        /* cos[frame, prompt] = emb . prompt_emb^T: both sides are unit vectors. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)total, (int)e->n_prompts,
+                    (int)dim, 1.0f, emb, (int)dim, e->prompt_emb, (int)dim, 0.0f, cos,
+                    (int)e->n_prompts);
+    }
+    const double forward_share = total ? (now_ms() - t_forward) / (double)total : 0.0;
+
+    size_t row = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (out[i]->state != CLIPMOD_STATE_UNSCANNED) {
+            if ((rc = score_input(e, cos + row * e->n_prompts, frames[i].count, out[i])))
+                goto out;
+            row += (size_t)frames[i].count;
+        }
+        out[i]->elapsed_ms = decode_ms[i] + forward_share * frames[i].count;
+        cm_plugins_notify(e->plugins, out[i]);
+    }
+out:
+    for (size_t i = 0; frames && i < n; i++)
+        cm_frames_free(&frames[i]);
+    free(frames);
+    free(decode_ms);
+    free(all);
+    free(emb);
+    free(cos);
+    if (rc)
+        for (size_t i = 0; i < n; i++) {
+            clipmod_result_free(out[i]);
+            out[i] = NULL;
+        }
+    return rc;
+}
+
+clipmod_error clipmod_scan_file(const clipmod_engine *e, const char *path, clipmod_result **out)
+{
+    if (!out)
+        return CLIPMOD_E_INVALID_ARG;
+    *out = NULL;
+    if (!path)
+        return CLIPMOD_E_INVALID_ARG;
+    clipmod_input in = {.path = path};
+    return clipmod_scan_batch(e, &in, 1, out);
+}
+
+clipmod_error clipmod_scan_memory(const clipmod_engine *e, const void *buf, size_t len,
+                                  const char *name, clipmod_result **out)
+{
+    if (!out)
+        return CLIPMOD_E_INVALID_ARG;
+    *out = NULL;
+    clipmod_input in = {.data = buf, .len = len, .name = name ? name : "(memory)"};
+    return clipmod_scan_batch(e, &in, 1, out);
+}
