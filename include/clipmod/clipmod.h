@@ -58,6 +58,7 @@ typedef enum clipmod_error {
     CLIPMOD_E_IMAGE_LIMIT,    /* the image exceeds a byte or pixel limit */
     CLIPMOD_E_INIT,           /* clipmod_init() was not called or failed */
     CLIPMOD_E_POLICY,         /* the policy file has problems (each one is reported) */
+    CLIPMOD_E_PLUGIN,         /* a plugin could not be loaded or refused its configuration */
     CLIPMOD_E__COUNT          /* not an error: the number of codes */
 } clipmod_error;
 

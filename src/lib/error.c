@@ -24,6 +24,7 @@ static const char *const messages[CLIPMOD_E__COUNT] = {
     [CLIPMOD_E_IMAGE_LIMIT] = "image exceeds a limit",
     [CLIPMOD_E_INIT] = "library not initialised",
     [CLIPMOD_E_POLICY] = "invalid policy",
+    [CLIPMOD_E_PLUGIN] = "plugin could not be loaded",
 };
 
 const char *clipmod_strerror(clipmod_error err)

@@ -191,7 +191,7 @@ clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *i
             row += (size_t)frames[i].count;
         }
         out[i]->elapsed_ms = decode_ms[i] + forward_share * frames[i].count;
-        cm_plugins_notify(e->plugins, out[i]);
+        cm_plugins_notify(e->plugins, e, &inputs[i], out[i]);
     }
 out:
     for (size_t i = 0; frames && i < n; i++)
