@@ -342,6 +342,11 @@ CLIPMOD_API const char *clipmod_result_name(const clipmod_result *r);
 CLIPMOD_API clipmod_reason clipmod_result_reason(const clipmod_result *r);
 /* A sentence explaining the reason (e.g. libvips' message); "" when scanned. */
 CLIPMOD_API const char *clipmod_result_reason_text(const clipmod_result *r);
+/*
+ * The sentence for the sender or uploader: the deciding category's message, else
+ * the policy's message for the action. "" when unscanned.
+ */
+CLIPMOD_API const char *clipmod_result_message(const clipmod_result *r);
 /* The id of the category that decided the action, or NULL. */
 CLIPMOD_API const char *clipmod_result_top_category(const clipmod_result *r);
 
@@ -352,7 +357,7 @@ typedef struct clipmod_category_score {
     double threshold; /* from the policy */
     double margin;    /* score - threshold: >= 0 means flagged */
     double cosine;    /* raw: best cosine of the image with the category's prompts */
-    int flagged;
+    int flagged;           /* score >= threshold, and the action is not ALLOW */
     clipmod_action action; /* the category's action in the policy */
 } clipmod_category_score;
 

@@ -24,15 +24,8 @@
 /* Texts per call to the text tower while compiling. */
 #define EMBED_CHUNK 64
 
-/* Defaults for the per-integration wording of actions a policy leaves unset. */
-static const cm_action_text default_text[CM_ACTION__COUNT] = {
-    [CM_ACTION_ALLOW] = {"250 2.0.0 OK", 200, "The image was accepted."},
-    [CM_ACTION_TAG] = {"250 2.0.0 OK", 200, "The image was accepted and tagged."},
-    [CM_ACTION_FLAG] = {"250 2.0.0 OK", 200, "The image was accepted and flagged for review."},
-    [CM_ACTION_QUARANTINE] = {"250 2.0.0 OK", 202, "The image is held for review."},
-    [CM_ACTION_REJECT] = {"550 5.7.1 Image content not accepted", 403,
-                          "The image was refused by the content policy."},
-};
+/* A policy leaves the SMTP reply unset (NULL) when the message is to be accepted. */
+#define SMTP_ACCEPT "250 2.0.0 OK"
 
 /* Append one formatted line to the malloc'd string *buf (NULL when empty). */
 static void CM_PRINTF(2, 3) appendf(char **buf, const char *fmt, ...)
@@ -300,16 +293,13 @@ static size_t count_tokens(void *ctx, const char *text, int *truncated)
 {
     int32_t ids[CLIPMOD_CONTEXT_LENGTH];
     size_t n = 0;
-    *truncated = 0;
-    if (clipmod_tokenize(ctx, text, ids, &n, truncated, NULL))
-        *truncated = 1; /* invalid UTF-8 cannot be embedded either */
-    return n;
+    return clipmod_tokenize(ctx, text, ids, &n, truncated, NULL) ? (size_t)-1 : n;
 }
 
 static const char *action_smtp(const clipmod_engine *e, clipmod_action a)
 {
     const char *s = e->policy ? e->policy->actions[a].smtp_reply : NULL;
-    return s ? s : default_text[a].smtp_reply;
+    return s ? s : SMTP_ACCEPT;
 }
 
 static char *summary_json(const clipmod_engine *e)
@@ -412,8 +402,8 @@ int clipmod_engine_http_status(const clipmod_engine *e, clipmod_action a)
 {
     if (!e || (unsigned)a > CLIPMOD_ACTION_REJECT)
         return 500;
-    int s = e->policy ? e->policy->actions[a].http_status : 0;
-    return s ? s : default_text[a].http_status;
+    /* cm_policy_load() fills every action's status and message with defaults. */
+    return e->policy ? e->policy->actions[a].http_status : 500;
 }
 
 const char *clipmod_engine_action_message(const clipmod_engine *e, clipmod_action a)
@@ -421,5 +411,5 @@ const char *clipmod_engine_action_message(const clipmod_engine *e, clipmod_actio
     if (!e || (unsigned)a > CLIPMOD_ACTION_REJECT)
         return "";
     const char *s = e->policy ? e->policy->actions[a].message : NULL;
-    return s ? s : default_text[a].message;
+    return s ? s : "";
 }

@@ -51,7 +51,8 @@ clipmod_result *cm_result_new(const char *name, const char *policy, const char *
     r->policy = dup_or_empty(policy);
     r->model = dup_or_empty(model);
     r->reason_text = dup_or_empty("");
-    if (!r->name || !r->policy || !r->model || !r->reason_text) {
+    r->message = dup_or_empty("");
+    if (!r->name || !r->policy || !r->model || !r->reason_text || !r->message) {
         clipmod_result_free(r);
         return NULL;
     }
@@ -69,6 +70,16 @@ void cm_result_unscanned(clipmod_result *r, clipmod_reason reason, const char *t
         free(r->reason_text);
         r->reason_text = t;
     }
+}
+
+clipmod_error cm_result_set_message(clipmod_result *r, const char *msg)
+{
+    char *m = dup_or_empty(msg);
+    if (!m)
+        return CLIPMOD_E_NOMEM;
+    free(r->message);
+    r->message = m;
+    return CLIPMOD_OK;
 }
 
 void cm_result_decide(clipmod_result *r)
@@ -108,6 +119,7 @@ void clipmod_result_free(clipmod_result *r)
     free(r->reason_text);
     free(r->policy);
     free(r->model);
+    free(r->message);
     free(r);
 }
 
@@ -134,6 +146,11 @@ clipmod_reason clipmod_result_reason(const clipmod_result *r)
 const char *clipmod_result_reason_text(const clipmod_result *r)
 {
     return r ? r->reason_text : "";
+}
+
+const char *clipmod_result_message(const clipmod_result *r)
+{
+    return r ? r->message : "";
 }
 
 const char *clipmod_result_top_category(const clipmod_result *r)
@@ -231,11 +248,11 @@ char *clipmod_result_to_json(const clipmod_result *r, int explain)
                                                r->notes[i].text));
     const int unscanned = r->state == CLIPMOD_STATE_UNSCANNED;
     json_t *root = json_pack(
-        "{s:i, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:{s:i, s:i, s:i, s:i}, s:s, s:s, s:o, s:o, "
-        "s:o}",
+        "{s:i, s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:{s:i, s:i, s:i, s:i}, s:s, s:s, s:o, "
+        "s:o, s:o}",
         "schema_version", SCHEMA_VERSION, "name", r->name, "state",
         clipmod_state_name(r->state), "action", clipmod_action_name(r->action), "category",
-        r->top_category, "reason", unscanned ? clipmod_reason_name(r->reason) : NULL,
+        r->top_category, "message", r->message, "reason", unscanned ? clipmod_reason_name(r->reason) : NULL,
         "reason_text", unscanned ? r->reason_text : NULL, "image", "width", r->width, "height",
         r->height, "frames", r->frames_total, "frames_scanned", r->frames_scanned, "policy",
         r->policy, "model", r->model, "categories", cats, "notes", notes, "elapsed_ms",

@@ -45,6 +45,7 @@ struct clipmod_result {
     int width, height, frames_total, frames_scanned;
     char *policy;
     char *model;
+    char *message; /* for the sender or uploader; "" when unscanned */
     int top_prompts; /* candidates listed without explain */
     cm_note *notes;
     size_t n_notes;
@@ -56,6 +57,9 @@ clipmod_result *cm_result_new(const char *name, const char *policy, const char *
 
 /* Mark `r` unscanned for `reason`, with the sentence `text` (copied). */
 void cm_result_unscanned(clipmod_result *r, clipmod_reason reason, const char *text);
+
+/* Set the user-facing message (copied). */
+clipmod_error cm_result_set_message(clipmod_result *r, const char *msg);
 
 /* Set state, action and top category from the categories' flags and margins. */
 void cm_result_decide(clipmod_result *r);

@@ -58,8 +58,9 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, int 
         cr->s.threshold = cat->def->threshold;
         cr->s.margin = score - cat->def->threshold;
         cr->s.cosine = frame_cos[best];
-        cr->s.flagged = score >= cat->def->threshold;
         cr->s.action = (clipmod_action)cat->def->action;
+        /* An "allow" category is watched: scored and shown, but it never flags. */
+        cr->s.flagged = score >= cat->def->threshold && cr->s.action != CLIPMOD_ACTION_ALLOW;
         if (!(cr->s.id = strdup(cat->def->id))) {
             rc = CLIPMOD_E_NOMEM;
             break;
@@ -89,9 +90,15 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, int 
             break;
         qsort(cr->prompts, cr->n_prompts, sizeof *cr->prompts, cmp_prob_desc);
     }
-    if (!rc)
-        cm_result_decide(r);
-    return rc;
+    if (rc)
+        return rc;
+    cm_result_decide(r);
+    /* The sentence for the sender or uploader: the deciding category's, else its action's. */
+    const char *msg = clipmod_engine_action_message(e, r->action);
+    for (size_t c = 0; c < e->n_cats; c++)
+        if (r->top_category == r->cats[c].s.id && e->cats[c].def->message)
+            msg = e->cats[c].def->message;
+    return cm_result_set_message(r, msg);
 }
 
 static cm_image_opts image_opts(const clipmod_engine *e)

@@ -77,7 +77,7 @@ static void add_cat(clipmod_result *r, const char *id, double score, double thre
     c->s.score = score;
     c->s.threshold = threshold;
     c->s.margin = score - threshold;
-    c->s.flagged = score >= threshold;
+    c->s.flagged = score >= threshold && action != CLIPMOD_ACTION_ALLOW;
     c->s.action = action;
 }
 
@@ -111,11 +111,11 @@ static void decision_follows_severity_then_margin(void **state)
     assert_null(clipmod_result_top_category(r));
     clipmod_result_free(r);
 
-    /* An ALLOW category reaching its threshold is reported flagged but decides nothing
-     * more severe than allow. */
+    /* An ALLOW category (watch mode) over its threshold never flags the image. */
     r = result_with(1);
     add_cat(r, "art", 0.9, 0.5, CLIPMOD_ACTION_ALLOW);
     cm_result_decide(r);
+    assert_int_equal(clipmod_result_state(r), CLIPMOD_STATE_CLEAN);
     assert_int_equal(clipmod_result_action(r), CLIPMOD_ACTION_ALLOW);
     clipmod_result_free(r);
 }
