@@ -209,6 +209,9 @@ clipmod_error clipmod_result_override(clipmod_result *r, clipmod_action action, 
     r->action = action;
     if (r->state != CLIPMOD_STATE_UNSCANNED)
         r->state = action == CLIPMOD_ACTION_ALLOW ? CLIPMOD_STATE_CLEAN : CLIPMOD_STATE_FLAGGED;
+    /* A clean verdict names no deciding category; the scores stay for the record. */
+    if (action == CLIPMOD_ACTION_ALLOW)
+        r->top_category = NULL;
     return CLIPMOD_OK;
 }
 

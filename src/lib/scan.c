@@ -198,8 +198,11 @@ clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *i
             row += (size_t)frames[i].count;
         }
         out[i]->elapsed_ms = decode_ms[i] + forward_share * frames[i].count;
-        cm_plugins_notify(e->plugins, e, &inputs[i], out[i]);
     }
+    /* Plugins act on verdicts (log, quarantine): only once the whole batch succeeded,
+     * so they never see a result the caller does not get. */
+    for (size_t i = 0; i < n; i++)
+        cm_plugins_notify(e->plugins, e, &inputs[i], out[i]);
 out:
     for (size_t i = 0; frames && i < n; i++)
         cm_frames_free(&frames[i]);
