@@ -263,6 +263,15 @@ CLIPMOD_API clipmod_error clipmod_engine_set_cache_dir(clipmod_engine *engine, c
 CLIPMOD_API clipmod_error clipmod_engine_compile(clipmod_engine *engine, const char *policy_path,
                                                  char **problems);
 
+/*
+ * Validate a policy file without a model: everything clipmod_engine_compile()
+ * checks except prompt lengths in tokens, which need the model's tokenizer.
+ * Problems as in clipmod_engine_compile(); *summary (may be NULL) receives the
+ * policy's JSON summary when it is valid (free both with clipmod_free()).
+ */
+CLIPMOD_API clipmod_error clipmod_policy_check(const char *path, char **problems,
+                                               char **summary);
+
 /* Free memory the library handed over (strings from *_to_json, problems). Accepts NULL. */
 CLIPMOD_API void clipmod_free(void *p);
 

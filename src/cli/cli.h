@@ -25,9 +25,12 @@ typedef struct cli_inputs {
     int threads;
 } cli_inputs;
 
+/* What option parsers return when the command should run; else an exit status. */
+enum { CLI_GO_ON = -1 };
+
 /*
  * Parse --model/-m, --merges, --image/-i (repeatable), --text/-t (repeatable),
- * --threads; --help prints `usage`. Returns 0 to go on, or an exit code
+ * --threads; --help prints `usage`. Returns CLI_GO_ON, or an exit status
  * (EXIT_CLEAN after --help, EXIT_ERROR on a bad option).
  */
 int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in);
@@ -48,5 +51,11 @@ float *cli_embed_texts(const clipmod_model *model, const cli_inputs *in, int *tr
 
 int cmd_embed(int argc, char **argv);
 int cmd_similarity(int argc, char **argv);
+int cmd_scan(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+
+/* Where scan and policy check look when not told: $CLIPMOD_MODEL/_POLICY, installed, source. */
+const char *cli_default_model(void);
+const char *cli_default_policy(void);
 
 #endif

@@ -38,7 +38,7 @@ int cmd_similarity(int argc, char **argv)
     double *prob = NULL;
     int rc = cli_parse_inputs(argc, argv, usage, &in);
 
-    if (rc)
+    if (rc != CLI_GO_ON)
         goto out;
     rc = EXIT_ERROR;
     if (!in.n_images || !in.n_texts) {

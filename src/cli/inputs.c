@@ -68,7 +68,7 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
         fprintf(stderr, "clipmod: --model DIR is required\n%s", usage);
         return EXIT_ERROR;
     }
-    return 0;
+    return CLI_GO_ON;
 nomem:
     fprintf(stderr, "clipmod: out of memory\n");
     return EXIT_ERROR;

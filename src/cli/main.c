@@ -13,6 +13,8 @@ static const struct {
 } commands[] = {
     {"embed", cmd_embed, "print CLIP embeddings of images and texts as JSON"},
     {"similarity", cmd_similarity, "cosine and zero-shot softmax of images against texts"},
+    {"scan", cmd_scan, "moderate images with a policy: clean, flagged or unscanned"},
+    {"policy", cmd_policy, "check policy files: every problem with file:line:column"},
 };
 
 static void usage(FILE *f)

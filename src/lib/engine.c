@@ -302,11 +302,10 @@ static const char *action_smtp(const clipmod_engine *e, clipmod_action a)
     return s ? s : SMTP_ACCEPT;
 }
 
-static char *summary_json(const clipmod_engine *e)
+/* The JSON summary of policy `p`; `e` (may be NULL) adds the model and settings. */
+static char *summary_json(const cm_policy *p, const clipmod_engine *e)
 {
-    const cm_policy *p = e->policy;
     json_t *cats = json_array(), *actions = json_object(), *templates = json_array();
-    json_t *settings = json_object();
     size_t n_prompts = p->n_neutral;
     for (size_t c = 0; c < p->n_categories; c++) {
         const cm_category *d = &p->categories[c];
@@ -317,28 +316,49 @@ static char *summary_json(const clipmod_engine *e)
                             cm_action_name(d->action), "prompts", (int)d->n_prompts, "contrast",
                             (int)d->n_contrast));
     }
-    for (int a = 0; a < CM_ACTION__COUNT; a++)
+    for (int a = 0; a < CM_ACTION__COUNT; a++) {
+        const cm_action_text *t = &p->actions[a];
         json_object_set_new(actions, cm_action_name((cm_action)a),
-                            json_pack("{s:s, s:i, s:s}", "smtp", action_smtp(e, (clipmod_action)a),
-                                      "http", clipmod_engine_http_status(e, (clipmod_action)a),
-                                      "message",
-                                      clipmod_engine_action_message(e, (clipmod_action)a)));
+                            json_pack("{s:s, s:i, s:s}", "smtp",
+                                      t->smtp_reply ? t->smtp_reply : SMTP_ACCEPT, "http",
+                                      t->http_status, "message", t->message ? t->message : ""));
+    }
     for (size_t t = 0; t < p->n_templates; t++)
         json_array_append_new(templates, json_string(p->templates[t]));
-    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
-        json_object_set_new(settings, clipmod_setting_name((clipmod_setting)s),
-                            json_integer((json_int_t)e->settings[s]));
     json_t *root = json_pack(
-        "{s:s, s:i, s:s?, s:s?, s:s, s:o, s:i, s:i, s:o, s:o, s:{s:i, s:s, s:i}, s:o}", "name",
-        clipmod_engine_policy_name(e), "version", p->version, "description", p->description,
-        "written_for", p->model, "model", e->model->name, "templates", templates, "neutral",
-        (int)p->n_neutral, "prompts", (int)n_prompts, "categories", cats, "actions", actions,
-        "animation", "frames", p->frames, "combine", p->combine == CM_COMBINE_MAX ? "max" : "k-of-n",
-        "k", p->k, "settings", settings);
+        "{s:s, s:i, s:s?, s:s?, s:o, s:i, s:i, s:o, s:o, s:{s:i, s:s, s:i}}", "name",
+        p->name ? p->name : "", "version", p->version, "description", p->description,
+        "written_for", p->model, "templates", templates, "neutral", (int)p->n_neutral, "prompts",
+        (int)n_prompts, "categories", cats, "actions", actions, "animation", "frames", p->frames,
+        "combine", p->combine == CM_COMBINE_MAX ? "max" : "k-of-n", "k", p->k);
+    if (root && e) {
+        json_t *settings = json_object();
+        for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
+            json_object_set_new(settings, clipmod_setting_name((clipmod_setting)s),
+                                json_integer((json_int_t)e->settings[s]));
+        json_object_set_new(root, "model", json_string(e->model->name));
+        json_object_set_new(root, "settings", settings);
+    }
     char *s = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
                    : NULL;
     json_decref(root);
     return s;
+}
+
+clipmod_error clipmod_policy_check(const char *path, char **problems, char **summary)
+{
+    cm_policy *p = NULL;
+    char *local = NULL;
+    if (summary)
+        *summary = NULL;
+    if (!path)
+        return CLIPMOD_E_INVALID_ARG;
+    clipmod_error rc = cm_policy_load(path, &p, problems ? problems : &local);
+    if (!rc && summary && !(*summary = summary_json(p, NULL)))
+        rc = CLIPMOD_E_NOMEM;
+    cm_policy_free(p);
+    free(local);
+    return rc;
 }
 
 clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path, char **problems)
@@ -367,7 +387,7 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
                 policy_path, e->policy->model, e->model->name);
     if ((rc = build_tables(e)) || (rc = embed_prompts(e, probs)))
         goto out;
-    if (!(e->policy_json = summary_json(e))) {
+    if (!(e->policy_json = summary_json(e->policy, e))) {
         rc = CLIPMOD_E_NOMEM;
         goto out;
     }

@@ -157,7 +157,14 @@ clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *i
             goto out;
         }
         if (drc) {
-            cm_result_unscanned(out[i], reason, err);
+            /* The decoder's messages start with the path; the result names it already. */
+            const char *why = err;
+            size_t plen = in->path ? strlen(in->path) : 0;
+            if (plen && !strncmp(err, in->path, plen) && !strncmp(err + plen, ": ", 2))
+                why = err + plen + 2;
+            else if (!in->path && !strncmp(err, "image: ", 7))
+                why = err + 7;
+            cm_result_unscanned(out[i], reason, why);
         } else {
             out[i]->width = frames[i].width;
             out[i]->height = frames[i].height;

@@ -1,0 +1,1018 @@
+/*
+ * cmd_scan.c - `clipmod scan`: moderate files, directories and stdin with a policy.
+ *
+ * Owns what a clamscan user expects from the command line: which arguments become
+ * inputs (files, the regular files of a directory, whole trees with -r, `-` for an
+ * image on stdin), the readable and JSON Lines output, the summary, the exit status
+ * and the --hook contract for upload scripts. Scoring is the library's: inputs go
+ * to clipmod_scan_batch() --batch at a time so the image tower runs batched, and
+ * results are printed in input order as each batch completes.
+ *
+ * It also owns where the model and the policy are looked for when not given, which
+ * `clipmod policy check` shares through cli.h.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "progress.h"
+
+/*
+ * Installed defaults. The build passes CLIPMOD_DATADIR ("$(pkgdatadir)"); when a
+ * default is not installed (or the macro is absent) the path relative to the
+ * current directory is used, so clipmod works from a source checkout.
+ */
+#ifdef CLIPMOD_DATADIR
+#define INSTALLED_MODEL  CLIPMOD_DATADIR "/models/default"
+#define INSTALLED_POLICY CLIPMOD_DATADIR "/policies/default.yaml"
+#endif
+#define SOURCE_MODEL  "models/demo"
+#define SOURCE_POLICY "policies/default.yaml"
+
+/* --hook exit codes; 2 keeps its clamscan meaning (clipmod itself failed). */
+enum {
+    HOOK_ALLOW = 0,
+    HOOK_UNSCANNED = 3,
+    HOOK_TAG = 10,
+    HOOK_FLAG = 11,
+    HOOK_QUARANTINE = 12,
+    HOOK_REJECT = 13
+};
+
+#define DEFAULT_BATCH 8
+#define MAX_BATCH     256
+
+/* Long options that have no short form. */
+enum {
+    OPT_MERGES = 256,
+    OPT_JSON,
+    OPT_EXPLAIN,
+    OPT_HOOK,
+    OPT_THREADS,
+    OPT_BATCH,
+    OPT_CACHE_DIR,
+    OPT_NO_CACHE,
+    OPT_UNSCANNED_OK,
+    OPT_FOLLOW,
+    OPT_SETTING /* OPT_SETTING + s for engine setting s */
+};
+
+/* What each engine setting means, for --help; the names and defaults are the library's. */
+static const char *const setting_help[CLIPMOD_SETTING__COUNT] = {
+    [CLIPMOD_MAX_FILE_BYTES] = "larger inputs are unscanned (too-large)",
+    [CLIPMOD_MAX_PIXELS] = "width x height of a frame, from the header",
+    [CLIPMOD_MAX_SIDE] = "largest width or height",
+    [CLIPMOD_MAX_FRAMES] = "frames an animation may have at all",
+    [CLIPMOD_MAX_SCAN_MS] = "milliseconds to decode one input (then: timeout)",
+    [CLIPMOD_TOP_PROMPTS] = "prompts listed per category in results",
+};
+
+typedef struct scan_opts {
+    const char *policy, *model_dir, *merges, *cache_dir;
+    int no_cache, json, explain, recursive, follow, hook, quiet, unscanned_ok, threads;
+    int model_defaulted; /* neither --model nor $CLIPMOD_MODEL: say how to choose one */
+    size_t batch;
+    int setting_given[CLIPMOD_SETTING__COUNT];
+    uint64_t setting[CLIPMOD_SETTING__COUNT];
+} scan_opts;
+
+/* One input: a path, or the image read from stdin. */
+typedef struct entry {
+    char *path; /* NULL for stdin */
+} entry;
+
+typedef struct entries {
+    entry *v;
+    size_t n, cap;
+    unsigned char *stdin_data;
+    size_t stdin_len;
+    int have_stdin;
+} entries;
+
+/* A directory entered while walking, to never enter it twice (symlink loops). */
+typedef struct dir_id {
+    dev_t dev;
+    ino_t ino;
+} dir_id;
+
+typedef struct walk_state {
+    const scan_opts *o;
+    entries *in;
+    dir_id *seen;
+    size_t n_seen, cap_seen;
+    size_t dirs, errors;
+    size_t skipped_dirs; /* subdirectories left out for want of -r */
+} walk_state;
+
+typedef struct tally {
+    size_t clean, flagged, unscanned, errors;
+} tally;
+
+/* ------------------------------------------------------------------------ */
+/* Defaults shared with `clipmod policy check`                              */
+/* ------------------------------------------------------------------------ */
+
+static const char *from_env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+const char *cli_default_model(void)
+{
+    const char *env = from_env("CLIPMOD_MODEL");
+    if (env)
+        return env;
+#ifdef INSTALLED_MODEL
+    if (access(INSTALLED_MODEL, F_OK) == 0)
+        return INSTALLED_MODEL;
+#endif
+    return SOURCE_MODEL;
+}
+
+const char *cli_default_policy(void)
+{
+    const char *env = from_env("CLIPMOD_POLICY");
+    if (env)
+        return env;
+#ifdef INSTALLED_POLICY
+    if (access(INSTALLED_POLICY, F_OK) == 0)
+        return INSTALLED_POLICY;
+#endif
+    return SOURCE_POLICY;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: clipmod scan [OPTION]... FILE|DIR|-...\n"
+            "Scan images with a moderation policy. Each input gets one line: clean, FLAGGED\n"
+            "(with the category, its score and the action) or unscanned (with the reason).\n"
+            "A directory's files are scanned, its subdirectories only with -r; `-` reads one\n"
+            "image from standard input.\n"
+            "\n"
+            "  -p, --policy FILE     policy (default: $CLIPMOD_POLICY, else %s)\n"
+            "  -m, --model DIR       model directory (default: $CLIPMOD_MODEL, else %s)\n"
+            "      --merges FILE     tokenizer merges, if not in the model directory\n"
+            "  -r, --recursive       scan directories recursively\n"
+            "      --follow-symlinks follow symbolic links to directories while recursing\n"
+            "      --json            one JSON object per input (JSON Lines; see clipmod(1))\n"
+            "      --explain         every category's score; with --json every prompt's\n"
+            "      --hook            one input; print only its action and exit with its code\n"
+            "  -q, --quiet           no progress bar, summary or warnings\n"
+            "      --unscanned-ok    unscanned inputs do not make the exit status 2\n"
+            "      --batch N         images per forward pass (default %d)\n"
+            "      --threads N       threads for matrix products\n"
+            "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
+            "      --no-cache        do not read or write the prompt cache\n"
+            "  -h, --help            show this help\n"
+            "\n"
+            "Limits (N is a plain decimal number):\n",
+#ifdef INSTALLED_POLICY
+            INSTALLED_POLICY, INSTALLED_MODEL,
+#else
+            SOURCE_POLICY, SOURCE_MODEL,
+#endif
+            DEFAULT_BATCH);
+    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++) {
+        char opt[64];
+        snprintf(opt, sizeof opt, "--%s N", clipmod_setting_name((clipmod_setting)s));
+        fprintf(f, "      %-20s default %-9llu %s\n", opt,
+                (unsigned long long)clipmod_setting_default((clipmod_setting)s),
+                setting_help[s] ? setting_help[s] : "");
+    }
+    fprintf(f, "\n"
+               "Exit status: 0 all clean, 1 something flagged, 2 an error or an unscanned\n"
+               "input (1 wins over 2, as in clamscan).\n"
+               "With --hook: 0 allow, 10 tag, 11 flag, 12 quarantine, 13 reject,\n"
+               "3 unscanned, 2 error.\n");
+}
+
+/* A whole decimal number, nothing else: "10M" or "-1" are mistakes worth reporting. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, scan_opts *o)
+{
+    static const struct option fixed[] = {
+        {"policy", required_argument, NULL, 'p'},
+        {"model", required_argument, NULL, 'm'},
+        {"merges", required_argument, NULL, OPT_MERGES},
+        {"recursive", no_argument, NULL, 'r'},
+        {"follow-symlinks", no_argument, NULL, OPT_FOLLOW},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"explain", no_argument, NULL, OPT_EXPLAIN},
+        {"hook", no_argument, NULL, OPT_HOOK},
+        {"quiet", no_argument, NULL, 'q'},
+        {"unscanned-ok", no_argument, NULL, OPT_UNSCANNED_OK},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+        {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+        {"help", no_argument, NULL, 'h'},
+    };
+    enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
+    /* The settings' options are named by the library, so a new setting needs no CLI change. */
+    struct option opts[N_FIXED + CLIPMOD_SETTING__COUNT + 1];
+    uint64_t v;
+    int c;
+
+    memcpy(opts, fixed, sizeof fixed);
+    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
+        opts[N_FIXED + s] = (struct option){clipmod_setting_name((clipmod_setting)s),
+                                            required_argument, NULL, OPT_SETTING + s};
+    opts[N_FIXED + CLIPMOD_SETTING__COUNT] = (struct option){NULL, 0, NULL, 0};
+
+    memset(o, 0, sizeof *o);
+    o->batch = DEFAULT_BATCH;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p:m:rqh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            o->policy = optarg;
+            break;
+        case 'm':
+            o->model_dir = optarg;
+            break;
+        case OPT_MERGES:
+            o->merges = optarg;
+            break;
+        case 'r':
+            o->recursive = 1;
+            break;
+        case OPT_FOLLOW:
+            o->follow = 1;
+            break;
+        case OPT_JSON:
+            o->json = 1;
+            break;
+        case OPT_EXPLAIN:
+            o->explain = 1;
+            break;
+        case OPT_HOOK:
+            o->hook = 1;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case OPT_UNSCANNED_OK:
+            o->unscanned_ok = 1;
+            break;
+        case OPT_BATCH:
+            if (parse_u64(optarg, &v) || v < 1 || v > MAX_BATCH) {
+                fprintf(stderr, "clipmod: --batch must be from 1 to %d\n", MAX_BATCH);
+                return EXIT_ERROR;
+            }
+            o->batch = (size_t)v;
+            break;
+        case OPT_THREADS:
+            if (parse_u64(optarg, &v) || v < 1 || v > 256) {
+                fprintf(stderr, "clipmod: --threads must be from 1 to 256\n");
+                return EXIT_ERROR;
+            }
+            o->threads = (int)v;
+            break;
+        case OPT_CACHE_DIR:
+            o->cache_dir = optarg;
+            break;
+        case OPT_NO_CACHE:
+            o->no_cache = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_CLEAN;
+        default:
+            if (c >= OPT_SETTING && c < OPT_SETTING + CLIPMOD_SETTING__COUNT) {
+                int s = c - OPT_SETTING;
+                if (parse_u64(optarg, &v)) {
+                    fprintf(stderr, "clipmod: --%s needs a decimal number, not '%s'\n",
+                            clipmod_setting_name((clipmod_setting)s), optarg);
+                    return EXIT_ERROR;
+                }
+                o->setting[s] = v;
+                o->setting_given[s] = 1;
+                break;
+            }
+            usage(stderr);
+            return EXIT_ERROR;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "clipmod: scan: no input (give files, directories or -)\n");
+        return EXIT_ERROR;
+    }
+    if (o->hook && argc - optind != 1) {
+        fprintf(stderr, "clipmod: --hook scans exactly one input\n");
+        return EXIT_ERROR;
+    }
+    if (!o->policy)
+        o->policy = cli_default_policy();
+    if (!o->model_dir) {
+        o->model_dir = cli_default_model();
+        o->model_defaulted = !getenv("CLIPMOD_MODEL");
+    }
+    return CLI_GO_ON;
+}
+
+static uint64_t setting_value(const scan_opts *o, clipmod_setting s)
+{
+    return o->setting_given[s] ? o->setting[s] : clipmod_setting_default(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Inputs: arguments, directory walks, stdin                                */
+/* ------------------------------------------------------------------------ */
+
+static int push_entry(entries *in, char *path)
+{
+    if (in->n == in->cap) {
+        size_t cap = in->cap ? 2 * in->cap : 64;
+        entry *grown = realloc(in->v, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        in->v = grown;
+        in->cap = cap;
+    }
+    in->v[in->n++].path = path;
+    return 0;
+}
+
+static int push_path(entries *in, const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy || push_entry(in, copy)) {
+        free(copy);
+        return -1;
+    }
+    return 0;
+}
+
+static void entries_free(entries *in)
+{
+    for (size_t i = 0; i < in->n; i++)
+        free(in->v[i].path);
+    free(in->v);
+    free(in->stdin_data);
+    memset(in, 0, sizeof *in);
+}
+
+/*
+ * The image on stdin, read whole: the library scans memory. Reading stops one byte
+ * past max-file-bytes so that an endless pipe costs no more than that, and the
+ * library still sees an input too large and says so.
+ */
+static int read_stdin(entries *in, uint64_t max_bytes)
+{
+    size_t cap = 1 << 16, len = 0;
+    uint64_t limit = max_bytes < SIZE_MAX - 1 ? max_bytes + 1 : SIZE_MAX - 1;
+    unsigned char *buf = malloc(cap);
+
+    if (!buf)
+        return -1;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= limit)
+                break;
+            size_t grown_cap = cap > limit / 2 ? (size_t)limit : cap * 2;
+            unsigned char *grown = realloc(buf, grown_cap);
+            if (!grown) {
+                free(buf);
+                errno = ENOMEM;
+                return -1;
+            }
+            buf = grown;
+            cap = grown_cap;
+        }
+        size_t want = cap - len;
+        if (len + want > limit)
+            want = (size_t)(limit - len);
+        if (!want)
+            break;
+        size_t got = fread(buf + len, 1, want, stdin);
+        len += got;
+        if (got < want) {
+            if (ferror(stdin)) {
+                free(buf);
+                return -1;
+            }
+            break;
+        }
+    }
+    in->stdin_data = buf;
+    in->stdin_len = len;
+    return 0;
+}
+
+static int seen_dir(walk_state *w, const struct stat *st)
+{
+    for (size_t i = 0; i < w->n_seen; i++)
+        if (w->seen[i].dev == st->st_dev && w->seen[i].ino == st->st_ino)
+            return 1;
+    if (w->n_seen == w->cap_seen) {
+        size_t cap = w->cap_seen ? 2 * w->cap_seen : 32;
+        dir_id *grown = realloc(w->seen, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        w->seen = grown;
+        w->cap_seen = cap;
+    }
+    w->seen[w->n_seen++] = (dir_id){st->st_dev, st->st_ino};
+    return 0;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *join_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir);
+    int slash = n && dir[n - 1] == '/';
+    char *p = malloc(n + strlen(name) + 2);
+    if (p)
+        sprintf(p, "%s%s%s", dir, slash ? "" : "/", name);
+    return p;
+}
+
+/*
+ * Add the regular files of directory `dir` (whose stat is `st`) in name order, so
+ * that results come out the same on every run; with -r descend into
+ * subdirectories. Symbolic links to files are followed; links to directories only
+ * with --follow-symlinks. Every other kind of file is skipped silently, as clamscan
+ * does inside directories. Returns -1 only when out of memory.
+ */
+static int walk(walk_state *w, const char *dir, const struct stat *st)
+{
+    DIR *d = NULL;
+    struct dirent *de;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1;
+
+    int seen = seen_dir(w, st);
+    if (seen)
+        return seen < 0 ? -1 : 0; /* a loop, or a directory reached twice through links */
+    if (!(d = opendir(dir))) {
+        fprintf(stderr, "clipmod: %s: %s\n", dir, strerror(errno));
+        w->errors++;
+        return 0;
+    }
+    w->dirs++;
+    while ((errno = 0, de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **grown = realloc(names, cap * sizeof *grown);
+            if (!grown)
+                goto out;
+            names = grown;
+        }
+        if (!(names[n] = strdup(de->d_name)))
+            goto out;
+        n++;
+    }
+    if (errno) {
+        fprintf(stderr, "clipmod: %s: %s\n", dir, strerror(errno));
+        w->errors++;
+    }
+    closedir(d);
+    d = NULL;
+    if (n)
+        qsort(names, n, sizeof *names, compare_names);
+
+    for (size_t i = 0; i < n; i++) {
+        struct stat lst, tst;
+        char *path = join_path(dir, names[i]);
+        if (!path)
+            goto out;
+        if (lstat(path, &lst) != 0) {
+            /* Vanished since readdir: nothing to scan. */
+            free(path);
+            continue;
+        }
+        int is_link = S_ISLNK(lst.st_mode);
+        if (is_link && stat(path, &tst) != 0) {
+            free(path); /* a dangling link */
+            continue;
+        }
+        const struct stat *t = is_link ? &tst : &lst;
+        if (S_ISREG(t->st_mode)) {
+            if (push_entry(w->in, path)) {
+                free(path);
+                goto out;
+            }
+            continue;
+        }
+        if (S_ISDIR(t->st_mode) && !w->o->recursive) {
+            w->skipped_dirs++;
+        } else if (S_ISDIR(t->st_mode) && (!is_link || w->o->follow)) {
+            if (walk(w, path, t)) {
+                free(path);
+                goto out;
+            }
+        }
+        free(path);
+    }
+    rc = 0;
+out:
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/*
+ * Turn the arguments into inputs. What a user names is taken as meant: links given
+ * as arguments are followed, and a path that does not exist is still an input, so
+ * that it gets a result (unscanned, io-error) like any unreadable file. Problems
+ * with arguments themselves go to stderr and count as errors.
+ */
+static int collect(const scan_opts *o, char **args, int n_args, entries *in, walk_state *w)
+{
+    w->o = o;
+    w->in = in;
+    for (int i = 0; i < n_args; i++) {
+        const char *a = args[i];
+        struct stat st;
+
+        if (!strcmp(a, "-")) {
+            if (in->have_stdin) {
+                fprintf(stderr, "clipmod: '-' given twice: stdin holds one image\n");
+                w->errors++;
+                continue;
+            }
+            if (isatty(STDIN_FILENO)) {
+                fprintf(stderr, "clipmod: -: standard input is a terminal, not an image\n");
+                w->errors++;
+                continue;
+            }
+            if (read_stdin(in, setting_value(o, CLIPMOD_MAX_FILE_BYTES))) {
+                fprintf(stderr, "clipmod: -: cannot read standard input: %s\n", strerror(errno));
+                w->errors++;
+                continue;
+            }
+            in->have_stdin = 1;
+            if (push_entry(in, NULL))
+                return -1;
+            continue;
+        }
+        if (stat(a, &st) != 0 || S_ISREG(st.st_mode)) {
+            if (push_path(in, a))
+                return -1;
+        } else if (S_ISDIR(st.st_mode)) {
+            if (o->hook) {
+                fprintf(stderr, "clipmod: %s: --hook scans one file, not a directory\n", a);
+                w->errors++;
+            } else if (walk(w, a, &st)) {
+                return -1;
+            }
+        } else {
+            fprintf(stderr, "clipmod: %s: not a regular file or directory\n", a);
+            w->errors++;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Names are untrusted (uploads are named by their senders): a newline in one must
+ * not forge a result line, nor an escape sequence drive the terminal. The readable
+ * output shows control characters as escapes; --json carries names exactly.
+ */
+static void put_name(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\n')
+            fputs("\\n", f);
+        else if (ch == '\t')
+            fputs("\\t", f);
+        else if (ch == '\r')
+            fputs("\\r", f);
+        else if (ch < 0x20 || ch == 0x7f)
+            fprintf(f, "\\x%02x", ch);
+        else
+            fputc(ch, f);
+    }
+}
+
+/*
+ * The reason's sentence without the input's name, which the library may start it
+ * with and the line already shows.
+ */
+static const char *reason_text(const clipmod_result *r)
+{
+    const char *text = clipmod_result_reason_text(r), *name = clipmod_result_name(r);
+    size_t n = strlen(name);
+    if (n && !strncmp(text, name, n) && !strncmp(text + n, ": ", 2))
+        return text + n + 2;
+    return text;
+}
+
+static void print_flagged(const clipmod_result *r)
+{
+    const char *top = clipmod_result_top_category(r);
+    size_t n = clipmod_result_category_count(r);
+    clipmod_category_score c;
+    int listed = 0;
+
+    fputs(": FLAGGED", stdout);
+    /* The deciding category first, then the others that reached their threshold. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            if (clipmod_result_category(r, i, &c) || !c.flagged)
+                continue;
+            int is_top = top && !strcmp(c.id, top);
+            if (is_top != (pass == 0))
+                continue;
+            printf("%s %s (score %.2f >= %.2f)", listed ? "," : "", c.id, c.score, c.threshold);
+            listed++;
+        }
+    }
+    printf(" -> %s\n", clipmod_action_name(clipmod_result_action(r)));
+}
+
+/*
+ * --explain on a terminal: every category with its numbers, and its best prompts,
+ * which the API exposes only in the JSON form of the result.
+ */
+static void print_explain(const clipmod_result *r)
+{
+    size_t n = clipmod_result_category_count(r);
+    char *json = clipmod_result_to_json(r, 0);
+    json_t *root = json ? json_loads(json, 0, NULL) : NULL;
+    json_t *cats = json_object_get(root, "categories");
+    clipmod_category_score c;
+
+    for (size_t i = 0; i < n; i++) {
+        if (clipmod_result_category(r, i, &c))
+            continue;
+        printf("    %-16s score %.3f %s %.3f (%+.3f)  cosine %.3f  %s%s\n", c.id, c.score,
+               c.flagged ? ">=" : "< ", c.threshold, c.margin, c.cosine,
+               clipmod_action_name(c.action), c.flagged ? "  FLAGGED" : "");
+        json_t *prompts = json_object_get(json_array_get(cats, i), "top_prompts");
+        size_t k;
+        json_t *p;
+        json_array_foreach(prompts, k, p)
+        {
+            const char *text = json_string_value(json_object_get(p, "prompt"));
+            const char *kind = json_string_value(json_object_get(p, "kind"));
+            printf("        %5.1f%%  cos %.3f  %-8s \"",
+                   100.0 * json_number_value(json_object_get(p, "probability")),
+                   json_number_value(json_object_get(p, "cosine")), kind ? kind : "");
+            put_name(stdout, text ? text : "");
+            fputs("\"\n", stdout);
+        }
+    }
+    json_t *notes = json_object_get(root, "notes");
+    size_t k;
+    json_t *note;
+    json_array_foreach(notes, k, note)
+    {
+        printf("    note (%s): ", json_string_value(json_object_get(note, "by")));
+        put_name(stdout, json_string_value(json_object_get(note, "text")));
+        fputc('\n', stdout);
+    }
+    json_decref(root);
+    clipmod_free(json);
+}
+
+static int print_result(const scan_opts *o, const clipmod_result *r)
+{
+    clipmod_state state = clipmod_result_state(r);
+
+    if (o->json) {
+        char *line = clipmod_result_to_json(r, o->explain);
+        if (!line)
+            return -1;
+        puts(line);
+        clipmod_free(line);
+        return 0;
+    }
+    put_name(stdout, clipmod_result_name(r));
+    if (state == CLIPMOD_STATE_UNSCANNED) {
+        const char *text = reason_text(r);
+        printf(": unscanned (%s%s", clipmod_reason_name(clipmod_result_reason(r)),
+               *text ? ": " : "");
+        put_name(stdout, text);
+        fputs(")\n", stdout);
+        return 0;
+    }
+    if (state == CLIPMOD_STATE_FLAGGED)
+        print_flagged(r);
+    else
+        fputs(": clean\n", stdout);
+    if (o->explain)
+        print_explain(r);
+    return 0;
+}
+
+static int hook_code(const clipmod_result *r)
+{
+    if (clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED)
+        return HOOK_UNSCANNED;
+    switch (clipmod_result_action(r)) {
+    case CLIPMOD_ACTION_ALLOW:
+        return HOOK_ALLOW;
+    case CLIPMOD_ACTION_TAG:
+        return HOOK_TAG;
+    case CLIPMOD_ACTION_FLAG:
+        return HOOK_FLAG;
+    case CLIPMOD_ACTION_QUARANTINE:
+        return HOOK_QUARANTINE;
+    case CLIPMOD_ACTION_REJECT:
+        return HOOK_REJECT;
+    }
+    return EXIT_ERROR;
+}
+
+/* --hook: the action word (or the JSON line) alone on stdout, the reason on stderr. */
+static int print_hook(const scan_opts *o, const clipmod_result *r)
+{
+    int unscanned = clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED;
+    if (o->json) {
+        if (print_result(o, r))
+            return -1;
+    } else {
+        puts(unscanned ? "unscanned" : clipmod_action_name(clipmod_result_action(r)));
+    }
+    if (unscanned && !o->quiet) {
+        fputs("clipmod: ", stderr);
+        put_name(stderr, clipmod_result_name(r));
+        fprintf(stderr, ": unscanned (%s: ", clipmod_reason_name(clipmod_result_reason(r)));
+        put_name(stderr, reason_text(r));
+        fputs(")\n", stderr);
+    }
+    return 0;
+}
+
+static void print_summary(FILE *f, const scan_opts *o, const clipmod_engine *engine,
+                          const clipmod_model *model, const walk_state *w, const tally *t,
+                          double seconds, double scan_s)
+{
+    size_t files = t->clean + t->flagged + t->unscanned;
+    long whole = (long)seconds;
+    const char *policy = clipmod_engine_policy_name(engine);
+    fprintf(f, "\n----------- SCAN SUMMARY -----------\n");
+    fprintf(f, "Policy: %s\n", *policy ? policy : o->policy);
+    fprintf(f, "Model: %s\n", clipmod_model_describe(model));
+    fprintf(f, "Scanned directories: %zu\n", w->dirs);
+    fprintf(f, "Scanned files: %zu\n", t->clean + t->flagged);
+    fprintf(f, "Flagged files: %zu\n", t->flagged);
+    fprintf(f, "Unscanned files: %zu\n", t->unscanned);
+    fprintf(f, "Errors: %zu\n", t->errors);
+    fprintf(f, "Time: %.3f sec (%ld m %ld s)\n", seconds, whole / 60, whole % 60);
+    if (files && scan_s > 0)
+        fprintf(f, "Rate: %.1f files/sec\n", files / scan_s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Engine and scanning                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Print a library-provided block of lines, making sure it ends with a newline. */
+static void print_lines(FILE *f, const char *text)
+{
+    size_t n = strlen(text);
+    fputs(text, f);
+    if (n && text[n - 1] != '\n')
+        fputc('\n', f);
+}
+
+static clipmod_engine *build_engine(const scan_opts *o, const clipmod_model *model)
+{
+    clipmod_engine *engine = NULL;
+    char *problems = NULL;
+    clipmod_error err;
+
+    if ((err = clipmod_engine_new(model, &engine))) {
+        fprintf(stderr, "clipmod: %s\n", clipmod_strerror(err));
+        return NULL;
+    }
+    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++) {
+        if (!o->setting_given[s])
+            continue;
+        if ((err = clipmod_engine_set(engine, (clipmod_setting)s, o->setting[s]))) {
+            fprintf(stderr, "clipmod: --%s %llu: %s\n", clipmod_setting_name((clipmod_setting)s),
+                    (unsigned long long)o->setting[s], clipmod_strerror(err));
+            goto fail;
+        }
+    }
+    if (o->no_cache || o->cache_dir) {
+        const char *dir = o->no_cache ? NULL : o->cache_dir;
+        if ((err = clipmod_engine_set_cache_dir(engine, dir))) {
+            fprintf(stderr, "clipmod: --cache-dir %s: %s\n", dir ? dir : "(none)",
+                    clipmod_strerror(err));
+            goto fail;
+        }
+    }
+    err = clipmod_engine_compile(engine, o->policy, &problems);
+    if (err) {
+        /* Problems are "file:line:column: message" lines, as a compiler prints them. */
+        if (problems)
+            print_lines(stderr, problems);
+        fprintf(stderr, "clipmod: %s: %s\n", o->policy,
+                err == CLIPMOD_E_POLICY ? "the policy has problems; nothing was scanned"
+                                        : clipmod_strerror(err));
+        goto fail;
+    }
+    if (problems && !o->quiet)
+        print_lines(stderr, problems); /* warnings */
+    clipmod_free(problems);
+    return engine;
+fail:
+    clipmod_free(problems);
+    clipmod_engine_free(engine);
+    return NULL;
+}
+
+static const char *entry_name(const entry *e)
+{
+    return e->path ? e->path : "stdin";
+}
+
+static void fill_input(const entries *in, const entry *e, clipmod_input *ci)
+{
+    memset(ci, 0, sizeof *ci);
+    if (e->path) {
+        ci->path = e->path;
+        ci->name = e->path;
+    } else {
+        ci->data = in->stdin_data;
+        ci->len = in->stdin_len;
+        ci->name = "stdin";
+    }
+}
+
+/*
+ * Scan entries [start, start + n) into results. A failed batch call says nothing
+ * about which input caused it, so the inputs are retried one at a time and only
+ * the ones that still fail are reported (and left NULL).
+ */
+static void scan_batch(const clipmod_engine *engine, const entries *in, size_t start, size_t n,
+                       clipmod_input *inputs, clipmod_result **results, tally *t, progress *pg)
+{
+    for (size_t i = 0; i < n; i++)
+        fill_input(in, &in->v[start + i], &inputs[i]);
+    memset(results, 0, n * sizeof *results);
+    if (clipmod_scan_batch(engine, inputs, n, results) == CLIPMOD_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        clipmod_error err = clipmod_scan_batch(engine, &inputs[i], 1, &results[i]);
+        if (err) {
+            results[i] = NULL;
+            progress_hide(pg);
+            fputs("clipmod: ", stderr);
+            put_name(stderr, inputs[i].name);
+            fprintf(stderr, ": %s\n", clipmod_strerror(err));
+            t->errors++;
+        }
+    }
+}
+
+static int exit_status(const scan_opts *o, const tally *t)
+{
+    if (t->flagged)
+        return EXIT_FOUND;
+    if (t->errors || (t->unscanned && !o->unscanned_ok))
+        return EXIT_ERROR;
+    return EXIT_CLEAN;
+}
+
+int cmd_scan(int argc, char **argv)
+{
+    scan_opts o;
+    cli_inputs mi;
+    entries in = {0};
+    walk_state w = {0};
+    tally t = {0};
+    progress pg;
+    clipmod_model *model = NULL;
+    clipmod_engine *engine = NULL;
+    clipmod_input *inputs = NULL;
+    clipmod_result **results = NULL;
+    double t0 = progress_now(), t_scan;
+    int rc = parse_options(argc, argv, &o);
+
+    if (rc != CLI_GO_ON)
+        return rc;
+    rc = EXIT_ERROR;
+    memset(&pg, 0, sizeof pg);
+
+    /* Load first: a broken model or policy should fail before any stdin is consumed. */
+    memset(&mi, 0, sizeof mi);
+    mi.model_dir = o.model_dir;
+    mi.merges = o.merges;
+    mi.threads = o.threads;
+    if (!(model = cli_load_model(&mi))) {
+        if (o.model_defaulted)
+            fprintf(stderr, "clipmod: (the default model; choose one with --model DIR or "
+                            "CLIPMOD_MODEL)\n");
+        goto out;
+    }
+    if (!(engine = build_engine(&o, model)))
+        goto out;
+    if (collect(&o, argv + optind, argc - optind, &in, &w)) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        goto out;
+    }
+    t.errors = w.errors;
+    /* "0 files, all clean" for a folder of folders would be a silent mistake. */
+    if (w.skipped_dirs && !o.quiet)
+        fprintf(stderr, "clipmod: note: %zu subdirector%s not scanned (use -r to scan them)\n",
+                w.skipped_dirs, w.skipped_dirs == 1 ? "y was" : "ies were");
+    if (!(inputs = calloc(o.batch, sizeof *inputs)) ||
+        !(results = calloc(o.batch, sizeof *results))) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        goto out;
+    }
+
+    t_scan = progress_now();
+    progress_start(&pg, in.n, !o.quiet && !o.hook);
+    for (size_t start = 0; start < in.n; start += o.batch) {
+        size_t n = in.n - start < o.batch ? in.n - start : o.batch;
+        progress_update(&pg, start, entry_name(&in.v[start]));
+        scan_batch(engine, &in, start, n, inputs, results, &t, &pg);
+        progress_clear(&pg);
+        for (size_t i = 0; i < n; i++) {
+            clipmod_result *r = results[i];
+            if (!r)
+                continue;
+            switch (clipmod_result_state(r)) {
+            case CLIPMOD_STATE_CLEAN:
+                t.clean++;
+                break;
+            case CLIPMOD_STATE_FLAGGED:
+                t.flagged++;
+                break;
+            default:
+                t.unscanned++;
+            }
+            int failed = o.hook ? print_hook(&o, r) : print_result(&o, r);
+            if (o.hook && !failed)
+                rc = hook_code(r);
+            clipmod_result_free(r);
+            results[i] = NULL;
+            if (failed) {
+                progress_hide(&pg);
+                fprintf(stderr, "clipmod: out of memory\n");
+                t.errors++;
+            }
+        }
+        /* Consumers of JSON Lines in a pipe see each batch as soon as it is done. */
+        fflush(stdout);
+        progress_update(&pg, start + n, start + n < in.n ? entry_name(&in.v[start + n]) : NULL);
+    }
+    progress_end(&pg);
+
+    if (!o.hook && !o.quiet)
+        print_summary(o.json ? stderr : stdout, &o, engine, model, &w, &t, progress_now() - t0,
+                      progress_now() - t_scan);
+    if (!o.hook)
+        rc = exit_status(&o, &t);
+    else if (t.errors)
+        rc = EXIT_ERROR;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "clipmod: error writing the results: %s\n", strerror(errno));
+        rc = EXIT_ERROR;
+    }
+out:
+    progress_end(&pg);
+    free(inputs);
+    free(results);
+    entries_free(&in);
+    free(w.seen);
+    clipmod_engine_free(engine);
+    clipmod_model_free(model);
+    return rc;
+}

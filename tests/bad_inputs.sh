@@ -1,0 +1,92 @@
+#!/bin/sh
+# bad_inputs.sh - hostile and broken images end as "unscanned" with the right reason.
+#
+# Truncated, empty, mislabelled, a header claiming 100000 x 100000 pixels, a
+# decompression bomb, SVG and PDF (blocked loaders), a GIF with 3000 frames, an
+# input over the byte limit, and a decode that overruns the time limit: each must
+# give state "unscanned" with its reason, quickly, and the scan must neither crash
+# nor leak (checked under valgrind when it is installed). Animations are sampled.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+need_reference
+have_bpe || skip "$CLIPMOD_BPE_GZ is absent: the policy's prompts cannot be tokenized"
+photos=$(photos_dir) || fail "no sample photos"
+model=$(checkpoint tiny-cli --shape tiny --layout hf --dtype f32 --act quick_gelu --seed 5 \
+        --merges "$CLIPMOD_BPE_GZ") || fail "reference checkpoint"
+bad="$CLIPMOD_WORK/bad"
+"$REF_PYTHON" "$top_srcdir/tests/make_bad_inputs.py" "$photos" "$bad" >/dev/null
+policy="$top_srcdir/policies/default.yaml"
+scan() { "$CLIPMOD" scan -q --json -m "$model" -p "$policy" --cache-dir "$CLIPMOD_WORK/cache" "$@"; }
+
+out="$CLIPMOD_WORK/bad.jsonl"
+set +e
+start=$(date +%s)
+scan "$bad"/* > "$out"
+rc=$?
+scan --max-file-bytes 1000 "$photos/chelsea.png" >> "$out"
+# The bomb again with the pixel limit lifted: now only the time limit stops it.
+scan --max-pixels 200000000 --max-scan-ms 50 "$bad/bomb.png" >> "$out"
+elapsed=$(($(date +%s) - start))
+set -e
+[ $rc -lt 128 ] || fail "clipmod crashed (exit $rc)"
+[ $rc -ne 0 ] || fail "unscanned inputs must not exit 0"
+
+"$REF_PYTHON" - "$out" <<'PY'
+import json, os, sys
+want = {
+    "truncated.jpg": ("unscanned", "decode-error"),
+    "empty.jpg": ("unscanned", "decode-error"),
+    "text.jpg": ("unscanned", "unsupported"),
+    "huge-header.png": ("unscanned", "too-many-pixels"),
+    "bomb.png": ("unscanned", "too-many-pixels"),
+    "shape.svg": ("unscanned", "blocked"),
+    "doc.pdf": ("unscanned", "blocked"),
+    "many-frames.gif": ("unscanned", "too-many-frames"),
+    "chelsea.png": ("unscanned", "too-large"),
+    "bomb.png#2": ("unscanned", "timeout"),
+}
+seen, bad = {}, 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    name = os.path.basename(r["name"])
+    key = name + "#2" if name in seen else name
+    seen[key] = r
+for name, (state, reason) in want.items():
+    r = seen.get(name)
+    got = (r["state"], r["reason"]) if r else None
+    ok = got == (state, reason) and (r["reason_text"] or "")
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: {got} {r['reason_text'] if r else ''}")
+    bad += not ok
+# Content decides, not the name: a PNG called .jpg is scanned.
+r = seen["png-named.jpg"]
+print(f"{'ok  ' if r['state'] != 'unscanned' else 'FAIL'} png-named.jpg: {r['state']}")
+bad += r["state"] == "unscanned"
+# Animations: 20 frames, of which the policy's default 8 are sampled.
+for name in ("animated.gif", "animated.webp"):
+    r = seen[name]
+    ok = r["image"]["frames"] == 20 and r["image"]["frames_scanned"] == 8
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: {r['image']}")
+    bad += not ok
+sys.exit(1 if bad else 0)
+PY
+echo "all inputs in ${elapsed}s"
+[ "$elapsed" -lt 60 ] || fail "hostile inputs took ${elapsed}s"
+
+if command -v valgrind >/dev/null 2>&1; then
+    bin="$top_builddir/src/cli/.libs/clipmod"
+    [ -x "$bin" ] || bin="$CLIPMOD"
+    set +e
+    LD_LIBRARY_PATH="$top_builddir/.libs" valgrind -q --leak-check=full \
+        --errors-for-leak-kinds=definite --show-leak-kinds=definite --error-exitcode=99 \
+        --suppressions="$top_srcdir/tests/valgrind.supp" \
+        "$bin" scan -q --json -m "$model" -p "$policy" --cache-dir "$CLIPMOD_WORK/cache" \
+        "$bad"/* > /dev/null 2> "$CLIPMOD_WORK/valgrind.txt"
+    vrc=$?
+    set -e
+    if [ $vrc -eq 99 ] || [ $vrc -ge 128 ]; then
+        cat "$CLIPMOD_WORK/valgrind.txt"
+        fail "valgrind found errors or leaks (exit $vrc)"
+    fi
+    echo "ok   valgrind: no memory errors, no definite leaks"
+else
+    echo "note: valgrind is not installed; leak check skipped"
+fi

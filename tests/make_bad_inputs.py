@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""Write hostile and broken image inputs for tests/bad_inputs.sh.
+
+Usage: make_bad_inputs.py PHOTO_DIR OUT_DIR
+Every file is made here, byte by byte where a decoder would refuse to write it
+(a PNG header claiming 100000 x 100000 pixels), with PIL otherwise.
+"""
+import io
+import os
+import struct
+import sys
+import zlib
+
+from PIL import Image
+
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def main():
+    src, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    cat = Image.open(os.path.join(src, "chelsea.png")).convert("RGB")
+
+    def write(name, data):
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+
+    buf = io.BytesIO()
+    cat.save(buf, "JPEG", quality=90)
+    jpeg = buf.getvalue()
+    write("truncated.jpg", jpeg[: len(jpeg) // 2])
+    write("empty.jpg", b"")
+    write("text.jpg", b"This is not an image, whatever its name says.\n" * 20)
+    buf = io.BytesIO()
+    cat.save(buf, "PNG")
+    write("png-named.jpg", buf.getvalue())  # the content decides, not the name
+    # A valid PNG signature and header for 100000 x 100000 RGB, then a token IDAT.
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    write("huge-header.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) +
+          png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b""))
+    # A decompression bomb: 10000 x 10000 of zeros is 300 MB of pixels, ~300 kB on disk.
+    raw = zlib.compress(b"\0" * (10000 * 3 + 1) * 10000, 9)
+    ihdr = struct.pack(">IIBBBBB", 10000, 10000, 8, 2, 0, 0, 0)
+    write("bomb.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) +
+          png_chunk(b"IDAT", raw) + png_chunk(b"IEND", b""))
+    write("shape.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
+          b'<rect width="64" height="64"/></svg>')
+    write("doc.pdf", b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+          b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+          b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 64 64]>>endobj\n"
+          b"trailer<</Root 1 0 R>>\n%%EOF\n")
+    # Thousands of frames: 3000 tiny frames in a few kB.
+    frames = [Image.new("P", (4, 4), i % 2) for i in range(3000)]
+    frames[0].save(os.path.join(out, "many-frames.gif"), save_all=True,
+                   append_images=frames[1:], duration=10, loop=0)
+    # A short animation made of photos: 20 frames, of which the policy samples some.
+    small = [cat.rotate(i * 18).resize((240, 160)) for i in range(20)]
+    small[0].save(os.path.join(out, "animated.gif"), save_all=True, append_images=small[1:],
+                  duration=50, loop=0)
+    small[0].save(os.path.join(out, "animated.webp"), save_all=True, append_images=small[1:],
+                  duration=50, loop=0)
+    print(" ".join(sorted(os.listdir(out))))
+
+
+if __name__ == "__main__":
+    main()
