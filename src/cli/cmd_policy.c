@@ -39,6 +39,8 @@ static const char usage_check[] =
     "  -m, --model DIR     model to check prompt lengths with (default: $CLIPMOD_MODEL,\n"
     "                      else the installed default model if there is one)\n"
     "      --merges FILE   tokenizer merges, if not in the model directory\n"
+    "      --cache-dir DIR prompt embedding cache (default ~/.cache/clipmod)\n"
+    "      --no-cache      do not read or write the prompt cache\n"
     "      --json          one JSON object per file (JSON Lines) instead of text\n"
     "  -q, --quiet         print problems only: no summaries, no warnings\n"
     "  -h, --help          show this help\n"
@@ -47,8 +49,8 @@ static const char usage_check[] =
     "2 a usage error or no model to check with.\n";
 
 typedef struct check_opts {
-    const char *model_dir, *merges;
-    int model_explicit, json, quiet;
+    const char *model_dir, *merges, *cache_dir;
+    int model_explicit, json, quiet, no_cache;
 } check_opts;
 
 /* The outcome for one file. */
@@ -68,12 +70,16 @@ static const char *lines_of(const check_report *r)
 }
 
 /* Compile an engine with the policy: the same validation `clipmod scan` gets. */
-static void check_with_model(const clipmod_model *model, const char *path, check_report *r)
+static void check_with_model(const clipmod_model *model, const check_opts *o, const char *path,
+                             check_report *r)
 {
     clipmod_engine *engine = NULL;
     clipmod_error err = clipmod_engine_new(model, &engine);
 
+    if (!err && (o->no_cache || o->cache_dir))
+        err = clipmod_engine_set_cache_dir(engine, o->no_cache ? NULL : o->cache_dir);
     if (err) {
+        clipmod_engine_free(engine);
         fprintf(stderr, "clipmod: %s\n", clipmod_strerror(err));
         return;
     }
@@ -250,6 +256,7 @@ static int parse_check(int argc, char **argv, check_opts *o)
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"merges", required_argument, NULL, 'M'},
         {"json", no_argument, NULL, 'j'},        {"quiet", no_argument, NULL, 'q'},
+        {"cache-dir", required_argument, NULL, 'C'}, {"no-cache", no_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     int c;
 
@@ -268,6 +275,12 @@ static int parse_check(int argc, char **argv, check_opts *o)
             break;
         case 'q':
             o->quiet = 1;
+            break;
+        case 'C':
+            o->cache_dir = optarg;
+            break;
+        case 'N':
+            o->no_cache = 1;
             break;
         case 'h':
             fputs(usage_check, stdout);
@@ -310,7 +323,7 @@ static int policy_check(int argc, char **argv)
     for (int i = optind; i < argc; i++) {
         check_report r = {0};
         if (model)
-            check_with_model(model, argv[i], &r);
+            check_with_model(model, &o, argv[i], &r);
         else
             check_without_model(argv[i], &r);
         if (!r.checked)

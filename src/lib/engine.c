@@ -271,6 +271,8 @@ static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
             goto out;
         }
     }
+    e->texts_computed = n_missing;
+    e->texts_cached = n - n_missing;
     for (size_t i = 0; i < e->n_prompts; i++) {
         float *dst = e->prompt_emb + i * dim;
         for (size_t t = 0; t < nt; t++)
@@ -338,6 +340,11 @@ static char *summary_json(const cm_policy *p, const clipmod_engine *e)
                                 json_integer((json_int_t)e->settings[s]));
         json_object_set_new(root, "model", json_string(e->model->name));
         json_object_set_new(root, "settings", settings);
+        /* How the prompt embeddings were had: from the cache, or computed now. */
+        json_object_set_new(root, "prompt_cache",
+                            json_pack("{s:s?, s:i, s:i}", "dir", e->cache_dir, "cached",
+                                      (json_int_t)e->texts_cached, "computed",
+                                      (json_int_t)e->texts_computed));
     }
     char *s = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
                    : NULL;

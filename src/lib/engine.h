@@ -32,6 +32,7 @@ struct clipmod_engine {
     cm_cat *cats;
     size_t n_cats;
     char *policy_json;
+    size_t texts_cached, texts_computed; /* prompt expansions at compile time */
     struct cm_plugins *plugins;
 };
 
