@@ -5,7 +5,8 @@
 # decompression bomb, SVG and PDF (blocked loaders), a GIF with 3000 frames, an
 # input over the byte limit, and a decode that overruns the time limit: each must
 # give state "unscanned" with its reason, quickly, and the scan must neither crash
-# nor leak (checked under valgrind when it is installed). Animations are sampled.
+# nor leak (checked under valgrind when it is installed). Animations are sampled,
+# and AVIF, HEIC, CMYK, 16-bit and grey images are scanned.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 need_reference
 have_bpe || skip "$CLIPMOD_BPE_GZ is absent: the policy's prompts cannot be tokenized"
@@ -14,6 +15,8 @@ model=$(checkpoint tiny-cli --shape tiny --layout hf --dtype f32 --act quick_gel
         --merges "$CLIPMOD_BPE_GZ") || fail "reference checkpoint"
 bad="$CLIPMOD_WORK/bad"
 "$REF_PYTHON" "$top_srcdir/tests/make_bad_inputs.py" "$photos" "$bad" >/dev/null
+"$top_builddir/tests/tools/heif_write" "$photos/chelsea.png" "$bad/cat.avif" "$bad/cat.heic" ||
+    fail "could not write AVIF/HEIC test inputs"
 policy="$top_srcdir/policies/default.yaml"
 scan() { "$CLIPMOD" scan -q --json -m "$model" -p "$policy" --cache-dir "$CLIPMOD_WORK/cache" "$@"; }
 
@@ -55,6 +58,12 @@ for name, (state, reason) in want.items():
     got = (r["state"], r["reason"]) if r else None
     ok = got == (state, reason) and (r["reason_text"] or "")
     print(f"{'ok  ' if ok else 'FAIL'} {name}: {got} {r['reason_text'] if r else ''}")
+    bad += not ok
+# Formats people upload: each must be scanned, at the photo's size (451 x 300).
+for name in ("cat.avif", "cat.heic", "cmyk.jpg", "rgb16.png", "grey.png"):
+    r = seen[name]
+    ok = r["state"] != "unscanned" and (r["image"]["width"], r["image"]["height"]) == (451, 300)
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: {r['state']} {r['image']} {r['reason_text'] or ''}")
     bad += not ok
 # Content decides, not the name: a PNG called .jpg is scanned.
 r = seen["png-named.jpg"]

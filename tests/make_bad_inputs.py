@@ -18,6 +18,15 @@ def png_chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+def png16(a):
+    """A 16-bit RGB PNG, written by hand: PIL cannot save 16-bit colour."""
+    h, w, _ = a.shape
+    rows = b"".join(b"\0" + a[y].astype(">u2").tobytes() for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(rows))
+            + png_chunk(b"IEND", b""))
+
+
 def main():
     src, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
@@ -61,6 +70,13 @@ def main():
                   duration=50, loop=0)
     small[0].save(os.path.join(out, "animated.webp"), save_all=True, append_images=small[1:],
                   duration=50, loop=0)
+    # Formats and colour spaces that must scan: CMYK JPEG, 16-bit RGB PNG, grey.
+    cat.convert("CMYK").save(os.path.join(out, "cmyk.jpg"), quality=90)
+    import numpy as np
+    rgb16 = (np.asarray(cat, dtype=np.uint16) * 257)
+    with open(os.path.join(out, "rgb16.png"), "wb") as f:
+        f.write(png16(rgb16))
+    cat.convert("L").save(os.path.join(out, "grey.png"))
     print(" ".join(sorted(os.listdir(out))))
 
 
