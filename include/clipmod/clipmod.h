@@ -224,6 +224,10 @@ typedef enum clipmod_setting {
     CLIPMOD_MAX_FRAMES,     /* frames an animation may have at all */
     CLIPMOD_MAX_SCAN_MS,    /* time to decode one input; over it: "timeout" */
     CLIPMOD_TOP_PROMPTS,    /* prompts listed per category in results */
+    CLIPMOD_FETCH_CONNECT_MS,    /* fetch mode: time to connect to a server */
+    CLIPMOD_FETCH_TIMEOUT_MS,    /* fetch mode: time for a whole download, redirects included */
+    CLIPMOD_FETCH_MAX_REDIRECTS, /* fetch mode: redirects followed, each one re-checked */
+    CLIPMOD_FETCH_PARALLEL,      /* fetch mode: downloads at once */
     CLIPMOD_SETTING__COUNT
 } clipmod_setting;
 
@@ -302,6 +306,10 @@ typedef enum clipmod_reason {
     CLIPMOD_REASON_BLOCKED,       /* a format blocked as unsafe (SVG, PDF ...) */
     CLIPMOD_REASON_TIMEOUT,       /* decoding took longer than max-scan-ms */
     CLIPMOD_REASON_IO_ERROR,      /* the file could not be read */
+    CLIPMOD_REASON_BLOCKED_ADDRESS, /* fetch: the URL leads to a non-public address */
+    CLIPMOD_REASON_HTTP_STATUS,   /* fetch: the server answered with an error status */
+    CLIPMOD_REASON_NETWORK,       /* fetch: DNS, connection, TLS or protocol failure */
+    CLIPMOD_REASON_BAD_URL,       /* fetch: not an http(s) URL, or malformed */
     CLIPMOD_REASON__COUNT
 } clipmod_reason;
 
@@ -339,6 +347,24 @@ typedef struct clipmod_input {
 CLIPMOD_API clipmod_error clipmod_scan_batch(const clipmod_engine *engine,
                                              const clipmod_input *inputs, size_t n,
                                              clipmod_result **out);
+
+/*
+ * Fetch mode: download each of `n` http(s) URLs (several at once, under the
+ * CLIPMOD_FETCH_* settings and max-file-bytes) and scan them as one batch. Every
+ * connection, redirect hop included, goes only to a public address unless the
+ * operator allowed it (clipmod_engine_allow_fetch). A URL that cannot be fetched
+ * gives an "unscanned" result saying why; out[i] is URL i's result.
+ */
+CLIPMOD_API clipmod_error clipmod_scan_urls(const clipmod_engine *engine,
+                                            const char *const *urls, size_t n,
+                                            clipmod_result **out);
+
+/*
+ * Open fetch mode to a network or host the SSRF guard refuses by default: a CIDR
+ * ("10.1.0.0/16", "127.0.0.1/32", "::1/128") or a host name ("images.internal").
+ * Call before compile; repeatable.
+ */
+CLIPMOD_API clipmod_error clipmod_engine_allow_fetch(clipmod_engine *engine, const char *what);
 
 /* Free a result. Accepts NULL. */
 CLIPMOD_API void clipmod_result_free(clipmod_result *r);

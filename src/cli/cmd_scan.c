@@ -73,6 +73,10 @@ static const char *const setting_help[CLIPMOD_SETTING__COUNT] = {
     [CLIPMOD_MAX_FRAMES] = "frames an animation may have at all",
     [CLIPMOD_MAX_SCAN_MS] = "milliseconds to decode one input (then: timeout)",
     [CLIPMOD_TOP_PROMPTS] = "prompts listed per category in results",
+    [CLIPMOD_FETCH_CONNECT_MS] = "--url: milliseconds to connect to a server",
+    [CLIPMOD_FETCH_TIMEOUT_MS] = "--url: milliseconds for a whole download",
+    [CLIPMOD_FETCH_MAX_REDIRECTS] = "--url: redirects followed, each re-checked",
+    [CLIPMOD_FETCH_PARALLEL] = "--url: downloads at once",
 };
 
 typedef struct scan_opts {

@@ -23,6 +23,14 @@ static const struct {
     [CLIPMOD_MAX_SCAN_MS] = {"max-scan-ms", 10000},
     /* Enough to explain a verdict without flooding the JSON. */
     [CLIPMOD_TOP_PROMPTS] = {"top-prompts", 3},
+    /* A server that takes 5 s to accept a connection is not serving images. */
+    [CLIPMOD_FETCH_CONNECT_MS] = {"fetch-connect-ms", 5000},
+    /* 50 MB at 2 MB/s; a slower server is treated as an attack on our threads. */
+    [CLIPMOD_FETCH_TIMEOUT_MS] = {"fetch-timeout-ms", 30000},
+    /* Image CDNs redirect once or twice; loops are cut here. */
+    [CLIPMOD_FETCH_MAX_REDIRECTS] = {"fetch-max-redirects", 5},
+    /* Downloads at once for a list of URLs. */
+    [CLIPMOD_FETCH_PARALLEL] = {"fetch-parallel", 8},
 };
 
 uint64_t clipmod_setting_default(clipmod_setting s)

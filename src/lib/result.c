@@ -17,8 +17,9 @@
 static const char *const state_names[] = {"clean", "flagged", "unscanned"};
 static const char *const action_names[] = {"allow", "tag", "flag", "quarantine", "reject"};
 static const char *const reason_names[CLIPMOD_REASON__COUNT] = {
-    "none",        "too-large",   "too-many-pixels", "too-many-frames", "decode-error",
-    "unsupported", "blocked",     "timeout",         "io-error",
+    "none",        "too-large",       "too-many-pixels", "too-many-frames", "decode-error",
+    "unsupported", "blocked",         "timeout",         "io-error",        "blocked-address",
+    "http-status", "network-error",   "bad-url",
 };
 static const char *const kind_names[] = {"category", "contrast", "neutral"};
 
