@@ -50,3 +50,17 @@ echo "$out"
 printf '%s\n' "$out" | awk '/%/ { gsub("%", "", $2); s[n++ < 3 ? 0 : 1] += $2 }
     END { for (i = 0; i < 2; i++) if (s[i] < 99.9 || s[i] > 100.1) exit 1 }' ||
     fail "softmax rows must sum to 100%"
+
+# The demo model says what it is, on stderr and in the JSON.
+demo="$CLIPMOD_WORK/demo-flagged"
+rm -rf "$demo"
+cp -r "$dir" "$demo"
+"$REF_PYTHON" -c 'import json, sys
+p = sys.argv[1] + "/config.json"
+c = json.load(open(p)); c["clipmod_demo"] = True; json.dump(c, open(p, "w"))' "$demo"
+"$CLIPMOD" embed -m "$demo" -t "a cat" 2>"$CLIPMOD_WORK/demo_err" | grep -q '"demo_model": true' ||
+    fail "embed JSON must say demo_model: true"
+grep -q "demo model" "$CLIPMOD_WORK/demo_err" || fail "the demo model must be announced on stderr"
+"$CLIPMOD" embed -m "$dir" -t "a cat" 2>"$CLIPMOD_WORK/demo_err" | grep -q '"demo_model": false' ||
+    fail "a real model must say demo_model: false"
+! grep -q "demo model" "$CLIPMOD_WORK/demo_err" || fail "a real model is not the demo model"

@@ -116,6 +116,13 @@ CLIPMOD_API int clipmod_model_image_size(const clipmod_model *model);
 /* exp(logit_scale): the factor CLIP multiplies cosines by before a softmax. */
 CLIPMOD_API float clipmod_model_logit_scale(const clipmod_model *model);
 
+/*
+ * 1 if this is clipmod's demo model (config.json says "clipmod_demo": true): a
+ * small CLIP trained on emoji, for demos and tests, not for real moderation.
+ * Programs should say so to their users; results carry it in their JSON.
+ */
+CLIPMOD_API int clipmod_model_is_demo(const clipmod_model *model);
+
 /* 1 if the model can embed texts (it has a text tower and a tokenizer). */
 CLIPMOD_API int clipmod_model_has_text(const clipmod_model *model);
 

@@ -23,6 +23,7 @@ typedef struct cli_inputs {
     const char **texts;
     size_t n_texts;
     int threads;
+    int quiet; /* no notes on stderr */
 } cli_inputs;
 
 /* What option parsers return when the command should run; else an exit status. */

@@ -938,6 +938,7 @@ int cmd_scan(int argc, char **argv)
     mi.model_dir = o.model_dir;
     mi.merges = o.merges;
     mi.threads = o.threads;
+    mi.quiet = o.quiet || o.hook;
     if (!(model = cli_load_model(&mi))) {
         if (o.model_defaulted)
             fprintf(stderr, "clipmod: (the default model; choose one with --model DIR or "

@@ -101,6 +101,12 @@ clipmod_model *cli_load_model(const cli_inputs *in)
         clipmod_model_free(model);
         return NULL;
     }
+    /* Honesty: a model trained on emoji must never pass for real moderation. */
+    if (clipmod_model_is_demo(model) && !in->quiet)
+        fprintf(stderr, "clipmod: note: %s is clipmod's demo model, trained on emoji for demos "
+                        "and tests; for real moderation install a real CLIP model "
+                        "(clipmod model fetch openai/clip-vit-base-patch32)\n",
+                in->model_dir);
     return model;
 }
 

@@ -60,13 +60,17 @@ static uint64_t fingerprint(const cm_safetensors *st)
     return h;
 }
 
-/* The model's name: config.json's _name_or_path, else the directory's last part. */
-static void model_name(const char *dir, char *name, size_t size)
+/*
+ * The model's name (config.json's _name_or_path, else the directory's last part),
+ * and whether it is our demo model.
+ */
+static void model_name(const char *dir, char *name, size_t size, int *demo)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_t *root = json_load_file(path, 0, NULL);
     const char *s = json_string_value(json_object_get(root, "_name_or_path"));
+    *demo = json_is_true(json_object_get(root, "clipmod_demo"));
     if (s && *s) {
         snprintf(name, size, "%s", s);
     } else {
@@ -124,7 +128,7 @@ clipmod_error clipmod_model_load(const char *dir, const char *merges, clipmod_mo
         goto out;
     }
     m->fingerprint = fingerprint(st);
-    model_name(dir, m->name, sizeof m->name);
+    model_name(dir, m->name, sizeof m->name, &m->demo);
     cm_safetensors_close(st);
     st = NULL;
 
@@ -171,6 +175,11 @@ int clipmod_model_image_size(const clipmod_model *m)
 float clipmod_model_logit_scale(const clipmod_model *m)
 {
     return m ? m->w.logit_scale : 0.0f;
+}
+
+int clipmod_model_is_demo(const clipmod_model *m)
+{
+    return m && m->demo;
 }
 
 int clipmod_model_has_text(const clipmod_model *m)

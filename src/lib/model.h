@@ -16,6 +16,7 @@ struct clipmod_model {
     char description[160];
     char name[128];       /* config's _name_or_path, else the directory's name */
     uint64_t fingerprint; /* of the weights file: keys the prompt-embedding cache */
+    int demo;             /* config.json: "clipmod_demo": true */
 };
 
 /* 1 once clipmod_init() has succeeded. */

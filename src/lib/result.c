@@ -252,14 +252,14 @@ char *clipmod_result_to_json(const clipmod_result *r, int explain)
                                                r->notes[i].text));
     const int unscanned = r->state == CLIPMOD_STATE_UNSCANNED;
     json_t *root = json_pack(
-        "{s:i, s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:{s:i, s:i, s:i, s:i}, s:s, s:s, s:o, "
-        "s:o, s:o}",
+        "{s:i, s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:{s:i, s:i, s:i, s:i}, s:s, s:s, s:b, "
+        "s:o, s:o, s:o}",
         "schema_version", SCHEMA_VERSION, "name", r->name, "state",
         clipmod_state_name(r->state), "action", clipmod_action_name(r->action), "category",
         r->top_category, "message", r->message, "reason", unscanned ? clipmod_reason_name(r->reason) : NULL,
         "reason_text", unscanned ? r->reason_text : NULL, "image", "width", r->width, "height",
         r->height, "frames", r->frames_total, "frames_scanned", r->frames_scanned, "policy",
-        r->policy, "model", r->model, "categories", cats, "notes", notes, "elapsed_ms",
+        r->policy, "model", r->model, "demo_model", r->demo_model, "categories", cats, "notes", notes, "elapsed_ms",
         num(r->elapsed_ms));
     if (!root)
         return NULL;

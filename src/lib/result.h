@@ -46,6 +46,7 @@ struct clipmod_result {
     char *policy;
     char *model;
     char *message; /* for the sender or uploader; "" when unscanned */
+    int demo_model; /* scored by clipmod's demo model: not real moderation */
     int top_prompts; /* candidates listed without explain */
     cm_note *notes;
     size_t n_notes;

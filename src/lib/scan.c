@@ -145,6 +145,7 @@ clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *i
             goto out;
         }
         out[i]->top_prompts = (int)e->settings[CLIPMOD_TOP_PROMPTS];
+        out[i]->demo_model = clipmod_model_is_demo(e->model);
         if (!in->path && !in->data && in->len) {
             rc = CLIPMOD_E_INVALID_ARG;
             goto out;
