@@ -250,7 +250,18 @@ CLIPMOD_API const char *clipmod_setting_name(clipmod_setting s);
  */
 CLIPMOD_API clipmod_error clipmod_engine_new(const clipmod_model *model, clipmod_engine **out);
 
-/* Free an engine. Accepts NULL. No scan may be running on it. */
+/*
+ * Take one more reference to `engine` and return it. Services that reload their
+ * policy swap in a newly compiled engine; each request takes a reference to the
+ * engine it started with (under the service's own lock) and frees it when done,
+ * so the old engine lives until its last request ends. Thread-safe.
+ */
+CLIPMOD_API clipmod_engine *clipmod_engine_ref(clipmod_engine *engine);
+
+/*
+ * Release one reference (clipmod_engine_new gives the first); the last one frees
+ * the engine. Accepts NULL. Thread-safe.
+ */
 CLIPMOD_API void clipmod_engine_free(clipmod_engine *engine);
 
 /* Change a setting before clipmod_engine_compile(); CLIPMOD_E_INVALID_ARG after it. */

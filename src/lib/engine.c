@@ -10,6 +10,7 @@
  */
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,7 @@ clipmod_error clipmod_engine_new(const clipmod_model *model, clipmod_engine **ou
     if (!e)
         return CLIPMOD_E_NOMEM;
     e->model = model;
+    atomic_init(&e->refs, 1);
     for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
         e->settings[s] = clipmod_setting_default((clipmod_setting)s);
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -97,9 +99,17 @@ static void uncompile(clipmod_engine *e)
     e->compiled = 0;
 }
 
+clipmod_engine *clipmod_engine_ref(clipmod_engine *e)
+{
+    if (e)
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    return e;
+}
+
 void clipmod_engine_free(clipmod_engine *e)
 {
-    if (!e)
+    /* acq_rel: the last holder must see every other holder's writes before freeing. */
+    if (!e || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
         return;
     uncompile(e);
     cm_plugins_free(e->plugins);

@@ -4,6 +4,7 @@
 #ifndef CM_ENGINE_H
 #define CM_ENGINE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "clipmod/clipmod.h"
@@ -21,6 +22,7 @@ typedef struct cm_cat {
 } cm_cat;
 
 struct clipmod_engine {
+    _Atomic long refs;          /* clipmod_engine_ref / _free */
     const clipmod_model *model; /* borrowed */
     uint64_t settings[CLIPMOD_SETTING__COUNT];
     char *cache_dir; /* NULL: no cache */
