@@ -1,0 +1,847 @@
+/*
+ * clamd.c - the clamd protocol, so that clamd's clients use clipmod unchanged.
+ *
+ * Owns clipmodd's emulation of clamd(8) on a unix socket and/or TCP (opt-in,
+ * 127.0.0.1 in the examples): the commands PING, VERSION, VERSIONCOMMANDS,
+ * INSTREAM (chunks of a 4-byte network-order length and data, ended by a zero
+ * length, capped by clamd.stream-max-length), FILDES (unix socket only), SCAN,
+ * CONTSCAN and MULTISCAN (paths inside clamd.roots), IDSESSION/END (numbered
+ * replies "N: stream: OK"), and RELOAD (as SIGHUP). Commands are prefixed with
+ * 'z' (NUL-terminated) or 'n' (newline-terminated), or unprefixed (newline), and
+ * replies use the same terminator, as clamd does.
+ *
+ * Verdicts, in clamd's words: "stream: OK", "stream: Clipmod.<category> FOUND"
+ * for a flagged image whose action is at least clamd.found-at (quarantine by
+ * default: clamd's clients reject or quarantine whatever is FOUND, so a "tag" or
+ * "flag" verdict answers OK), and for an image that could not be scanned
+ * "stream: Clipmod.Unscanned.<reason> ERROR" (or FOUND / OK, clamd.unscanned),
+ * never a silent OK. An oversized stream gets clamd's own
+ * "INSTREAM size limit exceeded. ERROR"; the rest of the stream is read first, so
+ * that the client sees the answer instead of a reset connection.
+ *
+ * Threads: one acceptor, and one thread per connection (at most
+ * clamd.max-connections; beyond that a connection is told so and closed). A
+ * connection thread waits for its job in the batcher, so images sent over clamd
+ * share forward passes with HTTP requests.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+#define MAX_COMMAND (4096 + 64)
+#define MAX_DEPTH   16
+#define READ_CHUNK  65536
+#define ERR_ACCESS  "Access denied."
+
+static struct {
+    const dconfig *c;
+    int unix_fd, tcp_fd, wake[2];
+    pthread_t acceptor;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    int active, stopping;
+    int *fds; /* active connection sockets, to stop their reads at shutdown */
+} C = {.unix_fd = -1,
+       .tcp_fd = -1,
+       .wake = {-1, -1},
+       .lock = PTHREAD_MUTEX_INITIALIZER,
+       .idle = PTHREAD_COND_INITIALIZER};
+
+typedef struct conn {
+    int fd, is_unix;
+    char term;   /* the current command's terminator, used for its replies */
+    unsigned id; /* the current command's number in an IDSESSION, else 0 */
+    int session;
+    char peer[64];
+} conn;
+
+/* ------------------------------------------------------------------------ */
+/* I/O                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Read exactly n bytes; -1 on error, timeout or end of stream. */
+static int read_all(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static void set_timeout(int fd, unsigned seconds)
+{
+    struct timeval tv = {.tv_sec = seconds, .tv_usec = 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* One reply line: "N: " in a session, the text, the command's terminator. */
+static int reply(conn *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int reply(conn *k, const char *fmt, ...)
+{
+    char line[MAX_COMMAND + 256];
+    int n = 0;
+    va_list ap;
+    if (k->session)
+        n = snprintf(line, sizeof line, "%u: ", k->id);
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        return -1;
+    n += m;
+    if ((size_t)n > sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = k->term;
+    return write_all(k->fd, line, (size_t)n);
+}
+
+/*
+ * Read one command: 'z' + text + NUL, 'n' + text + newline, or old style text +
+ * newline. Byte by byte, so nothing after the command (a stream, a passed fd) is
+ * consumed. Returns the length, 0 at a clean end of connection, -1 on error.
+ */
+static int read_command(conn *k, char *cmd, size_t size)
+{
+    size_t n = 0;
+    char ch;
+    int first = 1;
+
+    for (;;) {
+        ssize_t r = recv(k->fd, &ch, 1, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return n || !first ? -1 : 0;
+        if (first) {
+            first = 0;
+            if (ch == 'z' || ch == 'n') {
+                k->term = ch == 'z' ? '\0' : '\n';
+                continue;
+            }
+            k->term = '\n';
+        }
+        if (ch == k->term || (k->term == '\n' && ch == '\r'))
+            break;
+        if (n + 1 >= size)
+            return -1;
+        cmd[n++] = ch;
+    }
+    /* An old-style command may end with CRLF. */
+    if (k->term == '\n' && ch == '\r') {
+        char lf;
+        if (recv(k->fd, &lf, 1, MSG_PEEK) == 1 && lf == '\n')
+            (void)recv(k->fd, &lf, 1, 0);
+    }
+    cmd[n] = '\0';
+    return (int)n;
+}
+
+/* A name for a reply line: control characters would split or forge lines. */
+static void label_of(const char *s, char *out, size_t len)
+{
+    size_t i = 0;
+    for (; s && *s && i + 1 < len; s++)
+        out[i++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+    out[i] = '\0';
+}
+
+/* ------------------------------------------------------------------------ */
+/* Verdicts                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Reply for one result; *found / *errors count. */
+static int verdict(conn *k, const char *label, const clipmod_result *r, int *found, int *errors)
+{
+    const dconfig *c = C.c;
+    char lab[MAX_COMMAND];
+    label_of(label, lab, sizeof lab);
+
+    switch (clipmod_result_state(r)) {
+    case CLIPMOD_STATE_FLAGGED:
+        if (clipmod_result_action(r) >= c->clamd_found_at) {
+            (*found)++;
+            return reply(k, "%s: Clipmod.%s FOUND", lab, clipmod_result_top_category(r));
+        }
+        return reply(k, "%s: OK", lab);
+    case CLIPMOD_STATE_UNSCANNED: {
+        const char *why = clipmod_reason_name(clipmod_result_reason(r));
+        if (c->clamd_unscanned == UNSCANNED_FOUND) {
+            (*found)++;
+            return reply(k, "%s: Clipmod.Unscanned.%s FOUND", lab, why);
+        }
+        if (c->clamd_unscanned == UNSCANNED_OK)
+            return reply(k, "%s: OK", lab);
+        (*errors)++;
+        return reply(k, "%s: Clipmod.Unscanned.%s ERROR", lab, why);
+    }
+    default:
+        return reply(k, "%s: OK", lab);
+    }
+}
+
+/* 1 if `r` answers something other than OK (FOUND or ERROR). */
+static int reportable(const clipmod_result *r)
+{
+    switch (clipmod_result_state(r)) {
+    case CLIPMOD_STATE_FLAGGED:
+        return clipmod_result_action(r) >= C.c->clamd_found_at;
+    case CLIPMOD_STATE_UNSCANNED:
+        return C.c->clamd_unscanned != UNSCANNED_OK;
+    default:
+        return 0;
+    }
+}
+
+/* Submit `job` and wait; NULL with a sentence in `why` when it did not complete. */
+static bjob *run_job(bjob *job, char *why, size_t whylen)
+{
+    int rc = batcher_submit(job);
+    if (rc != BATCH_OK) {
+        snprintf(why, whylen, "%s",
+                 rc == BATCH_FULL ? "Server busy (scan queue full)." : "Server shutting down.");
+        bjob_release(job);
+        return NULL;
+    }
+    bj_status st = bjob_wait(job);
+    if (st != BJ_DONE) {
+        snprintf(why, whylen, "%s",
+                 st == BJ_EXPIRED ? "Scan deadline exceeded." : clipmod_strerror(job->err));
+        bjob_release(job);
+        return NULL;
+    }
+    return job;
+}
+
+/* Scan one buffer (INSTREAM) or fd (FILDES) and answer with `label`. */
+static int scan_one(conn *k, const char *label, unsigned char *data, size_t len, int fd)
+{
+    char why[128];
+    int found = 0, errors = 0;
+    clipmod_engine *engine = reload_acquire();
+    bjob *job = bjob_new(1, engine, IFACE_CLAMD);
+    clipmod_engine_free(engine);
+
+    if (!job || !(job->in[0].name = strdup(label))) {
+        free(data);
+        if (fd >= 0)
+            close(fd);
+        bjob_release(job);
+        return reply(k, "%s: Can't allocate memory ERROR", label);
+    }
+    job->in[0].data = data;
+    job->in[0].len = len;
+    job->in[0].fd = fd;
+    if (!(job = run_job(job, why, sizeof why)))
+        return reply(k, "%s: %s ERROR", label, why);
+    int rc = verdict(k, label, job->out[0], &found, &errors);
+    bjob_release(job);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Commands                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static int cmd_instream(conn *k)
+{
+    const uint64_t max = C.c->stream_max_length;
+    unsigned char *buf = NULL;
+    size_t len = 0, cap = 0;
+    uint64_t total = 0;
+    int over = 0;
+
+    set_timeout(k->fd, C.c->clamd_read_timeout_s);
+    for (;;) {
+        uint32_t be;
+        if (read_all(k->fd, &be, 4))
+            goto broken;
+        uint32_t n = ntohl(be);
+        if (!n)
+            break;
+        total += n;
+        if (total > max) {
+            /* Read on (up to a bound) so that the answer is not lost in a reset. */
+            over = 1;
+            if (total > 4 * max + READ_CHUNK)
+                break;
+        }
+        if (over) {
+            char sink[READ_CHUNK];
+            while (n) {
+                uint32_t part = n < sizeof sink ? n : (uint32_t)sizeof sink;
+                if (read_all(k->fd, sink, part))
+                    goto broken;
+                n -= part;
+            }
+            continue;
+        }
+        if (len + n > cap) {
+            size_t c = cap ? cap : 65536;
+            while (c < len + n)
+                c *= 2;
+            unsigned char *grown = realloc(buf, c);
+            if (!grown) {
+                free(buf);
+                return reply(k, "INSTREAM: Can't allocate memory ERROR") ? -1 : -1;
+            }
+            buf = grown;
+            cap = c;
+        }
+        if (read_all(k->fd, buf + len, n))
+            goto broken;
+        len += n;
+    }
+    if (over) {
+        free(buf);
+        dlog(DLOG_INFO, "clamd: stream over stream-max-length", LF_S("peer", k->peer),
+             LF_I("bytes", total), LF_I("max", max), LF_END);
+        reply(k, "INSTREAM size limit exceeded. ERROR");
+        return -1; /* as clamd: the connection ends */
+    }
+    return scan_one(k, "stream", buf, len, -1);
+broken:
+    free(buf);
+    return -1;
+}
+
+static int cmd_fildes(conn *k)
+{
+    char dummy, ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &dummy, .iov_len = 1};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    int fd = -1;
+    char label[32];
+    struct stat st;
+
+    if (!k->is_unix)
+        return reply(k, "FILDES: only on a unix socket ERROR");
+    if (recvmsg(k->fd, &msg, MSG_CMSG_CLOEXEC) <= 0)
+        return reply(k, "FILDES: didn't receive file descriptor. ERROR");
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+            memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    if (fd < 0)
+        return reply(k, "FILDES: didn't receive file descriptor. ERROR");
+    snprintf(label, sizeof label, "fd[%d]", fd);
+    /* The client chose what to pass; a regular file is read through its descriptor. */
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        /* Pipes and sockets: read it whole, bounded like a stream. */
+        unsigned char *buf = NULL;
+        size_t len = 0, cap = 0;
+        for (;;) {
+            if (len == cap) {
+                if (cap > C.c->stream_max_length) {
+                    free(buf);
+                    close(fd);
+                    return reply(k, "%s: size limit exceeded ERROR", label);
+                }
+                unsigned char *grown = realloc(buf, cap = cap ? 2 * cap : 65536);
+                if (!grown) {
+                    free(buf);
+                    close(fd);
+                    return reply(k, "%s: Can't allocate memory ERROR", label);
+                }
+                buf = grown;
+            }
+            ssize_t r = read(fd, buf + len, cap - len);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            len += (size_t)r;
+        }
+        close(fd);
+        return scan_one(k, label, buf, len, -1);
+    }
+    return scan_one(k, label, NULL, 0, fd);
+}
+
+/* A file or directory tree inside the roots: the files found, in name order. */
+typedef struct files {
+    char **v;
+    size_t n, cap;
+} files;
+
+static int files_push(files *f, char *path)
+{
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 64;
+        char **grown = realloc(f->v, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        f->v = grown;
+        f->cap = cap;
+    }
+    f->v[f->n++] = path;
+    return 0;
+}
+
+static int walk(const char *dir, int depth, files *out)
+{
+    struct dirent **names = NULL;
+    int n = depth > MAX_DEPTH ? -1 : scandir(dir, &names, NULL, alphasort);
+    if (n < 0)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        const char *e = names[i]->d_name;
+        struct stat st;
+        char *path = NULL;
+        if (strcmp(e, ".") && strcmp(e, "..") &&
+            asprintf(&path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e) >= 0) {
+            /* Symbolic links are not followed (clamd's default). */
+            if (!lstat(path, &st) && S_ISDIR(st.st_mode)) {
+                walk(path, depth + 1, out);
+            } else if (!lstat(path, &st) && S_ISREG(st.st_mode) && !files_push(out, path)) {
+                path = NULL;
+            }
+        }
+        free(path);
+        free(names[i]);
+    }
+    free(names);
+    return 0;
+}
+
+static int cmd_scan(conn *k, const char *arg, int stop_at_found)
+{
+    char why[256];
+    char *real = roots_resolve(&C.c->clamd_roots, arg, why, sizeof why);
+    files f = {0};
+    struct stat st;
+    int found = 0, errors = 0, rc = 0;
+    char lab[MAX_COMMAND];
+
+    label_of(arg, lab, sizeof lab);
+    if (!real) {
+        dlog(DLOG_INFO, "clamd: path refused", LF_S("path", arg), LF_S("why", why), LF_END);
+        return reply(k, "%s: " ERR_ACCESS " ERROR", lab);
+    }
+    if (stat(real, &st)) {
+        free(real);
+        return reply(k, "%s: lstat() failed: %s. ERROR", lab, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        walk(real, 0, &f);
+    } else {
+        char *copy = strdup(real);
+        if (!copy || files_push(&f, copy))
+            free(copy);
+    }
+    size_t batch = C.c->max_batch;
+    for (size_t start = 0; start < f.n && rc == 0 && !(stop_at_found && found); start += batch) {
+        size_t n = f.n - start < batch ? f.n - start : batch, opened = 0;
+        clipmod_engine *engine = reload_acquire();
+        bjob *job = bjob_new(n, engine, IFACE_CLAMD);
+        size_t *which = calloc(n, sizeof *which);
+        clipmod_engine_free(engine);
+        if (!job || !which) {
+            bjob_release(job);
+            free(which);
+            rc = reply(k, "%s: Can't allocate memory ERROR", lab);
+            break;
+        }
+        /* Each file is opened through roots.c, so a link swapped in meanwhile is refused. */
+        for (size_t i = 0; i < n; i++) {
+            const char *p = f.v[start + i];
+            int fd = roots_open(&C.c->clamd_roots, p, NULL, why, sizeof why);
+            if (fd < 0) {
+                char plab[MAX_COMMAND];
+                label_of(p, plab, sizeof plab);
+                errors++;
+                rc = reply(k, "%s: " ERR_ACCESS " ERROR", plab);
+                continue;
+            }
+            job->in[opened].fd = fd;
+            job->in[opened].name = strdup(p);
+            which[opened++] = start + i;
+        }
+        job->n = opened; /* unused slots are empty and freed as such */
+        if (!opened) {
+            job->n = n;
+            bjob_release(job);
+            free(which);
+            continue;
+        }
+        if (!(job = run_job(job, why, sizeof why))) {
+            errors += (int)opened;
+            for (size_t i = 0; i < opened && !rc; i++) {
+                char plab[MAX_COMMAND];
+                label_of(f.v[which[i]], plab, sizeof plab);
+                rc = reply(k, "%s: %s ERROR", plab, why);
+            }
+            free(which);
+            continue;
+        }
+        for (size_t i = 0; i < opened && !rc; i++) {
+            clipmod_result *r = job->out[i];
+            /* Inside a directory only what is not OK is listed, as clamd does. */
+            if (S_ISDIR(st.st_mode) && !reportable(r))
+                continue;
+            rc = verdict(k, f.v[which[i]], r, &found, &errors);
+        }
+        job->n = n;
+        bjob_release(job);
+        free(which);
+    }
+    if (S_ISDIR(st.st_mode) && !rc && !found && (!errors || (size_t)errors < f.n))
+        rc = reply(k, "%s: OK", lab);
+    for (size_t i = 0; i < f.n; i++)
+        free(f.v[i]);
+    free(f.v);
+    free(real);
+    return rc;
+}
+
+static void version_text(char *out, size_t len)
+{
+    clipmod_engine *e = reload_acquire();
+    snprintf(out, len, "clipmodd %s/%s", CLIPMOD_VERSION_STRING,
+             e ? clipmod_engine_policy_name(e) : "");
+    clipmod_engine_free(e);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Returns 1 to keep the connection (a session goes on), 0 to close it. */
+static int dispatch(conn *k, char *cmd)
+{
+    char ver[512];
+    const char *arg = strchr(cmd, ' ');
+    size_t name_len = arg ? (size_t)(arg - cmd) : strlen(cmd);
+    char name[32];
+
+    snprintf(name, sizeof name, "%.*s", (int)(name_len < 31 ? name_len : 31), cmd);
+    if (arg)
+        arg++;
+    if (k->session)
+        k->id++;
+    metrics_clamd(name);
+
+#define IS(s) (!strcmp(name, s))
+    if (IS("PING")) {
+        reply(k, "PONG");
+    } else if (IS("VERSION")) {
+        version_text(ver, sizeof ver);
+        reply(k, "%s", ver);
+    } else if (IS("VERSIONCOMMANDS")) {
+        version_text(ver, sizeof ver);
+        reply(k,
+              "%s| COMMANDS: SCAN CONTSCAN MULTISCAN INSTREAM FILDES PING VERSION "
+              "VERSIONCOMMANDS IDSESSION END RELOAD",
+              ver);
+    } else if (IS("INSTREAM")) {
+        if (cmd_instream(k))
+            return 0;
+    } else if (IS("FILDES")) {
+        if (cmd_fildes(k))
+            return 0;
+    } else if ((IS("SCAN") || IS("CONTSCAN") || IS("MULTISCAN")) && arg && *arg) {
+        if (k->session && !IS("SCAN")) {
+            reply(k, "Command invalid inside IDSESSION. ERROR");
+            return 0;
+        }
+        if (cmd_scan(k, arg, IS("SCAN")))
+            return 0;
+    } else if (IS("IDSESSION") && !k->session) {
+        if (k->term != '\0' && k->term != '\n')
+            return 0;
+        k->session = 1;
+        k->id = 0;
+        return 1;
+    } else if (IS("END")) {
+        return 0;
+    } else if (IS("RELOAD") && !k->session) {
+        reload_request();
+        reply(k, "RELOADING");
+        return 0;
+    } else {
+        reply(k, "UNKNOWN COMMAND");
+        return 0;
+    }
+#undef IS
+    return k->session;
+}
+
+static void *serve(void *arg)
+{
+    conn *k = arg;
+    char cmd[MAX_COMMAND];
+
+    for (;;) {
+        /* Between session commands the idle timeout applies, else the read timeout. */
+        set_timeout(k->fd, k->session ? C.c->clamd_idle_timeout_s : C.c->clamd_read_timeout_s);
+        int n = read_command(k, cmd, sizeof cmd);
+        if (n <= 0)
+            break;
+        /* Old-style (unprefixed) commands may not open sessions, as in clamd. */
+        if (!dispatch(k, cmd))
+            break;
+    }
+    pthread_mutex_lock(&C.lock);
+    for (int i = 0; i < (int)C.c->clamd_max_connections; i++)
+        if (C.fds[i] == k->fd)
+            C.fds[i] = -1;
+    close(k->fd);
+    C.active--;
+    pthread_cond_broadcast(&C.idle);
+    pthread_mutex_unlock(&C.lock);
+    free(k);
+    return NULL;
+}
+
+static void accept_one(int lfd, int is_unix)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+    conn *k = NULL;
+    pthread_t t;
+    pthread_attr_t attr;
+
+    if (fd < 0)
+        return;
+    pthread_mutex_lock(&C.lock);
+    if (C.stopping || C.active >= (int)C.c->clamd_max_connections) {
+        pthread_mutex_unlock(&C.lock);
+        static const char busy[] = "Max connections reached. ERROR\n";
+        (void)!write(fd, busy, sizeof busy - 1);
+        close(fd);
+        dlog(DLOG_WARN, "clamd: connection refused (clamd.max-connections)", LF_END);
+        return;
+    }
+    C.active++;
+    for (int i = 0; i < (int)C.c->clamd_max_connections; i++)
+        if (C.fds[i] < 0) {
+            C.fds[i] = fd;
+            break;
+        }
+    pthread_mutex_unlock(&C.lock);
+
+    if (!(k = calloc(1, sizeof *k)))
+        goto fail;
+    k->fd = fd;
+    k->is_unix = is_unix;
+    k->term = '\n';
+    if (is_unix)
+        snprintf(k->peer, sizeof k->peer, "unix");
+    else if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, k->peer, sizeof k->peer);
+    else
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, k->peer, sizeof k->peer);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, serve, k);
+    pthread_attr_destroy(&attr);
+    if (!rc)
+        return;
+fail:
+    free(k);
+    pthread_mutex_lock(&C.lock);
+    for (int i = 0; i < (int)C.c->clamd_max_connections; i++)
+        if (C.fds[i] == fd)
+            C.fds[i] = -1;
+    C.active--;
+    pthread_mutex_unlock(&C.lock);
+    close(fd);
+}
+
+static void *acceptor(void *unused)
+{
+    for (;;) {
+        struct pollfd p[3] = {
+            {C.wake[0], POLLIN, 0}, {C.unix_fd, POLLIN, 0}, {C.tcp_fd, POLLIN, 0}};
+        if (poll(p, 3, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[0].revents)
+            break;
+        if (p[1].revents & POLLIN)
+            accept_one(C.unix_fd, 1);
+        if (p[2].revents & POLLIN)
+            accept_one(C.tcp_fd, 0);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Start and stop                                                           */
+/* ------------------------------------------------------------------------ */
+
+static int listen_unix(const char *path, unsigned mode)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+    int fd;
+
+    if (strlen(path) >= sizeof sa.sun_path)
+        return -1;
+    strcpy(sa.sun_path, path);
+    /* A stale socket from a previous run is replaced; any other file is not. */
+    if (!lstat(path, &st)) {
+        if (!S_ISSOCK(st.st_mode))
+            return -1;
+        unlink(path);
+    }
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || chmod(path, mode) || listen(fd, 64)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int listen_tcp(const char *spec, char *bound, size_t boundlen)
+{
+    char host[256], *colon;
+    struct addrinfo hints = {0}, *ai = NULL;
+    int fd = -1, one = 1;
+
+    if (strlen(spec) >= sizeof host)
+        return -1;
+    if (spec[0] == '[') {
+        const char *end = strchr(spec, ']');
+        if (!end || end[1] != ':')
+            return -1;
+        snprintf(host, sizeof host, "%.*s", (int)(end - spec - 1), spec + 1);
+        colon = (char *)end + 1;
+    } else {
+        snprintf(host, sizeof host, "%s", spec);
+        if (!(colon = strrchr(host, ':')))
+            return -1;
+        *colon = '\0';
+        colon = (char *)spec + (colon - host);
+    }
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) || !ai)
+        return -1;
+    if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64)) {
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char addr[64] = "?";
+    unsigned port = 0;
+    if (!getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof addr);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof addr);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    snprintf(bound, boundlen, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", addr, port);
+    return fd;
+}
+
+int clamd_start(const dconfig *c, char *bound, size_t boundlen)
+{
+    C.c = c;
+    bound[0] = '\0';
+    if (!c->clamd_unix && !c->clamd_tcp)
+        return 0;
+    if (!(C.fds = malloc(c->clamd_max_connections * sizeof *C.fds)))
+        return -1;
+    for (unsigned i = 0; i < c->clamd_max_connections; i++)
+        C.fds[i] = -1;
+    if (pipe2(C.wake, O_CLOEXEC))
+        return -1;
+    if (c->clamd_unix && (C.unix_fd = listen_unix(c->clamd_unix, c->clamd_unix_mode)) < 0) {
+        dlog(DLOG_ERROR, "clamd: cannot listen on the unix socket", LF_S("path", c->clamd_unix),
+             LF_S("error", strerror(errno)), LF_END);
+        return -1;
+    }
+    if (c->clamd_tcp && (C.tcp_fd = listen_tcp(c->clamd_tcp, bound, boundlen)) < 0) {
+        dlog(DLOG_ERROR, "clamd: cannot listen on TCP", LF_S("tcp", c->clamd_tcp),
+             LF_S("error", strerror(errno)), LF_END);
+        return -1;
+    }
+    if (pthread_create(&C.acceptor, NULL, acceptor, NULL))
+        return -1;
+    C.started = 1;
+    return 0;
+}
+
+void clamd_stop(void)
+{
+    if (!C.started)
+        goto close_listeners;
+    (void)!write(C.wake[1], "x", 1);
+    pthread_join(C.acceptor, NULL);
+    C.started = 0;
+    pthread_mutex_lock(&C.lock);
+    C.stopping = 1;
+    /* Connections finish the command they are in; their next read ends them. */
+    for (unsigned i = 0; i < C.c->clamd_max_connections; i++)
+        if (C.fds[i] >= 0)
+            shutdown(C.fds[i], SHUT_RD);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += C.c->request_timeout_ms / 1000 + 5;
+    while (C.active > 0)
+        if (pthread_cond_timedwait(&C.idle, &C.lock, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&C.lock);
+close_listeners:
+    if (C.unix_fd >= 0) {
+        close(C.unix_fd);
+        if (C.c && C.c->clamd_unix)
+            unlink(C.c->clamd_unix);
+    }
+    if (C.tcp_fd >= 0)
+        close(C.tcp_fd);
+    C.unix_fd = C.tcp_fd = -1;
+}

@@ -1,0 +1,318 @@
+/*
+ * daemon.h - what the modules of clipmodd share.
+ *
+ * clipmodd is one engine behind three doors: HTTP (http.c, with tusd's hook
+ * requests in tusd.c), the clamd protocol (clamd.c) and, outside the daemon, the
+ * CLI's --hook mode. Every door turns its request into a job for the batcher
+ * (batcher.c), which scans the images of concurrent jobs in one forward pass with
+ * the engine each job took a reference to (reload.c swaps engines on SIGHUP).
+ * config.c reads the YAML configuration, log.c writes structured logs, metrics.c
+ * counts for Prometheus, roots.c opens files only inside configured directories.
+ * main.c ties them together and owns signals and shutdown.
+ */
+#ifndef CLIPMODD_DAEMON_H
+#define CLIPMODD_DAEMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clipmod/clipmod.h"
+
+#define CLIPMODD_NAME "clipmodd"
+
+/*
+ * Fetch mode (clipmod_scan_urls, the allow-list) is declared in clipmod.h and
+ * implemented in the library's fetch.c. Weak references let clipmodd run with a
+ * libclipmod built without it: they are then NULL, and /v1/scan-url and tusd's
+ * download-url answer that fetch mode is unavailable instead of failing to link.
+ */
+#pragma weak clipmod_scan_urls
+#pragma weak clipmod_engine_allow_fetch
+
+/* 1 if this libclipmod has fetch mode. */
+#define HAVE_FETCH_MODE (clipmod_scan_urls != NULL)
+
+/* ------------------------------------------------------------------------ */
+/* Configuration (config.c)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* What clamd answers for an input that could not be scanned. */
+typedef enum { UNSCANNED_ERROR, UNSCANNED_FOUND, UNSCANNED_OK } clamd_unscanned_mode;
+
+typedef struct strlist {
+    char **v;
+    size_t n;
+} strlist;
+
+typedef struct dconfig {
+    char *path; /* the file read, or NULL for defaults only */
+
+    /* Engine */
+    char *model, *merges, *policy, *cache_dir;
+    int no_cache; /* cache-dir: null */
+    int threads;
+    int setting_given[CLIPMOD_SETTING__COUNT];
+    uint64_t setting[CLIPMOD_SETTING__COUNT];
+    strlist fetch_allow;
+
+    /* Scanning (batcher) */
+    unsigned workers, url_workers, max_batch, batch_window_ms, queue_size;
+    unsigned request_timeout_ms, retry_after_s;
+
+    /* HTTP */
+    int http_enabled;
+    char *http_listen;
+    uint64_t max_body_bytes;
+    unsigned max_files, max_connections, client_timeout_s;
+    char *auth_token; /* from auth-token-file (or auth-token) */
+    int scan_url_enabled;
+
+    /* tusd hooks */
+    int tusd_enabled;
+    strlist tusd_roots;
+    char *tusd_download_url;
+    int tusd_accept_unscanned;
+    int tusd_delete_rejected;
+    char *tusd_quarantine_dir;
+
+    /* clamd protocol */
+    char *clamd_unix, *clamd_tcp;
+    unsigned clamd_unix_mode;
+    uint64_t stream_max_length;
+    strlist clamd_roots;
+    unsigned clamd_max_connections, clamd_read_timeout_s, clamd_idle_timeout_s;
+    clipmod_action clamd_found_at;
+    clamd_unscanned_mode clamd_unscanned;
+
+    /* Logs */
+    char *log_format, *log_target, *log_level;
+    int log_requests;
+} dconfig;
+
+/* Fill `c` with the defaults of clipmodd(8). */
+void config_defaults(dconfig *c);
+
+/*
+ * Read `path` over the defaults in `c`. Every problem is appended to *problems as a
+ * "file:line:column: message" line (caller frees); returns 0, or -1 when there
+ * were problems (c is then partly filled and must still be freed).
+ */
+int config_load(const char *path, dconfig *c, char **problems);
+
+/* Checks that need the whole configuration (e.g. max-files <= queue-size). */
+int config_check(const dconfig *c, char **problems);
+
+/* Free what `c` owns. Accepts NULL. */
+void config_free(dconfig *c);
+
+/* Replace *dst with a copy of `s` (NULL allowed); -1 when out of memory. */
+int config_set_str(char **dst, const char *s);
+
+/* ------------------------------------------------------------------------ */
+/* Logs (log.c)                                                             */
+/* ------------------------------------------------------------------------ */
+
+enum { DLOG_DEBUG, DLOG_INFO, DLOG_WARN, DLOG_ERROR };
+
+enum { DLF_END, DLF_STR, DLF_INT, DLF_FLOAT, DLF_BOOL };
+
+/* One key=value of a log line; strings are borrowed for the call. */
+typedef struct dlog_field {
+    const char *key;
+    int type;
+    const char *s;
+    long long i;
+    double f;
+} dlog_field;
+
+#define LF_S(k, x) ((dlog_field){(k), DLF_STR, (x), 0, 0})
+#define LF_I(k, x) ((dlog_field){(k), DLF_INT, NULL, (long long)(x), 0})
+#define LF_F(k, x) ((dlog_field){(k), DLF_FLOAT, NULL, 0, (double)(x)})
+#define LF_B(k, x) ((dlog_field){(k), DLF_BOOL, NULL, !!(x), 0})
+#define LF_END     ((dlog_field){NULL, DLF_END, NULL, 0, 0})
+
+/* Configure the log: format "logfmt"|"json", target "stderr"|"syslog", level name. */
+int dlog_setup(const char *format, const char *target, const char *level, char *err, size_t errlen);
+
+/* One line: level, message, then fields ending with LF_END. Thread-safe. */
+void dlog(int level, const char *msg, ...);
+
+void dlog_close(void);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics (metrics.c)                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { IFACE_HTTP, IFACE_TUSD, IFACE_CLAMD, IFACE__COUNT } diface;
+
+void metrics_init(void);
+/* One scanned input's verdict. */
+void metrics_result(const clipmod_result *r);
+/* A job finished: its interface, inputs and seconds from submission. */
+void metrics_job(diface iface, size_t n, double seconds);
+void metrics_batch(size_t images);
+void metrics_rejected(const char *why); /* "queue-full", "deadline", "shutdown" */
+void metrics_http(const char *endpoint, int status);
+void metrics_clamd(const char *command);
+void metrics_reload(int ok);
+/* Current queue state, for the gauges. */
+void metrics_queue(size_t waiting, size_t running, size_t capacity);
+/* The Prometheus text exposition; caller frees. */
+char *metrics_render(void);
+
+/* ------------------------------------------------------------------------ */
+/* Engines and reload (reload.c)                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Load the model and compile the first engine; -1 with the reason logged. */
+int reload_init(const dconfig *c);
+
+/*
+ * Compile a new engine from `c` and swap it in; requests running keep the engine
+ * they took. On failure the old engine stays. 0 or -1.
+ */
+int reload_swap(const dconfig *c);
+
+/* The current engine with one more reference: release with clipmod_engine_free(). */
+clipmod_engine *reload_acquire(void);
+
+/* The model (loaded once; lives until reload_shutdown). */
+const clipmod_model *reload_model(void);
+
+/* Seconds since the epoch when the current engine was swapped in, and how many swaps. */
+double reload_loaded_at(void);
+unsigned long reload_generation(void);
+
+/* Drop the current engine and free the model, once nothing scans any more. */
+void reload_shutdown(void);
+
+/* Ask the main thread to reload (as SIGHUP does). */
+void reload_request(void);
+
+/* ------------------------------------------------------------------------ */
+/* The batcher (batcher.c)                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    BJ_QUEUED,
+    BJ_RUNNING,
+    BJ_DONE,    /* out[] holds one result per input */
+    BJ_EXPIRED, /* the deadline passed first */
+    BJ_FAILED   /* the engine failed (err says why) */
+} bj_status;
+
+/*
+ * One input of a job. Either `data`/`len` (owned by the job), or `fd` (owned: an
+ * open regular file the worker scans), or `url` for URL jobs. `name` labels the
+ * result.
+ */
+typedef struct binput {
+    char *name;
+    unsigned char *data;
+    size_t len;
+    int fd;
+    char *url;
+} binput;
+
+typedef struct bjob bjob;
+
+typedef void (*bjob_notify)(bjob *job, void *arg);
+
+struct bjob {
+    /* Set by the submitter before batcher_submit(). */
+    clipmod_engine *engine; /* one reference, released with the job */
+    size_t n;
+    binput *in;
+    int urls; /* 1: fetch mode (clipmod_scan_urls) */
+    diface iface;
+    bjob_notify notify; /* called once, without locks, when the job ends */
+    void *arg;
+
+    /* Filled by the batcher; read after the job ended. */
+    clipmod_result **out;
+    bj_status status;
+    clipmod_error err;
+    double t_submit, deadline;
+
+    /* The batcher's. */
+    int refs;
+    bjob *next;          /* in its queue */
+    bjob *anext, *aprev; /* among the jobs queued or running, for the deadline reaper */
+};
+
+/* A job for n inputs (fds set to -1), holding a reference to `engine`; NULL if no memory. */
+bjob *bjob_new(size_t n, clipmod_engine *engine, diface iface);
+
+/* Release the submitter's reference; the last one frees inputs, results and all. */
+void bjob_release(bjob *job);
+
+/* The job's status, read under the batcher's lock. */
+bj_status bjob_status(bjob *job);
+
+/* Block until the job ended; returns its final status. */
+bj_status bjob_wait(bjob *job);
+
+enum { BATCH_OK = 0, BATCH_FULL = 1, BATCH_STOPPING = 2 };
+
+int batcher_start(const dconfig *c);
+
+/* Queue `job` (its deadline starts now). BATCH_FULL when the queue has no room. */
+int batcher_submit(bjob *job);
+
+/* Jobs waiting or running, and inputs waiting. */
+void batcher_load(size_t *jobs, size_t *waiting_inputs);
+
+/* Refuse new jobs, finish those queued, stop the threads. */
+void batcher_stop(void);
+
+/* Seconds on a monotonic clock. */
+double mono_now(void);
+/* Seconds since the epoch. */
+double wall_now(void);
+
+/* ------------------------------------------------------------------------ */
+/* Files inside configured roots (roots.c)                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Open `path` for reading only if its real path lies inside one of `roots` (as
+ * resolved when the roots were checked) and it is a regular file; symbolic links
+ * that lead outside are refused, and the opened file is checked again through
+ * /proc/self/fd so that a path swapped after the check is caught. On success
+ * returns the fd and, if `real` is not NULL, a malloc'd copy of the real path. On
+ * failure -1 and a sentence in `why`.
+ */
+int roots_open(const strlist *roots, const char *path, char **real, char *why, size_t whylen);
+
+/* The real path of `path` if it lies inside `roots` (a file or directory), else NULL. */
+char *roots_resolve(const strlist *roots, const char *path, char *why, size_t whylen);
+
+/* 1 if the real path `real` lies inside the real path `root`. */
+int roots_contains(const char *root, const char *real);
+
+/* ------------------------------------------------------------------------ */
+/* Doors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* http.c: start the HTTP server (its bound address into `bound`), stop it. */
+int http_start(const dconfig *c, char *bound, size_t boundlen);
+/* Stop accepting; answer what is in flight; close. */
+void http_stop(void);
+
+/*
+ * tusd.c: one hook request. tusd_begin() parses `body`; when it can answer at once
+ * (a hook that needs no scan, or an error) it returns NULL with *status and *reply
+ * (caller frees) set. Otherwise it returns a request whose job (tusd_job) the
+ * caller submits, and tusd_finish() builds the hook response once the job ended.
+ */
+typedef struct tusd_req tusd_req;
+tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status, char **reply);
+bjob *tusd_job(tusd_req *t);
+char *tusd_finish(tusd_req *t, int *status);
+void tusd_free(tusd_req *t);
+
+/* clamd.c: listeners on a unix socket and/or TCP. */
+int clamd_start(const dconfig *c, char *bound, size_t boundlen);
+void clamd_stop(void);
+
+#endif

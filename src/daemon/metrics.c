@@ -1,0 +1,342 @@
+/*
+ * metrics.c - clipmodd's counters and their Prometheus text exposition.
+ *
+ * Owns every metric GET /metrics shows (the list is in clipmodd(8), METRICS):
+ * verdicts by state and action, unscanned inputs by reason, request latency and
+ * batch size histograms, queue depth, HTTP statuses, clamd commands, reloads,
+ * and info gauges naming the model and the active policy. Counters live under
+ * one mutex: updates are a few additions per request, far below the cost of a
+ * forward pass, and one lock keeps a scrape consistent.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+/* Seconds from submission to result: 5 ms to 30 s. */
+static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                        0.5,   1,    2.5,   5,    10,  30};
+#define N_LAT (sizeof latency_bounds / sizeof latency_bounds[0])
+static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+#define N_BATCH (sizeof batch_bounds / sizeof batch_bounds[0])
+
+/* Label values seen at run time (HTTP endpoints, clamd commands) are from fixed lists. */
+static const char *const endpoints[] = {"/v1/scan", "/v1/scan-url", "/v1/health", "/v1/policy",
+                                        "/v1/tusd", "/metrics",     "other"};
+#define N_ENDPOINTS (sizeof endpoints / sizeof endpoints[0])
+static const char *const commands[] = {"PING",      "VERSION", "VERSIONCOMMANDS", "INSTREAM",
+                                       "FILDES",    "SCAN",    "CONTSCAN",        "MULTISCAN",
+                                       "IDSESSION", "END",     "RELOAD",          "other"};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+static const char *const rejections[] = {"queue-full", "deadline", "shutdown"};
+#define N_REJECTIONS (sizeof rejections / sizeof rejections[0])
+static const char *const iface_names[IFACE__COUNT] = {"http", "tusd", "clamd"};
+
+/* HTTP statuses are counted per endpoint in a small open table. */
+#define MAX_STATUSES 24
+typedef struct status_count {
+    int status;
+    unsigned long long n;
+} status_count;
+
+typedef struct histogram {
+    unsigned long long bucket[16], count;
+    double sum;
+} histogram;
+
+static struct {
+    pthread_mutex_t lock;
+    double start;
+    unsigned long long scans[3][5]; /* state x action */
+    unsigned long long unscanned[CLIPMOD_REASON__COUNT];
+    histogram latency[IFACE__COUNT];
+    unsigned long long inputs[IFACE__COUNT];
+    histogram batch;
+    unsigned long long rejected[N_REJECTIONS];
+    status_count http[N_ENDPOINTS][MAX_STATUSES];
+    unsigned long long clamd[N_COMMANDS];
+    unsigned long long reloads_ok, reloads_failed;
+    size_t waiting, running, capacity;
+} m = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void metrics_init(void)
+{
+    pthread_mutex_lock(&m.lock);
+    m.start = wall_now();
+    pthread_mutex_unlock(&m.lock);
+}
+
+static void observe(histogram *h, const double *bounds, size_t nb, double v)
+{
+    for (size_t i = 0; i < nb; i++)
+        if (v <= bounds[i])
+            h->bucket[i]++;
+    h->count++;
+    h->sum += v;
+}
+
+void metrics_result(const clipmod_result *r)
+{
+    clipmod_state s = clipmod_result_state(r);
+    clipmod_action a = clipmod_result_action(r);
+    clipmod_reason why = clipmod_result_reason(r);
+
+    pthread_mutex_lock(&m.lock);
+    if ((unsigned)s < 3 && (unsigned)a < 5)
+        m.scans[s][a]++;
+    if (s == CLIPMOD_STATE_UNSCANNED && (unsigned)why < CLIPMOD_REASON__COUNT)
+        m.unscanned[why]++;
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_job(diface iface, size_t n, double seconds)
+{
+    if ((unsigned)iface >= IFACE__COUNT)
+        return;
+    pthread_mutex_lock(&m.lock);
+    observe(&m.latency[iface], latency_bounds, N_LAT, seconds);
+    m.inputs[iface] += n;
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_batch(size_t images)
+{
+    pthread_mutex_lock(&m.lock);
+    observe(&m.batch, batch_bounds, N_BATCH, (double)images);
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_rejected(const char *why)
+{
+    pthread_mutex_lock(&m.lock);
+    for (size_t i = 0; i < N_REJECTIONS; i++)
+        if (!strcmp(why, rejections[i]))
+            m.rejected[i]++;
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_http(const char *endpoint, int status)
+{
+    size_t e = N_ENDPOINTS - 1;
+    for (size_t i = 0; i < N_ENDPOINTS; i++)
+        if (!strcmp(endpoint, endpoints[i]))
+            e = i;
+    pthread_mutex_lock(&m.lock);
+    for (size_t i = 0; i < MAX_STATUSES; i++) {
+        status_count *sc = &m.http[e][i];
+        if (sc->status == status || sc->status == 0) {
+            sc->status = status;
+            sc->n++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_clamd(const char *command)
+{
+    size_t c = N_COMMANDS - 1;
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(command, commands[i]))
+            c = i;
+    pthread_mutex_lock(&m.lock);
+    m.clamd[c]++;
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_reload(int ok)
+{
+    pthread_mutex_lock(&m.lock);
+    if (ok)
+        m.reloads_ok++;
+    else
+        m.reloads_failed++;
+    pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_queue(size_t waiting, size_t running, size_t capacity)
+{
+    pthread_mutex_lock(&m.lock);
+    m.waiting = waiting;
+    m.running = running;
+    m.capacity = capacity;
+    pthread_mutex_unlock(&m.lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exposition                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct buf {
+    char *s;
+    size_t len, cap;
+    int nomem;
+} buf;
+
+static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void bprintf(buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    if (b->nomem)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->nomem = 1;
+            return;
+        }
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 8192;
+        while (cap <= b->len + (size_t)n)
+            cap *= 2;
+        char *grown = realloc(b->s, cap);
+        if (!grown) {
+            b->nomem = 1;
+            return;
+        }
+        b->s = grown;
+        b->cap = cap;
+    }
+}
+
+/* A label value: backslash, double quote and newline escaped, as the format requires. */
+static void label_value(buf *b, const char *s)
+{
+    for (; s && *s; s++) {
+        if (*s == '\\')
+            bprintf(b, "\\\\");
+        else if (*s == '"')
+            bprintf(b, "\\\"");
+        else if (*s == '\n')
+            bprintf(b, "\\n");
+        else
+            bprintf(b, "%c", *s);
+    }
+}
+
+static void help(buf *b, const char *name, const char *type, const char *text)
+{
+    bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+static void histogram_out(buf *b, const char *name, const char *labels, const histogram *h,
+                          const double *bounds, size_t nb)
+{
+    const char *sep = labels[0] ? "," : "";
+    for (size_t i = 0; i < nb; i++)
+        bprintf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, bounds[i], h->bucket[i]);
+    bprintf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, h->count);
+    bprintf(b, "%s_sum%s%s%s %.6f\n", name, *labels ? "{" : "", labels, *labels ? "}" : "", h->sum);
+    bprintf(b, "%s_count%s%s%s %llu\n", name, *labels ? "{" : "", labels, *labels ? "}" : "",
+            h->count);
+}
+
+/* Resident memory in bytes from /proc/self/statm, 0 if unknown. */
+static unsigned long long rss_bytes(void)
+{
+    unsigned long long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * (unsigned long long)sysconf(_SC_PAGESIZE);
+}
+
+char *metrics_render(void)
+{
+    buf b = {0};
+    clipmod_engine *engine = reload_acquire();
+    const clipmod_model *model = reload_model();
+    char lab[64];
+
+    pthread_mutex_lock(&m.lock);
+    help(&b, "clipmodd_scans_total", "counter", "Inputs judged, by state and action.");
+    for (int s = 0; s < 3; s++)
+        for (int a = 0; a < 5; a++) {
+            /* Only reachable pairs: clean and unscanned inputs are always "allow". */
+            if (s != CLIPMOD_STATE_FLAGGED && a != CLIPMOD_ACTION_ALLOW)
+                continue;
+            bprintf(&b, "clipmodd_scans_total{state=\"%s\",action=\"%s\"} %llu\n",
+                    clipmod_state_name((clipmod_state)s), clipmod_action_name((clipmod_action)a),
+                    m.scans[s][a]);
+        }
+    help(&b, "clipmodd_unscanned_total", "counter", "Inputs not scanned, by reason.");
+    for (int r = 1; r < CLIPMOD_REASON__COUNT; r++)
+        bprintf(&b, "clipmodd_unscanned_total{reason=\"%s\"} %llu\n",
+                clipmod_reason_name((clipmod_reason)r), m.unscanned[r]);
+    help(&b, "clipmodd_inputs_total", "counter", "Inputs submitted for scanning, by interface.");
+    for (int i = 0; i < IFACE__COUNT; i++)
+        bprintf(&b, "clipmodd_inputs_total{interface=\"%s\"} %llu\n", iface_names[i], m.inputs[i]);
+    help(&b, "clipmodd_request_duration_seconds", "histogram",
+         "Time from a request's submission to its verdicts (queue wait included), by "
+         "interface.");
+    for (int i = 0; i < IFACE__COUNT; i++) {
+        snprintf(lab, sizeof lab, "interface=\"%s\"", iface_names[i]);
+        histogram_out(&b, "clipmodd_request_duration_seconds", lab, &m.latency[i], latency_bounds,
+                      N_LAT);
+    }
+    help(&b, "clipmodd_batch_size", "histogram", "Images per forward pass.");
+    histogram_out(&b, "clipmodd_batch_size", "", &m.batch, batch_bounds, N_BATCH);
+    help(&b, "clipmodd_queue_depth", "gauge", "Inputs waiting for a forward pass.");
+    bprintf(&b, "clipmodd_queue_depth %zu\n", m.waiting);
+    help(&b, "clipmodd_queue_capacity", "gauge", "Inputs that may wait (scan.queue-size).");
+    bprintf(&b, "clipmodd_queue_capacity %zu\n", m.capacity);
+    help(&b, "clipmodd_inputs_in_progress", "gauge", "Inputs being scanned now.");
+    bprintf(&b, "clipmodd_inputs_in_progress %zu\n", m.running);
+    help(&b, "clipmodd_rejected_total", "counter",
+         "Requests refused or cut short: queue full (503), deadline passed, shutting down.");
+    for (size_t i = 0; i < N_REJECTIONS; i++)
+        bprintf(&b, "clipmodd_rejected_total{reason=\"%s\"} %llu\n", rejections[i], m.rejected[i]);
+    help(&b, "clipmodd_http_requests_total", "counter", "HTTP requests, by endpoint and status.");
+    for (size_t e = 0; e < N_ENDPOINTS; e++)
+        for (size_t i = 0; i < MAX_STATUSES && m.http[e][i].status; i++)
+            bprintf(&b, "clipmodd_http_requests_total{endpoint=\"%s\",code=\"%d\"} %llu\n",
+                    endpoints[e], m.http[e][i].status, m.http[e][i].n);
+    help(&b, "clipmodd_clamd_commands_total", "counter", "clamd protocol commands, by command.");
+    for (size_t c = 0; c < N_COMMANDS; c++)
+        bprintf(&b, "clipmodd_clamd_commands_total{command=\"%s\"} %llu\n", commands[c],
+                m.clamd[c]);
+    help(&b, "clipmodd_reloads_total", "counter", "Policy reloads (SIGHUP), by result.");
+    bprintf(&b, "clipmodd_reloads_total{result=\"success\"} %llu\n", m.reloads_ok);
+    bprintf(&b, "clipmodd_reloads_total{result=\"failure\"} %llu\n", m.reloads_failed);
+    double start = m.start;
+    pthread_mutex_unlock(&m.lock);
+
+    help(&b, "clipmodd_policy_info", "gauge", "The active policy (value 1).");
+    bprintf(&b, "clipmodd_policy_info{name=\"");
+    label_value(&b, engine ? clipmod_engine_policy_name(engine) : "");
+    bprintf(&b, "\",generation=\"%lu\"} 1\n", reload_generation());
+    help(&b, "clipmodd_policy_loaded_timestamp_seconds", "gauge",
+         "When the active policy was compiled and swapped in.");
+    bprintf(&b, "clipmodd_policy_loaded_timestamp_seconds %.3f\n", reload_loaded_at());
+    help(&b, "clipmodd_model_info", "gauge", "The model (value 1).");
+    bprintf(&b, "clipmodd_model_info{model=\"");
+    label_value(&b, model ? clipmod_model_describe(model) : "");
+    bprintf(&b, "\",embed_dim=\"%zu\",demo=\"%s\"} 1\n", model ? clipmod_model_embed_dim(model) : 0,
+            model && clipmod_model_is_demo(model) ? "true" : "false");
+    help(&b, "clipmodd_build_info", "gauge", "clipmodd's and libclipmod's versions (value 1).");
+    bprintf(&b, "clipmodd_build_info{version=\"%s\",libclipmod=\"%s\"} 1\n", CLIPMOD_VERSION_STRING,
+            clipmod_version());
+    help(&b, "process_start_time_seconds", "gauge", "When clipmodd started.");
+    bprintf(&b, "process_start_time_seconds %.3f\n", start);
+    help(&b, "process_resident_memory_bytes", "gauge", "Resident memory.");
+    bprintf(&b, "process_resident_memory_bytes %llu\n", rss_bytes());
+    clipmod_engine_free(engine);
+    if (b.nomem) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
