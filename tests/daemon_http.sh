@@ -174,33 +174,27 @@ assert 1 <= time.time() - t0 < 7, time.time() - t0
 EOF
 
 # ---------------------------------------------------------------------------
-# scan-url: end to end when this libclipmod has fetch mode (served from 127.0.0.1).
-if curl -s "$U/v1/health" | grep -q '"fetch_mode":true'; then
-    mkdir -p "$W/www"
-    cp "$HI" "$W/www/hi.png"
-    cp "$LO" "$W/www/lo.png"
-    port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    (cd "$W/www" && exec "$PY" -m http.server --bind 127.0.0.1 "$port") >"$W/www.log" 2>&1 &
-    DAEMON_PIDS="$DAEMON_PIDS $!"
-    sleep 1
-    # Loopback is refused by the SSRF guard unless the configuration allows it.
-    expect 200 POST "$U/v1/scan-url" -H 'Content-Type: application/json' \
-        -d "{\"url\": \"http://127.0.0.1:$port/hi.png\"}"
-    json_get "$W/body" 'r["state"] == "unscanned" and r["reason"] == "blocked-address"' |
-        grep -qx True || fail "scan-url to loopback must be blocked: $(cat "$W/body")"
-    sed "s|^http:|fetch:\n  allow: [127.0.0.1/32]\nhttp:|" "$W/main.yaml" >"$W/fetch.yaml"
-    start_daemon fetch "$W/fetch.yaml"
-    expect 200 POST "http://$HTTP/v1/scan-url" -H 'Content-Type: application/json' \
-        -d "{\"urls\": [\"http://127.0.0.1:$port/hi.png\", \"http://127.0.0.1:$port/lo.png\"]}"
-    json_get "$W/body" '[x["state"] for x in r]' | grep -qx "\['flagged', 'clean'\]" ||
-        fail "scan-url: $(cat "$W/body")"
-    HTTP=${U#http://}
-    echo "scan-url: tested end to end"
-else
-    expect 501 POST "$U/v1/scan-url" -H 'Content-Type: application/json' \
-        -d '{"url": "http://127.0.0.1:1/x.png"}'
-    echo "note: this libclipmod has no fetch mode yet: scan-url answers 501 (tested)"
-fi
+# scan-url: end to end (served from 127.0.0.1).
+mkdir -p "$W/www"
+cp "$HI" "$W/www/hi.png"
+cp "$LO" "$W/www/lo.png"
+port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(cd "$W/www" && exec "$PY" -m http.server --bind 127.0.0.1 "$port") >"$W/www.log" 2>&1 &
+DAEMON_PIDS="$DAEMON_PIDS $!"
+sleep 1
+# Loopback is refused by the SSRF guard unless the configuration allows it.
+expect 200 POST "$U/v1/scan-url" -H 'Content-Type: application/json' \
+    -d "{\"url\": \"http://127.0.0.1:$port/hi.png\"}"
+json_get "$W/body" 'r["state"] == "unscanned" and r["reason"] == "blocked-address"' |
+    grep -qx True || fail "scan-url to loopback must be blocked: $(cat "$W/body")"
+sed "s|^http:|fetch:\n  allow: [127.0.0.1/32]\nhttp:|" "$W/main.yaml" >"$W/fetch.yaml"
+start_daemon fetch "$W/fetch.yaml"
+expect 200 POST "http://$HTTP/v1/scan-url" -H 'Content-Type: application/json' \
+    -d "{\"urls\": [\"http://127.0.0.1:$port/hi.png\", \"http://127.0.0.1:$port/lo.png\"]}"
+json_get "$W/body" '[x["state"] for x in r]' | grep -qx "\['flagged', 'clean'\]" ||
+    fail "scan-url: $(cat "$W/body")"
+HTTP=${U#http://}
+echo "scan-url: tested end to end"
 
 # ---------------------------------------------------------------------------
 # Reload while requests are in flight: every request is answered with 200, by the

@@ -124,26 +124,22 @@ check 'r.get("ClipmodFile", "").startswith("moved to ")' "post-finish, quarantin
 
 [ "$(metric 'clipmodd_inputs_total{interface="tusd"}')" -ge 6 ] || fail "tusd inputs metric"
 
-# With fetch mode, an upload without a local path is downloaded from tusd (GET /files/ID).
-if curl -s "http://$HTTP/v1/health" | grep -q '"fetch_mode":true'; then
-    mkdir -p "$W/www/files"
-    cp "$HI" "$W/www/files/remote-hi"
-    port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    (cd "$W/www" && exec "$PY" -m http.server --bind 127.0.0.1 "$port") >"$W/www.log" 2>&1 &
-    DAEMON_PIDS="$DAEMON_PIDS $!"
-    cat >>"$W/clipmodd.yaml" <<EOF
+# An upload without a local path is downloaded from tusd (GET /files/ID).
+mkdir -p "$W/www/files"
+cp "$HI" "$W/www/files/remote-hi"
+port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(cd "$W/www" && exec "$PY" -m http.server --bind 127.0.0.1 "$port") >"$W/www.log" 2>&1 &
+DAEMON_PIDS="$DAEMON_PIDS $!"
+cat >>"$W/clipmodd.yaml" <<EOF
   download-url: http://127.0.0.1:$port/files/
 fetch:
   allow: [127.0.0.1/32]
 EOF
-    start_daemon tusd-fetch "$W/clipmodd.yaml"
-    U="http://$HTTP/v1/tusd"
-    sleep 0.5
-    hook s3store-post-finish.json remote-hi /nonexistent
-    check 'r["Verdict"]["state"] == "flagged"' "an upload fetched from tusd"
-    echo "download-url: tested end to end"
-else
-    echo "note: this libclipmod has no fetch mode yet: download-url not tested"
-fi
+start_daemon tusd-fetch "$W/clipmodd.yaml"
+U="http://$HTTP/v1/tusd"
+sleep 0.5
+hook s3store-post-finish.json remote-hi /nonexistent
+check 'r["Verdict"]["state"] == "flagged"' "an upload fetched from tusd"
+echo "download-url: tested end to end"
 
 echo "PASS"

@@ -14,7 +14,8 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config \
     libvips-dev libyaml-dev libopenblas-dev libcurl4-openssl-dev libjansson-dev \
-    libutf8proc-dev zlib1g-dev libcmocka-dev \
+    libutf8proc-dev zlib1g-dev libcmocka-dev libmicrohttpd-dev \
+    clamdscan wrk curl \
     python3-torch python3-numpy python3-pil python3-regex \
     >/dev/null
 echo "install-deps.sh: done"

@@ -37,6 +37,9 @@ extern "C" {
 #define CLIPMOD_VERSION_PATCH 0
 #define CLIPMOD_VERSION_STRING "0.1.0"
 
+/* How clipmod names itself to web servers (fetch mode, model downloads). */
+#define CLIPMOD_USER_AGENT "clipmod/" CLIPMOD_VERSION_STRING " (image content moderation)"
+
 /* Size of every errbuf argument, terminating NUL included. */
 #define CLIPMOD_ERROR_SIZE 512
 

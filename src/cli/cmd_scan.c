@@ -10,6 +10,10 @@
  *
  * It also owns where the model and the policy are looked for when not given, which
  * `clipmod policy check` shares through cli.h.
+ *
+ * With --url the arguments are URLs (`-` reads them from stdin, one per line) and
+ * each batch goes to clipmod_scan_urls() instead: the library downloads, guards
+ * and scans; everything else (output, summary, exit status, --hook) is the same.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -50,6 +54,9 @@ enum {
 #define DEFAULT_BATCH 8
 #define MAX_BATCH     256
 
+/* A line of the --url - list longer than this is kept cut, and refused as a bad URL. */
+#define MAX_URL_LINE 8193
+
 /* Long options that have no short form. */
 enum {
     OPT_MERGES = 256,
@@ -62,6 +69,8 @@ enum {
     OPT_NO_CACHE,
     OPT_UNSCANNED_OK,
     OPT_FOLLOW,
+    OPT_URL,
+    OPT_ALLOW_FETCH,
     OPT_SETTING /* OPT_SETTING + s for engine setting s */
 };
 
@@ -82,7 +91,10 @@ static const char *const setting_help[CLIPMOD_SETTING__COUNT] = {
 typedef struct scan_opts {
     const char *policy, *model_dir, *merges, *cache_dir;
     int no_cache, json, explain, recursive, follow, hook, quiet, unscanned_ok, threads;
-    int model_defaulted; /* neither --model nor $CLIPMOD_MODEL: say how to choose one */
+    int model_defaulted;      /* neither --model nor $CLIPMOD_MODEL: say how to choose one */
+    int url;                  /* --url: the arguments are URLs */
+    const char **allow_fetch; /* --allow-fetch values, in order */
+    size_t n_allow_fetch;
     size_t batch;
     int setting_given[CLIPMOD_SETTING__COUNT];
     uint64_t setting[CLIPMOD_SETTING__COUNT];
@@ -96,6 +108,7 @@ typedef struct entry {
 typedef struct entries {
     entry *v;
     size_t n, cap;
+    int urls; /* every path is a URL (--url) */
     unsigned char *stdin_data;
     size_t stdin_len;
     int have_stdin;
@@ -162,6 +175,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: clipmod scan [OPTION]... FILE|DIR|-...\n"
+            "   or: clipmod scan --url [OPTION]... URL|-...\n"
             "Scan images with a moderation policy. Each input gets one line: clean, FLAGGED\n"
             "(with the category, its score and the action) or unscanned (with the reason).\n"
             "A directory's files are scanned, its subdirectories only with -r; `-` reads one\n"
@@ -181,6 +195,11 @@ static void usage(FILE *f)
             "      --threads N       threads for matrix products\n"
             "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
             "      --no-cache        do not read or write the prompt cache\n"
+            "      --url             the arguments are http(s) URLs to download and scan;\n"
+            "                        `-` reads URLs from standard input, one per line\n"
+            "      --allow-fetch NET|HOST  let --url reach a non-public network (CIDR, e.g.\n"
+            "                        10.1.0.0/16, ::1/128) or host name; repeatable. Without\n"
+            "                        it only public addresses are fetched\n"
             "  -h, --help            show this help\n"
             "\n"
             "Limits (N is a plain decimal number):\n",
@@ -235,6 +254,8 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+        {"url", no_argument, NULL, OPT_URL},
+        {"allow-fetch", required_argument, NULL, OPT_ALLOW_FETCH},
         {"help", no_argument, NULL, 'h'},
     };
     enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
@@ -304,6 +325,20 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         case OPT_NO_CACHE:
             o->no_cache = 1;
             break;
+        case OPT_URL:
+            o->url = 1;
+            break;
+        case OPT_ALLOW_FETCH: {
+            const char **grown =
+                realloc(o->allow_fetch, (o->n_allow_fetch + 1) * sizeof *o->allow_fetch);
+            if (!grown) {
+                fprintf(stderr, "clipmod: out of memory\n");
+                return EXIT_ERROR;
+            }
+            o->allow_fetch = grown;
+            o->allow_fetch[o->n_allow_fetch++] = optarg;
+            break;
+        }
         case 'h':
             usage(stdout);
             return EXIT_CLEAN;
@@ -324,7 +359,8 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "clipmod: scan: no input (give files, directories or -)\n");
+        fprintf(stderr, o->url ? "clipmod: scan: no URL (give URLs, or - to read them)\n"
+                               : "clipmod: scan: no input (give files, directories or -)\n");
         return EXIT_ERROR;
     }
     if (o->hook && argc - optind != 1) {
@@ -426,6 +462,72 @@ static int read_stdin(entries *in, uint64_t max_bytes)
     }
     in->stdin_data = buf;
     in->stdin_len = len;
+    return 0;
+}
+
+/*
+ * --url -: URLs from stdin, one per line. Blank lines and lines starting with '#'
+ * are skipped and surrounding blanks dropped (a list pasted from a file or a
+ * webhook). A line is kept to MAX_URL_LINE bytes, which the library refuses as
+ * too long, so that a line without end costs no more memory than that.
+ */
+static int read_url_lines(entries *in)
+{
+    char *line = malloc(MAX_URL_LINE + 1);
+    size_t n = 0;
+    int c, rc = 0;
+
+    if (!line)
+        return -1;
+    do {
+        c = getchar();
+        if (c != EOF && c != '\n') {
+            if (n < MAX_URL_LINE)
+                line[n++] = (char)c;
+            continue;
+        }
+        while (n && (line[n - 1] == ' ' || line[n - 1] == '\t' || line[n - 1] == '\r'))
+            n--;
+        line[n] = '\0';
+        const char *u = line;
+        while (*u == ' ' || *u == '\t')
+            u++;
+        if (*u && *u != '#' && push_path(in, u)) {
+            rc = -1;
+            break;
+        }
+        n = 0;
+    } while (c != EOF);
+    if (!rc && ferror(stdin))
+        rc = -1;
+    free(line);
+    return rc;
+}
+
+/* --url: every argument is a URL, except `-` which reads a list of them. */
+static int collect_urls(char **args, int n_args, entries *in, walk_state *w)
+{
+    int have_list = 0;
+
+    in->urls = 1;
+    for (int i = 0; i < n_args; i++) {
+        if (strcmp(args[i], "-")) {
+            if (push_path(in, args[i]))
+                return -1;
+            continue;
+        }
+        if (have_list++) {
+            fprintf(stderr, "clipmod: '-' given twice: stdin holds one list of URLs\n");
+            w->errors++;
+            continue;
+        }
+        if (read_url_lines(in)) {
+            if (!ferror(stdin))
+                return -1;
+            fprintf(stderr, "clipmod: -: cannot read standard input: %s\n", strerror(errno));
+            w->errors++;
+        }
+    }
     return 0;
 }
 
@@ -561,6 +663,8 @@ static int collect(const scan_opts *o, char **args, int n_args, entries *in, wal
 {
     w->o = o;
     w->in = in;
+    if (o->url)
+        return collect_urls(args, n_args, in, w);
     for (int i = 0; i < n_args; i++) {
         const char *a = args[i];
         struct stat st;
@@ -832,6 +936,15 @@ static clipmod_engine *build_engine(const scan_opts *o, const clipmod_model *mod
             goto fail;
         }
     }
+    for (size_t i = 0; i < o->n_allow_fetch; i++) {
+        if ((err = clipmod_engine_allow_fetch(engine, o->allow_fetch[i]))) {
+            fprintf(stderr, "clipmod: --allow-fetch %s: %s\n", o->allow_fetch[i],
+                    err == CLIPMOD_E_INVALID_ARG
+                        ? "not a network (10.1.0.0/16, 127.0.0.1/32, ::1/128) or a host name"
+                        : clipmod_strerror(err));
+            goto fail;
+        }
+    }
     if (o->no_cache || o->cache_dir) {
         const char *dir = o->no_cache ? NULL : o->cache_dir;
         if ((err = clipmod_engine_set_cache_dir(engine, dir))) {
@@ -878,6 +991,19 @@ static void fill_input(const entries *in, const entry *e, clipmod_input *ci)
     }
 }
 
+/* One call to the library for n inputs: files and memory, or URLs (--url). */
+static clipmod_error scan_some(const clipmod_engine *engine, const entries *in,
+                               const clipmod_input *inputs, size_t n, clipmod_result **results)
+{
+    if (in->urls) {
+        const char *urls[MAX_BATCH];
+        for (size_t i = 0; i < n; i++)
+            urls[i] = inputs[i].name;
+        return clipmod_scan_urls(engine, urls, n, results);
+    }
+    return clipmod_scan_batch(engine, inputs, n, results);
+}
+
 /*
  * Scan entries [start, start + n) into results. A failed batch call says nothing
  * about which input caused it, so the inputs are retried one at a time and only
@@ -889,10 +1015,10 @@ static void scan_batch(const clipmod_engine *engine, const entries *in, size_t s
     for (size_t i = 0; i < n; i++)
         fill_input(in, &in->v[start + i], &inputs[i]);
     memset(results, 0, n * sizeof *results);
-    if (clipmod_scan_batch(engine, inputs, n, results) == CLIPMOD_OK)
+    if (scan_some(engine, in, inputs, n, results) == CLIPMOD_OK)
         return;
     for (size_t i = 0; i < n; i++) {
-        clipmod_error err = clipmod_scan_batch(engine, &inputs[i], 1, &results[i]);
+        clipmod_error err = scan_some(engine, in, &inputs[i], 1, &results[i]);
         if (err) {
             results[i] = NULL;
             progress_hide(pg);
@@ -928,8 +1054,10 @@ int cmd_scan(int argc, char **argv)
     double t0 = progress_now(), t_scan;
     int rc = parse_options(argc, argv, &o);
 
-    if (rc != CLI_GO_ON)
+    if (rc != CLI_GO_ON) {
+        free(o.allow_fetch);
         return rc;
+    }
     rc = EXIT_ERROR;
     memset(&pg, 0, sizeof pg);
 
@@ -952,6 +1080,11 @@ int cmd_scan(int argc, char **argv)
         goto out;
     }
     t.errors = w.errors;
+    /* `--url -` may hold any number of URLs; a hook answers for exactly one. */
+    if (o.hook && o.url && in.n != 1) {
+        fprintf(stderr, "clipmod: --hook scans exactly one input, not %zu\n", in.n);
+        goto out;
+    }
     /* "0 files, all clean" for a folder of folders would be a silent mistake. */
     if (w.skipped_dirs && !o.quiet)
         fprintf(stderr, "clipmod: note: %zu subdirector%s not scanned (use -r to scan them)\n",
@@ -1019,5 +1152,6 @@ out:
     free(w.seen);
     clipmod_engine_free(engine);
     clipmod_model_free(model);
+    free(o.allow_fetch);
     return rc;
 }

@@ -434,8 +434,7 @@ static void *url_worker(void *unused)
         if (urls) {
             for (size_t i = 0; i < j->n; i++)
                 urls[i] = j->in[i].url;
-            j->err = HAVE_FETCH_MODE ? clipmod_scan_urls(j->engine, urls, j->n, j->out)
-                                     : CLIPMOD_E_INVALID_ARG;
+            j->err = clipmod_scan_urls(j->engine, urls, j->n, j->out);
         }
         free(urls);
 

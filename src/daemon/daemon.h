@@ -20,18 +20,6 @@
 
 #define CLIPMODD_NAME "clipmodd"
 
-/*
- * Fetch mode (clipmod_scan_urls, the allow-list) is declared in clipmod.h and
- * implemented in the library's fetch.c. Weak references let clipmodd run with a
- * libclipmod built without it: they are then NULL, and /v1/scan-url and tusd's
- * download-url answer that fetch mode is unavailable instead of failing to link.
- */
-#pragma weak clipmod_scan_urls
-#pragma weak clipmod_engine_allow_fetch
-
-/* 1 if this libclipmod has fetch mode. */
-#define HAVE_FETCH_MODE (clipmod_scan_urls != NULL)
-
 /* ------------------------------------------------------------------------ */
 /* Configuration (config.c)                                                 */
 /* ------------------------------------------------------------------------ */

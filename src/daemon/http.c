@@ -320,8 +320,6 @@ static enum MHD_Result answer_job(struct MHD_Connection *conn, req *q)
     case BJ_EXPIRED:
         return respond_error(conn, q, 503, "the request's deadline passed before its scan ended");
     case BJ_FAILED:
-        if (j->urls && !HAVE_FETCH_MODE)
-            return respond_error(conn, q, 501, "this libclipmod has no fetch mode");
         return respond_error(conn, q, 500, clipmod_strerror(j->err));
     default:
         return respond_error(conn, q, 500, "internal error: the job did not end");
@@ -499,10 +497,6 @@ static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
                              bad);
     }
     n = one ? 1 : json_array_size(many);
-    if (!HAVE_FETCH_MODE) {
-        json_decref(root);
-        return respond_error(conn, q, 501, "this libclipmod has no fetch mode");
-    }
     for (size_t i = 0; i < n; i++) {
         json_t *u = one ? one : json_array_get(many, i);
         if (!json_is_string(u) || !json_string_length(u) || json_string_length(u) > MAX_URL_BYTES ||
@@ -557,11 +551,11 @@ static enum MHD_Result do_health(struct MHD_Connection *conn, req *q)
 
     batcher_load(&jobs, &waiting);
     json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:I, s:s, s:b, s:b, s:{s:I, s:I, s:I}}", "status",
+        "{s:s, s:s, s:s, s:I, s:s, s:b, s:{s:I, s:I, s:I}}", "status",
         stopping ? "stopping" : "ok", "version", CLIPMOD_VERSION_STRING, "policy",
         e ? clipmod_engine_policy_name(e) : "", "policy_generation",
         (json_int_t)reload_generation(), "model", m ? clipmod_model_describe(m) : "", "demo_model",
-        m && clipmod_model_is_demo(m), "fetch_mode", HAVE_FETCH_MODE, "queue", "waiting",
+        m && clipmod_model_is_demo(m), "queue", "waiting",
         (json_int_t)waiting, "jobs", (json_int_t)jobs, "capacity", (json_int_t)H.c->queue_size);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);

@@ -255,8 +255,7 @@ int main(int argc, char **argv)
     }
     metrics_init();
     dlog(DLOG_INFO, "starting", LF_S("version", CLIPMOD_VERSION_STRING),
-         LF_S("config", c.path ? c.path : "(defaults)"), LF_B("fetch_mode", HAVE_FETCH_MODE),
-         LF_END);
+         LF_S("config", c.path ? c.path : "(defaults)"), LF_END);
     if (reload_init(&c))
         goto out;
     model_up = 1;

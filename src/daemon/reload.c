@@ -61,10 +61,6 @@ static clipmod_engine *build(const dconfig *c)
             goto out;
         }
     }
-    if (c->fetch_allow.n && !clipmod_engine_allow_fetch) {
-        dlog(DLOG_ERROR, "fetch.allow is set, but this libclipmod has no fetch mode", LF_END);
-        goto out;
-    }
     for (size_t i = 0; i < c->fetch_allow.n; i++) {
         if ((err = clipmod_engine_allow_fetch(e, c->fetch_allow.v[i]))) {
             dlog(DLOG_ERROR, "fetch allow entry refused", LF_S("entry", c->fetch_allow.v[i]),

@@ -137,11 +137,6 @@ tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status
         if (info)
             t->info_path = roots_resolve(&c->tusd_roots, info, why, sizeof why);
     } else if (c->tusd_download_url) {
-        if (!HAVE_FETCH_MODE) {
-            *reply =
-                error_reply(501, "this libclipmod has no fetch mode for tusd.download-url", status);
-            goto out;
-        }
         size_t n = strlen(c->tusd_download_url);
         char *url = malloc(n + strlen(id) + 2);
         if (!url)

@@ -21,6 +21,7 @@
 #include "model.h"
 #include "ops.h"
 #include "plugin_host.h"
+#include "ssrf.h"
 
 /* Texts per call to the text tower while compiling. */
 #define EMBED_CHUNK 64
@@ -113,6 +114,7 @@ void clipmod_engine_free(clipmod_engine *e)
         return;
     uncompile(e);
     cm_plugins_free(e->plugins);
+    cm_allow_free(e->fetch_allow);
     free(e->cache_dir);
     free(e);
 }
@@ -147,6 +149,13 @@ clipmod_error clipmod_engine_load_plugin(clipmod_engine *e, const char *path, co
         return cm_error(errbuf, CLIPMOD_E_INVALID_ARG,
                         "plugins are loaded into an engine before it is compiled");
     return cm_plugins_load(&e->plugins, path, config, errbuf);
+}
+
+clipmod_error clipmod_engine_allow_fetch(clipmod_engine *e, const char *what)
+{
+    if (!e || !what || e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    return cm_allow_add(&e->fetch_allow, what);
 }
 
 /* Index of `text` in the engine's prompt table, adding it if new; -1 if out of memory. */

@@ -12,6 +12,7 @@
 #include "result.h"
 
 struct cm_plugins;
+struct cm_allow;
 
 /* One category as the scorer sees it: indices into the engine's prompt table. */
 typedef struct cm_cat {
@@ -36,6 +37,7 @@ struct clipmod_engine {
     char *policy_json;
     size_t texts_cached, texts_computed; /* prompt expansions at compile time */
     struct cm_plugins *plugins;
+    struct cm_allow *fetch_allow; /* fetch mode: the operator's exceptions to the SSRF guard */
 };
 
 /*
