@@ -10,12 +10,17 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# postfix (the mail filter's end-to-end test runs a private instance) asks two
+# questions when installed; answer them first. The test starts its own master.
+echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
+echo "postfix postfix/mailname string localhost" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config \
     libvips-dev libyaml-dev libopenblas-dev libcurl4-openssl-dev libjansson-dev \
     libutf8proc-dev zlib1g-dev libcmocka-dev libmicrohttpd-dev \
     clamdscan wrk curl \
+    libmilter-dev libgmime-3.0-dev postfix swaks \
     python3-torch python3-numpy python3-pil python3-regex \
     >/dev/null
 echo "install-deps.sh: done"

@@ -1,0 +1,126 @@
+/*
+ * conf.h - clipmod-milter's configuration file (YAML) and SMTP reply strings.
+ *
+ * Owns the reading and checking of the file described in clipmod-milter(8): every
+ * key, its default, its type, and one "file:line:column: message" line per problem,
+ * all problems at once, as clipmod policies report them. Relative paths are taken
+ * from the configuration file's directory. Also owns the two small rules that need
+ * no mail server to test: how an SMTP reply string is split for smfi_setreply(),
+ * and how the skip lists match addresses.
+ */
+#ifndef CLIPMOD_MILTER_CONF_H
+#define CLIPMOD_MILTER_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <clipmod/clipmod.h>
+
+/* What to do with a message that could not be fully scanned (OnFail). */
+typedef enum cmc_fail {
+    CMC_FAIL_TEMPFAIL, /* 4xx: the sender retries later (the default) */
+    CMC_FAIL_REJECT,   /* 5xx */
+    CMC_FAIL_ACCEPT,   /* accept-with-header: deliver, marked "unscanned" */
+} cmc_fail;
+
+/* What the milter does for a policy action. */
+typedef enum cmc_do {
+    CMC_DO_ACCEPT,     /* deliver with the verdict headers */
+    CMC_DO_QUARANTINE, /* smfi_quarantine(): the MTA holds it (Postfix: hold queue) */
+    CMC_DO_REJECT,     /* refuse with the policy's SMTP reply */
+    CMC_DO_DISCARD,    /* accept and drop silently */
+} cmc_do;
+
+/*
+ * An SMTP reply split for smfi_setreply(): "550 5.7.1 text" gives rcode "550",
+ * xcode "5.7.1" (or "" when absent) and the text with each '%' doubled, as
+ * libmilter requires.
+ */
+typedef struct cmc_reply {
+    char rcode[4];
+    char xcode[16];
+    char text[1024];
+} cmc_reply;
+
+typedef struct cmc_list {
+    char **v; /* lower case */
+    size_t n;
+} cmc_list;
+
+typedef struct cmc_plugin {
+    char *path;
+    char *config;
+} cmc_plugin;
+
+typedef struct cmc_limits {
+    uint64_t max_message_bytes;
+    uint64_t max_parts;
+    uint64_t max_depth;
+    uint64_t max_images;
+    uint64_t max_image_bytes;
+} cmc_limits;
+
+typedef struct cmc_config {
+    char *path; /* of the file read */
+    char *socket;
+    int socket_mode; /* chmod of a unix socket; -1 leaves it to the umask */
+    char *model, *merges, *policy;
+    char *cache_dir; /* NULL: the library's default, unless no_cache */
+    int no_cache;
+    int workers;      /* scans at once; 0 means one per online CPU */
+    int blas_threads; /* threads of each scan's matrix products */
+    uint64_t scan_wait_ms;
+    uint64_t drain_timeout_ms;
+    int log_syslog; /* else stderr */
+    int log_facility;
+    int log_level; /* a syslog priority: LOG_ERR ... LOG_DEBUG */
+    cmc_limits limits;
+    struct {
+        clipmod_setting s;
+        uint64_t value;
+    } settings[CLIPMOD_SETTING__COUNT];
+    size_t n_settings;
+    cmc_plugin *plugins;
+    size_t n_plugins;
+    cmc_fail on_fail;
+    cmc_reply on_fail_reply;
+    cmc_do action[CLIPMOD_ACTION_REJECT + 1]; /* by policy action; allow is always accept */
+    int skip_authenticated;
+    cmc_list skip_senders, skip_recipients, skip_domains;
+    char *verdict_header;
+    char *summary_header; /* NULL: no summary header */
+} cmc_config;
+
+/*
+ * Read and check the configuration at `path`. On success returns 0 and *out (free
+ * with cmc_free). Otherwise returns -1, *out is NULL and *problems (free()) holds
+ * one line per problem; `problems` may be NULL.
+ */
+int cmc_load(const char *path, cmc_config **out, char **problems);
+
+/* Free a configuration. Accepts NULL. */
+void cmc_free(cmc_config *c);
+
+/*
+ * Split "DDD[ X.Y.Z][ text]" (printable ASCII, one line) into *out. The enhanced
+ * code, when present, must be of the reply code's class. Returns 0, or -1 when
+ * `s` is not such a reply.
+ */
+int cmc_parse_reply(const char *s, cmc_reply *out);
+
+/*
+ * Skip lists. An envelope address may come with angle brackets and any case.
+ * cmc_match_address: an entry "user@domain" matches that address, "@domain" every
+ * address at exactly that domain. cmc_match_domain: an entry "domain" matches the
+ * address's domain and its subdomains. The null sender "<>" matches nothing.
+ */
+int cmc_match_address(const cmc_list *l, const char *addr);
+int cmc_match_domain(const cmc_list *l, const char *addr);
+
+/* "tempfail", "reject", "accept-with-header". */
+const char *cmc_fail_name(cmc_fail f);
+
+/* "accept", "quarantine", "reject", "discard". */
+const char *cmc_do_name(cmc_do d);
+
+#endif /* CLIPMOD_MILTER_CONF_H */

@@ -1,0 +1,577 @@
+/*
+ * mime.c - the MIME walk of clipmod-milter: which parts are images, decoded how.
+ *
+ * Owns the recursive walk over a GMime message tree, the image tests (declared
+ * type, file name, content signature, data: URIs in HTML), transfer decoding into
+ * memory and the checks around it: limits on parts, depth, images and bytes, a
+ * 0-byte part, a truncated base64 body, an unknown transfer encoding. It never
+ * judges an image; it only hands the milter bytes and says what it could not do.
+ *
+ * Memory: the message buffer is borrowed, not copied (GMime reads it in place);
+ * each image's decoded bytes are allocated once and handed to the caller.
+ */
+#include <ctype.h>
+#include <gmime/gmime.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mime.h"
+
+/* State of one walk. */
+typedef struct walker {
+    const cmm_limits *lim;
+    cmm_walk *out;
+    size_t cap;
+    int nomem;
+} walker;
+
+const char *cmm_problem_name(cmm_problem p)
+{
+    switch (p) {
+    case CMM_OK:
+        return "ok";
+    case CMM_EMPTY:
+        return "empty";
+    case CMM_TOO_LARGE:
+        return "too-large";
+    case CMM_BAD_ENCODING:
+        return "bad-encoding";
+    }
+    return "unknown";
+}
+
+const char *cmm_found_by_name(cmm_found_by by)
+{
+    switch (by) {
+    case CMM_BY_TYPE:
+        return "type";
+    case CMM_BY_NAME:
+        return "name";
+    case CMM_BY_CONTENT:
+        return "content";
+    case CMM_BY_DATA_URI:
+        return "data-uri";
+    }
+    return "unknown";
+}
+
+void cmm_init(void)
+{
+    g_mime_init();
+}
+
+void cmm_shutdown(void)
+{
+    g_mime_shutdown();
+}
+
+static void fail(walker *w, const char *fmt, ...)
+{
+    va_list ap;
+    if (w->out->failed)
+        return; /* the first reason is the one worth reporting */
+    w->out->failed = 1;
+    va_start(ap, fmt);
+    vsnprintf(w->out->why, sizeof w->out->why, fmt, ap);
+    va_end(ap);
+}
+
+static void image_clear(cmm_image *im)
+{
+    free(im->part);
+    free(im->filename);
+    free(im->content_type);
+    free(im->note);
+    free(im->data);
+    memset(im, 0, sizeof *im);
+}
+
+void cmm_walk_free(cmm_walk *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->n_images; i++)
+        image_clear(&w->images[i]);
+    free(w->images);
+    memset(w, 0, sizeof *w);
+}
+
+static char *dup_lower(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    for (char *p = d; p && *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return d;
+}
+
+/*
+ * Append an image that takes ownership of `data` (may be NULL). Returns the new
+ * entry, or NULL when out of memory or over the image limit (the walk is then
+ * marked failed and `data` freed).
+ */
+static cmm_image *add_image(walker *w, const char *part, const char *filename,
+                            const char *content_type, cmm_found_by by, unsigned char *data,
+                            size_t len)
+{
+    cmm_walk *o = w->out;
+    cmm_image *im;
+
+    if (o->n_images >= w->lim->max_images) {
+        fail(w, "more than %zu images", w->lim->max_images);
+        free(data);
+        return NULL;
+    }
+    if (o->n_images == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 8;
+        cmm_image *grown = realloc(o->images, cap * sizeof *grown);
+        if (!grown)
+            goto nomem;
+        o->images = grown;
+        w->cap = cap;
+    }
+    im = &o->images[o->n_images];
+    memset(im, 0, sizeof *im);
+    im->by = by;
+    im->data = data;
+    im->len = len;
+    im->part = strdup(part);
+    im->content_type = dup_lower(content_type);
+    im->filename = filename ? strdup(filename) : NULL;
+    if (!im->part || !im->content_type || (filename && !im->filename)) {
+        image_clear(im);
+        goto nomem;
+    }
+    o->n_images++;
+    return im;
+nomem:
+    free(data);
+    w->nomem = 1;
+    fail(w, "out of memory");
+    return NULL;
+}
+
+static void set_problem(walker *w, cmm_image *im, cmm_problem p, const char *fmt, ...)
+{
+    char line[200];
+    va_list ap;
+
+    im->problem = p;
+    free(im->data);
+    im->data = NULL;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    free(im->note);
+    if (!(im->note = strdup(line))) {
+        w->nomem = 1;
+        fail(w, "out of memory");
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* What is an image                                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Extensions a mail client shows as a picture. Formats the engine does not read
+ * (BMP, SVG, ICO ...) are listed too: the recipient sees an image, so the milter
+ * must not treat it as anything else; the engine then reports it unscanned.
+ */
+static int image_extension(const char *filename)
+{
+    static const char *const ext[] = {"jpg", "jpeg", "jpe", "jfif", "pjpeg", "png",  "apng",
+                                      "gif", "webp", "tif", "tiff", "heic",  "heif", "avif",
+                                      "bmp", "dib",  "svg", "svgz", "ico",   "jxl",  "jp2",
+                                      "j2k", "psd",  "pcx", "tga",  "xbm",   "xpm"};
+    const char *dot = filename ? strrchr(filename, '.') : NULL;
+    if (!dot || !dot[1])
+        return 0;
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
+        if (!strcasecmp(dot + 1, ext[i]))
+            return 1;
+    return 0;
+}
+
+/*
+ * Signatures of the formats the engine reads. Only those: sniffing for a format
+ * the engine cannot read would turn any odd attachment into an unscanned image.
+ */
+static int image_signature(const unsigned char *b, size_t n)
+{
+    static const char *const heif_brands[] = {"heic", "heix", "hevc", "hevx", "heim", "heis",
+                                              "hevm", "hevs", "mif1", "msf1", "avif", "avis"};
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        return 1; /* JPEG */
+    if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8))
+        return 1;
+    if (n >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6)))
+        return 1;
+    if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4))
+        return 1;
+    if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4)))
+        return 1; /* TIFF */
+    if (n >= 12 && !memcmp(b + 4, "ftyp", 4))
+        for (size_t i = 0; i < sizeof heif_brands / sizeof heif_brands[0]; i++)
+            if (!memcmp(b + 8, heif_brands[i], 4))
+                return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoding                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static int is_b64(unsigned char c)
+{
+    return isalnum(c) || c == '+' || c == '/';
+}
+
+/* What the encoded body looks like, read before decoding it. */
+typedef struct raw_facts {
+    size_t bytes;     /* encoded bytes */
+    size_t b64_chars; /* base64 alphabet characters */
+    size_t b64_pad;   /* '=' */
+    int visible;      /* anything but white space */
+} raw_facts;
+
+static void facts_add(raw_facts *f, const unsigned char *p, size_t n)
+{
+    f->bytes += n;
+    for (size_t i = 0; i < n; i++) {
+        if (is_b64(p[i]))
+            f->b64_chars++;
+        else if (p[i] == '=')
+            f->b64_pad++;
+        if (!isspace(p[i]))
+            f->visible = 1;
+    }
+}
+
+static void read_raw_facts(GMimeDataWrapper *wrapper, raw_facts *f)
+{
+    GMimeStream *raw = g_mime_data_wrapper_get_stream(wrapper);
+    char buf[8192];
+    ssize_t n;
+
+    memset(f, 0, sizeof *f);
+    if (!raw)
+        return;
+    g_mime_stream_reset(raw);
+    while ((n = g_mime_stream_read(raw, buf, sizeof buf)) > 0)
+        facts_add(f, (const unsigned char *)buf, (size_t)n);
+    g_mime_stream_reset(raw);
+}
+
+/*
+ * Decode the transfer encoding of `wrapper` into a malloc'ed buffer. Decoding
+ * never grows data (base64, quoted-printable and uuencode shrink it; 7bit, 8bit
+ * and binary copy it), so the result is bounded by the message size. Returns 0
+ * (with *out NULL for an empty result) or -1 when out of memory.
+ */
+static int decode(GMimeDataWrapper *wrapper, unsigned char **out, size_t *len)
+{
+    GMimeStream *mem = g_mime_stream_mem_new();
+    GByteArray *arr;
+    int rc = -1;
+
+    *out = NULL;
+    *len = 0;
+    if (!mem)
+        return -1;
+    if (g_mime_data_wrapper_write_to_stream(wrapper, mem) < 0) {
+        /* A stream error reads as "nothing decoded"; the caller reports it. */
+        rc = 0;
+        goto out;
+    }
+    arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+    if (arr && arr->len) {
+        if (!(*out = malloc(arr->len)))
+            goto out;
+        memcpy(*out, arr->data, arr->len);
+        *len = arr->len;
+    }
+    rc = 0;
+out:
+    g_object_unref(mem);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* data: URIs in HTML                                                       */
+/* ------------------------------------------------------------------------ */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int uri_end(unsigned char c)
+{
+    return c == '"' || c == '\'' || c == ')' || c == '<' || c == '>' || c == '\0';
+}
+
+/*
+ * Every data:image/...,DATA URI in `html`, base64 or percent-encoded, becomes an
+ * image labelled "<part>#<n>". Other data: URIs and remote images (http...) are not
+ * images in the message: the milter never fetches anything.
+ */
+static void scan_data_uris(walker *w, const char *part, const unsigned char *html, size_t n)
+{
+    static const char prefix[] = "data:image/";
+    const size_t plen = sizeof prefix - 1;
+    unsigned count = 0;
+
+    for (size_t i = 0; i + plen < n && !w->out->failed; i++) {
+        if ((html[i] | 0x20) != 'd' || strncasecmp((const char *)html + i, prefix, plen))
+            continue;
+        size_t j = i + plen, sub = j;
+        while (j < n && j - sub < 64 && (isalnum(html[j]) || strchr(".+-", html[j])))
+            j++;
+        if (j == sub)
+            continue;
+        char type[80];
+        snprintf(type, sizeof type, "image/%.*s", (int)(j - sub), (const char *)html + sub);
+        /* Parameters (";base64", ";charset=...") up to the comma. */
+        size_t params = j;
+        while (j < n && j - params < 200 && html[j] != ',' && !uri_end(html[j]))
+            j++;
+        if (j >= n || html[j] != ',')
+            continue;
+        int base64 = 0;
+        for (size_t k = params; k + 7 <= j; k++)
+            if (!strncasecmp((const char *)html + k, ";base64", 7))
+                base64 = 1;
+        size_t start = ++j;
+        while (j < n && !uri_end(html[j]))
+            j++;
+        i = j; /* continue after this URI */
+
+        char label[96];
+        snprintf(label, sizeof label, "%s#%u", part, ++count);
+        size_t enc_len = j - start;
+        unsigned char *data = malloc(enc_len ? enc_len : 1);
+        size_t len = 0;
+        raw_facts f;
+        if (!data) {
+            w->nomem = 1;
+            fail(w, "out of memory");
+            return;
+        }
+        memset(&f, 0, sizeof f);
+        if (base64) {
+            int state = 0;
+            guint32 save = 0;
+            facts_add(&f, html + start, enc_len);
+            len = g_mime_encoding_base64_decode_step(html + start, enc_len, data, &state, &save);
+        } else {
+            for (size_t k = start; k < j; k++) {
+                int hi, lo;
+                if (html[k] == '%' && k + 2 < j && (hi = hexval(html[k + 1])) >= 0 &&
+                    (lo = hexval(html[k + 2])) >= 0) {
+                    data[len++] = (unsigned char)(hi * 16 + lo);
+                    k += 2;
+                } else {
+                    data[len++] = html[k];
+                }
+            }
+        }
+        if (!len) {
+            free(data);
+            data = NULL;
+        }
+        cmm_image *im = add_image(w, label, NULL, type, CMM_BY_DATA_URI, data, len);
+        if (!im)
+            return;
+        if (!len)
+            set_problem(w, im, CMM_EMPTY, "an empty data: URI");
+        else if (len > w->lim->max_image_bytes)
+            set_problem(w, im, CMM_TOO_LARGE, "%zu bytes, over the limit of %zu", len,
+                        w->lim->max_image_bytes);
+        else if (base64 && (f.b64_chars + f.b64_pad) % 4)
+            set_problem(w, im, CMM_BAD_ENCODING, "base64 data: URI ends mid-group (truncated)");
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The walk                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void child_path(char *buf, size_t size, const char *path, int i)
+{
+    if (*path)
+        snprintf(buf, size, "%s.%d", path, i);
+    else
+        snprintf(buf, size, "%d", i);
+}
+
+static void leaf(walker *w, GMimePart *part, const char *path)
+{
+    GMimeObject *obj = GMIME_OBJECT(part);
+    GMimeContentType *ct = g_mime_object_get_content_type(obj);
+    const char *type = ct ? g_mime_content_type_get_media_type(ct) : NULL;
+    const char *subtype = ct ? g_mime_content_type_get_media_subtype(ct) : NULL;
+    const char *filename = g_mime_part_get_filename(part);
+    const char *cte = g_mime_object_get_header(obj, "Content-Transfer-Encoding");
+    GMimeDataWrapper *wrapper = g_mime_part_get_content(part);
+    int is_text = type && !strcasecmp(type, "text");
+    int is_html = is_text && subtype && !strcasecmp(subtype, "html");
+    cmm_found_by by = CMM_BY_TYPE;
+    int taken = 1; /* an image by its type or name, whatever the bytes */
+    unsigned char *data = NULL;
+    size_t len = 0;
+    char mime_type[160];
+    raw_facts f;
+
+    snprintf(mime_type, sizeof mime_type, "%s/%s", type ? type : "text",
+             subtype ? subtype : "plain");
+    if (type && !strcasecmp(type, "image"))
+        by = CMM_BY_TYPE;
+    else if (image_extension(filename))
+        by = CMM_BY_NAME;
+    else if (!is_text)
+        by = CMM_BY_CONTENT, taken = 0; /* if the bytes say so */
+    else if (is_html)
+        taken = 0; /* only its data: URIs can be images */
+    else
+        return; /* text: not an image */
+
+    memset(&f, 0, sizeof f);
+    if (wrapper) {
+        read_raw_facts(wrapper, &f);
+        if (decode(wrapper, &data, &len)) {
+            w->nomem = 1;
+            fail(w, "out of memory");
+            return;
+        }
+    }
+    if (!taken && is_html) {
+        if (data)
+            scan_data_uris(w, path, data, len);
+        free(data);
+        return;
+    }
+    if (!taken && !image_signature(data, len)) {
+        free(data);
+        return;
+    }
+
+    cmm_image *im = add_image(w, path, filename, mime_type, by, data, len);
+    if (!im)
+        return;
+    GMimeContentEncoding enc = g_mime_part_get_content_encoding(part);
+    if (cte && enc == GMIME_CONTENT_ENCODING_DEFAULT) {
+        /* GMime takes an unknown encoding for none: the bytes would be garbage. */
+        char what[40];
+        snprintf(what, sizeof what, "%s", cte);
+        g_strstrip(what);
+        set_problem(w, im, CMM_BAD_ENCODING, "unknown transfer encoding \"%s\"", what);
+    } else if (!len && f.visible) {
+        set_problem(w, im, CMM_BAD_ENCODING, "%zu encoded bytes decode to nothing", f.bytes);
+    } else if (!len) {
+        set_problem(w, im, CMM_EMPTY, "a 0-byte part");
+    } else if (len > w->lim->max_image_bytes) {
+        set_problem(w, im, CMM_TOO_LARGE, "%zu bytes, over the limit of %zu", len,
+                    w->lim->max_image_bytes);
+    } else if (enc == GMIME_CONTENT_ENCODING_BASE64 && (f.b64_chars + f.b64_pad) % 4) {
+        /*
+         * Complete base64 comes in groups of 4 characters. A body cut at a line end
+         * still looks whole here; the image decoder then finds the image truncated.
+         */
+        set_problem(w, im, CMM_BAD_ENCODING, "base64 ends mid-group: the body is truncated");
+    }
+}
+
+static void walk(walker *w, GMimeObject *obj, const char *path, size_t depth);
+
+static void walk_message(walker *w, GMimeMessage *msg, const char *path, size_t depth)
+{
+    GMimeObject *root = msg ? g_mime_message_get_mime_part(msg) : NULL;
+    char sub[256];
+
+    if (!root)
+        return;
+    if (GMIME_IS_MULTIPART(root)) {
+        walk(w, root, path, depth);
+    } else {
+        child_path(sub, sizeof sub, path, 1);
+        walk(w, root, sub, depth);
+    }
+}
+
+static void walk(walker *w, GMimeObject *obj, const char *path, size_t depth)
+{
+    char sub[256];
+
+    if (w->out->failed)
+        return;
+    if (++w->out->n_parts > w->lim->max_parts) {
+        fail(w, "more than %zu MIME parts", w->lim->max_parts);
+        return;
+    }
+    if (depth > w->lim->max_depth) {
+        fail(w, "MIME parts nested more than %zu levels deep", w->lim->max_depth);
+        return;
+    }
+    if (GMIME_IS_MULTIPART(obj)) {
+        GMimeMultipart *mp = GMIME_MULTIPART(obj);
+        int n = g_mime_multipart_get_count(mp);
+        for (int i = 0; i < n && !w->out->failed; i++) {
+            child_path(sub, sizeof sub, path, i + 1);
+            walk(w, g_mime_multipart_get_part(mp, i), sub, depth + 1);
+        }
+    } else if (GMIME_IS_MESSAGE_PART(obj)) {
+        walk_message(w, g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj)), path, depth + 1);
+    } else if (GMIME_IS_MESSAGE_PARTIAL(obj)) {
+        /* A fragment cannot be judged without the others, which arrive separately. */
+        fail(w, "part %s is a message/partial fragment", *path ? path : "1");
+    } else if (GMIME_IS_PART(obj)) {
+        leaf(w, GMIME_PART(obj), path);
+    }
+}
+
+int cmm_walk_message(const void *msg, size_t len, const cmm_limits *lim, cmm_walk *out)
+{
+    walker w = {.lim = lim, .out = out};
+    GByteArray *arr = NULL;
+    GMimeStream *stream = NULL;
+    GMimeParser *parser = NULL;
+    GMimeMessage *message = NULL;
+
+    memset(out, 0, sizeof *out);
+    if (!msg || !len) {
+        fail(&w, "an empty message");
+        goto out;
+    }
+    /*
+     * Let GMime read the caller's buffer in place: a byte array that borrows it,
+     * a stream that does not own the array, and the array's shell freed at the end
+     * without its data. GMime only reads it.
+     */
+    arr = g_byte_array_new_take((guint8 *)(uintptr_t)msg, len);
+    stream = g_mime_stream_mem_new_with_byte_array(arr);
+    g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+    parser = g_mime_parser_new_with_stream(stream);
+    g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+    message = g_mime_parser_construct_message(parser, NULL);
+    if (!message) {
+        fail(&w, "not a mail message");
+        goto out;
+    }
+    walk_message(&w, message, "", 0);
+out:
+    if (message)
+        g_object_unref(message);
+    if (parser)
+        g_object_unref(parser);
+    if (stream)
+        g_object_unref(stream);
+    if (arr)
+        g_byte_array_free(arr, FALSE);
+    return w.nomem ? -1 : 0;
+}

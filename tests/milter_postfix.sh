@@ -1,0 +1,309 @@
+#!/bin/sh
+# milter_postfix.sh - clipmod-milter end to end behind a real Postfix on 127.0.0.1.
+#
+# A private Postfix instance (tests/milter/postfix.sh: own configuration, queue and
+# mailbox in a temporary directory, SMTP on a free port of 127.0.0.1, the system
+# Postfix left alone) passes every message to clipmod-milter over inet:127.0.0.1;
+# messages are sent with swaks and the outcome is read from the SMTP replies, the
+# delivered mailbox and the hold queue:
+#   clean image                 -> delivered, with X-Clipmod-Verdict and the summary
+#   forged verdict header       -> replaced by ours
+#   flagged image (attached, inline quoted-printable, in a forwarded message)
+#                               -> refused with the policy's own SMTP reply
+#   corrupt image               -> OnFail: 451 4.7.1 (on-fail: tempfail)
+#   listed sender               -> delivered, "skipped"
+#   authenticated sender        -> "skipped" (through --message --auth: no SASL here)
+#   SIGHUP, policy now "tag"    -> the same milter process delivers it tagged
+#   SIGHUP, policy "quarantine" -> Postfix's hold queue
+#   SIGHUP, on-fail accept-with-header -> corrupt image delivered, marked unscanned
+#   milter stopped              -> Postfix's milter_default_action: tempfail, then
+#                                  accept (delivered without our header)
+#
+# The model is a tiny checkpoint with random weights: its scores are arbitrary but
+# deterministic. As in scan_cli.sh, the sample photos are scanned once, the highest
+# and lowest scoring ones are taken, and the threshold goes halfway between: the
+# first must be flagged and the second not, whatever the numbers are.
+#
+# Needs root, postfix and swaks installed (tools/install-deps.sh); skips otherwise.
+# MILTER_WRAPPER runs the milter under a tool, e.g.
+#   MILTER_WRAPPER="valgrind --leak-check=full --errors-for-leak-kinds=definite
+#       --error-exitcode=3" tests/milter_postfix.sh
+# ("possibly lost" blocks are the stacks of libmilter's own threads, never joined.)
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+. "$top_srcdir/tests/milter/postfix.sh"
+
+MILTER="$top_builddir/plugins/milter/clipmod-milter"
+COMPOSE="$top_srcdir/tests/milter/compose.py"
+W="$CLIPMOD_WORK/milter_postfix"
+
+if why=$(pf_missing); then
+    skip "$why"
+fi
+[ -x "$MILTER" ] || skip "$MILTER is not built (make plugins/milter/clipmod-milter)"
+need_reference
+have_bpe || skip "$CLIPMOD_BPE_GZ is absent: policies need the tokenizer"
+photos=$(photos_dir) || fail "no sample photos"
+model=$(checkpoint tiny-milter --shape tiny --layout hf --dtype f32 --act quick_gelu --seed 5 \
+    --merges "$CLIPMOD_BPE_GZ") || fail "reference checkpoint"
+
+rm -rf "$W"
+mkdir -p "$W/msg"
+XDG_CACHE_HOME="$W/cache"
+export XDG_CACHE_HOME
+LC_ALL=C
+export LC_ALL
+PF=$(mktemp -d /tmp/clipmod-postfix.XXXXXX)
+MPID=
+
+cleanup() {
+    pf_stop
+    if [ -n "$MPID" ] && kill -0 "$MPID" 2>/dev/null; then
+        kill "$MPID" 2>/dev/null || true
+        wait "$MPID" 2>/dev/null || true
+    fi
+    [ -f "$PF/maillog" ] && cp "$PF/maillog" "$W/postfix.log"
+    rm -rf "$PF"
+}
+trap cleanup EXIT
+trap 'exit 99' INT TERM
+
+# policy FILE THRESHOLD ACTION: one category; the reject reply is the policy's own.
+policy() {
+    cat >"$1" <<EOF
+# A test policy: one category scored against its contrast and the neutral prompts.
+version: 1
+name: mail test
+templates: ["a photo of {}."]
+neutral: [a city street, a bowl of fruit, a mountain lake]
+actions:
+  reject:
+    smtp: "550 5.7.1 Test policy: this picture is not accepted here"
+categories:
+  - id: cat
+    prompts: [a cat, a kitten sleeping]
+    contrast: [a dog]
+    threshold: $2
+    action: $3
+EOF
+}
+
+# ---------------------------------------------------------------------------
+# Measure the photos, place the threshold between the highest and the lowest.
+policy "$W/policy.yaml" 1 reject
+"$CLIPMOD" scan -m "$model" -p "$W/policy.yaml" --json --quiet "$photos" >"$W/scores.jsonl" ||
+    [ $? -eq 1 ] || fail "measuring scan failed"
+"$REF_PYTHON" - "$W/scores.jsonl" >"$W/scores" <<'EOF' || fail "cannot read the scores"
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    print(r["name"], r["categories"][0]["score"])
+EOF
+hi=$(sort -k2 -g "$W/scores" | tail -n 1)
+lo=$(sort -k2 -g "$W/scores" | head -n 1)
+hi_score=${hi#* }
+hi=${hi% *}
+lo_score=${lo#* }
+lo=${lo% *}
+threshold=$("$REF_PYTHON" -c "import sys; a, b = map(float, sys.argv[1:]); assert a - b > 0.002; \
+print('%.4f' % ((a + b) / 2))" "$hi_score" "$lo_score") ||
+    fail "the random model scores every photo alike ($hi_score, $lo_score)"
+echo "flagged photo: $hi ($hi_score), clean photo: $lo ($lo_score), threshold $threshold"
+policy "$W/policy.yaml" "$threshold" reject
+
+# A PNG cut in half: the engine cannot decode it.
+head -c 20000 "$lo" >"$W/msg/broken.png"
+
+compose() { python3 "$COMPOSE" "$@" || fail "compose.py $*"; }
+compose --id clean "$W/msg/clean.eml" "$lo"
+compose --id forged --shape inline --qp --header "X-Clipmod-Verdict: clean; forged=yes" \
+    --header "X-Clipmod-Summary: clean: trust me" "$W/msg/forged.eml" "$lo"
+compose --id flagged "$W/msg/flagged.eml" "$lo" "$hi"
+compose --id flagged-inline --shape inline --qp "$W/msg/flagged-inline.eml" "$hi"
+compose --id flagged-nested --shape nested "$W/msg/flagged-nested.eml" "$hi"
+compose --id corrupt "$W/msg/corrupt.eml" "$lo" "$W/msg/broken.png"
+compose --id text --shape text "$W/msg/text.eml"
+compose --id skipped --from trusted@example.org "$W/msg/skipped.eml" "$hi"
+compose --id tagged "$W/msg/tagged.eml" "$hi"
+compose --id held "$W/msg/held.eml" "$hi"
+compose --id unscanned "$W/msg/unscanned.eml" "$W/msg/broken.png"
+compose --id down-tempfail "$W/msg/down-tempfail.eml" "$lo"
+compose --id down-accept "$W/msg/down-accept.eml" "$lo"
+
+# ---------------------------------------------------------------------------
+# The milter, then Postfix.
+MPORT=$(pf_free_port)
+SPORT=$(pf_free_port)
+milter_config() {
+    cat >"$W/milter.yaml" <<EOF
+# clipmod-milter for the Postfix end-to-end test.
+socket: inet:$MPORT@127.0.0.1
+model: $model
+policy: policy.yaml
+cache-dir: cache
+workers: 2
+log: stderr
+log-level: info
+on-fail: $1
+skip:
+  authenticated: true
+  senders: [trusted@example.org]
+EOF
+}
+milter_config tempfail
+"$MILTER" -c "$W/milter.yaml" --check >"$W/check.out" 2>&1 || fail "--check: $(cat "$W/check.out")"
+# SMTP AUTH needs a SASL server this instance does not have: --message plays the
+# {auth_authen} macro instead, through the same decision code.
+"$MILTER" -c "$W/milter.yaml" --message "$W/msg/flagged.eml" --auth alice >"$W/auth.out" 2>&1 ||
+    fail "--message --auth: $(cat "$W/auth.out")"
+grep -q '^X-Clipmod-Verdict: skipped; reason="authenticated sender"' "$W/auth.out" ||
+    fail "an authenticated sender was not skipped: $(cat "$W/auth.out")"
+"$MILTER" -c "$W/milter.yaml" --message "$W/msg/flagged.eml" >"$W/noauth.out" 2>&1 ||
+    fail "--message: $(cat "$W/noauth.out")"
+grep -q '^decision: reject 550 5.7.1 Test policy' "$W/noauth.out" ||
+    fail "--message without AUTH: $(cat "$W/noauth.out")"
+echo "ok --message: authenticated sender skipped, the same message otherwise refused"
+${MILTER_WRAPPER:-} "$MILTER" -c "$W/milter.yaml" >"$W/milter.log" 2>&1 &
+MPID=$!
+i=0
+until grep -q "listening on" "$W/milter.log"; do
+    kill -0 "$MPID" 2>/dev/null || fail "clipmod-milter exited: $(cat "$W/milter.log")"
+    i=$((i + 1))
+    [ $i -lt 600 ] || fail "clipmod-milter did not start listening"
+    sleep 0.1
+done
+
+PF_FROM=sender@example.org
+PF_TO=user@clipmod.test
+pf_setup "$PF" "$SPORT" "inet:127.0.0.1:$MPORT" tempfail
+pf_start || fail "postfix did not start: $(cat "$PF/maillog")"
+echo "postfix on 127.0.0.1:$SPORT, clipmod-milter (pid $MPID) on 127.0.0.1:$MPORT"
+
+delivered=0
+held_expected=0
+# send ID EXPECTED_REPLY_PREFIX [swaks options]; with held_expected=1 a 250 means held.
+send() {
+    id=$1
+    want=$2
+    shift 2
+    pf_send "$W/$id.swaks" "$W/msg/$id.eml" "$@" || true
+    got=$(pf_reply "$W/$id.swaks")
+    case "$got" in
+    "$want"*) echo "ok $id: $got" ;;
+    *) fail "$id: expected a reply starting '$want', got '$got' (milter log: $(tail -n 3 "$W/milter.log"))" ;;
+    esac
+    case "$want$held_expected" in
+    250*0)
+        delivered=$((delivered + 1))
+        pf_wait_delivered "$delivered" 30 || fail "$id was accepted but not delivered"
+        ;;
+    esac
+}
+
+# header ID NAME: the unfolded value(s) of header NAME in the delivered message ID.
+header() {
+    "$REF_PYTHON" - "$PF_MBOX" "$1" "$2" <<'EOF'
+import mailbox, sys
+box, want, name = sys.argv[1:]
+for m in mailbox.mbox(box):
+    if m["X-Test-Id"] == want:
+        for v in m.get_all(name) or []:
+            print(" ".join(v.split()))
+        break
+else:
+    sys.exit("no delivered message " + want)
+EOF
+}
+
+expect_header() {
+    v=$(header "$1" "$2") || fail "$1 was not delivered"
+    case "$v" in
+    *"$3"*) ;;
+    *) fail "$1: $2 is '$v', expected it to contain '$3'" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------
+send clean "250 "
+expect_header clean X-Clipmod-Verdict 'clean; action=allow; policy="mail test"; images=1; flagged=0'
+expect_header clean X-Clipmod-Verdict "state=clean action=allow category=cat score="
+expect_header clean X-Clipmod-Summary "clean: 1 image scanned, none flagged"
+
+send forged "250 "
+[ "$(header forged X-Clipmod-Verdict | wc -l)" -eq 1 ] || fail "forged: more than one verdict header"
+expect_header forged X-Clipmod-Verdict 'clean; action=allow; policy="mail test"; images=1'
+header forged X-Clipmod-Verdict | grep -q forged && fail "forged: the sender's header survived"
+[ "$(header forged X-Clipmod-Summary)" = "clean: 1 image scanned, none flagged" ] ||
+    fail "forged: summary is '$(header forged X-Clipmod-Summary)'"
+
+send flagged "550 5.7.1 Test policy: this picture is not accepted here"
+send flagged-inline "550 5.7.1 Test policy: this picture is not accepted here"
+send flagged-nested "550 5.7.1 Test policy: this picture is not accepted here"
+send corrupt "451 4.7.1 Images in this message could not be scanned"
+send text "250 "
+expect_header text X-Clipmod-Verdict "clean; action=allow; policy=\"mail test\"; images=0"
+PF_FROM=trusted@example.org
+send skipped "250 "
+PF_FROM=sender@example.org
+expect_header skipped X-Clipmod-Verdict 'skipped; reason="listed sender"'
+grep -q "[0-9A-F]\{6,\}: from=<sender@example.org> images=2 flagged=0 unscanned=1 verdict=unscanned decision=tempfail" \
+    "$W/milter.log" || fail "the milter log lacks the queue id and verdict line for the corrupt image"
+
+# ---------------------------------------------------------------------------
+# Reloads: same process, new engine; messages after the signal use it.
+reload() {
+    n=$(grep -c "is active (generation" "$W/milter.log" || true)
+    kill -HUP "$MPID"
+    i=0
+    until [ "$(grep -c "is active (generation" "$W/milter.log")" -gt "$n" ]; do
+        i=$((i + 1))
+        [ $i -lt 300 ] || fail "no reload after SIGHUP: $(tail -n 5 "$W/milter.log")"
+        sleep 0.1
+    done
+    kill -0 "$MPID" || fail "clipmod-milter died on SIGHUP"
+}
+policy "$W/policy.yaml" "$threshold" tag
+reload
+send tagged "250 "
+expect_header tagged X-Clipmod-Verdict "flagged; action=tag"
+expect_header tagged X-Clipmod-Summary "flagged (tag):"
+
+policy "$W/policy.yaml" "$threshold" quarantine
+reload
+held_expected=1
+send held "250 "
+held_expected=0
+i=0
+while [ "$(find "$PF/queue/hold" -type f 2>/dev/null | wc -l)" -lt 1 ] && [ $i -lt 50 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+sleep 0.5 # were it wrongly released, the delivery would happen by now
+held=$(find "$PF/queue/hold" -type f 2>/dev/null | wc -l)
+[ "$held" -eq 1 ] || fail "held: $held messages in Postfix's hold queue, expected 1"
+[ "$(pf_count_delivered)" -eq "$delivered" ] || fail "held: the quarantined message was delivered"
+grep -q "decision=quarantine" "$W/milter.log" || fail "held: no quarantine decision logged"
+echo "ok held: in Postfix's hold queue"
+
+milter_config accept-with-header
+reload
+send unscanned "250 "
+expect_header unscanned X-Clipmod-Verdict "unscanned; policy=\"mail test\"; images=1; flagged=0; unscanned=1"
+expect_header unscanned X-Clipmod-Verdict "reason=decode-error"
+expect_header unscanned X-Clipmod-Summary "unscanned: 1 image not scanned"
+
+# ---------------------------------------------------------------------------
+# The milter stops: Postfix applies milter_default_action.
+kill -TERM "$MPID"
+wait "$MPID" || fail "clipmod-milter exited with status $? on SIGTERM"
+MPID=
+grep -q "stopped" "$W/milter.log" || fail "no orderly stop logged"
+send down-tempfail "451 4.7.1 Service unavailable"
+postconf -c "$PF_CONF" milter_default_action=accept
+pf_reload
+sleep 1
+send down-accept "250 "
+[ -z "$(header down-accept X-Clipmod-Verdict)" ] || fail "down-accept: a verdict without a milter?"
+
+[ "$(pf_count_delivered)" -eq "$delivered" ] ||
+    fail "$(pf_count_delivered) messages delivered, expected $delivered"
+echo "delivered $delivered, held 1, refused 3, deferred 2, milter down: 1 deferred, 1 accepted"

@@ -1,0 +1,657 @@
+/*
+ * test_milter_mime.c - the MIME walk of clipmod-milter on real-looking messages, and
+ * its companions that need no mail server: the YAML configuration and the parsing
+ * of SMTP replies.
+ *
+ * Fixtures live in tests/milter (found through $top_srcdir, as automake sets it for
+ * tests): messages shaped like Thunderbird, Outlook and Apple Mail write them, nested
+ * message/rfc822, data: URIs, broken and truncated encodings, 0-byte attachments,
+ * written by tests/milter/make_fixtures.py around three tiny images (tiny.png,
+ * tiny.jpg, tiny.gif) whose bytes every decoded image is compared with. Limits are
+ * tested on messages built here.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "conf.h"
+#include "mime.h"
+
+static const cmm_limits default_limits = {
+    .max_parts = 1000, .max_depth = 20, .max_images = 64, .max_image_bytes = 1 << 20};
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static char *fixture_path(const char *name)
+{
+    const char *d = getenv("top_srcdir");
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/tests/milter/%s", d ? d : ".", name);
+    return path;
+}
+
+static unsigned char *read_fixture(const char *name, size_t *len)
+{
+    FILE *f = fopen(fixture_path(name), "rb");
+    unsigned char *buf = NULL;
+    long n;
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    rewind(f);
+    buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n] = 0;
+    *len = (size_t)n;
+    return buf;
+}
+
+/* LF line ends to CRLF, as a message arrives over SMTP. */
+static unsigned char *to_crlf(const unsigned char *s, size_t n, size_t *out_len)
+{
+    unsigned char *d = malloc(2 * n + 1);
+    size_t k = 0;
+    assert_non_null(d);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\n')
+            d[k++] = '\r';
+        d[k++] = s[i];
+    }
+    *out_len = k;
+    return d;
+}
+
+static void walk_fixture(const char *name, const cmm_limits *lim, cmm_walk *w)
+{
+    size_t len;
+    unsigned char *msg = read_fixture(name, &len);
+    assert_int_equal(cmm_walk_message(msg, len, lim, w), 0);
+    free(msg);
+}
+
+/* The image at `part`, which must exist once. */
+static const cmm_image *image_at(const cmm_walk *w, const char *part)
+{
+    const cmm_image *found = NULL;
+    for (size_t i = 0; i < w->n_images; i++) {
+        if (!strcmp(w->images[i].part, part)) {
+            assert_null(found);
+            found = &w->images[i];
+        }
+    }
+    if (!found) {
+        for (size_t i = 0; i < w->n_images; i++)
+            fprintf(stderr, "  have part %s\n", w->images[i].part);
+        fail_msg("no image at part %s", part);
+    }
+    return found;
+}
+
+/* The image decodes to exactly the bytes of tests/milter/tiny.<ext>. */
+static void assert_bytes_of(const cmm_image *im, const char *ext)
+{
+    char name[32];
+    size_t len;
+    snprintf(name, sizeof name, "tiny.%s", ext);
+    unsigned char *want = read_fixture(name, &len);
+    assert_int_equal(im->problem, CMM_OK);
+    assert_non_null(im->data);
+    assert_int_equal(im->len, len);
+    assert_memory_equal(im->data, want, len);
+    free(want);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages as clients write them                                           */
+/* ------------------------------------------------------------------------ */
+
+static void thunderbird_inline_and_attached(void **state)
+{
+    cmm_walk w;
+    walk_fixture("thunderbird.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 2);
+    /* mixed > alternative(1) > related(1.2) > png(1.2.2); the jpeg is part 2. */
+    const cmm_image *png = image_at(&w, "1.2.2"), *jpg = image_at(&w, "2");
+    assert_bytes_of(png, "png");
+    assert_string_equal(png->filename, "inline.png");
+    assert_string_equal(png->content_type, "image/png");
+    assert_int_equal(png->by, CMM_BY_TYPE);
+    assert_bytes_of(jpg, "jpg");
+    assert_string_equal(jpg->filename, "beach.jpg");
+    /* mixed, alternative, plain, related, html, png, jpeg */
+    assert_int_equal(w.n_parts, 7);
+    cmm_walk_free(&w);
+}
+
+static void thunderbird_with_crlf_line_ends(void **state)
+{
+    size_t len, crlf_len;
+    unsigned char *msg = read_fixture("thunderbird.eml", &len);
+    unsigned char *crlf = to_crlf(msg, len, &crlf_len);
+    cmm_walk w;
+    assert_int_equal(cmm_walk_message(crlf, crlf_len, &default_limits, &w), 0);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 2);
+    assert_bytes_of(image_at(&w, "1.2.2"), "png");
+    assert_bytes_of(image_at(&w, "2"), "jpg");
+    cmm_walk_free(&w);
+    free(msg);
+    free(crlf);
+}
+
+static void outlook_related_and_octet_stream_by_name(void **state)
+{
+    cmm_walk w;
+    walk_fixture("outlook.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 2); /* the .docx is not one */
+    const cmm_image *logo = image_at(&w, "1.2"), *scan = image_at(&w, "2");
+    assert_bytes_of(logo, "png");
+    assert_string_equal(logo->filename, "image001.png");
+    assert_bytes_of(scan, "jpg");
+    assert_string_equal(scan->filename, "Scan 2024-11-12.JPG");
+    assert_string_equal(scan->content_type, "application/octet-stream");
+    assert_int_equal(scan->by, CMM_BY_NAME);
+    cmm_walk_free(&w);
+}
+
+static void applemail_sniffed_and_rfc2231_names(void **state)
+{
+    cmm_walk w;
+    walk_fixture("applemail.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 3);
+    const cmm_image *jpg = image_at(&w, "2.2"), *sniffed = image_at(&w, "2.3"),
+                    *utf8 = image_at(&w, "2.4");
+    assert_bytes_of(jpg, "jpg");
+    assert_string_equal(jpg->filename, "IMG_0042.jpeg");
+    /* application/octet-stream named "photo": only its bytes say it is a PNG. */
+    assert_bytes_of(sniffed, "png");
+    assert_int_equal(sniffed->by, CMM_BY_CONTENT);
+    assert_string_equal(sniffed->filename, "photo");
+    assert_bytes_of(utf8, "png");
+    assert_string_equal(utf8->filename, "Gr\xc3\xbc\xc3\x9f"
+                                        "e.png");
+    cmm_walk_free(&w);
+}
+
+static void nested_rfc822_twice(void **state)
+{
+    cmm_walk w;
+    walk_fixture("nested.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 2);
+    /* outer part 2 is a message; its part 2 the png, its part 3 a message whose
+     * single-part body is 2.3.1. */
+    const cmm_image *png = image_at(&w, "2.2"), *gif = image_at(&w, "2.3.1");
+    assert_bytes_of(png, "png");
+    assert_string_equal(png->filename, "chart.png");
+    assert_bytes_of(gif, "gif");
+    assert_string_equal(gif->filename, "dance.gif");
+    cmm_walk_free(&w);
+}
+
+static void nesting_deeper_than_the_limit_fails(void **state)
+{
+    cmm_limits lim = default_limits;
+    cmm_walk w;
+    lim.max_depth = 2;
+    walk_fixture("nested.eml", &lim, &w);
+    assert_true(w.failed);
+    assert_non_null(strstr(w.why, "nested more than 2 levels"));
+    cmm_walk_free(&w);
+}
+
+static void data_uris_and_quoted_printable(void **state)
+{
+    cmm_walk w;
+    walk_fixture("alternative_inline.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 3);
+    /* html is part 2.1: its first data: URI (base64 across QP soft breaks) and its
+     * percent-encoded SVG; the remote image and the lookalike text are not images. */
+    const cmm_image *uri = image_at(&w, "2.1#1"), *svg = image_at(&w, "2.1#2");
+    assert_bytes_of(uri, "png");
+    assert_int_equal(uri->by, CMM_BY_DATA_URI);
+    assert_string_equal(uri->content_type, "image/png");
+    assert_int_equal(svg->problem, CMM_OK);
+    assert_string_equal(svg->content_type, "image/svg+xml");
+    assert_true(svg->len > 20 && !memcmp(svg->data, "<svg xmlns=\"http://www.w3.org/", 30));
+    /* The GIF of part 2.2 is quoted-printable. */
+    assert_bytes_of(image_at(&w, "2.2"), "gif");
+    cmm_walk_free(&w);
+}
+
+static void uuencoded_single_part(void **state)
+{
+    cmm_walk w;
+    walk_fixture("uuencode.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 1);
+    assert_bytes_of(image_at(&w, "1"), "gif");
+    cmm_walk_free(&w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Broken, empty, truncated                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void broken_encodings(void **state)
+{
+    cmm_walk w;
+    walk_fixture("broken.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 4);
+    /* Junk inside base64 is skipped, as every decoder does: the bytes are right. */
+    assert_bytes_of(image_at(&w, "2"), "png");
+    /* An unknown transfer encoding is not guessed at. */
+    const cmm_image *b65 = image_at(&w, "3");
+    assert_int_equal(b65->problem, CMM_BAD_ENCODING);
+    assert_null(b65->data);
+    assert_non_null(strstr(b65->note, "base65"));
+    /* Nothing but junk decodes to nothing: broken, not empty. */
+    const cmm_image *junk = image_at(&w, "4");
+    assert_int_equal(junk->problem, CMM_BAD_ENCODING);
+    assert_non_null(strstr(junk->note, "decode to nothing"));
+    /* The last part's closing boundary never comes: its body still decodes. */
+    assert_bytes_of(image_at(&w, "5"), "png");
+    cmm_walk_free(&w);
+}
+
+static void empty_attachments(void **state)
+{
+    cmm_walk w;
+    walk_fixture("empty_attachment.eml", &default_limits, &w);
+    assert_false(w.failed);
+    /* The empty octet-stream has no signature: not an image. */
+    assert_int_equal(w.n_images, 2);
+    const cmm_image *png = image_at(&w, "2"), *blank = image_at(&w, "3");
+    assert_int_equal(png->problem, CMM_EMPTY);
+    assert_int_equal(png->len, 0);
+    assert_null(png->data);
+    assert_string_equal(png->filename, "empty.png");
+    assert_int_equal(blank->problem, CMM_EMPTY);
+    cmm_walk_free(&w);
+}
+
+static void truncated_base64(void **state)
+{
+    size_t jpg_len;
+    unsigned char *jpg = read_fixture("tiny.jpg", &jpg_len);
+    cmm_walk w;
+    walk_fixture("truncated_base64.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 2);
+    const cmm_image *mid = image_at(&w, "1"), *line = image_at(&w, "2");
+    assert_int_equal(mid->problem, CMM_BAD_ENCODING);
+    assert_non_null(strstr(mid->note, "truncated"));
+    /* Cut at a line end the encoding looks whole: the bytes go to the scanner,
+     * short, and the image decoder will call them truncated. */
+    assert_int_equal(line->problem, CMM_OK);
+    assert_true(line->len > 0 && line->len < jpg_len);
+    assert_memory_equal(line->data, jpg, line->len);
+    cmm_walk_free(&w);
+    free(jpg);
+}
+
+static void text_pdf_and_zip_are_not_images(void **state)
+{
+    cmm_walk w;
+    walk_fixture("not_images.eml", &default_limits, &w);
+    assert_false(w.failed);
+    /* Text is not sniffed, even when its bytes are a PNG: a reader shows text. */
+    assert_int_equal(w.n_images, 0);
+    assert_int_equal(w.n_parts, 6);
+    cmm_walk_free(&w);
+}
+
+static void message_partial_cannot_be_judged(void **state)
+{
+    cmm_walk w;
+    walk_fixture("partial.eml", &default_limits, &w);
+    assert_true(w.failed);
+    assert_non_null(strstr(w.why, "message/partial"));
+    cmm_walk_free(&w);
+}
+
+static void empty_and_headerless_input(void **state)
+{
+    cmm_walk w;
+    assert_int_equal(cmm_walk_message("", 0, &default_limits, &w), 0);
+    assert_true(w.failed);
+    cmm_walk_free(&w);
+    /* Only a header, no body: a message without images. */
+    const char *m = "From: a@example.org\nSubject: x\n\n";
+    assert_int_equal(cmm_walk_message(m, strlen(m), &default_limits, &w), 0);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 0);
+    cmm_walk_free(&w);
+    cmm_walk_free(NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Limits, on messages built here                                           */
+/* ------------------------------------------------------------------------ */
+
+/* A multipart/mixed message of `n` parts, each `body` with headers `hdr`. */
+static char *build_mixed(size_t n, const char *hdr, const char *body, size_t *len)
+{
+    size_t cap = 256 + n * (strlen(hdr) + strlen(body) + 32);
+    char *m = malloc(cap), *p = m;
+    assert_non_null(m);
+    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n"
+                    "Content-Type: multipart/mixed; boundary=\"b\"\n\n");
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "--b\n%s\n\n%s\n", hdr, body);
+    p += sprintf(p, "--b--\n");
+    *len = (size_t)(p - m);
+    return m;
+}
+
+static void too_many_parts(void **state)
+{
+    cmm_limits lim = default_limits;
+    size_t len;
+    char *m = build_mixed(50, "Content-Type: text/plain", "x", &len);
+    cmm_walk w;
+    lim.max_parts = 50; /* the multipart itself is a part too */
+    assert_int_equal(cmm_walk_message(m, len, &lim, &w), 0);
+    assert_true(w.failed);
+    assert_non_null(strstr(w.why, "more than 50 MIME parts"));
+    cmm_walk_free(&w);
+    lim.max_parts = 51;
+    assert_int_equal(cmm_walk_message(m, len, &lim, &w), 0);
+    assert_false(w.failed);
+    cmm_walk_free(&w);
+    free(m);
+}
+
+static void too_many_images(void **state)
+{
+    cmm_limits lim = default_limits;
+    size_t len;
+    char *m = build_mixed(5, "Content-Type: image/png\nContent-Transfer-Encoding: base64",
+                          "iVBORw0KGgo=", &len);
+    cmm_walk w;
+    lim.max_images = 4;
+    assert_int_equal(cmm_walk_message(m, len, &lim, &w), 0);
+    assert_true(w.failed);
+    assert_non_null(strstr(w.why, "more than 4 images"));
+    assert_int_equal(w.n_images, 4);
+    cmm_walk_free(&w);
+    lim.max_images = 5;
+    assert_int_equal(cmm_walk_message(m, len, &lim, &w), 0);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 5);
+    assert_int_equal(w.images[4].len, 8);
+    cmm_walk_free(&w);
+    free(m);
+}
+
+static void image_over_the_byte_limit(void **state)
+{
+    cmm_limits lim = default_limits;
+    cmm_walk w;
+    lim.max_image_bytes = 100;
+    walk_fixture("thunderbird.eml", &lim, &w);
+    assert_false(w.failed);
+    /* The 86-byte PNG fits, the 670-byte JPEG does not: it is listed, not loaded. */
+    assert_bytes_of(image_at(&w, "1.2.2"), "png");
+    const cmm_image *jpg = image_at(&w, "2");
+    assert_int_equal(jpg->problem, CMM_TOO_LARGE);
+    assert_null(jpg->data);
+    assert_true(jpg->len > 100);
+    cmm_walk_free(&w);
+}
+
+/* Thousands of nested multiparts: refused by depth, without exhausting the stack. */
+static void deep_nesting_bomb(void **state)
+{
+    const size_t levels = 5000;
+    char *m = malloc(levels * 64 + 256), *p = m;
+    cmm_walk w;
+    assert_non_null(m);
+    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n");
+    for (size_t i = 0; i < levels; i++)
+        p += sprintf(p, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
+    p += sprintf(p, "Content-Type: image/png\n\nx\n");
+    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &default_limits, &w), 0);
+    assert_true(w.failed);
+    assert_int_equal(w.n_images, 0);
+    cmm_walk_free(&w);
+    free(m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Configuration and SMTP replies                                           */
+/* ------------------------------------------------------------------------ */
+
+static char tmpdir[64];
+
+static int setup_tmp(void **state)
+{
+    strcpy(tmpdir, "/tmp/clipmod-milter-test-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_tmp(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd);
+}
+
+static const char *write_tmp(const char *name, const char *text)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void config_defaults_and_relative_paths(void **state)
+{
+    const char *path = write_tmp("m.yaml", "model: models/tiny\npolicy: p.yaml\n");
+    cmc_config *c = NULL;
+    char *problems = NULL;
+    assert_int_equal(cmc_load(path, &c, &problems), 0);
+    assert_null(problems);
+    char want[512];
+    snprintf(want, sizeof want, "%s/models/tiny", tmpdir);
+    assert_string_equal(c->model, want);
+    snprintf(want, sizeof want, "%s/p.yaml", tmpdir);
+    assert_string_equal(c->policy, want);
+    assert_string_equal(c->socket, "inet:8897@127.0.0.1");
+    assert_int_equal(c->on_fail, CMC_FAIL_TEMPFAIL);
+    assert_string_equal(c->on_fail_reply.rcode, "451");
+    assert_string_equal(c->on_fail_reply.xcode, "4.7.1");
+    assert_int_equal(c->action[CLIPMOD_ACTION_REJECT], CMC_DO_REJECT);
+    assert_int_equal(c->action[CLIPMOD_ACTION_QUARANTINE], CMC_DO_QUARANTINE);
+    assert_int_equal(c->action[CLIPMOD_ACTION_FLAG], CMC_DO_ACCEPT);
+    assert_string_equal(c->verdict_header, "X-Clipmod-Verdict");
+    assert_string_equal(c->summary_header, "X-Clipmod-Summary");
+    assert_true(c->limits.max_images > 0 && c->limits.max_message_bytes > 0);
+    cmc_free(c);
+    cmc_free(NULL);
+}
+
+static void config_every_key(void **state)
+{
+    const char *path =
+        write_tmp("all.yaml", "socket: unix:/run/clipmod/milter.sock\n"
+                              "socket-mode: \"0660\"\n"
+                              "model: /m\n"
+                              "merges: /m/merges.txt\n"
+                              "policy: /p.yaml\n"
+                              "cache-dir: none\n"
+                              "workers: 3\n"
+                              "blas-threads: 2\n"
+                              "scan-wait-ms: 1000\n"
+                              "drain-timeout-ms: 2000\n"
+                              "log: syslog\n"
+                              "log-facility: local3\n"
+                              "log-level: debug\n"
+                              "limits:\n"
+                              "  max-message-bytes: 10M\n"
+                              "  max-parts: 99\n"
+                              "  max-depth: 7\n"
+                              "  max-images: 9\n"
+                              "  max-image-bytes: 512K\n"
+                              "engine: {max-pixels: 1000000, max-scan-ms: 500}\n"
+                              "plugins:\n"
+                              "  - {path: audit-log, config: \"path=/x\"}\n"
+                              "on-fail: reject\n"
+                              "on-fail-reply: \"554 5.7.0 Not scanned, 100%\"\n"
+                              "actions: {tag: accept, flag: quarantine, "
+                              "quarantine: reject, reject: discard}\n"
+                              "skip:\n"
+                              "  authenticated: true\n"
+                              "  senders: [Boss@Example.org, \"@partner.example\"]\n"
+                              "  recipients: [abuse@example.org]\n"
+                              "  domains: [trusted.example]\n"
+                              "headers: {verdict: X-Image-Verdict, summary: none}\n");
+    cmc_config *c = NULL;
+    char *problems = NULL;
+    assert_int_equal(cmc_load(path, &c, &problems), 0);
+    if (problems)
+        fail_msg("%s", problems);
+    assert_string_equal(c->socket, "unix:/run/clipmod/milter.sock");
+    assert_int_equal(c->socket_mode, 0660);
+    assert_null(c->cache_dir);
+    assert_true(c->no_cache);
+    assert_int_equal(c->workers, 3);
+    assert_int_equal(c->blas_threads, 2);
+    assert_int_equal(c->limits.max_message_bytes, 10 << 20);
+    assert_int_equal(c->limits.max_image_bytes, 512 << 10);
+    assert_int_equal(c->limits.max_depth, 7);
+    assert_int_equal(c->n_settings, 2);
+    assert_int_equal(c->n_plugins, 1);
+    assert_string_equal(c->plugins[0].config, "path=/x");
+    assert_int_equal(c->on_fail, CMC_FAIL_REJECT);
+    assert_string_equal(c->on_fail_reply.rcode, "554");
+    assert_string_equal(c->on_fail_reply.text, "Not scanned, 100%%"); /* libmilter's % */
+    assert_int_equal(c->action[CLIPMOD_ACTION_FLAG], CMC_DO_QUARANTINE);
+    assert_int_equal(c->action[CLIPMOD_ACTION_REJECT], CMC_DO_DISCARD);
+    assert_true(c->skip_authenticated);
+    assert_true(cmc_match_address(&c->skip_senders, "<boss@EXAMPLE.org>"));
+    assert_true(cmc_match_address(&c->skip_senders, "anyone@partner.example"));
+    assert_false(cmc_match_address(&c->skip_senders, "anyone@sub.partner.example"));
+    assert_false(cmc_match_address(&c->skip_senders, "other@example.org"));
+    assert_true(cmc_match_domain(&c->skip_domains, "a@trusted.example"));
+    assert_true(cmc_match_domain(&c->skip_domains, "<a@mx.trusted.example>"));
+    assert_false(cmc_match_domain(&c->skip_domains, "a@untrusted.example"));
+    assert_false(cmc_match_domain(&c->skip_domains, "<>"));
+    assert_string_equal(c->verdict_header, "X-Image-Verdict");
+    assert_null(c->summary_header);
+    cmc_free(c);
+}
+
+static void config_problems_have_positions(void **state)
+{
+    const char *path = write_tmp("bad.yaml", "model: /m\n"
+                                             "polcy: /p.yaml\n"
+                                             "workers: -1\n"
+                                             "on-fail: accept\n"
+                                             "on-fail-reply: \"250 ok\"\n"
+                                             "limits: {max-images: 10X}\n"
+                                             "actions: {reject: accept, smile: reject}\n"
+                                             "engine: {max-file-bytes: 5, max-colour: 3}\n");
+    cmc_config *c = NULL;
+    char *problems = NULL;
+    assert_int_not_equal(cmc_load(path, &c, &problems), 0);
+    assert_null(c);
+    assert_non_null(problems);
+    const char *want[] = {
+        "bad.yaml:2:1: unknown key 'polcy'",
+        "bad.yaml:3:10: workers must be",
+        "bad.yaml:4:10: on-fail must be tempfail, reject or accept-with-header",
+        "bad.yaml:6:22: limits.max-images must be",
+        "bad.yaml:7:19: actions.reject must be",
+        "bad.yaml:7:27: unknown key 'smile'",
+        "bad.yaml:8:10: engine.max-file-bytes: use limits.max-image-bytes",
+        "bad.yaml:8:29: unknown engine setting 'max-colour'",
+        "bad.yaml: policy is required",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(problems, want[i]))
+            fail_msg("missing \"%s\" in:\n%s", want[i], problems);
+    free(problems);
+
+    path = write_tmp("syntax.yaml", "model: [unclosed\n");
+    assert_int_not_equal(cmc_load(path, &c, &problems), 0);
+    assert_non_null(strstr(problems, "syntax.yaml:"));
+    free(problems);
+    assert_int_not_equal(cmc_load("/nonexistent/m.yaml", &c, &problems), 0);
+    assert_non_null(strstr(problems, "/nonexistent/m.yaml: "));
+    free(problems);
+}
+
+static void smtp_replies(void **state)
+{
+    cmc_reply r;
+    assert_int_equal(cmc_parse_reply("550 5.7.1 Image content not accepted", &r), 0);
+    assert_string_equal(r.rcode, "550");
+    assert_string_equal(r.xcode, "5.7.1");
+    assert_string_equal(r.text, "Image content not accepted");
+    assert_int_equal(cmc_parse_reply("451 Try later, 50% done", &r), 0);
+    assert_string_equal(r.rcode, "451");
+    assert_string_equal(r.xcode, "");
+    assert_string_equal(r.text, "Try later, 50%% done");
+    assert_int_equal(cmc_parse_reply("554", &r), 0);
+    assert_string_equal(r.text, "");
+    assert_int_equal(cmc_parse_reply("250 2.0.0 OK", &r), 0); /* parsed; the caller judges */
+    assert_int_not_equal(cmc_parse_reply("55 x", &r), 0);
+    assert_int_not_equal(cmc_parse_reply("5500 x", &r), 0);
+    assert_int_not_equal(cmc_parse_reply("550 4.7.1 wrong class", &r), 0);
+    assert_int_not_equal(cmc_parse_reply("550 bad\r\nline", &r), 0);
+    assert_int_not_equal(cmc_parse_reply(NULL, &r), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(thunderbird_inline_and_attached),
+        cmocka_unit_test(thunderbird_with_crlf_line_ends),
+        cmocka_unit_test(outlook_related_and_octet_stream_by_name),
+        cmocka_unit_test(applemail_sniffed_and_rfc2231_names),
+        cmocka_unit_test(nested_rfc822_twice),
+        cmocka_unit_test(nesting_deeper_than_the_limit_fails),
+        cmocka_unit_test(data_uris_and_quoted_printable),
+        cmocka_unit_test(uuencoded_single_part),
+        cmocka_unit_test(broken_encodings),
+        cmocka_unit_test(empty_attachments),
+        cmocka_unit_test(truncated_base64),
+        cmocka_unit_test(text_pdf_and_zip_are_not_images),
+        cmocka_unit_test(message_partial_cannot_be_judged),
+        cmocka_unit_test(empty_and_headerless_input),
+        cmocka_unit_test(too_many_parts),
+        cmocka_unit_test(too_many_images),
+        cmocka_unit_test(image_over_the_byte_limit),
+        cmocka_unit_test(deep_nesting_bomb),
+        cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(config_every_key, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(config_problems_have_positions, setup_tmp, teardown_tmp),
+        cmocka_unit_test(smtp_replies),
+    };
+    int rc;
+    cmm_init();
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    cmm_shutdown();
+    return rc;
+}
