@@ -56,8 +56,11 @@ int cmd_scan(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 
-/* Where scan and policy check look when not told: $CLIPMOD_MODEL/_POLICY, installed, source. */
+/*
+ * Where scan and policy check look when not told: $CLIPMOD_MODEL/_POLICY, installed,
+ * source. The default policy for the demo model is the demo policy.
+ */
 const char *cli_default_model(void);
-const char *cli_default_policy(void);
+const char *cli_default_policy(const clipmod_model *model);
 
 #endif

@@ -32,14 +32,19 @@
 /*
  * Installed defaults. The build passes CLIPMOD_DATADIR ("$(pkgdatadir)"); when a
  * default is not installed (or the macro is absent) the path relative to the
- * current directory is used, so clipmod works from a source checkout.
+ * current directory is used, so clipmod works from a source checkout. The model
+ * is the operator's default (models/default, e.g. a link to a fetched model), else
+ * the demo model; the demo model gets the demo policy, written for it.
  */
 #ifdef CLIPMOD_DATADIR
-#define INSTALLED_MODEL  CLIPMOD_DATADIR "/models/default"
-#define INSTALLED_POLICY CLIPMOD_DATADIR "/policies/default.yaml"
+#define INSTALLED_MODEL       CLIPMOD_DATADIR "/models/default"
+#define INSTALLED_DEMO_MODEL  CLIPMOD_DATADIR "/models/demo"
+#define INSTALLED_POLICY      CLIPMOD_DATADIR "/policies/default.yaml"
+#define INSTALLED_DEMO_POLICY CLIPMOD_DATADIR "/policies/demo.yaml"
 #endif
-#define SOURCE_MODEL  "models/demo"
-#define SOURCE_POLICY "policies/default.yaml"
+#define SOURCE_MODEL       "models/demo"
+#define SOURCE_POLICY      "policies/default.yaml"
+#define SOURCE_DEMO_POLICY "policies/demo.yaml"
 
 /* --hook exit codes; 2 keeps its clamscan meaning (clipmod itself failed). */
 enum {
@@ -151,20 +156,26 @@ const char *cli_default_model(void)
 #ifdef INSTALLED_MODEL
     if (access(INSTALLED_MODEL, F_OK) == 0)
         return INSTALLED_MODEL;
+    if (access(SOURCE_MODEL, F_OK) != 0 && access(INSTALLED_DEMO_MODEL, F_OK) == 0)
+        return INSTALLED_DEMO_MODEL;
 #endif
     return SOURCE_MODEL;
 }
 
-const char *cli_default_policy(void)
+const char *cli_default_policy(const clipmod_model *model)
 {
     const char *env = from_env("CLIPMOD_POLICY");
+    const int demo = model && clipmod_model_is_demo(model);
     if (env)
         return env;
 #ifdef INSTALLED_POLICY
-    if (access(INSTALLED_POLICY, F_OK) == 0)
-        return INSTALLED_POLICY;
+    if (access(demo ? SOURCE_DEMO_POLICY : SOURCE_POLICY, F_OK) != 0) {
+        const char *installed = demo ? INSTALLED_DEMO_POLICY : INSTALLED_POLICY;
+        if (access(installed, F_OK) == 0)
+            return installed;
+    }
 #endif
-    return SOURCE_POLICY;
+    return demo ? SOURCE_DEMO_POLICY : SOURCE_POLICY;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -367,8 +378,8 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         fprintf(stderr, "clipmod: --hook scans exactly one input\n");
         return EXIT_ERROR;
     }
-    if (!o->policy)
-        o->policy = cli_default_policy();
+    /* The default policy depends on the model (the demo model has its own); it is
+     * chosen once the model is loaded. */
     if (!o->model_dir) {
         o->model_dir = cli_default_model();
         o->model_defaulted = !getenv("CLIPMOD_MODEL");
@@ -1073,6 +1084,8 @@ int cmd_scan(int argc, char **argv)
                             "CLIPMOD_MODEL)\n");
         goto out;
     }
+    if (!o.policy)
+        o.policy = cli_default_policy(model);
     if (!(engine = build_engine(&o, model)))
         goto out;
     if (collect(&o, argv + optind, argc - optind, &in, &w)) {
