@@ -21,8 +21,8 @@ void cm_linear(const float *x, int m, int in, const float *w, const float *b, in
             memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *y);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, out, in, 1.0f, x, in, w, out, beta,
-                y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, x, in, w, in, beta, y,
+                out);
 }
 
 void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b, int out,
@@ -30,8 +30,8 @@ void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b
 {
     for (int i = 0; i < m; i++)
         cm_add(y + (size_t)i * out, b, (size_t)out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, out, in, 1.0f, x, in, w, out, 1.0f,
-                y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, x, in, w, in, 1.0f, y,
+                out);
 }
 
 void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, float eps,

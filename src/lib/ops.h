@@ -12,10 +12,10 @@
 
 #include "config.h"
 
-/* Y[M, out] = X[M, in] . W[in, out] + b (b may be NULL). */
+/* Y[M, out] = X[M, in] . W[out, in]^T + b (b may be NULL). */
 void cm_linear(const float *x, int m, int in, const float *w, const float *b, int out, float *y);
 
-/* Y[M, out] += X[M, in] . W[in, out] + b: a linear layer feeding a residual. */
+/* Y[M, out] += X[M, in] . W[out, in]^T + b: a linear layer feeding a residual. */
 void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b, int out,
                    float *y);
 

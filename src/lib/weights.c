@@ -7,8 +7,7 @@
  * in_proj; Hugging Face stores Linear weights as [out, in] with separate q, k, v.
  * Each parameter is taken by its two names, its shape checked against the config,
  * and copied (converted from F16/BF16 if need be) into one arena in the HF
- * orientation our GEMMs want, [in, out] (see weights.h), with q, k, v fused.
- * Position ids (int64) are never read.
+ * orientation, with q, k, v fused. Position ids (int64) are never read.
  */
 #include <math.h>
 #include <stdio.h>
@@ -73,10 +72,7 @@ static float *bump(loader *ld, size_t n)
     return ld->next <= ld->end ? p : NULL;
 }
 
-/*
- * Copy tensor `name` of `shape` into the arena; `transpose` stores the [rows, rest]
- * matrix (rows = first dimension) as [rest, rows].
- */
+/* Copy tensor `name` of `shape` into the arena; `transpose` turns [a, b] into [b, a]. */
 static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t *shape,
                           int transpose, const float **out)
 {
@@ -91,7 +87,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
     if (!transpose) {
         cm_tensor_to_f32(t, 0, t->numel, dst);
     } else {
-        size_t rows = (size_t)shape[0], cols = t->numel / rows;
+        size_t rows = (size_t)shape[0], cols = (size_t)shape[1];
         float *row = malloc(cols * sizeof *row);
         if (!row)
             return cm_error(ld->errbuf, CLIPMOD_E_NOMEM, "out of memory");
@@ -108,7 +104,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
 
 #define SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
 
-/* Hugging Face keeps q, k and v apart: side by side in one [D, 3D] (and [3D]) block. */
+/* Hugging Face keeps q, k and v apart: stack them into one [3D, D] (and [3D]) block. */
 static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_block *b)
 {
     static const char *const parts[3] = {"q_proj", "k_proj", "v_proj"};
@@ -122,16 +118,7 @@ static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_b
         snprintf(name, sizeof name, "%sself_attn.%s.weight", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d, d), &t)))
             return rc;
-        /* Row o of the [out, in] weight becomes column i*D + o of the [in, 3D] block. */
-        float *row = malloc((size_t)d * sizeof *row);
-        if (!row)
-            return cm_error(ld->errbuf, CLIPMOD_E_NOMEM, "out of memory");
-        for (int64_t o = 0; o < d; o++) {
-            cm_tensor_to_f32(t, (size_t)(o * d), (size_t)d, row);
-            for (int64_t in = 0; in < d; in++)
-                w[in * 3 * d + i * d + o] = row[in];
-        }
-        free(row);
+        cm_tensor_to_f32(t, 0, t->numel, w + i * d * d);
         snprintf(name, sizeof name, "%sself_attn.%s.bias", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d), &t)))
             return rc;
@@ -156,18 +143,18 @@ static clipmod_error take_block(loader *ld, const char *prefix, const cm_tower_c
         return rc;
     if (hf)
         rc = take_qkv_hf(ld, prefix, d, b);
-    else if (!(rc = take(ld, NAME("", "attn.in_proj_weight"), SHAPE(3 * d, d), 1, &b->qkv_w)))
+    else if (!(rc = take(ld, NAME("", "attn.in_proj_weight"), SHAPE(3 * d, d), 0, &b->qkv_w)))
         rc = take(ld, NAME("", "attn.in_proj_bias"), SHAPE(3 * d), 0, &b->qkv_b);
     if (rc ||
-        (rc = take(ld, NAME("self_attn.out_proj.weight", "attn.out_proj.weight"), SHAPE(d, d), 1,
+        (rc = take(ld, NAME("self_attn.out_proj.weight", "attn.out_proj.weight"), SHAPE(d, d), 0,
                    &b->out_w)) ||
         (rc = take(ld, NAME("self_attn.out_proj.bias", "attn.out_proj.bias"), SHAPE(d), 0,
                    &b->out_b)) ||
         (rc = take(ld, NAME("layer_norm2.weight", "ln_2.weight"), SHAPE(d), 0, &b->ln2_w)) ||
         (rc = take(ld, NAME("layer_norm2.bias", "ln_2.bias"), SHAPE(d), 0, &b->ln2_b)) ||
-        (rc = take(ld, NAME("mlp.fc1.weight", "mlp.c_fc.weight"), SHAPE(f, d), 1, &b->fc1_w)) ||
+        (rc = take(ld, NAME("mlp.fc1.weight", "mlp.c_fc.weight"), SHAPE(f, d), 0, &b->fc1_w)) ||
         (rc = take(ld, NAME("mlp.fc1.bias", "mlp.c_fc.bias"), SHAPE(f), 0, &b->fc1_b)) ||
-        (rc = take(ld, NAME("mlp.fc2.weight", "mlp.c_proj.weight"), SHAPE(d, f), 1, &b->fc2_w)) ||
+        (rc = take(ld, NAME("mlp.fc2.weight", "mlp.c_proj.weight"), SHAPE(d, f), 0, &b->fc2_w)) ||
         (rc = take(ld, NAME("mlp.fc2.bias", "mlp.c_proj.bias"), SHAPE(d), 0, &b->fc2_b)))
         return rc;
 #undef NAME
@@ -203,7 +190,7 @@ static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weigh
     clipmod_error rc;
 
     if ((rc = take(ld, hf ? "vision_model.embeddings.patch_embedding.weight" : "visual.conv1.weight",
-                   SHAPE(d, 3, p, p), 1, &v->patch_w)) ||
+                   SHAPE(d, 3, p, p), 0, &v->patch_w)) ||
         (rc = take(ld, hf ? "vision_model.embeddings.class_embedding" : "visual.class_embedding",
                    SHAPE(d), 0, &v->class_emb)) ||
         (rc = take(ld,
@@ -228,8 +215,8 @@ static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weigh
                    0, &v->post_b)))
         return rc;
     if (hf)
-        return take(ld, "visual_projection.weight", SHAPE(e, d), 1, &v->proj);
-    return take(ld, "visual.proj", SHAPE(d, e), 0, &v->proj);
+        return take(ld, "visual_projection.weight", SHAPE(e, d), 0, &v->proj);
+    return take(ld, "visual.proj", SHAPE(d, e), 1, &v->proj);
 }
 
 static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *t,
@@ -261,8 +248,8 @@ static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *
                    &t->final_b)))
         return rc;
     if (hf)
-        return take(ld, "text_projection.weight", SHAPE(e, d), 1, &t->proj);
-    return take(ld, "text_projection", SHAPE(d, e), 0, &t->proj);
+        return take(ld, "text_projection.weight", SHAPE(e, d), 0, &t->proj);
+    return take(ld, "text_projection", SHAPE(d, e), 1, &t->proj);
 }
 
 clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm_weights *w,

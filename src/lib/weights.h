@@ -2,11 +2,9 @@
  * weights.h - a CLIP model's parameters in the layout our kernels use (internal).
  *
  * Owns one 64-byte-aligned float32 arena holding every parameter, converted from
- * the checkpoint's dtype and naming at load. Linear weights are stored [in, out]
- * (OpenAI's orientation, the transpose of Hugging Face's): OpenBLAS runs the
- * small-M products of one image faster untransposed. q, k and v sit side by side in
- * one [D, 3D] matrix so attention needs one GEMM. Shapes are checked once here; the
- * forward passes trust them.
+ * the checkpoint's dtype and naming at load. Linear weights are [out, in] (as in
+ * Hugging Face); q, k and v are fused into one [3D, D] matrix so attention needs one
+ * GEMM. Shapes are checked once here; the forward passes trust them.
  */
 #ifndef CM_WEIGHTS_H
 #define CM_WEIGHTS_H
@@ -18,21 +16,21 @@
 
 typedef struct cm_block {
     const float *ln1_w, *ln1_b;
-    const float *qkv_w, *qkv_b; /* [D, 3D], [3D]: q columns, then k, then v */
+    const float *qkv_w, *qkv_b; /* [3D, D], [3D]: q rows, then k, then v */
     const float *out_w, *out_b; /* [D, D], [D] */
     const float *ln2_w, *ln2_b;
-    const float *fc1_w, *fc1_b; /* [D, F], [F] */
-    const float *fc2_w, *fc2_b; /* [F, D], [D] */
+    const float *fc1_w, *fc1_b; /* [F, D], [F] */
+    const float *fc2_w, *fc2_b; /* [D, F], [D] */
 } cm_block;
 
 typedef struct cm_vision_weights {
-    const float *patch_w;   /* [3*P*P, D], row index c*P*P + ky*P + kx */
+    const float *patch_w;   /* [D, 3*P*P], inner index c*P*P + ky*P + kx */
     const float *class_emb; /* [D] */
     const float *pos_emb;   /* [T, D], T = (S/P)^2 + 1 */
     const float *pre_w, *pre_b;
     cm_block *blocks;
     const float *post_w, *post_b;
-    const float *proj; /* [D, E] */
+    const float *proj; /* [E, D] */
 } cm_vision_weights;
 
 typedef struct cm_text_weights {
@@ -40,7 +38,7 @@ typedef struct cm_text_weights {
     const float *pos_emb; /* [C, D] */
     cm_block *blocks;
     const float *final_w, *final_b;
-    const float *proj; /* [D, E] */
+    const float *proj; /* [E, D] */
 } cm_text_weights;
 
 typedef enum cm_layout { CM_LAYOUT_HF, CM_LAYOUT_OPENAI } cm_layout;

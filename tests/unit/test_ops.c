@@ -46,7 +46,7 @@ static void linear_matches_naive(void **state)
         for (int o = 0; o < out; o++) {
             double s = b[o];
             for (int k = 0; k < in; k++)
-                s += (double)x[i * in + k] * w[k * out + o];
+                s += (double)x[i * in + k] * w[o * in + k];
             assert_true(fabs(y[i * out + o] - s) < 1e-5);
             assert_true(fabs(acc[i * out + o] - (acc0[i * out + o] + s)) < 1e-5);
         }
