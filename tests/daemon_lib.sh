@@ -38,6 +38,9 @@ trap cleanup_daemons EXIT INT TERM
 # setup_model NAME: $MODEL, $PHOTOS; skips without the reference or the merges. Each
 # test writes its own copy of the checkpoint (same seed, same weights), so tests that
 # run in parallel never write one directory at once.
+# Policies written by write_policy (tests/lib.sh) carry this name unless told otherwise.
+TEST_POLICY_NAME="daemon test"
+
 setup_model() {
     need_reference
     have_bpe || skip "$CLIPMOD_BPE_GZ is absent: policies need the tokenizer"
@@ -46,31 +49,6 @@ setup_model() {
         --merges "$CLIPMOD_BPE_GZ") || fail "reference checkpoint"
 }
 
-# write_policy FILE THRESHOLD ACTION [NAME]: one category against contrast and neutral prompts.
-write_policy() {
-    cat >"$1" <<EOF
-# A test policy for the daemon: one category; the threshold comes from measure_photos.
-version: 1
-name: ${4:-daemon test}
-templates:
-  - "a photo of {}."
-  - "a picture of {}."
-neutral:
-  - a city street
-  - a bowl of fruit
-  - a mountain lake
-categories:
-  - id: cat
-    description: Cats.
-    prompts:
-      - a cat
-      - a kitten sleeping
-    contrast:
-      - a dog
-    threshold: $2
-    action: $3
-EOF
-}
 
 # measure_photos DIR: sets $HI, $LO (paths) and $THRESHOLD between their scores.
 measure_photos() {

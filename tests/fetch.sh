@@ -19,17 +19,6 @@ unset CLIPMOD_MODEL CLIPMOD_POLICY
 # fetch mode never uses a proxy; curl in this script's helpers should not either.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy no_proxy NO_PROXY
 
-# run EXPECTED_STATUS CMD... : run with stdout in $W/out and stderr in $W/err.
-run() {
-    want=$1
-    shift
-    set +e
-    "$@" >"$W/out" 2>"$W/err"
-    got=$?
-    set -e
-    [ "$got" -eq "$want" ] ||
-        fail "exit $got, not $want: $* (stdout: $(head -c 600 "$W/out"); stderr: $(head -c 600 "$W/err"))"
-}
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 

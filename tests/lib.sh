@@ -48,3 +48,45 @@ checkpoint() {
     fi
     echo "$d"
 }
+
+# run WANT CMD...: run CMD with stdout in $W/out and stderr in $W/err; fail unless it
+# exits with status WANT. Tests set W to their work directory first.
+run() {
+    want=$1
+    shift
+    set +e
+    "$@" >"$W/out" 2>"$W/err"
+    got=$?
+    set -e
+    [ "$got" -eq "$want" ] ||
+        fail "exit $got, not $want: $* (stdout: $(head -c 800 "$W/out"); stderr: $(head -c 800 "$W/err"))"
+}
+
+# write_policy FILE THRESHOLD ACTION [NAME]: a small valid policy with one category
+# ("cat"), scored against its contrast prompt and three neutral prompts. Tests with
+# the random tiny model measure the photos' scores first and put THRESHOLD between
+# them: the scores are arbitrary but deterministic, and only the machinery is tested.
+write_policy() {
+    cat >"$1" <<EOF
+# A test policy: one category, scored against its contrast and the neutral prompts.
+version: 1
+name: ${4:-${TEST_POLICY_NAME:-scan test}}
+templates:
+  - "a photo of {}."
+  - "a picture of {}."
+neutral:
+  - a city street
+  - a bowl of fruit
+  - a mountain lake
+categories:
+  - id: cat
+    description: Cats.
+    prompts:
+      - a cat
+      - a kitten sleeping
+    contrast:
+      - a dog
+    threshold: $2
+    action: $3
+EOF
+}

@@ -21,16 +21,6 @@ MODELS="$W/models"
 unset CLIPMOD_HUB_URL CLIPMOD_MODEL_CATALOG http_proxy https_proxy HTTP_PROXY HTTPS_PROXY \
     ALL_PROXY all_proxy
 
-run() {
-    want=$1
-    shift
-    set +e
-    "$@" >"$W/out" 2>"$W/err"
-    got=$?
-    set -e
-    [ "$got" -eq "$want" ] ||
-        fail "exit $got, not $want: $* (stdout: $(head -c 800 "$W/out"); stderr: $(head -c 800 "$W/err"))"
-}
 
 # ---------------------------------------------------------------------------
 # Without a network or a model.

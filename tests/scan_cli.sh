@@ -23,17 +23,6 @@ unset CLIPMOD_MODEL CLIPMOD_POLICY
 LC_ALL=C
 export LC_ALL
 
-# run EXPECTED_STATUS CMD... : run with stdout in $W/out and stderr in $W/err.
-run() {
-    want=$1
-    shift
-    set +e
-    "$@" >"$W/out" 2>"$W/err"
-    got=$?
-    set -e
-    [ "$got" -eq "$want" ] ||
-        fail "exit $got, not $want: $* (stderr: $(head -c 600 "$W/err"))"
-}
 
 # ---------------------------------------------------------------------------
 # Help needs no model.
@@ -61,36 +50,11 @@ have_bpe || skip "$CLIPMOD_BPE_GZ is absent: policies need the tokenizer"
 model=$(checkpoint tiny-scan --shape tiny --layout hf --dtype f32 --act quick_gelu --seed 5 \
     --merges "$CLIPMOD_BPE_GZ") || fail "reference checkpoint"
 
-# policy FILE THRESHOLD ACTION: a small valid policy with one category.
-policy() {
-    cat >"$1" <<EOF
-# A test policy: one category, scored against its contrast and the neutral prompts.
-version: 1
-name: scan test
-templates:
-  - "a photo of {}."
-  - "a picture of {}."
-neutral:
-  - a city street
-  - a bowl of fruit
-  - a mountain lake
-categories:
-  - id: cat
-    description: Cats.
-    prompts:
-      - a cat
-      - a kitten sleeping
-    contrast:
-      - a dog
-    threshold: $2
-    action: $3
-EOF
-}
 scan() { "$CLIPMOD" scan -m "$model" "$@"; }
 
 # ---------------------------------------------------------------------------
 # Measure: every photo's score with a threshold nothing reaches.
-policy "$W/measure.yaml" 1 flag
+write_policy "$W/measure.yaml" 1 flag
 run 2 scan -p "$W/measure.yaml" --json --quiet "$photos" "$W/no-such-file.png"
 "$PY" - "$W/out" "$photos" >"$W/scores" <<'EOF' || fail "the JSON lines do not follow the schema"
 import json, sys
@@ -134,7 +98,7 @@ threshold=$("$PY" -c "import sys; a, b = map(float, sys.argv[1:]); assert a - b 
 print('%.4f' % ((a + b) / 2))" "$hi_score" "$lo_score") ||
     fail "the random model scores every photo alike ($hi_score, $lo_score): no threshold between"
 echo "highest: $hi ($hi_score), lowest: $lo ($lo_score); threshold $threshold"
-policy "$W/p.yaml" "$threshold" flag
+write_policy "$W/p.yaml" "$threshold" flag
 
 # The same input scans the same way twice.
 run 1 scan -p "$W/p.yaml" --json --quiet "$photos" "$W/no-such-file.png"
@@ -284,7 +248,7 @@ grep -q '"reason":"too-large"' "$W/out" || fail "stdin over max-file-bytes: $(ca
 # --hook: one input, the action alone on stdout, the action's exit code.
 for pair in tag:10 flag:11 quarantine:12 reject:13; do
     action=${pair%:*}
-    policy "$W/hook.yaml" "$threshold" "$action"
+    write_policy "$W/hook.yaml" "$threshold" "$action"
     run "${pair#*:}" scan -p "$W/hook.yaml" --hook "$hi"
     [ "$(cat "$W/out")" = "$action" ] || fail "--hook printed '$(cat "$W/out")', not $action"
     [ ! -s "$W/err" ] || fail "--hook wrote to stderr: $(cat "$W/err")"
