@@ -230,8 +230,8 @@ int main(int argc, char **argv)
         float *e = malloc((size_t)npaths * edim * sizeof *e);
         if (!e)
             return 1;
-        if ((rc = clipmod_embed_images(model, (const clipmod_image *const *)imgs, (size_t)npaths,
-                                       e, err))) {
+        if ((rc = clipmod_embed_images(model, (const clipmod_image *const *)imgs, (size_t)npaths, e,
+                                       err))) {
             fprintf(stderr, "bench_vision: embed: %s (%s)\n", clipmod_strerror(rc), err);
             return 1;
         }

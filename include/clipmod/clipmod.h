@@ -32,9 +32,9 @@ extern "C" {
 #define CLIPMOD_API
 #endif
 
-#define CLIPMOD_VERSION_MAJOR 0
-#define CLIPMOD_VERSION_MINOR 1
-#define CLIPMOD_VERSION_PATCH 0
+#define CLIPMOD_VERSION_MAJOR  0
+#define CLIPMOD_VERSION_MINOR  1
+#define CLIPMOD_VERSION_PATCH  0
 #define CLIPMOD_VERSION_STRING "0.1.0"
 
 /* How clipmod names itself to web servers (fetch mode, model downloads). */
@@ -49,20 +49,20 @@ extern "C" {
 /* Error codes. A verdict about an image is never one of these. */
 typedef enum clipmod_error {
     CLIPMOD_OK = 0,
-    CLIPMOD_E_INVALID_ARG,    /* a NULL handle, a zero count, invalid UTF-8 ... */
-    CLIPMOD_E_NOMEM,          /* an allocation failed */
-    CLIPMOD_E_IO,             /* a file could not be opened, read or mapped */
-    CLIPMOD_E_MODEL_FORMAT,   /* model.safetensors is truncated or malformed */
-    CLIPMOD_E_MODEL_CONFIG,   /* config.json is missing, malformed or inconsistent */
-    CLIPMOD_E_MODEL_TENSOR,   /* a tensor is missing, of the wrong shape or dtype */
-    CLIPMOD_E_TOKENIZER,      /* the merges file is missing or malformed */
-    CLIPMOD_E_IMAGE_DECODE,   /* the image could not be decoded */
-    CLIPMOD_E_IMAGE_BLOCKED,  /* the image's format is not allowed */
-    CLIPMOD_E_IMAGE_LIMIT,    /* the image exceeds a byte or pixel limit */
-    CLIPMOD_E_INIT,           /* clipmod_init() was not called or failed */
-    CLIPMOD_E_POLICY,         /* the policy file has problems (each one is reported) */
-    CLIPMOD_E_PLUGIN,         /* a plugin could not be loaded or refused its configuration */
-    CLIPMOD_E__COUNT          /* not an error: the number of codes */
+    CLIPMOD_E_INVALID_ARG,   /* a NULL handle, a zero count, invalid UTF-8 ... */
+    CLIPMOD_E_NOMEM,         /* an allocation failed */
+    CLIPMOD_E_IO,            /* a file could not be opened, read or mapped */
+    CLIPMOD_E_MODEL_FORMAT,  /* model.safetensors is truncated or malformed */
+    CLIPMOD_E_MODEL_CONFIG,  /* config.json is missing, malformed or inconsistent */
+    CLIPMOD_E_MODEL_TENSOR,  /* a tensor is missing, of the wrong shape or dtype */
+    CLIPMOD_E_TOKENIZER,     /* the merges file is missing or malformed */
+    CLIPMOD_E_IMAGE_DECODE,  /* the image could not be decoded */
+    CLIPMOD_E_IMAGE_BLOCKED, /* the image's format is not allowed */
+    CLIPMOD_E_IMAGE_LIMIT,   /* the image exceeds a byte or pixel limit */
+    CLIPMOD_E_INIT,          /* clipmod_init() was not called or failed */
+    CLIPMOD_E_POLICY,        /* the policy file has problems (each one is reported) */
+    CLIPMOD_E_PLUGIN,        /* a plugin could not be loaded or refused its configuration */
+    CLIPMOD_E__COUNT         /* not an error: the number of codes */
 } clipmod_error;
 
 /* A static English description of `err`; never NULL. */
@@ -201,9 +201,8 @@ CLIPMOD_API clipmod_error clipmod_embed_images(const clipmod_model *model,
  * longer than the context is truncated (the last token becomes EOT); if `truncated`
  * is not NULL, truncated[i] is set to 1 for such a text, else 0.
  */
-CLIPMOD_API clipmod_error clipmod_embed_texts(const clipmod_model *model,
-                                              const char *const *texts, size_t n, float *out,
-                                              int *truncated, char *errbuf);
+CLIPMOD_API clipmod_error clipmod_embed_texts(const clipmod_model *model, const char *const *texts,
+                                              size_t n, float *out, int *truncated, char *errbuf);
 
 /*
  * Tokenize one NUL-terminated UTF-8 text as the text tower will see it: SOT, tokens,
@@ -213,7 +212,6 @@ CLIPMOD_API clipmod_error clipmod_embed_texts(const clipmod_model *model,
 CLIPMOD_API clipmod_error clipmod_tokenize(const clipmod_model *model, const char *text,
                                            int32_t ids[CLIPMOD_CONTEXT_LENGTH], size_t *n_ids,
                                            int *truncated, char *errbuf);
-
 
 /* ------------------------------------------------------------------------ */
 /* Scanning: an engine (model + policy) and its verdicts                    */
@@ -228,12 +226,12 @@ typedef struct clipmod_engine clipmod_engine;
 
 /* Limits and settings, with their defaults in one table (limits.c, clipmod(1)). */
 typedef enum clipmod_setting {
-    CLIPMOD_MAX_FILE_BYTES, /* bigger inputs: unscanned, "too-large" */
-    CLIPMOD_MAX_PIXELS,     /* width x height of one frame, from the header */
-    CLIPMOD_MAX_SIDE,       /* largest width or height */
-    CLIPMOD_MAX_FRAMES,     /* frames an animation may have at all */
-    CLIPMOD_MAX_SCAN_MS,    /* time to decode one input; over it: "timeout" */
-    CLIPMOD_TOP_PROMPTS,    /* prompts listed per category in results */
+    CLIPMOD_MAX_FILE_BYTES,      /* bigger inputs: unscanned, "too-large" */
+    CLIPMOD_MAX_PIXELS,          /* width x height of one frame, from the header */
+    CLIPMOD_MAX_SIDE,            /* largest width or height */
+    CLIPMOD_MAX_FRAMES,          /* frames an animation may have at all */
+    CLIPMOD_MAX_SCAN_MS,         /* time to decode one input; over it: "timeout" */
+    CLIPMOD_TOP_PROMPTS,         /* prompts listed per category in results */
     CLIPMOD_FETCH_CONNECT_MS,    /* fetch mode: time to connect to a server */
     CLIPMOD_FETCH_TIMEOUT_MS,    /* fetch mode: time for a whole download, redirects included */
     CLIPMOD_FETCH_MAX_REDIRECTS, /* fetch mode: redirects followed, each one re-checked */
@@ -294,8 +292,7 @@ CLIPMOD_API clipmod_error clipmod_engine_compile(clipmod_engine *engine, const c
  * Problems as in clipmod_engine_compile(); *summary (may be NULL) receives the
  * policy's JSON summary when it is valid (free both with clipmod_free()).
  */
-CLIPMOD_API clipmod_error clipmod_policy_check(const char *path, char **problems,
-                                               char **summary);
+CLIPMOD_API clipmod_error clipmod_policy_check(const char *path, char **problems, char **summary);
 
 /* Free memory the library handed over (strings from *_to_json, problems). Accepts NULL. */
 CLIPMOD_API void clipmod_free(void *p);
@@ -319,18 +316,18 @@ typedef enum clipmod_action {
 /* Why an input was not scanned. */
 typedef enum clipmod_reason {
     CLIPMOD_REASON_NONE,
-    CLIPMOD_REASON_TOO_LARGE,     /* over max-file-bytes */
+    CLIPMOD_REASON_TOO_LARGE,       /* over max-file-bytes */
     CLIPMOD_REASON_TOO_MANY_PIXELS, /* over max-pixels or max-side */
     CLIPMOD_REASON_TOO_MANY_FRAMES, /* over max-frames */
-    CLIPMOD_REASON_DECODE_ERROR,  /* damaged, truncated or empty */
-    CLIPMOD_REASON_UNSUPPORTED,   /* not an image format we read */
-    CLIPMOD_REASON_BLOCKED,       /* a format blocked as unsafe (SVG, PDF ...) */
-    CLIPMOD_REASON_TIMEOUT,       /* decoding took longer than max-scan-ms */
-    CLIPMOD_REASON_IO_ERROR,      /* the file could not be read */
+    CLIPMOD_REASON_DECODE_ERROR,    /* damaged, truncated or empty */
+    CLIPMOD_REASON_UNSUPPORTED,     /* not an image format we read */
+    CLIPMOD_REASON_BLOCKED,         /* a format blocked as unsafe (SVG, PDF ...) */
+    CLIPMOD_REASON_TIMEOUT,         /* decoding took longer than max-scan-ms */
+    CLIPMOD_REASON_IO_ERROR,        /* the file could not be read */
     CLIPMOD_REASON_BLOCKED_ADDRESS, /* fetch: the URL leads to a non-public address */
-    CLIPMOD_REASON_HTTP_STATUS,   /* fetch: the server answered with an error status */
-    CLIPMOD_REASON_NETWORK,       /* fetch: DNS, connection, TLS or protocol failure */
-    CLIPMOD_REASON_BAD_URL,       /* fetch: not an http(s) URL, or malformed */
+    CLIPMOD_REASON_HTTP_STATUS,     /* fetch: the server answered with an error status */
+    CLIPMOD_REASON_NETWORK,         /* fetch: DNS, connection, TLS or protocol failure */
+    CLIPMOD_REASON_BAD_URL,         /* fetch: not an http(s) URL, or malformed */
     CLIPMOD_REASON__COUNT
 } clipmod_reason;
 
@@ -350,8 +347,7 @@ CLIPMOD_API clipmod_error clipmod_scan_file(const clipmod_engine *engine, const 
 
 /* Scan `len` bytes at `buf` (borrowed for the call); `name` labels the result. */
 CLIPMOD_API clipmod_error clipmod_scan_memory(const clipmod_engine *engine, const void *buf,
-                                              size_t len, const char *name,
-                                              clipmod_result **out);
+                                              size_t len, const char *name, clipmod_result **out);
 
 /* One input of a batch: a file (`path`), or memory (`data`, `len`) labelled `name`. */
 typedef struct clipmod_input {
@@ -376,9 +372,8 @@ CLIPMOD_API clipmod_error clipmod_scan_batch(const clipmod_engine *engine,
  * operator allowed it (clipmod_engine_allow_fetch). A URL that cannot be fetched
  * gives an "unscanned" result saying why; out[i] is URL i's result.
  */
-CLIPMOD_API clipmod_error clipmod_scan_urls(const clipmod_engine *engine,
-                                            const char *const *urls, size_t n,
-                                            clipmod_result **out);
+CLIPMOD_API clipmod_error clipmod_scan_urls(const clipmod_engine *engine, const char *const *urls,
+                                            size_t n, clipmod_result **out);
 
 /*
  * Open fetch mode to a network or host the SSRF guard refuses by default: a CIDR
@@ -409,10 +404,10 @@ CLIPMOD_API const char *clipmod_result_top_category(const clipmod_result *r);
 /* One category's score in a result; strings are owned by the result. */
 typedef struct clipmod_category_score {
     const char *id;
-    double score;     /* in [0, 1]: see clipmod-policy(5) */
-    double threshold; /* from the policy */
-    double margin;    /* score - threshold: >= 0 means flagged */
-    double cosine;    /* raw: best cosine of the image with the category's prompts */
+    double score;          /* in [0, 1]: see clipmod-policy(5) */
+    double threshold;      /* from the policy */
+    double margin;         /* score - threshold: >= 0 means flagged */
+    double cosine;         /* raw: best cosine of the image with the category's prompts */
     int flagged;           /* score >= threshold, and the action is not ALLOW */
     clipmod_action action; /* the category's action in the policy */
 } clipmod_category_score;

@@ -47,9 +47,9 @@ int cmd_embed(int argc, char **argv)
 
     size_t dim = clipmod_model_embed_dim(model);
     json_t *images = json_array(), *texts = json_array();
-    root = json_pack("{s:s, s:s, s:b, s:i, s:f, s:o, s:o}", "model", in.model_dir,
-                     "description", clipmod_model_describe(model), "demo_model",
-                     clipmod_model_is_demo(model), "dim", (json_int_t)dim, "logit_scale",
+    root = json_pack("{s:s, s:s, s:b, s:i, s:f, s:o, s:o}", "model", in.model_dir, "description",
+                     clipmod_model_describe(model), "demo_model", clipmod_model_is_demo(model),
+                     "dim", (json_int_t)dim, "logit_scale",
                      (double)clipmod_model_logit_scale(model), "images", images, "texts", texts);
     for (size_t i = 0; i < in.n_images; i++)
         json_array_append_new(images, json_pack("{s:s, s:o}", "path", in.images[i], "embedding",

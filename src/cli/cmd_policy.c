@@ -253,11 +253,14 @@ static void print_text(const char *path, const check_opts *o, const check_report
 
 static int parse_check(int argc, char **argv, check_opts *o)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"merges", required_argument, NULL, 'M'},
-        {"json", no_argument, NULL, 'j'},        {"quiet", no_argument, NULL, 'q'},
-        {"cache-dir", required_argument, NULL, 'C'}, {"no-cache", no_argument, NULL, 'N'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                         {"merges", required_argument, NULL, 'M'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"cache-dir", required_argument, NULL, 'C'},
+                                         {"no-cache", no_argument, NULL, 'N'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int c;
 
     memset(o, 0, sizeof *o);

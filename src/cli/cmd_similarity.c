@@ -46,8 +46,7 @@ int cmd_similarity(int argc, char **argv)
         goto out;
     }
     if (!(model = cli_load_model(&in)) || !(img = cli_embed_images(model, &in)) ||
-        !(txt = cli_embed_texts(model, &in, NULL)) ||
-        !(prob = malloc(in.n_texts * sizeof *prob)))
+        !(txt = cli_embed_texts(model, &in, NULL)) || !(prob = malloc(in.n_texts * sizeof *prob)))
         goto out;
 
     const size_t dim = clipmod_model_embed_dim(model);

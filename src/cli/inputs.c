@@ -20,11 +20,13 @@ static int push(const char ***list, size_t *n, const char *s)
 
 int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"merges", required_argument, NULL, 'M'},
-        {"image", required_argument, NULL, 'i'}, {"text", required_argument, NULL, 't'},
-        {"threads", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                         {"merges", required_argument, NULL, 'M'},
+                                         {"image", required_argument, NULL, 'i'},
+                                         {"text", required_argument, NULL, 't'},
+                                         {"threads", required_argument, NULL, 'T'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int c;
 
     memset(in, 0, sizeof *in);
@@ -103,9 +105,10 @@ clipmod_model *cli_load_model(const cli_inputs *in)
     }
     /* Honesty: a model trained on emoji must never pass for real moderation. */
     if (clipmod_model_is_demo(model) && !in->quiet)
-        fprintf(stderr, "clipmod: note: %s is clipmod's demo model, trained on emoji for demos "
-                        "and tests; for real moderation install a real CLIP model "
-                        "(clipmod model fetch openai/clip-vit-base-patch32)\n",
+        fprintf(stderr,
+                "clipmod: note: %s is clipmod's demo model, trained on emoji for demos "
+                "and tests; for real moderation install a real CLIP model "
+                "(clipmod model fetch openai/clip-vit-base-patch32)\n",
                 in->model_dir);
     return model;
 }
@@ -153,8 +156,9 @@ float *cli_embed_texts(const clipmod_model *model, const cli_inputs *in, int *tr
     }
     for (size_t i = 0; truncated && i < in->n_texts; i++)
         if (truncated[i])
-            fprintf(stderr, "clipmod: warning: text %zu was longer than %d tokens and was cut: "
-                            "\"%.40s...\"\n",
+            fprintf(stderr,
+                    "clipmod: warning: text %zu was longer than %d tokens and was cut: "
+                    "\"%.40s...\"\n",
                     i + 1, CLIPMOD_CONTEXT_LENGTH, in->texts[i]);
     return out;
 }

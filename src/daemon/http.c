@@ -550,13 +550,13 @@ static enum MHD_Result do_health(struct MHD_Connection *conn, req *q)
     int stopping = atomic_load(&H.stopping);
 
     batcher_load(&jobs, &waiting);
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:I, s:s, s:b, s:{s:I, s:I, s:I}}", "status",
-        stopping ? "stopping" : "ok", "version", CLIPMOD_VERSION_STRING, "policy",
-        e ? clipmod_engine_policy_name(e) : "", "policy_generation",
-        (json_int_t)reload_generation(), "model", m ? clipmod_model_describe(m) : "", "demo_model",
-        m && clipmod_model_is_demo(m), "queue", "waiting",
-        (json_int_t)waiting, "jobs", (json_int_t)jobs, "capacity", (json_int_t)H.c->queue_size);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:{s:I, s:I, s:I}}", "status",
+                          stopping ? "stopping" : "ok", "version", CLIPMOD_VERSION_STRING, "policy",
+                          e ? clipmod_engine_policy_name(e) : "", "policy_generation",
+                          (json_int_t)reload_generation(), "model",
+                          m ? clipmod_model_describe(m) : "", "demo_model",
+                          m && clipmod_model_is_demo(m), "queue", "waiting", (json_int_t)waiting,
+                          "jobs", (json_int_t)jobs, "capacity", (json_int_t)H.c->queue_size);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     clipmod_engine_free(e);

@@ -23,7 +23,7 @@
 #include "cache.h"
 #include "common.h"
 
-#define MAGIC "CMEMB001"
+#define MAGIC       "CMEMB001"
 #define MAX_ENTRIES (1u << 20)
 
 typedef struct entry {

@@ -16,10 +16,10 @@
 #include "config.h"
 
 /* Bounds well beyond any CLIP yet published, small enough that sizes cannot overflow. */
-#define MAX_WIDTH 16384
-#define MAX_LAYERS 256
-#define MAX_IMAGE 4096
-#define MAX_VOCAB 1000000
+#define MAX_WIDTH   16384
+#define MAX_LAYERS  256
+#define MAX_IMAGE   4096
+#define MAX_VOCAB   1000000
 #define MAX_CONTEXT 1024
 
 static const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
@@ -38,8 +38,8 @@ static clipmod_error get_int(const char *file, const char *where, json_t *obj, c
     if (!j)
         return CLIPMOD_OK;
     if (!json_is_integer(j) || json_integer_value(j) < lo || json_integer_value(j) > hi)
-        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
-                        "%s: %s%s must be an integer from %d to %d", file, where, key, lo, hi);
+        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: %s%s must be an integer from %d to %d",
+                        file, where, key, lo, hi);
     *v = (int)json_integer_value(j);
     return CLIPMOD_OK;
 }
@@ -127,8 +127,8 @@ static clipmod_error parse_hf(const char *file, json_t *root, cm_config *c, char
             return rc;
         if (ch != 3)
             return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
-                            "%s: vision_config.num_channels is %d; only RGB (3) is supported",
-                            file, ch);
+                            "%s: vision_config.num_channels is %d; only RGB (3) is supported", file,
+                            ch);
     }
     return CLIPMOD_OK;
 }
@@ -150,14 +150,14 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
     int vhead = 64, thead = 64, vratio = 4, tratio = 4;
     if ((rc = get_int(file, "model_cfg.", m, "embed_dim", 1, MAX_WIDTH, &c->proj_dim, errbuf)) ||
         (rc = get_int(file, "vision_cfg.", v, "width", 1, MAX_WIDTH, &c->vision.width, errbuf)) ||
-        (rc = get_int(file, "vision_cfg.", v, "layers", 1, MAX_LAYERS, &c->vision.layers,
-                      errbuf)) ||
+        (rc =
+             get_int(file, "vision_cfg.", v, "layers", 1, MAX_LAYERS, &c->vision.layers, errbuf)) ||
         (rc = get_int(file, "vision_cfg.", v, "head_width", 1, MAX_WIDTH, &vhead, errbuf)) ||
         (rc = get_int(file, "vision_cfg.", v, "mlp_ratio", 1, 64, &vratio, errbuf)) ||
-        (rc = get_int(file, "vision_cfg.", v, "image_size", 1, MAX_IMAGE, &c->image_size,
-                      errbuf)) ||
-        (rc = get_int(file, "vision_cfg.", v, "patch_size", 1, MAX_IMAGE, &c->patch_size,
-                      errbuf)) ||
+        (rc =
+             get_int(file, "vision_cfg.", v, "image_size", 1, MAX_IMAGE, &c->image_size, errbuf)) ||
+        (rc =
+             get_int(file, "vision_cfg.", v, "patch_size", 1, MAX_IMAGE, &c->patch_size, errbuf)) ||
         (rc = get_int(file, "text_cfg.", t, "width", 1, MAX_WIDTH, &c->text.width, errbuf)) ||
         (rc = get_int(file, "text_cfg.", t, "layers", 1, MAX_LAYERS, &c->text.layers, errbuf)) ||
         (rc = get_int(file, "text_cfg.", t, "context_length", 2, MAX_CONTEXT, &c->context,
@@ -174,8 +174,7 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
     return CLIPMOD_OK;
 }
 
-static clipmod_error parse_preprocessor(const char *file, json_t *root, cm_config *c,
-                                        char *errbuf)
+static clipmod_error parse_preprocessor(const char *file, json_t *root, cm_config *c, char *errbuf)
 {
     clipmod_error rc;
     const char *keys[2] = {"image_mean", "image_std"};
@@ -200,8 +199,7 @@ static clipmod_error parse_preprocessor(const char *file, json_t *root, cm_confi
     if (json_is_integer(size))
         rc = get_int(file, "", root, "size", 1, MAX_IMAGE, &c->resize_short, errbuf);
     else
-        rc = get_int(file, "size.", size, "shortest_edge", 1, MAX_IMAGE, &c->resize_short,
-                     errbuf);
+        rc = get_int(file, "size.", size, "shortest_edge", 1, MAX_IMAGE, &c->resize_short, errbuf);
     if (rc)
         return rc;
     json_t *crop = json_object_get(root, "crop_size");
@@ -274,8 +272,8 @@ clipmod_error cm_config_load(const char *dir, cm_config *cfg, char *errbuf)
     }
     if (cfg->image_size % cfg->patch_size)
         rc = cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
-                      "%s: image_size %d is not a multiple of patch_size %d", dir,
-                      cfg->image_size, cfg->patch_size);
+                      "%s: image_size %d is not a multiple of patch_size %d", dir, cfg->image_size,
+                      cfg->patch_size);
     else if (cfg->crop != cfg->image_size)
         rc = cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
                       "%s: crop_size %d differs from the model's image_size %d", dir, cfg->crop,

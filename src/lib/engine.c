@@ -331,11 +331,11 @@ static char *summary_json(const cm_policy *p, const clipmod_engine *e)
     for (size_t c = 0; c < p->n_categories; c++) {
         const cm_category *d = &p->categories[c];
         n_prompts += d->n_prompts + d->n_contrast;
-        json_array_append_new(
-            cats, json_pack("{s:s, s:s?, s:f, s:s, s:i, s:i}", "id", d->id, "description",
-                            d->description, "threshold", d->threshold, "action",
-                            cm_action_name(d->action), "prompts", (int)d->n_prompts, "contrast",
-                            (int)d->n_contrast));
+        json_array_append_new(cats,
+                              json_pack("{s:s, s:s?, s:f, s:s, s:i, s:i}", "id", d->id,
+                                        "description", d->description, "threshold", d->threshold,
+                                        "action", cm_action_name(d->action), "prompts",
+                                        (int)d->n_prompts, "contrast", (int)d->n_contrast));
     }
     for (int a = 0; a < CM_ACTION__COUNT; a++) {
         const cm_action_text *t = &p->actions[a];
@@ -346,12 +346,12 @@ static char *summary_json(const cm_policy *p, const clipmod_engine *e)
     }
     for (size_t t = 0; t < p->n_templates; t++)
         json_array_append_new(templates, json_string(p->templates[t]));
-    json_t *root = json_pack(
-        "{s:s, s:i, s:s?, s:s?, s:o, s:i, s:i, s:o, s:o, s:{s:i, s:s, s:i}}", "name",
-        p->name ? p->name : "", "version", p->version, "description", p->description,
-        "written_for", p->model, "templates", templates, "neutral", (int)p->n_neutral, "prompts",
-        (int)n_prompts, "categories", cats, "actions", actions, "animation", "frames", p->frames,
-        "combine", p->combine == CM_COMBINE_MAX ? "max" : "k-of-n", "k", p->k);
+    json_t *root = json_pack("{s:s, s:i, s:s?, s:s?, s:o, s:i, s:i, s:o, s:o, s:{s:i, s:s, s:i}}",
+                             "name", p->name ? p->name : "", "version", p->version, "description",
+                             p->description, "written_for", p->model, "templates", templates,
+                             "neutral", (int)p->n_neutral, "prompts", (int)n_prompts, "categories",
+                             cats, "actions", actions, "animation", "frames", p->frames, "combine",
+                             p->combine == CM_COMBINE_MAX ? "max" : "k-of-n", "k", p->k);
     if (root && e) {
         json_t *settings = json_object();
         for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
@@ -365,8 +365,8 @@ static char *summary_json(const cm_policy *p, const clipmod_engine *e)
                                       (json_int_t)e->texts_cached, "computed",
                                       (json_int_t)e->texts_computed));
     }
-    char *s = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
-                   : NULL;
+    char *s =
+        root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(root);
     return s;
 }
@@ -396,8 +396,9 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
     if (!e || !policy_path || e->compiled)
         return CLIPMOD_E_INVALID_ARG;
     if (!clipmod_model_has_text(e->model)) {
-        appendf(probs, "%s: the model cannot embed texts (no text tower or no merges.txt), so "
-                       "it cannot score a policy",
+        appendf(probs,
+                "%s: the model cannot embed texts (no text tower or no merges.txt), so "
+                "it cannot score a policy",
                 e->model->name);
         rc = CLIPMOD_E_POLICY;
         goto out;

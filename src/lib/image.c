@@ -2,11 +2,10 @@
  * image.c - from untrusted image bytes to a model's input tensor, with libvips.
  *
  * The pipeline follows Hugging Face's CLIPImageProcessor: flatten to RGB (alpha
- * composited onto white, with PIL's rounding), resize the shortest side to the model's size with PIL's
- * bicubic filter (resample.c; libvips decodes, PIL's arithmetic resizes), centre
- * crop with a floored offset, then scale to [0, 1] and normalise with the model's
- * mean/std. Unlike HF we apply the EXIF orientation first: a moderator judges the
- * picture a person sees.
+ * composited onto white, with PIL's rounding), resize the shortest side to the model's size with
+ * PIL's bicubic filter (resample.c; libvips decodes, PIL's arithmetic resizes), centre crop with a
+ * floored offset, then scale to [0, 1] and normalise with the model's mean/std. Unlike HF we apply
+ * the EXIF orientation first: a moderator judges the picture a person sees.
  *
  * Safety: the size limits are checked from the header, before any pixel is
  * decoded; loaders outside the allow-list are blocked in clipmod_init(); truncated
@@ -31,7 +30,7 @@
  * changed pixels by up to 1.5.
  */
 #define SHRINK_ON_LOAD_MARGIN 3
-#define SHRINK_ON_LOAD_MIN 512
+#define SHRINK_ON_LOAD_MIN    512
 
 /* Turn the libvips error buffer into our message and clear it. */
 static clipmod_error vips_fail(char *errbuf, clipmod_error err, const char *what)
@@ -56,8 +55,8 @@ static clipmod_error check_header(VipsImage *im, const clipmod_limits *lim, cons
     if (w * h > lim->max_pixels)
         return cm_error(errbuf, CLIPMOD_E_IMAGE_LIMIT,
                         "%s: %llux%llu = %llu pixels exceeds the limit of %llu", what,
-                        (unsigned long long)w, (unsigned long long)h,
-                        (unsigned long long)(w * h), (unsigned long long)lim->max_pixels);
+                        (unsigned long long)w, (unsigned long long)h, (unsigned long long)(w * h),
+                        (unsigned long long)lim->max_pixels);
     return CLIPMOD_OK;
 }
 
@@ -207,7 +206,8 @@ static void flatten_white(unsigned char *px, size_t n)
     for (size_t i = 0; i < n; i++) {
         const unsigned a = px[i * 4 + 3];
         for (int c = 0; c < 3; c++)
-            px[i * 3 + c] = (unsigned char)((2 * (px[i * 4 + c] * a + 255 * (255 - a)) + 255) / 510);
+            px[i * 3 + c] =
+                (unsigned char)((2 * (px[i * 4 + c] * a + 255 * (255 - a)) + 255) / 510);
     }
 }
 
@@ -433,8 +433,7 @@ static clipmod_error load_one(const clipmod_model *model, const char *path, cons
 }
 
 clipmod_error clipmod_image_load_file(const clipmod_model *model, const char *path,
-                                      const clipmod_limits *lim, clipmod_image **out,
-                                      char *errbuf)
+                                      const clipmod_limits *lim, clipmod_image **out, char *errbuf)
 {
     if (!out)
         return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "no output pointer");

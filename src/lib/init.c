@@ -16,7 +16,7 @@
 static int initialised;
 
 static const char *const allowed_loaders[] = {
-    "VipsForeignLoadJpeg", "VipsForeignLoadPng",  "VipsForeignLoadWebp",
+    "VipsForeignLoadJpeg",  "VipsForeignLoadPng",  "VipsForeignLoadWebp",
     "VipsForeignLoadNsgif", "VipsForeignLoadTiff", "VipsForeignLoadHeif",
 };
 

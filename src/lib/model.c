@@ -116,8 +116,8 @@ clipmod_error clipmod_model_load(const char *dir, const char *merges, clipmod_mo
     if ((rc = cm_config_load(dir, &m->cfg, errbuf)))
         goto out;
     if (!find_file(dir, weight_files, 2, path)) {
-        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: no model.safetensors or open_clip_model.safetensors",
-                      dir);
+        rc = cm_error(errbuf, CLIPMOD_E_IO,
+                      "%s: no model.safetensors or open_clip_model.safetensors", dir);
         goto out;
     }
     if ((rc = cm_safetensors_open(path, &st, errbuf)))
@@ -225,7 +225,7 @@ clipmod_error clipmod_tokenize(const clipmod_model *m, const char *text,
         return cm_error(errbuf, CLIPMOD_E_TOKENIZER,
                         "this model has no text tower or no merges file (merges.txt)");
     size_t ctx = (size_t)m->cfg.context < CLIPMOD_CONTEXT_LENGTH ? (size_t)m->cfg.context
-                                                                   : CLIPMOD_CONTEXT_LENGTH;
+                                                                 : CLIPMOD_CONTEXT_LENGTH;
     clipmod_error rc =
         cm_tokenizer_encode(m->tok, text, strlen(text), ids, ctx, n_ids, &trunc, errbuf);
     if (truncated)

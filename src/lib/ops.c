@@ -25,8 +25,7 @@ void cm_linear(const float *x, int m, int in, const float *w, const float *b, in
                 out);
 }
 
-void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b, int out,
-                   float *y)
+void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b, int out, float *y)
 {
     for (int i = 0; i < m; i++)
         cm_add(y + (size_t)i * out, b, (size_t)out);
@@ -34,8 +33,7 @@ void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b
                 out);
 }
 
-void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, float eps,
-                  float *y)
+void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, float eps, float *y)
 {
     for (int i = 0; i < m; i++) {
         const float *xr = x + (size_t)i * d;
@@ -126,8 +124,7 @@ static void softmax_rows(float *s, int t, int causal)
     }
 }
 
-void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scores,
-                  float *out)
+void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scores, float *out)
 {
     const int hd = d / heads, ld = 3 * d;
     const float scale = 1.0f / sqrtf((float)hd);

@@ -34,8 +34,7 @@ void cm_add(float *y, const float *x, size_t n);
  * v side by side, row stride 3D); the concatenated head outputs go to `out` [t, D].
  * `causal` masks every key after the query. `scores` is scratch of t*t floats.
  */
-void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scores,
-                  float *out);
+void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scores, float *out);
 
 /* Divide each of the m rows of x[m, d] by its L2 norm. */
 void cm_l2_normalize(float *x, int m, int d);

@@ -17,9 +17,9 @@
 static const char *const state_names[] = {"clean", "flagged", "unscanned"};
 static const char *const action_names[] = {"allow", "tag", "flag", "quarantine", "reject"};
 static const char *const reason_names[CLIPMOD_REASON__COUNT] = {
-    "none",        "too-large",       "too-many-pixels", "too-many-frames", "decode-error",
-    "unsupported", "blocked",         "timeout",         "io-error",        "blocked-address",
-    "http-status", "network-error",   "bad-url",
+    "none",        "too-large",     "too-many-pixels", "too-many-frames", "decode-error",
+    "unsupported", "blocked",       "timeout",         "io-error",        "blocked-address",
+    "http-status", "network-error", "bad-url",
 };
 static const char *const kind_names[] = {"category", "contrast", "neutral"};
 
@@ -227,16 +227,14 @@ static json_t *category_json(const cm_cat_result *c, size_t limit)
     json_t *prompts = json_array();
     for (size_t j = 0; j < c->n_prompts && j < limit; j++) {
         const cm_prompt_score *p = &c->prompts[j];
-        json_array_append_new(prompts,
-                              json_pack("{s:s, s:o, s:o, s:s}", "prompt", p->text, "probability",
-                                        num(p->prob), "cosine", num(p->cosine), "kind",
-                                        kind_names[p->kind]));
+        json_array_append_new(prompts, json_pack("{s:s, s:o, s:o, s:s}", "prompt", p->text,
+                                                 "probability", num(p->prob), "cosine",
+                                                 num(p->cosine), "kind", kind_names[p->kind]));
     }
     return json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:s, s:i, s:o}", "id", c->s.id, "score",
-                     num(c->s.score), "threshold", num(c->s.threshold), "margin",
-                     num(c->s.margin), "cosine", num(c->s.cosine), "flagged", c->s.flagged,
-                     "action", clipmod_action_name(c->s.action), "frame", c->frame,
-                     "top_prompts", prompts);
+                     num(c->s.score), "threshold", num(c->s.threshold), "margin", num(c->s.margin),
+                     "cosine", num(c->s.cosine), "flagged", c->s.flagged, "action",
+                     clipmod_action_name(c->s.action), "frame", c->frame, "top_prompts", prompts);
 }
 
 char *clipmod_result_to_json(const clipmod_result *r, int explain)
@@ -245,22 +243,22 @@ char *clipmod_result_to_json(const clipmod_result *r, int explain)
         return NULL;
     json_t *cats = json_array(), *notes = json_array();
     for (size_t i = 0; i < r->n_cats; i++)
-        json_array_append_new(cats, category_json(&r->cats[i], explain ? (size_t)-1
-                                                                      : (size_t)r->top_prompts));
+        json_array_append_new(
+            cats, category_json(&r->cats[i], explain ? (size_t)-1 : (size_t)r->top_prompts));
     for (size_t i = 0; i < r->n_notes; i++)
-        json_array_append_new(notes, json_pack("{s:s, s:s}", "by", r->notes[i].by, "text",
-                                               r->notes[i].text));
+        json_array_append_new(
+            notes, json_pack("{s:s, s:s}", "by", r->notes[i].by, "text", r->notes[i].text));
     const int unscanned = r->state == CLIPMOD_STATE_UNSCANNED;
     json_t *root = json_pack(
         "{s:i, s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:{s:i, s:i, s:i, s:i}, s:s, s:s, s:b, "
         "s:o, s:o, s:o}",
-        "schema_version", SCHEMA_VERSION, "name", r->name, "state",
-        clipmod_state_name(r->state), "action", clipmod_action_name(r->action), "category",
-        r->top_category, "message", r->message, "reason", unscanned ? clipmod_reason_name(r->reason) : NULL,
-        "reason_text", unscanned ? r->reason_text : NULL, "image", "width", r->width, "height",
-        r->height, "frames", r->frames_total, "frames_scanned", r->frames_scanned, "policy",
-        r->policy, "model", r->model, "demo_model", r->demo_model, "categories", cats, "notes", notes, "elapsed_ms",
-        num(r->elapsed_ms));
+        "schema_version", SCHEMA_VERSION, "name", r->name, "state", clipmod_state_name(r->state),
+        "action", clipmod_action_name(r->action), "category", r->top_category, "message",
+        r->message, "reason", unscanned ? clipmod_reason_name(r->reason) : NULL, "reason_text",
+        unscanned ? r->reason_text : NULL, "image", "width", r->width, "height", r->height,
+        "frames", r->frames_total, "frames_scanned", r->frames_scanned, "policy", r->policy,
+        "model", r->model, "demo_model", r->demo_model, "categories", cats, "notes", notes,
+        "elapsed_ms", num(r->elapsed_ms));
     if (!root)
         return NULL;
     char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));

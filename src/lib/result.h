@@ -25,8 +25,8 @@ typedef struct cm_cat_result {
     clipmod_category_score s; /* s.id points into the arena */
     cm_prompt_score *prompts; /* every candidate, most probable first */
     size_t n_prompts;
-    int frame;         /* index of the sampled frame the score comes from */
-    int frames_hit;    /* sampled frames whose score reached the threshold */
+    int frame;      /* index of the sampled frame the score comes from */
+    int frames_hit; /* sampled frames whose score reached the threshold */
 } cm_cat_result;
 
 typedef struct cm_note {
@@ -45,8 +45,8 @@ struct clipmod_result {
     int width, height, frames_total, frames_scanned;
     char *policy;
     char *model;
-    char *message; /* for the sender or uploader; "" when unscanned */
-    int demo_model; /* scored by clipmod's demo model: not real moderation */
+    char *message;   /* for the sender or uploader; "" when unscanned */
+    int demo_model;  /* scored by clipmod's demo model: not real moderation */
     int top_prompts; /* candidates listed without explain */
     cm_note *notes;
     size_t n_notes;

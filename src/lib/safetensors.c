@@ -63,9 +63,8 @@ static size_t other_dtype_size(const char *s)
     static const struct {
         const char *name;
         size_t size;
-    } sizes[] = {{"F64", 8}, {"I32", 4}, {"U32", 4}, {"I16", 2}, {"U16", 2},
-                 {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U64", 8}, {"F8_E4M3", 1},
-                 {"F8_E5M2", 1}};
+    } sizes[] = {{"F64", 8}, {"I32", 4},  {"U32", 4}, {"I16", 2},     {"U16", 2},    {"I8", 1},
+                 {"U8", 1},  {"BOOL", 1}, {"U64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (!strcmp(s, sizes[i].name))
             return sizes[i].size;
@@ -102,11 +101,11 @@ static clipmod_error parse_entry(const char *path, const char *name, json_t *des
 
     snprintf(t->dtype_name, sizeof t->dtype_name, "%s", json_string_value(dtype));
     t->dtype = parse_dtype(t->dtype_name);
-    size_t esize = t->dtype == CM_DT_OTHER ? other_dtype_size(t->dtype_name)
-                                           : cm_dtype_size(t->dtype);
+    size_t esize =
+        t->dtype == CM_DT_OTHER ? other_dtype_size(t->dtype_name) : cm_dtype_size(t->dtype);
     if (!esize)
-        return cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT, "%s: tensor '%s': unknown dtype '%s'",
-                        path, name, t->dtype_name);
+        return cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT, "%s: tensor '%s': unknown dtype '%s'", path,
+                        name, t->dtype_name);
 
     size_t nd = json_array_size(shape);
     if (nd > CM_MAX_DIMS)
@@ -131,8 +130,8 @@ static clipmod_error parse_entry(const char *path, const char *name, json_t *des
     json_t *b = json_array_get(offs, 0), *e = json_array_get(offs, 1);
     if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
         json_integer_value(e) < json_integer_value(b))
-        return cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT, "%s: tensor '%s': bad data_offsets",
-                        path, name);
+        return cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT, "%s: tensor '%s': bad data_offsets", path,
+                        name);
     uint64_t begin = (uint64_t)json_integer_value(b), end = (uint64_t)json_integer_value(e);
     if (end > data_len)
         return cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT,
@@ -141,8 +140,8 @@ static clipmod_error parse_entry(const char *path, const char *name, json_t *des
                         path, name, (unsigned long long)end, data_len);
     if (numel > SIZE_MAX / esize || end - begin != numel * esize)
         return cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT,
-                        "%s: tensor '%s': %llu data bytes do not fit its shape and dtype %s",
-                        path, name, (unsigned long long)(end - begin), t->dtype_name);
+                        "%s: tensor '%s': %llu data bytes do not fit its shape and dtype %s", path,
+                        name, (unsigned long long)(end - begin), t->dtype_name);
     t->data = data + begin;
     t->nbytes = (size_t)(end - begin);
     return CLIPMOD_OK;

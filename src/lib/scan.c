@@ -50,8 +50,8 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, int 
             cm_score_frame(cat, cos + (size_t)f * e->n_prompts, scale, &frame_scores[f],
                            &frame_cos[f], NULL);
         int best, hits;
-        const double score = cm_combine_frames(frame_scores, frames, e->policy,
-                                               cat->def->threshold, &best, &hits);
+        const double score =
+            cm_combine_frames(frame_scores, frames, e->policy, cat->def->threshold, &best, &hits);
         cr->frame = best;
         cr->frames_hit = hits;
         cr->s.score = score;
@@ -151,8 +151,9 @@ clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *i
             goto out;
         }
         clipmod_reason reason;
-        clipmod_error drc = cm_image_decode(e->model, in->path, in->path ? NULL : (in->data ? in->data : ""),
-                                            in->len, &o, &frames[i], &reason, err);
+        clipmod_error drc =
+            cm_image_decode(e->model, in->path, in->path ? NULL : (in->data ? in->data : ""),
+                            in->len, &o, &frames[i], &reason, err);
         if (drc == CLIPMOD_E_NOMEM || drc == CLIPMOD_E_INIT) {
             rc = drc;
             goto out;

@@ -13,8 +13,8 @@
 #include "ops.h"
 #include "towers.h"
 
-clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg,
-                              const int32_t *const *ids, const int *len, int n, float *out)
+clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg, const int32_t *const *ids,
+                              const int *len, int n, float *out)
 {
     const cm_text_weights *tw = &w->text;
     const int d = cfg->text.width, e = cfg->proj_dim;

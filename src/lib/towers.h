@@ -24,7 +24,7 @@ clipmod_error cm_vision_forward(const cm_weights *w, const cm_config *cfg,
  * Embed n token sequences; ids[i] holds len[i] ids ending with the first EOT (the
  * tower stops there: with the causal mask nothing after EOT changes its output).
  */
-clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg,
-                              const int32_t *const *ids, const int *len, int n, float *out);
+clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg, const int32_t *const *ids,
+                              const int *len, int n, float *out);
 
 #endif

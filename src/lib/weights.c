@@ -29,8 +29,7 @@ static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape)
 {
     size_t off = (size_t)snprintf(buf, len, "[");
     for (int i = 0; i < ndim && off < len; i++)
-        off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? ", " : "",
-                                (long long)shape[i]);
+        off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? ", " : "", (long long)shape[i]);
     if (off < len)
         snprintf(buf + off, len - off, "]");
 }
@@ -102,7 +101,11 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
     return CLIPMOD_OK;
 }
 
-#define SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
+#define SHAPE(...)                                                                                 \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[])                         \
+    {                                                                                              \
+        __VA_ARGS__                                                                                \
+    }
 
 /* Hugging Face keeps q, k and v apart: stack them into one [3D, D] (and [3D]) block. */
 static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_block *b)
@@ -189,8 +192,9 @@ static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weigh
     char prefix[128];
     clipmod_error rc;
 
-    if ((rc = take(ld, hf ? "vision_model.embeddings.patch_embedding.weight" : "visual.conv1.weight",
-                   SHAPE(d, 3, p, p), 0, &v->patch_w)) ||
+    if ((rc =
+             take(ld, hf ? "vision_model.embeddings.patch_embedding.weight" : "visual.conv1.weight",
+                  SHAPE(d, 3, p, p), 0, &v->patch_w)) ||
         (rc = take(ld, hf ? "vision_model.embeddings.class_embedding" : "visual.class_embedding",
                    SHAPE(d), 0, &v->class_emb)) ||
         (rc = take(ld,
@@ -211,16 +215,15 @@ static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weigh
     }
     if ((rc = take(ld, hf ? "vision_model.post_layernorm.weight" : "visual.ln_post.weight",
                    SHAPE(d), 0, &v->post_w)) ||
-        (rc = take(ld, hf ? "vision_model.post_layernorm.bias" : "visual.ln_post.bias", SHAPE(d),
-                   0, &v->post_b)))
+        (rc = take(ld, hf ? "vision_model.post_layernorm.bias" : "visual.ln_post.bias", SHAPE(d), 0,
+                   &v->post_b)))
         return rc;
     if (hf)
         return take(ld, "visual_projection.weight", SHAPE(e, d), 0, &v->proj);
     return take(ld, "visual.proj", SHAPE(d, e), 1, &v->proj);
 }
 
-static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *t,
-                               cm_block *blocks)
+static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *t, cm_block *blocks)
 {
     const int hf = ld->layout == CM_LAYOUT_HF;
     const int64_t d = c->text.width, e = c->proj_dim;
@@ -231,8 +234,7 @@ static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *
                    hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight",
                    SHAPE(c->vocab, d), 0, &t->tok_emb)) ||
         (rc = take(ld,
-                   hf ? "text_model.embeddings.position_embedding.weight"
-                      : "positional_embedding",
+                   hf ? "text_model.embeddings.position_embedding.weight" : "positional_embedding",
                    SHAPE(c->context, d), 0, &t->pos_emb)))
         return rc;
     t->blocks = blocks;
@@ -285,8 +287,7 @@ clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm
 
     if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)))
         goto out;
-    if (w->has_text &&
-        (rc = load_text(&ld, cfg, &w->text, w->block_store + cfg->vision.layers)))
+    if (w->has_text && (rc = load_text(&ld, cfg, &w->text, w->block_store + cfg->vision.layers)))
         goto out;
 
     const cm_tensor *ls = cm_safetensors_find(st, "logit_scale");

@@ -144,8 +144,10 @@ static void l2_normalize(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(linear_matches_naive),    cmocka_unit_test(layernorm_matches_naive),
-        cmocka_unit_test(attention_matches_naive), cmocka_unit_test(activations),
+        cmocka_unit_test(linear_matches_naive),
+        cmocka_unit_test(layernorm_matches_naive),
+        cmocka_unit_test(attention_matches_naive),
+        cmocka_unit_test(activations),
         cmocka_unit_test(l2_normalize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

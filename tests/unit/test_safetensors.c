@@ -90,7 +90,7 @@ static void reads_every_dtype(void **state)
     assert_true(out[1] == -2.0f);
     assert_true(out[2] == 65504.0f);
     assert_true(out[3] == 5.9604644775390625e-08f); /* 2^-24 */
-    assert_true(out[4] > 3e38f);                     /* +inf */
+    assert_true(out[4] > 3e38f);                    /* +inf */
 
     t = cm_safetensors_find(st, "b");
     cm_tensor_to_f32(t, 0, 2, out);

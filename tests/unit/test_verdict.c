@@ -26,7 +26,8 @@ static void score_is_own_mass_among_candidates(void **state)
      * exp(cos) = 3, 1, 4, 2: score = (3 + 1) / (3 + 1 + 4 + 2) = 0.4. */
     const float cos[4] = {logf(3), 0.0f, logf(4), logf(2)};
     size_t cand[4] = {0, 1, 2, 3};
-    cm_prompt_kind kind[4] = {CM_KIND_CATEGORY, CM_KIND_CATEGORY, CM_KIND_CONTRAST, CM_KIND_NEUTRAL};
+    cm_prompt_kind kind[4] = {CM_KIND_CATEGORY, CM_KIND_CATEGORY, CM_KIND_CONTRAST,
+                              CM_KIND_NEUTRAL};
     cm_cat cat = {.cand = cand, .kind = kind, .n_cand = 4, .n_own = 2};
     double score, best, probs[4];
     cm_score_frame(&cat, cos, 1.0f, &score, &best, probs);
@@ -91,10 +92,10 @@ static clipmod_result *result_with(size_t n)
 static void decision_follows_severity_then_margin(void **state)
 {
     clipmod_result *r = result_with(4);
-    add_cat(r, "weapons", 0.95, 0.6, CLIPMOD_ACTION_FLAG);   /* far over, mild action */
-    add_cat(r, "gore", 0.61, 0.6, CLIPMOD_ACTION_REJECT);    /* just over, severe */
-    add_cat(r, "drugs", 0.59, 0.6, CLIPMOD_ACTION_REJECT);   /* just under: not flagged */
-    add_cat(r, "sexual", 0.70, 0.7, CLIPMOD_ACTION_REJECT);  /* exactly at: flagged, margin 0 */
+    add_cat(r, "weapons", 0.95, 0.6, CLIPMOD_ACTION_FLAG);  /* far over, mild action */
+    add_cat(r, "gore", 0.61, 0.6, CLIPMOD_ACTION_REJECT);   /* just over, severe */
+    add_cat(r, "drugs", 0.59, 0.6, CLIPMOD_ACTION_REJECT);  /* just under: not flagged */
+    add_cat(r, "sexual", 0.70, 0.7, CLIPMOD_ACTION_REJECT); /* exactly at: flagged, margin 0 */
     cm_result_decide(r);
     assert_int_equal(clipmod_result_state(r), CLIPMOD_STATE_FLAGGED);
     assert_int_equal(clipmod_result_action(r), CLIPMOD_ACTION_REJECT);
@@ -129,7 +130,8 @@ static void overrides_and_unscanned(void **state)
                      CLIPMOD_OK);
     assert_int_equal(clipmod_result_state(r), CLIPMOD_STATE_CLEAN);
     char *json = clipmod_result_to_json(r, 0);
-    assert_non_null(strstr(json, "\"notes\":[{\"by\":\"allowlist\",\"text\":\"action flag -> allow: trusted\"}]"));
+    assert_non_null(strstr(
+        json, "\"notes\":[{\"by\":\"allowlist\",\"text\":\"action flag -> allow: trusted\"}]"));
     clipmod_free(json);
     clipmod_result_free(r);
 
