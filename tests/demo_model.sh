@@ -1,0 +1,93 @@
+#!/bin/sh
+# demo_model.sh - the shipped demo model (models/demo) and its policy, as users run them.
+#
+# Checks, with the C engine:
+#   1. the artefact: config.json names it ("_name_or_path": "clipmod/demo-emoji",
+#      "clipmod_demo": true), vocab_size = 512 + merges + 2, the three files <= 15 MiB;
+#   2. the demo model announces itself: "demo_model": true in embed and scan JSON, the
+#      note on stderr;
+#   3. `clipmod policy check --model models/demo policies/demo.yaml` passes;
+#   4. the sample images get the verdicts the README shows;
+#   5. the model card's numbers: tools/demo/evaluate.py re-measures zero-shot accuracy
+#      and the category metrics on the EmojiOne PNGs of Debian's ruby-gemojione
+#      package, and every number must match the card within the tolerance the card
+#      gives (set from measured run-to-run and PyTorch-vs-C differences).
+# Step 5 needs that package (from the apt cache or `apt-get download`), and
+# fonts-noto-color-emoji and unicode-cldr-core (to tell seen from held-out emoji):
+# without them the test skips (77) after steps 1-4.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+
+PY=/usr/bin/python3
+M="$top_srcdir/models/demo"
+P="$top_srcdir/policies/demo.yaml"
+S="$top_srcdir/samples"
+W="$CLIPMOD_WORK/demo_model"
+rm -rf "$W"
+mkdir -p "$W"
+XDG_CACHE_HOME="$W/cache"
+export XDG_CACHE_HOME
+unset CLIPMOD_MODEL CLIPMOD_POLICY
+
+[ -f "$M/model.safetensors" ] || fail "$M/model.safetensors is missing (git lfs? make demo-model?)"
+need_reference
+
+# 1. The artefact.
+"$PY" - "$M" <<'EOF' || fail "models/demo is not what the model card says"
+import json, os, sys
+d = sys.argv[1]
+c = json.load(open(os.path.join(d, "config.json")))
+assert c.get("_name_or_path") == "clipmod/demo-emoji", c.get("_name_or_path")
+assert c.get("clipmod_demo") is True, "clipmod_demo is not true"
+merges = [l for l in open(os.path.join(d, "merges.txt"), encoding="utf-8").read().split("\n")[1:] if l]
+v = c["text_config"]["vocab_size"]
+assert v == 512 + len(merges) + 2, f"vocab_size {v} != 512 + {len(merges)} + 2"
+size = sum(os.path.getsize(os.path.join(d, f)) for f in ("model.safetensors", "config.json", "merges.txt"))
+assert size <= 15 * 1024 * 1024, f"{size} bytes"
+print(f"models/demo: {size} bytes, vocab {v}")
+EOF
+
+# 2. It says it is the demo model.
+"$CLIPMOD" embed --model "$M" --text "an emoji of bomb." >"$W/embed.json" 2>"$W/embed.err" ||
+    fail "clipmod embed: $(cat "$W/embed.err")"
+grep -q '"demo_model": *true' "$W/embed.json" || fail "embed JSON lacks \"demo_model\": true"
+grep -q "demo model" "$W/embed.err" || fail "no demo-model note on stderr: $(cat "$W/embed.err")"
+
+# 3. The policy fits the model (every prompt and template within the context).
+"$CLIPMOD" policy check --model "$M" "$P" >"$W/check.out" 2>&1 ||
+    fail "policy check: $(cat "$W/check.out")"
+
+# 4. The samples: the verdicts the README shows.
+set +e
+"$CLIPMOD" scan --json -q --model "$M" --policy "$P" "$S"/*.png >"$W/scan.jsonl" 2>"$W/scan.err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "scan of samples/ exited $rc, not 1 (flagged): $(cat "$W/scan.err")"
+"$PY" - "$W/scan.jsonl" <<'EOF' || fail "sample verdicts differ from the README"
+import json, os, sys
+want = {"beer.png": "alcohol", "water-pistol.png": "weapons", "bomb.png": "violence",
+        "pills.png": "drugs", "slot-machine.png": "gambling", "sandwich.png": None,
+        "teddy-bear.png": None, "bullet-train.png": None}
+got = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    assert r["demo_model"] is True, "scan JSON: demo_model is not true"
+    got[os.path.basename(r["name"])] = r["category"]
+bad = {k: (v, got.get(k)) for k, v in want.items() if got.get(k, "missing") != v}
+for k, (w, g) in bad.items():
+    print(f"{k}: expected {w}, got {g}")
+sys.exit(1 if bad else 0)
+EOF
+
+# 5. The model card's numbers.
+for f in /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf \
+         /usr/share/unicode/cldr/common/annotations/en.xml; do
+    [ -r "$f" ] || skip "evaluation needs $f (apt-get install fonts-noto-color-emoji unicode-cldr-core)"
+done
+png=$("$top_srcdir/tools/demo/emojione.sh" "$CLIPMOD_WORK/emojione" 2>"$W/emojione.err") ||
+    skip "evaluation data unavailable: $(cat "$W/emojione.err")"
+"$PY" "$top_srcdir/tools/demo/evaluate.py" --clipmod "$CLIPMOD" --model "$M" --policy "$P" \
+    --emojione "$png" --cache "$W/glyphs.npz" --check "$M/README.md" >"$W/eval.out" 2>&1 || {
+    cat "$W/eval.out"
+    fail "the model card's numbers do not hold (see above)"
+}
+grep -c '^ok ' "$W/eval.out" | sed 's/^/model card numbers within tolerance: /'

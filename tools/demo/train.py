@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""Train clipmod's demo CLIP on Noto Color Emoji + CLDR names, and write models/demo.
+
+  train.py --out DIR [--seed 1] [--steps N] [--batch B] [--threads 2] [--log FILE]
+
+Steps, all from the seed, on the CPU:
+  1. data.Glyphs: render every CLDR emoji Noto draws as one glyph (cached in /tmp);
+  2. bpe.learn: BPE merges from the training emoji's names and keywords
+     -> DIR/merges.txt, vocab_size = 512 + merges + 2;
+  3. model.CLIP (architecture of libclipmod, sizes below), CLIP init;
+  4. N steps of AdamW on the symmetric contrastive loss of CLIP (image->text and
+     text->image cross-entropy over the batch, logits = exp(logit_scale) * cos, with
+     the learned logit_scale clamped to [0, ln 100] and learning 10x faster); samples are drawn fresh each
+     step by data.make_sample (augmented; held-out emoji never appear). Pairs whose
+     captions are identical count as positives of each other;
+  5. export: DIR/model.safetensors (F16, Hugging Face names, written with
+     tests/reference/safetensors_io.py) and DIR/config.json.
+
+Reproducible: the same seed, steps, batch and thread count give the same model on the
+same machine (torch's CPU kernels are deterministic for a fixed thread count).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+# Threads wait passively: with the default (spinning) OpenMP waits, two training
+# threads on a 2-core machine that also runs other jobs slow down 5-10x.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "reference"))
+import bpe  # noqa: E402
+import data  # noqa: E402
+import model as M  # noqa: E402
+import safetensors_io  # noqa: E402
+import tokenizer_ref  # noqa: E402
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+# The demo model's shape (the vocabulary size comes from the learned merges).
+IMAGE_SIZE, PATCH = 48, 8
+VISION = dict(width=192, layers=6, heads=3, image_size=IMAGE_SIZE, patch_size=PATCH)
+TEXT = dict(width=192, layers=4, heads=3)
+PROJECTION = 128
+CONTEXT = 77
+NAME = "clipmod/demo-emoji"
+
+
+def pixels(imgs):
+    """PIL RGB images at IMAGE_SIZE -> normalised float tensor [b,3,S,S] (what
+    libclipmod computes for an image of exactly that size: no resize, no crop)."""
+    a = np.stack([np.asarray(im, np.float32) for im in imgs]) * np.float32(1 / 255)
+    a = (a - CLIP_MEAN) / CLIP_STD
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+
+
+def tokens(tok, texts):
+    rows = [tok.tokenize(t)[0] for t in texts]
+    n = max(len(r) for r in rows)
+    ids = torch.full((len(rows), n), tok.eot_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+    return ids
+
+
+def batch(glyphs, rng, tok, size):
+    imgs, texts = [], []
+    for _ in range(size):
+        img, text, _ = data.make_sample(glyphs, rng, IMAGE_SIZE, glyphs.train_groups)
+        imgs.append(img)
+        texts.append(text)
+    # positives: identical captions (lower-cased, as the tokenizer sees them)
+    keys = [tokenizer_ref.clean(t) for t in texts]
+    same = torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
+    return pixels(imgs), tokens(tok, texts), same
+
+
+def contrastive_loss(model, px, ids, same):
+    img = model.encode_image(px)
+    txt = model.encode_text(ids)
+    logits = model.logit_scale.exp() * img @ txt.t()
+    target = same / same.sum(1, keepdim=True)
+    loss = 0.5 * (-(target * F.log_softmax(logits, 1)).sum(1).mean()
+                  - (target * F.log_softmax(logits.t(), 1)).sum(1).mean())
+    acc = (same[torch.arange(len(same)), logits.argmax(1)] > 0).float().mean()
+    return loss, acc
+
+
+def param_groups(model, wd):
+    """Weight decay on matrices only; the temperature learns 10x faster than the rest
+    (a short run would otherwise leave it near its initial 1/0.07)."""
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if n == "logit_scale":
+            continue
+        if p.dim() < 2 or "embedding" in n:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": wd, "lr_mult": 1.0},
+            {"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0},
+            {"params": [model.logit_scale], "weight_decay": 0.0, "lr_mult": 10.0}]
+
+
+def export(model, out_dir, merges, meta):
+    os.makedirs(out_dir, exist_ok=True)
+    tensors = {}
+    for name, t in model.state_dict().items():
+        a = t.detach().to(torch.float16).contiguous().numpy()
+        tensors[name] = ("F16", list(t.shape), a)
+    size = safetensors_io.write(os.path.join(out_dir, "model.safetensors"), tensors,
+                                {"format": "pt", **{k: str(v) for k, v in meta.items()}})
+    cfg = dict(model.config)
+    cfg["_name_or_path"] = NAME
+    cfg["clipmod_demo"] = True
+    cfg["torch_dtype"] = "float16"
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    bpe.write(os.path.join(out_dir, "merges.txt"), merges)
+    return size
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="model directory to write")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=1600)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--wd", type=float, default=0.1)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", help="glyph cache file (built when missing; default: none)")
+    ap.add_argument("--checkpoint", help="save/resume training state here (optional)")
+    ap.add_argument("--log-every", type=int, default=20)
+    args = ap.parse_args()
+
+    t_start = time.time()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    glyphs = data.Glyphs(args.cache)
+    merges = bpe.learn(data.bpe_corpus(glyphs), 4096, 2)
+    tok = tokenizer_ref.Tokenizer(merges)
+    vocab = len(tok.encoder)
+    config = M.make_config(VISION, TEXT, PROJECTION, vocab, CONTEXT)
+    model = M.CLIP(config)
+    M.init_weights(model, torch.Generator().manual_seed(args.seed))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"emoji {len(glyphs)} (train groups {len(glyphs.train_groups)}, held out "
+          f"{len(glyphs.heldout_groups)}); merges {len(merges)}, vocab {vocab}; "
+          f"params {n_params / 1e6:.2f} M; setup {time.time() - t_start:.1f} s", flush=True)
+
+    opt = torch.optim.AdamW(param_groups(model, args.wd), lr=args.lr, betas=(0.9, 0.98),
+                            eps=1e-6)
+
+    def lr_at(step):
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        p = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * 0.5 * (1 + math.cos(math.pi * p))
+
+    rng = np.random.default_rng(args.seed)
+    step = 0
+    if args.checkpoint and os.path.exists(args.checkpoint):
+        st = torch.load(args.checkpoint)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        rng.bit_generator.state = st["rng"]
+        step = st["step"]
+        print(f"resumed at step {step}", flush=True)
+    t_train = time.time()
+    t_data = 0.0
+    ema_loss = ema_acc = None
+    while step < args.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step) * g["lr_mult"]
+        t0 = time.time()
+        px, ids, same = batch(glyphs, rng, tok, args.batch)
+        t_data += time.time() - t0
+        loss, acc = contrastive_loss(model, px, ids, same)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        model.clamp_logit_scale()
+        step += 1
+        ema_loss = loss.item() if ema_loss is None else 0.95 * ema_loss + 0.05 * loss.item()
+        ema_acc = acc.item() if ema_acc is None else 0.95 * ema_acc + 0.05 * acc.item()
+        if step % args.log_every == 0 or step == args.steps:
+            el = time.time() - t_train
+            print(f"step {step}/{args.steps} loss {ema_loss:.3f} batch-acc {ema_acc:.3f} "
+                  f"scale {model.logit_scale.exp().item():.1f} lr {lr_at(step - 1):.2e} "
+                  f"{el / 60:.1f} min (data {t_data / el:.0%}), "
+                  f"eta {el / step * (args.steps - step) / 60:.1f} min", flush=True)
+        if args.checkpoint and step % 200 == 0:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                        "rng": rng.bit_generator.state, "step": step}, args.checkpoint)
+    minutes = (time.time() - t_start) / 60
+    meta = {"generator": "clipmod tools/demo/train.py", "seed": args.seed, "steps": args.steps,
+            "batch": args.batch, "lr": args.lr, "threads": args.threads}
+    size = export(model, args.out, merges, meta)
+    print(f"wrote {args.out}: model.safetensors {size} bytes; total {minutes:.1f} min",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
