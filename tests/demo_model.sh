@@ -64,7 +64,7 @@ set -e
 [ "$rc" -eq 1 ] || fail "scan of samples/ exited $rc, not 1 (flagged): $(cat "$W/scan.err")"
 "$PY" - "$W/scan.jsonl" <<'EOF' || fail "sample verdicts differ from the README"
 import json, os, sys
-want = {"beer.png": "alcohol", "water-pistol.png": "weapons", "bomb.png": "violence",
+want = {"cocktail.png": "alcohol", "water-pistol.png": "weapons", "bomb.png": "violence",
         "pills.png": "drugs", "slot-machine.png": "gambling", "sandwich.png": None,
         "teddy-bear.png": None, "bullet-train.png": None}
 got = {}

@@ -22,5 +22,6 @@ apt-get install -y -qq --no-install-recommends \
     clamdscan wrk curl \
     libmilter-dev libgmime-3.0-dev postfix swaks \
     python3-torch python3-numpy python3-pil python3-regex \
+    fonts-noto-color-emoji unicode-cldr-core \
     >/dev/null
 echo "install-deps.sh: done"

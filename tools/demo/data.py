@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Training data for the demo CLIP: Noto Color Emoji glyphs paired with CLDR English names.
 
-  data.py [--preview OUT.png] [--stats]
+  data.py [--preview OUT.png] [--cache FILE]
 
 Sources (Debian packages, read where they are installed):
   * fonts-noto-color-emoji: NotoColorEmoji.ttf, a CBDT bitmap font (SIL OFL 1.1), drawn
@@ -12,12 +12,11 @@ Sources (Debian packages, read where they are installed):
 
 An emoji is used when the font draws its sequence as exactly one non-empty glyph.
 Emoji are grouped by their sequence without skin-tone modifiers; a fixed ~5% of the
-groups (chosen by a hash of the sequence) is
-held out of training entirely, for the evaluation to report separately (never one
-in NEVER_HELD_OUT).
+groups (chosen by a hash of the sequence, never one in NEVER_HELD_OUT) is held out of
+training entirely, for the evaluation to report separately.
 
 Samples (make_sample): a canvas of image_size px with a background (white, a solid
-colour, a gradient, noise, stripes, checks, dots or blobs) and one to three emoji,
+colour, a gradient, noise, stripes, checks or blobs) and one to three emoji,
 randomly scaled, placed and rotated, with mild blur / colour-count / contrast
 changes; the caption is a template around the emoji's name or keywords, or the names
 of several emoji in reading order ("a picture of beer mug and pill.").
@@ -26,8 +25,6 @@ import argparse
 import hashlib
 import math
 import os
-import re
-import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np

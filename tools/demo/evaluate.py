@@ -286,8 +286,10 @@ def card_block(res):
         for k, v in res["zero_shot"]["noto"].items():
             lines.append(f"| Noto renders (training style), {k} | {v['images']} | "
                          f"{v['top1']:.1%} | {v['top5']:.1%} |")
-    lines += ["", f"Labels: {res['zero_shot']['labels']} CLDR names (chance top-1 "
-              f"{1 / res['zero_shot']['labels']:.2%}); templates: "
+    noto = (f"; Noto rows: all {res['zero_shot']['noto_labels']} names of the font's emoji"
+            if "noto_labels" in res["zero_shot"] else "")
+    lines += ["", f"Labels: the {res['zero_shot']['labels']} CLDR names of the EmojiOne images "
+              f"(chance top-1 {1 / res['zero_shot']['labels']:.2%}){noto}; templates: "
               + ", ".join(f"`{t}`" for t in data.EVAL_TEMPLATES) + ".", "",
               "| category | threshold | positives / negatives | ROC AUC | flagged | precision | recall |",
               "|---|---|---|---|---|---|---|"]

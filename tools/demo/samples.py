@@ -25,7 +25,7 @@ SIZE = 128
 # file name -> (background, [(CLDR name, size as a fraction of the canvas, centre x,
 # centre y as fractions, rotation in degrees)])
 SCENES = {
-    "beer.png": ("white", [("beer mug", 0.8, 0.5, 0.5, 0)]),
+    "cocktail.png": ("white", [("cocktail glass", 0.8, 0.5, 0.5, 0)]),
     "water-pistol.png": (("stripes", (230, 240, 250), (200, 220, 245)),
                          [("water pistol", 0.8, 0.5, 0.52, -10)]),
     "bomb.png": (("solid", (250, 236, 200)), [("bomb", 0.75, 0.5, 0.5, 8)]),
