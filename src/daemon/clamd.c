@@ -738,38 +738,19 @@ static int listen_unix(const char *path, unsigned mode)
 
 static int listen_tcp(const char *spec, char *bound, size_t boundlen)
 {
-    char host[256], *colon;
-    struct addrinfo hints = {0}, *ai = NULL;
+    struct sockaddr_storage want;
+    unsigned wantlen;
     int fd = -1, one = 1;
 
-    if (strlen(spec) >= sizeof host)
+    if (config_listen_addr(spec, &want, &wantlen))
         return -1;
-    if (spec[0] == '[') {
-        const char *end = strchr(spec, ']');
-        if (!end || end[1] != ':')
-            return -1;
-        snprintf(host, sizeof host, "%.*s", (int)(end - spec - 1), spec + 1);
-        colon = (char *)end + 1;
-    } else {
-        snprintf(host, sizeof host, "%s", spec);
-        if (!(colon = strrchr(host, ':')))
-            return -1;
-        *colon = '\0';
-        colon = (char *)spec + (colon - host);
-    }
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    if (getaddrinfo(host, colon + 1, &hints, &ai) || !ai)
-        return -1;
-    if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+    if ((fd = socket(want.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64)) {
+        bind(fd, (struct sockaddr *)&want, wantlen) || listen(fd, 64)) {
         if (fd >= 0)
             close(fd);
-        freeaddrinfo(ai);
         return -1;
     }
-    freeaddrinfo(ai);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     char addr[64] = "?";

@@ -9,11 +9,13 @@
  * library's (clipmod_setting_name), so a new library limit needs no change here.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <yaml.h>
 
@@ -562,4 +564,35 @@ int config_check(const dconfig *c, char **problems)
         problem(&L, NULL, "tusd.download-url must be an http(s) URL");
     *problems = L.problems;
     return L.count ? -1 : 0;
+}
+
+int config_listen_addr(const char *spec, struct sockaddr_storage *ss, unsigned *len)
+{
+    char host[256];
+    const char *port;
+    struct addrinfo hints = {0}, *ai = NULL;
+
+    if (!spec || strlen(spec) >= sizeof host)
+        return -1;
+    if (spec[0] == '[') {
+        const char *end = strchr(spec, ']');
+        if (!end || end[1] != ':')
+            return -1;
+        snprintf(host, sizeof host, "%.*s", (int)(end - spec - 1), spec + 1);
+        port = end + 2;
+    } else {
+        const char *colon = strrchr(spec, ':');
+        if (!colon)
+            return -1;
+        snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
+        port = colon + 1;
+    }
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (getaddrinfo(host, port, &hints, &ai) || !ai)
+        return -1;
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *len = (unsigned)ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
 }

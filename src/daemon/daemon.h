@@ -96,6 +96,13 @@ void config_free(dconfig *c);
 /* Replace *dst with a copy of `s` (NULL allowed); -1 when out of memory. */
 int config_set_str(char **dst, const char *s);
 
+/*
+ * Resolve a listen address, "host:port" or "[v6]:port" (numeric port), into *ss.
+ * Shared by the HTTP and clamd listeners. Returns 0, or -1 if malformed.
+ */
+struct sockaddr_storage;
+int config_listen_addr(const char *spec, struct sockaddr_storage *ss, unsigned *len);
+
 /* ------------------------------------------------------------------------ */
 /* Logs (log.c)                                                             */
 /* ------------------------------------------------------------------------ */

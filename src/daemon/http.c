@@ -761,46 +761,14 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 /* Start and stop                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* "host:port" or "[v6]:port" into a socket address. */
-static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *len)
-{
-    char host[256], *port;
-    struct addrinfo hints = {0}, *ai = NULL;
-
-    if (!spec || strlen(spec) >= sizeof host)
-        return -1;
-    if (spec[0] == '[') {
-        const char *end = strchr(spec, ']');
-        if (!end || end[1] != ':')
-            return -1;
-        snprintf(host, sizeof host, "%.*s", (int)(end - spec - 1), spec + 1);
-        port = (char *)end + 2;
-    } else {
-        snprintf(host, sizeof host, "%s", spec);
-        char *colon = strrchr(host, ':');
-        if (!colon)
-            return -1;
-        *colon = '\0';
-        port = (char *)spec + (colon - host) + 1;
-    }
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    if (getaddrinfo(host, port, &hints, &ai) || !ai)
-        return -1;
-    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-    *len = ai->ai_addrlen;
-    freeaddrinfo(ai);
-    return 0;
-}
-
 int http_start(const dconfig *c, char *bound, size_t boundlen)
 {
     struct sockaddr_storage ss;
-    socklen_t sslen;
+    unsigned sslen;
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
     H.c = c;
-    if (parse_listen(c->http_listen, &ss, &sslen)) {
+    if (config_listen_addr(c->http_listen, &ss, &sslen)) {
         dlog(DLOG_ERROR, "http.listen must be HOST:PORT", LF_S("listen", c->http_listen), LF_END);
         return -1;
     }
