@@ -4,6 +4,9 @@
 # Build: a C toolchain, autotools and the libraries configure.ac checks for.
 # Tests: Debian's torch/numpy/PIL/regex for the independent Python reference
 # (they import only from /usr/bin/python3) and cmocka for unit tests.
+# Fuzzing (tests/fuzz/README.md): clang, and libclang-rt-14-dev for libFuzzer's
+# runtime (libclang_rt.fuzzer*.a, ASan, UBSan): libclang-common-14-dev only recommends
+# it, and recommends are not installed here.
 set -eu
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps.sh: run as root (sudo tools/install-deps.sh)" >&2
@@ -23,5 +26,6 @@ apt-get install -y -qq --no-install-recommends \
     libmilter-dev libgmime-3.0-dev postfix swaks \
     python3-torch python3-numpy python3-pil python3-regex \
     fonts-noto-color-emoji unicode-cldr-core \
+    clang libclang-rt-14-dev \
     >/dev/null
 echo "install-deps.sh: done"
