@@ -23,9 +23,34 @@
  */
 clipmod_error cm_error(char *errbuf, clipmod_error err, const char *fmt, ...) CM_PRINTF(3, 4);
 
-/* malloc/calloc that round sizes up to 64-byte alignment for SIMD-friendly rows. */
+/*
+ * The library's allocator. Every allocation in src/lib goes through these so that
+ * allocation-failure injection (below) reaches it. cm_alloc/cm_calloc return
+ * 64-byte-aligned blocks (SIMD-friendly rows); cm_realloc/cm_strdup/cm_strndup are
+ * plain malloc-family blocks. All of them are released with cm_free(), which is
+ * free(), so a block may also be handed to a caller who frees it with free() or
+ * clipmod_free(). cm_realloc(p, 0) shrinks p to a minimal block instead of freeing
+ * it, so NULL always means failure (and p is then untouched, like realloc).
+ */
 void *cm_alloc(size_t bytes);
 void *cm_calloc(size_t n, size_t size);
+void *cm_realloc(void *p, size_t bytes);
+char *cm_strdup(const char *s);              /* NULL for s == NULL */
+char *cm_strndup(const char *s, size_t max); /* at most max bytes of s, NUL-terminated */
 void cm_free(void *p);
+
+/*
+ * Allocation-failure injection, for tests (tests/unit/test_oom.c). Internal and not
+ * exported from libclipmod.so; costs one relaxed atomic load per allocation while
+ * disarmed. cm_alloc_fail_at(n) resets the count and arms it: the n-th allocation
+ * from now (1-based) fails and every other succeeds; n = 0 only counts.
+ * cm_alloc_fail_off() disarms it. cm_alloc_count() is the number of allocations
+ * since the last cm_alloc_fail_at(); cm_alloc_injected() says whether the failure
+ * has happened yet.
+ */
+void cm_alloc_fail_at(long n);
+void cm_alloc_fail_off(void);
+long cm_alloc_count(void);
+int cm_alloc_injected(void);
 
 #endif

@@ -1,9 +1,11 @@
 /*
- * error.c - error codes, their descriptions, and the errbuf helper.
+ * error.c - error codes, their descriptions, the errbuf helper, and the library's
+ * allocator (cm_alloc & co., with the allocation-failure injection used by tests).
  *
  * The table below is the one place where an error code gets its words.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,11 +52,51 @@ clipmod_error cm_error(char *errbuf, clipmod_error err, const char *fmt, ...)
     return err;
 }
 
+/*
+ * Failure injection: `armed` is the only thing the hot path reads. While armed,
+ * every allocation takes a ticket from `count`; the ticket equal to `fail_at` fails.
+ */
+static atomic_int armed;
+static atomic_long count;
+static atomic_long fail_at;
+
+static int inject_failure(void)
+{
+    if (!atomic_load_explicit(&armed, memory_order_relaxed))
+        return 0;
+    long ticket = atomic_fetch_add_explicit(&count, 1, memory_order_relaxed) + 1;
+    return ticket == atomic_load_explicit(&fail_at, memory_order_relaxed);
+}
+
+void cm_alloc_fail_at(long n)
+{
+    atomic_store(&armed, 0);
+    atomic_store(&count, 0);
+    atomic_store(&fail_at, n > 0 ? n : 0);
+    atomic_store(&armed, 1);
+}
+
+void cm_alloc_fail_off(void)
+{
+    atomic_store(&armed, 0);
+}
+
+long cm_alloc_count(void)
+{
+    return atomic_load(&count);
+}
+
+int cm_alloc_injected(void)
+{
+    long n = atomic_load(&fail_at);
+    return n > 0 && atomic_load(&count) >= n;
+}
+
 void *cm_alloc(size_t bytes)
 {
     void *p = NULL;
     size_t rounded = (bytes + 63) & ~(size_t)63;
-    if (rounded < bytes)
+    if (rounded < bytes || inject_failure())
         return NULL;
     if (posix_memalign(&p, 64, rounded ? rounded : 64))
         return NULL;
@@ -69,6 +111,34 @@ void *cm_calloc(size_t n, size_t size)
     if (p)
         memset(p, 0, n * size);
     return p;
+}
+
+void *cm_realloc(void *p, size_t bytes)
+{
+    if (inject_failure())
+        return NULL;
+    /* realloc(p, 0) may free p and return NULL; keep "NULL means failure". */
+    return realloc(p, bytes ? bytes : 1);
+}
+
+char *cm_strdup(const char *s)
+{
+    return cm_strndup(s, (size_t)-1);
+}
+
+char *cm_strndup(const char *s, size_t max)
+{
+    if (!s)
+        return NULL;
+    size_t len = strnlen(s, max);
+    if (len == (size_t)-1 || inject_failure())
+        return NULL;
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    return copy;
 }
 
 void cm_free(void *p)
