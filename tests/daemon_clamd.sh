@@ -4,7 +4,8 @@
 # no clamd runs. Clean and flagged images over INSTREAM (TCP), paths with CONTSCAN
 # (inside clamd.roots, and refused outside them), a directory, FILDES over the unix
 # socket, IDSESSION (--multiscan --stream), an oversized stream, and the raw protocol
-# (z/n/old-style commands, numbered session replies) from Python.
+# (z/n/old-style commands, numbered session replies, IDSESSION only with a prefix) from
+# Python. FILDES with hostile descriptors is in daemon_clamd_fildes.sh.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/daemon_lib.sh"
 
 command -v clamdscan >/dev/null || skip "clamdscan is not installed (apt-get install clamdscan)"
@@ -139,6 +140,17 @@ assert talk(b"zCONTSCAN " + esc + b"\0") == esc + b": Access denied. ERROR\0"
 assert talk(b"zSCAN /etc/passwd\0") == b"/etc/passwd: Access denied. ERROR\0"
 # CONTSCAN is not allowed inside a session, as in clamd.
 assert b"ERROR" in talk(b"zIDSESSION\0zCONTSCAN /\0")
+# IDSESSION needs the z or n prefix (clamd's parse_command: not for old-style
+# commands): unprefixed it is an unknown command and the connection ends.
+s = socket.create_connection((host, int(port)), timeout=5)
+s.sendall(b"IDSESSION\n")
+try:
+    got = s.recv(100)
+except socket.timeout:
+    got = b"<no answer: a session was opened>"
+s.close()
+assert got == b"UNKNOWN COMMAND\n", got
+assert talk(b"nIDSESSION\nnPING\nnEND\n") == b"1: PONG\n"
 print("raw protocol: ok")
 EOF
 

@@ -7,8 +7,15 @@
  * length, capped by clamd.stream-max-length), FILDES (unix socket only), SCAN,
  * CONTSCAN and MULTISCAN (paths inside clamd.roots), IDSESSION/END (numbered
  * replies "N: stream: OK"), and RELOAD (as SIGHUP). Commands are prefixed with
- * 'z' (NUL-terminated) or 'n' (newline-terminated), or unprefixed (newline), and
- * replies use the same terminator, as clamd does.
+ * 'z' (NUL-terminated) or 'n' (newline-terminated), or unprefixed (newline; not
+ * IDSESSION, as in clamd), and replies use the same terminator, as clamd does.
+ * Parsing and stream framing are in clamd_proto.c; this file does the I/O.
+ *
+ * FILDES reads the passed descriptor itself, never a re-opened /proc/self/fd path
+ * (that would read with the daemon's rights): O_PATH and write-only descriptors
+ * and anything but a regular file or a pipe are refused, and the read is bounded
+ * by stream-max-length and by clamd.read-timeout from its start, so a pipe whose
+ * writer stays open cannot hold a connection thread.
  *
  * Verdicts, in clamd's words: "stream: OK", "stream: Clipmod.<category> FOUND"
  * for a flagged image whose action is at least clamd.found-at (quarantine by
@@ -41,9 +48,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clamd_proto.h"
 #include "daemon.h"
 
-#define MAX_COMMAND (4096 + 64)
+#define MAX_COMMAND CLAMD_MAX_COMMAND
 #define MAX_DEPTH   16
 #define READ_CHUNK  65536
 #define ERR_ACCESS  "Access denied."
@@ -65,8 +73,9 @@ static struct {
 
 typedef struct conn {
     int fd, is_unix;
-    char term;   /* the current command's terminator, used for its replies */
-    unsigned id; /* the current command's number in an IDSESSION, else 0 */
+    char term;    /* the current command's terminator, used for its replies */
+    int prefixed; /* the current command had a z/n prefix */
+    unsigned id;  /* the current command's number in an IDSESSION, else 0 */
     int session;
     char peer[64];
 } conn;
@@ -86,22 +95,6 @@ static int write_all(int fd, const void *buf, size_t n)
             return -1;
         p += w;
         n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Read exactly n bytes; -1 on error, timeout or end of stream. */
-static int read_all(int fd, void *buf, size_t n)
-{
-    char *p = buf;
-    while (n) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
     }
     return 0;
 }
@@ -136,44 +129,35 @@ static int reply(conn *k, const char *fmt, ...)
 }
 
 /*
- * Read one command: 'z' + text + NUL, 'n' + text + newline, or old style text +
- * newline. Byte by byte, so nothing after the command (a stream, a passed fd) is
- * consumed. Returns the length, 0 at a clean end of connection, -1 on error.
+ * Read one command (clamd_proto.c parses it) byte by byte, so nothing after the
+ * command (a stream, a passed fd) is consumed. Returns the length, 0 at a clean
+ * end of connection or for an empty command, -1 on error.
  */
-static int read_command(conn *k, char *cmd, size_t size)
+static int read_command(conn *k, clamd_line *l)
 {
-    size_t n = 0;
-    char ch;
-    int first = 1;
+    int state = CLAMD_LINE_MORE;
 
-    for (;;) {
+    clamd_line_init(l);
+    while (state == CLAMD_LINE_MORE) {
+        char ch;
         ssize_t r = recv(k->fd, &ch, 1, 0);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
-            return n || !first ? -1 : 0;
-        if (first) {
-            first = 0;
-            if (ch == 'z' || ch == 'n') {
-                k->term = ch == 'z' ? '\0' : '\n';
-                continue;
-            }
-            k->term = '\n';
-        }
-        if (ch == k->term || (k->term == '\n' && ch == '\r'))
-            break;
-        if (n + 1 >= size)
-            return -1;
-        cmd[n++] = ch;
+            return l->started ? -1 : 0;
+        state = clamd_line_byte(l, ch);
     }
+    if (state != CLAMD_LINE_DONE)
+        return -1;
+    k->term = l->term;
+    k->prefixed = l->prefixed;
     /* An old-style command may end with CRLF. */
-    if (k->term == '\n' && ch == '\r') {
+    if (l->ended_cr) {
         char lf;
         if (recv(k->fd, &lf, 1, MSG_PEEK) == 1 && lf == '\n')
             (void)recv(k->fd, &lf, 1, 0);
     }
-    cmd[n] = '\0';
-    return (int)n;
+    return (int)l->n;
 }
 
 /* A name for a reply line: control characters would split or forge lines. */
@@ -252,8 +236,8 @@ static bjob *run_job(bjob *job, char *why, size_t whylen)
     return job;
 }
 
-/* Scan one buffer (INSTREAM) or fd (FILDES) and answer with `label`. */
-static int scan_one(conn *k, const char *label, unsigned char *data, size_t len, int fd)
+/* Scan one buffer (INSTREAM, FILDES; owned) and answer with `label`. */
+static int scan_one(conn *k, const char *label, unsigned char *data, size_t len)
 {
     char why[128];
     int found = 0, errors = 0;
@@ -263,14 +247,11 @@ static int scan_one(conn *k, const char *label, unsigned char *data, size_t len,
 
     if (!job || !(job->in[0].name = strdup(label))) {
         free(data);
-        if (fd >= 0)
-            close(fd);
         bjob_release(job);
         return reply(k, "%s: Can't allocate memory ERROR", label);
     }
     job->in[0].data = data;
     job->in[0].len = len;
-    job->in[0].fd = fd;
     if (!(job = run_job(job, why, sizeof why)))
         return reply(k, "%s: %s ERROR", label, why);
     int rc = verdict(k, label, job->out[0], &found, &errors);
@@ -282,119 +263,246 @@ static int scan_one(conn *k, const char *label, unsigned char *data, size_t len,
 /* Commands                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* Append n bytes to a growing buffer; -1 when out of memory. */
+static int buf_append(unsigned char **buf, size_t *len, size_t *cap, const void *p, size_t n)
+{
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : 65536;
+        while (c < *len + n)
+            c *= 2;
+        unsigned char *grown = realloc(*buf, c);
+        if (!grown)
+            return -1;
+        *buf = grown;
+        *cap = c;
+    }
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    return 0;
+}
+
+/* Chunks framed by clamd_stream (clamd_proto.c), read no further than the stream. */
 static int cmd_instream(conn *k)
 {
-    const uint64_t max = C.c->stream_max_length;
-    unsigned char *buf = NULL;
+    unsigned char *buf = NULL, in[READ_CHUNK];
     size_t len = 0, cap = 0;
-    uint64_t total = 0;
-    int over = 0;
+    clamd_stream s;
 
+    clamd_stream_init(&s, C.c->stream_max_length);
     set_timeout(k->fd, C.c->clamd_read_timeout_s);
     for (;;) {
-        uint32_t be;
-        if (read_all(k->fd, &be, 4))
-            goto broken;
-        uint32_t n = ntohl(be);
-        if (!n)
+        size_t want = clamd_stream_want(&s, sizeof in), off = 0;
+        if (!want)
             break;
-        total += n;
-        if (total > max) {
-            /* Read on (up to a bound) so that the answer is not lost in a reset. */
-            over = 1;
-            if (total > 4 * max + READ_CHUNK)
-                break;
-        }
-        if (over) {
-            char sink[READ_CHUNK];
-            while (n) {
-                uint32_t part = n < sizeof sink ? n : (uint32_t)sizeof sink;
-                if (read_all(k->fd, sink, part))
-                    goto broken;
-                n -= part;
-            }
+        ssize_t r = recv(k->fd, in, want, 0);
+        if (r < 0 && errno == EINTR)
             continue;
-        }
-        if (len + n > cap) {
-            size_t c = cap ? cap : 65536;
-            while (c < len + n)
-                c *= 2;
-            unsigned char *grown = realloc(buf, c);
-            if (!grown) {
-                free(buf);
-                return reply(k, "INSTREAM: Can't allocate memory ERROR") ? -1 : -1;
-            }
-            buf = grown;
-            cap = c;
-        }
-        if (read_all(k->fd, buf + len, n))
+        if (r <= 0)
             goto broken;
-        len += n;
+        while (off < (size_t)r) {
+            const unsigned char *data;
+            size_t dlen, used = clamd_stream_feed(&s, in + off, (size_t)r - off, &data, &dlen);
+            if (dlen && buf_append(&buf, &len, &cap, data, dlen)) {
+                free(buf);
+                reply(k, "INSTREAM: Can't allocate memory ERROR");
+                return -1;
+            }
+            if (!used)
+                break;
+            off += used;
+        }
     }
-    if (over) {
+    if (s.over) {
         free(buf);
         dlog(DLOG_INFO, "clamd: stream over stream-max-length", LF_S("peer", k->peer),
-             LF_I("bytes", total), LF_I("max", max), LF_END);
+             LF_I("bytes", s.total), LF_I("max", s.max), LF_END);
         reply(k, "INSTREAM size limit exceeded. ERROR");
         return -1; /* as clamd: the connection ends */
     }
-    return scan_one(k, "stream", buf, len, -1);
+    return scan_one(k, "stream", buf, len);
 broken:
     free(buf);
     return -1;
 }
 
-static int cmd_fildes(conn *k)
+/*
+ * Why a passed descriptor is refused, or NULL. Only what the client could read
+ * itself is scanned: an O_PATH descriptor (which fstat accepts but read refuses)
+ * or a write-only one would otherwise be a way to have the daemon read a file
+ * with its own rights. Sockets, directories and devices are not inputs.
+ */
+static const char *fildes_refusal(int fd, struct stat *st)
 {
-    char dummy, ctl[CMSG_SPACE(sizeof(int))];
+    int flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0)
+        return "Access denied (bad descriptor).";
+    if (flags & O_PATH)
+        return "Access denied (O_PATH descriptor).";
+    if ((flags & O_ACCMODE) == O_WRONLY)
+        return "Access denied (descriptor not open for reading).";
+    if (fstat(fd, st))
+        return "Access denied (fstat failed).";
+    if (!S_ISREG(st->st_mode) && !S_ISFIFO(st->st_mode))
+        return "Access denied (not a regular file or pipe).";
+    return NULL;
+}
+
+/* Wait until `fd` is readable or the deadline passes: 1 ready, 0 expired. */
+static int wait_readable(int fd, double deadline)
+{
+    for (;;) {
+        double left = deadline - mono_now();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int rc = poll(&p, 1, (int)(left * 1000) + 1);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        return rc != 0;
+    }
+}
+
+enum { PASSED_OK, PASSED_TOO_BIG, PASSED_TIMEOUT, PASSED_NOMEM, PASSED_ERROR };
+
+/*
+ * Read a passed regular file or pipe whole, through the descriptor as passed (a
+ * regular file from offset 0 with pread, as clamd maps it), at most `max` bytes,
+ * by `deadline`: a pipe whose writer never closes cannot hold the connection. The
+ * pipe is read non-blocking (the flag is restored before returning).
+ */
+static int read_passed(int fd, const struct stat *st, uint64_t max, double deadline,
+                       unsigned char **out, size_t *outlen)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int reg = S_ISREG(st->st_mode), rc = PASSED_OK;
+    int flags = fcntl(fd, F_GETFL);
+
+    if (reg && (uint64_t)st->st_size > max)
+        return PASSED_TOO_BIG;
+    if (!reg && flags >= 0)
+        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    for (;;) {
+        if (len == cap) {
+            /* Room for max + 1 bytes at most: one byte past the cap says "too big". */
+            size_t want = cap ? 2 * cap : 65536;
+            if ((uint64_t)want > max + 1)
+                want = (size_t)(max + 1);
+            if (want <= cap) {
+                rc = PASSED_TOO_BIG;
+                break;
+            }
+            unsigned char *grown = realloc(buf, want);
+            if (!grown) {
+                rc = PASSED_NOMEM;
+                break;
+            }
+            buf = grown;
+            cap = want;
+        }
+        ssize_t r =
+            reg ? pread(fd, buf + len, cap - len, (off_t)len) : read(fd, buf + len, cap - len);
+        if (r > 0) {
+            len += (size_t)r;
+            if (mono_now() > deadline) {
+                rc = PASSED_TIMEOUT; /* a regular file on a slow file system */
+                break;
+            }
+            continue;
+        }
+        if (r == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            rc = PASSED_ERROR;
+            break;
+        }
+        if (!wait_readable(fd, deadline)) {
+            rc = PASSED_TIMEOUT;
+            break;
+        }
+    }
+    if (!reg && flags >= 0)
+        fcntl(fd, F_SETFL, flags);
+    if (rc == PASSED_OK && len > max)
+        rc = PASSED_TOO_BIG;
+    if (rc != PASSED_OK) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *outlen = len;
+    return PASSED_OK;
+}
+
+/* The descriptor passed with the byte after FILDES; extra descriptors are closed. */
+static int receive_fd(conn *k)
+{
+    char dummy, ctl[CMSG_SPACE(4 * sizeof(int))];
     struct iovec iov = {.iov_base = &dummy, .iov_len = 1};
     struct msghdr msg = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
     int fd = -1;
+
+    if (recvmsg(k->fd, &msg, MSG_CMSG_CLOEXEC) <= 0)
+        return -1;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof got);
+            if (fd < 0)
+                fd = got;
+            else
+                close(got);
+        }
+    }
+    return fd;
+}
+
+static int cmd_fildes(conn *k)
+{
+    static const char *const passed_error[] = {
+        [PASSED_TOO_BIG] = "size limit exceeded",
+        [PASSED_TIMEOUT] = "read timed out (clamd.read-timeout).",
+        [PASSED_NOMEM] = "Can't allocate memory",
+        [PASSED_ERROR] = "read failed.",
+    };
     char label[32];
     struct stat st;
+    unsigned char *buf = NULL;
+    size_t len = 0;
 
     if (!k->is_unix)
         return reply(k, "FILDES: only on a unix socket ERROR");
-    if (recvmsg(k->fd, &msg, MSG_CMSG_CLOEXEC) <= 0)
-        return reply(k, "FILDES: didn't receive file descriptor. ERROR");
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-            memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    int fd = receive_fd(k);
     if (fd < 0)
         return reply(k, "FILDES: didn't receive file descriptor. ERROR");
     snprintf(label, sizeof label, "fd[%d]", fd);
-    /* The client chose what to pass; a regular file is read through its descriptor. */
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        /* Pipes and sockets: read it whole, bounded like a stream. */
-        unsigned char *buf = NULL;
-        size_t len = 0, cap = 0;
-        for (;;) {
-            if (len == cap) {
-                if (cap > C.c->stream_max_length) {
-                    free(buf);
-                    close(fd);
-                    return reply(k, "%s: size limit exceeded ERROR", label);
-                }
-                unsigned char *grown = realloc(buf, cap = cap ? 2 * cap : 65536);
-                if (!grown) {
-                    free(buf);
-                    close(fd);
-                    return reply(k, "%s: Can't allocate memory ERROR", label);
-                }
-                buf = grown;
-            }
-            ssize_t r = read(fd, buf + len, cap - len);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0)
-                break;
-            len += (size_t)r;
-        }
+    const char *refused = fildes_refusal(fd, &st);
+    if (refused) {
         close(fd);
-        return scan_one(k, label, buf, len, -1);
+        dlog(DLOG_INFO, "clamd: passed descriptor refused", LF_S("peer", k->peer),
+             LF_S("why", refused), LF_END);
+        return reply(k, "%s: %s ERROR", label, refused);
     }
-    return scan_one(k, label, NULL, 0, fd);
+    /* Read through the descriptor as passed, never re-opened: the client's rights. */
+    double deadline = mono_now() + C.c->clamd_read_timeout_s;
+    int rc = read_passed(fd, &st, C.c->stream_max_length, deadline, &buf, &len);
+    int err = errno;
+    close(fd);
+    if (rc != PASSED_OK) {
+        dlog(rc == PASSED_TIMEOUT ? DLOG_WARN : DLOG_INFO, "clamd: passed descriptor not read",
+             LF_S("peer", k->peer), LF_S("why", passed_error[rc]),
+             LF_S("type", S_ISREG(st.st_mode) ? "file" : "pipe"),
+             LF_S("error", rc == PASSED_ERROR ? strerror(err) : ""), LF_END);
+        return reply(k, "%s: %s ERROR", label, passed_error[rc]);
+    }
+    return scan_one(k, label, buf, len);
 }
 
 /* A file or directory tree inside the roots: the files found, in name order. */
@@ -546,78 +654,81 @@ static void version_text(char *out, size_t len)
 /* ------------------------------------------------------------------------ */
 
 /* Returns 1 to keep the connection (a session goes on), 0 to close it. */
-static int dispatch(conn *k, char *cmd)
+static int dispatch(conn *k, const clamd_line *line)
 {
     char ver[512];
-    const char *arg = strchr(cmd, ' ');
-    size_t name_len = arg ? (size_t)(arg - cmd) : strlen(cmd);
-    char name[32];
+    clamd_command cmd;
 
-    snprintf(name, sizeof name, "%.*s", (int)(name_len < 31 ? name_len : 31), cmd);
-    if (arg)
-        arg++;
+    /* The command table and clamd's rules (prefixes, sessions) are in clamd_proto.c. */
+    clamd_classify(line, k->session, &cmd);
     if (k->session)
         k->id++;
-    metrics_clamd(name);
+    metrics_clamd(cmd.name);
 
-#define IS(s) (!strcmp(name, s))
-    if (IS("PING")) {
+    switch (cmd.kind) {
+    case CLAMD_PING:
         reply(k, "PONG");
-    } else if (IS("VERSION")) {
+        break;
+    case CLAMD_VERSION:
         version_text(ver, sizeof ver);
         reply(k, "%s", ver);
-    } else if (IS("VERSIONCOMMANDS")) {
+        break;
+    case CLAMD_VERSIONCOMMANDS:
         version_text(ver, sizeof ver);
         reply(k,
               "%s| COMMANDS: SCAN CONTSCAN MULTISCAN INSTREAM FILDES PING VERSION "
               "VERSIONCOMMANDS IDSESSION END RELOAD",
               ver);
-    } else if (IS("INSTREAM")) {
+        break;
+    case CLAMD_INSTREAM:
         if (cmd_instream(k))
             return 0;
-    } else if (IS("FILDES")) {
+        break;
+    case CLAMD_FILDES:
         if (cmd_fildes(k))
             return 0;
-    } else if ((IS("SCAN") || IS("CONTSCAN") || IS("MULTISCAN")) && arg && *arg) {
-        if (k->session && !IS("SCAN")) {
-            reply(k, "Command invalid inside IDSESSION. ERROR");
+        break;
+    case CLAMD_SCAN:
+    case CLAMD_CONTSCAN:
+    case CLAMD_MULTISCAN:
+        if (cmd_scan(k, cmd.arg, cmd.kind == CLAMD_SCAN))
             return 0;
-        }
-        if (cmd_scan(k, arg, IS("SCAN")))
-            return 0;
-    } else if (IS("IDSESSION") && !k->session) {
-        if (k->term != '\0' && k->term != '\n')
-            return 0;
+        break;
+    case CLAMD_IN_SESSION_INVALID:
+        reply(k, "Command invalid inside IDSESSION. ERROR");
+        return 0;
+    case CLAMD_IDSESSION:
         k->session = 1;
         k->id = 0;
         return 1;
-    } else if (IS("END")) {
+    case CLAMD_END:
         return 0;
-    } else if (IS("RELOAD") && !k->session) {
+    case CLAMD_RELOAD:
         reload_request();
         reply(k, "RELOADING");
         return 0;
-    } else {
+    default:
+        if (cmd.kind == CLAMD_UNKNOWN && !strcmp(cmd.name, "IDSESSION") && !line->prefixed)
+            dlog(DLOG_INFO, "clamd: IDSESSION without z/n prefix refused", LF_S("peer", k->peer),
+                 LF_END);
         reply(k, "UNKNOWN COMMAND");
         return 0;
     }
-#undef IS
     return k->session;
 }
 
 static void *serve(void *arg)
 {
     conn *k = arg;
-    char cmd[MAX_COMMAND];
+    clamd_line line;
 
     for (;;) {
         /* Between session commands the idle timeout applies, else the read timeout. */
         set_timeout(k->fd, k->session ? C.c->clamd_idle_timeout_s : C.c->clamd_read_timeout_s);
-        int n = read_command(k, cmd, sizeof cmd);
+        int n = read_command(k, &line);
         if (n <= 0)
             break;
-        /* Old-style (unprefixed) commands may not open sessions, as in clamd. */
-        if (!dispatch(k, cmd))
+        if (!dispatch(k, &line))
             break;
     }
     pthread_mutex_lock(&C.lock);
