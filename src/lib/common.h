@@ -37,6 +37,7 @@ void *cm_calloc(size_t n, size_t size);
 void *cm_realloc(void *p, size_t bytes);
 char *cm_strdup(const char *s);              /* NULL for s == NULL */
 char *cm_strndup(const char *s, size_t max); /* at most max bytes of s, NUL-terminated */
+char *cm_asprintf(const char *fmt, ...) CM_PRINTF(1, 2); /* NULL on failure */
 void cm_free(void *p);
 
 /*

@@ -38,7 +38,7 @@ static void CM_PRINTF(2, 3) appendf(char **buf, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     size_t old = *buf ? strlen(*buf) : 0, add = strlen(line);
-    char *grown = realloc(*buf, old + add + 2);
+    char *grown = cm_realloc(*buf, old + add + 2);
     if (!grown)
         return;
     memcpy(grown + old, line, add);
@@ -54,7 +54,7 @@ clipmod_error clipmod_engine_new(const clipmod_model *model, clipmod_engine **ou
     *out = NULL;
     if (!model)
         return CLIPMOD_E_INVALID_ARG;
-    clipmod_engine *e = calloc(1, sizeof *e);
+    clipmod_engine *e = cm_calloc(1, sizeof *e);
     if (!e)
         return CLIPMOD_E_NOMEM;
     e->model = model;
@@ -69,8 +69,8 @@ clipmod_error clipmod_engine_new(const clipmod_model *model, clipmod_engine **ou
         snprintf(dir, sizeof dir, "%s/.cache/clipmod", home);
     else
         dir[0] = '\0';
-    if (dir[0] && !(e->cache_dir = strdup(dir))) {
-        free(e);
+    if (dir[0] && !(e->cache_dir = cm_strdup(dir))) {
+        cm_free(e);
         return CLIPMOD_E_NOMEM;
     }
     *out = e;
@@ -81,15 +81,15 @@ clipmod_error clipmod_engine_new(const clipmod_model *model, clipmod_engine **ou
 static void uncompile(clipmod_engine *e)
 {
     for (size_t i = 0; i < e->n_prompts; i++)
-        free(e->prompts[i]);
-    free(e->prompts);
+        cm_free(e->prompts[i]);
+    cm_free(e->prompts);
     cm_free(e->prompt_emb);
     for (size_t i = 0; i < e->n_cats; i++) {
-        free(e->cats[i].cand);
-        free(e->cats[i].kind);
+        cm_free(e->cats[i].cand);
+        cm_free(e->cats[i].kind);
     }
-    free(e->cats);
-    free(e->policy_json);
+    cm_free(e->cats);
+    cm_free(e->policy_json);
     cm_policy_free(e->policy);
     e->prompts = NULL;
     e->prompt_emb = NULL;
@@ -115,8 +115,8 @@ void clipmod_engine_free(clipmod_engine *e)
     uncompile(e);
     cm_plugins_free(e->plugins);
     cm_allow_free(e->fetch_allow);
-    free(e->cache_dir);
-    free(e);
+    cm_free(e->cache_dir);
+    cm_free(e);
 }
 
 clipmod_error clipmod_engine_set(clipmod_engine *e, clipmod_setting s, uint64_t value)
@@ -134,10 +134,10 @@ clipmod_error clipmod_engine_set_cache_dir(clipmod_engine *e, const char *dir)
 {
     if (!e || e->compiled)
         return CLIPMOD_E_INVALID_ARG;
-    char *copy = dir ? strdup(dir) : NULL;
+    char *copy = dir ? cm_strdup(dir) : NULL;
     if (dir && !copy)
         return CLIPMOD_E_NOMEM;
-    free(e->cache_dir);
+    cm_free(e->cache_dir);
     e->cache_dir = copy;
     return CLIPMOD_OK;
 }
@@ -174,7 +174,7 @@ static long intern(clipmod_engine *e, prompt_index *ix, const char *text)
             return (long)ix->row[i];
         i = (i + 1) & (ix->size - 1);
     }
-    char *copy = strdup(text);
+    char *copy = cm_strdup(text);
     if (!copy)
         return -1;
     ix->hash[i] = h;
@@ -191,9 +191,9 @@ static clipmod_error build_tables(clipmod_engine *e)
         total += p->categories[c].n_prompts + p->categories[c].n_contrast;
     while (cap < 2 * total)
         cap *= 2;
-    prompt_index ix = {calloc(cap, sizeof *ix.hash), calloc(cap, sizeof *ix.row), cap};
-    e->prompts = calloc(total ? total : 1, sizeof *e->prompts);
-    e->cats = calloc(p->n_categories ? p->n_categories : 1, sizeof *e->cats);
+    prompt_index ix = {cm_calloc(cap, sizeof *ix.hash), cm_calloc(cap, sizeof *ix.row), cap};
+    e->prompts = cm_calloc(total ? total : 1, sizeof *e->prompts);
+    e->cats = cm_calloc(p->n_categories ? p->n_categories : 1, sizeof *e->cats);
     clipmod_error rc = CLIPMOD_OK;
     if (!ix.hash || !ix.row || !e->prompts || !e->cats) {
         rc = CLIPMOD_E_NOMEM;
@@ -205,8 +205,8 @@ static clipmod_error build_tables(clipmod_engine *e)
         cm_cat *cat = &e->cats[c];
         size_t n = def->n_prompts + def->n_contrast + p->n_neutral;
         cat->def = def;
-        cat->cand = malloc(n * sizeof *cat->cand);
-        cat->kind = malloc(n * sizeof *cat->kind);
+        cat->cand = cm_alloc(n * sizeof *cat->cand);
+        cat->kind = cm_alloc(n * sizeof *cat->kind);
         if (!cat->cand || !cat->kind) {
             rc = CLIPMOD_E_NOMEM;
             goto out;
@@ -226,8 +226,8 @@ static clipmod_error build_tables(clipmod_engine *e)
         cat->n_own = def->n_prompts;
     }
 out:
-    free(ix.hash);
-    free(ix.row);
+    cm_free(ix.hash);
+    cm_free(ix.row);
     return rc;
 }
 
@@ -241,9 +241,9 @@ static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
     const size_t dim = clipmod_model_embed_dim(e->model);
     const size_t nt = p->n_templates ? p->n_templates : 1;
     const size_t n = e->n_prompts * nt;
-    char **texts = calloc(n ? n : 1, sizeof *texts);
+    char **texts = cm_calloc(n ? n : 1, sizeof *texts);
     float *emb = cm_alloc((n ? n : 1) * dim * sizeof *emb);
-    size_t *missing = malloc((n ? n : 1) * sizeof *missing);
+    size_t *missing = cm_alloc((n ? n : 1) * sizeof *missing);
     cm_cache *cache = e->cache_dir ? cm_cache_open(e->cache_dir, e->model->fingerprint, dim) : NULL;
     clipmod_error rc = CLIPMOD_OK;
     size_t n_missing = 0;
@@ -274,7 +274,7 @@ static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
         size_t m = n_missing - done < EMBED_CHUNK ? n_missing - done : EMBED_CHUNK;
         for (size_t j = 0; j < m; j++)
             chunk[j] = texts[missing[done + j]];
-        if (!(tmp = malloc(m * dim * sizeof *tmp))) {
+        if (!(tmp = cm_alloc(m * dim * sizeof *tmp))) {
             rc = CLIPMOD_E_NOMEM;
             goto out;
         }
@@ -284,7 +284,7 @@ static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
             if (cache)
                 cm_cache_put(cache, chunk[j], tmp + j * dim);
         }
-        free(tmp);
+        cm_free(tmp);
         if (rc) {
             appendf(problems, "error: embedding the policy's prompts: %s", err);
             goto out;
@@ -302,10 +302,10 @@ static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
         appendf(problems, "warning: could not write the prompt cache in %s", e->cache_dir);
 out:
     for (size_t k = 0; texts && k < n; k++)
-        free(texts[k]);
-    free(texts);
+        cm_free(texts[k]);
+    cm_free(texts);
     cm_free(emb);
-    free(missing);
+    cm_free(missing);
     cm_cache_free(cache);
     return rc;
 }
@@ -383,7 +383,7 @@ clipmod_error clipmod_policy_check(const char *path, char **problems, char **sum
     if (!rc && summary && !(*summary = summary_json(p, NULL)))
         rc = CLIPMOD_E_NOMEM;
     cm_policy_free(p);
-    free(local);
+    cm_free(local);
     return rc;
 }
 
@@ -422,7 +422,7 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
 out:
     if (rc)
         uncompile(e);
-    free(local);
+    cm_free(local);
     return rc;
 }
 
@@ -435,7 +435,7 @@ const char *clipmod_engine_policy_name(const clipmod_engine *e)
 
 char *clipmod_engine_policy_json(const clipmod_engine *e)
 {
-    return e && e->policy_json ? strdup(e->policy_json) : NULL;
+    return e && e->policy_json ? cm_strdup(e->policy_json) : NULL;
 }
 
 const char *clipmod_engine_smtp_reply(const clipmod_engine *e, clipmod_action a)

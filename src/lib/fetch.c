@@ -150,9 +150,9 @@ static void CM_PRINTF(3, 4) set_reason(cm_fetched *r, clipmod_reason reason, con
 
 static void target_free(target *t)
 {
-    free(t->url);
-    free(t->host);
-    free(t->origin);
+    cm_free(t->url);
+    cm_free(t->host);
+    cm_free(t->origin);
     memset(t, 0, sizeof *t);
 }
 
@@ -210,16 +210,15 @@ static int resolve_target(const char *base, const char *ref, const char *origin,
         h++;
         hn -= 2;
     }
-    if (!(t->host = strndup(h, hn)))
+    if (!(t->host = cm_strndup(h, hn)))
         goto out;
     for (char *p = t->host; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
         goto out;
-    if (asprintf(&t->origin, "%s://%s:%s", scheme, host, port) < 0) {
-        t->origin = NULL;
+    t->origin = cm_asprintf("%s://%s:%s", scheme, host, port);
+    if (!t->origin)
         goto out;
-    }
     if (origin && strcmp(origin, t->origin)) {
         curl_url_set(u, CURLUPART_USER, NULL, 0);
         curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
@@ -227,7 +226,7 @@ static int resolve_target(const char *base, const char *ref, const char *origin,
     char *url = NULL;
     if (curl_url_get(u, CURLUPART_URL, &url, 0) != CURLUE_OK)
         goto out;
-    t->url = strdup(url);
+    t->url = cm_strdup(url);
     curl_free(url);
     if (!t->url)
         goto out;
@@ -324,7 +323,7 @@ static size_t on_header(char *line, size_t size, size_t count, void *p)
         x->status = 0;
         x->status_text[0] = '\0';
         x->content_length = -1;
-        free(x->location);
+        cm_free(x->location);
         x->location = NULL;
         if (sp && (size_t)(sp - line) + 4 <= n) {
             x->status = strtol(sp + 1, NULL, 10);
@@ -333,9 +332,9 @@ static size_t on_header(char *line, size_t size, size_t count, void *p)
         }
     } else if (header_is(line, n, "location:")) {
         header_value(line, n, 9, &v, &vn);
-        free(x->location);
+        cm_free(x->location);
         /* One byte over the limit is kept, so that resolve_target() says "too long". */
-        if (!(x->location = strndup(v, vn > MAX_URL ? MAX_URL + 1 : vn))) {
+        if (!(x->location = cm_strndup(v, vn > MAX_URL ? MAX_URL + 1 : vn))) {
             x->stopped = STOP_NOMEM;
             return 0;
         }
@@ -379,7 +378,7 @@ static size_t on_body(char *data, size_t size, size_t count, void *p)
             cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
         if (cap > x->o->max_bytes)
             cap = (size_t)x->o->max_bytes;
-        unsigned char *grown = realloc(x->buf, cap);
+        unsigned char *grown = cm_realloc(x->buf, cap);
         if (!grown) {
             x->stopped = STOP_NOMEM;
             return 0;
@@ -442,11 +441,11 @@ static void finish(fetch_state *s, xfer *x)
     }
     curl_easy_cleanup(x->easy);
     x->easy = NULL;
-    free(x->buf);
-    free(x->location);
-    free(x->url);
-    free(x->host);
-    free(x->origin);
+    cm_free(x->buf);
+    cm_free(x->location);
+    cm_free(x->url);
+    cm_free(x->host);
+    cm_free(x->origin);
     x->buf = NULL;
     x->location = x->url = x->host = x->origin = NULL;
 }
@@ -475,7 +474,7 @@ static void start_hop(fetch_state *s, xfer *x)
 
     x->status = 0;
     x->status_text[0] = '\0';
-    free(x->location);
+    cm_free(x->location);
     x->location = NULL;
     x->content_length = -1;
     x->len = 0;
@@ -559,9 +558,9 @@ static void follow(fetch_state *s, xfer *x)
         return;
     }
     x->hops++;
-    free(x->url);
-    free(x->host);
-    free(x->origin);
+    cm_free(x->url);
+    cm_free(x->host);
+    cm_free(x->origin);
     x->url = t.url;
     x->host = t.host;
     x->origin = t.origin;
@@ -677,7 +676,7 @@ clipmod_error cm_fetch(const cm_fetch_opts *o, const char *const *urls, size_t n
                        curl_easy_strerror(curl_init_rc));
         return CLIPMOD_OK;
     }
-    xs = calloc(n, sizeof *xs);
+    xs = cm_calloc(n, sizeof *xs);
     s.multi = curl_multi_init();
     s.headers = curl_slist_append(NULL, ACCEPT);
     if (!xs || !s.multi || !s.headers) {
@@ -724,7 +723,7 @@ out:
             finish(&s, &xs[i]);
         }
     }
-    free(xs);
+    cm_free(xs);
     curl_slist_free_all(s.headers);
     curl_multi_cleanup(s.multi);
     return rc;
@@ -733,7 +732,7 @@ out:
 void cm_fetched_free(cm_fetched *out, size_t n)
 {
     for (size_t i = 0; out && i < n; i++) {
-        free(out[i].data);
+        cm_free(out[i].data);
         out[i].data = NULL;
     }
 }
@@ -759,10 +758,10 @@ clipmod_error clipmod_scan_urls(const clipmod_engine *e, const char *const *urls
     for (size_t i = 0; i < n; i++)
         if (!urls[i])
             return CLIPMOD_E_INVALID_ARG;
-    got = calloc(n, sizeof *got);
-    inputs = calloc(n, sizeof *inputs);
-    scanned = calloc(n, sizeof *scanned);
-    which = calloc(n, sizeof *which);
+    got = cm_calloc(n, sizeof *got);
+    inputs = cm_calloc(n, sizeof *inputs);
+    scanned = cm_calloc(n, sizeof *scanned);
+    which = cm_calloc(n, sizeof *which);
     if (!got || !inputs || !scanned || !which) {
         rc = CLIPMOD_E_NOMEM;
         goto out;
@@ -814,9 +813,9 @@ out:
             out[i] = NULL;
         }
     cm_fetched_free(got, n);
-    free(got);
-    free(inputs);
-    free(scanned);
-    free(which);
+    cm_free(got);
+    cm_free(inputs);
+    cm_free(scanned);
+    cm_free(which);
     return rc;
 }

@@ -109,7 +109,7 @@ clipmod_error clipmod_model_load(const char *dir, const char *merges, clipmod_mo
     *out = NULL;
     if (!dir)
         return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "no model directory given");
-    m = calloc(1, sizeof *m);
+    m = cm_calloc(1, sizeof *m);
     if (!m)
         return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
 
@@ -159,7 +159,7 @@ void clipmod_model_free(clipmod_model *m)
         return;
     cm_weights_free(&m->w);
     cm_tokenizer_free(m->tok);
-    free(m);
+    cm_free(m);
 }
 
 size_t clipmod_model_embed_dim(const clipmod_model *m)
@@ -243,9 +243,9 @@ clipmod_error clipmod_embed_texts(const clipmod_model *m, const char *const *tex
 
     if (!m || !texts || !out || !n)
         return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "model, texts and output are required");
-    ids = malloc(n * sizeof *ids);
-    rows = malloc(n * sizeof *rows);
-    len = malloc(n * sizeof *len);
+    ids = cm_alloc(n * sizeof *ids);
+    rows = cm_alloc(n * sizeof *rows);
+    len = cm_alloc(n * sizeof *len);
     if (!ids || !rows || !len) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
@@ -280,8 +280,8 @@ clipmod_error clipmod_embed_texts(const clipmod_model *m, const char *const *tex
         done += (size_t)b;
     }
 out:
-    free(ids);
-    free(rows);
-    free(len);
+    cm_free(ids);
+    cm_free(rows);
+    cm_free(len);
     return rc;
 }

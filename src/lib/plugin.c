@@ -62,7 +62,7 @@ static clipmod_error resolve(const char *path, char **out, char *errbuf)
     if (!*path)
         return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "plugin: empty path");
     if (strchr(path, '/')) {
-        *out = strdup(path);
+        *out = cm_strdup(path);
         return *out ? CLIPMOD_OK
                     : cm_error(errbuf, CLIPMOD_E_NOMEM, "plugin %s: out of memory", path);
     }
@@ -71,10 +71,9 @@ static clipmod_error resolve(const char *path, char **out, char *errbuf)
      * and the system library directories for something called like a plugin. */
     size_t n = strlen(path);
     const char *ext = n > 3 && strcmp(path + n - 3, ".so") == 0 ? "" : ".so";
-    if (asprintf(out, "%s/%s%s", CM_PLUGIN_DIR, path, ext) < 0) {
-        *out = NULL;
+    *out = cm_asprintf("%s/%s%s", CM_PLUGIN_DIR, path, ext);
+    if (!*out)
         return cm_error(errbuf, CLIPMOD_E_NOMEM, "plugin %s: out of memory", path);
-    }
     return CLIPMOD_OK;
 #else
     return cm_error(errbuf, CLIPMOD_E_PLUGIN,
@@ -180,8 +179,8 @@ static void unload(cm_plugin *p)
         pthread_mutex_destroy(&p->lock);
     if (p->dl)
         dlclose(p->dl);
-    free(p->path);
-    free(p);
+    cm_free(p->path);
+    cm_free(p);
 }
 
 clipmod_error cm_plugins_load(cm_plugins **list, const char *path, const char *config, char *errbuf)
@@ -197,7 +196,7 @@ clipmod_error cm_plugins_load(cm_plugins **list, const char *path, const char *c
         config = "";
     l = *list;
 
-    if (!(p = calloc(1, sizeof *p))) {
+    if (!(p = cm_calloc(1, sizeof *p))) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "plugin %s: out of memory", path);
         goto out;
     }
@@ -215,13 +214,13 @@ clipmod_error cm_plugins_load(cm_plugins **list, const char *path, const char *c
 
     /* Everything that can fail for want of memory happens before init, so a plugin
      * that started is never left without its fini. */
-    if (!l && !(l = calloc(1, sizeof *l))) {
+    if (!l && !(l = cm_calloc(1, sizeof *l))) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "plugin %s: out of memory", p->path);
         goto out;
     }
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 4;
-        cm_plugin **items = realloc(l->items, cap * sizeof *items);
+        cm_plugin **items = cm_realloc(l->items, cap * sizeof *items);
         if (!items) {
             rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "plugin %s: out of memory", p->path);
             goto out;
@@ -292,6 +291,6 @@ void cm_plugins_free(cm_plugins *list)
             p->desc.fini(p->state);
         unload(p);
     }
-    free(list->items);
-    free(list);
+    cm_free(list->items);
+    cm_free(list);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "resample.h"
 
 #define PRECISION_BITS (32 - 8 - 2)
@@ -42,13 +43,13 @@ static int precompute(int in_size, int out_size, coeffs *c)
     const double filterscale = scale < 1.0 ? 1.0 : scale;
     const double support = 2.0 * filterscale;
     const int ksize = (int)ceil(support) * 2 + 1;
-    double *w = malloc((size_t)ksize * sizeof *w);
+    double *w = cm_alloc((size_t)ksize * sizeof *w);
 
     c->ksize = ksize;
-    c->bounds = malloc((size_t)out_size * 2 * sizeof *c->bounds);
-    c->k = malloc((size_t)out_size * ksize * sizeof *c->k);
+    c->bounds = cm_alloc((size_t)out_size * 2 * sizeof *c->bounds);
+    c->k = cm_alloc((size_t)out_size * ksize * sizeof *c->k);
     if (!w || !c->bounds || !c->k) {
-        free(w);
+        cm_free(w);
         return -1;
     }
     for (int xx = 0; xx < out_size; xx++) {
@@ -73,7 +74,7 @@ static int precompute(int in_size, int out_size, coeffs *c)
         c->bounds[xx * 2] = xmin;
         c->bounds[xx * 2 + 1] = xmax;
     }
-    free(w);
+    cm_free(w);
     return 0;
 }
 
@@ -103,7 +104,7 @@ int cm_resample_bicubic(const uint8_t *in, int w, int h, uint8_t *out, int ow, i
     int src_w = w;
 
     if (need_h) {
-        tmp = malloc((size_t)(last - first) * ow * 3);
+        tmp = cm_alloc((size_t)(last - first) * ow * 3);
         if (!tmp)
             goto out;
         for (int y = 0; y < last - first; y++) {
@@ -144,10 +145,10 @@ int cm_resample_bicubic(const uint8_t *in, int w, int h, uint8_t *out, int ow, i
     }
     rc = 0;
 out:
-    free(hc.bounds);
-    free(hc.k);
-    free(vc.bounds);
-    free(vc.k);
-    free(tmp);
+    cm_free(hc.bounds);
+    cm_free(hc.k);
+    cm_free(vc.bounds);
+    cm_free(vc.k);
+    cm_free(tmp);
     return rc;
 }

@@ -40,12 +40,12 @@ const char *clipmod_reason_name(clipmod_reason r)
 
 static char *dup_or_empty(const char *s)
 {
-    return strdup(s ? s : "");
+    return cm_strdup(s ? s : "");
 }
 
 clipmod_result *cm_result_new(const char *name, const char *policy, const char *model)
 {
-    clipmod_result *r = calloc(1, sizeof *r);
+    clipmod_result *r = cm_calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->name = dup_or_empty(name);
@@ -68,7 +68,7 @@ void cm_result_unscanned(clipmod_result *r, clipmod_reason reason, const char *t
     r->reason = reason;
     r->top_category = NULL;
     if (t) {
-        free(r->reason_text);
+        cm_free(r->reason_text);
         r->reason_text = t;
     }
 }
@@ -78,7 +78,7 @@ clipmod_error cm_result_set_message(clipmod_result *r, const char *msg)
     char *m = dup_or_empty(msg);
     if (!m)
         return CLIPMOD_E_NOMEM;
-    free(r->message);
+    cm_free(r->message);
     r->message = m;
     return CLIPMOD_OK;
 }
@@ -106,22 +106,22 @@ void clipmod_result_free(clipmod_result *r)
         return;
     for (size_t i = 0; i < r->n_cats; i++) {
         for (size_t j = 0; j < r->cats[i].n_prompts; j++)
-            free((char *)r->cats[i].prompts[j].text);
-        free(r->cats[i].prompts);
-        free((char *)r->cats[i].s.id);
+            cm_free((char *)r->cats[i].prompts[j].text);
+        cm_free(r->cats[i].prompts);
+        cm_free((char *)r->cats[i].s.id);
     }
-    free(r->cats);
+    cm_free(r->cats);
     for (size_t i = 0; i < r->n_notes; i++) {
-        free(r->notes[i].by);
-        free(r->notes[i].text);
+        cm_free(r->notes[i].by);
+        cm_free(r->notes[i].text);
     }
-    free(r->notes);
-    free(r->name);
-    free(r->reason_text);
-    free(r->policy);
-    free(r->model);
-    free(r->message);
-    free(r);
+    cm_free(r->notes);
+    cm_free(r->name);
+    cm_free(r->reason_text);
+    cm_free(r->policy);
+    cm_free(r->model);
+    cm_free(r->message);
+    cm_free(r);
 }
 
 clipmod_state clipmod_result_state(const clipmod_result *r)
@@ -177,16 +177,16 @@ clipmod_error clipmod_result_add_note(clipmod_result *r, const char *by, const c
 {
     if (!r || !text)
         return CLIPMOD_E_INVALID_ARG;
-    cm_note *grown = realloc(r->notes, (r->n_notes + 1) * sizeof *grown);
+    cm_note *grown = cm_realloc(r->notes, (r->n_notes + 1) * sizeof *grown);
     if (!grown)
         return CLIPMOD_E_NOMEM;
     r->notes = grown;
     cm_note *n = &r->notes[r->n_notes];
     n->by = dup_or_empty(by);
-    n->text = strdup(text);
+    n->text = cm_strdup(text);
     if (!n->by || !n->text) {
-        free(n->by);
-        free(n->text);
+        cm_free(n->by);
+        cm_free(n->text);
         return CLIPMOD_E_NOMEM;
     }
     r->n_notes++;
@@ -268,5 +268,5 @@ char *clipmod_result_to_json(const clipmod_result *r, int explain)
 
 void clipmod_free(void *p)
 {
-    free(p);
+    cm_free(p);
 }

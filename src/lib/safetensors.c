@@ -171,7 +171,7 @@ clipmod_error cm_safetensors_open(const char *path, cm_safetensors **out, char *
         goto out;
     }
 
-    st = calloc(1, sizeof *st);
+    st = cm_calloc(1, sizeof *st);
     if (!st) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
@@ -215,8 +215,8 @@ clipmod_error cm_safetensors_open(const char *path, cm_safetensors **out, char *
         names_len += strlen(key) + 1;
     }
 
-    st->tensors = calloc(n ? n : 1, sizeof *st->tensors);
-    st->names = malloc(names_len ? names_len : 1);
+    st->tensors = cm_calloc(n ? n : 1, sizeof *st->tensors);
+    st->names = cm_alloc(names_len ? names_len : 1);
     if (!st->tensors || !st->names) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
@@ -260,9 +260,9 @@ void cm_safetensors_close(cm_safetensors *st)
         return;
     if (st->map)
         munmap(st->map, st->map_len);
-    free(st->tensors);
-    free(st->names);
-    free(st);
+    cm_free(st->tensors);
+    cm_free(st->names);
+    cm_free(st);
 }
 
 const cm_tensor *cm_safetensors_find(const cm_safetensors *st, const char *name)

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "ssrf.h"
 
 /* One special-purpose block: `len` leading bits of `prefix`. */
@@ -267,26 +268,26 @@ clipmod_error cm_allow_add(cm_allow **list, const char *what)
             n--;
         if (strchr(what, '/') || strchr(what, ':') || !is_host_name(what, n))
             return CLIPMOD_E_INVALID_ARG;
-        if (!(host = strndup(what, n)))
+        if (!(host = cm_strndup(what, n)))
             return CLIPMOD_E_NOMEM;
         for (char *p = host; *p; p++)
             *p = (char)tolower((unsigned char)*p);
     }
-    if (!l && !(l = calloc(1, sizeof *l))) {
-        free(host);
+    if (!l && !(l = cm_calloc(1, sizeof *l))) {
+        cm_free(host);
         return CLIPMOD_E_NOMEM;
     }
     *list = l;
     if (host) {
-        char **grown = realloc(l->hosts, (l->n_hosts + 1) * sizeof *grown);
+        char **grown = cm_realloc(l->hosts, (l->n_hosts + 1) * sizeof *grown);
         if (!grown) {
-            free(host);
+            cm_free(host);
             return CLIPMOD_E_NOMEM;
         }
         l->hosts = grown;
         l->hosts[l->n_hosts++] = host;
     } else {
-        cm_net *grown = realloc(l->nets, (l->n_nets + 1) * sizeof *grown);
+        cm_net *grown = cm_realloc(l->nets, (l->n_nets + 1) * sizeof *grown);
         if (!grown)
             return CLIPMOD_E_NOMEM;
         l->nets = grown;
@@ -300,10 +301,10 @@ void cm_allow_free(cm_allow *l)
     if (!l)
         return;
     for (size_t i = 0; i < l->n_hosts; i++)
-        free(l->hosts[i]);
-    free(l->hosts);
-    free(l->nets);
-    free(l);
+        cm_free(l->hosts[i]);
+    cm_free(l->hosts);
+    cm_free(l->nets);
+    cm_free(l);
 }
 
 int cm_allow_has_host(const cm_allow *l, const char *host)

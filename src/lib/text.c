@@ -19,7 +19,7 @@ clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg, const i
     const cm_text_weights *tw = &w->text;
     const int d = cfg->text.width, e = cfg->proj_dim;
     clipmod_error rc = CLIPMOD_OK;
-    int *start = malloc((size_t)n * sizeof *start);
+    int *start = cm_alloc((size_t)n * sizeof *start);
     float *h = NULL, *pooled = NULL;
     int rows = 0, max_len = 0;
 
@@ -55,7 +55,7 @@ clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg, const i
     cm_linear(pooled, n, d, tw->proj, NULL, e, out);
     cm_l2_normalize(out, n, e);
 out:
-    free(start);
+    cm_free(start);
     cm_free(h);
     cm_free(pooled);
     return rc;

@@ -291,7 +291,7 @@ static int cps_reserve(cps *a, size_t cap)
         return 0;
     if (cap > SIZE_MAX / sizeof *v)
         return -1;
-    v = realloc(a->v, cap * sizeof *v);
+    v = cm_realloc(a->v, cap * sizeof *v);
     if (!v)
         return -1;
     a->v = v;
@@ -696,12 +696,12 @@ typedef struct bpe_scratch {
 
 static void scratch_free(bpe_scratch *sc)
 {
-    free(sc->bytes);
-    free(sc->sym);
-    free(sc->next);
-    free(sc->prev);
-    free(sc->heap);
-    free(sc->batch);
+    cm_free(sc->bytes);
+    cm_free(sc->sym);
+    cm_free(sc->next);
+    cm_free(sc->prev);
+    cm_free(sc->heap);
+    cm_free(sc->batch);
 }
 
 static int scratch_reserve(bpe_scratch *sc, size_t n)
@@ -715,7 +715,7 @@ static int scratch_reserve(bpe_scratch *sc, size_t n)
         return -1;
 #define GROW(field, count)                                                                         \
     do {                                                                                           \
-        p = realloc(sc->field, (count) * sizeof *sc->field);                                       \
+        p = cm_realloc(sc->field, (count) * sizeof *sc->field);                                    \
         if (!p)                                                                                    \
             return -1;                                                                             \
         sc->field = p;                                                                             \
@@ -973,8 +973,8 @@ clipmod_error cm_tokenizer_encode(const cm_tokenizer *tok, const char *text, siz
 nomem:
     err = cm_error(errbuf, CLIPMOD_E_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
 out:
-    free(a.v);
-    free(b.v);
+    cm_free(a.v);
+    cm_free(b.v);
     scratch_free(&sc);
     return err;
 }
@@ -1067,7 +1067,7 @@ static clipmod_error read_head(const char *path, size_t lines, char **out, size_
         goto out;
     }
     gzbuffer(f, 1 << 17);
-    buf = malloc(cap);
+    buf = cm_alloc(cap);
     if (!buf)
         goto nomem;
     while (seen < lines) {
@@ -1080,7 +1080,7 @@ static clipmod_error read_head(const char *path, size_t lines, char **out, size_
                                path, lines);
                 goto out;
             }
-            p = realloc(buf, cap * 2);
+            p = cm_realloc(buf, cap * 2);
             if (!p)
                 goto nomem;
             buf = p;
@@ -1118,7 +1118,7 @@ static clipmod_error read_head(const char *path, size_t lines, char **out, size_
 nomem:
     err = cm_error(errbuf, CLIPMOD_E_NOMEM, "%s: out of memory reading merges", path);
 out:
-    free(buf);
+    cm_free(buf);
     if (f)
         gzclose_r(f);
     return err;
@@ -1185,14 +1185,14 @@ clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer 
     }
     p = end + 1;
 
-    left = malloc(n_merges * sizeof *left);
-    right = malloc(n_merges * sizeof *right);
-    llen = malloc(n_merges * sizeof *llen);
-    rlen = malloc(n_merges * sizeof *rlen);
-    merged_str = malloc(n_merges * sizeof *merged_str);
+    left = cm_alloc(n_merges * sizeof *left);
+    right = cm_alloc(n_merges * sizeof *right);
+    llen = cm_alloc(n_merges * sizeof *llen);
+    rlen = cm_alloc(n_merges * sizeof *rlen);
+    merged_str = cm_alloc(n_merges * sizeof *merged_str);
     /* Every vocabulary string: 256 bytes (<= 2 UTF-8 bytes each), the same with
      * "</w>", each merge (at most its line), and the two special tokens. */
-    arena = malloc(256 * 2 + 256 * 6 + text_len + 32);
+    arena = cm_alloc(256 * 2 + 256 * 6 + text_len + 32);
     tok = cm_calloc(1, sizeof *tok);
     if (!left || !right || !llen || !rlen || !merged_str || !arena || !tok)
         goto nomem;
@@ -1232,7 +1232,7 @@ clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer 
 
     /* The vocabulary, in simple_tokenizer's order; later duplicates win. */
     vm.mask = pow2_at_least(2 * (512 + n_merges + 2)) - 1;
-    vm.slots = calloc(vm.mask + 1, sizeof *vm.slots);
+    vm.slots = cm_calloc(vm.mask + 1, sizeof *vm.slots);
     if (!vm.slots)
         goto nomem;
     byte_table(order, cp_of);
@@ -1286,13 +1286,13 @@ nomem:
     err = cm_error(errbuf, CLIPMOD_E_NOMEM, "%s: out of memory loading %zu merges", path, n_merges);
 out:
     cm_tokenizer_free(tok);
-    free(vm.slots);
-    free(arena);
-    free(left);
-    free(right);
-    free(merged_str);
-    free(llen);
-    free(rlen);
-    free(text);
+    cm_free(vm.slots);
+    cm_free(arena);
+    cm_free(left);
+    cm_free(right);
+    cm_free(merged_str);
+    cm_free(llen);
+    cm_free(rlen);
+    cm_free(text);
     return err;
 }

@@ -39,7 +39,7 @@ clipmod_error cm_vision_forward(const cm_weights *w, const cm_config *cfg,
     float *emb = cm_alloc((size_t)n * gg * d * sizeof *emb);
     float *h = cm_alloc((size_t)n * t * d * sizeof *h);
     float *cls = cm_alloc((size_t)n * d * sizeof *cls);
-    int *start = malloc((size_t)n * sizeof *start), *len = malloc((size_t)n * sizeof *len);
+    int *start = cm_alloc((size_t)n * sizeof *start), *len = cm_alloc((size_t)n * sizeof *len);
 
     if (!patches || !emb || !h || !cls || !start || !len) {
         rc = CLIPMOD_E_NOMEM;
@@ -73,7 +73,7 @@ out:
     cm_free(emb);
     cm_free(h);
     cm_free(cls);
-    free(start);
-    free(len);
+    cm_free(start);
+    cm_free(len);
     return rc;
 }

@@ -87,7 +87,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
         cm_tensor_to_f32(t, 0, t->numel, dst);
     } else {
         size_t rows = (size_t)shape[0], cols = (size_t)shape[1];
-        float *row = malloc(cols * sizeof *row);
+        float *row = cm_alloc(cols * sizeof *row);
         if (!row)
             return cm_error(ld->errbuf, CLIPMOD_E_NOMEM, "out of memory");
         for (size_t r = 0; r < rows; r++) {
@@ -95,7 +95,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
             for (size_t c = 0; c < cols; c++)
                 dst[c * rows + r] = row[c];
         }
-        free(row);
+        cm_free(row);
     }
     *out = dst;
     return CLIPMOD_OK;
@@ -276,7 +276,7 @@ clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm
 
     size_t cap = arena_floats(cfg, w->has_text);
     w->arena = cm_alloc(cap * sizeof(float));
-    w->block_store = calloc((size_t)(cfg->vision.layers + cfg->text.layers), sizeof(cm_block));
+    w->block_store = cm_calloc((size_t)(cfg->vision.layers + cfg->text.layers), sizeof(cm_block));
     if (!w->arena || !w->block_store) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
                       cap * sizeof(float) >> 20);
@@ -319,7 +319,7 @@ void cm_weights_free(cm_weights *w)
     if (!w)
         return;
     cm_free(w->arena);
-    free(w->block_store);
+    cm_free(w->block_store);
     w->arena = NULL;
     w->block_store = NULL;
 }
