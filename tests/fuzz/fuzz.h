@@ -7,6 +7,7 @@
  *   fuzz_tmpdir()   a private temporary directory, made on first use under $TMPDIR
  *                   (or /tmp) and removed with its contents at exit. Targets must write
  *                   nowhere else.
+ *   fuzz_path()     the path of a file in fuzz_tmpdir().
  *   fuzz_cstr()     the input as a NUL-terminated copy (free() it).
  */
 #ifndef CM_FUZZ_H
@@ -61,6 +62,14 @@ static inline const char *fuzz_tmpdir(void)
         atexit(fuzz_tmpdir_cleanup_);
     }
     return fuzz_tmpdir_path_;
+}
+
+/* fuzz_tmpdir()/name into buf[size]; aborts if it does not fit. */
+static inline void fuzz_path(char *buf, size_t size, const char *name)
+{
+    int n = snprintf(buf, size, "%s/%s", fuzz_tmpdir(), name);
+    if (n < 0 || (size_t)n >= size)
+        abort();
 }
 
 /* `data` as a NUL-terminated string (embedded NULs kept; the caller frees). */
