@@ -112,6 +112,9 @@ typedef struct loader {
     char *problems;
     size_t len;
     int count;
+    /* http.auth-token-file, read once the whole text is parsed (config_load only). */
+    char *token_file;
+    yaml_node_t token_at;
 } loader;
 
 static void problem(loader *L, const yaml_node_t *at, const char *fmt, ...)
@@ -303,6 +306,8 @@ static void set_value(loader *L, const key *k, const yaml_node_t *v)
 
     switch (k->type) {
     case T_STR:
+        if (is_null(v) && k->off == F(auth_token))
+            config_set_str(&L->token_file, NULL);
         if (is_null(v)) {
             free(*(char **)(base + k->off));
             *(char **)(base + k->off) = NULL;
@@ -315,22 +320,9 @@ static void set_value(loader *L, const key *k, const yaml_node_t *v)
             return;
         }
         if (k->off == F(auth_token)) {
-            /* The token lives in its own file (mode 0600), never in the config. */
-            FILE *f = fopen(s, "r");
-            char tok[1024] = "";
-            if (!f) {
-                problem(L, v, "auth-token-file %s: %s", s, strerror(errno));
-                return;
-            }
-            if (!fgets(tok, sizeof tok, f))
-                tok[0] = '\0';
-            fclose(f);
-            tok[strcspn(tok, "\r\n")] = '\0';
-            if (strlen(tok) < 16) {
-                problem(L, v, "auth-token-file %s: the token must be at least 16 characters", s);
-                return;
-            }
-            config_set_str((char **)(base + k->off), tok);
+            /* Only noted here: parsing reads no file (see read_token). */
+            config_set_str(&L->token_file, s);
+            L->token_at = *v;
             return;
         }
         if (k->off == F(cache_dir))
@@ -496,14 +488,99 @@ static void load_map(loader *L, const yaml_node_t *map, const key *keys, const c
     }
 }
 
-int config_load(const char *path, dconfig *c, char **problems)
+/* Parse `text` into L->c: every problem into L. Reads no file. */
+static void load_text(loader *L, const char *text, size_t len)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
-    loader L = {.file = path, .doc = &doc, .c = c};
-    FILE *f = NULL;
+
+    L->doc = &doc;
+    if (len > MAX_CONFIG_BYTES) {
+        problem(L, NULL, "not a configuration file of at most 1 MiB");
+        return;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        problem(L, NULL, "out of memory");
+        return;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        yaml_node_t at = {.start_mark = parser.problem_mark};
+        problem(L, &at, "%s", parser.problem ? parser.problem : "YAML error");
+        yaml_parser_delete(&parser);
+        return;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    /* An empty file is a valid configuration: every default. */
+    if (root && !is_null(root))
+        load_map(L, root, top_keys, NULL);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    L->doc = NULL;
+}
+
+/*
+ * http.auth-token-file: its first line is the token. The file is a secret, so as
+ * ssh does for private keys, one that its group or others may read or write is
+ * refused (checked on the file opened, not on the name).
+ */
+static void read_token(loader *L)
+{
+    const char *path = L->token_file;
+    const yaml_node_t *at = &L->token_at;
+    char tok[1024] = "";
     struct stat st;
-    int have_parser = 0, have_doc = 0;
+    FILE *f = fopen(path, "r");
+
+    if (!f) {
+        problem(L, at, "auth-token-file %s: %s", path, strerror(errno));
+        return;
+    }
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        problem(L, at, "auth-token-file %s: not a regular file", path);
+        goto out;
+    }
+    if (st.st_mode & 077) {
+        problem(L, at,
+                "auth-token-file %s: permissions %04o are too open: the token must not be "
+                "accessible by group or others (chmod 600 %s)",
+                path, (unsigned)(st.st_mode & 07777), path);
+        goto out;
+    }
+    if (!fgets(tok, sizeof tok, f))
+        tok[0] = '\0';
+    tok[strcspn(tok, "\r\n")] = '\0';
+    if (strlen(tok) < 16) {
+        problem(L, at, "auth-token-file %s: the token must be at least 16 characters", path);
+        goto out;
+    }
+    if (config_set_str(&L->c->auth_token, tok))
+        problem(L, at, "out of memory");
+out:
+    explicit_bzero(tok, sizeof tok);
+    fclose(f);
+}
+
+int config_parse(const char *name, const char *text, size_t len, dconfig *c, char **problems)
+{
+    loader L = {.file = name, .c = c};
+
+    *problems = NULL;
+    if (config_set_str(&c->path, name))
+        return -1;
+    load_text(&L, text, len);
+    free(L.token_file);
+    *problems = L.problems;
+    return L.count ? -1 : 0;
+}
+
+int config_load(const char *path, dconfig *c, char **problems)
+{
+    loader L = {.file = path, .c = c};
+    char *text = NULL;
+    size_t len = 0;
+    struct stat st;
+    FILE *f = NULL;
 
     *problems = NULL;
     if (config_set_str(&c->path, path))
@@ -516,30 +593,22 @@ int config_load(const char *path, dconfig *c, char **problems)
         problem(&L, NULL, "not a configuration file of at most 1 MiB");
         goto out;
     }
-    if (!yaml_parser_initialize(&parser)) {
+    /* One byte more than the limit, to tell a file that grew since fstat. */
+    if (!(text = malloc(MAX_CONFIG_BYTES + 1))) {
         problem(&L, NULL, "out of memory");
         goto out;
     }
-    have_parser = 1;
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s:%zu:%zu: %s\n", path, parser.problem_mark.line + 1,
-                 parser.problem_mark.column + 1, parser.problem ? parser.problem : "YAML error");
-        L.problems = strdup(msg);
-        L.count++;
+    len = fread(text, 1, MAX_CONFIG_BYTES + 1, f);
+    if (ferror(f)) {
+        problem(&L, NULL, "%s", strerror(errno));
         goto out;
     }
-    have_doc = 1;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    /* An empty file is a valid configuration: every default. */
-    if (root && !is_null(root))
-        load_map(&L, root, top_keys, NULL);
+    load_text(&L, text, len);
+    if (L.token_file)
+        read_token(&L);
 out:
-    if (have_doc)
-        yaml_document_delete(&doc);
-    if (have_parser)
-        yaml_parser_delete(&parser);
+    free(text);
+    free(L.token_file);
     if (f)
         fclose(f);
     *problems = L.problems;

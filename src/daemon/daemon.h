@@ -87,6 +87,12 @@ void config_defaults(dconfig *c);
  */
 int config_load(const char *path, dconfig *c, char **problems);
 
+/*
+ * As config_load, from `len` bytes of YAML `text` named `name` in problems, and
+ * reading no file: http.auth-token-file is not read (the fuzz target's entry).
+ */
+int config_parse(const char *name, const char *text, size_t len, dconfig *c, char **problems);
+
 /* Checks that need the whole configuration (e.g. max-files <= queue-size). */
 int config_check(const dconfig *c, char **problems);
 

@@ -89,6 +89,7 @@ typedef struct req {
     tusd_req *tusd;
     int is_array;
     int suspended;
+    int close;   /* answer with Connection: close (the framing is not to be trusted) */
     int refused; /* batcher_submit's BATCH_FULL or BATCH_STOPPING */
 } req;
 
@@ -130,9 +131,27 @@ static int token_ok(const char *given, const char *want)
     return diff == 0;
 }
 
+/* `src` into `dst` (truncated), every byte that is not printable ASCII made '?'. */
+static void printable_ascii(char *dst, size_t size, const char *src)
+{
+    size_t i = 0;
+    if (!size)
+        return;
+    for (; src && src[i] && i + 1 < size; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[i] = '\0';
+}
+
+/*
+ * Messages may quote the client's bytes (a JSON parser's error does), and jansson
+ * refuses strings that are not UTF-8: they are made printable ASCII first, so a
+ * malformed request gets its 400, never a 500.
+ */
 static char *error_json(int status, const char *msg)
 {
-    json_t *o = json_pack("{s:s, s:i}", "error", msg, "status", status);
+    char text[512];
+    printable_ascii(text, sizeof text, msg);
+    json_t *o = json_pack("{s:s, s:i}", "error", text, "status", status);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -210,7 +229,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, req *q, int status, 
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED && q->routed >= 0)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
                                 routes[q->routed].post ? "POST" : "GET, HEAD");
-    if (atomic_load(&H.stopping))
+    if (atomic_load(&H.stopping) || q->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -492,9 +511,10 @@ static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
     else if (many && json_array_size(many) > H.c->max_files)
         bad = "more URLs than http.max-files";
     if (bad) {
+        /* Decided before json_decref(): `many` belongs to `root`. */
+        int status = many && json_array_size(many) > H.c->max_files ? 413 : 400;
         json_decref(root);
-        return respond_error(conn, q, many && json_array_size(many) > H.c->max_files ? 413 : 400,
-                             bad);
+        return respond_error(conn, q, status, bad);
     }
     n = one ? 1 : json_array_size(many);
     for (size_t i = 0; i < n; i++) {
@@ -605,6 +625,45 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
                   (socklen_t)len);
 }
 
+/* Counts the headers that say where a body ends. */
+typedef struct framing {
+    unsigned content_length, transfer_encoding;
+    int chunked; /* the (single) Transfer-Encoding is exactly "chunked" */
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    framing *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+        f->content_length++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->transfer_encoding++;
+        f->chunked = value && !strcasecmp(value, "chunked");
+    }
+    return MHD_YES;
+}
+
+/*
+ * Request smuggling: a proxy in front and clipmodd must agree on where a body
+ * ends, so a request whose length two parsers could read differently is refused
+ * (and its connection closed) rather than guessed at: more than one
+ * Content-Length, Content-Length with Transfer-Encoding, or a Transfer-Encoding
+ * other than a single "chunked". NULL when the framing is unambiguous.
+ */
+static const char *framing_problem(struct MHD_Connection *conn)
+{
+    framing f = {0, 0, 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+    if (f.content_length > 1)
+        return "more than one Content-Length header";
+    if (f.content_length && f.transfer_encoding)
+        return "both Content-Length and Transfer-Encoding";
+    if (f.transfer_encoding > 1 || (f.transfer_encoding && !f.chunked))
+        return "Transfer-Encoding other than a single \"chunked\"";
+    return NULL;
+}
+
 /* The first call: headers only. Route, authenticate, check what the body will be. */
 static enum MHD_Result first_call(struct MHD_Connection *conn, req *q, const char *url,
                                   const char *method)
@@ -612,7 +671,12 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, req *q, const cha
     const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
     const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    const char *framing_bad = framing_problem(conn);
 
+    if (framing_bad) {
+        q->close = 1;
+        return respond_error(conn, q, 400, framing_bad);
+    }
     for (size_t i = 0; i < N_ROUTES; i++)
         if (!strcmp(url, routes[i].path))
             q->routed = (int)i;
