@@ -168,6 +168,16 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
     c->text.heads = c->text.width / thead;
     if ((rc = get_int(file, "text_cfg.", t, "heads", 1, MAX_WIDTH, &c->text.heads, errbuf)))
         return rc;
+    /* Heads are derived by integer division: a tower narrower than one head has none. */
+    if (c->text.heads < 1)
+        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
+                        "%s: text_cfg.width %d is narrower than one %d-wide head; set "
+                        "text_cfg.heads",
+                        file, c->text.width, thead);
+    if (vhead > c->vision.width)
+        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
+                        "%s: vision_cfg.head_width %d is larger than vision_cfg.width %d", file,
+                        vhead, c->vision.width);
     c->vision.heads = c->vision.width / vhead;
     c->vision.mlp = c->vision.width * vratio;
     c->text.mlp = c->text.width * tratio;

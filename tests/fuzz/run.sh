@@ -13,6 +13,8 @@
 # Set by the Makefile: top_srcdir, top_builddir, FUZZ_TARGETS (paths), FUZZ_ENGINE
 # (non-empty under --enable-fuzzing), FUZZ_TARGET, FUZZ_SECONDS, FUZZ_ARGS, FUZZ_NICE.
 set -eu
+# libFuzzer logs hold raw input bytes; sed must not stop at invalid UTF-8.
+export LC_ALL=C
 mode=${1:-fuzz}
 : "${FUZZ_SECONDS:=60}"
 : "${FUZZ_TARGET:=}"
