@@ -30,7 +30,8 @@ U="http://$HTTP/v1/tusd"
 # upload ID SOURCE: what tusd's file store leaves: the data and its .info file.
 upload() {
     cp "$2" "$W/uploads/$1"
-    printf '{"ID":"%s"}\n' "$1" >"$W/uploads/$1.info"
+    sed -e "s|@ID@|$1|g" -e "s|@PATH@|$W/uploads/$1|g" -e "s|@SIZE@|$(stat -c %s "$2")|g" \
+        "$F/upload.info" >"$W/uploads/$1.info"
 }
 # hook FIXTURE ID PATH: post the filled-in fixture; status in $CODE, reply in $W/reply.
 hook() {

@@ -14,58 +14,63 @@
  *  - post-finish (after tusd answered): scanned the same way; with
  *    tusd.delete-rejected a refused upload and its .info file are deleted, with
  *    tusd.quarantine-dir an upload whose action is quarantine is moved there.
+ *    Hook requests are not authenticated, so only a pair tusd's filestore made
+ *    is deleted or moved: the file scanned, named after the upload ID, and ID.info
+ *    beside it whose JSON names the same ID, Storage.Path and size
+ *    (tusd_pair_mismatch() in tusd_hook.c); anything else is kept and logged.
  *  - any other hook: an empty response ("carry on"), so clipmodd can be tusd's
  *    only hook endpoint.
  *
- * The upload is read from Storage.Path only when it lies inside tusd.roots
- * (roots.c), else downloaded from tusd.download-url + ID with fetch mode. Hook
+ * The JSON is read in tusd_hook.c. The upload is read from Storage.Path only
+ * when it lies inside tusd.roots (roots.c), else downloaded from
+ * tusd.download-url + ID with fetch mode. Hook
  * requests come from tusd, but their paths are built from client-chosen IDs, so
  * they are treated as untrusted. Anything clipmodd cannot judge is answered with
  * a non-2xx status, which tusd turns into a failed request: fail closed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "tusd_hook.h"
 
 struct tusd_req {
     const dconfig *c;
     int post_finish;
     char *id;
+    char *hook_path; /* Storage.Path as the hook request gave it */
+    char *hook_info; /* Storage.InfoPath as given, or NULL */
     char *path;      /* real path of the upload, when read from the file store */
-    char *info_path; /* real path of its .info file, if inside the roots */
+    dev_t dev;       /* the file scanned, to be sure the file deleted is that one */
+    ino_t ino;
+    off_t size;
     bjob *job;
 };
 
+/*
+ * A JSON error reply. Messages may quote the client's bytes (a JSON parser's error
+ * does) and jansson refuses strings that are not UTF-8, so they are made printable
+ * ASCII first: a malformed request gets its 400, never a 500.
+ */
 static char *error_reply(int status, const char *msg, int *status_out)
 {
-    json_t *o = json_pack("{s:s, s:i}", "error", msg, "status", status);
+    char text[600];
+    size_t i = 0;
+    for (; msg[i] && i + 1 < sizeof text; i++)
+        text[i] = msg[i] >= 0x20 && msg[i] < 0x7f ? msg[i] : '?';
+    text[i] = '\0';
+    json_t *o = json_pack("{s:s, s:i}", "error", text, "status", status);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     *status_out = status;
     return s;
-}
-
-/* tusd IDs are URL path segments (RFC 3986 pchar and '/'); nothing that climbs. */
-static int id_ok(const char *id)
-{
-    if (!id || !*id || strlen(id) > 512 || id[0] == '/' || strstr(id, ".."))
-        return 0;
-    for (const char *p = id; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr("-._~!$'()*+,;=:@/%", *p)))
-            return 0;
-    return 1;
-}
-
-static const char *str_at(json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
 }
 
 void tusd_free(tusd_req *t)
@@ -73,36 +78,68 @@ void tusd_free(tusd_req *t)
     if (!t)
         return;
     free(t->id);
+    free(t->hook_path);
+    free(t->hook_info);
     free(t->path);
-    free(t->info_path);
     bjob_release(t->job);
     free(t);
 }
 
+/* The upload from the file store: opened inside tusd.roots only, remembered by inode. */
+static int open_upload(tusd_req *t, const tusd_hook *h, char *msg, size_t msglen)
+{
+    char why[256];
+    struct stat st;
+    int fd = roots_open(&t->c->tusd_roots, h->path, &t->path, why, sizeof why);
+
+    if (fd < 0) {
+        snprintf(msg, msglen, "cannot read the upload's file: %s", why);
+        dlog(DLOG_WARN, "tusd: upload refused", LF_S("id", h->id), LF_S("path", h->path),
+             LF_S("why", why), LF_END);
+        return -1;
+    }
+    if (fstat(fd, &st)) {
+        snprintf(msg, msglen, "cannot read the upload's file: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    t->dev = st.st_dev;
+    t->ino = st.st_ino;
+    t->size = st.st_size;
+    t->job->in[0].fd = fd;
+    return 0;
+}
+
+/* An upload without a local file: fetched from tusd.download-url + ID. */
+static int download_upload(tusd_req *t)
+{
+    const char *base = t->c->tusd_download_url;
+    size_t n = strlen(base), size = n + strlen(t->id) + 2;
+    char *url = malloc(size);
+
+    if (!url)
+        return -1;
+    snprintf(url, size, "%s%s%s", base, n && base[n - 1] == '/' ? "" : "/", t->id);
+    t->job->in[0].url = url;
+    t->job->urls = 1;
+    return 0;
+}
+
 tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status, char **reply)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    tusd_hook h;
     tusd_req *t = NULL, *result = NULL;
     clipmod_engine *engine = NULL;
-    char why[256], msg[512];
+    char msg[512];
 
     *reply = NULL;
     *status = 200;
-    if (!root || !json_is_object(root)) {
-        snprintf(msg, sizeof msg, "bad JSON: %s",
-                 root ? "expected a tusd hook request" : jerr.text);
+    /* The JSON is read in tusd_hook.c (shared with the fuzz target). */
+    if (tusd_hook_parse(body, len, &h, msg, sizeof msg) != TUSD_HOOK_OK) {
         *reply = error_reply(400, msg, status);
         goto out;
     }
-    const char *type = str_at(root, "Type");
-    json_t *upload = json_object_get(json_object_get(root, "Event"), "Upload");
-    if (!type || !json_is_object(upload)) {
-        *reply =
-            error_reply(400, "not a tusd hook request (Type and Event.Upload expected)", status);
-        goto out;
-    }
-    if (strcmp(type, "pre-finish") && strcmp(type, "post-finish")) {
+    if (strcmp(h.type, "pre-finish") && strcmp(h.type, "post-finish")) {
         /* Nothing to scan before the last byte: carry on. */
         *reply = strdup("{}");
         goto out;
@@ -110,41 +147,26 @@ tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status
     if (!(t = calloc(1, sizeof *t)))
         goto nomem;
     t->c = c;
-    t->post_finish = !strcmp(type, "post-finish");
-    const char *id = str_at(upload, "ID");
-    if (!id_ok(id)) {
+    t->post_finish = !strcmp(h.type, "post-finish");
+    if (!tusd_id_ok(h.id)) {
         *reply = error_reply(400, "Event.Upload.ID is missing or not a valid upload ID", status);
         goto out;
     }
-    if (!(t->id = strdup(id)))
+    if (!(t->id = strdup(h.id)))
         goto nomem;
-    json_t *storage = json_object_get(upload, "Storage");
-    const char *path = str_at(storage, "Path");
     engine = reload_acquire();
-    if (!(t->job = bjob_new(1, engine, IFACE_TUSD)) || !(t->job->in[0].name = strdup(id)))
+    if (!(t->job = bjob_new(1, engine, IFACE_TUSD)) || !(t->job->in[0].name = strdup(h.id)))
         goto nomem;
-    if (path) {
-        int fd = roots_open(&c->tusd_roots, path, &t->path, why, sizeof why);
-        if (fd < 0) {
-            snprintf(msg, sizeof msg, "cannot read the upload's file: %s", why);
-            dlog(DLOG_WARN, "tusd: upload refused", LF_S("id", id), LF_S("path", path),
-                 LF_S("why", why), LF_END);
+    if (h.path) {
+        if (!(t->hook_path = strdup(h.path)) || (h.info && !(t->hook_info = strdup(h.info))))
+            goto nomem;
+        if (open_upload(t, &h, msg, sizeof msg)) {
             *reply = error_reply(422, msg, status);
             goto out;
         }
-        t->job->in[0].fd = fd;
-        const char *info = str_at(storage, "InfoPath");
-        if (info)
-            t->info_path = roots_resolve(&c->tusd_roots, info, why, sizeof why);
     } else if (c->tusd_download_url) {
-        size_t n = strlen(c->tusd_download_url);
-        char *url = malloc(n + strlen(id) + 2);
-        if (!url)
+        if (download_upload(t))
             goto nomem;
-        sprintf(url, "%s%s%s", c->tusd_download_url,
-                n && c->tusd_download_url[n - 1] == '/' ? "" : "/", id);
-        t->job->in[0].url = url;
-        t->job->urls = 1;
     } else {
         *reply = error_reply(422, "the upload has no Storage.Path and tusd.download-url is not set",
                              status);
@@ -158,7 +180,7 @@ nomem:
     *reply = error_reply(500, "out of memory", status);
 out:
     clipmod_engine_free(engine);
-    json_decref(root);
+    tusd_hook_clear(&h);
     tusd_free(t);
     return result;
 }
@@ -168,53 +190,164 @@ bjob *tusd_job(tusd_req *t)
     return t->job;
 }
 
+/* Read the .info file at `real` (no link followed) and parse it; -1 with `why`. */
+static int read_info(const char *real, tusd_info *info, struct stat *st, char *why, size_t whylen)
+{
+    int fd = open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), rc = -1;
+    char *data = NULL;
+    size_t len = 0;
+
+    memset(info, 0, sizeof *info);
+    if (fd < 0) {
+        snprintf(why, whylen, "cannot open the .info file: %s", strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, st) || !S_ISREG(st->st_mode) || st->st_size > TUSD_INFO_MAX) {
+        snprintf(why, whylen, "the .info file is not a regular file of at most %d bytes",
+                 TUSD_INFO_MAX);
+        goto out;
+    }
+    /* One byte more than the size: a file that grew meanwhile is noticed. */
+    if (!(data = malloc((size_t)st->st_size + 1))) {
+        snprintf(why, whylen, "out of memory");
+        goto out;
+    }
+    for (;;) {
+        ssize_t r = read(fd, data + len, (size_t)st->st_size + 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len > (size_t)st->st_size)
+            break;
+    }
+    if (len != (size_t)st->st_size) {
+        snprintf(why, whylen, "the .info file changed while it was read");
+        goto out;
+    }
+    rc = tusd_info_parse(data, len, info, why, whylen);
+out:
+    free(data);
+    close(fd);
+    return rc;
+}
+
+/*
+ * Only what tusd created is deleted or moved: the file scanned (same inode, still
+ * there) and its .info file, tied to each other and to the upload ID by
+ * tusd_pair_mismatch(). On success *info_real is the .info file's real path.
+ */
+static int check_pair(tusd_req *t, char **info_real, char *why, size_t whylen)
+{
+    struct stat st, ist;
+    tusd_info info = {0};
+    char *named = NULL, cause[256];
+    const char *mismatch;
+
+    *info_real = NULL;
+    if (lstat(t->path, &st) || !S_ISREG(st.st_mode) || st.st_dev != t->dev || st.st_ino != t->ino) {
+        snprintf(why, whylen, "the file is no longer the one scanned");
+        return -1;
+    }
+    if (t->hook_info)
+        named = strdup(t->hook_info);
+    else if (asprintf(&named, "%s.info", t->hook_path) < 0)
+        named = NULL;
+    if (!named) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    *info_real = roots_resolve(&t->c->tusd_roots, named, cause, sizeof cause);
+    free(named);
+    if (!*info_real) {
+        snprintf(why, whylen, "no .info file: %s", cause);
+        return -1;
+    }
+    /* Names first (tusd_hook.c), so that nothing but ID.info is even read. */
+    mismatch = tusd_pair_names_mismatch(t->id, t->path, *info_real);
+    if (!mismatch) {
+        if (read_info(*info_real, &info, &ist, cause, sizeof cause))
+            mismatch = cause;
+        else
+            mismatch = tusd_pair_content_mismatch(t->id, t->hook_path, t->hook_info, &info,
+                                                  (uint64_t)st.st_size);
+    }
+    tusd_info_clear(&info);
+    if (mismatch) {
+        snprintf(why, whylen, "%s", mismatch);
+        free(*info_real);
+        *info_real = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static const char *delete_pair(tusd_req *t, const char *info_real)
+{
+    if (unlink(t->path) && errno != ENOENT) {
+        dlog(DLOG_ERROR, "tusd: cannot delete a refused upload", LF_S("path", t->path),
+             LF_S("error", strerror(errno)), LF_END);
+        return "delete failed";
+    }
+    if (unlink(info_real) && errno != ENOENT)
+        dlog(DLOG_WARN, "tusd: cannot delete the .info file of a refused upload",
+             LF_S("path", info_real), LF_S("error", strerror(errno)), LF_END);
+    dlog(DLOG_INFO, "tusd: refused upload deleted", LF_S("id", t->id), LF_S("path", t->path),
+         LF_END);
+    return "deleted";
+}
+
+static const char *quarantine_pair(tusd_req *t, const char *info_real)
+{
+    static __thread char done[4200];
+    char *copy = strdup(t->path), *icopy = strdup(info_real), target[4096], itarget[4096];
+    const char *rc = "quarantine failed";
+
+    if (!copy || !icopy)
+        goto out;
+    snprintf(target, sizeof target, "%s/%s", t->c->tusd_quarantine_dir, basename(copy));
+    snprintf(itarget, sizeof itarget, "%s/%s", t->c->tusd_quarantine_dir, basename(icopy));
+    if (rename(t->path, target)) {
+        dlog(DLOG_ERROR, "tusd: cannot move an upload to quarantine", LF_S("path", t->path),
+             LF_S("target", target), LF_S("error", strerror(errno)), LF_END);
+        goto out;
+    }
+    if (rename(info_real, itarget))
+        dlog(DLOG_WARN, "tusd: cannot move the .info file to quarantine", LF_S("path", info_real),
+             LF_S("error", strerror(errno)), LF_END);
+    dlog(DLOG_INFO, "tusd: upload moved to quarantine", LF_S("id", t->id), LF_S("target", target),
+         LF_END);
+    snprintf(done, sizeof done, "moved to %s", target);
+    rc = done;
+out:
+    free(copy);
+    free(icopy);
+    return rc;
+}
+
 /* post-finish: carry out what the configuration says for this verdict. */
 static const char *act_on_file(tusd_req *t, int refused, clipmod_action action)
 {
     const dconfig *c = t->c;
-    static __thread char done[4200];
+    static __thread char kept[600];
+    int del = refused && c->tusd_delete_rejected;
+    int hold = !refused && action == CLIPMOD_ACTION_QUARANTINE && c->tusd_quarantine_dir;
+    char why[512], *info_real = NULL;
+    const char *done;
 
-    if (!t->path)
+    if (!t->path || (!del && !hold))
         return NULL;
-    if (refused && c->tusd_delete_rejected) {
-        if (unlink(t->path) && errno != ENOENT) {
-            dlog(DLOG_ERROR, "tusd: cannot delete a refused upload", LF_S("path", t->path),
-                 LF_S("error", strerror(errno)), LF_END);
-            return "delete failed";
-        }
-        if (t->info_path)
-            unlink(t->info_path);
-        dlog(DLOG_INFO, "tusd: refused upload deleted", LF_S("id", t->id), LF_S("path", t->path),
-             LF_END);
-        return "deleted";
+    /* The hook request is not authenticated: its paths alone never decide. */
+    if (check_pair(t, &info_real, why, sizeof why)) {
+        dlog(DLOG_WARN, del ? "tusd: refused upload not deleted" : "tusd: upload not quarantined",
+             LF_S("id", t->id), LF_S("path", t->hook_path), LF_S("why", why), LF_END);
+        snprintf(kept, sizeof kept, "kept: %s", why);
+        return kept;
     }
-    if (!refused && action == CLIPMOD_ACTION_QUARANTINE && c->tusd_quarantine_dir) {
-        char *copy = strdup(t->path), target[4096];
-        if (!copy)
-            return NULL;
-        snprintf(target, sizeof target, "%s/%s", c->tusd_quarantine_dir, basename(copy));
-        free(copy);
-        if (rename(t->path, target)) {
-            dlog(DLOG_ERROR, "tusd: cannot move an upload to quarantine", LF_S("path", t->path),
-                 LF_S("target", target), LF_S("error", strerror(errno)), LF_END);
-            return "quarantine failed";
-        }
-        if (t->info_path) {
-            char *icopy = strdup(t->info_path), itarget[4096];
-            if (icopy) {
-                snprintf(itarget, sizeof itarget, "%s/%s", c->tusd_quarantine_dir, basename(icopy));
-                if (rename(t->info_path, itarget))
-                    dlog(DLOG_WARN, "tusd: cannot move the .info file to quarantine",
-                         LF_S("path", t->info_path), LF_S("error", strerror(errno)), LF_END);
-                free(icopy);
-            }
-        }
-        dlog(DLOG_INFO, "tusd: upload moved to quarantine", LF_S("id", t->id),
-             LF_S("target", target), LF_END);
-        snprintf(done, sizeof done, "moved to %s", target);
-        return done;
-    }
-    return NULL;
+    done = del ? delete_pair(t, info_real) : quarantine_pair(t, info_real);
+    free(info_real);
+    return done;
 }
 
 char *tusd_finish(tusd_req *t, int *status)
