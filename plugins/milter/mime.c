@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "mime.h"
+#include "prescan.h"
 
 /* State of one walk. */
 typedef struct walker {
@@ -535,6 +536,27 @@ static void walk(walker *w, GMimeObject *obj, const char *path, size_t depth)
     }
 }
 
+/* What GMime's header callback needs to check it against the pre-scan. */
+typedef struct parse_guard {
+    cmm_prescan *ps;
+    GMimeStream *stream;
+} parse_guard;
+
+/*
+ * GMime read a Content-Type header. One the pre-scan did not read the same way
+ * means the two disagree on the structure, and the counts of the pre-scan would not
+ * bound GMime's work: the stream is cut where GMime is, so that it stops at once.
+ */
+static void on_content_type(GMimeParser *parser, const char *header, const char *value,
+                            gint64 offset, gpointer user_data)
+{
+    parse_guard *g = user_data;
+    (void)parser;
+    (void)header;
+    if (offset < 0 || cmm_prescan_check(g->ps, (size_t)offset, value))
+        g_mime_stream_set_bounds(g->stream, 0, g_mime_stream_tell(g->stream));
+}
+
 int cmm_walk_message(const void *msg, size_t len, const cmm_limits *lim, cmm_walk *out)
 {
     walker w = {.lim = lim, .out = out};
@@ -542,10 +564,21 @@ int cmm_walk_message(const void *msg, size_t len, const cmm_limits *lim, cmm_wal
     GMimeStream *stream = NULL;
     GMimeParser *parser = NULL;
     GMimeMessage *message = NULL;
+    cmm_prescan ps;
+    parse_guard guard = {.ps = &ps};
 
     memset(out, 0, sizeof *out);
+    memset(&ps, 0, sizeof ps);
     if (!msg || !len) {
         fail(&w, "an empty message");
+        goto out;
+    }
+    /* Parts and nesting are counted before GMime builds anything (prescan.h). */
+    if (cmm_prescan_run(msg, len, lim, &ps))
+        w.nomem = 1;
+    if (ps.failed) {
+        out->n_parts = ps.n_parts;
+        fail(&w, "%s", ps.why);
         goto out;
     }
     /*
@@ -556,9 +589,16 @@ int cmm_walk_message(const void *msg, size_t len, const cmm_limits *lim, cmm_wal
     arr = g_byte_array_new_take((guint8 *)(uintptr_t)msg, len);
     stream = g_mime_stream_mem_new_with_byte_array(arr);
     g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+    guard.stream = stream;
     parser = g_mime_parser_new_with_stream(stream);
     g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+    g_mime_parser_set_header_regex(parser, "^Content-Type$", on_content_type, &guard);
     message = g_mime_parser_construct_message(parser, NULL);
+    if (ps.failed) {
+        w.nomem |= ps.nomem;
+        fail(&w, "%s", ps.why);
+        goto out;
+    }
     if (!message) {
         fail(&w, "not a mail message");
         goto out;
@@ -573,5 +613,6 @@ out:
         g_object_unref(stream);
     if (arr)
         g_byte_array_free(arr, FALSE);
+    cmm_prescan_free(&ps);
     return w.nomem ? -1 : 0;
 }

@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "conf.h"
 #include "mime.h"
+#include "prescan.h"
 
 static const cmm_limits default_limits = {
     .max_parts = 1000, .max_depth = 20, .max_images = 64, .max_image_bytes = 1 << 20};
@@ -434,6 +436,155 @@ static void deep_nesting_bomb(void **state)
     free(m);
 }
 
+/* CPU seconds this process has used. */
+static double cpu_seconds(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+/* The defaults of clipmod-milter.yaml, as the milter passes them. */
+static const cmm_limits milter_limits = {
+    .max_parts = 1000, .max_depth = 16, .max_images = 64, .max_image_bytes = 25 << 20};
+
+/*
+ * 11 MB of empty parts ("--b" and a blank line, 2.2 million of them). GMime used to
+ * build every one before the part limit was looked at: 20 s of CPU and 2.9 GB of
+ * memory. Counted before parsing, the limit stops it after a few kilobytes.
+ */
+static void part_bomb_is_refused_before_parsing(void **state)
+{
+    const size_t size = 11u << 20;
+    const char *head = "From: x@example.org\nMIME-Version: 1.0\n"
+                       "Content-Type: multipart/mixed; boundary=\"b\"\n\n";
+    char *m = malloc(size + 64), *p = m;
+    cmm_walk w;
+    assert_non_null(m);
+    p += snprintf(p, 128, "%s", head);
+    while ((size_t)(p - m) < size) {
+        memcpy(p, "--b\n\n", 5);
+        p += 5;
+    }
+    double t0 = cpu_seconds();
+    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &milter_limits, &w), 0);
+    double cpu = cpu_seconds() - t0;
+    assert_true(w.failed);
+    assert_non_null(strstr(w.why, "more than 1000 MIME parts"));
+    if (cpu > 1.0)
+        fail_msg("the part bomb took %.2f s of CPU", cpu);
+    cmm_walk_free(&w);
+    free(m);
+}
+
+/*
+ * 11 MB of nested multiparts (184,000 levels; GMime nests 1,024 deep and compares
+ * the rest of the lines with 1,024 boundaries each): 2 s of CPU before, and the
+ * depth limit only looked at after.
+ */
+static void nesting_bomb_is_refused_before_parsing(void **state)
+{
+    const size_t size = 11u << 20;
+    char *m = malloc(size + 256), *p = m;
+    cmm_walk w;
+    assert_non_null(m);
+    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n");
+    for (size_t i = 0; (size_t)(p - m) < size; i++)
+        p += sprintf(p, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
+    p += sprintf(p, "Content-Type: image/png\n\nx\n");
+    double t0 = cpu_seconds();
+    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &milter_limits, &w), 0);
+    double cpu = cpu_seconds() - t0;
+    assert_true(w.failed);
+    assert_non_null(strstr(w.why, "nested more than 16 levels"));
+    if (cpu > 0.5)
+        fail_msg("the nesting bomb took %.2f s of CPU", cpu);
+    cmm_walk_free(&w);
+    free(m);
+}
+
+/* Nested attached messages count as nesting too, before parsing. */
+static void nested_messages_are_refused_before_parsing(void **state)
+{
+    char *m = malloc(40 * 32 + 256), *p = m;
+    cmm_walk w;
+    cmm_limits lim = milter_limits;
+    assert_non_null(m);
+    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n");
+    for (int i = 0; i < 40; i++)
+        p += sprintf(p, "Content-Type: message/rfc822\n\n");
+    p += sprintf(p, "Content-Type: image/png\n\nx\n");
+    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &lim, &w), 0);
+    assert_true(w.failed);
+    assert_non_null(strstr(w.why, "nested more than 16 levels"));
+    cmm_walk_free(&w);
+    /* With max-depth 40 the image 40 levels down is found. */
+    lim.max_depth = 40;
+    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &lim, &w), 0);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 1);
+    cmm_walk_free(&w);
+    free(m);
+}
+
+/*
+ * Two different Content-Type headers in one part: readers disagree on which one
+ * counts (GMime takes the last, others the first), so the message is refused
+ * rather than judged as one of them. Identical repeats are harmless.
+ */
+static void conflicting_content_types_are_refused(void **state)
+{
+    const char *conflict = "From: x@example.org\nMIME-Version: 1.0\n"
+                           "Content-Type: multipart/mixed; boundary=\"a\"\n\n"
+                           "--a\nContent-Type: text/plain\nContent-Type: image/png\n"
+                           "Content-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--a--\n";
+    const char *repeat = "From: x@example.org\nMIME-Version: 1.0\n"
+                         "Content-Type: multipart/mixed; boundary=\"a\"\n\n"
+                         "--a\nContent-Type: image/png\nContent-Type: image/png\n"
+                         "Content-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--a--\n";
+    cmm_walk w;
+    assert_int_equal(cmm_walk_message(conflict, strlen(conflict), &default_limits, &w), 0);
+    assert_true(w.failed);
+    assert_non_null(strstr(w.why, "conflicting Content-Type"));
+    cmm_walk_free(&w);
+    assert_int_equal(cmm_walk_message(repeat, strlen(repeat), &default_limits, &w), 0);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 1);
+    cmm_walk_free(&w);
+}
+
+/* Every fixture: the pre-scan counts what the walk counts, and GMime agrees with it. */
+static void prescan_agrees_with_the_walk(void **state)
+{
+    static const char *const names[] = {"thunderbird.eml",      "outlook.eml",
+                                        "applemail.eml",        "nested.eml",
+                                        "broken.eml",           "empty_attachment.eml",
+                                        "truncated_base64.eml", "not_images.eml",
+                                        "uuencode.eml",         "alternative_inline.eml",
+                                        "partial.eml"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t len;
+        unsigned char *msg = read_fixture(names[i], &len);
+        cmm_prescan ps;
+        cmm_walk w;
+        assert_int_equal(cmm_prescan_run(msg, len, &default_limits, &ps), 0);
+        assert_false(ps.failed);
+        assert_int_equal(cmm_walk_message(msg, len, &default_limits, &w), 0);
+        if (w.failed && !strstr(w.why, "message/partial"))
+            fail_msg("%s: %s", names[i], w.why);
+        if (!w.failed && ps.n_parts != w.n_parts)
+            fail_msg("%s: pre-scan %zu parts, walk %zu", names[i], ps.n_parts, w.n_parts);
+        /* A header GMime reads where the pre-scan read none stops the parse. */
+        assert_int_equal(cmm_prescan_check(&ps, len + 1, "text/plain"), -1);
+        assert_true(ps.failed);
+        assert_non_null(strstr(ps.why, "ambiguous MIME structure"));
+        cmm_prescan_free(&ps);
+        cmm_walk_free(&w);
+        free(msg);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Configuration and SMTP replies                                           */
 /* ------------------------------------------------------------------------ */
@@ -643,6 +794,11 @@ int main(void)
         cmocka_unit_test(too_many_images),
         cmocka_unit_test(image_over_the_byte_limit),
         cmocka_unit_test(deep_nesting_bomb),
+        cmocka_unit_test(part_bomb_is_refused_before_parsing),
+        cmocka_unit_test(nesting_bomb_is_refused_before_parsing),
+        cmocka_unit_test(nested_messages_are_refused_before_parsing),
+        cmocka_unit_test(conflicting_content_types_are_refused),
+        cmocka_unit_test(prescan_agrees_with_the_walk),
         cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_every_key, setup_tmp, teardown_tmp),
