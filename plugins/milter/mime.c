@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "htmlent.h"
 #include "mime.h"
 #include "prescan.h"
 
@@ -317,86 +318,251 @@ static int uri_end(unsigned char c)
     return c == '"' || c == '\'' || c == ')' || c == '<' || c == '>' || c == '\0';
 }
 
-/*
- * Every data:image/...,DATA URI in `html`, base64 or percent-encoded, becomes an
- * image labelled "<part>#<n>". Other data: URIs and remote images (http...) are not
- * images in the message: the milter never fetches anything.
- */
-static void scan_data_uris(walker *w, const char *part, const unsigned char *html, size_t n)
+/* Decode a data: URI's payload [p, p+n): base64, or percent-encoding. */
+static unsigned char *uri_payload(const unsigned char *p, size_t n, int base64, size_t *len,
+                                  raw_facts *f)
 {
-    static const char prefix[] = "data:image/";
-    const size_t plen = sizeof prefix - 1;
+    unsigned char *data = malloc(n ? n : 1);
+    size_t k = 0;
+    memset(f, 0, sizeof *f);
+    *len = 0;
+    if (!data)
+        return NULL;
+    if (base64) {
+        int state = 0;
+        guint32 save = 0;
+        facts_add(f, p, n);
+        *len = g_mime_encoding_base64_decode_step(p, n, data, &state, &save);
+        return data;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
+            (lo = hexval(p[i + 2])) >= 0) {
+            data[k++] = (unsigned char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            data[k++] = p[i];
+        }
+    }
+    *len = k;
+    return data;
+}
+
+/* Check a found image against the limits and the encoding (data: URIs, uuencode). */
+static void check_embedded(walker *w, cmm_image *im, size_t len, const char *what)
+{
+    if (!len)
+        set_problem(w, im, CMM_EMPTY, "an empty %s", what);
+    else if (len > w->lim->max_image_bytes)
+        set_problem(w, im, CMM_TOO_LARGE, "%zu bytes, over the limit of %zu", len,
+                    w->lim->max_image_bytes);
+}
+
+/*
+ * One data: URI at html[i] ("data:" matched): its media type, parameters and
+ * payload. Returns the offset after it. An image when its type is image/..., or
+ * when its bytes are an image whatever its type says (an <img> shows it).
+ */
+static size_t data_uri(walker *w, const char *part, const unsigned char *html, size_t n, size_t i,
+                       unsigned *count)
+{
+    size_t j = i + 5, type_start = j, params, start, len;
+    char type[80], label[96];
+    int base64 = 0;
+    raw_facts f;
+
+    while (j < n && j - type_start < 64 && (isalnum(html[j]) || strchr("/.+-_", html[j])))
+        j++;
+    snprintf(type, sizeof type, "%.*s", (int)(j - type_start), (const char *)html + type_start);
+    /* data:[<type>][;<parameter>...],<payload> (RFC 2397); anything else is text. */
+    if (j >= n || (html[j] != ',' && html[j] != ';'))
+        return i + 5;
+    /* Parameters (";base64", ";charset=...") up to the comma. */
+    params = j;
+    while (j < n && j - params < 200 && html[j] != ',' && !uri_end(html[j]))
+        j++;
+    if (j >= n || html[j] != ',')
+        return i + 5;
+    for (size_t k = params; k + 7 <= j; k++)
+        if (!strncasecmp((const char *)html + k, ";base64", 7))
+            base64 = 1;
+    start = ++j;
+    while (j < n && !uri_end(html[j]))
+        j++;
+    unsigned char *data = uri_payload(html + start, j - start, base64, &len, &f);
+    if (!data) {
+        w->nomem = 1;
+        fail(w, "out of memory");
+        return n;
+    }
+    int declared = !strncasecmp(type, "image/", 6) && type[6];
+    if (!declared && !image_signature(data, len)) {
+        free(data);
+        return j; /* text, a font, a sound: not an image */
+    }
+    if (!len) {
+        free(data);
+        data = NULL;
+    }
+    snprintf(label, sizeof label, "%s#%u", part, ++*count);
+    cmm_image *im = add_image(w, label, NULL, *type ? type : "application/octet-stream",
+                              CMM_BY_DATA_URI, data, len);
+    if (!im)
+        return n;
+    check_embedded(w, im, len, "data: URI");
+    if (im->problem == CMM_OK && base64 && (f.b64_chars + f.b64_pad) % 4)
+        set_problem(w, im, CMM_BAD_ENCODING, "base64 data: URI ends mid-group (truncated)");
+    return j;
+}
+
+/*
+ * Every data: URI in `html` that is an image becomes one, labelled "<part>#<n>".
+ * The text is read as a renderer reads it first: character references decoded
+ * (`data&colon;`, `&#100;ata:`), tab, CR and LF dropped (htmlent.h). Remote images
+ * (http...) are not images in the message: the milter never fetches anything.
+ */
+static void scan_data_uris(walker *w, const char *part, const unsigned char *raw, size_t raw_len)
+{
+    size_t n;
+    unsigned char *html = cmm_html_decode(raw, raw_len, &n);
     unsigned count = 0;
 
-    for (size_t i = 0; i + plen < n && !w->out->failed; i++) {
-        if ((html[i] | 0x20) != 'd' || strncasecmp((const char *)html + i, prefix, plen))
-            continue;
-        size_t j = i + plen, sub = j;
-        while (j < n && j - sub < 64 && (isalnum(html[j]) || strchr(".+-", html[j])))
-            j++;
-        if (j == sub)
-            continue;
-        char type[80];
-        snprintf(type, sizeof type, "image/%.*s", (int)(j - sub), (const char *)html + sub);
-        /* Parameters (";base64", ";charset=...") up to the comma. */
-        size_t params = j;
-        while (j < n && j - params < 200 && html[j] != ',' && !uri_end(html[j]))
-            j++;
-        if (j >= n || html[j] != ',')
-            continue;
-        int base64 = 0;
-        for (size_t k = params; k + 7 <= j; k++)
-            if (!strncasecmp((const char *)html + k, ";base64", 7))
-                base64 = 1;
-        size_t start = ++j;
-        while (j < n && !uri_end(html[j]))
-            j++;
-        i = j; /* continue after this URI */
-
-        char label[96];
-        snprintf(label, sizeof label, "%s#%u", part, ++count);
-        size_t enc_len = j - start;
-        unsigned char *data = malloc(enc_len ? enc_len : 1);
-        size_t len = 0;
-        raw_facts f;
-        if (!data) {
-            w->nomem = 1;
-            fail(w, "out of memory");
-            return;
-        }
-        memset(&f, 0, sizeof f);
-        if (base64) {
-            int state = 0;
-            guint32 save = 0;
-            facts_add(&f, html + start, enc_len);
-            len = g_mime_encoding_base64_decode_step(html + start, enc_len, data, &state, &save);
-        } else {
-            for (size_t k = start; k < j; k++) {
-                int hi, lo;
-                if (html[k] == '%' && k + 2 < j && (hi = hexval(html[k + 1])) >= 0 &&
-                    (lo = hexval(html[k + 2])) >= 0) {
-                    data[len++] = (unsigned char)(hi * 16 + lo);
-                    k += 2;
-                } else {
-                    data[len++] = html[k];
-                }
-            }
-        }
-        if (!len) {
-            free(data);
-            data = NULL;
-        }
-        cmm_image *im = add_image(w, label, NULL, type, CMM_BY_DATA_URI, data, len);
-        if (!im)
-            return;
-        if (!len)
-            set_problem(w, im, CMM_EMPTY, "an empty data: URI");
-        else if (len > w->lim->max_image_bytes)
-            set_problem(w, im, CMM_TOO_LARGE, "%zu bytes, over the limit of %zu", len,
-                        w->lim->max_image_bytes);
-        else if (base64 && (f.b64_chars + f.b64_pad) % 4)
-            set_problem(w, im, CMM_BAD_ENCODING, "base64 data: URI ends mid-group (truncated)");
+    if (!html) {
+        w->nomem = 1;
+        fail(w, "out of memory");
+        return;
     }
+    for (size_t i = 0; i + 5 < n && !w->out->failed;) {
+        if ((html[i] | 0x20) == 'd' && !strncasecmp((const char *)html + i, "data:", 5))
+            i = data_uri(w, part, html, n, i, &count);
+        else
+            i++;
+    }
+    free(html);
+}
+
+/* ------------------------------------------------------------------------ */
+/* uuencoded blocks in text                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The line at text[i]: its length without the line end, and where the next starts. */
+static size_t next_line(const unsigned char *t, size_t n, size_t i, size_t *len)
+{
+    const unsigned char *nl = memchr(t + i, '\n', n - i);
+    size_t e = nl ? (size_t)(nl - t) : n;
+    *len = e - i;
+    if (*len && t[e - 1] == '\r')
+        (*len)--;
+    return nl ? e + 1 : n;
+}
+
+/* "begin MODE NAME": the name's start and length, or 0. */
+static int begin_line(const unsigned char *p, size_t n, size_t *name, size_t *name_len)
+{
+    size_t i = 6, digits = 0;
+    if (n < 8 || memcmp(p, "begin ", 6))
+        return 0;
+    while (i < n && p[i] >= '0' && p[i] <= '7' && digits < 5)
+        i++, digits++;
+    if (digits < 3 || i >= n || p[i] != ' ')
+        return 0;
+    while (i < n && p[i] == ' ')
+        i++;
+    if (i == n)
+        return 0;
+    *name = i;
+    *name_len = n - i;
+    return 1;
+}
+
+/*
+ * One uuencoded block whose "begin" line ends at text[body]: decode it up to its
+ * "end" line. Returns where the scan goes on.
+ */
+static size_t uu_block(walker *w, const char *part, const unsigned char *t, size_t n, size_t body,
+                       const char *name, unsigned *count)
+{
+    size_t i = body, len, end = n, stop = n;
+    int ended = 0;
+
+    while (i < n) {
+        size_t next = next_line(t, n, i, &len);
+        if (len == 3 && !memcmp(t + i, "end", 3)) {
+            end = i;
+            stop = next;
+            ended = 1;
+            break;
+        }
+        i = next;
+    }
+    unsigned char *data = malloc(end - body + 1);
+    int state = GMIME_UUDECODE_STATE_BEGIN;
+    guint32 save = 0;
+    if (!data) {
+        w->nomem = 1;
+        fail(w, "out of memory");
+        return n;
+    }
+    size_t got = g_mime_encoding_uudecode_step(t + body, end - body, data, &state, &save);
+    if (!image_extension(name) && !image_signature(data, got)) {
+        free(data);
+        return stop; /* a document, an archive: not an image */
+    }
+    if (!got) {
+        free(data);
+        data = NULL;
+    }
+    char label[96];
+    snprintf(label, sizeof label, "%s#u%u", part, ++*count);
+    cmm_image *im = add_image(w, label, name, "application/octet-stream",
+                              image_extension(name) ? CMM_BY_NAME : CMM_BY_CONTENT, data, got);
+    if (!im)
+        return n;
+    check_embedded(w, im, got, "uuencoded block");
+    if (im->problem == CMM_OK && !ended)
+        set_problem(w, im, CMM_BAD_ENCODING, "uuencoded block without its end line (truncated)");
+    return stop;
+}
+
+/*
+ * Mail clients show "begin 644 photo.jpg" ... "end" blocks inside a plain text body
+ * as attachments (the way mail carried files before MIME). Each one that is an image
+ * by its name or its bytes becomes one, labelled "<part>#u<n>".
+ */
+static void scan_uuencode(walker *w, const char *part, const unsigned char *t, size_t n)
+{
+    unsigned count = 0;
+    for (size_t i = 0; i < n && !w->out->failed;) {
+        size_t len, name, name_len;
+        size_t next = next_line(t, n, i, &len);
+        if (begin_line(t + i, len, &name, &name_len)) {
+            char file[256];
+            snprintf(file, sizeof file, "%.*s", (int)(name_len < 255 ? name_len : 255),
+                     (const char *)t + i + name);
+            next = uu_block(w, part, t, n, next, file, &count);
+        }
+        i = next;
+    }
+}
+
+/*
+ * HTML-ish text: a renderer may show it as a page (text/html, XHTML, and other
+ * text/... that starts like markup).
+ */
+static int looks_like_html(const unsigned char *t, size_t n)
+{
+    static const char *const tags[] = {"<html", "<body", "<img", "<!doctype html", "<svg"};
+    size_t look = n < 4096 ? n : 4096;
+    for (size_t i = 0; i < look; i++) {
+        if (t[i] != '<')
+            continue;
+        for (size_t k = 0; k < sizeof tags / sizeof tags[0]; k++)
+            if (look - i >= strlen(tags[k]) &&
+                !strncasecmp((const char *)t + i, tags[k], strlen(tags[k])))
+                return 1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -411,6 +577,22 @@ static void child_path(char *buf, size_t size, const char *path, int i)
         snprintf(buf, size, "%d", i);
 }
 
+/*
+ * A text part (or XHTML) is no image itself: what it shows is. data: URIs in markup,
+ * uuencoded blocks in plain text.
+ */
+static void text_part(walker *w, const char *path, const char *subtype, int markup,
+                      const unsigned char *data, size_t len)
+{
+    int plain = subtype && !strcasecmp(subtype, "plain");
+    if (!data)
+        return;
+    if (markup || (!plain && looks_like_html(data, len)))
+        scan_data_uris(w, path, data, len);
+    else
+        scan_uuencode(w, path, data, len);
+}
+
 static void leaf(walker *w, GMimePart *part, const char *path)
 {
     GMimeObject *obj = GMIME_OBJECT(part);
@@ -422,6 +604,8 @@ static void leaf(walker *w, GMimePart *part, const char *path)
     GMimeDataWrapper *wrapper = g_mime_part_get_content(part);
     int is_text = type && !strcasecmp(type, "text");
     int is_html = is_text && subtype && !strcasecmp(subtype, "html");
+    int is_xhtml =
+        type && subtype && !strcasecmp(type, "application") && !strcasecmp(subtype, "xhtml+xml");
     cmm_found_by by = CMM_BY_TYPE;
     int taken = 1; /* an image by its type or name, whatever the bytes */
     unsigned char *data = NULL;
@@ -435,12 +619,10 @@ static void leaf(walker *w, GMimePart *part, const char *path)
         by = CMM_BY_TYPE;
     else if (image_extension(filename))
         by = CMM_BY_NAME;
-    else if (!is_text)
-        by = CMM_BY_CONTENT, taken = 0; /* if the bytes say so */
-    else if (is_html)
-        taken = 0; /* only its data: URIs can be images */
+    else if (is_text || is_xhtml)
+        taken = 0; /* only what it shows can be images */
     else
-        return; /* text: not an image */
+        by = CMM_BY_CONTENT, taken = 0; /* if the bytes say so */
 
     memset(&f, 0, sizeof f);
     if (wrapper) {
@@ -451,9 +633,8 @@ static void leaf(walker *w, GMimePart *part, const char *path)
             return;
         }
     }
-    if (!taken && is_html) {
-        if (data)
-            scan_data_uris(w, path, data, len);
+    if (!taken && (is_text || is_xhtml)) {
+        text_part(w, path, subtype, is_html || is_xhtml, data, len);
         free(data);
         return;
     }

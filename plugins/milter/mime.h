@@ -4,10 +4,12 @@
  * Owns the decision of what in a message counts as an image and the walk that
  * finds them with GMime: multiparts of any kind (mixed, alternative, related,
  * signed), message/rfc822 parts nested in each other, base64, quoted-printable
- * and uuencoded bodies, and base64 or percent-encoded data: URIs inside HTML. Each
- * image comes out decoded into memory, labelled with its MIME part number, under
- * limits on parts, nesting, images and bytes. Scanning is not done here: the walk
- * knows nothing of clipmod, so it can be tested on its own (test_milter_mime.c).
+ * and uuencoded bodies, uuencoded blocks inside plain text, and data: URIs inside
+ * HTML and XHTML (after HTML character references are decoded). Each image comes
+ * out decoded into memory, labelled with its MIME part number, under limits on
+ * parts, nesting (counted before GMime parses: prescan.h), images and bytes.
+ * Scanning is not done here: the walk knows nothing of clipmod, so it can be
+ * tested on its own (test_milter_mime.c).
  *
  * A part is an image when (see clipmod-milter(8), IMAGES):
  *   - its Content-Type is image/<anything>;
@@ -15,8 +17,12 @@
  *     an image extension (.jpg, .png, .gif, .webp, .tif, .heic, .avif, .bmp, .svg ...);
  *   - or it is not text (text/...) and its decoded bytes start like a format the engine
  *     reads (JPEG, PNG, GIF, WebP, TIFF, HEIF/AVIF): application/octet-stream and
- *     mislabelled types are sniffed;
- *   - or it is a data:image/... URI in a text/html part.
+ *     mislabelled types are sniffed.
+ * Inside a part, an image is also:
+ *   - a data: URI in text/html, application/xhtml+xml or other markup-like text/...
+ *     whose type is image/... or whose bytes are an image ("<part>#<n>");
+ *   - a "begin MODE NAME" ... "end" uuencoded block in other text whose name or bytes
+ *     are an image ("<part>#u<n>").
  */
 #ifndef CLIPMOD_MILTER_MIME_H
 #define CLIPMOD_MILTER_MIME_H
@@ -35,7 +41,7 @@ typedef enum cmm_found_by {
     CMM_BY_TYPE,     /* Content-Type image/... */
     CMM_BY_NAME,     /* the file name's extension */
     CMM_BY_CONTENT,  /* the decoded bytes' signature */
-    CMM_BY_DATA_URI, /* a data:image/... URI in HTML */
+    CMM_BY_DATA_URI, /* a data: URI in HTML (by its image/ type or its bytes) */
 } cmm_found_by;
 
 /* What stands between an image and the scanner; CMM_OK when nothing does. */
@@ -47,7 +53,8 @@ typedef enum cmm_problem {
 } cmm_problem;
 
 typedef struct cmm_image {
-    char *part;         /* MIME part number as IMAP numbers them, "2.1"; "+uN" for URI N */
+    char *part;         /* MIME part number as IMAP numbers them, "2.1"; "2.1#3" for its
+                           third data: URI, "2.1#u1" for its first uuencoded block */
     char *filename;     /* as the sender named it (UTF-8, untrusted), or NULL */
     char *content_type; /* declared type, lower case, e.g. "image/png" */
     cmm_found_by by;

@@ -562,4 +562,68 @@ Content-Transfer-Encoding: base64
 iVBORw0KGgo=
 """,
 )
+def uu(data):
+    return "".join(binascii.b2a_uu(data[i : i + 45]).decode() for i in range(0, len(data), 45))
+
+
+def entities(s):
+    """Every character of s as a decimal character reference, then some as hex."""
+    return "".join("&#%d;" % ord(c) if i % 2 else "&#x%x;" % ord(c) for i, c in enumerate(s))
+
+
+# Images a mail client shows that a scanner reading only plain "data:image/" and MIME
+# parts would miss: data: URIs written with HTML character references (named,
+# decimal, hex; inside the base64 too), an image behind data:application/octet-stream,
+# an XHTML part, and uuencoded blocks inside a plain text body (Thunderbird and
+# Outlook show them as attachments). A uuencoded text file and a data: URI of text
+# are not images.
+PNG64 = base64.b64encode(IMG["png"]).decode()
+write(
+    "obfuscated.eml",
+    f"""From: Mallory <m@example.net>
+To: ben@example.com
+Subject: look
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="obf"
+
+--obf
+Content-Type: text/html; charset=utf-8
+
+<html><body>
+<img src="data&#58;image/png;base64,{PNG64}">
+<img src="data&colon;image/gif;base64,{base64.b64encode(IMG["gif"]).decode()}">
+<img src="&#100;ata:image/jpeg;base64,{b64(IMG["jpg"], 60).replace(chr(10), "&#10;")}">
+<img src="{entities("data:image/png;base64,")}{PNG64.replace("+", "&#43;").replace("/", "&sol;")}">
+<div style="background:url(&#x64;&#x61;ta:application/octet-stream;base64,{PNG64})">x</div>
+<img src="da&Tab;ta:text/plain,hello">
+</body></html>
+--obf
+Content-Type: text/plain; charset=us-ascii
+
+Here are the photos, old style.
+
+begin 644 holiday.jpg
+{uu(IMG["jpg"])}`
+end
+
+and the notes:
+
+begin 600 notes.txt
+{uu(b"just some notes, not a picture")}`
+end
+
+begin 644 noname
+{uu(IMG["gif"])}`
+end
+--obf
+Content-Type: application/xhtml+xml; name="page.xhtml"
+
+<?xml version="1.0"?>
+<html xmlns="http://www.w3.org/1999/xhtml"><body>
+<img src="data:image/png;base64,{PNG64}"/>
+</body></html>
+--obf--
+""",
+)
+
 print("make_fixtures: wrote the fixtures in", DIR)

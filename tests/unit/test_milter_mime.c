@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "conf.h"
+#include "htmlent.h"
 #include "mime.h"
 #include "prescan.h"
 
@@ -244,6 +245,96 @@ static void uuencoded_single_part(void **state)
     assert_int_equal(w.n_images, 1);
     assert_bytes_of(image_at(&w, "1"), "gif");
     cmm_walk_free(&w);
+}
+
+/*
+ * Images hidden from a scanner that reads only plain "data:image/" and MIME parts:
+ * character references in HTML (named, decimal, hex, inside the base64 too), an
+ * image behind data:application/octet-stream, uuencoded blocks in plain text, and
+ * an XHTML part. Each must come out with the bytes of the image.
+ */
+static void obfuscated_images_are_found(void **state)
+{
+    cmm_walk w;
+    walk_fixture("obfuscated.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_bytes_of(image_at(&w, "1#1"), "png"); /* data&#58; */
+    assert_bytes_of(image_at(&w, "1#2"), "gif"); /* data&colon; */
+    assert_bytes_of(image_at(&w, "1#3"), "jpg"); /* &#100;ata: with &#10; line breaks */
+    assert_bytes_of(image_at(&w, "1#4"), "png"); /* every character a reference */
+    const cmm_image *css = image_at(&w, "1#5");  /* application/octet-stream, by its bytes */
+    assert_bytes_of(css, "png");
+    assert_string_equal(css->content_type, "application/octet-stream");
+    const cmm_image *uu = image_at(&w, "2#u1"), *uu_noname = image_at(&w, "2#u2");
+    assert_bytes_of(uu, "jpg");
+    assert_string_equal(uu->filename, "holiday.jpg");
+    assert_int_equal(uu->by, CMM_BY_NAME);
+    assert_bytes_of(uu_noname, "gif");
+    assert_int_equal(uu_noname->by, CMM_BY_CONTENT);
+    assert_bytes_of(image_at(&w, "3#1"), "png"); /* application/xhtml+xml */
+    /* The text data: URI and the uuencoded notes are not images. */
+    assert_int_equal(w.n_images, 8);
+    cmm_walk_free(&w);
+}
+
+/* A uuencoded block cut before its "end", and one over the byte limit. */
+static void uuencoded_blocks_truncated_and_too_large(void **state)
+{
+    const char *cut = "From: x@example.org\nContent-Type: text/plain\n\n"
+                      "begin 644 a.png\n"
+                      "M)/$`9$\"\n";
+    cmm_limits lim = default_limits;
+    cmm_walk w;
+    assert_int_equal(cmm_walk_message(cut, strlen(cut), &default_limits, &w), 0);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 1);
+    assert_int_equal(w.images[0].problem, CMM_BAD_ENCODING);
+    assert_non_null(strstr(w.images[0].note, "truncated"));
+    cmm_walk_free(&w);
+    lim.max_image_bytes = 100; /* tiny.jpg is 670 bytes */
+    walk_fixture("obfuscated.eml", &lim, &w);
+    assert_int_equal(image_at(&w, "2#u1")->problem, CMM_TOO_LARGE);
+    assert_int_equal(image_at(&w, "1#3")->problem, CMM_TOO_LARGE);
+    assert_bytes_of(image_at(&w, "1#1"), "png");
+    cmm_walk_free(&w);
+    /* Every image counts against max-images, wherever it was found. */
+    lim = default_limits;
+    lim.max_images = 3;
+    walk_fixture("obfuscated.eml", &lim, &w);
+    assert_true(w.failed);
+    assert_non_null(strstr(w.why, "more than 3 images"));
+    cmm_walk_free(&w);
+}
+
+/* HTML character references as Python's html.unescape() reads them (the goldens). */
+static void html_references_decode_as_python_does(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"a&amp;b", "a&b"},
+        {"&ampx", "&x"},
+        {"&#128;", "\xe2\x82\xac"},
+        {"&#xD800;", "\xef\xbf\xbd"},
+        {"&nGt;", "\xe2\x89\xab\xe2\x83\x92"},
+        {"d&Tab;a&NewLine;t", "dat"},
+        {"&#1;&#65;&#x41", "AA"},
+        {"&notit;", "\xc2\xacit;"},
+        {"&#99999999999;", "\xef\xbf\xbd"},
+        {"&lt&gt;", "<>"},
+        {"&unknown;", "&unknown;"},
+        {"&#;&#x;", "&#;&#x;"},
+        {"da\tta:\r\n", "data:"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n;
+        unsigned char *o =
+            cmm_html_decode((const unsigned char *)cases[i].in, strlen(cases[i].in), &n);
+        assert_non_null(o);
+        assert_int_equal(n, strlen(cases[i].out));
+        assert_memory_equal(o, cases[i].out, n);
+        free(o);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -784,6 +875,9 @@ int main(void)
         cmocka_unit_test(nesting_deeper_than_the_limit_fails),
         cmocka_unit_test(data_uris_and_quoted_printable),
         cmocka_unit_test(uuencoded_single_part),
+        cmocka_unit_test(obfuscated_images_are_found),
+        cmocka_unit_test(uuencoded_blocks_truncated_and_too_large),
+        cmocka_unit_test(html_references_decode_as_python_does),
         cmocka_unit_test(broken_encodings),
         cmocka_unit_test(empty_attachments),
         cmocka_unit_test(truncated_base64),
