@@ -471,6 +471,82 @@ CLIPMOD_API clipmod_error clipmod_result_override(clipmod_result *r, clipmod_act
 CLIPMOD_API clipmod_error clipmod_result_add_note(clipmod_result *r, const char *by,
                                                   const char *text);
 
+/* ------------------------------------------------------------------------ */
+/* Policy tuning (clipmod policy evaluate): scoring a labelled set many     */
+/* times from its embeddings, with the scanner's own formula                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * What if: change one value of the policy without editing its file, before compile.
+ * `assignment` is "CATEGORY.threshold=NUMBER" or "CATEGORY.action=ACTION"; later ones
+ * win. The key and value are checked here (errbuf says why not); a category the
+ * policy does not have is a compile problem. Repeatable.
+ */
+CLIPMOD_API clipmod_error clipmod_engine_override(clipmod_engine *engine, const char *assignment,
+                                                  char *errbuf);
+
+/* What a candidate prompt is to its category. */
+typedef enum clipmod_prompt_kind {
+    CLIPMOD_PROMPT_CATEGORY, /* one of the category's prompts */
+    CLIPMOD_PROMPT_CONTRAST, /* one of its contrast prompts */
+    CLIPMOD_PROMPT_NEUTRAL   /* a neutral prompt of the policy */
+} clipmod_prompt_kind;
+
+/* A category of a compiled engine; strings are owned by the engine. */
+typedef struct clipmod_category_info {
+    const char *id;
+    double threshold; /* in effect (after clipmod_engine_override) */
+    clipmod_action action;
+    const char *threshold_file; /* where the policy writes the threshold ... */
+    int threshold_line;         /* ... 1-based line and column of its value */
+    int threshold_column;
+    size_t n_candidates; /* own prompts first, then contrast, then neutral */
+} clipmod_category_info;
+
+/* Categories of the compiled policy, in policy order (0 before compile). */
+CLIPMOD_API size_t clipmod_engine_category_count(const clipmod_engine *engine);
+CLIPMOD_API clipmod_error clipmod_engine_category_info(const clipmod_engine *engine, size_t c,
+                                                       clipmod_category_info *out);
+/* Candidate j of category c: its row in the prompt table and its kind. */
+CLIPMOD_API clipmod_error clipmod_engine_candidate(const clipmod_engine *engine, size_t c,
+                                                   size_t j, size_t *row,
+                                                   clipmod_prompt_kind *kind);
+/*
+ * The index of category `id`, or -1; then *near (may be NULL) receives a category id
+ * `id` is a plausible typo of, or NULL.
+ */
+CLIPMOD_API long clipmod_engine_category_find(const clipmod_engine *engine, const char *id,
+                                              const char **near);
+/* The distinct prompt texts (before templates) every score is computed from. */
+CLIPMOD_API size_t clipmod_engine_prompt_count(const clipmod_engine *engine);
+CLIPMOD_API const char *clipmod_engine_prompt_text(const clipmod_engine *engine, size_t row);
+
+/*
+ * Decode `n` inputs exactly as clipmod_scan_batch would (limits, sampled frames) and
+ * embed their frames in one pass. For input i, either emb[i] receives frames[i] x
+ * clipmod_model_embed_dim() floats (free with clipmod_free) and unscanned[i] is NULL,
+ * or unscanned[i] is an "unscanned" result saying why (free with clipmod_result_free).
+ */
+CLIPMOD_API clipmod_error clipmod_engine_embed_inputs(const clipmod_engine *engine,
+                                                      const clipmod_input *inputs, size_t n,
+                                                      float **emb, int *frames,
+                                                      clipmod_result **unscanned);
+/* Cosines of `frames` embeddings with every prompt: frames x prompt_count floats. */
+CLIPMOD_API clipmod_error clipmod_engine_cosines(const clipmod_engine *engine, const float *emb,
+                                                 int frames, float *cos);
+/*
+ * Every category's score (as a scan gives it) from the cosines of an input's frames;
+ * `skip` (may be NULL) has one byte per prompt row: non-zero leaves that prompt out
+ * (a category whose own prompts are all left out scores 0).
+ */
+CLIPMOD_API clipmod_error clipmod_engine_score_cosines(const clipmod_engine *engine,
+                                                       const float *cos, int frames,
+                                                       const unsigned char *skip, double *scores);
+/* The verdict the scanner gives for these scores; *top = deciding category or -1. */
+CLIPMOD_API clipmod_error clipmod_engine_verdict(const clipmod_engine *engine,
+                                                 const double *scores, clipmod_state *state,
+                                                 clipmod_action *action, long *top);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,15 +19,18 @@
 #include <string.h>
 
 #include "cli.h"
+#include "evaluate.h"
 
 static const char usage_policy[] =
     "Usage: clipmod policy check [OPTION]... FILE...\n"
+    "       clipmod policy evaluate --model DIR --policy FILE [OPTION]... LABELLED\n"
     "Commands for moderation policies (see clipmod-policy(5)).\n"
     "\n"
     "  check   report every problem of each policy as file:line:column: message, and\n"
     "          summarise the valid ones\n"
+    "  evaluate measure a policy on a labelled set of images and suggest thresholds\n"
     "\n"
-    "`clipmod policy check --help` describes its options.\n";
+    "`clipmod policy check --help` and `clipmod policy evaluate --help` describe their options.\n";
 
 static const char usage_check[] =
     "Usage: clipmod policy check [OPTION]... FILE...\n"
@@ -357,6 +360,8 @@ int cmd_policy(int argc, char **argv)
     }
     if (!strcmp(argv[1], "check"))
         return policy_check(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "evaluate"))
+        return cmd_policy_evaluate(argc - 1, argv + 1);
     fprintf(stderr, "clipmod: policy: unknown command '%s'\n%s", argv[1], usage_policy);
     return EXIT_ERROR;
 }

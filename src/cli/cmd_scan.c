@@ -76,6 +76,7 @@ enum {
     OPT_FOLLOW,
     OPT_URL,
     OPT_ALLOW_FETCH,
+    OPT_POLICY_SET,
     OPT_SETTING /* OPT_SETTING + s for engine setting s */
 };
 
@@ -100,6 +101,8 @@ typedef struct scan_opts {
     int url;                  /* --url: the arguments are URLs */
     const char **allow_fetch; /* --allow-fetch values, in order */
     size_t n_allow_fetch;
+    const char *sets[64]; /* --set: what-if changes to the policy, in order */
+    size_t n_sets;
     size_t batch;
     int setting_given[CLIPMOD_SETTING__COUNT];
     uint64_t setting[CLIPMOD_SETTING__COUNT];
@@ -206,6 +209,9 @@ static void usage(FILE *f)
             "      --threads N       threads for matrix products\n"
             "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
             "      --no-cache        do not read or write the prompt cache\n"
+            "      --set C.KEY=VALUE what if: category C's threshold or action changed\n"
+            "                        (weapons.threshold=0.7, drugs.action=allow) without\n"
+            "                        editing the policy file; repeatable\n"
             "      --url             the arguments are http(s) URLs to download and scan;\n"
             "                        `-` reads URLs from standard input, one per line\n"
             "      --allow-fetch NET|HOST  let --url reach a non-public network (CIDR, e.g.\n"
@@ -267,6 +273,7 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         {"no-cache", no_argument, NULL, OPT_NO_CACHE},
         {"url", no_argument, NULL, OPT_URL},
         {"allow-fetch", required_argument, NULL, OPT_ALLOW_FETCH},
+        {"set", required_argument, NULL, OPT_POLICY_SET},
         {"help", no_argument, NULL, 'h'},
     };
     enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
@@ -350,6 +357,13 @@ static int parse_options(int argc, char **argv, scan_opts *o)
             o->allow_fetch[o->n_allow_fetch++] = optarg;
             break;
         }
+        case OPT_POLICY_SET:
+            if (o->n_sets == sizeof o->sets / sizeof *o->sets) {
+                fprintf(stderr, "clipmod: too many --set options\n");
+                return EXIT_ERROR;
+            }
+            o->sets[o->n_sets++] = optarg;
+            break;
         case 'h':
             usage(stdout);
             return EXIT_CLEAN;
@@ -796,9 +810,12 @@ static void print_explain(const clipmod_result *r)
     for (size_t i = 0; i < n; i++) {
         if (clipmod_result_category(r, i, &c))
             continue;
+        /* The sign says whether the score reached the threshold (a hit), even for a
+         * watched "allow" category, which hits without flagging. */
+        const int hit = c.score >= c.threshold;
         printf("    %-16s score %.3f %s %.3f (%+.3f)  cosine %.3f  %s%s\n", c.id, c.score,
-               c.flagged ? ">=" : "< ", c.threshold, c.margin, c.cosine,
-               clipmod_action_name(c.action), c.flagged ? "  FLAGGED" : "");
+               hit ? ">=" : "< ", c.threshold, c.margin, c.cosine, clipmod_action_name(c.action),
+               c.flagged ? "  FLAGGED" : hit ? "  hit (watched)" : "");
         json_t *prompts = json_object_get(json_array_get(cats, i), "top_prompts");
         size_t k;
         json_t *p;
@@ -944,6 +961,13 @@ static clipmod_engine *build_engine(const scan_opts *o, const clipmod_model *mod
         if ((err = clipmod_engine_set(engine, (clipmod_setting)s, o->setting[s]))) {
             fprintf(stderr, "clipmod: --%s %llu: %s\n", clipmod_setting_name((clipmod_setting)s),
                     (unsigned long long)o->setting[s], clipmod_strerror(err));
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < o->n_sets; i++) {
+        char errbuf[CLIPMOD_ERROR_SIZE];
+        if ((err = clipmod_engine_override(engine, o->sets[i], errbuf))) {
+            fprintf(stderr, "clipmod: %s\n", errbuf);
             goto fail;
         }
     }

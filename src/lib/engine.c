@@ -114,6 +114,7 @@ void clipmod_engine_free(clipmod_engine *e)
         return;
     uncompile(e);
     cm_plugins_free(e->plugins);
+    cm_overrides_free(e->overrides);
     cm_allow_free(e->fetch_allow);
     cm_free(e->cache_dir);
     cm_free(e);
@@ -404,6 +405,8 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
         goto out;
     }
     if ((rc = cm_policy_load(policy_path, &e->policy, probs)))
+        goto out;
+    if ((rc = cm_overrides_apply(e->overrides, e->policy, probs)))
         goto out;
     if ((rc = cm_policy_check_tokens(e->policy, count_tokens, (void *)e->model, probs)))
         goto out;

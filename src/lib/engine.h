@@ -38,7 +38,14 @@ struct clipmod_engine {
     size_t texts_cached, texts_computed; /* prompt expansions at compile time */
     struct cm_plugins *plugins;
     struct cm_allow *fetch_allow; /* fetch mode: the operator's exceptions to the SSRF guard */
+    struct cm_overrides *overrides; /* what-if changes to the policy (override.c) */
 };
+
+/* override.c: apply the engine's overrides to a freshly loaded policy; unknown
+ * categories are appended to *problems and give CLIPMOD_E_POLICY. */
+struct cm_overrides;
+clipmod_error cm_overrides_apply(const struct cm_overrides *list, cm_policy *p, char **problems);
+void cm_overrides_free(struct cm_overrides *list);
 
 /*
  * Score one frame: `cos` holds the frame's cosine with every prompt of the engine.

@@ -201,11 +201,8 @@ static size_t edit_distance(const char *a, const char *b)
     return d[la][lb];
 }
 
-/*
- * The name in `names` nearest to `s` if it is a plausible typo of it (one edit per
- * three letters of the name, at most two), else NULL.
- */
-static const char *nearest(const char *s, const char *const *names, size_t n)
+/* The "did you mean" of every message (policy.h); also used by policy tuning. */
+const char *cm_nearest_name(const char *s, const char *const *names, size_t n)
 {
     const char *best = NULL;
     size_t best_d = 3;
@@ -808,7 +805,7 @@ static int want_enum(loader *L, const node *v, const char *what, const char *con
         for (size_t i = 0; i < n; i++)
             if (is_str(v, names[i]))
                 return (int)i;
-        const char *near = nearest(v->s, names, n);
+        const char *near = cm_nearest_name(v->s, names, n);
         if (near)
             problem(L, v->pos, "unknown %s %s (did you mean '%s'?); valid: %s", what,
                     what_is(v, buf), near, list);
@@ -846,7 +843,7 @@ static void map_fields(loader *L, const node *m, const char *where, const char *
         while (i < n && !is_str(k, allowed[i]))
             i++;
         if (i == n) {
-            const char *near = nearest(k->s, allowed, n);
+            const char *near = cm_nearest_name(k->s, allowed, n);
             show(k->s, k->len, 40, buf);
             if (near)
                 problem(L, k->pos, "unknown key '%s' %s (did you mean '%s'?); allowed: %s", buf,
@@ -937,7 +934,7 @@ static const char *near_cat(loader *L, const char *id, int need_prompts)
     for (size_t i = 0; i < L->n_cats; i++)
         if (!need_prompts || L->cats[i].has_prompts)
             names[n++] = L->cats[i].id;
-    return nearest(id, names, n);
+    return cm_nearest_name(id, names, n);
 }
 
 static void apply_category(loader *L, const node *c, int serial)

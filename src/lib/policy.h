@@ -113,6 +113,12 @@ clipmod_error cm_policy_load(const char *path, cm_policy **out, char **problems)
 /* Free a policy. Accepts NULL. */
 void cm_policy_free(cm_policy *p);
 
+/*
+ * The name in `names` nearest to `s` if it is a plausible typo of it (one edit per
+ * three letters of the name, at most two), else NULL: every "did you mean".
+ */
+const char *cm_nearest_name(const char *s, const char *const *names, size_t n);
+
 /* "allow", "tag", "flag", "quarantine", "reject"; "unknown" for other values. */
 const char *cm_action_name(cm_action a);
 

@@ -231,9 +231,12 @@ static json_t *category_json(const cm_cat_result *c, size_t limit)
                                                  "probability", num(p->prob), "cosine",
                                                  num(p->cosine), "kind", kind_names[p->kind]));
     }
-    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:s, s:i, s:o}", "id", c->s.id, "score",
+    /* hit: the score reached the threshold, whatever the action (a watched "allow"
+     * category hits without flagging). */
+    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:o}", "id", c->s.id, "score",
                      num(c->s.score), "threshold", num(c->s.threshold), "margin", num(c->s.margin),
-                     "cosine", num(c->s.cosine), "flagged", c->s.flagged, "action",
+                     "cosine", num(c->s.cosine), "hit", c->s.score >= c->s.threshold, "flagged",
+                     c->s.flagged, "action",
                      clipmod_action_name(c->s.action), "frame", c->frame, "top_prompts", prompts);
 }
 

@@ -1,0 +1,393 @@
+/*
+ * cmd_evaluate.c - `clipmod policy evaluate`: how a policy does on a labelled set.
+ *
+ * Owns the command's flow: options, the engine (model + policy), the labelled set,
+ * one image-tower pass over the set (the cosines of every image with every prompt
+ * are kept), then per category the ranking metrics, the metrics at the current
+ * threshold and the suggested thresholds for the moderator's targets. Printing is
+ * eval_print.c's; the metrics are metrics.c's. Scores are recomputed from the kept
+ * cosines by the library (clipmod_engine_score_cosines), the scanner's own formula.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "evaluate.h"
+#include "progress.h"
+
+/* Images per image-tower pass: big enough to batch, small enough for the bar. */
+#define EMBED_CHUNK 32
+
+static const char usage_evaluate[] =
+    "Usage: clipmod policy evaluate --model DIR --policy FILE [OPTION]... LABELLED\n"
+    "Measure a policy on a labelled set of images and suggest thresholds.\n"
+    "LABELLED is a folder with one sub-folder per label (a category id of the policy,\n"
+    "or 'clean' for images that must not be flagged), or a manifest named *.csv\n"
+    "(path,label,label...) or *.jsonl ({\"path\": ..., \"labels\": [...]}).\n"
+    "\n"
+    "  -m, --model DIR       the model (default: $CLIPMOD_MODEL, else the installed one)\n"
+    "      --merges FILE     tokenizer merges, if not in the model directory\n"
+    "  -p, --policy FILE     the policy to evaluate (default: $CLIPMOD_POLICY, else the\n"
+    "                        model's default policy)\n"
+    "      --target T        suggest a threshold per category for T: fpr=X (false-positive\n"
+    "                        rate at most X), precision=X (at least X), recall=X (at\n"
+    "                        least X) or f1 (best F1); repeatable. Default: the best F1\n"
+    "                        with a false-positive rate of at most 0.01\n"
+    "      --set C.KEY=VALUE what if: evaluate with category C's threshold or action\n"
+    "                        changed (weapons.threshold=0.7, drugs.action=allow)\n"
+    "                        without editing the file; repeatable\n"
+    "      --json            one JSON document instead of the table (see clipmod(1))\n"
+    "      --threads N       threads per matrix product\n"
+    "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
+    "      --no-cache        do not read or write the prompt cache\n"
+    "      --no-progress     no progress bar on a terminal\n"
+    "  -q, --quiet           no notes on stderr\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Exit status: 0 evaluated (images that could not be scanned are listed apart),\n"
+    "2 an error (bad option, unknown label, invalid policy, no model).\n";
+
+enum {
+    OPT_MERGES = 256,
+    OPT_TARGET,
+    OPT_JSON,
+    OPT_THREADS,
+    OPT_CACHE,
+    OPT_NOCACHE,
+    OPT_NOPROG,
+    OPT_SET
+};
+
+static int parse_opt(int c, eval_opts *o)
+{
+    char *end = NULL;
+    switch (c) {
+    case 'm':
+        o->model_dir = optarg;
+        return CLI_GO_ON;
+    case OPT_MERGES:
+        o->merges = optarg;
+        return CLI_GO_ON;
+    case 'p':
+        o->policy = optarg;
+        return CLI_GO_ON;
+    case OPT_TARGET:
+        if (o->n_targets == EVAL_MAX_TARGETS) {
+            fprintf(stderr, "clipmod: at most %d --target options\n", EVAL_MAX_TARGETS);
+            return EXIT_ERROR;
+        }
+        if (target_parse(optarg, &o->targets[o->n_targets])) {
+            fprintf(stderr,
+                    "clipmod: --target %s: expected fpr=X, precision=X or recall=X with X "
+                    "between 0 and 1, or f1\n",
+                    optarg);
+            return EXIT_ERROR;
+        }
+        o->n_targets++;
+        return CLI_GO_ON;
+    case OPT_JSON:
+        o->json = 1;
+        return CLI_GO_ON;
+    case OPT_SET:
+        if (o->n_sets == EVAL_MAX_SETS) {
+            fprintf(stderr, "clipmod: at most %d --set options\n", EVAL_MAX_SETS);
+            return EXIT_ERROR;
+        }
+        o->sets[o->n_sets++] = optarg;
+        return CLI_GO_ON;
+    case OPT_THREADS: {
+        const long n = strtol(optarg, &end, 10);
+        if (end == optarg || *end || n < 1 || n > 256) {
+            fprintf(stderr, "clipmod: --threads %s: expected 1 to 256\n", optarg);
+            return EXIT_ERROR;
+        }
+        o->threads = (int)n;
+        return CLI_GO_ON;
+    }
+    case OPT_CACHE:
+        o->cache_dir = optarg;
+        return CLI_GO_ON;
+    case OPT_NOCACHE:
+        o->no_cache = 1;
+        return CLI_GO_ON;
+    case OPT_NOPROG:
+        o->no_progress = 1;
+        return CLI_GO_ON;
+    case 'q':
+        o->quiet = 1;
+        return CLI_GO_ON;
+    case 'h':
+        fputs(usage_evaluate, stdout);
+        return EXIT_CLEAN;
+    default:
+        fputs(usage_evaluate, stderr);
+        return EXIT_ERROR;
+    }
+}
+
+static int parse_evaluate(int argc, char **argv, eval_opts *o)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},
+        {"merges", required_argument, NULL, OPT_MERGES},
+        {"policy", required_argument, NULL, 'p'},
+        {"target", required_argument, NULL, OPT_TARGET},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"set", required_argument, NULL, OPT_SET},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"cache-dir", required_argument, NULL, OPT_CACHE},
+        {"no-cache", no_argument, NULL, OPT_NOCACHE},
+        {"no-progress", no_argument, NULL, OPT_NOPROG},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    memset(o, 0, sizeof *o);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:p:qh", longopts, NULL)) != -1) {
+        const int rc = parse_opt(c, o);
+        if (rc != CLI_GO_ON)
+            return rc;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "clipmod: policy evaluate: give one labelled folder or manifest\n%s",
+                usage_evaluate);
+        return EXIT_ERROR;
+    }
+    o->labelled = argv[optind];
+    if (!o->n_targets)
+        o->targets[o->n_targets++] = (target){TARGET_DEFAULT, 0.01};
+    return CLI_GO_ON;
+}
+
+/* An engine for the policy; problems and warnings go to stderr. */
+static clipmod_engine *make_engine(const clipmod_model *model, const eval_opts *o,
+                                   const char *policy)
+{
+    clipmod_engine *engine = NULL;
+    char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE];
+    clipmod_error err = clipmod_engine_new(model, &engine);
+    if (!err && (o->no_cache || o->cache_dir))
+        err = clipmod_engine_set_cache_dir(engine, o->no_cache ? NULL : o->cache_dir);
+    for (size_t i = 0; !err && i < o->n_sets; i++) {
+        if ((err = clipmod_engine_override(engine, o->sets[i], errbuf))) {
+            fprintf(stderr, "clipmod: %s\n", errbuf);
+            clipmod_engine_free(engine);
+            return NULL;
+        }
+    }
+    if (!err)
+        err = clipmod_engine_compile(engine, policy, &problems);
+    if (problems && (err || !o->quiet))
+        fputs(problems, stderr);
+    clipmod_free(problems);
+    if (err) {
+        fprintf(stderr, "clipmod: %s: %s\n", policy, clipmod_strerror(err));
+        clipmod_engine_free(engine);
+        return NULL;
+    }
+    return engine;
+}
+
+/* Embed images [start, start + n) and keep their cosines with every prompt. */
+static int embed_chunk(evaluation *ev, size_t start, size_t n)
+{
+    clipmod_input in[EMBED_CHUNK];
+    float *emb[EMBED_CHUNK];
+    int frames[EMBED_CHUNK];
+    clipmod_result *why[EMBED_CHUNK];
+    const size_t np = clipmod_engine_prompt_count(ev->engine);
+    int rc = 0;
+
+    memset(in, 0, sizeof in);
+    for (size_t i = 0; i < n; i++)
+        in[i].path = ev->set->items[start + i].path;
+    clipmod_error err = clipmod_engine_embed_inputs(ev->engine, in, n, emb, frames, why);
+    if (err) {
+        fprintf(stderr, "clipmod: embedding %s...: %s\n", in[0].path, clipmod_strerror(err));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        eval_image *im = &ev->images[start + i];
+        im->unscanned = why[i];
+        im->frames = frames[i];
+        if (why[i] || rc)
+            continue;
+        im->cos = malloc((size_t)frames[i] * (np ? np : 1) * sizeof *im->cos);
+        if (!im->cos || clipmod_engine_cosines(ev->engine, emb[i], frames[i], im->cos))
+            rc = -1;
+        ev->n_scanned++;
+    }
+    for (size_t i = 0; i < n; i++)
+        clipmod_free(emb[i]);
+    return rc;
+}
+
+static int embed_all(evaluation *ev)
+{
+    progress pg;
+    const double t0 = progress_now();
+    int rc = 0;
+    progress_start(&pg, ev->n_images, !ev->opts->quiet && !ev->opts->no_progress);
+    for (size_t s = 0; !rc && s < ev->n_images; s += EMBED_CHUNK) {
+        const size_t n = ev->n_images - s < EMBED_CHUNK ? ev->n_images - s : EMBED_CHUNK;
+        progress_update(&pg, s, ev->set->items[s].path);
+        rc = embed_chunk(ev, s, n);
+    }
+    progress_end(&pg);
+    ev->seconds_embed = progress_now() - t0;
+    return rc;
+}
+
+/* Every scanned image's scores and verdict under the engine's policy. */
+static int score_all(evaluation *ev)
+{
+    for (size_t i = 0; i < ev->n_images; i++) {
+        eval_image *im = &ev->images[i];
+        if (im->unscanned)
+            continue;
+        if (!(im->scores = calloc(ev->n_cats ? ev->n_cats : 1, sizeof *im->scores)))
+            return -1;
+        if (clipmod_engine_score_cosines(ev->engine, im->cos, im->frames, NULL, im->scores) ||
+            clipmod_engine_verdict(ev->engine, im->scores, &im->state, &im->action, &im->top))
+            return -1;
+    }
+    return 0;
+}
+
+/* Category c's scores and positive flags over the scanned images, into new arrays. */
+static int column(const evaluation *ev, size_t c, double **scores, unsigned char **pos, size_t *n)
+{
+    *scores = malloc((ev->n_scanned ? ev->n_scanned : 1) * sizeof **scores);
+    *pos = malloc(ev->n_scanned ? ev->n_scanned : 1);
+    *n = 0;
+    if (!*scores || !*pos)
+        return -1;
+    for (size_t i = 0; i < ev->n_images; i++) {
+        const eval_image *im = &ev->images[i];
+        if (im->unscanned)
+            continue;
+        (*scores)[*n] = im->scores[c];
+        (*pos)[(*n)++] = im->item->labels[c];
+    }
+    return 0;
+}
+
+static int measure_category(evaluation *ev, size_t c)
+{
+    eval_category *ec = &ev->cats[c];
+    double *s = NULL;
+    unsigned char *pos = NULL;
+    size_t n = 0;
+    int rc = column(ev, c, &s, &pos, &n);
+    for (size_t i = 0; !rc && i < n; i++)
+        pos[i] ? ec->positives++ : ec->negatives++;
+    if (!rc) {
+        ec->auc = metrics_roc_auc(s, pos, n);
+        ec->ap = metrics_average_precision(s, pos, n);
+        metrics_at_threshold(s, pos, n, ec->info.threshold, &ec->current);
+    }
+    for (size_t t = 0; !rc && t < ev->opts->n_targets; t++)
+        rc = metrics_suggest(s, pos, n, &ev->opts->targets[t], &ec->suggested[ec->n_suggested++]);
+    free(s);
+    free(pos);
+    return rc;
+}
+
+static int measure(evaluation *ev)
+{
+    const double t0 = progress_now();
+    int rc = score_all(ev);
+    for (size_t c = 0; !rc && c < ev->n_cats; c++) {
+        if (clipmod_engine_category_info(ev->engine, c, &ev->cats[c].info))
+            return -1;
+        rc = measure_category(ev, c);
+    }
+    ev->seconds_metrics = progress_now() - t0;
+    return rc;
+}
+
+static void evaluation_free(evaluation *ev)
+{
+    for (size_t i = 0; ev->images && i < ev->n_images; i++) {
+        clipmod_result_free(ev->images[i].unscanned);
+        free(ev->images[i].cos);
+        free(ev->images[i].scores);
+    }
+    free(ev->images);
+    for (size_t c = 0; ev->cats && c < ev->n_cats; c++)
+        free(ev->cats[c].attrib);
+    free(ev->cats);
+}
+
+static int run(evaluation *ev, const labelled_set *set)
+{
+    ev->set = set;
+    ev->n_images = set->n;
+    ev->n_cats = clipmod_engine_category_count(ev->engine);
+    ev->images = calloc(set->n, sizeof *ev->images);
+    ev->cats = calloc(ev->n_cats ? ev->n_cats : 1, sizeof *ev->cats);
+    if (!ev->images || !ev->cats) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        return EXIT_ERROR;
+    }
+    for (size_t i = 0; i < set->n; i++)
+        ev->images[i].item = &set->items[i];
+    if (embed_all(ev))
+        return EXIT_ERROR;
+    if (measure(ev)) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        return EXIT_ERROR;
+    }
+    if (ev->opts->json)
+        return eval_print_json(ev) ? EXIT_ERROR : EXIT_CLEAN;
+    eval_print_table(ev);
+    return ferror(stdout) ? EXIT_ERROR : EXIT_CLEAN;
+}
+
+int cmd_policy_evaluate(int argc, char **argv)
+{
+    eval_opts o;
+    cli_inputs mi;
+    labelled_set set;
+    evaluation ev;
+    clipmod_model *model = NULL;
+    clipmod_engine *engine = NULL;
+    int rc = parse_evaluate(argc, argv, &o);
+
+    if (rc != CLI_GO_ON)
+        return rc;
+    memset(&set, 0, sizeof set);
+    memset(&ev, 0, sizeof ev);
+    memset(&mi, 0, sizeof mi);
+    mi.model_dir = o.model_dir ? o.model_dir : cli_default_model();
+    mi.merges = o.merges;
+    mi.threads = o.threads;
+    mi.quiet = o.quiet;
+    rc = EXIT_ERROR;
+    if (labelled_read(o.labelled, &set) || !(model = cli_load_model(&mi)))
+        goto out;
+    if (!o.policy)
+        o.policy = cli_default_policy(model);
+    if (!(engine = make_engine(model, &o, o.policy)))
+        goto out;
+    if (labelled_resolve(&set, engine)) {
+        fprintf(stderr, "clipmod: %s: labels must be category ids of %s, or 'clean'\n", o.labelled,
+                o.policy);
+        goto out;
+    }
+    ev.opts = &o;
+    ev.model = model;
+    ev.engine = engine;
+    rc = run(&ev, &set);
+out:
+    evaluation_free(&ev);
+    labelled_free(&set);
+    clipmod_engine_free(engine);
+    clipmod_model_free(model);
+    return rc;
+}

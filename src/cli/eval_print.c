@@ -1,0 +1,210 @@
+/*
+ * eval_print.c - `clipmod policy evaluate` results as a table or as JSON.
+ *
+ * Owns the two output forms of an evaluation (evaluate.h). The JSON schema is
+ * documented in clipmod(1) and is what the HTML report and scripts read; an
+ * undefined metric is null there and "n/a" in the table, never NaN.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evaluate.h"
+
+const char *eval_fmt(double x, char *buf, size_t size)
+{
+    if (isnan(x))
+        snprintf(buf, size, "n/a");
+    else
+        snprintf(buf, size, "%.3f", x);
+    return buf;
+}
+
+const char *eval_fmt_threshold(double t, char *buf, size_t size)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, t);
+        if (strtod(buf, NULL) == t)
+            break;
+    }
+    return buf;
+}
+
+static void print_counts(const metrics_at *m)
+{
+    char p[16], r[16], f[16];
+    printf("TP %zu FP %zu FN %zu TN %zu, precision %s, recall %s, FPR %s", m->tp, m->fp, m->fn,
+           m->tn, eval_fmt(m->precision, p, sizeof p), eval_fmt(m->recall, r, sizeof r),
+           eval_fmt(m->fpr, f, sizeof f));
+}
+
+static void print_suggestions(const eval_category *ec)
+{
+    for (size_t t = 0; t < ec->n_suggested; t++) {
+        const suggestion *s = &ec->suggested[t];
+        char goal[64], thr[32];
+        target_describe(&s->goal, goal, sizeof goal);
+        if (!s->found) {
+            printf("    suggested for %s: none (%s)\n", goal, s->why);
+            continue;
+        }
+        printf("    suggested for %s: %s -> ", goal,
+               eval_fmt_threshold(s->at.threshold, thr, sizeof thr));
+        print_counts(&s->at);
+        putchar('\n');
+    }
+}
+
+static void print_unscanned(const evaluation *ev)
+{
+    const size_t n = ev->n_images - ev->n_scanned;
+    if (!n)
+        return;
+    printf("\nnot scanned (%zu), not counted above:\n", n);
+    for (size_t i = 0; i < ev->n_images; i++) {
+        const clipmod_result *r = ev->images[i].unscanned;
+        if (r)
+            printf("  %s: %s: %s\n", ev->images[i].item->path,
+                   clipmod_reason_name(clipmod_result_reason(r)), clipmod_result_reason_text(r));
+    }
+}
+
+void eval_print_table(const evaluation *ev)
+{
+    char b[6][32];
+    printf("%s on %s: %zu images, %zu scanned, %zu not scanned\n", ev->opts->policy,
+           ev->opts->labelled, ev->n_images, ev->n_scanned, ev->n_images - ev->n_scanned);
+    for (size_t i = 0; i < ev->opts->n_sets; i++)
+        printf("what if: --set %s\n", ev->opts->sets[i]);
+    printf("%-16s %-10s %5s %6s %7s %6s %9s %5s %5s %5s %6s %9s %6s %6s\n", "category", "action",
+           "pos", "neg", "ROC-AUC", "AP", "threshold", "TP", "FP", "FN", "TN", "precision",
+           "recall", "FPR");
+    for (size_t c = 0; c < ev->n_cats; c++) {
+        const eval_category *ec = &ev->cats[c];
+        const metrics_at *m = &ec->current;
+        printf("%-16s %-10s %5zu %6zu %7s %6s %9s %5zu %5zu %5zu %6zu %9s %6s %6s\n", ec->info.id,
+               clipmod_action_name(ec->info.action), ec->positives, ec->negatives,
+               eval_fmt(ec->auc, b[0], 32), eval_fmt(ec->ap, b[1], 32),
+               eval_fmt_threshold(ec->info.threshold, b[2], 32), m->tp, m->fp, m->fn, m->tn,
+               eval_fmt(m->precision, b[3], 32), eval_fmt(m->recall, b[4], 32),
+               eval_fmt(m->fpr, b[5], 32));
+        print_suggestions(ec);
+    }
+    print_unscanned(ev);
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static json_t *num(double x)
+{
+    return isnan(x) ? json_null() : json_real(x);
+}
+
+static json_t *metrics_json(const metrics_at *m)
+{
+    return json_pack("{s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}", "threshold",
+                     num(m->threshold), "tp", (json_int_t)m->tp, "fp", (json_int_t)m->fp, "fn",
+                     (json_int_t)m->fn, "tn", (json_int_t)m->tn, "precision", num(m->precision),
+                     "recall", num(m->recall), "fpr", num(m->fpr), "f1", num(m->f1));
+}
+
+static json_t *suggestion_json(const suggestion *s)
+{
+    json_t *o = json_pack("{s:s, s:o}", "target", target_kind_name(s->goal.kind), "value",
+                          s->goal.kind == TARGET_F1 ? json_null() : json_real(s->goal.value));
+    if (s->found) {
+        json_t *m = metrics_json(&s->at);
+        json_object_update(o, m);
+        json_decref(m);
+    } else {
+        json_object_set_new(o, "threshold", json_null());
+        json_object_set_new(o, "why", json_string(s->why));
+    }
+    return o;
+}
+
+static json_t *category_json(const evaluation *ev, const eval_category *ec)
+{
+    json_t *sugg = json_array();
+    for (size_t t = 0; t < ec->n_suggested; t++)
+        json_array_append_new(sugg, suggestion_json(&ec->suggested[t]));
+    json_t *o = json_pack("{s:s, s:s, s:f, s:I, s:I, s:o, s:o, s:o, s:o}", "id", ec->info.id,
+                          "action", clipmod_action_name(ec->info.action), "threshold",
+                          ec->info.threshold, "positives", (json_int_t)ec->positives, "negatives",
+                          (json_int_t)ec->negatives, "roc_auc", num(ec->auc), "average_precision",
+                          num(ec->ap), "current", metrics_json(&ec->current), "suggested", sugg);
+    if (ec->attrib) {
+        json_t *a = json_array();
+        static const char *const kinds[] = {"prompt", "contrast", "neutral"};
+        for (size_t j = 0; j < ec->n_attrib; j++) {
+            const eval_attribution *at = &ec->attrib[j];
+            const double delta =
+                isnan(at->auc_without) || isnan(ec->auc) ? NAN : at->auc_without - ec->auc;
+            json_array_append_new(a, json_pack("{s:s, s:s, s:o, s:o}", "text",
+                                               clipmod_engine_prompt_text(ev->engine, at->row),
+                                               "kind", kinds[at->kind], "roc_auc_without",
+                                               num(at->auc_without), "delta_roc_auc", num(delta)));
+        }
+        json_object_set_new(o, "prompts", a);
+    }
+    return o;
+}
+
+static json_t *image_json(const evaluation *ev, const eval_image *im)
+{
+    json_t *labels = json_array();
+    for (size_t c = 0; c < ev->n_cats; c++)
+        if (im->item->labels[c])
+            json_array_append_new(labels, json_string(ev->cats[c].info.id));
+    json_t *o = json_pack("{s:s, s:o}", "path", im->item->path, "labels", labels);
+    if (im->unscanned) {
+        json_object_set_new(o, "state", json_string("unscanned"));
+        json_object_set_new(o, "reason",
+                            json_string(clipmod_reason_name(clipmod_result_reason(im->unscanned))));
+        json_object_set_new(o, "reason_text",
+                            json_string(clipmod_result_reason_text(im->unscanned)));
+        return o;
+    }
+    json_t *scores = json_object();
+    for (size_t c = 0; c < ev->n_cats; c++)
+        json_object_set_new(scores, ev->cats[c].info.id, json_real(im->scores[c]));
+    json_object_set_new(o, "state", json_string(clipmod_state_name(im->state)));
+    json_object_set_new(o, "action", json_string(clipmod_action_name(im->action)));
+    json_object_set_new(o, "category",
+                        im->top >= 0 ? json_string(ev->cats[im->top].info.id) : json_null());
+    json_object_set_new(o, "scores", scores);
+    return o;
+}
+
+int eval_print_json(const evaluation *ev)
+{
+    json_t *cats = json_array(), *images = json_array();
+    for (size_t c = 0; c < ev->n_cats; c++)
+        json_array_append_new(cats, category_json(ev, &ev->cats[c]));
+    for (size_t i = 0; i < ev->n_images; i++)
+        json_array_append_new(images, image_json(ev, &ev->images[i]));
+    json_t *root = json_pack(
+        "{s:i, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:o, s:o, s:{s:f, s:f}}", "version", 1,
+        "policy", ev->opts->policy, "policy_name", clipmod_engine_policy_name(ev->engine), "model",
+        clipmod_model_describe(ev->model), "demo_model", clipmod_model_is_demo(ev->model),
+        "labelled", ev->opts->labelled, "images", (json_int_t)ev->n_images, "scanned",
+        (json_int_t)ev->n_scanned, "unscanned", (json_int_t)(ev->n_images - ev->n_scanned),
+        "categories", cats, "results", images, "seconds", "embed", ev->seconds_embed, "metrics",
+        ev->seconds_metrics);
+    if (!root)
+        return -1;
+    json_t *sets = json_array();
+    for (size_t i = 0; i < ev->opts->n_sets; i++)
+        json_array_append_new(sets, json_string(ev->opts->sets[i]));
+    json_object_set_new(root, "overrides", sets);
+    /* 17 significant digits: scripts recompute the metrics from exactly these scores. */
+    int rc =
+        json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    fputc('\n', stdout);
+    json_decref(root);
+    return rc || ferror(stdout) ? -1 : 0;
+}

@@ -1,0 +1,87 @@
+/*
+ * evaluate.h - what the parts of `clipmod policy evaluate` share.
+ *
+ * cmd_evaluate.c reads the options, the labelled set and the images' embeddings and
+ * computes an `evaluation`; eval_print.c writes it as a table or as JSON (the schema
+ * is in clipmod(1)). Scores are always recomputed from the cosines kept per image,
+ * with the library's formula, so every variant (prompt attribution, what-if) costs no
+ * image-tower pass.
+ */
+#ifndef CLIPMOD_CLI_EVALUATE_H
+#define CLIPMOD_CLI_EVALUATE_H
+
+#include <stddef.h>
+
+#include "clipmod/clipmod.h"
+#include "labelled.h"
+#include "metrics.h"
+
+#define EVAL_MAX_TARGETS 16
+#define EVAL_MAX_SETS    64
+
+typedef struct eval_opts {
+    const char *model_dir, *merges, *policy, *labelled, *cache_dir;
+    int no_cache, json, quiet, threads, no_progress;
+    target targets[EVAL_MAX_TARGETS];
+    size_t n_targets;
+    const char *sets[EVAL_MAX_SETS]; /* --set: what-if changes to the policy */
+    size_t n_sets;
+} eval_opts;
+
+/* One image of the set. */
+typedef struct eval_image {
+    const labelled_item *item;
+    clipmod_result *unscanned; /* not NULL: could not be scanned (reason inside) */
+    float *cos;                /* frames x prompt count */
+    int frames;
+    double *scores;      /* one per category */
+    clipmod_state state; /* the verdict under the evaluated policy */
+    clipmod_action action;
+    long top; /* deciding category or -1 */
+} eval_image;
+
+/* What leaving one prompt out does to one category. */
+typedef struct eval_attribution {
+    size_t row;               /* the prompt's row in the engine's prompt table */
+    clipmod_prompt_kind kind; /* what it is to this category */
+    double auc_without;       /* the category's AUC without it (NAN: undefined) */
+} eval_attribution;
+
+typedef struct eval_category {
+    clipmod_category_info info;
+    size_t positives, negatives;
+    double auc, ap; /* NAN when undefined */
+    metrics_at current;
+    suggestion suggested[EVAL_MAX_TARGETS];
+    size_t n_suggested;
+    eval_attribution *attrib; /* one per candidate prompt */
+    size_t n_attrib;
+} eval_category;
+
+typedef struct evaluation {
+    const eval_opts *opts;
+    const clipmod_model *model;
+    const clipmod_engine *engine;
+    const labelled_set *set;
+    eval_image *images; /* one per item of the set, same order */
+    size_t n_images, n_scanned;
+    eval_category *cats;
+    size_t n_cats;
+    double seconds_embed, seconds_metrics;
+} evaluation;
+
+/* The terminal table. */
+void eval_print_table(const evaluation *ev);
+
+/* The JSON document (clipmod(1), "policy evaluate --json"); 0, or -1 on failure. */
+int eval_print_json(const evaluation *ev);
+
+/* A metric as text: "0.934", or "n/a" when undefined. */
+const char *eval_fmt(double x, char *buf, size_t size);
+
+/* A threshold as the shortest decimal that reads back as the same double. */
+const char *eval_fmt_threshold(double t, char *buf, size_t size);
+
+int cmd_policy_evaluate(int argc, char **argv);
+
+#endif

@@ -1,0 +1,289 @@
+/*
+ * tuning.c - what policy tuning needs from a compiled engine (clipmod policy evaluate).
+ *
+ * Owns the public functions that let a tool score a labelled set many times without
+ * running the image tower again: the compiled policy's categories and prompt table,
+ * the embeddings of inputs decoded exactly as a scan decodes them (same limits, same
+ * sampled frames), their cosines with every prompt, and scores recomputed from those
+ * cosines with the scanner's own formula (cm_score_frame, cm_combine_frames) and,
+ * for prompt attribution, with some prompts left out. Verdicts come from the
+ * scanner's decision rule (cm_result_decide), so evaluation never reimplements it.
+ */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "engine.h"
+#include "image.h"
+#include "model.h"
+
+/* Decoding options as clipmod_scan_batch uses them (scan.c's image_opts); the
+ * defaults first, so a limit added later has its default value here too. */
+static cm_image_opts scan_opts(const clipmod_engine *e)
+{
+    cm_image_opts o;
+    cm_image_opts_default(&o);
+    o.lim.max_file_bytes = e->settings[CLIPMOD_MAX_FILE_BYTES];
+    o.lim.max_pixels = e->settings[CLIPMOD_MAX_PIXELS];
+    o.lim.max_side = (uint32_t)e->settings[CLIPMOD_MAX_SIDE];
+    o.max_frames = e->settings[CLIPMOD_MAX_FRAMES];
+    o.samples = e->policy->frames > 0 ? e->policy->frames : 1;
+    o.timeout_ms = e->settings[CLIPMOD_MAX_SCAN_MS];
+    return o;
+}
+
+size_t clipmod_engine_category_count(const clipmod_engine *e)
+{
+    return e && e->compiled ? e->n_cats : 0;
+}
+
+clipmod_error clipmod_engine_category_info(const clipmod_engine *e, size_t c,
+                                           clipmod_category_info *out)
+{
+    if (!e || !out || !e->compiled || c >= e->n_cats)
+        return CLIPMOD_E_INVALID_ARG;
+    const cm_category *d = e->cats[c].def;
+    memset(out, 0, sizeof *out);
+    out->id = d->id;
+    out->threshold = d->threshold;
+    out->action = (clipmod_action)d->action;
+    out->threshold_file = d->threshold_pos.file;
+    out->threshold_line = d->threshold_pos.line;
+    out->threshold_column = d->threshold_pos.column;
+    out->n_candidates = e->cats[c].n_cand;
+    return CLIPMOD_OK;
+}
+
+clipmod_error clipmod_engine_candidate(const clipmod_engine *e, size_t c, size_t j, size_t *row,
+                                       clipmod_prompt_kind *kind)
+{
+    if (!e || !e->compiled || c >= e->n_cats || j >= e->cats[c].n_cand)
+        return CLIPMOD_E_INVALID_ARG;
+    if (row)
+        *row = e->cats[c].cand[j];
+    if (kind)
+        *kind = (clipmod_prompt_kind)e->cats[c].kind[j];
+    return CLIPMOD_OK;
+}
+
+long clipmod_engine_category_find(const clipmod_engine *e, const char *id, const char **near)
+{
+    if (near)
+        *near = NULL;
+    if (!e || !id || !e->compiled)
+        return -1;
+    for (size_t c = 0; c < e->n_cats; c++)
+        if (!strcmp(e->cats[c].def->id, id))
+            return (long)c;
+    const char **names = cm_alloc((e->n_cats ? e->n_cats : 1) * sizeof *names);
+    if (names && near) {
+        for (size_t c = 0; c < e->n_cats; c++)
+            names[c] = e->cats[c].def->id;
+        *near = cm_nearest_name(id, names, e->n_cats);
+    }
+    cm_free(names);
+    return -1;
+}
+
+size_t clipmod_engine_prompt_count(const clipmod_engine *e)
+{
+    return e && e->compiled ? e->n_prompts : 0;
+}
+
+const char *clipmod_engine_prompt_text(const clipmod_engine *e, size_t row)
+{
+    return e && e->compiled && row < e->n_prompts ? e->prompts[row] : NULL;
+}
+
+/* Decode input `in` as a scan would; an input that cannot be scanned gets *why. */
+static clipmod_error decode_one(const clipmod_engine *e, const clipmod_input *in,
+                                const cm_image_opts *o, cm_frames *frames, clipmod_result **why)
+{
+    const char *name = in->name ? in->name : in->path ? in->path : "(memory)";
+    char err[CLIPMOD_ERROR_SIZE];
+    clipmod_reason reason;
+
+    if (!in->path && !in->data && in->len)
+        return CLIPMOD_E_INVALID_ARG;
+    clipmod_error drc = cm_image_decode(e->model, in->path, in->path ? NULL : in->data, in->len, o,
+                                        frames, &reason, err);
+    if (drc == CLIPMOD_E_NOMEM || drc == CLIPMOD_E_INIT || !drc)
+        return drc;
+    if (!(*why =
+              cm_result_new(name, clipmod_engine_policy_name(e), clipmod_model_describe(e->model))))
+        return CLIPMOD_E_NOMEM;
+    /* The decoder's messages start with the path; the result names it already. */
+    const char *text = err;
+    size_t plen = in->path ? strlen(in->path) : 0;
+    if (plen && !strncmp(err, in->path, plen) && !strncmp(err + plen, ": ", 2))
+        text = err + plen + 2;
+    cm_result_unscanned(*why, reason, text);
+    return CLIPMOD_OK;
+}
+
+/* Embed every frame of `frames` (n inputs) in one pass into each input's own array. */
+static clipmod_error embed_frames(const clipmod_engine *e, cm_frames *frames, size_t n, float **emb)
+{
+    const size_t dim = clipmod_model_embed_dim(e->model);
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (size_t)frames[i].count;
+    if (!total)
+        return CLIPMOD_OK;
+    const clipmod_image **all = cm_alloc(total * sizeof *all);
+    float *out = cm_alloc(total * dim * sizeof *out);
+    clipmod_error rc = all && out ? CLIPMOD_OK : CLIPMOD_E_NOMEM;
+    for (size_t i = 0; !rc && i < n; i++)
+        for (int f = 0; f < frames[i].count; f++)
+            all[k++] = frames[i].frames[f];
+    if (!rc)
+        rc = clipmod_embed_images(e->model, all, total, out, NULL);
+    k = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (!frames[i].count)
+            continue;
+        size_t bytes = (size_t)frames[i].count * dim * sizeof *out;
+        if (!(emb[i] = cm_alloc(bytes))) {
+            rc = CLIPMOD_E_NOMEM;
+            break;
+        }
+        memcpy(emb[i], out + k * dim, bytes);
+        k += (size_t)frames[i].count;
+    }
+    cm_free(all);
+    cm_free(out);
+    return rc;
+}
+
+clipmod_error clipmod_engine_embed_inputs(const clipmod_engine *e, const clipmod_input *inputs,
+                                          size_t n, float **emb, int *frames,
+                                          clipmod_result **unscanned)
+{
+    if (!e || !inputs || !emb || !frames || !unscanned || !n || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    memset(emb, 0, n * sizeof *emb);
+    memset(frames, 0, n * sizeof *frames);
+    memset(unscanned, 0, n * sizeof *unscanned);
+    cm_frames *fr = cm_calloc(n, sizeof *fr);
+    clipmod_error rc = fr ? CLIPMOD_OK : CLIPMOD_E_NOMEM;
+    const cm_image_opts o = scan_opts(e);
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = decode_one(e, &inputs[i], &o, &fr[i], &unscanned[i]);
+    if (!rc)
+        rc = embed_frames(e, fr, n, emb);
+    for (size_t i = 0; fr && i < n; i++) {
+        frames[i] = rc ? 0 : fr[i].count;
+        cm_frames_free(&fr[i]);
+    }
+    cm_free(fr);
+    if (rc)
+        for (size_t i = 0; i < n; i++) {
+            cm_free(emb[i]);
+            emb[i] = NULL;
+            clipmod_result_free(unscanned[i]);
+            unscanned[i] = NULL;
+        }
+    return rc;
+}
+
+clipmod_error clipmod_engine_cosines(const clipmod_engine *e, const float *emb, int frames,
+                                     float *cos)
+{
+    if (!e || !emb || !cos || frames <= 0 || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    const size_t dim = clipmod_model_embed_dim(e->model);
+    /* Both sides are unit vectors: the product is the cosine, as in scan.c. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, frames, (int)e->n_prompts, (int)dim, 1.0f,
+                emb, (int)dim, e->prompt_emb, (int)dim, 0.0f, cos, (int)e->n_prompts);
+    return CLIPMOD_OK;
+}
+
+/* Category `cat` without the candidates whose rows `skip` marks, into `tmp`. */
+static void without(const cm_cat *cat, const unsigned char *skip, cm_cat *tmp)
+{
+    *tmp = *cat;
+    tmp->n_cand = tmp->n_own = 0;
+    for (size_t j = 0; j < cat->n_cand; j++) {
+        if (skip[cat->cand[j]])
+            continue;
+        tmp->cand[tmp->n_cand] = cat->cand[j];
+        tmp->kind[tmp->n_cand++] = cat->kind[j];
+        if (j < cat->n_own)
+            tmp->n_own++;
+    }
+}
+
+clipmod_error clipmod_engine_score_cosines(const clipmod_engine *e, const float *cos, int frames,
+                                           const unsigned char *skip, double *scores)
+{
+    if (!e || !cos || !scores || frames <= 0 || frames > 64 || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    const float scale = clipmod_model_logit_scale(e->model);
+    double fs[64], fc[64];
+    for (size_t c = 0; c < e->n_cats; c++) {
+        const cm_cat *cat = &e->cats[c];
+        cm_cat tmp;
+        size_t *cand = NULL;
+        cm_prompt_kind *kind = NULL;
+        if (skip) {
+            cand = cm_alloc((cat->n_cand ? cat->n_cand : 1) * sizeof *cand);
+            kind = cm_alloc((cat->n_cand ? cat->n_cand : 1) * sizeof *kind);
+            if (!cand || !kind) {
+                cm_free(cand);
+                cm_free(kind);
+                return CLIPMOD_E_NOMEM;
+            }
+            tmp.cand = cand;
+            tmp.kind = kind;
+            without(cat, skip, &tmp);
+            cat = &tmp;
+        }
+        for (int f = 0; f < frames; f++) {
+            if (cat->n_own)
+                cm_score_frame(cat, cos + (size_t)f * e->n_prompts, scale, &fs[f], &fc[f], NULL);
+            else
+                fs[f] = 0.0; /* every own prompt left out: nothing can match */
+        }
+        int best, hits;
+        scores[c] = cm_combine_frames(fs, frames, e->policy, cat->def->threshold, &best, &hits);
+        cm_free(cand);
+        cm_free(kind);
+    }
+    return CLIPMOD_OK;
+}
+
+clipmod_error clipmod_engine_verdict(const clipmod_engine *e, const double *scores,
+                                     clipmod_state *state, clipmod_action *action, long *top)
+{
+    if (!e || !scores || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    struct clipmod_result r;
+    memset(&r, 0, sizeof r);
+    r.cats = cm_calloc(e->n_cats ? e->n_cats : 1, sizeof *r.cats);
+    if (!r.cats)
+        return CLIPMOD_E_NOMEM;
+    r.n_cats = e->n_cats;
+    for (size_t c = 0; c < e->n_cats; c++) {
+        clipmod_category_score *s = &r.cats[c].s;
+        s->id = e->cats[c].def->id;
+        s->score = scores[c];
+        s->threshold = e->cats[c].def->threshold;
+        s->margin = scores[c] - s->threshold;
+        s->action = (clipmod_action)e->cats[c].def->action;
+        s->flagged = scores[c] >= s->threshold && s->action != CLIPMOD_ACTION_ALLOW;
+    }
+    cm_result_decide(&r);
+    if (state)
+        *state = r.state;
+    if (action)
+        *action = r.action;
+    if (top) {
+        *top = -1;
+        for (size_t c = 0; c < e->n_cats; c++)
+            if (r.top_category == r.cats[c].s.id)
+                *top = (long)c;
+    }
+    cm_free(r.cats);
+    return CLIPMOD_OK;
+}
