@@ -80,22 +80,56 @@ PY
 echo "all inputs in ${elapsed}s"
 [ "$elapsed" -lt 60 ] || fail "hostile inputs took ${elapsed}s"
 
+# valgrind_verdict LOG STATUS: "ok", "fail", or "skip: WHY" when valgrind itself
+# failed: killed by a signal with no error summary, or stopped by an instruction it
+# cannot execute inside a system library (valgrind 3.19 and libhwy's AVX-512 code,
+# which libvips loads through libjxl, on AVX-512 hosts) with no error found before.
+valgrind_verdict() {
+    log=$1 status=$2
+    summary=$(grep -o 'ERROR SUMMARY: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || :)
+    [ "$status" -eq 0 ] && [ "${summary:-0}" -eq 0 ] && { echo ok; return; }
+    [ "$status" -ge 128 ] || { echo fail; return; }
+    if [ -z "$summary" ]; then
+        echo "skip: valgrind was killed by signal $((status - 128)) without an error summary"
+        return
+    fi
+    [ "$summary" -eq 0 ] || { echo fail; return; }
+    grep -qE 'unhandled instruction|Unrecognised instruction|Illegal opcode' "$log" ||
+        { echo fail; return; }
+    frame=$(awk '/Illegal opcode/ { want = 1; next } want && / at 0x/ { print; exit }' "$log" |
+        sed 's/^==[0-9]*== *//')
+    case $frame in
+    *"(in /usr/lib/"* | *"(in /lib/"* | *"(in /lib64/"*)
+        echo "skip: valgrind $(valgrind --version 2>/dev/null | sed 's/^valgrind-//') cannot execute an instruction in a system library, $frame"
+        ;;
+    *) echo fail ;;
+    esac
+}
+
 if command -v valgrind >/dev/null 2>&1; then
     bin="$top_builddir/src/cli/.libs/clipmod"
     [ -x "$bin" ] || bin="$CLIPMOD"
+    log="$CLIPMOD_WORK/valgrind.txt"
     set +e
-    LD_LIBRARY_PATH="$top_builddir/.libs" valgrind -q --leak-check=full \
+    LD_LIBRARY_PATH="$top_builddir/.libs" valgrind --log-file="$log" --leak-check=full \
         --errors-for-leak-kinds=definite --show-leak-kinds=definite --error-exitcode=99 \
         --suppressions="$top_srcdir/tests/valgrind.supp" \
         "$bin" scan -q --json -m "$model" -p "$policy" --cache-dir "$CLIPMOD_WORK/cache" \
-        "$bad"/* > /dev/null 2> "$CLIPMOD_WORK/valgrind.txt"
+        "$bad"/* > /dev/null 2>&1
     vrc=$?
     set -e
-    if [ $vrc -eq 99 ] || [ $vrc -ge 128 ]; then
-        cat "$CLIPMOD_WORK/valgrind.txt"
+    verdict=$(valgrind_verdict "$log" "$vrc")
+    case $verdict in
+    ok) echo "ok   valgrind: no memory errors, no definite leaks" ;;
+    skip:*)
+        echo "SKIP (valgrind part only): ${verdict#skip: }."
+        echo "     That measures valgrind, not clipmod; the sanitizer build (--enable-sanitizers) scans the same inputs. Log: $log"
+        ;;
+    *)
+        cat "$log"
         fail "valgrind found errors or leaks (exit $vrc)"
-    fi
-    echo "ok   valgrind: no memory errors, no definite leaks"
+        ;;
+    esac
 else
     echo "note: valgrind is not installed; leak check skipped"
 fi

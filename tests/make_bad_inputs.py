@@ -2,8 +2,10 @@
 """Write hostile and broken image inputs for tests/bad_inputs.sh.
 
 Usage: make_bad_inputs.py PHOTO_DIR OUT_DIR
+       make_bad_inputs.py --gif-frames OUT FRAMES SIDE
 Every file is made here, byte by byte where a decoder would refuse to write it
 (a PNG header claiming 100000 x 100000 pixels), with PIL otherwise.
+--gif-frames writes one GIF of FRAMES full SIDE x SIDE frames (tests/frame_budget.sh).
 """
 import io
 import os
@@ -27,7 +29,46 @@ def png16(a):
             + png_chunk(b"IEND", b""))
 
 
+def gif_frame(side, index):
+    """The header + colour table, and the image descriptor + LZW data, of one
+    side x side GIF frame of palette colour `index`, cut out of PIL's single-frame GIF."""
+    im = Image.new("P", (side, side), index)
+    im.putpalette([0, 0, 0, 255, 255, 255] + [0] * (254 * 3))
+    buf = io.BytesIO()
+    im.save(buf, "GIF", optimize=False)
+    data = buf.getvalue()
+    flags = data[10]
+    pos = 13 + (3 * (2 << (flags & 7)) if flags & 0x80 else 0)
+    head = data[:pos]
+    while data[pos] == 0x21:  # extensions PIL may add
+        pos += 2
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    assert data[pos] == 0x2C and data[-1] == 0x3B
+    return head, data[pos:-1]
+
+
+def gif_frames(path, frames, side):
+    """An animation of `frames` full frames, alternating black and white so no frame
+    can be merged with the one before: each frame costs a decoder side x side
+    pixels, while LZW keeps a uniform frame to a few kB. Written frame by frame, so
+    memory stays one frame whatever the count (PIL's own writer keeps them all)."""
+    head, black = gif_frame(side, 0)
+    _, white = gif_frame(side, 1)
+    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    delay = b"\x21\xf9\x04\x00\x0a\x00\x00\x00"  # graphic control: 100 ms
+    with open(path, "wb") as f:
+        f.write(b"GIF89a" + head[6:] + loop)
+        for i in range(frames):
+            f.write(delay + (black if i % 2 == 0 else white))
+        f.write(b"\x3b")
+
+
 def main():
+    if sys.argv[1] == "--gif-frames":
+        gif_frames(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
     src, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     cat = Image.open(os.path.join(src, "chelsea.png")).convert("RGB")

@@ -27,5 +27,6 @@ apt-get install -y -qq --no-install-recommends \
     python3-torch python3-numpy python3-pil python3-regex \
     fonts-noto-color-emoji unicode-cldr-core \
     clang libclang-rt-14-dev \
+    strace time \
     >/dev/null
 echo "install-deps.sh: done"

@@ -236,6 +236,7 @@ typedef enum clipmod_setting {
     CLIPMOD_FETCH_TIMEOUT_MS,    /* fetch mode: time for a whole download, redirects included */
     CLIPMOD_FETCH_MAX_REDIRECTS, /* fetch mode: redirects followed, each one re-checked */
     CLIPMOD_FETCH_PARALLEL,      /* fetch mode: downloads at once */
+    CLIPMOD_MAX_TOTAL_PIXELS,    /* pixels one input may cost to decode, all frames taken */
     CLIPMOD_SETTING__COUNT
 } clipmod_setting;
 
@@ -317,7 +318,7 @@ typedef enum clipmod_action {
 typedef enum clipmod_reason {
     CLIPMOD_REASON_NONE,
     CLIPMOD_REASON_TOO_LARGE,       /* over max-file-bytes */
-    CLIPMOD_REASON_TOO_MANY_PIXELS, /* over max-pixels or max-side */
+    CLIPMOD_REASON_TOO_MANY_PIXELS, /* over max-pixels, max-side or max-total-pixels */
     CLIPMOD_REASON_TOO_MANY_FRAMES, /* over max-frames */
     CLIPMOD_REASON_DECODE_ERROR,    /* damaged, truncated or empty */
     CLIPMOD_REASON_UNSUPPORTED,     /* not an image format we read */

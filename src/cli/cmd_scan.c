@@ -92,6 +92,7 @@ static const char *const setting_help[CLIPMOD_SETTING__COUNT] = {
     [CLIPMOD_FETCH_TIMEOUT_MS] = "--url: milliseconds for a whole download",
     [CLIPMOD_FETCH_MAX_REDIRECTS] = "--url: redirects followed, each re-checked",
     [CLIPMOD_FETCH_PARALLEL] = "--url: downloads at once",
+    [CLIPMOD_MAX_TOTAL_PIXELS] = "pixels one input may cost to decode, all frames taken",
 };
 
 typedef struct scan_opts {

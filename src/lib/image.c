@@ -7,15 +7,27 @@
  * floored offset, then scale to [0, 1] and normalise with the model's mean/std. Unlike HF we apply
  * the EXIF orientation first: a moderator judges the picture a person sees.
  *
- * Safety: the size limits are checked from the header, before any pixel is
- * decoded; loaders outside the allow-list are blocked in clipmod_init(); truncated
- * files fail instead of decoding to grey. Only the first frame is read here.
+ * Safety. The format is sniffed here from the first bytes, and only that format's
+ * loader is called (vips_jpegload_buffer ...): libvips' generic probe is never used,
+ * because probing runs every loader's detector, and some of those parse the file
+ * (OpenSlide, cfitsio) even when the loader itself is blocked. Files are read into
+ * memory first, under the byte cap, so the same path serves files and buffers.
+ * The size limits are checked from the header before any pixel is decoded, and the
+ * pixels an input may cost in all (max-total-pixels) before the first frame is.
+ * Animations are read front to back once, up to the last frame the sampling needs,
+ * without skipping (a skip makes libvips buffer what it skips). Truncated files fail
+ * instead of decoding to grey. The allow-list in init.c stays as a second fence.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vips/vips.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "common.h"
 #include "image.h"
@@ -32,6 +44,29 @@
 #define SHRINK_ON_LOAD_MARGIN 3
 #define SHRINK_ON_LOAD_MIN    512
 
+/* Rows decoded at a time when reading past a frame the sampling does not take. */
+#define DRAIN_ROWS 64
+
+/*
+ * After an input that decoded more pixels than this, hand freed memory back to the
+ * system: glibc keeps it in the arenas of libvips' worker threads otherwise, and a
+ * service would sit on the peak of its largest input forever.
+ */
+#define TRIM_AFTER_PIXELS (16ull << 20)
+
+#define ALLOWED_FORMATS "JPEG, PNG, GIF, WebP, TIFF, HEIF/AVIF"
+
+/* Formats we decode, each with its own loader. */
+typedef enum cm_format {
+    FMT_NONE,
+    FMT_JPEG,
+    FMT_PNG,
+    FMT_GIF,
+    FMT_WEBP,
+    FMT_TIFF,
+    FMT_HEIF
+} cm_format;
+
 /* Turn the libvips error buffer into our message and clear it. */
 static clipmod_error vips_fail(char *errbuf, clipmod_error err, const char *what)
 {
@@ -42,6 +77,184 @@ static clipmod_error vips_fail(char *errbuf, clipmod_error err, const char *what
     cm_error(errbuf, err, "%s: %s", what, msg && *msg ? msg : clipmod_strerror(err));
     g_free(msg);
     return err;
+}
+
+static int has_prefix(const unsigned char *p, size_t len, const char *magic, size_t mlen)
+{
+    return len >= mlen && !memcmp(p, magic, mlen);
+}
+
+/* ISO BMFF brands libheif reads (HEIC, HEIF, AVIF and their sequences). */
+static int heif_brand(const unsigned char *p, size_t len)
+{
+    static const char brands[][5] = {"heic", "heix", "hevc", "hevx", "heim", "heis",
+                                     "hevm", "hevs", "mif1", "msf1", "avif", "avis"};
+    if (len < 12 || memcmp(p + 4, "ftyp", 4))
+        return 0;
+    for (size_t i = 0; i < sizeof brands / sizeof brands[0]; i++)
+        if (!memcmp(p + 8, brands[i], 4))
+            return 1;
+    return 0;
+}
+
+/* The format the first bytes announce, or FMT_NONE. */
+static cm_format sniff(const unsigned char *p, size_t len)
+{
+    if (has_prefix(p, len, "\xff\xd8\xff", 3))
+        return FMT_JPEG;
+    if (has_prefix(p, len, "\x89PNG\r\n\x1a\n", 8))
+        return FMT_PNG;
+    if (has_prefix(p, len, "GIF87a", 6) || has_prefix(p, len, "GIF89a", 6))
+        return FMT_GIF;
+    if (len >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4))
+        return FMT_WEBP;
+    if (has_prefix(p, len, "II*\0", 4) || has_prefix(p, len, "MM\0*", 4) ||
+        has_prefix(p, len, "II+\0", 4) || has_prefix(p, len, "MM\0+", 4))
+        return FMT_TIFF;
+    if (heif_brand(p, len))
+        return FMT_HEIF;
+    return FMT_NONE;
+}
+
+/* Whether an XML-ish text is an SVG: "<svg" among its first bytes. */
+static int looks_svg(const unsigned char *p, size_t len)
+{
+    size_t i = 0, n = len < 4096 ? len : 4096;
+    if (has_prefix(p, len, "\xef\xbb\xbf", 3))
+        i = 3;
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+        i++;
+    if (i >= n || p[i] != '<')
+        return 0;
+    for (; i + 4 <= n; i++)
+        if (!memcmp(p + i, "<svg", 4))
+            return 1;
+    return 0;
+}
+
+/*
+ * Formats people try to pass off as images that we recognise and refuse by name,
+ * so the verdict says "blocked" with what it was. Recognising is all we do: no
+ * library of theirs ever sees the bytes.
+ */
+static const char *refused_format(const unsigned char *p, size_t len)
+{
+    static const struct {
+        const char *name, *magic;
+        size_t len;
+    } known[] = {
+        {"PDF", "%PDF-", 5},
+        {"PostScript", "%!PS", 4},
+        {"FITS", "SIMPLE  =", 9},
+        {"OpenEXR", "\x76\x2f\x31\x01", 4},
+        {"JPEG XL", "\xff\x0a", 2},
+        {"JPEG XL", "\0\0\0\x0cJXL \r\n\x87\n", 12},
+        {"JPEG 2000", "\0\0\0\x0cjP  \r\n\x87\n", 12},
+        {"JPEG 2000", "\xff\x4f\xff\x51", 4},
+        {"Photoshop", "8BPS", 4},
+        {"MATLAB", "MATLAB 5.0", 10},
+        {"libvips", "\x08\xf2\xa6\xb6", 4},
+        {"libvips", "\xb6\xa6\xf2\x08", 4},
+        {"Radiance", "#?RADIANCE", 10},
+        {"Hamamatsu VMS (OpenSlide)", "[Virtual Microscope Specimen]", 29},
+        {"gzip (SVGZ?)", "\x1f\x8b", 2},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (has_prefix(p, len, known[i].magic, known[i].len))
+            return known[i].name;
+    /* BMP: "BM" and a known DIB header size, so a text starting "BM" stays text. */
+    if (len >= 18 && p[0] == 'B' && p[1] == 'M') {
+        const unsigned dib = p[14] | p[15] << 8 | (unsigned)p[16] << 16 | (unsigned)p[17] << 24;
+        if (dib == 12 || dib == 40 || dib == 52 || dib == 56 || dib == 64 || dib == 108 ||
+            dib == 124)
+            return "BMP";
+    }
+    if (looks_svg(p, len))
+        return "SVG";
+    return NULL;
+}
+
+/* What the sniffer refused, as a verdict. */
+static clipmod_error refuse_format(const unsigned char *p, size_t len, const char *what,
+                                   clipmod_reason *reason, char *errbuf)
+{
+    const char *name = refused_format(p, len);
+    if (name) {
+        *reason = CLIPMOD_REASON_BLOCKED;
+        return cm_error(errbuf, CLIPMOD_E_IMAGE_BLOCKED,
+                        "%s: the %s format is blocked (clipmod reads " ALLOWED_FORMATS ")", what,
+                        name);
+    }
+    *reason = CLIPMOD_REASON_UNSUPPORTED;
+    return cm_error(errbuf, CLIPMOD_E_IMAGE_DECODE,
+                    "%s: not an image format clipmod reads (" ALLOWED_FORMATS ")", what);
+}
+
+/*
+ * Read the file `path` into memory (cm_free it), refusing anything but a regular
+ * file and anything over `cap` bytes. One open, then fstat on the descriptor: what is
+ * checked is what is read. O_NONBLOCK keeps a FIFO from blocking the open.
+ */
+static clipmod_error read_input(const char *path, uint64_t cap, unsigned char **out, size_t *len,
+                                clipmod_reason *reason, char *errbuf)
+{
+    unsigned char *buf = NULL;
+    clipmod_error rc = CLIPMOD_OK;
+    struct stat sb;
+    size_t got = 0;
+
+    *out = NULL;
+    *len = 0;
+    *reason = CLIPMOD_REASON_IO_ERROR;
+    const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &sb) < 0) {
+        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((uint64_t)sb.st_size > cap) {
+        *reason = CLIPMOD_REASON_TOO_LARGE;
+        rc = cm_error(errbuf, CLIPMOD_E_IMAGE_LIMIT, "%s: %llu bytes exceeds the limit of %llu",
+                      path, (unsigned long long)sb.st_size, (unsigned long long)cap);
+        goto out;
+    }
+    /* One byte more than the file claims, to see it grow past the cap. */
+    const size_t want = (size_t)sb.st_size + 1;
+    if (!(buf = cm_alloc(want))) {
+        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
+        goto out;
+    }
+    while (got < want) {
+        const ssize_t n = read(fd, buf + got, want - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got > cap) {
+        *reason = CLIPMOD_REASON_TOO_LARGE;
+        rc = cm_error(errbuf, CLIPMOD_E_IMAGE_LIMIT, "%s: grew past the limit of %llu bytes", path,
+                      (unsigned long long)cap);
+        goto out;
+    }
+    *reason = CLIPMOD_REASON_NONE;
+    *out = buf;
+    *len = got;
+    buf = NULL;
+out:
+    cm_free(buf);
+    close(fd);
+    return rc;
 }
 
 static clipmod_error check_header(VipsImage *im, const clipmod_limits *lim, const char *what,
@@ -60,7 +273,7 @@ static clipmod_error check_header(VipsImage *im, const clipmod_limits *lim, cons
     return CLIPMOD_OK;
 }
 
-/* The allow-list lives in init.c; a loader it blocked shows up as "is blocked". */
+/* The loader refused the file: blocked by init.c's allow-list, or damaged. */
 static clipmod_error open_failed(char *errbuf, const char *what, clipmod_reason *reason)
 {
     const char *buf = vips_error_buffer();
@@ -72,91 +285,142 @@ static clipmod_error open_failed(char *errbuf, const char *what, clipmod_reason 
     return vips_fail(errbuf, CLIPMOD_E_IMAGE_DECODE, what);
 }
 
-static VipsImage *open_with(const char *path, const void *buf, size_t len, int n, int shrink)
+/*
+ * Open `buf` with the loader of `fmt` and nothing else, sequentially (pixels are
+ * decoded once, top to bottom). `n` pages from the first for multi-page formats;
+ * `shrink` for JPEG only. libvips keeps a pointer to `buf`: it must outlive the image.
+ */
+static VipsImage *load(cm_format fmt, const void *buf, size_t len, int n, int shrink)
 {
-    /* "n" (pages) exists for multi-page loaders only, "shrink" for JPEG only. */
-    if (shrink > 1)
-        return path ? vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
-                                               VIPS_FAIL_ON_TRUNCATED, "shrink", shrink, NULL)
-                    : vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
-                                                 "fail_on", VIPS_FAIL_ON_TRUNCATED, "shrink",
-                                                 shrink, NULL);
-    if (n != 1)
-        return path ? vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
-                                               VIPS_FAIL_ON_TRUNCATED, "n", n, NULL)
-                    : vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
-                                                 "fail_on", VIPS_FAIL_ON_TRUNCATED, "n", n, NULL);
-    return path ? vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
-                                           VIPS_FAIL_ON_TRUNCATED, NULL)
-                : vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
-                                             "fail_on", VIPS_FAIL_ON_TRUNCATED, NULL);
+    void *b = (void *)buf; /* libvips' loaders take a non-const pointer they never write */
+    const VipsAccess seq = VIPS_ACCESS_SEQUENTIAL;
+    const VipsFailOn fail = VIPS_FAIL_ON_TRUNCATED;
+    VipsImage *im = NULL;
+    int rc = -1;
+
+    switch (fmt) {
+    case FMT_JPEG:
+        rc = vips_jpegload_buffer(b, len, &im, "access", seq, "fail_on", fail, "shrink", shrink,
+                                  NULL);
+        break;
+    case FMT_PNG:
+        rc = vips_pngload_buffer(b, len, &im, "access", seq, "fail_on", fail, NULL);
+        break;
+    case FMT_GIF:
+        rc = vips_gifload_buffer(b, len, &im, "access", seq, "fail_on", fail, "n", n, NULL);
+        break;
+    case FMT_WEBP:
+        rc = vips_webpload_buffer(b, len, &im, "access", seq, "fail_on", fail, "n", n, NULL);
+        break;
+    case FMT_TIFF:
+        rc = vips_tiffload_buffer(b, len, &im, "access", seq, "fail_on", fail, "n", n, NULL);
+        break;
+    case FMT_HEIF:
+        rc = vips_heifload_buffer(b, len, &im, "access", seq, "fail_on", fail, "n", n, NULL);
+        break;
+    case FMT_NONE:
+        vips_error("clipmod", "no loader");
+        break;
+    }
+    return rc ? NULL : im;
+}
+
+/* What open_image decided: the image to decode and which of its pages to take. */
+typedef struct plan {
+    VipsImage *im; /* all pages up to `last`, stacked; or the one frame */
+    int pages;     /* pages in the file */
+    int samples;   /* pages taken, evenly spaced, the first included */
+    int last;      /* the last page taken: pages 0..last are decoded */
+    int page_h;    /* height of one page */
+    int shrunk;    /* JPEG shrink-on-load factor */
+} plan;
+
+/* Page i of `samples` evenly spaced over `pages`, the first included. */
+static int sample_index(int i, int samples, int pages)
+{
+    return (int)((int64_t)i * pages / samples);
+}
+
+/* The pixels decoding the plan costs: every page up to the last one taken. */
+static clipmod_error check_budget(const plan *pl, int width, const cm_image_opts *o,
+                                  const char *what, clipmod_reason *reason, char *errbuf)
+{
+    const uint64_t frames = (uint64_t)pl->last + 1;
+    const uint64_t total = (uint64_t)width * (uint64_t)pl->page_h * frames;
+    if (total <= o->max_total_pixels)
+        return CLIPMOD_OK;
+    *reason = CLIPMOD_REASON_TOO_MANY_PIXELS;
+    return cm_error(errbuf, CLIPMOD_E_IMAGE_LIMIT,
+                    "%s: %llu frame%s of %dx%d to decode = %llu pixels exceeds the limit of %llu "
+                    "(max-total-pixels)",
+                    what, (unsigned long long)frames, frames == 1 ? "" : "s", width, pl->page_h,
+                    (unsigned long long)total, (unsigned long long)o->max_total_pixels);
+}
+
+/* Reopen an animation with the pages the sampling needs, stacked. */
+static clipmod_error open_pages(cm_format fmt, const void *buf, size_t len, plan *pl,
+                                const char *what, clipmod_reason *reason, char *errbuf)
+{
+    g_object_unref(pl->im);
+    if (!(pl->im = load(fmt, buf, len, pl->last + 1, 1)))
+        return open_failed(errbuf, what, reason);
+    /* Every page must have the same height, or frames would be misaligned. */
+    if (vips_image_get_page_height(pl->im) != pl->page_h ||
+        (int64_t)pl->page_h * (pl->last + 1) != pl->im->Ysize) {
+        *reason = CLIPMOD_REASON_DECODE_ERROR;
+        return cm_error(errbuf, CLIPMOD_E_IMAGE_DECODE, "%s: pages differ in size", what);
+    }
+    return CLIPMOD_OK;
 }
 
 /*
- * Open lazily (header only) and check the limits before any pixel is decoded. An
- * animation is reopened with all its pages stacked (read sequentially, one page in
- * memory at a time); a large JPEG is reopened with shrink-on-load. `buf` NULL means
- * `path` names a file. *pages receives the page count, *shrunk the JPEG shrink.
+ * Open lazily (header only) and check the limits before any pixel is decoded: the
+ * frame's size, the frame count, and what decoding the sampled frames costs in all.
+ * An animation is reopened with the pages up to the last sampled one stacked; a
+ * large JPEG is reopened with shrink-on-load.
  */
-static clipmod_error open_image(const char *path, const void *buf, size_t len,
-                                const cm_image_opts *o, int target, VipsImage **out, int *pages,
-                                int *shrunk, clipmod_reason *reason, char *errbuf)
+static clipmod_error open_image(cm_format fmt, const void *buf, size_t len, const cm_image_opts *o,
+                                int target, plan *pl, clipmod_reason *reason, char *errbuf,
+                                const char *what)
 {
-    const char *what = path ? path : "image";
-    const char *loader =
-        path ? vips_foreign_find_load(path) : vips_foreign_find_load_buffer(buf, len);
-    VipsImage *im;
     clipmod_error rc;
 
-    *out = NULL;
-    *shrunk = 1;
-    *pages = 1;
-    if (!loader) {
-        *reason = CLIPMOD_REASON_UNSUPPORTED;
-        return vips_fail(errbuf, CLIPMOD_E_IMAGE_DECODE, what);
-    }
-    if (!(im = open_with(path, buf, len, 1, 1)))
+    memset(pl, 0, sizeof *pl);
+    pl->shrunk = 1;
+    if (!(pl->im = load(fmt, buf, len, 1, 1)))
         return open_failed(errbuf, what, reason);
-    if ((rc = check_header(im, &o->lim, what, errbuf))) {
+    if ((rc = check_header(pl->im, &o->lim, what, errbuf))) {
         *reason = CLIPMOD_REASON_TOO_MANY_PIXELS;
-        g_object_unref(im);
         return rc;
     }
-
-    const int n = vips_image_get_n_pages(im);
+    const int n = vips_image_get_n_pages(pl->im);
     if ((uint64_t)n > o->max_frames) {
-        g_object_unref(im);
         *reason = CLIPMOD_REASON_TOO_MANY_FRAMES;
         return cm_error(errbuf, CLIPMOD_E_IMAGE_LIMIT, "%s: %d frames exceeds the limit of %llu",
                         what, n, (unsigned long long)o->max_frames);
     }
-    if (n > 1 && o->samples > 1) {
-        g_object_unref(im);
-        if (!(im = open_with(path, buf, len, -1, 1)))
-            return open_failed(errbuf, what, reason);
-        /* Every page must have the same height, or frames would be misaligned. */
-        if (vips_image_get_page_height(im) * n != im->Ysize) {
-            g_object_unref(im);
-            *reason = CLIPMOD_REASON_DECODE_ERROR;
-            return cm_error(errbuf, CLIPMOD_E_IMAGE_DECODE, "%s: pages differ in size", what);
-        }
-        *pages = n;
-        *out = im;
-        return CLIPMOD_OK;
-    }
+    pl->pages = n > 1 ? n : 1;
+    pl->samples = n > 1 && o->samples > 1 ? VIPS_MIN(o->samples, n) : 1;
+    pl->last = sample_index(pl->samples - 1, pl->samples, pl->pages);
+    pl->page_h = pl->im->Ysize;
+    if ((rc = check_budget(pl, pl->im->Xsize, o, what, reason, errbuf)))
+        return rc;
+    if (pl->samples > 1)
+        return open_pages(fmt, buf, len, pl, what, reason, errbuf);
+    pl->pages = 1; /* only the first frame is read */
 
-    int shortest = VIPS_MIN(vips_image_get_width(im), vips_image_get_height(im));
-    int shrink = 1;
+    const int shortest = VIPS_MIN(pl->im->Xsize, pl->im->Ysize);
     const int keep = VIPS_MAX(SHRINK_ON_LOAD_MARGIN * target, SHRINK_ON_LOAD_MIN);
+    int shrink = 1;
     while (shrink < 8 && shortest / (shrink * 2) >= keep)
         shrink *= 2;
-    if (shrink > 1 && g_str_has_prefix(loader, "VipsForeignLoadJpeg")) {
-        g_object_unref(im);
-        if (!(im = open_with(path, buf, len, 1, shrink)))
+    if (shrink > 1 && fmt == FMT_JPEG) {
+        g_object_unref(pl->im);
+        if (!(pl->im = load(fmt, buf, len, 1, shrink)))
             return open_failed(errbuf, what, reason);
-        *shrunk = shrink;
+        pl->shrunk = shrink;
+        pl->page_h = pl->im->Ysize;
     }
-    *out = im;
     return CLIPMOD_OK;
 }
 
@@ -273,14 +537,14 @@ static clipmod_error frame_tensor(const cm_config *cfg, VipsImage *im, deadline 
                       src_w, src_h);
         goto out;
     }
-    resized = malloc((size_t)nw * nh * 3);
+    resized = cm_alloc((size_t)nw * nh * 3);
     if (!resized || cm_resample_bicubic(rgb, src_w, src_h, resized, nw, nh)) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
     }
 
     const int s = cfg->crop, left = (nw - s) / 2, top = (nh - s) / 2;
-    img = calloc(1, sizeof *img);
+    img = cm_calloc(1, sizeof *img);
     if (!img || !(img->pixels = cm_alloc((size_t)3 * s * s * sizeof(float)))) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
@@ -301,7 +565,7 @@ static clipmod_error frame_tensor(const cm_config *cfg, VipsImage *im, deadline 
     img = NULL;
 out:
     g_free(rgb);
-    free(resized);
+    cm_free(resized);
     clipmod_image_free(img);
     return rc;
 }
@@ -310,8 +574,100 @@ void cm_image_opts_default(cm_image_opts *o)
 {
     clipmod_limits_default(&o->lim);
     o->max_frames = clipmod_setting_default(CLIPMOD_MAX_FRAMES);
+    o->max_total_pixels = clipmod_setting_default(CLIPMOD_MAX_TOTAL_PIXELS);
     o->samples = 1;
     o->timeout_ms = clipmod_setting_default(CLIPMOD_MAX_SCAN_MS);
+}
+
+void cm_image_opts_from_settings(cm_image_opts *o, const uint64_t *settings, int samples)
+{
+    o->lim.max_file_bytes = settings[CLIPMOD_MAX_FILE_BYTES];
+    o->lim.max_pixels = settings[CLIPMOD_MAX_PIXELS];
+    o->lim.max_side = (uint32_t)settings[CLIPMOD_MAX_SIDE];
+    o->max_frames = settings[CLIPMOD_MAX_FRAMES];
+    o->max_total_pixels = settings[CLIPMOD_MAX_TOTAL_PIXELS];
+    o->samples = samples > 0 ? samples : 1;
+    o->timeout_ms = settings[CLIPMOD_MAX_SCAN_MS];
+}
+
+static int past_deadline(deadline *d)
+{
+    if (d->end_us && g_get_monotonic_time() > d->end_us)
+        d->fired = 1;
+    return d->fired;
+}
+
+/*
+ * Decode rows [y, y + h) of `im` and throw them away: the way past a frame the
+ * sampling skips, in strips, so memory stays one strip (a jump ahead would make
+ * libvips' sequential reader buffer every row it jumps over).
+ */
+static int drain(VipsRegion *reg, int y, int h, deadline *dl)
+{
+    for (int top = y; top < y + h; top += DRAIN_ROWS) {
+        VipsRect r = {0, top, reg->im->Xsize, VIPS_MIN(DRAIN_ROWS, y + h - top)};
+        if (past_deadline(dl) || vips_region_prepare(reg, &r))
+            return -1;
+    }
+    return 0;
+}
+
+/* The tensor of page `index` of the plan's image. */
+static clipmod_error take_page(const cm_config *cfg, const plan *pl, int index, deadline *dl,
+                               const char *what, clipmod_image **out, clipmod_reason *reason,
+                               char *errbuf)
+{
+    VipsImage *page = pl->im, *t = NULL;
+    clipmod_error rc;
+
+    g_object_ref(page);
+    if (pl->pages > 1 &&
+        step(&page,
+             vips_extract_area(pl->im, &t, 0, index * pl->page_h, pl->im->Xsize, pl->page_h, NULL),
+             &t)) {
+        rc = open_failed(errbuf, what, reason);
+        goto out;
+    }
+    if (to_rgb8(&page)) {
+        rc = open_failed(errbuf, what, reason);
+        goto out;
+    }
+    rc = frame_tensor(cfg, page, dl, what, out, reason, errbuf);
+out:
+    g_object_unref(page);
+    return rc;
+}
+
+/* Read pages 0..last in order, keeping the sampled ones as tensors in `out`. */
+static clipmod_error decode_pages(const cm_config *cfg, const plan *pl, deadline *dl,
+                                  const char *what, cm_frames *out, clipmod_reason *reason,
+                                  char *errbuf)
+{
+    VipsRegion *reg = NULL;
+    clipmod_error rc = CLIPMOD_OK;
+    int next = 0; /* the next sample to take */
+
+    if (pl->last > 0 && !(reg = vips_region_new(pl->im)))
+        return open_failed(errbuf, what, reason);
+    for (int index = 0; index <= pl->last && next < pl->samples; index++) {
+        if (index != sample_index(next, pl->samples, pl->pages)) {
+            if (drain(reg, index * pl->page_h, pl->page_h, dl)) {
+                rc = dl->fired ? cm_error(errbuf, CLIPMOD_E_IMAGE_LIMIT,
+                                          "%s: decoding took longer than the time limit", what)
+                               : open_failed(errbuf, what, reason);
+                if (dl->fired)
+                    *reason = CLIPMOD_REASON_TIMEOUT;
+                break;
+            }
+            continue;
+        }
+        if ((rc = take_page(cfg, pl, index, dl, what, &out->frames[next], reason, errbuf)))
+            break;
+        out->count = ++next;
+    }
+    if (reg)
+        g_object_unref(reg);
+    return rc;
 }
 
 clipmod_error cm_image_decode(const clipmod_model *model, const char *path, const void *buf,
@@ -320,10 +676,10 @@ clipmod_error cm_image_decode(const clipmod_model *model, const char *path, cons
 {
     const cm_config *cfg = &model->cfg;
     const char *what = path ? path : "image";
-    VipsImage *im = NULL, *page = NULL;
+    unsigned char *file = NULL;
     clipmod_error rc = CLIPMOD_OK;
     deadline dl = {0};
-    int pages = 1, shrunk = 1;
+    plan pl = {0};
 
     memset(out, 0, sizeof *out);
     *reason = CLIPMOD_REASON_NONE;
@@ -333,70 +689,50 @@ clipmod_error cm_image_decode(const clipmod_model *model, const char *path, cons
         dl.end_us = g_get_monotonic_time() + (gint64)o->timeout_ms * 1000;
 
     if (path) {
-        struct stat sb;
-        if (stat(path, &sb) < 0) {
-            *reason = CLIPMOD_REASON_IO_ERROR;
-            return cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
-        }
-        if (!S_ISREG(sb.st_mode)) {
-            *reason = CLIPMOD_REASON_IO_ERROR;
-            return cm_error(errbuf, CLIPMOD_E_IO, "%s: not a regular file", path);
-        }
-        len = (size_t)sb.st_size;
+        if ((rc = read_input(path, o->lim.max_file_bytes, &file, &len, reason, errbuf)))
+            return rc;
+        buf = file;
     }
     if (len == 0) {
         *reason = CLIPMOD_REASON_DECODE_ERROR;
-        return cm_error(errbuf, CLIPMOD_E_IMAGE_DECODE, "%s: empty file", what);
+        rc = cm_error(errbuf, CLIPMOD_E_IMAGE_DECODE, "%s: empty file", what);
+        goto out;
     }
     if (len > o->lim.max_file_bytes) {
         *reason = CLIPMOD_REASON_TOO_LARGE;
-        return cm_error(errbuf, CLIPMOD_E_IMAGE_LIMIT, "%s: %zu bytes exceeds the limit of %llu",
-                        what, len, (unsigned long long)o->lim.max_file_bytes);
-    }
-
-    if ((rc = open_image(path, buf, len, o, cfg->resize_short, &im, &pages, &shrunk, reason,
-                         errbuf)))
+        rc = cm_error(errbuf, CLIPMOD_E_IMAGE_LIMIT, "%s: %zu bytes exceeds the limit of %llu",
+                      what, len, (unsigned long long)o->lim.max_file_bytes);
         goto out;
-    const int samples = pages > 1 ? VIPS_MIN(o->samples, pages) : 1;
-    out->frames = calloc((size_t)samples, sizeof *out->frames);
-    if (!out->frames) {
+    }
+    const cm_format fmt = sniff(buf, len);
+    if (fmt == FMT_NONE) {
+        rc = refuse_format(buf, len, what, reason, errbuf);
+        goto out;
+    }
+    if ((rc = open_image(fmt, buf, len, o, cfg->resize_short, &pl, reason, errbuf, what)))
+        goto out;
+    if (!(out->frames = cm_calloc((size_t)pl.samples, sizeof *out->frames))) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
     }
-    out->total = pages;
-    const int page_h = pages > 1 ? vips_image_get_page_height(im) : im->Ysize;
-    /* Evenly spaced frames, the first included; in increasing order, as a
-     * sequentially read animation can only go forward. */
-    for (int i = 0; i < samples; i++) {
-        const int index = (int)((int64_t)i * pages / samples);
-        page = im;
-        g_object_ref(page);
-        if (pages > 1) {
-            VipsImage *t = NULL;
-            if (step(&page, vips_extract_area(im, &t, 0, index * page_h, im->Xsize, page_h, NULL),
-                     &t)) {
-                rc = open_failed(errbuf, what, reason);
-                goto out;
-            }
-        }
-        if (to_rgb8(&page)) {
-            rc = open_failed(errbuf, what, reason);
-            goto out;
-        }
-        if ((rc = frame_tensor(cfg, page, &dl, what, &out->frames[i], reason, errbuf)))
-            goto out;
-        g_object_unref(page);
-        page = NULL;
-        out->count++;
-    }
+    out->total = pl.pages;
+    if ((rc = decode_pages(cfg, &pl, &dl, what, out, reason, errbuf)))
+        goto out;
     /* Report the size of the picture, not of its shrunk-on-load decode. */
-    out->width = out->frames[0]->src_width *= shrunk;
-    out->height = out->frames[0]->src_height *= shrunk;
+    out->width = out->frames[0]->src_width *= pl.shrunk;
+    out->height = out->frames[0]->src_height *= pl.shrunk;
 out:
-    if (page)
-        g_object_unref(page);
-    if (im)
-        g_object_unref(im);
+    if (pl.im) {
+        const uint64_t decoded = (uint64_t)pl.im->Xsize * pl.page_h * (uint64_t)(pl.last + 1);
+        g_object_unref(pl.im);
+#if defined(__GLIBC__)
+        if (decoded > TRIM_AFTER_PIXELS)
+            malloc_trim(0);
+#else
+        (void)decoded;
+#endif
+    }
+    cm_free(file);
     if (rc)
         cm_frames_free(out);
     vips_error_clear();
@@ -409,7 +745,7 @@ void cm_frames_free(cm_frames *f)
         return;
     for (int i = 0; f->frames && i < f->count; i++)
         clipmod_image_free(f->frames[i]);
-    free(f->frames);
+    cm_free(f->frames);
     memset(f, 0, sizeof *f);
 }
 
@@ -460,7 +796,7 @@ void clipmod_image_free(clipmod_image *img)
     if (!img)
         return;
     cm_free(img->pixels);
-    free(img);
+    cm_free(img);
 }
 
 void clipmod_image_source_size(const clipmod_image *img, int *width, int *height)

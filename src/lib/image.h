@@ -15,9 +15,10 @@ struct clipmod_image {
 /* What one decode may cost, and how many frames of an animation to take. */
 typedef struct cm_image_opts {
     clipmod_limits lim;
-    uint64_t max_frames; /* an animation with more is refused */
-    int samples;         /* frames to take, evenly spaced, the first included */
-    uint64_t timeout_ms; /* 0: no limit */
+    uint64_t max_frames;       /* an animation with more is refused */
+    uint64_t max_total_pixels; /* pixels decoded to reach the last sampled frame */
+    int samples;               /* frames to take, evenly spaced, the first included */
+    uint64_t timeout_ms;       /* 0: no limit */
 } cm_image_opts;
 
 /* The frames taken from one input. */
@@ -31,7 +32,16 @@ typedef struct cm_frames {
 void cm_image_opts_default(cm_image_opts *o);
 
 /*
+ * The options a scan uses: from an engine's settings (CLIPMOD_SETTING__COUNT values,
+ * indexed by clipmod_setting) and the policy's frame samples. Every caller that
+ * decodes as a scan does should fill its options here, so a new limit reaches it.
+ */
+void cm_image_opts_from_settings(cm_image_opts *o, const uint64_t *settings, int samples);
+
+/*
  * Decode the file `path` (or, when path is NULL, `len` bytes at `buf`) for `model`.
+ * The format is sniffed from the first bytes; only JPEG, PNG, GIF, WebP, TIFF and
+ * HEIF/AVIF are read, each by its own loader.
  * On failure, *reason says why in verdict terms (too large, blocked, timeout ...),
  * errbuf says it in words, and `out` holds nothing.
  */

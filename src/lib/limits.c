@@ -19,6 +19,11 @@ static const struct {
     [CLIPMOD_MAX_SIDE] = {"max-side", 20000},
     /* A GIF with more frames than this is refused, not sampled: decoding is linear. */
     [CLIPMOD_MAX_FRAMES] = {"max-frames", 1000},
+    /* Pixels one input may cost to decode, every frame up to the last sampled one
+     * included (a GIF frame needs the frames before it). 250 MP is 5 still images at
+     * max-pixels, or 250 frames of 1000x1000: about 1.5 s of GIF decoding here. A
+     * 2 MB GIF of 1000 such frames stays within every other limit and costs 1000 MP. */
+    [CLIPMOD_MAX_TOTAL_PIXELS] = {"max-total-pixels", 250000000ull},
     /* Decoding a 50 MP JPEG takes ~1 s here; ten times that is a decompression bomb. */
     [CLIPMOD_MAX_SCAN_MS] = {"max-scan-ms", 10000},
     /* Enough to explain a verdict without flooding the JSON. */

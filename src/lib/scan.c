@@ -104,12 +104,7 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, int 
 static cm_image_opts image_opts(const clipmod_engine *e)
 {
     cm_image_opts o;
-    o.lim.max_file_bytes = e->settings[CLIPMOD_MAX_FILE_BYTES];
-    o.lim.max_pixels = e->settings[CLIPMOD_MAX_PIXELS];
-    o.lim.max_side = (uint32_t)e->settings[CLIPMOD_MAX_SIDE];
-    o.max_frames = e->settings[CLIPMOD_MAX_FRAMES];
-    o.samples = e->policy->frames > 0 ? e->policy->frames : 1;
-    o.timeout_ms = e->settings[CLIPMOD_MAX_SCAN_MS];
+    cm_image_opts_from_settings(&o, e->settings, e->policy->frames);
     return o;
 }
 
