@@ -20,6 +20,7 @@
 typedef struct loader {
     const cm_safetensors *st;
     cm_layout layout;
+    int dry; /* only check names and shapes: no arena yet */
     float *next; /* bump pointer into the arena */
     float *end;
     char *errbuf;
@@ -77,8 +78,10 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
 {
     const cm_tensor *t;
     clipmod_error rc = find_tensor(ld, name, ndim, shape, &t);
-    if (rc)
+    if (rc || ld->dry) {
+        *out = NULL;
         return rc;
+    }
     float *dst = bump(ld, t->numel);
     if (!dst)
         return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR, "internal: arena too small at '%s'",
@@ -111,21 +114,27 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
 static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_block *b)
 {
     static const char *const parts[3] = {"q_proj", "k_proj", "v_proj"};
-    float *w = bump(ld, (size_t)(3 * d * d)), *bias = bump(ld, (size_t)(3 * d));
+    float *w = NULL, *bias = NULL;
     char name[256];
-    if (!w || !bias)
-        return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR, "internal: arena too small");
+    if (!ld->dry) {
+        w = bump(ld, (size_t)(3 * d * d));
+        bias = bump(ld, (size_t)(3 * d));
+        if (!w || !bias)
+            return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR, "internal: arena too small");
+    }
     for (int i = 0; i < 3; i++) {
         const cm_tensor *t;
         clipmod_error rc;
         snprintf(name, sizeof name, "%sself_attn.%s.weight", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d, d), &t)))
             return rc;
-        cm_tensor_to_f32(t, 0, t->numel, w + i * d * d);
+        if (w)
+            cm_tensor_to_f32(t, 0, t->numel, w + i * d * d);
         snprintf(name, sizeof name, "%sself_attn.%s.bias", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d), &t)))
             return rc;
-        cm_tensor_to_f32(t, 0, t->numel, bias + i * d);
+        if (bias)
+            cm_tensor_to_f32(t, 0, t->numel, bias + i * d);
     }
     b->qkv_w = w;
     b->qkv_b = bias;
@@ -274,21 +283,32 @@ clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm
                                               ? "text_model.embeddings.token_embedding.weight"
                                               : "token_embedding.weight") != NULL;
 
-    size_t cap = arena_floats(cfg, w->has_text);
-    w->arena = cm_alloc(cap * sizeof(float));
     w->block_store = cm_calloc((size_t)(cfg->vision.layers + cfg->text.layers), sizeof(cm_block));
-    if (!w->arena || !w->block_store) {
-        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
-                      cap * sizeof(float) >> 20);
+    if (!w->block_store) {
+        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
     }
-    ld.next = w->arena;
-    ld.end = w->arena + cap;
-
-    if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)))
-        goto out;
-    if (w->has_text && (rc = load_text(&ld, cfg, &w->text, w->block_store + cfg->vision.layers)))
-        goto out;
+    /* Pass 1 (dry) checks every name and shape before the arena, sized by config.json
+     * alone, is allocated: a config that does not match its checkpoint must fail on
+     * the first mismatched tensor, not first ask for gigabytes. Pass 2 copies. */
+    for (ld.dry = 1; ld.dry >= 0; ld.dry--) {
+        if (!ld.dry) {
+            size_t cap = arena_floats(cfg, w->has_text);
+            if (!(w->arena = cm_alloc(cap * sizeof(float)))) {
+                rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
+                              cap * sizeof(float) >> 20);
+                goto out;
+            }
+            ld.next = w->arena;
+            ld.end = w->arena + cap;
+        }
+        if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)))
+            goto out;
+        if (w->has_text &&
+            (rc = load_text(&ld, cfg, &w->text, w->block_store + cfg->vision.layers)))
+            goto out;
+    }
+    ld.dry = 0;
 
     const cm_tensor *ls = cm_safetensors_find(st, "logit_scale");
     float scale = logf(100.0f); /* CLIP's trained value when a sub-model file lacks it */

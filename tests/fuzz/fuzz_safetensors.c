@@ -12,7 +12,9 @@
  *   else model.safetensors alone (the first byte is dropped too)
  * A safetensors file that opens is walked: every tensor is looked up by name and the
  * first and last elements of every float tensor are converted, so an index entry
- * that points outside the mapping shows up under ASan.
+ * that points outside the mapping shows up under ASan. A model load must never run
+ * out of memory: the weights' arena is sized by config.json, but only after every
+ * tensor was found with the shape the config implies.
  */
 #include <limits.h>
 #include <stddef.h>
@@ -109,6 +111,9 @@ static void load_model(void)
         check(m != NULL && clipmod_model_image_size(m) > 0);
     else
         check(m == NULL);
+    /* Memory is sized by config.json only once the checkpoint matches it, so a small
+     * input can never need more than a small multiple of its own size. */
+    check(rc != CLIPMOD_E_NOMEM);
     clipmod_model_free(m);
 }
 
