@@ -20,7 +20,7 @@
 typedef struct loader {
     const cm_safetensors *st;
     cm_layout layout;
-    int dry; /* only check names and shapes: no arena yet */
+    int dry;     /* only check names and shapes: no arena yet */
     float *next; /* bump pointer into the arena */
     float *end;
     char *errbuf;
