@@ -122,6 +122,13 @@ hook post-finish.json up-q "$W/uploads/up-q"
 check 'r.get("ClipmodFile", "").startswith("moved to ")' "post-finish, quarantine"
 [ -f "$W/quarantine/up-q" ] && [ -f "$W/quarantine/up-q.info" ] && [ ! -e "$W/uploads/up-q" ] ||
     fail "the held upload must be moved to the quarantine directory"
+# A file that tusd did not create (no .info naming it) is never moved, whatever a hook
+# request says (daemon_tusd_delete.sh has the other cases, for deletion).
+cp "$HI" "$W/uploads/photo.png"
+hook post-finish.json photo.png "$W/uploads/photo.png"
+check 'r.get("ClipmodFile", "").startswith("kept: ")' "post-finish naming a file that is not an upload"
+[ -f "$W/uploads/photo.png" ] && [ ! -e "$W/quarantine/photo.png" ] ||
+    fail "a file that is not an upload must not be moved to quarantine"
 
 [ "$(metric 'clipmodd_inputs_total{interface="tusd"}')" -ge 6 ] || fail "tusd inputs metric"
 
