@@ -13,6 +13,9 @@
 #   corrupt image               -> OnFail: 451 4.7.1 (on-fail: tempfail)
 #   listed sender               -> delivered, "skipped"
 #   authenticated sender        -> "skipped" (through --message --auth: no SASL here)
+#   (--message) zip, office document and PDF: images inside counted in the headers;
+#               archives-with-images: reject and documents-with-images: quarantine
+#               decide; images behind HTML references found; a nesting bomb deferred
 #   SIGHUP, policy now "tag"    -> the same milter process delivers it tagged
 #   SIGHUP, policy "quarantine" -> Postfix's hold queue
 #   SIGHUP, on-fail accept-with-header -> corrupt image delivered, marked unscanned
@@ -162,6 +165,47 @@ grep -q '^X-Clipmod-Verdict: skipped; reason="authenticated sender"' "$W/auth.ou
 grep -q '^decision: reject 550 5.7.1 Test policy' "$W/noauth.out" ||
     fail "--message without AUTH: $(cat "$W/noauth.out")"
 echo "ok --message: authenticated sender skipped, the same message otherwise refused"
+
+# message NAME FILE [CONFIG LINE]: --message on FILE, with CONFIG LINE added to the
+# configuration; the output unfolded (a header's continuation lines joined) in $W/NAME.out.
+message() {
+    milter_config tempfail
+    [ -z "${3:-}" ] || echo "$3" >>"$W/milter.yaml"
+    "$MILTER" -c "$W/milter.yaml" --message "$2" >"$W/$1.raw" 2>&1 ||
+        fail "--message $1: $(cat "$W/$1.raw")"
+    sed -e ':a' -e 'N' -e '$!ba' -e 's/\n\t/ /g' "$W/$1.raw" >"$W/$1.out"
+}
+# expect NAME PATTERN: the (unfolded) --message output has a line matching PATTERN.
+expect() {
+    grep -q -- "$2" "$W/$1.out" || fail "$1: no line matching '$2' in: $(cat "$W/$1.out")"
+}
+# Images inside archives and PDFs are counted and reported, and delivered by default.
+message containers "$top_srcdir/tests/milter/containers.eml"
+expect containers '^decision: accept'
+expect containers '^X-Clipmod-Verdict: clean; .*contained-images=7;'
+expect containers 'container=2 name="photos.zip" kind=zip entries=4 images=3;'
+expect containers 'container=4 name="report.pdf" kind=pdf images=2;'
+expect containers 'container=5 name="cut.zip" kind=zip state=unreadable'
+expect containers '^X-Clipmod-Summary: clean: no images; 7 images inside 6 archives or documents'
+expect containers '^log: .* containers=6 contained-images=7 (some unreadable)'
+message archives-reject "$top_srcdir/tests/milter/containers.eml" "archives-with-images: reject"
+expect archives-reject '^decision: reject 554 5.7.1 Images inside an archive or document'
+message documents-held "$top_srcdir/tests/milter/containers.eml" "documents-with-images: quarantine"
+expect documents-held '^decision: quarantine (clipmod: 3 letter.docx: images inside'
+# Images a client shows behind HTML character references, in XHTML, uuencoded in text.
+message obfuscated "$top_srcdir/tests/milter/obfuscated.eml"
+expect obfuscated '^log: from=[^ ]* images=8 '
+# A nesting bomb is refused before GMime parses it: OnFail, with the reason.
+/usr/bin/python3 -c '
+import sys
+out = ["From: x@example.org\nMIME-Version: 1.0\n"]
+out += ["Content-Type: multipart/mixed; boundary=\"b%d\"\n\n--b%d\n" % (i, i) for i in range(20000)]
+sys.stdout.write("".join(out) + "Content-Type: image/png\n\nx\n")' >"$W/msg/bomb.eml"
+message bomb "$W/msg/bomb.eml"
+expect bomb '^decision: tempfail 451 4.7.1'
+expect bomb '^log: .*reason=MIME parts nested more than 16 levels deep'
+echo "ok --message: archives and PDFs counted (accept, reject, quarantine), hidden images found, nesting bomb deferred"
+milter_config tempfail
 ${MILTER_WRAPPER:-} "$MILTER" -c "$W/milter.yaml" >"$W/milter.log" 2>&1 &
 MPID=$!
 i=0

@@ -46,6 +46,13 @@
 /* Used when the policy's reject reply cannot be used (it always can, once compiled). */
 #define FALLBACK_REJECT "550 5.7.1 Message refused: an image is not allowed by the content policy"
 
+/* archives-with-images / documents-with-images: tempfail and reject. */
+#define INSIDE_TEMPFAIL                                                                            \
+    "451 4.7.1 Images inside an archive or document of this message cannot be scanned; try "       \
+    "again later"
+#define INSIDE_REJECT                                                                              \
+    "554 5.7.1 Images inside an archive or document of this message cannot be scanned"
+
 /* Header values are folded before this many characters, as RFC 5322 recommends. */
 #define FOLD_AT 78
 
@@ -523,9 +530,63 @@ static void image_label(const cmm_image *im, char *buf, size_t size)
 }
 
 /* X-Clipmod-Verdict: see clipmod-milter(8), HEADERS. */
+/* The images counted inside archives and documents, for the headers and the log. */
+typedef struct inside {
+    const cmm_container *c;
+    size_t n;          /* archives and documents */
+    size_t images;     /* images counted inside them */
+    size_t unreadable; /* those whose content could not be told */
+    cmc_inside action; /* the most severe configured action that applies */
+    const cmm_container *decider;
+} inside;
+
+/* Which of the configuration's actions applies to the message's containers. */
+static void judge_inside(const cmc_config *c, const cmm_walk *w, inside *in)
+{
+    memset(in, 0, sizeof *in);
+    in->c = w->containers;
+    in->n = w->n_containers;
+    for (size_t i = 0; i < w->n_containers; i++) {
+        const cmm_count *k = &w->containers[i].count;
+        cmc_inside a = k->kind == CMM_ZIP ? c->archives_with_images : c->documents_with_images;
+        in->images += k->images;
+        in->unreadable += (size_t)k->unreadable;
+        /* One that cannot be read may hold images: the same rule applies. */
+        if ((k->images || k->unreadable) && (!in->decider || a > in->action)) {
+            in->decider = &w->containers[i];
+            in->action = a;
+        }
+    }
+}
+
+/* "; container=2 name="photos.zip" kind=zip entries=4 images=3" per container. */
+static void verdict_containers(hbuf *h, const inside *in)
+{
+    char text[200];
+    for (size_t i = 0; i < in->n; i++) {
+        const cmm_container *c = &in->c[i];
+        hb_raw(h, ";", 1);
+        h->col = FOLD_AT; /* each starts a line */
+        hb_tok(h, "container=%s", c->part);
+        if (c->filename) {
+            clean_text(text, sizeof text, c->filename, 60);
+            hb_tok(h, "name=\"%s\"", text);
+        }
+        hb_tok(h, "kind=%s", cmm_container_kind_name(c->count.kind));
+        if (c->count.unreadable) {
+            clean_text(text, sizeof text, c->count.why, 100);
+            hb_tok(h, "state=unreadable reason=\"%s\"", text);
+        } else if (c->count.kind == CMM_PDF) {
+            hb_tok(h, "images=%zu", c->count.images);
+        } else {
+            hb_tok(h, "entries=%zu images=%zu", c->count.entries, c->count.images);
+        }
+    }
+}
+
 static char *verdict_value(const char *state, const char *policy_action, const char *policy,
                            const image_out *io, size_t n, size_t n_images, size_t n_flagged,
-                           size_t n_unscanned, const char *why)
+                           size_t n_unscanned, const char *why, const inside *in)
 {
     hbuf h = {0};
     char text[256];
@@ -538,6 +599,11 @@ static char *verdict_value(const char *state, const char *policy_action, const c
     hb_tok(&h, "images=%zu;", n_images);
     hb_tok(&h, "flagged=%zu;", n_flagged);
     hb_tok(&h, "unscanned=%zu", n_unscanned);
+    if (in->n) {
+        hb_raw(&h, ";", 1);
+        h.col++;
+        hb_tok(&h, "contained-images=%zu", in->images);
+    }
     if (why) {
         clean_text(text, sizeof text, why, 160);
         hb_raw(&h, ";", 1);
@@ -570,6 +636,7 @@ static char *verdict_value(const char *state, const char *policy_action, const c
             if (!clipmod_result_category(o->r, k, &c))
                 hb_tok(&h, "%s%s:%.4f%s", k ? "" : "scores=", c.id, c.score, k + 1 < nc ? "," : "");
     }
+    verdict_containers(&h, in);
     if (h.nomem) {
         free(h.s);
         return NULL;
@@ -600,6 +667,7 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
     clipmod_action worst = CLIPMOD_ACTION_ALLOW;
     const image_out *decider = NULL, *first_unscanned = NULL;
     char why[256] = "";
+    inside in;
     const char *skip = skip_reason(c, env);
     char from[128];
     int rc = -1;
@@ -635,6 +703,7 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
         if (w.failed)
             snprintf(why, sizeof why, "%s", w.why);
     }
+    judge_inside(c, &w, &in);
 
     if (w.n_images) {
         io = calloc(w.n_images, sizeof *io);
@@ -764,6 +833,17 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
             cmc_parse_reply(FALLBACK_REJECT, &out->reply);
     } else if (act == CMC_DO_DISCARD) {
         out->what = DO_DISCARD;
+    } else if (in.action == CMC_INSIDE_REJECT || in.action == CMC_INSIDE_TEMPFAIL) {
+        /* Images the milter can count but not scan, and the site refuses those. */
+        int rej = in.action == CMC_INSIDE_REJECT;
+        out->what = rej ? DO_REJECT : DO_TEMPFAIL;
+        cmc_parse_reply(rej ? INSIDE_REJECT : INSIDE_TEMPFAIL, &out->reply);
+    } else if (act != CMC_DO_QUARANTINE && in.action == CMC_INSIDE_QUARANTINE) {
+        char name[80];
+        clean_text(name, sizeof name, in.decider->filename ? in.decider->filename : "", 60);
+        out->what = DO_QUARANTINE;
+        snprintf(out->quarantine, sizeof out->quarantine,
+                 "clipmod: %s %s: images inside, not scanned", in.decider->part, name);
     } else if (act == CMC_DO_QUARANTINE) {
         /* clipmod-policy(5): a 4xx quarantine reply defers, a 5xx refuses. */
         cmc_reply q;
@@ -783,7 +863,7 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
     if (out->what == DO_ACCEPT || out->what == DO_QUARANTINE) {
         const char *pa = n_flagged ? clipmod_action_name(worst) : *why ? NULL : "allow";
         if (!(out->verdict = verdict_value(state, pa, policy, io, w.n_images, n_images, n_flagged,
-                                           n_unscanned, *why ? why : NULL)))
+                                           n_unscanned, *why ? why : NULL, &in)))
             goto out;
         if (c->summary_header) {
             int n;
@@ -803,16 +883,34 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
                 out->summary = NULL;
                 goto out;
             }
+            if (in.images || in.unreadable) {
+                char *longer = NULL;
+                if (asprintf(&longer,
+                             "%s; %zu image%s inside %zu archive%s or document%s, "
+                             "not scanned%s%s",
+                             out->summary, in.images, in.images == 1 ? "" : "s", in.n,
+                             in.n == 1 ? "" : "s", in.n == 1 ? "" : "s",
+                             in.unreadable ? ", some unreadable" : "",
+                             out->what == DO_QUARANTINE && !n_flagged ? "; held for review" : "") <
+                    0)
+                    goto out;
+                free(out->summary);
+                out->summary = longer;
+            }
             /* The summary is one line: strip what the sender controls. */
             for (char *p = out->summary; *p; p++)
                 if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
                     *p = '_';
         }
     }
+    char contained[96] = "";
+    if (in.n)
+        snprintf(contained, sizeof contained, " containers=%zu contained-images=%zu%s", in.n,
+                 in.images, in.unreadable ? " (some unreadable)" : "");
     snprintf(out->log, sizeof out->log,
-             "from=%s images=%zu flagged=%zu unscanned=%zu verdict=%s%s%s decision=%s "
+             "from=%s images=%zu flagged=%zu unscanned=%zu%s verdict=%s%s%s decision=%s "
              "policy=\"%s\"%s%s%s%s%s",
-             from, n_images, n_flagged, n_unscanned, state, n_flagged ? " action=" : "",
+             from, n_images, n_flagged, n_unscanned, contained, state, n_flagged ? " action=" : "",
              n_flagged ? clipmod_action_name(worst) : "", decision_name(out->what), policy,
              *detail ? " (" : "", detail, *detail ? ")" : "", *why ? " reason=" : "", why);
     rc = 0;

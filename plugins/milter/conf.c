@@ -65,6 +65,12 @@ const char *cmc_fail_name(cmc_fail f)
     return "unknown";
 }
 
+const char *cmc_inside_name(cmc_inside i)
+{
+    static const char *const names[] = {"accept", "quarantine", "tempfail", "reject"};
+    return i <= CMC_INSIDE_REJECT ? names[i] : "unknown";
+}
+
 const char *cmc_do_name(cmc_do d)
 {
     switch (d) {
@@ -726,6 +732,10 @@ static void top_key(reader *r, const char *key, const yaml_node_t *v)
         each_key(r, v, "skip", skip_keys, skip_key);
     } else if (!strcmp(key, "headers")) {
         each_key(r, v, "headers", header_keys, headers_key);
+    } else if (!strcmp(key, "archives-with-images") || !strcmp(key, "documents-with-images")) {
+        static const char *const inside[] = {"accept", "quarantine", "tempfail", "reject", NULL};
+        if ((i = choice_of(r, v, key, inside, "accept, quarantine, tempfail or reject")) >= 0)
+            *(key[0] == 'a' ? &c->archives_with_images : &c->documents_with_images) = (cmc_inside)i;
     }
 }
 
@@ -865,17 +875,30 @@ static void check_plain_yaml(reader *r, const char *buf, size_t len)
 
 int cmc_load(const char *path, cmc_config **out, char **problems)
 {
-    static const char *const top_keys[] = {"socket",       "socket-mode",
-                                           "model",        "merges",
-                                           "policy",       "cache-dir",
-                                           "workers",      "blas-threads",
-                                           "scan-wait-ms", "drain-timeout-ms",
-                                           "log",          "log-facility",
-                                           "log-level",    "limits",
-                                           "engine",       "plugins",
-                                           "on-fail",      "on-fail-reply",
-                                           "actions",      "skip",
-                                           "headers",      NULL};
+    static const char *const top_keys[] = {"socket",
+                                           "socket-mode",
+                                           "model",
+                                           "merges",
+                                           "policy",
+                                           "cache-dir",
+                                           "workers",
+                                           "blas-threads",
+                                           "scan-wait-ms",
+                                           "drain-timeout-ms",
+                                           "log",
+                                           "log-facility",
+                                           "log-level",
+                                           "limits",
+                                           "engine",
+                                           "plugins",
+                                           "on-fail",
+                                           "on-fail-reply",
+                                           "actions",
+                                           "skip",
+                                           "headers",
+                                           "archives-with-images",
+                                           "documents-with-images",
+                                           NULL};
     reader r = {.path = path};
     yaml_parser_t parser;
     yaml_document_t doc;

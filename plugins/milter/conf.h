@@ -32,6 +32,18 @@ typedef enum cmc_do {
 } cmc_do;
 
 /*
+ * What the milter does with a message whose zip archives (archives-with-images) or
+ * PDFs and office documents (documents-with-images) hold images, which it counts but
+ * cannot scan, or cannot be read. Ordered by severity.
+ */
+typedef enum cmc_inside {
+    CMC_INSIDE_ACCEPT,     /* deliver; the headers report the counts (the default) */
+    CMC_INSIDE_QUARANTINE, /* hold for review */
+    CMC_INSIDE_TEMPFAIL,   /* 451 */
+    CMC_INSIDE_REJECT,     /* 554 */
+} cmc_inside;
+
+/*
  * An SMTP reply split for smfi_setreply(): "550 5.7.1 text" gives rcode "550",
  * xcode "5.7.1" (or "" when absent) and the text with each '%' doubled, as
  * libmilter requires.
@@ -85,6 +97,8 @@ typedef struct cmc_config {
     cmc_fail on_fail;
     cmc_reply on_fail_reply;
     cmc_do action[CLIPMOD_ACTION_REJECT + 1]; /* by policy action; allow is always accept */
+    cmc_inside archives_with_images;          /* zip archives */
+    cmc_inside documents_with_images;         /* PDFs, office documents */
     int skip_authenticated;
     cmc_list skip_senders, skip_recipients, skip_domains;
     char *verdict_header;
@@ -119,6 +133,9 @@ int cmc_match_domain(const cmc_list *l, const char *addr);
 
 /* "tempfail", "reject", "accept-with-header". */
 const char *cmc_fail_name(cmc_fail f);
+
+/* "accept", "quarantine", "tempfail", "reject". */
+const char *cmc_inside_name(cmc_inside i);
 
 /* "accept", "quarantine", "reject", "discard". */
 const char *cmc_do_name(cmc_do d);

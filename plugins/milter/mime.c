@@ -26,7 +26,7 @@
 typedef struct walker {
     const cmm_limits *lim;
     cmm_walk *out;
-    size_t cap;
+    size_t cap, cap_containers;
     int nomem;
 } walker;
 
@@ -98,6 +98,11 @@ void cmm_walk_free(cmm_walk *w)
     for (size_t i = 0; i < w->n_images; i++)
         image_clear(&w->images[i]);
     free(w->images);
+    for (size_t i = 0; i < w->n_containers; i++) {
+        free(w->containers[i].part);
+        free(w->containers[i].filename);
+    }
+    free(w->containers);
     memset(w, 0, sizeof *w);
 }
 
@@ -155,6 +160,49 @@ nomem:
     return NULL;
 }
 
+/*
+ * When `data` (not an image) is a zip archive, an office document or a PDF, list it
+ * with the count of images inside. Returns 1 when it was one.
+ */
+static int add_container(walker *w, const char *part, const char *filename,
+                         const char *content_type, const unsigned char *data, size_t len)
+{
+    cmm_walk *o = w->out;
+    cmm_count count;
+    cmm_container *c;
+
+    if (!cmm_container_count(data, len, filename, content_type, &count))
+        return 0;
+    if (o->n_containers >= CMM_MAX_CONTAINERS) {
+        fail(w, "more than %d archives and documents", CMM_MAX_CONTAINERS);
+        return 1;
+    }
+    if (o->n_containers == w->cap_containers) {
+        size_t cap = w->cap_containers ? w->cap_containers * 2 : 4;
+        cmm_container *grown = realloc(o->containers, cap * sizeof *grown);
+        if (!grown)
+            goto nomem;
+        o->containers = grown;
+        w->cap_containers = cap;
+    }
+    c = &o->containers[o->n_containers];
+    memset(c, 0, sizeof *c);
+    c->count = count;
+    c->part = strdup(part);
+    c->filename = filename ? strdup(filename) : NULL;
+    if (!c->part || (filename && !c->filename)) {
+        free(c->part);
+        free(c->filename);
+        goto nomem;
+    }
+    o->n_containers++;
+    return 1;
+nomem:
+    w->nomem = 1;
+    fail(w, "out of memory");
+    return 1;
+}
+
 static void set_problem(walker *w, cmm_image *im, cmm_problem p, const char *fmt, ...)
 {
     char line[200];
@@ -182,7 +230,7 @@ static void set_problem(walker *w, cmm_image *im, cmm_problem p, const char *fmt
  * (BMP, SVG, ICO ...) are listed too: the recipient sees an image, so the milter
  * must not treat it as anything else; the engine then reports it unscanned.
  */
-static int image_extension(const char *filename)
+int cmm_is_image_name(const char *filename)
 {
     static const char *const ext[] = {"jpg", "jpeg", "jpe", "jfif", "pjpeg", "png",  "apng",
                                       "gif", "webp", "tif", "tiff", "heic",  "heif", "avif",
@@ -201,7 +249,7 @@ static int image_extension(const char *filename)
  * Signatures of the formats the engine reads. Only those: sniffing for a format
  * the engine cannot read would turn any odd attachment into an unscanned image.
  */
-static int image_signature(const unsigned char *b, size_t n)
+int cmm_is_image_bytes(const unsigned char *b, size_t n)
 {
     static const char *const heif_brands[] = {"heic", "heix", "hevc", "hevx", "heim", "heis",
                                               "hevm", "hevs", "mif1", "msf1", "avif", "avis"};
@@ -397,7 +445,7 @@ static size_t data_uri(walker *w, const char *part, const unsigned char *html, s
         return n;
     }
     int declared = !strncasecmp(type, "image/", 6) && type[6];
-    if (!declared && !image_signature(data, len)) {
+    if (!declared && !cmm_is_image_bytes(data, len)) {
         free(data);
         return j; /* text, a font, a sound: not an image */
     }
@@ -505,7 +553,11 @@ static size_t uu_block(walker *w, const char *part, const unsigned char *t, size
         return n;
     }
     size_t got = g_mime_encoding_uudecode_step(t + body, end - body, data, &state, &save);
-    if (!image_extension(name) && !image_signature(data, got)) {
+    if (!cmm_is_image_name(name) && !cmm_is_image_bytes(data, got)) {
+        char label[96];
+        snprintf(label, sizeof label, "%s#u%u", part, *count + 1);
+        if (add_container(w, label, name, "application/octet-stream", data, got))
+            ++*count;
         free(data);
         return stop; /* a document, an archive: not an image */
     }
@@ -516,7 +568,7 @@ static size_t uu_block(walker *w, const char *part, const unsigned char *t, size
     char label[96];
     snprintf(label, sizeof label, "%s#u%u", part, ++*count);
     cmm_image *im = add_image(w, label, name, "application/octet-stream",
-                              image_extension(name) ? CMM_BY_NAME : CMM_BY_CONTENT, data, got);
+                              cmm_is_image_name(name) ? CMM_BY_NAME : CMM_BY_CONTENT, data, got);
     if (!im)
         return n;
     check_embedded(w, im, got, "uuencoded block");
@@ -617,7 +669,7 @@ static void leaf(walker *w, GMimePart *part, const char *path)
              subtype ? subtype : "plain");
     if (type && !strcasecmp(type, "image"))
         by = CMM_BY_TYPE;
-    else if (image_extension(filename))
+    else if (cmm_is_image_name(filename))
         by = CMM_BY_NAME;
     else if (is_text || is_xhtml)
         taken = 0; /* only what it shows can be images */
@@ -638,7 +690,8 @@ static void leaf(walker *w, GMimePart *part, const char *path)
         free(data);
         return;
     }
-    if (!taken && !image_signature(data, len)) {
+    if (!taken && !cmm_is_image_bytes(data, len)) {
+        add_container(w, path, filename, mime_type, data, len);
         free(data);
         return;
     }

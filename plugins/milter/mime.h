@@ -29,6 +29,8 @@
 
 #include <stddef.h>
 
+#include "containers.h"
+
 typedef struct cmm_limits {
     size_t max_parts;       /* MIME parts of every kind, containers included */
     size_t max_depth;       /* nesting of multiparts and message/rfc822 parts */
@@ -64,9 +66,21 @@ typedef struct cmm_image {
     size_t len;          /* decoded length (also when too large) */
 } cmm_image;
 
+/* A zip archive, office document or PDF: not scanned, its images counted. */
+typedef struct cmm_container {
+    char *part;     /* as for images */
+    char *filename; /* or NULL */
+    cmm_count count;
+} cmm_container;
+
+/* Archives and documents listed in one message at most; more fail the walk. */
+#define CMM_MAX_CONTAINERS 1000
+
 typedef struct cmm_walk {
     cmm_image *images;
     size_t n_images;
+    cmm_container *containers;
+    size_t n_containers;
     size_t n_parts;
     /*
      * Set when the message cannot be judged as a whole: a limit on parts, depth or
@@ -93,6 +107,12 @@ int cmm_walk_message(const void *msg, size_t len, const cmm_limits *lim, cmm_wal
 
 /* Free what a walk holds and zero it. Accepts NULL. */
 void cmm_walk_free(cmm_walk *w);
+
+/* A file name a mail client shows as a picture (by its extension). */
+int cmm_is_image_name(const char *filename);
+
+/* Bytes that start like a format the engine reads (JPEG, PNG, GIF, WebP, TIFF, HEIF). */
+int cmm_is_image_bytes(const unsigned char *b, size_t n);
 
 /* "ok", "empty", "too-large", "bad-encoding". */
 const char *cmm_problem_name(cmm_problem p);

@@ -626,4 +626,87 @@ Content-Type: application/xhtml+xml; name="page.xhtml"
 """,
 )
 
+def zip_bytes(entries):
+    """A zip archive of (name, data, compress) entries, made by Python's zipfile."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data, deflate in entries:
+            info = zipfile.ZipInfo(name, date_time=(2024, 11, 12, 10, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def pdf_bytes():
+    """A small PDF with two image XObjects (one spelled /Im#61ge) and a form XObject."""
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 16 16] /Resources"
+        b" << /XObject << /I1 4 0 R /I2 5 0 R /F1 6 0 R >> >> >>",
+        b"<< /Type /XObject /Subtype /Image /Width 1 /Height 1 /ColorSpace /DeviceGray"
+        b" /BitsPerComponent 8 /Length 1 >>\nstream\n\x80\nendstream",
+        b"<< /Type /XObject /Subtype\n%a comment\n/Im#61ge /Width 1 /Height 1"
+        b" /ColorSpace /DeviceGray /BitsPerComponent 8 /Length 1 >>\nstream\n\x40\nendstream",
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 1 1] /Length 0 >>\nstream\n\nendstream",
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for i, o in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + o + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return out
+
+
+def attachment(ctype, name, data):
+    return (
+        f"--box\nContent-Type: {ctype}; name=\"{name}\"\n"
+        f"Content-Disposition: attachment; filename=\"{name}\"\n"
+        f"Content-Transfer-Encoding: base64\n\n{b64(data)}\n"
+    )
+
+
+# Pictures inside containers the milter counts but does not scan: a zip of photos
+# (stored, deflated, and one known only by its bytes), an office document (a zip
+# with [Content_Types].xml), a PDF with two image XObjects, a cut zip, a zip with no
+# pictures, and a zip uuencoded in plain text.
+PHOTOS_ZIP = zip_bytes(
+    [
+        ("holiday/", b"", False),
+        ("holiday/a.png", IMG["png"], False),
+        ("holiday/b.JPG", IMG["jpg"], True),
+        ("holiday/scan0001", IMG["png"], False),
+        ("holiday/readme.txt", b"the beach", True),
+    ]
+)
+DOCX = zip_bytes(
+    [
+        ("[Content_Types].xml", b"<Types/>", True),
+        ("word/document.xml", b"<w:document/>", True),
+        ("word/media/image1.png", IMG["png"], False),
+    ]
+)
+write(
+    "containers.eml",
+    "From: Anna <anna@example.org>\nTo: ben@example.com\nSubject: files\nMIME-Version: 1.0\n"
+    'Content-Type: multipart/mixed; boundary="box"\n\n'
+    "--box\nContent-Type: text/plain\n\nThe files, and the old way:\n\n"
+    f"begin 644 more.zip\n{uu(zip_bytes([('c.gif', IMG['gif'], True)]))}`\nend\n\n"
+    + attachment("application/zip", "photos.zip", PHOTOS_ZIP)
+    + attachment(
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "letter.docx", DOCX
+    )
+    + attachment("application/pdf", "report.pdf", pdf_bytes())
+    + attachment("application/octet-stream", "cut.zip", PHOTOS_ZIP[: len(PHOTOS_ZIP) // 2])
+    + attachment("application/zip", "texts.zip", zip_bytes([("a.txt", b"a", True)]))
+    + "--box--\n",
+)
+
 print("make_fixtures: wrote the fixtures in", DIR)

@@ -306,6 +306,86 @@ static void uuencoded_blocks_truncated_and_too_large(void **state)
     cmm_walk_free(&w);
 }
 
+/* The container listed at `part`, which must exist once. */
+static const cmm_container *container_at(const cmm_walk *w, const char *part)
+{
+    const cmm_container *found = NULL;
+    for (size_t i = 0; i < w->n_containers; i++) {
+        if (!strcmp(w->containers[i].part, part)) {
+            assert_null(found);
+            found = &w->containers[i];
+        }
+    }
+    if (!found)
+        fail_msg("no archive or document at part %s", part);
+    return found;
+}
+
+/*
+ * Zip archives (made by Python's zipfile), an office document and a PDF: listed
+ * with the images inside, counted from the central directory and the XObjects,
+ * never decompressed.
+ */
+static void images_inside_archives_and_pdfs_are_counted(void **state)
+{
+    cmm_walk w;
+    walk_fixture("containers.eml", &default_limits, &w);
+    assert_false(w.failed);
+    assert_int_equal(w.n_images, 0);
+    assert_int_equal(w.n_containers, 6);
+    const cmm_container *uu = container_at(&w, "1#u1"), *photos = container_at(&w, "2"),
+                        *docx = container_at(&w, "3"), *pdf = container_at(&w, "4"),
+                        *cut = container_at(&w, "5"), *texts = container_at(&w, "6");
+    assert_int_equal(uu->count.kind, CMM_ZIP);
+    assert_int_equal(uu->count.images, 1);
+    assert_string_equal(uu->filename, "more.zip");
+    /* a.png (stored), b.JPG (deflated, by name), scan0001 (stored, by its bytes);
+     * the directory is no entry, readme.txt no image. */
+    assert_int_equal(photos->count.kind, CMM_ZIP);
+    assert_int_equal(photos->count.entries, 4);
+    assert_int_equal(photos->count.images, 3);
+    assert_false(photos->count.unreadable);
+    assert_string_equal(photos->filename, "photos.zip");
+    assert_int_equal(docx->count.kind, CMM_OFFICE);
+    assert_int_equal(docx->count.images, 1);
+    /* /Subtype /Image, and /Subtype %comment /Im#61ge; not the /Form. */
+    assert_int_equal(pdf->count.kind, CMM_PDF);
+    assert_int_equal(pdf->count.images, 2);
+    assert_true(cut->count.unreadable);
+    assert_non_null(strstr(cut->count.why, "central directory"));
+    assert_int_equal(texts->count.entries, 1);
+    assert_int_equal(texts->count.images, 0);
+    cmm_walk_free(&w);
+}
+
+/* Damaged central directories are read within their bounds and called unreadable. */
+static void damaged_zips_are_unreadable(void **state)
+{
+    unsigned char z[64];
+    cmm_count c;
+    memset(z, 0, sizeof z);
+    memcpy(z, "PK\x03\x04", 4);
+    /* An end record claiming 3 entries in a directory before the archive's start. */
+    memcpy(z + 42, "PK\x05\x06", 4);
+    z[42 + 10] = 3;
+    z[42 + 12] = 0xff; /* directory size 255 > bytes before the end record */
+    assert_true(cmm_container_count(z, sizeof z, NULL, NULL, &c));
+    assert_true(c.unreadable);
+    /* The same with a plausible size but no directory headers. */
+    z[42 + 12] = 20;
+    assert_true(cmm_container_count(z, sizeof z, NULL, NULL, &c));
+    assert_true(c.unreadable);
+    assert_non_null(strstr(c.why, "damaged"));
+    /* An empty archive is readable and holds nothing. */
+    memset(z, 0, sizeof z);
+    memcpy(z, "PK\x05\x06", 4);
+    assert_true(cmm_container_count(z, 22, "e.zip", NULL, &c));
+    assert_false(c.unreadable);
+    assert_int_equal(c.entries, 0);
+    /* Not a container at all. */
+    assert_false(cmm_container_count((const unsigned char *)"hello", 5, "a.txt", "text/plain", &c));
+}
+
 /* HTML character references as Python's html.unescape() reads them (the goldens). */
 static void html_references_decode_as_python_does(void **state)
 {
@@ -728,45 +808,49 @@ static void config_defaults_and_relative_paths(void **state)
     assert_string_equal(c->verdict_header, "X-Clipmod-Verdict");
     assert_string_equal(c->summary_header, "X-Clipmod-Summary");
     assert_true(c->limits.max_images > 0 && c->limits.max_message_bytes > 0);
+    /* Images inside archives and documents are reported, not refused, by default. */
+    assert_int_equal(c->archives_with_images, CMC_INSIDE_ACCEPT);
+    assert_int_equal(c->documents_with_images, CMC_INSIDE_ACCEPT);
     cmc_free(c);
     cmc_free(NULL);
 }
 
 static void config_every_key(void **state)
 {
-    const char *path =
-        write_tmp("all.yaml", "socket: unix:/run/clipmod/milter.sock\n"
-                              "socket-mode: \"0660\"\n"
-                              "model: /m\n"
-                              "merges: /m/merges.txt\n"
-                              "policy: /p.yaml\n"
-                              "cache-dir: none\n"
-                              "workers: 3\n"
-                              "blas-threads: 2\n"
-                              "scan-wait-ms: 1000\n"
-                              "drain-timeout-ms: 2000\n"
-                              "log: syslog\n"
-                              "log-facility: local3\n"
-                              "log-level: debug\n"
-                              "limits:\n"
-                              "  max-message-bytes: 10M\n"
-                              "  max-parts: 99\n"
-                              "  max-depth: 7\n"
-                              "  max-images: 9\n"
-                              "  max-image-bytes: 512K\n"
-                              "engine: {max-pixels: 1000000, max-scan-ms: 500}\n"
-                              "plugins:\n"
-                              "  - {path: audit-log, config: \"path=/x\"}\n"
-                              "on-fail: reject\n"
-                              "on-fail-reply: \"554 5.7.0 Not scanned, 100%\"\n"
-                              "actions: {tag: accept, flag: quarantine, "
-                              "quarantine: reject, reject: discard}\n"
-                              "skip:\n"
-                              "  authenticated: true\n"
-                              "  senders: [Boss@Example.org, \"@partner.example\"]\n"
-                              "  recipients: [abuse@example.org]\n"
-                              "  domains: [trusted.example]\n"
-                              "headers: {verdict: X-Image-Verdict, summary: none}\n");
+    const char *path = write_tmp("all.yaml", "socket: unix:/run/clipmod/milter.sock\n"
+                                             "socket-mode: \"0660\"\n"
+                                             "model: /m\n"
+                                             "merges: /m/merges.txt\n"
+                                             "policy: /p.yaml\n"
+                                             "cache-dir: none\n"
+                                             "workers: 3\n"
+                                             "blas-threads: 2\n"
+                                             "scan-wait-ms: 1000\n"
+                                             "drain-timeout-ms: 2000\n"
+                                             "log: syslog\n"
+                                             "log-facility: local3\n"
+                                             "log-level: debug\n"
+                                             "limits:\n"
+                                             "  max-message-bytes: 10M\n"
+                                             "  max-parts: 99\n"
+                                             "  max-depth: 7\n"
+                                             "  max-images: 9\n"
+                                             "  max-image-bytes: 512K\n"
+                                             "engine: {max-pixels: 1000000, max-scan-ms: 500}\n"
+                                             "plugins:\n"
+                                             "  - {path: audit-log, config: \"path=/x\"}\n"
+                                             "on-fail: reject\n"
+                                             "on-fail-reply: \"554 5.7.0 Not scanned, 100%\"\n"
+                                             "actions: {tag: accept, flag: quarantine, "
+                                             "quarantine: reject, reject: discard}\n"
+                                             "skip:\n"
+                                             "  authenticated: true\n"
+                                             "  senders: [Boss@Example.org, \"@partner.example\"]\n"
+                                             "  recipients: [abuse@example.org]\n"
+                                             "  domains: [trusted.example]\n"
+                                             "headers: {verdict: X-Image-Verdict, summary: none}\n"
+                                             "archives-with-images: reject\n"
+                                             "documents-with-images: quarantine\n");
     cmc_config *c = NULL;
     char *problems = NULL;
     assert_int_equal(cmc_load(path, &c, &problems), 0);
@@ -800,6 +884,8 @@ static void config_every_key(void **state)
     assert_false(cmc_match_domain(&c->skip_domains, "<>"));
     assert_string_equal(c->verdict_header, "X-Image-Verdict");
     assert_null(c->summary_header);
+    assert_int_equal(c->archives_with_images, CMC_INSIDE_REJECT);
+    assert_int_equal(c->documents_with_images, CMC_INSIDE_QUARANTINE);
     cmc_free(c);
 }
 
@@ -812,7 +898,8 @@ static void config_problems_have_positions(void **state)
                                              "on-fail-reply: \"250 ok\"\n"
                                              "limits: {max-images: 10X}\n"
                                              "actions: {reject: accept, smile: reject}\n"
-                                             "engine: {max-file-bytes: 5, max-colour: 3}\n");
+                                             "engine: {max-file-bytes: 5, max-colour: 3}\n"
+                                             "archives-with-images: maybe\n");
     cmc_config *c = NULL;
     char *problems = NULL;
     assert_int_not_equal(cmc_load(path, &c, &problems), 0);
@@ -827,6 +914,7 @@ static void config_problems_have_positions(void **state)
         "bad.yaml:7:27: unknown key 'smile'",
         "bad.yaml:8:10: engine.max-file-bytes: use limits.max-image-bytes",
         "bad.yaml:8:29: unknown engine setting 'max-colour'",
+        "bad.yaml:9:23: archives-with-images must be accept, quarantine, tempfail or reject",
         "bad.yaml: policy is required",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
@@ -878,6 +966,8 @@ int main(void)
         cmocka_unit_test(obfuscated_images_are_found),
         cmocka_unit_test(uuencoded_blocks_truncated_and_too_large),
         cmocka_unit_test(html_references_decode_as_python_does),
+        cmocka_unit_test(images_inside_archives_and_pdfs_are_counted),
+        cmocka_unit_test(damaged_zips_are_unreadable),
         cmocka_unit_test(broken_encodings),
         cmocka_unit_test(empty_attachments),
         cmocka_unit_test(truncated_base64),
