@@ -41,6 +41,9 @@ void config_defaults(dconfig *c)
     c->max_connections = 256;
     c->client_timeout_s = 30;
     c->scan_url_enabled = 1;
+    c->max_body_memory = 268435456;
+    c->header_timeout_s = 10;
+    c->max_connections_per_ip = 64;
     c->tusd_enabled = 1;
     c->clamd_unix_mode = 0660;
     c->stream_max_length = 26214400;
@@ -87,6 +90,7 @@ void config_free(dconfig *c)
         *strs[i] = NULL;
     }
     strlist_free(&c->fetch_allow);
+    strlist_free(&c->text_fields);
     strlist_free(&c->tusd_roots);
     strlist_free(&c->clamd_roots);
 }
@@ -216,6 +220,10 @@ static const key http_keys[] = {
     {"client-timeout", T_UINT, F(client_timeout_s), 1, 3600, NULL},
     {"auth-token-file", T_STR, F(auth_token), 0, 0, NULL}, /* read below */
     {"scan-url", T_BOOL, F(scan_url_enabled), 0, 0, NULL},
+    {"max-body-memory", T_U64, F(max_body_memory), 1024, (uint64_t)1 << 40, NULL},
+    {"header-timeout", T_UINT, F(header_timeout_s), 1, 3600, NULL},
+    {"max-connections-per-ip", T_UINT, F(max_connections_per_ip), 0, 65536, NULL},
+    {"text-fields", T_LIST, F(text_fields), 0, 0, NULL},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -626,6 +634,10 @@ int config_check(const dconfig *c, char **problems)
     if (c->max_files > c->queue_size)
         problem(&L, NULL, "http.max-files (%u) must not exceed scan.queue-size (%u)", c->max_files,
                 c->queue_size);
+    if (c->max_body_memory < c->max_body_bytes)
+        problem(&L, NULL,
+                "http.max-body-memory (%llu) must be at least http.max-body-bytes (%llu)",
+                (unsigned long long)c->max_body_memory, (unsigned long long)c->max_body_bytes);
     if (!c->http_enabled && !c->clamd_unix && !c->clamd_tcp)
         problem(&L, NULL, "nothing to serve: http is disabled and no clamd socket is set");
     if (c->tusd_download_url && strncmp(c->tusd_download_url, "http://", 7) &&

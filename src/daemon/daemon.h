@@ -54,6 +54,10 @@ typedef struct dconfig {
     unsigned max_files, max_connections, client_timeout_s;
     char *auth_token; /* from auth-token-file (or auth-token) */
     int scan_url_enabled;
+    uint64_t max_body_memory;        /* all request bodies in memory together */
+    unsigned header_timeout_s;       /* a request's head must arrive within it */
+    unsigned max_connections_per_ip; /* 0: no limit */
+    strlist text_fields;             /* multipart fields that are text, not files */
 
     /* tusd hooks */
     int tusd_enabled;
@@ -299,6 +303,20 @@ int roots_contains(const char *root, const char *real);
 int http_start(const dconfig *c, char *bound, size_t boundlen);
 /* Stop accepting; answer what is in flight; close. */
 void http_stop(void);
+
+/*
+ * http_guard.c: the request-head deadline (http.header-timeout) of HTTP
+ * connections. A slot per connection, opened and closed by http.c; a head must be
+ * complete within the timeout of the connection's opening or of its previous answer,
+ * else the connection gets 408 and is shut down by the guard's thread.
+ */
+typedef struct guard_slot guard_slot;
+int guard_start(unsigned header_timeout_s);
+void guard_stop(void);
+guard_slot *guard_open(int fd, const char *remote); /* NULL if out of memory */
+void guard_close(guard_slot *s);                    /* each accepts NULL */
+void guard_head_arrived(guard_slot *s);
+void guard_request_done(guard_slot *s);
 
 /*
  * tusd.c: one hook request. tusd_begin() parses `body`; when it can answer at once

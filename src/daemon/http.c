@@ -5,9 +5,16 @@
  * or multipart/form-data with several files), POST /v1/scan-url (fetch mode),
  * POST /v1/tusd (tusd's HTTP hooks, handled in tusd.c), GET /v1/health,
  * GET /v1/policy and GET /metrics; and the limits around them: body size (413),
- * content types (415), malformed bodies (400), bearer-token auth (401), a full
- * queue (503 with Retry-After), the per-request deadline, and the idle timeout
- * that drops slow clients.
+ * content types (415), malformed bodies and ambiguous framing (400), bearer-token
+ * auth (401), a full queue (503 with Retry-After), the memory of all bodies in
+ * flight (http.max-body-memory, 503), the per-request deadline, the idle timeout
+ * that drops silent clients, the request-head deadline that drops slow ones
+ * (http_guard.c) and the connections one address may hold.
+ *
+ * Forms are read by clipmodd's own multipart reader (multipart.c), fed as bytes
+ * arrive. Every part is a file to scan unless it is a text field the operator
+ * listed (http.text-fields): a part whose file name is spelled in a way some
+ * reader does not know (filename*=, RFC 5987) must not pass unscanned.
  *
  * Threads: one libmicrohttpd polling thread reads requests and writes answers and
  * never waits for a scan. A request that needs one is suspended
@@ -37,11 +44,16 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "multipart.h"
 
 /* JSON request bodies (scan-url, tusd hooks) are small. */
 #define MAX_JSON_BYTES (1u << 20)
 #define MAX_URL_BYTES  8192
-#define PP_BUFFER      16384
+/* Multipart: text fields a form may carry besides its files, and one part's headers. */
+#define MAX_TEXT_PARTS   64
+#define MAX_PART_HEADERS 8192
+/* Bodies of unknown length grow by doubling, then by this much at a time. */
+#define GROW_STEP (8u << 20)
 
 typedef enum { R_SCAN, R_SCAN_URL, R_TUSD, R_HEALTH, R_POLICY, R_METRICS } route;
 
@@ -55,10 +67,14 @@ static const struct {
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
-typedef struct part {
-    char *name;
+typedef struct buf {
     unsigned char *data;
     size_t len, cap;
+} buf;
+
+typedef struct part {
+    char *name;
+    buf b;
 } part;
 
 typedef struct req {
@@ -71,15 +87,22 @@ typedef struct req {
 
     /* Body */
     int multipart, json;
-    struct MHD_PostProcessor *pp;
-    int bad_body;  /* malformed multipart */
-    int too_large; /* over max-body-bytes: the rest is read and dropped */
-    int too_many;  /* more than max-files files */
+    mp_reader *mp;
+    mp_status mp_failed; /* the form is malformed (MP_MALFORMED) or over a limit */
+    int too_large;       /* over max-body-bytes: the rest is read and dropped */
+    int too_many;        /* more than max-files files */
+    int no_memory;       /* over http.max-body-memory (or malloc failed): dropped */
     uint64_t received;
-    unsigned char *body;
-    size_t len, cap;
-    part *parts;
+    buf body;
+    part *parts; /* max-files of them */
     size_t n_parts;
+    int keeping; /* the current part is a file */
+
+    /* Memory: this request's share of http.max-body-memory. */
+    uint64_t announced; /* Content-Length, held from the first call */
+    uint64_t held;      /* capacity of its buffers */
+    uint64_t share;
+    guard_slot *slot; /* the connection's head deadline */
 
     /* Query */
     int explain, enforce;
@@ -98,6 +121,7 @@ static struct {
     const dconfig *c;
     atomic_int suspended; /* requests waiting for a job */
     atomic_int stopping;
+    atomic_ullong body_bytes; /* the shares of every request */
 } H;
 
 /* ------------------------------------------------------------------------ */
@@ -358,74 +382,242 @@ static enum MHD_Result answer_job(struct MHD_Connection *conn, req *q)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Bodies                                                                   */
+/* Memory of bodies in flight (http.max-body-memory)                        */
 /* ------------------------------------------------------------------------ */
 
-static int append(unsigned char **buf, size_t *len, size_t *cap, const char *data, size_t n)
+/*
+ * Every request holds a share of the budget: its Content-Length from the first
+ * call when one is announced, else what its buffers hold, whichever is more. No
+ * share may take the total past http.max-body-memory; the request is then
+ * refused with 503. Shares are returned when the request completes (its bytes
+ * then belong to the job, which ends with it).
+ */
+static int budget_set(req *q, uint64_t bytes)
 {
-    if (*len + n > *cap) {
-        size_t c = *cap ? *cap : 65536;
-        while (c < *len + n)
-            c *= 2;
-        unsigned char *grown = realloc(*buf, c);
-        if (!grown)
+    if (bytes > q->share) {
+        uint64_t add = bytes - q->share;
+        uint64_t total = atomic_fetch_add(&H.body_bytes, add) + add;
+        if (total > H.c->max_body_memory) {
+            atomic_fetch_sub(&H.body_bytes, add);
             return -1;
-        *buf = grown;
-        *cap = c;
+        }
+    } else {
+        atomic_fetch_sub(&H.body_bytes, q->share - bytes);
     }
-    memcpy(*buf + *len, data, n);
-    *len += n;
+    q->share = bytes;
     return 0;
 }
 
-static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key,
-                               const char *filename, const char *content_type,
-                               const char *transfer_encoding, const char *data, uint64_t off,
-                               size_t size)
+static int budget_update(req *q)
 {
-    req *q = cls;
-    part *cur = q->n_parts ? &q->parts[q->n_parts - 1] : NULL;
-
-    /* Form fields without a file name are not images: ignored. */
-    if (!filename)
-        return MHD_YES;
-    int fresh = off == 0 && (!cur || cur->len || !cur->name || strcmp(cur->name, filename));
-    if (fresh) {
-        if (q->n_parts >= H.c->max_files) {
-            q->too_many = 1;
-            return MHD_YES;
-        }
-        part *grown = realloc(q->parts, (q->n_parts + 1) * sizeof *grown);
-        if (!grown)
-            return MHD_NO;
-        q->parts = grown;
-        cur = &q->parts[q->n_parts++];
-        memset(cur, 0, sizeof *cur);
-        if (!(cur->name = strdup(*filename ? filename : (key ? key : "upload"))))
-            return MHD_NO;
-    }
-    if (q->too_many || !size)
-        return MHD_YES;
-    return append(&cur->data, &cur->len, &cur->cap, data, size) ? MHD_NO : MHD_YES;
+    return budget_set(q, q->held > q->announced ? q->held : q->announced);
 }
+
+static uint64_t body_limit(const req *q)
+{
+    return q->json ? MAX_JSON_BYTES : H.c->max_body_bytes;
+}
+
+/* What a request holds is dropped (over a limit): its share goes back. */
+static void drop_buffers(req *q)
+{
+    free(q->body.data);
+    memset(&q->body, 0, sizeof q->body);
+    for (size_t i = 0; i < q->n_parts; i++) {
+        free(q->parts[i].b.data);
+        memset(&q->parts[i].b, 0, sizeof q->parts[i].b);
+    }
+    q->held = 0;
+    q->announced = 0;
+    budget_set(q, 0);
+}
+
+static void refuse_memory(req *q)
+{
+    if (q->no_memory)
+        return;
+    q->no_memory = 1;
+    drop_buffers(q);
+    metrics_rejected("body-memory");
+}
+
+/*
+ * The capacity for `need` bytes: with a Content-Length, room for all that can
+ * still come at once (one allocation for a raw body); without, doubling, then
+ * GROW_STEP at a time. Never past the body limit.
+ */
+static size_t grow_to(const req *q, size_t cap, size_t need)
+{
+    uint64_t limit = body_limit(q);
+    if (q->announced && q->announced >= q->received)
+        return need + (size_t)(q->announced - q->received);
+    cap = cap ? cap : 65536;
+    while (cap < need)
+        cap = cap < GROW_STEP ? cap * 2 : cap + GROW_STEP;
+    return cap > limit && need <= limit ? (size_t)limit : cap;
+}
+
+/* Append within the budget: -1 (and the request refused) when over it or out of memory. */
+static int buf_append(req *q, buf *b, const void *data, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = grow_to(q, b->cap, b->len + n);
+        q->held += cap - b->cap;
+        unsigned char *grown = budget_update(q) ? NULL : realloc(b->data, cap);
+        if (!grown) {
+            q->held -= cap - b->cap;
+            refuse_memory(q);
+            return -1;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+/* A finished part keeps only its bytes: the rest of its share goes back. */
+static void buf_trim(req *q, buf *b)
+{
+    if (b->len == b->cap || !b->len)
+        return;
+    unsigned char *fit = realloc(b->data, b->len);
+    if (!fit)
+        return;
+    q->held -= b->cap - b->len;
+    b->data = fit;
+    b->cap = b->len;
+    budget_update(q);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Multipart forms                                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A part is a file to scan unless it is a text field the operator listed: a
+ * form-data part named in http.text-fields, with no file name of any spelling
+ * and no Content-Type but text/plain. Anything else could be an image.
+ */
+static int part_is_file(const mp_part *p)
+{
+    if (p->has_filename || !p->name || !p->form_data)
+        return 1;
+    if (p->content_type && !media_is(p->content_type, "text/plain"))
+        return 1;
+    for (size_t i = 0; i < H.c->text_fields.n; i++)
+        if (!strcmp(p->name, H.c->text_fields.v[i]))
+            return 0;
+    return 1;
+}
+
+static int on_part_begin(void *arg, const mp_part *p)
+{
+    req *q = arg;
+    q->keeping = part_is_file(p);
+    if (!q->keeping)
+        return 0;
+    if (q->n_parts >= H.c->max_files) {
+        q->too_many = 1;
+        return 1;
+    }
+    const char *name = p->filename && *p->filename ? p->filename
+                       : p->name && *p->name       ? p->name
+                                                   : "upload";
+    part *cur = &q->parts[q->n_parts++];
+    if (!(cur->name = strdup(name))) {
+        refuse_memory(q);
+        return 1;
+    }
+    return 0;
+}
+
+static int on_part_data(void *arg, const unsigned char *data, size_t n)
+{
+    req *q = arg;
+    if (!q->keeping)
+        return 0; /* a listed text field: not kept */
+    return buf_append(q, &q->parts[q->n_parts - 1].b, data, n) ? 1 : 0;
+}
+
+static int on_part_end(void *arg)
+{
+    req *q = arg;
+    if (q->keeping)
+        buf_trim(q, &q->parts[q->n_parts - 1].b);
+    q->keeping = 0;
+    return 0;
+}
+
+static const mp_callbacks part_callbacks = {on_part_begin, on_part_data, on_part_end};
+
+/* The first call of a form: its reader, and room for max-files parts. 0, or a status. */
+static int start_form(req *q, const char *ctype, char *why, size_t whylen)
+{
+    mp_limits lim = {H.c->max_files + MAX_TEXT_PARTS, MAX_PART_HEADERS};
+    mp_status st;
+
+    q->multipart = 1;
+    if (!(q->parts = calloc(H.c->max_files, sizeof *q->parts))) {
+        snprintf(why, whylen, "out of memory");
+        return 500;
+    }
+    q->mp = mp_new(ctype, &lim, &part_callbacks, q, &st, why, whylen);
+    return q->mp ? 0 : st == MP_MALFORMED ? 400 : 500;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bodies                                                                   */
+/* ------------------------------------------------------------------------ */
 
 static void take_body(req *q, const char *data, size_t n)
 {
     q->received += n;
-    if (q->too_large || q->bad_body)
+    if (q->too_large || q->too_many || q->no_memory || q->mp_failed)
         return;
-    uint64_t limit = q->json ? MAX_JSON_BYTES : H.c->max_body_bytes;
-    if (q->received > limit) {
+    if (q->received > body_limit(q)) {
         q->too_large = 1;
+        drop_buffers(q);
         return;
     }
     if (q->multipart) {
-        if (MHD_post_process(q->pp, data, n) != MHD_YES)
-            q->bad_body = 1;
+        mp_status st = mp_feed(q->mp, data, n);
+        /* MP_STOPPED: too_many or no_memory says why. */
+        if (st == MP_MALFORMED || st == MP_LIMIT) {
+            q->mp_failed = st;
+            drop_buffers(q);
+        }
         return;
     }
-    if (append(&q->body, &q->len, &q->cap, data, n))
-        q->too_large = 1;
+    buf_append(q, &q->body, data, n);
+}
+
+/* A request whose body was dropped: its answer, or 0 if the body is whole. */
+static enum MHD_Result refused_body(struct MHD_Connection *conn, req *q, int *answered)
+{
+    char msg[256];
+    *answered = 1;
+    if (q->no_memory)
+        return respond_error(conn, q, 503,
+                             "clipmodd holds too many request bodies in memory "
+                             "(http.max-body-memory); retry later");
+    if (q->too_large)
+        return respond_error(conn, q, 413,
+                             q->json ? "the JSON body is larger than 1 MiB"
+                                     : "the body is larger than http.max-body-bytes");
+    if (q->too_many)
+        return respond_error(conn, q, 413, "more files than http.max-files in one request");
+    if (q->multipart && !q->mp_failed && mp_finish(q->mp) != MP_OK)
+        q->mp_failed = MP_MALFORMED;
+    if (q->mp_failed) {
+        snprintf(msg, sizeof msg, "the multipart body is %s: %s",
+                 q->mp_failed == MP_LIMIT ? "over a limit" : "malformed or truncated",
+                 mp_error(q->mp));
+        return respond_error(conn, q, q->mp_failed == MP_LIMIT ? 413 : 400, msg);
+    }
+    *answered = 0;
+    return MHD_YES;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -437,22 +629,16 @@ static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
     clipmod_engine *engine;
     bjob *job;
     size_t n = q->multipart ? q->n_parts : 1;
+    int answered;
+    enum MHD_Result ret = refused_body(conn, q, &answered);
 
-    if (q->too_large)
-        return respond_error(conn, q, 413, "the body is larger than http.max-body-bytes");
-    if (q->too_many)
-        return respond_error(conn, q, 413, "more files than http.max-files in one request");
-    if (q->multipart) {
-        int complete = MHD_destroy_post_processor(q->pp) == MHD_YES;
-        q->pp = NULL;
-        if (q->bad_body || !complete)
-            return respond_error(conn, q, 400, "the multipart body is malformed or truncated");
-        if (!q->n_parts)
-            return respond_error(conn, q, 400,
-                                 "the form has no file (each image needs a filename)");
-    } else if (!q->len) {
+    if (answered)
+        return ret;
+    if (q->multipart && !q->n_parts)
+        return respond_error(conn, q, 400,
+                             "the form has no file (only fields listed in http.text-fields)");
+    if (!q->multipart && !q->body.len)
         return respond_error(conn, q, 400, "the body is empty: send the image as the body");
-    }
     engine = reload_acquire();
     job = bjob_new(n, engine, IFACE_HTTP);
     clipmod_engine_free(engine);
@@ -461,18 +647,18 @@ static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
     if (q->multipart) {
         for (size_t i = 0; i < n; i++) {
             job->in[i].name = q->parts[i].name;
-            job->in[i].data = q->parts[i].data;
-            job->in[i].len = q->parts[i].len;
+            job->in[i].data = q->parts[i].b.data;
+            job->in[i].len = q->parts[i].b.len;
             q->parts[i].name = NULL;
-            q->parts[i].data = NULL;
+            memset(&q->parts[i].b, 0, sizeof q->parts[i].b);
         }
         q->is_array = 1;
     } else {
         const char *name = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "name");
         job->in[0].name = strdup(name && *name ? name : "upload");
-        job->in[0].data = q->body;
-        job->in[0].len = q->len;
-        q->body = NULL;
+        job->in[0].data = q->body.data;
+        job->in[0].len = q->body.len;
+        memset(&q->body, 0, sizeof q->body);
         if (!job->in[0].name) {
             bjob_release(job);
             return respond(conn, q, 500, "application/json", NULL);
@@ -491,9 +677,11 @@ static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
     size_t n;
     enum MHD_Result ret;
 
-    if (q->too_large)
-        return respond_error(conn, q, 413, "the JSON body is larger than 1 MiB");
-    root = json_loadb((const char *)q->body, q->len, JSON_REJECT_DUPLICATES, &jerr);
+    int answered;
+    ret = refused_body(conn, q, &answered);
+    if (answered)
+        return ret;
+    root = json_loadb((const char *)q->body.data, q->body.len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root || !json_is_object(root)) {
         char msg[256];
         snprintf(msg, sizeof msg, "bad JSON: %s", root ? "expected an object" : jerr.text);
@@ -551,12 +739,13 @@ static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
 
 static enum MHD_Result do_tusd(struct MHD_Connection *conn, req *q)
 {
-    int status = 200;
+    int status = 200, answered;
     char *reply = NULL;
+    enum MHD_Result ret = refused_body(conn, q, &answered);
 
-    if (q->too_large)
-        return respond_error(conn, q, 413, "the hook request is larger than 1 MiB");
-    q->tusd = tusd_begin(H.c, (const char *)q->body, q->len, &status, &reply);
+    if (answered)
+        return ret;
+    q->tusd = tusd_begin(H.c, (const char *)q->body.data, q->body.len, &status, &reply);
     if (!q->tusd)
         return respond(conn, q, status, "application/json", reply);
     return submit(conn, q, tusd_job(q->tusd));
@@ -664,75 +853,115 @@ static const char *framing_problem(struct MHD_Connection *conn)
     return NULL;
 }
 
-/* The first call: headers only. Route, authenticate, check what the body will be. */
-static enum MHD_Result first_call(struct MHD_Connection *conn, req *q, const char *url,
-                                  const char *method)
+/* The first call: route, method, the endpoint enabled, the token. 0, or answered. */
+static int check_route(struct MHD_Connection *conn, req *q, const char *url, const char *method,
+                       enum MHD_Result *ret)
 {
-    const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-    const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     const char *framing_bad = framing_problem(conn);
 
     if (framing_bad) {
         q->close = 1;
-        return respond_error(conn, q, 400, framing_bad);
+        *ret = respond_error(conn, q, 400, framing_bad);
+        return 1;
     }
     for (size_t i = 0; i < N_ROUTES; i++)
         if (!strcmp(url, routes[i].path))
             q->routed = (int)i;
-    if (q->routed < 0)
-        return respond_error(conn, q, 404, "no such endpoint (see clipmodd(8))");
+    if (q->routed < 0) {
+        *ret = respond_error(conn, q, 404, "no such endpoint (see clipmodd(8))");
+        return 1;
+    }
     const route r = routes[q->routed].r;
-    if (routes[q->routed].post ? strcmp(method, "POST") != 0 : !is_get)
-        return respond_error(conn, q, 405, "method not allowed");
-    if ((r == R_SCAN_URL && !H.c->scan_url_enabled) || (r == R_TUSD && !H.c->tusd_enabled))
-        return respond_error(conn, q, 403, "this endpoint is disabled in the configuration");
+    if (routes[q->routed].post ? strcmp(method, "POST") != 0 : !is_get) {
+        *ret = respond_error(conn, q, 405, "method not allowed");
+        return 1;
+    }
+    if ((r == R_SCAN_URL && !H.c->scan_url_enabled) || (r == R_TUSD && !H.c->tusd_enabled)) {
+        *ret = respond_error(conn, q, 403, "this endpoint is disabled in the configuration");
+        return 1;
+    }
     /* Probes must work without secrets; everything else needs the token when one is set. */
     if (H.c->auth_token && r != R_HEALTH) {
         const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-        if (!auth || strncasecmp(auth, "Bearer ", 7) || !token_ok(auth + 7, H.c->auth_token))
-            return respond_error(conn, q, 401, "a valid bearer token is required");
-    }
-    if (atomic_load(&H.stopping) && routes[q->routed].post)
-        return respond_error(conn, q, 503, "clipmodd is shutting down");
-    switch (r) {
-    case R_HEALTH:
-    case R_POLICY:
-    case R_METRICS:
-        /* Answered on the next call: an answer queued with the headers closes the
-         * connection, and probes and scrapers keep theirs alive. */
-        return MHD_YES;
-    case R_SCAN:
-        if (media_is(ctype, "multipart/form-data")) {
-            q->multipart = 1;
-            q->pp = MHD_create_post_processor(conn, PP_BUFFER, on_part, q);
-            if (!q->pp)
-                return respond_error(conn, q, 400, "a multipart body needs a boundary");
-        } else if (ctype && !media_is(ctype, "application/octet-stream") &&
-                   strncasecmp(ctype, "image/", 6)) {
-            return respond_error(conn, q, 415,
-                                 "send the image as the body with Content-Type image/... or "
-                                 "application/octet-stream, or as multipart/form-data");
+        if (!auth || strncasecmp(auth, "Bearer ", 7) || !token_ok(auth + 7, H.c->auth_token)) {
+            *ret = respond_error(conn, q, 401, "a valid bearer token is required");
+            return 1;
         }
-        break;
-    case R_SCAN_URL:
-    case R_TUSD:
+    }
+    if (atomic_load(&H.stopping) && routes[q->routed].post) {
+        *ret = respond_error(conn, q, 503, "clipmodd is shutting down");
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * The first call of a POST: what its body will be (type, form reader), and an
+ * announced length checked against max-body-bytes and, held at once, against the
+ * memory budget: both refused before a byte of the body is read.
+ */
+static enum MHD_Result expect_body(struct MHD_Connection *conn, req *q)
+{
+    const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    char why[192];
+    int status;
+
+    if (routes[q->routed].r != R_SCAN) {
         if (!media_is(ctype, "application/json"))
             return respond_error(conn, q, 415, "the body must be application/json");
         q->json = 1;
-        break;
+    } else if (media_is(ctype, "multipart/form-data")) {
+        if ((status = start_form(q, ctype, why, sizeof why)))
+            return respond_error(conn, q, status, why);
+    } else if (ctype && !media_is(ctype, "application/octet-stream") &&
+               strncasecmp(ctype, "image/", 6)) {
+        return respond_error(conn, q, 415,
+                             "send the image as the body with Content-Type image/... or "
+                             "application/octet-stream, or as multipart/form-data");
     }
-    /* Refuse an announced oversized body before a byte of it is read. */
     if (clen) {
+        /* libmicrohttpd checked it is a number. */
         unsigned long long n = strtoull(clen, NULL, 10);
-        if (n > (q->json ? MAX_JSON_BYTES : H.c->max_body_bytes))
+        q->close = 1; /* if refused now, the unread body must not be taken for a request */
+        if (n > body_limit(q))
             return respond_error(conn, q, 413,
                                  q->json ? "the JSON body is larger than 1 MiB"
                                          : "the body is larger than http.max-body-bytes");
+        q->announced = n;
+        if (budget_update(q)) {
+            metrics_rejected("body-memory");
+            return respond_error(conn, q, 503,
+                                 "clipmodd holds too many request bodies in memory "
+                                 "(http.max-body-memory); retry later");
+        }
+        q->close = 0;
     }
     q->explain = query_flag(conn, "explain");
     q->enforce = query_flag(conn, "enforce");
     return MHD_YES;
+}
+
+static guard_slot *slot_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static enum MHD_Result first_call(struct MHD_Connection *conn, req *q, const char *url,
+                                  const char *method)
+{
+    enum MHD_Result ret;
+
+    q->slot = slot_of(conn);
+    guard_head_arrived(q->slot);
+    if (check_route(conn, q, url, method, &ret))
+        return ret;
+    /* GETs are answered on the next call: an answer queued with the headers closes
+     * the connection, and probes and scrapers keep theirs alive. */
+    return routes[q->routed].post ? expect_body(conn, q) : MHD_YES;
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -757,8 +986,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     if (*upload_size) {
         take_body(q, upload_data, *upload_size);
         *upload_size = 0;
-        /* A client that keeps sending far past the limit is cut off. */
-        if (q->too_large && q->received > 2 * H.c->max_body_bytes + MAX_JSON_BYTES)
+        /* A client that keeps sending far past a limit is cut off. */
+        if ((q->too_large || q->no_memory) &&
+            q->received > 2 * H.c->max_body_bytes + MAX_JSON_BYTES)
             return MHD_NO;
         return MHD_YES;
     }
@@ -796,14 +1026,16 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              LF_B("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK), LF_END);
     if (q->suspended)
         atomic_fetch_sub(&H.suspended, 1);
-    if (q->pp)
-        MHD_destroy_post_processor(q->pp);
+    /* The next request's head is due within http.header-timeout. */
+    guard_request_done(q->slot);
+    mp_free(q->mp);
     for (size_t i = 0; i < q->n_parts; i++) {
         free(q->parts[i].name);
-        free(q->parts[i].data);
+        free(q->parts[i].b.data);
     }
     free(q->parts);
-    free(q->body);
+    free(q->body.data);
+    budget_set(q, 0);
     /* A tusd request owns its job; others hold the submitter's reference here. */
     if (q->tusd)
         tusd_free(q->tusd);
@@ -811,6 +1043,22 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         bjob_release(q->job);
     free(q);
     *con_cls = NULL;
+}
+
+/* libmicrohttpd's connection notifications: each connection's slot in the guard. */
+static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        guard_close(*socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char remote[64];
+    client_address(conn, remote, sizeof remote);
+    *socket_context = ci ? guard_open(ci->connect_fd, remote) : NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -838,12 +1086,20 @@ int http_start(const dconfig *c, char *bound, size_t boundlen)
     }
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (guard_start(c->header_timeout_s)) {
+        dlog(DLOG_ERROR, "http: cannot start the header-timeout thread", LF_END);
+        return -1;
+    }
+    /* A per-IP limit of 0 is libmicrohttpd's "no limit". */
     H.d = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR,
                            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT,
                            (unsigned)c->client_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-                           (unsigned)c->max_connections, MHD_OPTION_NOTIFY_COMPLETED, completed,
-                           NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+                           (unsigned)c->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                           (unsigned)c->max_connections_per_ip, MHD_OPTION_NOTIFY_COMPLETED,
+                           completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, connection_cb, NULL,
+                           MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!H.d) {
+        guard_stop();
         dlog(DLOG_ERROR, "http: cannot listen", LF_S("listen", c->http_listen), LF_END);
         return -1;
     }
@@ -878,4 +1134,5 @@ void http_stop(void)
     nanosleep(&ts, NULL);
     MHD_stop_daemon(H.d);
     H.d = NULL;
+    guard_stop();
 }

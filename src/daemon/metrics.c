@@ -32,7 +32,8 @@ static const char *const commands[] = {"PING",      "VERSION", "VERSIONCOMMANDS"
                                        "FILDES",    "SCAN",    "CONTSCAN",        "MULTISCAN",
                                        "IDSESSION", "END",     "RELOAD",          "other"};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
-static const char *const rejections[] = {"queue-full", "deadline", "shutdown"};
+static const char *const rejections[] = {"queue-full", "deadline", "shutdown", "body-memory",
+                                         "header-timeout"};
 #define N_REJECTIONS (sizeof rejections / sizeof rejections[0])
 static const char *const iface_names[IFACE__COUNT] = {"http", "tusd", "clamd"};
 
