@@ -376,7 +376,7 @@ static int read_passed(int fd, const struct stat *st, uint64_t max, double deadl
 {
     unsigned char *buf = NULL;
     size_t len = 0, cap = 0;
-    int reg = S_ISREG(st->st_mode), rc = PASSED_OK;
+    int reg = S_ISREG(st->st_mode), rc = PASSED_OK, err = 0;
     int flags = fcntl(fd, F_GETFL);
 
     if (reg && (uint64_t)st->st_size > max)
@@ -417,6 +417,7 @@ static int read_passed(int fd, const struct stat *st, uint64_t max, double deadl
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             rc = PASSED_ERROR;
+            err = errno;
             break;
         }
         if (!wait_readable(fd, deadline)) {
@@ -430,6 +431,7 @@ static int read_passed(int fd, const struct stat *st, uint64_t max, double deadl
         rc = PASSED_TOO_BIG;
     if (rc != PASSED_OK) {
         free(buf);
+        errno = err; /* for PASSED_ERROR's message */
         return rc;
     }
     *out = buf;
