@@ -311,11 +311,24 @@ out:
     return rc;
 }
 
+/* The policy checker's token counter; `rc` keeps why tokenizing failed (e.g. NOMEM),
+ * which the checker's (size_t)-1 cannot carry. */
+typedef struct token_counter {
+    const clipmod_model *model;
+    clipmod_error rc;
+} token_counter;
+
 static size_t count_tokens(void *ctx, const char *text, int *truncated)
 {
+    token_counter *tc = ctx;
     int32_t ids[CLIPMOD_CONTEXT_LENGTH];
     size_t n = 0;
-    return clipmod_tokenize(ctx, text, ids, &n, truncated, NULL) ? (size_t)-1 : n;
+    clipmod_error rc = clipmod_tokenize(tc->model, text, ids, &n, truncated, NULL);
+    if (rc) {
+        tc->rc = rc;
+        return (size_t)-1;
+    }
+    return n;
 }
 
 static const char *action_smtp(const clipmod_engine *e, clipmod_action a)
@@ -327,26 +340,37 @@ static const char *action_smtp(const clipmod_engine *e, clipmod_action a)
 /* The JSON summary of policy `p`; `e` (may be NULL) adds the model and settings. */
 static char *summary_json(const cm_policy *p, const clipmod_engine *e)
 {
+    /* Every append is checked: jansson drops a NULL (failed) element without a word. */
     json_t *cats = json_array(), *actions = json_object(), *templates = json_array();
+    int ok = cats && actions && templates;
     size_t n_prompts = p->n_neutral;
     for (size_t c = 0; c < p->n_categories; c++) {
         const cm_category *d = &p->categories[c];
         n_prompts += d->n_prompts + d->n_contrast;
-        json_array_append_new(cats,
-                              json_pack("{s:s, s:s?, s:f, s:s, s:i, s:i}", "id", d->id,
-                                        "description", d->description, "threshold", d->threshold,
-                                        "action", cm_action_name(d->action), "prompts",
-                                        (int)d->n_prompts, "contrast", (int)d->n_contrast));
+        if (json_array_append_new(cats, json_pack("{s:s, s:s?, s:f, s:s, s:i, s:i}", "id", d->id,
+                                                  "description", d->description, "threshold",
+                                                  d->threshold, "action", cm_action_name(d->action),
+                                                  "prompts", (int)d->n_prompts, "contrast",
+                                                  (int)d->n_contrast)))
+            ok = 0;
     }
     for (int a = 0; a < CM_ACTION__COUNT; a++) {
         const cm_action_text *t = &p->actions[a];
-        json_object_set_new(actions, cm_action_name((cm_action)a),
-                            json_pack("{s:s, s:i, s:s}", "smtp",
-                                      t->smtp_reply ? t->smtp_reply : SMTP_ACCEPT, "http",
-                                      t->http_status, "message", t->message ? t->message : ""));
+        if (json_object_set_new(actions, cm_action_name((cm_action)a),
+                                json_pack("{s:s, s:i, s:s}", "smtp",
+                                          t->smtp_reply ? t->smtp_reply : SMTP_ACCEPT, "http",
+                                          t->http_status, "message", t->message ? t->message : "")))
+            ok = 0;
     }
     for (size_t t = 0; t < p->n_templates; t++)
-        json_array_append_new(templates, json_string(p->templates[t]));
+        if (json_array_append_new(templates, json_string(p->templates[t])))
+            ok = 0;
+    if (!ok) {
+        json_decref(cats);
+        json_decref(actions);
+        json_decref(templates);
+        return NULL;
+    }
     json_t *root = json_pack("{s:s, s:i, s:s?, s:s?, s:o, s:i, s:i, s:o, s:o, s:{s:i, s:s, s:i}}",
                              "name", p->name ? p->name : "", "version", p->version, "description",
                              p->description, "written_for", p->model, "templates", templates,
@@ -355,19 +379,26 @@ static char *summary_json(const cm_policy *p, const clipmod_engine *e)
                              p->combine == CM_COMBINE_MAX ? "max" : "k-of-n", "k", p->k);
     if (root && e) {
         json_t *settings = json_object();
+        ok = settings != NULL;
         for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
-            json_object_set_new(settings, clipmod_setting_name((clipmod_setting)s),
-                                json_integer((json_int_t)e->settings[s]));
-        json_object_set_new(root, "model", json_string(e->model->name));
-        json_object_set_new(root, "settings", settings);
+            if (json_object_set_new(settings, clipmod_setting_name((clipmod_setting)s),
+                                    json_integer((json_int_t)e->settings[s])))
+                ok = 0;
+        /* Both calls are made whatever the first gives: each steals its value. */
+        if (json_object_set_new(root, "model", json_string(e->model->name)))
+            ok = 0;
+        if (json_object_set_new(root, "settings", settings))
+            ok = 0;
         /* How the prompt embeddings were had: from the cache, or computed now. */
-        json_object_set_new(root, "prompt_cache",
-                            json_pack("{s:s?, s:i, s:i}", "dir", e->cache_dir, "cached",
-                                      (json_int_t)e->texts_cached, "computed",
-                                      (json_int_t)e->texts_computed));
+        if (json_object_set_new(root, "prompt_cache",
+                                json_pack("{s:s?, s:i, s:i}", "dir", e->cache_dir, "cached",
+                                          (json_int_t)e->texts_cached, "computed",
+                                          (json_int_t)e->texts_computed)))
+            ok = 0;
     }
-    char *s =
-        root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+    char *s = root && ok
+                  ? cm_json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
+                  : NULL;
     json_decref(root);
     return s;
 }
@@ -408,7 +439,11 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
         goto out;
     if ((rc = cm_overrides_apply(e->overrides, e->policy, probs)))
         goto out;
-    if ((rc = cm_policy_check_tokens(e->policy, count_tokens, (void *)e->model, probs)))
+    token_counter tc = {e->model, CLIPMOD_OK};
+    rc = cm_policy_check_tokens(e->policy, count_tokens, &tc, probs);
+    if (rc == CLIPMOD_E_TOKENIZER && tc.rc)
+        rc = tc.rc;
+    if (rc)
         goto out;
     if (e->policy->model && *e->policy->model && strcmp(e->policy->model, e->model->name))
         appendf(probs,

@@ -95,7 +95,7 @@ static void *arena_alloc(arena *a, size_t n)
     n = (n + 15) & ~(size_t)15;
     if (!a->head || a->head->size - a->head->used < n) {
         size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        arena_block *b = malloc(sizeof *b + size);
+        arena_block *b = cm_alloc(sizeof *b + size);
         if (!b)
             return NULL;
         b->next = a->head;
@@ -125,9 +125,9 @@ static void arena_free(arena *a)
         return;
     for (arena_block *b = a->head, *next; b; b = next) {
         next = b->next;
-        free(b);
+        cm_free(b);
     }
-    free(a);
+    cm_free(a);
 }
 
 typedef struct strbuf {
@@ -154,7 +154,7 @@ static void sb_printf(strbuf *b, const char *fmt, ...)
         size_t cap = b->cap ? b->cap : 256;
         while (cap <= b->len + (size_t)n)
             cap *= 2;
-        char *s = realloc(b->s, cap);
+        char *s = cm_realloc(b->s, cap);
         if (!s) {
             b->nomem = 1;
             return;
@@ -371,7 +371,7 @@ static void add_problem(loader *L, const char *file, int line, int column, const
     }
     if (L->n_recs == L->cap_recs) {
         size_t cap = L->cap_recs ? 2 * L->cap_recs : 16;
-        problem_rec *r = realloc(L->recs, cap * sizeof *r);
+        problem_rec *r = cm_realloc(L->recs, cap * sizeof *r);
         if (!r) {
             L->nomem = 1;
             return;
@@ -379,7 +379,7 @@ static void add_problem(loader *L, const char *file, int line, int column, const
         L->recs = r;
         L->cap_recs = cap;
     }
-    char *t = strdup(text);
+    char *t = cm_strdup(text);
     if (!t) {
         L->nomem = 1;
         return;
@@ -453,7 +453,7 @@ static char *join_problems(loader *L)
     if (L->dropped)
         sb_printf(&b, "%s: %zu more problems not shown\n", L->names[0].name, L->dropped);
     if (b.nomem) {
-        free(b.s);
+        cm_free(b.s);
         L->nomem = 1;
         return NULL;
     }
@@ -1118,11 +1118,11 @@ static void apply_templates(loader *L, const node *v)
         return;
     }
     const char **t = arena_alloc(L->out, v->n * sizeof *t);
-    const node **where = calloc(v->n, sizeof *where);
+    const node **where = cm_calloc(v->n, sizeof *where);
     size_t n = 0;
     if (!t || !where) {
         L->nomem = 1;
-        free(where);
+        cm_free(where);
         return;
     }
     for (const node *item = v->first; item; item = item->next) {
@@ -1147,7 +1147,7 @@ static void apply_templates(loader *L, const node *v)
         where[n] = item;
         t[n++] = s;
     }
-    free(where);
+    cm_free(where);
     L->templates = t;
     L->n_templates = n;
 }
@@ -1430,7 +1430,7 @@ static void apply_tree(loader *L, const node *root, const char *name, int depth,
 
 /*
  * Read at most MAX_FILE_BYTES of the regular file `path` into a malloc'd buffer.
- * Returns 0, or -1 with the reason in `why`.
+ * Returns 0, or -1 (-2 when out of memory) with the reason in `why`.
  */
 static int slurp(const char *path, unsigned char **out, size_t *len, struct stat *st, char *why,
                  size_t size)
@@ -1457,8 +1457,9 @@ static int slurp(const char *path, unsigned char **out, size_t *len, struct stat
         goto out;
     }
     cap = (size_t)st->st_size + 1;
-    if (!(buf = malloc(cap))) {
+    if (!(buf = cm_alloc(cap))) {
         snprintf(why, size, "out of memory");
+        rc = -2;
         goto out;
     }
     for (;;) {
@@ -1469,9 +1470,10 @@ static int slurp(const char *path, unsigned char **out, size_t *len, struct stat
                 goto out;
             }
             size_t ncap = cap * 2 > MAX_FILE_BYTES + 1 ? MAX_FILE_BYTES + 1 : cap * 2;
-            unsigned char *b = realloc(buf, ncap);
+            unsigned char *b = cm_realloc(buf, ncap);
             if (!b) {
                 snprintf(why, size, "out of memory");
+                rc = -2;
                 goto out;
             }
             buf = b;
@@ -1493,7 +1495,7 @@ static int slurp(const char *path, unsigned char **out, size_t *len, struct stat
     buf = NULL;
     rc = 0;
 out:
-    free(buf);
+    cm_free(buf);
     close(fd);
     return rc;
 }
@@ -1516,8 +1518,10 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     cm_pos at = site ? site->pos : (cm_pos){name, 1, 1};
     if (site)
         show(site->s, site->len, 60, shown);
-    if (slurp(name, &buf, &len, &st, why, sizeof why)) {
+    int unread = slurp(name, &buf, &len, &st, why, sizeof why);
+    if (unread) {
         L->incomplete = 1;
+        L->nomem |= unread == -2;
         if (site) {
             problem(L, at, "cannot include '%s': %s", shown, why);
         } else {
@@ -1535,7 +1539,7 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
             problem(L, at, "include cycle: %s", chain.s ? chain.s : "");
             L->incomplete = 1;
             L->nomem |= chain.nomem;
-            free(chain.s);
+            cm_free(chain.s);
             goto out;
         }
     if (++L->reads > MAX_FILE_READS) {
@@ -1561,7 +1565,7 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     }
     L->stack[depth] = (file_ref){st.st_dev, st.st_ino, name};
 
-    if (!(tmp = calloc(1, sizeof *tmp))) {
+    if (!(tmp = cm_calloc(1, sizeof *tmp))) {
         L->nomem = 1;
         goto out;
     }
@@ -1571,7 +1575,7 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
         L->incomplete = 1;
 out:
     arena_free(tmp);
-    free(buf);
+    cm_free(buf);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1649,7 +1653,7 @@ static void check_overlap(loader *L, const norm_list *a, const char *what, const
  */
 static void check_merged(loader *L)
 {
-    arena *tmp = calloc(1, sizeof *tmp);
+    arena *tmp = cm_calloc(1, sizeof *tmp);
     norm_list neutral, pr, co;
     size_t enabled = 0;
 
@@ -1797,7 +1801,8 @@ clipmod_error cm_policy_load(const char *path, cm_policy **out, char **problems)
     L.frames = DEFAULT_FRAMES;
     L.k = 1;
     L.combine = CM_COMBINE_MAX;
-    if (!(L.out = calloc(1, sizeof *L.out)) || !(L.cats = calloc(MAX_CATEGORIES, sizeof *L.cats)))
+    if (!(L.out = cm_calloc(1, sizeof *L.out)) ||
+        !(L.cats = cm_calloc(MAX_CATEGORIES, sizeof *L.cats)))
         goto out;
     const char *name = arena_strndup(L.out, path, strlen(path));
     if (!name)
@@ -1827,11 +1832,11 @@ out:
     if (problems)
         *problems = text;
     else
-        free(text);
+        cm_free(text);
     for (size_t i = 0; i < L.n_recs; i++)
-        free(L.recs[i].text);
-    free(L.recs);
-    free(L.cats);
+        cm_free(L.recs[i].text);
+    cm_free(L.recs);
+    cm_free(L.cats);
     arena_free(L.out);
     return rc;
 }
@@ -1860,8 +1865,8 @@ char *cm_policy_expand(const char *tmpl, const char *prompt)
     const char *hole = strstr(tmpl, "{}");
     size_t lt = strlen(tmpl), lp = strlen(prompt);
     if (!hole)
-        return strdup(prompt);
-    char *s = malloc(lt - 2 + lp + 1);
+        return cm_strdup(prompt);
+    char *s = cm_alloc(lt - 2 + lp + 1);
     if (!s)
         return NULL;
     size_t head = (size_t)(hole - tmpl);
@@ -1885,7 +1890,7 @@ static int check_list_tokens(const cm_policy *p, const cm_prompt *list, size_t n
                 return -1;
             }
             size_t nt = count(ctx, text, &truncated);
-            free(text);
+            cm_free(text);
             if (nt == (size_t)-1)
                 return -1;
             if (!truncated && nt <= CLIPMOD_CONTEXT_LENGTH)
@@ -1937,7 +1942,7 @@ clipmod_error cm_policy_check_tokens(const cm_policy *p,
         *problems = b.s;
         b.s = NULL;
     }
-    free(b.s);
+    cm_free(b.s);
     return rc;
 }
 
@@ -1973,7 +1978,7 @@ char *cm_policy_summary(const cm_policy *p)
     sb_printf(&b, "  %zu categor%s, %zu prompts, %zu texts to embed\n", p->n_categories,
               p->n_categories == 1 ? "y" : "ies", prompts, prompts * p->n_templates);
     if (b.nomem) {
-        free(b.s);
+        cm_free(b.s);
         return NULL;
     }
     return b.s;

@@ -222,22 +222,33 @@ static json_t *num(double v)
     return json_real((double)(long long)(v * 10000.0 + (v < 0 ? -0.5 : 0.5)) / 10000.0);
 }
 
+/*
+ * The builders below check every append: jansson drops a NULL element (a failed
+ * allocation) without a word, and a verdict line silently missing a category is
+ * worse than none. json_pack's "o" steals its reference even when it fails.
+ */
 static json_t *category_json(const cm_cat_result *c, size_t limit)
 {
     json_t *prompts = json_array();
+    int ok = prompts != NULL;
     for (size_t j = 0; j < c->n_prompts && j < limit; j++) {
         const cm_prompt_score *p = &c->prompts[j];
-        json_array_append_new(prompts, json_pack("{s:s, s:o, s:o, s:s}", "prompt", p->text,
-                                                 "probability", num(p->prob), "cosine",
-                                                 num(p->cosine), "kind", kind_names[p->kind]));
+        if (json_array_append_new(prompts, json_pack("{s:s, s:o, s:o, s:s}", "prompt", p->text,
+                                                     "probability", num(p->prob), "cosine",
+                                                     num(p->cosine), "kind", kind_names[p->kind])))
+            ok = 0;
+    }
+    if (!ok) {
+        json_decref(prompts);
+        return NULL;
     }
     /* hit: the score reached the threshold, whatever the action (a watched "allow"
      * category hits without flagging). */
     return json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:o}", "id", c->s.id, "score",
                      num(c->s.score), "threshold", num(c->s.threshold), "margin", num(c->s.margin),
                      "cosine", num(c->s.cosine), "hit", c->s.score >= c->s.threshold, "flagged",
-                     c->s.flagged, "action",
-                     clipmod_action_name(c->s.action), "frame", c->frame, "top_prompts", prompts);
+                     c->s.flagged, "action", clipmod_action_name(c->s.action), "frame", c->frame,
+                     "top_prompts", prompts);
 }
 
 char *clipmod_result_to_json(const clipmod_result *r, int explain)
@@ -245,12 +256,21 @@ char *clipmod_result_to_json(const clipmod_result *r, int explain)
     if (!r)
         return NULL;
     json_t *cats = json_array(), *notes = json_array();
+    int ok = cats && notes;
+    const size_t limit = explain ? (size_t)-1 : (size_t)r->top_prompts;
     for (size_t i = 0; i < r->n_cats; i++)
-        json_array_append_new(
-            cats, category_json(&r->cats[i], explain ? (size_t)-1 : (size_t)r->top_prompts));
-    for (size_t i = 0; i < r->n_notes; i++)
-        json_array_append_new(
-            notes, json_pack("{s:s, s:s}", "by", r->notes[i].by, "text", r->notes[i].text));
+        if (json_array_append_new(cats, category_json(&r->cats[i], limit)))
+            ok = 0;
+    for (size_t i = 0; i < r->n_notes; i++) {
+        const cm_note *n = &r->notes[i];
+        if (json_array_append_new(notes, json_pack("{s:s, s:s}", "by", n->by, "text", n->text)))
+            ok = 0;
+    }
+    if (!ok) {
+        json_decref(cats);
+        json_decref(notes);
+        return NULL;
+    }
     const int unscanned = r->state == CLIPMOD_STATE_UNSCANNED;
     json_t *root = json_pack(
         "{s:i, s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:{s:i, s:i, s:i, s:i}, s:s, s:s, s:b, "
@@ -264,8 +284,30 @@ char *clipmod_result_to_json(const clipmod_result *r, int explain)
         "elapsed_ms", num(r->elapsed_ms));
     if (!root)
         return NULL;
-    char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    char *s = cm_json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(root);
+    return s;
+}
+
+/*
+ * jansson's json_dumps (2.14 and upstream's dump.c) ignores a failed append of an
+ * object key to its growing buffer, so out of memory it can return JSON with keys
+ * missing. json_dumpb into a buffer known to be large enough has no such failure:
+ * measure, allocate, write.
+ */
+char *cm_json_dumps(const json_t *root, size_t flags)
+{
+    size_t n = root ? json_dumpb(root, NULL, 0, flags) : 0;
+    if (!n)
+        return NULL;
+    char *s = cm_alloc(n + 1);
+    if (!s)
+        return NULL;
+    if (json_dumpb(root, s, n, flags) != n) {
+        cm_free(s);
+        return NULL;
+    }
+    s[n] = '\0';
     return s;
 }
 

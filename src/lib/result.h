@@ -65,4 +65,11 @@ clipmod_error cm_result_set_message(clipmod_result *r, const char *msg);
 /* Set state, action and top category from the categories' flags and margins. */
 void cm_result_decide(clipmod_result *r);
 
+/*
+ * json_dumps() for the library: the text (free with cm_free), or NULL when out of
+ * memory; never a damaged text, which jansson's own json_dumps can return then.
+ */
+struct json_t;
+char *cm_json_dumps(const struct json_t *root, size_t flags);
+
 #endif
