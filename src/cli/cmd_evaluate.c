@@ -39,6 +39,9 @@ static const char usage_evaluate[] =
     "      --set C.KEY=VALUE what if: evaluate with category C's threshold or action\n"
     "                        changed (weapons.threshold=0.7, drugs.action=allow)\n"
     "                        without editing the file; repeatable\n"
+    "      --compare OLD     list every image whose verdict differs between the policy\n"
+    "                        OLD and this one, grouped by change, with its labels\n"
+    "      --no-attribution  skip prompt attribution (each prompt's effect on the AUC)\n"
     "      --json            one JSON document instead of the table (see clipmod(1))\n"
     "      --threads N       threads per matrix product\n"
     "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
@@ -58,7 +61,9 @@ enum {
     OPT_CACHE,
     OPT_NOCACHE,
     OPT_NOPROG,
-    OPT_SET
+    OPT_SET,
+    OPT_COMPARE,
+    OPT_NOATTRIB
 };
 
 static int parse_opt(int c, eval_opts *o)
@@ -90,6 +95,12 @@ static int parse_opt(int c, eval_opts *o)
         return CLI_GO_ON;
     case OPT_JSON:
         o->json = 1;
+        return CLI_GO_ON;
+    case OPT_COMPARE:
+        o->compare = optarg;
+        return CLI_GO_ON;
+    case OPT_NOATTRIB:
+        o->no_attribution = 1;
         return CLI_GO_ON;
     case OPT_SET:
         if (o->n_sets == EVAL_MAX_SETS) {
@@ -137,6 +148,8 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
         {"target", required_argument, NULL, OPT_TARGET},
         {"json", no_argument, NULL, OPT_JSON},
         {"set", required_argument, NULL, OPT_SET},
+        {"compare", required_argument, NULL, OPT_COMPARE},
+        {"no-attribution", no_argument, NULL, OPT_NOATTRIB},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"cache-dir", required_argument, NULL, OPT_CACHE},
         {"no-cache", no_argument, NULL, OPT_NOCACHE},
@@ -164,16 +177,17 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
     return CLI_GO_ON;
 }
 
-/* An engine for the policy; problems and warnings go to stderr. */
+/* An engine for the policy (with the --set overrides when `sets`); problems and
+ * warnings go to stderr. */
 static clipmod_engine *make_engine(const clipmod_model *model, const eval_opts *o,
-                                   const char *policy)
+                                   const char *policy, int sets)
 {
     clipmod_engine *engine = NULL;
     char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE];
     clipmod_error err = clipmod_engine_new(model, &engine);
     if (!err && (o->no_cache || o->cache_dir))
         err = clipmod_engine_set_cache_dir(engine, o->no_cache ? NULL : o->cache_dir);
-    for (size_t i = 0; !err && i < o->n_sets; i++) {
+    for (size_t i = 0; sets && !err && i < o->n_sets; i++) {
         if ((err = clipmod_engine_override(engine, o->sets[i], errbuf))) {
             fprintf(stderr, "clipmod: %s\n", errbuf);
             clipmod_engine_free(engine);
@@ -221,6 +235,10 @@ static int embed_chunk(evaluation *ev, size_t start, size_t n)
         if (!im->cos || clipmod_engine_cosines(ev->engine, emb[i], frames[i], im->cos))
             rc = -1;
         ev->n_scanned++;
+        if (ev->opts->compare) { /* the old policy's cosines come from the same embeddings */
+            im->emb = emb[i];
+            emb[i] = NULL;
+        }
     }
     for (size_t i = 0; i < n; i++)
         clipmod_free(emb[i]);
@@ -316,15 +334,17 @@ static void evaluation_free(evaluation *ev)
     for (size_t i = 0; ev->images && i < ev->n_images; i++) {
         clipmod_result_free(ev->images[i].unscanned);
         free(ev->images[i].cos);
+        clipmod_free(ev->images[i].emb);
         free(ev->images[i].scores);
     }
     free(ev->images);
     for (size_t c = 0; ev->cats && c < ev->n_cats; c++)
         free(ev->cats[c].attrib);
     free(ev->cats);
+    eval_compare_free(ev);
 }
 
-static int run(evaluation *ev, const labelled_set *set)
+static int run(evaluation *ev, const labelled_set *set, const clipmod_engine *old)
 {
     ev->set = set;
     ev->n_images = set->n;
@@ -339,7 +359,8 @@ static int run(evaluation *ev, const labelled_set *set)
         ev->images[i].item = &set->items[i];
     if (embed_all(ev))
         return EXIT_ERROR;
-    if (measure(ev)) {
+    if (measure(ev) || (!ev->opts->no_attribution && eval_attribute(ev)) ||
+        (old && eval_compare(ev, old))) {
         fprintf(stderr, "clipmod: out of memory\n");
         return EXIT_ERROR;
     }
@@ -356,7 +377,7 @@ int cmd_policy_evaluate(int argc, char **argv)
     labelled_set set;
     evaluation ev;
     clipmod_model *model = NULL;
-    clipmod_engine *engine = NULL;
+    clipmod_engine *engine = NULL, *old = NULL;
     int rc = parse_evaluate(argc, argv, &o);
 
     if (rc != CLI_GO_ON)
@@ -373,7 +394,8 @@ int cmd_policy_evaluate(int argc, char **argv)
         goto out;
     if (!o.policy)
         o.policy = cli_default_policy(model);
-    if (!(engine = make_engine(model, &o, o.policy)))
+    if (!(engine = make_engine(model, &o, o.policy, 1)) ||
+        (o.compare && !(old = make_engine(model, &o, o.compare, 0))))
         goto out;
     if (labelled_resolve(&set, engine)) {
         fprintf(stderr, "clipmod: %s: labels must be category ids of %s, or 'clean'\n", o.labelled,
@@ -383,10 +405,11 @@ int cmd_policy_evaluate(int argc, char **argv)
     ev.opts = &o;
     ev.model = model;
     ev.engine = engine;
-    rc = run(&ev, &set);
+    rc = run(&ev, &set, old);
 out:
     evaluation_free(&ev);
     labelled_free(&set);
+    clipmod_engine_free(old);
     clipmod_engine_free(engine);
     clipmod_model_free(model);
     return rc;

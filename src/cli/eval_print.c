@@ -57,6 +57,69 @@ static void print_suggestions(const eval_category *ec)
     }
 }
 
+static const char *const kind_names[] = {"prompt", "contrast", "neutral"};
+
+static double delta(const eval_category *ec, size_t j)
+{
+    const double w = ec->attrib[j].auc_without;
+    return isnan(w) || isnan(ec->auc) ? NAN : w - ec->auc;
+}
+
+/* The k lines that help most (sign -1: removing them lowers the AUC) or hurt most. */
+static void print_extremes(const evaluation *ev, const eval_category *ec, int sign, size_t k)
+{
+    unsigned char *used = calloc(ec->n_attrib ? ec->n_attrib : 1, 1);
+    for (size_t shown = 0; used && shown < k; shown++) {
+        long best = -1;
+        for (size_t j = 0; j < ec->n_attrib; j++) {
+            const double d = delta(ec, j) * sign;
+            if (!used[j] && d > 0.0 && (best < 0 || d > delta(ec, (size_t)best) * sign))
+                best = (long)j;
+        }
+        if (best < 0)
+            break;
+        used[best] = 1;
+        printf("      %+.4f  %-8s \"%s\"\n", delta(ec, (size_t)best),
+               kind_names[ec->attrib[best].kind],
+               clipmod_engine_prompt_text(ev->engine, ec->attrib[best].row));
+    }
+    free(used);
+}
+
+static void print_attribution(const evaluation *ev, const eval_category *ec)
+{
+    if (!ec->attrib || isnan(ec->auc))
+        return;
+    printf("    ROC AUC change when a line is removed (- the line helps, + it hurts):\n");
+    print_extremes(ev, ec, -1, 3);
+    print_extremes(ev, ec, 1, 3);
+}
+
+static void print_changes(const evaluation *ev)
+{
+    char a[96], b[96];
+    if (!ev->opts->compare)
+        return;
+    printf("\ncompared with %s: %zu of %zu scanned images change verdict\n", ev->opts->compare,
+           ev->n_changed, ev->n_scanned);
+    for (size_t k = 0; k < ev->n_changes; k++) {
+        const eval_change *g = &ev->changes[k];
+        printf("  %s -> %s (%zu):\n", eval_verdict_text(&g->from, a, sizeof a),
+               eval_verdict_text(&g->to, b, sizeof b), g->n);
+        for (size_t i = 0; i < g->n; i++) {
+            const eval_image *im = &ev->images[g->images[i]];
+            printf("    %s [", im->item->path);
+            const char *sep = "";
+            for (size_t c = 0; c < ev->n_cats; c++)
+                if (im->item->labels[c]) {
+                    printf("%s%s", sep, ev->cats[c].info.id);
+                    sep = ", ";
+                }
+            printf("%s]\n", *sep ? "" : "clean");
+        }
+    }
+}
+
 static void print_unscanned(const evaluation *ev)
 {
     const size_t n = ev->n_images - ev->n_scanned;
@@ -91,7 +154,9 @@ void eval_print_table(const evaluation *ev)
                eval_fmt(m->precision, b[3], 32), eval_fmt(m->recall, b[4], 32),
                eval_fmt(m->fpr, b[5], 32));
         print_suggestions(ec);
+        print_attribution(ev, ec);
     }
+    print_changes(ev);
     print_unscanned(ev);
 }
 
@@ -139,14 +204,13 @@ static json_t *category_json(const evaluation *ev, const eval_category *ec)
                           num(ec->ap), "current", metrics_json(&ec->current), "suggested", sugg);
     if (ec->attrib) {
         json_t *a = json_array();
-        static const char *const kinds[] = {"prompt", "contrast", "neutral"};
         for (size_t j = 0; j < ec->n_attrib; j++) {
             const eval_attribution *at = &ec->attrib[j];
             const double delta =
                 isnan(at->auc_without) || isnan(ec->auc) ? NAN : at->auc_without - ec->auc;
             json_array_append_new(a, json_pack("{s:s, s:s, s:o, s:o}", "text",
                                                clipmod_engine_prompt_text(ev->engine, at->row),
-                                               "kind", kinds[at->kind], "roc_auc_without",
+                                               "kind", kind_names[at->kind], "roc_auc_without",
                                                num(at->auc_without), "delta_roc_auc", num(delta)));
         }
         json_object_set_new(o, "prompts", a);
@@ -180,6 +244,35 @@ static json_t *image_json(const evaluation *ev, const eval_image *im)
     return o;
 }
 
+static json_t *verdict_json(const eval_verdict *v)
+{
+    return json_pack("{s:s, s:s, s:s?}", "state", clipmod_state_name(v->state), "action",
+                     clipmod_action_name(v->action), "category", v->category);
+}
+
+static json_t *compare_json(const evaluation *ev)
+{
+    json_t *changes = json_array();
+    for (size_t k = 0; k < ev->n_changes; k++) {
+        const eval_change *g = &ev->changes[k];
+        json_t *images = json_array();
+        for (size_t i = 0; i < g->n; i++) {
+            const eval_image *im = &ev->images[g->images[i]];
+            json_t *labels = json_array();
+            for (size_t c = 0; c < ev->n_cats; c++)
+                if (im->item->labels[c])
+                    json_array_append_new(labels, json_string(ev->cats[c].info.id));
+            json_array_append_new(
+                images, json_pack("{s:s, s:o}", "path", im->item->path, "labels", labels));
+        }
+        json_array_append_new(changes, json_pack("{s:o, s:o, s:I, s:o}", "from",
+                                                 verdict_json(&g->from), "to", verdict_json(&g->to),
+                                                 "count", (json_int_t)g->n, "images", images));
+    }
+    return json_pack("{s:s, s:I, s:o}", "old_policy", ev->opts->compare, "changed",
+                     (json_int_t)ev->n_changed, "changes", changes);
+}
+
 int eval_print_json(const evaluation *ev)
 {
     json_t *cats = json_array(), *images = json_array();
@@ -188,19 +281,21 @@ int eval_print_json(const evaluation *ev)
     for (size_t i = 0; i < ev->n_images; i++)
         json_array_append_new(images, image_json(ev, &ev->images[i]));
     json_t *root = json_pack(
-        "{s:i, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:o, s:o, s:{s:f, s:f}}", "version", 1,
+        "{s:i, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:o, s:o, s:{s:f, s:f, s:f}}", "version", 1,
         "policy", ev->opts->policy, "policy_name", clipmod_engine_policy_name(ev->engine), "model",
         clipmod_model_describe(ev->model), "demo_model", clipmod_model_is_demo(ev->model),
         "labelled", ev->opts->labelled, "images", (json_int_t)ev->n_images, "scanned",
         (json_int_t)ev->n_scanned, "unscanned", (json_int_t)(ev->n_images - ev->n_scanned),
         "categories", cats, "results", images, "seconds", "embed", ev->seconds_embed, "metrics",
-        ev->seconds_metrics);
+        ev->seconds_metrics, "attribution", ev->seconds_attribution);
     if (!root)
         return -1;
     json_t *sets = json_array();
     for (size_t i = 0; i < ev->opts->n_sets; i++)
         json_array_append_new(sets, json_string(ev->opts->sets[i]));
     json_object_set_new(root, "overrides", sets);
+    if (ev->opts->compare)
+        json_object_set_new(root, "compare", compare_json(ev));
     /* 17 significant digits: scripts recompute the metrics from exactly these scores. */
     int rc =
         json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));

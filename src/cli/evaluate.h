@@ -26,12 +26,15 @@ typedef struct eval_opts {
     size_t n_targets;
     const char *sets[EVAL_MAX_SETS]; /* --set: what-if changes to the policy */
     size_t n_sets;
+    const char *compare; /* --compare OLD.yaml */
+    int no_attribution;  /* --no-attribution */
 } eval_opts;
 
 /* One image of the set. */
 typedef struct eval_image {
     const labelled_item *item;
     clipmod_result *unscanned; /* not NULL: could not be scanned (reason inside) */
+    float *emb;                /* frames x embedding dim (for --compare) */
     float *cos;                /* frames x prompt count */
     int frames;
     double *scores;      /* one per category */
@@ -58,6 +61,20 @@ typedef struct eval_category {
     size_t n_attrib;
 } eval_category;
 
+/* One verdict, as --compare compares them. */
+typedef struct eval_verdict {
+    clipmod_state state;
+    clipmod_action action;
+    const char *category; /* deciding category id (owned by an engine), or NULL */
+} eval_verdict;
+
+/* Images whose verdict went from `from` to `to`. */
+typedef struct eval_change {
+    eval_verdict from, to;
+    size_t *images; /* indices into evaluation.images */
+    size_t n;
+} eval_change;
+
 typedef struct evaluation {
     const eval_opts *opts;
     const clipmod_model *model;
@@ -67,8 +84,20 @@ typedef struct evaluation {
     size_t n_images, n_scanned;
     eval_category *cats;
     size_t n_cats;
-    double seconds_embed, seconds_metrics;
+    double seconds_embed, seconds_metrics, seconds_attribution;
+    eval_change *changes; /* --compare: grouped by change, most images first */
+    size_t n_changes, n_changed;
 } evaluation;
+
+/* Prompt attribution (eval_attrib.c): every category's AUC without each prompt. */
+int eval_attribute(evaluation *ev);
+
+/* --compare (eval_compare.c): verdicts under the old policy, grouped by change. */
+int eval_compare(evaluation *ev, const clipmod_engine *old);
+void eval_compare_free(evaluation *ev);
+
+/* Verdict as text: "clean", "unscanned", "flag weapons". */
+const char *eval_verdict_text(const eval_verdict *v, char *buf, size_t size);
 
 /* The terminal table. */
 void eval_print_table(const evaluation *ev);

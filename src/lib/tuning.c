@@ -18,18 +18,12 @@
 #include "image.h"
 #include "model.h"
 
-/* Decoding options as clipmod_scan_batch uses them (scan.c's image_opts); the
- * defaults first, so a limit added later has its default value here too. */
+/* Decoding options as clipmod_scan_batch uses them: the one helper every scan-like
+ * decode fills them with, so a new limit reaches evaluation too. */
 static cm_image_opts scan_opts(const clipmod_engine *e)
 {
     cm_image_opts o;
-    cm_image_opts_default(&o);
-    o.lim.max_file_bytes = e->settings[CLIPMOD_MAX_FILE_BYTES];
-    o.lim.max_pixels = e->settings[CLIPMOD_MAX_PIXELS];
-    o.lim.max_side = (uint32_t)e->settings[CLIPMOD_MAX_SIDE];
-    o.max_frames = e->settings[CLIPMOD_MAX_FRAMES];
-    o.samples = e->policy->frames > 0 ? e->policy->frames : 1;
-    o.timeout_ms = e->settings[CLIPMOD_MAX_SCAN_MS];
+    cm_image_opts_from_settings(&o, e->settings, e->policy->frames);
     return o;
 }
 
@@ -199,10 +193,15 @@ clipmod_error clipmod_engine_cosines(const clipmod_engine *e, const float *emb, 
     return CLIPMOD_OK;
 }
 
-/* Category `cat` without the candidates whose rows `skip` marks, into `tmp`. */
+/* Category `cat` without the candidates whose rows `skip` marks, into `tmp`, whose
+ * cand and kind arrays (n_cand entries each) are the caller's. */
 static void without(const cm_cat *cat, const unsigned char *skip, cm_cat *tmp)
 {
+    size_t *cand = tmp->cand;
+    cm_prompt_kind *kind = tmp->kind;
     *tmp = *cat;
+    tmp->cand = cand;
+    tmp->kind = kind;
     tmp->n_cand = tmp->n_own = 0;
     for (size_t j = 0; j < cat->n_cand; j++) {
         if (skip[cat->cand[j]])
@@ -214,43 +213,67 @@ static void without(const cm_cat *cat, const unsigned char *skip, cm_cat *tmp)
     }
 }
 
+/* Candidates on the stack up to this many; more (rare) are allocated. */
+#define STACK_CANDIDATES 512
+
+/* Category c's score from the frames' cosines, without the prompts `skip` marks. */
+static clipmod_error score_one(const clipmod_engine *e, size_t c, const float *cos, int frames,
+                               const unsigned char *skip, double *score)
+{
+    const float scale = clipmod_model_logit_scale(e->model);
+    const cm_cat *cat = &e->cats[c];
+    double fs[64], fc[64];
+    size_t cand_stack[STACK_CANDIDATES];
+    cm_prompt_kind kind_stack[STACK_CANDIDATES];
+    cm_cat tmp;
+    size_t *cand = NULL;
+    cm_prompt_kind *kind = NULL;
+    if (skip) {
+        const int big = cat->n_cand > STACK_CANDIDATES;
+        cand = big ? cm_alloc(cat->n_cand * sizeof *cand) : NULL;
+        kind = big ? cm_alloc(cat->n_cand * sizeof *kind) : NULL;
+        if (big && (!cand || !kind)) {
+            cm_free(cand);
+            cm_free(kind);
+            return CLIPMOD_E_NOMEM;
+        }
+        tmp.cand = big ? cand : cand_stack;
+        tmp.kind = big ? kind : kind_stack;
+        without(cat, skip, &tmp);
+        cat = &tmp;
+    }
+    for (int f = 0; f < frames; f++) {
+        if (cat->n_own)
+            cm_score_frame(cat, cos + (size_t)f * e->n_prompts, scale, &fs[f], &fc[f], NULL);
+        else
+            fs[f] = 0.0; /* every own prompt left out: nothing can match */
+    }
+    int best, hits;
+    *score = cm_combine_frames(fs, frames, e->policy, cat->def->threshold, &best, &hits);
+    cm_free(cand);
+    cm_free(kind);
+    return CLIPMOD_OK;
+}
+
 clipmod_error clipmod_engine_score_cosines(const clipmod_engine *e, const float *cos, int frames,
                                            const unsigned char *skip, double *scores)
 {
     if (!e || !cos || !scores || frames <= 0 || frames > 64 || !e->compiled)
         return CLIPMOD_E_INVALID_ARG;
-    const float scale = clipmod_model_logit_scale(e->model);
-    double fs[64], fc[64];
     for (size_t c = 0; c < e->n_cats; c++) {
-        const cm_cat *cat = &e->cats[c];
-        cm_cat tmp;
-        size_t *cand = NULL;
-        cm_prompt_kind *kind = NULL;
-        if (skip) {
-            cand = cm_alloc((cat->n_cand ? cat->n_cand : 1) * sizeof *cand);
-            kind = cm_alloc((cat->n_cand ? cat->n_cand : 1) * sizeof *kind);
-            if (!cand || !kind) {
-                cm_free(cand);
-                cm_free(kind);
-                return CLIPMOD_E_NOMEM;
-            }
-            tmp.cand = cand;
-            tmp.kind = kind;
-            without(cat, skip, &tmp);
-            cat = &tmp;
-        }
-        for (int f = 0; f < frames; f++) {
-            if (cat->n_own)
-                cm_score_frame(cat, cos + (size_t)f * e->n_prompts, scale, &fs[f], &fc[f], NULL);
-            else
-                fs[f] = 0.0; /* every own prompt left out: nothing can match */
-        }
-        int best, hits;
-        scores[c] = cm_combine_frames(fs, frames, e->policy, cat->def->threshold, &best, &hits);
-        cm_free(cand);
-        cm_free(kind);
+        clipmod_error rc = score_one(e, c, cos, frames, skip, &scores[c]);
+        if (rc)
+            return rc;
     }
     return CLIPMOD_OK;
+}
+
+clipmod_error clipmod_engine_score_category(const clipmod_engine *e, size_t c, const float *cos,
+                                            int frames, const unsigned char *skip, double *score)
+{
+    if (!e || !cos || !score || frames <= 0 || frames > 64 || !e->compiled || c >= e->n_cats)
+        return CLIPMOD_E_INVALID_ARG;
+    return score_one(e, c, cos, frames, skip, score);
 }
 
 clipmod_error clipmod_engine_verdict(const clipmod_engine *e, const double *scores,
