@@ -543,6 +543,10 @@ CLIPMOD_API clipmod_error clipmod_engine_cosines(const clipmod_engine *engine, c
 CLIPMOD_API clipmod_error clipmod_engine_score_cosines(const clipmod_engine *engine,
                                                        const float *cos, int frames,
                                                        const unsigned char *skip, double *scores);
+/* The same for category c alone. */
+CLIPMOD_API clipmod_error clipmod_engine_score_category(const clipmod_engine *engine, size_t c,
+                                                        const float *cos, int frames,
+                                                        const unsigned char *skip, double *score);
 /* The verdict the scanner gives for these scores; *top = deciding category or -1. */
 CLIPMOD_API clipmod_error clipmod_engine_verdict(const clipmod_engine *engine,
                                                  const double *scores, clipmod_state *state,
