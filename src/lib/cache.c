@@ -8,23 +8,43 @@
  * exact text the tower saw (template applied). A changed prompt misses and is
  * computed; everything else is read back.
  *
- * File: "CMEMB001", u64 fingerprint, u32 dim, u32 count, then count records of
- * u64 key[2] + dim float32, little-endian. Anything that does not add up is
- * ignored: a damaged cache costs time, never correctness.
+ * File: "CMEMB002", u64 fingerprint, u32 dim, u32 count, then count records of
+ * u64 key[2] + dim float32 + the SHA-256 of (magic, fingerprint, dim, key, vector),
+ * little-endian. The cache decides verdicts, so nothing in it is trusted: a record
+ * whose digest does not match, or whose vector is not finite and of unit length, is
+ * dropped, recomputed by the engine and rewritten, and cm_cache_warning() says so.
+ * (A NaN, zero or copied vector used to turn flagged images clean without a word.)
+ * The digest catches damage and naive tampering; keeping others out is the
+ * directory's job: it is created 0700, and a cache directory that is a symbolic
+ * link, is not ours, or that others may write to is not used at all. The file is
+ * written to a new temporary name (O_CREAT | O_EXCL, 0600, relative to the opened
+ * directory, so a planted symlink is never followed) and renamed over the old one.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
 #include <limits.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
 #include "common.h"
 
-#define MAGIC       "CMEMB001"
-#define MAX_ENTRIES (1u << 20)
+#define MAGIC        "CMEMB002"
+#define MAX_ENTRIES  (1u << 20)
+#define DIGEST_SIZE  32 /* SHA-256 */
+#define WARNING_SIZE 512
+
+/* A vector's squared norm may differ from 1 by this much: float32 rounding of a
+ * normalised vector is ~1e-7 per component; anything past 1e-3 was not normalised. */
+#define NORM_TOLERANCE 1e-3
 
 typedef struct entry {
     uint64_t key[2];
@@ -33,7 +53,8 @@ typedef struct entry {
 } entry;
 
 struct cm_cache {
-    char *path;
+    char *dir, *name; /* the directory, and the file's name in it */
+    int dirfd;        /* the directory, opened and checked once; -1: cache not used */
     uint64_t fingerprint;
     size_t dim;
     float *emb; /* rows of dim floats */
@@ -42,6 +63,8 @@ struct cm_cache {
     entry *table; /* open addressing, size a power of two >= 2 * cap */
     size_t table_size;
     int dirty;
+    size_t rejected;            /* records of the file that were dropped */
+    char warning[WARNING_SIZE]; /* "" when there is nothing to say */
 };
 
 uint64_t cm_hash64(const void *data, size_t len, uint64_t seed)
@@ -83,18 +106,18 @@ static int reserve(cm_cache *c, size_t need)
     size_t cap = c->cap ? c->cap : 64;
     while (cap < need)
         cap *= 2;
-    float *emb = realloc(c->emb, cap * c->dim * sizeof *emb);
+    float *emb = cm_realloc(c->emb, cap * c->dim * sizeof *emb);
     if (!emb)
         return -1;
     c->emb = emb;
-    uint64_t(*keys)[2] = realloc(c->keys, cap * sizeof *keys);
+    uint64_t(*keys)[2] = cm_realloc(c->keys, cap * sizeof *keys);
     if (!keys)
         return -1;
     c->keys = keys;
-    entry *table = calloc(cap * 2, sizeof *table);
+    entry *table = cm_calloc(cap * 2, sizeof *table);
     if (!table)
         return -1;
-    free(c->table);
+    cm_free(c->table);
     c->table = table;
     c->table_size = cap * 2;
     c->cap = cap;
@@ -123,61 +146,185 @@ static void add(cm_cache *c, const uint64_t key[2], const float *emb)
     memcpy(c->emb + e->row * c->dim, emb, c->dim * sizeof *emb);
 }
 
+/* The digest of one record, bound to the file's model and dimension. */
+static void record_digest(const cm_cache *c, const uint64_t key[2], const float *emb,
+                          uint8_t out[DIGEST_SIZE])
+{
+    GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+    const uint32_t dim = (uint32_t)c->dim;
+    gsize n = DIGEST_SIZE;
+    g_checksum_update(sum, (const guchar *)MAGIC, 8);
+    g_checksum_update(sum, (const guchar *)&c->fingerprint, sizeof c->fingerprint);
+    g_checksum_update(sum, (const guchar *)&dim, sizeof dim);
+    g_checksum_update(sum, (const guchar *)key, 2 * sizeof *key);
+    g_checksum_update(sum, (const guchar *)emb, c->dim * sizeof *emb);
+    g_checksum_get_digest(sum, out, &n);
+    g_checksum_free(sum);
+}
+
+/* NULL if `emb` can be an embedding (finite, unit length), else what is wrong. */
+static const char *vector_problem(const float *emb, size_t dim)
+{
+    double sq = 0.0;
+    for (size_t i = 0; i < dim; i++) {
+        if (!isfinite(emb[i]))
+            return "a vector that is not finite";
+        sq += (double)emb[i] * emb[i];
+    }
+    return fabs(sq - 1.0) > NORM_TOLERANCE ? "a vector that is not of unit length" : NULL;
+}
+
+static void CM_PRINTF(2, 3) warn(cm_cache *c, const char *fmt, ...)
+{
+    va_list ap;
+    if (c->warning[0])
+        return; /* the first problem says enough */
+    va_start(ap, fmt);
+    vsnprintf(c->warning, sizeof c->warning, fmt, ap);
+    va_end(ap);
+}
+
+/* Read the records; drop every one that does not check out. */
+static void load_records(cm_cache *c, FILE *f, uint32_t count)
+{
+    float *row = cm_alloc(c->dim * sizeof *row);
+    const char *why = NULL;
+    size_t read = 0;
+    if (!row)
+        return;
+    for (; read < count; read++) {
+        uint64_t key[2];
+        uint8_t digest[DIGEST_SIZE], want[DIGEST_SIZE];
+        if (fread(key, 8, 2, f) != 2 || fread(row, sizeof *row, c->dim, f) != c->dim ||
+            fread(digest, 1, DIGEST_SIZE, f) != DIGEST_SIZE)
+            break;
+        record_digest(c, key, row, want);
+        const char *bad =
+            memcmp(digest, want, DIGEST_SIZE) ? "a checksum mismatch" : vector_problem(row, c->dim);
+        if (bad) {
+            why = why ? why : bad;
+            c->rejected++;
+            continue;
+        }
+        add(c, key, row);
+    }
+    if (read < count) {
+        c->rejected += count - read;
+        why = why ? why : "a truncated file";
+    }
+    cm_free(row);
+    if (c->rejected) {
+        c->dirty = 1; /* rewrite it without them */
+        warn(c, "%s/%s: %zu of %u embeddings rejected (first: %s); recomputed", c->dir, c->name,
+             c->rejected, count, why);
+    }
+}
+
 static void load(cm_cache *c)
 {
-    FILE *f = fopen(c->path, "rb");
+    const int fd = openat(c->dirfd, c->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat sb;
     char magic[8];
     uint64_t fp;
     uint32_t dim, count;
-    if (!f)
-        return;
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, MAGIC, 8) || fread(&fp, 8, 1, f) != 1 ||
-        fread(&dim, 4, 1, f) != 1 || fread(&count, 4, 1, f) != 1 || fp != c->fingerprint ||
-        dim != c->dim || count > MAX_ENTRIES || reserve(c, count)) {
-        fclose(f);
+    if (fd < 0) {
+        if (errno != ENOENT) {
+            c->dirty = 1;
+            warn(c, "%s/%s: %s; replaced", c->dir, c->name,
+                 errno == ELOOP ? "a symbolic link, not a cache file" : strerror(errno));
+        }
         return;
     }
-    float *row = malloc(c->dim * sizeof *row);
-    for (uint32_t i = 0; row && i < count; i++) {
-        uint64_t key[2];
-        if (fread(key, 8, 2, f) != 2 || fread(row, sizeof *row, c->dim, f) != c->dim)
-            break;
-        add(c, key, row);
+    FILE *f = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        close(fd);
+        c->dirty = 1;
+        warn(c, "%s/%s: not a regular file; rewritten", c->dir, c->name);
+        return;
     }
-    free(row);
+    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, MAGIC, 8)) {
+        c->dirty = 1; /* an older format, or not ours: quietly replaced */
+    } else if (fread(&fp, 8, 1, f) != 1 || fread(&dim, 4, 1, f) != 1 ||
+               fread(&count, 4, 1, f) != 1 || fp != c->fingerprint || dim != c->dim ||
+               count > MAX_ENTRIES || reserve(c, count)) {
+        c->dirty = 1;
+        warn(c, "%s/%s: a damaged header; rewritten", c->dir, c->name);
+    } else {
+        load_records(c, f, count);
+    }
     fclose(f);
 }
 
+/* Create the missing components of `dir`, private (0700) as XDG asks of ~/.cache. */
 static int mkdirs(const char *dir)
 {
     char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", dir);
+    const int n = snprintf(tmp, sizeof tmp, "%s", dir);
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
             return -1;
         *p = '/';
     }
-    return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+    return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/*
+ * Open the cache directory, or say why it is not used: a symbolic link (someone
+ * could point it anywhere), a directory of another user, or one others may write
+ * to (they could plant files in it). Then nothing is read from or written to it.
+ */
+static void open_dir(cm_cache *c)
+{
+    struct stat sb;
+    if (mkdirs(c->dir) < 0) {
+        warn(c, "%s: cannot create the cache directory: %s; not used", c->dir, strerror(errno));
+        return;
+    }
+    c->dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (c->dirfd < 0) {
+        warn(c, "%s: %s; the cache is not used", c->dir,
+             errno == ELOOP || errno == ENOTDIR ? "a symbolic link, not a directory"
+                                                : strerror(errno));
+        return;
+    }
+    const char *why = NULL;
+    if (fstat(c->dirfd, &sb) < 0)
+        why = strerror(errno);
+    else if (sb.st_uid != geteuid())
+        why = "owned by another user";
+    else if (sb.st_mode & (S_IWGRP | S_IWOTH))
+        why = "writable by other users";
+    if (why) {
+        warn(c, "%s: %s; the cache is not used", c->dir, why);
+        close(c->dirfd);
+        c->dirfd = -1;
+    }
 }
 
 cm_cache *cm_cache_open(const char *dir, uint64_t fingerprint, size_t dim)
 {
-    cm_cache *c = calloc(1, sizeof *c);
-    char path[PATH_MAX];
+    cm_cache *c = cm_calloc(1, sizeof *c);
+    char name[64];
     if (!c)
         return NULL;
+    c->dirfd = -1;
     c->fingerprint = fingerprint;
     c->dim = dim;
-    snprintf(path, sizeof path, "%s/%016llx.emb", dir, (unsigned long long)fingerprint);
-    if (!(c->path = strdup(path)) || reserve(c, 64)) {
+    snprintf(name, sizeof name, "%016llx.emb", (unsigned long long)fingerprint);
+    if (!(c->dir = cm_strdup(dir)) || !(c->name = cm_strdup(name)) || reserve(c, 64)) {
         cm_cache_free(c);
         return NULL;
     }
-    mkdirs(dir);
-    load(c);
+    open_dir(c);
+    if (c->dirfd >= 0)
+        load(c);
     return c;
 }
 
@@ -192,8 +339,10 @@ const float *cm_cache_get(const cm_cache *c, const char *text)
 clipmod_error cm_cache_put(cm_cache *c, const char *text, const float *emb)
 {
     uint64_t key[2];
-    if (c->count >= MAX_ENTRIES)
-        return CLIPMOD_OK; /* full: stop remembering, keep working */
+    if (c->dirfd < 0 || c->count >= MAX_ENTRIES)
+        return CLIPMOD_OK; /* not used, or full: stop remembering, keep working */
+    if (vector_problem(emb, c->dim))
+        return CLIPMOD_OK; /* never store what load would reject */
     if (reserve(c, c->count + 1))
         return CLIPMOD_E_NOMEM;
     text_key(text, key);
@@ -202,39 +351,79 @@ clipmod_error cm_cache_put(cm_cache *c, const char *text, const float *emb)
     return CLIPMOD_OK;
 }
 
-clipmod_error cm_cache_save(cm_cache *c)
+/* A new file in the directory, under a name nobody could have planted: O_EXCL. */
+static int create_temp(const cm_cache *c, char *tmp, size_t size)
 {
-    char tmp[PATH_MAX + 16];
-    if (!c->dirty)
-        return CLIPMOD_OK;
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", c->path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return CLIPMOD_E_IO;
-    uint32_t dim = (uint32_t)c->dim, count = (uint32_t)c->count;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        uint64_t r;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = cm_hash64(&attempt, sizeof attempt, (uint64_t)getpid() ^ (uint64_t)time(NULL));
+        snprintf(tmp, size, ".%s.%016llx.tmp", c->name, (unsigned long long)r);
+        const int fd =
+            openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
+static int write_all(const cm_cache *c, FILE *f)
+{
+    const uint32_t dim = (uint32_t)c->dim, count = (uint32_t)c->count;
     int ok = fwrite(MAGIC, 1, 8, f) == 8 && fwrite(&c->fingerprint, 8, 1, f) == 1 &&
              fwrite(&dim, 4, 1, f) == 1 && fwrite(&count, 4, 1, f) == 1;
-    for (size_t r = 0; ok && r < c->count; r++)
-        ok = fwrite(c->keys[r], 8, 2, f) == 2 &&
-             fwrite(c->emb + r * c->dim, sizeof(float), c->dim, f) == c->dim;
+    for (size_t r = 0; ok && r < c->count; r++) {
+        uint8_t digest[DIGEST_SIZE];
+        const float *emb = c->emb + r * c->dim;
+        record_digest(c, c->keys[r], emb, digest);
+        ok = fwrite(c->keys[r], 8, 2, f) == 2 && fwrite(emb, sizeof *emb, c->dim, f) == c->dim &&
+             fwrite(digest, 1, DIGEST_SIZE, f) == DIGEST_SIZE;
+    }
+    return ok;
+}
+
+clipmod_error cm_cache_save(cm_cache *c)
+{
+    char tmp[128];
+    if (!c->dirty || c->dirfd < 0)
+        return CLIPMOD_OK;
+    const int fd = create_temp(c, tmp, sizeof tmp);
+    if (fd < 0)
+        return CLIPMOD_E_IO;
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        close(fd);
+        unlinkat(c->dirfd, tmp, 0);
+        return CLIPMOD_E_IO;
+    }
+    int ok = write_all(c, f);
     if (fclose(f) != 0)
         ok = 0;
-    /* rename() is atomic: readers see the old file or the new, never half of one. */
-    if (!ok || rename(tmp, c->path) < 0) {
-        unlink(tmp);
+    /* rename() is atomic: readers see the old file or the new, never half of one; it
+     * replaces a symbolic link planted under the final name, never its target. */
+    if (!ok || renameat(c->dirfd, tmp, c->dirfd, c->name) < 0) {
+        unlinkat(c->dirfd, tmp, 0);
         return CLIPMOD_E_IO;
     }
     c->dirty = 0;
     return CLIPMOD_OK;
 }
 
+const char *cm_cache_warning(const cm_cache *c)
+{
+    return c && c->warning[0] ? c->warning : NULL;
+}
+
 void cm_cache_free(cm_cache *c)
 {
     if (!c)
         return;
-    free(c->path);
-    free(c->emb);
-    free(c->keys);
-    free(c->table);
-    free(c);
+    if (c->dirfd >= 0)
+        close(c->dirfd);
+    cm_free(c->dir);
+    cm_free(c->name);
+    cm_free(c->emb);
+    cm_free(c->keys);
+    cm_free(c->table);
+    cm_free(c);
 }

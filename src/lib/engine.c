@@ -301,6 +301,8 @@ static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
     cm_l2_normalize(e->prompt_emb, (int)e->n_prompts, (int)dim);
     if (cache && cm_cache_save(cache) != CLIPMOD_OK)
         appendf(problems, "warning: could not write the prompt cache in %s", e->cache_dir);
+    if (cm_cache_warning(cache))
+        appendf(problems, "warning: prompt cache: %s", cm_cache_warning(cache));
 out:
     for (size_t k = 0; texts && k < n; k++)
         cm_free(texts[k]);
