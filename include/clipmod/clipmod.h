@@ -377,6 +377,16 @@ CLIPMOD_API clipmod_error clipmod_scan_urls(const clipmod_engine *engine, const 
                                             size_t n, clipmod_result **out);
 
 /*
+ * As clipmod_scan_urls, within `total_ms` for the whole call (0: no such limit):
+ * at that time every download still running is stopped and URLs not started are
+ * not fetched, each unscanned with reason "timeout"; what arrived is scanned. For
+ * services that answer by a deadline, so that no download outlives its request.
+ */
+CLIPMOD_API clipmod_error clipmod_scan_urls_within(const clipmod_engine *engine,
+                                                   const char *const *urls, size_t n,
+                                                   uint64_t total_ms, clipmod_result **out);
+
+/*
  * Open fetch mode to a network or host the SSRF guard refuses by default: a CIDR
  * ("10.1.0.0/16", "127.0.0.1/32", "::1/128") or a host name ("images.internal").
  * Call before compile; repeatable.

@@ -430,11 +430,18 @@ static void *url_worker(void *unused)
         pthread_mutex_unlock(&B.lock);
 
         const char **urls = calloc(j->n, sizeof *urls);
+        /* Downloads end before the job's deadline: past it nobody waits for them,
+         * and they would hold this worker from the URL jobs queued behind. A tenth
+         * of the time left (at most 200 ms) is kept for scanning what arrived, so
+         * that slow URLs get an unscanned "timeout" verdict and the others theirs. */
+        double left_ms = (j->deadline - mono_now()) * 1e3;
+        left_ms -= left_ms / 10 < 200 ? left_ms / 10 : 200;
         j->err = CLIPMOD_E_NOMEM;
         if (urls) {
             for (size_t i = 0; i < j->n; i++)
                 urls[i] = j->in[i].url;
-            j->err = clipmod_scan_urls(j->engine, urls, j->n, j->out);
+            j->err = clipmod_scan_urls_within(j->engine, urls, j->n,
+                                              left_ms < 1 ? 1 : (uint64_t)left_ms, j->out);
         }
         free(urls);
 

@@ -64,6 +64,7 @@ typedef struct xfer {
     const cm_fetch_opts *o;
     cm_fetched *res;
     int active;   /* in the multi handle (or between two hops) */
+    int cut;      /* this hop's time is what is left of the call's (total_ms) */
     char *url;    /* the current hop: URL as curl normalised it */
     char *host;   /* its host, lowercase, an IPv6 address without brackets */
     char *origin; /* scheme://host:port */
@@ -86,6 +87,7 @@ typedef struct xfer {
 
 typedef struct fetch_state {
     const cm_fetch_opts *o;
+    double deadline_ms; /* now_ms() when total_ms runs out, or 0 */
     CURLM *multi;
     struct curl_slist *headers;
     size_t active;
@@ -467,10 +469,15 @@ static void note_hop(xfer *x)
                  (unsigned long long)x->hops, x->hops == 1 ? "" : "s", x->url);
 }
 
-/* Start the current hop (x->url) with what is left of the URL's time. */
+/* Start the current hop (x->url) with what is left of the URL's time (and the call's). */
 static void start_hop(fetch_state *s, xfer *x)
 {
-    const double left = (double)x->o->timeout_ms - (now_ms() - x->start_ms);
+    const double now = now_ms();
+    double left = (double)x->o->timeout_ms - (now - x->start_ms);
+
+    x->cut = s->deadline_ms && s->deadline_ms - now < left;
+    if (x->cut)
+        left = s->deadline_ms - now;
 
     x->status = 0;
     x->status_text[0] = '\0';
@@ -481,6 +488,14 @@ static void start_hop(fetch_state *s, xfer *x)
     x->stopped = STOP_NONE;
     x->refused = 0;
     x->errbuf[0] = '\0';
+    if (left < 1 && x->cut) {
+        set_reason(x->res, CLIPMOD_REASON_TIMEOUT,
+                   "not downloaded: the caller's time for all its URLs (%llu ms) ran out",
+                   (unsigned long long)x->o->total_ms);
+        note_hop(x);
+        finish(s, x);
+        return;
+    }
     if (left < 1) {
         set_reason(x->res, CLIPMOD_REASON_TIMEOUT, "the download took longer than %llu ms",
                    (unsigned long long)x->o->timeout_ms);
@@ -625,7 +640,11 @@ static void hop_done(fetch_state *s, xfer *x, CURLcode cc)
     } else if (cc == CURLE_OPERATION_TIMEDOUT) {
         curl_off_t connected = 0;
         curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connected);
-        if (!connected)
+        if (x->cut)
+            set_reason(r, CLIPMOD_REASON_TIMEOUT,
+                       "stopped: the caller's time for all its URLs (%llu ms) ran out",
+                       (unsigned long long)x->o->total_ms);
+        else if (!connected)
             set_reason(r, CLIPMOD_REASON_TIMEOUT, "no connection to %.200s in time (%s)", x->host,
                        detail);
         else
@@ -655,7 +674,7 @@ static void hop_done(fetch_state *s, xfer *x, CURLcode cc)
 
 clipmod_error cm_fetch(const cm_fetch_opts *o, const char *const *urls, size_t n, cm_fetched *out)
 {
-    fetch_state s = {o, NULL, NULL, 0, 0};
+    fetch_state s = {o, 0, NULL, NULL, 0, 0};
     xfer *xs = NULL;
     size_t next = 0, parallel;
     clipmod_error rc = CLIPMOD_OK;
@@ -676,6 +695,8 @@ clipmod_error cm_fetch(const cm_fetch_opts *o, const char *const *urls, size_t n
                        curl_easy_strerror(curl_init_rc));
         return CLIPMOD_OK;
     }
+    if (o->total_ms)
+        s.deadline_ms = now_ms() + (double)o->total_ms;
     xs = cm_calloc(n, sizeof *xs);
     s.multi = curl_multi_init();
     s.headers = curl_slist_append(NULL, ACCEPT);
@@ -744,6 +765,12 @@ void cm_fetched_free(cm_fetched *out, size_t n)
 clipmod_error clipmod_scan_urls(const clipmod_engine *e, const char *const *urls, size_t n,
                                 clipmod_result **out)
 {
+    return clipmod_scan_urls_within(e, urls, n, 0, out);
+}
+
+clipmod_error clipmod_scan_urls_within(const clipmod_engine *e, const char *const *urls, size_t n,
+                                       uint64_t total_ms, clipmod_result **out)
+{
     cm_fetched *got = NULL;
     clipmod_input *inputs = NULL;
     clipmod_result **scanned = NULL;
@@ -773,6 +800,7 @@ clipmod_error clipmod_scan_urls(const clipmod_engine *e, const char *const *urls
         .max_redirects = e->settings[CLIPMOD_FETCH_MAX_REDIRECTS],
         .parallel = e->settings[CLIPMOD_FETCH_PARALLEL],
         .allow = e->fetch_allow,
+        .total_ms = total_ms,
     };
     if ((rc = cm_fetch(&o, urls, n, got)))
         goto out;

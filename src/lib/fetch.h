@@ -18,6 +18,7 @@ typedef struct cm_fetch_opts {
     uint64_t max_redirects; /* fetch-max-redirects */
     uint64_t parallel;      /* fetch-parallel: transfers at once */
     const cm_allow *allow;  /* may be NULL */
+    uint64_t total_ms;      /* the whole call, every URL: 0 for no such limit */
     int socket_guard_only;  /* tests: skip the early check of address literals in URLs */
 } cm_fetch_opts;
 
