@@ -586,7 +586,7 @@ void cm_image_opts_from_settings(cm_image_opts *o, const uint64_t *settings, int
     o->lim.max_side = (uint32_t)settings[CLIPMOD_MAX_SIDE];
     o->max_frames = settings[CLIPMOD_MAX_FRAMES];
     o->max_total_pixels = settings[CLIPMOD_MAX_TOTAL_PIXELS];
-    o->samples = samples > 0 ? samples : 1;
+    o->samples = samples < 1 ? 1 : samples > CM_MAX_SAMPLES ? CM_MAX_SAMPLES : samples;
     o->timeout_ms = settings[CLIPMOD_MAX_SCAN_MS];
 }
 

@@ -12,6 +12,9 @@ struct clipmod_image {
     int src_width, src_height;
 };
 
+/* Most frames one input contributes to a scan (policy.c bounds animation.frames). */
+#define CM_MAX_SAMPLES 64
+
 /* What one decode may cost, and how many frames of an animation to take. */
 typedef struct cm_image_opts {
     clipmod_limits lim;

@@ -36,10 +36,10 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, int 
                                  clipmod_result *r)
 {
     const float scale = clipmod_model_logit_scale(e->model);
-    double frame_scores[64], frame_cos[64];
+    double frame_scores[CM_MAX_SAMPLES], frame_cos[CM_MAX_SAMPLES];
     clipmod_error rc = CLIPMOD_OK;
 
-    r->cats = calloc(e->n_cats ? e->n_cats : 1, sizeof *r->cats);
+    r->cats = cm_calloc(e->n_cats ? e->n_cats : 1, sizeof *r->cats);
     if (!r->cats)
         return CLIPMOD_E_NOMEM;
     r->n_cats = e->n_cats;
@@ -61,15 +61,15 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, int 
         cr->s.action = (clipmod_action)cat->def->action;
         /* An "allow" category is watched: scored and shown, but it never flags. */
         cr->s.flagged = score >= cat->def->threshold && cr->s.action != CLIPMOD_ACTION_ALLOW;
-        if (!(cr->s.id = strdup(cat->def->id))) {
+        if (!(cr->s.id = cm_strdup(cat->def->id))) {
             rc = CLIPMOD_E_NOMEM;
             break;
         }
         /* The explanation: every candidate's probability on the deciding frame. */
-        double *probs = malloc(cat->n_cand * sizeof *probs);
-        cr->prompts = calloc(cat->n_cand, sizeof *cr->prompts);
+        double *probs = cm_calloc(cat->n_cand ? cat->n_cand : 1, sizeof *probs);
+        cr->prompts = cm_calloc(cat->n_cand ? cat->n_cand : 1, sizeof *cr->prompts);
         if (!probs || !cr->prompts) {
-            free(probs);
+            cm_free(probs);
             rc = CLIPMOD_E_NOMEM;
             break;
         }
@@ -81,11 +81,11 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, int 
             ps->prob = probs[j];
             ps->cosine = fc[cat->cand[j]];
             ps->kind = cat->kind[j];
-            if (!(ps->text = strdup(e->prompts[cat->cand[j]])))
+            if (!(ps->text = cm_strdup(e->prompts[cat->cand[j]])))
                 rc = CLIPMOD_E_NOMEM;
             cr->n_prompts++;
         }
-        free(probs);
+        cm_free(probs);
         if (rc)
             break;
         qsort(cr->prompts, cr->n_prompts, sizeof *cr->prompts, cmp_prob_desc);
@@ -123,8 +123,8 @@ clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *i
     if (!e || !inputs || !out || !n || !e->compiled)
         return CLIPMOD_E_INVALID_ARG;
     memset(out, 0, n * sizeof *out);
-    frames = calloc(n, sizeof *frames);
-    decode_ms = calloc(n, sizeof *decode_ms);
+    frames = cm_calloc(n, sizeof *frames);
+    decode_ms = cm_calloc(n, sizeof *decode_ms);
     if (!frames || !decode_ms) {
         rc = CLIPMOD_E_NOMEM;
         goto out;
@@ -174,9 +174,9 @@ clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *i
 
     const double t_forward = now_ms();
     if (total) {
-        all = malloc(total * sizeof *all);
-        emb = malloc(total * dim * sizeof *emb);
-        cos = malloc(total * (e->n_prompts ? e->n_prompts : 1) * sizeof *cos);
+        all = cm_calloc(total, sizeof *all);
+        emb = cm_calloc(total * dim, sizeof *emb);
+        cos = cm_calloc(total * (e->n_prompts ? e->n_prompts : 1), sizeof *cos);
         if (!all || !emb || !cos) {
             rc = CLIPMOD_E_NOMEM;
             goto out;
@@ -210,11 +210,11 @@ clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *i
 out:
     for (size_t i = 0; frames && i < n; i++)
         cm_frames_free(&frames[i]);
-    free(frames);
-    free(decode_ms);
-    free(all);
-    free(emb);
-    free(cos);
+    cm_free(frames);
+    cm_free(decode_ms);
+    cm_free(all);
+    cm_free(emb);
+    cm_free(cos);
     if (rc)
         for (size_t i = 0; i < n; i++) {
             clipmod_result_free(out[i]);
