@@ -58,8 +58,9 @@ static clipmod_error encode(const cm_tokenizer *tok, const uint8_t *data, size_t
         return rc;
     check(*n >= 2 && *n <= ctx);
     check(ids[0] == cm_tokenizer_sot(tok) && ids[*n - 1] == cm_tokenizer_eot(tok));
+    /* "<|startoftext|>" written in the text is SOT, as in OpenAI's tokenizer. */
     for (size_t i = 1; i + 1 < *n; i++)
-        check(ids[i] >= 0 && ids[i] < cm_tokenizer_sot(tok));
+        check(ids[i] >= 0 && ids[i] <= cm_tokenizer_eot(tok));
     return rc;
 }
 
