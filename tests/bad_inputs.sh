@@ -106,7 +106,9 @@ valgrind_verdict() {
     esac
 }
 
-if command -v valgrind >/dev/null 2>&1; then
+if [ -n "${CLIPMOD_SANITIZERS:-}" ]; then
+    echo "note: sanitizer build: ASan/UBSan checked the scan above; valgrind cannot run it"
+elif command -v valgrind >/dev/null 2>&1; then
     bin="$top_builddir/src/cli/.libs/clipmod"
     [ -x "$bin" ] || bin="$CLIPMOD"
     log="$CLIPMOD_WORK/valgrind.txt"

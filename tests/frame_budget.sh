@@ -7,7 +7,9 @@
 #  - with the default max-total-pixels (250 MP) it is "unscanned" (too-many-pixels,
 #    naming max-total-pixels) at once, with a small peak RSS;
 #  - with the budget raised it is scanned (8 frames of 1000) with the frames read
-#    front to back once, so the peak RSS stays bounded too.
+#    front to back once, so the peak RSS stays bounded too;
+#  - and a process that scanned it keeps little of it resident afterwards
+#    (tests/tools/scan_rss reads /proc/self/statm before and after the scan).
 # Peak RSS is measured with /usr/bin/time; the bounds are stated below.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 need_reference
@@ -22,6 +24,7 @@ gif="$W/frames-1000x1000x1000.gif"
 # The bounds (KiB): the CLI with the tiny model peaks near 50 MB here.
 REFUSED_MAX_KB=150000 # refused from the header: nothing decoded
 SCANNED_MAX_KB=250000 # 8 frames kept: 8 x 4 MB, plus libvips' strips
+KEPT_MAX_KB=65536     # resident after the scan, over what it was before
 
 # scan LABEL ARGS...: scan the GIF; leaves $W/LABEL.json and peak RSS in $W/LABEL.rss
 scan() {
@@ -55,3 +58,10 @@ echo "budget raised: $(field raised 'r["state"], r["image"]') in ${secs}s, peak 
 [ "$image" = "(True, 1000, 8)" ] || fail "with the budget raised the GIF must be scanned, 8 frames of 1000 ($image)"
 [ "$rss_kb" -lt "$SCANNED_MAX_KB" ] || fail "peak RSS ${rss_kb} KiB over ${SCANNED_MAX_KB} KiB while sampling 8 frames"
 echo "ok   peak RSS bounded: refused < ${REFUSED_MAX_KB} KiB, sampled < ${SCANNED_MAX_KB} KiB"
+
+set -- $("$top_builddir/tests/tools/scan_rss" "$model" "$top_srcdir/policies/default.yaml" "$gif" \
+    max-total-pixels=2000000000 max-scan-ms=120000) || fail "scan_rss failed"
+[ "$1 $3 $5" = "before after state" ] || fail "scan_rss printed: $*"
+echo "resident before the scan ${2} KiB, after ${4} KiB ($6)"
+[ $(($4 - $2)) -lt "$KEPT_MAX_KB" ] || fail "the scan left $(($4 - $2)) KiB resident (bound ${KEPT_MAX_KB} KiB)"
+echo "ok   memory given back: $(($4 - $2)) KiB kept after the scan"
