@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "eval_apply.h"
 #include "evaluate.h"
 #include "progress.h"
 
@@ -43,6 +44,8 @@ static const char usage_evaluate[] =
     "                        OLD and this one, grouped by change, with its labels\n"
     "      --no-attribution  skip prompt attribution (each prompt's effect on the AUC)\n"
     "      --json            one JSON document instead of the table (see clipmod(1))\n"
+    "      --apply           write the first target's suggested thresholds into the\n"
+    "                        policy file (needs --policy; see clipmod(1))\n"
     "      --threads N       threads per matrix product\n"
     "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
     "      --no-cache        do not read or write the prompt cache\n"
@@ -63,7 +66,8 @@ enum {
     OPT_NOPROG,
     OPT_SET,
     OPT_COMPARE,
-    OPT_NOATTRIB
+    OPT_NOATTRIB,
+    OPT_APPLY
 };
 
 static int parse_opt(int c, eval_opts *o)
@@ -101,6 +105,9 @@ static int parse_opt(int c, eval_opts *o)
         return CLI_GO_ON;
     case OPT_NOATTRIB:
         o->no_attribution = 1;
+        return CLI_GO_ON;
+    case OPT_APPLY:
+        o->apply = 1;
         return CLI_GO_ON;
     case OPT_SET:
         if (o->n_sets == EVAL_MAX_SETS) {
@@ -150,6 +157,7 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
         {"set", required_argument, NULL, OPT_SET},
         {"compare", required_argument, NULL, OPT_COMPARE},
         {"no-attribution", no_argument, NULL, OPT_NOATTRIB},
+        {"apply", no_argument, NULL, OPT_APPLY},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"cache-dir", required_argument, NULL, OPT_CACHE},
         {"no-cache", no_argument, NULL, OPT_NOCACHE},
@@ -378,10 +386,15 @@ int cmd_policy_evaluate(int argc, char **argv)
     evaluation ev;
     clipmod_model *model = NULL;
     clipmod_engine *engine = NULL, *old = NULL;
+    apply_snap snap = {0};
     int rc = parse_evaluate(argc, argv, &o);
 
     if (rc != CLI_GO_ON)
         return rc;
+    if (o.apply && !o.policy) {
+        fprintf(stderr, "clipmod: --apply edits the file given with --policy FILE\n");
+        return EXIT_ERROR;
+    }
     memset(&set, 0, sizeof set);
     memset(&ev, 0, sizeof ev);
     memset(&mi, 0, sizeof mi);
@@ -394,7 +407,8 @@ int cmd_policy_evaluate(int argc, char **argv)
         goto out;
     if (!o.policy)
         o.policy = cli_default_policy(model);
-    if (!(engine = make_engine(model, &o, o.policy, 1)) ||
+    if ((o.apply && eval_apply_snapshot(o.policy, &snap)) ||
+        !(engine = make_engine(model, &o, o.policy, 1)) ||
         (o.compare && !(old = make_engine(model, &o, o.compare, 0))))
         goto out;
     if (labelled_resolve(&set, engine)) {
@@ -406,7 +420,10 @@ int cmd_policy_evaluate(int argc, char **argv)
     ev.model = model;
     ev.engine = engine;
     rc = run(&ev, &set, old);
+    if (rc == EXIT_CLEAN && o.apply)
+        rc = eval_apply(&ev, &snap);
 out:
+    eval_apply_snapshot_free(&snap);
     evaluation_free(&ev);
     labelled_free(&set);
     clipmod_engine_free(old);

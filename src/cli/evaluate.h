@@ -28,6 +28,7 @@ typedef struct eval_opts {
     size_t n_sets;
     const char *compare; /* --compare OLD.yaml */
     int no_attribution;  /* --no-attribution */
+    int apply;           /* --apply: write the suggested thresholds (eval_apply.c) */
 } eval_opts;
 
 /* One image of the set. */
