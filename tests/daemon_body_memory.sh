@@ -31,6 +31,12 @@ if ! "$CLIPMODD" -c "$W/main.yaml" --check >"$W/check.out" 2>&1; then
     echo "FAIL: the configuration is refused: $(tail -n 1 "$W/check.out")"
     sed -i '/max-body-memory/d' "$W/main.yaml"
 fi
+# The budget must hold at least one body of the largest size.
+sed 's/max-body-memory: 3000000/max-body-memory: 1000000/' "$W/main.yaml" >"$W/small.yaml"
+if "$CLIPMODD" -c "$W/small.yaml" --check >"$W/small.out" 2>&1 ||
+    ! grep -q 'http.max-body-memory (1000000) must be at least http.max-body-bytes (2000000)' "$W/small.out"; then
+    echo "FAIL: a budget below max-body-bytes must be refused: $(tail -n 1 "$W/small.out")"
+fi
 start_daemon main "$W/main.yaml"
 
 "$PY" - "$HTTP" "$PID" <<'EOF' || fail "the memory budget does not hold (see above)"

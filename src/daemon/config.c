@@ -131,6 +131,10 @@ static void problem(loader *L, const yaml_node_t *at, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* Keys and values are quoted from the file: one problem stays one line. */
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     if (at)
         snprintf(line, sizeof line, "%s:%zu:%zu: %s\n", L->file, at->start_mark.line + 1,
                  at->start_mark.column + 1, msg);

@@ -584,10 +584,10 @@ static void take_body(req *q, const char *data, size_t n)
     if (q->multipart) {
         mp_status st = mp_feed(q->mp, data, n);
         /* MP_STOPPED: too_many or no_memory says why. */
-        if (st == MP_MALFORMED || st == MP_LIMIT) {
+        if (st == MP_MALFORMED || st == MP_LIMIT)
             q->mp_failed = st;
+        if (st != MP_OK)
             drop_buffers(q);
-        }
         return;
     }
     buf_append(q, &q->body, data, n);
