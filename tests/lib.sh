@@ -35,17 +35,37 @@ photos_dir() {
     echo "$d"
 }
 
-# A checkpoint written by the reference, cached in the work dir by its arguments.
+# A checkpoint written by the reference, cached in the work dir under NAME (one NAME,
+# one set of ARGS: .done records them, and another set is an error).
 # Usage: checkpoint NAME ARGS... ; prints the directory.
+# Tests run in parallel (make -j) and several ask for the same checkpoint: the first
+# writes it into a private directory under a lock (flock) and renames it into place,
+# so no test ever sees a half-written one; the others wait for it.
 checkpoint() {
     name=$1
     shift
     d="$CLIPMOD_WORK/models/$name"
+    mkdir -p "$CLIPMOD_WORK/models"
     if [ ! -f "$d/.done" ]; then
-        rm -rf "$d"
-        "$REF_PYTHON" "$REF/make_checkpoint.py" "$d" "$@" >&2 || return 1
-        touch "$d/.done"
+        (
+            flock 9
+            [ -f "$d/.done" ] && exit 0
+            tmp="$d.tmp.$$"
+            rm -rf "$d" "$tmp"
+            "$REF_PYTHON" "$REF/make_checkpoint.py" "$tmp" "$@" >&2 || {
+                rm -rf "$tmp"
+                exit 1
+            }
+            echo "$*" >"$tmp/.done"
+            mv -T "$tmp" "$d"
+        ) 9>"$d.lock" || return 1
     fi
+    made=$(cat "$d/.done")
+    # (An empty .done comes from before the arguments were recorded.)
+    [ -z "$made" ] || [ "$made" = "$*" ] || {
+        echo "checkpoint $name was made with other arguments: $made" >&2
+        return 1
+    }
     echo "$d"
 }
 
