@@ -26,6 +26,7 @@ apt-get install -y -qq --no-install-recommends \
     libmilter-dev libgmime-3.0-dev postfix swaks \
     python3-torch python3-numpy python3-pil python3-regex \
     fonts-noto-color-emoji unicode-cldr-core \
+    chromium \
     clang libclang-rt-14-dev \
     strace time \
     >/dev/null

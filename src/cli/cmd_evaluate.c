@@ -18,6 +18,7 @@
 #include "eval_apply.h"
 #include "evaluate.h"
 #include "progress.h"
+#include "report.h"
 
 /* Images per image-tower pass: big enough to batch, small enough for the bar. */
 #define EMBED_CHUNK 32
@@ -46,6 +47,8 @@ static const char usage_evaluate[] =
     "      --json            one JSON document instead of the table (see clipmod(1))\n"
     "      --apply           write the first target's suggested thresholds into the\n"
     "                        policy file (needs --policy; see clipmod(1))\n"
+    "      --report DIR      also write DIR/index.html: curves, histograms, confusion\n"
+    "                        tables and galleries of mistakes, one self-contained page\n"
     "      --threads N       threads per matrix product\n"
     "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
     "      --no-cache        do not read or write the prompt cache\n"
@@ -67,7 +70,8 @@ enum {
     OPT_SET,
     OPT_COMPARE,
     OPT_NOATTRIB,
-    OPT_APPLY
+    OPT_APPLY,
+    OPT_REPORT
 };
 
 static int parse_opt(int c, eval_opts *o)
@@ -108,6 +112,9 @@ static int parse_opt(int c, eval_opts *o)
         return CLI_GO_ON;
     case OPT_APPLY:
         o->apply = 1;
+        return CLI_GO_ON;
+    case OPT_REPORT:
+        o->report = optarg;
         return CLI_GO_ON;
     case OPT_SET:
         if (o->n_sets == EVAL_MAX_SETS) {
@@ -158,6 +165,7 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
         {"compare", required_argument, NULL, OPT_COMPARE},
         {"no-attribution", no_argument, NULL, OPT_NOATTRIB},
         {"apply", no_argument, NULL, OPT_APPLY},
+        {"report", required_argument, NULL, OPT_REPORT},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"cache-dir", required_argument, NULL, OPT_CACHE},
         {"no-cache", no_argument, NULL, OPT_NOCACHE},
@@ -372,6 +380,8 @@ static int run(evaluation *ev, const labelled_set *set, const clipmod_engine *ol
         fprintf(stderr, "clipmod: out of memory\n");
         return EXIT_ERROR;
     }
+    if (ev->opts->report && eval_report_html(ev, ev->opts->report))
+        return EXIT_ERROR;
     if (ev->opts->json)
         return eval_print_json(ev) ? EXIT_ERROR : EXIT_CLEAN;
     eval_print_table(ev);

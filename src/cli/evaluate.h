@@ -29,6 +29,7 @@ typedef struct eval_opts {
     const char *compare; /* --compare OLD.yaml */
     int no_attribution;  /* --no-attribution */
     int apply;           /* --apply: write the suggested thresholds (eval_apply.c) */
+    const char *report;  /* --report DIR: the HTML page (report_html.c) */
 } eval_opts;
 
 /* One image of the set. */
