@@ -174,7 +174,8 @@ static void near_delimiters(void **state)
 {
     (void)state;
     const char *bd = "XyZ123";
-    const char *data[] = {"plain", "\r\n--XyZ12\r\n-\r\n--\r\r\n", "", "\r", "\r\n", "tail\r\n--XyZ12"};
+    const char *data[] = {"plain",          "\r\n--XyZ12\r\n-\r\n--\r\r\n", "", "\r", "\r\n",
+                          "tail\r\n--XyZ12"};
     size_t len[6];
     for (size_t i = 0; i < 6; i++)
         len[i] = strlen(data[i]);
@@ -218,17 +219,18 @@ static void parameters(void **state)
     (void)state;
     got g = {0};
     assert_int_equal(
-        read_text(CT, "--b\r\n"
-                      "content-disposition: form-data; name=\"a\"; filename=\"x.png\"; "
-                      "filename*=UTF-8''%E2%82%AC%20rates.png\r\n\r\n1\r\n"
-                      "--b\r\nContent-Disposition: form-data; filename*=iso-8859-1'fr'caf%E9.png; "
-                      "name=b\r\n\r\n2\r\n"
-                      "--b\r\nContent-Disposition: form-data; name=\"c\"; filename*=KOI8-R''%C1\r\n"
-                      "\r\n3\r\n"
-                      "--b\r\nContent-Disposition: form-data; name=\"a\\\"b\"; filename*0=\"x\"\r\n"
-                      "Content-Type: text/plain\r\n\r\n4\r\n"
-                      "--b\r\nContent-Disposition: attachment\r\n\r\n5\r\n"
-                      "--b\r\n\r\n6\r\n--b--",
+        read_text(CT,
+                  "--b\r\n"
+                  "content-disposition: form-data; name=\"a\"; filename=\"x.png\"; "
+                  "filename*=UTF-8''%E2%82%AC%20rates.png\r\n\r\n1\r\n"
+                  "--b\r\nContent-Disposition: form-data; filename*=iso-8859-1'fr'caf%E9.png; "
+                  "name=b\r\n\r\n2\r\n"
+                  "--b\r\nContent-Disposition: form-data; name=\"c\"; filename*=KOI8-R''%C1\r\n"
+                  "\r\n3\r\n"
+                  "--b\r\nContent-Disposition: form-data; name=\"a\\\"b\"; filename*0=\"x\"\r\n"
+                  "Content-Type: text/plain\r\n\r\n4\r\n"
+                  "--b\r\nContent-Disposition: attachment\r\n\r\n5\r\n"
+                  "--b\r\n\r\n6\r\n--b--",
                   &g),
         MP_OK);
     assert_int_equal(g.n, 6);
@@ -325,9 +327,9 @@ static void allowed_framing(void **state)
     assert_int_equal(read_text(CT, "--b--", &g), MP_OK);
     assert_int_equal(g.n, 0);
     got_free(&g);
-    assert_int_equal(read_text("Multipart/Form-Data ; charset=x; BOUNDARY=\"b\"",
-                               "--b\r\n\r\nx\r\n--b--", &g),
-                     MP_OK);
+    assert_int_equal(
+        read_text("Multipart/Form-Data ; charset=x; BOUNDARY=\"b\"", "--b\r\n\r\nx\r\n--b--", &g),
+        MP_OK);
     got_free(&g);
 }
 
@@ -359,9 +361,8 @@ static void content_types(void **state)
     assert_null(mp_new(ct, &lim, &cbs, &g, &st, why, sizeof why));
     assert_int_equal(st, MP_MALFORMED);
     assert_non_null(strstr(why, "70"));
-    assert_int_equal(read_text("multipart/form-data; boundary=\"a b\"", "--a b\r\n\r\n\r\n--a b--",
-                               &g),
-                     MP_OK);
+    assert_int_equal(
+        read_text("multipart/form-data; boundary=\"a b\"", "--a b\r\n\r\n\r\n--a b--", &g), MP_OK);
     got_free(&g);
 }
 
