@@ -85,6 +85,7 @@ cache-dir: $work/cache
 http:
   listen: 127.0.0.1:0
   max-connections: 1024
+  max-connections-per-ip: 0 # every wrk connection comes from 127.0.0.1
 scan:
   max-batch: $max_batch
   batch-window-ms: $window
