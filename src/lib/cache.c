@@ -318,7 +318,9 @@ cm_cache *cm_cache_open(const char *dir, uint64_t fingerprint, size_t dim)
     c->fingerprint = fingerprint;
     c->dim = dim;
     snprintf(name, sizeof name, "%016llx.emb", (unsigned long long)fingerprint);
-    if (!(c->dir = cm_strdup(dir)) || !(c->name = cm_strdup(name)) || reserve(c, 64)) {
+    c->dir = cm_strdup(dir);
+    c->name = cm_strdup(name);
+    if (!c->dir || !c->name || reserve(c, 64)) {
         cm_cache_free(c);
         return NULL;
     }

@@ -225,7 +225,8 @@ static clipmod_error read_input(const char *path, uint64_t cap, unsigned char **
     }
     /* One byte more than the file claims, to see it grow past the cap. */
     const size_t want = (size_t)sb.st_size + 1;
-    if (!(buf = cm_alloc(want))) {
+    buf = cm_alloc(want);
+    if (!buf) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
     }
@@ -362,7 +363,8 @@ static clipmod_error open_pages(cm_format fmt, const void *buf, size_t len, plan
                                 const char *what, clipmod_reason *reason, char *errbuf)
 {
     g_object_unref(pl->im);
-    if (!(pl->im = load(fmt, buf, len, pl->last + 1, 1)))
+    pl->im = load(fmt, buf, len, pl->last + 1, 1);
+    if (!pl->im)
         return open_failed(errbuf, what, reason);
     /* Every page must have the same height, or frames would be misaligned. */
     if (vips_image_get_page_height(pl->im) != pl->page_h ||
@@ -387,9 +389,11 @@ static clipmod_error open_image(cm_format fmt, const void *buf, size_t len, cons
 
     memset(pl, 0, sizeof *pl);
     pl->shrunk = 1;
-    if (!(pl->im = load(fmt, buf, len, 1, 1)))
+    pl->im = load(fmt, buf, len, 1, 1);
+    if (!pl->im)
         return open_failed(errbuf, what, reason);
-    if ((rc = check_header(pl->im, &o->lim, what, errbuf))) {
+    rc = check_header(pl->im, &o->lim, what, errbuf);
+    if (rc) {
         *reason = CLIPMOD_REASON_TOO_MANY_PIXELS;
         return rc;
     }
@@ -403,7 +407,8 @@ static clipmod_error open_image(cm_format fmt, const void *buf, size_t len, cons
     pl->samples = n > 1 && o->samples > 1 ? VIPS_MIN(o->samples, n) : 1;
     pl->last = sample_index(pl->samples - 1, pl->samples, pl->pages);
     pl->page_h = pl->im->Ysize;
-    if ((rc = check_budget(pl, pl->im->Xsize, o, what, reason, errbuf)))
+    rc = check_budget(pl, pl->im->Xsize, o, what, reason, errbuf);
+    if (rc)
         return rc;
     if (pl->samples > 1)
         return open_pages(fmt, buf, len, pl, what, reason, errbuf);
@@ -416,7 +421,8 @@ static clipmod_error open_image(cm_format fmt, const void *buf, size_t len, cons
         shrink *= 2;
     if (shrink > 1 && fmt == FMT_JPEG) {
         g_object_unref(pl->im);
-        if (!(pl->im = load(fmt, buf, len, 1, shrink)))
+        pl->im = load(fmt, buf, len, 1, shrink);
+        if (!pl->im)
             return open_failed(errbuf, what, reason);
         pl->shrunk = shrink;
         pl->page_h = pl->im->Ysize;
@@ -661,7 +667,8 @@ static clipmod_error decode_pages(const cm_config *cfg, const plan *pl, deadline
             }
             continue;
         }
-        if ((rc = take_page(cfg, pl, index, dl, what, &out->frames[next], reason, errbuf)))
+        rc = take_page(cfg, pl, index, dl, what, &out->frames[next], reason, errbuf);
+        if (rc)
             break;
         out->count = ++next;
     }
@@ -689,7 +696,8 @@ clipmod_error cm_image_decode(const clipmod_model *model, const char *path, cons
         dl.end_us = g_get_monotonic_time() + (gint64)o->timeout_ms * 1000;
 
     if (path) {
-        if ((rc = read_input(path, o->lim.max_file_bytes, &file, &len, reason, errbuf)))
+        rc = read_input(path, o->lim.max_file_bytes, &file, &len, reason, errbuf);
+        if (rc)
             return rc;
         buf = file;
     }
@@ -709,14 +717,17 @@ clipmod_error cm_image_decode(const clipmod_model *model, const char *path, cons
         rc = refuse_format(buf, len, what, reason, errbuf);
         goto out;
     }
-    if ((rc = open_image(fmt, buf, len, o, cfg->resize_short, &pl, reason, errbuf, what)))
+    rc = open_image(fmt, buf, len, o, cfg->resize_short, &pl, reason, errbuf, what);
+    if (rc)
         goto out;
-    if (!(out->frames = cm_calloc((size_t)pl.samples, sizeof *out->frames))) {
+    out->frames = cm_calloc((size_t)pl.samples, sizeof *out->frames);
+    if (!out->frames) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
     }
     out->total = pl.pages;
-    if ((rc = decode_pages(cfg, &pl, &dl, what, out, reason, errbuf)))
+    rc = decode_pages(cfg, &pl, &dl, what, out, reason, errbuf);
+    if (rc)
         goto out;
     /* Report the size of the picture, not of its shrunk-on-load decode. */
     out->width = out->frames[0]->src_width *= pl.shrunk;
