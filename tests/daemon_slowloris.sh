@@ -6,7 +6,8 @@
 # and never finish their request head. With http.max-connections-per-ip 16 only 16
 # of them are taken, with http.header-timeout 2 those are answered 408 and closed
 # about 2 s after they connected, and /v1/health from 127.0.0.1 answers quickly
-# all along. A kept-alive connection whose next request head trickles is closed too.
+# all along. A kept-alive connection whose next request head trickles is closed too
+# (without a 408: its client cannot tell an answer to what it has not sent yet).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/daemon_lib.sh"
 
 W="$CLIPMOD_WORK/daemon_slowloris"
@@ -151,8 +152,8 @@ try:
 except OSError:
     pass
 took = time.time() - t0
-check("kept alive: the next head within header-timeout too",
-      first.startswith(b"HTTP/1.1 200") and got.startswith(b"HTTP/1.1 408") and 1.5 <= took <= 3.5,
+check("kept alive: the next head within header-timeout too, closed without an answer",
+      first.startswith(b"HTTP/1.1 200") and got == b"" and 1.5 <= took <= 3.5,
       (first[:15], got[:15], round(took, 1)))
 sys.exit(1 if failed else 0)
 EOF

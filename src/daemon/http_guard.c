@@ -13,9 +13,12 @@
  *
  * http.c tells this module when a connection opens and closes (libmicrohttpd's
  * connection notifications, on its thread), when a head has arrived and when a
- * request was answered. A sweeper thread, four times a second, answers each
- * connection past its deadline with 408 and shuts its socket down; libmicrohttpd
- * then sees the end of the stream and closes the connection in its own thread.
+ * request was answered. A sweeper thread, four times a second, shuts down the
+ * socket of each connection past its deadline, after a 408 if it has not been
+ * answered before (a kept-alive connection is closed silently, as an idle one
+ * would be: its client may be about to send and must not read a stray answer);
+ * libmicrohttpd then sees the end of the stream and closes the connection in its
+ * own thread.
  * A slot is removed under the lock before libmicrohttpd closes its descriptor, so
  * the sweeper never touches a descriptor that was closed and reused.
  */
@@ -34,6 +37,7 @@ struct guard_slot {
     struct guard_slot *prev, *next;
     int fd;
     double deadline; /* monotonic seconds; 0 while a request is being handled */
+    int answered;    /* a request was answered on it */
     char remote[64];
 };
 
@@ -101,6 +105,7 @@ void guard_request_done(guard_slot *s)
         return;
     pthread_mutex_lock(&G.lock);
     s->deadline = mono_now() + G.timeout_s;
+    s->answered = 1;
     pthread_mutex_unlock(&G.lock);
 }
 
@@ -112,7 +117,8 @@ static size_t sweep(double now, char *first, size_t firstlen)
         if (!s->deadline || s->deadline > now)
             continue;
         /* Nothing else writes to a connection whose head is still arriving. */
-        (void)!send(s->fd, REPLY, sizeof REPLY - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (!s->answered)
+            (void)!send(s->fd, REPLY, sizeof REPLY - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
         shutdown(s->fd, SHUT_RDWR);
         s->deadline = 0;
         if (!n++)
