@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_json.h"
 #include "cli.h"
 #include "evaluate.h"
 
@@ -137,7 +138,7 @@ static void each_line(const char *text, int warnings, FILE *f, json_t *array)
             if (f)
                 fprintf(f, "%.*s\n", (int)n, text);
             if (array)
-                json_array_append_new(array, json_stringn(text, n));
+                json_array_append_new(array, check_problem_json(text, n));
         }
         text += n + (end ? 1 : 0);
     }

@@ -333,6 +333,25 @@ static size_t count_tokens(void *ctx, const char *text, int *truncated)
     return n;
 }
 
+/*
+ * A policy with problems: its prompts that could be read are checked for length too,
+ * so that one run reports every problem (these lines follow the parser's).
+ */
+static void token_problems_too(const clipmod_engine *e, const cm_policy *partial, char **probs)
+{
+    token_counter tc = {e->model, CLIPMOD_OK};
+    char *more = NULL;
+    if (!partial || cm_policy_check_tokens(partial, count_tokens, &tc, &more) != CLIPMOD_E_POLICY)
+        return;
+    const size_t old = *probs ? strlen(*probs) : 0, add = more ? strlen(more) : 0;
+    char *grown = add ? cm_realloc(*probs, old + add + 1) : NULL;
+    if (grown) {
+        memcpy(grown + old, more, add + 1);
+        *probs = grown;
+    }
+    cm_free(more);
+}
+
 static const char *action_smtp(const clipmod_engine *e, clipmod_action a)
 {
     const char *s = e->policy ? e->policy->actions[a].smtp_reply : NULL;
@@ -437,8 +456,12 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
         rc = CLIPMOD_E_POLICY;
         goto out;
     }
-    if ((rc = cm_policy_load(policy_path, &e->policy, probs)))
+    cm_policy *partial = NULL;
+    if ((rc = cm_policy_load_partial(policy_path, &e->policy, probs, &partial))) {
+        token_problems_too(e, partial, probs);
+        cm_policy_free(partial);
         goto out;
+    }
     if ((rc = cm_overrides_apply(e->overrides, e->policy, probs)))
         goto out;
     token_counter tc = {e->model, CLIPMOD_OK};

@@ -1784,7 +1784,8 @@ static cm_policy *build(loader *L, const char *path)
     return p;
 }
 
-clipmod_error cm_policy_load(const char *path, cm_policy **out, char **problems)
+/* cm_policy_load(); with `partial`, a policy with problems is built anyway into *partial. */
+static clipmod_error load(const char *path, cm_policy **out, char **problems, cm_policy **partial)
 {
     loader L;
     clipmod_error rc = CLIPMOD_E_NOMEM;
@@ -1820,14 +1821,19 @@ clipmod_error cm_policy_load(const char *path, cm_policy **out, char **problems)
         text = join_problems(&L);
         if (L.nomem)
             rc = CLIPMOD_E_NOMEM;
+        if (rc != CLIPMOD_E_POLICY || !partial || L.incomplete)
+            goto out;
+        out = partial; /* what could be read, for the checks that need a tokenizer */
+    }
+    if (!(p = build(&L, name))) {
+        rc = CLIPMOD_E_NOMEM;
         goto out;
     }
-    if (!(p = build(&L, name)))
-        goto out;
     p->priv = L.out;
     L.out = NULL;
     *out = p;
-    rc = CLIPMOD_OK;
+    if (!L.n_problems)
+        rc = CLIPMOD_OK;
 out:
     if (problems)
         *problems = text;
@@ -1839,6 +1845,19 @@ out:
     cm_free(L.cats);
     arena_free(L.out);
     return rc;
+}
+
+clipmod_error cm_policy_load(const char *path, cm_policy **out, char **problems)
+{
+    return load(path, out, problems, NULL);
+}
+
+clipmod_error cm_policy_load_partial(const char *path, cm_policy **out, char **problems,
+                                     cm_policy **partial)
+{
+    if (partial)
+        *partial = NULL;
+    return load(path, out, problems, partial);
 }
 
 void cm_policy_free(cm_policy *p)

@@ -110,6 +110,15 @@ typedef struct cm_policy {
  */
 clipmod_error cm_policy_load(const char *path, cm_policy **out, char **problems);
 
+/*
+ * cm_policy_load(), and when the files could be read and parsed but have problems
+ * (CLIPMOD_E_POLICY), *partial receives the policy built from what was valid, so
+ * that prompt lengths can be checked in the same run (cm_policy_check_tokens);
+ * free it with cm_policy_free(). NULL when a file could not be read or parsed.
+ */
+clipmod_error cm_policy_load_partial(const char *path, cm_policy **out, char **problems,
+                                     cm_policy **partial);
+
 /* Free a policy. Accepts NULL. */
 void cm_policy_free(cm_policy *p);
 
