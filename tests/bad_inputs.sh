@@ -6,7 +6,10 @@
 # input over the byte limit, and a decode that overruns the time limit: each must
 # give state "unscanned" with its reason, quickly, and the scan must neither crash
 # nor leak (checked under valgrind when it is installed). Animations are sampled,
-# and AVIF, HEIC, CMYK, 16-bit and grey images are scanned.
+# and AVIF, HEIC, CMYK, 16-bit and grey images are scanned. valgrind 3.19 cannot run
+# libhwy's AVX-512 code (libvips' JPEG XL module loads it) and dies of SIGILL: then
+# the valgrind run is repeated without libvips' loadable modules, and if valgrind
+# still fails by itself (not by finding an error) that part is skipped, saying so.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 need_reference
 have_bpe || skip "$CLIPMOD_BPE_GZ is absent: the policy's prompts cannot be tokenized"
@@ -87,13 +90,19 @@ echo "all inputs in ${elapsed}s"
 valgrind_verdict() {
     log=$1 status=$2
     summary=$(grep -o 'ERROR SUMMARY: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || :)
-    [ "$status" -eq 0 ] && [ "${summary:-0}" -eq 0 ] && { echo ok; return; }
-    [ "$status" -ge 128 ] || { echo fail; return; }
+    # 99 is --error-exitcode; below 128 it is clipmod's own status (0, 1 or 2).
+    if [ "$status" -eq 99 ] || [ "${summary:-0}" -ne 0 ]; then
+        echo fail
+        return
+    fi
+    if [ "$status" -lt 128 ]; then
+        [ -n "$summary" ] && echo ok || echo fail
+        return
+    fi
     if [ -z "$summary" ]; then
         echo "skip: valgrind was killed by signal $((status - 128)) without an error summary"
         return
     fi
-    [ "$summary" -eq 0 ] || { echo fail; return; }
     grep -qE 'unhandled instruction|Unrecognised instruction|Illegal opcode' "$log" ||
         { echo fail; return; }
     frame=$(awk '/Illegal opcode/ { want = 1; next } want && / at 0x/ { print; exit }' "$log" |
@@ -106,21 +115,41 @@ valgrind_verdict() {
     esac
 }
 
-if [ -n "${CLIPMOD_SANITIZERS:-}" ]; then
-    echo "note: sanitizer build: ASan/UBSan checked the scan above; valgrind cannot run it"
-elif command -v valgrind >/dev/null 2>&1; then
+# run_valgrind LOG [ENV=VALUE ...]: the scan of every bad input under valgrind;
+# prints valgrind_verdict's answer.
+run_valgrind() {
+    log=$1
+    shift
     bin="$top_builddir/src/cli/.libs/clipmod"
     [ -x "$bin" ] || bin="$CLIPMOD"
-    log="$CLIPMOD_WORK/valgrind.txt"
     set +e
-    LD_LIBRARY_PATH="$top_builddir/.libs" valgrind --log-file="$log" --leak-check=full \
+    env "$@" LD_LIBRARY_PATH="$top_builddir/.libs" valgrind --log-file="$log" --leak-check=full \
         --errors-for-leak-kinds=definite --show-leak-kinds=definite --error-exitcode=99 \
         --suppressions="$top_srcdir/tests/valgrind.supp" \
         "$bin" scan -q --json -m "$model" -p "$policy" --cache-dir "$CLIPMOD_WORK/cache" \
         "$bad"/* > /dev/null 2>&1
     vrc=$?
     set -e
-    verdict=$(valgrind_verdict "$log" "$vrc")
+    valgrind_verdict "$log" "$vrc"
+}
+
+if [ -n "${CLIPMOD_SANITIZERS:-}" ]; then
+    echo "note: sanitizer build: ASan/UBSan checked the scan above; valgrind cannot run it"
+elif command -v valgrind >/dev/null 2>&1; then
+    log="$CLIPMOD_WORK/valgrind.txt"
+    verdict=$(run_valgrind "$log")
+    case $verdict in
+    "skip: "*"system library"*)
+        # libhwy comes in with libvips' loadable modules (JPEG XL, HEIF ...): run again
+        # without them (libvips looks for its modules under $VIPSHOME/lib), so clipmod
+        # and the built-in loaders (JPEG, PNG, GIF, WebP, TIFF) are still checked.
+        echo "note: ${verdict#skip: }"
+        echo "note: again with libvips' loadable modules off: HEIF/AVIF inputs are not covered under valgrind"
+        mkdir -p "$CLIPMOD_WORK/no-vips-modules"
+        log="$CLIPMOD_WORK/valgrind-no-modules.txt"
+        verdict=$(run_valgrind "$log" VIPSHOME="$CLIPMOD_WORK/no-vips-modules")
+        ;;
+    esac
     case $verdict in
     ok) echo "ok   valgrind: no memory errors, no definite leaks" ;;
     skip:*)
@@ -129,7 +158,7 @@ elif command -v valgrind >/dev/null 2>&1; then
         ;;
     *)
         cat "$log"
-        fail "valgrind found errors or leaks (exit $vrc)"
+        fail "valgrind found errors or leaks (log: $log)"
         ;;
     esac
 else
