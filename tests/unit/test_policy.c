@@ -631,6 +631,38 @@ static void thresholds_out_of_range(void **state)
                    "most 1, not 'high'\n");
 }
 
+/* A policy with problems still gives what could be read, for the prompt-length check;
+ * a file that does not parse gives nothing. */
+static void partial_policy_with_problems(void **state)
+{
+    (void)state;
+    char *path = src_path("tests/policies/invalid/threshold.yaml");
+    char *syntax = src_path("tests/policies/invalid/syntax.yaml");
+    cm_policy *p = (cm_policy *)1, *partial = NULL;
+    char *problems = NULL, *plain = NULL;
+    assert_int_equal(cm_policy_load_partial(path, &p, &problems, &partial), CLIPMOD_E_POLICY);
+    assert_null(p);
+    assert_non_null(partial);
+    assert_int_equal(partial->n_categories, 4);
+    assert_string_equal(partial->categories[2].id, "c");
+    assert_int_equal(partial->categories[2].n_prompts, 1);
+    assert_string_equal(partial->categories[2].prompts[0].text, "a bomb");
+    assert_pos(partial->categories[2].prompts[0].pos, path, 6, 23);
+    assert_int_equal(cm_policy_load(path, &p, &plain), CLIPMOD_E_POLICY);
+    assert_string_equal(problems, plain); /* the same problems either way */
+    cm_policy_free(partial);
+    free(problems);
+    free(plain);
+    partial = (cm_policy *)1;
+    problems = NULL;
+    assert_int_equal(cm_policy_load_partial(syntax, &p, &problems, &partial), CLIPMOD_E_POLICY);
+    assert_null(partial);
+    assert_non_null(problems);
+    free(problems);
+    free(syntax);
+    free(path);
+}
+
 static void empty_prompts(void **state)
 {
     expect_invalid("empty_prompts.yaml",
@@ -1002,6 +1034,7 @@ int main(void)
         cmocka_unit_test(wrong_types),
         cmocka_unit_test(version_missing_or_unsupported),
         cmocka_unit_test(thresholds_out_of_range),
+        cmocka_unit_test(partial_policy_with_problems),
         cmocka_unit_test(empty_prompts),
         cmocka_unit_test(duplicate_ids),
         cmocka_unit_test(invalid_ids),
