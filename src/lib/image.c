@@ -116,20 +116,33 @@ static cm_format sniff(const unsigned char *p, size_t len)
     return FMT_NONE;
 }
 
-/* Whether an XML-ish text is an SVG: "<svg" among its first bytes. */
+/* Where `needle` first occurs in p[0..n), ASCII case ignored; n when it does not. */
+static size_t find_nocase(const unsigned char *p, size_t n, const char *needle)
+{
+    const size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= n; i++)
+        if (!g_ascii_strncasecmp((const char *)p + i, needle, m))
+            return i;
+    return n;
+}
+
+/*
+ * Whether a text is an SVG document: it starts with markup, and an <svg element
+ * comes among its first 4 KiB before any <html (an HTML page may hold inline SVG,
+ * and is "unsupported", as any web page where an image was expected).
+ */
 static int looks_svg(const unsigned char *p, size_t len)
 {
-    size_t i = 0, n = len < 4096 ? len : 4096;
+    size_t i = 0;
+    const size_t n = len < 4096 ? len : 4096;
     if (has_prefix(p, len, "\xef\xbb\xbf", 3))
         i = 3;
     while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
         i++;
     if (i >= n || p[i] != '<')
         return 0;
-    for (; i + 4 <= n; i++)
-        if (!memcmp(p + i, "<svg", 4))
-            return 1;
-    return 0;
+    const size_t svg = find_nocase(p + i, n - i, "<svg");
+    return svg < n - i && svg < find_nocase(p + i, n - i, "<html");
 }
 
 /*
