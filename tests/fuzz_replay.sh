@@ -12,12 +12,15 @@
 #
 # It also fails when a tests/fuzz/fuzz_*.c is not registered in Makefile.am or a
 # registered target has no corpus: an unregistered target is never replayed.
+# FUZZ_REPLAY="policy ssrf" replays only the targets named (e.g. while others'
+# targets do not build: make check TESTS=tests/fuzz_replay.sh FUZZ_REPLAY=policy).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
 [ "${FUZZ_TARGETS+set}" = set ] || fail "FUZZ_TARGETS is not set (run through make check)"
 [ -n "$FUZZ_TARGETS" ] || skip "no fuzz targets are registered in Makefile.am"
 : "${FUZZ_REPLAY_TIMEOUT:=300}"
 : "${FUZZ_VALGRIND:=0}"
+: "${FUZZ_REPLAY:=}"
 W="$CLIPMOD_WORK/fuzz_replay"
 mkdir -p "$W"
 
@@ -41,6 +44,12 @@ total=0
 for t in $FUZZ_TARGETS; do
     name=$(basename "$t")
     name=${name#fuzz_}
+    if [ -n "$FUZZ_REPLAY" ]; then
+        case " $FUZZ_REPLAY " in
+        *" $name "* | *" fuzz_$name "*) ;;
+        *) continue ;;
+        esac
+    fi
     bin="$top_builddir/$t"
     corpus="$top_srcdir/tests/fuzz/corpus/$name"
     [ -x "$bin" ] || fail "$bin was not built"
@@ -66,4 +75,5 @@ for t in $FUZZ_TARGETS; do
     echo "ok   fuzz_$name: $n inputs replayed"
     total=$((total + n))
 done
+[ "$total" -gt 0 ] || fail "FUZZ_REPLAY='$FUZZ_REPLAY' names no registered target"
 echo "ok   $total inputs replayed in all"

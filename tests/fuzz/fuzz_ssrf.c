@@ -104,6 +104,39 @@ static int v6_net_covers(const cm_allow *list, const cm_addr *a)
     return found;
 }
 
+/*
+ * An IPv4 address written inside IPv6 (compatible, translated, 6to4, Teredo) is
+ * never public; behind the NAT64 well-known prefix it is exactly as public as itself.
+ */
+static void embeddings(const cm_addr *v4, cm_addr_kind k)
+{
+    static const struct {
+        unsigned char prefix[12];
+        int at; /* where the IPv4 bytes go */
+    } forms[] = {
+        {{0}, 12},                                        /* ::a.b.c.d */
+        {{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0}, 12}, /* ::ffff:0:a.b.c.d */
+        {{0x20, 0x02}, 2},                                /* 2002:AABB:CCDD:: */
+        {{0x20, 0x01, 0, 0}, 12},                         /* Teredo, client at the end */
+    };
+    cm_addr e;
+
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        memset(&e, 0, sizeof e);
+        e.family = AF_INET6;
+        memcpy(e.b, forms[i].prefix, sizeof forms[i].prefix);
+        memcpy(e.b + forms[i].at, v4->b, 4);
+        check(cm_addr_classify(&e) != CM_ADDR_PUBLIC);
+    }
+    memset(&e, 0, sizeof e);
+    e.family = AF_INET6;
+    e.b[1] = 0x64;
+    e.b[2] = 0xff;
+    e.b[3] = 0x9b;
+    memcpy(e.b + 12, v4->b, 4);
+    check((cm_addr_classify(&e) == CM_ADDR_PUBLIC) == (k == CM_ADDR_PUBLIC));
+}
+
 static void query(const cm_allow *list, char *line)
 {
     cm_addr a, back;
@@ -126,6 +159,7 @@ static void query(const cm_allow *list, char *line)
     /* The IPv4-mapped spelling of an IPv4 address inherits no trust of its own. */
     if (a.family == AF_INET) {
         cm_addr m;
+        embeddings(&a, k);
         memset(&m, 0, sizeof m);
         m.family = AF_INET6;
         m.b[10] = m.b[11] = 0xff;

@@ -8,10 +8,14 @@
 #   run.sh merge   minimise each target's committed corpus together with its scratch
 #                  corpus, in place: files with names of their own (hand-written seeds,
 #                  regress-* reproducers) are always kept; the 40-hex-digit names that
-#                  libFuzzer gives are replaced by the minimal set that adds coverage.
+#                  libFuzzer gives are replaced by the smallest set that adds edge
+#                  coverage (-use_counters=0: hit counts would keep many near-copies),
+#                  then the largest of those are dropped until the corpus fits in
+#                  $FUZZ_CORPUS_BYTES (default 100 KiB; the scratch corpus keeps all).
 #
 # Set by the Makefile: top_srcdir, top_builddir, FUZZ_TARGETS (paths), FUZZ_ENGINE
-# (non-empty under --enable-fuzzing), FUZZ_TARGET, FUZZ_SECONDS, FUZZ_ARGS, FUZZ_NICE.
+# (non-empty under --enable-fuzzing), FUZZ_TARGET, FUZZ_SECONDS, FUZZ_ARGS, FUZZ_NICE,
+# FUZZ_CORPUS_BYTES.
 set -eu
 # libFuzzer logs hold raw input bytes; sed must not stop at invalid UTF-8.
 export LC_ALL=C
@@ -21,6 +25,7 @@ mode=${1:-fuzz}
 : "${FUZZ_ARGS:=}"
 : "${FUZZ_NICE:=}"
 : "${FUZZ_ENGINE:=}"
+: "${FUZZ_CORPUS_BYTES:=102400}"
 
 if [ -z "$FUZZ_ENGINE" ]; then
     echo "make $mode: this build has no libFuzzer; configure a separate build directory with" >&2
@@ -41,6 +46,11 @@ if [ -z "$targets" ]; then
     echo "make $mode: no fuzz target named '$FUZZ_TARGET' (targets: $FUZZ_TARGETS)" >&2
     exit 1
 fi
+
+# Total size in bytes of the files in a directory.
+bytes_in() {
+    find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'
+}
 
 is_hash_name() {
     case "$1" in
@@ -92,14 +102,15 @@ merge_one() {
     mkdir -p "$work/corpus"
     rm -rf "$work/merged"
     mkdir -p "$work/merged"
-    before=$(du -sb "$seeds" | cut -f1)
+    before=$(bytes_in "$seeds")
     nbefore=$(find "$seeds" -type f | wc -l)
     for f in "$seeds"/*; do
         [ -f "$f" ] || continue
         is_hash_name "$(basename "$f")" || cp "$f" "$work/merged/"
     done
     # shellcheck disable=SC2086
-    $FUZZ_NICE "$bin" -merge=1 -max_len=65536 -timeout=25 "$work/merged" "$seeds" "$work/corpus" \
+    $FUZZ_NICE "$bin" -merge=1 -use_counters=0 -max_len=65536 -timeout=25 "$work/merged" "$seeds" \
+        "$work/corpus" \
         >"$work/merge.log" 2>&1 || {
         echo "fuzz_$name: merge failed, see $work/merge.log" >&2
         return 1
@@ -108,12 +119,28 @@ merge_one() {
         [ -f "$f" ] || continue
         is_hash_name "$(basename "$f")" && rm -f "$f"
     done
+    # Over the budget: drop the largest merged inputs (named files always stay).
+    dropped=0
+    ls -S "$work/merged" >"$work/merged.bysize"
+    while [ "$(bytes_in "$work/merged")" -gt "$FUZZ_CORPUS_BYTES" ]; do
+        f=
+        while IFS= read -r candidate; do
+            if is_hash_name "$candidate" && [ -f "$work/merged/$candidate" ]; then
+                f=$candidate
+                break
+            fi
+        done <"$work/merged.bysize"
+        [ -n "$f" ] || break
+        rm -f "$work/merged/$f"
+        dropped=$((dropped + 1))
+    done
     for f in "$work/merged"/*; do
         [ -f "$f" ] || continue
         is_hash_name "$(basename "$f")" && cp "$f" "$seeds/"
     done
     echo "fuzz_$name: committed corpus $nbefore files / $before bytes ->" \
-        "$(find "$seeds" -type f | wc -l) files / $(du -sb "$seeds" | cut -f1) bytes"
+        "$(find "$seeds" -type f | wc -l) files / $(bytes_in "$seeds") bytes" \
+        "($dropped of the largest new inputs left out to stay under $FUZZ_CORPUS_BYTES bytes)"
 }
 
 status=0
