@@ -87,10 +87,40 @@ int __wrap_open(const char *path, int flags, ...)
     return __real_open(path, flags, mode);
 }
 
+static void write_file(const char *name, const uint8_t *data, size_t size);
+static void sandbox_path(char *path, const char *name);
+
+/*
+ * Prove the sandbox is in place before fuzzing: the library's open() must be the
+ * wrapper (a build where --wrap did not apply, e.g. one calling open64, would let
+ * includes read the host's files). /dev/null is harmless to open either way.
+ */
+static void self_test(void)
+{
+    static const char policy[] = "version: 1\ninclude: /dev/null\n";
+    char path[PATH_MAX];
+    cm_policy *p = NULL;
+    char *problems = NULL;
+
+    write_file(MAIN_NAME, (const uint8_t *)policy, sizeof policy - 1);
+    sandbox_path(path, MAIN_NAME);
+    sandbox_on = 1;
+    cm_policy_load(path, &p, &problems);
+    sandbox_on = 0;
+    if (!problems || !strstr(problems, "Permission denied")) {
+        fprintf(stderr, "fuzz_policy: open() is not sandboxed: %s\n", problems ? problems : "");
+        abort();
+    }
+    cm_policy_free(p);
+    free(problems);
+    unlink(path);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     if (!realpath(fuzz_tmpdir(), sandbox))
         abort();
+    self_test();
     return 0;
 }
 
