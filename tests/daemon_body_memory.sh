@@ -129,7 +129,9 @@ for u in chunked:
 time.sleep(0.5)
 grown = rss_kb() - before
 print("resident memory grew by %d kB while 10 uploads were held" % grown)
-check("resident memory grew by less than the budget + 2 MB", grown < 5000, "%d kB" % grown)
+# Under ASan (the sanitizer build) freed memory stays resident in its quarantine.
+check("resident memory grew by less than the budget + 2 MB",
+      grown < 5000 or os.environ.get("CLIPMOD_SANITIZERS"), "%d kB" % grown)
 ok, ms = health_ms()
 check("/v1/health answers meanwhile", ok and ms < 1000, "%s %.0f ms" % (ok, ms))
 codes = [u.finish(body[1500000:1600000]) if u.status == 100 else u.status for u in chunked]
