@@ -542,6 +542,42 @@ CLIPMOD_API clipmod_error clipmod_engine_embed_inputs(const clipmod_engine *engi
                                                       const clipmod_input *inputs, size_t n,
                                                       float **emb, int *frames,
                                                       clipmod_result **unscanned);
+/*
+ * Image-embedding cache: the embeddings of every input's sampled frames kept on disk
+ * between runs, keyed by the SHA-256 of the decode options and the input's bytes, in
+ * one file per model ("<fingerprint>.img") in `dir` (NULL: the prompt cache's default,
+ * $XDG_CACHE_HOME/clipmod or ~/.cache/clipmod; the same directory checks apply).
+ * `max_bytes` caps the file (0: CLIPMOD_IMAGE_CACHE_DEFAULT; at least
+ * CLIPMOD_IMAGE_CACHE_MIN); when full, the oldest records are dropped. Damaged, foreign
+ * or implausible records are never used: they are recomputed and the file rewritten,
+ * and clipmod_image_cache_warning() says so. Only clipmod_engine_embed_inputs_cached
+ * uses it (policy evaluate); scans never do. Not thread-safe.
+ */
+#define CLIPMOD_IMAGE_CACHE_DEFAULT (64ull << 20)
+#define CLIPMOD_IMAGE_CACHE_MIN     4096ull
+typedef struct clipmod_image_cache clipmod_image_cache;
+CLIPMOD_API clipmod_error clipmod_image_cache_open(const clipmod_model *model, const char *dir,
+                                                   uint64_t max_bytes, clipmod_image_cache **out);
+/* clipmod_engine_embed_inputs through `cache` (may be NULL): inputs found there are
+ * not decoded; the others are, and are remembered unless they could not be scanned.
+ * The image tower's results depend in their last bits on the batch, so when any input
+ * of the call must be embedded all are (the hits then count as misses): the results
+ * are exactly those of the same call without the cache. */
+CLIPMOD_API clipmod_error clipmod_engine_embed_inputs_cached(const clipmod_engine *engine,
+                                                             clipmod_image_cache *cache,
+                                                             const clipmod_input *inputs, size_t n,
+                                                             float **emb, int *frames,
+                                                             clipmod_result **unscanned);
+/* Write the file if anything was added (a new O_EXCL file renamed over the old). */
+CLIPMOD_API clipmod_error clipmod_image_cache_save(clipmod_image_cache *cache);
+/* Inputs found in the cache and inputs embedded since open. */
+CLIPMOD_API void clipmod_image_cache_counts(const clipmod_image_cache *cache, size_t *hits,
+                                            size_t *misses);
+/* One sentence when the cache is not used or records were rejected, else NULL. */
+CLIPMOD_API const char *clipmod_image_cache_warning(const clipmod_image_cache *cache);
+/* Accepts NULL. */
+CLIPMOD_API void clipmod_image_cache_free(clipmod_image_cache *cache);
+
 /* Cosines of `frames` embeddings with every prompt: frames x prompt_count floats. */
 CLIPMOD_API clipmod_error clipmod_engine_cosines(const clipmod_engine *engine, const float *emb,
                                                  int frames, float *cos);

@@ -8,7 +8,9 @@
  * eval_print.c's; the metrics are metrics.c's. Scores are recomputed from the kept
  * cosines by the library (clipmod_engine_score_cosines), the scanner's own formula.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,8 +52,10 @@ static const char usage_evaluate[] =
     "      --report DIR      also write DIR/index.html: curves, histograms, confusion\n"
     "                        tables and galleries of mistakes, one self-contained page\n"
     "      --threads N       threads per matrix product\n"
-    "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
-    "      --no-cache        do not read or write the prompt cache\n"
+    "      --cache-dir DIR   prompt and image embedding cache (default ~/.cache/clipmod)\n"
+    "      --cache-max SIZE  cap of the image embedding cache file, bytes or with K, M\n"
+    "                        or G (default 64M); the oldest entries are dropped\n"
+    "      --no-cache        do not read or write the prompt and image caches\n"
     "      --no-progress     no progress bar on a terminal\n"
     "  -q, --quiet           no notes on stderr\n"
     "  -h, --help            show this help\n"
@@ -71,8 +75,32 @@ enum {
     OPT_COMPARE,
     OPT_NOATTRIB,
     OPT_APPLY,
-    OPT_REPORT
+    OPT_REPORT,
+    OPT_CACHEMAX
 };
+
+/* "65536", "512K", "64M", "1G" into bytes; -1 when it is not a size of at least 4K. */
+static int parse_size(const char *text, unsigned long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    const unsigned long long n = strtoull(text, &end, 10);
+    unsigned shift = 0;
+    if (end == text || errno || text[0] == '-')
+        return -1;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift)
+        end++;
+    if (*end || n > (ULLONG_MAX >> shift) || (n << shift) < CLIPMOD_IMAGE_CACHE_MIN)
+        return -1;
+    *out = n << shift;
+    return 0;
+}
 
 static int parse_opt(int c, eval_opts *o)
 {
@@ -135,6 +163,12 @@ static int parse_opt(int c, eval_opts *o)
     case OPT_CACHE:
         o->cache_dir = optarg;
         return CLI_GO_ON;
+    case OPT_CACHEMAX:
+        if (parse_size(optarg, &o->cache_max)) {
+            fprintf(stderr, "clipmod: --cache-max %s: expected a size of at least 4K\n", optarg);
+            return EXIT_ERROR;
+        }
+        return CLI_GO_ON;
     case OPT_NOCACHE:
         o->no_cache = 1;
         return CLI_GO_ON;
@@ -169,6 +203,7 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"cache-dir", required_argument, NULL, OPT_CACHE},
         {"no-cache", no_argument, NULL, OPT_NOCACHE},
+        {"cache-max", required_argument, NULL, OPT_CACHEMAX},
         {"no-progress", no_argument, NULL, OPT_NOPROG},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -236,7 +271,8 @@ static int embed_chunk(evaluation *ev, size_t start, size_t n)
     memset(in, 0, sizeof in);
     for (size_t i = 0; i < n; i++)
         in[i].path = ev->set->items[start + i].path;
-    clipmod_error err = clipmod_engine_embed_inputs(ev->engine, in, n, emb, frames, why);
+    clipmod_error err =
+        clipmod_engine_embed_inputs_cached(ev->engine, ev->imgcache, in, n, emb, frames, why);
     if (err) {
         fprintf(stderr, "clipmod: embedding %s...: %s\n", in[0].path, clipmod_strerror(err));
         return -1;
@@ -261,6 +297,36 @@ static int embed_chunk(evaluation *ev, size_t start, size_t n)
     return rc;
 }
 
+/* The image cache: opened unless --no-cache; its problems are warnings, never errors. */
+static void open_cache(evaluation *ev, const eval_opts *o)
+{
+    if (o->no_cache)
+        return;
+    if (clipmod_image_cache_open(ev->model, o->cache_dir, o->cache_max, &ev->imgcache)) {
+        if (!o->quiet)
+            fprintf(stderr, "clipmod: warning: no image cache (no cache directory)\n");
+        return;
+    }
+    const char *w = clipmod_image_cache_warning(ev->imgcache);
+    if (w)
+        fprintf(stderr, "clipmod: warning: image cache: %s\n", w);
+}
+
+/* Write what was added; say how much came from the cache (tests rely on the line). */
+static int save_cache(evaluation *ev)
+{
+    size_t hits, misses;
+    if (!ev->imgcache)
+        return 0;
+    if (clipmod_image_cache_save(ev->imgcache))
+        fprintf(stderr, "clipmod: warning: could not write the image cache\n");
+    clipmod_image_cache_counts(ev->imgcache, &hits, &misses);
+    if (!ev->opts->quiet)
+        fprintf(stderr, "clipmod: %zu of %zu image embeddings from the cache\n", hits,
+                hits + misses);
+    return 0;
+}
+
 static int embed_all(evaluation *ev)
 {
     progress pg;
@@ -274,7 +340,7 @@ static int embed_all(evaluation *ev)
     }
     progress_end(&pg);
     ev->seconds_embed = progress_now() - t0;
-    return rc;
+    return rc ? rc : save_cache(ev);
 }
 
 /* Every scanned image's scores and verdict under the engine's policy. */
@@ -358,6 +424,7 @@ static void evaluation_free(evaluation *ev)
         free(ev->cats[c].attrib);
     free(ev->cats);
     eval_compare_free(ev);
+    clipmod_image_cache_free(ev->imgcache);
 }
 
 static int run(evaluation *ev, const labelled_set *set, const clipmod_engine *old)
@@ -429,6 +496,7 @@ int cmd_policy_evaluate(int argc, char **argv)
     ev.opts = &o;
     ev.model = model;
     ev.engine = engine;
+    open_cache(&ev, &o);
     rc = run(&ev, &set, old);
     if (rc == EXIT_CLEAN && o.apply)
         rc = eval_apply(&ev, &snap);

@@ -26,10 +26,11 @@ typedef struct eval_opts {
     size_t n_targets;
     const char *sets[EVAL_MAX_SETS]; /* --set: what-if changes to the policy */
     size_t n_sets;
-    const char *compare; /* --compare OLD.yaml */
-    int no_attribution;  /* --no-attribution */
-    int apply;           /* --apply: write the suggested thresholds (eval_apply.c) */
-    const char *report;  /* --report DIR: the HTML page (report_html.c) */
+    const char *compare;          /* --compare OLD.yaml */
+    int no_attribution;           /* --no-attribution */
+    int apply;                    /* --apply: write the suggested thresholds (eval_apply.c) */
+    const char *report;           /* --report DIR: the HTML page (report_html.c) */
+    unsigned long long cache_max; /* --cache-max: image cache cap in bytes (0: default) */
 } eval_opts;
 
 /* One image of the set. */
@@ -82,7 +83,8 @@ typedef struct evaluation {
     const clipmod_model *model;
     const clipmod_engine *engine;
     const labelled_set *set;
-    eval_image *images; /* one per item of the set, same order */
+    clipmod_image_cache *imgcache; /* NULL: --no-cache */
+    eval_image *images;            /* one per item of the set, same order */
     size_t n_images, n_scanned;
     eval_category *cats;
     size_t n_cats;

@@ -39,7 +39,7 @@
 
 #define MAGIC        "CMEMB002"
 #define MAX_ENTRIES  (1u << 20)
-#define DIGEST_SIZE  32 /* SHA-256 */
+#define DIGEST_SIZE  CM_CACHE_DIGEST
 #define WARNING_SIZE 512
 
 /* A vector's squared norm may differ from 1 by this much: float32 rounding of a
@@ -146,24 +146,29 @@ static void add(cm_cache *c, const uint64_t key[2], const float *emb)
     memcpy(c->emb + e->row * c->dim, emb, c->dim * sizeof *emb);
 }
 
+void cm_cache_digest(const char magic[8], uint64_t fingerprint, size_t dim, const void *key,
+                     size_t keylen, const float *v, size_t n, uint8_t out[CM_CACHE_DIGEST])
+{
+    GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+    const uint32_t dim32 = (uint32_t)dim;
+    gsize len = CM_CACHE_DIGEST;
+    g_checksum_update(sum, (const guchar *)magic, 8);
+    g_checksum_update(sum, (const guchar *)&fingerprint, sizeof fingerprint);
+    g_checksum_update(sum, (const guchar *)&dim32, sizeof dim32);
+    g_checksum_update(sum, (const guchar *)key, keylen);
+    g_checksum_update(sum, (const guchar *)v, n * sizeof *v);
+    g_checksum_get_digest(sum, out, &len);
+    g_checksum_free(sum);
+}
+
 /* The digest of one record, bound to the file's model and dimension. */
 static void record_digest(const cm_cache *c, const uint64_t key[2], const float *emb,
                           uint8_t out[DIGEST_SIZE])
 {
-    GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
-    const uint32_t dim = (uint32_t)c->dim;
-    gsize n = DIGEST_SIZE;
-    g_checksum_update(sum, (const guchar *)MAGIC, 8);
-    g_checksum_update(sum, (const guchar *)&c->fingerprint, sizeof c->fingerprint);
-    g_checksum_update(sum, (const guchar *)&dim, sizeof dim);
-    g_checksum_update(sum, (const guchar *)key, 2 * sizeof *key);
-    g_checksum_update(sum, (const guchar *)emb, c->dim * sizeof *emb);
-    g_checksum_get_digest(sum, out, &n);
-    g_checksum_free(sum);
+    cm_cache_digest(MAGIC, c->fingerprint, c->dim, key, 2 * sizeof *key, emb, c->dim, out);
 }
 
-/* NULL if `emb` can be an embedding (finite, unit length), else what is wrong. */
-static const char *vector_problem(const float *emb, size_t dim)
+const char *cm_cache_vector_problem(const float *emb, size_t dim)
 {
     double sq = 0.0;
     for (size_t i = 0; i < dim; i++) {
@@ -199,8 +204,8 @@ static void load_records(cm_cache *c, FILE *f, uint32_t count)
             fread(digest, 1, DIGEST_SIZE, f) != DIGEST_SIZE)
             break;
         record_digest(c, key, row, want);
-        const char *bad =
-            memcmp(digest, want, DIGEST_SIZE) ? "a checksum mismatch" : vector_problem(row, c->dim);
+        const char *bad = memcmp(digest, want, DIGEST_SIZE) ? "a checksum mismatch"
+                                                            : cm_cache_vector_problem(row, c->dim);
         if (bad) {
             why = why ? why : bad;
             c->rejected++;
@@ -220,28 +225,37 @@ static void load_records(cm_cache *c, FILE *f, uint32_t count)
     }
 }
 
-static void load(cm_cache *c)
+FILE *cm_cache_file_open(int dirfd, const char *dir, const char *name, char *warning, size_t size,
+                         int *rewrite)
 {
-    const int fd = openat(c->dirfd, c->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    const int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     struct stat sb;
-    char magic[8];
-    uint64_t fp;
-    uint32_t dim, count;
     if (fd < 0) {
         if (errno != ENOENT) {
-            c->dirty = 1;
-            warn(c, "%s/%s: %s; replaced", c->dir, c->name,
-                 errno == ELOOP ? "a symbolic link, not a cache file" : strerror(errno));
+            *rewrite = 1;
+            snprintf(warning, size, "%s/%s: %s; replaced", dir, name,
+                     errno == ELOOP ? "a symbolic link, not a cache file" : strerror(errno));
         }
-        return;
+        return NULL;
     }
     FILE *f = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) ? fdopen(fd, "rb") : NULL;
     if (!f) {
         close(fd);
-        c->dirty = 1;
-        warn(c, "%s/%s: not a regular file; rewritten", c->dir, c->name);
-        return;
+        *rewrite = 1;
+        snprintf(warning, size, "%s/%s: not a regular file; rewritten", dir, name);
     }
+    return f;
+}
+
+static void load(cm_cache *c)
+{
+    char magic[8];
+    uint64_t fp;
+    uint32_t dim, count;
+    FILE *f =
+        cm_cache_file_open(c->dirfd, c->dir, c->name, c->warning, sizeof c->warning, &c->dirty);
+    if (!f)
+        return;
     if (fread(magic, 1, 8, f) != 8 || memcmp(magic, MAGIC, 8)) {
         c->dirty = 1; /* an older format, or not ours: quietly replaced */
     } else if (fread(&fp, 8, 1, f) != 1 || fread(&dim, 4, 1, f) != 1 ||
@@ -280,32 +294,50 @@ static int mkdirs(const char *dir)
  * could point it anywhere), a directory of another user, or one others may write
  * to (they could plant files in it). Then nothing is read from or written to it.
  */
-static void open_dir(cm_cache *c)
+int cm_cache_dir_open(const char *dir, char *warning, size_t size)
 {
     struct stat sb;
-    if (mkdirs(c->dir) < 0) {
-        warn(c, "%s: cannot create the cache directory: %s; not used", c->dir, strerror(errno));
-        return;
+    if (mkdirs(dir) < 0) {
+        snprintf(warning, size, "%s: cannot create the cache directory: %s; not used", dir,
+                 strerror(errno));
+        return -1;
     }
-    c->dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (c->dirfd < 0) {
-        warn(c, "%s: %s; the cache is not used", c->dir,
-             errno == ELOOP || errno == ENOTDIR ? "a symbolic link, not a directory"
-                                                : strerror(errno));
-        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(warning, size, "%s: %s; the cache is not used", dir,
+                 errno == ELOOP || errno == ENOTDIR ? "a symbolic link, not a directory"
+                                                    : strerror(errno));
+        return -1;
     }
     const char *why = NULL;
-    if (fstat(c->dirfd, &sb) < 0)
+    if (fstat(fd, &sb) < 0)
         why = strerror(errno);
     else if (sb.st_uid != geteuid())
         why = "owned by another user";
     else if (sb.st_mode & (S_IWGRP | S_IWOTH))
         why = "writable by other users";
     if (why) {
-        warn(c, "%s: %s; the cache is not used", c->dir, why);
-        close(c->dirfd);
-        c->dirfd = -1;
+        snprintf(warning, size, "%s: %s; the cache is not used", dir, why);
+        close(fd);
+        fd = -1;
     }
+    return fd;
+}
+
+int cm_cache_default_dir(char *buf, size_t size)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n = -1;
+    if (xdg && *xdg)
+        n = snprintf(buf, size, "%s/clipmod", xdg);
+    else if (home && *home)
+        n = snprintf(buf, size, "%s/.cache/clipmod", home);
+    if (n < 0 || (size_t)n >= size) {
+        if (size)
+            buf[0] = '\0';
+        return -1;
+    }
+    return 0;
 }
 
 cm_cache *cm_cache_open(const char *dir, uint64_t fingerprint, size_t dim)
@@ -324,7 +356,7 @@ cm_cache *cm_cache_open(const char *dir, uint64_t fingerprint, size_t dim)
         cm_cache_free(c);
         return NULL;
     }
-    open_dir(c);
+    c->dirfd = cm_cache_dir_open(c->dir, c->warning, sizeof c->warning);
     if (c->dirfd >= 0)
         load(c);
     return c;
@@ -343,7 +375,7 @@ clipmod_error cm_cache_put(cm_cache *c, const char *text, const float *emb)
     uint64_t key[2];
     if (c->dirfd < 0 || c->count >= MAX_ENTRIES)
         return CLIPMOD_OK; /* not used, or full: stop remembering, keep working */
-    if (vector_problem(emb, c->dim))
+    if (cm_cache_vector_problem(emb, c->dim))
         return CLIPMOD_OK; /* never store what load would reject */
     if (reserve(c, c->count + 1))
         return CLIPMOD_E_NOMEM;
@@ -354,23 +386,49 @@ clipmod_error cm_cache_put(cm_cache *c, const char *text, const float *emb)
 }
 
 /* A new file in the directory, under a name nobody could have planted: O_EXCL. */
-static int create_temp(const cm_cache *c, char *tmp, size_t size)
+static int create_temp(int dirfd, const char *name, char *tmp, size_t size)
 {
     for (int attempt = 0; attempt < 16; attempt++) {
         uint64_t r;
         if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
             r = cm_hash64(&attempt, sizeof attempt, (uint64_t)getpid() ^ (uint64_t)time(NULL));
-        snprintf(tmp, size, ".%s.%016llx.tmp", c->name, (unsigned long long)r);
+        snprintf(tmp, size, ".%s.%016llx.tmp", name, (unsigned long long)r);
         const int fd =
-            openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }
     return -1;
 }
 
-static int write_all(const cm_cache *c, FILE *f)
+clipmod_error cm_cache_file_write(int dirfd, const char *name, int (*write)(FILE *, const void *),
+                                  const void *arg)
 {
+    char tmp[PATH_MAX];
+    const int fd = create_temp(dirfd, name, tmp, sizeof tmp);
+    if (fd < 0)
+        return CLIPMOD_E_IO;
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        close(fd);
+        unlinkat(dirfd, tmp, 0);
+        return CLIPMOD_E_IO;
+    }
+    int ok = write(f, arg);
+    if (fclose(f) != 0)
+        ok = 0;
+    /* rename() is atomic: readers see the old file or the new, never half of one; it
+     * replaces a symbolic link planted under the final name, never its target. */
+    if (!ok || renameat(dirfd, tmp, dirfd, name) < 0) {
+        unlinkat(dirfd, tmp, 0);
+        return CLIPMOD_E_IO;
+    }
+    return CLIPMOD_OK;
+}
+
+static int write_all(FILE *f, const void *arg)
+{
+    const cm_cache *c = arg;
     const uint32_t dim = (uint32_t)c->dim, count = (uint32_t)c->count;
     int ok = fwrite(MAGIC, 1, 8, f) == 8 && fwrite(&c->fingerprint, 8, 1, f) == 1 &&
              fwrite(&dim, 4, 1, f) == 1 && fwrite(&count, 4, 1, f) == 1;
@@ -386,29 +444,12 @@ static int write_all(const cm_cache *c, FILE *f)
 
 clipmod_error cm_cache_save(cm_cache *c)
 {
-    char tmp[128];
     if (!c->dirty || c->dirfd < 0)
         return CLIPMOD_OK;
-    const int fd = create_temp(c, tmp, sizeof tmp);
-    if (fd < 0)
-        return CLIPMOD_E_IO;
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        close(fd);
-        unlinkat(c->dirfd, tmp, 0);
-        return CLIPMOD_E_IO;
-    }
-    int ok = write_all(c, f);
-    if (fclose(f) != 0)
-        ok = 0;
-    /* rename() is atomic: readers see the old file or the new, never half of one; it
-     * replaces a symbolic link planted under the final name, never its target. */
-    if (!ok || renameat(c->dirfd, tmp, c->dirfd, c->name) < 0) {
-        unlinkat(c->dirfd, tmp, 0);
-        return CLIPMOD_E_IO;
-    }
-    c->dirty = 0;
-    return CLIPMOD_OK;
+    const clipmod_error rc = cm_cache_file_write(c->dirfd, c->name, write_all, c);
+    if (!rc)
+        c->dirty = 0;
+    return rc;
 }
 
 const char *cm_cache_warning(const cm_cache *c)

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "clipmod/clipmod.h"
 
@@ -38,6 +39,39 @@ const char *cm_cache_warning(const cm_cache *c);
 
 /* Accepts NULL. */
 void cm_cache_free(cm_cache *c);
+
+/*
+ * What the prompt cache and the image cache (imgcache.c) share: the directory
+ * checks, the safe read and the O_EXCL-write-then-rename of a file, the per-record
+ * digest and the check of a vector read back. Warnings are one sentence into
+ * `warning` (`size` bytes).
+ */
+#define CM_CACHE_DIGEST 32 /* SHA-256 */
+
+/* The directory (created 0700), opened; -1 with a warning when it must not be used:
+ * a symbolic link, another user's, or writable by others. */
+int cm_cache_dir_open(const char *dir, char *warning, size_t size);
+
+/* $XDG_CACHE_HOME/clipmod or ~/.cache/clipmod into buf; -1 (buf "") if neither. */
+int cm_cache_default_dir(char *buf, size_t size);
+
+/* The file `name` of the opened directory for reading, never through a symbolic
+ * link and only a regular file; NULL when missing (no warning) or refused (a
+ * warning, *rewrite set so the bad file gets replaced). */
+FILE *cm_cache_file_open(int dirfd, const char *dir, const char *name, char *warning, size_t size,
+                         int *rewrite);
+
+/* Write `name` in the opened directory: `write(f, arg)` (non-zero: ok) fills a new
+ * 0600 file created O_EXCL under a random name, which is then renamed over `name`. */
+clipmod_error cm_cache_file_write(int dirfd, const char *name, int (*write)(FILE *, const void *),
+                                  const void *arg);
+
+/* SHA-256 of (magic, fingerprint, dim as u32, key, n floats of v): one record's digest. */
+void cm_cache_digest(const char magic[8], uint64_t fingerprint, size_t dim, const void *key,
+                     size_t keylen, const float *v, size_t n, uint8_t out[CM_CACHE_DIGEST]);
+
+/* NULL if `v` can be an embedding (finite, unit length), else what is wrong. */
+const char *cm_cache_vector_problem(const float *v, size_t dim);
 
 /* A 64-bit hash of `len` bytes (FNV-1a style, word at a time), seeded. */
 uint64_t cm_hash64(const void *data, size_t len, uint64_t seed);

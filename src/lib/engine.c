@@ -61,14 +61,8 @@ clipmod_error clipmod_engine_new(const clipmod_model *model, clipmod_engine **ou
     atomic_init(&e->refs, 1);
     for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
         e->settings[s] = clipmod_setting_default((clipmod_setting)s);
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char dir[4096];
-    if (xdg && *xdg)
-        snprintf(dir, sizeof dir, "%s/clipmod", xdg);
-    else if (home && *home)
-        snprintf(dir, sizeof dir, "%s/.cache/clipmod", home);
-    else
-        dir[0] = '\0';
+    cm_cache_default_dir(dir, sizeof dir);
     if (dir[0] && !(e->cache_dir = cm_strdup(dir))) {
         cm_free(e);
         return CLIPMOD_E_NOMEM;

@@ -10,12 +10,15 @@
  * scanner's decision rule (cm_result_decide), so evaluation never reimplements it.
  */
 #include <cblas.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common.h"
 #include "engine.h"
 #include "image.h"
+#include "imgcache.h"
 #include "model.h"
 
 /* Decoding options as clipmod_scan_batch uses them: the one helper every scan-like
@@ -150,35 +153,125 @@ static clipmod_error embed_frames(const clipmod_engine *e, cm_frames *frames, si
     return rc;
 }
 
-clipmod_error clipmod_engine_embed_inputs(const clipmod_engine *e, const clipmod_input *inputs,
-                                          size_t n, float **emb, int *frames,
-                                          clipmod_result **unscanned)
+/* What the image cache says about one input of a batch. */
+typedef struct cached_input {
+    uint8_t key[CM_IMGCACHE_KEY];
+    struct stat st;
+    int keyed; /* the key could be computed: the input may be remembered */
+    int hit;
+} cached_input;
+
+/* Look input i up: a hit gets its embeddings copied to *emb and is not decoded. */
+static clipmod_error from_cache(clipmod_image_cache *cache, const clipmod_input *in,
+                                const cm_image_opts *o, size_t dim, cached_input *ci, float **emb,
+                                int *frames)
+{
+    cm_imgcache_key(in, o, ci->key, &ci->st, &ci->keyed);
+    const float *hit = ci->keyed ? cm_imgcache_get(cache, ci->key, frames) : NULL;
+    if (!hit)
+        return CLIPMOD_OK;
+    const size_t bytes = (size_t)*frames * dim * sizeof *hit;
+    if (!(*emb = cm_alloc(bytes)))
+        return CLIPMOD_E_NOMEM;
+    memcpy(*emb, hit, bytes);
+    ci->hit = 1;
+    return CLIPMOD_OK;
+}
+
+/* Remember what was embedded: scanned inputs whose file did not change meanwhile. */
+static clipmod_error to_cache(clipmod_image_cache *cache, const clipmod_input *in,
+                              const cached_input *ci, const float *emb, int frames)
+{
+    if (ci->hit || !ci->keyed || !emb || frames < 1 ||
+        (in->path && !cm_imgcache_same_file(in->path, &ci->st)))
+        return CLIPMOD_OK;
+    return cm_imgcache_put(cache, ci->key, emb, frames);
+}
+
+/*
+ * The image tower's floats depend, in their last bits, on what else is in the batch
+ * (the matrix products sum in another order). So that a cached run gives exactly
+ * what a run without the cache gives, a call that embeds anything embeds all its
+ * inputs together, as without the cache: the hits are decoded again and counted as
+ * misses. (A call whose misses all fail to decode keeps its hits.)
+ */
+static clipmod_error rebatch(const clipmod_engine *e, clipmod_image_cache *cache,
+                             const clipmod_input *inputs, size_t n, const cm_image_opts *o,
+                             cached_input *ci, cm_frames *fr, float **emb, int *frames,
+                             clipmod_result **unscanned)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++)
+        any |= fr[i].count > 0;
+    clipmod_error rc = CLIPMOD_OK;
+    for (size_t i = 0; any && !rc && i < n; i++) {
+        if (!ci[i].hit)
+            continue;
+        cm_free(emb[i]);
+        emb[i] = NULL;
+        frames[i] = 0;
+        ci[i].hit = 0;
+        cm_imgcache_unhit(cache);
+        rc = decode_one(e, &inputs[i], o, &fr[i], &unscanned[i]);
+    }
+    return rc;
+}
+
+static void drop_all(size_t n, float **emb, int *frames, clipmod_result **unscanned)
+{
+    for (size_t i = 0; i < n; i++) {
+        cm_free(emb[i]);
+        emb[i] = NULL;
+        frames[i] = 0;
+        clipmod_result_free(unscanned[i]);
+        unscanned[i] = NULL;
+    }
+}
+
+clipmod_error clipmod_engine_embed_inputs_cached(const clipmod_engine *e,
+                                                 clipmod_image_cache *cache,
+                                                 const clipmod_input *inputs, size_t n, float **emb,
+                                                 int *frames, clipmod_result **unscanned)
 {
     if (!e || !inputs || !emb || !frames || !unscanned || !n || !e->compiled)
         return CLIPMOD_E_INVALID_ARG;
     memset(emb, 0, n * sizeof *emb);
     memset(frames, 0, n * sizeof *frames);
     memset(unscanned, 0, n * sizeof *unscanned);
+    const size_t dim = clipmod_model_embed_dim(e->model);
     cm_frames *fr = cm_calloc(n, sizeof *fr);
-    clipmod_error rc = fr ? CLIPMOD_OK : CLIPMOD_E_NOMEM;
+    cached_input *ci = cache ? cm_calloc(n, sizeof *ci) : NULL;
+    clipmod_error rc = fr && (ci || !cache) ? CLIPMOD_OK : CLIPMOD_E_NOMEM;
     const cm_image_opts o = scan_opts(e);
-    for (size_t i = 0; !rc && i < n; i++)
-        rc = decode_one(e, &inputs[i], &o, &fr[i], &unscanned[i]);
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (ci)
+            rc = from_cache(cache, &inputs[i], &o, dim, &ci[i], &emb[i], &frames[i]);
+        if (!rc && !emb[i])
+            rc = decode_one(e, &inputs[i], &o, &fr[i], &unscanned[i]);
+    }
+    if (!rc && ci)
+        rc = rebatch(e, cache, inputs, n, &o, ci, fr, emb, frames, unscanned);
     if (!rc)
         rc = embed_frames(e, fr, n, emb);
     for (size_t i = 0; fr && i < n; i++) {
-        frames[i] = rc ? 0 : fr[i].count;
+        if (!rc && fr[i].count)
+            frames[i] = fr[i].count;
+        if (!rc && ci && !unscanned[i])
+            rc = to_cache(cache, &inputs[i], &ci[i], emb[i], frames[i]);
         cm_frames_free(&fr[i]);
     }
     cm_free(fr);
+    cm_free(ci);
     if (rc)
-        for (size_t i = 0; i < n; i++) {
-            cm_free(emb[i]);
-            emb[i] = NULL;
-            clipmod_result_free(unscanned[i]);
-            unscanned[i] = NULL;
-        }
+        drop_all(n, emb, frames, unscanned);
     return rc;
+}
+
+clipmod_error clipmod_engine_embed_inputs(const clipmod_engine *e, const clipmod_input *inputs,
+                                          size_t n, float **emb, int *frames,
+                                          clipmod_result **unscanned)
+{
+    return clipmod_engine_embed_inputs_cached(e, NULL, inputs, n, emb, frames, unscanned);
 }
 
 clipmod_error clipmod_engine_cosines(const clipmod_engine *e, const float *emb, int frames,
