@@ -8,17 +8,19 @@
  * memory) - it first runs the phase once counting allocations, then again with the
  * 1st, 2nd, 3rd ... allocation failing (cm_alloc_fail_at, src/lib/common.h) until a
  * run completes with no failure injected. Past WALK_EVERY allocations it strides.
- * Each run with an injected failure must end in CLIPMOD_E_NOMEM, or for a scan in
- * CLIPMOD_OK with each result its normal verdict or "unscanned" with a reason; never
- * a crash (the shell test sees the signal) and never a leak (the sanitizer build's
- * LeakSanitizer checks at exit). jansson's allocations are routed through the same
- * injection with json_set_alloc_funcs (global, so only here, never in the library),
- * except while jansson parses: its lexer (2.14, and upstream's load.c) ignores a
- * failed growth of its token buffer (lex_save) and lex_scan_string then runs past
- * the end of the heap block, so json_load_file/json_loadb are wrapped here to parse
- * without injection. libyaml has no allocation hooks, so its allocations never fail
- * here, and libvips (GLib) aborts on a failed allocation by design: all three are
- * third-party and out of scope.
+ * Each run with an injected failure must end in CLIPMOD_E_NOMEM, or in CLIPMOD_OK
+ * where the library absorbs the failure by design (a prompt cache it cannot open is
+ * not used); a scan's results must then each be the normal verdict with the normal
+ * JSON, or "unscanned" with a reason. Never a crash (the shell test sees the signal)
+ * and never a leak (the sanitizer build's LeakSanitizer checks at exit).
+ * jansson's allocations are routed through the same injection with
+ * json_set_alloc_funcs (global, so only here, never in the library), except while
+ * jansson parses: its lexer (2.14, and upstream's load.c) ignores a failed growth of
+ * its token buffer (lex_save) and lex_scan_string then runs past the end of the heap
+ * block, so json_load_file/json_loadb are wrapped here to parse without injection.
+ * libyaml has no allocation hooks, so its allocations never fail here, and libvips
+ * (GLib) aborts on a failed allocation by design: all three are third-party and out
+ * of scope.
  *
  * Prints one line per phase: allocations counted, runs, failures found. Exit 0
  * when every run behaved, 1 otherwise, 2 on a setup error.
