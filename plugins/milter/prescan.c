@@ -21,7 +21,16 @@
  *     then only blanks; every open multipart is tried, innermost first;
  *   - message/rfc822, rfc2822, global and news bodies are messages (header block
  *     first) unless their transfer encoding is base64, quoted-printable or uuencode;
- *   - a boundary line right after another (no headers, no content) makes no part.
+ *   - a boundary line right after another (no headers, no content) makes no part;
+ *   - a non-header line before the first header of a block may be cut by the end of
+ *     GMime's read buffer; GMime then keeps its first piece in the header buffer
+ *     and glues the next header line onto it, and that header is lost (invalid
+ *     name). The buffer is only emptied by a header it parses or the empty line
+ *     ending a block, so the piece outlives a block ending at a boundary. Where
+ *     GMime's buffer ends is not known here: such a Content-Type or
+ *     Content-Transfer-Encoding header is "droppable", and the part is counted
+ *     the larger way (a message inside a digest, an unencoded message body), or
+ *     refused when neither reading bounds the other (a multipart in a digest).
  */
 #include <gmime/gmime.h>
 #include <stdarg.h>
@@ -53,6 +62,10 @@ typedef struct block {
     int parent_digest; /* inside multipart/digest */
     int any_line;      /* a line was read: the part exists */
     int have_valid;    /* a valid header was read (the first takes `start` as offset) */
+    int open;          /* a header line was read: a line starting with a blank continues it */
+    int parsed;        /* a header GMime surely parsed: later non-header lines are harmless */
+    int ct_sure;       /* a Content-Type header GMime surely reads */
+    int cte_droppable; /* the first Content-Transfer-Encoding header may be lost */
     int cur;           /* the header being read: 0 other or none, 1 Content-Type, 2 CTE */
     size_t hdr_off;    /* offset of the current header */
     size_t val_start, val_end;
@@ -72,6 +85,7 @@ typedef struct scan {
     frame *stack;
     size_t depth, cap;
     int in_headers;
+    int glued; /* GMime may hold a piece of a non-header line in its header buffer */
     block b;
     /* The type of each mark, parallel to out->cts. */
     unsigned char *kinds;
@@ -351,8 +365,8 @@ static int body_encoded(const scan *s)
     const block *b = &s->b;
     char *raw;
     GMimeContentEncoding e;
-    if (!b->have_cte)
-        return 0;
+    if (!b->have_cte || b->cte_droppable)
+        return 0; /* a droppable one may be lost: parsed as a message counts more */
     raw = strndup((const char *)s->msg + b->cte_start, b->cte_end - b->cte_start);
     if (!raw)
         return 1; /* a leaf is the cheaper guess; the check during parsing catches any error */
@@ -360,6 +374,24 @@ static int body_encoded(const scan *s)
     free(raw);
     return e == GMIME_CONTENT_ENCODING_BASE64 || e == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
            e == GMIME_CONTENT_ENCODING_UUENCODE;
+}
+
+/*
+ * The block's Content-Type in a digest may be lost (see the top): without it the
+ * part is a message, which counts at least as much as a leaf, so *kind becomes a
+ * message; a multipart is refused. Returns -1 when refused.
+ */
+static int kind_if_lost(scan *s, int *kind)
+{
+    if (*kind == K_MULTIPART) {
+        fail(s,
+             "ambiguous MIME structure: a multipart Content-Type after non-header lines in a "
+             "digest part (byte %zu)",
+             s->b.start);
+        return -1;
+    }
+    *kind = K_MESSAGE;
+    return 0;
 }
 
 /*
@@ -378,10 +410,14 @@ static int block_end(scan *s, int blank)
     s->in_headers = 0;
     if (s->out->failed)
         return 0;
+    if (blank)
+        s->glued = 0; /* GMime parses its header buffer at the empty line */
     if (b->n_ct && s->kinds[b->last_ct] != K_NONE) {
         kind = s->kinds[b->last_ct];
         boundary = s->out->cts[b->last_ct].boundary;
         digest = s->digests[b->last_ct];
+        if (!b->ct_sure && b->parent_digest && kind_if_lost(s, &kind))
+            return 0;
     } else if (b->parent_digest) {
         kind = K_MESSAGE;
     }
@@ -395,6 +431,18 @@ static int block_end(scan *s, int blank)
     return 0;
 }
 
+/*
+ * A line of a header block that is not a header. Before any header GMime surely
+ * parsed, GMime may keep a piece of it (see the top).
+ */
+static void non_header(scan *s)
+{
+    if (!s->b.parsed)
+        s->glued = 1;
+}
+
+static void header_begins(scan *s, const unsigned char *p, size_t i, size_t at, size_t end);
+
 /* A line of a header block (without its '\n'; `at` its offset). */
 static void header_line(scan *s, const unsigned char *p, size_t n, size_t at, size_t end)
 {
@@ -403,21 +451,39 @@ static void header_line(scan *s, const unsigned char *p, size_t n, size_t at, si
     int blank = 0;
 
     if (n && is_blank(p[0])) {
-        if (b->cur) /* a folded continuation */
+        if (b->open && b->cur) /* a folded continuation */
             b->val_end = end;
+        else if (!b->open)
+            non_header(s);
         return;
     }
     if (b->cur)
         header_end(s);
+    b->open = 0;
     /* The field name: no blanks inside, no control characters, then ':'. */
     for (; i < n && p[i] != ':'; i++) {
         if (is_blank(p[i]))
             blank = 1;
         else if (blank || p[i] < 0x20 || p[i] == 0x7f)
-            return; /* not a header: ignored */
+            break;
     }
-    if (i == n || i == 0)
+    if (i == n || i == 0 || p[i] != ':') {
+        non_header(s); /* not a header: ignored */
         return;
+    }
+    header_begins(s, p, i, at, end);
+}
+
+/* A valid header line: its name is p[0, i), its colon at p[i]. */
+static void header_begins(scan *s, const unsigned char *p, size_t i, size_t at, size_t end)
+{
+    block *b = &s->b;
+    int droppable = s->glued;
+
+    s->glued = 0; /* GMime parses what it glued at the next line */
+    b->open = 1;
+    if (!droppable)
+        b->parsed = 1;
     size_t name_len = i;
     while (name_len && is_blank(p[name_len - 1]))
         name_len--;
@@ -425,12 +491,16 @@ static void header_line(scan *s, const unsigned char *p, size_t n, size_t at, si
     b->have_valid = 1;
     b->val_start = at + i + 1;
     b->val_end = end;
-    if (name_len == 12 && !strncasecmp((const char *)p, "Content-Type", 12))
+    if (name_len == 12 && !strncasecmp((const char *)p, "Content-Type", 12)) {
         b->cur = 1;
-    else if (name_len == 25 && !strncasecmp((const char *)p, "Content-Transfer-Encoding", 25))
+        b->ct_sure |= !droppable;
+    } else if (name_len == 25 && !strncasecmp((const char *)p, "Content-Transfer-Encoding", 25)) {
         b->cur = 2;
-    else
+        if (!b->have_cte && droppable)
+            b->cte_droppable = 1;
+    } else {
         b->cur = 0;
+    }
 }
 
 /* A line that is a boundary of stack[idx]: close what it closes, maybe start a part. */

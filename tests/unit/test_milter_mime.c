@@ -756,6 +756,74 @@ static void prescan_agrees_with_the_walk(void **state)
     }
 }
 
+/*
+ * `head`, then a line that is not a header ("x y...": a blank inside the name)
+ * whose '\n' is byte 4096, just past GMime's first read buffer, then `tail`.
+ * Returns the length; msg has room for 4097 + strlen(tail) bytes.
+ */
+static size_t straddling_garbage(char *msg, const char *head, const char *tail)
+{
+    size_t hlen = strlen(head), tlen = strlen(tail);
+    memcpy(msg, head, hlen);
+    memcpy(msg + hlen, "x y", 3);
+    memset(msg + hlen + 3, 'z', 4096 - hlen - 3);
+    msg[4096] = '\n';
+    memcpy(msg + 4097, tail, tlen);
+    return 4097 + tlen;
+}
+
+/*
+ * Prescan bounds the walk. GMime keeps the first piece of a non-header line cut by
+ * the end of its read buffer, glues the next header line onto it and loses that
+ * header: a Content-Type in a digest (the part becomes message/rfc822, 2 parts
+ * and a level deeper), also in the part after a boundary, or the
+ * Content-Transfer-Encoding of a message/rfc822 part (its body is parsed as a
+ * message). The pre-scan must count at least what GMime builds.
+ */
+static void prescan_bounds_the_walk_when_gmime_loses_a_header(void **state)
+{
+    static const char digest[] = "Content-Type: multipart/digest; boundary=\"d\"\n\n--d\n";
+    static const struct {
+        const char *head, *tail;
+        size_t parts, depth; /* what GMime builds */
+    } cases[] = {
+        {digest, "Content-Type: text/plain\n\nhi\n--d--\n", 3, 2},
+        {digest, "--d\nContent-Type: text/plain\n\nhi\n--d--\n", 3, 2},
+        {"Content-Type: multipart/mixed; boundary=\"m\"\n\n--m\n",
+         "Content-Transfer-Encoding: base64\nContent-Type: message/rfc822\n\n"
+         "Subject: x\n\nbody\n--m--\n",
+         3, 2},
+    };
+    static char msg[4096 + 256];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = straddling_garbage(msg, cases[i].head, cases[i].tail);
+        cmm_limits under = default_limits;
+        cmm_prescan ps;
+        cmm_walk w;
+
+        assert_int_equal(cmm_walk_message(msg, len, &default_limits, &w), 0);
+        assert_false(w.failed);
+        /* GMime's reading, which this test relies on */
+        assert_int_equal(w.n_parts, cases[i].parts);
+        cmm_walk_free(&w);
+        assert_int_equal(cmm_prescan_run((const unsigned char *)msg, len, &default_limits, &ps), 0);
+        assert_false(ps.failed);
+        if (ps.n_parts < cases[i].parts || ps.max_depth < cases[i].depth)
+            fail_msg("case %zu: pre-scan %zu parts depth %zu, GMime %zu depth %zu", i, ps.n_parts,
+                     ps.max_depth, cases[i].parts, cases[i].depth);
+        cmm_prescan_free(&ps);
+
+        /* One part under GMime's count: refused before GMime parses. */
+        under.max_parts = cases[i].parts - 1;
+        assert_int_equal(cmm_prescan_run((const unsigned char *)msg, len, &under, &ps), 0);
+        assert_true(ps.failed);
+        assert_non_null(strstr(ps.why, "MIME parts"));
+        cmm_prescan_free(&ps);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Configuration and SMTP replies                                           */
 /* ------------------------------------------------------------------------ */
@@ -983,6 +1051,7 @@ int main(void)
         cmocka_unit_test(nested_messages_are_refused_before_parsing),
         cmocka_unit_test(conflicting_content_types_are_refused),
         cmocka_unit_test(prescan_agrees_with_the_walk),
+        cmocka_unit_test(prescan_bounds_the_walk_when_gmime_loses_a_header),
         cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_every_key, setup_tmp, teardown_tmp),
