@@ -9,8 +9,10 @@
  * pass is needed: this costs prompts x images score evaluations.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "evaluate.h"
 #include "progress.h"
@@ -62,30 +64,82 @@ static int prepare(evaluation *ev)
     return 0;
 }
 
-int eval_attribute(evaluation *ev)
+/*
+ * One worker's share: every n-th (category, candidate) pair from `first`, with its
+ * own skip mask and score buffer. The engine is only read, so workers share it.
+ */
+typedef struct attrib_work {
+    evaluation *ev;
+    size_t first, step;
+    int rc;
+} attrib_work;
+
+static void *attribute_share(void *arg)
 {
-    const double t0 = progress_now();
+    attrib_work *w = arg;
+    evaluation *ev = w->ev;
     const size_t np = clipmod_engine_prompt_count(ev->engine);
     unsigned char *skip = calloc(np ? np : 1, 1), *pos = NULL;
     double *scores = malloc((ev->n_scanned ? ev->n_scanned : 1) * sizeof *scores);
-    int rc = skip && scores ? prepare(ev) : -1;
+    size_t pair = 0;
+    w->rc = skip && scores ? 0 : -1;
     /* Only a category's own candidates change its score: one pass per candidate. */
-    for (size_t c = 0; !rc && c < ev->n_cats; c++) {
+    for (size_t c = 0; !w->rc && c < ev->n_cats; c++) {
         eval_category *ec = &ev->cats[c];
         if (isnan(ec->auc))
             continue; /* no AUC to change */
         free(pos);
-        if (!(pos = positives(ev, c)))
-            rc = -1;
-        for (size_t j = 0; !rc && j < ec->n_attrib; j++) {
-            rc = scores_without(ev, skip, c, ec->attrib[j].row, scores);
-            if (!rc)
+        pos = positives(ev, c);
+        if (!pos)
+            w->rc = -1;
+        for (size_t j = 0; !w->rc && j < ec->n_attrib; j++, pair++) {
+            if (pair % w->step != w->first)
+                continue;
+            w->rc = scores_without(ev, skip, c, ec->attrib[j].row, scores);
+            if (!w->rc)
                 ec->attrib[j].auc_without = metrics_roc_auc(scores, pos, ev->n_scanned);
         }
     }
     free(pos);
     free(skip);
     free(scores);
+    return NULL;
+}
+
+/* Workers for attribution: the online cores, at most ATTRIB_MAX_WORKERS. */
+#define ATTRIB_MAX_WORKERS 8
+
+static size_t attribution_workers(void)
+{
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > ATTRIB_MAX_WORKERS ? ATTRIB_MAX_WORKERS : (size_t)n;
+}
+
+int eval_attribute(evaluation *ev)
+{
+    const double t0 = progress_now();
+    attrib_work work[ATTRIB_MAX_WORKERS];
+    pthread_t tid[ATTRIB_MAX_WORKERS];
+    int started[ATTRIB_MAX_WORKERS] = {0};
+    const size_t n = attribution_workers();
+    int rc = prepare(ev);
+    if (!rc) {
+        /* Each pair's AUC is written by exactly one worker, so no locks are needed;
+         * a worker that cannot be started does its share here. */
+        for (size_t t = 0; t < n; t++)
+            work[t] = (attrib_work){.ev = ev, .first = t, .step = n};
+        for (size_t t = 1; t < n; t++) {
+            started[t] = !pthread_create(&tid[t], NULL, attribute_share, &work[t]);
+            if (!started[t])
+                attribute_share(&work[t]);
+        }
+        attribute_share(&work[0]);
+        for (size_t t = 0; t < n; t++) {
+            if (started[t])
+                pthread_join(tid[t], NULL);
+            rc |= work[t].rc;
+        }
+    }
     ev->seconds_attribution = progress_now() - t0;
     return rc;
 }

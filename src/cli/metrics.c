@@ -13,7 +13,8 @@
 
 #include "metrics.h"
 
-static const double *sort_keys; /* qsort has no context argument in C11 */
+/* qsort has no context argument in C11; one per thread, as attribution sorts in several. */
+static _Thread_local const double *sort_keys;
 
 static int by_score_desc(const void *a, const void *b)
 {
