@@ -23,6 +23,17 @@ need_reference() {
         skip "$REF_PYTHON cannot import torch/numpy/PIL/regex (apt-get install python3-torch python3-numpy python3-pil python3-regex)"
 }
 
+# need_demo_data MODEL_DIR: what tools/labelled-set.py needs to draw a labelled set from
+# the demo data (Noto Color Emoji, CLDR names, numpy and PIL), and the demo model itself.
+need_demo_data() {
+    [ -f "$1/model.safetensors" ] || fail "$1/model.safetensors is missing"
+    "$REF_PYTHON" -c 'import numpy, PIL' 2>/dev/null || skip "$REF_PYTHON cannot import numpy and PIL"
+    [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] ||
+        skip "fonts-noto-color-emoji is not installed (tools/install-deps.sh)"
+    [ -d /usr/share/unicode/cldr/common/annotations ] ||
+        skip "unicode-cldr-core is not installed (tools/install-deps.sh)"
+}
+
 # OpenAI's merges are not in the repository; tests that need them skip without.
 have_bpe() { [ -r "$CLIPMOD_BPE_GZ" ]; }
 

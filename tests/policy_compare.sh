@@ -20,12 +20,7 @@ mkdir -p "$W"
 XDG_CACHE_HOME="$W/cache"
 export XDG_CACHE_HOME
 unset CLIPMOD_MODEL CLIPMOD_POLICY
-[ -f "$M/model.safetensors" ] || fail "$M/model.safetensors is missing"
-"$PY" -c 'import numpy, PIL' 2>/dev/null || skip "$PY cannot import numpy and PIL"
-[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] ||
-    skip "fonts-noto-color-emoji is not installed (tools/install-deps.sh)"
-[ -d /usr/share/unicode/cldr/common/annotations ] ||
-    skip "unicode-cldr-core is not installed (tools/install-deps.sh)"
+need_demo_data "$M"
 
 L="$W/set"
 "$PY" "$top_srcdir/tools/labelled-set.py" --out "$L" --noto --clean 40 >"$W/set.out" 2>&1 ||
