@@ -8,8 +8,12 @@
 # runtime (libclang_rt.fuzzer*.a, ASan, UBSan): libclang-common-14-dev only recommends
 # it, and recommends are not installed here.
 set -eu
+# As root it runs as it is; anyone else is asked for sudo (a fresh root machine has none).
 if [ "$(id -u)" -ne 0 ]; then
-    echo "install-deps.sh: run as root (sudo tools/install-deps.sh)" >&2
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo "$0" "$@"
+    fi
+    echo "install-deps.sh: run as root (there is no sudo here)" >&2
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
