@@ -32,10 +32,8 @@ extern "C" {
 #define CLIPMOD_API
 #endif
 
-#define CLIPMOD_VERSION_MAJOR  0
-#define CLIPMOD_VERSION_MINOR  1
-#define CLIPMOD_VERSION_PATCH  0
-#define CLIPMOD_VERSION_STRING "0.1.0"
+/* CLIPMOD_VERSION_MAJOR/MINOR/PATCH/STRING, generated from configure.ac's AC_INIT. */
+#include <clipmod/version.h>
 
 /* How clipmod names itself to web servers (fetch mode, model downloads). */
 #define CLIPMOD_USER_AGENT "clipmod/" CLIPMOD_VERSION_STRING " (image content moderation)"
@@ -441,6 +439,11 @@ CLIPMOD_API char *clipmod_result_to_json(const clipmod_result *r, int explain);
 
 /* The policy's name and version string ("name" key; the file name if absent). */
 CLIPMOD_API const char *clipmod_engine_policy_name(const clipmod_engine *engine);
+/* The compiled policy's fingerprint: 64 lowercase hex digits, the SHA-256 over the
+ * source bytes of the policy file and every file it includes (reading order, each
+ * framed by base name and length), taken when the engine compiled; "" before.
+ * Owned by the engine. Print it in verdicts and logs to name the policy exactly. */
+CLIPMOD_API const char *clipmod_engine_policy_fingerprint(const clipmod_engine *engine);
 
 /*
  * A JSON summary of the active policy (name, model, categories with thresholds and

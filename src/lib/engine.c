@@ -475,6 +475,11 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
         rc = CLIPMOD_E_NOMEM;
         goto out;
     }
+    if (cm_policy_fingerprint(e->policy, e->policy_fingerprint)) {
+        appendf(probs, "%s: the policy changed or vanished while it was compiled", policy_path);
+        rc = CLIPMOD_E_IO;
+        goto out;
+    }
     e->compiled = 1;
 out:
     if (rc)
