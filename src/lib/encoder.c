@@ -27,15 +27,15 @@ clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *
     for (int l = 0; l < tc->layers; l++) {
         const cm_block *b = &blocks[l];
         cm_layernorm(h, m, d, b->ln1_w, b->ln1_b, tc->eps, x);
-        cm_linear(x, m, d, b->qkv_w, b->qkv_b, 3 * d, qkv);
+        cm_linear_w(x, m, d, b->qkv_w, b->packed, b->qkv_b, 3 * d, 0, qkv);
         for (int s = 0; s < seq->count; s++)
             cm_attention(qkv + (size_t)seq->start[s] * 3 * d, seq->len[s], d, tc->heads, causal,
                          scores, x + (size_t)seq->start[s] * d);
-        cm_linear_acc(x, m, d, b->out_w, b->out_b, d, h);
+        cm_linear_w(x, m, d, b->out_w, b->packed, b->out_b, d, 1, h);
         cm_layernorm(h, m, d, b->ln2_w, b->ln2_b, tc->eps, x);
-        cm_linear(x, m, d, b->fc1_w, b->fc1_b, f, mlp);
+        cm_linear_w(x, m, d, b->fc1_w, b->packed, b->fc1_b, f, 0, mlp);
         cm_activate(mlp, (size_t)m * f, tc->act);
-        cm_linear_acc(mlp, m, f, b->fc2_w, b->fc2_b, d, h);
+        cm_linear_w(mlp, m, f, b->fc2_w, b->packed, b->fc2_b, d, 1, h);
     }
 out:
     cm_free(x);

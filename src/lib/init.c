@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "model.h"
+#include "pool.h"
 
 static int initialised;
 
@@ -60,6 +61,8 @@ void clipmod_shutdown(void)
 
 void clipmod_set_threads(int n)
 {
-    if (n > 0)
+    if (n > 0) {
         openblas_set_num_threads(n);
+        cm_pool_set_threads(n); /* our GEMM and element-wise kernels (src/lib/pool.c) */
+    }
 }

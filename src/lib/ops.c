@@ -10,7 +10,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "ops.h"
+#include "pool.h"
 
 void cm_linear(const float *x, int m, int in, const float *w, const float *b, int out, float *y)
 {
@@ -31,6 +33,21 @@ void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b
         cm_add(y + (size_t)i * out, b, (size_t)out);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, x, in, w, in, 1.0f, y,
                 out);
+}
+
+void cm_linear_w(const float *x, int m, int in, const float *w, int packed, const float *b,
+                 int out, int accumulate, float *y)
+{
+    if (!packed) {
+        if (accumulate)
+            cm_linear_acc(x, m, in, w, b, out, y);
+        else
+            cm_linear(x, m, in, w, b, out, y);
+        return;
+    }
+    const cm_gemm_args g = {.x = x, .m = m, .k = in, .n = out, .p = w, .bias = b,
+                            .accumulate = accumulate, .y = y};
+    cm_gemm_packed(&g);
 }
 
 void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, float eps, float *y)

@@ -19,6 +19,13 @@ void cm_linear(const float *x, int m, int in, const float *w, const float *b, in
 void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b, int out,
                    float *y);
 
+/*
+ * As cm_linear / cm_linear_acc (accumulate = 1), but with `w` packed by cm_gemm
+ * when `packed` (our kernels, threads from the pool), else plain through OpenBLAS.
+ */
+void cm_linear_w(const float *x, int m, int in, const float *w, int packed, const float *b,
+                 int out, int accumulate, float *y);
+
 /* Row-wise LayerNorm with biased variance: y = (x - mean) / sqrt(var + eps) * g + b. */
 void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, float eps,
                   float *y);

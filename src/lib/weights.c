@@ -15,7 +15,10 @@
 #include <string.h>
 
 #include "common.h"
+#include "gemm.h"
 #include "weights.h"
+
+static void pack_blocks(cm_block *blocks, int count, const cm_config *cfg);
 
 typedef struct loader {
     const cm_safetensors *st;
@@ -309,6 +312,7 @@ clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm
             goto out;
     }
     ld.dry = 0;
+    pack_blocks(w->block_store, cfg->vision.layers + (w->has_text ? cfg->text.layers : 0), cfg);
 
     const cm_tensor *ls = cm_safetensors_find(st, "logit_scale");
     float scale = logf(100.0f); /* CLIP's trained value when a sub-model file lacks it */
@@ -332,6 +336,42 @@ out:
     if (rc)
         cm_weights_free(w);
     return rc;
+}
+
+/*
+ * Pack the four matrices of every block in place into cm_gemm's panel layout:
+ * done once here instead of OpenBLAS re-packing them on every call. A block whose
+ * widths are not whole panels (or CLIPMOD_GEMM=openblas) stays unpacked and its
+ * products go through OpenBLAS.
+ */
+static void pack_blocks(cm_block *blocks, int count, const cm_config *cfg)
+{
+    if (cm_gemm_isa_active() == CM_GEMM_OPENBLAS)
+        return;
+    /* The longest row (k) packed is the larger of a tower's width and MLP width. */
+    int widest = 0;
+    const cm_tower_config *towers[2] = {&cfg->vision, &cfg->text};
+    for (int t = 0; t < 2; t++) {
+        widest = towers[t]->mlp > widest ? towers[t]->mlp : widest;
+        widest = towers[t]->width > widest ? towers[t]->width : widest;
+    }
+    float *tmp = cm_alloc((size_t)CM_GEMM_NR * widest * sizeof *tmp);
+    if (!tmp)
+        return; /* still correct, only slower: every product goes through OpenBLAS */
+    for (int l = 0; l < count; l++) {
+        const cm_tower_config *tc = l < cfg->vision.layers ? &cfg->vision : &cfg->text;
+        const int d = tc->width, f = tc->mlp;
+        if ((3 * d) % CM_GEMM_NR || d % CM_GEMM_NR || f % CM_GEMM_NR)
+            continue;
+        cm_block *b = &blocks[l];
+        /* The arena is ours: the const in cm_block only protects it from the forward passes. */
+        cm_gemm_pack_inplace((float *)b->qkv_w, 3 * d, d, tmp);
+        cm_gemm_pack_inplace((float *)b->out_w, d, d, tmp);
+        cm_gemm_pack_inplace((float *)b->fc1_w, f, d, tmp);
+        cm_gemm_pack_inplace((float *)b->fc2_w, d, f, tmp);
+        b->packed = 1;
+    }
+    cm_free(tmp);
 }
 
 void cm_weights_free(cm_weights *w)

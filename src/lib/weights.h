@@ -21,6 +21,9 @@ typedef struct cm_block {
     const float *ln2_w, *ln2_b;
     const float *fc1_w, *fc1_b; /* [F, D], [F] */
     const float *fc2_w, *fc2_b; /* [D, F], [D] */
+    /* 1: qkv_w, out_w, fc1_w and fc2_w are in cm_gemm's panel layout (packed in
+     * place at load, so no unpacked copy stays resident); 0: plain [out, in]. */
+    int packed;
 } cm_block;
 
 typedef struct cm_vision_weights {

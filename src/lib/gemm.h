@@ -1,0 +1,66 @@
+/*
+ * gemm.h - our own fp32 GEMM for the linear layers (internal).
+ *
+ * Owns the packed-weight panel layout and the ISA dispatch. A weight matrix
+ * W[n, k] (Hugging Face's [out, in]) is packed once at load into panels of
+ * CM_GEMM_NR output columns: panel j holds p[kk * NR + c] = W[j * NR + c][kk],
+ * so the micro-kernel reads one contiguous vector row per k step instead of
+ * OpenBLAS re-packing every weight on every call. Kernels: AVX-512F (12x32 tile),
+ * AVX2+FMA (6x16 tile) and portable C, chosen at run time from the CPU, never
+ * from OPENBLAS_CORETYPE. CLIPMOD_GEMM=scalar|avx2|avx512|openblas overrides it.
+ */
+#ifndef CM_GEMM_H
+#define CM_GEMM_H
+
+#include <stddef.h>
+
+#define CM_GEMM_NR 32
+
+typedef enum cm_gemm_isa {
+    CM_GEMM_AUTO = 0,
+    CM_GEMM_SCALAR,
+    CM_GEMM_AVX2,
+    CM_GEMM_AVX512,
+    CM_GEMM_OPENBLAS /* no packing: every product goes through cblas_sgemm */
+} cm_gemm_isa;
+
+/* What one call computes: y[m, n] (+)= x[m, k] . W^T + bias. */
+typedef struct cm_gemm_args {
+    const float *x;
+    int m, k, n;
+    const float *p;    /* packed W */
+    const float *bias; /* [n] or NULL */
+    int accumulate;    /* 1: y += ..., 0: y = ... */
+    float *y;
+} cm_gemm_args;
+
+/* Floats needed to pack an [n, k] matrix (n rounded up to whole panels). */
+size_t cm_gemm_packed_floats(int n, int k);
+
+/* Pack w[n, k] into p (cm_gemm_packed_floats(n, k) floats; padding is zero). */
+void cm_gemm_pack(const float *w, int n, int k, float *p);
+
+/*
+ * Pack w[n, k] in place (no second copy of the weights stays resident), through
+ * `tmp` of CM_GEMM_NR * k floats. Needs n % CM_GEMM_NR == 0; returns 0 when
+ * packed, -1 when it left w alone.
+ */
+int cm_gemm_pack_inplace(float *w, int n, int k, float *tmp);
+
+/* y[m, n] (+)= x . W^T + bias with W packed; threads from the pool. */
+void cm_gemm_packed(const cm_gemm_args *g);
+
+/* The ISA in use (the best the CPU has, unless CLIPMOD_GEMM or cm_gemm_force). */
+cm_gemm_isa cm_gemm_isa_active(void);
+/* Whether this CPU and build can run `isa`. */
+int cm_gemm_isa_supported(cm_gemm_isa isa);
+/* Test hook: force one ISA (CM_GEMM_AUTO returns to detection). */
+void cm_gemm_force(cm_gemm_isa isa);
+const char *cm_gemm_isa_name(cm_gemm_isa isa);
+
+/* Per-ISA panel loops: rows 0..m-1 times panels [p0, p1). */
+void cm_gemm_run_scalar(const cm_gemm_args *g, int p0, int p1);
+void cm_gemm_run_avx2(const cm_gemm_args *g, int p0, int p1);
+void cm_gemm_run_avx512(const cm_gemm_args *g, int p0, int p1);
+
+#endif

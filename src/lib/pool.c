@@ -1,0 +1,121 @@
+/*
+ * pool.c - the library's persistent worker threads.
+ *
+ * Workers are started lazily, the first time work is split, and live until the
+ * process exits (like OpenBLAS's). A run publishes (fn, ctx, ntasks) under a
+ * generation counter; the caller and the workers take task numbers from an
+ * atomic counter, so uneven tasks balance themselves. Workers beyond the current
+ * thread setting wake up but take no tasks, so lowering the setting needs no join.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+#define POOL_MAX 64
+
+static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER; /* one run at a time */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITIALIZER;
+static int started, threads_set, run_threads, pending;
+static unsigned generation;
+static cm_task_fn run_fn;
+static void *run_ctx;
+static int run_n;
+static atomic_int next_task;
+static _Thread_local int in_task; /* nested runs execute inline */
+
+static void drain(void)
+{
+    for (;;) {
+        const int t = atomic_fetch_add(&next_task, 1);
+        if (t >= run_n)
+            return;
+        run_fn(run_ctx, t);
+    }
+}
+
+static void *worker(void *arg)
+{
+    const int idx = (int)(long)arg;
+    unsigned seen = 0;
+    in_task = 1;
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        while (generation == seen)
+            pthread_cond_wait(&wake, &lock);
+        seen = generation;
+        const int active = idx < run_threads - 1;
+        pthread_mutex_unlock(&lock);
+        if (active)
+            drain();
+        pthread_mutex_lock(&lock);
+        pending--;
+        if (pending == 0)
+            pthread_cond_signal(&done);
+    }
+    return NULL;
+}
+
+int cm_pool_threads(void)
+{
+    int n = __atomic_load_n(&threads_set, __ATOMIC_RELAXED);
+    if (n <= 0) {
+        const long online = sysconf(_SC_NPROCESSORS_ONLN);
+        n = online > 0 ? (int)online : 1;
+    }
+    return n < POOL_MAX ? n : POOL_MAX;
+}
+
+void cm_pool_set_threads(int n)
+{
+    if (n > 0)
+        __atomic_store_n(&threads_set, n, __ATOMIC_RELAXED);
+}
+
+/* Start workers up to want-1 (the caller is the other one); keeps what it could start. */
+static void grow(int want)
+{
+    while (started < want - 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int rc = pthread_create(&t, &attr, worker, (void *)(long)started);
+        pthread_attr_destroy(&attr);
+        if (rc != 0)
+            return;
+        started++;
+    }
+}
+
+void cm_pool_run(cm_task_fn fn, void *ctx, int ntasks)
+{
+    const int want = cm_pool_threads();
+    if (ntasks <= 1 || want <= 1 || in_task) {
+        for (int t = 0; t < ntasks; t++)
+            fn(ctx, t);
+        return;
+    }
+    pthread_mutex_lock(&run_lock);
+    pthread_mutex_lock(&lock);
+    grow(want);
+    run_fn = fn;
+    run_ctx = ctx;
+    run_n = ntasks;
+    run_threads = want;
+    atomic_store(&next_task, 0);
+    pending = started;
+    generation++;
+    pthread_cond_broadcast(&wake);
+    pthread_mutex_unlock(&lock);
+    in_task = 1;
+    drain();
+    in_task = 0;
+    pthread_mutex_lock(&lock);
+    while (pending > 0)
+        pthread_cond_wait(&done, &lock);
+    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&run_lock);
+}
