@@ -28,6 +28,8 @@
 
 #include "cli.h"
 #include "progress.h"
+#include "scan_quarantine.h"
+#include "scan_select.h"
 
 /*
  * Installed defaults. The build passes CLIPMOD_DATADIR ("$(pkgdatadir)"); when a
@@ -77,6 +79,13 @@ enum {
     OPT_URL,
     OPT_ALLOW_FETCH,
     OPT_POLICY_SET,
+    OPT_MOVE,
+    OPT_COPY,
+    OPT_EXCLUDE,
+    OPT_INCLUDE,
+    OPT_EXCLUDE_DIR,
+    OPT_INCLUDE_DIR,
+    OPT_LOG,
     OPT_SETTING /* OPT_SETTING + s for engine setting s */
 };
 
@@ -107,6 +116,12 @@ typedef struct scan_opts {
     size_t batch;
     int setting_given[CLIPMOD_SETTING__COUNT];
     uint64_t setting[CLIPMOD_SETTING__COUNT];
+    int infected;          /* -i: print only flagged (and unscanned) inputs */
+    const char *move_dir;  /* --move: flagged files are moved there */
+    const char *copy_dir;  /* --copy: flagged files are copied there */
+    const char *file_list; /* -f: more inputs, one per line */
+    const char *log_file;  /* --log: the report is appended there */
+    scan_select sel;       /* --exclude/--include(-dir) */
 } scan_opts;
 
 /* One input: a path, or the image read from stdin. */
@@ -136,6 +151,8 @@ typedef struct walk_state {
     size_t n_seen, cap_seen;
     size_t dirs, errors;
     size_t skipped_dirs; /* subdirectories left out for want of -r */
+    size_t skipped;      /* files in directories that are not images (sidecars) */
+    size_t excluded;     /* files and directories left out by --exclude/--include */
 } walk_state;
 
 typedef struct tally {
@@ -218,7 +235,23 @@ static void usage(FILE *f)
             "      --allow-fetch NET|HOST  let --url reach a non-public network (CIDR, e.g.\n"
             "                        10.1.0.0/16, ::1/128) or host name; repeatable. Without\n"
             "                        it only public addresses are fetched\n"
+            "  -i, --infected        print only flagged (and unscanned) inputs\n"
+            "      --move DIR        move flagged files into DIR (never overwriting: a\n"
+            "                        taken name gets .001, .002 ...)\n"
+            "      --copy DIR        copy flagged files into DIR, the same way\n"
+            "      --exclude REGEX   skip files whose path matches REGEX (POSIX extended\n"
+            "                        regular expression, as clamscan: '\\.txt$', not '*.txt')\n"
+            "      --include REGEX   scan only files whose path matches REGEX\n"
+            "      --exclude-dir REGEX  do not enter directories whose path matches REGEX\n"
+            "      --include-dir REGEX  enter only directories whose path matches REGEX\n"
+            "                        (all four repeatable; excludes win)\n"
+            "  -f, --file-list FILE  scan the paths listed in FILE, one per line (- for stdin)\n"
+            "      --log FILE        append the results and the summary to FILE\n"
             "  -h, --help            show this help\n"
+            "\n"
+            "Inside directories, files that are not images by their first bytes (a .txt or\n"
+            ".json beside the photos) are skipped and counted as \"Skipped files\"; a file\n"
+            "named on the command line is always scanned.\n"
             "\n"
             "Limits (N is a plain decimal number):\n",
 #ifdef INSTALLED_POLICY
@@ -255,6 +288,32 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+/* The clamscan habits (see scan_select.c and scan_quarantine.c). */
+static int parse_habit(scan_opts *o, int c, const char *arg)
+{
+    switch (c) {
+    case 'i':
+        o->infected = 1;
+        return 0;
+    case 'f':
+        o->file_list = arg;
+        return 0;
+    case OPT_MOVE:
+    case OPT_COPY:
+        if ((c == OPT_MOVE ? o->copy_dir : o->move_dir) != NULL) {
+            fprintf(stderr, "clipmod: --move and --copy exclude each other\n");
+            return -1;
+        }
+        *(c == OPT_MOVE ? &o->move_dir : &o->copy_dir) = arg;
+        return 0;
+    case OPT_LOG:
+        o->log_file = arg;
+        return 0;
+    default:
+        return scan_select_add(&o->sel, c - OPT_EXCLUDE, arg);
+    }
+}
+
 static int parse_options(int argc, char **argv, scan_opts *o)
 {
     static const struct option fixed[] = {
@@ -276,6 +335,15 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         {"allow-fetch", required_argument, NULL, OPT_ALLOW_FETCH},
         {"set", required_argument, NULL, OPT_POLICY_SET},
         {"help", no_argument, NULL, 'h'},
+        {"infected", no_argument, NULL, 'i'},
+        {"move", required_argument, NULL, OPT_MOVE},
+        {"copy", required_argument, NULL, OPT_COPY},
+        {"exclude", required_argument, NULL, OPT_EXCLUDE},
+        {"include", required_argument, NULL, OPT_INCLUDE},
+        {"exclude-dir", required_argument, NULL, OPT_EXCLUDE_DIR},
+        {"include-dir", required_argument, NULL, OPT_INCLUDE_DIR},
+        {"file-list", required_argument, NULL, 'f'},
+        {"log", required_argument, NULL, OPT_LOG},
     };
     enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
     /* The settings' options are named by the library, so a new setting needs no CLI change. */
@@ -292,7 +360,7 @@ static int parse_options(int argc, char **argv, scan_opts *o)
     memset(o, 0, sizeof *o);
     o->batch = DEFAULT_BATCH;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "p:m:rqh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:m:rqhif:", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
             o->policy = optarg;
@@ -368,6 +436,18 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         case 'h':
             usage(stdout);
             return EXIT_CLEAN;
+        case 'i':
+        case 'f':
+        case OPT_MOVE:
+        case OPT_COPY:
+        case OPT_LOG:
+        case OPT_EXCLUDE:
+        case OPT_INCLUDE:
+        case OPT_EXCLUDE_DIR:
+        case OPT_INCLUDE_DIR:
+            if (parse_habit(o, c, optarg))
+                return EXIT_ERROR;
+            break;
         default:
             if (c >= OPT_SETTING && c < OPT_SETTING + CLIPMOD_SETTING__COUNT) {
                 int s = c - OPT_SETTING;
@@ -384,7 +464,7 @@ static int parse_options(int argc, char **argv, scan_opts *o)
             return EXIT_ERROR;
         }
     }
-    if (optind >= argc) {
+    if (optind >= argc && !o->file_list) {
         fprintf(stderr, o->url ? "clipmod: scan: no URL (give URLs, or - to read them)\n"
                                : "clipmod: scan: no input (give files, directories or -)\n");
         return EXIT_ERROR;
@@ -590,6 +670,24 @@ static char *join_path(const char *dir, const char *name)
 }
 
 /*
+ * A file found inside a directory is taken when the patterns select it and its
+ * first bytes are an image's: sidecar files (.txt, .json) are counted, not failed.
+ * An unreadable file is kept so that its error is reported.
+ */
+static int keep_walked_file(walk_state *w, const char *path)
+{
+    if (!scan_select_file(&w->o->sel, path)) {
+        w->excluded++;
+        return 0;
+    }
+    if (scan_sniff_image(path) == 0) {
+        w->skipped++;
+        return 0;
+    }
+    return 1;
+}
+
+/*
  * Add the regular files of directory `dir` (whose stat is `st`) in name order, so
  * that results come out the same on every run; with -r descend into
  * subdirectories. Symbolic links to files are followed; links to directories only
@@ -652,6 +750,15 @@ static int walk(walk_state *w, const char *dir, const struct stat *st)
             continue;
         }
         const struct stat *t = is_link ? &tst : &lst;
+        if (S_ISREG(t->st_mode) && !keep_walked_file(w, path)) {
+            free(path);
+            continue;
+        }
+        if (S_ISDIR(t->st_mode) && !scan_select_dir(&w->o->sel, path)) {
+            w->excluded++;
+            free(path);
+            continue;
+        }
         if (S_ISREG(t->st_mode)) {
             if (push_entry(w->in, path)) {
                 free(path);
@@ -716,7 +823,9 @@ static int collect(const scan_opts *o, char **args, int n_args, entries *in, wal
                 return -1;
             continue;
         }
-        if (stat(a, &st) != 0 || S_ISREG(st.st_mode)) {
+        if ((stat(a, &st) != 0 || S_ISREG(st.st_mode)) && !scan_select_file(&o->sel, a)) {
+            w->excluded++;
+        } else if (stat(a, &st) != 0 || S_ISREG(st.st_mode)) {
             if (push_path(in, a))
                 return -1;
         } else if (S_ISDIR(st.st_mode)) {
@@ -773,14 +882,14 @@ static const char *reason_text(const clipmod_result *r)
     return text;
 }
 
-static void print_flagged(const clipmod_result *r)
+static void print_flagged(FILE *f, const clipmod_result *r)
 {
     const char *top = clipmod_result_top_category(r);
     size_t n = clipmod_result_category_count(r);
     clipmod_category_score c;
     int listed = 0;
 
-    fputs(": FLAGGED", stdout);
+    fputs(": FLAGGED", f);
     /* The deciding category first, then the others that reached their threshold. */
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < n; i++) {
@@ -789,11 +898,11 @@ static void print_flagged(const clipmod_result *r)
             int is_top = top && !strcmp(c.id, top);
             if (is_top != (pass == 0))
                 continue;
-            printf("%s %s (score %.2f >= %.2f)", listed ? "," : "", c.id, c.score, c.threshold);
+            fprintf(f, "%s %s (score %.2f >= %.2f)", listed ? "," : "", c.id, c.score, c.threshold);
             listed++;
         }
     }
-    printf(" -> %s\n", clipmod_action_name(clipmod_result_action(r)));
+    fprintf(f, " -> %s\n", clipmod_action_name(clipmod_result_action(r)));
 }
 
 /*
@@ -816,7 +925,9 @@ static void print_explain(const clipmod_result *r)
         const int hit = c.score >= c.threshold;
         printf("    %-16s score %.3f %s %.3f (%+.3f)  cosine %.3f  %s%s\n", c.id, c.score,
                hit ? ">=" : "< ", c.threshold, c.margin, c.cosine, clipmod_action_name(c.action),
-               c.flagged ? "  FLAGGED" : hit ? "  hit (watched)" : "");
+               c.flagged ? "  FLAGGED"
+               : hit     ? "  hit (watched)"
+                         : "");
         json_t *prompts = json_object_get(json_array_get(cats, i), "top_prompts");
         size_t k;
         json_t *p;
@@ -844,7 +955,8 @@ static void print_explain(const clipmod_result *r)
     clipmod_free(json);
 }
 
-static int print_result(const scan_opts *o, const clipmod_result *r)
+/* One result to f (stdout or the --log file; --explain details go to stdout only). */
+static int print_result_to(FILE *f, const scan_opts *o, const clipmod_result *r)
 {
     clipmod_state state = clipmod_result_state(r);
 
@@ -852,26 +964,34 @@ static int print_result(const scan_opts *o, const clipmod_result *r)
         char *line = clipmod_result_to_json(r, o->explain);
         if (!line)
             return -1;
-        puts(line);
+        fprintf(f, "%s\n", line);
         clipmod_free(line);
         return 0;
     }
-    put_name(stdout, clipmod_result_name(r));
+    put_name(f, clipmod_result_name(r));
     if (state == CLIPMOD_STATE_UNSCANNED) {
         const char *text = reason_text(r);
-        printf(": unscanned (%s%s", clipmod_reason_name(clipmod_result_reason(r)),
-               *text ? ": " : "");
-        put_name(stdout, text);
-        fputs(")\n", stdout);
+        fprintf(f, ": unscanned (%s%s", clipmod_reason_name(clipmod_result_reason(r)),
+                *text ? ": " : "");
+        put_name(f, text);
+        fputs(")\n", f);
         return 0;
     }
     if (state == CLIPMOD_STATE_FLAGGED)
-        print_flagged(r);
+        print_flagged(f, r);
     else
-        fputs(": clean\n", stdout);
-    if (o->explain)
+        fputs(": clean\n", f);
+    if (o->explain && f == stdout)
         print_explain(r);
     return 0;
+}
+
+/* -i leaves out clean inputs, as clamscan's --infected; problems are still shown. */
+static int print_result(const scan_opts *o, const clipmod_result *r)
+{
+    if (o->infected && clipmod_result_state(r) == CLIPMOD_STATE_CLEAN)
+        return 0;
+    return print_result_to(stdout, o, r);
 }
 
 static int hook_code(const clipmod_result *r)
@@ -927,6 +1047,8 @@ static void print_summary(FILE *f, const scan_opts *o, const clipmod_engine *eng
     fprintf(f, "Scanned files: %zu\n", t->clean + t->flagged);
     fprintf(f, "Flagged files: %zu\n", t->flagged);
     fprintf(f, "Unscanned files: %zu\n", t->unscanned);
+    fprintf(f, "Skipped files: %zu\n", w->skipped);
+    fprintf(f, "Excluded: %zu\n", w->excluded);
     fprintf(f, "Errors: %zu\n", t->errors);
     fprintf(f, "Time: %.3f sec (%ld m %ld s)\n", seconds, whole / 60, whole % 60);
     if (files && scan_s > 0)
@@ -1066,6 +1188,53 @@ static void scan_batch(const clipmod_engine *engine, const entries *in, size_t s
     }
 }
 
+/*
+ * What happens to one result besides its line: the --log copy, and a flagged
+ * file's --move/--copy. A failed move counts as an error (the file stays put).
+ */
+static void handle_result(const scan_opts *o, const clipmod_result *r, const entry *e, FILE *log,
+                          tally *t)
+{
+    if (log && print_result_to(log, o, r) != 0)
+        t->errors++;
+    if (clipmod_result_state(r) != CLIPMOD_STATE_FLAGGED || !e->path || o->url)
+        return;
+    if (o->move_dir || o->copy_dir) {
+        const char *dir = o->move_dir ? o->move_dir : o->copy_dir;
+        if (scan_quarantine(e->path, dir, o->move_dir != NULL, o->quiet || o->json) != 0)
+            t->errors++;
+    }
+}
+
+/* --file-list: its paths are inputs like the arguments, after them. */
+static int collect_file_list(const scan_opts *o, entries *in, walk_state *w)
+{
+    size_t n;
+    char **list = scan_file_list(o->file_list, &n);
+    int rc;
+
+    if (!list) {
+        w->errors++;
+        return 0;
+    }
+    rc = collect(o, list, (int)n, in, w);
+    scan_file_list_free(list);
+    return rc;
+}
+
+/* clamscan's --log: the report appended, with a line saying when it began. */
+static FILE *open_log(const scan_opts *o)
+{
+    FILE *log = fopen(o->log_file, "a");
+    if (!log) {
+        fprintf(stderr, "clipmod: --log %s: %s\n", o->log_file, strerror(errno));
+        return NULL;
+    }
+    fputs("-------------------------------------------------------------------------------\n\n",
+          log);
+    return log;
+}
+
 static int exit_status(const scan_opts *o, const tally *t)
 {
     if (t->flagged)
@@ -1087,11 +1256,13 @@ int cmd_scan(int argc, char **argv)
     clipmod_engine *engine = NULL;
     clipmod_input *inputs = NULL;
     clipmod_result **results = NULL;
+    FILE *log = NULL;
     double t0 = progress_now(), t_scan;
     int rc = parse_options(argc, argv, &o);
 
     if (rc != CLI_GO_ON) {
         free(o.allow_fetch);
+        scan_select_free(&o.sel);
         return rc;
     }
     rc = EXIT_ERROR;
@@ -1113,7 +1284,10 @@ int cmd_scan(int argc, char **argv)
         o.policy = cli_default_policy(model);
     if (!(engine = build_engine(&o, model)))
         goto out;
-    if (collect(&o, argv + optind, argc - optind, &in, &w)) {
+    if (o.log_file && !(log = open_log(&o)))
+        goto out;
+    if (collect(&o, argv + optind, argc - optind, &in, &w) ||
+        (o.file_list && collect_file_list(&o, &in, &w))) {
         fprintf(stderr, "clipmod: out of memory\n");
         goto out;
     }
@@ -1155,6 +1329,8 @@ int cmd_scan(int argc, char **argv)
                 t.unscanned++;
             }
             int failed = o.hook ? print_hook(&o, r) : print_result(&o, r);
+            if (!o.hook)
+                handle_result(&o, r, &in.v[start + i], log, &t);
             if (o.hook && !failed)
                 rc = hook_code(r);
             clipmod_result_free(r);
@@ -1174,6 +1350,8 @@ int cmd_scan(int argc, char **argv)
     if (!o.hook && !o.quiet)
         print_summary(o.json ? stderr : stdout, &o, engine, model, &w, &t, progress_now() - t0,
                       progress_now() - t_scan);
+    if (log)
+        print_summary(log, &o, engine, model, &w, &t, progress_now() - t0, progress_now() - t_scan);
     if (!o.hook)
         rc = exit_status(&o, &t);
     else if (t.errors)
@@ -1191,5 +1369,10 @@ out:
     clipmod_engine_free(engine);
     clipmod_model_free(model);
     free(o.allow_fetch);
+    scan_select_free(&o.sel);
+    if (log && fclose(log) != 0) {
+        fprintf(stderr, "clipmod: --log %s: %s\n", o.log_file, strerror(errno));
+        rc = EXIT_ERROR;
+    }
     return rc;
 }
