@@ -60,7 +60,7 @@ cs() {
 
 cs 0 --config-file="$W/tcp.conf" --ping 1
 cs 0 --config-file="$W/tcp.conf" --version
-grep -q '^clipmodd 0\.[0-9.]*/daemon test$' "$W/out" || fail "VERSION: $(cat "$W/out")"
+grep -q '^clipmod 0\.[0-9.]*/1/daemon test$' "$W/out" || fail "VERSION: $(cat "$W/out")"
 
 # INSTREAM over TCP: flagged, clean, oversized.
 cs 1 --config-file="$W/tcp.conf" --stream "$W/files/hi.png"
@@ -121,7 +121,7 @@ def stream(img, cmd=b"zINSTREAM\0", chunk=8192):
 assert talk(b"zPING\0") == b"PONG\0"
 assert talk(b"nPING\n") == b"PONG\n"
 assert talk(b"PING\n") == b"PONG\n"
-assert talk(b"zVERSION\0").startswith(b"clipmodd ")
+assert talk(b"zVERSION\0").startswith(b"clipmod 0.")
 assert b"INSTREAM" in talk(b"nVERSIONCOMMANDS\n")
 assert talk(stream(hi)) == b"stream: Clipmod.cat FOUND\0", talk(stream(hi))
 assert talk(stream(lo, b"nINSTREAM\n")) == b"stream: OK\n"
@@ -132,7 +132,7 @@ replies = talk(session).split(b"\0")
 assert replies[0] == b"1: PONG", replies
 assert replies[1] == b"2: stream: Clipmod.cat FOUND", replies
 assert replies[2] == b"3: stream: OK", replies
-assert replies[3].startswith(b"4: clipmodd "), replies
+assert replies[3].startswith(b"4: clipmod 0."), replies
 # A link inside the roots to a file outside them is refused (clamdscan skips links
 # itself, so it is sent raw).
 esc = sys.argv[4].encode()

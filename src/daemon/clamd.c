@@ -6,7 +6,8 @@
  * INSTREAM (chunks of a 4-byte network-order length and data, ended by a zero
  * length, capped by clamd.stream-max-length), FILDES (unix socket only), SCAN,
  * CONTSCAN and MULTISCAN (paths inside clamd.roots), IDSESSION/END (numbered
- * replies "N: stream: OK"), and RELOAD (as SIGHUP). Commands are prefixed with
+ * replies "N: stream: OK"), RELOAD (as SIGHUP), STATS (clamd's layout, our
+ * workers, queue and heap) and SHUTDOWN (as SIGTERM; unix socket only). Commands are prefixed with
  * 'z' (NUL-terminated) or 'n' (newline-terminated), or unprefixed (newline; not
  * IDSESSION, as in clamd), and replies use the same terminator, as clamd does.
  * Parsing and stream framing are in clamd_proto.c; this file does the I/O.
@@ -35,9 +36,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +176,54 @@ static void label_of(const char *s, char *out, size_t len)
 /* Verdicts                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* The top category's score and threshold (the highest score when none is named). */
+static void top_score(const clipmod_result *r, double *score, double *threshold)
+{
+    const char *top = clipmod_result_top_category(r);
+    size_t n = clipmod_result_category_count(r);
+    double best = -1.0;
+
+    *score = 0.0;
+    *threshold = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        clipmod_category_score cs;
+        memset(&cs, 0, sizeof cs);
+        if (clipmod_result_category(r, i, &cs) != CLIPMOD_OK || !cs.id)
+            continue;
+        int named = top && *top && !strcmp(cs.id, top);
+        if (named || (!(top && *top) && cs.score > best)) {
+            best = cs.score;
+            *score = cs.score;
+            *threshold = cs.threshold;
+            if (named)
+                return;
+        }
+    }
+}
+
+/*
+ * One log line per verdict given over the clamd protocol, as clamd logs every FOUND:
+ * clamd clients (rspamd, amavis, Nextcloud) keep no record of why a file was refused.
+ */
+static void log_verdict(const conn *k, const char *lab, const clipmod_result *r, const char *ans)
+{
+    double score, threshold;
+    clipmod_engine *e = reload_acquire();
+    const char *top = clipmod_result_top_category(r);
+
+    top_score(r, &score, &threshold);
+    dlog(DLOG_INFO, "clamd verdict", LF_S("source", lab), LF_S("peer", k->peer), LF_S("reply", ans),
+         LF_S("state", clipmod_state_name(clipmod_result_state(r))),
+         LF_S("category", top ? top : ""), LF_F("score", score), LF_F("threshold", threshold),
+         LF_S("action", clipmod_action_name(clipmod_result_action(r))),
+         LF_S("reason", clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED
+                            ? clipmod_reason_name(clipmod_result_reason(r))
+                            : ""),
+         LF_S("policy", e ? clipmod_engine_policy_name(e) : ""),
+         LF_I("generation", reload_generation()), LF_END);
+    clipmod_engine_free(e);
+}
+
 /* Reply for one result; *found / *errors count. */
 static int verdict(conn *k, const char *label, const clipmod_result *r, int *found, int *errors)
 {
@@ -184,21 +235,28 @@ static int verdict(conn *k, const char *label, const clipmod_result *r, int *fou
     case CLIPMOD_STATE_FLAGGED:
         if (clipmod_result_action(r) >= c->clamd_found_at) {
             (*found)++;
+            log_verdict(k, lab, r, "FOUND");
             return reply(k, "%s: Clipmod.%s FOUND", lab, clipmod_result_top_category(r));
         }
+        log_verdict(k, lab, r, "OK");
         return reply(k, "%s: OK", lab);
     case CLIPMOD_STATE_UNSCANNED: {
         const char *why = clipmod_reason_name(clipmod_result_reason(r));
         if (c->clamd_unscanned == UNSCANNED_FOUND) {
             (*found)++;
+            log_verdict(k, lab, r, "FOUND");
             return reply(k, "%s: Clipmod.Unscanned.%s FOUND", lab, why);
         }
-        if (c->clamd_unscanned == UNSCANNED_OK)
+        if (c->clamd_unscanned == UNSCANNED_OK) {
+            log_verdict(k, lab, r, "OK");
             return reply(k, "%s: OK", lab);
+        }
         (*errors)++;
+        log_verdict(k, lab, r, "ERROR");
         return reply(k, "%s: Clipmod.Unscanned.%s ERROR", lab, why);
     }
     default:
+        log_verdict(k, lab, r, "OK");
         return reply(k, "%s: OK", lab);
     }
 }
@@ -646,9 +704,56 @@ static int cmd_scan(conn *k, const char *arg, int stop_at_found)
 static void version_text(char *out, size_t len)
 {
     clipmod_engine *e = reload_acquire();
-    snprintf(out, len, "clipmodd %s/%s", CLIPMOD_VERSION_STRING,
+    /* clamd: "ClamAV VERSION/DB-VERSION/DB-TIME"; ours: the policy's generation and name. */
+    snprintf(out, len, "clipmod %s/%lu/%s", CLIPMOD_VERSION_STRING, reload_generation(),
              e ? clipmod_engine_policy_name(e) : "");
     clipmod_engine_free(e);
+}
+
+/*
+ * STATS in clamd's layout (clamd's thrmgr_printstats): POOLS, STATE, THREADS,
+ * QUEUE, MEMSTATS, then END, the lines separated by newlines and the last one
+ * ended by the command's terminator. The numbers are ours: the scan workers are
+ * the pool's threads, the batcher's queue its queue, glibc's mallinfo2 the memory.
+ */
+static int cmd_stats(conn *k)
+{
+    size_t waiting = 0, running = 0, capacity = 0;
+    unsigned max = C.c->workers + C.c->url_workers;
+    unsigned live;
+    struct mallinfo2 mi = mallinfo2();
+    const double mb = 1024.0 * 1024.0;
+
+    metrics_queue_get(&waiting, &running, &capacity);
+    live = running < max ? (unsigned)running : max;
+    return reply(k,
+                 "POOLS: 1\n\nSTATE: VALID PRIMARY\n"
+                 "THREADS: live %u  idle %u max %u idle-timeout %u\n"
+                 "QUEUE: %zu items\n\n"
+                 "MEMSTATS: heap %.3fM mmap %.3fM used %.3fM free %.3fM releasable %.3fM "
+                 "pools 1 pools_used %.3fM pools_total %.3fM\nEND",
+                 live, max - live, max, C.c->clamd_idle_timeout_s, waiting, (double)mi.arena / mb,
+                 (double)mi.hblkhd / mb, (double)mi.uordblks / mb, (double)mi.fordblks / mb,
+                 (double)mi.keepcost / mb, (double)(mi.uordblks + mi.hblkhd) / mb,
+                 (double)(mi.arena + mi.hblkhd) / mb);
+}
+
+/*
+ * SHUTDOWN stops the daemon as SIGTERM does (main's sigwait receives it; requests
+ * in flight are answered). clamd obeys anyone who can connect; here only the unix
+ * socket, whose file mode (clamd.unix-socket-mode) says who may, is obeyed: on TCP
+ * any local user or, with a non-loopback address, any host could stop the service.
+ */
+static void cmd_shutdown(conn *k)
+{
+    if (!k->is_unix) {
+        dlog(DLOG_WARN, "clamd: SHUTDOWN refused on TCP (unix socket only)", LF_S("peer", k->peer),
+             LF_END);
+        reply(k, "SHUTDOWN is accepted on the unix socket only. ERROR");
+        return;
+    }
+    dlog(DLOG_INFO, "clamd: SHUTDOWN received: stopping", LF_S("peer", k->peer), LF_END);
+    kill(getpid(), SIGTERM);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -679,7 +784,7 @@ static int dispatch(conn *k, const clamd_line *line)
         version_text(ver, sizeof ver);
         reply(k,
               "%s| COMMANDS: SCAN CONTSCAN MULTISCAN INSTREAM FILDES PING VERSION "
-              "VERSIONCOMMANDS IDSESSION END RELOAD",
+              "VERSIONCOMMANDS IDSESSION END RELOAD STATS SHUTDOWN",
               ver);
         break;
     case CLAMD_INSTREAM:
@@ -708,6 +813,12 @@ static int dispatch(conn *k, const clamd_line *line)
     case CLAMD_RELOAD:
         reload_request();
         reply(k, "RELOADING");
+        return 0;
+    case CLAMD_STATS:
+        cmd_stats(k);
+        break;
+    case CLAMD_SHUTDOWN:
+        cmd_shutdown(k);
         return 0;
     default:
         if (cmd.kind == CLAMD_UNKNOWN && !strcmp(cmd.name, "IDSESSION") && !line->prefixed)

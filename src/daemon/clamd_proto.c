@@ -78,6 +78,9 @@ static const struct {
     {"IDSESSION", CLAMD_IDSESSION, 0, 0, 0},
     {"END", CLAMD_END, 0, 1, 1},
     {"RELOAD", CLAMD_RELOAD, 0, 1, 0},
+    /* clamd answers STATS inside a session too; SHUTDOWN there would end others' work. */
+    {"STATS", CLAMD_STATS, 0, 1, 1},
+    {"SHUTDOWN", CLAMD_SHUTDOWN, 0, 1, 0},
 };
 
 void clamd_classify(const clamd_line *l, int in_session, clamd_command *out)

@@ -63,6 +63,8 @@ typedef enum {
     CLAMD_IDSESSION,
     CLAMD_END,
     CLAMD_RELOAD,
+    CLAMD_STATS,
+    CLAMD_SHUTDOWN,
     CLAMD_IN_SESSION_INVALID /* "Command invalid inside IDSESSION. ERROR" */
 } clamd_kind;
 

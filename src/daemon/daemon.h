@@ -162,6 +162,8 @@ void metrics_clamd(const char *command);
 void metrics_reload(int ok);
 /* Current queue state, for the gauges. */
 void metrics_queue(size_t waiting, size_t running, size_t capacity);
+/* The last values given to metrics_queue (clamd's STATS). */
+void metrics_queue_get(size_t *waiting, size_t *running, size_t *capacity);
 /* The Prometheus text exposition; caller frees. */
 char *metrics_render(void);
 

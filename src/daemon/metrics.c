@@ -30,7 +30,8 @@ static const char *const endpoints[] = {"/v1/scan", "/v1/scan-url", "/v1/health"
 #define N_ENDPOINTS (sizeof endpoints / sizeof endpoints[0])
 static const char *const commands[] = {"PING",      "VERSION", "VERSIONCOMMANDS", "INSTREAM",
                                        "FILDES",    "SCAN",    "CONTSCAN",        "MULTISCAN",
-                                       "IDSESSION", "END",     "RELOAD",          "other"};
+                                       "IDSESSION", "END",     "RELOAD",          "STATS",
+                                       "SHUTDOWN",  "other"};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 static const char *const rejections[] = {"queue-full", "deadline", "shutdown", "body-memory",
                                          "header-timeout"};
@@ -49,9 +50,22 @@ typedef struct histogram {
     double sum;
 } histogram;
 
+/*
+ * Flagged inputs per category (clipmod_flagged_total). Category ids come from the
+ * policy, which a reload may change, so the table is open; past its size further
+ * ids are counted under "other" rather than growing without bound.
+ */
+#define MAX_FLAGGED 64
+typedef struct flagged_count {
+    char id[64];
+    unsigned long long n;
+} flagged_count;
+
 static struct {
     pthread_mutex_t lock;
     double start;
+    flagged_count flagged[MAX_FLAGGED + 1]; /* the last slot is "other" */
+    size_t n_flagged;
     unsigned long long scans[3][5]; /* state x action */
     unsigned long long unscanned[CLIPMOD_REASON__COUNT];
     histogram latency[IFACE__COUNT];
@@ -80,6 +94,46 @@ static void observe(histogram *h, const double *bounds, size_t nb, double v)
     h->sum += v;
 }
 
+/* Count one flagged category; the caller holds the lock. */
+static void count_flagged(const char *id)
+{
+    size_t i = 0;
+    for (; i < m.n_flagged; i++)
+        if (!strncmp(m.flagged[i].id, id, sizeof m.flagged[i].id - 1))
+            break;
+    if (i == m.n_flagged) {
+        if (m.n_flagged == MAX_FLAGGED) {
+            i = MAX_FLAGGED;
+            snprintf(m.flagged[i].id, sizeof m.flagged[i].id, "%s", "other");
+        } else {
+            snprintf(m.flagged[i].id, sizeof m.flagged[i].id, "%s", id);
+            m.n_flagged++;
+        }
+    }
+    m.flagged[i].n++;
+}
+
+/* Every flagged category of a flagged result, counted under the lock. */
+static void flagged_categories(const clipmod_result *r)
+{
+    size_t n = clipmod_result_category_count(r);
+    for (size_t i = 0; i < n; i++) {
+        clipmod_category_score cs;
+        memset(&cs, 0, sizeof cs);
+        if (clipmod_result_category(r, i, &cs) == CLIPMOD_OK && cs.flagged && cs.id)
+            count_flagged(cs.id);
+    }
+}
+
+void metrics_queue_get(size_t *waiting, size_t *running, size_t *capacity)
+{
+    pthread_mutex_lock(&m.lock);
+    *waiting = m.waiting;
+    *running = m.running;
+    *capacity = m.capacity;
+    pthread_mutex_unlock(&m.lock);
+}
+
 void metrics_result(const clipmod_result *r)
 {
     clipmod_state s = clipmod_result_state(r);
@@ -91,6 +145,8 @@ void metrics_result(const clipmod_result *r)
         m.scans[s][a]++;
     if (s == CLIPMOD_STATE_UNSCANNED && (unsigned)why < CLIPMOD_REASON__COUNT)
         m.unscanned[why]++;
+    if (s == CLIPMOD_STATE_FLAGGED)
+        flagged_categories(r);
     pthread_mutex_unlock(&m.lock);
 }
 
@@ -255,6 +311,38 @@ static unsigned long long rss_bytes(void)
     return resident * (unsigned long long)sysconf(_SC_PAGESIZE);
 }
 
+/* A label value in the exposition format: backslash, double quote and newline escaped. */
+static void label_escape(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *in && o + 3 < len; in++) {
+        if (*in == '\\' || *in == '"' || *in == '\n') {
+            out[o++] = '\\';
+            out[o++] = *in == '\n' ? 'n' : *in;
+        } else {
+            out[o++] = *in;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* clipmod_flagged_total{category}: the caller holds the lock. */
+static void render_flagged(buf *b)
+{
+    char esc[2 * sizeof m.flagged[0].id + 4];
+
+    help(b, "clipmod_flagged_total", "counter",
+         "Flagged inputs by category (an input flagged for two categories counts in both).");
+    for (size_t i = 0; i <= MAX_FLAGGED; i++) {
+        if (i >= m.n_flagged && i < MAX_FLAGGED)
+            continue;
+        if (!m.flagged[i].n)
+            continue;
+        label_escape(m.flagged[i].id, esc, sizeof esc);
+        bprintf(b, "clipmod_flagged_total{category=\"%s\"} %llu\n", esc, m.flagged[i].n);
+    }
+}
+
 char *metrics_render(void)
 {
     buf b = {0};
@@ -273,6 +361,7 @@ char *metrics_render(void)
                     clipmod_state_name((clipmod_state)s), clipmod_action_name((clipmod_action)a),
                     m.scans[s][a]);
         }
+    render_flagged(&b);
     help(&b, "clipmodd_unscanned_total", "counter", "Inputs not scanned, by reason.");
     for (int r = 1; r < CLIPMOD_REASON__COUNT; r++)
         bprintf(&b, "clipmodd_unscanned_total{reason=\"%s\"} %llu\n",
