@@ -43,7 +43,7 @@ static int size_shift(const char *u, unsigned *shift)
     /* "MB", "MiB" and "M" all mean the binary multiple; so do "B" and "". */
     if (n && (u[n - 1] == 'b' || u[n - 1] == 'B'))
         n--;
-    if (n == 3 && (u[1] == 'i' || u[1] == 'I'))
+    if (n == 2 && (u[1] == 'i' || u[1] == 'I'))
         n = 1;
     if (n > 1)
         return -1;

@@ -126,13 +126,16 @@ int cm_yread_strlist(const cm_ynode *v, const char *what, size_t max, const cm_y
                      const char ***out, size_t *n);
 
 /*
- * Check that `map` is a mapping whose keys are plain strings from allowed[0..n),
- * each at most once. Reports every other key as
- * "unknown key 'x' <where> (did you mean 'y'?); allowed: a, b, c" and duplicates as
- * "duplicate key 'x' <where> (first at line L)". Returns the number of problems.
+ * Check that `map` is a mapping whose keys are plain strings from allowed[0..n)
+ * (n <= 64), each at most once. Reports every other key as
+ * "unknown key 'x' <where> (did you mean 'y'?); allowed: a, b, c", a duplicate as
+ * "duplicate key 'x' (first at line L, column C)" and a non-string key as
+ * "keys must be strings, not ...". When keys/vals are not NULL (arrays of n), they
+ * receive each allowed key's key and value node (NULL when absent). Returns the
+ * number of problems (0 for a node that is not a mapping; -1 when n > 64).
  */
 int cm_ycheck_keys(const cm_ynode *map, const char *where, const char *const *allowed, size_t n,
-                   const cm_yreport *rep);
+                   const cm_ynode **keys, const cm_ynode **vals, const cm_yreport *rep);
 
 /* ---- a ready-made problem list ------------------------------------------ */
 
