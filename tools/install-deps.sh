@@ -32,6 +32,7 @@ apt-get install -y -qq --no-install-recommends \
     fonts-noto-color-emoji unicode-cldr-core \
     chromium \
     clang libclang-rt-14-dev \
+    clang-format \
     strace time \
     >/dev/null
 echo "install-deps.sh: done"
