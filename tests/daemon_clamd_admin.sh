@@ -5,7 +5,8 @@
 # VERSIONCOMMANDS listing STATS and SHUTDOWN; VERSION as "clipmod VERSION/GEN/POLICY";
 # one log line per verdict given over the protocol (source, category, score,
 # threshold, policy, generation); clipmod_flagged_total{category} on /metrics; and
-# SHUTDOWN: refused on TCP, obeyed on the unix socket with a clean stop (exit 0).
+# SHUTDOWN: refused on TCP, obeyed on the unix socket with a clean stop (exit 0);
+# a missing model's error naming `clipmod model fetch` / `clipmod model use`.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/daemon_lib.sh"
 
 W="$CLIPMOD_WORK/daemon_clamd_admin"
@@ -86,6 +87,8 @@ EOF
 grep 'msg="clamd verdict"' "$LOG" | grep 'reply=FOUND' | grep 'category=cat' |
     grep 'score=' | grep 'threshold=' | grep 'policy="daemon test"' | grep -q 'generation=1' ||
     fail "no log line for the FOUND verdict: $(grep clamd "$LOG" | tail -n 5)"
+grep 'msg="clamd verdict"' "$LOG" | grep 'reply=FOUND' | grep -Eq 'fingerprint=[0-9a-f]{12} ' ||
+    fail "the verdict's log line has no policy fingerprint: $(grep clamd "$LOG" | tail -n 2)"
 grep 'msg="clamd verdict"' "$LOG" | grep 'reply=OK' | grep -q 'source=' ||
     fail "no log line for the OK verdict: $(grep clamd "$LOG" | tail -n 5)"
 
@@ -119,4 +122,19 @@ set -e
 [ "$rc" -eq 0 ] || fail "clipmodd exited $rc after SHUTDOWN: $(tail -n 5 "$LOG")"
 grep -q 'SHUTDOWN' "$LOG" || fail "SHUTDOWN is not logged"
 [ ! -e "$W/clamd.sock" ] || fail "the unix socket must be removed after SHUTDOWN"
+# A missing model: the error names the commands that install one or make it the default.
+cat >"$W/nomodel.yaml" <<EOF
+model: $W/no-such-model
+policy: $W/p.yaml
+http:
+  listen: 127.0.0.1:0
+EOF
+set +e
+"$CLIPMODD" -c "$W/nomodel.yaml" >"$W/nomodel.log" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "clipmodd without its model exited $rc, not 1: $(cat "$W/nomodel.log")"
+grep 'model not loaded' "$W/nomodel.log" | grep "clipmod model fetch NAME" |
+    grep -q "clipmod model use NAME" ||
+    fail "the missing-model error does not name the commands to run: $(cat "$W/nomodel.log")"
 echo "daemon_clamd_admin: ok"

@@ -210,6 +210,12 @@ static void log_verdict(const conn *k, const char *lab, const clipmod_result *r,
     double score, threshold;
     clipmod_engine *e = reload_acquire();
     const char *top = clipmod_result_top_category(r);
+    const char *fp = e ? clipmod_engine_policy_fingerprint(e) : NULL;
+    char fp12[13] = "";
+
+    /* The first 12 hex digits name a policy version as a short git hash does. */
+    if (fp)
+        snprintf(fp12, sizeof fp12, "%s", fp);
 
     top_score(r, &score, &threshold);
     dlog(DLOG_INFO, "clamd verdict", LF_S("source", lab), LF_S("peer", k->peer), LF_S("reply", ans),
@@ -219,7 +225,7 @@ static void log_verdict(const conn *k, const char *lab, const clipmod_result *r,
          LF_S("reason", clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED
                             ? clipmod_reason_name(clipmod_result_reason(r))
                             : ""),
-         LF_S("policy", e ? clipmod_engine_policy_name(e) : ""),
+         LF_S("policy", e ? clipmod_engine_policy_name(e) : ""), LF_S("fingerprint", fp12),
          LF_I("generation", reload_generation()), LF_END);
     clipmod_engine_free(e);
 }

@@ -91,7 +91,12 @@ int reload_init(const dconfig *c)
     if (c->threads)
         clipmod_set_threads(c->threads);
     if (clipmod_model_load(c->model, c->merges, &model, err)) {
-        dlog(DLOG_ERROR, "model not loaded", LF_S("model", c->model), LF_S("error", err), LF_END);
+        /* A new user's first start: say which command puts a model where we look. */
+        dlog(DLOG_ERROR, "model not loaded", LF_S("model", c->model), LF_S("error", err),
+             LF_S("hint", "install one with 'clipmod model fetch NAME' (clipmod model list "
+                          "names them), or make an installed one the default with "
+                          "'clipmod model use NAME', or give --model DIR"),
+             LF_END);
         return -1;
     }
     if (!clipmod_model_has_text(model)) {
