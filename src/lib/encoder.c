@@ -17,7 +17,8 @@ clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *
     float *x = cm_alloc((size_t)m * d * sizeof *x);
     float *qkv = cm_alloc((size_t)m * 3 * d * sizeof *qkv);
     float *mlp = cm_alloc((size_t)m * f * sizeof *mlp);
-    float *scores = cm_alloc((size_t)seq->max_len * seq->max_len * sizeof *scores);
+    /* One t*t slice per head: attention runs its heads in parallel. */
+    float *scores = cm_alloc((size_t)tc->heads * seq->max_len * seq->max_len * sizeof *scores);
     clipmod_error rc = CLIPMOD_OK;
 
     if (!x || !qkv || !mlp || !scores) {
@@ -28,9 +29,8 @@ clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *
         const cm_block *b = &blocks[l];
         cm_layernorm(h, m, d, b->ln1_w, b->ln1_b, tc->eps, x);
         cm_linear_w(x, m, d, b->qkv_w, b->packed, b->qkv_b, 3 * d, 0, qkv);
-        for (int s = 0; s < seq->count; s++)
-            cm_attention(qkv + (size_t)seq->start[s] * 3 * d, seq->len[s], d, tc->heads, causal,
-                         scores, x + (size_t)seq->start[s] * d);
+        cm_attention_seqs(qkv, seq->start, seq->len, seq->count, seq->max_len, d, tc->heads, causal,
+                          scores, x);
         cm_linear_w(x, m, d, b->out_w, b->packed, b->out_b, d, 1, h);
         cm_layernorm(h, m, d, b->ln2_w, b->ln2_b, tc->eps, x);
         cm_linear_w(x, m, d, b->fc1_w, b->packed, b->fc1_b, f, 0, mlp);

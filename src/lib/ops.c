@@ -35,8 +35,8 @@ void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b
                 out);
 }
 
-void cm_linear_w(const float *x, int m, int in, const float *w, int packed, const float *b,
-                 int out, int accumulate, float *y)
+void cm_linear_w(const float *x, int m, int in, const float *w, int packed, const float *b, int out,
+                 int accumulate, float *y)
 {
     if (!packed) {
         if (accumulate)
@@ -45,14 +45,15 @@ void cm_linear_w(const float *x, int m, int in, const float *w, int packed, cons
             cm_linear(x, m, in, w, b, out, y);
         return;
     }
-    const cm_gemm_args g = {.x = x, .m = m, .k = in, .n = out, .p = w, .bias = b,
-                            .accumulate = accumulate, .y = y};
+    const cm_gemm_args g = {
+        .x = x, .m = m, .k = in, .n = out, .p = w, .bias = b, .accumulate = accumulate, .y = y};
     cm_gemm_packed(&g);
 }
 
-void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, float eps, float *y)
+static void layernorm_rows(const float *x, int i0, int i1, int d, const float *g, const float *b,
+                           float eps, float *y)
 {
-    for (int i = 0; i < m; i++) {
+    for (int i = i0; i < i1; i++) {
         const float *xr = x + (size_t)i * d;
         float *yr = y + (size_t)i * d;
         double sum = 0.0, sq = 0.0;
@@ -68,6 +69,28 @@ void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, 
         for (int j = 0; j < d; j++)
             yr[j] = (xr[j] - fm) * inv * g[j] + b[j];
     }
+}
+
+typedef struct ln_job {
+    const float *x, *g, *b;
+    int m, d, tasks;
+    float eps;
+    float *y;
+} ln_job;
+
+static void ln_task(void *ctx, int t)
+{
+    const ln_job *j = ctx;
+    layernorm_rows(j->x, j->m * t / j->tasks, j->m * (t + 1) / j->tasks, j->d, j->g, j->b, j->eps,
+                   j->y);
+}
+
+/* Rows are independent: split them over the pool (the profile had LayerNorm single-threaded). */
+void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, float eps, float *y)
+{
+    ln_job j = {.x = x, .g = g, .b = b, .m = m, .d = d, .eps = eps, .y = y};
+    j.tasks = m >= 16 ? cm_pool_threads() : 1;
+    cm_pool_run(ln_task, &j, j.tasks);
 }
 
 /*
@@ -120,7 +143,7 @@ static inline float erf_fast(float x)
     return x < 0.0f ? -y : y;
 }
 
-void cm_activate(float *x, size_t n, cm_act act)
+static void activate_range(float *x, size_t n, cm_act act)
 {
     if (act == CM_ACT_QUICK_GELU) {
         for (size_t i = 0; i < n; i++)
@@ -129,6 +152,29 @@ void cm_activate(float *x, size_t n, cm_act act)
         for (size_t i = 0; i < n; i++)
             x[i] = 0.5f * x[i] * (1.0f + erf_fast(x[i] * (float)M_SQRT1_2));
     }
+}
+
+typedef struct act_job {
+    float *x;
+    size_t n;
+    cm_act act;
+    int tasks;
+} act_job;
+
+static void act_task(void *ctx, int t)
+{
+    const act_job *j = ctx;
+    const size_t a = j->n * (size_t)t / (size_t)j->tasks,
+                 e = j->n * (size_t)(t + 1) / (size_t)j->tasks;
+    activate_range(j->x + a, e - a, j->act);
+}
+
+/* Element-wise, so split evenly over the pool once there is enough to share. */
+void cm_activate(float *x, size_t n, cm_act act)
+{
+    act_job j = {.x = x, .n = n, .act = act};
+    j.tasks = n >= 32768 ? cm_pool_threads() : 1;
+    cm_pool_run(act_task, &j, j.tasks);
 }
 
 void cm_add(float *y, const float *x, size_t n)
@@ -159,18 +205,57 @@ static void softmax_rows(float *s, int t, int causal)
     }
 }
 
-void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scores, float *out)
+/* One head of one sequence: scores = q k^T * scale, softmax, out = scores v. */
+static void attention_head(const float *qkv, int t, int d, int heads, int h, int causal,
+                           float *scores, float *out)
 {
     const int hd = d / heads, ld = 3 * d;
     const float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < heads; h++) {
-        const float *q = qkv + h * hd, *k = qkv + d + h * hd, *v = qkv + 2 * d + h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, scale, q, ld, k, ld, 0.0f,
-                    scores, t);
-        softmax_rows(scores, t, causal);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, scores, t, v, ld,
-                    0.0f, out + h * hd, d);
-    }
+    const float *q = qkv + h * hd, *k = qkv + d + h * hd, *v = qkv + 2 * d + h * hd;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, scale, q, ld, k, ld, 0.0f,
+                scores, t);
+    softmax_rows(scores, t, causal);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, scores, t, v, ld, 0.0f,
+                out + h * hd, d);
+}
+
+void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scores, float *out)
+{
+    for (int h = 0; h < heads; h++)
+        attention_head(qkv, t, d, heads, h, causal, scores, out);
+}
+
+typedef struct attn_job {
+    const float *qkv;
+    const int *start, *len;
+    int count, max_len, d, heads, causal;
+    float *scores, *out;
+} attn_job;
+
+/* Task h: head h of every sequence, in its own slice of the scratch. */
+static void attn_task(void *ctx, int h)
+{
+    const attn_job *j = ctx;
+    float *scores = j->scores + (size_t)h * j->max_len * j->max_len;
+    for (int s = 0; s < j->count; s++)
+        attention_head(j->qkv + (size_t)j->start[s] * 3 * j->d, j->len[s], j->d, j->heads, h,
+                       j->causal, scores, j->out + (size_t)j->start[s] * j->d);
+}
+
+void cm_attention_seqs(const float *qkv, const int *start, const int *len, int count, int max_len,
+                       int d, int heads, int causal, float *scores, float *out)
+{
+    attn_job j = {.qkv = qkv,
+                  .start = start,
+                  .len = len,
+                  .count = count,
+                  .max_len = max_len,
+                  .d = d,
+                  .heads = heads,
+                  .causal = causal,
+                  .scores = scores,
+                  .out = out};
+    cm_pool_run(attn_task, &j, heads);
 }
 
 void cm_l2_normalize(float *x, int m, int d)

@@ -23,8 +23,8 @@ void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b
  * As cm_linear / cm_linear_acc (accumulate = 1), but with `w` packed by cm_gemm
  * when `packed` (our kernels, threads from the pool), else plain through OpenBLAS.
  */
-void cm_linear_w(const float *x, int m, int in, const float *w, int packed, const float *b,
-                 int out, int accumulate, float *y);
+void cm_linear_w(const float *x, int m, int in, const float *w, int packed, const float *b, int out,
+                 int accumulate, float *y);
 
 /* Row-wise LayerNorm with biased variance: y = (x - mean) / sqrt(var + eps) * g + b. */
 void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, float eps,
@@ -42,6 +42,14 @@ void cm_add(float *y, const float *x, size_t n);
  * `causal` masks every key after the query. `scores` is scratch of t*t floats.
  */
 void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scores, float *out);
+
+/*
+ * cm_attention over `count` packed sequences (rows start[s], length len[s] of qkv
+ * and out), heads split over the thread pool. `scores` is scratch of
+ * heads * max_len * max_len floats (one slice per head, so heads run in parallel).
+ */
+void cm_attention_seqs(const float *qkv, const int *start, const int *len, int count, int max_len,
+                       int d, int heads, int causal, float *scores, float *out);
 
 /* Divide each of the m rows of x[m, d] by its L2 norm. */
 void cm_l2_normalize(float *x, int m, int d);
