@@ -271,6 +271,12 @@ send clean "250 "
 expect_header clean X-Clipmod-Verdict 'clean; action=allow; policy="mail test"; images=1; flagged=0'
 expect_header clean X-Clipmod-Verdict "state=clean action=allow category=cat score="
 expect_header clean X-Clipmod-Summary "clean: 1 image scanned, none flagged"
+# Every verdict names the exact policy: its fingerprint (SHA-256, 64 hex) and generation.
+fp1=$(header clean X-Clipmod-Verdict | grep -o 'fingerprint=[0-9a-f]\{64\}; generation=1;') ||
+    fail "clean: no fingerprint and generation 1 in '$(header clean X-Clipmod-Verdict)'"
+fp1=${fp1%%;*}
+grep -q "from=<sender@example.org> images=1 flagged=0 unscanned=0 verdict=clean decision=accept policy=\"mail test\" $fp1 generation=1" \
+    "$W/milter.log" || fail "the milter's verdict log line lacks $fp1 generation=1"
 
 send forged "250 "
 [ "$(header forged X-Clipmod-Verdict | wc -l)" -eq 1 ] || fail "forged: more than one verdict header"
@@ -289,6 +295,7 @@ PF_FROM=trusted@example.org
 send skipped "250 "
 PF_FROM=sender@example.org
 expect_header skipped X-Clipmod-Verdict 'skipped; reason="listed sender"'
+expect_header skipped X-Clipmod-Verdict "$fp1; generation=1"
 grep -q "[0-9A-F]\{6,\}: from=<sender@example.org> images=2 flagged=0 unscanned=1 verdict=unscanned decision=tempfail" \
     "$W/milter.log" || fail "the milter log lacks the queue id and verdict line for the corrupt image"
 
@@ -310,6 +317,10 @@ reload
 send tagged "250 "
 expect_header tagged X-Clipmod-Verdict "flagged; action=tag"
 expect_header tagged X-Clipmod-Summary "flagged (tag):"
+# The reloaded policy (another file content) has another fingerprint and generation 2.
+fp2=$(header tagged X-Clipmod-Verdict | grep -o 'fingerprint=[0-9a-f]\{64\}; generation=2;') ||
+    fail "tagged: no fingerprint and generation 2 in '$(header tagged X-Clipmod-Verdict)'"
+[ "${fp2%%;*}" != "$fp1" ] || fail "tagged: the reloaded policy kept the fingerprint $fp1"
 
 policy "$W/policy.yaml" "$threshold" quarantine
 reload

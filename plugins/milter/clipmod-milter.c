@@ -35,6 +35,7 @@
 #include <clipmod/clipmod.h>
 
 #include "conf.h"
+#include "decisions.h"
 #include "mime.h"
 
 #ifndef CLIPMOD_SYSCONFDIR
@@ -42,16 +43,6 @@
 #endif
 #define DEFAULT_CONFIG CLIPMOD_SYSCONFDIR "/clipmod/clipmod-milter.yaml"
 #define PROG           "clipmod-milter"
-
-/* Used when the policy's reject reply cannot be used (it always can, once compiled). */
-#define FALLBACK_REJECT "550 5.7.1 Message refused: an image is not allowed by the content policy"
-
-/* archives-with-images / documents-with-images: tempfail and reject. */
-#define INSIDE_TEMPFAIL                                                                            \
-    "451 4.7.1 Images inside an archive or document of this message cannot be scanned; try "       \
-    "again later"
-#define INSIDE_REJECT                                                                              \
-    "554 5.7.1 Images inside an archive or document of this message cannot be scanned"
 
 /* Header values are folded before this many characters, as RFC 5322 recommends. */
 #define FOLD_AT 78
@@ -432,20 +423,6 @@ static void hb_tok(hbuf *h, const char *fmt, ...)
 /* Deciding                                                                 */
 /* ------------------------------------------------------------------------ */
 
-typedef enum decision {
-    DO_ACCEPT,
-    DO_QUARANTINE,
-    DO_REJECT,
-    DO_DISCARD,
-    DO_TEMPFAIL,
-} decision;
-
-static const char *decision_name(decision d)
-{
-    static const char *const names[] = {"accept", "quarantine", "reject", "discard", "tempfail"};
-    return names[d];
-}
-
 /* What the milter knows of a message besides its bytes. */
 typedef struct envelope {
     const char *qid;
@@ -459,8 +436,10 @@ typedef struct envelope {
 /* One image's outcome. */
 typedef struct image_out {
     const cmm_image *im;
-    clipmod_result *r; /* NULL when not given to the engine */
-    const char *state; /* clean, flagged, unscanned, empty */
+    clipmod_result *r;    /* NULL when not given to the engine */
+    int judged;           /* vstate is set (or empty) */
+    int empty;            /* an empty part: nothing to see, nothing to judge */
+    clipmod_state vstate; /* when judged and not empty */
     const char *reason;
     clipmod_action action;
     const char *category; /* deciding one, or for clean images the nearest */
@@ -469,7 +448,7 @@ typedef struct image_out {
 
 /* The whole outcome, for the MTA (milter) or for --message (stdout). */
 typedef struct outcome {
-    decision what;
+    cm_decision what;
     cmc_reply reply; /* for reject and tempfail */
     char *verdict;   /* header values (NULL: none added) */
     char *summary;
@@ -584,7 +563,17 @@ static void verdict_containers(hbuf *h, const inside *in)
     }
 }
 
-static char *verdict_value(const char *state, const char *policy_action, const char *policy,
+/* "; fingerprint=<sha256>; generation=N": names the exact policy that judged. */
+static void hb_policy_id(hbuf *h, const runtime *rt)
+{
+    const char *fp = clipmod_engine_policy_fingerprint(rt->engine);
+    hb_raw(h, ";", 1);
+    h->col++;
+    hb_tok(h, "fingerprint=%s;", fp && *fp ? fp : "none");
+    hb_tok(h, "generation=%u", rt->generation);
+}
+
+static char *verdict_value(const char *state, const char *policy_action, const runtime *rt,
                            const image_out *io, size_t n, size_t n_images, size_t n_flagged,
                            size_t n_unscanned, const char *why, const inside *in)
 {
@@ -594,11 +583,12 @@ static char *verdict_value(const char *state, const char *policy_action, const c
     hb_tok(&h, "%s;", state);
     if (policy_action)
         hb_tok(&h, "action=%s;", policy_action);
-    clean_text(text, sizeof text, policy, 120);
+    clean_text(text, sizeof text, clipmod_engine_policy_name(rt->engine), 120);
     hb_tok(&h, "policy=\"%s\";", text);
     hb_tok(&h, "images=%zu;", n_images);
     hb_tok(&h, "flagged=%zu;", n_flagged);
     hb_tok(&h, "unscanned=%zu", n_unscanned);
+    hb_policy_id(&h, rt);
     if (in->n) {
         hb_raw(&h, ";", 1);
         h.col++;
@@ -619,7 +609,7 @@ static char *verdict_value(const char *state, const char *policy_action, const c
             clean_text(text, sizeof text, o->im->filename, 60);
             hb_tok(&h, "name=\"%s\"", text);
         }
-        hb_tok(&h, "state=%s", o->state);
+        hb_tok(&h, "state=%s", o->empty ? "empty" : clipmod_state_name(o->vstate));
         if (o->reason) {
             hb_tok(&h, "reason=%s", o->reason);
             continue;
@@ -642,6 +632,40 @@ static char *verdict_value(const char *state, const char *policy_action, const c
         return NULL;
     }
     return h.s ? h.s : strdup("");
+}
+
+/*
+ * Hand the images' verdict states and the configuration to cm_milter_decide()
+ * (decisions.c, pure) and copy its answer into `out`. -1: out of memory.
+ */
+static int decide_what(runtime *rt, const cmm_walk *w, const image_out *io, const inside *in,
+                       int failed, outcome *out, cm_decision_out *d)
+{
+    const cmc_config *c = rt->conf;
+    cm_image_verdict *v = calloc(w->n_images ? w->n_images : 1, sizeof *v);
+    size_t n = 0;
+    if (!v)
+        return -1;
+    for (size_t i = 0; i < w->n_images; i++) {
+        if (io[i].empty)
+            continue;
+        v[n].state = io[i].vstate;
+        v[n].action = io[i].action;
+        n++;
+    }
+    cm_message_facts f = {.images = v, .n_images = n, .failed = failed, .inside = in->action};
+    cm_decide_policy p = {
+        .action = c->action,
+        .on_fail = c->on_fail,
+        .on_fail_reply = &c->on_fail_reply,
+        .reject_reply = clipmod_engine_smtp_reply(rt->engine, CLIPMOD_ACTION_REJECT),
+        .quarantine_reply = clipmod_engine_smtp_reply(rt->engine, CLIPMOD_ACTION_QUARANTINE),
+    };
+    cm_milter_decide(&f, &p, d);
+    free(v);
+    out->what = d->what;
+    out->reply = d->reply;
+    return 0;
 }
 
 /*
@@ -682,14 +706,16 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
         hb_tok(&h, "skipped;");
         hb_tok(&h, "reason=\"%s\";", skip);
         hb_tok(&h, "policy=\"%s\"", text);
-        out->what = DO_ACCEPT;
+        hb_policy_id(&h, rt);
+        out->what = CM_DO_ACCEPT;
         out->verdict = h.s;
         if (h.nomem ||
             (c->summary_header && asprintf(&out->summary, "skipped: %s, not scanned", skip) < 0)) {
             out->summary = NULL;
             goto out;
         }
-        snprintf(out->log, sizeof out->log, "from=%s skipped (%s)", from, skip);
+        snprintf(out->log, sizeof out->log, "from=%s skipped (%s) fingerprint=%s generation=%u",
+                 from, skip, clipmod_engine_policy_fingerprint(rt->engine), rt->generation);
         rc = 0;
         goto out;
     }
@@ -717,12 +743,13 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
         const cmm_image *im = &w.images[i];
         io[i].im = im;
         if (im->problem == CMM_EMPTY) {
-            io[i].state = "empty"; /* nothing to see, nothing to judge */
+            io[i].judged = io[i].empty = 1;
             continue;
         }
         n_images++;
         if (im->problem != CMM_OK) {
-            io[i].state = "unscanned";
+            io[i].judged = 1;
+            io[i].vstate = CLIPMOD_STATE_UNSCANNED;
             io[i].reason = cmm_problem_name(im->problem);
             continue;
         }
@@ -752,36 +779,32 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
     }
     for (size_t i = 0, k = 0; i < w.n_images && results && !*why; i++) {
         image_out *o = &io[i];
-        if (o->state)
+        if (o->judged)
             continue;
         o->r = results[k++];
-        switch (clipmod_result_state(o->r)) {
-        case CLIPMOD_STATE_UNSCANNED:
-            o->state = "unscanned";
+        o->judged = 1;
+        o->vstate = clipmod_result_state(o->r);
+        if (o->vstate == CLIPMOD_STATE_UNSCANNED)
             o->reason = clipmod_reason_name(clipmod_result_reason(o->r));
-            break;
-        case CLIPMOD_STATE_FLAGGED:
-            o->state = "flagged";
-            break;
-        default:
-            o->state = "clean";
-        }
         o->action = clipmod_result_action(o->r);
         if (clipmod_result_state(o->r) != CLIPMOD_STATE_UNSCANNED)
             top_category(o);
     }
     for (size_t i = 0; i < w.n_images; i++) {
         image_out *o = &io[i];
-        if (!o->state) {
+        if (!o->judged) {
             /* Never given to the engine: the message failed as a whole (why says how). */
-            o->state = "unscanned";
+            o->judged = 1;
+            o->vstate = CLIPMOD_STATE_UNSCANNED;
             o->reason = "not-scanned";
         }
-        if (!strcmp(o->state, "unscanned")) {
+        if (o->empty)
+            continue;
+        if (o->vstate == CLIPMOD_STATE_UNSCANNED) {
             n_unscanned++;
             if (!first_unscanned)
                 first_unscanned = o;
-        } else if (!strcmp(o->state, "flagged")) {
+        } else if (o->vstate == CLIPMOD_STATE_FLAGGED) {
             n_flagged++;
             if (!decider || o->action > worst) {
                 worst = o->action;
@@ -796,13 +819,10 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
                  n_unscanned == 1 ? "" : "s", label, first_unscanned->reason);
     }
 
-    /*
-     * Severity: what the policy refuses (reject, discard) > OnFail > quarantine >
-     * accept. A refused image needs no other image judged; anything less does.
-     */
-    cmc_do act = n_flagged ? c->action[worst] : CMC_DO_ACCEPT;
+    cm_decision_out d;
+    if (decide_what(rt, &w, io, &in, *why != 0, out, &d))
+        goto out;
     const char *state = n_flagged ? "flagged" : *why ? "unscanned" : "clean";
-    int failing = *why && act != CMC_DO_REJECT && act != CMC_DO_DISCARD;
     char detail[256] = "";
     if (decider) {
         char label[160];
@@ -810,59 +830,18 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
         snprintf(detail, sizeof detail, "%s: %s %.3f >= %.3f", label, decider->category,
                  decider->score, decider->threshold);
     }
-
-    if (failing) {
-        switch (c->on_fail) {
-        case CMC_FAIL_TEMPFAIL:
-            out->what = DO_TEMPFAIL;
-            out->reply = c->on_fail_reply;
-            break;
-        case CMC_FAIL_REJECT:
-            out->what = DO_REJECT;
-            out->reply = c->on_fail_reply;
-            break;
-        case CMC_FAIL_ACCEPT:
-            out->what = DO_ACCEPT;
-            break;
-        }
-    } else if (act == CMC_DO_REJECT) {
-        out->what = DO_REJECT;
-        if (cmc_parse_reply(clipmod_engine_smtp_reply(rt->engine, CLIPMOD_ACTION_REJECT),
-                            &out->reply) ||
-            out->reply.rcode[0] != '5')
-            cmc_parse_reply(FALLBACK_REJECT, &out->reply);
-    } else if (act == CMC_DO_DISCARD) {
-        out->what = DO_DISCARD;
-    } else if (in.action == CMC_INSIDE_REJECT || in.action == CMC_INSIDE_TEMPFAIL) {
-        /* Images the milter can count but not scan, and the site refuses those. */
-        int rej = in.action == CMC_INSIDE_REJECT;
-        out->what = rej ? DO_REJECT : DO_TEMPFAIL;
-        cmc_parse_reply(rej ? INSIDE_REJECT : INSIDE_TEMPFAIL, &out->reply);
-    } else if (act != CMC_DO_QUARANTINE && in.action == CMC_INSIDE_QUARANTINE) {
+    if (out->what == CM_DO_QUARANTINE && d.for_inside) {
         char name[80];
         clean_text(name, sizeof name, in.decider->filename ? in.decider->filename : "", 60);
-        out->what = DO_QUARANTINE;
         snprintf(out->quarantine, sizeof out->quarantine,
                  "clipmod: %s %s: images inside, not scanned", in.decider->part, name);
-    } else if (act == CMC_DO_QUARANTINE) {
-        /* clipmod-policy(5): a 4xx quarantine reply defers, a 5xx refuses. */
-        cmc_reply q;
-        out->what = DO_QUARANTINE;
-        if (worst == CLIPMOD_ACTION_QUARANTINE &&
-            !cmc_parse_reply(clipmod_engine_smtp_reply(rt->engine, CLIPMOD_ACTION_QUARANTINE),
-                             &q) &&
-            (q.rcode[0] == '4' || q.rcode[0] == '5')) {
-            out->what = q.rcode[0] == '4' ? DO_TEMPFAIL : DO_REJECT;
-            out->reply = q;
-        }
+    } else if (out->what == CM_DO_QUARANTINE) {
         snprintf(out->quarantine, sizeof out->quarantine, "clipmod: %s", detail);
-    } else {
-        out->what = DO_ACCEPT;
     }
 
-    if (out->what == DO_ACCEPT || out->what == DO_QUARANTINE) {
+    if (out->what == CM_DO_ACCEPT || out->what == CM_DO_QUARANTINE) {
         const char *pa = n_flagged ? clipmod_action_name(worst) : *why ? NULL : "allow";
-        if (!(out->verdict = verdict_value(state, pa, policy, io, w.n_images, n_images, n_flagged,
+        if (!(out->verdict = verdict_value(state, pa, rt, io, w.n_images, n_images, n_flagged,
                                            n_unscanned, *why ? why : NULL, &in)))
             goto out;
         if (c->summary_header) {
@@ -871,7 +850,7 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
                 n = asprintf(&out->summary, "flagged (%s): %s; %zu of %zu image%s flagged%s",
                              clipmod_action_name(worst), detail, n_flagged, n_images,
                              n_images == 1 ? "" : "s",
-                             out->what == DO_QUARANTINE ? "; held for review" : "");
+                             out->what == CM_DO_QUARANTINE ? "; held for review" : "");
             else if (*why)
                 n = asprintf(&out->summary, "unscanned: %s; delivered per on-fail", why);
             else if (n_images)
@@ -891,8 +870,8 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
                              out->summary, in.images, in.images == 1 ? "" : "s", in.n,
                              in.n == 1 ? "" : "s", in.n == 1 ? "" : "s",
                              in.unreadable ? ", some unreadable" : "",
-                             out->what == DO_QUARANTINE && !n_flagged ? "; held for review" : "") <
-                    0)
+                             out->what == CM_DO_QUARANTINE && !n_flagged ? "; held for review"
+                                                                         : "") < 0)
                     goto out;
                 free(out->summary);
                 out->summary = longer;
@@ -909,10 +888,11 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
                  in.images, in.unreadable ? " (some unreadable)" : "");
     snprintf(out->log, sizeof out->log,
              "from=%s images=%zu flagged=%zu unscanned=%zu%s verdict=%s%s%s decision=%s "
-             "policy=\"%s\"%s%s%s%s%s",
+             "policy=\"%s\" fingerprint=%s generation=%u%s%s%s%s%s",
              from, n_images, n_flagged, n_unscanned, contained, state, n_flagged ? " action=" : "",
-             n_flagged ? clipmod_action_name(worst) : "", decision_name(out->what), policy,
-             *detail ? " (" : "", detail, *detail ? ")" : "", *why ? " reason=" : "", why);
+             n_flagged ? clipmod_action_name(worst) : "", cm_decision_name(out->what), policy,
+             clipmod_engine_policy_fingerprint(rt->engine), rt->generation, *detail ? " (" : "",
+             detail, *detail ? ")" : "", *why ? " reason=" : "", why);
     rc = 0;
 out:
     for (size_t i = 0; results && i < n_in; i++)
@@ -1150,18 +1130,18 @@ static sfsistat cb_eom(SMFICTX *ctx)
     logmsg(LOG_INFO, qid, "%s size=%llu ms=%.0f", o.log, (unsigned long long)m->size,
            (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     switch (o.what) {
-    case DO_REJECT:
+    case CM_DO_REJECT:
         status = reply(ctx, qid, &o.reply, SMFIS_REJECT);
         break;
-    case DO_TEMPFAIL:
+    case CM_DO_TEMPFAIL:
         status = reply(ctx, qid, &o.reply, SMFIS_TEMPFAIL);
         break;
-    case DO_DISCARD:
+    case CM_DO_DISCARD:
         status = SMFIS_DISCARD;
         break;
-    case DO_QUARANTINE:
-    case DO_ACCEPT:
-        if (o.what == DO_QUARANTINE && smfi_quarantine(ctx, o.quarantine) != MI_SUCCESS) {
+    case CM_DO_QUARANTINE:
+    case CM_DO_ACCEPT:
+        if (o.what == CM_DO_QUARANTINE && smfi_quarantine(ctx, o.quarantine) != MI_SUCCESS) {
             /* Delivering what should be held is worse than asking to retry. */
             cmc_reply held;
             logmsg(LOG_ERR, qid, "the MTA refused to quarantine: message deferred");
@@ -1304,9 +1284,11 @@ static void reload(void)
     }
     atomic_store(&log_level, rt->conf->log_level);
     slots_resize(workers_of(rt->conf));
-    logmsg(LOG_NOTICE, NULL, "policy \"%s\" from %s is active (generation %u, %d workers)",
+    logmsg(LOG_NOTICE, NULL,
+           "policy \"%s\" from %s is active (generation %u, %d workers) fingerprint=%s "
+           "generation=%u",
            clipmod_engine_policy_name(rt->engine), rt->conf->policy, rt->generation,
-           workers_of(rt->conf));
+           workers_of(rt->conf), clipmod_engine_policy_fingerprint(rt->engine), rt->generation);
     rt_install(rt);
 }
 
@@ -1354,11 +1336,11 @@ static int try_message(const char *path, const char *sender, const char *auth)
     env.over_limit = len > rt->conf->limits.max_message_bytes;
     if (decide(rt, buf, len, &env, &o))
         goto nomem;
-    printf("decision: %s", decision_name(o.what));
-    if (o.what == DO_REJECT || o.what == DO_TEMPFAIL)
+    printf("decision: %s", cm_decision_name(o.what));
+    if (o.what == CM_DO_REJECT || o.what == CM_DO_TEMPFAIL)
         printf(" %s%s%s %s", o.reply.rcode, o.reply.xcode[0] ? " " : "", o.reply.xcode,
                o.reply.text);
-    if (o.what == DO_QUARANTINE)
+    if (o.what == CM_DO_QUARANTINE)
         printf(" (%s)", o.quarantine);
     printf("\n");
     if (o.verdict)
@@ -1479,6 +1461,12 @@ int main(int argc, char **argv)
         cmc_free(c);
         goto out;
     }
+    /* Honesty, as clipmod and clipmodd: an emoji model must never pass for moderation. */
+    if (clipmod_model_is_demo(model))
+        logmsg(LOG_WARNING, NULL,
+               "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are "
+               "not real moderation (model %s)",
+               c->model);
     if (!(model_dir = strdup(c->model)) || (c->merges && !(model_merges = strdup(c->merges)))) {
         cmc_free(c);
         goto out;
@@ -1487,9 +1475,11 @@ int main(int argc, char **argv)
     if (!(rt = runtime_new(c, ++generation)))
         goto out;
     rt_install(rt);
-    logmsg(LOG_NOTICE, NULL, "policy \"%s\" from %s, model %s (%s), %d workers",
+    logmsg(LOG_NOTICE, NULL,
+           "policy \"%s\" from %s, model %s (%s), %d workers fingerprint=%s generation=%u",
            clipmod_engine_policy_name(rt->engine), rt->conf->policy, model_dir,
-           clipmod_model_describe(model), workers_of(rt->conf));
+           clipmod_model_describe(model), workers_of(rt->conf),
+           clipmod_engine_policy_fingerprint(rt->engine), rt->generation);
     if (check) {
         printf(PROG ": %s: OK\n", config_path);
         rc = 0;

@@ -18,6 +18,7 @@
 #include <yaml.h>
 
 #include "conf.h"
+#include "size.h"
 
 #define MAX_FILE_BYTES (1 << 20)
 #define MAX_DEPTH      16
@@ -294,8 +295,8 @@ static void set_path(reader *r, const yaml_node_t *n, const char *what, char **d
 }
 
 /*
- * A whole decimal number in [min, max]; with `bytes`, a K, M or G suffix (powers of
- * 1024) is allowed. YAML types do not matter here: the scalar's text is read.
+ * A whole decimal number in [min, max]; with `bytes`, a size as cm_parse_size() reads
+ * it (25M, 512k, 1GiB: powers of 1024). YAML types do not matter: the text is read.
  */
 static int uint_of(reader *r, const yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
                    int bytes, uint64_t *dst)
@@ -305,24 +306,22 @@ static int uint_of(reader *r, const yaml_node_t *n, const char *what, uint64_t m
     unsigned long long v;
     int ok = isdigit((unsigned char)s[0]);
 
-    if (ok) {
+    if (ok && bytes) {
+        /* The size syntax of clipmod and clipmodd (src/common/size.h): 25M, 512k, 1GiB. */
+        uint64_t u = 0;
+        ok = !cm_parse_size(s, &u, NULL, 0) && u >= min && u <= max;
+        v = u;
+    } else if (ok) {
         errno = 0;
         v = strtoull(s, &end, 10);
-        ok = !errno;
-        if (ok && bytes && *end && !end[1]) {
-            int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : -1;
-            ok = shift > 0 && v <= (UINT64_MAX >> shift);
-            if (ok)
-                v <<= shift;
-            end++;
-        }
-        ok = ok && !*end && v >= min && v <= max;
+        ok = !errno && !*end && v >= min && v <= max;
     }
     if (!ok) {
         problem(r, n, "%s must be a whole number from %llu to %llu%s, not %s%s%s", what,
                 (unsigned long long)min, (unsigned long long)max,
-                bytes ? " (K, M or G may follow)" : "", n->type == YAML_SCALAR_NODE ? "'" : "",
-                n->type == YAML_SCALAR_NODE ? s : kind(n), n->type == YAML_SCALAR_NODE ? "'" : "");
+                bytes ? " (k, M, G or T may follow, e.g. 25M)" : "",
+                n->type == YAML_SCALAR_NODE ? "'" : "", n->type == YAML_SCALAR_NODE ? s : kind(n),
+                n->type == YAML_SCALAR_NODE ? "'" : "");
         return -1;
     }
     *dst = v;

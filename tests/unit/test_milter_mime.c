@@ -957,6 +957,28 @@ static void config_every_key(void **state)
     cmc_free(c);
 }
 
+/* Byte limits take the size syntax of clipmod and clipmodd (src/common/size.h). */
+static void config_sizes_as_the_other_programs(void **state)
+{
+    const char *path = write_tmp("s.yaml", "model: /m\npolicy: /p.yaml\n"
+                                           "limits: {max-message-bytes: 25MiB, "
+                                           "max-image-bytes: 1GB}\n");
+    cmc_config *c = NULL;
+    char *problems = NULL;
+    if (cmc_load(path, &c, &problems) || problems)
+        fail_msg("%s", problems ? problems : "cmc_load failed");
+    assert_int_equal(c->limits.max_message_bytes, 25 << 20);
+    assert_int_equal(c->limits.max_image_bytes, UINT64_C(1) << 30);
+    cmc_free(c);
+    path = write_tmp("s.yaml", "model: /m\npolicy: /p.yaml\nlimits: {max-message-bytes: 25X}\n");
+    c = NULL;
+    assert_int_not_equal(cmc_load(path, &c, &problems), 0);
+    assert_non_null(problems);
+    assert_non_null(strstr(problems, "s.yaml:3:29: limits.max-message-bytes must be"));
+    assert_non_null(strstr(problems, "e.g. 25M"));
+    free(problems);
+}
+
 static void config_problems_have_positions(void **state)
 {
     const char *path = write_tmp("bad.yaml", "model: /m\n"
@@ -1055,6 +1077,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_every_key, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(config_sizes_as_the_other_programs, setup_tmp,
+                                        teardown_tmp),
         cmocka_unit_test_setup_teardown(config_problems_have_positions, setup_tmp, teardown_tmp),
         cmocka_unit_test(smtp_replies),
     };
