@@ -34,5 +34,6 @@ apt-get install -y -qq --no-install-recommends \
     clang libclang-rt-14-dev \
     clang-format \
     strace time \
+    rspamd \
     >/dev/null
 echo "install-deps.sh: done"
