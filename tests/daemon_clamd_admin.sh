@@ -6,7 +6,7 @@
 # one log line per verdict given over the protocol (source, category, score,
 # threshold, policy, generation); clipmod_flagged_total{category} on /metrics; and
 # SHUTDOWN: refused on TCP, obeyed on the unix socket with a clean stop (exit 0);
-# a missing model's error naming `clipmod model fetch` / `clipmod model use`.
+# byte limits written as 25M; a missing model's error naming `clipmod model fetch` / `clipmod model use`.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/daemon_lib.sh"
 
 W="$CLIPMOD_WORK/daemon_clamd_admin"
@@ -122,6 +122,28 @@ set -e
 [ "$rc" -eq 0 ] || fail "clipmodd exited $rc after SHUTDOWN: $(tail -n 5 "$LOG")"
 grep -q 'SHUTDOWN' "$LOG" || fail "SHUTDOWN is not logged"
 [ ! -e "$W/clamd.sock" ] || fail "the unix socket must be removed after SHUTDOWN"
+# Byte limits in the shared size syntax ("25M", binary multiples), and a bad one
+# reported at its position.
+cat >"$W/sizes.yaml" <<EOF
+model: $MODEL
+policy: $W/p.yaml
+http:
+  max-body-bytes: 25M
+  max-body-memory: 1G
+clamd:
+  stream-max-length: 30MiB
+EOF
+"$CLIPMODD" --check -c "$W/sizes.yaml" >"$W/sizes.log" 2>&1 ||
+    fail "sizes written as 25M are refused: $(cat "$W/sizes.log")"
+sed 's/25M$/25X/' "$W/sizes.yaml" >"$W/badsize.yaml"
+set +e
+"$CLIPMODD" --check -c "$W/badsize.yaml" >"$W/badsize.log" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "a bad size: exit $rc, not 2: $(cat "$W/badsize.log")"
+grep -q "badsize.yaml:4:19: max-body-bytes must be a size such as 25M" "$W/badsize.log" ||
+    fail "a bad size is not reported at its position: $(cat "$W/badsize.log")"
+
 # A missing model: the error names the commands that install one or make it the default.
 cat >"$W/nomodel.yaml" <<EOF
 model: $W/no-such-model

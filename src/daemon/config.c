@@ -20,6 +20,7 @@
 #include <yaml.h>
 
 #include "daemon.h"
+#include "size.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
 #define MAX_LIST         64
@@ -179,7 +180,7 @@ static size_t distance(const char *a, const char *b)
 typedef enum {
     T_STR,     /* char *, null allowed */
     T_UINT,    /* unsigned, in [min, max] */
-    T_U64,     /* uint64_t, in [min, max] */
+    T_SIZE,    /* uint64_t bytes, in [min, max]: "25M" as everywhere (src/common size.h) */
     T_BOOL,    /* int */
     T_LIST,    /* strlist: a sequence of strings, or one string */
     T_ACTION,  /* clipmod_action by name */
@@ -218,13 +219,13 @@ static const key scan_keys[] = {
 static const key http_keys[] = {
     {"enabled", T_BOOL, F(http_enabled), 0, 0, NULL},
     {"listen", T_STR, F(http_listen), 0, 0, NULL},
-    {"max-body-bytes", T_U64, F(max_body_bytes), 1024, (uint64_t)1 << 34, NULL},
+    {"max-body-bytes", T_SIZE, F(max_body_bytes), 1024, (uint64_t)1 << 34, NULL},
     {"max-files", T_UINT, F(max_files), 1, 1024, NULL},
     {"max-connections", T_UINT, F(max_connections), 1, 65536, NULL},
     {"client-timeout", T_UINT, F(client_timeout_s), 1, 3600, NULL},
     {"auth-token-file", T_STR, F(auth_token), 0, 0, NULL}, /* read below */
     {"scan-url", T_BOOL, F(scan_url_enabled), 0, 0, NULL},
-    {"max-body-memory", T_U64, F(max_body_memory), 1024, (uint64_t)1 << 40, NULL},
+    {"max-body-memory", T_SIZE, F(max_body_memory), 1024, (uint64_t)1 << 40, NULL},
     {"header-timeout", T_UINT, F(header_timeout_s), 1, 3600, NULL},
     {"max-connections-per-ip", T_UINT, F(max_connections_per_ip), 0, 65536, NULL},
     {"text-fields", T_LIST, F(text_fields), 0, 0, NULL},
@@ -245,7 +246,7 @@ static const key clamd_keys[] = {
     {"unix-socket", T_STR, F(clamd_unix), 0, 0, NULL},
     {"unix-socket-mode", T_MODE, F(clamd_unix_mode), 0, 0777, NULL},
     {"tcp", T_STR, F(clamd_tcp), 0, 0, NULL},
-    {"stream-max-length", T_U64, F(stream_max_length), 1024, (uint64_t)1 << 32, NULL},
+    {"stream-max-length", T_SIZE, F(stream_max_length), 1024, (uint64_t)1 << 32, NULL},
     {"roots", T_LIST, F(clamd_roots), 0, 0, NULL},
     {"max-connections", T_UINT, F(clamd_max_connections), 1, 4096, NULL},
     {"read-timeout", T_UINT, F(clamd_read_timeout_s), 1, 3600, NULL},
@@ -310,6 +311,27 @@ static int parse_u64(const char *s, int base, uint64_t *out)
     return 0;
 }
 
+/*
+ * A byte limit: a plain number of bytes or a size with a binary multiple ("25M"),
+ * the one syntax of clipmod, clipmodd and clipmod-milter (src/common/size.h).
+ */
+static void set_size(loader *L, const yaml_node_t *v, const key *k, char *base, const char *s)
+{
+    char why[128], lo[24], hi[24];
+    uint64_t u = 0;
+
+    if (!s || cm_parse_size(s, &u, why, sizeof why)) {
+        problem(L, v, "%s must be a size such as 25M (%s)", k->name, s ? why : "not a scalar");
+        return;
+    }
+    if (u < k->min || u > k->max) {
+        problem(L, v, "%s must be from %s to %s bytes", k->name,
+                cm_format_size(k->min, lo, sizeof lo), cm_format_size(k->max, hi, sizeof hi));
+        return;
+    }
+    *(uint64_t *)(base + k->off) = u;
+}
+
 static void set_value(loader *L, const key *k, const yaml_node_t *v)
 {
     char *base = (char *)L->c;
@@ -341,17 +363,16 @@ static void set_value(loader *L, const key *k, const yaml_node_t *v)
             L->c->no_cache = 0;
         config_set_str((char **)(base + k->off), s);
         return;
+    case T_SIZE:
+        set_size(L, v, k, base, s);
+        return;
     case T_UINT:
-    case T_U64:
         if (parse_u64(s, 10, &u) || u < k->min || u > k->max) {
             problem(L, v, "%s must be a whole number from %llu to %llu", k->name,
                     (unsigned long long)k->min, (unsigned long long)k->max);
             return;
         }
-        if (k->type == T_UINT)
-            *(unsigned *)(base + k->off) = (unsigned)u;
-        else
-            *(uint64_t *)(base + k->off) = u;
+        *(unsigned *)(base + k->off) = (unsigned)u;
         return;
     case T_MODE:
         if (parse_u64(s, 8, &u) || u > k->max) {
@@ -639,8 +660,7 @@ int config_check(const dconfig *c, char **problems)
         problem(&L, NULL, "http.max-files (%u) must not exceed scan.queue-size (%u)", c->max_files,
                 c->queue_size);
     if (c->max_body_memory < c->max_body_bytes)
-        problem(&L, NULL,
-                "http.max-body-memory (%llu) must be at least http.max-body-bytes (%llu)",
+        problem(&L, NULL, "http.max-body-memory (%llu) must be at least http.max-body-bytes (%llu)",
                 (unsigned long long)c->max_body_memory, (unsigned long long)c->max_body_bytes);
     if (!c->http_enabled && !c->clamd_unix && !c->clamd_tcp)
         problem(&L, NULL, "nothing to serve: http is disabled and no clamd socket is set");
