@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Generate src/lib/html_entities.h from Python's own html module.
+"""Generate src/common/html_entities.h from Python's own html module.
 
 The tokenizer's text cleaning must reproduce Python's html.unescape() exactly, so
 the three tables it consults are taken from the running interpreter instead of
@@ -8,7 +8,7 @@ ones without ';'), html._invalid_charrefs (numeric references that HTML remaps,
 e.g. &#x80; -> U+20AC) and html._invalid_codepoints (numeric references that
 unescape() deletes).
 
-Usage: /usr/bin/python3 tools/gen_html_entities.py > src/lib/html_entities.h
+Usage: /usr/bin/python3 tools/gen_html_entities.py > src/common/html_entities.h
 """
 
 import html

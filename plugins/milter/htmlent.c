@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/lib/html_entities.h"
+#include "html_entities.h" /* src/common: the tokenizer's table too */
 #include "htmlent.h"
 
 static int entity_cmp(const void *key, const void *elem)

@@ -4,7 +4,7 @@
  * Owns the decoding of HTML character references (numeric, decimal and hex, and
  * every HTML5 named reference, with and without ';' as HTML allows for the legacy
  * names) into UTF-8, with the rules of Python's html.unescape() (the tables are
- * src/lib/html_entities.h, shared with the tokenizer), and the removal of the tab,
+ * src/common/html_entities.h, shared with the tokenizer), and the removal of the tab,
  * CR and LF characters a URL parser drops. Without it `data&colon;image/png`,
  * `&#100;ata:` or `data:image/png;base64,iVBOR&#x77;0KG...` hide an image that
  * every client shows.
