@@ -97,6 +97,15 @@ found=$(grep 'msg="clamd verdict"' "$LOG" | grep -c 'reply=FOUND')
 [ "$(metric 'clipmod_flagged_total{category="cat"}')" -eq "$found" ] ||
     fail "clipmod_flagged_total{category=\"cat\"} is not $found: $(curl -s "http://$HTTP/metrics" | grep flagged)"
 
+# The policy behind an HTTP verdict is named in the answer's headers, as in the log.
+curl -s -D "$W/headers" -o /dev/null -H 'Content-Type: image/png' --data-binary @"$HI" \
+    "http://$HTTP/v1/scan"
+fp=$(grep 'msg="clamd verdict"' "$LOG" | sed -n 's/.*fingerprint=\([0-9a-f]*\).*/\1/p' | head -n 1)
+grep -qi "^Clipmod-Policy-Fingerprint: $fp" "$W/headers" ||
+    fail "no Clipmod-Policy-Fingerprint $fp header: $(cat "$W/headers")"
+grep -qi "^Clipmod-Policy-Generation: 1" "$W/headers" ||
+    fail "no Clipmod-Policy-Generation header: $(cat "$W/headers")"
+
 [ "$(metric 'clipmodd_clamd_commands_total{command="STATS"}')" -eq 4 ] ||
     fail "STATS commands are not counted"
 

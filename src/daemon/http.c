@@ -218,6 +218,26 @@ static const char *summary_state(const verdict_sum *s)
 /* ------------------------------------------------------------------------ */
 
 /* Send `body` (malloc'd, taken; NULL means out of memory) with `status`. */
+/*
+ * The policy behind a scan answer, for proxies and logs that keep headers: its
+ * fingerprint's first 12 hex digits and the reload generation. (Read when the
+ * answer is sent: a reload between the verdict and the answer is not told apart.)
+ */
+static void policy_headers(struct MHD_Response *resp)
+{
+    clipmod_engine *e = reload_acquire();
+    const char *fp = e ? clipmod_engine_policy_fingerprint(e) : NULL;
+    char fp12[13], gen[24];
+
+    if (fp) {
+        snprintf(fp12, sizeof fp12, "%s", fp);
+        MHD_add_response_header(resp, "Clipmod-Policy-Fingerprint", fp12);
+    }
+    snprintf(gen, sizeof gen, "%lu", reload_generation());
+    MHD_add_response_header(resp, "Clipmod-Policy-Generation", gen);
+    clipmod_engine_free(e);
+}
+
 static enum MHD_Result respond(struct MHD_Connection *conn, req *q, int status, const char *ctype,
                                char *body)
 {
@@ -240,8 +260,10 @@ static enum MHD_Result respond(struct MHD_Connection *conn, req *q, int status, 
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (q->action)
         MHD_add_response_header(resp, "Clipmod-Action", q->action);
-    if (q->state)
+    if (q->state) {
         MHD_add_response_header(resp, "Clipmod-State", q->state);
+        policy_headers(resp);
+    }
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
         char ra[16];
         snprintf(ra, sizeof ra, "%u", H.c->retry_after_s);
