@@ -17,6 +17,14 @@ mkdir -p "$CLIPMOD_WORK"
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 
+# A test of a program configured out (--without-daemon, --without-milter) skips.
+case $(basename "$0") in
+daemon_* | rspamd*)
+    [ "${CLIPMOD_WITH_DAEMON:-yes}" != no ] || skip "clipmodd is not built (configure --without-daemon)" ;;
+milter*)
+    [ "${CLIPMOD_WITH_MILTER:-yes}" != no ] || skip "clipmod-milter is not built (configure --without-milter)" ;;
+esac
+
 # The Python reference needs Debian's torch, numpy, PIL and regex.
 need_reference() {
     "$REF_PYTHON" -c 'import torch, numpy, PIL, regex' 2>/dev/null ||
