@@ -26,7 +26,7 @@ unset CLIPMOD_HUB_URL CLIPMOD_MODEL_CATALOG http_proxy https_proxy HTTP_PROXY HT
 # Without a network or a model.
 "$CLIPMOD" --help | grep -q "^  model " || fail "--help does not list model"
 "$CLIPMOD" model --help >"$W/help"
-for word in list fetch verify path remove --models-dir --system --user --base-url --catalog \
+for word in list fetch verify path remove use --default --models-dir --system --user --base-url --catalog \
     --force CLIPMOD_HUB_URL; do
     grep -q -- "$word" "$W/help" || fail "model --help does not mention $word"
 done
@@ -56,8 +56,12 @@ run 0 env XDG_DATA_HOME="$W/xdg" "$CLIPMOD" model list --user
 grep -q "^Models directory: $W/xdg/clipmod/models$" "$W/out" || fail "--user: $(head -1 "$W/out")"
 run 0 env -u XDG_DATA_HOME HOME="$W/home" "$CLIPMOD" model list --user
 grep -q "^Models directory: $W/home/.local/share/clipmod/models$" "$W/out" || fail "~/.local/share"
+# The system directory is where clipmodd and the milter look: $(pkgdatadir)/models.
+prefix=$(sed -n 's/^prefix = //p' "$top_builddir/Makefile")
+datadir=$(sed -n 's/^datarootdir = //p' "$top_builddir/Makefile" | sed "s|\${prefix}|$prefix|")
 run 0 "$CLIPMOD" model list --system
-grep -q "^Models directory: /var/lib/clipmod/models$" "$W/out" || fail "--system"
+grep -q "^Models directory: $datadir/clipmod/models$" "$W/out" ||
+    fail "--system must be the daemons' directory $datadir/clipmod/models: $(head -1 "$W/out")"
 run 1 "$CLIPMOD" model path --models-dir "$MODELS" clip-vit-large-patch14
 [ "$(cat "$W/out")" = "$MODELS/openai/clip-vit-large-patch14" ] || fail "path: $(cat "$W/out")"
 
@@ -255,9 +259,38 @@ grep -q "$MODELS/openai/clip-vit-base-patch16/" "$W/err" || fail "B/16: where to
 echo "ok   built-in models: B/32 from refs/pr/32, B/16's conversion advice"
 
 # ---------------------------------------------------------------------------
+# The default model: MODELS/default, a relative link (what the daemons load).
+run 2 model use test/resume-not-a-model
+run 2 model use test/bad-sum
+grep -q "not installed" "$W/err" || fail "use of a model not installed: $(cat "$W/err")"
+[ ! -e "$MODELS/default" ] || fail "a failed use made a default"
+run 2 model use test/tiny openai/clip-vit-base-patch32
+run 0 model use tiny
+[ "$(readlink "$MODELS/default")" = "test/tiny" ] || fail "use: $(ls -l "$MODELS")"
+run 0 model list
+grep -A1 "^test/tiny  (" "$W/out" | grep -q "installed in $MODELS/test/tiny (the default)$" ||
+    fail "list must mark the default: $(cat "$W/out")"
+grep -A1 "^openai/clip-vit-base-patch32  (" "$W/out" | grep -q "(the default)" &&
+    fail "list marks two defaults"
+# The default loads through the link, as clipmodd's default model path does.
+"$CLIPMOD" embed -m "$MODELS/default" --text "a cat" >/dev/null || fail "the default does not load"
+# fetch --default: an installed model is not downloaded again, the default moves.
+run 0 model fetch --default openai/clip-vit-base-patch32
+[ "$(readlink "$MODELS/default")" = "openai/clip-vit-base-patch32" ] || fail "fetch --default"
+run 2 model fetch --default test/tiny openai/clip-vit-base-patch32
+# A real directory named default is the operator's: never replaced.
+mv "$MODELS/default" "$W/link" && mkdir "$MODELS/default"
+run 2 model use tiny
+[ -d "$MODELS/default" ] && [ ! -L "$MODELS/default" ] || fail "use replaced a directory"
+rmdir "$MODELS/default" && mv "$W/link" "$MODELS/default"
+run 0 model use test/tiny
+echo "ok   model use, fetch --default and list's default mark"
+
+# ---------------------------------------------------------------------------
 # remove: the model, and any partial download of it.
 run 0 model remove test/tiny test/bad-sum
 [ ! -e "$MODELS/test/tiny" ] || fail "remove left the model"
+[ ! -L "$MODELS/default" ] || fail "removing the default model must remove the default link"
 [ ! -e "$MODELS/.partial/test--bad-sum" ] || fail "remove left the partial download"
 run 1 model path test/tiny
 run 1 model verify test/tiny

@@ -40,12 +40,22 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "model_default.h"
 
-#define DEFAULT_HUB   "https://huggingface.co"
-#define SYSTEM_MODELS "/var/lib/clipmod/models"
-#define SUMS_FILE     "SHA256SUMS"
-#define MAX_FILES     16
-#define PATH_SIZE     4096
+#define DEFAULT_HUB "https://huggingface.co"
+/*
+ * The system-wide models directory is where clipmodd and the milter look for their
+ * default model ($(pkgdatadir)/models/default, beside the installed demo model), so
+ * that `clipmod model fetch --default` as root is all a daemon needs.
+ */
+#ifdef CLIPMOD_DATADIR
+#define SYSTEM_MODELS CLIPMOD_DATADIR "/models"
+#else
+#define SYSTEM_MODELS "/usr/local/share/clipmod/models"
+#endif
+#define SUMS_FILE "SHA256SUMS"
+#define MAX_FILES 16
+#define PATH_SIZE 4096
 /* Leaves room under PATH_SIZE for ORG/NAME/FILE.part inside it. */
 #define MAX_MODELS_DIR 2048
 
@@ -149,10 +159,19 @@ typedef struct model_opts {
     const char *base_url; /* --base-url, $CLIPMOD_HUB_URL */
     const char *catalog;  /* --catalog, $CLIPMOD_MODEL_CATALOG */
     int force, quiet;
+    int make_default;       /* fetch --default */
     char models[PATH_SIZE]; /* the models directory in use */
 } model_opts;
 
-enum { OPT_MODELS_DIR = 256, OPT_SYSTEM, OPT_USER, OPT_BASE_URL, OPT_CATALOG, OPT_FORCE };
+enum {
+    OPT_MODELS_DIR = 256,
+    OPT_SYSTEM,
+    OPT_USER,
+    OPT_BASE_URL,
+    OPT_CATALOG,
+    OPT_FORCE,
+    OPT_DEFAULT
+};
 
 static void usage(FILE *f)
 {
@@ -163,6 +182,7 @@ static void usage(FILE *f)
         "       clipmod model verify [OPTION]... MODEL...\n"
         "       clipmod model path [OPTION]... MODEL\n"
         "       clipmod model remove [OPTION]... MODEL...\n"
+        "       clipmod model use [OPTION]... MODEL\n"
         "Install real CLIP models from the Hugging Face hub (or a mirror) and check them.\n"
         "MODEL is a repository (openai/clip-vit-base-patch32) or its last part.\n"
         "\n"
@@ -172,6 +192,9 @@ static void usage(FILE *f)
         "  verify   check an installed model's files (sizes, SHA-256) and that it loads\n"
         "  path     print the model's directory (exit 1 if it is not installed)\n"
         "  remove   delete an installed model and any partial download of it\n"
+        "  use      make an installed model the default: MODELS/default, a link to it,\n"
+        "           which clipmodd, clipmod-milter and clipmod scan load when not told\n"
+        "           otherwise (list marks it)\n"
         "\n"
         "      --models-dir DIR  the models directory (default: $XDG_DATA_HOME/clipmod/models,\n"
         "                        else ~/.local/share/clipmod/models; for root %s)\n"
@@ -182,6 +205,7 @@ static void usage(FILE *f)
         "                        else %s)\n"
         "      --catalog FILE    more models, as JSON (default: $CLIPMOD_MODEL_CATALOG)\n"
         "      --force           fetch: download and install again even if installed\n"
+        "      --default         fetch: then make the model the default (as `use`)\n"
         "  -q, --quiet           no progress bar or progress lines\n"
         "  -h, --help            show this help\n"
         "\n"
@@ -1145,7 +1169,8 @@ static int cmd_list(const model_opts *o, const catalogue *c)
         partial_path(o, d, "", staging, sizeof staging);
         printf("\n%s  (%s)\n", d->repo, d->arch);
         if (exists(dir))
-            printf("    installed in %s\n", dir);
+            printf("    installed in %s%s\n", dir,
+                   model_default_is(o->models, d->repo) ? " (the default)" : "");
         else if (exists(staging))
             printf("    not installed; a partial download is in %s (fetch resumes it)\n", staging);
         else
@@ -1295,6 +1320,7 @@ static int parse_options(int argc, char **argv, model_opts *o)
         {"base-url", required_argument, NULL, OPT_BASE_URL},
         {"catalog", required_argument, NULL, OPT_CATALOG},
         {"force", no_argument, NULL, OPT_FORCE},
+        {"default", no_argument, NULL, OPT_DEFAULT},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -1323,6 +1349,9 @@ static int parse_options(int argc, char **argv, model_opts *o)
         case OPT_FORCE:
             o->force = 1;
             break;
+        case OPT_DEFAULT:
+            o->make_default = 1;
+            break;
         case 'q':
             o->quiet = 1;
             break;
@@ -1348,6 +1377,30 @@ static int parse_options(int argc, char **argv, model_opts *o)
     if (!o->catalog)
         o->catalog = from_env("CLIPMOD_MODEL_CATALOG");
     return resolve_models_dir(o) ? EXIT_ERROR : CLI_GO_ON;
+}
+
+/* One model's subcommand; fetch --default points the default at it once installed. */
+static int run_one(const char *sub, const model_opts *o, const model_def *d)
+{
+    int r;
+
+    if (!strcmp(sub, "use"))
+        return model_default_set(o->models, d->repo, o->quiet) ? EXIT_ERROR : EXIT_CLEAN;
+    if (!strcmp(sub, "verify"))
+        return verify_model(o, d);
+    if (!strcmp(sub, "path"))
+        return cmd_path(o, d);
+    if (strcmp(sub, "fetch")) {
+        r = remove_model(o, d);
+        /* A default left dangling would make the daemons fail later, far from here. */
+        if (r == EXIT_CLEAN && model_default_is(o->models, d->repo))
+            model_default_drop(o->models, o->quiet);
+        return r;
+    }
+    r = fetch_model(o, d);
+    if (r == EXIT_CLEAN && o->make_default && model_default_set(o->models, d->repo, o->quiet))
+        r = EXIT_ERROR;
+    return r;
 }
 
 int cmd_model(int argc, char **argv)
@@ -1384,10 +1437,13 @@ int cmd_model(int argc, char **argv)
         else
             rc = cmd_list(&o, &cat);
     } else if (!strcmp(sub, "fetch") || !strcmp(sub, "verify") || !strcmp(sub, "path") ||
-               !strcmp(sub, "remove")) {
-        if (!n_names || (!strcmp(sub, "path") && n_names != 1)) {
+               !strcmp(sub, "remove") || !strcmp(sub, "use")) {
+        /* One default: path, use and fetch --default take exactly one model. */
+        int one = !strcmp(sub, "path") || !strcmp(sub, "use") ||
+                  (!strcmp(sub, "fetch") && o.make_default);
+        if (!n_names || (one && n_names != 1)) {
             fprintf(stderr, "clipmod: model %s needs %s\n", sub,
-                    strcmp(sub, "path") ? "one or more model names" : "one model name");
+                    one ? "one model name" : "one or more model names");
             goto cleanup;
         }
         rc = EXIT_CLEAN;
@@ -1398,14 +1454,7 @@ int cmd_model(int argc, char **argv)
                 rc = EXIT_ERROR;
                 continue;
             }
-            if (!strcmp(sub, "fetch"))
-                r = fetch_model(&o, d);
-            else if (!strcmp(sub, "verify"))
-                r = verify_model(&o, d);
-            else if (!strcmp(sub, "path"))
-                r = cmd_path(&o, d);
-            else
-                r = remove_model(&o, d);
+            r = run_one(sub, &o, d);
             if (r > rc)
                 rc = r;
         }
