@@ -39,8 +39,10 @@ grep -q "13 reject" "$W/help" || fail "scan --help does not give the hook codes"
 "$CLIPMOD" policy check --help | grep -q "file:line:column" || fail "policy check --help"
 run 2 "$CLIPMOD" scan
 run 2 "$CLIPMOD" scan --batch 0 x.png
-run 2 "$CLIPMOD" scan --max-file-bytes 10M x.png
+run 2 "$CLIPMOD" scan --max-file-bytes 10X x.png
 grep -q "max-file-bytes" "$W/err" || fail "a bad limit must be named"
+run 2 "$CLIPMOD" scan --max-pixels 10M x.png
+grep -q "max-pixels needs a decimal number" "$W/err" || fail "only byte limits take sizes"
 run 2 "$CLIPMOD" policy check
 run 2 "$CLIPMOD" policy frobnicate
 

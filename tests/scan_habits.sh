@@ -129,4 +129,13 @@ cp "$D/a.png" "$W/y.png"
 run 1 scan -p "$W/all.yaml" --quiet --move "$W/no-such-dir" "$W/y.png"
 [ -f "$W/y.png" ] || fail "a failed --move lost the file"
 grep -q "cannot move" "$W/err" || fail "a failed --move must say so: $(cat "$W/err")"
+# Byte limits take the runtime's size syntax (25M, binary multiples), as clipmodd's.
+sz=$(stat -c %s "$D/a.png")
+kib=$((sz / 1024))
+run 2 scan -p "$W/none.yaml" --quiet --max-file-bytes "${kib}k" "$D/a.png"
+grep -q "too-large" "$W/out" || fail "--max-file-bytes ${kib}k: $(cat "$W/out")"
+run 0 scan -p "$W/none.yaml" --quiet --max-file-bytes "$((kib + 1))K" "$D/a.png"
+run 0 scan -p "$W/none.yaml" --quiet --max-file-bytes 1M "$D/a.png"
+run 2 scan -p "$W/none.yaml" --quiet --max-file-bytes 25Q "$D/a.png"
+grep -q "max-file-bytes" "$W/err" || fail "a bad size must be named"
 echo "PASS"

@@ -30,6 +30,7 @@
 #include "progress.h"
 #include "scan_quarantine.h"
 #include "scan_select.h"
+#include "size.h"
 
 /*
  * Installed defaults. The build passes CLIPMOD_DATADIR ("$(pkgdatadir)"); when a
@@ -253,7 +254,8 @@ static void usage(FILE *f)
             ".json beside the photos) are skipped and counted as \"Skipped files\"; a file\n"
             "named on the command line is always scanned.\n"
             "\n"
-            "Limits (N is a plain decimal number):\n",
+            "Limits (N is a plain decimal number; a byte limit also takes the size syntax\n"
+            "of clipmodd and the milter: 512k, 25M, 1G, binary multiples):\n",
 #ifdef INSTALLED_POLICY
             INSTALLED_POLICY, INSTALLED_MODEL,
 #else
@@ -286,6 +288,32 @@ static int parse_u64(const char *s, uint64_t *out)
         return -1;
     *out = v;
     return 0;
+}
+
+/* Settings counted in bytes are named *-bytes by the library. */
+static int is_byte_setting(int s)
+{
+    const char *name = clipmod_setting_name((clipmod_setting)s);
+    size_t n = strlen(name);
+    return n > 6 && !strcmp(name + n - 6, "-bytes");
+}
+
+/* A setting's value: bytes in the runtime's one size syntax (25M), others plain numbers. */
+static int parse_setting(int s, const char *arg, uint64_t *v)
+{
+    char why[128];
+
+    if (is_byte_setting(s)) {
+        if (cm_parse_size(arg, v, why, sizeof why) == 0)
+            return 0;
+        fprintf(stderr, "clipmod: --%s: %s\n", clipmod_setting_name((clipmod_setting)s), why);
+        return -1;
+    }
+    if (parse_u64(arg, v) == 0)
+        return 0;
+    fprintf(stderr, "clipmod: --%s needs a decimal number, not '%s'\n",
+            clipmod_setting_name((clipmod_setting)s), arg);
+    return -1;
 }
 
 /* The clamscan habits (see scan_select.c and scan_quarantine.c). */
@@ -451,11 +479,8 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         default:
             if (c >= OPT_SETTING && c < OPT_SETTING + CLIPMOD_SETTING__COUNT) {
                 int s = c - OPT_SETTING;
-                if (parse_u64(optarg, &v)) {
-                    fprintf(stderr, "clipmod: --%s needs a decimal number, not '%s'\n",
-                            clipmod_setting_name((clipmod_setting)s), optarg);
+                if (parse_setting(s, optarg, &v))
                     return EXIT_ERROR;
-                }
                 o->setting[s] = v;
                 o->setting_given[s] = 1;
                 break;
