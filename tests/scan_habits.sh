@@ -94,6 +94,8 @@ grep -q "^$D/a.png: FLAGGED" "$W/scan.log" || fail "--log lacks the first run"
 grep -q "^$D/b.png: clean" "$W/scan.log" || fail "--log lacks the second run (not appended?)"
 [ "$(grep -c '^----------- SCAN SUMMARY -----------$' "$W/scan.log")" -eq 2 ] ||
     fail "--log must hold one summary per run: $(cat "$W/scan.log")"
+grep -Eq "^Policy fingerprint: [0-9a-f]{12}$" "$W/scan.log" ||
+    fail "the summary must name the policy fingerprint"
 
 # --copy: flagged files copied; a taken name gets .001, never overwritten.
 Q="$W/quarantine"

@@ -1067,6 +1067,8 @@ static void print_summary(FILE *f, const scan_opts *o, const clipmod_engine *eng
     const char *policy = clipmod_engine_policy_name(engine);
     fprintf(f, "\n----------- SCAN SUMMARY -----------\n");
     fprintf(f, "Policy: %s\n", *policy ? policy : o->policy);
+    /* 12 hex digits, as clipmodd's Clipmod-Policy-Fingerprint header and log lines. */
+    fprintf(f, "Policy fingerprint: %.12s\n", clipmod_engine_policy_fingerprint(engine));
     fprintf(f, "Model: %s\n", clipmod_model_describe(model));
     fprintf(f, "Scanned directories: %zu\n", w->dirs);
     fprintf(f, "Scanned files: %zu\n", t->clean + t->flagged);
