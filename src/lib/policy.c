@@ -35,6 +35,8 @@
 
 #include "common.h"
 #include "policy.h"
+#include "../common/suggest.h"
+#include "../common/yaml.h"
 
 /* The limits of clipmod-policy(5), LIMITS. */
 #define MAX_FILE_BYTES    (1u << 20)
@@ -172,48 +174,10 @@ static void sb_printf(strbuf *b, const char *fmt, ...)
 /* Small text helpers                                                       */
 /* ------------------------------------------------------------------------ */
 
-/*
- * Optimal string alignment distance (Levenshtein plus transpositions), for "did you
- * mean" suggestions; SIZE_MAX for names too long to be typos of ours.
- */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char d[65][65];
-    if (la > 64 || lb > 64)
-        return SIZE_MAX;
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = (unsigned char)i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = (unsigned char)j;
-    for (size_t i = 1; i <= la; i++)
-        for (size_t j = 1; j <= lb; j++) {
-            unsigned v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1u < v)
-                v = d[i - 1][j] + 1u;
-            if (d[i][j - 1] + 1u < v)
-                v = d[i][j - 1] + 1u;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1u < v)
-                v = d[i - 2][j - 2] + 1u;
-            d[i][j] = (unsigned char)v;
-        }
-    return d[la][lb];
-}
-
 /* The "did you mean" of every message (policy.h); also used by policy tuning. */
 const char *cm_nearest_name(const char *s, const char *const *names, size_t n)
 {
-    const char *best = NULL;
-    size_t best_d = 3;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = edit_distance(s, names[i]);
-        if (d < best_d && d * 3 <= strlen(names[i]) && strcmp(s, names[i])) {
-            best = names[i];
-            best_d = d;
-        }
-    }
-    return best;
+    return cm_suggest(s, names, n);
 }
 
 /*
@@ -276,18 +240,12 @@ typedef struct problem_rec {
 /* Parse trees                                                              */
 /* ------------------------------------------------------------------------ */
 
-typedef enum node_kind { N_SCALAR, N_SEQ, N_MAP, N_BAD } node_kind;
-
-/* One YAML node. A mapping's children alternate key, value. */
-typedef struct node {
-    node_kind kind;
-    int quoted; /* scalar written in quotes (or tagged !!str): never a number or null */
-    cm_pos pos;
-    const char *s; /* scalar text, NUL-terminated; may hold NULs itself (see len) */
-    size_t len;
-    struct node *first, *last, *next;
-    size_t n; /* children */
-} node;
+/* The tree comes from the shared YAML reader (src/common/yaml.h). */
+typedef cm_ynode node;
+#define N_SCALAR CM_Y_SCALAR
+#define N_SEQ    CM_Y_SEQ
+#define N_MAP    CM_Y_MAP
+#define N_BAD    CM_Y_BAD
 
 /* ------------------------------------------------------------------------ */
 /* The merged state                                                         */
@@ -461,173 +419,12 @@ static char *join_problems(loader *L)
 }
 
 /* ------------------------------------------------------------------------ */
-/* YAML to tree                                                             */
+/* YAML to tree: src/common/yaml.c; its problems join the policy's          */
 /* ------------------------------------------------------------------------ */
 
-static cm_pos mark_pos(const char *file, yaml_mark_t m)
+static void yaml_problem(void *arg, cm_pos pos, const char *msg)
 {
-    return (cm_pos){file, (int)m.line + 1, (int)m.column + 1};
-}
-
-/* 1-based line and column (in characters) of byte `off` of `buf`, as libyaml counts. */
-static cm_pos offset_pos(const char *file, const unsigned char *buf, size_t len, size_t off)
-{
-    cm_pos p = {file, 1, 1};
-    for (size_t i = 0; i < off && i < len; i++) {
-        if (buf[i] == '\n') {
-            p.line++;
-            p.column = 1;
-        } else if ((buf[i] & 0xC0) != 0x80) {
-            p.column++;
-        }
-    }
-    return p;
-}
-
-static const char *yaml_tag_str = "tag:yaml.org,2002:str";
-
-/* Refuse anchors (and so aliases) and tags on a node: reported, the node still parses. */
-static void check_props(loader *L, cm_pos pos, const yaml_char_t *anchor, const yaml_char_t *tag,
-                        const char *allowed_tag)
-{
-    char buf[80];
-    if (anchor) {
-        show((const char *)anchor, strlen((const char *)anchor), 40, buf);
-        problem(L, pos, "YAML anchors and aliases are not allowed ('&%s')", buf);
-    }
-    if (tag && (!allowed_tag || strcmp((const char *)tag, allowed_tag))) {
-        show((const char *)tag, strlen((const char *)tag), 40, buf);
-        problem(L, pos, "YAML tags are not supported ('%s')", buf);
-    }
-}
-
-static node *new_node(loader *L, arena *tmp, node_kind kind, cm_pos pos)
-{
-    node *n = arena_alloc(tmp, sizeof *n);
-    if (!n) {
-        L->nomem = 1;
-        return NULL;
-    }
-    n->kind = kind;
-    n->pos = pos;
-    return n;
-}
-
-/*
- * Parse `len` bytes of `buf` into a tree in `tmp`. Returns 0 with *root set (NULL for
- * a file without a document) or -1 if the file cannot be used (already reported).
- */
-static int parse_tree(loader *L, arena *tmp, const char *file, const unsigned char *buf, size_t len,
-                      node **root)
-{
-    yaml_parser_t parser;
-    yaml_event_t ev;
-    node *stack[MAX_NESTING];
-    int depth = 0, docs = 0, rc = -1;
-
-    *root = NULL;
-    if (!yaml_parser_initialize(&parser)) {
-        L->nomem = 1;
-        return -1;
-    }
-    yaml_parser_set_input_string(&parser, buf, len);
-    for (;;) {
-        node *n = NULL;
-        if (!yaml_parser_parse(&parser, &ev)) {
-            if (parser.error == YAML_MEMORY_ERROR) {
-                L->nomem = 1;
-            } else if (parser.error == YAML_READER_ERROR) {
-                problem(L, offset_pos(file, buf, len, parser.problem_offset), "unreadable text: %s",
-                        parser.problem ? parser.problem : "unknown error");
-            } else if (parser.context) {
-                problem(L, mark_pos(file, parser.problem_mark),
-                        "YAML syntax error: %s (%s at line %d, column %d)",
-                        parser.problem ? parser.problem : "unknown error", parser.context,
-                        (int)parser.context_mark.line + 1, (int)parser.context_mark.column + 1);
-            } else {
-                problem(L, mark_pos(file, parser.problem_mark), "YAML syntax error: %s",
-                        parser.problem ? parser.problem : "unknown error");
-            }
-            goto out;
-        }
-        cm_pos pos = mark_pos(file, ev.start_mark);
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            yaml_event_delete(&ev);
-            rc = 0;
-            goto out;
-        case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1) {
-                problem(L, pos, "a policy file holds one YAML document; this is a second one");
-                yaml_event_delete(&ev);
-                goto out;
-            }
-            break;
-        case YAML_ALIAS_EVENT: {
-            char a[80];
-            show((const char *)ev.data.alias.anchor, strlen((const char *)ev.data.alias.anchor), 40,
-                 a);
-            problem(L, pos, "YAML anchors and aliases are not allowed ('*%s')", a);
-            n = new_node(L, tmp, N_BAD, pos);
-            break;
-        }
-        case YAML_SCALAR_EVENT:
-            check_props(L, pos, ev.data.scalar.anchor, ev.data.scalar.tag, yaml_tag_str);
-            n = new_node(L, tmp, N_SCALAR, pos);
-            if (n) {
-                n->quoted =
-                    ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE || ev.data.scalar.tag != NULL;
-                n->len = ev.data.scalar.length;
-                n->s = arena_strndup(tmp, (const char *)ev.data.scalar.value, n->len);
-                if (!n->s)
-                    L->nomem = 1;
-            }
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-            check_props(L, pos, ev.data.sequence_start.anchor, ev.data.sequence_start.tag,
-                        "tag:yaml.org,2002:seq");
-            n = new_node(L, tmp, N_SEQ, pos);
-            break;
-        case YAML_MAPPING_START_EVENT:
-            check_props(L, pos, ev.data.mapping_start.anchor, ev.data.mapping_start.tag,
-                        "tag:yaml.org,2002:map");
-            n = new_node(L, tmp, N_MAP, pos);
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-            if (depth > 0)
-                depth--;
-            break;
-        default:
-            break;
-        }
-        yaml_event_delete(&ev);
-        if (L->nomem)
-            goto out;
-        if (!n)
-            continue;
-        if (depth == 0) {
-            *root = n;
-        } else {
-            node *parent = stack[depth - 1];
-            if (parent->last)
-                parent->last->next = n;
-            else
-                parent->first = n;
-            parent->last = n;
-            parent->n++;
-        }
-        if (n->kind == N_SEQ || n->kind == N_MAP) {
-            if (depth == MAX_NESTING) {
-                problem(L, pos, "nesting deeper than %d levels", MAX_NESTING);
-                goto out;
-            }
-            stack[depth++] = n;
-        }
-    }
-out:
-    yaml_parser_delete(&parser);
-    return rc;
+    problem(arg, pos, "%s", msg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -636,15 +433,13 @@ out:
 
 static int is_null(const node *n)
 {
-    return n->kind == N_SCALAR && !n->quoted &&
-           (!strcmp(n->s, "") || !strcmp(n->s, "~") || !strcmp(n->s, "null") ||
-            !strcmp(n->s, "Null") || !strcmp(n->s, "NULL"));
+    return cm_ynode_is_null(n);
 }
 
 /* The scalar `n` is exactly the string `s` (no hidden NUL). */
 static int is_str(const node *n, const char *s)
 {
-    return n->kind == N_SCALAR && n->len == strlen(s) && !memcmp(n->s, s, n->len);
+    return cm_ynode_is(n, s);
 }
 
 /* "a list", "'text'", "\"text\"" ...: how a value that does not fit is named. */
@@ -1511,8 +1306,9 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     size_t len = 0;
     struct stat st;
     char why[256], shown[80];
-    arena *tmp = NULL;
-    node *root = NULL;
+    cm_ydoc *doc = NULL;
+    cm_yreport rep = {yaml_problem, L};
+    int prc;
 
     /* Where problems with this file as a whole are reported in the including file. */
     cm_pos at = site ? site->pos : (cm_pos){name, 1, 1};
@@ -1565,16 +1361,15 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     }
     L->stack[depth] = (file_ref){st.st_dev, st.st_ino, name};
 
-    if (!(tmp = cm_calloc(1, sizeof *tmp))) {
+    prc = cm_yaml_parse(name, buf, len, "a policy file", &rep, &doc);
+    if (prc == CM_YAML_NOMEM)
         L->nomem = 1;
-        goto out;
-    }
-    if (parse_tree(L, tmp, name, buf, len, &root) == 0 && !L->nomem)
-        apply_tree(L, root, name, depth, ++L->serial);
+    if (prc == CM_YAML_OK && !L->nomem)
+        apply_tree(L, cm_yaml_root(doc), name, depth, ++L->serial);
     else
         L->incomplete = 1;
 out:
-    arena_free(tmp);
+    cm_yaml_free(doc);
     cm_free(buf);
 }
 

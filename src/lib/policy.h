@@ -17,12 +17,11 @@
 #include <stddef.h>
 
 #include "clipmod/clipmod.h"
+#include "../common/yaml.h"
 
 /* Where something was written: 1-based line and column in `file`. */
-typedef struct cm_pos {
-    const char *file; /* owned by the policy */
-    int line, column;
-} cm_pos;
+/* (file is owned by the policy; the type is the YAML reader's, src/common/yaml.h) */
+typedef cm_ypos cm_pos;
 
 /* Actions, ordered by severity: a larger value wins. */
 typedef enum cm_action {
