@@ -522,9 +522,8 @@ CLIPMOD_API size_t clipmod_engine_category_count(const clipmod_engine *engine);
 CLIPMOD_API clipmod_error clipmod_engine_category_info(const clipmod_engine *engine, size_t c,
                                                        clipmod_category_info *out);
 /* Candidate j of category c: its row in the prompt table and its kind. */
-CLIPMOD_API clipmod_error clipmod_engine_candidate(const clipmod_engine *engine, size_t c,
-                                                   size_t j, size_t *row,
-                                                   clipmod_prompt_kind *kind);
+CLIPMOD_API clipmod_error clipmod_engine_candidate(const clipmod_engine *engine, size_t c, size_t j,
+                                                   size_t *row, clipmod_prompt_kind *kind);
 /*
  * The index of category `id`, or -1; then *near (may be NULL) receives a category id
  * `id` is a plausible typo of, or NULL.
@@ -597,9 +596,9 @@ CLIPMOD_API clipmod_error clipmod_engine_score_category(const clipmod_engine *en
                                                         const float *cos, int frames,
                                                         const unsigned char *skip, double *score);
 /* The verdict the scanner gives for these scores; *top = deciding category or -1. */
-CLIPMOD_API clipmod_error clipmod_engine_verdict(const clipmod_engine *engine,
-                                                 const double *scores, clipmod_state *state,
-                                                 clipmod_action *action, long *top);
+CLIPMOD_API clipmod_error clipmod_engine_verdict(const clipmod_engine *engine, const double *scores,
+                                                 clipmod_state *state, clipmod_action *action,
+                                                 long *top);
 
 #ifdef __cplusplus
 }

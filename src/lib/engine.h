@@ -35,10 +35,10 @@ struct clipmod_engine {
     cm_cat *cats;
     size_t n_cats;
     char *policy_json;
-    char policy_fingerprint[65]; /* hex SHA-256 of the policy's files (fingerprint.c) */
+    char policy_fingerprint[65];         /* hex SHA-256 of the policy's files (fingerprint.c) */
     size_t texts_cached, texts_computed; /* prompt expansions at compile time */
     struct cm_plugins *plugins;
-    struct cm_allow *fetch_allow; /* fetch mode: the operator's exceptions to the SSRF guard */
+    struct cm_allow *fetch_allow;   /* fetch mode: the operator's exceptions to the SSRF guard */
     struct cm_overrides *overrides; /* what-if changes to the policy (override.c) */
 };
 

@@ -33,10 +33,10 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "common.h"
-#include "policy.h"
 #include "../common/suggest.h"
 #include "../common/yaml.h"
+#include "common.h"
+#include "policy.h"
 
 /* The limits of clipmod-policy(5), LIMITS. */
 #define MAX_FILE_BYTES    (1u << 20)

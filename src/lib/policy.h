@@ -16,8 +16,8 @@
 
 #include <stddef.h>
 
-#include "clipmod/clipmod.h"
 #include "../common/yaml.h"
+#include "clipmod/clipmod.h"
 
 /* Where something was written: 1-based line and column in `file`. */
 /* (file is owned by the policy; the type is the YAML reader's, src/common/yaml.h) */
