@@ -53,10 +53,15 @@ def main():
 
     model = clip_ref.Model(args.model_dir, torch.float64)
     size = model.vcfg["image_size"]
-    tok = tokenizer_ref.Tokenizer(tokenizer_ref.load_merges(
-        args.merges or os.path.join(args.model_dir, "merges.txt")))
-    if tok.eot_id != model.eot_id:
-        raise SystemExit(f"tokenizer EOT {tok.eot_id} != model vocab_size-1 {model.eot_id}")
+    # No texts (no merges file on this machine): the tokenizer is not needed, and a
+    # checkpoint written without merges has none to load.
+    text_list = read_texts(args.texts_file)
+    tok = None
+    if text_list:
+        tok = tokenizer_ref.Tokenizer(tokenizer_ref.load_merges(
+            args.merges or os.path.join(args.model_dir, "merges.txt")))
+        if tok.eot_id != model.eot_id:
+            raise SystemExit(f"tokenizer EOT {tok.eot_id} != model vocab_size-1 {model.eot_id}")
 
     images = []
     if args.images:
@@ -70,7 +75,7 @@ def main():
             rec["embedding"] = e
 
     texts = []
-    for t in read_texts(args.texts_file):
+    for t in text_list:
         ids, trunc = tok.tokenize(t)
         texts.append({"text": t, "ids": ids, "truncated": trunc})
     if texts:
