@@ -162,11 +162,12 @@ static char *env_block(const char *text)
     for (char *l = strtok_r(copy, "\n", &save); l && n < 64; l = strtok_r(NULL, "\n", &save))
         lines[n++] = l;
     qsort(lines, n, sizeof lines[0], by_string);
-    out = calloc(1, (size_t)(e - b) + 2);
-    for (size_t i = 0; i < n; i++) {
-        strncat(out, lines[i], strlen(lines[i]));
-        strncat(out, "\n", 1);
-    }
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    assert_non_null(m);
+    for (size_t i = 0; i < n; i++)
+        fprintf(m, "%s\n", lines[i]);
+    fclose(m);
     free(copy);
     return out;
 }
@@ -216,11 +217,10 @@ static void env_and_argv_exact(void **state)
                               "CLIPMOD_GENERATION=7"};
     size_t n = sizeof want_env / sizeof want_env[0];
     qsort(want_env, n, sizeof want_env[0], by_string);
-    char want[4096] = "";
-    for (size_t i = 0; i < n; i++) {
-        strncat(want, want_env[i], sizeof want - strlen(want) - 2);
-        strncat(want, "\n", 2);
-    }
+    char want[4096];
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(want + used, sizeof want - used, "%s\n", want_env[i]);
     assert_string_equal(env, want); /* nothing else: no CLIPMOD_REASON, no test variables */
 
     assert_string_equal(line_value(dump, "argc="), "4");
