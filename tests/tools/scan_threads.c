@@ -46,8 +46,10 @@ static void *run(void *arg)
     job *jb = arg;
     clipmod_input *in = calloc((size_t)jb->n, sizeof *in);
     clipmod_result **out = calloc((size_t)jb->n, sizeof *out);
-    for (int i = 0; i < jb->n; i++)
+    for (int i = 0; i < jb->n; i++) {
+        in[i].size = sizeof in[i];
         in[i].path = jb->images[i];
+    }
     for (int round = 0; round < jb->rounds; round++) {
         if (jb->by_batch) {
             if (clipmod_scan_batch(jb->engine, in, (size_t)jb->n, out)) {
