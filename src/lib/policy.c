@@ -291,6 +291,7 @@ typedef struct loader {
     /* files: every distinct file read (display name kept from its first reading) */
     file_ref names[MAX_FILE_READS + 1];
     int n_names, reads, serial;
+    cm_fp *fp; /* the fingerprint of each distinct file's bytes, as first read */
     file_ref stack[MAX_INCLUDE_DEPTH + 1];
     cm_pos root_pos;
     /* merged values */
@@ -1346,11 +1347,11 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     }
     /* The same file read again (included twice) keeps its first name, so that its
      * problems read the same and are reported once. */
+    int known = 0;
     if (depth == 0) {
         L->names[0].dev = st.st_dev;
         L->names[0].ino = st.st_ino;
     } else {
-        int known = 0;
         for (int i = 0; i < L->n_names && !known; i++)
             if (L->names[i].dev == st.st_dev && L->names[i].ino == st.st_ino) {
                 name = L->names[i].name;
@@ -1359,6 +1360,9 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
         if (!known)
             L->names[L->n_names++] = (file_ref){st.st_dev, st.st_ino, name};
     }
+    /* The fingerprint takes each distinct file once, as first read, in names order. */
+    if (!known)
+        cm_fp_add(L->fp, name, buf, len);
     L->stack[depth] = (file_ref){st.st_dev, st.st_ino, name};
 
     prc = cm_yaml_parse(name, buf, len, "a policy file", &rep, &doc);
@@ -1576,6 +1580,7 @@ static cm_policy *build(loader *L, const char *path)
     for (int i = 0; i < L->n_names; i++)
         p->files[i] = L->names[i].name;
     p->n_files = (size_t)L->n_names;
+    cm_fp_hex(L->fp, p->fingerprint);
     return p;
 }
 
@@ -1598,7 +1603,7 @@ static clipmod_error load(const char *path, cm_policy **out, char **problems, cm
     L.k = 1;
     L.combine = CM_COMBINE_MAX;
     if (!(L.out = cm_calloc(1, sizeof *L.out)) ||
-        !(L.cats = cm_calloc(MAX_CATEGORIES, sizeof *L.cats)))
+        !(L.cats = cm_calloc(MAX_CATEGORIES, sizeof *L.cats)) || !(L.fp = cm_fp_new()))
         goto out;
     const char *name = arena_strndup(L.out, path, strlen(path));
     if (!name)
@@ -1638,6 +1643,7 @@ out:
         cm_free(L.recs[i].text);
     cm_free(L.recs);
     cm_free(L.cats);
+    cm_fp_free(L.fp);
     arena_free(L.out);
     return rc;
 }
