@@ -134,21 +134,72 @@ CLIPMOD_API int clipmod_model_has_text(const clipmod_model *model);
 CLIPMOD_API const char *clipmod_model_describe(const clipmod_model *model);
 
 /* ------------------------------------------------------------------------ */
+/* Structures the caller allocates: the `size` rule                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * clipmod_limits, clipmod_input and clipmod_category_score live in the caller's
+ * memory (on its stack, in its arrays), so their layout is part of the ABI. So that a
+ * later version can append members without breaking programs already built, each
+ * starts with `size_t size`: sizeof the structure as the caller was compiled, which
+ * clipmod_limits_default() and the CLIPMOD_*_INIT initialisers set. The library
+ *  - refuses size 0, a size below the structure's first published layout
+ *    (CLIPMOD_*_SIZE_V1) and an implausible one (over CLIPMOD_STRUCT_SIZE_MAX: an
+ *    uninitialised size is garbage, and nothing past it is read) with
+ *    CLIPMOD_E_INVALID_ARG and a sentence saying why (in errbuf where the function
+ *    takes one, else from clipmod_invalid_arg_reason());
+ *  - reads and writes only the members within `size`: a member an older (smaller)
+ *    caller lacks takes its default (0/NULL, or the library's limit), and nothing is
+ *    written past the caller's structure;
+ *  - accepts a newer (larger) caller's structure that it reads when every byte it
+ *    does not know is 0 (the caller uses nothing this library lacks), else refuses it
+ *    rather than silently ignore what was asked; in one it fills, it zeroes them.
+ * It is clipmod_plugin's rule (clipmod/plugin.h), the one of Win32's cbSize and of
+ * Linux's openat2()/clone3() structures; zlib's deflateInit() passes sizeof the same
+ * way. Opaque handles with setters (curl's way) were not chosen for these three:
+ * inputs come in arrays built per request and scores are read in loops, where a
+ * handle per element would add an allocation and a failure path to every scan, and
+ * plain members keep the designated initialisers programs already write.
+ */
+
+/* Sizes above this are taken for an uninitialised `size` and refused unread. */
+#define CLIPMOD_STRUCT_SIZE_MAX 4096
+
+/*
+ * Why the library last refused one of the caller's structures on this thread with
+ * CLIPMOD_E_INVALID_ARG, for the functions without errbuf, e.g. "clipmod_input[0]:
+ * size 0 ...: initialise it with CLIPMOD_INPUT_INIT"; "" if it never did. Owned by
+ * the library (thread-local); overwritten by the thread's next refusal.
+ */
+CLIPMOD_API const char *clipmod_invalid_arg_reason(void);
+
+/* ------------------------------------------------------------------------ */
 /* Images                                                                   */
 /* ------------------------------------------------------------------------ */
 
 /*
- * Limits applied while an image is read. Initialise with clipmod_limits_default()
- * and change what you need; the defaults live in one table in the library.
+ * Limits applied while an image is read: caller-owned, read by the library during
+ * the call only. Initialise with clipmod_limits_default() (which sets `size` and the
+ * defaults, from one table in the library) and change what you need.
  */
 typedef struct clipmod_limits {
+    size_t size;             /* sizeof(clipmod_limits); see "the size rule" above */
     uint64_t max_file_bytes; /* larger inputs are refused before decoding */
     uint64_t max_pixels;     /* width x height, checked from the header */
     uint32_t max_side;       /* largest width or height, from the header */
 } clipmod_limits;
 
-/* Fill `lim` with the library defaults. */
-CLIPMOD_API void clipmod_limits_default(clipmod_limits *lim);
+/* The first published layout: every member up to max_side. */
+#define CLIPMOD_LIMITS_SIZE_V1 (offsetof(clipmod_limits, max_side) + sizeof(uint32_t))
+
+/*
+ * Set lim->size to `size` and fill the first `size` bytes of the caller-owned `lim`
+ * with the library defaults. CLIPMOD_E_INVALID_ARG (and `lim` untouched) for NULL or
+ * a size outside [CLIPMOD_LIMITS_SIZE_V1, CLIPMOD_STRUCT_SIZE_MAX]. Call it through
+ * clipmod_limits_default(), which passes the size the caller was compiled with.
+ */
+CLIPMOD_API clipmod_error clipmod_limits_init(clipmod_limits *lim, size_t size);
+#define clipmod_limits_default(lim) clipmod_limits_init((lim), sizeof *(lim))
 
 /* An image decoded and preprocessed for one model: its normalised pixel tensor. */
 typedef struct clipmod_image clipmod_image;
@@ -156,7 +207,8 @@ typedef struct clipmod_image clipmod_image;
 /*
  * Decode and preprocess an image for `model`: EXIF orientation, alpha flattened onto
  * white, shortest side resized to the model's size with a bicubic filter, centre
- * crop, CLIP normalisation. `lim` may be NULL for the defaults.
+ * crop, CLIP normalisation. `lim` (borrowed for the call) may be NULL for the
+ * defaults; a `lim` whose size breaks the size rule gives CLIPMOD_E_INVALID_ARG.
  * On success *out is a new image owned by the caller (free with clipmod_image_free).
  * Errors: CLIPMOD_E_IO, _IMAGE_DECODE, _IMAGE_BLOCKED, _IMAGE_LIMIT.
  */
@@ -348,17 +400,36 @@ CLIPMOD_API clipmod_error clipmod_scan_file(const clipmod_engine *engine, const 
 CLIPMOD_API clipmod_error clipmod_scan_memory(const clipmod_engine *engine, const void *buf,
                                               size_t len, const char *name, clipmod_result **out);
 
-/* One input of a batch: a file (`path`), or memory (`data`, `len`) labelled `name`. */
+/*
+ * One input of a batch: a file (`path`), or memory (`data`, `len`) labelled `name`.
+ * Caller-owned, as are the strings and bytes it points to: the library borrows them
+ * for the call only. Start every one from CLIPMOD_INPUT_INIT (it sets `size`, see
+ * "the size rule" above; the other members are 0/NULL):
+ *     clipmod_input in = CLIPMOD_INPUT_INIT;
+ *     in.path = "photo.jpg";
+ * or, with designated initialisers, `.size = sizeof(clipmod_input)`. The library
+ * steps through an array by inputs[0].size, so every element of one array must have
+ * the same size (all built with the same header).
+ */
 typedef struct clipmod_input {
+    size_t size; /* sizeof(clipmod_input) */
     const char *path;
     const void *data;
     size_t len;
     const char *name;
 } clipmod_input;
 
+/* The first published layout: every member up to name. */
+#define CLIPMOD_INPUT_SIZE_V1 (offsetof(clipmod_input, name) + sizeof(const char *))
+/* clang-format off */
+#define CLIPMOD_INPUT_INIT {.size = sizeof(clipmod_input)}
+/* clang-format on */
+
 /*
  * Scan `n` inputs with one batched forward pass over all their frames. out[i]
- * receives input i's result (caller-owned). On error no result is returned.
+ * receives input i's result (caller-owned). On error no result is returned; an
+ * input whose size breaks the size rule gives CLIPMOD_E_INVALID_ARG, and
+ * clipmod_invalid_arg_reason() names it.
  */
 CLIPMOD_API clipmod_error clipmod_scan_batch(const clipmod_engine *engine,
                                              const clipmod_input *inputs, size_t n,
@@ -410,8 +481,14 @@ CLIPMOD_API const char *clipmod_result_message(const clipmod_result *r);
 /* The id of the category that decided the action, or NULL. */
 CLIPMOD_API const char *clipmod_result_top_category(const clipmod_result *r);
 
-/* One category's score in a result; strings are owned by the result. */
+/*
+ * One category's score in a result, filled by clipmod_result_category() into a
+ * caller-owned structure whose `size` the caller set first (CLIPMOD_CATEGORY_SCORE_INIT;
+ * see "the size rule" above). Its strings are owned by the result: valid until
+ * clipmod_result_free().
+ */
 typedef struct clipmod_category_score {
+    size_t size; /* sizeof(clipmod_category_score), set by the caller */
     const char *id;
     double score;          /* in [0, 1]: see clipmod-policy(5) */
     double threshold;      /* from the policy */
@@ -421,8 +498,19 @@ typedef struct clipmod_category_score {
     clipmod_action action; /* the category's action in the policy */
 } clipmod_category_score;
 
+/* The first published layout: every member up to action. */
+#define CLIPMOD_CATEGORY_SCORE_SIZE_V1                                                             \
+    (offsetof(clipmod_category_score, action) + sizeof(clipmod_action))
+/* clang-format off */
+#define CLIPMOD_CATEGORY_SCORE_INIT {.size = sizeof(clipmod_category_score)}
+/* clang-format on */
+
 CLIPMOD_API size_t clipmod_result_category_count(const clipmod_result *r);
-/* Category i (0-based, in policy order) into *out; CLIPMOD_E_INVALID_ARG if out of range. */
+/*
+ * Category i (0-based, in policy order) into the caller-owned *out, of out->size
+ * bytes. CLIPMOD_E_INVALID_ARG if i is out of range or out->size breaks the size rule
+ * (clipmod_invalid_arg_reason() says which); *out is then untouched.
+ */
 CLIPMOD_API clipmod_error clipmod_result_category(const clipmod_result *r, size_t i,
                                                   clipmod_category_score *out);
 

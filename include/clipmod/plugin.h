@@ -122,7 +122,9 @@ typedef struct clipmod_plugin {
      *    never changed or freed.
      *  - `input` is what was scanned, as the caller described it: `path` for a file
      *    (then `data` is NULL), or `data` and `len` for memory; `name` may be NULL.
-     *    clipmod_result_name() is always the input's label.
+     *    clipmod_result_name() is always the input's label. Its `size` is this
+     *    library's sizeof(clipmod_input) (clipmod.h, "the size rule"): a member a
+     *    newer header adds is there only when input->size covers it.
      *  - There is no error return: a plugin that fails should say so in a note on
      *    the result, and leave the verdict alone.
      */

@@ -486,7 +486,7 @@ static void top_category(image_out *io)
     const char *top = clipmod_result_top_category(io->r);
     size_t n = clipmod_result_category_count(io->r);
     double best = -2;
-    clipmod_category_score c;
+    clipmod_category_score c = CLIPMOD_CATEGORY_SCORE_INIT;
     for (size_t i = 0; i < n; i++) {
         if (clipmod_result_category(io->r, i, &c))
             continue;
@@ -621,7 +621,7 @@ static char *verdict_value(const char *state, const char *policy_action, const r
             hb_tok(&h, "category=%s score=%.4f", o->category, o->score);
         /* Every category's score: "scores=a:0.1234, b:0.0456", foldable between. */
         size_t nc = clipmod_result_category_count(o->r);
-        clipmod_category_score c;
+        clipmod_category_score c = CLIPMOD_CATEGORY_SCORE_INIT;
         for (size_t k = 0; k < nc; k++)
             if (!clipmod_result_category(o->r, k, &c))
                 hb_tok(&h, "%s%s:%.4f%s", k ? "" : "scores=", c.id, c.score, k + 1 < nc ? "," : "");
@@ -757,6 +757,7 @@ static int decide(runtime *rt, const unsigned char *msg, size_t len, const envel
         image_label(im, label, sizeof label);
         if (!(labels[n_in] = strdup(label)))
             goto out;
+        inputs[n_in].size = sizeof inputs[n_in];
         inputs[n_in].data = im->data;
         inputs[n_in].len = im->len;
         inputs[n_in].name = labels[n_in];

@@ -269,8 +269,10 @@ static int embed_chunk(evaluation *ev, size_t start, size_t n)
     int rc = 0;
 
     memset(in, 0, sizeof in);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        in[i].size = sizeof in[i];
         in[i].path = ev->set->items[start + i].path;
+    }
     clipmod_error err =
         clipmod_engine_embed_inputs_cached(ev->engine, ev->imgcache, in, n, emb, frames, why);
     if (err) {

@@ -911,7 +911,7 @@ static void print_flagged(FILE *f, const clipmod_result *r)
 {
     const char *top = clipmod_result_top_category(r);
     size_t n = clipmod_result_category_count(r);
-    clipmod_category_score c;
+    clipmod_category_score c = CLIPMOD_CATEGORY_SCORE_INIT;
     int listed = 0;
 
     fputs(": FLAGGED", f);
@@ -940,7 +940,7 @@ static void print_explain(const clipmod_result *r)
     char *json = clipmod_result_to_json(r, 0);
     json_t *root = json ? json_loads(json, 0, NULL) : NULL;
     json_t *cats = json_object_get(root, "categories");
-    clipmod_category_score c;
+    clipmod_category_score c = CLIPMOD_CATEGORY_SCORE_INIT;
 
     for (size_t i = 0; i < n; i++) {
         if (clipmod_result_category(r, i, &c))
@@ -1166,6 +1166,7 @@ static const char *entry_name(const entry *e)
 static void fill_input(const entries *in, const entry *e, clipmod_input *ci)
 {
     memset(ci, 0, sizeof *ci);
+    ci->size = sizeof *ci;
     if (e->path) {
         ci->path = e->path;
         ci->name = e->path;

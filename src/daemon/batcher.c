@@ -281,6 +281,7 @@ static void fill_inputs(const bjob *j, clipmod_input *in, char (*paths)[32])
     for (size_t i = 0; i < j->n; i++) {
         const binput *b = &j->in[i];
         memset(&in[i], 0, sizeof in[i]);
+        in[i].size = sizeof in[i];
         in[i].name = b->name ? b->name : "upload";
         if (b->fd >= 0) {
             /* The library opens the very file roots.c checked, by descriptor. */

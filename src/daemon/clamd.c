@@ -188,6 +188,7 @@ static void top_score(const clipmod_result *r, double *score, double *threshold)
     for (size_t i = 0; i < n; i++) {
         clipmod_category_score cs;
         memset(&cs, 0, sizeof cs);
+        cs.size = sizeof cs;
         if (clipmod_result_category(r, i, &cs) != CLIPMOD_OK || !cs.id)
             continue;
         int named = top && *top && !strcmp(cs.id, top);

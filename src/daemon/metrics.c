@@ -120,6 +120,7 @@ static void flagged_categories(const clipmod_result *r)
     for (size_t i = 0; i < n; i++) {
         clipmod_category_score cs;
         memset(&cs, 0, sizeof cs);
+        cs.size = sizeof cs;
         if (clipmod_result_category(r, i, &cs) == CLIPMOD_OK && cs.flagged && cs.id)
             count_flagged(cs.id);
     }

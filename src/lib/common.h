@@ -24,6 +24,35 @@
 clipmod_error cm_error(char *errbuf, clipmod_error err, const char *fmt, ...) CM_PRINTF(3, 4);
 
 /*
+ * The `size` rule for caller-allocated structures (clipmod.h; structsize.c). A kind
+ * names a structure for messages, its first published size, the size this library
+ * knows, and the initialiser the caller should have used.
+ */
+typedef struct cm_struct_kind {
+    const char *what; /* "clipmod_limits" */
+    size_t v1_size;   /* CLIPMOD_LIMITS_SIZE_V1 */
+    size_t have;      /* sizeof(clipmod_limits) */
+    const char *init; /* "clipmod_limits_default()" */
+} cm_struct_kind;
+
+/* Record why a caller's structure is refused (clipmod_invalid_arg_reason()), copy it
+ * into errbuf (may be NULL), and return CLIPMOD_E_INVALID_ARG. */
+clipmod_error cm_refuse(char *errbuf, const char *fmt, ...) CM_PRINTF(2, 3);
+/* Check a caller's size `given` for a structure at p (NULL: the size alone). */
+clipmod_error cm_struct_check(const void *p, size_t given, const cm_struct_kind *k, char *errbuf);
+/* Copy the caller's structure src (its size first) into dst, which holds the defaults
+ * of the members the caller may lack; dst->size becomes k->have. */
+clipmod_error cm_struct_in(void *dst, const void *src, const cm_struct_kind *k, char *errbuf);
+/* Fill the caller's dst (its size set, and kept) from the library's src. */
+clipmod_error cm_struct_out(void *dst, const void *src, const cm_struct_kind *k, char *errbuf);
+/* `inputs` as this library's clipmod_input: *view is inputs itself when built with this
+ * header, else a converted copy in *copy (cm_free it). n == 0 or NULL inputs pass. */
+/* clipmod_limits (limits.c). */
+extern const cm_struct_kind cm_limits_kind;
+clipmod_error cm_inputs_view(const clipmod_input *inputs, size_t n, clipmod_input **copy,
+                             const clipmod_input **view);
+
+/*
  * The library's allocator. Every allocation in src/lib goes through these so that
  * allocation-failure injection (below) reaches it. cm_alloc/cm_calloc return
  * 64-byte-aligned blocks (SIMD-friendly rows); cm_realloc/cm_strdup/cm_strndup are

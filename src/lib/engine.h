@@ -35,17 +35,15 @@ struct clipmod_engine {
     cm_cat *cats;
     size_t n_cats;
     char *policy_json;
-    char policy_fingerprint[65];         /* hex SHA-256 of the policy's files (fingerprint.c) */
-    size_t texts_cached, texts_computed; /* prompt expansions at compile time */
+    char policy_fingerprint[CM_FINGERPRINT_SIZE]; /* hex SHA-256 of the policy's files */
+    size_t texts_cached, texts_computed;          /* prompt expansions at compile time */
     struct cm_plugins *plugins;
     struct cm_allow *fetch_allow;   /* fetch mode: the operator's exceptions to the SSRF guard */
     struct cm_overrides *overrides; /* what-if changes to the policy (override.c) */
 };
 
-/* fingerprint.c: hex SHA-256 over the source bytes of every file of p (in reading
- * order, each framed by base name and length) into out; 0, or -1 if a file cannot
- * be read again. */
-#define CM_FINGERPRINT_SIZE 65
+/* fingerprint.c: p's fingerprint (taken by the loader from the bytes it read) into
+ * out; 0, or -1 (out "") for a policy without one (NULL). Cannot otherwise fail. */
 int cm_policy_fingerprint(const cm_policy *p, char out[CM_FINGERPRINT_SIZE]);
 
 /* override.c: apply the engine's overrides to a freshly loaded policy; unknown

@@ -808,7 +808,8 @@ clipmod_error clipmod_scan_urls_within(const clipmod_engine *e, const char *cons
      * result of a call that then fails for lack of memory. */
     for (size_t i = 0; i < n; i++) {
         if (got[i].reason == CLIPMOD_REASON_NONE) {
-            inputs[k] = (clipmod_input){.data = got[i].data, .len = got[i].len, .name = urls[i]};
+            inputs[k] = (clipmod_input){
+                .size = sizeof inputs[k], .data = got[i].data, .len = got[i].len, .name = urls[i]};
             which[k++] = i;
             continue;
         }
@@ -831,7 +832,7 @@ clipmod_error clipmod_scan_urls_within(const clipmod_engine *e, const char *cons
     /* clipmod_scan_batch() showed plugins its results; these are the rest. */
     for (size_t i = 0; i < n; i++)
         if (got[i].reason != CLIPMOD_REASON_NONE) {
-            const clipmod_input in = {.name = urls[i]};
+            const clipmod_input in = {.size = sizeof in, .name = urls[i]};
             cm_plugins_notify(e->plugins, e, &in, out[i]);
         }
 out:

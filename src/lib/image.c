@@ -781,8 +781,11 @@ static clipmod_error load_one(const clipmod_model *model, const char *path, cons
     cm_frames f;
     clipmod_reason reason;
     cm_image_opts_default(&o);
-    if (lim)
-        o.lim = *lim;
+    if (lim) {
+        clipmod_error rc = cm_struct_in(&o.lim, lim, &cm_limits_kind, errbuf);
+        if (rc)
+            return rc;
+    }
     clipmod_error rc = cm_image_decode(model, path, buf, len, &o, &f, &reason, errbuf);
     if (rc)
         return rc;

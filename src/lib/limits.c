@@ -5,7 +5,9 @@
  * reading this file (or clipmod(1)) sees them all at once. clipmod_limits (the
  * image-loading subset) and the engine's settings are both filled from it.
  */
-#include "clipmod/clipmod.h"
+#include <string.h>
+
+#include "common.h"
 
 static const struct {
     const char *name;
@@ -48,11 +50,26 @@ const char *clipmod_setting_name(clipmod_setting s)
     return (unsigned)s < CLIPMOD_SETTING__COUNT ? settings[s].name : "unknown";
 }
 
-void clipmod_limits_default(clipmod_limits *lim)
+const cm_struct_kind cm_limits_kind = {
+    "clipmod_limits",
+    CLIPMOD_LIMITS_SIZE_V1,
+    sizeof(clipmod_limits),
+    "clipmod_limits_default()",
+};
+
+clipmod_error clipmod_limits_init(clipmod_limits *lim, size_t size)
 {
     if (!lim)
-        return;
-    lim->max_file_bytes = settings[CLIPMOD_MAX_FILE_BYTES].value;
-    lim->max_pixels = settings[CLIPMOD_MAX_PIXELS].value;
-    lim->max_side = (uint32_t)settings[CLIPMOD_MAX_SIDE].value;
+        return cm_refuse(NULL, "clipmod_limits_init: no structure to fill");
+    clipmod_error rc = cm_struct_check(NULL, size, &cm_limits_kind, NULL);
+    if (rc)
+        return rc;
+    clipmod_limits d = {.size = size};
+    d.max_file_bytes = settings[CLIPMOD_MAX_FILE_BYTES].value;
+    d.max_pixels = settings[CLIPMOD_MAX_PIXELS].value;
+    d.max_side = (uint32_t)settings[CLIPMOD_MAX_SIDE].value;
+    /* A caller built against a newer header: its members we do not know stay 0. */
+    memset(lim, 0, size);
+    memcpy(lim, &d, size < sizeof d ? size : sizeof d);
+    return CLIPMOD_OK;
 }

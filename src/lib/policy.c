@@ -180,19 +180,28 @@ const char *cm_nearest_name(const char *s, const char *const *names, size_t n)
     return cm_suggest(s, names, n);
 }
 
+/* Size of the buffers what_is() and quote_text() write a value into, quotes included. */
+#define SHOWN 80
+
 /*
- * Copy at most `max` bytes of `s` into `out` for a message: control characters
- * become '?', a cut never splits a UTF-8 sequence and is marked with "...".
+ * Copy at most `max` bytes of `s` into `out` (`size` bytes) for a message: control
+ * characters become '?', a cut never splits a UTF-8 sequence and is marked "...".
  */
-static void show(const char *s, size_t len, size_t max, char *out)
+static void show(const char *s, size_t len, size_t max, char *out, size_t size)
 {
+    static const char cut[] = "...";
+    if (max > size - sizeof cut) /* room for the mark and the NUL */
+        max = size - sizeof cut;
     size_t n = len > max ? max : len;
     if (n < len)
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
             n--;
     for (size_t i = 0; i < n; i++)
         out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
-    strcpy(out + n, n < len ? "..." : "");
+    if (n < len)
+        memcpy(out + n, cut, sizeof cut);
+    else
+        out[n] = '\0';
 }
 
 /* The form prompts are compared in: ASCII lowercase, whitespace runs as one space. */
@@ -291,6 +300,7 @@ typedef struct loader {
     /* files: every distinct file read (display name kept from its first reading) */
     file_ref names[MAX_FILE_READS + 1];
     int n_names, reads, serial;
+    cm_fp *fp; /* the fingerprint of each distinct file's bytes, as first read */
     file_ref stack[MAX_INCLUDE_DEPTH + 1];
     cm_pos root_pos;
     /* merged values */
@@ -443,9 +453,9 @@ static int is_str(const node *n, const char *s)
 }
 
 /* "a list", "'text'", "\"text\"" ...: how a value that does not fit is named. */
-static const char *what_is(const node *n, char *buf)
+static const char *what_is(const node *n, char buf[SHOWN])
 {
-    char t[64];
+    char t[SHOWN - 2]; /* and two quotes */
     switch (n->kind) {
     case N_MAP:
         return "a mapping";
@@ -458,17 +468,17 @@ static const char *what_is(const node *n, char *buf)
     }
     if (is_null(n))
         return "an empty value";
-    show(n->s, n->len, 40, t);
-    sprintf(buf, n->quoted ? "\"%s\"" : "'%s'", t);
+    show(n->s, n->len, 40, t, sizeof t);
+    snprintf(buf, SHOWN, n->quoted ? "\"%s\"" : "'%s'", t);
     return buf;
 }
 
 /* A prompt or other user text quoted for a message. */
-static const char *quote_text(const char *s, char *buf)
+static const char *quote_text(const char *s, char buf[SHOWN])
 {
-    char t[64];
-    show(s, strlen(s), 48, t);
-    sprintf(buf, "\"%s\"", t);
+    char t[SHOWN - 2];
+    show(s, strlen(s), 48, t, sizeof t);
+    snprintf(buf, SHOWN, "\"%s\"", t);
     return buf;
 }
 
@@ -479,7 +489,7 @@ static const char *quote_text(const char *s, char *buf)
 static int want_text(loader *L, const node *v, const char *what, size_t max, int allow_empty,
                      const char **out)
 {
-    char buf[80];
+    char buf[SHOWN];
     if (v->kind == N_BAD)
         return 0;
     if (v->kind != N_SCALAR || is_null(v)) {
@@ -526,7 +536,7 @@ static int parse_int(const node *v, int *out)
 
 static int want_int(loader *L, const node *v, const char *what, int lo, int hi, int *out)
 {
-    char buf[80];
+    char buf[SHOWN];
     int i;
     if (v->kind == N_BAD)
         return 0;
@@ -593,7 +603,7 @@ static int parse_number(const node *v, double *out)
 static int want_enum(loader *L, const node *v, const char *what, const char *const *names, size_t n,
                      const char *list)
 {
-    char buf[80];
+    char buf[SHOWN];
     if (v->kind == N_BAD)
         return -1;
     if (v->kind == N_SCALAR && !is_null(v)) {
@@ -622,7 +632,7 @@ typedef struct field {
 static void map_fields(loader *L, const node *m, const char *where, const char *const *allowed,
                        size_t n, field *f)
 {
-    char buf[80], list[256] = "";
+    char buf[SHOWN], list[256] = "";
     memset(f, 0, n * sizeof *f);
     for (size_t i = 0; i < n; i++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
@@ -639,7 +649,7 @@ static void map_fields(loader *L, const node *m, const char *where, const char *
             i++;
         if (i == n) {
             const char *near = cm_nearest_name(k->s, allowed, n);
-            show(k->s, k->len, 40, buf);
+            show(k->s, k->len, 40, buf, sizeof buf);
             if (near)
                 problem(L, k->pos, "unknown key '%s' %s (did you mean '%s'?); allowed: %s", buf,
                         where, near, list);
@@ -665,7 +675,7 @@ static void map_fields(loader *L, const node *m, const char *where, const char *
 static int want_prompts(loader *L, const node *v, const char *what, int need_one, cm_prompt **out,
                         size_t *n)
 {
-    char buf[80];
+    char buf[SHOWN];
     *out = NULL;
     *n = 0;
     if (v->kind == N_BAD)
@@ -740,7 +750,7 @@ static void apply_category(loader *L, const node *c, int serial)
     field f[NKEYS];
     cat_state t = {0};
     const char *id = NULL;
-    char buf[80];
+    char buf[SHOWN];
 
     if (c->kind != N_MAP) {
         if (c->kind != N_BAD)
@@ -875,7 +885,7 @@ static void apply_category(loader *L, const node *c, int serial)
 
 static void apply_categories(loader *L, const node *v, int serial)
 {
-    char buf[80];
+    char buf[SHOWN];
     size_t i = 0;
     if (v->kind == N_BAD || is_null(v))
         return;
@@ -896,7 +906,7 @@ static void apply_categories(loader *L, const node *v, int serial)
 
 static void apply_templates(loader *L, const node *v)
 {
-    char buf[80];
+    char buf[SHOWN];
     if (v->kind == N_BAD)
         return;
     if (is_null(v) || (v->kind == N_SEQ && v->n == 0)) {
@@ -951,7 +961,7 @@ static void apply_templates(loader *L, const node *v)
 static int smtp_ok(const char *s, cm_action a, char *why, size_t size)
 {
     const char *an = action_names[a];
-    char buf[80];
+    char buf[SHOWN];
     for (const char *p = s; *p; p++)
         if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7E) {
             snprintf(why, size, "actions.%s.smtp must be printable ASCII on one line", an);
@@ -961,7 +971,7 @@ static int smtp_ok(const char *s, cm_action a, char *why, size_t size)
         snprintf(why, size, "actions.%s.smtp is longer than %d characters", an, MAX_SMTP_BYTES);
         return 0;
     }
-    show(s, strlen(s), 40, buf);
+    show(s, strlen(s), 40, buf, sizeof buf);
     if (!(s[0] == '4' || s[0] == '5') || !(s[1] >= '0' && s[1] <= '5') ||
         !(s[2] >= '0' && s[2] <= '9') || (s[3] != ' ' && s[3] != '\0')) {
         snprintf(why, size,
@@ -1006,7 +1016,7 @@ static void apply_actions(loader *L, const node *v)
     enum { SMTP, HTTP, MESSAGE, NKEYS };
     static const char *const keys[NKEYS] = {"smtp", "http", "message"};
     const node *seen[CM_ACTION__COUNT] = {0};
-    char buf[80], what[64], why[640];
+    char buf[SHOWN], what[64], why[640];
 
     if (v->kind == N_BAD || is_null(v))
         return;
@@ -1082,7 +1092,7 @@ static void apply_animation(loader *L, const node *v)
     static const char *const keys[NKEYS] = {"frames", "combine", "k"};
     static const char *const combines[] = {"max", "k-of-n"};
     field f[NKEYS];
-    char buf[80];
+    char buf[SHOWN];
 
     if (v->kind == N_BAD || is_null(v))
         return;
@@ -1117,7 +1127,7 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
 /* Follow the include list `v` of the file `from` (at include depth `depth`). */
 static void apply_includes(loader *L, const node *v, const char *from, int depth)
 {
-    char buf[80];
+    char buf[SHOWN];
     if (v->kind == N_BAD || is_null(v))
         return;
     if (v->kind != N_SEQ && v->kind != N_SCALAR) {
@@ -1171,7 +1181,7 @@ static void apply_tree(loader *L, const node *root, const char *name, int depth,
                                             "templates", "neutral",   "actions",     "animation",
                                             "include",   "categories"};
     field f[NKEYS];
-    char buf[80];
+    char buf[SHOWN];
     int version;
 
     if (!root) {
@@ -1305,7 +1315,7 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     unsigned char *buf = NULL;
     size_t len = 0;
     struct stat st;
-    char why[256], shown[80];
+    char why[256], shown[SHOWN];
     cm_ydoc *doc = NULL;
     cm_yreport rep = {yaml_problem, L};
     int prc;
@@ -1313,7 +1323,7 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     /* Where problems with this file as a whole are reported in the including file. */
     cm_pos at = site ? site->pos : (cm_pos){name, 1, 1};
     if (site)
-        show(site->s, site->len, 60, shown);
+        show(site->s, site->len, 60, shown, sizeof shown);
     int unread = slurp(name, &buf, &len, &st, why, sizeof why);
     if (unread) {
         L->incomplete = 1;
@@ -1346,11 +1356,11 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     }
     /* The same file read again (included twice) keeps its first name, so that its
      * problems read the same and are reported once. */
+    int known = 0;
     if (depth == 0) {
         L->names[0].dev = st.st_dev;
         L->names[0].ino = st.st_ino;
     } else {
-        int known = 0;
         for (int i = 0; i < L->n_names && !known; i++)
             if (L->names[i].dev == st.st_dev && L->names[i].ino == st.st_ino) {
                 name = L->names[i].name;
@@ -1359,6 +1369,9 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
         if (!known)
             L->names[L->n_names++] = (file_ref){st.st_dev, st.st_ino, name};
     }
+    /* The fingerprint takes each distinct file once, as first read, in names order. */
+    if (!known)
+        cm_fp_add(L->fp, name, buf, len);
     L->stack[depth] = (file_ref){st.st_dev, st.st_ino, name};
 
     prc = cm_yaml_parse(name, buf, len, "a policy file", &rep, &doc);
@@ -1416,7 +1429,7 @@ static long norm_find(const norm_list *a, size_t i, const norm_list *b, size_t l
 /* Duplicates inside one list. */
 static void check_dups(loader *L, const norm_list *nl, const char *what)
 {
-    char q[80];
+    char q[SHOWN];
     for (size_t i = 1; i < nl->n; i++) {
         long j = norm_find(nl, i, nl, i);
         if (j >= 0) {
@@ -1431,7 +1444,7 @@ static void check_dups(loader *L, const norm_list *nl, const char *what)
 static void check_overlap(loader *L, const norm_list *a, const char *what, const char *id,
                           const norm_list *b, const char *bwhat)
 {
-    char q[80];
+    char q[SHOWN];
     for (size_t i = 0; i < a->n; i++) {
         long j = norm_find(a, i, b, b->n);
         if (j >= 0) {
@@ -1576,6 +1589,7 @@ static cm_policy *build(loader *L, const char *path)
     for (int i = 0; i < L->n_names; i++)
         p->files[i] = L->names[i].name;
     p->n_files = (size_t)L->n_names;
+    cm_fp_hex(L->fp, p->fingerprint);
     return p;
 }
 
@@ -1598,7 +1612,7 @@ static clipmod_error load(const char *path, cm_policy **out, char **problems, cm
     L.k = 1;
     L.combine = CM_COMBINE_MAX;
     if (!(L.out = cm_calloc(1, sizeof *L.out)) ||
-        !(L.cats = cm_calloc(MAX_CATEGORIES, sizeof *L.cats)))
+        !(L.cats = cm_calloc(MAX_CATEGORIES, sizeof *L.cats)) || !(L.fp = cm_fp_new()))
         goto out;
     const char *name = arena_strndup(L.out, path, strlen(path));
     if (!name)
@@ -1638,6 +1652,7 @@ out:
         cm_free(L.recs[i].text);
     cm_free(L.recs);
     cm_free(L.cats);
+    cm_fp_free(L.fp);
     arena_free(L.out);
     return rc;
 }
@@ -1694,7 +1709,7 @@ char *cm_policy_expand(const char *tmpl, const char *prompt)
 static int check_list_tokens(const cm_policy *p, const cm_prompt *list, size_t n,
                              size_t (*count)(void *, const char *, int *), void *ctx, strbuf *out)
 {
-    char t[80];
+    char t[SHOWN];
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < p->n_templates; j++) {
             int truncated = 0;

@@ -71,6 +71,17 @@ typedef struct cm_category {
 
 typedef enum cm_combine { CM_COMBINE_MAX, CM_COMBINE_K_OF_N } cm_combine;
 
+/*
+ * The policy fingerprint (fingerprint.c): SHA-256 over every file's bytes as the
+ * loader read them, each framed by base name and length; 64 hex digits and a NUL.
+ */
+#define CM_FINGERPRINT_SIZE 65
+typedef struct cm_fp cm_fp;
+cm_fp *cm_fp_new(void); /* NULL when out of memory */
+void cm_fp_add(cm_fp *fp, const char *path, const void *buf, size_t len);
+void cm_fp_hex(const cm_fp *fp, char out[CM_FINGERPRINT_SIZE]);
+void cm_fp_free(cm_fp *fp); /* accepts NULL */
+
 typedef struct cm_policy {
     int version; /* 1 */
     const char *name;
@@ -89,6 +100,7 @@ typedef struct cm_policy {
     const char *file;   /* the path given to cm_policy_load() */
     const char **files; /* every file read, that one first, then includes in reading order */
     size_t n_files;
+    char fingerprint[CM_FINGERPRINT_SIZE]; /* of the bytes of `files` as read (fingerprint.c) */
     /* Private: the arena holding everything above; see policy.c. */
     void *priv;
 } cm_policy;

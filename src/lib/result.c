@@ -167,10 +167,15 @@ size_t clipmod_result_category_count(const clipmod_result *r)
 clipmod_error clipmod_result_category(const clipmod_result *r, size_t i,
                                       clipmod_category_score *out)
 {
+    static const cm_struct_kind kind = {
+        "clipmod_category_score",
+        CLIPMOD_CATEGORY_SCORE_SIZE_V1,
+        sizeof(clipmod_category_score),
+        "CLIPMOD_CATEGORY_SCORE_INIT",
+    };
     if (!r || !out || i >= r->n_cats)
         return CLIPMOD_E_INVALID_ARG;
-    *out = r->cats[i].s;
-    return CLIPMOD_OK;
+    return cm_struct_out(out, &r->cats[i].s, &kind, NULL);
 }
 
 clipmod_error clipmod_result_add_note(clipmod_result *r, const char *by, const char *text)

@@ -108,7 +108,7 @@ static cm_image_opts image_opts(const clipmod_engine *e)
     return o;
 }
 
-clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
+static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
                                  clipmod_result **out)
 {
     const size_t dim = e ? clipmod_model_embed_dim(e->model) : 0;
@@ -223,6 +223,22 @@ out:
     return rc;
 }
 
+clipmod_error clipmod_scan_batch(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
+                                 clipmod_result **out)
+{
+    clipmod_input *copy;
+    const clipmod_input *view;
+    if (!e || !inputs || !out || !n || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    clipmod_error rc = cm_inputs_view(inputs, n, &copy, &view);
+    if (!rc)
+        rc = scan_inputs(e, view, n, out);
+    else
+        memset(out, 0, n * sizeof *out);
+    cm_free(copy);
+    return rc;
+}
+
 clipmod_error clipmod_scan_file(const clipmod_engine *e, const char *path, clipmod_result **out)
 {
     if (!out)
@@ -230,7 +246,7 @@ clipmod_error clipmod_scan_file(const clipmod_engine *e, const char *path, clipm
     *out = NULL;
     if (!path)
         return CLIPMOD_E_INVALID_ARG;
-    clipmod_input in = {.path = path};
+    clipmod_input in = {.size = sizeof in, .path = path};
     return clipmod_scan_batch(e, &in, 1, out);
 }
 
@@ -240,6 +256,7 @@ clipmod_error clipmod_scan_memory(const clipmod_engine *e, const void *buf, size
     if (!out)
         return CLIPMOD_E_INVALID_ARG;
     *out = NULL;
-    clipmod_input in = {.data = buf, .len = len, .name = name ? name : "(memory)"};
+    clipmod_input in = {
+        .size = sizeof in, .data = buf, .len = len, .name = name ? name : "(memory)"};
     return clipmod_scan_batch(e, &in, 1, out);
 }

@@ -228,13 +228,10 @@ static void drop_all(size_t n, float **emb, int *frames, clipmod_result **unscan
     }
 }
 
-clipmod_error clipmod_engine_embed_inputs_cached(const clipmod_engine *e,
-                                                 clipmod_image_cache *cache,
-                                                 const clipmod_input *inputs, size_t n, float **emb,
-                                                 int *frames, clipmod_result **unscanned)
+static clipmod_error embed_inputs(const clipmod_engine *e, clipmod_image_cache *cache,
+                                  const clipmod_input *inputs, size_t n, float **emb, int *frames,
+                                  clipmod_result **unscanned)
 {
-    if (!e || !inputs || !emb || !frames || !unscanned || !n || !e->compiled)
-        return CLIPMOD_E_INVALID_ARG;
     memset(emb, 0, n * sizeof *emb);
     memset(frames, 0, n * sizeof *frames);
     memset(unscanned, 0, n * sizeof *unscanned);
@@ -264,6 +261,27 @@ clipmod_error clipmod_engine_embed_inputs_cached(const clipmod_engine *e,
     cm_free(ci);
     if (rc)
         drop_all(n, emb, frames, unscanned);
+    return rc;
+}
+
+clipmod_error clipmod_engine_embed_inputs_cached(const clipmod_engine *e,
+                                                 clipmod_image_cache *cache,
+                                                 const clipmod_input *inputs, size_t n, float **emb,
+                                                 int *frames, clipmod_result **unscanned)
+{
+    clipmod_input *copy;
+    const clipmod_input *view;
+    if (!e || !inputs || !emb || !frames || !unscanned || !n || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    clipmod_error rc = cm_inputs_view(inputs, n, &copy, &view);
+    if (rc) {
+        memset(emb, 0, n * sizeof *emb);
+        memset(frames, 0, n * sizeof *frames);
+        memset(unscanned, 0, n * sizeof *unscanned);
+        return rc;
+    }
+    rc = embed_inputs(e, cache, view, n, emb, frames, unscanned);
+    cm_free(copy);
     return rc;
 }
 

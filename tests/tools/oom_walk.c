@@ -316,6 +316,7 @@ static int setup_scan(ctx *c, char **images, int n)
     if (!c->inputs || !c->want_state || !c->want_json)
         return -1;
     for (int i = 0; i < n; i++) {
+        c->inputs[i].size = sizeof c->inputs[i];
         c->inputs[i].name = images[i];
         if (i % 2) {
             c->inputs[i].path = images[i];

@@ -7,6 +7,7 @@
  * result's JSON (timing removed) must equal the first one's. Exit 0 when they all
  * agree, 1 on a difference, 2 on an error.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,7 @@ static char *stable_json(const clipmod_result *r)
     char *j = clipmod_result_to_json(r, 1);
     char *t = j ? strstr(j, ",\"elapsed_ms\":") : NULL;
     if (t)
-        strcpy(t, "}");
+        memcpy(t, "}", sizeof "}");
     return j;
 }
 
@@ -46,8 +47,10 @@ static void *run(void *arg)
     job *jb = arg;
     clipmod_input *in = calloc((size_t)jb->n, sizeof *in);
     clipmod_result **out = calloc((size_t)jb->n, sizeof *out);
-    for (int i = 0; i < jb->n; i++)
+    for (int i = 0; i < jb->n; i++) {
+        in[i].size = sizeof in[i];
         in[i].path = jb->images[i];
+    }
     for (int round = 0; round < jb->rounds; round++) {
         if (jb->by_batch) {
             if (clipmod_scan_batch(jb->engine, in, (size_t)jb->n, out)) {
@@ -71,6 +74,15 @@ static void *run(void *arg)
     return NULL;
 }
 
+/* A count argument: 1 to 1000, else 0 (the caller says what is wrong). */
+static int count_arg(const char *s)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    return errno || end == s || *end || v < 1 || v > 1000 ? 0 : (int)v;
+}
+
 int main(int argc, char **argv)
 {
     char err[CLIPMOD_ERROR_SIZE];
@@ -82,7 +94,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s MODEL_DIR POLICY THREADS ROUNDS IMAGE...\n", argv[0]);
         return 2;
     }
-    const int threads = atoi(argv[3]), rounds = atoi(argv[4]), n = argc - 5;
+    const int threads = count_arg(argv[3]), rounds = count_arg(argv[4]), n = argc - 5;
+    if (!threads || !rounds) {
+        fprintf(stderr, "scan_threads: THREADS and ROUNDS are counts from 1 to 1000\n");
+        return 2;
+    }
     char **expected = calloc((size_t)n, sizeof *expected);
     job *jobs = calloc((size_t)threads, sizeof *jobs);
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);

@@ -67,7 +67,7 @@ static clipmod_result *make_unscanned(const char *name, clipmod_reason reason)
 /* Run the plugins on `r` as clipmod_scan_file() would. */
 static void notify(const cm_plugins *list, clipmod_result *r)
 {
-    clipmod_input in = {.path = clipmod_result_name(r)};
+    clipmod_input in = {.size = sizeof in, .path = clipmod_result_name(r)};
     cm_plugins_notify(list, &engine, &in, r);
 }
 

@@ -25,6 +25,12 @@
 #include "policy.h"
 #include "tokenizer.h"
 
+#if defined(__GNUC__)
+#define CM_TEST_PRINTF __attribute__((format(printf, 3, 4)))
+#else
+#define CM_TEST_PRINTF
+#endif
+
 #define OPENAI_MERGES 48894
 
 /* ---------------------------------------------------------------------------- */
@@ -124,6 +130,18 @@ static const cm_category *find(const cm_policy *p, const char *id)
     return NULL;
 }
 
+/* Append printf-style text to the NUL-terminated `buf` of `size` bytes; the test
+ * fails rather than cut a generated policy short. */
+static void CM_TEST_PRINTF append(char *buf, size_t size, const char *fmt, ...)
+{
+    size_t used = strlen(buf);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + used, size - used, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < size - used);
+}
+
 /* A scratch directory for generated files, removed by teardown. */
 static char tmpdir[64];
 static char *tmpfiles[64];
@@ -131,7 +149,7 @@ static int n_tmpfiles;
 
 static int setup_tmp(void **state)
 {
-    strcpy(tmpdir, "/tmp/cm_test_policy_XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "%s", "/tmp/cm_test_policy_XXXXXX");
     return mkdtemp(tmpdir) ? 0 : -1;
 }
 
@@ -149,9 +167,10 @@ static int teardown_tmp(void **state)
 /* Write `len` bytes as tmpdir/name; returns the path (owned by the teardown). */
 static const char *write_tmp(const char *name, const char *data, size_t len)
 {
-    char *path = malloc(strlen(tmpdir) + strlen(name) + 2);
+    const size_t size = strlen(tmpdir) + strlen(name) + 2;
+    char *path = malloc(size);
     assert_non_null(path);
-    sprintf(path, "%s/%s", tmpdir, name);
+    snprintf(path, size, "%s/%s", tmpdir, name);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(data, 1, len, f), len);
@@ -492,8 +511,8 @@ static void shipped_prompts_fit_the_context(void **state)
                              "  - id: a\n    threshold: 0.5\n    action: flag\n    prompts:\n"
                              "      - ";
     for (int i = 0; i < 80; i++)
-        strcat(long_policy, "word ");
-    strcat(long_policy, "\n");
+        append(long_policy, sizeof long_policy, "word ");
+    append(long_policy, sizeof long_policy, "\n");
     const char *path = write_tmp_str("long.yaml", long_policy);
     cm_policy *p = load_ok(path);
     char *problems = NULL;
@@ -547,8 +566,8 @@ static void token_check_reports_position_and_template(void **state)
                       "      - ";
     /* 73 words: 75 tokens alone, 78 with "a photo of {}." */
     for (int i = 0; i < 73; i++)
-        strcat(text, "w ");
-    strcat(text, "\n");
+        append(text, sizeof text, "w ");
+    append(text, sizeof text, "\n");
     const char *path = write_tmp_str("tokens.yaml", text);
     cm_policy *p = load_ok(path);
     char *problems = NULL;
@@ -801,7 +820,7 @@ static void include_count_limit(void **state)
     char text[2048] = "version: 1\ninclude:\n";
     write_tmp_str("leaf.yaml", small_policy);
     for (int i = 0; i < 40; i++)
-        strcat(text, "  - leaf.yaml\n");
+        append(text, sizeof text, "  - leaf.yaml\n");
     const char *top = write_tmp_str("many.yaml", text);
     /* The top file and 31 leaves are 32 reads; the 32nd leaf (line 34) is one too many. */
     expect_problems(tmp_prefix(), top, CLIPMOD_E_POLICY,
@@ -919,9 +938,9 @@ static void many_problems_in_one_file(void **state)
 static void problems_are_capped(void **state)
 {
     static char text[16384];
-    strcpy(text, "version: 1\n");
+    snprintf(text, sizeof text, "version: 1\n");
     for (int i = 0; i < 250; i++)
-        sprintf(text + strlen(text), "key%d: 1\n", i);
+        append(text, sizeof text, "key%d: 1\n", i);
     const char *p = write_tmp_str("spam.yaml", text);
     cm_policy *pol = NULL;
     char *problems = NULL;

@@ -39,6 +39,15 @@
 /* Helpers                                                                        */
 /* ---------------------------------------------------------------------------- */
 
+/* Append `s` to the NUL-terminated `buf` of `size` bytes; the test fails rather than
+ * cut the text short. */
+static void append(char *buf, size_t size, const char *s)
+{
+    const size_t used = strlen(buf), add = strlen(s);
+    assert_true(add < size - used);
+    memcpy(buf + used, s, add + 1);
+}
+
 /* Path of OpenAI's merges: $CLIPMOD_BPE_GZ, else the build's default location. */
 static const char *bpe_gz_path(void)
 {
@@ -345,7 +354,7 @@ static void test_truncation(void **state)
 
     /* 200 words, one token each. */
     for (int i = 0; i < 200; i++)
-        strcat(text, "hello ");
+        append(text, sizeof text, "hello ");
     assert_int_equal(
         cm_tokenizer_encode(tok, text, strlen(text), ids, 77, &n_ids, &truncated, NULL),
         CLIPMOD_OK);
@@ -359,14 +368,14 @@ static void test_truncation(void **state)
     /* Exactly ctx ids fit without truncation; one more token truncates. */
     text[0] = '\0';
     for (int i = 0; i < 75; i++)
-        strcat(text, "hello ");
+        append(text, sizeof text, "hello ");
     assert_int_equal(
         cm_tokenizer_encode(tok, text, strlen(text), ids, 77, &n_ids, &truncated, NULL),
         CLIPMOD_OK);
     assert_int_equal(n_ids, 77);
     assert_int_equal(truncated, 0);
     assert_int_equal(ids[76], 518);
-    strcat(text, "hello");
+    append(text, sizeof text, "hello");
     assert_int_equal(
         cm_tokenizer_encode(tok, text, strlen(text), ids, 77, &n_ids, &truncated, NULL),
         CLIPMOD_OK);
@@ -502,7 +511,7 @@ static void test_openai_truncation(void **state)
     NEED_OPENAI(state);
     tok = *state;
     for (int i = 0; i < 40; i++)
-        strcat(text, "a photo of a cat ");
+        append(text, sizeof text, "a photo of a cat ");
     assert_int_equal(
         cm_tokenizer_encode(tok, text, strlen(text), ids, 77, &n_ids, &truncated, NULL),
         CLIPMOD_OK);
