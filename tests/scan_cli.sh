@@ -39,6 +39,15 @@ grep -q "13 reject" "$W/help" || fail "scan --help does not give the hook codes"
 "$CLIPMOD" policy check --help | grep -q "file:line:column" || fail "policy check --help"
 run 2 "$CLIPMOD" scan
 run 2 "$CLIPMOD" scan --batch 0 x.png
+# --threads: one parser for every command, plain digits 1..256 and the value quoted back.
+for bad in x 0 257 4x -1 "" " 4" 99999999999999999999; do
+    for cmd in "scan" "embed -m nowhere" "similarity -m nowhere" "policy evaluate"; do
+        # shellcheck disable=SC2086 # cmd is a command and its arguments
+        run 2 "$CLIPMOD" $cmd --threads "$bad" x.png
+        grep -qxF -- "clipmod: --threads: expected 1..256, got '$bad'" "$W/err" ||
+            fail "$cmd --threads '$bad': $(cat "$W/err")"
+    done
+done
 run 2 "$CLIPMOD" scan --max-file-bytes 10X x.png
 grep -q "max-file-bytes" "$W/err" || fail "a bad limit must be named"
 run 2 "$CLIPMOD" scan --max-pixels 10M x.png

@@ -38,6 +38,16 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in);
 
 void cli_inputs_free(cli_inputs *in);
 
+/* Most BLAS threads a command may ask for. */
+#define CLI_MAX_THREADS 256
+
+/*
+ * The argument of --threads: plain decimal digits from 1 to CLI_MAX_THREADS, into
+ * *out. Otherwise prints "clipmod: --threads: expected 1..256, got 'ARG'" and
+ * returns -1 (*out untouched). Every command that takes --threads uses this.
+ */
+int cli_parse_threads(const char *arg, int *out);
+
 /* Load the model named by `in` (and set threads); print the error and return NULL. */
 clipmod_model *cli_load_model(const cli_inputs *in);
 

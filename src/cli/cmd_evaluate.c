@@ -104,7 +104,6 @@ static int parse_size(const char *text, unsigned long long *out)
 
 static int parse_opt(int c, eval_opts *o)
 {
-    char *end = NULL;
     switch (c) {
     case 'm':
         o->model_dir = optarg;
@@ -151,15 +150,8 @@ static int parse_opt(int c, eval_opts *o)
         }
         o->sets[o->n_sets++] = optarg;
         return CLI_GO_ON;
-    case OPT_THREADS: {
-        const long n = strtol(optarg, &end, 10);
-        if (end == optarg || *end || n < 1 || n > 256) {
-            fprintf(stderr, "clipmod: --threads %s: expected 1 to 256\n", optarg);
-            return EXIT_ERROR;
-        }
-        o->threads = (int)n;
-        return CLI_GO_ON;
-    }
+    case OPT_THREADS:
+        return cli_parse_threads(optarg, &o->threads) ? EXIT_ERROR : CLI_GO_ON;
     case OPT_CACHE:
         o->cache_dir = optarg;
         return CLI_GO_ON;

@@ -428,11 +428,8 @@ static int parse_options(int argc, char **argv, scan_opts *o)
             o->batch = (size_t)v;
             break;
         case OPT_THREADS:
-            if (parse_u64(optarg, &v) || v < 1 || v > 256) {
-                fprintf(stderr, "clipmod: --threads must be from 1 to 256\n");
+            if (cli_parse_threads(optarg, &o->threads))
                 return EXIT_ERROR;
-            }
-            o->threads = (int)v;
             break;
         case OPT_CACHE_DIR:
             o->cache_dir = optarg;
@@ -688,9 +685,10 @@ static char *join_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir);
     int slash = n && dir[n - 1] == '/';
-    char *p = malloc(n + strlen(name) + 2);
+    size_t size = n + strlen(name) + 2;
+    char *p = malloc(size);
     if (p)
-        sprintf(p, "%s%s%s", dir, slash ? "" : "/", name);
+        snprintf(p, size, "%s%s%s", dir, slash ? "" : "/", name);
     return p;
 }
 

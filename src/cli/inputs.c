@@ -1,6 +1,7 @@
 /*
  * inputs.c - option parsing and model/image/text loading shared by subcommands.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,24 @@ static int push(const char ***list, size_t *n, const char *s)
         return -1;
     grown[(*n)++] = s;
     *list = grown;
+    return 0;
+}
+
+int cli_parse_threads(const char *arg, int *out)
+{
+    char *end = NULL;
+    long n = 0;
+
+    /* strtol alone takes " 4", "+4" and "4x"; only plain digits are a thread count. */
+    if (arg[0] >= '0' && arg[0] <= '9') {
+        errno = 0;
+        n = strtol(arg, &end, 10);
+    }
+    if (!end || *end || errno || n < 1 || n > CLI_MAX_THREADS) {
+        fprintf(stderr, "clipmod: --threads: expected 1..%d, got '%s'\n", CLI_MAX_THREADS, arg);
+        return -1;
+    }
+    *out = (int)n;
     return 0;
 }
 
@@ -48,11 +67,8 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
                 goto nomem;
             break;
         case 'T':
-            in->threads = atoi(optarg);
-            if (in->threads < 1 || in->threads > 256) {
-                fprintf(stderr, "clipmod: --threads must be from 1 to 256\n");
+            if (cli_parse_threads(optarg, &in->threads))
                 return EXIT_ERROR;
-            }
             break;
         case 'h':
             fputs(usage, stdout);
