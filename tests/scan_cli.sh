@@ -254,6 +254,9 @@ r = json.loads(open(sys.argv[1]).read())
 assert r["name"] == "stdin" and r["state"] == "flagged", r' "$W/out" || fail "stdin"
 run 2 scan -p "$W/p.yaml" --json --quiet --max-file-bytes 1000 - <"$hi"
 grep -q '"reason":"too-large"' "$W/out" || fail "stdin over max-file-bytes: $(cat "$W/out")"
+# stdin is read into a buffer capped one byte past the limit, never the whole pipe.
+grep -q '"reason_text":"1001 bytes exceeds the limit of 1000"' "$W/out" ||
+    fail "stdin must be read to max-file-bytes + 1: $(cat "$W/out")"
 
 # ---------------------------------------------------------------------------
 # --hook: one input, the action alone on stdout, the action's exit code.

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "eval_apply.h"
 #include "evaluate.h"
 #include "progress.h"
@@ -322,7 +323,7 @@ static int save_cache(evaluation *ev)
 static int embed_all(evaluation *ev)
 {
     progress pg;
-    const double t0 = progress_now();
+    const double t0 = cm_now();
     int rc = 0;
     progress_start(&pg, ev->n_images, !ev->opts->quiet && !ev->opts->no_progress);
     for (size_t s = 0; !rc && s < ev->n_images; s += EMBED_CHUNK) {
@@ -331,7 +332,7 @@ static int embed_all(evaluation *ev)
         rc = embed_chunk(ev, s, n);
     }
     progress_end(&pg);
-    ev->seconds_embed = progress_now() - t0;
+    ev->seconds_embed = cm_now() - t0;
     return rc ? rc : save_cache(ev);
 }
 
@@ -392,14 +393,14 @@ static int measure_category(evaluation *ev, size_t c)
 
 static int measure(evaluation *ev)
 {
-    const double t0 = progress_now();
+    const double t0 = cm_now();
     int rc = score_all(ev);
     for (size_t c = 0; !rc && c < ev->n_cats; c++) {
         if (clipmod_engine_category_info(ev->engine, c, &ev->cats[c].info))
             return -1;
         rc = measure_category(ev, c);
     }
-    ev->seconds_metrics = progress_now() - t0;
+    ev->seconds_metrics = cm_now() - t0;
     return rc;
 }
 

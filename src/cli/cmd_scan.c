@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
+#include "dynbuf.h"
 #include "progress.h"
 #include "scan_quarantine.h"
 #include "scan_select.h"
@@ -548,48 +550,34 @@ static void entries_free(entries *in)
 
 /*
  * The image on stdin, read whole: the library scans memory. Reading stops one byte
- * past max-file-bytes so that an endless pipe costs no more than that, and the
- * library still sees an input too large and says so.
+ * past max-file-bytes (the buffer's cap) so that an endless pipe costs no more than
+ * that, and the library still sees an input too large and says so.
  */
 static int read_stdin(entries *in, uint64_t max_bytes)
 {
-    size_t cap = 1 << 16, len = 0;
-    uint64_t limit = max_bytes < SIZE_MAX - 1 ? max_bytes + 1 : SIZE_MAX - 1;
-    unsigned char *buf = malloc(cap);
+    unsigned char chunk[1 << 16];
+    cm_dbuf d;
+    const size_t limit = max_bytes < SIZE_MAX - 1 ? (size_t)max_bytes + 1 : SIZE_MAX - 1;
+    int rc;
 
-    if (!buf)
-        return -1;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= limit)
-                break;
-            size_t grown_cap = cap > limit / 2 ? (size_t)limit : cap * 2;
-            unsigned char *grown = realloc(buf, grown_cap);
-            if (!grown) {
-                free(buf);
-                errno = ENOMEM;
-                return -1;
-            }
-            buf = grown;
-            cap = grown_cap;
-        }
-        size_t want = cap - len;
-        if (len + want > limit)
-            want = (size_t)(limit - len);
-        if (!want)
+    cm_dbuf_init(&d, limit);
+    rc = cm_dbuf_addn(&d, "", 0); /* an empty stdin is an input too: data is never NULL */
+    while (rc == CM_DBUF_OK && cm_dbuf_len(&d) < limit) {
+        size_t want = limit - cm_dbuf_len(&d);
+        if (want > sizeof chunk)
+            want = sizeof chunk;
+        const size_t got = fread(chunk, 1, want, stdin);
+        rc = cm_dbuf_addn(&d, chunk, got);
+        if (got < want)
             break;
-        size_t got = fread(buf + len, 1, want, stdin);
-        len += got;
-        if (got < want) {
-            if (ferror(stdin)) {
-                free(buf);
-                return -1;
-            }
-            break;
-        }
     }
-    in->stdin_data = buf;
-    in->stdin_len = len;
+    if (rc != CM_DBUF_OK)
+        errno = ENOMEM;                      /* TOOBIG cannot happen: reads stop at the cap */
+    if (rc != CM_DBUF_OK || ferror(stdin)) { /* after a read error fread's errno stands */
+        cm_dbuf_free(&d);
+        return -1;
+    }
+    in->stdin_data = (unsigned char *)cm_dbuf_take(&d, &in->stdin_len);
     return 0;
 }
 
@@ -1282,7 +1270,7 @@ int cmd_scan(int argc, char **argv)
     clipmod_input *inputs = NULL;
     clipmod_result **results = NULL;
     FILE *log = NULL;
-    double t0 = progress_now(), t_scan;
+    double t0 = cm_now(), t_scan;
     int rc = parse_options(argc, argv, &o);
 
     if (rc != CLI_GO_ON) {
@@ -1332,7 +1320,7 @@ int cmd_scan(int argc, char **argv)
         goto out;
     }
 
-    t_scan = progress_now();
+    t_scan = cm_now();
     progress_start(&pg, in.n, !o.quiet && !o.hook);
     for (size_t start = 0; start < in.n; start += o.batch) {
         size_t n = in.n - start < o.batch ? in.n - start : o.batch;
@@ -1373,10 +1361,10 @@ int cmd_scan(int argc, char **argv)
     progress_end(&pg);
 
     if (!o.hook && !o.quiet)
-        print_summary(o.json ? stderr : stdout, &o, engine, model, &w, &t, progress_now() - t0,
-                      progress_now() - t_scan);
+        print_summary(o.json ? stderr : stdout, &o, engine, model, &w, &t, cm_now() - t0,
+                      cm_now() - t_scan);
     if (log)
-        print_summary(log, &o, engine, model, &w, &t, progress_now() - t0, progress_now() - t_scan);
+        print_summary(log, &o, engine, model, &w, &t, cm_now() - t0, cm_now() - t_scan);
     if (!o.hook)
         rc = exit_status(&o, &t);
     else if (t.errors)
