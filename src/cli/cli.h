@@ -23,7 +23,8 @@ typedef struct cli_inputs {
     const char **texts;
     size_t n_texts;
     int threads;
-    int quiet; /* no notes on stderr */
+    int quiet;       /* no notes on stderr */
+    int images_only; /* texts are optional (embed): a model without a text tower will do */
 } cli_inputs;
 
 /* What option parsers return when the command should run; else an exit status. */
@@ -48,8 +49,22 @@ void cli_inputs_free(cli_inputs *in);
  */
 int cli_parse_threads(const char *arg, int *out);
 
-/* Load the model named by `in` (and set threads); print the error and return NULL. */
+/*
+ * Load the model named by `in` (threads first) with cm_model_from_config, which
+ * refuses a model that cannot embed texts and logs the shared demo-model warning
+ * (unless in->quiet). With in->images_only and no texts, any model that loads will
+ * do. Prints the error and returns NULL on failure.
+ */
 clipmod_model *cli_load_model(const cli_inputs *in);
+
+/* Point src/common's logger at stderr: logfmt, "warn" and up, only "error" when quiet. */
+void cli_log_setup(int quiet);
+
+/*
+ * Print a cm_engine_from_config errbuf as "clipmod: ..." with the CLI's option
+ * names ("--allow-fetch X: ...", "--max-file-bytes N: ...") where it names a setting.
+ */
+void cli_engine_error(const char *errbuf);
 
 /*
  * Load and embed every image of `in` into a new array of n x dim floats (caller

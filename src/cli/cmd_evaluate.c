@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "engine_cfg.h"
 #include "eval_apply.h"
 #include "evaluate.h"
 #include "progress.h"
@@ -221,33 +222,31 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
     return CLI_GO_ON;
 }
 
-/* An engine for the policy (with the --set overrides when `sets`); problems and
- * warnings go to stderr. */
+/* An engine for the policy (with the --set overrides when `sets`), built as scan
+ * builds its own (src/common's cm_engine_from_config); problems and warnings go to
+ * stderr. */
 static clipmod_engine *make_engine(const clipmod_model *model, const eval_opts *o,
                                    const char *policy, int sets)
 {
     clipmod_engine *engine = NULL;
-    char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE];
-    clipmod_error err = clipmod_engine_new(model, &engine);
-    if (!err && (o->no_cache || o->cache_dir))
-        err = clipmod_engine_set_cache_dir(engine, o->no_cache ? NULL : o->cache_dir);
-    for (size_t i = 0; sets && !err && i < o->n_sets; i++) {
-        if ((err = clipmod_engine_override(engine, o->sets[i], errbuf))) {
-            fprintf(stderr, "clipmod: %s\n", errbuf);
-            clipmod_engine_free(engine);
-            return NULL;
-        }
-    }
-    if (!err)
-        err = clipmod_engine_compile(engine, policy, &problems);
-    if (problems && (err || !o->quiet))
+    char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE] = "";
+    cm_engine_cfg cfg;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.policy = policy;
+    cfg.overrides = sets ? o->sets : NULL;
+    cfg.n_overrides = sets ? o->n_sets : 0;
+    cfg.no_cache = o->no_cache;
+    cfg.cache_dir = o->cache_dir;
+    cfg.quiet_warnings = 1; /* printed here, as the lines they are */
+    clipmod_error err = cm_engine_from_config(&cfg, model, &engine, &problems, errbuf);
+    if (problems && (err == CLIPMOD_E_POLICY || (!err && !o->quiet)))
         fputs(problems, stderr);
     clipmod_free(problems);
-    if (err) {
+    if (err == CLIPMOD_E_POLICY)
         fprintf(stderr, "clipmod: %s: %s\n", policy, clipmod_strerror(err));
-        clipmod_engine_free(engine);
-        return NULL;
-    }
+    else if (err)
+        cli_engine_error(errbuf);
     return engine;
 }
 

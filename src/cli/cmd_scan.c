@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "dynbuf.h"
+#include "engine_cfg.h"
 #include "progress.h"
 #include "scan_quarantine.h"
 #include "scan_select.h"
@@ -1081,67 +1082,46 @@ static void print_lines(FILE *f, const char *text)
         fputc('\n', f);
 }
 
+/* What src/common builds the engine from: everything the options said. */
+static void scan_engine_cfg(const scan_opts *o, cm_engine_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->model = o->model_dir;
+    cfg->merges = o->merges;
+    cfg->threads = o->threads;
+    cfg->policy = o->policy;
+    memcpy(cfg->setting, o->setting, sizeof cfg->setting);
+    memcpy(cfg->setting_given, o->setting_given, sizeof cfg->setting_given);
+    cfg->overrides = o->sets;
+    cfg->n_overrides = o->n_sets;
+    cfg->no_cache = o->no_cache;
+    cfg->cache_dir = o->cache_dir;
+    cfg->fetch_allow = o->allow_fetch;
+    cfg->n_fetch_allow = o->n_allow_fetch;
+    /* Warnings are printed below as the compiler-style lines they are, not logged. */
+    cfg->quiet_warnings = 1;
+}
+
 static clipmod_engine *build_engine(const scan_opts *o, const clipmod_model *model)
 {
     clipmod_engine *engine = NULL;
-    char *problems = NULL;
-    clipmod_error err;
+    char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE] = "";
+    cm_engine_cfg cfg;
 
-    if ((err = clipmod_engine_new(model, &engine))) {
-        fprintf(stderr, "clipmod: %s\n", clipmod_strerror(err));
-        return NULL;
-    }
-    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++) {
-        if (!o->setting_given[s])
-            continue;
-        if ((err = clipmod_engine_set(engine, (clipmod_setting)s, o->setting[s]))) {
-            fprintf(stderr, "clipmod: --%s %llu: %s\n", clipmod_setting_name((clipmod_setting)s),
-                    (unsigned long long)o->setting[s], clipmod_strerror(err));
-            goto fail;
-        }
-    }
-    for (size_t i = 0; i < o->n_sets; i++) {
-        char errbuf[CLIPMOD_ERROR_SIZE];
-        if ((err = clipmod_engine_override(engine, o->sets[i], errbuf))) {
-            fprintf(stderr, "clipmod: %s\n", errbuf);
-            goto fail;
-        }
-    }
-    for (size_t i = 0; i < o->n_allow_fetch; i++) {
-        if ((err = clipmod_engine_allow_fetch(engine, o->allow_fetch[i]))) {
-            fprintf(stderr, "clipmod: --allow-fetch %s: %s\n", o->allow_fetch[i],
-                    err == CLIPMOD_E_INVALID_ARG
-                        ? "not a network (10.1.0.0/16, 127.0.0.1/32, ::1/128) or a host name"
-                        : clipmod_strerror(err));
-            goto fail;
-        }
-    }
-    if (o->no_cache || o->cache_dir) {
-        const char *dir = o->no_cache ? NULL : o->cache_dir;
-        if ((err = clipmod_engine_set_cache_dir(engine, dir))) {
-            fprintf(stderr, "clipmod: --cache-dir %s: %s\n", dir ? dir : "(none)",
-                    clipmod_strerror(err));
-            goto fail;
-        }
-    }
-    err = clipmod_engine_compile(engine, o->policy, &problems);
-    if (err) {
+    scan_engine_cfg(o, &cfg);
+    clipmod_error err = cm_engine_from_config(&cfg, model, &engine, &problems, errbuf);
+    if (err == CLIPMOD_E_POLICY) {
         /* Problems are "file:line:column: message" lines, as a compiler prints them. */
         if (problems)
             print_lines(stderr, problems);
-        fprintf(stderr, "clipmod: %s: %s\n", o->policy,
-                err == CLIPMOD_E_POLICY ? "the policy has problems; nothing was scanned"
-                                        : clipmod_strerror(err));
-        goto fail;
-    }
-    if (problems && !o->quiet)
+        fprintf(stderr, "clipmod: %s: the policy has problems; nothing was scanned\n", o->policy);
+    } else if (err) {
+        cli_engine_error(errbuf);
+    } else if (problems && !o->quiet) {
         print_lines(stderr, problems); /* warnings */
+    }
     clipmod_free(problems);
     return engine;
-fail:
-    clipmod_free(problems);
-    clipmod_engine_free(engine);
-    return NULL;
 }
 
 static const char *entry_name(const entry *e)

@@ -49,6 +49,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "clipmod: could not initialise libvips\n");
             return EXIT_ERROR;
         }
+        cli_log_setup(0);
         int rc = commands[i].run(argc - 1, argv + 1);
         clipmod_shutdown();
         return rc;
