@@ -52,6 +52,13 @@
 #define SOURCE_POLICY      "policies/default.yaml"
 #define SOURCE_DEMO_POLICY "policies/demo.yaml"
 
+/* Where a --plugin NAME without '/' is looked for (the library's own rule). */
+#ifdef CLIPMOD_PLUGINDIR
+#define PLUGIN_DIR CLIPMOD_PLUGINDIR
+#else
+#define PLUGIN_DIR "$(pkglibdir)"
+#endif
+
 /* --hook exit codes; 2 keeps its clamscan meaning (clipmod itself failed). */
 enum {
     HOOK_ALLOW = 0,
@@ -90,6 +97,7 @@ enum {
     OPT_EXCLUDE_DIR,
     OPT_INCLUDE_DIR,
     OPT_LOG,
+    OPT_PLUGIN,
     OPT_SETTING /* OPT_SETTING + s for engine setting s */
 };
 
@@ -115,6 +123,8 @@ typedef struct scan_opts {
     int url;                  /* --url: the arguments are URLs */
     const char **allow_fetch; /* --allow-fetch values, in order */
     size_t n_allow_fetch;
+    cm_plugin_cfg *plugins; /* --plugin, in order; each path allocated, config borrowed */
+    size_t n_plugins;
     const char *sets[64]; /* --set: what-if changes to the policy, in order */
     size_t n_sets;
     size_t batch;
@@ -251,6 +261,11 @@ static void usage(FILE *f)
             "                        (all four repeatable; excludes win)\n"
             "  -f, --file-list FILE  scan the paths listed in FILE, one per line (- for stdin)\n"
             "      --log FILE        append the results and the summary to FILE\n"
+            "      --plugin PATH[:CONFIG]  load an operator plugin (a .so exporting\n"
+            "                        clipmod_plugin_v1) with the configuration after the\n"
+            "                        first ':'; a PATH without '/' is an installed plugin\n"
+            "                        (see Files). Repeatable: each result goes through\n"
+            "                        the plugins in this order\n"
             "  -h, --help            show this help\n"
             "\n"
             "Inside directories, files that are not images by their first bytes (a .txt or\n"
@@ -272,6 +287,12 @@ static void usage(FILE *f)
                 (unsigned long long)clipmod_setting_default((clipmod_setting)s),
                 setting_help[s] ? setting_help[s] : "");
     }
+    fprintf(f,
+            "\n"
+            "Files:\n"
+            "  %s/NAME.so\n"
+            "      the installed plugin --plugin NAME loads\n",
+            PLUGIN_DIR);
     fprintf(f, "\n"
                "Exit status: 0 all clean, 1 something flagged, 2 an error or an unscanned\n"
                "input (1 wins over 2, as in clamscan).\n"
@@ -317,6 +338,44 @@ static int parse_setting(int s, const char *arg, uint64_t *v)
     fprintf(stderr, "clipmod: --%s needs a decimal number, not '%s'\n",
             clipmod_setting_name((clipmod_setting)s), arg);
     return -1;
+}
+
+/*
+ * --plugin PATH[:CONFIG]: the path ends at the first ':' (the configuration may hold
+ * more of them, "path=/var/log/a.jsonl"). A path without '/' names an installed
+ * plugin ($(pkglibdir)/NAME.so), as in clipmodd's and the milter's plugins lists.
+ */
+static int add_plugin(scan_opts *o, const char *arg)
+{
+    const char *colon = strchr(arg, ':');
+    size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
+
+    if (n == 0) {
+        fprintf(stderr, "clipmod: --plugin: expected PATH[:CONFIG], got '%s'\n", arg);
+        return -1;
+    }
+    cm_plugin_cfg *grown = realloc(o->plugins, (o->n_plugins + 1) * sizeof *grown);
+    if (!grown) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        return -1;
+    }
+    o->plugins = grown;
+    char *path = strndup(arg, n);
+    if (!path) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        return -1;
+    }
+    o->plugins[o->n_plugins++] = (cm_plugin_cfg){path, colon ? colon + 1 : NULL};
+    return 0;
+}
+
+static void free_plugins(scan_opts *o)
+{
+    for (size_t i = 0; i < o->n_plugins; i++)
+        free((char *)o->plugins[i].path);
+    free(o->plugins);
+    o->plugins = NULL;
+    o->n_plugins = 0;
 }
 
 /* The clamscan habits (see scan_select.c and scan_quarantine.c). */
@@ -375,6 +434,7 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         {"include-dir", required_argument, NULL, OPT_INCLUDE_DIR},
         {"file-list", required_argument, NULL, 'f'},
         {"log", required_argument, NULL, OPT_LOG},
+        {"plugin", required_argument, NULL, OPT_PLUGIN},
     };
     enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
     /* The settings' options are named by the library, so a new setting needs no CLI change. */
@@ -460,6 +520,10 @@ static int parse_options(int argc, char **argv, scan_opts *o)
                 return EXIT_ERROR;
             }
             o->sets[o->n_sets++] = optarg;
+            break;
+        case OPT_PLUGIN:
+            if (add_plugin(o, optarg))
+                return EXIT_ERROR;
             break;
         case 'h':
             usage(stdout);
@@ -1098,6 +1162,8 @@ static void scan_engine_cfg(const scan_opts *o, cm_engine_cfg *cfg)
     cfg->cache_dir = o->cache_dir;
     cfg->fetch_allow = o->allow_fetch;
     cfg->n_fetch_allow = o->n_allow_fetch;
+    cfg->plugins = o->plugins;
+    cfg->n_plugins = o->n_plugins;
     /* Warnings are printed below as the compiler-style lines they are, not logged. */
     cfg->quiet_warnings = 1;
 }
@@ -1255,6 +1321,7 @@ int cmd_scan(int argc, char **argv)
 
     if (rc != CLI_GO_ON) {
         free(o.allow_fetch);
+        free_plugins(&o);
         scan_select_free(&o.sel);
         return rc;
     }
@@ -1362,6 +1429,7 @@ out:
     clipmod_engine_free(engine);
     clipmod_model_free(model);
     free(o.allow_fetch);
+    free_plugins(&o);
     scan_select_free(&o.sel);
     if (log && fclose(log) != 0) {
         fprintf(stderr, "clipmod: --log %s: %s\n", o.log_file, strerror(errno));
