@@ -37,6 +37,28 @@ grep -q -- "--max-file-bytes N  *default [0-9][0-9]* " "$W/help" ||
     fail "scan --help does not give the limits' defaults"
 grep -q "13 reject" "$W/help" || fail "scan --help does not give the hook codes"
 "$CLIPMOD" policy check --help | grep -q "file:line:column" || fail "policy check --help"
+# The configuration directory is the one the daemons read their files from (their
+# --help names the default file), the same in clipmod --help and clipmod scan --help;
+# the models directory is the one `clipmod model` installs into as root.
+for prog in "$top_builddir/src/daemon/clipmodd" "$top_builddir/plugins/milter/clipmod-milter"; do
+    [ -x "$prog" ] || continue
+    conf=$("$prog" --help | sed -n 's|.*configuration (default \(/[^ ]*\)/[a-z-]*\.yaml.*|\1|p')
+    [ -n "$conf" ] || fail "$prog --help names no configuration file"
+    for help in "--help" "scan --help"; do
+        # shellcheck disable=SC2086 # help is a command and its option
+        "$CLIPMOD" $help | grep -qxF "  $conf" ||
+            fail "clipmod $help does not name $prog's configuration directory $conf"
+    done
+done
+models=$("$CLIPMOD" model --help | tr -s ' \n' ' ' | sed -n 's|.*for root \(/[^ ;)]*\).*|\1|p')
+[ -n "$models" ] || fail "clipmod model --help names no system models directory"
+for help in "--help" "scan --help"; do
+    # shellcheck disable=SC2086
+    "$CLIPMOD" $help | grep -qxF "  $models/default" ||
+        fail "clipmod $help does not name the default model $models/default"
+    # shellcheck disable=SC2086
+    "$CLIPMOD" $help | grep -qxF "  $models" || fail "clipmod $help does not name $models"
+done
 run 2 "$CLIPMOD" scan
 run 2 "$CLIPMOD" scan --batch 0 x.png
 # --threads: one parser for every command, plain digits 1..256 and the value quoted back.

@@ -12,6 +12,23 @@
 
 #include "clipmod/clipmod.h"
 
+/*
+ * The directories every clipmod program names the same way: the configuration
+ * directory $(sysconfdir)/clipmod (Makefile.am's CLIPMOD_CONFDIR, where clipmodd.yaml
+ * and clipmod-milter.yaml are installed) and the system models directory
+ * $(pkgdatadir)/models, whose default/ is clipmodd's and clipmod scan's default model.
+ */
+#ifdef CLIPMOD_CONFDIR
+#define CLI_CONFDIR CLIPMOD_CONFDIR
+#else
+#define CLI_CONFDIR "/usr/local/etc/clipmod"
+#endif
+#ifdef CLIPMOD_DATADIR
+#define CLI_MODELS_DIR CLIPMOD_DATADIR "/models"
+#else
+#define CLI_MODELS_DIR "/usr/local/share/clipmod/models"
+#endif
+
 /* Exit codes, as clamscan: 0 clean, 1 something found, 2 an error. */
 enum { EXIT_CLEAN = 0, EXIT_FOUND = 1, EXIT_ERROR = 2 };
 

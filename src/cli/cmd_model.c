@@ -44,18 +44,15 @@
 
 #define DEFAULT_HUB "https://huggingface.co"
 /*
- * The system-wide models directory is where clipmodd and the milter look for their
- * default model ($(pkgdatadir)/models/default, beside the installed demo model), so
- * that `clipmod model fetch --default` as root is all a daemon needs.
+ * The system-wide models directory (cli.h) is where clipmodd looks for its default
+ * model ($(pkgdatadir)/models/default, beside the installed demo model, and what the
+ * example milter configuration names), so that `clipmod model fetch --default` as
+ * root is all a daemon needs.
  */
-#ifdef CLIPMOD_DATADIR
-#define SYSTEM_MODELS CLIPMOD_DATADIR "/models"
-#else
-#define SYSTEM_MODELS "/usr/local/share/clipmod/models"
-#endif
-#define SUMS_FILE "SHA256SUMS"
-#define MAX_FILES 16
-#define PATH_SIZE 4096
+#define SYSTEM_MODELS CLI_MODELS_DIR
+#define SUMS_FILE     "SHA256SUMS"
+#define MAX_FILES     16
+#define PATH_SIZE     4096
 /* Leaves room under PATH_SIZE for ORG/NAME/FILE.part inside it. */
 #define MAX_MODELS_DIR 2048
 

@@ -43,7 +43,7 @@
  * the demo model; the demo model gets the demo policy, written for it.
  */
 #ifdef CLIPMOD_DATADIR
-#define INSTALLED_MODEL       CLIPMOD_DATADIR "/models/default"
+#define INSTALLED_MODEL       CLI_MODELS_DIR "/default"
 #define INSTALLED_DEMO_MODEL  CLIPMOD_DATADIR "/models/demo"
 #define INSTALLED_POLICY      CLIPMOD_DATADIR "/policies/default.yaml"
 #define INSTALLED_DEMO_POLICY CLIPMOD_DATADIR "/policies/demo.yaml"
@@ -290,9 +290,15 @@ static void usage(FILE *f)
     fprintf(f,
             "\n"
             "Files:\n"
+            "  %s/default\n"
+            "      the default model, as for clipmodd\n"
+            "  %s\n"
+            "      the system models directory (clipmod model)\n"
+            "  %s\n"
+            "      the configuration directory of clipmodd and clipmod-milter\n"
             "  %s/NAME.so\n"
             "      the installed plugin --plugin NAME loads\n",
-            PLUGIN_DIR);
+            CLI_MODELS_DIR, CLI_MODELS_DIR, CLI_CONFDIR, PLUGIN_DIR);
     fprintf(f, "\n"
                "Exit status: 0 all clean, 1 something flagged, 2 an error or an unscanned\n"
                "input (1 wins over 2, as in clamscan).\n"
