@@ -37,8 +37,39 @@ grep -q -- "--max-file-bytes N  *default [0-9][0-9]* " "$W/help" ||
     fail "scan --help does not give the limits' defaults"
 grep -q "13 reject" "$W/help" || fail "scan --help does not give the hook codes"
 "$CLIPMOD" policy check --help | grep -q "file:line:column" || fail "policy check --help"
+# The configuration directory is the one the daemons read their files from (their
+# --help names the default file), the same in clipmod --help and clipmod scan --help;
+# the models directory is the one `clipmod model` installs into as root.
+for prog in "$top_builddir/src/daemon/clipmodd" "$top_builddir/plugins/milter/clipmod-milter"; do
+    [ -x "$prog" ] || continue
+    conf=$("$prog" --help | sed -n 's|.*configuration (default \(/[^ ]*\)/[a-z-]*\.yaml.*|\1|p')
+    [ -n "$conf" ] || fail "$prog --help names no configuration file"
+    for help in "--help" "scan --help"; do
+        # shellcheck disable=SC2086 # help is a command and its option
+        "$CLIPMOD" $help | grep -qxF "  $conf" ||
+            fail "clipmod $help does not name $prog's configuration directory $conf"
+    done
+done
+models=$("$CLIPMOD" model --help | tr -s ' \n' ' ' | sed -n 's|.*for root \(/[^ ;)]*\).*|\1|p')
+[ -n "$models" ] || fail "clipmod model --help names no system models directory"
+for help in "--help" "scan --help"; do
+    # shellcheck disable=SC2086
+    "$CLIPMOD" $help | grep -qxF "  $models/default" ||
+        fail "clipmod $help does not name the default model $models/default"
+    # shellcheck disable=SC2086
+    "$CLIPMOD" $help | grep -qxF "  $models" || fail "clipmod $help does not name $models"
+done
 run 2 "$CLIPMOD" scan
 run 2 "$CLIPMOD" scan --batch 0 x.png
+# --threads: one parser for every command, plain digits 1..256 and the value quoted back.
+for bad in x 0 257 4x -1 "" " 4" 99999999999999999999; do
+    for cmd in "scan" "embed -m nowhere" "similarity -m nowhere" "policy evaluate"; do
+        # shellcheck disable=SC2086 # cmd is a command and its arguments
+        run 2 "$CLIPMOD" $cmd --threads "$bad" x.png
+        grep -qxF -- "clipmod: --threads: expected 1..256, got '$bad'" "$W/err" ||
+            fail "$cmd --threads '$bad': $(cat "$W/err")"
+    done
+done
 run 2 "$CLIPMOD" scan --max-file-bytes 10X x.png
 grep -q "max-file-bytes" "$W/err" || fail "a bad limit must be named"
 run 2 "$CLIPMOD" scan --max-pixels 10M x.png
@@ -245,6 +276,9 @@ r = json.loads(open(sys.argv[1]).read())
 assert r["name"] == "stdin" and r["state"] == "flagged", r' "$W/out" || fail "stdin"
 run 2 scan -p "$W/p.yaml" --json --quiet --max-file-bytes 1000 - <"$hi"
 grep -q '"reason":"too-large"' "$W/out" || fail "stdin over max-file-bytes: $(cat "$W/out")"
+# stdin is read into a buffer capped one byte past the limit, never the whole pipe.
+grep -q '"reason_text":"1001 bytes exceeds the limit of 1000"' "$W/out" ||
+    fail "stdin must be read to max-file-bytes + 1: $(cat "$W/out")"
 
 # ---------------------------------------------------------------------------
 # --hook: one input, the action alone on stdout, the action's exit code.

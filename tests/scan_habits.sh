@@ -86,6 +86,17 @@ printf '%s\n' "$D/b.png" | scan -p "$W/none.yaml" --quiet --file-list - >"$W/out
     fail "--file-list - failed"
 [ "$(cat "$W/out")" = "$D/b.png: clean" ] || fail "--file-list -: $(cat "$W/out")"
 run 2 scan -p "$W/none.yaml" --quiet -f "$W/no-such-list"
+# A line is a path, at most 4096 bytes: a longer one (here line 2) fails the list and
+# is named, instead of growing a buffer without end; the other inputs are scanned.
+{ echo "$D/a.png"; head -c 5000 /dev/zero | tr '\0' x; echo; } >"$W/long-list"
+run 2 scan -p "$W/none.yaml" --quiet -f "$W/long-list" "$D/b.png"
+grep -qxF -- "clipmod: --file-list $W/long-list: line 2 is longer than 4096 bytes" "$W/err" ||
+    fail "a too long --file-list line: $(cat "$W/err")"
+[ "$(cat "$W/out")" = "$D/b.png: clean" ] || fail "--file-list with a long line: $(cat "$W/out")"
+{ echo "$D/a.png"; head -c 4096 /dev/zero | tr '\0' x; echo; } >"$W/max-list"
+run 2 scan -p "$W/none.yaml" --quiet -f "$W/max-list"
+[ "$(sed 's/^xxxx*: unscanned (io-error: .*)$/LONG/' "$W/out")" = "$D/a.png: clean
+LONG" ] || fail "a 4096-byte line is a path (of a missing file): $(cut -c1-200 "$W/out")"
 
 # --log: appended, with the results and the summary block.
 run 1 scan -p "$W/all.yaml" --quiet --log "$W/scan.log" "$D/a.png"

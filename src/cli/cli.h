@@ -12,6 +12,23 @@
 
 #include "clipmod/clipmod.h"
 
+/*
+ * The directories every clipmod program names the same way: the configuration
+ * directory $(sysconfdir)/clipmod (Makefile.am's CLIPMOD_CONFDIR, where clipmodd.yaml
+ * and clipmod-milter.yaml are installed) and the system models directory
+ * $(pkgdatadir)/models, whose default/ is clipmodd's and clipmod scan's default model.
+ */
+#ifdef CLIPMOD_CONFDIR
+#define CLI_CONFDIR CLIPMOD_CONFDIR
+#else
+#define CLI_CONFDIR "/usr/local/etc/clipmod"
+#endif
+#ifdef CLIPMOD_DATADIR
+#define CLI_MODELS_DIR CLIPMOD_DATADIR "/models"
+#else
+#define CLI_MODELS_DIR "/usr/local/share/clipmod/models"
+#endif
+
 /* Exit codes, as clamscan: 0 clean, 1 something found, 2 an error. */
 enum { EXIT_CLEAN = 0, EXIT_FOUND = 1, EXIT_ERROR = 2 };
 
@@ -23,7 +40,8 @@ typedef struct cli_inputs {
     const char **texts;
     size_t n_texts;
     int threads;
-    int quiet; /* no notes on stderr */
+    int quiet;       /* no notes on stderr */
+    int images_only; /* texts are optional (embed): a model without a text tower will do */
 } cli_inputs;
 
 /* What option parsers return when the command should run; else an exit status. */
@@ -38,8 +56,32 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in);
 
 void cli_inputs_free(cli_inputs *in);
 
-/* Load the model named by `in` (and set threads); print the error and return NULL. */
+/* Most BLAS threads a command may ask for. */
+#define CLI_MAX_THREADS 256
+
+/*
+ * The argument of --threads: plain decimal digits from 1 to CLI_MAX_THREADS, into
+ * *out. Otherwise prints "clipmod: --threads: expected 1..256, got 'ARG'" and
+ * returns -1 (*out untouched). Every command that takes --threads uses this.
+ */
+int cli_parse_threads(const char *arg, int *out);
+
+/*
+ * Load the model named by `in` (threads first) with cm_model_from_config, which
+ * refuses a model that cannot embed texts and logs the shared demo-model warning
+ * (unless in->quiet). With in->images_only and no texts, any model that loads will
+ * do. Prints the error and returns NULL on failure.
+ */
 clipmod_model *cli_load_model(const cli_inputs *in);
+
+/* Point src/common's logger at stderr: logfmt, "warn" and up, only "error" when quiet. */
+void cli_log_setup(int quiet);
+
+/*
+ * Print a cm_engine_from_config errbuf as "clipmod: ..." with the CLI's option
+ * names ("--allow-fetch X: ...", "--max-file-bytes N: ...") where it names a setting.
+ */
+void cli_engine_error(const char *errbuf);
 
 /*
  * Load and embed every image of `in` into a new array of n x dim floats (caller

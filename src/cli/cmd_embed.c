@@ -38,7 +38,11 @@ int cmd_embed(int argc, char **argv)
     int rc = cli_parse_inputs(argc, argv, usage, &in);
     json_t *root = NULL;
 
-    if (rc != CLI_GO_ON || (rc = EXIT_ERROR, !(model = cli_load_model(&in))))
+    if (rc != CLI_GO_ON)
+        goto out;
+    rc = EXIT_ERROR;
+    in.images_only = 1; /* embedding images needs no text tower */
+    if (!(model = cli_load_model(&in)))
         goto out;
     trunc = calloc(in.n_texts + 1, sizeof *trunc);
     if (!trunc || !(img = cli_embed_images(model, &in)) ||

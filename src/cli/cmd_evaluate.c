@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "clock.h"
+#include "engine_cfg.h"
 #include "eval_apply.h"
 #include "evaluate.h"
 #include "progress.h"
@@ -104,7 +106,6 @@ static int parse_size(const char *text, unsigned long long *out)
 
 static int parse_opt(int c, eval_opts *o)
 {
-    char *end = NULL;
     switch (c) {
     case 'm':
         o->model_dir = optarg;
@@ -151,15 +152,8 @@ static int parse_opt(int c, eval_opts *o)
         }
         o->sets[o->n_sets++] = optarg;
         return CLI_GO_ON;
-    case OPT_THREADS: {
-        const long n = strtol(optarg, &end, 10);
-        if (end == optarg || *end || n < 1 || n > 256) {
-            fprintf(stderr, "clipmod: --threads %s: expected 1 to 256\n", optarg);
-            return EXIT_ERROR;
-        }
-        o->threads = (int)n;
-        return CLI_GO_ON;
-    }
+    case OPT_THREADS:
+        return cli_parse_threads(optarg, &o->threads) ? EXIT_ERROR : CLI_GO_ON;
     case OPT_CACHE:
         o->cache_dir = optarg;
         return CLI_GO_ON;
@@ -228,33 +222,31 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
     return CLI_GO_ON;
 }
 
-/* An engine for the policy (with the --set overrides when `sets`); problems and
- * warnings go to stderr. */
+/* An engine for the policy (with the --set overrides when `sets`), built as scan
+ * builds its own (src/common's cm_engine_from_config); problems and warnings go to
+ * stderr. */
 static clipmod_engine *make_engine(const clipmod_model *model, const eval_opts *o,
                                    const char *policy, int sets)
 {
     clipmod_engine *engine = NULL;
-    char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE];
-    clipmod_error err = clipmod_engine_new(model, &engine);
-    if (!err && (o->no_cache || o->cache_dir))
-        err = clipmod_engine_set_cache_dir(engine, o->no_cache ? NULL : o->cache_dir);
-    for (size_t i = 0; sets && !err && i < o->n_sets; i++) {
-        if ((err = clipmod_engine_override(engine, o->sets[i], errbuf))) {
-            fprintf(stderr, "clipmod: %s\n", errbuf);
-            clipmod_engine_free(engine);
-            return NULL;
-        }
-    }
-    if (!err)
-        err = clipmod_engine_compile(engine, policy, &problems);
-    if (problems && (err || !o->quiet))
+    char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE] = "";
+    cm_engine_cfg cfg;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.policy = policy;
+    cfg.overrides = sets ? o->sets : NULL;
+    cfg.n_overrides = sets ? o->n_sets : 0;
+    cfg.no_cache = o->no_cache;
+    cfg.cache_dir = o->cache_dir;
+    cfg.quiet_warnings = 1; /* printed here, as the lines they are */
+    clipmod_error err = cm_engine_from_config(&cfg, model, &engine, &problems, errbuf);
+    if (problems && (err == CLIPMOD_E_POLICY || (!err && !o->quiet)))
         fputs(problems, stderr);
     clipmod_free(problems);
-    if (err) {
+    if (err == CLIPMOD_E_POLICY)
         fprintf(stderr, "clipmod: %s: %s\n", policy, clipmod_strerror(err));
-        clipmod_engine_free(engine);
-        return NULL;
-    }
+    else if (err)
+        cli_engine_error(errbuf);
     return engine;
 }
 
@@ -332,7 +324,7 @@ static int save_cache(evaluation *ev)
 static int embed_all(evaluation *ev)
 {
     progress pg;
-    const double t0 = progress_now();
+    const double t0 = cm_now();
     int rc = 0;
     progress_start(&pg, ev->n_images, !ev->opts->quiet && !ev->opts->no_progress);
     for (size_t s = 0; !rc && s < ev->n_images; s += EMBED_CHUNK) {
@@ -341,7 +333,7 @@ static int embed_all(evaluation *ev)
         rc = embed_chunk(ev, s, n);
     }
     progress_end(&pg);
-    ev->seconds_embed = progress_now() - t0;
+    ev->seconds_embed = cm_now() - t0;
     return rc ? rc : save_cache(ev);
 }
 
@@ -402,14 +394,14 @@ static int measure_category(evaluation *ev, size_t c)
 
 static int measure(evaluation *ev)
 {
-    const double t0 = progress_now();
+    const double t0 = cm_now();
     int rc = score_all(ev);
     for (size_t c = 0; !rc && c < ev->n_cats; c++) {
         if (clipmod_engine_category_info(ev->engine, c, &ev->cats[c].info))
             return -1;
         rc = measure_category(ev, c);
     }
-    ev->seconds_metrics = progress_now() - t0;
+    ev->seconds_metrics = cm_now() - t0;
     return rc;
 }
 

@@ -36,26 +36,23 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "model_default.h"
 
 #define DEFAULT_HUB "https://huggingface.co"
 /*
- * The system-wide models directory is where clipmodd and the milter look for their
- * default model ($(pkgdatadir)/models/default, beside the installed demo model), so
- * that `clipmod model fetch --default` as root is all a daemon needs.
+ * The system-wide models directory (cli.h) is where clipmodd looks for its default
+ * model ($(pkgdatadir)/models/default, beside the installed demo model, and what the
+ * example milter configuration names), so that `clipmod model fetch --default` as
+ * root is all a daemon needs.
  */
-#ifdef CLIPMOD_DATADIR
-#define SYSTEM_MODELS CLIPMOD_DATADIR "/models"
-#else
-#define SYSTEM_MODELS "/usr/local/share/clipmod/models"
-#endif
-#define SUMS_FILE "SHA256SUMS"
-#define MAX_FILES 16
-#define PATH_SIZE 4096
+#define SYSTEM_MODELS CLI_MODELS_DIR
+#define SUMS_FILE     "SHA256SUMS"
+#define MAX_FILES     16
+#define PATH_SIZE     4096
 /* Leaves room under PATH_SIZE for ORG/NAME/FILE.part inside it. */
 #define MAX_MODELS_DIR 2048
 
@@ -577,13 +574,6 @@ typedef struct download {
     char errbuf[CURL_ERROR_SIZE];
 } download;
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Status and Content-Range of each response; redirect responses come and go. */
 static size_t dl_header(char *line, size_t size, size_t count, void *p)
 {
@@ -658,7 +648,7 @@ static int dl_progress(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
                        curl_off_t ulnow)
 {
     download *d = p;
-    double now = mono_now();
+    double now = cm_now();
     char done_s[32], total_s[32], rate_s[32];
 
     if (!d->bar || now - d->last_draw < 0.1 || !d->body_started)
@@ -730,7 +720,7 @@ static dl_status download_file(const model_opts *o, const char *url, const char 
     d.range_start = d.range_total = -1;
     d.label = label;
     d.bar = !o->quiet && isatty(STDERR_FILENO) && getenv("TERM") && strcmp(getenv("TERM"), "dumb");
-    d.start = mono_now();
+    d.start = cm_now();
     if (!(c = curl_easy_init())) {
         fmt_to(why, why_size, "out of memory");
         goto out;

@@ -20,6 +20,7 @@
 
 #include "check_json.h"
 #include "cli.h"
+#include "engine_cfg.h"
 #include "evaluate.h"
 
 static const char usage_policy[] =
@@ -73,30 +74,32 @@ static const char *lines_of(const check_report *r)
     return r->problems ? r->problems : r->own;
 }
 
-/* Compile an engine with the policy: the same validation `clipmod scan` gets. */
+/* Compile an engine with the policy: the same validation (and the same builder,
+ * src/common's cm_engine_from_config) `clipmod scan` gets. */
 static void check_with_model(const clipmod_model *model, const check_opts *o, const char *path,
                              check_report *r)
 {
     clipmod_engine *engine = NULL;
-    clipmod_error err = clipmod_engine_new(model, &engine);
+    char errbuf[CLIPMOD_ERROR_SIZE] = "";
+    cm_engine_cfg cfg;
 
-    if (!err && (o->no_cache || o->cache_dir))
-        err = clipmod_engine_set_cache_dir(engine, o->no_cache ? NULL : o->cache_dir);
-    if (err) {
-        clipmod_engine_free(engine);
-        fprintf(stderr, "clipmod: %s\n", clipmod_strerror(err));
-        return;
-    }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.policy = path;
+    cfg.no_cache = o->no_cache;
+    cfg.cache_dir = o->cache_dir;
+    cfg.quiet_warnings = 1; /* warnings are this command's output, not log lines */
     r->tokens_checked = 1;
-    err = clipmod_engine_compile(engine, path, &r->problems);
-    if (err == CLIPMOD_E_NOMEM) {
-        fprintf(stderr, "clipmod: %s: %s\n", path, clipmod_strerror(err));
+    clipmod_error err = cm_engine_from_config(&cfg, model, &engine, &r->problems, errbuf);
+    /* The builder's refusals about the file name it; others (--cache-dir) do not. */
+    const int about_file = !err || r->problems || !strncmp(errbuf, path, strlen(path));
+    if (err == CLIPMOD_E_NOMEM || !about_file) {
+        cli_engine_error(errbuf); /* nothing was learnt about the file */
     } else {
         /* Anything else about this file (unreadable, invalid) is the file's problem. */
         r->checked = 1;
         r->valid = err == CLIPMOD_OK;
         if (err && !r->problems)
-            snprintf(r->own, sizeof r->own, "%s: %s\n", path, clipmod_strerror(err));
+            snprintf(r->own, sizeof r->own, "%s\n", errbuf);
         if (r->valid && !(r->summary = clipmod_engine_policy_json(engine)))
             fprintf(stderr, "clipmod: %s: out of memory\n", path);
     }

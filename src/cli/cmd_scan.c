@@ -27,6 +27,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
+#include "dynbuf.h"
+#include "engine_cfg.h"
 #include "progress.h"
 #include "scan_quarantine.h"
 #include "scan_select.h"
@@ -40,7 +43,7 @@
  * the demo model; the demo model gets the demo policy, written for it.
  */
 #ifdef CLIPMOD_DATADIR
-#define INSTALLED_MODEL       CLIPMOD_DATADIR "/models/default"
+#define INSTALLED_MODEL       CLI_MODELS_DIR "/default"
 #define INSTALLED_DEMO_MODEL  CLIPMOD_DATADIR "/models/demo"
 #define INSTALLED_POLICY      CLIPMOD_DATADIR "/policies/default.yaml"
 #define INSTALLED_DEMO_POLICY CLIPMOD_DATADIR "/policies/demo.yaml"
@@ -48,6 +51,13 @@
 #define SOURCE_MODEL       "models/demo"
 #define SOURCE_POLICY      "policies/default.yaml"
 #define SOURCE_DEMO_POLICY "policies/demo.yaml"
+
+/* Where a --plugin NAME without '/' is looked for (the library's own rule). */
+#ifdef CLIPMOD_PLUGINDIR
+#define PLUGIN_DIR CLIPMOD_PLUGINDIR
+#else
+#define PLUGIN_DIR "$(pkglibdir)"
+#endif
 
 /* --hook exit codes; 2 keeps its clamscan meaning (clipmod itself failed). */
 enum {
@@ -87,6 +97,7 @@ enum {
     OPT_EXCLUDE_DIR,
     OPT_INCLUDE_DIR,
     OPT_LOG,
+    OPT_PLUGIN,
     OPT_SETTING /* OPT_SETTING + s for engine setting s */
 };
 
@@ -112,6 +123,8 @@ typedef struct scan_opts {
     int url;                  /* --url: the arguments are URLs */
     const char **allow_fetch; /* --allow-fetch values, in order */
     size_t n_allow_fetch;
+    cm_plugin_cfg *plugins; /* --plugin, in order; each path allocated, config borrowed */
+    size_t n_plugins;
     const char *sets[64]; /* --set: what-if changes to the policy, in order */
     size_t n_sets;
     size_t batch;
@@ -248,6 +261,11 @@ static void usage(FILE *f)
             "                        (all four repeatable; excludes win)\n"
             "  -f, --file-list FILE  scan the paths listed in FILE, one per line (- for stdin)\n"
             "      --log FILE        append the results and the summary to FILE\n"
+            "      --plugin PATH[:CONFIG]  load an operator plugin (a .so exporting\n"
+            "                        clipmod_plugin_v1) with the configuration after the\n"
+            "                        first ':'; a PATH without '/' is an installed plugin\n"
+            "                        (see Files). Repeatable: each result goes through\n"
+            "                        the plugins in this order\n"
             "  -h, --help            show this help\n"
             "\n"
             "Inside directories, files that are not images by their first bytes (a .txt or\n"
@@ -269,6 +287,18 @@ static void usage(FILE *f)
                 (unsigned long long)clipmod_setting_default((clipmod_setting)s),
                 setting_help[s] ? setting_help[s] : "");
     }
+    fprintf(f,
+            "\n"
+            "Files:\n"
+            "  %s/default\n"
+            "      the default model, as for clipmodd\n"
+            "  %s\n"
+            "      the system models directory (clipmod model)\n"
+            "  %s\n"
+            "      the configuration directory of clipmodd and clipmod-milter\n"
+            "  %s/NAME.so\n"
+            "      the installed plugin --plugin NAME loads\n",
+            CLI_MODELS_DIR, CLI_MODELS_DIR, CLI_CONFDIR, PLUGIN_DIR);
     fprintf(f, "\n"
                "Exit status: 0 all clean, 1 something flagged, 2 an error or an unscanned\n"
                "input (1 wins over 2, as in clamscan).\n"
@@ -314,6 +344,44 @@ static int parse_setting(int s, const char *arg, uint64_t *v)
     fprintf(stderr, "clipmod: --%s needs a decimal number, not '%s'\n",
             clipmod_setting_name((clipmod_setting)s), arg);
     return -1;
+}
+
+/*
+ * --plugin PATH[:CONFIG]: the path ends at the first ':' (the configuration may hold
+ * more of them, "path=/var/log/a.jsonl"). A path without '/' names an installed
+ * plugin ($(pkglibdir)/NAME.so), as in clipmodd's and the milter's plugins lists.
+ */
+static int add_plugin(scan_opts *o, const char *arg)
+{
+    const char *colon = strchr(arg, ':');
+    size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
+
+    if (n == 0) {
+        fprintf(stderr, "clipmod: --plugin: expected PATH[:CONFIG], got '%s'\n", arg);
+        return -1;
+    }
+    cm_plugin_cfg *grown = realloc(o->plugins, (o->n_plugins + 1) * sizeof *grown);
+    if (!grown) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        return -1;
+    }
+    o->plugins = grown;
+    char *path = strndup(arg, n);
+    if (!path) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        return -1;
+    }
+    o->plugins[o->n_plugins++] = (cm_plugin_cfg){path, colon ? colon + 1 : NULL};
+    return 0;
+}
+
+static void free_plugins(scan_opts *o)
+{
+    for (size_t i = 0; i < o->n_plugins; i++)
+        free((char *)o->plugins[i].path);
+    free(o->plugins);
+    o->plugins = NULL;
+    o->n_plugins = 0;
 }
 
 /* The clamscan habits (see scan_select.c and scan_quarantine.c). */
@@ -372,6 +440,7 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         {"include-dir", required_argument, NULL, OPT_INCLUDE_DIR},
         {"file-list", required_argument, NULL, 'f'},
         {"log", required_argument, NULL, OPT_LOG},
+        {"plugin", required_argument, NULL, OPT_PLUGIN},
     };
     enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
     /* The settings' options are named by the library, so a new setting needs no CLI change. */
@@ -428,11 +497,8 @@ static int parse_options(int argc, char **argv, scan_opts *o)
             o->batch = (size_t)v;
             break;
         case OPT_THREADS:
-            if (parse_u64(optarg, &v) || v < 1 || v > 256) {
-                fprintf(stderr, "clipmod: --threads must be from 1 to 256\n");
+            if (cli_parse_threads(optarg, &o->threads))
                 return EXIT_ERROR;
-            }
-            o->threads = (int)v;
             break;
         case OPT_CACHE_DIR:
             o->cache_dir = optarg;
@@ -460,6 +526,10 @@ static int parse_options(int argc, char **argv, scan_opts *o)
                 return EXIT_ERROR;
             }
             o->sets[o->n_sets++] = optarg;
+            break;
+        case OPT_PLUGIN:
+            if (add_plugin(o, optarg))
+                return EXIT_ERROR;
             break;
         case 'h':
             usage(stdout);
@@ -551,48 +621,34 @@ static void entries_free(entries *in)
 
 /*
  * The image on stdin, read whole: the library scans memory. Reading stops one byte
- * past max-file-bytes so that an endless pipe costs no more than that, and the
- * library still sees an input too large and says so.
+ * past max-file-bytes (the buffer's cap) so that an endless pipe costs no more than
+ * that, and the library still sees an input too large and says so.
  */
 static int read_stdin(entries *in, uint64_t max_bytes)
 {
-    size_t cap = 1 << 16, len = 0;
-    uint64_t limit = max_bytes < SIZE_MAX - 1 ? max_bytes + 1 : SIZE_MAX - 1;
-    unsigned char *buf = malloc(cap);
+    unsigned char chunk[1 << 16];
+    cm_dbuf d;
+    const size_t limit = max_bytes < SIZE_MAX - 1 ? (size_t)max_bytes + 1 : SIZE_MAX - 1;
+    int rc;
 
-    if (!buf)
-        return -1;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= limit)
-                break;
-            size_t grown_cap = cap > limit / 2 ? (size_t)limit : cap * 2;
-            unsigned char *grown = realloc(buf, grown_cap);
-            if (!grown) {
-                free(buf);
-                errno = ENOMEM;
-                return -1;
-            }
-            buf = grown;
-            cap = grown_cap;
-        }
-        size_t want = cap - len;
-        if (len + want > limit)
-            want = (size_t)(limit - len);
-        if (!want)
+    cm_dbuf_init(&d, limit);
+    rc = cm_dbuf_addn(&d, "", 0); /* an empty stdin is an input too: data is never NULL */
+    while (rc == CM_DBUF_OK && cm_dbuf_len(&d) < limit) {
+        size_t want = limit - cm_dbuf_len(&d);
+        if (want > sizeof chunk)
+            want = sizeof chunk;
+        const size_t got = fread(chunk, 1, want, stdin);
+        rc = cm_dbuf_addn(&d, chunk, got);
+        if (got < want)
             break;
-        size_t got = fread(buf + len, 1, want, stdin);
-        len += got;
-        if (got < want) {
-            if (ferror(stdin)) {
-                free(buf);
-                return -1;
-            }
-            break;
-        }
     }
-    in->stdin_data = buf;
-    in->stdin_len = len;
+    if (rc != CM_DBUF_OK)
+        errno = ENOMEM;                      /* TOOBIG cannot happen: reads stop at the cap */
+    if (rc != CM_DBUF_OK || ferror(stdin)) { /* after a read error fread's errno stands */
+        cm_dbuf_free(&d);
+        return -1;
+    }
+    in->stdin_data = (unsigned char *)cm_dbuf_take(&d, &in->stdin_len);
     return 0;
 }
 
@@ -688,9 +744,10 @@ static char *join_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir);
     int slash = n && dir[n - 1] == '/';
-    char *p = malloc(n + strlen(name) + 2);
+    size_t size = n + strlen(name) + 2;
+    char *p = malloc(size);
     if (p)
-        sprintf(p, "%s%s%s", dir, slash ? "" : "/", name);
+        snprintf(p, size, "%s%s%s", dir, slash ? "" : "/", name);
     return p;
 }
 
@@ -1095,67 +1152,48 @@ static void print_lines(FILE *f, const char *text)
         fputc('\n', f);
 }
 
+/* What src/common builds the engine from: everything the options said. */
+static void scan_engine_cfg(const scan_opts *o, cm_engine_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->model = o->model_dir;
+    cfg->merges = o->merges;
+    cfg->threads = o->threads;
+    cfg->policy = o->policy;
+    memcpy(cfg->setting, o->setting, sizeof cfg->setting);
+    memcpy(cfg->setting_given, o->setting_given, sizeof cfg->setting_given);
+    cfg->overrides = o->sets;
+    cfg->n_overrides = o->n_sets;
+    cfg->no_cache = o->no_cache;
+    cfg->cache_dir = o->cache_dir;
+    cfg->fetch_allow = o->allow_fetch;
+    cfg->n_fetch_allow = o->n_allow_fetch;
+    cfg->plugins = o->plugins;
+    cfg->n_plugins = o->n_plugins;
+    /* Warnings are printed below as the compiler-style lines they are, not logged. */
+    cfg->quiet_warnings = 1;
+}
+
 static clipmod_engine *build_engine(const scan_opts *o, const clipmod_model *model)
 {
     clipmod_engine *engine = NULL;
-    char *problems = NULL;
-    clipmod_error err;
+    char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE] = "";
+    cm_engine_cfg cfg;
 
-    if ((err = clipmod_engine_new(model, &engine))) {
-        fprintf(stderr, "clipmod: %s\n", clipmod_strerror(err));
-        return NULL;
-    }
-    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++) {
-        if (!o->setting_given[s])
-            continue;
-        if ((err = clipmod_engine_set(engine, (clipmod_setting)s, o->setting[s]))) {
-            fprintf(stderr, "clipmod: --%s %llu: %s\n", clipmod_setting_name((clipmod_setting)s),
-                    (unsigned long long)o->setting[s], clipmod_strerror(err));
-            goto fail;
-        }
-    }
-    for (size_t i = 0; i < o->n_sets; i++) {
-        char errbuf[CLIPMOD_ERROR_SIZE];
-        if ((err = clipmod_engine_override(engine, o->sets[i], errbuf))) {
-            fprintf(stderr, "clipmod: %s\n", errbuf);
-            goto fail;
-        }
-    }
-    for (size_t i = 0; i < o->n_allow_fetch; i++) {
-        if ((err = clipmod_engine_allow_fetch(engine, o->allow_fetch[i]))) {
-            fprintf(stderr, "clipmod: --allow-fetch %s: %s\n", o->allow_fetch[i],
-                    err == CLIPMOD_E_INVALID_ARG
-                        ? "not a network (10.1.0.0/16, 127.0.0.1/32, ::1/128) or a host name"
-                        : clipmod_strerror(err));
-            goto fail;
-        }
-    }
-    if (o->no_cache || o->cache_dir) {
-        const char *dir = o->no_cache ? NULL : o->cache_dir;
-        if ((err = clipmod_engine_set_cache_dir(engine, dir))) {
-            fprintf(stderr, "clipmod: --cache-dir %s: %s\n", dir ? dir : "(none)",
-                    clipmod_strerror(err));
-            goto fail;
-        }
-    }
-    err = clipmod_engine_compile(engine, o->policy, &problems);
-    if (err) {
+    scan_engine_cfg(o, &cfg);
+    clipmod_error err = cm_engine_from_config(&cfg, model, &engine, &problems, errbuf);
+    if (err == CLIPMOD_E_POLICY) {
         /* Problems are "file:line:column: message" lines, as a compiler prints them. */
         if (problems)
             print_lines(stderr, problems);
-        fprintf(stderr, "clipmod: %s: %s\n", o->policy,
-                err == CLIPMOD_E_POLICY ? "the policy has problems; nothing was scanned"
-                                        : clipmod_strerror(err));
-        goto fail;
-    }
-    if (problems && !o->quiet)
+        fprintf(stderr, "clipmod: %s: the policy has problems; nothing was scanned\n", o->policy);
+    } else if (err) {
+        cli_engine_error(errbuf);
+    } else if (problems && !o->quiet) {
         print_lines(stderr, problems); /* warnings */
+    }
     clipmod_free(problems);
     return engine;
-fail:
-    clipmod_free(problems);
-    clipmod_engine_free(engine);
-    return NULL;
 }
 
 static const char *entry_name(const entry *e)
@@ -1285,11 +1323,12 @@ int cmd_scan(int argc, char **argv)
     clipmod_input *inputs = NULL;
     clipmod_result **results = NULL;
     FILE *log = NULL;
-    double t0 = progress_now(), t_scan;
+    double t0 = cm_now(), t_scan;
     int rc = parse_options(argc, argv, &o);
 
     if (rc != CLI_GO_ON) {
         free(o.allow_fetch);
+        free_plugins(&o);
         scan_select_free(&o.sel);
         return rc;
     }
@@ -1335,7 +1374,7 @@ int cmd_scan(int argc, char **argv)
         goto out;
     }
 
-    t_scan = progress_now();
+    t_scan = cm_now();
     progress_start(&pg, in.n, !o.quiet && !o.hook);
     for (size_t start = 0; start < in.n; start += o.batch) {
         size_t n = in.n - start < o.batch ? in.n - start : o.batch;
@@ -1376,10 +1415,10 @@ int cmd_scan(int argc, char **argv)
     progress_end(&pg);
 
     if (!o.hook && !o.quiet)
-        print_summary(o.json ? stderr : stdout, &o, engine, model, &w, &t, progress_now() - t0,
-                      progress_now() - t_scan);
+        print_summary(o.json ? stderr : stdout, &o, engine, model, &w, &t, cm_now() - t0,
+                      cm_now() - t_scan);
     if (log)
-        print_summary(log, &o, engine, model, &w, &t, progress_now() - t0, progress_now() - t_scan);
+        print_summary(log, &o, engine, model, &w, &t, cm_now() - t0, cm_now() - t_scan);
     if (!o.hook)
         rc = exit_status(&o, &t);
     else if (t.errors)
@@ -1397,6 +1436,7 @@ out:
     clipmod_engine_free(engine);
     clipmod_model_free(model);
     free(o.allow_fetch);
+    free_plugins(&o);
     scan_select_free(&o.sel);
     if (log && fclose(log) != 0) {
         fprintf(stderr, "clipmod: --log %s: %s\n", o.log_file, strerror(errno));

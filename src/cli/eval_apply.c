@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "engine_cfg.h"
 #include "eval_apply.h"
 
 #define MAX_POLICY_BYTES (1u << 20) /* as the policy parser's limit */
@@ -253,15 +254,18 @@ static int write_temp(const apply_snap *s, const unsigned char *buf, size_t len,
 static int revalidate(const evaluation *ev, const char *tmp, const edit *e, size_t n)
 {
     clipmod_engine *engine = NULL;
-    char *problems = NULL;
-    clipmod_error err = clipmod_engine_new(ev->model, &engine);
-    if (!err && (ev->opts->no_cache || ev->opts->cache_dir))
-        err = clipmod_engine_set_cache_dir(engine, ev->opts->no_cache ? NULL : ev->opts->cache_dir);
-    if (!err)
-        err = clipmod_engine_compile(engine, tmp, &problems);
+    char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE] = "";
+    cm_engine_cfg cfg;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.policy = tmp;
+    cfg.no_cache = ev->opts->no_cache;
+    cfg.cache_dir = ev->opts->cache_dir;
+    cfg.quiet_warnings = 1;
+    clipmod_error err = cm_engine_from_config(&cfg, ev->model, &engine, &problems, errbuf);
     if (err) {
-        fprintf(stderr, "clipmod: --apply: the edited policy does not compile (%s):\n%s",
-                clipmod_strerror(err), problems ? problems : "");
+        fprintf(stderr, "clipmod: --apply: the edited policy does not compile (%s):\n%s", errbuf,
+                problems ? problems : "");
     }
     for (size_t i = 0; !err && i < n; i++) {
         clipmod_category_info in;

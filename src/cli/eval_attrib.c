@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "evaluate.h"
-#include "progress.h"
 
 /* Category c's scores over the scanned images with prompt row `row` left out. */
 static int scores_without(const evaluation *ev, unsigned char *skip, size_t c, size_t row,
@@ -117,7 +117,7 @@ static size_t attribution_workers(void)
 
 int eval_attribute(evaluation *ev)
 {
-    const double t0 = progress_now();
+    const double t0 = cm_now();
     attrib_work work[ATTRIB_MAX_WORKERS];
     pthread_t tid[ATTRIB_MAX_WORKERS];
     int started[ATTRIB_MAX_WORKERS] = {0};
@@ -140,6 +140,6 @@ int eval_attribute(evaluation *ev)
             rc |= work[t].rc;
         }
     }
-    ev->seconds_attribution = progress_now() - t0;
+    ev->seconds_attribution = cm_now() - t0;
     return rc;
 }

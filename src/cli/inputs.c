@@ -1,12 +1,20 @@
 /*
  * inputs.c - option parsing and model/image/text loading shared by subcommands.
+ *
+ * Models are loaded by src/common's cm_model_from_config, as clipmodd and the
+ * milter load theirs, so the demo-model warning and the refusals read the same in
+ * every program; what the runtime logs goes to stderr as logfmt lines, at "warn"
+ * (or "error" when the command is quiet), next to the CLI's own "clipmod: ..." lines.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "engine_cfg.h"
+#include "log.h"
 
 static int push(const char ***list, size_t *n, const char *s)
 {
@@ -15,6 +23,24 @@ static int push(const char ***list, size_t *n, const char *s)
         return -1;
     grown[(*n)++] = s;
     *list = grown;
+    return 0;
+}
+
+int cli_parse_threads(const char *arg, int *out)
+{
+    char *end = NULL;
+    long n = 0;
+
+    /* strtol alone takes " 4", "+4" and "4x"; only plain digits are a thread count. */
+    if (arg[0] >= '0' && arg[0] <= '9') {
+        errno = 0;
+        n = strtol(arg, &end, 10);
+    }
+    if (!end || *end || errno || n < 1 || n > CLI_MAX_THREADS) {
+        fprintf(stderr, "clipmod: --threads: expected 1..%d, got '%s'\n", CLI_MAX_THREADS, arg);
+        return -1;
+    }
+    *out = (int)n;
     return 0;
 }
 
@@ -48,11 +74,8 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
                 goto nomem;
             break;
         case 'T':
-            in->threads = atoi(optarg);
-            if (in->threads < 1 || in->threads > 256) {
-                fprintf(stderr, "clipmod: --threads must be from 1 to 256\n");
+            if (cli_parse_threads(optarg, &in->threads))
                 return EXIT_ERROR;
-            }
             break;
         case 'h':
             fputs(usage, stdout);
@@ -85,7 +108,15 @@ void cli_inputs_free(cli_inputs *in)
     in->images = in->texts = NULL;
 }
 
-clipmod_model *cli_load_model(const cli_inputs *in)
+void cli_log_setup(int quiet)
+{
+    char why[128];
+    /* Only "warn" and "error" are valid levels here, so this cannot fail. */
+    cm_log_setup3("logfmt", "stderr", quiet ? "error" : "warn", "clipmod", why, sizeof why);
+}
+
+/* A model that need not embed texts, loaded as is: `clipmod embed` of images only. */
+static clipmod_model *load_images_only(const cli_inputs *in)
 {
     char err[CLIPMOD_ERROR_SIZE];
     clipmod_model *model = NULL;
@@ -95,22 +126,50 @@ clipmod_model *cli_load_model(const cli_inputs *in)
         fprintf(stderr, "clipmod: %s\n", err);
         return NULL;
     }
-    if (in->n_texts && !clipmod_model_has_text(model)) {
-        fprintf(stderr,
-                "clipmod: %s: this model cannot embed texts (no text tower, or no merges.txt;"
-                " see --merges)\n",
-                in->model_dir);
-        clipmod_model_free(model);
+    /* The same line cm_model_from_config logs: one warning, whatever the command. */
+    if (clipmod_model_is_demo(model))
+        cm_log(CM_LOG_WARN, CM_DEMO_WARNING, CM_LF_S("model", in->model_dir), CM_LF_END);
+    return model;
+}
+
+clipmod_model *cli_load_model(const cli_inputs *in)
+{
+    char err[CLIPMOD_ERROR_SIZE] = "";
+    clipmod_model *model = NULL;
+    cm_engine_cfg cfg;
+
+    cli_log_setup(in->quiet);
+    if (in->images_only && !in->n_texts)
+        return load_images_only(in);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.model = in->model_dir;
+    cfg.merges = in->merges;
+    cfg.threads = in->threads;
+    if (cm_model_from_config(&cfg, &model, err)) {
+        fprintf(stderr, "clipmod: %s\n", err);
         return NULL;
     }
-    /* Honesty: a model trained on emoji must never pass for real moderation. */
-    if (clipmod_model_is_demo(model) && !in->quiet)
-        fprintf(stderr,
-                "clipmod: note: %s is clipmod's demo model, trained on emoji for demos "
-                "and tests; for real moderation install a real CLIP model "
-                "(clipmod model fetch openai/clip-vit-base-patch32)\n",
-                in->model_dir);
     return model;
+}
+
+void cli_engine_error(const char *errbuf)
+{
+    /* engine_cfg names things as the daemons' configuration files do; say the option. */
+    static const struct {
+        const char *lib, *option;
+    } words[] = {{"fetch allow entry ", "--allow-fetch "},
+                 {"cache directory ", "--cache-dir "},
+                 {"setting ", "--"},
+                 {"plugin ", "--plugin "}};
+
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        size_t n = strlen(words[i].lib);
+        if (!strncmp(errbuf, words[i].lib, n)) {
+            fprintf(stderr, "clipmod: %s%s\n", words[i].option, errbuf + n);
+            return;
+        }
+    }
+    fprintf(stderr, "clipmod: %s\n", errbuf);
 }
 
 float *cli_embed_images(const clipmod_model *model, const cli_inputs *in)

@@ -24,8 +24,17 @@ static void usage(FILE *f)
                "Image content moderation with CLIP models.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n`clipmod COMMAND --help` describes a command; clipmod(1) has the details.\n"
-               "Options: -h, --help; -V, --version.\n");
+    fprintf(f,
+            "\n`clipmod COMMAND --help` describes a command; clipmod(1) has the details.\n"
+            "Options: -h, --help; -V, --version.\n"
+            "\nFiles:\n"
+            "  %s/default\n"
+            "      the default model of clipmod scan and clipmodd\n"
+            "  %s\n"
+            "      the system models directory (clipmod model)\n"
+            "  %s\n"
+            "      the configuration directory (clipmodd.yaml, clipmod-milter.yaml)\n",
+            CLI_MODELS_DIR, CLI_MODELS_DIR, CLI_CONFDIR);
 }
 
 int main(int argc, char **argv)
@@ -49,6 +58,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "clipmod: could not initialise libvips\n");
             return EXIT_ERROR;
         }
+        cli_log_setup(0);
         int rc = commands[i].run(argc - 1, argv + 1);
         clipmod_shutdown();
         return rc;

@@ -10,22 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "progress.h"
 
 /* Ten redraws a second look live; more only costs terminal bandwidth. */
 #define REDRAW_INTERVAL 0.1
 /* Scans shorter than this finish before a bar would be readable. */
 #define FIRST_DRAW_DELAY 0.25
-
-double progress_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int terminal_width(void)
 {
@@ -40,7 +33,7 @@ void progress_start(progress *p, size_t total, int want)
     const char *term = getenv("TERM");
     memset(p, 0, sizeof *p);
     p->total = total;
-    p->start = progress_now();
+    p->start = cm_now();
     p->active = want && isatty(STDERR_FILENO) && !(term && !strcmp(term, "dumb"));
     p->shared = isatty(STDOUT_FILENO);
 }
@@ -104,7 +97,7 @@ void progress_update(progress *p, size_t done, const char *current)
 
     if (!p->active)
         return;
-    now = progress_now();
+    now = cm_now();
     if (now - p->start < FIRST_DRAW_DELAY || now - p->last_draw < REDRAW_INTERVAL)
         return;
     p->last_draw = now;

@@ -44,7 +44,4 @@ void progress_hide(progress *p);
 /* Erase the bar for good (wherever stdout goes). */
 void progress_end(progress *p);
 
-/* Seconds on a monotonic clock; shared with the scan timer. */
-double progress_now(void);
-
 #endif

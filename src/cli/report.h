@@ -5,7 +5,8 @@
  * stylesheet, font or image from anywhere else (a Content-Security-Policy says so to
  * the browser too); the plots are inline SVG and the thumbnails data: URIs.
  * report_html.c lays out the page, report_svg.c draws the plots, report_thumb.c makes
- * the thumbnails. The page is built in memory in an `rbuf` and written at the end.
+ * the thumbnails. The page is built in memory in an `rbuf` (a capped cm_dbuf) and
+ * written at the end.
  * Everything that comes from files (paths, ids, prompts, policy names) goes through
  * rbuf_esc(), which escapes & < > " and '.
  */
@@ -14,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "dynbuf.h"
 #include "evaluate.h"
 
 /* Thumbnails: side in pixels, at most this many per gallery, bytes per thumbnail
@@ -25,14 +27,22 @@
 #define REPORT_THUMBS_MAX_BYTES  (8 * 1024 * 1024)
 #define REPORT_THUMB_INPUT_BYTES (64 * 1024 * 1024) /* larger files get no thumbnail */
 
-/* A growing text buffer; `failed` is set once an allocation fails (later appends are
- * then ignored, and report writing fails). */
+/* The page, at most: a million-image set draws long curves, but a page past this is
+ * no longer something a browser opens; the report then fails and says so. */
+#define REPORT_PAGE_MAX_BYTES (256 * 1024 * 1024)
+/* One thumbnail's data: URI: base64 of REPORT_THUMB_MAX_BYTES and its prefix. */
+#define REPORT_URI_MAX_BYTES (REPORT_THUMB_MAX_BYTES / 3 * 4 + 64)
+
+/* The page (or a part of it) being built: the runtime's capped buffer (src/common/
+ * dynbuf.h) and the first error an append met (CM_DBUF_E_*, 0 while all went in).
+ * After an error later appends are ignored and the report fails, naming the error. */
 typedef struct rbuf {
-    char *data;
-    size_t len, cap;
+    cm_dbuf d;
     int failed;
 } rbuf;
 
+/* An empty buffer of at most `max` bytes; allocates nothing. */
+void rbuf_init(rbuf *b, size_t max);
 void rbuf_put(rbuf *b, const char *s);
 void rbuf_putn(rbuf *b, const char *s, size_t n);
 void rbuf_printf(rbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

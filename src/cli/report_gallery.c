@@ -116,13 +116,16 @@ static void figure(rbuf *b, const evaluation *ev, size_t c, const eval_image *im
     const double s = im->scores[c], t = ev->cats[c].info.threshold;
     const char *base = strrchr(im->item->path, '/');
     char thr[32];
-    rbuf uri = {NULL, 0, 0, 0};
+    rbuf uri;
+    rbuf_init(&uri, REPORT_URI_MAX_BYTES);
     rbuf_put(b, "<figure><div class=\"box\">");
     if (report_thumb_uri(&uri, im->item->path, th) || uri.failed) {
-        b->failed |= uri.failed;
+        /* No memory for one URI is no memory for the page; the others are one thumbnail. */
+        if (uri.failed == CM_DBUF_E_NOMEM && !b->failed)
+            b->failed = uri.failed;
         rbuf_put(b, "<span class=\"note\">no thumbnail</span>");
     } else {
-        rbuf_printf(b, "<img alt=\"\" src=\"%s\">", uri.data);
+        rbuf_printf(b, "<img alt=\"\" src=\"%s\">", cm_dbuf_ptr(&uri.d));
     }
     rbuf_free(&uri);
     rbuf_put(b, "</div><figcaption title=\"");

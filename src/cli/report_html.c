@@ -30,32 +30,23 @@
 /* The buffer                                                               */
 /* ------------------------------------------------------------------------ */
 
-static int rbuf_reserve(rbuf *b, size_t more)
+void rbuf_init(rbuf *b, size_t max)
 {
-    if (b->failed)
-        return -1;
-    if (b->len + more + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 65536;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) {
-        b->failed = 1;
-        return -1;
-    }
-    b->data = p;
-    b->cap = cap;
-    return 0;
+    cm_dbuf_init(&b->d, max);
+    b->failed = 0;
+}
+
+/* Keep the first error: a page missing one piece is not written at all. */
+static void rbuf_check(rbuf *b, int rc)
+{
+    if (rc != CM_DBUF_OK && !b->failed)
+        b->failed = rc;
 }
 
 void rbuf_putn(rbuf *b, const char *s, size_t n)
 {
-    if (rbuf_reserve(b, n))
-        return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
+    if (!b->failed)
+        rbuf_check(b, cm_dbuf_addn(&b->d, s, n));
 }
 
 void rbuf_put(rbuf *b, const char *s)
@@ -66,19 +57,11 @@ void rbuf_put(rbuf *b, const char *s)
 void rbuf_printf(rbuf *b, const char *fmt, ...)
 {
     va_list ap;
-    va_start(ap, fmt);
-    const int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = 1;
-        return;
-    }
-    if (rbuf_reserve(b, (size_t)n))
+    if (b->failed)
         return;
     va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    rbuf_check(b, cm_dbuf_vaddf(&b->d, fmt, ap));
     va_end(ap);
-    b->len += (size_t)n;
 }
 
 void rbuf_esc(rbuf *b, const char *s)
@@ -101,8 +84,8 @@ void rbuf_free(rbuf *b)
 {
     if (!b)
         return;
-    free(b->data);
-    memset(b, 0, sizeof *b);
+    cm_dbuf_free(&b->d);
+    b->failed = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -272,7 +255,7 @@ static void attribution(rbuf *b, const evaluation *ev, const eval_category *ec)
     size_t *order = malloc((ec->n_attrib ? ec->n_attrib : 1) * sizeof *order);
     size_t moving = 0, zero = 0;
     if (!order) {
-        b->failed = 1;
+        b->failed = CM_DBUF_E_NOMEM;
         return;
     }
     for (size_t j = 0; j < ec->n_attrib; j++)
@@ -405,7 +388,8 @@ static int write_page(const char *dir, const rbuf *b)
         fprintf(stderr, "clipmod: --report: %s: %s\n", tmp, strerror(errno));
         return -1;
     }
-    const int bad = fwrite(b->data, 1, b->len, f) != b->len;
+    const size_t len = cm_dbuf_len(&b->d);
+    const int bad = fwrite(cm_dbuf_ptr(&b->d), 1, len, f) != len;
     if (fclose(f) || bad || rename(tmp, path)) {
         fprintf(stderr, "clipmod: --report: writing %s: %s\n", path, strerror(errno));
         remove(tmp);
@@ -416,9 +400,10 @@ static int write_page(const char *dir, const rbuf *b)
 
 int eval_report_html(const evaluation *ev, const char *dir)
 {
-    rbuf b = {NULL, 0, 0, 0};
+    rbuf b;
     report_thumbs th;
     int rc = 0;
+    rbuf_init(&b, REPORT_PAGE_MAX_BYTES);
     memset(&th, 0, sizeof th);
     head(&b, ev);
     summary(&b, ev);
@@ -429,7 +414,11 @@ int eval_report_html(const evaluation *ev, const char *dir)
                 "<p class=\"note\">%zu thumbnails (%zu bytes); %zu left out over the page's "
                 "budget of %d bytes, %zu could not be made.</p>\n</body></html>\n",
                 th.made, th.bytes_used, th.over_budget, REPORT_THUMBS_MAX_BYTES, th.failed);
-    if (rc || b.failed) {
+    if (b.failed == CM_DBUF_E_TOOBIG) {
+        fprintf(stderr, "clipmod: --report: the page would pass %d MiB; report a smaller set\n",
+                REPORT_PAGE_MAX_BYTES >> 20);
+        rc = -1;
+    } else if (rc || b.failed) {
         fprintf(stderr, "clipmod: --report: out of memory\n");
         rc = -1;
     }

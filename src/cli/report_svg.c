@@ -139,7 +139,7 @@ static void plot_curve(rbuf *b, const eval_category *ec, const report_column *co
     const int drawable = npos && (pr || npos < col->n);
     size_t *order = drawable ? metrics_order(col->scores, col->n) : NULL;
     if (drawable && !order) {
-        b->failed = 1;
+        b->failed = CM_DBUF_E_NOMEM;
     } else if (!order) {
         message(b, npos ? "no negatives: undefined" : "no positives: undefined");
     } else {

@@ -15,6 +15,11 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "dynbuf.h"
+
+/* A path longer than this cannot be opened (PATH_MAX): such a line is refused, not grown. */
+#define FILE_LIST_MAX_LINE 4096
+
 int scan_select_add(scan_select *s, int kind, const char *pattern)
 {
     char msg[256];
@@ -120,7 +125,7 @@ void scan_file_list_free(char **list)
     free(list);
 }
 
-static int push_line(char ***list, size_t *n, size_t *cap, const char *line)
+static int push_line(char ***list, size_t *n, size_t *cap, const char *line, size_t len)
 {
     if (*n + 1 >= *cap) {
         size_t c = *cap ? 2 * *cap : 64;
@@ -130,56 +135,94 @@ static int push_line(char ***list, size_t *n, size_t *cap, const char *line)
         *list = grown;
         *cap = c;
     }
-    (*list)[*n] = strdup(line);
+    (*list)[*n] = strndup(line, len);
     if (!(*list)[*n])
         return -1;
     (*list)[++*n] = NULL;
     return 0;
 }
 
+/*
+ * One line of f into `line` (emptied first), without its newline: 1, or 0 at the
+ * end of the file, or CM_DBUF_E_* when the line passes the buffer's cap (or memory
+ * runs out); the rest of such a line is not read.
+ */
+static int read_line(FILE *f, cm_dbuf *line)
+{
+    int c = getc(f);
+
+    cm_dbuf_reset(line);
+    if (c == EOF)
+        return 0;
+    while (c != EOF && c != '\n') {
+        int rc = cm_dbuf_addc(line, (char)c);
+        if (rc != CM_DBUF_OK)
+            return rc;
+        c = getc(f);
+    }
+    return 1;
+}
+
+/* Read the lines of f into *list; 0, or -1 with the error printed. */
+static int read_list(FILE *f, const char *file, char ***list, size_t *n, size_t *cap)
+{
+    cm_dbuf line;
+    size_t lineno = 0;
+    int rc;
+
+    cm_dbuf_init(&line, FILE_LIST_MAX_LINE);
+    for (;;) {
+        rc = read_line(f, &line);
+        if (rc <= 0)
+            break;
+        lineno++;
+        const char *p = cm_dbuf_ptr(&line);
+        size_t len = cm_dbuf_len(&line);
+        while (len && p[len - 1] == '\r')
+            len--;
+        if (len && push_line(list, n, cap, p, len) != 0) {
+            rc = CM_DBUF_E_NOMEM;
+            break;
+        }
+    }
+    cm_dbuf_free(&line);
+    if (rc == CM_DBUF_E_TOOBIG)
+        fprintf(stderr, "clipmod: --file-list %s: line %zu is longer than %d bytes\n", file,
+                lineno + 1, FILE_LIST_MAX_LINE);
+    else if (rc < 0)
+        fprintf(stderr, "clipmod: out of memory\n");
+    else if (ferror(f))
+        fprintf(stderr, "clipmod: --file-list %s: %s\n", file, strerror(errno));
+    return rc < 0 || ferror(f) ? -1 : 0;
+}
+
 char **scan_file_list(const char *file, size_t *n)
 {
     int from_stdin = !strcmp(file, "-");
     FILE *f = from_stdin ? stdin : fopen(file, "r");
-    char *line = NULL, **list = NULL;
-    size_t cap = 0, len = 0;
-    ssize_t got;
+    char **list = NULL;
+    size_t cap = 0;
 
     *n = 0;
     if (!f) {
         fprintf(stderr, "clipmod: --file-list %s: %s\n", file, strerror(errno));
         return NULL;
     }
-    if (push_line(&list, n, &cap, "") != 0)
-        goto fail;
-    free(list[0]); /* the empty slot only made the array NULL-terminated */
-    list[0] = NULL;
-    *n = 0;
-    for (;;) {
-        got = getline(&line, &len, f);
-        if (got < 0)
-            break;
-        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
-            line[--got] = '\0';
-        if (got == 0)
-            continue;
-        if (push_line(&list, n, &cap, line) != 0)
-            goto fail;
+    /* The array is NULL-terminated from the start, so an empty list is not NULL. */
+    if (push_line(&list, n, &cap, "", 0) != 0) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        scan_file_list_free(list);
+        list = NULL;
+    } else {
+        free(list[0]);
+        list[0] = NULL;
+        *n = 0;
+        if (read_list(f, file, &list, n, &cap) != 0) {
+            scan_file_list_free(list);
+            list = NULL;
+        }
     }
-    if (ferror(f)) {
-        fprintf(stderr, "clipmod: --file-list %s: %s\n", file, strerror(errno));
-        goto fail_quiet;
-    }
-    free(line);
     if (!from_stdin)
         fclose(f);
     return list;
-fail:
-    fprintf(stderr, "clipmod: out of memory\n");
-fail_quiet:
-    free(line);
-    scan_file_list_free(list);
-    if (!from_stdin)
-        fclose(f);
-    return NULL;
 }

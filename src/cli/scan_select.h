@@ -29,7 +29,8 @@ int scan_select_dir(const scan_select *s, const char *path);
 int scan_sniff_image(const char *path);
 
 /*
- * Read --file-list `file` (`-` for stdin): one path per line, empty lines ignored.
+ * Read --file-list `file` (`-` for stdin): one path per line, empty lines ignored,
+ * a line of at most 4096 bytes (a longer one fails the list, naming its number).
  * Returns a NULL-terminated array of strings (free with scan_file_list_free), or
  * NULL with the error printed.
  */

@@ -17,9 +17,7 @@
 
 #include "log.h"
 
-#define DEMO_WARNING                                                                               \
-    "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are not real "   \
-    "moderation"
+#define DEMO_WARNING CM_DEMO_WARNING
 
 #define MODEL_HINT                                                                                 \
     "install one with 'clipmod model fetch NAME' (clipmod model list names them), or make an "     \

@@ -45,6 +45,15 @@ typedef struct cm_engine_cfg {
 } cm_engine_cfg;
 
 /*
+ * The demo model's warning, word for word in every program: cm_model_from_config logs
+ * it, and a program that loads a model without it (clipmod embed of images only, which
+ * needs no text tower) logs this same text at CM_LOG_WARN with the field model=DIR.
+ */
+#define CM_DEMO_WARNING                                                                            \
+    "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are not real "   \
+    "moderation"
+
+/*
  * Load cfg->model (with cfg->threads applied first). Refuses a model that cannot
  * embed texts. Logs "model loaded" and, for the demo model, the warning
  * "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are
