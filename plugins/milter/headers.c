@@ -1,0 +1,351 @@
+/*
+ * headers.c - the words clipmod-milter tells a judged message in.
+ *
+ * Owns the values of the verdict header (X-Clipmod-Verdict, see clipmod-milter(8),
+ * HEADERS: the state, the policy's name, fingerprint and generation, the counts,
+ * then one folded line per image and per archive or document), the one-line
+ * summary header, the quarantine reason the MTA records, and the milter's log line
+ * for the message. Everything a sender controls (file names, addresses) passes
+ * through cm_clean_text() first, so no header can be split or forged by a name.
+ * Which action the MTA is told is decisions.c's; the scan that gives the verdicts
+ * is scan.c's.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "milter.h"
+
+/* Header values are folded before this many characters, as RFC 5322 recommends. */
+#define FOLD_AT 78
+
+void cm_clean_text(char *dst, size_t size, const char *src, size_t max)
+{
+    size_t k = 0;
+    if (max + 4 > size)
+        max = size - 4;
+    for (const unsigned char *p = (const unsigned char *)(src ? src : ""); *p; p++) {
+        if (k >= max) {
+            memcpy(dst + k, "...", 3);
+            k += 3;
+            break;
+        }
+        dst[k++] = *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\' && *p != ';' ? (char)*p : '_';
+    }
+    dst[k] = 0;
+}
+
+void cm_image_label(const cmm_image *im, char *buf, size_t size)
+{
+    char name[80];
+    cm_clean_text(name, sizeof name, im->filename ? im->filename : "", 60);
+    snprintf(buf, size, "%s%s%s", im->part, *name ? " " : "", name);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Folded header values                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A growing string that folds before FOLD_AT columns, between tokens. */
+typedef struct hbuf {
+    char *s;
+    size_t len, cap, col;
+    int nomem;
+} hbuf;
+
+static void hb_raw(hbuf *h, const char *s, size_t n)
+{
+    if (h->nomem)
+        return;
+    if (h->len + n + 1 > h->cap) {
+        size_t cap = (h->len + n + 1) * 2;
+        char *grown = realloc(h->s, cap);
+        if (!grown) {
+            h->nomem = 1;
+            return;
+        }
+        h->s = grown;
+        h->cap = cap;
+    }
+    memcpy(h->s + h->len, s, n);
+    h->len += n;
+    h->s[h->len] = 0;
+}
+
+/* Append a token, preceded by a space or by a fold when the line would get long. */
+__attribute__((format(printf, 2, 3))) static void hb_tok(hbuf *h, const char *fmt, ...)
+{
+    char tok[512];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tok, sizeof tok, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof tok)
+        n = sizeof tok - 1;
+    if (h->len) {
+        if (h->col + 1 + (size_t)n > FOLD_AT) {
+            /* libmilter and Postfix take "\n\t" inside a value as a fold. */
+            hb_raw(h, "\n\t", 2);
+            h->col = 8;
+        } else {
+            hb_raw(h, " ", 1);
+            h->col++;
+        }
+    }
+    hb_raw(h, tok, (size_t)n);
+    h->col += (size_t)n;
+}
+
+/* ";" then, with `newline`, the next token starts a line of its own. */
+static void hb_semi(hbuf *h, int newline)
+{
+    hb_raw(h, ";", 1);
+    if (newline)
+        h->col = FOLD_AT;
+    else
+        h->col++;
+}
+
+/* The value built, or NULL when memory ran out. */
+static char *hb_take(hbuf *h)
+{
+    if (h->nomem) {
+        free(h->s);
+        return NULL;
+    }
+    return h->s ? h->s : strdup("");
+}
+
+/* "; fingerprint=<sha256>; generation=N": names the exact policy that judged. */
+static void hb_policy_id(hbuf *h, const cm_runtime *rt)
+{
+    const char *fp = clipmod_engine_policy_fingerprint(rt->engine);
+    hb_semi(h, 0);
+    hb_tok(h, "fingerprint=%s;", fp && *fp ? fp : "none");
+    hb_tok(h, "generation=%u", rt->generation);
+}
+
+/* ------------------------------------------------------------------------ */
+/* X-Clipmod-Verdict                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* "; container=2 name="photos.zip" kind=zip entries=4 images=3" per container. */
+static void verdict_containers(hbuf *h, const cm_inside *in)
+{
+    char text[200];
+    for (size_t i = 0; i < in->n; i++) {
+        const cmm_container *c = &in->c[i];
+        hb_semi(h, 1);
+        hb_tok(h, "container=%s", c->part);
+        if (c->filename) {
+            cm_clean_text(text, sizeof text, c->filename, 60);
+            hb_tok(h, "name=\"%s\"", text);
+        }
+        hb_tok(h, "kind=%s", cmm_container_kind_name(c->count.kind));
+        if (c->count.unreadable) {
+            cm_clean_text(text, sizeof text, c->count.why, 100);
+            hb_tok(h, "state=unreadable reason=\"%s\"", text);
+        } else if (c->count.kind == CMM_PDF) {
+            hb_tok(h, "images=%zu", c->count.images);
+        } else {
+            hb_tok(h, "entries=%zu images=%zu", c->count.entries, c->count.images);
+        }
+    }
+}
+
+/* "; image=2 name="a.png" state=flagged action=reject category=x score=0.3 scores=..." */
+static void verdict_image(hbuf *h, const cm_image_out *o)
+{
+    char text[256];
+    hb_semi(h, 1);
+    hb_tok(h, "image=%s", o->im->part);
+    if (o->im->filename) {
+        cm_clean_text(text, sizeof text, o->im->filename, 60);
+        hb_tok(h, "name=\"%s\"", text);
+    }
+    hb_tok(h, "state=%s", o->empty ? "empty" : clipmod_state_name(o->vstate));
+    if (o->reason) {
+        hb_tok(h, "reason=%s", o->reason);
+        return;
+    }
+    if (!o->r)
+        return;
+    hb_tok(h, "action=%s", clipmod_action_name(o->action));
+    if (o->category)
+        hb_tok(h, "category=%s score=%.4f", o->category, o->score);
+    /* Every category's score: "scores=a:0.1234, b:0.0456", foldable between. */
+    size_t nc = clipmod_result_category_count(o->r);
+    clipmod_category_score c;
+    for (size_t k = 0; k < nc; k++)
+        if (!clipmod_result_category(o->r, k, &c))
+            hb_tok(h, "%s%s:%.4f%s", k ? "" : "scores=", c.id, c.score, k + 1 < nc ? "," : "");
+}
+
+static char *verdict_value(const cm_judged *j, const char *state, const char *policy_action)
+{
+    hbuf h = {0};
+    char text[256];
+
+    hb_tok(&h, "%s;", state);
+    if (policy_action)
+        hb_tok(&h, "action=%s;", policy_action);
+    cm_clean_text(text, sizeof text, clipmod_engine_policy_name(j->rt->engine), 120);
+    hb_tok(&h, "policy=\"%s\";", text);
+    hb_tok(&h, "images=%zu;", j->n_images);
+    hb_tok(&h, "flagged=%zu;", j->n_flagged);
+    hb_tok(&h, "unscanned=%zu", j->n_unscanned);
+    hb_policy_id(&h, j->rt);
+    if (j->in.n) {
+        hb_semi(&h, 0);
+        hb_tok(&h, "contained-images=%zu", j->in.images);
+    }
+    if (j->why) {
+        cm_clean_text(text, sizeof text, j->why, 160);
+        hb_semi(&h, 0);
+        hb_tok(&h, "reason=\"%s\"", text);
+    }
+    for (size_t i = 0; i < j->n_io; i++)
+        verdict_image(&h, &j->io[i]);
+    verdict_containers(&h, &j->in);
+    return hb_take(&h);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Summary, quarantine reason, log line                                     */
+/* ------------------------------------------------------------------------ */
+
+/* "flagged (reject): 2 a.png: cat 0.310 >= 0.250" details of the deciding image. */
+static void decider_detail(const cm_judged *j, char *buf, size_t size)
+{
+    char label[160];
+    *buf = 0;
+    if (!j->decider)
+        return;
+    cm_image_label(j->decider->im, label, sizeof label);
+    snprintf(buf, size, "%s: %s %.3f >= %.3f", label, j->decider->category, j->decider->score,
+             j->decider->threshold);
+}
+
+/* The summary's first sentence. -1: out of memory. */
+static int summary_head(const cm_judged *j, const cm_outcome *o, const char *detail, char **out)
+{
+    size_t ni = j->n_images;
+    if (j->n_flagged)
+        return asprintf(out, "flagged (%s): %s; %zu of %zu image%s flagged%s",
+                        clipmod_action_name(j->worst), detail, j->n_flagged, ni, ni == 1 ? "" : "s",
+                        o->what == CM_DO_QUARANTINE ? "; held for review" : "") < 0
+                   ? -1
+                   : 0;
+    if (j->why)
+        return asprintf(out, "unscanned: %s; delivered per on-fail", j->why) < 0 ? -1 : 0;
+    if (ni)
+        return asprintf(out, "clean: %zu image%s scanned, none flagged", ni, ni == 1 ? "" : "s") < 0
+                   ? -1
+                   : 0;
+    return asprintf(out, "clean: no images") < 0 ? -1 : 0;
+}
+
+/* X-Clipmod-Summary: one line a person reads in a mail client. -1: out of memory. */
+static int summary_value(const cm_judged *j, const cm_outcome *o, const char *detail, char **out)
+{
+    const cm_inside *in = &j->in;
+    *out = NULL;
+    if (summary_head(j, o, detail, out)) {
+        *out = NULL;
+        return -1;
+    }
+    if (in->images || in->unreadable) {
+        char *longer = NULL;
+        if (asprintf(&longer, "%s; %zu image%s inside %zu archive%s or document%s, not scanned%s%s",
+                     *out, in->images, in->images == 1 ? "" : "s", in->n, in->n == 1 ? "" : "s",
+                     in->n == 1 ? "" : "s", in->unreadable ? ", some unreadable" : "",
+                     o->what == CM_DO_QUARANTINE && !j->n_flagged ? "; held for review" : "") < 0)
+            return -1;
+        free(*out);
+        *out = longer;
+    }
+    /* The summary is one line: strip what the sender controls. */
+    for (char *p = *out; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '_';
+    return 0;
+}
+
+static void quarantine_reason(const cm_judged *j, int for_inside, const char *detail,
+                              cm_outcome *out)
+{
+    if (for_inside) {
+        const cmm_container *d = j->in.decider;
+        char name[80];
+        cm_clean_text(name, sizeof name, d->filename ? d->filename : "", 60);
+        snprintf(out->quarantine, sizeof out->quarantine,
+                 "clipmod: %s %s: images inside, not scanned", d->part, name);
+    } else {
+        snprintf(out->quarantine, sizeof out->quarantine, "clipmod: %s", detail);
+    }
+}
+
+static void log_line(const cm_judged *j, const char *state, const char *detail, cm_outcome *out)
+{
+    const cm_runtime *rt = j->rt;
+    char contained[96] = "";
+    if (j->in.n)
+        snprintf(contained, sizeof contained, " containers=%zu contained-images=%zu%s", j->in.n,
+                 j->in.images, j->in.unreadable ? " (some unreadable)" : "");
+    snprintf(out->log, sizeof out->log,
+             "from=%s images=%zu flagged=%zu unscanned=%zu%s verdict=%s%s%s decision=%s "
+             "policy=\"%s\" fingerprint=%s generation=%u%s%s%s%s%s",
+             j->from, j->n_images, j->n_flagged, j->n_unscanned, contained, state,
+             j->n_flagged ? " action=" : "", j->n_flagged ? clipmod_action_name(j->worst) : "",
+             cm_decision_name(out->what), clipmod_engine_policy_name(rt->engine),
+             clipmod_engine_policy_fingerprint(rt->engine), rt->generation, *detail ? " (" : "",
+             detail, *detail ? ")" : "", j->why ? " reason=" : "", j->why ? j->why : "");
+}
+
+int cm_words_judged(const cm_judged *j, int for_inside, cm_outcome *out)
+{
+    const cmc_config *c = j->rt->conf;
+    const char *state = j->n_flagged ? "flagged" : j->why ? "unscanned" : "clean";
+    char detail[256];
+
+    decider_detail(j, detail, sizeof detail);
+    if (out->what == CM_DO_QUARANTINE)
+        quarantine_reason(j, for_inside, detail, out);
+    if (out->what == CM_DO_ACCEPT || out->what == CM_DO_QUARANTINE) {
+        const char *pa = j->n_flagged ? clipmod_action_name(j->worst) : j->why ? NULL : "allow";
+        out->verdict = verdict_value(j, state, pa);
+        if (!out->verdict)
+            return -1;
+        if (c->summary_header && summary_value(j, out, detail, &out->summary))
+            return -1;
+    }
+    log_line(j, state, detail, out);
+    return 0;
+}
+
+int cm_words_skipped(const cm_runtime *rt, const char *skip, const char *from, cm_outcome *out)
+{
+    hbuf h = {0};
+    char text[160];
+
+    cm_clean_text(text, sizeof text, clipmod_engine_policy_name(rt->engine), 120);
+    hb_tok(&h, "skipped;");
+    hb_tok(&h, "reason=\"%s\";", skip);
+    hb_tok(&h, "policy=\"%s\"", text);
+    hb_policy_id(&h, rt);
+    out->what = CM_DO_ACCEPT;
+    out->verdict = hb_take(&h);
+    if (!out->verdict)
+        return -1;
+    if (rt->conf->summary_header && asprintf(&out->summary, "skipped: %s, not scanned", skip) < 0) {
+        out->summary = NULL;
+        return -1;
+    }
+    snprintf(out->log, sizeof out->log, "from=%s skipped (%s) fingerprint=%s generation=%u", from,
+             skip, clipmod_engine_policy_fingerprint(rt->engine), rt->generation);
+    return 0;
+}
