@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <syslog.h>
 #include <time.h>
 
+#include "clock.h"
 #include "milter.h"
 
 /* ------------------------------------------------------------------------ */
@@ -164,7 +164,8 @@ static int keep(conn *m, const void *p, size_t n)
 
 static sfsistat tempfail_nomem(SMFICTX *ctx, conn *m)
 {
-    cm_mlog(LOG_ERR, m ? qid_of(m, ctx) : NULL, "out of memory: message deferred");
+    cm_log(CM_LOG_ERROR, "out of memory: message deferred",
+           CM_LF_S("qid", m ? qid_of(m, ctx) : NULL), CM_LF_END);
     if (m) /* smfi_setreply() is not allowed in the connect callback */
         smfi_setreply(ctx, "451", "4.3.0", "Temporary local problem, try again later");
     return SMFIS_TEMPFAIL;
@@ -270,9 +271,10 @@ static void remove_forged(SMFICTX *ctx, conn *m, const char *qid)
 {
     const cmc_config *c = m->rt->conf;
     if (m->verdict_headers || m->summary_headers)
-        cm_mlog(LOG_NOTICE, qid, "removing %d %s and %d %s header(s) the message came with",
-                m->verdict_headers, c->verdict_header, m->summary_headers,
-                c->summary_header ? c->summary_header : "summary");
+        cm_log(CM_LOG_INFO, "removing verdict headers the message came with", CM_LF_S("qid", qid),
+               CM_LF_S("header", c->verdict_header), CM_LF_I("count", m->verdict_headers),
+               CM_LF_S("summary_header", c->summary_header),
+               CM_LF_I("summary_count", m->summary_headers), CM_LF_END);
     /* Highest index first, so that each index still means the original header. */
     for (int i = m->verdict_headers; i >= 1; i--)
         smfi_chgheader(ctx, c->verdict_header, i, NULL);
@@ -284,8 +286,9 @@ static sfsistat reply(SMFICTX *ctx, const char *qid, const cmc_reply *r, sfsista
 {
     if (smfi_setreply(ctx, (char *)r->rcode, r->xcode[0] ? (char *)r->xcode : NULL,
                       (char *)r->text) != MI_SUCCESS)
-        cm_mlog(LOG_WARNING, qid, "the MTA refused the reply %s %s %s", r->rcode, r->xcode,
-                r->text);
+        cm_log(CM_LOG_WARN, "the MTA refused the reply", CM_LF_S("qid", qid),
+               CM_LF_S("rcode", r->rcode), CM_LF_S("xcode", r->xcode), CM_LF_S("text", r->text),
+               CM_LF_END);
     return status;
 }
 
@@ -296,25 +299,21 @@ static sfsistat deliver(SMFICTX *ctx, conn *m, const char *qid, cm_outcome *o)
     if (o->what == CM_DO_QUARANTINE && smfi_quarantine(ctx, o->quarantine) != MI_SUCCESS) {
         /* Delivering what should be held is worse than asking to retry. */
         cmc_reply held;
-        cm_mlog(LOG_ERR, qid, "the MTA refused to quarantine: message deferred");
+        cm_log(CM_LOG_ERROR, "the MTA refused to quarantine: message deferred", CM_LF_S("qid", qid),
+               CM_LF_END);
         cmc_parse_reply("451 4.7.1 Message could not be held for review, try again later", &held);
         return reply(ctx, qid, &held, SMFIS_TEMPFAIL);
     }
     /* A quarantined message keeps its headers, for whoever releases it. */
     remove_forged(ctx, m, qid);
     if (o->verdict && smfi_addheader(ctx, c->verdict_header, o->verdict) != MI_SUCCESS)
-        cm_mlog(LOG_WARNING, qid, "could not add the %s header", c->verdict_header);
+        cm_log(CM_LOG_WARN, "could not add a header", CM_LF_S("qid", qid),
+               CM_LF_S("header", c->verdict_header), CM_LF_END);
     if (o->summary && c->summary_header &&
         smfi_addheader(ctx, c->summary_header, o->summary) != MI_SUCCESS)
-        cm_mlog(LOG_WARNING, qid, "could not add the %s header", c->summary_header);
+        cm_log(CM_LOG_WARN, "could not add a header", CM_LF_S("qid", qid),
+               CM_LF_S("header", c->summary_header), CM_LF_END);
     return SMFIS_ACCEPT;
-}
-
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 static sfsistat cb_eom(SMFICTX *ctx)
@@ -323,7 +322,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
     cm_outcome o;
     const char *qid;
     sfsistat status = SMFIS_CONTINUE;
-    struct timespec t0;
+    double t0;
 
     if (!m || !m->rt)
         return tempfail_nomem(ctx, m);
@@ -336,14 +335,13 @@ static sfsistat cb_eom(SMFICTX *ctx)
                              .n_rcpt_in_domains = m->n_rcpt_in_domains,
                              .over_limit = m->over_limit,
                              .size = m->size};
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t0 = cm_now();
     if (cm_judge_message(m->rt, m->buf, m->len, &env, &o)) {
         status = tempfail_nomem(ctx, m);
         message_end(m);
         return status;
     }
-    cm_mlog(LOG_INFO, qid, "%s size=%llu ms=%.0f", o.log, (unsigned long long)m->size,
-            ms_since(&t0));
+    cm_outcome_log(qid, &o, m->size, (cm_now() - t0) * 1e3);
     switch (o.what) {
     case CM_DO_REJECT:
         status = reply(ctx, qid, &o.reply, SMFIS_REJECT);
@@ -395,7 +393,7 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
     (void)f2;
     (void)f3;
     if ((f0 & need) != need) {
-        cm_mlog(LOG_ERR, NULL, "the MTA cannot add or change headers or quarantine");
+        cm_log(CM_LOG_ERROR, "the MTA cannot add or change headers or quarantine", CM_LF_END);
         return SMFIS_REJECT;
     }
     *pf0 = need;

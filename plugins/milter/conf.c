@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <syslog.h>
 #include <yaml.h>
 
 #include "conf.h"
@@ -630,6 +629,39 @@ static void headers_key(reader *r, const char *key, const yaml_node_t *v)
     *dst = xstrdup(r, sval(v));
 }
 
+/* log: {format, target, level, facility}: the values log.h takes, checked here with positions. */
+static void log_key(reader *r, const char *key, const yaml_node_t *v)
+{
+    static const char *const formats[] = {"logfmt", "json", NULL};
+    static const char *const targets[] = {"stderr", "syslog", NULL};
+    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    static const char *const facilities[] = {"mail",   "daemon", "user",   "local0",
+                                             "local1", "local2", "local3", "local4",
+                                             "local5", "local6", "local7", NULL};
+    cmc_log *l = &r->c->log;
+    char what[32];
+    int i;
+
+    snprintf(what, sizeof what, "log.%s", key);
+    if (!strcmp(key, "format")) {
+        i = choice_of(r, v, what, formats, "logfmt or json");
+        if (i >= 0)
+            l->format = formats[i];
+    } else if (!strcmp(key, "target")) {
+        i = choice_of(r, v, what, targets, "stderr or syslog");
+        if (i >= 0)
+            l->target = targets[i];
+    } else if (!strcmp(key, "level")) {
+        i = choice_of(r, v, what, levels, "debug, info, warn or error");
+        if (i >= 0)
+            l->level = levels[i];
+    } else if (!strcmp(key, "facility")) {
+        i = choice_of(r, v, what, facilities, "mail, daemon, user or local0 to local7");
+        if (i >= 0)
+            l->facility = facilities[i];
+    }
+}
+
 static int socket_ok(const char *s)
 {
     if (!strncmp(s, "unix:", 5) || !strncmp(s, "local:", 6))
@@ -651,16 +683,11 @@ static void top_key(reader *r, const char *key, const yaml_node_t *v)
     static const char *const skip_keys[] = {"authenticated", "senders", "recipients", "domains",
                                             NULL};
     static const char *const header_keys[] = {"verdict", "summary", NULL};
-    static const char *const logs[] = {"stderr", "syslog", NULL};
+    static const char *const log_keys[] = {"format", "target", "level", "facility", NULL};
     static const char *const fails[] = {"tempfail", "reject", "accept-with-header", NULL};
-    static const char *const levels[] = {"error", "warning", "notice", "info", "debug", NULL};
-    static const int level_values[] = {LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG};
-    static const char *const facilities[] = {"mail",   "daemon", "user",   "local0",
-                                             "local1", "local2", "local3", "local4",
-                                             "local5", "local6", "local7", NULL};
-    static const int facility_values[] = {LOG_MAIL,   LOG_DAEMON, LOG_USER,   LOG_LOCAL0,
-                                          LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3, LOG_LOCAL4,
-                                          LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
+    /* The spellings of log-level before the log: block; notice was between warn and info. */
+    static const char *const old_levels[] = {"error", "warning", "notice", "info", "debug", NULL};
+    static const char *const old_level_values[] = {"error", "warn", "info", "info", "debug"};
     cmc_config *c = r->c;
     int i;
 
@@ -706,14 +733,17 @@ static void top_key(reader *r, const char *key, const yaml_node_t *v)
     } else if (!strcmp(key, "drain-timeout-ms")) {
         uint_of(r, v, key, 0, 3600000, 0, &c->drain_timeout_ms);
     } else if (!strcmp(key, "log")) {
-        if ((i = choice_of(r, v, key, logs, "stderr or syslog")) >= 0)
-            c->log_syslog = i;
+        /* "log: syslog", the form before the block, is the target. */
+        if (v->type == YAML_SCALAR_NODE)
+            log_key(r, "target", v);
+        else
+            each_key(r, v, "log", log_keys, log_key);
     } else if (!strcmp(key, "log-facility")) {
-        if ((i = choice_of(r, v, key, facilities, "mail, daemon, user or local0 to local7")) >= 0)
-            c->log_facility = facility_values[i];
+        log_key(r, "facility", v);
     } else if (!strcmp(key, "log-level")) {
-        if ((i = choice_of(r, v, key, levels, "error, warning, notice, info or debug")) >= 0)
-            c->log_level = level_values[i];
+        i = choice_of(r, v, key, old_levels, "error, warning, notice, info or debug");
+        if (i >= 0)
+            c->log.level = old_level_values[i];
     } else if (!strcmp(key, "limits")) {
         each_key(r, v, "limits", limits_keys, limits_key);
     } else if (!strcmp(key, "engine")) {
@@ -777,8 +807,10 @@ static cmc_config *defaults(void)
     c->blas_threads = 1;
     c->scan_wait_ms = DEF_SCAN_WAIT_MS;
     c->drain_timeout_ms = DEF_DRAIN_MS;
-    c->log_facility = LOG_MAIL;
-    c->log_level = LOG_INFO;
+    c->log.format = "logfmt";
+    c->log.target = "stderr";
+    c->log.level = "info";
+    c->log.facility = "mail";
     c->limits.max_message_bytes = DEF_MESSAGE_BYTES;
     c->limits.max_parts = DEF_PARTS;
     c->limits.max_depth = DEF_DEPTH;

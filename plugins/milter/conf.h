@@ -72,6 +72,14 @@ typedef struct cmc_limits {
     uint64_t max_image_bytes;
 } cmc_limits;
 
+/* The log: block, as src/common/log.h takes it (static strings, never freed). */
+typedef struct cmc_log {
+    const char *format;   /* logfmt (default) or json */
+    const char *target;   /* stderr (default) or syslog */
+    const char *level;    /* debug, info (default), warn, error */
+    const char *facility; /* syslog facility: mail (default), daemon, user, local0..local7 */
+} cmc_log;
+
 typedef struct cmc_config {
     char *path; /* of the file read */
     char *socket;
@@ -83,9 +91,7 @@ typedef struct cmc_config {
     int blas_threads; /* threads of each scan's matrix products */
     uint64_t scan_wait_ms;
     uint64_t drain_timeout_ms;
-    int log_syslog; /* else stderr */
-    int log_facility;
-    int log_level; /* a syslog priority: LOG_ERR ... LOG_DEBUG */
+    cmc_log log;
     cmc_limits limits;
     struct {
         clipmod_setting s;

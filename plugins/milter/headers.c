@@ -289,21 +289,51 @@ static void quarantine_reason(const cm_judged *j, int for_inside, const char *de
     }
 }
 
-static void log_line(const cm_judged *j, const char *state, const char *detail, cm_outcome *out)
+/* The log line's facts of a judged message. */
+static void log_facts(const cm_judged *j, const char *state, cm_outcome *out)
 {
-    const cm_runtime *rt = j->rt;
-    char contained[96] = "";
-    if (j->in.n)
-        snprintf(contained, sizeof contained, " containers=%zu contained-images=%zu%s", j->in.n,
-                 j->in.images, j->in.unreadable ? " (some unreadable)" : "");
-    snprintf(out->log, sizeof out->log,
-             "from=%s images=%zu flagged=%zu unscanned=%zu%s verdict=%s%s%s decision=%s "
-             "policy=\"%s\" fingerprint=%s generation=%u%s%s%s%s%s",
-             j->from, j->n_images, j->n_flagged, j->n_unscanned, contained, state,
-             j->n_flagged ? " action=" : "", j->n_flagged ? clipmod_action_name(j->worst) : "",
-             cm_decision_name(out->what), clipmod_engine_policy_name(rt->engine),
-             clipmod_engine_policy_fingerprint(rt->engine), rt->generation, *detail ? " (" : "",
-             detail, *detail ? ")" : "", j->why ? " reason=" : "", j->why ? j->why : "");
+    cm_outcome_facts *f = &out->facts;
+    f->state = state;
+    snprintf(f->from, sizeof f->from, "%s", j->from);
+    f->images = j->n_images;
+    f->flagged = j->n_flagged;
+    f->unscanned = j->n_unscanned;
+    f->containers = j->in.n;
+    f->contained_images = j->in.images;
+    f->some_unreadable = j->in.unreadable != 0;
+    f->action = j->n_flagged ? clipmod_action_name(j->worst) : NULL;
+    if (j->decider) {
+        snprintf(f->category, sizeof f->category, "%s", j->decider->category);
+        f->score = j->decider->score;
+        f->threshold = j->decider->threshold;
+        cm_image_label(j->decider->im, f->image, sizeof f->image);
+    }
+    snprintf(f->reason, sizeof f->reason, "%s", j->why ? j->why : "");
+    snprintf(f->policy_name, sizeof f->policy_name, "%s",
+             clipmod_engine_policy_name(j->rt->engine));
+}
+
+void cm_outcome_log(const char *qid, const cm_outcome *o, uint64_t size, double ms)
+{
+    const cm_outcome_facts *f = &o->facts;
+    int flagged = f->flagged > 0;
+    /* Counts of archives and documents only when there were some. */
+    cm_log_field containers =
+        f->containers ? CM_LF_I("containers", f->containers) : CM_LF_S("containers", NULL);
+    cm_log_field contained = f->containers ? CM_LF_I("contained_images", f->contained_images)
+                                           : CM_LF_S("contained_images", NULL);
+
+    cm_log(CM_LOG_INFO, "milter verdict", CM_LF_S("qid", qid), CM_LF_S("from", f->from),
+           CM_LF_S("state", f->state), CM_LF_S("decision", cm_decision_name(o->what)),
+           CM_LF_I("images", f->images), CM_LF_I("flagged", f->flagged),
+           CM_LF_I("unscanned", f->unscanned), containers, contained,
+           CM_LF_S("unreadable", f->some_unreadable ? "some" : NULL), CM_LF_S("action", f->action),
+           CM_LF_S("category", flagged ? f->category : NULL),
+           flagged ? CM_LF_F("score", f->score) : CM_LF_S("score", NULL),
+           flagged ? CM_LF_F("threshold", f->threshold) : CM_LF_S("threshold", NULL),
+           CM_LF_S("image", flagged ? f->image : NULL),
+           CM_LF_S("reason", *f->reason ? f->reason : NULL), CM_LF_S("policy_name", f->policy_name),
+           CM_LF_I("bytes", size), CM_LF_F("ms", ms), CM_LF_END);
 }
 
 int cm_words_judged(const cm_judged *j, int for_inside, cm_outcome *out)
@@ -323,7 +353,7 @@ int cm_words_judged(const cm_judged *j, int for_inside, cm_outcome *out)
         if (c->summary_header && summary_value(j, out, detail, &out->summary))
             return -1;
     }
-    log_line(j, state, detail, out);
+    log_facts(j, state, out);
     return 0;
 }
 
@@ -345,7 +375,10 @@ int cm_words_skipped(const cm_runtime *rt, const char *skip, const char *from, c
         out->summary = NULL;
         return -1;
     }
-    snprintf(out->log, sizeof out->log, "from=%s skipped (%s) fingerprint=%s generation=%u", from,
-             skip, clipmod_engine_policy_fingerprint(rt->engine), rt->generation);
+    out->facts.state = "skipped";
+    snprintf(out->facts.from, sizeof out->facts.from, "%s", from);
+    snprintf(out->facts.reason, sizeof out->facts.reason, "%s", skip);
+    snprintf(out->facts.policy_name, sizeof out->facts.policy_name, "%s",
+             clipmod_engine_policy_name(rt->engine));
     return 0;
 }

@@ -15,15 +15,14 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "milter.h"
 
 #ifndef CLIPMOD_SYSCONFDIR
@@ -36,60 +35,49 @@
 /* Logging                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static int log_to_syslog;
-static atomic_int log_level = LOG_INFO;
-
-static const char *level_name(int prio)
+/*
+ * The log: block into log.h. --check and --message always write to stderr, at
+ * `level` when given (the start-up lines of --message would only be noise).
+ * 0, or -1 when log.h refuses a value (conf.c checks them all first).
+ */
+static int setup_log(const cmc_config *c, int to_stderr, const char *level)
 {
-    switch (prio) {
-    case LOG_ERR:
-        return "error";
-    case LOG_WARNING:
-        return "warning";
-    case LOG_NOTICE:
-        return "notice";
-    case LOG_INFO:
-        return "info";
-    default:
-        return "debug";
+    char err[256];
+    cm_log_opts o = {.format = c->log.format,
+                     .target = to_stderr ? "stderr" : c->log.target,
+                     .level = level ? level : c->log.level,
+                     .facility = c->log.facility,
+                     .ident = PROG};
+    if (cm_log_setup(&o, err, sizeof err)) {
+        cm_log(CM_LOG_ERROR, "log settings refused", CM_LF_S("error", err), CM_LF_END);
+        return -1;
     }
+    return 0;
 }
 
-void cm_mlog(int prio, const char *qid, const char *fmt, ...)
-{
-    char line[2048];
-    va_list ap;
-
-    if (prio > atomic_load(&log_level))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (log_to_syslog) {
-        syslog(prio, "%s%s%s", qid ? qid : "", qid ? ": " : "", line);
-    } else {
-        struct timespec ts;
-        struct tm tm;
-        char when[32];
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-        /* One fprintf per line: stdio locks the stream, so lines never mix. */
-        fprintf(stderr, "%s.%03ldZ %s[%ld]: %s: %s%s%s\n", when, ts.tv_nsec / 1000000, PROG,
-                (long)getpid(), level_name(prio), qid ? qid : "", qid ? ": " : "", line);
-    }
-}
-
-/* Log a block of lines from the library (policy problems), one entry each. */
-static void log_lines(int prio, const char *text)
+/* A block of "file:line:column: message" lines, one log line each, as clipmodd logs them. */
+static void log_problems(int level, const char *what, const char *text)
 {
     const char *p = text;
+    char line[1024];
     while (p && *p) {
         size_t n = strcspn(p, "\n");
-        if (n)
-            cm_mlog(prio, NULL, "%.*s", (int)n, p);
+        if (n) {
+            snprintf(line, sizeof line, "%.*s", (int)n, p);
+            cm_log(level, what, CM_LF_S("problem", line), CM_LF_END);
+        }
         p += n + (p[n] == '\n');
     }
+}
+
+/* Every line names the policy at work: 12 hex digits of its fingerprint, and its generation. */
+static void set_log_context(const cm_runtime *rt)
+{
+    char fp12[13] = "";
+    const char *fp = clipmod_engine_policy_fingerprint(rt->engine);
+    if (fp)
+        snprintf(fp12, sizeof fp12, "%s", fp);
+    cm_log_set_context(fp12[0] ? fp12 : NULL, (long long)rt->generation);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -144,28 +132,33 @@ static int configure_engine(clipmod_engine *e, const cmc_config *c)
     /* The walk refuses bigger images first; the engine agrees, in case. */
     rc = clipmod_engine_set(e, CLIPMOD_MAX_FILE_BYTES, c->limits.max_image_bytes);
     if (rc) {
-        cm_mlog(LOG_ERR, NULL, "engine setting: %s", clipmod_strerror(rc));
+        cm_log(CM_LOG_ERROR, "engine setting refused", CM_LF_S("setting", "max-file-bytes"),
+               CM_LF_S("error", clipmod_strerror(rc)), CM_LF_END);
         return -1;
     }
     for (size_t i = 0; i < c->n_settings; i++) {
         rc = clipmod_engine_set(e, c->settings[i].s, c->settings[i].value);
         if (rc) {
-            cm_mlog(LOG_ERR, NULL, "%s: engine.%s: %s", c->path,
-                    clipmod_setting_name(c->settings[i].s), clipmod_strerror(rc));
+            cm_log(CM_LOG_ERROR, "engine setting refused", CM_LF_S("config", c->path),
+                   CM_LF_S("setting", clipmod_setting_name(c->settings[i].s)),
+                   CM_LF_I("value", c->settings[i].value), CM_LF_S("error", clipmod_strerror(rc)),
+                   CM_LF_END);
             return -1;
         }
     }
     if (c->no_cache || c->cache_dir) {
         rc = clipmod_engine_set_cache_dir(e, c->no_cache ? NULL : c->cache_dir);
         if (rc) {
-            cm_mlog(LOG_ERR, NULL, "%s: cache-dir %s: %s", c->path,
-                    c->cache_dir ? c->cache_dir : "", clipmod_strerror(rc));
+            cm_log(CM_LOG_ERROR, "cache-dir refused", CM_LF_S("config", c->path),
+                   CM_LF_S("cache_dir", c->cache_dir), CM_LF_S("error", clipmod_strerror(rc)),
+                   CM_LF_END);
             return -1;
         }
     }
     for (size_t i = 0; i < c->n_plugins; i++)
         if (clipmod_engine_load_plugin(e, c->plugins[i].path, c->plugins[i].config, err)) {
-            cm_mlog(LOG_ERR, NULL, "%s: plugin %s: %s", c->path, c->plugins[i].path, err);
+            cm_log(CM_LOG_ERROR, "plugin not loaded", CM_LF_S("config", c->path),
+                   CM_LF_S("plugin", c->plugins[i].path), CM_LF_S("error", err), CM_LF_END);
             return -1;
         }
     return 0;
@@ -178,7 +171,7 @@ static clipmod_engine *build_engine(const cmc_config *c)
     clipmod_error rc = clipmod_engine_new(model, &e);
 
     if (rc) {
-        cm_mlog(LOG_ERR, NULL, "engine: %s", clipmod_strerror(rc));
+        cm_log(CM_LOG_ERROR, "engine", CM_LF_S("error", clipmod_strerror(rc)), CM_LF_END);
         return NULL;
     }
     if (configure_engine(e, c)) {
@@ -188,15 +181,17 @@ static clipmod_engine *build_engine(const cmc_config *c)
     rc = clipmod_engine_compile(e, c->policy, &problems);
     if (rc) {
         if (problems)
-            log_lines(LOG_ERR, problems);
-        cm_mlog(LOG_ERR, NULL, "%s: %s", c->policy,
-                rc == CLIPMOD_E_POLICY ? "the policy has problems" : clipmod_strerror(rc));
+            log_problems(CM_LOG_ERROR, "policy problem", problems);
+        cm_log(CM_LOG_ERROR, "policy not compiled", CM_LF_S("policy_file", c->policy),
+               CM_LF_S("error",
+                       rc == CLIPMOD_E_POLICY ? "the policy has problems" : clipmod_strerror(rc)),
+               CM_LF_END);
         clipmod_free(problems);
         clipmod_engine_free(e);
         return NULL;
     }
     if (problems)
-        log_lines(LOG_WARNING, problems);
+        log_problems(CM_LOG_WARN, "policy warning", problems);
     clipmod_free(problems);
     return e;
 }
@@ -206,7 +201,7 @@ static cm_runtime *runtime_new(cmc_config *c, unsigned gen)
 {
     cm_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) {
-        cm_mlog(LOG_ERR, NULL, "out of memory");
+        cm_log(CM_LOG_ERROR, "out of memory", CM_LF_END);
         cmc_free(c);
         return NULL;
     }
@@ -227,7 +222,7 @@ static cmc_config *load_config(const char *path)
     cmc_config *c = NULL;
     char *problems = NULL;
     if (cmc_load(path, &c, &problems)) {
-        log_lines(LOG_ERR, problems);
+        log_problems(CM_LOG_ERROR, "configuration problem", problems);
         free(problems);
         return NULL;
     }
@@ -252,33 +247,37 @@ static void reload(void)
 {
     cmc_config *c;
     cm_runtime *old, *rt;
+    double t0 = cm_now();
 
-    cm_mlog(LOG_NOTICE, NULL, "reloading %s", config_path);
+    cm_log(CM_LOG_INFO, "reloading", CM_LF_S("config", config_path), CM_LF_END);
     c = load_config(config_path);
     if (!c) {
-        cm_mlog(LOG_ERR, NULL, "reload failed: keeping the running policy");
+        cm_log(CM_LOG_ERROR, "reload failed; the previous policy stays active",
+               CM_LF_S("config", config_path), CM_LF_END);
         return;
     }
     old = cm_rt_acquire();
     if (!same(c->model, model_dir) || !same(c->merges, model_merges))
-        cm_mlog(LOG_WARNING, NULL, "model changes take a restart; keeping the model from %s",
-                model_dir);
-    if (old && (!same(c->socket, old->conf->socket) || c->log_syslog != log_to_syslog))
-        cm_mlog(LOG_WARNING, NULL, "socket and log changes take a restart");
+        cm_log(CM_LOG_WARN, "model changes take a restart; keeping the running model",
+               CM_LF_S("model", model_dir), CM_LF_END);
+    if (old && !same(c->socket, old->conf->socket))
+        cm_log(CM_LOG_WARN, "socket changes take a restart; keeping the socket",
+               CM_LF_S("socket", old->conf->socket), CM_LF_END);
     cm_rt_release(old);
     rt = runtime_new(c, ++generation);
     if (!rt) {
-        cm_mlog(LOG_ERR, NULL, "reload failed: keeping the running policy");
+        cm_log(CM_LOG_ERROR, "reload failed; the previous policy stays active",
+               CM_LF_S("config", config_path), CM_LF_END);
         return;
     }
-    atomic_store(&log_level, rt->conf->log_level);
+    /* Format, level, target and facility take effect now, as the policy does. */
+    setup_log(rt->conf, 0, NULL);
     cm_slots_resize(workers_of(rt->conf));
-    cm_mlog(LOG_NOTICE, NULL,
-            "policy \"%s\" from %s is active (generation %u, %d workers) fingerprint=%s "
-            "generation=%u",
-            clipmod_engine_policy_name(rt->engine), rt->conf->policy, rt->generation,
-            workers_of(rt->conf), clipmod_engine_policy_fingerprint(rt->engine), rt->generation);
     rt_install(rt);
+    set_log_context(rt);
+    cm_log(CM_LOG_INFO, "policy reloaded", CM_LF_S("policy_file", rt->conf->policy),
+           CM_LF_S("name", clipmod_engine_policy_name(rt->engine)),
+           CM_LF_I("workers", workers_of(rt->conf)), CM_LF_F("seconds", cm_now() - t0), CM_LF_END);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -319,7 +318,6 @@ static void print_outcome(const cm_runtime *rt, const cm_outcome *o)
         printf("%s: %s\n", rt->conf->verdict_header, o->verdict);
     if (o->summary && rt->conf->summary_header)
         printf("%s: %s\n", rt->conf->summary_header, o->summary);
-    printf("log: %s\n", o->log);
 }
 
 /*
@@ -334,6 +332,7 @@ static int try_message(const char *path, const char *sender, const char *auth)
     cm_runtime *rt = cm_rt_acquire();
     cm_envelope env = {.qid = "TEST", .sender = sender, .auth = auth, .n_rcpt = 1};
     cm_outcome o;
+    double t0;
     int rc = 2;
 
     if (!f) {
@@ -345,9 +344,14 @@ static int try_message(const char *path, const char *sender, const char *auth)
         goto nomem;
     env.size = len;
     env.over_limit = len > rt->conf->limits.max_message_bytes;
+    /* The start-up lines were held back; the message's own line is wanted. */
+    setup_log(rt->conf, 1, NULL);
+    t0 = cm_now();
     if (cm_judge_message(rt, buf, len, &env, &o))
         goto nomem;
     print_outcome(rt, &o);
+    fflush(stdout);
+    cm_outcome_log(env.qid, &o, len, (cm_now() - t0) * 1e3);
     cm_outcome_free(&o);
     rc = 0;
     goto out;
@@ -440,7 +444,7 @@ static void *milter_thread(void *arg)
     int rc = smfi_main();
     (void)arg;
     if (rc != MI_SUCCESS)
-        cm_mlog(LOG_ERR, NULL, "libmilter stopped with an error");
+        cm_log(CM_LOG_ERROR, "libmilter stopped with an error", CM_LF_END);
     milter_done = 1;
     sem_post(&wake);
     return NULL;
@@ -485,16 +489,20 @@ static int start_engine(cmc_config *c)
 
     clipmod_set_threads(c->blas_threads);
     if (clipmod_model_load(c->model, c->merges, &model, err)) {
-        cm_mlog(LOG_ERR, NULL, "model %s: %s", c->model, err);
+        cm_log(CM_LOG_ERROR, "model not loaded", CM_LF_S("model", c->model), CM_LF_S("error", err),
+               CM_LF_END);
         cmc_free(c);
         return -1;
     }
     /* Honesty, as clipmod and clipmodd: an emoji model must never pass for moderation. */
+    cm_log(CM_LOG_INFO, "model loaded", CM_LF_S("model", c->model),
+           CM_LF_S("describe", clipmod_model_describe(model)),
+           CM_LF_B("demo", clipmod_model_is_demo(model)), CM_LF_END);
     if (clipmod_model_is_demo(model))
-        cm_mlog(LOG_WARNING, NULL,
-                "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are "
-                "not real moderation (model %s)",
-                c->model);
+        cm_log(CM_LOG_WARN,
+               "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are "
+               "not real moderation",
+               CM_LF_S("model", c->model), CM_LF_END);
     model_dir = strdup(c->model);
     if (c->merges)
         model_merges = strdup(c->merges);
@@ -507,11 +515,10 @@ static int start_engine(cmc_config *c)
     if (!rt)
         return -1;
     rt_install(rt);
-    cm_mlog(LOG_NOTICE, NULL,
-            "policy \"%s\" from %s, model %s (%s), %d workers fingerprint=%s generation=%u",
-            clipmod_engine_policy_name(rt->engine), rt->conf->policy, model_dir,
-            clipmod_model_describe(model), workers_of(rt->conf),
-            clipmod_engine_policy_fingerprint(rt->engine), rt->generation);
+    set_log_context(rt);
+    cm_log(CM_LOG_INFO, "policy compiled", CM_LF_S("policy_file", rt->conf->policy),
+           CM_LF_S("name", clipmod_engine_policy_name(rt->engine)),
+           CM_LF_I("workers", workers_of(rt->conf)), CM_LF_END);
     return 0;
 }
 
@@ -519,18 +526,20 @@ static int start_engine(cmc_config *c)
 static int listen_socket(const cmc_config *c)
 {
     if (cm_callbacks_register() || smfi_setconn(c->socket) != MI_SUCCESS) {
-        cm_mlog(LOG_ERR, NULL, "libmilter refused the filter or the socket %s", c->socket);
+        cm_log(CM_LOG_ERROR, "libmilter refused the filter or the socket",
+               CM_LF_S("socket", c->socket), CM_LF_END);
         return -1;
     }
     if (smfi_opensocket(1) != MI_SUCCESS) {
-        cm_mlog(LOG_ERR, NULL, "cannot listen on %s", c->socket);
+        cm_log(CM_LOG_ERROR, "cannot listen", CM_LF_S("socket", c->socket), CM_LF_END);
         return -1;
     }
     if (c->socket_mode >= 0 &&
         (!strncmp(c->socket, "unix:", 5) || !strncmp(c->socket, "local:", 6))) {
         const char *p = strchr(c->socket, ':') + 1;
         if (chmod(p, (mode_t)c->socket_mode))
-            cm_mlog(LOG_WARNING, NULL, "chmod %s: %s", p, strerror(errno));
+            cm_log(CM_LOG_WARN, "socket-mode not applied", CM_LF_S("path", p),
+                   CM_LF_S("error", strerror(errno)), CM_LF_END);
     }
     return 0;
 }
@@ -543,13 +552,13 @@ static void stop(void)
     uint64_t ms = cur ? cur->conf->drain_timeout_ms : 0;
     int left;
     cm_rt_release(cur);
-    cm_mlog(LOG_NOTICE, NULL, "stopping: new messages are deferred");
+    cm_log(CM_LOG_INFO, "stopping: new messages are deferred", CM_LF_END);
     left = cm_messages_drain(ms);
     if (left)
-        cm_mlog(LOG_WARNING, NULL,
-                "%d message(s) still in flight after %llu ms: the MTA applies its "
-                "milter_default_action to them",
-                left, (unsigned long long)ms);
+        cm_log(CM_LOG_WARN,
+               "messages still in flight after drain-timeout-ms: the MTA applies its "
+               "milter_default_action to them",
+               CM_LF_I("messages", left), CM_LF_I("ms", ms), CM_LF_END);
     smfi_stop();
 }
 
@@ -561,7 +570,7 @@ static int serve(const sigset_t *set)
     int rc = listen_socket(rt->conf);
 
     if (!rc && pthread_create(&tid, NULL, milter_thread, NULL)) {
-        cm_mlog(LOG_ERR, NULL, "cannot start the milter thread");
+        cm_log(CM_LOG_ERROR, "cannot start the milter thread", CM_LF_END);
         rc = -1;
     }
     if (rc) {
@@ -569,7 +578,7 @@ static int serve(const sigset_t *set)
         return 1;
     }
     handle_signals(set);
-    cm_mlog(LOG_NOTICE, NULL, "listening on %s", rt->conf->socket);
+    cm_log(CM_LOG_INFO, "listening", CM_LF_S("socket", rt->conf->socket), CM_LF_END);
     cm_rt_release(rt);
     while (!milter_done) {
         if (sem_wait(&wake) && errno != EINTR)
@@ -584,7 +593,7 @@ static int serve(const sigset_t *set)
         }
     }
     pthread_join(tid, NULL);
-    cm_mlog(LOG_NOTICE, NULL, "stopped");
+    cm_log(CM_LOG_INFO, "stopped", CM_LF_END);
     return 0;
 }
 
@@ -606,14 +615,14 @@ int main(int argc, char **argv)
     c = load_config(config_path);
     if (!c)
         return 1;
-    log_to_syslog = c->log_syslog && !o.check && !o.message;
-    /* --message prints its outcome; the start-up notices would only be noise. */
-    atomic_store(&log_level, o.message && c->log_level > LOG_WARNING ? LOG_WARNING : c->log_level);
-    if (log_to_syslog)
-        openlog(PROG, LOG_PID, c->log_facility);
+    if (setup_log(c, o.check || o.message, o.message ? "warn" : NULL)) {
+        cmc_free(c);
+        return 1;
+    }
     clipmod_error e = clipmod_init(argv[0]);
     if (e) {
-        cm_mlog(LOG_ERR, NULL, "clipmod: %s", clipmod_strerror(e));
+        cm_log(CM_LOG_ERROR, "libclipmod failed to initialise",
+               CM_LF_S("error", clipmod_strerror(e)), CM_LF_END);
         cmc_free(c);
         return 1;
     }
@@ -638,7 +647,6 @@ out:
     }
     free(model_dir);
     free(model_merges);
-    if (log_to_syslog)
-        closelog();
+    cm_log_close();
     return rc;
 }

@@ -21,11 +21,12 @@
 
 #include "conf.h"
 #include "decisions.h"
+#include "log.h"
 #include "mime.h"
 
 #define CM_MILTER_PROG "clipmod-milter"
 
-/* ---- main.c: logging and the runtime --------------------------------------- */
+/* ---- main.c: the runtime ----------------------------------------------------- */
 
 /* One log line at a syslog priority; `qid` (the MTA's queue id, may be NULL) leads it. */
 void cm_mlog(int prio, const char *qid, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -71,6 +72,20 @@ typedef struct cm_envelope {
     uint64_t size;
 } cm_envelope;
 
+/* What the log line of a message says; copied, so it outlives the scan. */
+typedef struct cm_outcome_facts {
+    const char *state; /* clean, flagged, unscanned or skipped */
+    char from[128];    /* the sender, cleaned */
+    size_t images, flagged, unscanned, containers, contained_images;
+    int some_unreadable; /* an archive or document could not be read */
+    const char *action;  /* the most severe flagged image's policy action, or NULL */
+    char category[64];   /* the deciding image's category ("" when none flagged) */
+    double score, threshold;
+    char image[160];       /* the deciding image's label */
+    char reason[256];      /* why not everything was judged, or why skipped */
+    char policy_name[128]; /* the policy that judged (its fingerprint is the log context) */
+} cm_outcome_facts;
+
 /* The whole outcome, for the MTA (callbacks.c) or for --message (stdout). */
 typedef struct cm_outcome {
     cm_decision what;
@@ -78,10 +93,17 @@ typedef struct cm_outcome {
     char *verdict;   /* header values (NULL: none added) */
     char *summary;
     char quarantine[256];
-    char log[1024];
+    cm_outcome_facts facts;
 } cm_outcome;
 
 void cm_outcome_free(cm_outcome *o);
+
+/*
+ * The message's log line ("milter verdict", the same field names as clipmodd's
+ * verdict lines; policy= and generation= come from the log context). `size`: bytes
+ * the MTA sent; `ms`: time taken to judge.
+ */
+void cm_outcome_log(const char *qid, const cm_outcome *o, uint64_t size, double ms);
 
 /* Why a message is not scanned (skip rules), or NULL. */
 const char *cm_skip_reason(const cmc_config *c, const cm_envelope *env);

@@ -895,9 +895,8 @@ static void config_every_key(void **state)
                                              "blas-threads: 2\n"
                                              "scan-wait-ms: 1000\n"
                                              "drain-timeout-ms: 2000\n"
-                                             "log: syslog\n"
-                                             "log-facility: local3\n"
-                                             "log-level: debug\n"
+                                             "log: {format: json, target: syslog, "
+                                             "level: debug, facility: local3}\n"
                                              "limits:\n"
                                              "  max-message-bytes: 10M\n"
                                              "  max-parts: 99\n"
@@ -954,7 +953,36 @@ static void config_every_key(void **state)
     assert_null(c->summary_header);
     assert_int_equal(c->archives_with_images, CMC_INSIDE_REJECT);
     assert_int_equal(c->documents_with_images, CMC_INSIDE_QUARANTINE);
+    assert_string_equal(c->log.format, "json");
+    assert_string_equal(c->log.target, "syslog");
+    assert_string_equal(c->log.level, "debug");
+    assert_string_equal(c->log.facility, "local3");
     cmc_free(c);
+}
+
+/* The log: block's defaults (facility mail), and the spellings before it still read. */
+static void config_log_block_and_old_spellings(void **state)
+{
+    cmc_config *c = NULL;
+    char *problems = NULL;
+    const char *path = write_tmp("log.yaml", "model: /m\npolicy: /p\n");
+    assert_int_equal(cmc_load(path, &c, &problems), 0);
+    assert_string_equal(c->log.format, "logfmt");
+    assert_string_equal(c->log.target, "stderr");
+    assert_string_equal(c->log.level, "info");
+    assert_string_equal(c->log.facility, "mail");
+    cmc_free(c);
+    path = write_tmp("old.yaml", "model: /m\npolicy: /p\nlog: syslog\nlog-facility: local2\n"
+                                 "log-level: notice\n");
+    assert_int_equal(cmc_load(path, &c, &problems), 0);
+    assert_string_equal(c->log.target, "syslog");
+    assert_string_equal(c->log.facility, "local2");
+    assert_string_equal(c->log.level, "info"); /* notice: between warn and info */
+    cmc_free(c);
+    path = write_tmp("bad.yaml", "model: /m\npolicy: /p\nlog:\n  format: xml\n");
+    assert_int_equal(cmc_load(path, &c, &problems), -1);
+    assert_non_null(strstr(problems, "bad.yaml:4:11: log.format must be logfmt or json"));
+    free(problems);
 }
 
 /* Byte limits take the size syntax of clipmod and clipmodd (src/common/size.h). */
@@ -1077,6 +1105,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_every_key, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(config_log_block_and_old_spellings, setup_tmp,
+                                        teardown_tmp),
         cmocka_unit_test_setup_teardown(config_sizes_as_the_other_programs, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_problems_have_positions, setup_tmp, teardown_tmp),
