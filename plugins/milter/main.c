@@ -217,12 +217,20 @@ static cm_runtime *runtime_new(cmc_config *c, unsigned gen)
     return rt;
 }
 
-static cmc_config *load_config(const char *path)
+/*
+ * Read the configuration. Its problems are "file:line:column: message" lines: as
+ * they are for a person at a terminal (`plain`: --check, --message, as a compiler
+ * prints them), else one log line each.
+ */
+static cmc_config *load_config(const char *path, int plain)
 {
     cmc_config *c = NULL;
     char *problems = NULL;
     if (cmc_load(path, &c, &problems)) {
-        log_problems(CM_LOG_ERROR, "configuration problem", problems);
+        if (plain)
+            fprintf(stderr, "%s", problems ? problems : "");
+        else
+            log_problems(CM_LOG_ERROR, "configuration problem", problems);
         free(problems);
         return NULL;
     }
@@ -250,7 +258,7 @@ static void reload(void)
     double t0 = cm_now();
 
     cm_log(CM_LOG_INFO, "reloading", CM_LF_S("config", config_path), CM_LF_END);
-    c = load_config(config_path);
+    c = load_config(config_path, 0);
     if (!c) {
         cm_log(CM_LOG_ERROR, "reload failed; the previous policy stays active",
                CM_LF_S("config", config_path), CM_LF_END);
@@ -612,7 +620,7 @@ int main(int argc, char **argv)
     cm_slots_init();
     cm_messages_init();
 
-    c = load_config(config_path);
+    c = load_config(config_path, o.check || o.message);
     if (!c)
         return 1;
     if (setup_log(c, o.check || o.message, o.message ? "warn" : NULL)) {

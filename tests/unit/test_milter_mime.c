@@ -1002,8 +1002,14 @@ static void config_sizes_as_the_other_programs(void **state)
     c = NULL;
     assert_int_not_equal(cmc_load(path, &c, &problems), 0);
     assert_non_null(problems);
-    assert_non_null(strstr(problems, "s.yaml:3:29: limits.max-message-bytes must be"));
-    assert_non_null(strstr(problems, "e.g. 25M"));
+    assert_non_null(strstr(problems, "s.yaml:3:29: limits.max-message-bytes: size '25X'"));
+    assert_non_null(strstr(problems, "use k, M, G or T"));
+    free(problems);
+    /* Under the floor of 1 KiB: refused at the value. */
+    path = write_tmp("s.yaml", "model: /m\npolicy: /p.yaml\nlimits: {max-message-bytes: 1000}\n");
+    assert_int_not_equal(cmc_load(path, &c, &problems), 0);
+    assert_non_null(
+        strstr(problems, "s.yaml:3:29: limits.max-message-bytes must be at least 1024"));
     free(problems);
 }
 
@@ -1024,14 +1030,14 @@ static void config_problems_have_positions(void **state)
     assert_null(c);
     assert_non_null(problems);
     const char *want[] = {
-        "bad.yaml:2:1: unknown key 'polcy'",
+        "bad.yaml:2:1: unknown key 'polcy' in the configuration (did you mean 'policy'?)",
         "bad.yaml:3:10: workers must be",
         "bad.yaml:4:10: on-fail must be tempfail, reject or accept-with-header",
         "bad.yaml:6:22: limits.max-images must be",
         "bad.yaml:7:19: actions.reject must be",
         "bad.yaml:7:27: unknown key 'smile'",
         "bad.yaml:8:10: engine.max-file-bytes: use limits.max-image-bytes",
-        "bad.yaml:8:29: unknown engine setting 'max-colour'",
+        "bad.yaml:8:29: unknown key 'max-colour' in engine",
         "bad.yaml:9:23: archives-with-images must be accept, quarantine, tempfail or reject",
         "bad.yaml: policy is required",
     };
