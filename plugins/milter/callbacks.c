@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "dynbuf.h"
 #include "milter.h"
 
 /* ------------------------------------------------------------------------ */
@@ -91,13 +92,13 @@ int cm_messages_drain(uint64_t ms)
 /* ------------------------------------------------------------------------ */
 
 typedef struct conn {
-    cm_runtime *rt; /* taken at MAIL FROM, released at the message's end */
+    cm_runtime held; /* taken at MAIL FROM, released at the message's end */
+    cm_runtime *rt;  /* &held while a message is open, else NULL */
     char qid[64];
     char *sender;
     char *auth;
     size_t n_rcpt, n_rcpt_listed, n_rcpt_in_domains;
-    unsigned char *buf;
-    size_t len, cap;
+    cm_dbuf buf;   /* the message as the MTA sent it, capped at max-message-bytes */
     uint64_t size; /* bytes seen, kept or not */
     int over_limit;
     int sender_skipped;                   /* skipped for its sender or AUTH: the body is not kept */
@@ -107,16 +108,14 @@ typedef struct conn {
 static void message_end(conn *m)
 {
     if (m->rt) {
-        cm_rt_release(m->rt);
+        cm_rt_release(&m->held);
         m->rt = NULL;
         message_leave();
     }
     free(m->sender);
     free(m->auth);
-    free(m->buf);
+    cm_dbuf_free(&m->buf);
     m->sender = m->auth = NULL;
-    m->buf = NULL;
-    m->len = m->cap = 0;
     m->size = 0;
     m->over_limit = 0;
     m->sender_skipped = 0;
@@ -136,30 +135,18 @@ static const char *qid_of(conn *m, SMFICTX *ctx)
 /* Keep `n` more bytes of the message, or stop keeping past the limit. */
 static int keep(conn *m, const void *p, size_t n)
 {
+    int rc;
     m->size += n;
     if (m->over_limit || m->sender_skipped)
         return 0;
-    if (m->size > m->rt->conf->limits.max_message_bytes) {
+    rc = cm_dbuf_addn(&m->buf, p, n);
+    if (rc == CM_DBUF_E_TOOBIG) {
         /* Judged unscanned at the end; the bytes so far are of no use. */
         m->over_limit = 1;
-        free(m->buf);
-        m->buf = NULL;
-        m->len = m->cap = 0;
+        cm_dbuf_free(&m->buf);
         return 0;
     }
-    if (m->len + n > m->cap) {
-        size_t cap = m->cap ? m->cap : 65536;
-        while (cap < m->len + n)
-            cap *= 2;
-        unsigned char *grown = realloc(m->buf, cap);
-        if (!grown)
-            return -1;
-        m->buf = grown;
-        m->cap = cap;
-    }
-    memcpy(m->buf + m->len, p, n);
-    m->len += n;
-    return 0;
+    return rc ? -1 : 0;
 }
 
 static sfsistat tempfail_nomem(SMFICTX *ctx, conn *m)
@@ -197,13 +184,14 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
         smfi_setreply(ctx, "451", "4.3.2", "Content filter shutting down, try again later");
         return SMFIS_TEMPFAIL;
     }
-    m->rt = cm_rt_acquire();
-    if (!m->rt) {
+    if (cm_rt_acquire(&m->held)) {
         /* Cannot happen once started; never accept unjudged mail if it does. */
         message_leave();
         smfi_setreply(ctx, "451", "4.3.0", "Content filter not ready, try again later");
         return SMFIS_TEMPFAIL;
     }
+    m->rt = &m->held;
+    cm_dbuf_init(&m->buf, m->rt->conf->limits.max_message_bytes);
     auth = smfi_getsymval(ctx, "{auth_authen}");
     m->sender = strdup(argv && argv[0] ? argv[0] : "");
     if (auth)
@@ -336,7 +324,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
                              .over_limit = m->over_limit,
                              .size = m->size};
     t0 = cm_now();
-    if (cm_judge_message(m->rt, m->buf, m->len, &env, &o)) {
+    if (cm_judge_message(m->rt, (const unsigned char *)cm_dbuf_ptr(&m->buf), cm_dbuf_len(&m->buf),
+                         &env, &o)) {
         status = tempfail_nomem(ctx, m);
         message_end(m);
         return status;

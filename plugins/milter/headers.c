@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynbuf.h"
 #include "milter.h"
 
 /* Header values are folded before this many characters, as RFC 5322 recommends. */
@@ -47,30 +48,30 @@ void cm_image_label(const cmm_image *im, char *buf, size_t size)
 /* Folded header values                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* A growing string that folds before FOLD_AT columns, between tokens. */
+/*
+ * A header value that folds before FOLD_AT columns, between tokens, in one capped
+ * buffer (dynbuf.h): past HEADER_MAX or out of memory, the value is refused whole
+ * rather than cut (the message is then deferred, never delivered with half a verdict).
+ */
+#define HEADER_MAX (256 * 1024)
+
 typedef struct hbuf {
-    char *s;
-    size_t len, cap, col;
-    int nomem;
+    cm_dbuf b;
+    size_t col;
+    int failed;
 } hbuf;
+
+static void hb_init(hbuf *h)
+{
+    cm_dbuf_init(&h->b, HEADER_MAX);
+    h->col = 0;
+    h->failed = 0;
+}
 
 static void hb_raw(hbuf *h, const char *s, size_t n)
 {
-    if (h->nomem)
-        return;
-    if (h->len + n + 1 > h->cap) {
-        size_t cap = (h->len + n + 1) * 2;
-        char *grown = realloc(h->s, cap);
-        if (!grown) {
-            h->nomem = 1;
-            return;
-        }
-        h->s = grown;
-        h->cap = cap;
-    }
-    memcpy(h->s + h->len, s, n);
-    h->len += n;
-    h->s[h->len] = 0;
+    if (!h->failed && cm_dbuf_addn(&h->b, s, n))
+        h->failed = 1;
 }
 
 /* Append a token, preceded by a space or by a fold when the line would get long. */
@@ -86,7 +87,7 @@ __attribute__((format(printf, 2, 3))) static void hb_tok(hbuf *h, const char *fm
         return;
     if ((size_t)n >= sizeof tok)
         n = sizeof tok - 1;
-    if (h->len) {
+    if (cm_dbuf_len(&h->b)) {
         if (h->col + 1 + (size_t)n > FOLD_AT) {
             /* libmilter and Postfix take "\n\t" inside a value as a fold. */
             hb_raw(h, "\n\t", 2);
@@ -110,14 +111,16 @@ static void hb_semi(hbuf *h, int newline)
         h->col++;
 }
 
-/* The value built, or NULL when memory ran out. */
+/* The value built (the caller frees it), or NULL when it could not be. */
 static char *hb_take(hbuf *h)
 {
-    if (h->nomem) {
-        free(h->s);
+    char *v;
+    if (h->failed) {
+        cm_dbuf_free(&h->b);
         return NULL;
     }
-    return h->s ? h->s : strdup("");
+    v = cm_dbuf_take(&h->b, NULL);
+    return v ? v : strdup("");
 }
 
 /* "; fingerprint=<sha256>; generation=N": names the exact policy that judged. */
@@ -126,7 +129,7 @@ static void hb_policy_id(hbuf *h, const cm_runtime *rt)
     const char *fp = clipmod_engine_policy_fingerprint(rt->engine);
     hb_semi(h, 0);
     hb_tok(h, "fingerprint=%s;", fp && *fp ? fp : "none");
-    hb_tok(h, "generation=%u", rt->generation);
+    hb_tok(h, "generation=%lu", rt->generation);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -187,9 +190,10 @@ static void verdict_image(hbuf *h, const cm_image_out *o)
 
 static char *verdict_value(const cm_judged *j, const char *state, const char *policy_action)
 {
-    hbuf h = {0};
+    hbuf h;
     char text[256];
 
+    hb_init(&h);
     hb_tok(&h, "%s;", state);
     if (policy_action)
         hb_tok(&h, "action=%s;", policy_action);
@@ -359,9 +363,10 @@ int cm_words_judged(const cm_judged *j, int for_inside, cm_outcome *out)
 
 int cm_words_skipped(const cm_runtime *rt, const char *skip, const char *from, cm_outcome *out)
 {
-    hbuf h = {0};
+    hbuf h;
     char text[160];
 
+    hb_init(&h);
     cm_clean_text(text, sizeof text, clipmod_engine_policy_name(rt->engine), 120);
     hb_tok(&h, "skipped;");
     hb_tok(&h, "reason=\"%s\";", skip);

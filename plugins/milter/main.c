@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,10 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "dynbuf.h"
+#include "engine_cfg.h"
 #include "milter.h"
+#include "swap.h"
 
 #ifndef CLIPMOD_SYSCONFDIR
 #define CLIPMOD_SYSCONFDIR "/etc"
@@ -87,134 +91,116 @@ static void set_log_context(const cm_runtime *rt)
 static clipmod_model *model;           /* loaded once; engines borrow it */
 static char *model_dir, *model_merges; /* what `model` was loaded from */
 static const char *config_path = DEFAULT_CONFIG;
-static unsigned generation;
+
+/*
+ * The engine lives in a cm_swap slot (src/common/swap.h: reference-counted, with
+ * generation and fingerprint); the configuration it was built from lives next to it
+ * with a count of its own. rt_lock makes taking both, and replacing both, one step,
+ * so a message never sees a new policy with an old configuration.
+ */
+struct cm_conf_ref {
+    cmc_config *c;
+    atomic_int refs;
+};
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
-static cm_runtime *rt_current;
+static cm_swap *slot;
+static struct cm_conf_ref *conf_current;
+
+static void conf_unref(struct cm_conf_ref *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+        cmc_free(r->c);
+        free(r);
+    }
+}
+
+int cm_rt_acquire(cm_runtime *rt)
+{
+    cm_swap_info info;
+    memset(rt, 0, sizeof *rt);
+    pthread_mutex_lock(&rt_lock);
+    rt->engine = slot ? cm_swap_acquire_info(slot, &info) : NULL;
+    if (rt->engine) {
+        rt->ref = conf_current;
+        atomic_fetch_add(&rt->ref->refs, 1);
+        rt->conf = rt->ref->c;
+        rt->generation = info.generation;
+    }
+    pthread_mutex_unlock(&rt_lock);
+    return rt->engine ? 0 : -1;
+}
 
 void cm_rt_release(cm_runtime *rt)
 {
-    if (rt && atomic_fetch_sub(&rt->refs, 1) == 1) {
-        /* The last message that used this engine is done: nothing scans with it. */
-        clipmod_engine_free(rt->engine);
-        cmc_free(rt->conf);
-        free(rt);
+    /* The last message that used an engine frees it: nothing scans with it any more. */
+    clipmod_engine_free(rt->engine);
+    conf_unref(rt->ref);
+    memset(rt, 0, sizeof *rt);
+}
+
+/* Install engine e (its reference taken) built from c (taken); the generation it gets. */
+static unsigned long rt_install(clipmod_engine *e, cmc_config *c)
+{
+    struct cm_conf_ref *fresh = calloc(1, sizeof *fresh), *old;
+    unsigned long gen;
+    if (!fresh) {
+        clipmod_engine_free(e);
+        cmc_free(c);
+        return 0;
     }
-}
-
-cm_runtime *cm_rt_acquire(void)
-{
-    cm_runtime *rt;
+    fresh->c = c;
+    atomic_init(&fresh->refs, 1);
     pthread_mutex_lock(&rt_lock);
-    rt = rt_current;
-    if (rt)
-        atomic_fetch_add(&rt->refs, 1);
+    gen = cm_swap_install(slot, e, clipmod_engine_policy_fingerprint(e)) + 1;
+    old = conf_current;
+    conf_current = fresh;
     pthread_mutex_unlock(&rt_lock);
-    return rt;
+    conf_unref(old);
+    return gen;
 }
 
-static void rt_install(cm_runtime *rt)
+/* What src/common/engine_cfg.h builds from: the configuration's model, settings, plugins. */
+static cm_plugin_cfg *engine_cfg_of(const cmc_config *c, cm_engine_cfg *e)
 {
-    cm_runtime *old;
-    pthread_mutex_lock(&rt_lock);
-    old = rt_current;
-    rt_current = rt;
-    pthread_mutex_unlock(&rt_lock);
-    cm_rt_release(old);
-}
-
-/* Settings, cache directory and plugins of `c` on a new engine. 0, or -1 (logged). */
-static int configure_engine(clipmod_engine *e, const cmc_config *c)
-{
-    char err[CLIPMOD_ERROR_SIZE];
-    clipmod_error rc;
-
+    cm_plugin_cfg *pl = calloc(c->n_plugins ? c->n_plugins : 1, sizeof *pl);
+    memset(e, 0, sizeof *e);
+    e->model = c->model;
+    e->merges = c->merges;
+    e->threads = c->blas_threads;
+    e->policy = c->policy;
     /* The walk refuses bigger images first; the engine agrees, in case. */
-    rc = clipmod_engine_set(e, CLIPMOD_MAX_FILE_BYTES, c->limits.max_image_bytes);
-    if (rc) {
-        cm_log(CM_LOG_ERROR, "engine setting refused", CM_LF_S("setting", "max-file-bytes"),
-               CM_LF_S("error", clipmod_strerror(rc)), CM_LF_END);
-        return -1;
-    }
+    e->setting[CLIPMOD_MAX_FILE_BYTES] = c->limits.max_image_bytes;
+    e->setting_given[CLIPMOD_MAX_FILE_BYTES] = 1;
     for (size_t i = 0; i < c->n_settings; i++) {
-        rc = clipmod_engine_set(e, c->settings[i].s, c->settings[i].value);
-        if (rc) {
-            cm_log(CM_LOG_ERROR, "engine setting refused", CM_LF_S("config", c->path),
-                   CM_LF_S("setting", clipmod_setting_name(c->settings[i].s)),
-                   CM_LF_I("value", c->settings[i].value), CM_LF_S("error", clipmod_strerror(rc)),
-                   CM_LF_END);
-            return -1;
-        }
+        e->setting[c->settings[i].s] = c->settings[i].value;
+        e->setting_given[c->settings[i].s] = 1;
     }
-    if (c->no_cache || c->cache_dir) {
-        rc = clipmod_engine_set_cache_dir(e, c->no_cache ? NULL : c->cache_dir);
-        if (rc) {
-            cm_log(CM_LOG_ERROR, "cache-dir refused", CM_LF_S("config", c->path),
-                   CM_LF_S("cache_dir", c->cache_dir), CM_LF_S("error", clipmod_strerror(rc)),
-                   CM_LF_END);
-            return -1;
-        }
+    e->no_cache = c->no_cache;
+    e->cache_dir = c->cache_dir;
+    for (size_t i = 0; pl && i < c->n_plugins; i++) {
+        pl[i].path = c->plugins[i].path;
+        pl[i].config = c->plugins[i].config;
     }
-    for (size_t i = 0; i < c->n_plugins; i++)
-        if (clipmod_engine_load_plugin(e, c->plugins[i].path, c->plugins[i].config, err)) {
-            cm_log(CM_LOG_ERROR, "plugin not loaded", CM_LF_S("config", c->path),
-                   CM_LF_S("plugin", c->plugins[i].path), CM_LF_S("error", err), CM_LF_END);
-            return -1;
-        }
-    return 0;
+    e->plugins = pl;
+    e->n_plugins = pl ? c->n_plugins : 0;
+    return pl;
 }
 
+/* The engine for c, on the loaded model, through cm_engine_from_config (which logs why not). */
 static clipmod_engine *build_engine(const cmc_config *c)
 {
     clipmod_engine *e = NULL;
-    char *problems = NULL;
-    clipmod_error rc = clipmod_engine_new(model, &e);
-
-    if (rc) {
-        cm_log(CM_LOG_ERROR, "engine", CM_LF_S("error", clipmod_strerror(rc)), CM_LF_END);
-        return NULL;
-    }
-    if (configure_engine(e, c)) {
-        clipmod_engine_free(e);
-        return NULL;
-    }
-    rc = clipmod_engine_compile(e, c->policy, &problems);
-    if (rc) {
-        if (problems)
-            log_problems(CM_LOG_ERROR, "policy problem", problems);
-        cm_log(CM_LOG_ERROR, "policy not compiled", CM_LF_S("policy_file", c->policy),
-               CM_LF_S("error",
-                       rc == CLIPMOD_E_POLICY ? "the policy has problems" : clipmod_strerror(rc)),
-               CM_LF_END);
-        clipmod_free(problems);
-        clipmod_engine_free(e);
-        return NULL;
-    }
-    if (problems)
-        log_problems(CM_LOG_WARN, "policy warning", problems);
-    clipmod_free(problems);
-    return e;
-}
-
-/* A runtime for `c`, which it takes (freed on failure). */
-static cm_runtime *runtime_new(cmc_config *c, unsigned gen)
-{
-    cm_runtime *rt = calloc(1, sizeof *rt);
-    if (!rt) {
+    char err[CLIPMOD_ERROR_SIZE];
+    cm_engine_cfg ecfg;
+    cm_plugin_cfg *pl = engine_cfg_of(c, &ecfg);
+    if (!pl) {
         cm_log(CM_LOG_ERROR, "out of memory", CM_LF_END);
-        cmc_free(c);
         return NULL;
     }
-    rt->conf = c;
-    rt->generation = gen;
-    atomic_init(&rt->refs, 1);
-    rt->engine = build_engine(c);
-    if (!rt->engine) {
-        cmc_free(c);
-        free(rt);
-        return NULL;
-    }
-    return rt;
+    cm_engine_from_config(&ecfg, model, &e, NULL, err);
+    free(pl);
+    return e;
 }
 
 /*
@@ -250,68 +236,58 @@ static int same(const char *a, const char *b)
     return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
+/* The log context and the load line for the runtime just installed. */
+static void announce(const char *msg, double t0)
+{
+    cm_runtime rt;
+    if (cm_rt_acquire(&rt))
+        return;
+    set_log_context(&rt);
+    cm_log(CM_LOG_INFO, msg, CM_LF_S("policy_file", rt.conf->policy),
+           CM_LF_S("name", clipmod_engine_policy_name(rt.engine)),
+           CM_LF_I("workers", workers_of(rt.conf)), CM_LF_F("seconds", cm_now() - t0), CM_LF_END);
+    cm_rt_release(&rt);
+}
+
 /* SIGHUP: read the configuration again, compile a new engine, swap it in. */
 static void reload(void)
 {
     cmc_config *c;
-    cm_runtime *old, *rt;
+    cm_runtime old;
+    clipmod_engine *e;
     double t0 = cm_now();
 
     cm_log(CM_LOG_INFO, "reloading", CM_LF_S("config", config_path), CM_LF_END);
     c = load_config(config_path, 0);
-    if (!c) {
+    e = c ? build_engine(c) : NULL;
+    if (!e) {
+        cmc_free(c);
         cm_log(CM_LOG_ERROR, "reload failed; the previous policy stays active",
                CM_LF_S("config", config_path), CM_LF_END);
         return;
     }
-    old = cm_rt_acquire();
     if (!same(c->model, model_dir) || !same(c->merges, model_merges))
         cm_log(CM_LOG_WARN, "model changes take a restart; keeping the running model",
                CM_LF_S("model", model_dir), CM_LF_END);
-    if (old && !same(c->socket, old->conf->socket))
-        cm_log(CM_LOG_WARN, "socket changes take a restart; keeping the socket",
-               CM_LF_S("socket", old->conf->socket), CM_LF_END);
-    cm_rt_release(old);
-    rt = runtime_new(c, ++generation);
-    if (!rt) {
-        cm_log(CM_LOG_ERROR, "reload failed; the previous policy stays active",
-               CM_LF_S("config", config_path), CM_LF_END);
-        return;
+    if (!cm_rt_acquire(&old)) {
+        if (!same(c->socket, old.conf->socket))
+            cm_log(CM_LOG_WARN, "socket changes take a restart; keeping the socket",
+                   CM_LF_S("socket", old.conf->socket), CM_LF_END);
+        cm_rt_release(&old);
     }
     /* Format, level, target and facility take effect now, as the policy does. */
-    setup_log(rt->conf, 0, NULL);
-    cm_slots_resize(workers_of(rt->conf));
-    rt_install(rt);
-    set_log_context(rt);
-    cm_log(CM_LOG_INFO, "policy reloaded", CM_LF_S("policy_file", rt->conf->policy),
-           CM_LF_S("name", clipmod_engine_policy_name(rt->engine)),
-           CM_LF_I("workers", workers_of(rt->conf)), CM_LF_F("seconds", cm_now() - t0), CM_LF_END);
+    setup_log(c, 0, NULL);
+    cm_slots_resize(workers_of(c));
+    if (!rt_install(e, c)) {
+        cm_log(CM_LOG_ERROR, "out of memory; the previous policy stays active", CM_LF_END);
+        return;
+    }
+    announce("policy reloaded", t0);
 }
 
 /* ------------------------------------------------------------------------ */
 /* --message: what would be done, printed                                   */
 /* ------------------------------------------------------------------------ */
-
-/* The whole of f into *buf (malloc'ed). 0, or -1 when out of memory. */
-static int read_all(FILE *f, unsigned char **buf, size_t *len)
-{
-    size_t cap = 0, n;
-    *buf = NULL;
-    *len = 0;
-    for (;;) {
-        if (*len == cap) {
-            cap = cap ? cap * 2 : 65536;
-            unsigned char *grown = realloc(*buf, cap);
-            if (!grown)
-                return -1;
-            *buf = grown;
-        }
-        n = fread(*buf + *len, 1, cap - *len, f);
-        if (!n)
-            return 0;
-        *len += n;
-    }
-}
 
 static void print_outcome(const cm_runtime *rt, const cm_outcome *o)
 {
@@ -329,37 +305,64 @@ static void print_outcome(const cm_runtime *rt, const cm_outcome *o)
 }
 
 /*
+ * f into b, capped at max-message-bytes as the MTA's copy is (callbacks.c): past it
+ * the rest is only counted, and the message is judged as over the limit.
+ */
+static int read_message(FILE *f, cm_dbuf *b, cm_envelope *env)
+{
+    char chunk[65536];
+    size_t n;
+    for (;;) {
+        n = fread(chunk, 1, sizeof chunk, f);
+        if (!n)
+            return 0;
+        env->size += n;
+        if (env->over_limit)
+            continue;
+        int rc = cm_dbuf_addn(b, chunk, n);
+        if (rc == CM_DBUF_E_TOOBIG) {
+            env->over_limit = 1;
+            cm_dbuf_free(b);
+        } else if (rc) {
+            return -1;
+        }
+    }
+}
+
+/*
  * --message FILE: what the milter would do with the message in FILE ("-": stdin),
  * printed instead of told to an MTA. For operators and tests.
  */
 static int try_message(const char *path, const char *sender, const char *auth)
 {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    cm_runtime *rt = cm_rt_acquire();
+    cm_runtime rt;
     cm_envelope env = {.qid = "TEST", .sender = sender, .auth = auth, .n_rcpt = 1};
+    cm_dbuf buf;
     cm_outcome o;
     double t0;
     int rc = 2;
 
     if (!f) {
         fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
-        cm_rt_release(rt);
         return 2;
     }
-    if (read_all(f, &buf, &len))
+    if (cm_rt_acquire(&rt)) {
+        fclose(f);
+        return 2;
+    }
+    cm_dbuf_init(&buf, rt.conf->limits.max_message_bytes);
+    if (read_message(f, &buf, &env))
         goto nomem;
-    env.size = len;
-    env.over_limit = len > rt->conf->limits.max_message_bytes;
     /* The start-up lines were held back; the message's own line is wanted. */
-    setup_log(rt->conf, 1, NULL);
+    setup_log(rt.conf, 1, NULL);
     t0 = cm_now();
-    if (cm_judge_message(rt, buf, len, &env, &o))
+    if (cm_judge_message(&rt, (const unsigned char *)cm_dbuf_ptr(&buf), cm_dbuf_len(&buf), &env,
+                         &o))
         goto nomem;
-    print_outcome(rt, &o);
+    print_outcome(&rt, &o);
     fflush(stdout);
-    cm_outcome_log(env.qid, &o, len, (cm_now() - t0) * 1e3);
+    cm_outcome_log(env.qid, &o, env.size, (cm_now() - t0) * 1e3);
     cm_outcome_free(&o);
     rc = 0;
     goto out;
@@ -368,8 +371,8 @@ nomem:
 out:
     if (f != stdin)
         fclose(f);
-    free(buf);
-    cm_rt_release(rt);
+    cm_dbuf_free(&buf);
+    cm_rt_release(&rt);
     return rc;
 }
 
@@ -493,40 +496,31 @@ static void handle_signals(const sigset_t *set)
 static int start_engine(cmc_config *c)
 {
     char err[CLIPMOD_ERROR_SIZE];
-    cm_runtime *rt;
+    cm_engine_cfg ecfg;
+    cm_plugin_cfg *pl = engine_cfg_of(c, &ecfg);
+    clipmod_engine *e;
+    double t0 = cm_now();
 
-    clipmod_set_threads(c->blas_threads);
-    if (clipmod_model_load(c->model, c->merges, &model, err)) {
-        cm_log(CM_LOG_ERROR, "model not loaded", CM_LF_S("model", c->model), CM_LF_S("error", err),
-               CM_LF_END);
+    /* Model load, BLAS threads and the demo-model warning, as clipmod and clipmodd. */
+    slot = cm_swap_new();
+    if (!pl || !slot || cm_model_from_config(&ecfg, &model, err)) {
+        free(pl);
         cmc_free(c);
         return -1;
     }
-    /* Honesty, as clipmod and clipmodd: an emoji model must never pass for moderation. */
-    cm_log(CM_LOG_INFO, "model loaded", CM_LF_S("model", c->model),
-           CM_LF_S("describe", clipmod_model_describe(model)),
-           CM_LF_B("demo", clipmod_model_is_demo(model)), CM_LF_END);
-    if (clipmod_model_is_demo(model))
-        cm_log(CM_LOG_WARN,
-               "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are "
-               "not real moderation",
-               CM_LF_S("model", c->model), CM_LF_END);
+    free(pl);
     model_dir = strdup(c->model);
     if (c->merges)
         model_merges = strdup(c->merges);
-    if (!model_dir || (c->merges && !model_merges)) {
+    e = model_dir && (!c->merges || model_merges) ? build_engine(c) : NULL;
+    if (!e) {
         cmc_free(c);
         return -1;
     }
     cm_slots_resize(workers_of(c));
-    rt = runtime_new(c, ++generation);
-    if (!rt)
+    if (!rt_install(e, c))
         return -1;
-    rt_install(rt);
-    set_log_context(rt);
-    cm_log(CM_LOG_INFO, "policy compiled", CM_LF_S("policy_file", rt->conf->policy),
-           CM_LF_S("name", clipmod_engine_policy_name(rt->engine)),
-           CM_LF_I("workers", workers_of(rt->conf)), CM_LF_END);
+    announce("policy compiled", t0);
     return 0;
 }
 
@@ -556,10 +550,13 @@ static int listen_socket(const cmc_config *c)
  * connection); new ones are deferred meanwhile. Then libmilter stops. */
 static void stop(void)
 {
-    cm_runtime *cur = cm_rt_acquire();
-    uint64_t ms = cur ? cur->conf->drain_timeout_ms : 0;
+    cm_runtime cur;
+    uint64_t ms = 0;
     int left;
-    cm_rt_release(cur);
+    if (!cm_rt_acquire(&cur)) {
+        ms = cur.conf->drain_timeout_ms;
+        cm_rt_release(&cur);
+    }
     cm_log(CM_LOG_INFO, "stopping: new messages are deferred", CM_LF_END);
     left = cm_messages_drain(ms);
     if (left)
@@ -573,21 +570,24 @@ static void stop(void)
 /* Serve until libmilter stops: reload on SIGHUP, stop on SIGTERM. 0, or 1 (logged). */
 static int serve(const sigset_t *set)
 {
-    cm_runtime *rt = cm_rt_acquire();
+    cm_runtime rt;
     pthread_t tid;
-    int rc = listen_socket(rt->conf);
+    int rc = cm_rt_acquire(&rt);
+
+    if (!rc)
+        rc = listen_socket(rt.conf);
 
     if (!rc && pthread_create(&tid, NULL, milter_thread, NULL)) {
         cm_log(CM_LOG_ERROR, "cannot start the milter thread", CM_LF_END);
         rc = -1;
     }
     if (rc) {
-        cm_rt_release(rt);
+        cm_rt_release(&rt);
         return 1;
     }
     handle_signals(set);
-    cm_log(CM_LOG_INFO, "listening", CM_LF_S("socket", rt->conf->socket), CM_LF_END);
-    cm_rt_release(rt);
+    cm_log(CM_LOG_INFO, "listening", CM_LF_S("socket", rt.conf->socket), CM_LF_END);
+    cm_rt_release(&rt);
     while (!milter_done) {
         if (sem_wait(&wake) && errno != EINTR)
             break;
@@ -648,7 +648,11 @@ int main(int argc, char **argv)
 out:
     if (!cm_messages_drain(0)) {
         /* Only when nothing scans any more: else the engine stays for the threads. */
-        rt_install(NULL);
+        cm_swap_free(slot);
+        pthread_mutex_lock(&rt_lock);
+        conf_unref(conf_current);
+        conf_current = NULL;
+        pthread_mutex_unlock(&rt_lock);
         clipmod_model_free(model);
         cmm_shutdown();
         clipmod_shutdown();

@@ -13,7 +13,6 @@
 #ifndef CLIPMOD_MILTER_MILTER_H
 #define CLIPMOD_MILTER_MILTER_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,20 +31,20 @@
 void cm_mlog(int prio, const char *qid, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /*
- * A configuration with the engine compiled from it, swapped whole on reload; each
- * message holds a reference from MAIL FROM to its end, so a reload never changes
- * the policy under a message.
+ * What a message judges with: a reference to the engine (from the cm_swap slot)
+ * and to the configuration it was built from, taken together at MAIL FROM and
+ * held to the message's end, so a reload never changes the policy under a message.
  */
 typedef struct cm_runtime {
-    cmc_config *conf;
     clipmod_engine *engine;
-    unsigned generation;
-    atomic_int refs;
+    const cmc_config *conf;
+    unsigned long generation; /* 1 at start, +1 per reload */
+    struct cm_conf_ref *ref;  /* main.c's count on conf */
 } cm_runtime;
 
-/* A reference to the current runtime (NULL before the first); give it back with cm_rt_release. */
-cm_runtime *cm_rt_acquire(void);
-/* Drop a reference; the last one frees the runtime. NULL is accepted. */
+/* Take the current engine and configuration into *rt: 0, or -1 before the first load. */
+int cm_rt_acquire(cm_runtime *rt);
+/* Give back what cm_rt_acquire took; *rt is emptied. An empty *rt is accepted. */
 void cm_rt_release(cm_runtime *rt);
 
 /* ---- callbacks.c: the filter and the messages in flight --------------------- */
@@ -113,8 +112,8 @@ const char *cm_skip_reason(const cmc_config *c, const cm_envelope *env);
  * -1 when out of memory. Never "accept" for a message with an image that was not
  * judged, unless on-fail is accept-with-header (and then the headers say so).
  */
-int cm_judge_message(cm_runtime *rt, const unsigned char *msg, size_t len, const cm_envelope *env,
-                     cm_outcome *out);
+int cm_judge_message(const cm_runtime *rt, const unsigned char *msg, size_t len,
+                     const cm_envelope *env, cm_outcome *out);
 
 /* The scan slots: at most `n` scans at once (after cm_slots_init, before any scan). */
 void cm_slots_init(void);

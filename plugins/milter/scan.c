@@ -109,7 +109,7 @@ static void slot_release(void)
 
 /* The state of judging one message (freed by work_free). */
 typedef struct work {
-    cm_runtime *rt;
+    const cm_runtime *rt;
     cmm_walk w;
     cm_image_out *io;
     clipmod_input *inputs;
@@ -342,8 +342,8 @@ static int decide_what(work *k, cm_outcome *out, cm_decision_out *d)
     return 0;
 }
 
-int cm_judge_message(cm_runtime *rt, const unsigned char *msg, size_t len, const cm_envelope *env,
-                     cm_outcome *out)
+int cm_judge_message(const cm_runtime *rt, const unsigned char *msg, size_t len,
+                     const cm_envelope *env, cm_outcome *out)
 {
     const char *skip = cm_skip_reason(rt->conf, env);
     char from[128];
