@@ -16,6 +16,10 @@
 #   (--message) zip, office document and PDF: images inside counted in the headers;
 #               archives-with-images: reject and documents-with-images: quarantine
 #               decide; images behind HTML references found; a nesting bomb deferred
+#   on-flag hook (a script that saves its environment): run once per flagged image
+#               delivered over SMTP, never for --message; it gets the category, score,
+#               threshold, action, policy fingerprint and generation; a hostile file
+#               name ($(...), backquotes, quotes) reaches it literally, nothing runs it
 #   SIGHUP, policy now "tag"    -> the same milter process delivers it tagged
 #   SIGHUP, policy "quarantine" -> Postfix's hold queue
 #   SIGHUP, on-fail accept-with-header -> corrupt image delivered, marked unscanned
@@ -123,6 +127,11 @@ compose --id forged --shape inline --qp --header "X-Clipmod-Verdict: clean; forg
 compose --id flagged "$W/msg/flagged.eml" "$lo" "$hi"
 compose --id flagged-inline --shape inline --qp "$W/msg/flagged-inline.eml" "$hi"
 compose --id flagged-nested --shape nested "$W/msg/flagged-nested.eml" "$hi"
+# A file name a shell would run: it must reach the on-flag hook as text.
+hostile='$(touch pwned) ;`touch pwned2`&'\''q'\''.png'
+mkdir -p "$W/hostile"
+cp "$hi" "$W/hostile/$hostile"
+compose --id hostile "$W/msg/hostile.eml" "$W/hostile/$hostile"
 compose --id corrupt "$W/msg/corrupt.eml" "$lo" "$W/msg/broken.png"
 compose --id text --shape text "$W/msg/text.eml"
 compose --id skipped --from trusted@example.org "$W/msg/skipped.eml" "$hi"
@@ -136,6 +145,13 @@ compose --id down-accept "$W/msg/down-accept.eml" "$lo"
 # The milter, then Postfix.
 MPORT=$(pf_free_port)
 SPORT=$(pf_free_port)
+# The on-flag hook: its CLIPMOD_* environment, as given, into a file of its own.
+mkdir -p "$W/hooks"
+cat >"$W/hook.sh" <<'EOF'
+#!/bin/sh
+env | grep '^CLIPMOD_' | LC_ALL=C sort >"$1/hook.$$.tmp" && mv "$1/hook.$$.tmp" "$1/hook.$$.env"
+EOF
+chmod +x "$W/hook.sh"
 milter_config() {
     cat >"$W/milter.yaml" <<EOF
 # clipmod-milter for the Postfix end-to-end test.
@@ -152,6 +168,10 @@ on-fail: $1
 skip:
   authenticated: true
   senders: [trusted@example.org]
+on-flag:
+  command: [$W/hook.sh, $W/hooks]
+  timeout: 10s
+  max-running: 4
 EOF
 }
 milter_config tempfail
@@ -310,6 +330,34 @@ header forged X-Clipmod-Verdict | grep -q forged && fail "forged: the sender's h
 send flagged "550 5.7.1 Test policy: this picture is not accepted here"
 send flagged-inline "550 5.7.1 Test policy: this picture is not accepted here"
 send flagged-nested "550 5.7.1 Test policy: this picture is not accepted here"
+send hostile "550 5.7.1 Test policy: this picture is not accepted here"
+
+# on-flag: one hook per flagged image sent over SMTP (flagged, inline, nested, hostile);
+# none for the clean images, none for the --message runs above (which flagged some).
+hooks() { find "$W/hooks" -name '*.env' | wc -l; }
+i=0
+while [ "$(hooks)" -lt 4 ] && [ $i -lt 100 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+sleep 0.5 # a hook that should not have run would have written by now
+[ "$(hooks)" -eq 4 ] || fail "on-flag: $(hooks) hooks ran, expected 4 (one per flagged image)"
+env_file=$(grep -l -F -x "CLIPMOD_FILENAME=$hostile" "$W/hooks"/*.env) ||
+    fail "on-flag: no hook saw the file name '$hostile' literally: $(cat "$W/hooks"/*.env)"
+for want in CLIPMOD_VERDICT=flagged CLIPMOD_CATEGORY=cat CLIPMOD_ACTION=reject \
+    CLIPMOD_SOURCE=milter "CLIPMOD_POLICY=${fp1#fingerprint=}" CLIPMOD_GENERATION=1 \
+    "CLIPMOD_THRESHOLD=$threshold"; do
+    grep -q -F -x "$want" "$env_file" || fail "on-flag: no $want in $(cat "$env_file")"
+done
+score=$(sed -n 's/^CLIPMOD_SCORE=//p' "$env_file")
+"$REF_PYTHON" -c 'import sys; assert abs(float(sys.argv[1]) - float(sys.argv[2])) < 1e-3' \
+    "$score" "$hi_score" || fail "on-flag: CLIPMOD_SCORE=$score, the photo scores $hi_score"
+for f in pwned pwned2; do
+    for d in . "$W" "$W/hooks" "$W/hostile" /tmp; do
+        [ ! -e "$d/$f" ] || fail "on-flag: the file name was run by a shell ($d/$f exists)"
+    done
+done
+echo "ok on-flag: 4 hooks for 4 flagged images; category, score, threshold, policy, generation; '$hostile' literal"
 send corrupt "451 4.7.1 Images in this message could not be scanned"
 send text "250 "
 expect_header text X-Clipmod-Verdict "clean; action=allow; policy=\"mail test\"; images=0"

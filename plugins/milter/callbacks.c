@@ -322,7 +322,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
                              .n_rcpt_listed = m->n_rcpt_listed,
                              .n_rcpt_in_domains = m->n_rcpt_in_domains,
                              .over_limit = m->over_limit,
-                             .size = m->size};
+                             .size = m->size,
+                             .run_hooks = 1};
     t0 = cm_now();
     if (cm_judge_message(m->rt, (const unsigned char *)cm_dbuf_ptr(&m->buf), cm_dbuf_len(&m->buf),
                          &env, &o)) {

@@ -606,6 +606,41 @@ static void read_log(reader *r, const cm_ynode *v)
     }
 }
 
+/* on-flag: {command: [/abs/program, args...], timeout: 30s, max-running: 4}. */
+static void read_on_flag(reader *r, const cm_ynode *v)
+{
+    static const char *const keys[] = {"command", "timeout", "max-running"};
+    const cm_ynode *val[N_OF(keys)];
+    cmc_on_flag *h = &r->c->on_flag;
+    const char **argv = NULL;
+    size_t n = 0;
+    long long max;
+
+    if (mapping(r, v, "on-flag", keys, N_OF(keys), val))
+        return;
+    if (!val[0]) {
+        problem(r, v,
+                "on-flag needs a command (a list: the program's absolute path, then its "
+                "arguments)");
+    } else if (!cm_yread_strlist(val[0], "on-flag.command", 64, &r->rep, &argv, &n)) {
+        /* Exec'd as given, never through a shell: a relative name would depend on PATH. */
+        if (argv[0][0] != '/')
+            problem(r, val[0], "on-flag.command: the program must be an absolute path, not '%.80s'",
+                    argv[0]);
+        h->argv = calloc(n + 1, sizeof *h->argv);
+        if (!h->argv)
+            r->nomem = 1;
+        for (size_t i = 0; h->argv && i < n; i++)
+            h->argv[i] = xstrdup(r, argv[i]);
+        h->argc = h->argv ? n : 0;
+        free(argv);
+    }
+    if (val[1])
+        cm_yread_duration_ms(val[1], "on-flag.timeout", 3600000, &r->rep, &h->timeout_ms);
+    if (val[2] && !cm_yread_int(val[2], "on-flag.max-running", 1, 64, &r->rep, &max))
+        h->max_running = (unsigned)max;
+}
+
 static int socket_ok(const char *s)
 {
     if (!strncmp(s, "unix:", 5) || !strncmp(s, "local:", 6))
@@ -684,6 +719,7 @@ enum {
     K_HEADERS,
     K_ARCHIVES,
     K_DOCUMENTS,
+    K_ON_FLAG,
     K__N
 };
 
@@ -709,7 +745,8 @@ static const char *const top_keys[K__N] = {"socket",
                                            "skip",
                                            "headers",
                                            "archives-with-images",
-                                           "documents-with-images"};
+                                           "documents-with-images",
+                                           "on-flag"};
 
 /* The process: where to listen, what to load, how many scans at once, logging. */
 static void read_process(reader *r, const cm_ynode *const *v)
@@ -778,6 +815,8 @@ static void read_mail(reader *r, const cm_ynode *const *v)
         read_skip(r, v[K_SKIP]);
     if (v[K_HEADERS])
         read_headers(r, v[K_HEADERS]);
+    if (v[K_ON_FLAG])
+        read_on_flag(r, v[K_ON_FLAG]);
     for (int k = K_ARCHIVES; k <= K_DOCUMENTS; k++) {
         if (!v[k])
             continue;
@@ -861,6 +900,9 @@ void cmc_free(cmc_config *c)
     list_free(&c->skip_senders);
     list_free(&c->skip_recipients);
     list_free(&c->skip_domains);
+    for (size_t i = 0; i < c->on_flag.argc; i++)
+        free(c->on_flag.argv[i]);
+    free(c->on_flag.argv);
     free(c->verdict_header);
     free(c->summary_header);
     free(c);

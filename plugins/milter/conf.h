@@ -80,6 +80,14 @@ typedef struct cmc_log {
     const char *facility; /* syslog facility: mail (default), daemon, user, local0..local7 */
 } cmc_log;
 
+/* on-flag: the program run for each flagged image (src/common/onflag.h), as clamd's VirusEvent. */
+typedef struct cmc_on_flag {
+    char **argv; /* NULL-terminated; NULL: no hook */
+    size_t argc;
+    uint64_t timeout_ms;  /* 0: onflag.h's default (30 s) */
+    unsigned max_running; /* 0: onflag.h's default (4) */
+} cmc_on_flag;
+
 typedef struct cmc_config {
     char *path; /* of the file read */
     char *socket;
@@ -107,6 +115,7 @@ typedef struct cmc_config {
     cmc_inside documents_with_images;         /* PDFs, office documents */
     int skip_authenticated;
     cmc_list skip_senders, skip_recipients, skip_domains;
+    cmc_on_flag on_flag;
     char *verdict_header;
     char *summary_header; /* NULL: no summary header */
 } cmc_config;

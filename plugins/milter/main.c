@@ -27,6 +27,7 @@
 #include "dynbuf.h"
 #include "engine_cfg.h"
 #include "milter.h"
+#include "onflag.h"
 #include "swap.h"
 
 #ifndef CLIPMOD_SYSCONFDIR
@@ -100,6 +101,7 @@ static const char *config_path = DEFAULT_CONFIG;
  */
 struct cm_conf_ref {
     cmc_config *c;
+    cm_onflag *hook; /* c's on-flag, started with it */
     atomic_int refs;
 };
 
@@ -110,6 +112,8 @@ static struct cm_conf_ref *conf_current;
 static void conf_unref(struct cm_conf_ref *r)
 {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+        /* Hooks still running are reaped by onflag.c; nothing waits for them here. */
+        cm_onflag_free(r->hook, 0);
         cmc_free(r->c);
         free(r);
     }
@@ -125,6 +129,7 @@ int cm_rt_acquire(cm_runtime *rt)
         rt->ref = conf_current;
         atomic_fetch_add(&rt->ref->refs, 1);
         rt->conf = rt->ref->c;
+        rt->hook = rt->ref->hook;
         rt->generation = info.generation;
     }
     pthread_mutex_unlock(&rt_lock);
@@ -139,12 +144,33 @@ void cm_rt_release(cm_runtime *rt)
     memset(rt, 0, sizeof *rt);
 }
 
-/* Install engine e (its reference taken) built from c (taken); the generation it gets. */
+/* c's on-flag hook: 0 with *out set (NULL when none is configured), -1 (logged) otherwise. */
+static int make_hook(const cmc_config *c, cm_onflag **out)
+{
+    char err[256];
+    *out = NULL;
+    if (!c->on_flag.argc)
+        return 0;
+    *out = cm_onflag_new((const char *const *)c->on_flag.argv, (unsigned)c->on_flag.timeout_ms,
+                         c->on_flag.max_running, err, sizeof err);
+    if (!*out) {
+        cm_log(CM_LOG_ERROR, "on-flag refused", CM_LF_S("program", c->on_flag.argv[0]),
+               CM_LF_S("error", err), CM_LF_END);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Install engine e (its reference taken) built from c (taken) with c's on-flag hook;
+ * the generation it gets, or 0 (nothing installed, e and c freed).
+ */
 static unsigned long rt_install(clipmod_engine *e, cmc_config *c)
 {
     struct cm_conf_ref *fresh = calloc(1, sizeof *fresh), *old;
     unsigned long gen;
-    if (!fresh) {
+    if (!fresh || make_hook(c, &fresh->hook)) {
+        free(fresh);
         clipmod_engine_free(e);
         cmc_free(c);
         return 0;
@@ -279,7 +305,8 @@ static void reload(void)
     setup_log(c, 0, NULL);
     cm_slots_resize(workers_of(c));
     if (!rt_install(e, c)) {
-        cm_log(CM_LOG_ERROR, "out of memory; the previous policy stays active", CM_LF_END);
+        cm_log(CM_LOG_ERROR, "reload failed; the previous policy stays active",
+               CM_LF_S("config", config_path), CM_LF_END);
         return;
     }
     announce("policy reloaded", t0);
@@ -650,6 +677,11 @@ out:
         /* Only when nothing scans any more: else the engine stays for the threads. */
         cm_swap_free(slot);
         pthread_mutex_lock(&rt_lock);
+        /* Hooks started for the last messages get a moment to end (and be logged). */
+        if (conf_current) {
+            cm_onflag_free(conf_current->hook, 2000);
+            conf_current->hook = NULL;
+        }
         conf_unref(conf_current);
         conf_current = NULL;
         pthread_mutex_unlock(&rt_lock);

@@ -39,6 +39,7 @@ typedef struct cm_runtime {
     clipmod_engine *engine;
     const cmc_config *conf;
     unsigned long generation; /* 1 at start, +1 per reload */
+    struct cm_onflag *hook;   /* on-flag (onflag.h), NULL when none is configured */
     struct cm_conf_ref *ref;  /* main.c's count on conf */
 } cm_runtime;
 
@@ -69,6 +70,7 @@ typedef struct cm_envelope {
     size_t n_rcpt, n_rcpt_listed, n_rcpt_in_domains;
     int over_limit; /* the message passed max-message-bytes */
     uint64_t size;
+    int run_hooks; /* run on-flag for flagged images (not for --message, a dry run) */
 } cm_envelope;
 
 /* What the log line of a message says; copied, so it outlives the scan. */

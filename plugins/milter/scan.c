@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "milter.h"
+#include "onflag.h"
 
 void cm_outcome_free(cm_outcome *o)
 {
@@ -307,6 +308,31 @@ static void tally(work *k)
     }
 }
 
+/* on-flag: the operator's program once per flagged image, the verdict in its environment. */
+static void run_hooks(const work *k, const cm_envelope *env)
+{
+    const char *fp = clipmod_engine_policy_fingerprint(k->rt->engine);
+    if (!k->rt->hook || !env->run_hooks)
+        return;
+    for (size_t i = 0; i < k->w.n_images; i++) {
+        const cm_image_out *o = &k->io[i];
+        if (o->empty || o->vstate != CLIPMOD_STATE_FLAGGED)
+            continue;
+        /* The file name as the sender wrote it: onflag.c only replaces control
+         * characters, and no shell ever sees it. */
+        cm_onflag_event ev = {.verdict = "flagged",
+                              .category = o->category,
+                              .action = clipmod_action_name(o->action),
+                              .filename = o->im->filename,
+                              .source = "milter",
+                              .policy = fp,
+                              .score = o->score,
+                              .threshold = o->threshold,
+                              .generation = (long long)k->rt->generation};
+        cm_onflag_run(k->rt->hook, &ev);
+    }
+}
+
 /*
  * Hand the images' verdict states and the configuration to cm_milter_decide()
  * (decisions.c, pure) and copy its answer into `out`. -1: out of memory.
@@ -364,6 +390,7 @@ int cm_judge_message(const cm_runtime *rt, const unsigned char *msg, size_t len,
     scan_batch(&k);
     take_results(&k);
     tally(&k);
+    run_hooks(&k, env);
     if (decide_what(&k, out, &d))
         goto out;
     k.j.rt = rt;

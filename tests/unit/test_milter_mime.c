@@ -960,6 +960,35 @@ static void config_every_key(void **state)
     cmc_free(c);
 }
 
+/* on-flag: an argv list with an absolute program, a duration, a bound; refusals at positions. */
+static void config_on_flag(void **state)
+{
+    cmc_config *c = NULL;
+    char *problems = NULL;
+    const char *path = write_tmp("hook.yaml", "model: /m\npolicy: /p\non-flag:\n"
+                                              "  command: [/usr/local/bin/alert, \"$(x)\", -q]\n"
+                                              "  timeout: 1500ms\n"
+                                              "  max-running: 2\n");
+    if (cmc_load(path, &c, &problems))
+        fail_msg("%s", problems);
+    assert_int_equal(c->on_flag.argc, 3);
+    assert_string_equal(c->on_flag.argv[0], "/usr/local/bin/alert");
+    assert_string_equal(c->on_flag.argv[1], "$(x)"); /* an argument, never shell text */
+    assert_null(c->on_flag.argv[3]);
+    assert_int_equal(c->on_flag.timeout_ms, 1500);
+    assert_int_equal(c->on_flag.max_running, 2);
+    cmc_free(c);
+    path = write_tmp("hook.yaml", "model: /m\npolicy: /p\non-flag:\n"
+                                  "  command: [alert]\n"
+                                  "  max-runing: 2\n");
+    assert_int_equal(cmc_load(path, &c, &problems), -1);
+    assert_non_null(strstr(problems, "hook.yaml:4:12: on-flag.command: the program must be an "
+                                     "absolute path, not 'alert'"));
+    assert_non_null(strstr(problems, "hook.yaml:5:3: unknown key 'max-runing' in on-flag (did "
+                                     "you mean 'max-running'?)"));
+    free(problems);
+}
+
 /* The log: block's defaults (facility mail), and the spellings before it still read. */
 static void config_log_block_and_old_spellings(void **state)
 {
@@ -1111,6 +1140,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_every_key, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(config_on_flag, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(config_log_block_and_old_spellings, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_sizes_as_the_other_programs, setup_tmp,
