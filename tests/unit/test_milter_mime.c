@@ -518,18 +518,36 @@ static void empty_and_headerless_input(void **state)
 /* Limits, on messages built here                                           */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Append to a message being built in m (cap bytes): snprintf with the room left,
+ * and a failed test, not an overflow, when the room runs out.
+ */
+__attribute__((format(printf, 4, 5))) static void put(char *m, size_t cap, size_t *len,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    assert_true(*len < cap);
+    va_start(ap, fmt);
+    n = vsnprintf(m + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < cap - *len);
+    *len += (size_t)n;
+}
+
 /* A multipart/mixed message of `n` parts, each `body` with headers `hdr`. */
 static char *build_mixed(size_t n, const char *hdr, const char *body, size_t *len)
 {
     size_t cap = 256 + n * (strlen(hdr) + strlen(body) + 32);
-    char *m = malloc(cap), *p = m;
+    char *m = malloc(cap);
     assert_non_null(m);
-    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n"
-                    "Content-Type: multipart/mixed; boundary=\"b\"\n\n");
+    *len = 0;
+    put(m, cap, len,
+        "From: x@example.org\nMIME-Version: 1.0\n"
+        "Content-Type: multipart/mixed; boundary=\"b\"\n\n");
     for (size_t i = 0; i < n; i++)
-        p += sprintf(p, "--b\n%s\n\n%s\n", hdr, body);
-    p += sprintf(p, "--b--\n");
-    *len = (size_t)(p - m);
+        put(m, cap, len, "--b\n%s\n\n%s\n", hdr, body);
+    put(m, cap, len, "--b--\n");
     return m;
 }
 
@@ -593,14 +611,16 @@ static void image_over_the_byte_limit(void **state)
 static void deep_nesting_bomb(void **state)
 {
     const size_t levels = 5000;
-    char *m = malloc(levels * 64 + 256), *p = m;
+    const size_t cap = levels * 64 + 256;
+    char *m = malloc(cap);
+    size_t len = 0;
     cmm_walk w;
     assert_non_null(m);
-    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n");
+    put(m, cap, &len, "From: x@example.org\nMIME-Version: 1.0\n");
     for (size_t i = 0; i < levels; i++)
-        p += sprintf(p, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
-    p += sprintf(p, "Content-Type: image/png\n\nx\n");
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &default_limits, &w), 0);
+        put(m, cap, &len, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
+    put(m, cap, &len, "Content-Type: image/png\n\nx\n");
+    assert_int_equal(cmm_walk_message(m, len, &default_limits, &w), 0);
     assert_true(w.failed);
     assert_int_equal(w.n_images, 0);
     cmm_walk_free(&w);
@@ -630,16 +650,16 @@ static void part_bomb_is_refused_before_parsing(void **state)
     const size_t size = 11u << 20;
     const char *head = "From: x@example.org\nMIME-Version: 1.0\n"
                        "Content-Type: multipart/mixed; boundary=\"b\"\n\n";
-    char *m = malloc(size + 64), *p = m;
+    const size_t cap = size + 64;
+    char *m = malloc(cap);
+    size_t len = 0;
     cmm_walk w;
     assert_non_null(m);
-    p += snprintf(p, 128, "%s", head);
-    while ((size_t)(p - m) < size) {
-        memcpy(p, "--b\n\n", 5);
-        p += 5;
-    }
+    put(m, cap, &len, "%s", head);
+    while (len < size)
+        put(m, cap, &len, "--b\n\n");
     double t0 = cpu_seconds();
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &milter_limits, &w), 0);
+    assert_int_equal(cmm_walk_message(m, len, &milter_limits, &w), 0);
     double cpu = cpu_seconds() - t0;
     assert_true(w.failed);
     assert_non_null(strstr(w.why, "more than 1000 MIME parts"));
@@ -657,15 +677,17 @@ static void part_bomb_is_refused_before_parsing(void **state)
 static void nesting_bomb_is_refused_before_parsing(void **state)
 {
     const size_t size = 11u << 20;
-    char *m = malloc(size + 256), *p = m;
+    const size_t cap = size + 256;
+    char *m = malloc(cap);
+    size_t len = 0;
     cmm_walk w;
     assert_non_null(m);
-    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n");
-    for (size_t i = 0; (size_t)(p - m) < size; i++)
-        p += sprintf(p, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
-    p += sprintf(p, "Content-Type: image/png\n\nx\n");
+    put(m, cap, &len, "From: x@example.org\nMIME-Version: 1.0\n");
+    for (size_t i = 0; len < size; i++)
+        put(m, cap, &len, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
+    put(m, cap, &len, "Content-Type: image/png\n\nx\n");
     double t0 = cpu_seconds();
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &milter_limits, &w), 0);
+    assert_int_equal(cmm_walk_message(m, len, &milter_limits, &w), 0);
     double cpu = cpu_seconds() - t0;
     assert_true(w.failed);
     assert_non_null(strstr(w.why, "nested more than 16 levels"));
@@ -678,21 +700,23 @@ static void nesting_bomb_is_refused_before_parsing(void **state)
 /* Nested attached messages count as nesting too, before parsing. */
 static void nested_messages_are_refused_before_parsing(void **state)
 {
-    char *m = malloc(40 * 32 + 256), *p = m;
+    const size_t cap = 40 * 32 + 256;
+    char *m = malloc(cap);
+    size_t len = 0;
     cmm_walk w;
     cmm_limits lim = milter_limits;
     assert_non_null(m);
-    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n");
+    put(m, cap, &len, "From: x@example.org\nMIME-Version: 1.0\n");
     for (int i = 0; i < 40; i++)
-        p += sprintf(p, "Content-Type: message/rfc822\n\n");
-    p += sprintf(p, "Content-Type: image/png\n\nx\n");
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &lim, &w), 0);
+        put(m, cap, &len, "Content-Type: message/rfc822\n\n");
+    put(m, cap, &len, "Content-Type: image/png\n\nx\n");
+    assert_int_equal(cmm_walk_message(m, len, &lim, &w), 0);
     assert_true(w.failed);
     assert_non_null(strstr(w.why, "nested more than 16 levels"));
     cmm_walk_free(&w);
     /* With max-depth 40 the image 40 levels down is found. */
     lim.max_depth = 40;
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &lim, &w), 0);
+    assert_int_equal(cmm_walk_message(m, len, &lim, &w), 0);
     assert_false(w.failed);
     assert_int_equal(w.n_images, 1);
     cmm_walk_free(&w);
@@ -832,7 +856,7 @@ static char tmpdir[64];
 
 static int setup_tmp(void **state)
 {
-    strcpy(tmpdir, "/tmp/clipmod-milter-test-XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "%s", "/tmp/clipmod-milter-test-XXXXXX");
     return mkdtemp(tmpdir) ? 0 : -1;
 }
 
