@@ -301,13 +301,16 @@ static void reload(void)
                    CM_LF_S("socket", old.conf->socket), CM_LF_END);
         cm_rt_release(&old);
     }
-    /* Format, level, target and facility take effect now, as the policy does. */
-    setup_log(c, 0, NULL);
-    cm_slots_resize(workers_of(c));
     if (!rt_install(e, c)) {
         cm_log(CM_LOG_ERROR, "reload failed; the previous policy stays active",
                CM_LF_S("config", config_path), CM_LF_END);
         return;
+    }
+    /* Workers and the log's format, level, target and facility change with the policy. */
+    if (!cm_rt_acquire(&old)) {
+        cm_slots_resize(workers_of(old.conf));
+        setup_log(old.conf, 0, NULL);
+        cm_rt_release(&old);
     }
     announce("policy reloaded", t0);
 }
