@@ -139,7 +139,7 @@ EOF
 "$MILTER" -c "$W/milter.yaml" >"$W/milter.log" 2>&1 &
 MPID=$!
 i=0
-until grep -q "listening on" "$W/milter.log"; do
+until grep -q "msg=listening" "$W/milter.log"; do
     kill -0 "$MPID" 2>/dev/null || fail "clipmod-milter exited: $(cat "$W/milter.log")"
     i=$((i + 1))
     [ $i -lt 600 ] || fail "clipmod-milter did not start"
@@ -173,7 +173,7 @@ seq 1 "$N" | xargs -P "$C" -n 1 "$W/send_one.sh"
 smtp_done=$(date +%s.%N)
 [ -n "$HPID" ] && kill "$HPID" 2>/dev/null
 kill -0 "$MPID" 2>/dev/null || fail "clipmod-milter died during the run: $(tail -n 5 "$W/milter.log")"
-reloads=$(grep -c "is active (generation" "$W/milter.log" || true)
+reloads=$(grep -c "msg=\"policy reloaded\"" "$W/milter.log" || true)
 echo "policy reloads (SIGHUP) during the run: $reloads"
 cat "$W"/out/*.result >"$W/results"
 

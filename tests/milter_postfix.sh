@@ -16,6 +16,10 @@
 #   (--message) zip, office document and PDF: images inside counted in the headers;
 #               archives-with-images: reject and documents-with-images: quarantine
 #               decide; images behind HTML references found; a nesting bomb deferred
+#   on-flag hook (a script that saves its environment): run once per flagged image
+#               delivered over SMTP, never for --message; it gets the category, score,
+#               threshold, action, policy fingerprint and generation; a hostile file
+#               name ($(...), backquotes, quotes) reaches it literally, nothing runs it
 #   SIGHUP, policy now "tag"    -> the same milter process delivers it tagged
 #   SIGHUP, policy "quarantine" -> Postfix's hold queue
 #   SIGHUP, on-fail accept-with-header -> corrupt image delivered, marked unscanned
@@ -123,6 +127,11 @@ compose --id forged --shape inline --qp --header "X-Clipmod-Verdict: clean; forg
 compose --id flagged "$W/msg/flagged.eml" "$lo" "$hi"
 compose --id flagged-inline --shape inline --qp "$W/msg/flagged-inline.eml" "$hi"
 compose --id flagged-nested --shape nested "$W/msg/flagged-nested.eml" "$hi"
+# A file name a shell would run: it must reach the on-flag hook as text.
+hostile='$(touch pwned) ;`touch pwned2`&'\''q'\''.png'
+mkdir -p "$W/hostile"
+cp "$hi" "$W/hostile/$hostile"
+compose --id hostile "$W/msg/hostile.eml" "$W/hostile/$hostile"
 compose --id corrupt "$W/msg/corrupt.eml" "$lo" "$W/msg/broken.png"
 compose --id text --shape text "$W/msg/text.eml"
 compose --id skipped --from trusted@example.org "$W/msg/skipped.eml" "$hi"
@@ -136,6 +145,13 @@ compose --id down-accept "$W/msg/down-accept.eml" "$lo"
 # The milter, then Postfix.
 MPORT=$(pf_free_port)
 SPORT=$(pf_free_port)
+# The on-flag hook: its CLIPMOD_* environment, as given, into a file of its own.
+mkdir -p "$W/hooks"
+cat >"$W/hook.sh" <<'EOF'
+#!/bin/sh
+env | grep '^CLIPMOD_' | LC_ALL=C sort >"$1/hook.$$.tmp" && mv "$1/hook.$$.tmp" "$1/hook.$$.env"
+EOF
+chmod +x "$W/hook.sh"
 milter_config() {
     cat >"$W/milter.yaml" <<EOF
 # clipmod-milter for the Postfix end-to-end test.
@@ -144,12 +160,18 @@ model: $model
 policy: policy.yaml
 cache-dir: cache
 workers: 2
-log: stderr
-log-level: info
+log:
+  format: ${LOG_FORMAT:-logfmt}
+  target: stderr
+  level: info
 on-fail: $1
 skip:
   authenticated: true
   senders: [trusted@example.org]
+on-flag:
+  command: [$W/hook.sh, $W/hooks]
+  timeout: 10s
+  max-running: 4
 EOF
 }
 milter_config tempfail
@@ -187,14 +209,14 @@ expect containers 'container=2 name="photos.zip" kind=zip entries=4 images=3;'
 expect containers 'container=4 name="report.pdf" kind=pdf images=2;'
 expect containers 'container=5 name="cut.zip" kind=zip state=unreadable'
 expect containers '^X-Clipmod-Summary: clean: no images; 7 images inside 6 archives or documents'
-expect containers '^log: .* containers=6 contained-images=7 (some unreadable)'
+expect containers 'msg="milter verdict" .* containers=6 contained_images=7 unreadable=some'
 message archives-reject "$top_srcdir/tests/milter/containers.eml" "archives-with-images: reject"
 expect archives-reject '^decision: reject 554 5.7.1 Images inside an archive or document'
 message documents-held "$top_srcdir/tests/milter/containers.eml" "documents-with-images: quarantine"
 expect documents-held '^decision: quarantine (clipmod: 3 letter.docx: images inside'
 # Images a client shows behind HTML character references, in XHTML, uuencoded in text.
 message obfuscated "$top_srcdir/tests/milter/obfuscated.eml"
-expect obfuscated '^log: from=[^ ]* images=8 '
+expect obfuscated 'msg="milter verdict" .* images=8 '
 # A nesting bomb is refused before GMime parses it: OnFail, with the reason.
 /usr/bin/python3 -c '
 import sys
@@ -203,13 +225,28 @@ out += ["Content-Type: multipart/mixed; boundary=\"b%d\"\n\n--b%d\n" % (i, i) fo
 sys.stdout.write("".join(out) + "Content-Type: image/png\n\nx\n")' >"$W/msg/bomb.eml"
 message bomb "$W/msg/bomb.eml"
 expect bomb '^decision: tempfail 451 4.7.1'
-expect bomb '^log: .*reason=MIME parts nested more than 16 levels deep'
+expect bomb 'msg="milter verdict" .*reason="MIME parts nested more than 16 levels deep'
 echo "ok --message: archives and PDFs counted (accept, reject, quarantine), hidden images found, nesting bomb deferred"
+# log: {format: json}: the verdict line is one JSON object with clipmodd's field names.
+LOG_FORMAT=json message json "$W/msg/flagged.eml"
+LOG_FORMAT=
+grep '^{' "$W/json.out" | "$REF_PYTHON" -c '
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+v = [l for l in lines if l["msg"] == "milter verdict"]
+assert len(v) == 1, lines
+v = v[0]
+assert v["level"] == "info" and v["qid"] == "TEST" and v["state"] == "flagged", v
+assert v["decision"] == "reject" and v["images"] == 2 and v["flagged"] == 1, v
+assert v["category"] == "cat" and v["action"] == "reject" and v["policy_name"] == "mail test", v
+assert len(v["policy"]) == 12 and v["generation"] == 1, v
+' || fail "json log: $(cat "$W/json.out")"
+echo "ok log format json: the verdict line parses, with policy and generation"
 milter_config tempfail
 ${MILTER_WRAPPER:-} "$MILTER" -c "$W/milter.yaml" >"$W/milter.log" 2>&1 &
 MPID=$!
 i=0
-until grep -q "listening on" "$W/milter.log"; do
+until grep -q "msg=listening" "$W/milter.log"; do
     kill -0 "$MPID" 2>/dev/null || fail "clipmod-milter exited: $(cat "$W/milter.log")"
     i=$((i + 1))
     [ $i -lt 600 ] || fail "clipmod-milter did not start listening"
@@ -275,8 +312,13 @@ expect_header clean X-Clipmod-Summary "clean: 1 image scanned, none flagged"
 fp1=$(header clean X-Clipmod-Verdict | grep -o 'fingerprint=[0-9a-f]\{64\}; generation=1;') ||
     fail "clean: no fingerprint and generation 1 in '$(header clean X-Clipmod-Verdict)'"
 fp1=${fp1%%;*}
-grep -q "from=<sender@example.org> images=1 flagged=0 unscanned=0 verdict=clean decision=accept policy=\"mail test\" $fp1 generation=1" \
-    "$W/milter.log" || fail "the milter's verdict log line lacks $fp1 generation=1"
+# Its log line names it too (the first 12 hex digits, as clipmodd's lines).
+fp1_12=$(echo "${fp1#fingerprint=}" | cut -c1-12)
+grep -q "msg=\"milter verdict\" policy=$fp1_12 generation=1 qid=[0-9A-F]* from=\"<sender@example.org>\" state=clean decision=accept images=1 flagged=0 unscanned=0 .*policy_name=\"mail test\"" \
+    "$W/milter.log" || fail "the milter's verdict log line lacks policy=$fp1_12 generation=1"
+# Every line after the load names the policy, start-up lines included.
+grep -q "msg=listening policy=$fp1_12 generation=1 socket=" "$W/milter.log" ||
+    fail "the listening line does not name the policy"
 
 send forged "250 "
 [ "$(header forged X-Clipmod-Verdict | wc -l)" -eq 1 ] || fail "forged: more than one verdict header"
@@ -288,6 +330,34 @@ header forged X-Clipmod-Verdict | grep -q forged && fail "forged: the sender's h
 send flagged "550 5.7.1 Test policy: this picture is not accepted here"
 send flagged-inline "550 5.7.1 Test policy: this picture is not accepted here"
 send flagged-nested "550 5.7.1 Test policy: this picture is not accepted here"
+send hostile "550 5.7.1 Test policy: this picture is not accepted here"
+
+# on-flag: one hook per flagged image sent over SMTP (flagged, inline, nested, hostile);
+# none for the clean images, none for the --message runs above (which flagged some).
+hooks() { find "$W/hooks" -name '*.env' | wc -l; }
+i=0
+while [ "$(hooks)" -lt 4 ] && [ $i -lt 100 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+sleep 0.5 # a hook that should not have run would have written by now
+[ "$(hooks)" -eq 4 ] || fail "on-flag: $(hooks) hooks ran, expected 4 (one per flagged image)"
+env_file=$(grep -l -F -x "CLIPMOD_FILENAME=$hostile" "$W/hooks"/*.env) ||
+    fail "on-flag: no hook saw the file name '$hostile' literally: $(cat "$W/hooks"/*.env)"
+for want in CLIPMOD_VERDICT=flagged CLIPMOD_CATEGORY=cat CLIPMOD_ACTION=reject \
+    CLIPMOD_SOURCE=milter "CLIPMOD_POLICY=${fp1#fingerprint=}" CLIPMOD_GENERATION=1 \
+    "CLIPMOD_THRESHOLD=$threshold"; do
+    grep -q -F -x "$want" "$env_file" || fail "on-flag: no $want in $(cat "$env_file")"
+done
+score=$(sed -n 's/^CLIPMOD_SCORE=//p' "$env_file")
+"$REF_PYTHON" -c 'import sys; assert abs(float(sys.argv[1]) - float(sys.argv[2])) < 1e-3' \
+    "$score" "$hi_score" || fail "on-flag: CLIPMOD_SCORE=$score, the photo scores $hi_score"
+for f in pwned pwned2; do
+    for d in . "$W" "$W/hooks" "$W/hostile" /tmp; do
+        [ ! -e "$d/$f" ] || fail "on-flag: the file name was run by a shell ($d/$f exists)"
+    done
+done
+echo "ok on-flag: 4 hooks for 4 flagged images; category, score, threshold, policy, generation; '$hostile' literal"
 send corrupt "451 4.7.1 Images in this message could not be scanned"
 send text "250 "
 expect_header text X-Clipmod-Verdict "clean; action=allow; policy=\"mail test\"; images=0"
@@ -296,16 +366,16 @@ send skipped "250 "
 PF_FROM=sender@example.org
 expect_header skipped X-Clipmod-Verdict 'skipped; reason="listed sender"'
 expect_header skipped X-Clipmod-Verdict "$fp1; generation=1"
-grep -q "[0-9A-F]\{6,\}: from=<sender@example.org> images=2 flagged=0 unscanned=1 verdict=unscanned decision=tempfail" \
+grep -q "qid=[0-9A-F]\{6,\} from=\"<sender@example.org>\" state=unscanned decision=tempfail images=2 flagged=0 unscanned=1" \
     "$W/milter.log" || fail "the milter log lacks the queue id and verdict line for the corrupt image"
 
 # ---------------------------------------------------------------------------
 # Reloads: same process, new engine; messages after the signal use it.
 reload() {
-    n=$(grep -c "is active (generation" "$W/milter.log" || true)
+    n=$(grep -c 'msg="policy reloaded"' "$W/milter.log" || true)
     kill -HUP "$MPID"
     i=0
-    until [ "$(grep -c "is active (generation" "$W/milter.log")" -gt "$n" ]; do
+    until [ "$(grep -c 'msg="policy reloaded"' "$W/milter.log")" -gt "$n" ]; do
         i=$((i + 1))
         [ $i -lt 300 ] || fail "no reload after SIGHUP: $(tail -n 5 "$W/milter.log")"
         sleep 0.1
@@ -321,6 +391,9 @@ expect_header tagged X-Clipmod-Summary "flagged (tag):"
 fp2=$(header tagged X-Clipmod-Verdict | grep -o 'fingerprint=[0-9a-f]\{64\}; generation=2;') ||
     fail "tagged: no fingerprint and generation 2 in '$(header tagged X-Clipmod-Verdict)'"
 [ "${fp2%%;*}" != "$fp1" ] || fail "tagged: the reloaded policy kept the fingerprint $fp1"
+fp2_12=$(echo "${fp2#fingerprint=}" | cut -c1-12)
+grep -q "msg=\"policy reloaded\" policy=$fp2_12 generation=2 " "$W/milter.log" ||
+    fail "the reload line does not name the new policy ($fp2_12, generation 2)"
 
 policy "$W/policy.yaml" "$threshold" quarantine
 reload

@@ -1,27 +1,27 @@
 /*
  * conf.c - read and check clipmod-milter.yaml (see conf.h and clipmod-milter(8)).
  *
- * Owns the defaults of every option, the YAML reading (libyaml's document API,
- * the same safe subset as policies: one document, no anchors or aliases, 1 MiB at
- * most), the checks with their positions, SMTP reply splitting and skip-list
- * matching. A key this file does not know is an error, never silently ignored: a
- * mistyped "on-fial: reject" must not leave a mail server on its defaults.
+ * Owns the defaults of every option and its checks, on the runtime's one YAML
+ * reader (src/common/yaml.h: the safe subset policies use, one document, no anchors
+ * or aliases, 1 MiB at most, every problem at file:line:column), SMTP reply
+ * splitting and skip-list matching. A key this file does not know is an error,
+ * never silently ignored, and comes with the nearest known key: a mistyped
+ * "on-fial: reject" must not leave a mail server on its defaults. Every problem of
+ * a file is reported at once.
  */
 #include <ctype.h>
-#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <syslog.h>
-#include <yaml.h>
 
 #include "conf.h"
-#include "size.h"
+#include "suggest.h"
+#include "yaml.h"
 
 #define MAX_FILE_BYTES (1 << 20)
-#define MAX_DEPTH      16
+#define MAX_STRING     4096
 
 /* Defaults: see clipmod-milter(8), OPTIONS. */
 #define DEF_SOCKET         "inet:8897@127.0.0.1" /* 8891 is OpenDKIM's habit */
@@ -36,17 +36,16 @@
 #define DEF_VERDICT_HEADER "X-Clipmod-Verdict"
 #define DEF_SUMMARY_HEADER "X-Clipmod-Summary"
 
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
 typedef struct reader {
     const char *path; /* as given: messages name it so */
     char *dir;        /* for relative paths; NULL when the path has no directory */
-    yaml_document_t *doc;
     cmc_config *c;
-    FILE *problems;
-    char *pbuf;
-    size_t plen;
+    cm_yproblems probs;
+    cm_yreport rep; /* counts each problem, then adds it to probs */
     int n_problems;
     int nomem;
-    const yaml_node_t *on_fail_reply_node;
 } reader;
 
 /* ------------------------------------------------------------------------ */
@@ -187,58 +186,29 @@ int cmc_match_domain(const cmc_list *l, const char *addr)
 /* Problems                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void problem(reader *r, const yaml_node_t *n, const char *fmt, ...)
+static void count_problem(void *arg, cm_ypos pos, const char *msg)
 {
-    va_list ap;
+    reader *r = arg;
     r->n_problems++;
-    if (!r->problems)
-        return;
-    if (n)
-        fprintf(r->problems, "%s:%zu:%zu: ", r->path, n->start_mark.line + 1,
-                n->start_mark.column + 1);
-    else
-        fprintf(r->problems, "%s: ", r->path);
+    cm_yproblems_report(&r->probs, pos, msg);
+}
+
+/* A problem at node n, or at the whole file when n is NULL. */
+__attribute__((format(printf, 3, 4))) static void problem(reader *r, const cm_ynode *n,
+                                                          const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    cm_ypos whole = {r->path, 0, 0};
     va_start(ap, fmt);
-    vfprintf(r->problems, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputc('\n', r->problems);
+    count_problem(r, n ? n->pos : whole, msg);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Values                                                                   */
 /* ------------------------------------------------------------------------ */
-
-static yaml_node_t *node(reader *r, int i)
-{
-    return yaml_document_get_node(r->doc, i);
-}
-
-static const char *kind(const yaml_node_t *n)
-{
-    switch (n->type) {
-    case YAML_SCALAR_NODE:
-        return "a scalar";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    case YAML_MAPPING_NODE:
-        return "a mapping";
-    default:
-        return "nothing";
-    }
-}
-
-static const char *sval(const yaml_node_t *n)
-{
-    return (const char *)n->data.scalar.value;
-}
-
-static int is_null(const yaml_node_t *n)
-{
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return 0;
-    const char *s = sval(n);
-    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
-}
 
 static char *xstrdup(reader *r, const char *s)
 {
@@ -248,22 +218,20 @@ static char *xstrdup(reader *r, const char *s)
     return d;
 }
 
-/* A non-empty string; NULL (after a problem) otherwise. */
-static const char *string_of(reader *r, const yaml_node_t *n, const char *what)
+/* A non-empty string of at most MAX_STRING bytes; NULL (after a problem) otherwise. */
+static const char *string_of(reader *r, const cm_ynode *n, const char *what)
 {
-    if (n->type != YAML_SCALAR_NODE || is_null(n) || !*sval(n)) {
-        problem(r, n, "%s must be a string, not %s", what,
-                n->type == YAML_SCALAR_NODE ? "empty" : kind(n));
+    const char *s;
+    if (cm_yread_str(n, what, 0, &r->rep, &s))
+        return NULL;
+    if (strlen(s) > MAX_STRING) {
+        problem(r, n, "%s is longer than %d bytes", what, MAX_STRING);
         return NULL;
     }
-    if (strlen(sval(n)) > 4096) {
-        problem(r, n, "%s is longer than 4096 bytes", what);
-        return NULL;
-    }
-    return sval(n);
+    return s;
 }
 
-static void set_string(reader *r, const yaml_node_t *n, const char *what, char **dst)
+static void set_string(reader *r, const cm_ynode *n, const char *what, char **dst)
 {
     const char *s = string_of(r, n, what);
     if (!s)
@@ -285,7 +253,7 @@ static char *resolve(reader *r, const char *s)
     return d;
 }
 
-static void set_path(reader *r, const yaml_node_t *n, const char *what, char **dst)
+static void set_path(reader *r, const cm_ynode *n, const char *what, char **dst)
 {
     const char *s = string_of(r, n, what);
     if (!s)
@@ -294,69 +262,49 @@ static void set_path(reader *r, const yaml_node_t *n, const char *what, char **d
     *dst = resolve(r, s);
 }
 
-/*
- * A whole decimal number in [min, max]; with `bytes`, a size as cm_parse_size() reads
- * it (25M, 512k, 1GiB: powers of 1024). YAML types do not matter: the text is read.
- */
-static int uint_of(reader *r, const yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
-                   int bytes, uint64_t *dst)
-{
-    const char *s = n->type == YAML_SCALAR_NODE ? sval(n) : "";
-    char *end;
-    unsigned long long v;
-    int ok = isdigit((unsigned char)s[0]);
-
-    if (ok && bytes) {
-        /* The size syntax of clipmod and clipmodd (src/common/size.h): 25M, 512k, 1GiB. */
-        uint64_t u = 0;
-        ok = !cm_parse_size(s, &u, NULL, 0) && u >= min && u <= max;
-        v = u;
-    } else if (ok) {
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        ok = !errno && !*end && v >= min && v <= max;
-    }
-    if (!ok) {
-        problem(r, n, "%s must be a whole number from %llu to %llu%s, not %s%s%s", what,
-                (unsigned long long)min, (unsigned long long)max,
-                bytes ? " (k, M, G or T may follow, e.g. 25M)" : "",
-                n->type == YAML_SCALAR_NODE ? "'" : "", n->type == YAML_SCALAR_NODE ? s : kind(n),
-                n->type == YAML_SCALAR_NODE ? "'" : "");
-        return -1;
-    }
-    *dst = v;
-    return 0;
-}
-
-static void set_int(reader *r, const yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
+static void set_int(reader *r, const cm_ynode *n, const char *what, long long min, long long max,
                     int *dst)
 {
-    uint64_t v;
-    if (!uint_of(r, n, what, min, max, 0, &v))
+    long long v;
+    if (!cm_yread_int(n, what, min, max, &r->rep, &v))
         *dst = (int)v;
 }
 
-static int bool_of(reader *r, const yaml_node_t *n, const char *what, int *dst)
+static void set_u64(reader *r, const cm_ynode *n, const char *what, long long min, long long max,
+                    uint64_t *dst)
 {
-    if (n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
-        if (!strcmp(sval(n), "true"))
-            return *dst = 1, 0;
-        if (!strcmp(sval(n), "false"))
-            return *dst = 0, 0;
-    }
-    problem(r, n, "%s must be true or false", what);
-    return -1;
+    long long v;
+    if (!cm_yread_int(n, what, min, max, &r->rep, &v))
+        *dst = (uint64_t)v;
 }
 
-/* One of `names` (NULL-terminated); its index, or -1 after a problem. */
-static int choice_of(reader *r, const yaml_node_t *n, const char *what, const char *const *names,
-                     const char *listed)
+/* A size as clipmod and clipmodd read it (25M, 512k, 1GiB: powers of 1024), in [min, max]. */
+static void set_size(reader *r, const cm_ynode *n, const char *what, uint64_t min, uint64_t max,
+                     uint64_t *dst)
 {
-    if (n->type == YAML_SCALAR_NODE)
-        for (int i = 0; names[i]; i++)
-            if (!strcmp(sval(n), names[i]))
-                return i;
-    problem(r, n, "%s must be %s", what, listed);
+    uint64_t v;
+    if (cm_yread_size(n, what, max, &r->rep, &v))
+        return;
+    if (v < min) {
+        problem(r, n, "%s must be at least %llu bytes", what, (unsigned long long)min);
+        return;
+    }
+    *dst = v;
+}
+
+/* One of names[0..n): its index, or -1 after a problem (with the nearest name). */
+static int choice_of(reader *r, const cm_ynode *v, const char *what, const char *const *names,
+                     size_t n, const char *listed)
+{
+    const char *s, *near;
+    if (cm_yread_str(v, what, 1, &r->rep, &s))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(s, names[i]))
+            return (int)i;
+    near = cm_suggest(s, names, n);
+    problem(r, v, "%s must be %s, not '%.60s'%s%s%s", what, listed, s,
+            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
     return -1;
 }
 
@@ -368,40 +316,44 @@ static void list_free(cmc_list *l)
     memset(l, 0, sizeof *l);
 }
 
-/* A list of addresses (`at` 1: with an '@') or domains (`at` 0), lower-cased. */
-static void set_list(reader *r, const yaml_node_t *n, const char *what, int at, cmc_list *dst)
+/* Append a lower-cased copy of s. */
+static void list_add(reader *r, cmc_list *dst, const char *s)
 {
-    if (n->type != YAML_SEQUENCE_NODE) {
-        problem(r, n, "%s must be a list, not %s", what, kind(n));
+    char **grown = realloc(dst->v, (dst->n + 1) * sizeof *grown);
+    char *copy = xstrdup(r, s);
+    if (grown)
+        dst->v = grown;
+    if (!grown || !copy) {
+        free(copy);
+        r->nomem = 1;
+        return;
+    }
+    for (char *p = copy; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    dst->v[dst->n++] = copy;
+}
+
+/* A list of addresses (`at` 1: with an '@') or domains (`at` 0), lower-cased. */
+static void set_list(reader *r, const cm_ynode *n, const char *what, int at, cmc_list *dst)
+{
+    char buf[96];
+    if (n->kind != CM_Y_SEQ) {
+        problem(r, n, "%s must be a list, not %s", what, cm_ynode_describe(n, buf, sizeof buf));
         return;
     }
     list_free(dst);
-    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-         it++) {
-        const yaml_node_t *e = node(r, *it);
+    for (const cm_ynode *e = n->first; e; e = e->next) {
         const char *s = string_of(r, e, what);
         if (!s)
             continue;
         if (at ? !strchr(s, '@') : (strchr(s, '@') || s[0] == '.')) {
             problem(r, e,
-                    at ? "%s: '%s' is not an address (user@domain, or @domain)"
-                       : "%s: '%s' is not a domain (example.org)",
+                    at ? "%s: '%.80s' is not an address (user@domain, or @domain)"
+                       : "%s: '%.80s' is not a domain (example.org)",
                     what, s);
             continue;
         }
-        char **grown = realloc(dst->v, (dst->n + 1) * sizeof *grown);
-        char *copy = xstrdup(r, s);
-        if (!grown || !copy) {
-            free(grown ? NULL : copy);
-            if (grown)
-                dst->v = grown;
-            r->nomem = 1;
-            return;
-        }
-        for (char *p = copy; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
-        dst->v = grown;
-        dst->v[dst->n++] = copy;
+        list_add(r, dst, s);
     }
 }
 
@@ -416,218 +368,277 @@ static int header_name_ok(const char *s)
     return 1;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Mappings                                                                 */
-/* ------------------------------------------------------------------------ */
-
-typedef void (*key_fn)(reader *r, const char *key, const yaml_node_t *val);
-
 /*
- * Walk a mapping: every key a string, no key twice, known keys to `fn`; unknown
- * ones reported with the list of allowed keys.
+ * `what` must be a mapping whose keys are keys[0..n) (each at most once; others
+ * reported with the nearest known key); vals[i] receives each one's value or NULL.
+ * 0 when v is a mapping (whatever its keys), -1 otherwise.
  */
-static void each_key(reader *r, const yaml_node_t *map, const char *what, const char *const *known,
-                     key_fn fn)
+static int mapping(reader *r, const cm_ynode *v, const char *what, const char *const *keys,
+                   size_t n, const cm_ynode **vals)
 {
-    if (map->type != YAML_MAPPING_NODE) {
-        problem(r, map, "%s must be a mapping, not %s", what, kind(map));
-        return;
+    char where[64], buf[96];
+    if (v->kind != CM_Y_MAP) {
+        problem(r, v, "%s must be a mapping, not %s", what, cm_ynode_describe(v, buf, sizeof buf));
+        return -1;
     }
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        const yaml_node_t *k = node(r, p->key), *v = node(r, p->value);
-        if (k->type != YAML_SCALAR_NODE) {
-            problem(r, k, "keys of %s must be strings", what);
-            continue;
-        }
-        int dup = 0;
-        for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
-            const yaml_node_t *k2 = node(r, q->key);
-            if (k2->type == YAML_SCALAR_NODE && !strcmp(sval(k2), sval(k)))
-                dup = 1;
-        }
-        if (dup) {
-            problem(r, k, "key '%s' appears twice", sval(k));
-            continue;
-        }
-        int i;
-        for (i = 0; known[i] && strcmp(known[i], sval(k)); i++)
-            ;
-        if (!known[i]) {
-            char allowed[512] = "";
-            for (int j = 0; known[j]; j++)
-                snprintf(allowed + strlen(allowed), sizeof allowed - strlen(allowed), "%s%s",
-                         j ? ", " : "", known[j]);
-            problem(r, k, "unknown key '%s' in %s; allowed: %s", sval(k), what, allowed);
-            continue;
-        }
-        fn(r, sval(k), v);
-    }
+    snprintf(where, sizeof where, "in %s", what);
+    cm_ycheck_keys(v, where, keys, n, NULL, vals, &r->rep);
+    return 0;
 }
 
-static void limits_key(reader *r, const char *key, const yaml_node_t *v)
+/* ------------------------------------------------------------------------ */
+/* Sections                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void read_limits(reader *r, const cm_ynode *v)
 {
+    static const char *const keys[] = {"max-message-bytes", "max-parts", "max-depth", "max-images",
+                                       "max-image-bytes"};
+    const cm_ynode *val[N_OF(keys)];
     cmc_limits *l = &r->c->limits;
-    char what[64];
-    snprintf(what, sizeof what, "limits.%s", key);
-    if (!strcmp(key, "max-message-bytes"))
-        uint_of(r, v, what, 1024, UINT64_C(1) << 40, 1, &l->max_message_bytes);
-    else if (!strcmp(key, "max-parts"))
-        uint_of(r, v, what, 1, 1000000, 0, &l->max_parts);
-    else if (!strcmp(key, "max-depth"))
-        uint_of(r, v, what, 1, 100, 0, &l->max_depth);
-    else if (!strcmp(key, "max-images"))
-        uint_of(r, v, what, 1, 10000, 0, &l->max_images);
-    else if (!strcmp(key, "max-image-bytes"))
-        uint_of(r, v, what, 1, UINT64_C(1) << 40, 1, &l->max_image_bytes);
+    if (mapping(r, v, "limits", keys, N_OF(keys), val))
+        return;
+    if (val[0])
+        set_size(r, val[0], "limits.max-message-bytes", 1024, UINT64_C(1) << 40,
+                 &l->max_message_bytes);
+    if (val[1])
+        set_u64(r, val[1], "limits.max-parts", 1, 1000000, &l->max_parts);
+    if (val[2])
+        set_u64(r, val[2], "limits.max-depth", 1, 100, &l->max_depth);
+    if (val[3])
+        set_u64(r, val[3], "limits.max-images", 1, 10000, &l->max_images);
+    if (val[4])
+        set_size(r, val[4], "limits.max-image-bytes", 1, UINT64_C(1) << 40, &l->max_image_bytes);
 }
 
-static void engine_mapping(reader *r, const yaml_node_t *map)
+static void read_engine(reader *r, const cm_ynode *v)
 {
-    if (map->type != YAML_MAPPING_NODE) {
-        problem(r, map, "engine must be a mapping of engine settings, not %s", kind(map));
+    const char *names[CLIPMOD_SETTING__COUNT];
+    const cm_ynode *keys[CLIPMOD_SETTING__COUNT], *val[CLIPMOD_SETTING__COUNT];
+    char buf[96];
+    if (v->kind != CM_Y_MAP) {
+        problem(r, v, "engine must be a mapping of engine settings, not %s",
+                cm_ynode_describe(v, buf, sizeof buf));
         return;
     }
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        const yaml_node_t *k = node(r, p->key), *v = node(r, p->value);
-        const char *name = k->type == YAML_SCALAR_NODE ? sval(k) : "";
-        int s;
-        for (s = 0; s < CLIPMOD_SETTING__COUNT; s++)
-            if (!strcmp(name, clipmod_setting_name((clipmod_setting)s)))
-                break;
+    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
+        names[s] = clipmod_setting_name((clipmod_setting)s);
+    cm_ycheck_keys(v, "in engine", names, CLIPMOD_SETTING__COUNT, keys, val, &r->rep);
+    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++) {
+        char what[64];
+        long long value;
+        if (!val[s])
+            continue;
         if (s == CLIPMOD_MAX_FILE_BYTES) {
-            problem(r, k,
+            problem(r, keys[s],
                     "engine.max-file-bytes: use limits.max-image-bytes, which the milter "
                     "applies before the engine sees an image");
             continue;
         }
-        if (s == CLIPMOD_SETTING__COUNT) {
-            char allowed[512] = "";
-            for (int j = 0; j < CLIPMOD_SETTING__COUNT; j++)
-                if (j != CLIPMOD_MAX_FILE_BYTES)
-                    snprintf(allowed + strlen(allowed), sizeof allowed - strlen(allowed), "%s%s",
-                             *allowed ? ", " : "", clipmod_setting_name((clipmod_setting)j));
-            problem(r, k, "unknown engine setting '%s'; known: %s", name, allowed);
+        snprintf(what, sizeof what, "engine.%s", names[s]);
+        if (cm_yread_int(val[s], what, 0, LLONG_MAX, &r->rep, &value))
             continue;
-        }
-        char what[64];
-        uint64_t value;
-        snprintf(what, sizeof what, "engine.%s", name);
-        if (uint_of(r, v, what, 0, UINT64_MAX, 0, &value))
-            continue;
-        size_t i;
-        for (i = 0; i < r->c->n_settings && r->c->settings[i].s != (clipmod_setting)s; i++)
-            ;
-        if (i < r->c->n_settings) {
-            problem(r, k, "engine.%s appears twice", name);
-            continue;
-        }
         r->c->settings[r->c->n_settings].s = (clipmod_setting)s;
-        r->c->settings[r->c->n_settings++].value = value;
+        r->c->settings[r->c->n_settings++].value = (uint64_t)value;
     }
 }
 
-static void plugins_list(reader *r, const yaml_node_t *seq)
+/* One {path, config} entry of plugins. */
+static void read_plugin(reader *r, const cm_ynode *m)
 {
-    if (seq->type != YAML_SEQUENCE_NODE) {
-        problem(r, seq, "plugins must be a list of {path, config}, not %s", kind(seq));
+    static const char *const keys[] = {"path", "config"};
+    const cm_ynode *val[N_OF(keys)];
+    const char *ps, *cs = "";
+    if (mapping(r, m, "a plugin", keys, N_OF(keys), val))
+        return;
+    if (!val[0]) {
+        problem(r, m, "a plugin needs a path");
         return;
     }
-    for (yaml_node_item_t *it = seq->data.sequence.items.start; it < seq->data.sequence.items.top;
-         it++) {
-        const yaml_node_t *m = node(r, *it), *path = NULL, *config = NULL;
-        if (m->type != YAML_MAPPING_NODE) {
-            problem(r, m, "a plugin must be a mapping {path, config}, not %s", kind(m));
-            continue;
-        }
-        for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top;
-             p++) {
-            const yaml_node_t *k = node(r, p->key);
-            const char *name = k->type == YAML_SCALAR_NODE ? sval(k) : "";
-            if (!strcmp(name, "path"))
-                path = node(r, p->value);
-            else if (!strcmp(name, "config"))
-                config = node(r, p->value);
-            else
-                problem(r, k, "unknown key '%s' in a plugin; allowed: path, config", name);
-        }
-        if (!path) {
-            problem(r, m, "a plugin needs a path");
-            continue;
-        }
-        const char *ps = string_of(r, path, "plugins.path");
-        const char *cs = config ? string_of(r, config, "plugins.config") : "";
-        if (!ps || !cs)
-            continue;
-        cmc_plugin *grown = realloc(r->c->plugins, (r->c->n_plugins + 1) * sizeof *grown);
-        if (!grown) {
-            r->nomem = 1;
-            return;
-        }
-        r->c->plugins = grown;
-        /* A bare name is the library's to find (its plugin directory). */
-        grown[r->c->n_plugins].path = strchr(ps, '/') ? resolve(r, ps) : xstrdup(r, ps);
-        grown[r->c->n_plugins].config = xstrdup(r, cs);
-        r->c->n_plugins++;
+    ps = string_of(r, val[0], "plugins.path");
+    if (val[1])
+        cs = string_of(r, val[1], "plugins.config");
+    if (!ps || !cs)
+        return;
+    cmc_plugin *grown = realloc(r->c->plugins, (r->c->n_plugins + 1) * sizeof *grown);
+    if (!grown) {
+        r->nomem = 1;
+        return;
     }
+    r->c->plugins = grown;
+    /* A bare name is the library's to find (its plugin directory). */
+    grown[r->c->n_plugins].path = strchr(ps, '/') ? resolve(r, ps) : xstrdup(r, ps);
+    grown[r->c->n_plugins].config = xstrdup(r, cs);
+    r->c->n_plugins++;
 }
 
-static void actions_key(reader *r, const char *key, const yaml_node_t *v)
+static void read_plugins(reader *r, const cm_ynode *v)
 {
-    static const char *const any[] = {"accept", "quarantine", "reject", "discard", NULL};
-    static const char *const rej[] = {"reject", "discard", "quarantine", NULL};
+    char buf[96];
+    if (v->kind != CM_Y_SEQ) {
+        problem(r, v, "plugins must be a list of {path, config}, not %s",
+                cm_ynode_describe(v, buf, sizeof buf));
+        return;
+    }
+    for (const cm_ynode *m = v->first; m; m = m->next)
+        read_plugin(r, m);
+}
+
+static void read_actions(reader *r, const cm_ynode *v)
+{
+    static const char *const keys[] = {"tag", "flag", "quarantine", "reject"};
+    static const clipmod_action acts[] = {CLIPMOD_ACTION_TAG, CLIPMOD_ACTION_FLAG,
+                                          CLIPMOD_ACTION_QUARANTINE};
+    static const char *const any[] = {"accept", "quarantine", "reject", "discard"};
+    static const char *const rej[] = {"reject", "discard", "quarantine"};
     static const cmc_do rej_do[] = {CMC_DO_REJECT, CMC_DO_DISCARD, CMC_DO_QUARANTINE};
+    const cm_ynode *val[N_OF(keys)];
     char what[64];
-    snprintf(what, sizeof what, "actions.%s", key);
-    if (!strcmp(key, "reject")) {
-        /* Delivering what the policy refuses is a policy change: make it there. */
-        int i = choice_of(r, v, what, rej,
-                          "reject, discard or quarantine (to deliver such mail, change the "
-                          "policy's action)");
+    int i;
+    if (mapping(r, v, "actions", keys, N_OF(keys), val))
+        return;
+    for (size_t k = 0; k < 3; k++) {
+        snprintf(what, sizeof what, "actions.%s", keys[k]);
+        if (val[k]) {
+            i = choice_of(r, val[k], what, any, N_OF(any), "accept, quarantine, reject or discard");
+            if (i >= 0)
+                r->c->action[acts[k]] = (cmc_do)i;
+        }
+    }
+    /* Delivering what the policy refuses is a policy change: make it there. */
+    if (val[3]) {
+        i = choice_of(r, val[3], "actions.reject", rej, N_OF(rej),
+                      "reject, discard or quarantine (to deliver such mail, change the "
+                      "policy's action)");
         if (i >= 0)
             r->c->action[CLIPMOD_ACTION_REJECT] = rej_do[i];
-        return;
     }
-    int i = choice_of(r, v, what, any, "accept, quarantine, reject or discard");
-    if (i < 0)
+}
+
+static void read_skip(reader *r, const cm_ynode *v)
+{
+    static const char *const keys[] = {"authenticated", "senders", "recipients", "domains"};
+    const cm_ynode *val[N_OF(keys)];
+    cmc_config *c = r->c;
+    if (mapping(r, v, "skip", keys, N_OF(keys), val))
         return;
-    clipmod_action a = !strcmp(key, "tag")    ? CLIPMOD_ACTION_TAG
-                       : !strcmp(key, "flag") ? CLIPMOD_ACTION_FLAG
-                                              : CLIPMOD_ACTION_QUARANTINE;
-    r->c->action[a] = (cmc_do)i;
+    if (val[0])
+        cm_yread_bool(val[0], "skip.authenticated", &r->rep, &c->skip_authenticated);
+    if (val[1])
+        set_list(r, val[1], "skip.senders", 1, &c->skip_senders);
+    if (val[2])
+        set_list(r, val[2], "skip.recipients", 1, &c->skip_recipients);
+    if (val[3])
+        set_list(r, val[3], "skip.domains", 0, &c->skip_domains);
 }
 
-static void skip_key(reader *r, const char *key, const yaml_node_t *v)
+static void read_header(reader *r, const cm_ynode *v, int summary, char **dst)
 {
-    cmc_config *c = r->c;
-    if (!strcmp(key, "authenticated"))
-        bool_of(r, v, "skip.authenticated", &c->skip_authenticated);
-    else if (!strcmp(key, "senders"))
-        set_list(r, v, "skip.senders", 1, &c->skip_senders);
-    else if (!strcmp(key, "recipients"))
-        set_list(r, v, "skip.recipients", 1, &c->skip_recipients);
-    else if (!strcmp(key, "domains"))
-        set_list(r, v, "skip.domains", 0, &c->skip_domains);
-}
-
-static void headers_key(reader *r, const char *key, const yaml_node_t *v)
-{
-    cmc_config *c = r->c;
-    int summary = !strcmp(key, "summary");
-    char **dst = summary ? &c->summary_header : &c->verdict_header;
-    if (summary && (is_null(v) || (v->type == YAML_SCALAR_NODE && !strcmp(sval(v), "none")))) {
+    const char *key = summary ? "summary" : "verdict";
+    if (summary && (cm_ynode_is_null(v) || cm_ynode_is(v, "none"))) {
         free(*dst);
         *dst = NULL;
         return;
     }
-    if (v->type != YAML_SCALAR_NODE || !header_name_ok(sval(v))) {
+    if (v->kind != CM_Y_SCALAR || strlen(v->s) != v->len || !header_name_ok(v->s)) {
         problem(r, v, "headers.%s must be a header name (letters, digits, '-'; at most 64)%s", key,
                 summary ? ", or none" : "");
         return;
     }
     free(*dst);
-    *dst = xstrdup(r, sval(v));
+    *dst = xstrdup(r, v->s);
+}
+
+static void read_headers(reader *r, const cm_ynode *v)
+{
+    static const char *const keys[] = {"verdict", "summary"};
+    const cm_ynode *val[N_OF(keys)];
+    if (mapping(r, v, "headers", keys, N_OF(keys), val))
+        return;
+    if (val[0])
+        read_header(r, val[0], 0, &r->c->verdict_header);
+    if (val[1])
+        read_header(r, val[1], 1, &r->c->summary_header);
+}
+
+/* log.h's names for each log: key; `which` indexes log_keys. */
+static const char *const log_keys[] = {"format", "target", "level", "facility"};
+static const char *const log_formats[] = {"logfmt", "json"};
+static const char *const log_targets[] = {"stderr", "syslog"};
+static const char *const log_levels[] = {"debug", "info", "warn", "error"};
+static const char *const log_facilities[] = {"mail",   "daemon", "user",   "local0",
+                                             "local1", "local2", "local3", "local4",
+                                             "local5", "local6", "local7"};
+
+/* The value of log.<which> (a static string), or NULL after a problem. */
+static const char *log_value(reader *r, const cm_ynode *v, int which)
+{
+    static const char *const *const names[] = {log_formats, log_targets, log_levels,
+                                               log_facilities};
+    static const size_t counts[] = {N_OF(log_formats), N_OF(log_targets), N_OF(log_levels),
+                                    N_OF(log_facilities)};
+    static const char *const listed[] = {"logfmt or json", "stderr or syslog",
+                                         "debug, info, warn or error",
+                                         "mail, daemon, user or local0 to local7"};
+    char what[32];
+    int i;
+    snprintf(what, sizeof what, "log.%s", log_keys[which]);
+    i = choice_of(r, v, what, names[which], counts[which], listed[which]);
+    return i >= 0 ? names[which][i] : NULL;
+}
+
+/* log: {format, target, level, facility}: the values log.h takes, checked here with positions. */
+static void read_log(reader *r, const cm_ynode *v)
+{
+    const cm_ynode *val[N_OF(log_keys)] = {0};
+    const char **dst[] = {&r->c->log.format, &r->c->log.target, &r->c->log.level,
+                          &r->c->log.facility};
+
+    /* "log: syslog", the form before the block, is the target. */
+    if (v->kind == CM_Y_SCALAR)
+        val[1] = v;
+    else if (mapping(r, v, "log", log_keys, N_OF(log_keys), val))
+        return;
+    for (int k = 0; k < (int)N_OF(log_keys); k++) {
+        const char *s = val[k] ? log_value(r, val[k], k) : NULL;
+        if (s)
+            *dst[k] = s;
+    }
+}
+
+/* on-flag: {command: [/abs/program, args...], timeout: 30s, max-running: 4}. */
+static void read_on_flag(reader *r, const cm_ynode *v)
+{
+    static const char *const keys[] = {"command", "timeout", "max-running"};
+    const cm_ynode *val[N_OF(keys)];
+    cmc_on_flag *h = &r->c->on_flag;
+    const char **argv = NULL;
+    size_t n = 0;
+    long long max;
+
+    if (mapping(r, v, "on-flag", keys, N_OF(keys), val))
+        return;
+    if (!val[0]) {
+        problem(r, v,
+                "on-flag needs a command (a list: the program's absolute path, then its "
+                "arguments)");
+    } else if (!cm_yread_strlist(val[0], "on-flag.command", 64, &r->rep, &argv, &n)) {
+        /* Exec'd as given, never through a shell: a relative name would depend on PATH. */
+        if (argv[0][0] != '/')
+            problem(r, val[0], "on-flag.command: the program must be an absolute path, not '%.80s'",
+                    argv[0]);
+        h->argv = calloc(n + 1, sizeof *h->argv);
+        if (!h->argv)
+            r->nomem = 1;
+        for (size_t i = 0; h->argv && i < n; i++)
+            h->argv[i] = xstrdup(r, argv[i]);
+        h->argc = h->argv ? n : 0;
+        free(argv);
+    }
+    if (val[1])
+        cm_yread_duration_ms(val[1], "on-flag.timeout", 3600000, &r->rep, &h->timeout_ms);
+    if (val[2] && !cm_yread_int(val[2], "on-flag.max-running", 1, 64, &r->rep, &max))
+        h->max_running = (unsigned)max;
 }
 
 static int socket_ok(const char *s)
@@ -643,99 +654,228 @@ static int socket_ok(const char *s)
            (!*end || (*end == '@' && end[1]));
 }
 
-static void top_key(reader *r, const char *key, const yaml_node_t *v)
+static void read_socket(reader *r, const cm_ynode *v)
 {
-    static const char *const limits_keys[] = {"max-message-bytes", "max-parts",       "max-depth",
-                                              "max-images",        "max-image-bytes", NULL};
-    static const char *const action_keys[] = {"tag", "flag", "quarantine", "reject", NULL};
-    static const char *const skip_keys[] = {"authenticated", "senders", "recipients", "domains",
-                                            NULL};
-    static const char *const header_keys[] = {"verdict", "summary", NULL};
-    static const char *const logs[] = {"stderr", "syslog", NULL};
-    static const char *const fails[] = {"tempfail", "reject", "accept-with-header", NULL};
-    static const char *const levels[] = {"error", "warning", "notice", "info", "debug", NULL};
-    static const int level_values[] = {LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG};
-    static const char *const facilities[] = {"mail",   "daemon", "user",   "local0",
-                                             "local1", "local2", "local3", "local4",
-                                             "local5", "local6", "local7", NULL};
-    static const int facility_values[] = {LOG_MAIL,   LOG_DAEMON, LOG_USER,   LOG_LOCAL0,
-                                          LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3, LOG_LOCAL4,
-                                          LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
+    const char *s = string_of(r, v, "socket");
+    if (s && !socket_ok(s))
+        problem(r, v,
+                "socket must be unix:/path, local:/path, inet:port@host or inet6:port@host, "
+                "not '%.80s'",
+                s);
+    else if (s)
+        set_string(r, v, "socket", &r->c->socket);
+}
+
+static void read_socket_mode(reader *r, const cm_ynode *v)
+{
+    const char *s = v->kind == CM_Y_SCALAR ? v->s : "";
+    size_t n = strlen(s);
+    char *end;
+    long mode = strtol(s, &end, 8);
+    if (n < 3 || n > 4 || *end || mode < 0 || mode > 0777)
+        problem(r, v, "socket-mode must be an octal mode such as \"0660\"");
+    else
+        r->c->socket_mode = (int)mode;
+}
+
+static void read_cache_dir(reader *r, const cm_ynode *v)
+{
+    cmc_config *c = r->c;
+    if (cm_ynode_is(v, "none")) {
+        free(c->cache_dir);
+        c->cache_dir = NULL;
+        c->no_cache = 1;
+    } else {
+        set_path(r, v, "cache-dir", &c->cache_dir);
+        c->no_cache = 0;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The top level                                                            */
+/* ------------------------------------------------------------------------ */
+
+enum {
+    K_SOCKET,
+    K_SOCKET_MODE,
+    K_MODEL,
+    K_MERGES,
+    K_POLICY,
+    K_CACHE_DIR,
+    K_WORKERS,
+    K_BLAS,
+    K_SCAN_WAIT,
+    K_DRAIN,
+    K_LOG,
+    K_LOG_FACILITY,
+    K_LOG_LEVEL,
+    K_LIMITS,
+    K_ENGINE,
+    K_PLUGINS,
+    K_ON_FAIL,
+    K_ON_FAIL_REPLY,
+    K_ACTIONS,
+    K_SKIP,
+    K_HEADERS,
+    K_ARCHIVES,
+    K_DOCUMENTS,
+    K_ON_FLAG,
+    K__N
+};
+
+static const char *const top_keys[K__N] = {"socket",
+                                           "socket-mode",
+                                           "model",
+                                           "merges",
+                                           "policy",
+                                           "cache-dir",
+                                           "workers",
+                                           "blas-threads",
+                                           "scan-wait-ms",
+                                           "drain-timeout-ms",
+                                           "log",
+                                           "log-facility",
+                                           "log-level",
+                                           "limits",
+                                           "engine",
+                                           "plugins",
+                                           "on-fail",
+                                           "on-fail-reply",
+                                           "actions",
+                                           "skip",
+                                           "headers",
+                                           "archives-with-images",
+                                           "documents-with-images",
+                                           "on-flag"};
+
+/* The process: where to listen, what to load, how many scans at once, logging. */
+static void read_process(reader *r, const cm_ynode *const *v)
+{
+    /* The spellings of log-level before the log: block; notice was between warn and info. */
+    static const char *const old_levels[] = {"error", "warning", "notice", "info", "debug"};
+    static const char *const old_level_values[] = {"error", "warn", "info", "info", "debug"};
+    cmc_config *c = r->c;
+    if (v[K_SOCKET])
+        read_socket(r, v[K_SOCKET]);
+    if (v[K_SOCKET_MODE])
+        read_socket_mode(r, v[K_SOCKET_MODE]);
+    if (v[K_MODEL])
+        set_path(r, v[K_MODEL], "model", &c->model);
+    if (v[K_MERGES])
+        set_path(r, v[K_MERGES], "merges", &c->merges);
+    if (v[K_POLICY])
+        set_path(r, v[K_POLICY], "policy", &c->policy);
+    if (v[K_CACHE_DIR])
+        read_cache_dir(r, v[K_CACHE_DIR]);
+    if (v[K_WORKERS])
+        set_int(r, v[K_WORKERS], "workers", 0, 1024, &c->workers);
+    if (v[K_BLAS])
+        set_int(r, v[K_BLAS], "blas-threads", 1, 256, &c->blas_threads);
+    if (v[K_SCAN_WAIT])
+        set_u64(r, v[K_SCAN_WAIT], "scan-wait-ms", 1, 3600000, &c->scan_wait_ms);
+    if (v[K_DRAIN])
+        set_u64(r, v[K_DRAIN], "drain-timeout-ms", 0, 3600000, &c->drain_timeout_ms);
+    if (v[K_LOG])
+        read_log(r, v[K_LOG]);
+    if (v[K_LOG_FACILITY]) {
+        const char *s = log_value(r, v[K_LOG_FACILITY], 3);
+        if (s)
+            c->log.facility = s;
+    }
+    if (v[K_LOG_LEVEL]) {
+        int i = choice_of(r, v[K_LOG_LEVEL], "log-level", old_levels, N_OF(old_levels),
+                          "error, warning, notice, info or debug");
+        if (i >= 0)
+            c->log.level = old_level_values[i];
+    }
+}
+
+/* The mail side: OnFail, actions, skip rules, headers, images inside containers. */
+static void read_mail(reader *r, const cm_ynode *const *v)
+{
+    static const char *const fails[] = {"tempfail", "reject", "accept-with-header"};
+    static const char *const inside[] = {"accept", "quarantine", "tempfail", "reject"};
     cmc_config *c = r->c;
     int i;
-
-    if (!strcmp(key, "socket")) {
-        const char *s = string_of(r, v, "socket");
-        if (s && !socket_ok(s))
-            problem(r, v,
-                    "socket must be unix:/path, local:/path, inet:port@host or "
-                    "inet6:port@host, not '%s'",
-                    s);
-        else if (s)
-            set_string(r, v, key, &c->socket);
-    } else if (!strcmp(key, "socket-mode")) {
-        const char *s = v->type == YAML_SCALAR_NODE ? sval(v) : "";
-        size_t n = strlen(s);
-        char *end;
-        long mode = strtol(s, &end, 8);
-        if (n < 3 || n > 4 || *end || mode < 0 || mode > 0777)
-            problem(r, v, "socket-mode must be an octal mode such as \"0660\"");
-        else
-            c->socket_mode = (int)mode;
-    } else if (!strcmp(key, "model")) {
-        set_path(r, v, key, &c->model);
-    } else if (!strcmp(key, "merges")) {
-        set_path(r, v, key, &c->merges);
-    } else if (!strcmp(key, "policy")) {
-        set_path(r, v, key, &c->policy);
-    } else if (!strcmp(key, "cache-dir")) {
-        if (v->type == YAML_SCALAR_NODE && !strcmp(sval(v), "none")) {
-            free(c->cache_dir);
-            c->cache_dir = NULL;
-            c->no_cache = 1;
-        } else {
-            set_path(r, v, key, &c->cache_dir);
-            c->no_cache = 0;
-        }
-    } else if (!strcmp(key, "workers")) {
-        set_int(r, v, key, 0, 1024, &c->workers);
-    } else if (!strcmp(key, "blas-threads")) {
-        set_int(r, v, key, 1, 256, &c->blas_threads);
-    } else if (!strcmp(key, "scan-wait-ms")) {
-        uint_of(r, v, key, 1, 3600000, 0, &c->scan_wait_ms);
-    } else if (!strcmp(key, "drain-timeout-ms")) {
-        uint_of(r, v, key, 0, 3600000, 0, &c->drain_timeout_ms);
-    } else if (!strcmp(key, "log")) {
-        if ((i = choice_of(r, v, key, logs, "stderr or syslog")) >= 0)
-            c->log_syslog = i;
-    } else if (!strcmp(key, "log-facility")) {
-        if ((i = choice_of(r, v, key, facilities, "mail, daemon, user or local0 to local7")) >= 0)
-            c->log_facility = facility_values[i];
-    } else if (!strcmp(key, "log-level")) {
-        if ((i = choice_of(r, v, key, levels, "error, warning, notice, info or debug")) >= 0)
-            c->log_level = level_values[i];
-    } else if (!strcmp(key, "limits")) {
-        each_key(r, v, "limits", limits_keys, limits_key);
-    } else if (!strcmp(key, "engine")) {
-        engine_mapping(r, v);
-    } else if (!strcmp(key, "plugins")) {
-        plugins_list(r, v);
-    } else if (!strcmp(key, "on-fail")) {
-        if ((i = choice_of(r, v, key, fails, "tempfail, reject or accept-with-header")) >= 0)
+    if (v[K_ON_FAIL]) {
+        i = choice_of(r, v[K_ON_FAIL], "on-fail", fails, N_OF(fails),
+                      "tempfail, reject or accept-with-header");
+        if (i >= 0)
             c->on_fail = (cmc_fail)i;
-    } else if (!strcmp(key, "on-fail-reply")) {
-        r->on_fail_reply_node = v;
-    } else if (!strcmp(key, "actions")) {
-        each_key(r, v, "actions", action_keys, actions_key);
-    } else if (!strcmp(key, "skip")) {
-        each_key(r, v, "skip", skip_keys, skip_key);
-    } else if (!strcmp(key, "headers")) {
-        each_key(r, v, "headers", header_keys, headers_key);
-    } else if (!strcmp(key, "archives-with-images") || !strcmp(key, "documents-with-images")) {
-        static const char *const inside[] = {"accept", "quarantine", "tempfail", "reject", NULL};
-        if ((i = choice_of(r, v, key, inside, "accept, quarantine, tempfail or reject")) >= 0)
-            *(key[0] == 'a' ? &c->archives_with_images : &c->documents_with_images) = (cmc_inside)i;
     }
+    if (v[K_LIMITS])
+        read_limits(r, v[K_LIMITS]);
+    if (v[K_ENGINE])
+        read_engine(r, v[K_ENGINE]);
+    if (v[K_PLUGINS])
+        read_plugins(r, v[K_PLUGINS]);
+    if (v[K_ACTIONS])
+        read_actions(r, v[K_ACTIONS]);
+    if (v[K_SKIP])
+        read_skip(r, v[K_SKIP]);
+    if (v[K_HEADERS])
+        read_headers(r, v[K_HEADERS]);
+    if (v[K_ON_FLAG])
+        read_on_flag(r, v[K_ON_FLAG]);
+    for (int k = K_ARCHIVES; k <= K_DOCUMENTS; k++) {
+        if (!v[k])
+            continue;
+        i = choice_of(r, v[k], top_keys[k], inside, N_OF(inside),
+                      "accept, quarantine, tempfail or reject");
+        if (i >= 0)
+            *(k == K_ARCHIVES ? &c->archives_with_images : &c->documents_with_images) =
+                (cmc_inside)i;
+    }
+}
+
+/* The reply must agree with what OnFail does. */
+static void read_on_fail_reply(reader *r, const cm_ynode *v)
+{
+    cmc_config *c = r->c;
+    const char *s;
+    if (!v) {
+        cmc_parse_reply(c->on_fail == CMC_FAIL_REJECT ? DEF_REJECT_REPLY : DEF_TEMPFAIL_REPLY,
+                        &c->on_fail_reply);
+        return;
+    }
+    s = string_of(r, v, "on-fail-reply");
+    if (!s)
+        return;
+    if (c->on_fail == CMC_FAIL_ACCEPT)
+        problem(r, v, "on-fail-reply is not used with on-fail: accept-with-header");
+    else if (cmc_parse_reply(s, &c->on_fail_reply))
+        problem(r, v,
+                "on-fail-reply must be an SMTP reply: a 4xx or 5xx code, an optional "
+                "enhanced code of the same class, text (printable ASCII)");
+    else if (c->on_fail == CMC_FAIL_TEMPFAIL && c->on_fail_reply.rcode[0] != '4')
+        problem(r, v, "on-fail-reply must be a 4xx reply with on-fail: tempfail");
+    else if (c->on_fail == CMC_FAIL_REJECT && c->on_fail_reply.rcode[0] != '5')
+        problem(r, v, "on-fail-reply must be a 5xx reply with on-fail: reject");
+}
+
+static void read_root(reader *r, const cm_ynode *root)
+{
+    const cm_ynode *v[K__N];
+    char buf[96];
+    if (!root || cm_ynode_is_null(root)) {
+        problem(r, NULL, "the file is empty; model and policy are required");
+        return;
+    }
+    if (root->kind != CM_Y_MAP) {
+        problem(r, root, "the configuration must be a mapping of keys, not %s",
+                cm_ynode_describe(root, buf, sizeof buf));
+        return;
+    }
+    cm_ycheck_keys(root, "in the configuration", top_keys, K__N, NULL, v, &r->rep);
+    read_process(r, v);
+    read_mail(r, v);
+    read_on_fail_reply(r, v[K_ON_FAIL_REPLY]);
+    if (!r->c->model)
+        problem(r, NULL, "model is required (the model directory)");
+    if (!r->c->policy)
+        problem(r, NULL, "policy is required (the policy file)");
+    if (!r->c->limits.max_image_bytes)
+        r->c->limits.max_image_bytes = r->c->limits.max_message_bytes;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -760,6 +900,9 @@ void cmc_free(cmc_config *c)
     list_free(&c->skip_senders);
     list_free(&c->skip_recipients);
     list_free(&c->skip_domains);
+    for (size_t i = 0; i < c->on_flag.argc; i++)
+        free(c->on_flag.argv[i]);
+    free(c->on_flag.argv);
     free(c->verdict_header);
     free(c->summary_header);
     free(c);
@@ -777,8 +920,10 @@ static cmc_config *defaults(void)
     c->blas_threads = 1;
     c->scan_wait_ms = DEF_SCAN_WAIT_MS;
     c->drain_timeout_ms = DEF_DRAIN_MS;
-    c->log_facility = LOG_MAIL;
-    c->log_level = LOG_INFO;
+    c->log.format = "logfmt";
+    c->log.target = "stderr";
+    c->log.level = "info";
+    c->log.facility = "mail";
     c->limits.max_message_bytes = DEF_MESSAGE_BYTES;
     c->limits.max_parts = DEF_PARTS;
     c->limits.max_depth = DEF_DEPTH;
@@ -797,203 +942,64 @@ static cmc_config *defaults(void)
     return c;
 }
 
-/* Read the whole file (at most MAX_FILE_BYTES) into a NUL-terminated buffer. */
-static char *slurp(reader *r, size_t *len)
+/* Set up r for path: defaults, the file's directory. -1: out of memory. */
+static int reader_init(reader *r, const char *path)
 {
-    FILE *f = fopen(r->path, "rb");
-    char *buf = NULL;
-    size_t n = 0;
-
-    if (!f) {
-        problem(r, NULL, "%s", strerror(errno));
-        return NULL;
+    const char *slash = strrchr(path, '/');
+    r->path = path;
+    r->rep.fn = count_problem;
+    r->rep.arg = r;
+    r->c = defaults();
+    if (!r->c)
+        return -1;
+    r->c->path = strdup(path);
+    if (!r->c->path)
+        return -1;
+    /* "conf/m.yaml" -> "conf", "/m.yaml" -> "", "m.yaml" -> none: relative to cwd. */
+    if (slash) {
+        r->dir = strndup(path, (size_t)(slash - path));
+        if (!r->dir)
+            return -1;
     }
-    if (!(buf = malloc(MAX_FILE_BYTES + 1))) {
-        r->nomem = 1;
-        goto out;
-    }
-    n = fread(buf, 1, MAX_FILE_BYTES + 1, f);
-    if (ferror(f)) {
-        problem(r, NULL, "%s", strerror(errno));
-        free(buf);
-        buf = NULL;
-    } else if (n > MAX_FILE_BYTES) {
-        problem(r, NULL, "larger than %d bytes", MAX_FILE_BYTES);
-        free(buf);
-        buf = NULL;
-    } else {
-        buf[n] = 0;
-        *len = n;
-    }
-out:
-    fclose(f);
-    return buf;
-}
-
-/* Anchors, aliases and tags have no use here; refuse them as policies do. */
-static void check_plain_yaml(reader *r, const char *buf, size_t len)
-{
-    yaml_parser_t p;
-    yaml_event_t ev;
-    int depth = 0, docs = 0;
-
-    if (!yaml_parser_initialize(&p)) {
-        r->nomem = 1;
-        return;
-    }
-    yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
-    for (;;) {
-        if (!yaml_parser_parse(&p, &ev))
-            break; /* reported by the document loader */
-        yaml_node_t at = {.start_mark = ev.start_mark};
-        if (ev.type == YAML_ALIAS_EVENT)
-            problem(r, &at, "aliases are not allowed");
-        else if ((ev.type == YAML_SCALAR_EVENT && ev.data.scalar.anchor) ||
-                 (ev.type == YAML_SEQUENCE_START_EVENT && ev.data.sequence_start.anchor) ||
-                 (ev.type == YAML_MAPPING_START_EVENT && ev.data.mapping_start.anchor))
-            problem(r, &at, "anchors are not allowed");
-        else if ((ev.type == YAML_SCALAR_EVENT && ev.data.scalar.tag) ||
-                 (ev.type == YAML_SEQUENCE_START_EVENT && ev.data.sequence_start.tag) ||
-                 (ev.type == YAML_MAPPING_START_EVENT && ev.data.mapping_start.tag))
-            problem(r, &at, "tags are not allowed");
-        if (ev.type == YAML_DOCUMENT_START_EVENT && ++docs == 2)
-            problem(r, &at, "only one YAML document is allowed");
-        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT) {
-            if (++depth == MAX_DEPTH + 1)
-                problem(r, &at, "nested more than %d levels deep", MAX_DEPTH);
-        } else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
-            depth--;
-        }
-        int done = ev.type == YAML_STREAM_END_EVENT;
-        yaml_event_delete(&ev);
-        if (done)
-            break;
-    }
-    yaml_parser_delete(&p);
+    return 0;
 }
 
 int cmc_load(const char *path, cmc_config **out, char **problems)
 {
-    static const char *const top_keys[] = {"socket",
-                                           "socket-mode",
-                                           "model",
-                                           "merges",
-                                           "policy",
-                                           "cache-dir",
-                                           "workers",
-                                           "blas-threads",
-                                           "scan-wait-ms",
-                                           "drain-timeout-ms",
-                                           "log",
-                                           "log-facility",
-                                           "log-level",
-                                           "limits",
-                                           "engine",
-                                           "plugins",
-                                           "on-fail",
-                                           "on-fail-reply",
-                                           "actions",
-                                           "skip",
-                                           "headers",
-                                           "archives-with-images",
-                                           "documents-with-images",
-                                           NULL};
-    reader r = {.path = path};
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    int have_parser = 0, have_doc = 0, rc = -1;
-    char *buf = NULL;
-    size_t len = 0;
-    const char *slash;
+    reader r;
+    cm_ydoc *doc = NULL;
+    int rc = -1;
 
+    memset(&r, 0, sizeof r);
     *out = NULL;
     if (problems)
         *problems = NULL;
-    r.problems = open_memstream(&r.pbuf, &r.plen);
-    if (!r.problems || !(r.c = defaults())) {
+    if (reader_init(&r, path)) {
         r.nomem = 1;
-        goto out;
-    }
-    if (!(r.c->path = strdup(path))) {
-        r.nomem = 1;
-        goto out;
-    }
-    /* "conf/m.yaml" -> "conf", "/m.yaml" -> "", "m.yaml" -> none: relative to cwd. */
-    if ((slash = strrchr(path, '/')) && !(r.dir = strndup(path, (size_t)(slash - path)))) {
-        r.nomem = 1;
-        goto out;
-    }
-    if (!(buf = slurp(&r, &len)))
-        goto out;
-    check_plain_yaml(&r, buf, len);
-    if (!yaml_parser_initialize(&parser)) {
-        r.nomem = 1;
-        goto out;
-    }
-    have_parser = 1;
-    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        yaml_node_t at = {.start_mark = parser.problem_mark};
-        problem(&r, &at, "YAML syntax: %s%s%s", parser.problem ? parser.problem : "error",
-                parser.context ? " " : "", parser.context ? parser.context : "");
-        goto out;
-    }
-    have_doc = 1;
-    r.doc = &doc;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root || is_null(root)) {
-        problem(&r, NULL, "the file is empty; model and policy are required");
-        goto out;
-    }
-    each_key(&r, root, "the configuration", top_keys, top_key);
-
-    cmc_config *c = r.c;
-    if (!c->model)
-        problem(&r, NULL, "model is required (the model directory)");
-    if (!c->policy)
-        problem(&r, NULL, "policy is required (the policy file)");
-    if (!c->limits.max_image_bytes)
-        c->limits.max_image_bytes = c->limits.max_message_bytes;
-    /* The reply must agree with what OnFail does. */
-    if (r.on_fail_reply_node) {
-        const yaml_node_t *v = r.on_fail_reply_node;
-        const char *s = string_of(&r, v, "on-fail-reply");
-        if (s && c->on_fail == CMC_FAIL_ACCEPT)
-            problem(&r, v, "on-fail-reply is not used with on-fail: accept-with-header");
-        else if (s && cmc_parse_reply(s, &c->on_fail_reply))
-            problem(&r, v,
-                    "on-fail-reply must be an SMTP reply: a 4xx or 5xx code, an optional "
-                    "enhanced code of the same class, text (printable ASCII)");
-        else if (s && c->on_fail == CMC_FAIL_TEMPFAIL && c->on_fail_reply.rcode[0] != '4')
-            problem(&r, v, "on-fail-reply must be a 4xx reply with on-fail: tempfail");
-        else if (s && c->on_fail == CMC_FAIL_REJECT && c->on_fail_reply.rcode[0] != '5')
-            problem(&r, v, "on-fail-reply must be a 5xx reply with on-fail: reject");
     } else {
-        cmc_parse_reply(c->on_fail == CMC_FAIL_REJECT ? DEF_REJECT_REPLY : DEF_TEMPFAIL_REPLY,
-                        &c->on_fail_reply);
+        int yrc = cm_yaml_parse_file(path, MAX_FILE_BYTES, "a configuration file", &r.rep, &doc);
+        if (yrc == CM_YAML_NOMEM)
+            r.nomem = 1;
+        else if (yrc == CM_YAML_OK)
+            read_root(&r, cm_yaml_root(doc));
     }
-    if (!r.nomem && !r.n_problems)
-        rc = 0;
-out:
     if (r.nomem)
         problem(&r, NULL, "out of memory");
-    if (have_doc)
-        yaml_document_delete(&doc);
-    if (have_parser)
-        yaml_parser_delete(&parser);
-    free(buf);
+    if (!r.nomem && !r.n_problems && doc)
+        rc = 0;
+    cm_yaml_free(doc);
     free(r.dir);
-    if (r.problems)
-        fclose(r.problems);
     if (rc == 0) {
         *out = r.c;
-        free(r.pbuf);
     } else {
         cmc_free(r.c);
-        if (problems)
-            *problems = r.pbuf;
-        else
-            free(r.pbuf);
+        if (problems) {
+            *problems = cm_yproblems_join(&r.probs);
+            /* Never "failed" without a word, even when the list itself could not be made. */
+            if (!*problems)
+                *problems = strdup(r.nomem ? "out of memory" : "the configuration has problems");
+        }
     }
+    cm_yproblems_free(&r.probs);
     return rc;
 }

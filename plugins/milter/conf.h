@@ -72,6 +72,22 @@ typedef struct cmc_limits {
     uint64_t max_image_bytes;
 } cmc_limits;
 
+/* The log: block, as src/common/log.h takes it (static strings, never freed). */
+typedef struct cmc_log {
+    const char *format;   /* logfmt (default) or json */
+    const char *target;   /* stderr (default) or syslog */
+    const char *level;    /* debug, info (default), warn, error */
+    const char *facility; /* syslog facility: mail (default), daemon, user, local0..local7 */
+} cmc_log;
+
+/* on-flag: the program run for each flagged image (src/common/onflag.h), as clamd's VirusEvent. */
+typedef struct cmc_on_flag {
+    char **argv; /* NULL-terminated; NULL: no hook */
+    size_t argc;
+    uint64_t timeout_ms;  /* 0: onflag.h's default (30 s) */
+    unsigned max_running; /* 0: onflag.h's default (4) */
+} cmc_on_flag;
+
 typedef struct cmc_config {
     char *path; /* of the file read */
     char *socket;
@@ -83,9 +99,7 @@ typedef struct cmc_config {
     int blas_threads; /* threads of each scan's matrix products */
     uint64_t scan_wait_ms;
     uint64_t drain_timeout_ms;
-    int log_syslog; /* else stderr */
-    int log_facility;
-    int log_level; /* a syslog priority: LOG_ERR ... LOG_DEBUG */
+    cmc_log log;
     cmc_limits limits;
     struct {
         clipmod_setting s;
@@ -101,6 +115,7 @@ typedef struct cmc_config {
     cmc_inside documents_with_images;         /* PDFs, office documents */
     int skip_authenticated;
     cmc_list skip_senders, skip_recipients, skip_domains;
+    cmc_on_flag on_flag;
     char *verdict_header;
     char *summary_header; /* NULL: no summary header */
 } cmc_config;

@@ -518,18 +518,36 @@ static void empty_and_headerless_input(void **state)
 /* Limits, on messages built here                                           */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Append to a message being built in m (cap bytes): snprintf with the room left,
+ * and a failed test, not an overflow, when the room runs out.
+ */
+__attribute__((format(printf, 4, 5))) static void put(char *m, size_t cap, size_t *len,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    assert_true(*len < cap);
+    va_start(ap, fmt);
+    n = vsnprintf(m + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < cap - *len);
+    *len += (size_t)n;
+}
+
 /* A multipart/mixed message of `n` parts, each `body` with headers `hdr`. */
 static char *build_mixed(size_t n, const char *hdr, const char *body, size_t *len)
 {
     size_t cap = 256 + n * (strlen(hdr) + strlen(body) + 32);
-    char *m = malloc(cap), *p = m;
+    char *m = malloc(cap);
     assert_non_null(m);
-    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n"
-                    "Content-Type: multipart/mixed; boundary=\"b\"\n\n");
+    *len = 0;
+    put(m, cap, len,
+        "From: x@example.org\nMIME-Version: 1.0\n"
+        "Content-Type: multipart/mixed; boundary=\"b\"\n\n");
     for (size_t i = 0; i < n; i++)
-        p += sprintf(p, "--b\n%s\n\n%s\n", hdr, body);
-    p += sprintf(p, "--b--\n");
-    *len = (size_t)(p - m);
+        put(m, cap, len, "--b\n%s\n\n%s\n", hdr, body);
+    put(m, cap, len, "--b--\n");
     return m;
 }
 
@@ -593,14 +611,16 @@ static void image_over_the_byte_limit(void **state)
 static void deep_nesting_bomb(void **state)
 {
     const size_t levels = 5000;
-    char *m = malloc(levels * 64 + 256), *p = m;
+    const size_t cap = levels * 64 + 256;
+    char *m = malloc(cap);
+    size_t len = 0;
     cmm_walk w;
     assert_non_null(m);
-    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n");
+    put(m, cap, &len, "From: x@example.org\nMIME-Version: 1.0\n");
     for (size_t i = 0; i < levels; i++)
-        p += sprintf(p, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
-    p += sprintf(p, "Content-Type: image/png\n\nx\n");
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &default_limits, &w), 0);
+        put(m, cap, &len, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
+    put(m, cap, &len, "Content-Type: image/png\n\nx\n");
+    assert_int_equal(cmm_walk_message(m, len, &default_limits, &w), 0);
     assert_true(w.failed);
     assert_int_equal(w.n_images, 0);
     cmm_walk_free(&w);
@@ -630,16 +650,16 @@ static void part_bomb_is_refused_before_parsing(void **state)
     const size_t size = 11u << 20;
     const char *head = "From: x@example.org\nMIME-Version: 1.0\n"
                        "Content-Type: multipart/mixed; boundary=\"b\"\n\n";
-    char *m = malloc(size + 64), *p = m;
+    const size_t cap = size + 64;
+    char *m = malloc(cap);
+    size_t len = 0;
     cmm_walk w;
     assert_non_null(m);
-    p += snprintf(p, 128, "%s", head);
-    while ((size_t)(p - m) < size) {
-        memcpy(p, "--b\n\n", 5);
-        p += 5;
-    }
+    put(m, cap, &len, "%s", head);
+    while (len < size)
+        put(m, cap, &len, "--b\n\n");
     double t0 = cpu_seconds();
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &milter_limits, &w), 0);
+    assert_int_equal(cmm_walk_message(m, len, &milter_limits, &w), 0);
     double cpu = cpu_seconds() - t0;
     assert_true(w.failed);
     assert_non_null(strstr(w.why, "more than 1000 MIME parts"));
@@ -657,15 +677,17 @@ static void part_bomb_is_refused_before_parsing(void **state)
 static void nesting_bomb_is_refused_before_parsing(void **state)
 {
     const size_t size = 11u << 20;
-    char *m = malloc(size + 256), *p = m;
+    const size_t cap = size + 256;
+    char *m = malloc(cap);
+    size_t len = 0;
     cmm_walk w;
     assert_non_null(m);
-    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n");
-    for (size_t i = 0; (size_t)(p - m) < size; i++)
-        p += sprintf(p, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
-    p += sprintf(p, "Content-Type: image/png\n\nx\n");
+    put(m, cap, &len, "From: x@example.org\nMIME-Version: 1.0\n");
+    for (size_t i = 0; len < size; i++)
+        put(m, cap, &len, "Content-Type: multipart/mixed; boundary=\"b%zu\"\n\n--b%zu\n", i, i);
+    put(m, cap, &len, "Content-Type: image/png\n\nx\n");
     double t0 = cpu_seconds();
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &milter_limits, &w), 0);
+    assert_int_equal(cmm_walk_message(m, len, &milter_limits, &w), 0);
     double cpu = cpu_seconds() - t0;
     assert_true(w.failed);
     assert_non_null(strstr(w.why, "nested more than 16 levels"));
@@ -678,21 +700,23 @@ static void nesting_bomb_is_refused_before_parsing(void **state)
 /* Nested attached messages count as nesting too, before parsing. */
 static void nested_messages_are_refused_before_parsing(void **state)
 {
-    char *m = malloc(40 * 32 + 256), *p = m;
+    const size_t cap = 40 * 32 + 256;
+    char *m = malloc(cap);
+    size_t len = 0;
     cmm_walk w;
     cmm_limits lim = milter_limits;
     assert_non_null(m);
-    p += sprintf(p, "From: x@example.org\nMIME-Version: 1.0\n");
+    put(m, cap, &len, "From: x@example.org\nMIME-Version: 1.0\n");
     for (int i = 0; i < 40; i++)
-        p += sprintf(p, "Content-Type: message/rfc822\n\n");
-    p += sprintf(p, "Content-Type: image/png\n\nx\n");
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &lim, &w), 0);
+        put(m, cap, &len, "Content-Type: message/rfc822\n\n");
+    put(m, cap, &len, "Content-Type: image/png\n\nx\n");
+    assert_int_equal(cmm_walk_message(m, len, &lim, &w), 0);
     assert_true(w.failed);
     assert_non_null(strstr(w.why, "nested more than 16 levels"));
     cmm_walk_free(&w);
     /* With max-depth 40 the image 40 levels down is found. */
     lim.max_depth = 40;
-    assert_int_equal(cmm_walk_message(m, (size_t)(p - m), &lim, &w), 0);
+    assert_int_equal(cmm_walk_message(m, len, &lim, &w), 0);
     assert_false(w.failed);
     assert_int_equal(w.n_images, 1);
     cmm_walk_free(&w);
@@ -832,7 +856,7 @@ static char tmpdir[64];
 
 static int setup_tmp(void **state)
 {
-    strcpy(tmpdir, "/tmp/clipmod-milter-test-XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "%s", "/tmp/clipmod-milter-test-XXXXXX");
     return mkdtemp(tmpdir) ? 0 : -1;
 }
 
@@ -895,9 +919,8 @@ static void config_every_key(void **state)
                                              "blas-threads: 2\n"
                                              "scan-wait-ms: 1000\n"
                                              "drain-timeout-ms: 2000\n"
-                                             "log: syslog\n"
-                                             "log-facility: local3\n"
-                                             "log-level: debug\n"
+                                             "log: {format: json, target: syslog, "
+                                             "level: debug, facility: local3}\n"
                                              "limits:\n"
                                              "  max-message-bytes: 10M\n"
                                              "  max-parts: 99\n"
@@ -954,7 +977,65 @@ static void config_every_key(void **state)
     assert_null(c->summary_header);
     assert_int_equal(c->archives_with_images, CMC_INSIDE_REJECT);
     assert_int_equal(c->documents_with_images, CMC_INSIDE_QUARANTINE);
+    assert_string_equal(c->log.format, "json");
+    assert_string_equal(c->log.target, "syslog");
+    assert_string_equal(c->log.level, "debug");
+    assert_string_equal(c->log.facility, "local3");
     cmc_free(c);
+}
+
+/* on-flag: an argv list with an absolute program, a duration, a bound; refusals at positions. */
+static void config_on_flag(void **state)
+{
+    cmc_config *c = NULL;
+    char *problems = NULL;
+    const char *path = write_tmp("hook.yaml", "model: /m\npolicy: /p\non-flag:\n"
+                                              "  command: [/usr/local/bin/alert, \"$(x)\", -q]\n"
+                                              "  timeout: 1500ms\n"
+                                              "  max-running: 2\n");
+    if (cmc_load(path, &c, &problems))
+        fail_msg("%s", problems);
+    assert_int_equal(c->on_flag.argc, 3);
+    assert_string_equal(c->on_flag.argv[0], "/usr/local/bin/alert");
+    assert_string_equal(c->on_flag.argv[1], "$(x)"); /* an argument, never shell text */
+    assert_null(c->on_flag.argv[3]);
+    assert_int_equal(c->on_flag.timeout_ms, 1500);
+    assert_int_equal(c->on_flag.max_running, 2);
+    cmc_free(c);
+    path = write_tmp("hook.yaml", "model: /m\npolicy: /p\non-flag:\n"
+                                  "  command: [alert]\n"
+                                  "  max-runing: 2\n");
+    assert_int_equal(cmc_load(path, &c, &problems), -1);
+    assert_non_null(strstr(problems, "hook.yaml:4:12: on-flag.command: the program must be an "
+                                     "absolute path, not 'alert'"));
+    assert_non_null(strstr(problems, "hook.yaml:5:3: unknown key 'max-runing' in on-flag (did "
+                                     "you mean 'max-running'?)"));
+    free(problems);
+}
+
+/* The log: block's defaults (facility mail), and the spellings before it still read. */
+static void config_log_block_and_old_spellings(void **state)
+{
+    cmc_config *c = NULL;
+    char *problems = NULL;
+    const char *path = write_tmp("log.yaml", "model: /m\npolicy: /p\n");
+    assert_int_equal(cmc_load(path, &c, &problems), 0);
+    assert_string_equal(c->log.format, "logfmt");
+    assert_string_equal(c->log.target, "stderr");
+    assert_string_equal(c->log.level, "info");
+    assert_string_equal(c->log.facility, "mail");
+    cmc_free(c);
+    path = write_tmp("old.yaml", "model: /m\npolicy: /p\nlog: syslog\nlog-facility: local2\n"
+                                 "log-level: notice\n");
+    assert_int_equal(cmc_load(path, &c, &problems), 0);
+    assert_string_equal(c->log.target, "syslog");
+    assert_string_equal(c->log.facility, "local2");
+    assert_string_equal(c->log.level, "info"); /* notice: between warn and info */
+    cmc_free(c);
+    path = write_tmp("bad.yaml", "model: /m\npolicy: /p\nlog:\n  format: xml\n");
+    assert_int_equal(cmc_load(path, &c, &problems), -1);
+    assert_non_null(strstr(problems, "bad.yaml:4:11: log.format must be logfmt or json"));
+    free(problems);
 }
 
 /* Byte limits take the size syntax of clipmod and clipmodd (src/common/size.h). */
@@ -974,8 +1055,14 @@ static void config_sizes_as_the_other_programs(void **state)
     c = NULL;
     assert_int_not_equal(cmc_load(path, &c, &problems), 0);
     assert_non_null(problems);
-    assert_non_null(strstr(problems, "s.yaml:3:29: limits.max-message-bytes must be"));
-    assert_non_null(strstr(problems, "e.g. 25M"));
+    assert_non_null(strstr(problems, "s.yaml:3:29: limits.max-message-bytes: size '25X'"));
+    assert_non_null(strstr(problems, "use k, M, G or T"));
+    free(problems);
+    /* Under the floor of 1 KiB: refused at the value. */
+    path = write_tmp("s.yaml", "model: /m\npolicy: /p.yaml\nlimits: {max-message-bytes: 1000}\n");
+    assert_int_not_equal(cmc_load(path, &c, &problems), 0);
+    assert_non_null(
+        strstr(problems, "s.yaml:3:29: limits.max-message-bytes must be at least 1024"));
     free(problems);
 }
 
@@ -996,14 +1083,14 @@ static void config_problems_have_positions(void **state)
     assert_null(c);
     assert_non_null(problems);
     const char *want[] = {
-        "bad.yaml:2:1: unknown key 'polcy'",
+        "bad.yaml:2:1: unknown key 'polcy' in the configuration (did you mean 'policy'?)",
         "bad.yaml:3:10: workers must be",
         "bad.yaml:4:10: on-fail must be tempfail, reject or accept-with-header",
         "bad.yaml:6:22: limits.max-images must be",
         "bad.yaml:7:19: actions.reject must be",
         "bad.yaml:7:27: unknown key 'smile'",
         "bad.yaml:8:10: engine.max-file-bytes: use limits.max-image-bytes",
-        "bad.yaml:8:29: unknown engine setting 'max-colour'",
+        "bad.yaml:8:29: unknown key 'max-colour' in engine",
         "bad.yaml:9:23: archives-with-images must be accept, quarantine, tempfail or reject",
         "bad.yaml: policy is required",
     };
@@ -1077,6 +1164,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_every_key, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(config_on_flag, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(config_log_block_and_old_spellings, setup_tmp,
+                                        teardown_tmp),
         cmocka_unit_test_setup_teardown(config_sizes_as_the_other_programs, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_problems_have_positions, setup_tmp, teardown_tmp),
