@@ -319,8 +319,8 @@ static void run_batch(bjob **jobs, size_t n_jobs, size_t total)
         }
     } else {
         /* A failed batch does not say which job caused it: each job alone, again. */
-        dlog(DLOG_WARN, "batch failed; scanning its requests one by one",
-             LF_S("error", clipmod_strerror(err)), LF_I("images", total), LF_END);
+        cm_log(CM_LOG_WARN, "batch failed; scanning its requests one by one",
+               CM_LF_S("error", clipmod_strerror(err)), CM_LF_I("images", total), CM_LF_END);
         for (size_t j = 0; j < n_jobs; j++) {
             bjob *job = jobs[j];
             clipmod_input *jin = calloc(job->n, sizeof *jin);
@@ -493,8 +493,8 @@ static void *reaper(void *unused)
                 nx = p->next;
                 p->next = NULL;
                 metrics_rejected("deadline");
-                dlog(DLOG_WARN, "request deadline passed", LF_I("inputs", p->n),
-                     LF_F("seconds", mono_now() - p->t_submit), LF_END);
+                cm_log(CM_LOG_WARN, "request deadline passed", CM_LF_I("inputs", p->n),
+                       CM_LF_F("seconds", mono_now() - p->t_submit), CM_LF_END);
                 finish(p, 1);
             }
             pthread_mutex_lock(&B.lock);

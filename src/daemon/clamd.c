@@ -210,23 +210,19 @@ static void log_verdict(const conn *k, const char *lab, const clipmod_result *r,
     double score, threshold;
     clipmod_engine *e = reload_acquire();
     const char *top = clipmod_result_top_category(r);
-    const char *fp = e ? clipmod_engine_policy_fingerprint(e) : NULL;
-    char fp12[13] = "";
 
-    /* The first 12 hex digits name a policy version as a short git hash does. */
-    if (fp)
-        snprintf(fp12, sizeof fp12, "%s", fp);
-
+    /* policy= (12 hex digits of the fingerprint) and generation= come with every
+     * line from the log context (reload.c). */
     top_score(r, &score, &threshold);
-    dlog(DLOG_INFO, "clamd verdict", LF_S("source", lab), LF_S("peer", k->peer), LF_S("reply", ans),
-         LF_S("state", clipmod_state_name(clipmod_result_state(r))),
-         LF_S("category", top ? top : ""), LF_F("score", score), LF_F("threshold", threshold),
-         LF_S("action", clipmod_action_name(clipmod_result_action(r))),
-         LF_S("reason", clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED
-                            ? clipmod_reason_name(clipmod_result_reason(r))
-                            : ""),
-         LF_S("policy", e ? clipmod_engine_policy_name(e) : ""), LF_S("fingerprint", fp12),
-         LF_I("generation", reload_generation()), LF_END);
+    cm_log(CM_LOG_INFO, "clamd verdict", CM_LF_S("source", lab), CM_LF_S("peer", k->peer),
+           CM_LF_S("reply", ans), CM_LF_S("state", clipmod_state_name(clipmod_result_state(r))),
+           CM_LF_S("category", top ? top : ""), CM_LF_F("score", score),
+           CM_LF_F("threshold", threshold),
+           CM_LF_S("action", clipmod_action_name(clipmod_result_action(r))),
+           CM_LF_S("reason", clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED
+                                 ? clipmod_reason_name(clipmod_result_reason(r))
+                                 : ""),
+           CM_LF_S("policy_name", e ? clipmod_engine_policy_name(e) : ""), CM_LF_END);
     clipmod_engine_free(e);
 }
 
@@ -378,8 +374,8 @@ static int cmd_instream(conn *k)
     }
     if (s.over) {
         free(buf);
-        dlog(DLOG_INFO, "clamd: stream over stream-max-length", LF_S("peer", k->peer),
-             LF_I("bytes", s.total), LF_I("max", s.max), LF_END);
+        cm_log(CM_LOG_INFO, "clamd: stream over stream-max-length", CM_LF_S("peer", k->peer),
+               CM_LF_I("bytes", s.total), CM_LF_I("max", s.max), CM_LF_END);
         reply(k, "INSTREAM size limit exceeded. ERROR");
         return -1; /* as clamd: the connection ends */
     }
@@ -552,8 +548,8 @@ static int cmd_fildes(conn *k)
     const char *refused = fildes_refusal(fd, &st);
     if (refused) {
         close(fd);
-        dlog(DLOG_INFO, "clamd: passed descriptor refused", LF_S("peer", k->peer),
-             LF_S("why", refused), LF_END);
+        cm_log(CM_LOG_INFO, "clamd: passed descriptor refused", CM_LF_S("peer", k->peer),
+               CM_LF_S("why", refused), CM_LF_END);
         return reply(k, "%s: %s ERROR", label, refused);
     }
     /* Read through the descriptor as passed, never re-opened: the client's rights. */
@@ -562,10 +558,11 @@ static int cmd_fildes(conn *k)
     int err = errno;
     close(fd);
     if (rc != PASSED_OK) {
-        dlog(rc == PASSED_TIMEOUT ? DLOG_WARN : DLOG_INFO, "clamd: passed descriptor not read",
-             LF_S("peer", k->peer), LF_S("why", passed_error[rc]),
-             LF_S("type", S_ISREG(st.st_mode) ? "file" : "pipe"),
-             LF_S("error", rc == PASSED_ERROR ? strerror(err) : ""), LF_END);
+        cm_log(rc == PASSED_TIMEOUT ? CM_LOG_WARN : CM_LOG_INFO,
+               "clamd: passed descriptor not read", CM_LF_S("peer", k->peer),
+               CM_LF_S("why", passed_error[rc]),
+               CM_LF_S("type", S_ISREG(st.st_mode) ? "file" : "pipe"),
+               CM_LF_S("error", rc == PASSED_ERROR ? strerror(err) : ""), CM_LF_END);
         return reply(k, "%s: %s ERROR", label, passed_error[rc]);
     }
     return scan_one(k, label, buf, len);
@@ -628,7 +625,8 @@ static int cmd_scan(conn *k, const char *arg, int stop_at_found)
 
     label_of(arg, lab, sizeof lab);
     if (!real) {
-        dlog(DLOG_INFO, "clamd: path refused", LF_S("path", arg), LF_S("why", why), LF_END);
+        cm_log(CM_LOG_INFO, "clamd: path refused", CM_LF_S("path", arg), CM_LF_S("why", why),
+               CM_LF_END);
         return reply(k, "%s: " ERR_ACCESS " ERROR", lab);
     }
     if (stat(real, &st)) {
@@ -753,12 +751,12 @@ static int cmd_stats(conn *k)
 static void cmd_shutdown(conn *k)
 {
     if (!k->is_unix) {
-        dlog(DLOG_WARN, "clamd: SHUTDOWN refused on TCP (unix socket only)", LF_S("peer", k->peer),
-             LF_END);
+        cm_log(CM_LOG_WARN, "clamd: SHUTDOWN refused on TCP (unix socket only)",
+               CM_LF_S("peer", k->peer), CM_LF_END);
         reply(k, "SHUTDOWN is accepted on the unix socket only. ERROR");
         return;
     }
-    dlog(DLOG_INFO, "clamd: SHUTDOWN received: stopping", LF_S("peer", k->peer), LF_END);
+    cm_log(CM_LOG_INFO, "clamd: SHUTDOWN received: stopping", CM_LF_S("peer", k->peer), CM_LF_END);
     kill(getpid(), SIGTERM);
 }
 
@@ -828,8 +826,8 @@ static int dispatch(conn *k, const clamd_line *line)
         return 0;
     default:
         if (cmd.kind == CLAMD_UNKNOWN && !strcmp(cmd.name, "IDSESSION") && !line->prefixed)
-            dlog(DLOG_INFO, "clamd: IDSESSION without z/n prefix refused", LF_S("peer", k->peer),
-                 LF_END);
+            cm_log(CM_LOG_INFO, "clamd: IDSESSION without z/n prefix refused",
+                   CM_LF_S("peer", k->peer), CM_LF_END);
         reply(k, "UNKNOWN COMMAND");
         return 0;
     }
@@ -879,7 +877,7 @@ static void accept_one(int lfd, int is_unix)
         static const char busy[] = "Max connections reached. ERROR\n";
         (void)!write(fd, busy, sizeof busy - 1);
         close(fd);
-        dlog(DLOG_WARN, "clamd: connection refused (clamd.max-connections)", LF_END);
+        cm_log(CM_LOG_WARN, "clamd: connection refused (clamd.max-connections)", CM_LF_END);
         return;
     }
     C.active++;
@@ -1011,13 +1009,13 @@ int clamd_start(const dconfig *c, char *bound, size_t boundlen)
     if (pipe2(C.wake, O_CLOEXEC))
         return -1;
     if (c->clamd_unix && (C.unix_fd = listen_unix(c->clamd_unix, c->clamd_unix_mode)) < 0) {
-        dlog(DLOG_ERROR, "clamd: cannot listen on the unix socket", LF_S("path", c->clamd_unix),
-             LF_S("error", strerror(errno)), LF_END);
+        cm_log(CM_LOG_ERROR, "clamd: cannot listen on the unix socket",
+               CM_LF_S("path", c->clamd_unix), CM_LF_S("error", strerror(errno)), CM_LF_END);
         return -1;
     }
     if (c->clamd_tcp && (C.tcp_fd = listen_tcp(c->clamd_tcp, bound, boundlen)) < 0) {
-        dlog(DLOG_ERROR, "clamd: cannot listen on TCP", LF_S("tcp", c->clamd_tcp),
-             LF_S("error", strerror(errno)), LF_END);
+        cm_log(CM_LOG_ERROR, "clamd: cannot listen on TCP", CM_LF_S("tcp", c->clamd_tcp),
+               CM_LF_S("error", strerror(errno)), CM_LF_END);
         return -1;
     }
     if (pthread_create(&C.acceptor, NULL, acceptor, NULL))

@@ -6,8 +6,9 @@
  * CLI's --hook mode. Every door turns its request into a job for the batcher
  * (batcher.c), which scans the images of concurrent jobs in one forward pass with
  * the engine each job took a reference to (reload.c swaps engines on SIGHUP).
- * config.c reads the YAML configuration, log.c writes structured logs, metrics.c
- * counts for Prometheus, roots.c opens files only inside configured directories.
+ * config.c reads the YAML configuration, metrics.c
+ * counts for Prometheus, roots.c opens files only inside configured directories;
+ * logs go through the runtime's logger (src/common/log.h).
  * main.c ties them together and owns signals and shutdown.
  */
 #ifndef CLIPMODD_DAEMON_H
@@ -17,6 +18,7 @@
 #include <stdint.h>
 
 #include "clipmod/clipmod.h"
+#include "log.h" /* src/common: cm_log, the one logger of every program */
 
 #define CLIPMODD_NAME "clipmodd"
 
@@ -112,37 +114,6 @@ int config_set_str(char **dst, const char *s);
  */
 struct sockaddr_storage;
 int config_listen_addr(const char *spec, struct sockaddr_storage *ss, unsigned *len);
-
-/* ------------------------------------------------------------------------ */
-/* Logs (log.c)                                                             */
-/* ------------------------------------------------------------------------ */
-
-enum { DLOG_DEBUG, DLOG_INFO, DLOG_WARN, DLOG_ERROR };
-
-enum { DLF_END, DLF_STR, DLF_INT, DLF_FLOAT, DLF_BOOL };
-
-/* One key=value of a log line; strings are borrowed for the call. */
-typedef struct dlog_field {
-    const char *key;
-    int type;
-    const char *s;
-    long long i;
-    double f;
-} dlog_field;
-
-#define LF_S(k, x) ((dlog_field){(k), DLF_STR, (x), 0, 0})
-#define LF_I(k, x) ((dlog_field){(k), DLF_INT, NULL, (long long)(x), 0})
-#define LF_F(k, x) ((dlog_field){(k), DLF_FLOAT, NULL, 0, (double)(x)})
-#define LF_B(k, x) ((dlog_field){(k), DLF_BOOL, NULL, !!(x), 0})
-#define LF_END     ((dlog_field){NULL, DLF_END, NULL, 0, 0})
-
-/* Configure the log: format "logfmt"|"json", target "stderr"|"syslog", level name. */
-int dlog_setup(const char *format, const char *target, const char *level, char *err, size_t errlen);
-
-/* One line: level, message, then fields ending with LF_END. Thread-safe. */
-void dlog(int level, const char *msg, ...);
-
-void dlog_close(void);
 
 /* ------------------------------------------------------------------------ */
 /* Metrics (metrics.c)                                                      */

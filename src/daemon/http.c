@@ -1041,11 +1041,12 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!q)
         return;
     if (H.c->log_requests || q->status >= 500)
-        dlog(q->status >= 500 ? DLOG_WARN : DLOG_INFO, "http", LF_S("method", q->method),
-             LF_S("path", q->path), LF_I("status", q->status), LF_S("remote", q->remote),
-             LF_I("inputs", q->inputs), LF_S("state", q->state), LF_S("action", q->action),
-             LF_I("bytes", q->received), LF_F("ms", (mono_now() - q->t0) * 1e3),
-             LF_B("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK), LF_END);
+        cm_log(q->status >= 500 ? CM_LOG_WARN : CM_LOG_INFO, "http", CM_LF_S("method", q->method),
+               CM_LF_S("path", q->path), CM_LF_I("status", q->status), CM_LF_S("remote", q->remote),
+               CM_LF_I("inputs", q->inputs), CM_LF_S("state", q->state),
+               CM_LF_S("action", q->action), CM_LF_I("bytes", q->received),
+               CM_LF_F("ms", (mono_now() - q->t0) * 1e3),
+               CM_LF_B("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK), CM_LF_END);
     if (q->suspended)
         atomic_fetch_sub(&H.suspended, 1);
     /* The next request's head is due within http.header-timeout. */
@@ -1088,7 +1089,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
-    dlog(DLOG_DEBUG, "libmicrohttpd", LF_S("detail", msg), LF_END);
+    cm_log(CM_LOG_DEBUG, "libmicrohttpd", CM_LF_S("detail", msg), CM_LF_END);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1103,13 +1104,14 @@ int http_start(const dconfig *c, char *bound, size_t boundlen)
 
     H.c = c;
     if (config_listen_addr(c->http_listen, &ss, &sslen)) {
-        dlog(DLOG_ERROR, "http.listen must be HOST:PORT", LF_S("listen", c->http_listen), LF_END);
+        cm_log(CM_LOG_ERROR, "http.listen must be HOST:PORT", CM_LF_S("listen", c->http_listen),
+               CM_LF_END);
         return -1;
     }
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (guard_start(c->header_timeout_s)) {
-        dlog(DLOG_ERROR, "http: cannot start the header-timeout thread", LF_END);
+        cm_log(CM_LOG_ERROR, "http: cannot start the header-timeout thread", CM_LF_END);
         return -1;
     }
     /* A per-IP limit of 0 is libmicrohttpd's "no limit". */
@@ -1122,7 +1124,7 @@ int http_start(const dconfig *c, char *bound, size_t boundlen)
                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!H.d) {
         guard_stop();
-        dlog(DLOG_ERROR, "http: cannot listen", LF_S("listen", c->http_listen), LF_END);
+        cm_log(CM_LOG_ERROR, "http: cannot listen", CM_LF_S("listen", c->http_listen), CM_LF_END);
         return -1;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(H.d, MHD_DAEMON_INFO_BIND_PORT);

@@ -147,8 +147,8 @@ static void *sweeper(void *unused)
         pthread_mutex_unlock(&G.lock);
         for (size_t i = 0; i < n; i++)
             metrics_rejected("header-timeout");
-        dlog(DLOG_INFO, "http: request head not complete within http.header-timeout; closed",
-             LF_I("connections", n), LF_S("remote", first), LF_END);
+        cm_log(CM_LOG_INFO, "http: request head not complete within http.header-timeout; closed",
+               CM_LF_I("connections", n), CM_LF_S("remote", first), CM_LF_END);
         pthread_mutex_lock(&G.lock);
     }
     pthread_mutex_unlock(&G.lock);

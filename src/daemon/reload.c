@@ -25,12 +25,26 @@ static clipmod_engine *current;
 static double loaded_at;
 static unsigned long generation;
 
+/*
+ * Every log line from now on names the policy: its fingerprint's first 12 hex
+ * digits (as the Clipmod-Policy-Fingerprint header) and the generation.
+ */
+static void log_context(const clipmod_engine *e, unsigned long gen)
+{
+    const char *fp = clipmod_engine_policy_fingerprint(e);
+    char fp12[13] = "";
+
+    if (fp)
+        snprintf(fp12, sizeof fp12, "%s", fp);
+    cm_log_set_context(fp12[0] ? fp12 : NULL, (long long)gen);
+}
+
 /* Log a block of "file:line:column: message" lines, one log line each. */
 static void log_problems(int level, const char *what, const char *text)
 {
     char *copy = text ? strdup(text) : NULL, *save = NULL;
     for (char *l = copy ? strtok_r(copy, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save))
-        dlog(level, what, LF_S("problem", l), LF_END);
+        cm_log(level, what, CM_LF_S("problem", l), CM_LF_END);
     free(copy);
 }
 
@@ -41,41 +55,42 @@ static clipmod_engine *build(const dconfig *c)
     clipmod_error err;
 
     if ((err = clipmod_engine_new(model, &e))) {
-        dlog(DLOG_ERROR, "engine", LF_S("error", clipmod_strerror(err)), LF_END);
+        cm_log(CM_LOG_ERROR, "engine", CM_LF_S("error", clipmod_strerror(err)), CM_LF_END);
         goto out;
     }
     for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++) {
         if (!c->setting_given[s])
             continue;
         if ((err = clipmod_engine_set(e, (clipmod_setting)s, c->setting[s]))) {
-            dlog(DLOG_ERROR, "engine setting refused",
-                 LF_S("setting", clipmod_setting_name((clipmod_setting)s)),
-                 LF_I("value", c->setting[s]), LF_S("error", clipmod_strerror(err)), LF_END);
+            cm_log(CM_LOG_ERROR, "engine setting refused",
+                   CM_LF_S("setting", clipmod_setting_name((clipmod_setting)s)),
+                   CM_LF_I("value", c->setting[s]), CM_LF_S("error", clipmod_strerror(err)),
+                   CM_LF_END);
             goto out;
         }
     }
     if (c->no_cache || c->cache_dir) {
         if ((err = clipmod_engine_set_cache_dir(e, c->no_cache ? NULL : c->cache_dir))) {
-            dlog(DLOG_ERROR, "cache-dir refused", LF_S("cache_dir", c->cache_dir),
-                 LF_S("error", clipmod_strerror(err)), LF_END);
+            cm_log(CM_LOG_ERROR, "cache-dir refused", CM_LF_S("cache_dir", c->cache_dir),
+                   CM_LF_S("error", clipmod_strerror(err)), CM_LF_END);
             goto out;
         }
     }
     for (size_t i = 0; i < c->fetch_allow.n; i++) {
         if ((err = clipmod_engine_allow_fetch(e, c->fetch_allow.v[i]))) {
-            dlog(DLOG_ERROR, "fetch allow entry refused", LF_S("entry", c->fetch_allow.v[i]),
-                 LF_S("error", clipmod_strerror(err)), LF_END);
+            cm_log(CM_LOG_ERROR, "fetch allow entry refused", CM_LF_S("entry", c->fetch_allow.v[i]),
+                   CM_LF_S("error", clipmod_strerror(err)), CM_LF_END);
             goto out;
         }
     }
     err = clipmod_engine_compile(e, c->policy, &problems);
     if (err) {
-        log_problems(DLOG_ERROR, "policy problem", problems);
-        dlog(DLOG_ERROR, "policy not compiled", LF_S("policy", c->policy),
-             LF_S("error", clipmod_strerror(err)), LF_END);
+        log_problems(CM_LOG_ERROR, "policy problem", problems);
+        cm_log(CM_LOG_ERROR, "policy not compiled", CM_LF_S("policy_file", c->policy),
+               CM_LF_S("error", clipmod_strerror(err)), CM_LF_END);
         goto out;
     }
-    log_problems(DLOG_WARN, "policy warning", problems);
+    log_problems(CM_LOG_WARN, "policy warning", problems);
     result = e;
     e = NULL;
 out:
@@ -92,33 +107,34 @@ int reload_init(const dconfig *c)
         clipmod_set_threads(c->threads);
     if (clipmod_model_load(c->model, c->merges, &model, err)) {
         /* A new user's first start: say which command puts a model where we look. */
-        dlog(DLOG_ERROR, "model not loaded", LF_S("model", c->model), LF_S("error", err),
-             LF_S("hint", "install one with 'clipmod model fetch NAME' (clipmod model list "
-                          "names them), or make an installed one the default with "
-                          "'clipmod model use NAME', or give --model DIR"),
-             LF_END);
+        cm_log(CM_LOG_ERROR, "model not loaded", CM_LF_S("model", c->model), CM_LF_S("error", err),
+               CM_LF_S("hint", "install one with 'clipmod model fetch NAME' (clipmod model list "
+                               "names them), or make an installed one the default with "
+                               "'clipmod model use NAME', or give --model DIR"),
+               CM_LF_END);
         return -1;
     }
     if (!clipmod_model_has_text(model)) {
-        dlog(DLOG_ERROR, "the model cannot embed texts (no text tower or no merges file)",
-             LF_S("model", c->model), LF_END);
+        cm_log(CM_LOG_ERROR, "the model cannot embed texts (no text tower or no merges file)",
+               CM_LF_S("model", c->model), CM_LF_END);
         return -1;
     }
-    dlog(DLOG_INFO, "model loaded", LF_S("model", c->model),
-         LF_S("describe", clipmod_model_describe(model)),
-         LF_B("demo", clipmod_model_is_demo(model)), LF_END);
+    cm_log(CM_LOG_INFO, "model loaded", CM_LF_S("model", c->model),
+           CM_LF_S("describe", clipmod_model_describe(model)),
+           CM_LF_B("demo", clipmod_model_is_demo(model)), CM_LF_END);
     /* Honesty: a model trained on emoji must never pass for real moderation. */
     if (clipmod_model_is_demo(model))
-        dlog(DLOG_WARN,
-             "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are "
-             "not real moderation",
-             LF_S("model", c->model), LF_END);
+        cm_log(CM_LOG_WARN,
+               "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are "
+               "not real moderation",
+               CM_LF_S("model", c->model), CM_LF_END);
     if (!(current = build(c)))
         return -1;
     loaded_at = wall_now();
     generation = 1;
-    dlog(DLOG_INFO, "policy compiled", LF_S("policy", c->policy),
-         LF_S("name", clipmod_engine_policy_name(current)), LF_END);
+    log_context(current, generation);
+    cm_log(CM_LOG_INFO, "policy compiled", CM_LF_S("policy_file", c->policy),
+           CM_LF_S("name", clipmod_engine_policy_name(current)), CM_LF_END);
     return 0;
 }
 
@@ -129,8 +145,8 @@ int reload_swap(const dconfig *c)
 
     if (!fresh) {
         metrics_reload(0);
-        dlog(DLOG_ERROR, "reload failed; the previous policy stays active",
-             LF_S("policy", c->policy), LF_END);
+        cm_log(CM_LOG_ERROR, "reload failed; the previous policy stays active",
+               CM_LF_S("policy_file", c->policy), CM_LF_END);
         return -1;
     }
     pthread_mutex_lock(&engine_lock);
@@ -138,13 +154,14 @@ int reload_swap(const dconfig *c)
     current = fresh;
     loaded_at = wall_now();
     generation++;
+    log_context(fresh, generation);
     pthread_mutex_unlock(&engine_lock);
     /* Requests that took `old` still hold references; the last one frees it. */
     clipmod_engine_free(old);
     metrics_reload(1);
-    dlog(DLOG_INFO, "policy reloaded", LF_S("policy", c->policy),
-         LF_S("name", clipmod_engine_policy_name(fresh)), LF_I("generation", generation),
-         LF_F("seconds", mono_now() - t0), LF_END);
+    cm_log(CM_LOG_INFO, "policy reloaded", CM_LF_S("policy_file", c->policy),
+           CM_LF_S("name", clipmod_engine_policy_name(fresh)), CM_LF_F("seconds", mono_now() - t0),
+           CM_LF_END);
     return 0;
 }
 
