@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
 
 static struct {
@@ -47,20 +48,7 @@ static struct {
     unsigned max_batch, window_ms, queue_size, timeout_ms;
 } B = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
+/* A cm_now() instant for pthread_cond_timedwait (the conds use CLOCK_MONOTONIC). */
 static struct timespec abs_time(double mono)
 {
     struct timespec ts;
@@ -188,7 +176,7 @@ static void finish(bjob *j, int notify)
 {
     if (notify) {
         if (j->status == BJ_DONE)
-            metrics_job(j->iface, j->n, mono_now() - j->t_submit);
+            metrics_job(j->iface, j->n, cm_now() - j->t_submit);
         if (j->notify)
             j->notify(j, j->arg);
     }
@@ -212,7 +200,7 @@ int batcher_submit(bjob *j)
         rc = BATCH_FULL;
         goto out;
     }
-    j->t_submit = mono_now();
+    j->t_submit = cm_now();
     j->deadline = j->t_submit + B.timeout_ms / 1e3;
     j->status = BJ_QUEUED;
     j->refs++;
@@ -370,7 +358,7 @@ static void *image_worker(void *unused)
         bjob *head = B.img_head;
         /* The collection window: a lone request waits a few ms for company. */
         if (B.window_ms && !B.stopping && queued_for(head->engine) < B.max_batch) {
-            struct timespec until = abs_time(mono_now() + B.window_ms / 1e3);
+            struct timespec until = abs_time(cm_now() + B.window_ms / 1e3);
             while (!B.stopping && B.img_head == head && queued_for(head->engine) < B.max_batch)
                 if (pthread_cond_timedwait(&B.work, &B.lock, &until) == ETIMEDOUT)
                     break;
@@ -434,7 +422,7 @@ static void *url_worker(void *unused)
          * and they would hold this worker from the URL jobs queued behind. A tenth
          * of the time left (at most 200 ms) is kept for scanning what arrived, so
          * that slow URLs get an unscanned "timeout" verdict and the others theirs. */
-        double left_ms = (j->deadline - mono_now()) * 1e3;
+        double left_ms = (j->deadline - cm_now()) * 1e3;
         left_ms -= left_ms / 10 < 200 ? left_ms / 10 : 200;
         j->err = CLIPMOD_E_NOMEM;
         if (urls) {
@@ -464,7 +452,7 @@ static void *reaper(void *unused)
 {
     pthread_mutex_lock(&B.lock);
     while (!B.reaper_stop) {
-        double now = mono_now(), next = 0;
+        double now = cm_now(), next = 0;
         bjob *expired = NULL; /* linked through `next`, which expired jobs no longer use */
         for (bjob *p = B.active, *an; p; p = an) {
             an = p->anext;
@@ -494,7 +482,7 @@ static void *reaper(void *unused)
                 p->next = NULL;
                 metrics_rejected("deadline");
                 cm_log(CM_LOG_WARN, "request deadline passed", CM_LF_I("inputs", p->n),
-                       CM_LF_F("seconds", mono_now() - p->t_submit), CM_LF_END);
+                       CM_LF_F("seconds", cm_now() - p->t_submit), CM_LF_END);
                 finish(p, 1);
             }
             pthread_mutex_lock(&B.lock);

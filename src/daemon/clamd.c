@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "clamd_proto.h"
+#include "clock.h"
 #include "daemon.h"
 
 #define MAX_COMMAND CLAMD_MAX_COMMAND
@@ -412,7 +413,7 @@ static const char *fildes_refusal(int fd, struct stat *st)
 static int wait_readable(int fd, double deadline)
 {
     for (;;) {
-        double left = deadline - mono_now();
+        double left = deadline - cm_now();
         if (left <= 0)
             return 0;
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -465,7 +466,7 @@ static int read_passed(int fd, const struct stat *st, uint64_t max, double deadl
             reg ? pread(fd, buf + len, cap - len, (off_t)len) : read(fd, buf + len, cap - len);
         if (r > 0) {
             len += (size_t)r;
-            if (mono_now() > deadline) {
+            if (cm_now() > deadline) {
                 rc = PASSED_TIMEOUT; /* a regular file on a slow file system */
                 break;
             }
@@ -553,7 +554,7 @@ static int cmd_fildes(conn *k)
         return reply(k, "%s: %s ERROR", label, refused);
     }
     /* Read through the descriptor as passed, never re-opened: the client's rights. */
-    double deadline = mono_now() + C.c->clamd_read_timeout_s;
+    double deadline = cm_now() + C.c->clamd_read_timeout_s;
     int rc = read_passed(fd, &st, C.c->stream_max_length, deadline, &buf, &len);
     int err = errno;
     close(fd);

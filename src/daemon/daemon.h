@@ -135,8 +135,12 @@ void metrics_reload(int ok);
 void metrics_queue(size_t waiting, size_t running, size_t capacity);
 /* The last values given to metrics_queue (clamd's STATS). */
 void metrics_queue_get(size_t *waiting, size_t *running, size_t *capacity);
-/* The Prometheus text exposition; caller frees. */
-char *metrics_render(void);
+/*
+ * The Prometheus text exposition; caller frees (NULL when out of memory). The
+ * policy and model gauges show what the caller hands in (borrowed; NULL allowed).
+ */
+char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
+                     unsigned long generation, double loaded_at);
 
 /* ------------------------------------------------------------------------ */
 /* Engines and reload (reload.c)                                            */
@@ -242,11 +246,6 @@ void batcher_load(size_t *jobs, size_t *waiting_inputs);
 
 /* Refuse new jobs, finish those queued, stop the threads. */
 void batcher_stop(void);
-
-/* Seconds on a monotonic clock. */
-double mono_now(void);
-/* Seconds since the epoch. */
-double wall_now(void);
 
 /* ------------------------------------------------------------------------ */
 /* Files inside configured roots (roots.c)                                  */

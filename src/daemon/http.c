@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
 #include "multipart.h"
 
@@ -816,6 +817,15 @@ static enum MHD_Result do_policy(struct MHD_Connection *conn, req *q)
     return respond(conn, q, 200, "application/json", s);
 }
 
+static enum MHD_Result do_metrics(struct MHD_Connection *conn, req *q)
+{
+    clipmod_engine *e = reload_acquire();
+    char *text = metrics_render(e, reload_model(), reload_generation(), reload_loaded_at());
+
+    clipmod_engine_free(e);
+    return respond(conn, q, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The handler                                                              */
 /* ------------------------------------------------------------------------ */
@@ -997,7 +1007,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             return MHD_NO;
         *con_cls = q;
         q->routed = -1;
-        q->t0 = mono_now();
+        q->t0 = cm_now();
         snprintf(q->method, sizeof q->method, "%s", method);
         snprintf(q->path, sizeof q->path, "%s", url);
         client_address(conn, q->remote, sizeof q->remote);
@@ -1028,7 +1038,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     case R_POLICY:
         return do_policy(conn, q);
     case R_METRICS:
-        return respond(conn, q, 200, "text/plain; version=0.0.4; charset=utf-8", metrics_render());
+        return do_metrics(conn, q);
     default:
         return respond_error(conn, q, 500, "internal error: unrouted request");
     }
@@ -1045,7 +1055,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                CM_LF_S("path", q->path), CM_LF_I("status", q->status), CM_LF_S("remote", q->remote),
                CM_LF_I("inputs", q->inputs), CM_LF_S("state", q->state),
                CM_LF_S("action", q->action), CM_LF_I("bytes", q->received),
-               CM_LF_F("ms", (mono_now() - q->t0) * 1e3),
+               CM_LF_F("ms", (cm_now() - q->t0) * 1e3),
                CM_LF_B("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK), CM_LF_END);
     if (q->suspended)
         atomic_fetch_sub(&H.suspended, 1);
@@ -1148,8 +1158,8 @@ void http_stop(void)
         close(fd);
     /* Requests waiting for scans are answered first: the batcher drains, and the
      * deadline reaper bounds the wait. */
-    double give_up = mono_now() + H.c->request_timeout_ms / 1e3 + 5;
-    while (atomic_load(&H.suspended) > 0 && mono_now() < give_up) {
+    double give_up = cm_now() + H.c->request_timeout_ms / 1e3 + 5;
+    while (atomic_load(&H.suspended) > 0 && cm_now() < give_up) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

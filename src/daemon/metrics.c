@@ -6,7 +6,9 @@
  * batch size histograms, queue depth, HTTP statuses, clamd commands, reloads,
  * and info gauges naming the model and the active policy. Counters live under
  * one mutex: updates are a few additions per request, far below the cost of a
- * forward pass, and one lock keeps a scrape consistent.
+ * forward pass, and one lock keeps a scrape consistent. The module calls no other
+ * part of the daemon (the policy and model gauges are handed in by the caller), so
+ * the batcher and reload.c can count here without a dependency circle.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
 
 /* Seconds from submission to result: 5 ms to 30 s. */
@@ -81,7 +84,7 @@ static struct {
 void metrics_init(void)
 {
     pthread_mutex_lock(&m.lock);
-    m.start = wall_now();
+    m.start = cm_wall();
     pthread_mutex_unlock(&m.lock);
 }
 
@@ -343,11 +346,10 @@ static void render_flagged(buf *b)
     }
 }
 
-char *metrics_render(void)
+char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
+                     unsigned long generation, double loaded_at)
 {
     buf b = {0};
-    clipmod_engine *engine = reload_acquire();
-    const clipmod_model *model = reload_model();
     char lab[64];
 
     pthread_mutex_lock(&m.lock);
@@ -407,10 +409,10 @@ char *metrics_render(void)
     help(&b, "clipmodd_policy_info", "gauge", "The active policy (value 1).");
     bprintf(&b, "clipmodd_policy_info{name=\"");
     label_value(&b, engine ? clipmod_engine_policy_name(engine) : "");
-    bprintf(&b, "\",generation=\"%lu\"} 1\n", reload_generation());
+    bprintf(&b, "\",generation=\"%lu\"} 1\n", generation);
     help(&b, "clipmodd_policy_loaded_timestamp_seconds", "gauge",
          "When the active policy was compiled and swapped in.");
-    bprintf(&b, "clipmodd_policy_loaded_timestamp_seconds %.3f\n", reload_loaded_at());
+    bprintf(&b, "clipmodd_policy_loaded_timestamp_seconds %.3f\n", loaded_at);
     help(&b, "clipmodd_model_info", "gauge", "The model (value 1).");
     bprintf(&b, "clipmodd_model_info{model=\"");
     label_value(&b, model ? clipmod_model_describe(model) : "");
@@ -423,7 +425,6 @@ char *metrics_render(void)
     bprintf(&b, "process_start_time_seconds %.3f\n", start);
     help(&b, "process_resident_memory_bytes", "gauge", "Resident memory.");
     bprintf(&b, "process_resident_memory_bytes %llu\n", rss_bytes());
-    clipmod_engine_free(engine);
     if (b.nomem) {
         free(b.s);
         return NULL;

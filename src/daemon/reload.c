@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
 
 static pthread_mutex_t engine_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -130,7 +131,7 @@ int reload_init(const dconfig *c)
                CM_LF_S("model", c->model), CM_LF_END);
     if (!(current = build(c)))
         return -1;
-    loaded_at = wall_now();
+    loaded_at = cm_wall();
     generation = 1;
     log_context(current, generation);
     cm_log(CM_LOG_INFO, "policy compiled", CM_LF_S("policy_file", c->policy),
@@ -140,7 +141,7 @@ int reload_init(const dconfig *c)
 
 int reload_swap(const dconfig *c)
 {
-    double t0 = mono_now();
+    double t0 = cm_now();
     clipmod_engine *fresh = build(c), *old;
 
     if (!fresh) {
@@ -152,7 +153,7 @@ int reload_swap(const dconfig *c)
     pthread_mutex_lock(&engine_lock);
     old = current;
     current = fresh;
-    loaded_at = wall_now();
+    loaded_at = cm_wall();
     generation++;
     log_context(fresh, generation);
     pthread_mutex_unlock(&engine_lock);
@@ -160,7 +161,7 @@ int reload_swap(const dconfig *c)
     clipmod_engine_free(old);
     metrics_reload(1);
     cm_log(CM_LOG_INFO, "policy reloaded", CM_LF_S("policy_file", c->policy),
-           CM_LF_S("name", clipmod_engine_policy_name(fresh)), CM_LF_F("seconds", mono_now() - t0),
+           CM_LF_S("name", clipmod_engine_policy_name(fresh)), CM_LF_F("seconds", cm_now() - t0),
            CM_LF_END);
     return 0;
 }
