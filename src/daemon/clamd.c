@@ -54,6 +54,7 @@
 #include "clamd_proto.h"
 #include "clock.h"
 #include "daemon.h"
+#include "dynbuf.h"
 
 #define MAX_COMMAND CLAMD_MAX_COMMAND
 #define MAX_DEPTH   16
@@ -324,32 +325,17 @@ static int scan_one(conn *k, const char *label, unsigned char *data, size_t len)
 /* Commands                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Append n bytes to a growing buffer; -1 when out of memory. */
-static int buf_append(unsigned char **buf, size_t *len, size_t *cap, const void *p, size_t n)
-{
-    if (*len + n > *cap) {
-        size_t c = *cap ? *cap : 65536;
-        while (c < *len + n)
-            c *= 2;
-        unsigned char *grown = realloc(*buf, c);
-        if (!grown)
-            return -1;
-        *buf = grown;
-        *cap = c;
-    }
-    memcpy(*buf + *len, p, n);
-    *len += n;
-    return 0;
-}
-
 /* Chunks framed by clamd_stream (clamd_proto.c), read no further than the stream. */
 static int cmd_instream(conn *k)
 {
-    unsigned char *buf = NULL, in[READ_CHUNK];
-    size_t len = 0, cap = 0;
+    unsigned char in[READ_CHUNK];
+    cm_dbuf buf;
     clamd_stream s;
+    int full = 0;
 
     clamd_stream_init(&s, C.c->stream_max_length);
+    /* The stream framing stops at the limit; the buffer's cap says it again. */
+    cm_dbuf_init(&buf, (size_t)C.c->stream_max_length);
     set_timeout(k->fd, C.c->clamd_read_timeout_s);
     for (;;) {
         size_t want = clamd_stream_want(&s, sizeof in), off = 0;
@@ -363,8 +349,11 @@ static int cmd_instream(conn *k)
         while (off < (size_t)r) {
             const unsigned char *data;
             size_t dlen, used = clamd_stream_feed(&s, in + off, (size_t)r - off, &data, &dlen);
-            if (dlen && buf_append(&buf, &len, &cap, data, dlen)) {
-                free(buf);
+            int rc = dlen ? cm_dbuf_addn(&buf, data, dlen) : CM_DBUF_OK;
+            if (rc == CM_DBUF_E_TOOBIG)
+                full = 1;
+            else if (rc != CM_DBUF_OK) {
+                cm_dbuf_free(&buf);
                 reply(k, "INSTREAM: Can't allocate memory ERROR");
                 return -1;
             }
@@ -373,16 +362,18 @@ static int cmd_instream(conn *k)
             off += used;
         }
     }
-    if (s.over) {
-        free(buf);
+    if (s.over || full) {
+        cm_dbuf_free(&buf);
         cm_log(CM_LOG_INFO, "clamd: stream over stream-max-length", CM_LF_S("peer", k->peer),
                CM_LF_I("bytes", s.total), CM_LF_I("max", s.max), CM_LF_END);
         reply(k, "INSTREAM size limit exceeded. ERROR");
         return -1; /* as clamd: the connection ends */
     }
-    return scan_one(k, "stream", buf, len);
+    size_t len;
+    unsigned char *data = (unsigned char *)cm_dbuf_take(&buf, &len);
+    return scan_one(k, "stream", data, len);
 broken:
-    free(buf);
+    cm_dbuf_free(&buf);
     return -1;
 }
 
@@ -435,37 +426,27 @@ enum { PASSED_OK, PASSED_TOO_BIG, PASSED_TIMEOUT, PASSED_NOMEM, PASSED_ERROR };
 static int read_passed(int fd, const struct stat *st, uint64_t max, double deadline,
                        unsigned char **out, size_t *outlen)
 {
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
+    unsigned char chunk[READ_CHUNK];
+    cm_dbuf buf;
     int reg = S_ISREG(st->st_mode), rc = PASSED_OK, err = 0;
     int flags = fcntl(fd, F_GETFL);
 
     if (reg && (uint64_t)st->st_size > max)
         return PASSED_TOO_BIG;
+    /* A byte past `max` cannot be added: the buffer's cap is the size limit. */
+    cm_dbuf_init(&buf, max > SIZE_MAX - 1 ? SIZE_MAX - 1 : (size_t)max);
     if (!reg && flags >= 0)
         fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     for (;;) {
-        if (len == cap) {
-            /* Room for max + 1 bytes at most: one byte past the cap says "too big". */
-            size_t want = cap ? 2 * cap : 65536;
-            if ((uint64_t)want > max + 1)
-                want = (size_t)(max + 1);
-            if (want <= cap) {
-                rc = PASSED_TOO_BIG;
-                break;
-            }
-            unsigned char *grown = realloc(buf, want);
-            if (!grown) {
-                rc = PASSED_NOMEM;
-                break;
-            }
-            buf = grown;
-            cap = want;
-        }
+        size_t len = cm_dbuf_len(&buf);
         ssize_t r =
-            reg ? pread(fd, buf + len, cap - len, (off_t)len) : read(fd, buf + len, cap - len);
+            reg ? pread(fd, chunk, sizeof chunk, (off_t)len) : read(fd, chunk, sizeof chunk);
         if (r > 0) {
-            len += (size_t)r;
+            int added = cm_dbuf_addn(&buf, chunk, (size_t)r);
+            if (added != CM_DBUF_OK) {
+                rc = added == CM_DBUF_E_TOOBIG ? PASSED_TOO_BIG : PASSED_NOMEM;
+                break;
+            }
             if (cm_now() > deadline) {
                 rc = PASSED_TIMEOUT; /* a regular file on a slow file system */
                 break;
@@ -488,15 +469,12 @@ static int read_passed(int fd, const struct stat *st, uint64_t max, double deadl
     }
     if (!reg && flags >= 0)
         fcntl(fd, F_SETFL, flags);
-    if (rc == PASSED_OK && len > max)
-        rc = PASSED_TOO_BIG;
     if (rc != PASSED_OK) {
-        free(buf);
+        cm_dbuf_free(&buf);
         errno = err; /* for PASSED_ERROR's message */
         return rc;
     }
-    *out = buf;
-    *outlen = len;
+    *out = (unsigned char *)cm_dbuf_take(&buf, outlen);
     return PASSED_OK;
 }
 

@@ -45,6 +45,7 @@
 
 #include "clock.h"
 #include "daemon.h"
+#include "dynbuf.h"
 #include "multipart.h"
 
 /* JSON request bodies (scan-url, tusd hooks) are small. */
@@ -295,40 +296,42 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, req *q, int st
     return respond(conn, q, status, "application/json", error_json(status, msg));
 }
 
-/* The verdicts of a finished job, as one object or an array. */
+/*
+ * The verdicts of a finished job, as one object or an array; NULL when out of
+ * memory or past RESULTS_MAX_BYTES (answered 500). A result is a few KiB even with
+ * ?explain=1; the cap bounds http.max-files of them with room to spare.
+ */
+#define RESULTS_MAX_BYTES (64u << 20)
+
 static char *results_json(const bjob *j, int is_array, int explain)
 {
-    size_t cap = 2, len = 0;
-    char **parts = calloc(j->n, sizeof *parts), *s = NULL;
-    if (!parts)
-        return NULL;
-    for (size_t i = 0; i < j->n; i++) {
-        if (!(parts[i] = clipmod_result_to_json(j->out[i], explain)))
-            goto out;
-        cap += strlen(parts[i]) + 1;
-    }
+    cm_dbuf b;
+    int rc = CM_DBUF_OK;
+
     if (!is_array) {
-        s = parts[0];
-        parts[0] = NULL;
-        goto out;
+        char *one = clipmod_result_to_json(j->out[0], explain), *s = one ? strdup(one) : NULL;
+        clipmod_free(one);
+        return s;
     }
-    if (!(s = malloc(cap + 1)))
-        goto out;
-    s[len++] = '[';
-    for (size_t i = 0; i < j->n; i++) {
-        if (i)
-            s[len++] = ',';
-        size_t n = strlen(parts[i]);
-        memcpy(s + len, parts[i], n);
-        len += n;
+    cm_dbuf_init(&b, RESULTS_MAX_BYTES);
+    rc = cm_dbuf_addc(&b, '[');
+    for (size_t i = 0; i < j->n && rc == CM_DBUF_OK; i++) {
+        char *one = clipmod_result_to_json(j->out[i], explain);
+        if (!one)
+            rc = CM_DBUF_E_NOMEM;
+        if (rc == CM_DBUF_OK && i)
+            rc = cm_dbuf_addc(&b, ',');
+        if (rc == CM_DBUF_OK)
+            rc = cm_dbuf_add(&b, one);
+        clipmod_free(one);
     }
-    s[len++] = ']';
-    s[len] = '\0';
-out:
-    for (size_t i = 0; i < j->n; i++)
-        clipmod_free(parts[i]);
-    free(parts);
-    return s;
+    if (rc == CM_DBUF_OK)
+        rc = cm_dbuf_addc(&b, ']');
+    if (rc != CM_DBUF_OK) {
+        cm_dbuf_free(&b);
+        return NULL;
+    }
+    return cm_dbuf_take(&b, NULL);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -19,6 +19,7 @@
 
 #include "clock.h"
 #include "daemon.h"
+#include "dynbuf.h"
 
 /* Seconds from submission to result: 5 ms to 30 s. */
 static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -231,10 +232,16 @@ void metrics_queue(size_t waiting, size_t running, size_t capacity)
 /* Exposition                                                               */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * The exposition is built in one capped buffer (src/common dynbuf.h). A scrape is
+ * a few kilobytes; the cap only bounds a runaway. The first failed add is kept and
+ * the render then answers NULL rather than a truncated exposition.
+ */
+#define METRICS_MAX_BYTES (4u << 20)
+
 typedef struct buf {
-    char *s;
-    size_t len, cap;
-    int nomem;
+    cm_dbuf d;
+    int failed; /* the first CM_DBUF_E_* seen, 0 if none */
 } buf;
 
 static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -242,31 +249,13 @@ static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 
 static void bprintf(buf *b, const char *fmt, ...)
 {
     va_list ap;
-    if (b->nomem)
+    if (b->failed)
         return;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->nomem = 1;
-            return;
-        }
-        if (b->s && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 8192;
-        while (cap <= b->len + (size_t)n)
-            cap *= 2;
-        char *grown = realloc(b->s, cap);
-        if (!grown) {
-            b->nomem = 1;
-            return;
-        }
-        b->s = grown;
-        b->cap = cap;
-    }
+    va_start(ap, fmt);
+    int rc = cm_dbuf_vaddf(&b->d, fmt, ap);
+    va_end(ap);
+    if (rc != CM_DBUF_OK)
+        b->failed = rc;
 }
 
 /* A label value: backslash, double quote and newline escaped, as the format requires. */
@@ -349,7 +338,9 @@ static void render_flagged(buf *b)
 char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
                      unsigned long generation, double loaded_at)
 {
-    buf b = {0};
+    buf b = {.failed = 0};
+
+    cm_dbuf_init(&b.d, METRICS_MAX_BYTES);
     char lab[64];
 
     pthread_mutex_lock(&m.lock);
@@ -425,9 +416,12 @@ char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
     bprintf(&b, "process_start_time_seconds %.3f\n", start);
     help(&b, "process_resident_memory_bytes", "gauge", "Resident memory.");
     bprintf(&b, "process_resident_memory_bytes %llu\n", rss_bytes());
-    if (b.nomem) {
-        free(b.s);
+    if (b.failed) {
+        cm_log(CM_LOG_WARN, "metrics not rendered",
+               CM_LF_S("error", b.failed == CM_DBUF_E_TOOBIG ? "over 4 MiB" : "out of memory"),
+               CM_LF_END);
+        cm_dbuf_free(&b.d);
         return NULL;
     }
-    return b.s;
+    return cm_dbuf_take(&b.d, NULL);
 }
