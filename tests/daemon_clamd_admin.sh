@@ -153,7 +153,7 @@ set +e
 rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "a bad size: exit $rc, not 2: $(cat "$W/badsize.log")"
-grep -q "badsize.yaml:4:19: max-body-bytes must be a size such as 25M" "$W/badsize.log" ||
+grep -q "badsize.yaml:4:19: max-body-bytes: size '25X': unknown unit" "$W/badsize.log" ||
     fail "a bad size is not reported at its position: $(cat "$W/badsize.log")"
 
 # A missing model: the error names the commands that install one or make it the default.

@@ -354,14 +354,18 @@ AUTH_HEADER='Authorization: Bearer s3cret-token-0123456789'
 expect 200 GET "$AU/metrics" -H "$AUTH_HEADER"
 
 # A configuration with problems: every one with file:line:column; nothing starts.
-printf 'http:\n  listen: 127.0.0.1:0\n  max-body: 5\nscan:\n  workers: 0\n' >"$W/bad.yaml"
+printf 'http:\n  listen: 127.0.0.1:0\n  max-body: 5\nscan:\n  workers: 0\nlog:\n  levle: info\n' >"$W/bad.yaml"
 set +e
 "$CLIPMODD" -c "$W/bad.yaml" -m "$MODEL" -p "$W/p.yaml" --check >"$W/out" 2>"$W/err"
 rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "a bad configuration must exit 2, not $rc"
-grep -q "bad.yaml:3:3: unknown key 'http.max-body' (did you mean 'max-body-bytes'?)" "$W/err" ||
+# (src/common/yaml.c's wording: the section, a "did you mean" for a near miss, the
+# allowed keys.)
+grep -q "bad.yaml:3:3: unknown key 'max-body' in http; allowed: .*max-body-bytes" "$W/err" ||
     fail "config problem positions: $(cat "$W/err")"
+grep -q "bad.yaml:7:3: unknown key 'levle' in log (did you mean 'level'?)" "$W/err" ||
+    fail "config did-you-mean: $(cat "$W/err")"
 grep -q "bad.yaml:5:12: workers must be" "$W/err" || fail "config range: $(cat "$W/err")"
 "$CLIPMODD" -m "$MODEL" -p "$W/p.yaml" -c "$W/main.yaml" --check >/dev/null 2>&1 ||
     fail "--check on a good configuration"
