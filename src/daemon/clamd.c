@@ -925,9 +925,14 @@ static int listen_unix(const char *path, unsigned mode)
     struct stat st;
     int fd;
 
-    if (strlen(path) >= sizeof sa.sun_path)
+    size_t len = strlen(path);
+
+    /* Refused rather than cut: a truncated path would bind another socket. */
+    if (len >= sizeof sa.sun_path) {
+        errno = ENAMETOOLONG; /* for the caller's log line */
         return -1;
-    strcpy(sa.sun_path, path);
+    }
+    memcpy(sa.sun_path, path, len + 1);
     /* A stale socket from a previous run is replaced; any other file is not. */
     if (!lstat(path, &st)) {
         if (!S_ISSOCK(st.st_mode))
