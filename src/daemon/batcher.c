@@ -65,7 +65,7 @@ static struct timespec abs_time(double mono)
 /* Jobs                                                                     */
 /* ------------------------------------------------------------------------ */
 
-bjob *bjob_new(size_t n, clipmod_engine *engine, diface iface)
+bjob *bjob_new(size_t n, clipmod_engine *engine, const cm_swap_info *info, diface iface)
 {
     bjob *j = calloc(1, sizeof *j);
     if (!j)
@@ -82,6 +82,11 @@ bjob *bjob_new(size_t n, clipmod_engine *engine, diface iface)
         j->in[i].fd = -1;
     j->n = n;
     j->engine = clipmod_engine_ref(engine);
+    if (info) {
+        /* The slot holds the 12 hex digits reload.c installed; cut to be sure. */
+        snprintf(j->policy_fp, sizeof j->policy_fp, "%.12s", info->policy_fp);
+        j->generation = info->generation;
+    }
     j->iface = iface;
     j->refs = 1;
     j->status = BJ_QUEUED;
@@ -175,8 +180,11 @@ static void publish_queue(void)
 static void finish(bjob *j, int notify)
 {
     if (notify) {
-        if (j->status == BJ_DONE)
+        if (j->status == BJ_DONE) {
             metrics_job(j->iface, j->n, cm_now() - j->t_submit);
+            /* Before the submitter may release the job's results. */
+            hooks_job(j);
+        }
         if (j->notify)
             j->notify(j, j->arg);
     }

@@ -178,31 +178,6 @@ static void label_of(const char *s, char *out, size_t len)
 /* Verdicts                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* The top category's score and threshold (the highest score when none is named). */
-static void top_score(const clipmod_result *r, double *score, double *threshold)
-{
-    const char *top = clipmod_result_top_category(r);
-    size_t n = clipmod_result_category_count(r);
-    double best = -1.0;
-
-    *score = 0.0;
-    *threshold = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        clipmod_category_score cs;
-        memset(&cs, 0, sizeof cs);
-        if (clipmod_result_category(r, i, &cs) != CLIPMOD_OK || !cs.id)
-            continue;
-        int named = top && *top && !strcmp(cs.id, top);
-        if (named || (!(top && *top) && cs.score > best)) {
-            best = cs.score;
-            *score = cs.score;
-            *threshold = cs.threshold;
-            if (named)
-                return;
-        }
-    }
-}
-
 /*
  * One log line per verdict given over the clamd protocol, as clamd logs every FOUND:
  * clamd clients (rspamd, amavis, Nextcloud) keep no record of why a file was refused.
@@ -215,7 +190,7 @@ static void log_verdict(const conn *k, const char *lab, const clipmod_result *r,
 
     /* policy= (12 hex digits of the fingerprint) and generation= come with every
      * line from the log context (reload.c). */
-    top_score(r, &score, &threshold);
+    verdict_top_score(r, &score, &threshold);
     cm_log(CM_LOG_INFO, "clamd verdict", CM_LF_S("source", lab), CM_LF_S("peer", k->peer),
            CM_LF_S("reply", ans), CM_LF_S("state", clipmod_state_name(clipmod_result_state(r))),
            CM_LF_S("category", top ? top : ""), CM_LF_F("score", score),
@@ -303,8 +278,9 @@ static int scan_one(conn *k, const char *label, unsigned char *data, size_t len)
 {
     char why[128];
     int found = 0, errors = 0;
-    clipmod_engine *engine = reload_acquire();
-    bjob *job = bjob_new(1, engine, IFACE_CLAMD);
+    cm_swap_info info;
+    clipmod_engine *engine = reload_acquire_info(&info);
+    bjob *job = bjob_new(1, engine, &info, IFACE_CLAMD);
     clipmod_engine_free(engine);
 
     if (!job || !(job->in[0].name = strdup(label))) {
@@ -622,8 +598,9 @@ static int cmd_scan(conn *k, const char *arg, int stop_at_found)
     size_t batch = C.c->max_batch;
     for (size_t start = 0; start < f.n && rc == 0 && !(stop_at_found && found); start += batch) {
         size_t n = f.n - start < batch ? f.n - start : batch, opened = 0;
-        clipmod_engine *engine = reload_acquire();
-        bjob *job = bjob_new(n, engine, IFACE_CLAMD);
+        cm_swap_info info;
+        clipmod_engine *engine = reload_acquire_info(&info);
+        bjob *job = bjob_new(n, engine, &info, IFACE_CLAMD);
         size_t *which = calloc(n, sizeof *which);
         clipmod_engine_free(engine);
         if (!job || !which) {

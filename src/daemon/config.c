@@ -29,6 +29,7 @@
 
 #define MAX_CONFIG_BYTES (1u << 20)
 #define MAX_LIST         64
+#define MAX_PLUGINS      16
 
 void config_defaults(dconfig *c)
 {
@@ -62,6 +63,8 @@ void config_defaults(dconfig *c)
     c->log_target = strdup("stderr");
     c->log_level = strdup("info");
     c->log_requests = 1;
+    c->onflag_timeout_ms = 30000;
+    c->onflag_max_running = 4;
 }
 
 static void strlist_free(strlist *l)
@@ -71,6 +74,17 @@ static void strlist_free(strlist *l)
     free(l->v);
     l->v = NULL;
     l->n = 0;
+}
+
+static void plugins_free(dconfig *c)
+{
+    for (size_t i = 0; i < c->n_plugins; i++) {
+        free(c->plugins[i].path);
+        free(c->plugins[i].config);
+    }
+    free(c->plugins);
+    c->plugins = NULL;
+    c->n_plugins = 0;
 }
 
 void config_free(dconfig *c)
@@ -99,6 +113,8 @@ void config_free(dconfig *c)
     strlist_free(&c->text_fields);
     strlist_free(&c->tusd_roots);
     strlist_free(&c->clamd_roots);
+    strlist_free(&c->onflag_argv);
+    plugins_free(c);
 }
 
 int config_set_str(char **dst, const char *s)
@@ -195,6 +211,8 @@ typedef enum {
     T_ACTION,  /* clipmod_action by name */
     T_UNSCAN,  /* clamd_unscanned_mode */
     T_MODE,    /* unsigned file mode, octal */
+    T_MS,      /* unsigned milliseconds, in [min, max]: a duration ("10s", "500ms") */
+    T_PLUGINS, /* dplugin list: [{path, config}] */
     T_SECTION, /* a nested map */
     T_SETTINGS /* the engine's settings */
 } ktype;
@@ -273,6 +291,14 @@ static const key log_keys[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
+static const key onflag_keys[] = {
+    {"command", T_LIST, F(onflag_argv), 0, 0, NULL},
+    {"timeout", T_MS, F(onflag_timeout_ms), 100, 3600000, NULL},
+    {"max-running", T_UINT, F(onflag_max_running), 1, 64, NULL},
+    {"unscanned", T_BOOL, F(onflag_unscanned), 0, 0, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
 static const key top_keys[] = {
     {"model", T_STR, F(model), 0, 0, NULL},
     {"merges", T_STR, F(merges), 0, 0, NULL},
@@ -286,6 +312,8 @@ static const key top_keys[] = {
     {"tusd", T_SECTION, 0, 0, 0, tusd_keys},
     {"clamd", T_SECTION, 0, 0, 0, clamd_keys},
     {"log", T_SECTION, 0, 0, 0, log_keys},
+    {"plugins", T_PLUGINS, 0, 0, 0, NULL},
+    {"on-flag", T_SECTION, 0, 0, 0, onflag_keys},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -379,11 +407,74 @@ static void set_list(loader *L, const key *k, const cm_ynode *v)
         return;
     if (cm_yread_strlist(v, k->name, MAX_LIST, &L->rep, &items, &n))
         return;
-    l->v = calloc(n ? n : 1, sizeof *l->v);
+    /* A command is exec'd directly, never looked up in PATH nor run by a shell. */
+    if (k->off == F(onflag_argv) && n && items[0][0] != '/') {
+        problem(L, v->pos, "command must start with an absolute path, not '%s'", items[0]);
+        free(items);
+        return;
+    }
+    /* NULL-terminated too: on-flag.command is handed over as an argv. */
+    l->v = calloc(n + 1, sizeof *l->v);
     for (size_t i = 0; l->v && i < n; i++)
         if ((l->v[l->n] = strdup(items[i])))
             l->n++;
     free(items);
+}
+
+/* One plugins entry: {path: FILE, config: STRING}; 0, or -1 after a problem. */
+static int read_plugin(loader *L, const cm_ynode *item, dplugin *out)
+{
+    static const char *const names[] = {"path", "config"};
+    const cm_ynode *vals[2];
+    const char *path, *config = NULL;
+
+    if (item->kind != CM_Y_MAP) {
+        problem(L, item->pos, "a plugins entry must be a map with path and config");
+        return -1;
+    }
+    if (cm_ycheck_keys(item, "in a plugins entry", names, 2, NULL, vals, &L->rep))
+        return -1;
+    if (!vals[0]) {
+        problem(L, item->pos, "a plugins entry needs a path");
+        return -1;
+    }
+    if (cm_yread_str(vals[0], "path", 0, &L->rep, &path))
+        return -1;
+    if (vals[1] && !cm_ynode_is_null(vals[1]) &&
+        cm_yread_str(vals[1], "config", 1, &L->rep, &config))
+        return -1;
+    out->path = strdup(path);
+    out->config = config ? strdup(config) : NULL;
+    return 0;
+}
+
+static void set_plugins(loader *L, const cm_ynode *v)
+{
+    dconfig *c = L->c;
+
+    plugins_free(c);
+    if (cm_ynode_is_null(v))
+        return;
+    if (v->kind != CM_Y_SEQ) {
+        problem(L, v->pos, "plugins must be a list of {path, config} maps");
+        return;
+    }
+    if (v->n > MAX_PLUGINS) {
+        problem(L, v->pos, "plugins may have at most %d entries", MAX_PLUGINS);
+        return;
+    }
+    if (!(c->plugins = calloc(v->n ? v->n : 1, sizeof *c->plugins))) {
+        problem(L, v->pos, "out of memory");
+        return;
+    }
+    for (const cm_ynode *item = v->first; item; item = item->next) {
+        dplugin *p = &c->plugins[c->n_plugins];
+        if (read_plugin(L, item, p))
+            continue;
+        c->n_plugins++;
+        if (!p->path)
+            problem(L, item->pos, "out of memory");
+    }
 }
 
 static void set_value(loader *L, const key *k, const cm_ynode *v)
@@ -425,6 +516,19 @@ static void set_value(loader *L, const key *k, const cm_ynode *v)
         return;
     case T_LIST:
         set_list(L, k, v);
+        return;
+    case T_MS: {
+        uint64_t ms;
+        if (cm_yread_duration_ms(v, k->name, k->max, &L->rep, &ms))
+            return;
+        if (ms < k->min)
+            problem(L, v->pos, "%s must be at least %llu ms", k->name, (unsigned long long)k->min);
+        else
+            *(unsigned *)(base + k->off) = (unsigned)ms;
+        return;
+    }
+    case T_PLUGINS:
+        set_plugins(L, v);
         return;
     case T_SECTION:
     case T_SETTINGS:

@@ -18,7 +18,8 @@
 #include <stdint.h>
 
 #include "clipmod/clipmod.h"
-#include "log.h" /* src/common: cm_log, the one logger of every program */
+#include "log.h"  /* src/common: cm_log, the one logger of every program */
+#include "swap.h" /* src/common: the engine slot swapped on reload */
 
 #define CLIPMODD_NAME "clipmodd"
 
@@ -30,9 +31,14 @@
 typedef enum { UNSCANNED_ERROR, UNSCANNED_FOUND, UNSCANNED_OK } clamd_unscanned_mode;
 
 typedef struct strlist {
-    char **v;
+    char **v; /* n strings, then NULL */
     size_t n;
 } strlist;
+
+/* An operator plugin (clipmod_plugin_v1) and its configuration string. */
+typedef struct dplugin {
+    char *path, *config; /* config may be NULL */
+} dplugin;
 
 typedef struct dconfig {
     char *path; /* the file read, or NULL for defaults only */
@@ -44,6 +50,8 @@ typedef struct dconfig {
     int setting_given[CLIPMOD_SETTING__COUNT];
     uint64_t setting[CLIPMOD_SETTING__COUNT];
     strlist fetch_allow;
+    dplugin *plugins; /* plugins: [{path, config}] */
+    size_t n_plugins;
 
     /* Scanning (batcher) */
     unsigned workers, url_workers, max_batch, batch_window_ms, queue_size;
@@ -77,6 +85,11 @@ typedef struct dconfig {
     unsigned clamd_max_connections, clamd_read_timeout_s, clamd_idle_timeout_s;
     clipmod_action clamd_found_at;
     clamd_unscanned_mode clamd_unscanned;
+
+    /* on-flag: a command run for every flagged (and, if asked, unscanned) verdict */
+    strlist onflag_argv; /* empty: no hook */
+    unsigned onflag_timeout_ms, onflag_max_running;
+    int onflag_unscanned;
 
     /* Logs */
     char *log_format, *log_target, *log_level;
@@ -158,6 +171,9 @@ int reload_swap(const dconfig *c);
 /* The current engine with one more reference: release with clipmod_engine_free(). */
 clipmod_engine *reload_acquire(void);
 
+/* Likewise, with the slot's snapshot for that engine (generation, fingerprint's 12 hex). */
+clipmod_engine *reload_acquire_info(cm_swap_info *info);
+
 /* The model (loaded once; lives until reload_shutdown). */
 const clipmod_model *reload_model(void);
 
@@ -202,7 +218,9 @@ typedef void (*bjob_notify)(bjob *job, void *arg);
 
 struct bjob {
     /* Set by the submitter before batcher_submit(). */
-    clipmod_engine *engine; /* one reference, released with the job */
+    clipmod_engine *engine;   /* one reference, released with the job */
+    char policy_fp[13];       /* its fingerprint's first 12 hex digits ("" unknown) */
+    unsigned long generation; /* its generation in the reload slot (0 unknown) */
     size_t n;
     binput *in;
     int urls; /* 1: fetch mode (clipmod_scan_urls) */
@@ -222,8 +240,11 @@ struct bjob {
     bjob *anext, *aprev; /* among the jobs queued or running, for the deadline reaper */
 };
 
-/* A job for n inputs (fds set to -1), holding a reference to `engine`; NULL if no memory. */
-bjob *bjob_new(size_t n, clipmod_engine *engine, diface iface);
+/*
+ * A job for n inputs (fds set to -1), holding a reference to `engine`, which
+ * `info` (reload_acquire_info's snapshot; NULL: unknown) describes. NULL if no memory.
+ */
+bjob *bjob_new(size_t n, clipmod_engine *engine, const cm_swap_info *info, diface iface);
 
 /* Release the submitter's reference; the last one frees inputs, results and all. */
 void bjob_release(bjob *job);
@@ -246,6 +267,22 @@ void batcher_load(size_t *jobs, size_t *waiting_inputs);
 
 /* Refuse new jobs, finish those queued, stop the threads. */
 void batcher_stop(void);
+
+/* ------------------------------------------------------------------------ */
+/* The on-flag hook (hooks.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Set up the on-flag command of `c` (nothing when none is configured); -1 logged. */
+int hooks_start(const dconfig *c);
+
+/* A job ended DONE: run the hook for each flagged (or unscanned, if asked) input. */
+void hooks_job(const bjob *job);
+
+/* Wait a little for running hooks, then release them. */
+void hooks_stop(void);
+
+/* The top category's score and threshold (the highest score when none is named). */
+void verdict_top_score(const clipmod_result *r, double *score, double *threshold);
 
 /* ------------------------------------------------------------------------ */
 /* Files inside configured roots (roots.c)                                  */

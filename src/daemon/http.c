@@ -652,6 +652,7 @@ static enum MHD_Result refused_body(struct MHD_Connection *conn, req *q, int *an
 
 static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
 {
+    cm_swap_info info;
     clipmod_engine *engine;
     bjob *job;
     size_t n = q->multipart ? q->n_parts : 1;
@@ -665,8 +666,8 @@ static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
                              "the form has no file (only fields listed in http.text-fields)");
     if (!q->multipart && !q->body.len)
         return respond_error(conn, q, 400, "the body is empty: send the image as the body");
-    engine = reload_acquire();
-    job = bjob_new(n, engine, IFACE_HTTP);
+    engine = reload_acquire_info(&info);
+    job = bjob_new(n, engine, &info, IFACE_HTTP);
     clipmod_engine_free(engine);
     if (!job)
         return respond(conn, q, 500, "application/json", NULL);
@@ -695,6 +696,7 @@ static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
 
 static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
 {
+    cm_swap_info info;
     json_error_t jerr;
     json_t *root = NULL, *one, *many;
     const char *bad = NULL;
@@ -739,8 +741,8 @@ static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
             return respond_error(conn, q, 400, "each URL must be a non-empty string");
         }
     }
-    engine = reload_acquire();
-    job = bjob_new(n, engine, IFACE_HTTP);
+    engine = reload_acquire_info(&info);
+    job = bjob_new(n, engine, &info, IFACE_HTTP);
     clipmod_engine_free(engine);
     if (!job) {
         json_decref(root);

@@ -227,7 +227,8 @@ int main(int argc, char **argv)
     dconfig c, fresh;
     sigset_t sigs;
     char err[256], http_bound[128] = "", clamd_bound[128] = "";
-    int rc = 1, started_batcher = 0, started_http = 0, started_clamd = 0, model_up = 0;
+    int rc = 1, started_hooks = 0, started_batcher = 0, started_http = 0, started_clamd = 0,
+        model_up = 0;
 
     memset(&c, 0, sizeof c);
     if (parse_options(argc, argv, &o))
@@ -264,6 +265,9 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
+    if (hooks_start(&c))
+        goto out;
+    started_hooks = 1;
     if (batcher_start(&c)) {
         cm_log(CM_LOG_ERROR, "cannot start the scanning threads", CM_LF_END);
         goto out;
@@ -319,6 +323,8 @@ out:
         clamd_stop();
     if (started_batcher)
         batcher_stop();
+    if (started_hooks)
+        hooks_stop();
     if (model_up || rc)
         reload_shutdown();
     if (o.ready_file && !o.check)

@@ -2,15 +2,16 @@
  * reload.c - the engine clipmodd scans with, and its swap on SIGHUP.
  *
  * Owns the model (loaded once at start: a model swap would double the memory, as
- * ClamAV's concurrent database reload does) and the current engine. A reload
- * compiles a new engine from the configuration while the old one keeps scanning,
- * then swaps the pointer under a mutex. Every request takes its own reference to
- * the engine current when it arrived (reload_acquire) and releases it when done,
- * so the old engine is freed by whichever request ends last on it: no request is
- * dropped or rescanned, and none sees half a policy. A policy with problems never
- * replaces a working one.
+ * ClamAV's concurrent database reload does) and the slot of the current engine.
+ * Building is the runtime's (src/common/engine_cfg.h: the same steps, order and
+ * messages as clipmod and clipmod-milter, operator plugins included); the slot is
+ * the runtime's reference-counted swap (src/common/swap.h). A reload compiles a new
+ * engine from the configuration while the old one keeps scanning, then installs
+ * it: every request took its own reference to the engine current when it arrived
+ * and releases it when done, so the old engine is freed by whichever request ends
+ * last on it. No request is dropped or rescanned, none sees half a policy, and a
+ * policy with problems never replaces a working one.
  */
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,130 +20,95 @@
 
 #include "clock.h"
 #include "daemon.h"
+#include "engine_cfg.h"
 
-static pthread_mutex_t engine_lock = PTHREAD_MUTEX_INITIALIZER;
 static clipmod_model *model;
-static clipmod_engine *current;
-static double loaded_at;
-static unsigned long generation;
+static cm_swap *slot;
 
-/*
- * Every log line from now on names the policy: its fingerprint's first 12 hex
- * digits (as the Clipmod-Policy-Fingerprint header) and the generation.
- */
-static void log_context(const clipmod_engine *e, unsigned long gen)
-{
-    const char *fp = clipmod_engine_policy_fingerprint(e);
-    char fp12[13] = "";
-
-    if (fp)
-        snprintf(fp12, sizeof fp12, "%s", fp);
-    cm_log_set_context(fp12[0] ? fp12 : NULL, (long long)gen);
-}
-
-/* Log a block of "file:line:column: message" lines, one log line each. */
-static void log_problems(int level, const char *what, const char *text)
-{
-    char *copy = text ? strdup(text) : NULL, *save = NULL;
-    for (char *l = copy ? strtok_r(copy, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save))
-        cm_log(level, what, CM_LF_S("problem", l), CM_LF_END);
-    free(copy);
-}
-
+/* The engine half of dconfig, borrowed for one build. */
 static clipmod_engine *build(const dconfig *c)
 {
-    clipmod_engine *e = NULL, *result = NULL;
-    char *problems = NULL;
-    clipmod_error err;
+    cm_plugin_cfg *plugins = calloc(c->n_plugins ? c->n_plugins : 1, sizeof *plugins);
+    clipmod_engine *e = NULL;
+    char err[CLIPMOD_ERROR_SIZE];
+    cm_engine_cfg cfg;
 
-    if ((err = clipmod_engine_new(model, &e))) {
-        cm_log(CM_LOG_ERROR, "engine", CM_LF_S("error", clipmod_strerror(err)), CM_LF_END);
-        goto out;
+    if (!plugins) {
+        cm_log(CM_LOG_ERROR, "engine not built", CM_LF_S("error", "out of memory"), CM_LF_END);
+        return NULL;
     }
-    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++) {
-        if (!c->setting_given[s])
-            continue;
-        if ((err = clipmod_engine_set(e, (clipmod_setting)s, c->setting[s]))) {
-            cm_log(CM_LOG_ERROR, "engine setting refused",
-                   CM_LF_S("setting", clipmod_setting_name((clipmod_setting)s)),
-                   CM_LF_I("value", c->setting[s]), CM_LF_S("error", clipmod_strerror(err)),
-                   CM_LF_END);
-            goto out;
-        }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.model = c->model;
+    cfg.merges = c->merges;
+    cfg.threads = c->threads;
+    cfg.policy = c->policy;
+    memcpy(cfg.setting, c->setting, sizeof cfg.setting);
+    memcpy(cfg.setting_given, c->setting_given, sizeof cfg.setting_given);
+    cfg.no_cache = c->no_cache;
+    cfg.cache_dir = c->cache_dir;
+    cfg.fetch_allow = (const char *const *)c->fetch_allow.v;
+    cfg.n_fetch_allow = c->fetch_allow.n;
+    for (size_t i = 0; i < c->n_plugins; i++) {
+        plugins[i].path = c->plugins[i].path;
+        plugins[i].config = c->plugins[i].config;
     }
-    if (c->no_cache || c->cache_dir) {
-        if ((err = clipmod_engine_set_cache_dir(e, c->no_cache ? NULL : c->cache_dir))) {
-            cm_log(CM_LOG_ERROR, "cache-dir refused", CM_LF_S("cache_dir", c->cache_dir),
-                   CM_LF_S("error", clipmod_strerror(err)), CM_LF_END);
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < c->fetch_allow.n; i++) {
-        if ((err = clipmod_engine_allow_fetch(e, c->fetch_allow.v[i]))) {
-            cm_log(CM_LOG_ERROR, "fetch allow entry refused", CM_LF_S("entry", c->fetch_allow.v[i]),
-                   CM_LF_S("error", clipmod_strerror(err)), CM_LF_END);
-            goto out;
-        }
-    }
-    err = clipmod_engine_compile(e, c->policy, &problems);
-    if (err) {
-        log_problems(CM_LOG_ERROR, "policy problem", problems);
-        cm_log(CM_LOG_ERROR, "policy not compiled", CM_LF_S("policy_file", c->policy),
-               CM_LF_S("error", clipmod_strerror(err)), CM_LF_END);
-        goto out;
-    }
-    log_problems(CM_LOG_WARN, "policy warning", problems);
-    result = e;
-    e = NULL;
-out:
-    clipmod_free(problems);
-    clipmod_engine_free(e);
-    return result;
+    cfg.plugins = plugins;
+    cfg.n_plugins = c->n_plugins;
+    /* Refusals and policy problems are logged there, one line each. */
+    cm_engine_from_config(&cfg, model, &e, NULL, err);
+    free(plugins);
+    return e;
+}
+
+/* The first 12 hex digits of the policy's fingerprint, as a short git hash names a commit. */
+static void fingerprint12(const clipmod_engine *e, char out[13])
+{
+    const char *fp = clipmod_engine_policy_fingerprint(e);
+    snprintf(out, 13, "%s", fp ? fp : "");
+}
+
+/*
+ * Install `fresh` and name it in every log line from now on (log.h's context):
+ * policy=<12 hex digits> generation=N.
+ */
+static unsigned long install(clipmod_engine *fresh)
+{
+    char fp12[13];
+
+    fingerprint12(fresh, fp12);
+    unsigned long gen = cm_swap_install(slot, fresh, fp12) + 1;
+    cm_log_set_context(fp12[0] ? fp12 : NULL, (long long)gen);
+    return gen;
 }
 
 int reload_init(const dconfig *c)
 {
-    char err[CLIPMOD_ERROR_SIZE];
+    cm_engine_cfg mcfg;
+    clipmod_engine *e;
 
-    if (c->threads)
-        clipmod_set_threads(c->threads);
-    if (clipmod_model_load(c->model, c->merges, &model, err)) {
-        /* A new user's first start: say which command puts a model where we look. */
-        cm_log(CM_LOG_ERROR, "model not loaded", CM_LF_S("model", c->model), CM_LF_S("error", err),
-               CM_LF_S("hint", "install one with 'clipmod model fetch NAME' (clipmod model list "
-                               "names them), or make an installed one the default with "
-                               "'clipmod model use NAME', or give --model DIR"),
-               CM_LF_END);
+    memset(&mcfg, 0, sizeof mcfg);
+    mcfg.model = c->model;
+    mcfg.merges = c->merges;
+    mcfg.threads = c->threads;
+    if (!(slot = cm_swap_new())) {
+        cm_log(CM_LOG_ERROR, "out of memory", CM_LF_END);
         return -1;
     }
-    if (!clipmod_model_has_text(model)) {
-        cm_log(CM_LOG_ERROR, "the model cannot embed texts (no text tower or no merges file)",
-               CM_LF_S("model", c->model), CM_LF_END);
+    /* Logs "model loaded", the demo-model warning or the install hint. */
+    if (cm_model_from_config(&mcfg, &model, NULL))
         return -1;
-    }
-    cm_log(CM_LOG_INFO, "model loaded", CM_LF_S("model", c->model),
-           CM_LF_S("describe", clipmod_model_describe(model)),
-           CM_LF_B("demo", clipmod_model_is_demo(model)), CM_LF_END);
-    /* Honesty: a model trained on emoji must never pass for real moderation. */
-    if (clipmod_model_is_demo(model))
-        cm_log(CM_LOG_WARN,
-               "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are "
-               "not real moderation",
-               CM_LF_S("model", c->model), CM_LF_END);
-    if (!(current = build(c)))
+    if (!(e = build(c)))
         return -1;
-    loaded_at = cm_wall();
-    generation = 1;
-    log_context(current, generation);
+    install(e);
     cm_log(CM_LOG_INFO, "policy compiled", CM_LF_S("policy_file", c->policy),
-           CM_LF_S("name", clipmod_engine_policy_name(current)), CM_LF_END);
+           CM_LF_S("name", clipmod_engine_policy_name(e)), CM_LF_END);
     return 0;
 }
 
 int reload_swap(const dconfig *c)
 {
     double t0 = cm_now();
-    clipmod_engine *fresh = build(c), *old;
+    clipmod_engine *fresh = build(c);
 
     if (!fresh) {
         metrics_reload(0);
@@ -150,28 +116,29 @@ int reload_swap(const dconfig *c)
                CM_LF_S("policy_file", c->policy), CM_LF_END);
         return -1;
     }
-    pthread_mutex_lock(&engine_lock);
-    old = current;
-    current = fresh;
-    loaded_at = cm_wall();
-    generation++;
-    log_context(fresh, generation);
-    pthread_mutex_unlock(&engine_lock);
-    /* Requests that took `old` still hold references; the last one frees it. */
-    clipmod_engine_free(old);
+    const char *name = clipmod_engine_policy_name(fresh);
+    char *name_copy = strdup(name ? name : "");
+    /* Requests that took the old engine still hold references; the last one frees it. */
+    install(fresh);
     metrics_reload(1);
     cm_log(CM_LOG_INFO, "policy reloaded", CM_LF_S("policy_file", c->policy),
-           CM_LF_S("name", clipmod_engine_policy_name(fresh)), CM_LF_F("seconds", cm_now() - t0),
-           CM_LF_END);
+           CM_LF_S("name", name_copy), CM_LF_F("seconds", cm_now() - t0), CM_LF_END);
+    free(name_copy);
     return 0;
 }
 
 clipmod_engine *reload_acquire(void)
 {
-    pthread_mutex_lock(&engine_lock);
-    clipmod_engine *e = clipmod_engine_ref(current);
-    pthread_mutex_unlock(&engine_lock);
-    return e;
+    return slot ? cm_swap_acquire(slot) : NULL;
+}
+
+clipmod_engine *reload_acquire_info(cm_swap_info *info)
+{
+    if (!slot) {
+        memset(info, 0, sizeof *info);
+        return NULL;
+    }
+    return cm_swap_acquire_info(slot, info);
 }
 
 const clipmod_model *reload_model(void)
@@ -181,27 +148,25 @@ const clipmod_model *reload_model(void)
 
 double reload_loaded_at(void)
 {
-    pthread_mutex_lock(&engine_lock);
-    double t = loaded_at;
-    pthread_mutex_unlock(&engine_lock);
-    return t;
+    cm_swap_info info = {0};
+    if (slot)
+        cm_swap_info_get(slot, &info);
+    return info.loaded_at;
 }
 
 unsigned long reload_generation(void)
 {
-    pthread_mutex_lock(&engine_lock);
-    unsigned long g = generation;
-    pthread_mutex_unlock(&engine_lock);
-    return g;
+    cm_swap_info info = {0};
+    if (slot)
+        cm_swap_info_get(slot, &info);
+    return info.generation;
 }
 
 void reload_shutdown(void)
 {
-    pthread_mutex_lock(&engine_lock);
-    clipmod_engine *e = current;
-    current = NULL;
-    pthread_mutex_unlock(&engine_lock);
-    clipmod_engine_free(e);
+    /* Engines still held by requests live on; by now none scans any more. */
+    cm_swap_free(slot);
+    slot = NULL;
     clipmod_model_free(model);
     model = NULL;
 }

@@ -130,6 +130,7 @@ tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status
     tusd_hook h;
     tusd_req *t = NULL, *result = NULL;
     clipmod_engine *engine = NULL;
+    cm_swap_info info;
     char msg[512];
 
     *reply = NULL;
@@ -154,8 +155,8 @@ tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status
     }
     if (!(t->id = strdup(h.id)))
         goto nomem;
-    engine = reload_acquire();
-    if (!(t->job = bjob_new(1, engine, IFACE_TUSD)) || !(t->job->in[0].name = strdup(h.id)))
+    engine = reload_acquire_info(&info);
+    if (!(t->job = bjob_new(1, engine, &info, IFACE_TUSD)) || !(t->job->in[0].name = strdup(h.id)))
         goto nomem;
     if (h.path) {
         if (!(t->hook_path = strdup(h.path)) || (h.info && !(t->hook_info = strdup(h.info))))
