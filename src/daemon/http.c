@@ -222,22 +222,17 @@ static const char *summary_state(const verdict_sum *s)
 /* Send `body` (malloc'd, taken; NULL means out of memory) with `status`. */
 /*
  * The policy behind a scan answer, for proxies and logs that keep headers: its
- * fingerprint's first 12 hex digits and the reload generation. (Read when the
- * answer is sent: a reload between the verdict and the answer is not told apart.)
+ * fingerprint's first 12 hex digits and the reload generation, of the engine the
+ * job was scanned with (a reload while it waited does not change them).
  */
-static void policy_headers(struct MHD_Response *resp)
+static void policy_headers(struct MHD_Response *resp, const bjob *job)
 {
-    clipmod_engine *e = reload_acquire();
-    const char *fp = e ? clipmod_engine_policy_fingerprint(e) : NULL;
-    char fp12[13], gen[24];
+    char gen[24];
 
-    if (fp) {
-        snprintf(fp12, sizeof fp12, "%s", fp);
-        MHD_add_response_header(resp, "Clipmod-Policy-Fingerprint", fp12);
-    }
-    snprintf(gen, sizeof gen, "%lu", reload_generation());
+    if (job->policy_fp[0])
+        MHD_add_response_header(resp, "Clipmod-Policy-Fingerprint", job->policy_fp);
+    snprintf(gen, sizeof gen, "%lu", job->generation);
     MHD_add_response_header(resp, "Clipmod-Policy-Generation", gen);
-    clipmod_engine_free(e);
 }
 
 static enum MHD_Result respond(struct MHD_Connection *conn, req *q, int status, const char *ctype,
@@ -264,7 +259,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, req *q, int status, 
         MHD_add_response_header(resp, "Clipmod-Action", q->action);
     if (q->state) {
         MHD_add_response_header(resp, "Clipmod-State", q->state);
-        policy_headers(resp);
+        if (q->job)
+            policy_headers(resp, q->job);
     }
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
         char ra[16];
@@ -297,6 +293,32 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, req *q, int st
 }
 
 /*
+ * One result's JSON (the library's schema) with the policy it was judged under
+ * added at the end: "policy_fingerprint" (12 hex digits, as the header) and
+ * "policy_generation". Appended to b; CM_DBUF_OK or the first failure.
+ */
+static int result_json(cm_dbuf *b, const bjob *j, size_t i, int explain)
+{
+    char *one = clipmod_result_to_json(j->out[i], explain);
+    size_t n = one ? strlen(one) : 0;
+    int rc;
+
+    while (n && (one[n - 1] == '\n' || one[n - 1] == ' '))
+        n--;
+    /* An object: "{...}". Anything else would be a library bug; refuse it. */
+    if (n < 2 || one[0] != '{' || one[n - 1] != '}') {
+        clipmod_free(one);
+        return CM_DBUF_E_NOMEM;
+    }
+    rc = cm_dbuf_addn(b, one, n - 1);
+    if (rc == CM_DBUF_OK)
+        rc = cm_dbuf_addf(b, "%s\"policy_fingerprint\":\"%s\",\"policy_generation\":%lu}",
+                          n > 2 ? "," : "", j->policy_fp, j->generation);
+    clipmod_free(one);
+    return rc;
+}
+
+/*
  * The verdicts of a finished job, as one object or an array; NULL when out of
  * memory or past RESULTS_MAX_BYTES (answered 500). A result is a few KiB even with
  * ?explain=1; the cap bounds http.max-files of them with room to spare.
@@ -308,24 +330,16 @@ static char *results_json(const bjob *j, int is_array, int explain)
     cm_dbuf b;
     int rc = CM_DBUF_OK;
 
-    if (!is_array) {
-        char *one = clipmod_result_to_json(j->out[0], explain), *s = one ? strdup(one) : NULL;
-        clipmod_free(one);
-        return s;
-    }
     cm_dbuf_init(&b, RESULTS_MAX_BYTES);
-    rc = cm_dbuf_addc(&b, '[');
-    for (size_t i = 0; i < j->n && rc == CM_DBUF_OK; i++) {
-        char *one = clipmod_result_to_json(j->out[i], explain);
-        if (!one)
-            rc = CM_DBUF_E_NOMEM;
-        if (rc == CM_DBUF_OK && i)
+    if (is_array)
+        rc = cm_dbuf_addc(&b, '[');
+    for (size_t i = 0; i < (is_array ? j->n : 1) && rc == CM_DBUF_OK; i++) {
+        if (i)
             rc = cm_dbuf_addc(&b, ',');
         if (rc == CM_DBUF_OK)
-            rc = cm_dbuf_add(&b, one);
-        clipmod_free(one);
+            rc = result_json(&b, j, i, explain);
     }
-    if (rc == CM_DBUF_OK)
+    if (rc == CM_DBUF_OK && is_array)
         rc = cm_dbuf_addc(&b, ']');
     if (rc != CM_DBUF_OK) {
         cm_dbuf_free(&b);

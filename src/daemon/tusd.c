@@ -375,18 +375,28 @@ char *tusd_finish(tusd_req *t, int *status)
 
     rjson = clipmod_result_to_json(r, 0);
     verdict = rjson ? json_loads(rjson, 0, NULL) : NULL;
-    hdr = json_pack("{s:s, s:s, s:s}", "Content-Type", "application/json", "Clipmod-Action",
-                    unscanned ? "unscanned" : clipmod_action_name(action), "Clipmod-State",
-                    clipmod_state_name(state));
+    char gen[24];
+    snprintf(gen, sizeof gen, "%lu", j->generation);
+    /* The policy the upload was judged under, as in clipmodd's scan answers. */
+    if (verdict && json_is_object(verdict)) {
+        json_object_set_new(verdict, "policy_fingerprint", json_string(j->policy_fp));
+        json_object_set_new(verdict, "policy_generation", json_integer((json_int_t)j->generation));
+    }
+    hdr = json_pack("{s:s, s:s, s:s, s:s, s:s}", "Content-Type", "application/json",
+                    "Clipmod-Action", unscanned ? "unscanned" : clipmod_action_name(action),
+                    "Clipmod-State", clipmod_state_name(state), "Clipmod-Policy-Fingerprint",
+                    j->policy_fp, "Clipmod-Policy-Generation", gen);
     http = json_object();
     resp = json_object();
     if (!verdict || !hdr || !http || !resp)
         goto out;
     if (refused) {
-        json_t *b = json_pack("{s:s, s:s, s:s?, s:s?}", "error", message, "action",
+        json_t *b = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:I}", "error", message, "action",
                               unscanned ? "unscanned" : clipmod_action_name(action), "category",
                               clipmod_result_top_category(r), "reason",
-                              unscanned ? clipmod_reason_name(clipmod_result_reason(r)) : NULL);
+                              unscanned ? clipmod_reason_name(clipmod_result_reason(r)) : NULL,
+                              "policy_fingerprint", j->policy_fp, "policy_generation",
+                              (json_int_t)j->generation);
         body = b ? json_dumps(b, JSON_COMPACT) : NULL;
         json_decref(b);
         if (!body)
