@@ -596,6 +596,9 @@ static void load_map(loader *L, const cm_ynode *map, const key *keys, const char
         const key *k = &keys[i];
         if (i == n)
             continue;
+        /* A section left empty (all its keys commented out) keeps its defaults. */
+        if ((k->type == T_SECTION || k->type == T_SETTINGS) && cm_ynode_is_null(v))
+            continue;
         if (k->type == T_SECTION)
             load_map(L, vals[i], k->section, k->name);
         else if (k->type == T_SETTINGS)
