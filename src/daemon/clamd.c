@@ -182,14 +182,16 @@ static void label_of(const char *s, char *out, size_t len)
  * One log line per verdict given over the clamd protocol, as clamd logs every FOUND:
  * clamd clients (rspamd, amavis, Nextcloud) keep no record of why a file was refused.
  */
-static void log_verdict(const conn *k, const char *lab, const clipmod_result *r, const char *ans)
+static void log_verdict(const conn *k, const bjob *job, const char *lab, const clipmod_result *r,
+                        const char *ans)
 {
     double score, threshold;
-    clipmod_engine *e = reload_acquire();
     const char *top = clipmod_result_top_category(r);
+    char gen[24];
+    const char *scan_policy = reload_job_policy(job, gen, sizeof gen);
 
     /* policy= (12 hex digits of the fingerprint) and generation= come with every
-     * line from the log context (reload.c). */
+     * line from the log context (reload.c); scan_* only if the job's differs. */
     verdict_top_score(r, &score, &threshold);
     cm_log(CM_LOG_INFO, "clamd verdict", CM_LF_S("source", lab), CM_LF_S("peer", k->peer),
            CM_LF_S("reply", ans), CM_LF_S("state", clipmod_state_name(clipmod_result_state(r))),
@@ -199,12 +201,14 @@ static void log_verdict(const conn *k, const char *lab, const clipmod_result *r,
            CM_LF_S("reason", clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED
                                  ? clipmod_reason_name(clipmod_result_reason(r))
                                  : ""),
-           CM_LF_S("policy_name", e ? clipmod_engine_policy_name(e) : ""), CM_LF_END);
-    clipmod_engine_free(e);
+           CM_LF_S("policy_name", clipmod_engine_policy_name(job->engine)),
+           CM_LF_S("scan_policy", scan_policy),
+           CM_LF_S("scan_generation", scan_policy ? gen : NULL), CM_LF_END);
 }
 
 /* Reply for one result; *found / *errors count. */
-static int verdict(conn *k, const char *label, const clipmod_result *r, int *found, int *errors)
+static int verdict(conn *k, const bjob *job, const char *label, const clipmod_result *r, int *found,
+                   int *errors)
 {
     const dconfig *c = C.c;
     char lab[MAX_COMMAND];
@@ -214,28 +218,28 @@ static int verdict(conn *k, const char *label, const clipmod_result *r, int *fou
     case CLIPMOD_STATE_FLAGGED:
         if (clipmod_result_action(r) >= c->clamd_found_at) {
             (*found)++;
-            log_verdict(k, lab, r, "FOUND");
+            log_verdict(k, job, lab, r, "FOUND");
             return reply(k, "%s: Clipmod.%s FOUND", lab, clipmod_result_top_category(r));
         }
-        log_verdict(k, lab, r, "OK");
+        log_verdict(k, job, lab, r, "OK");
         return reply(k, "%s: OK", lab);
     case CLIPMOD_STATE_UNSCANNED: {
         const char *why = clipmod_reason_name(clipmod_result_reason(r));
         if (c->clamd_unscanned == UNSCANNED_FOUND) {
             (*found)++;
-            log_verdict(k, lab, r, "FOUND");
+            log_verdict(k, job, lab, r, "FOUND");
             return reply(k, "%s: Clipmod.Unscanned.%s FOUND", lab, why);
         }
         if (c->clamd_unscanned == UNSCANNED_OK) {
-            log_verdict(k, lab, r, "OK");
+            log_verdict(k, job, lab, r, "OK");
             return reply(k, "%s: OK", lab);
         }
         (*errors)++;
-        log_verdict(k, lab, r, "ERROR");
+        log_verdict(k, job, lab, r, "ERROR");
         return reply(k, "%s: Clipmod.Unscanned.%s ERROR", lab, why);
     }
     default:
-        log_verdict(k, lab, r, "OK");
+        log_verdict(k, job, lab, r, "OK");
         return reply(k, "%s: OK", lab);
     }
 }
@@ -292,7 +296,7 @@ static int scan_one(conn *k, const char *label, unsigned char *data, size_t len)
     job->in[0].len = len;
     if (!(job = run_job(job, why, sizeof why)))
         return reply(k, "%s: %s ERROR", label, why);
-    int rc = verdict(k, label, job->out[0], &found, &errors);
+    int rc = verdict(k, job, label, job->out[0], &found, &errors);
     bjob_release(job);
     return rc;
 }
@@ -646,7 +650,7 @@ static int cmd_scan(conn *k, const char *arg, int stop_at_found)
             /* Inside a directory only what is not OK is listed, as clamd does. */
             if (S_ISDIR(st.st_mode) && !reportable(r))
                 continue;
-            rc = verdict(k, f.v[which[i]], r, &found, &errors);
+            rc = verdict(k, job, f.v[which[i]], r, &found, &errors);
         }
         job->n = n;
         bjob_release(job);

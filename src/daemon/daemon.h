@@ -174,6 +174,15 @@ clipmod_engine *reload_acquire(void);
 /* Likewise, with the slot's snapshot for that engine (generation, fingerprint's 12 hex). */
 clipmod_engine *reload_acquire_info(cm_swap_info *info);
 
+struct bjob;
+/*
+ * For a verdict's log line, whose policy= and generation= (the log context) name
+ * the current policy: when `job` was scanned under another one (a reload happened
+ * meanwhile), that one's fingerprint (and its generation written into gen); else
+ * NULL. Logged as scan_policy= and scan_generation=, left out when NULL.
+ */
+const char *reload_job_policy(const struct bjob *job, char *gen, size_t genlen);
+
 /* The model (loaded once; lives until reload_shutdown). */
 const clipmod_model *reload_model(void);
 

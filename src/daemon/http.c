@@ -1069,13 +1069,17 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req *q = *con_cls;
     if (!q)
         return;
+    char gen[24];
+    const char *scan_policy = reload_job_policy(q->job, gen, sizeof gen);
     if (H.c->log_requests || q->status >= 500)
         cm_log(q->status >= 500 ? CM_LOG_WARN : CM_LOG_INFO, "http", CM_LF_S("method", q->method),
                CM_LF_S("path", q->path), CM_LF_I("status", q->status), CM_LF_S("remote", q->remote),
                CM_LF_I("inputs", q->inputs), CM_LF_S("state", q->state),
                CM_LF_S("action", q->action), CM_LF_I("bytes", q->received),
                CM_LF_F("ms", (cm_now() - q->t0) * 1e3),
-               CM_LF_B("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK), CM_LF_END);
+               CM_LF_B("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK),
+               CM_LF_S("scan_policy", scan_policy),
+               CM_LF_S("scan_generation", scan_policy ? gen : NULL), CM_LF_END);
     if (q->suspended)
         atomic_fetch_sub(&H.suspended, 1);
     /* The next request's head is due within http.header-timeout. */

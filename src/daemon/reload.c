@@ -141,6 +141,14 @@ clipmod_engine *reload_acquire_info(cm_swap_info *info)
     return cm_swap_acquire_info(slot, info);
 }
 
+const char *reload_job_policy(const bjob *job, char *gen, size_t genlen)
+{
+    if (!job || !job->generation || job->generation == reload_generation())
+        return NULL;
+    snprintf(gen, genlen, "%lu", job->generation);
+    return job->policy_fp;
+}
+
 const clipmod_model *reload_model(void)
 {
     return model;

@@ -419,12 +419,14 @@ char *tusd_finish(tusd_req *t, int *status)
     }
     s = json_dumps(resp, JSON_COMPACT);
     *status = 200;
+    const char *scan_policy = reload_job_policy(j, gen, sizeof gen);
     cm_log(refused ? CM_LOG_INFO : CM_LOG_DEBUG, "tusd verdict", CM_LF_S("id", t->id),
            CM_LF_S("hook", t->post_finish ? "post-finish" : "pre-finish"),
            CM_LF_S("state", clipmod_state_name(state)),
            CM_LF_S("action", clipmod_action_name(action)),
            CM_LF_S("category", clipmod_result_top_category(r)), CM_LF_B("refused", refused),
-           CM_LF_END);
+           CM_LF_S("scan_policy", scan_policy),
+           CM_LF_S("scan_generation", scan_policy ? gen : NULL), CM_LF_END);
 out:
     if (!s)
         s = error_reply(500, "out of memory", status);
