@@ -6,6 +6,7 @@
  */
 #include "dynbuf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,9 @@ void cm_dbuf_init(cm_dbuf *b, size_t max)
     b->s = NULL;
     b->len = 0;
     b->cap = 0;
-    b->max = max;
+    /* Room for the NUL: with max == SIZE_MAX, len + n + 1 would wrap to 0 in grow()
+     * and a huge add would be "OK" with nothing allocated. */
+    b->max = max < SIZE_MAX ? max : SIZE_MAX - 1;
 }
 
 /* Make room for `more` content bytes plus the NUL. */

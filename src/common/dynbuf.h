@@ -36,7 +36,8 @@ typedef struct cm_dbuf {
     size_t max; /* hard limit on len */
 } cm_dbuf;
 
-/* Set up an empty buffer whose content may never exceed `max` bytes. Allocates nothing. */
+/* Set up an empty buffer whose content may never exceed `max` bytes (SIZE_MAX counts
+ * as SIZE_MAX - 1: the NUL needs a byte). Allocates nothing. */
 void cm_dbuf_init(cm_dbuf *b, size_t max);
 
 /* Append n bytes / a C string / one char / a printf-formatted string. 0 or CM_DBUF_E_*. */

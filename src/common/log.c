@@ -134,41 +134,91 @@ void cm_log_close(void)
     pthread_mutex_unlock(&log_lock);
 }
 
-void cm_log_quote(cm_dbuf *l, const char *s)
+/*
+ * The length of the valid UTF-8 sequence at p (1-4), or 0 when p does not start
+ * one: a stray continuation byte, an overlong form, a surrogate, a code point past
+ * U+10FFFF or a sequence cut short (a NUL is never a continuation byte).
+ */
+static size_t utf8_len(const unsigned char *p)
+{
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        n = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        n = 3;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (p[0] == 0xE0)
+        lo = 0xA0; /* overlong */
+    else if (p[0] == 0xED)
+        hi = 0x9F; /* surrogates */
+    else if (p[0] == 0xF0)
+        lo = 0x90; /* overlong */
+    else if (p[0] == 0xF4)
+        hi = 0x8F; /* past U+10FFFF */
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* The escape for byte c, or NULL when it is written as it is. */
+static const char *escape(unsigned char c, char esc[8])
+{
+    switch (c) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    default:
+        if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, 8, "\\u%04x", c);
+            return esc;
+        }
+        return NULL;
+    }
+}
+
+/* cm_log_quote, stopping at the first add the line refuses (its rc, else 0). */
+static int quote(cm_dbuf *l, const char *s)
 {
     char esc[8];
+    int rc = cm_dbuf_addc(l, '"');
 
-    cm_dbuf_addc(l, '"');
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        const char *rep = NULL;
-        switch (*p) {
-        case '"':
-            rep = "\\\"";
-            break;
-        case '\\':
-            rep = "\\\\";
-            break;
-        case '\n':
-            rep = "\\n";
-            break;
-        case '\r':
-            rep = "\\r";
-            break;
-        case '\t':
-            rep = "\\t";
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f) {
-                snprintf(esc, sizeof esc, "\\u%04x", *p);
-                rep = esc;
-            }
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && !rc; p++) {
+        size_t n = utf8_len(p);
+        const char *rep = n == 1 ? escape(*p, esc) : NULL;
+        if (n == 0) {
+            /* JSON must be UTF-8: a byte that is not becomes U+FFFD, one per byte. */
+            rc = cm_dbuf_add(l, "\\ufffd");
+        } else if (n > 1) {
+            rc = cm_dbuf_addn(l, p, n);
+            p += n - 1;
+        } else if (rep) {
+            rc = cm_dbuf_add(l, rep);
+        } else {
+            rc = cm_dbuf_addc(l, (char)*p);
         }
-        if (rep)
-            cm_dbuf_add(l, rep);
-        else
-            cm_dbuf_addc(l, (char)*p);
     }
-    cm_dbuf_addc(l, '"');
+    return rc ? rc : cm_dbuf_addc(l, '"');
+}
+
+void cm_log_quote(cm_dbuf *l, const char *s)
+{
+    quote(l, s);
 }
 
 /* logfmt leaves simple values bare: letters, digits and a few punctuation marks. */
@@ -184,42 +234,40 @@ static int bare_ok(const char *s)
 }
 
 /* A key is written as given only if it is a plain identifier; otherwise quoted. */
-static void put_key(cm_dbuf *l, const char *key, int fmt)
+static int put_key(cm_dbuf *l, const char *key, int fmt)
 {
     if (fmt == FMT_JSON || !bare_ok(key))
-        cm_log_quote(l, key);
-    else
-        cm_dbuf_add(l, key);
+        return quote(l, key);
+    return cm_dbuf_add(l, key);
 }
 
-static void put_value(cm_dbuf *l, const cm_log_field *f, int fmt)
+static int put_value(cm_dbuf *l, const cm_log_field *f, int fmt)
 {
     char num[64];
 
     switch (f->type) {
     case CM_LF_STR:
         if (fmt == FMT_JSON && !f->s)
-            cm_dbuf_add(l, "null");
-        else if (fmt == FMT_LOGFMT && bare_ok(f->s))
-            cm_dbuf_add(l, f->s);
-        else
-            cm_log_quote(l, f->s);
-        break;
+            return cm_dbuf_add(l, "null");
+        if (fmt == FMT_LOGFMT && bare_ok(f->s))
+            return cm_dbuf_add(l, f->s);
+        return quote(l, f->s);
     case CM_LF_INT:
         snprintf(num, sizeof num, "%lld", f->i);
-        cm_dbuf_add(l, num);
-        break;
+        return cm_dbuf_add(l, num);
     case CM_LF_FLOAT:
         snprintf(num, sizeof num, "%.3f", f->f);
-        cm_dbuf_add(l, num);
-        break;
+        return cm_dbuf_add(l, num);
     default:
-        cm_dbuf_add(l, f->i ? "true" : "false");
-        break;
+        return cm_dbuf_add(l, f->i ? "true" : "false");
     }
 }
 
-/* Append one field; on a full line, roll back to the previous field's end. */
+/*
+ * Append one field whole, or roll back to the previous field's end: when the line
+ * is full, and also when any add was refused (dynbuf refuses an add whole, so a
+ * long bare value would otherwise leave "key=" with nothing after it).
+ */
 static void put_field(cm_dbuf *l, const cm_log_field *f, int fmt, int *first)
 {
     size_t mark = l->len;
@@ -227,12 +275,15 @@ static void put_field(cm_dbuf *l, const cm_log_field *f, int fmt, int *first)
     /* An absent value is left out of logfmt lines; JSON says null. */
     if (f->type == CM_LF_STR && !f->s && fmt == FMT_LOGFMT)
         return;
-    cm_dbuf_add(l, *first ? "" : (fmt == FMT_JSON ? "," : " "));
-    put_key(l, f->key, fmt);
-    cm_dbuf_addc(l, fmt == FMT_JSON ? ':' : '=');
-    put_value(l, f, fmt);
+    int rc = cm_dbuf_add(l, *first ? "" : (fmt == FMT_JSON ? "," : " "));
+    if (!rc)
+        rc = put_key(l, f->key, fmt);
+    if (!rc)
+        rc = cm_dbuf_addc(l, fmt == FMT_JSON ? ':' : '=');
+    if (!rc)
+        rc = put_value(l, f, fmt);
     /* Reserve 2 bytes for the closing brace and newline. */
-    if (l->len + 2 >= l->max) {
+    if (rc || l->len + 2 >= l->max) {
         l->len = mark;
         if (l->s)
             l->s[mark] = '\0';

@@ -5,7 +5,9 @@
  * status=200`) or JSON Lines, to standard error or syslog (facility and ident
  * configurable). Callers pass typed fields (CM_LF_S, CM_LF_I, ...), never a printf
  * format, so a value from the network is always quoted and escaped and can neither
- * forge a field nor split a line (control characters become \n, \r, \t or \u00XX).
+ * forge a field nor split a line (control characters become \n, \r, \t or \u00XX,
+ * and each byte that is not part of valid UTF-8 becomes \ufffd, so JSON lines stay
+ * valid JSON).
  * Each line is built in memory and written with one call under a mutex, so lines
  * of concurrent threads never mix. A process-wide context (policy fingerprint and
  * generation, set on every load/reload) is added to every line as the fields

@@ -1,28 +1,34 @@
 /*
- * onflag.c - the on_flag command hook (see onflag.h).
+ * onflag.c - the `on_flag` command hook (see onflag.h).
  *
- * Everything the child needs (argv, the environment) is built before fork(): the
- * programs are threaded, so between fork and exec the child only calls
- * async-signal-safe functions (sigprocmask, sigaction, setpgid, open, dup2, close,
- * execve, _exit). The child unblocks the signals the daemons keep for sigwait() and
- * restores SIGPIPE, which dispositions and masks would otherwise carry into it.
+ * Owns starting the operator's program and reaping it. Everything the child needs
+ * (argv, the environment, /dev/null) is prepared before fork(): in a threaded
+ * program the child may only call async-signal-safe functions until execve(), so
+ * it only sets its process group, resets signals (a daemon blocks SIGHUP/SIGTERM
+ * for sigwait and ignores SIGPIPE; both would survive execve), moves /dev/null
+ * onto 0-2, closes every other descriptor, and execs. An execve() that fails
+ * writes its errno into a close-on-exec pipe, so the reaper can log "cannot start:
+ * No such file or directory" rather than a bare exit status 127.
  *
- * Each started hook has a detached reaper thread that polls waitpid() every 20 ms
- * (a hook is rare and short, so polling costs nothing and needs no SIGCHLD
- * handler that would steal other children's statuses) and kills the process group
- * when the timeout passes. The handle is freed by cm_onflag_free, or by the last
- * reaper when cm_onflag_free gave up waiting.
+ * Each started hook has a detached reaper thread owning its `job`: it waits for the
+ * child (pidfd + poll where the kernel has it, else short sleeps), SIGKILLs the
+ * whole process group when the timeout passes, logs the outcome and gives back the
+ * running slot. The hook itself is freed by cm_onflag_free, or, when hooks were
+ * still running then, by the reaper of the last one.
  */
 #include "onflag.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,30 +36,37 @@
 #include "clock.h"
 #include "log.h"
 
-#define VALUE_MAX 1024
-#define N_ENV     12
+#define DEFAULT_TIMEOUT_MS 30000u
+#define DEFAULT_MAX        4u
+#define VALUE_MAX          1024 /* bytes of one variable's value */
+#define N_VARS             11   /* the CLIPMOD_* variables and PATH */
+#define ENV_MAX            (VALUE_MAX + 32)
 
 struct cm_onflag {
-    char **argv;
+    char **argv; /* a copy, NULL-terminated */
     unsigned timeout_ms, max_running;
     pthread_mutex_t lock;
-    pthread_cond_t idle;
+    pthread_cond_t ended; /* signalled whenever a hook is reaped */
     unsigned running;
-    int orphaned; /* cm_onflag_free returned: the last reaper frees */
+    int orphaned; /* cm_onflag_free returned early: the last reaper frees */
 };
 
-typedef struct reap {
+/* One started hook; owned by its reaper thread. */
+typedef struct job {
     cm_onflag *h;
     pid_t pid;
-} reap;
+    int errfd; /* read end of the exec-error pipe */
+    char env[N_VARS][ENV_MAX];
+    char *envp[N_VARS + 1];
+} job;
 
-static void destroy(cm_onflag *h)
+static void free_hook(cm_onflag *h)
 {
-    for (size_t i = 0; h->argv && h->argv[i]; i++)
-        free(h->argv[i]);
+    for (char **a = h->argv; a && *a; a++)
+        free(*a);
     free(h->argv);
     pthread_mutex_destroy(&h->lock);
-    pthread_cond_destroy(&h->idle);
+    pthread_cond_destroy(&h->ended);
     free(h);
 }
 
@@ -61,239 +74,286 @@ cm_onflag *cm_onflag_new(const char *const *argv, unsigned timeout_ms, unsigned 
                          char *err, size_t errlen)
 {
     size_t n = 0;
-
-    if (!argv || !argv[0] || argv[0][0] != '/') {
-        snprintf(err, errlen, "the command must start with an absolute path");
+    if (!argv || !argv[0]) {
+        snprintf(err, errlen, "on_flag: no program given");
+        return NULL;
+    }
+    if (argv[0][0] != '/') {
+        /* No PATH search: the operator names exactly the file that runs. */
+        snprintf(err, errlen, "on_flag: %s: the program must be an absolute path", argv[0]);
         return NULL;
     }
     while (argv[n])
         n++;
     cm_onflag *h = calloc(1, sizeof *h);
-    if (!h || !(h->argv = calloc(n + 1, sizeof *h->argv))) {
-        free(h);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->idle, NULL);
+    pthread_condattr_t ca;
+    if (!h || !(h->argv = calloc(n + 1, sizeof *h->argv)))
+        goto nomem;
     for (size_t i = 0; i < n; i++) {
-        if (!(h->argv[i] = strdup(argv[i]))) {
-            destroy(h);
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
+        h->argv[i] = strdup(argv[i]);
+        if (!h->argv[i])
+            goto nomem;
     }
-    h->timeout_ms = timeout_ms ? timeout_ms : 30000;
-    h->max_running = max_running ? max_running : 4;
+    h->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    h->max_running = max_running ? max_running : DEFAULT_MAX;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->ended, &ca);
+    pthread_condattr_destroy(&ca);
     return h;
+nomem:
+    snprintf(err, errlen, "on_flag: out of memory");
+    if (h) {
+        for (size_t i = 0; h->argv && i < n; i++)
+            free(h->argv[i]);
+        free(h->argv);
+        free(h);
+    }
+    return NULL;
 }
 
-/* "NAME=value" with control characters made '?' and the value cut at VALUE_MAX bytes. */
-static char *env_entry(const char *name, const char *value)
+/* NAME=value into out, control characters as '?', the value cut at VALUE_MAX bytes
+ * (never inside a UTF-8 sequence). */
+static void put_var(char *out, const char *name, const char *value)
 {
-    size_t nl = strlen(name), vl = strnlen(value, VALUE_MAX);
-    char *e = malloc(nl + 1 + vl + 1);
-    if (!e)
-        return NULL;
-    memcpy(e, name, nl);
-    e[nl] = '=';
-    for (size_t i = 0; i < vl; i++) {
+    size_t o = (size_t)snprintf(out, ENV_MAX, "%s=", name), n = strlen(value);
+    if (n > VALUE_MAX) {
+        n = VALUE_MAX;
+        while (n > 0 && ((unsigned char)value[n] & 0xC0) == 0x80)
+            n--;
+    }
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)value[i];
-        e[nl + 1 + i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+        out[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
     }
-    e[nl + 1 + vl] = '\0';
-    return e;
+    out[o] = '\0';
 }
 
-static void env_free(char **env)
+static void build_env(job *j, const cm_onflag_event *ev)
 {
-    for (size_t i = 0; env[i]; i++)
-        free(env[i]);
-}
+    const struct {
+        const char *name, *value;
+    } strs[] = {{"CLIPMOD_VERDICT", ev->verdict}, {"CLIPMOD_CATEGORY", ev->category},
+                {"CLIPMOD_ACTION", ev->action},   {"CLIPMOD_FILENAME", ev->filename},
+                {"CLIPMOD_SOURCE", ev->source},   {"CLIPMOD_POLICY", ev->policy},
+                {"CLIPMOD_REASON", ev->reason}};
+    char num[64];
+    size_t n = 0;
 
-/* The child's whole environment; -1 when out of memory. env has N_ENV + 1 slots. */
-static int build_env(const cm_onflag_event *ev, char **env)
-{
-    char score[32], threshold[32], gen[24];
-    const char *names[] = {"CLIPMOD_VERDICT",   "CLIPMOD_CATEGORY", "CLIPMOD_SCORE",
-                           "CLIPMOD_THRESHOLD", "CLIPMOD_ACTION",   "CLIPMOD_FILENAME",
-                           "CLIPMOD_SOURCE",    "CLIPMOD_POLICY",   "CLIPMOD_GENERATION",
-                           "CLIPMOD_REASON"};
-    const char *values[] = {ev->verdict,  ev->category, score,      threshold, ev->action,
-                            ev->filename, ev->source,   ev->policy, gen,       ev->reason};
-    size_t k = 0;
-
-    snprintf(score, sizeof score, "%.4f", ev->score);
-    snprintf(threshold, sizeof threshold, "%.4f", ev->threshold);
-    snprintf(gen, sizeof gen, "%lld", ev->generation);
-    if (ev->generation <= 0)
-        values[8] = NULL;
-    memset(env, 0, (N_ENV + 1) * sizeof *env);
-    if (!(env[k++] = strdup("PATH=/usr/bin:/bin")))
-        return -1;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (!values[i])
-            continue;
-        if (!(env[k++] = env_entry(names[i], values[i]))) {
-            env_free(env);
-            return -1;
-        }
+    put_var(j->env[n++], "PATH", "/usr/bin:/bin");
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (strs[i].value)
+            put_var(j->env[n++], strs[i].name, strs[i].value);
+    /* No score (NaN, e.g. unscanned) leaves the variable out rather than "nan". */
+    if (isfinite(ev->score)) {
+        snprintf(num, sizeof num, "%.4f", ev->score);
+        put_var(j->env[n++], "CLIPMOD_SCORE", num);
     }
-    return 0;
+    if (isfinite(ev->threshold)) {
+        snprintf(num, sizeof num, "%.4f", ev->threshold);
+        put_var(j->env[n++], "CLIPMOD_THRESHOLD", num);
+    }
+    if (ev->generation > 0) {
+        snprintf(num, sizeof num, "%lld", ev->generation);
+        put_var(j->env[n++], "CLIPMOD_GENERATION", num);
+    }
+    for (size_t i = 0; i < n; i++)
+        j->envp[i] = j->env[i];
+    j->envp[n] = NULL;
 }
 
-/* In the child, between fork and exec: async-signal-safe calls only. */
-static void child(char *const *argv, char *const *env)
+/* In the child: async-signal-safe calls only, then execve. Never returns. */
+static void child(char *const *argv, char *const *envp, int devnull, int errfd)
 {
-    sigset_t none;
     struct sigaction dfl;
-    int fd;
+    sigset_t none;
+    int e;
 
+    setpgid(0, 0);
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
-    sigaction(SIGPIPE, &dfl, NULL);
+    for (int s = 1; s < NSIG; s++)
+        sigaction(s, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP, RT gaps */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    setpgid(0, 0);
-    fd = open("/dev/null", O_RDWR);
-    if (fd >= 0) {
-        dup2(fd, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-    }
-    /* The daemon's sockets and files are not the hook's. */
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long i = 3; i < (max > 0 && max < 65536 ? max : 65536); i++)
-        close((int)i);
-    execve(argv[0], argv, env);
+    if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0)
+        goto fail;
+    /* Sockets and files of the daemon stay out of the operator's program. */
+    if (errfd > 3)
+        close_range(3, (unsigned)errfd - 1, 0);
+    close_range((unsigned)errfd + 1, ~0u, 0);
+    execve(argv[0], argv, envp);
+fail:
+    e = errno;
+    if (write(errfd, &e, sizeof e) < 0)
+        e = 0; /* nothing more can be said; the exit status tells */
     _exit(127);
 }
 
-static void reaped(cm_onflag *h)
+/* Wait up to ms for the child to end; 1 when it has (status in *st), 0 when not. */
+static int wait_for(job *j, int pidfd, int64_t ms, int *st)
+{
+    pid_t r = waitpid(j->pid, st, WNOHANG);
+    if (r == 0 && ms > 0) {
+        if (pidfd >= 0) {
+            struct pollfd p = {pidfd, POLLIN, 0};
+            poll(&p, 1, ms > INT32_MAX ? INT32_MAX : (int)ms);
+        } else {
+            poll(NULL, 0, ms < 10 ? (int)ms : 10); /* no pidfd: look again soon */
+        }
+        r = waitpid(j->pid, st, WNOHANG);
+    }
+    if (r < 0 && errno == ECHILD) {
+        *st = -1; /* SIGCHLD ignored: the kernel reaped it, status unknown */
+        return 1;
+    }
+    return r == j->pid;
+}
+
+static void log_outcome(const job *j, int st, int timed_out, int exec_errno)
+{
+    const char *file = j->h->argv[0];
+    if (exec_errno)
+        cm_log(CM_LOG_ERROR, "on_flag cannot start", CM_LF_S("program", file),
+               CM_LF_S("error", strerror(exec_errno)), CM_LF_END);
+    else if (timed_out)
+        cm_log(CM_LOG_WARN, "on_flag timed out; its process group was killed",
+               CM_LF_S("program", file), CM_LF_I("timeout_ms", j->h->timeout_ms), CM_LF_END);
+    else if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0)
+        cm_log(CM_LOG_WARN, "on_flag failed", CM_LF_S("program", file),
+               CM_LF_I("exit", WEXITSTATUS(st)), CM_LF_END);
+    else if (st >= 0 && WIFSIGNALED(st))
+        cm_log(CM_LOG_WARN, "on_flag failed", CM_LF_S("program", file),
+               CM_LF_I("signal", WTERMSIG(st)), CM_LF_END);
+    else
+        cm_log(CM_LOG_DEBUG, "on_flag done", CM_LF_S("program", file), CM_LF_END);
+}
+
+/* Give the slot back; the last reaper of an orphaned hook frees it. */
+static void release(cm_onflag *h)
 {
     pthread_mutex_lock(&h->lock);
     h->running--;
     int last = h->orphaned && h->running == 0;
-    pthread_cond_broadcast(&h->idle);
+    pthread_cond_broadcast(&h->ended);
     pthread_mutex_unlock(&h->lock);
     if (last)
-        destroy(h);
-}
-
-static void report_exit(const cm_onflag *h, pid_t pid, int st, int killed)
-{
-    if (killed)
-        cm_log(CM_LOG_WARN, "on_flag command killed after its timeout",
-               CM_LF_S("command", h->argv[0]), CM_LF_I("pid", pid),
-               CM_LF_I("timeout_ms", h->timeout_ms), CM_LF_END);
-    else if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
-        cm_log(CM_LOG_WARN, "on_flag command could not be started (exit 127)",
-               CM_LF_S("command", h->argv[0]), CM_LF_I("pid", pid), CM_LF_END);
-    else if (WIFEXITED(st) && WEXITSTATUS(st))
-        cm_log(CM_LOG_WARN, "on_flag command failed", CM_LF_S("command", h->argv[0]),
-               CM_LF_I("pid", pid), CM_LF_I("status", WEXITSTATUS(st)), CM_LF_END);
-    else if (WIFSIGNALED(st))
-        cm_log(CM_LOG_WARN, "on_flag command killed by a signal", CM_LF_S("command", h->argv[0]),
-               CM_LF_I("pid", pid), CM_LF_I("signal", WTERMSIG(st)), CM_LF_END);
-    else
-        cm_log(CM_LOG_DEBUG, "on_flag command done", CM_LF_S("command", h->argv[0]),
-               CM_LF_I("pid", pid), CM_LF_END);
+        free_hook(h);
 }
 
 static void *reaper(void *arg)
 {
-    reap r = *(reap *)arg;
-    struct timespec pause = {0, 20 * 1000 * 1000};
-    double deadline = cm_now() + r.h->timeout_ms / 1e3;
-    int st = 0, killed = 0;
+    job *j = arg;
+    int st = 0, timed_out = 0, exec_errno = 0;
+    int pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0);
+    const int64_t deadline = cm_now_ms() + j->h->timeout_ms;
 
-    free(arg);
-    for (;;) {
-        pid_t got = waitpid(r.pid, &st, WNOHANG);
-        if (got == r.pid || (got < 0 && errno != EINTR))
-            break;
-        if (cm_now() >= deadline) {
-            /* The whole group: a shell script's children go too. */
-            kill(-r.pid, SIGKILL);
-            kill(r.pid, SIGKILL);
-            while (waitpid(r.pid, &st, 0) < 0 && errno == EINTR)
+    while (!wait_for(j, pidfd, deadline - cm_now_ms(), &st)) {
+        if (cm_now_ms() >= deadline) {
+            /* The whole group: a script's own children die with it. */
+            kill(-j->pid, SIGKILL);
+            timed_out = 1;
+            while (waitpid(j->pid, &st, 0) < 0 && errno == EINTR)
                 ;
-            killed = 1;
             break;
         }
-        nanosleep(&pause, NULL);
     }
-    report_exit(r.h, r.pid, st, killed);
-    reaped(r.h);
+    /* The pipe's write end closed at exec or exit: this read never blocks long. */
+    if (read(j->errfd, &exec_errno, sizeof exec_errno) != (ssize_t)sizeof exec_errno)
+        exec_errno = 0;
+    if (pidfd >= 0)
+        close(pidfd);
+    close(j->errfd);
+    log_outcome(j, st, timed_out, exec_errno);
+    release(j->h);
+    free(j);
     return NULL;
 }
 
-/* Fork the child and hand it to a detached reaper; 0, or -1 (logged, running undone). */
-static int start(cm_onflag *h, char **env)
+/* Reserve a running slot; 0 when full. */
+static int reserve(cm_onflag *h)
 {
-    pthread_attr_t attr;
-    pthread_t t;
-    reap *r = malloc(sizeof *r);
-    pid_t pid = r ? fork() : -1;
+    pthread_mutex_lock(&h->lock);
+    int ok = h->running < h->max_running;
+    if (ok)
+        h->running++;
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
 
-    if (pid == 0)
-        child(h->argv, env);
-    if (pid < 0) {
-        free(r);
-        cm_log(CM_LOG_ERROR, "on_flag command not started", CM_LF_S("command", h->argv[0]),
-               CM_LF_S("error", r ? strerror(errno) : "out of memory"), CM_LF_END);
+/* Fork and exec j's child; 0 with j->pid and j->errfd set, or -1 with errno. */
+static int start(cm_onflag *h, job *j)
+{
+    int pipefd[2], devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0)
+        return -1;
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        close(devnull);
         return -1;
     }
-    setpgid(pid, pid); /* also in the child: whichever runs first */
-    r->h = h;
-    r->pid = pid;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &attr, reaper, r);
-    pthread_attr_destroy(&attr);
-    if (rc) {
-        /* Nobody could enforce its timeout: it does not run. */
-        kill(-pid, SIGKILL);
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        free(r);
-        cm_log(CM_LOG_ERROR, "on_flag command not started", CM_LF_S("command", h->argv[0]),
-               CM_LF_S("error", "cannot start its reaper thread"), CM_LF_END);
+    j->pid = fork();
+    if (j->pid == 0)
+        child(h->argv, j->envp, devnull, pipefd[1]);
+    int saved = errno;
+    close(devnull);
+    close(pipefd[1]);
+    if (j->pid < 0) {
+        close(pipefd[0]);
+        errno = saved;
         return -1;
     }
+    setpgid(j->pid, j->pid); /* also here: kill(-pid) must work from the first moment */
+    j->errfd = pipefd[0];
     return 0;
 }
 
 int cm_onflag_run(cm_onflag *h, const cm_onflag_event *ev)
 {
-    char *env[N_ENV + 1];
+    pthread_attr_t attr;
+    pthread_t t;
 
-    pthread_mutex_lock(&h->lock);
-    int full = h->running >= h->max_running;
-    if (!full)
-        h->running++;
-    pthread_mutex_unlock(&h->lock);
-    if (full) {
-        cm_log(CM_LOG_WARN, "on_flag skipped", CM_LF_S("why", "max-running hooks already running"),
-               CM_LF_S("filename", ev->filename), CM_LF_S("verdict", ev->verdict), CM_LF_END);
+    if (!h || !ev)
+        return -1;
+    if (!reserve(h)) {
+        cm_log(CM_LOG_WARN, "on_flag skipped", CM_LF_S("reason", "too many running"),
+               CM_LF_I("max_running", h->max_running), CM_LF_S("filename", ev->filename),
+               CM_LF_END);
         return 1;
     }
-    if (build_env(ev, env)) {
-        cm_log(CM_LOG_ERROR, "on_flag command not started", CM_LF_S("command", h->argv[0]),
-               CM_LF_S("error", "out of memory"), CM_LF_END);
-        reaped(h);
+    job *j = calloc(1, sizeof *j);
+    if (j)
+        build_env(j, ev); /* before fork: the child must not allocate */
+    if (!j || start(h, j) < 0) {
+        cm_log(CM_LOG_ERROR, "on_flag cannot start", CM_LF_S("program", h->argv[0]),
+               CM_LF_S("error", j ? strerror(errno) : "out of memory"), CM_LF_END);
+        free(j);
+        release(h);
         return -1;
     }
-    int rc = start(h, env);
-    env_free(env);
-    if (rc)
-        reaped(h);
-    return rc;
+    j->h = h;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, reaper, j);
+    pthread_attr_destroy(&attr);
+    if (rc) {
+        /* Nobody could enforce the timeout: stop the hook now rather than leak it. */
+        kill(-j->pid, SIGKILL);
+        waitpid(j->pid, NULL, 0);
+        close(j->errfd);
+        cm_log(CM_LOG_ERROR, "on_flag cannot start", CM_LF_S("program", h->argv[0]),
+               CM_LF_S("error", strerror(rc)), CM_LF_END);
+        free(j);
+        release(h);
+        return -1;
+    }
+    return 0;
 }
 
 unsigned cm_onflag_running(cm_onflag *h)
 {
+    if (!h)
+        return 0;
     pthread_mutex_lock(&h->lock);
     unsigned n = h->running;
     pthread_mutex_unlock(&h->lock);
@@ -306,7 +366,7 @@ unsigned cm_onflag_free(cm_onflag *h, unsigned wait_ms)
 
     if (!h)
         return 0;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += wait_ms / 1000;
     until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
@@ -314,13 +374,13 @@ unsigned cm_onflag_free(cm_onflag *h, unsigned wait_ms)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&h->lock);
-    while (h->running && pthread_cond_timedwait(&h->idle, &h->lock, &until) != ETIMEDOUT)
+    /* The reapers enforce each hook's own timeout meanwhile. */
+    while (h->running > 0 && pthread_cond_timedwait(&h->ended, &h->lock, &until) != ETIMEDOUT)
         ;
     unsigned left = h->running;
-    if (left)
-        h->orphaned = 1; /* the reapers kill at the timeout; the last one frees */
+    h->orphaned = left > 0;
     pthread_mutex_unlock(&h->lock);
     if (!left)
-        destroy(h);
+        free_hook(h);
     return left;
 }
