@@ -145,7 +145,7 @@ start=$(date +%s)
 curl -s -o /dev/null -F "f=@$HI;filename=slow-1.png" "http://$HTTP/v1/scan"
 [ $(($(date +%s) - start)) -lt 10 ] || fail "the scan's answer waited for the hook"
 i=0
-until grep -q 'on_flag command killed after its timeout' "$LOG"; do
+until grep -q 'msg="on_flag timed out' "$LOG"; do
     [ $i -lt 100 ] || fail "the slow hook was not killed: $(tail -n 5 "$LOG")"
     sleep 0.1
     i=$((i + 1))
