@@ -28,10 +28,23 @@ static int read_digits(const char *s, uint64_t *v, const char **end)
     return n;
 }
 
+/*
+ * The reason is one line (callers log it, or print it as one problem): the value
+ * is shown with control characters as '?' and cut at 40 bytes, since it comes
+ * from a configuration file or the command line ("10s\nlevel=error" must not
+ * start a line of its own).
+ */
 static int fail(char *err, size_t errlen, const char *what, const char *s, const char *why)
 {
-    if (err && errlen)
-        snprintf(err, errlen, "%s '%s': %s", what, s ? s : "(null)", why);
+    char shown[48];
+    size_t n = 0;
+
+    if (!err || !errlen)
+        return -1;
+    for (; s && s[n] && n < 40; n++)
+        shown[n] = (unsigned char)s[n] < 0x20 || s[n] == 0x7f ? '?' : s[n];
+    shown[n] = '\0';
+    snprintf(err, errlen, "%s '%s%s': %s", what, s ? shown : "(null)", s && s[n] ? "..." : "", why);
     return -1;
 }
 

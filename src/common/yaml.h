@@ -95,7 +95,7 @@ const cm_ynode *cm_ymap_get(const cm_ynode *map, const char *key);
 /*
  * How a value is named in a message: "a mapping", "a list", "an empty value",
  * "'text'" or "\"text\"" (cut at 40 bytes, control characters as '?'). Returns buf
- * (at least 80 bytes).
+ * (at least 80 bytes) for a scalar, a static phrase otherwise.
  */
 const char *cm_ynode_describe(const cm_ynode *n, char *buf, size_t buflen);
 

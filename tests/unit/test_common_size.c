@@ -91,6 +91,23 @@ static void durations(void **state)
     assert_int_equal(cm_parse_duration_ms("x", &ms, NULL, 0), -1);
 }
 
+/* A refusal is one line: the value shown with control characters as '?' and cut
+ * (found by fuzz_yaml_reader: a block scalar's newlines split a problem line). */
+static void one_line_messages(void **state)
+{
+    uint64_t v;
+    char err[160], long_value[100];
+    assert_int_equal(cm_parse_size("x\nlevel=error\x1b", &v, err, sizeof err), -1);
+    assert_string_equal(err, "size 'x?level=error?': must start with digits (e.g. 512k, 25M, 1G)");
+    assert_int_equal(cm_parse_duration_ms("ten\r\ns", &v, err, sizeof err), -1);
+    assert_string_equal(err, "duration 'ten??s': must start with digits (e.g. 500ms, 10s, 5m)");
+    memset(long_value, 'z', 99);
+    long_value[99] = '\0';
+    assert_int_equal(cm_parse_size(long_value, &v, err, sizeof err), -1);
+    assert_string_equal(err, "size 'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz...': must start with "
+                             "digits (e.g. 512k, 25M, 1G)");
+}
+
 static void format_back(void **state)
 {
     char out[24];
@@ -147,8 +164,9 @@ static void clocks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(sizes),       cmocka_unit_test(durations), cmocka_unit_test(format_back),
-        cmocka_unit_test(suggestions), cmocka_unit_test(clocks),
+        cmocka_unit_test(sizes),       cmocka_unit_test(durations),
+        cmocka_unit_test(format_back), cmocka_unit_test(suggestions),
+        cmocka_unit_test(clocks),      cmocka_unit_test(one_line_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
