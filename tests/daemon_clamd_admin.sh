@@ -83,11 +83,13 @@ assert talk(b"zPING\0") == b"PONG\0"
 print("clamd admin over TCP: ok")
 EOF
 
-# Every clamd verdict is logged with its reasons and the policy that gave it.
+# Every clamd verdict is logged with its reasons and the policy that gave it: its
+# name, and (as on every line, from the runtime logger's context) policy= the 12 hex
+# digits of its fingerprint and its generation.
 grep 'msg="clamd verdict"' "$LOG" | grep 'reply=FOUND' | grep 'category=cat' |
-    grep 'score=' | grep 'threshold=' | grep 'policy="daemon test"' | grep -q 'generation=1' ||
+    grep 'score=' | grep 'threshold=' | grep 'policy_name="daemon test"' | grep -q ' generation=1 ' ||
     fail "no log line for the FOUND verdict: $(grep clamd "$LOG" | tail -n 5)"
-grep 'msg="clamd verdict"' "$LOG" | grep 'reply=FOUND' | grep -Eq 'fingerprint=[0-9a-f]{12} ' ||
+grep 'msg="clamd verdict"' "$LOG" | grep 'reply=FOUND' | grep -Eq ' policy=[0-9a-f]{12} ' ||
     fail "the verdict's log line has no policy fingerprint: $(grep clamd "$LOG" | tail -n 2)"
 grep 'msg="clamd verdict"' "$LOG" | grep 'reply=OK' | grep -q 'source=' ||
     fail "no log line for the OK verdict: $(grep clamd "$LOG" | tail -n 5)"
@@ -100,7 +102,8 @@ found=$(grep 'msg="clamd verdict"' "$LOG" | grep -c 'reply=FOUND')
 # The policy behind an HTTP verdict is named in the answer's headers, as in the log.
 curl -s -D "$W/headers" -o /dev/null -H 'Content-Type: image/png' --data-binary @"$HI" \
     "http://$HTTP/v1/scan"
-fp=$(grep 'msg="clamd verdict"' "$LOG" | sed -n 's/.*fingerprint=\([0-9a-f]*\).*/\1/p' | head -n 1)
+fp=$(grep 'msg="clamd verdict"' "$LOG" | sed -n 's/.* policy=\([0-9a-f]*\) .*/\1/p' | head -n 1)
+[ ${#fp} -eq 12 ] || fail "no 12-hex policy= in the verdict line: $(grep 'clamd verdict' "$LOG" | head -n 1)"
 grep -qi "^Clipmod-Policy-Fingerprint: $fp" "$W/headers" ||
     fail "no Clipmod-Policy-Fingerprint $fp header: $(cat "$W/headers")"
 grep -qi "^Clipmod-Policy-Generation: 1" "$W/headers" ||
@@ -150,7 +153,7 @@ set +e
 rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "a bad size: exit $rc, not 2: $(cat "$W/badsize.log")"
-grep -q "badsize.yaml:4:19: max-body-bytes must be a size such as 25M" "$W/badsize.log" ||
+grep -q "badsize.yaml:4:19: max-body-bytes: size '25X': unknown unit" "$W/badsize.log" ||
     fail "a bad size is not reported at its position: $(cat "$W/badsize.log")"
 
 # A missing model: the error names the commands that install one or make it the default.

@@ -86,6 +86,10 @@ json_get "$W/body" 'r["schema_version"] == 1 and r["name"] == "hi.png" and r["st
     grep -qx True || fail "raw scan, flagged: $(cat "$W/body")"
 [ "$(header Clipmod-Action)" = reject ] && [ "$(header Clipmod-State)" = flagged ] ||
     fail "verdict headers: $(cat "$W/hdr")"
+# The policy it was judged under, in the body as in the headers (12 hex digits).
+fp=$(header Clipmod-Policy-Fingerprint)
+json_get "$W/body" "r['policy_fingerprint'] == '$fp' and len('$fp') == 12 and r['policy_generation'] == 1" |
+    grep -qx True || fail "policy fields of a scan answer: $(cat "$W/body")"
 # The same verdict as the CLI's.
 XDG_CACHE_HOME="$W/cache" "$CLIPMOD" scan -m "$MODEL" -p "$W/p.yaml" --json --quiet "$HI" \
     >"$W/cli.json" || true
@@ -253,8 +257,14 @@ echo
 [ "$(cat "$W"/r*.code | grep -c '^200$')" -eq 40 ] || fail "requests failed across a reload"
 "$PY" - "$W" <<'EOF' || fail "results across the reload"
 import json, sys, collections
-names = collections.Counter(json.load(open("%s/r%d.json" % (sys.argv[1], i)))["policy"] for i in range(40))
+rs = [json.load(open("%s/r%d.json" % (sys.argv[1], i))) for i in range(40)]
+names = collections.Counter(r["policy"] for r in rs)
 assert set(names) == {"before reload", "after reload"}, names
+# Each answer names the policy it was judged under: one fingerprint per generation.
+gens = {r["policy"]: (r["policy_generation"], r["policy_fingerprint"]) for r in rs}
+assert gens["before reload"][0] == 1 and gens["after reload"][0] == 2, gens
+assert all(gens[r["policy"]] == (r["policy_generation"], r["policy_fingerprint"]) for r in rs), gens
+assert gens["before reload"][1] != gens["after reload"][1], gens
 print("policies across the reload:", dict(names))
 EOF
 HTTP=${RU#http://}
@@ -354,14 +364,18 @@ AUTH_HEADER='Authorization: Bearer s3cret-token-0123456789'
 expect 200 GET "$AU/metrics" -H "$AUTH_HEADER"
 
 # A configuration with problems: every one with file:line:column; nothing starts.
-printf 'http:\n  listen: 127.0.0.1:0\n  max-body: 5\nscan:\n  workers: 0\n' >"$W/bad.yaml"
+printf 'http:\n  listen: 127.0.0.1:0\n  max-body: 5\nscan:\n  workers: 0\nlog:\n  levle: info\n' >"$W/bad.yaml"
 set +e
 "$CLIPMODD" -c "$W/bad.yaml" -m "$MODEL" -p "$W/p.yaml" --check >"$W/out" 2>"$W/err"
 rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "a bad configuration must exit 2, not $rc"
-grep -q "bad.yaml:3:3: unknown key 'http.max-body' (did you mean 'max-body-bytes'?)" "$W/err" ||
+# (src/common/yaml.c's wording: the section, a "did you mean" for a near miss, the
+# allowed keys.)
+grep -q "bad.yaml:3:3: unknown key 'max-body' in http; allowed: .*max-body-bytes" "$W/err" ||
     fail "config problem positions: $(cat "$W/err")"
+grep -q "bad.yaml:7:3: unknown key 'levle' in log (did you mean 'level'?)" "$W/err" ||
+    fail "config did-you-mean: $(cat "$W/err")"
 grep -q "bad.yaml:5:12: workers must be" "$W/err" || fail "config range: $(cat "$W/err")"
 "$CLIPMODD" -m "$MODEL" -p "$W/p.yaml" -c "$W/main.yaml" --check >/dev/null 2>&1 ||
     fail "--check on a good configuration"

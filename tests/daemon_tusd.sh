@@ -41,7 +41,7 @@ hook() {
         --data-binary "@$W/request.json" "$U")
 }
 check() {
-    "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+    "$PY" -c 'import json, re, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
         "$W/reply" "$1" || fail "$2: $(cat "$W/reply")"
 }
 
@@ -59,13 +59,18 @@ check 'json.loads(r["HTTPResponse"]["Body"])["action"] == "reject" and json.load
 check 'r["HTTPResponse"]["Header"]["Clipmod-Action"] == "reject" and r["HTTPResponse"]["Header"]["Content-Type"] == "application/json"' \
     "the client's headers"
 check 'r["Verdict"]["state"] == "flagged" and r["Verdict"]["name"] == "up-hi"' "the verdict"
+# The policy it was judged under: 12 hex digits and generation 1, in the verdict, the
+# client's headers and the refusal's body alike.
+check 're.fullmatch("[0-9a-f]{12}", r["Verdict"]["policy_fingerprint"]) and r["Verdict"]["policy_generation"] == 1 and r["HTTPResponse"]["Header"]["Clipmod-Policy-Fingerprint"] == r["Verdict"]["policy_fingerprint"] and r["HTTPResponse"]["Header"]["Clipmod-Policy-Generation"] == "1" and json.loads(r["HTTPResponse"]["Body"])["policy_generation"] == 1' \
+    "the policy of a tusd verdict"
 [ -f "$W/uploads/up-hi" ] || fail "pre-finish must not touch the file"
 
 # pre-finish, clean: tusd's own answer stands, with the verdict in headers.
 upload up-lo "$LO"
 hook pre-finish.json up-lo "$W/uploads/up-lo"
 check '"StatusCode" not in r["HTTPResponse"] and r["RejectUpload"] is False' "pre-finish, clean"
-check 'r["HTTPResponse"]["Header"] == {"Clipmod-Action": "allow", "Clipmod-State": "clean"}' \
+# (The headers name the policy too, since issue 12: fingerprint and generation.)
+check 'r["HTTPResponse"]["Header"] == {"Clipmod-Action": "allow", "Clipmod-State": "clean", "Clipmod-Policy-Fingerprint": r["Verdict"]["policy_fingerprint"], "Clipmod-Policy-Generation": "1"}' \
     "pre-finish, clean headers"
 
 # post-finish: the refused upload and its .info are deleted; the clean one stays.
@@ -118,6 +123,7 @@ upload up-q "$HI"
 hook pre-finish.json up-q "$W/uploads/up-q"
 check '"StatusCode" not in r["HTTPResponse"] and r["HTTPResponse"]["Header"]["Clipmod-Action"] == "quarantine"' \
     "pre-finish, quarantine (202 is not a refusal)"
+check 'r["Verdict"]["policy_generation"] == 2' "the generation after a reload"
 hook post-finish.json up-q "$W/uploads/up-q"
 check 'r.get("ClipmodFile", "").startswith("moved to ")' "post-finish, quarantine"
 [ -f "$W/quarantine/up-q" ] && [ -f "$W/quarantine/up-q.info" ] && [ ! -e "$W/uploads/up-q" ] ||

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
 
 static struct {
@@ -47,20 +48,7 @@ static struct {
     unsigned max_batch, window_ms, queue_size, timeout_ms;
 } B = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
+/* A cm_now() instant for pthread_cond_timedwait (the conds use CLOCK_MONOTONIC). */
 static struct timespec abs_time(double mono)
 {
     struct timespec ts;
@@ -77,7 +65,7 @@ static struct timespec abs_time(double mono)
 /* Jobs                                                                     */
 /* ------------------------------------------------------------------------ */
 
-bjob *bjob_new(size_t n, clipmod_engine *engine, diface iface)
+bjob *bjob_new(size_t n, clipmod_engine *engine, const cm_swap_info *info, diface iface)
 {
     bjob *j = calloc(1, sizeof *j);
     if (!j)
@@ -94,6 +82,11 @@ bjob *bjob_new(size_t n, clipmod_engine *engine, diface iface)
         j->in[i].fd = -1;
     j->n = n;
     j->engine = clipmod_engine_ref(engine);
+    if (info) {
+        /* The slot holds the 12 hex digits reload.c installed; cut to be sure. */
+        snprintf(j->policy_fp, sizeof j->policy_fp, "%.12s", info->policy_fp);
+        j->generation = info->generation;
+    }
     j->iface = iface;
     j->refs = 1;
     j->status = BJ_QUEUED;
@@ -187,8 +180,11 @@ static void publish_queue(void)
 static void finish(bjob *j, int notify)
 {
     if (notify) {
-        if (j->status == BJ_DONE)
-            metrics_job(j->iface, j->n, mono_now() - j->t_submit);
+        if (j->status == BJ_DONE) {
+            metrics_job(j->iface, j->n, cm_now() - j->t_submit);
+            /* Before the submitter may release the job's results. */
+            hooks_job(j);
+        }
         if (j->notify)
             j->notify(j, j->arg);
     }
@@ -212,7 +208,7 @@ int batcher_submit(bjob *j)
         rc = BATCH_FULL;
         goto out;
     }
-    j->t_submit = mono_now();
+    j->t_submit = cm_now();
     j->deadline = j->t_submit + B.timeout_ms / 1e3;
     j->status = BJ_QUEUED;
     j->refs++;
@@ -320,8 +316,8 @@ static void run_batch(bjob **jobs, size_t n_jobs, size_t total)
         }
     } else {
         /* A failed batch does not say which job caused it: each job alone, again. */
-        dlog(DLOG_WARN, "batch failed; scanning its requests one by one",
-             LF_S("error", clipmod_strerror(err)), LF_I("images", total), LF_END);
+        cm_log(CM_LOG_WARN, "batch failed; scanning its requests one by one",
+               CM_LF_S("error", clipmod_strerror(err)), CM_LF_I("images", total), CM_LF_END);
         for (size_t j = 0; j < n_jobs; j++) {
             bjob *job = jobs[j];
             clipmod_input *jin = calloc(job->n, sizeof *jin);
@@ -371,7 +367,7 @@ static void *image_worker(void *unused)
         bjob *head = B.img_head;
         /* The collection window: a lone request waits a few ms for company. */
         if (B.window_ms && !B.stopping && queued_for(head->engine) < B.max_batch) {
-            struct timespec until = abs_time(mono_now() + B.window_ms / 1e3);
+            struct timespec until = abs_time(cm_now() + B.window_ms / 1e3);
             while (!B.stopping && B.img_head == head && queued_for(head->engine) < B.max_batch)
                 if (pthread_cond_timedwait(&B.work, &B.lock, &until) == ETIMEDOUT)
                     break;
@@ -435,7 +431,7 @@ static void *url_worker(void *unused)
          * and they would hold this worker from the URL jobs queued behind. A tenth
          * of the time left (at most 200 ms) is kept for scanning what arrived, so
          * that slow URLs get an unscanned "timeout" verdict and the others theirs. */
-        double left_ms = (j->deadline - mono_now()) * 1e3;
+        double left_ms = (j->deadline - cm_now()) * 1e3;
         left_ms -= left_ms / 10 < 200 ? left_ms / 10 : 200;
         j->err = CLIPMOD_E_NOMEM;
         if (urls) {
@@ -465,7 +461,7 @@ static void *reaper(void *unused)
 {
     pthread_mutex_lock(&B.lock);
     while (!B.reaper_stop) {
-        double now = mono_now(), next = 0;
+        double now = cm_now(), next = 0;
         bjob *expired = NULL; /* linked through `next`, which expired jobs no longer use */
         for (bjob *p = B.active, *an; p; p = an) {
             an = p->anext;
@@ -494,8 +490,8 @@ static void *reaper(void *unused)
                 nx = p->next;
                 p->next = NULL;
                 metrics_rejected("deadline");
-                dlog(DLOG_WARN, "request deadline passed", LF_I("inputs", p->n),
-                     LF_F("seconds", mono_now() - p->t_submit), LF_END);
+                cm_log(CM_LOG_WARN, "request deadline passed", CM_LF_I("inputs", p->n),
+                       CM_LF_F("seconds", cm_now() - p->t_submit), CM_LF_END);
                 finish(p, 1);
             }
             pthread_mutex_lock(&B.lock);

@@ -52,7 +52,9 @@
 #include <unistd.h>
 
 #include "clamd_proto.h"
+#include "clock.h"
 #include "daemon.h"
+#include "dynbuf.h"
 
 #define MAX_COMMAND CLAMD_MAX_COMMAND
 #define MAX_DEPTH   16
@@ -176,63 +178,37 @@ static void label_of(const char *s, char *out, size_t len)
 /* Verdicts                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* The top category's score and threshold (the highest score when none is named). */
-static void top_score(const clipmod_result *r, double *score, double *threshold)
-{
-    const char *top = clipmod_result_top_category(r);
-    size_t n = clipmod_result_category_count(r);
-    double best = -1.0;
-
-    *score = 0.0;
-    *threshold = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        clipmod_category_score cs;
-        memset(&cs, 0, sizeof cs);
-        cs.size = sizeof cs;
-        if (clipmod_result_category(r, i, &cs) != CLIPMOD_OK || !cs.id)
-            continue;
-        int named = top && *top && !strcmp(cs.id, top);
-        if (named || (!(top && *top) && cs.score > best)) {
-            best = cs.score;
-            *score = cs.score;
-            *threshold = cs.threshold;
-            if (named)
-                return;
-        }
-    }
-}
-
 /*
  * One log line per verdict given over the clamd protocol, as clamd logs every FOUND:
  * clamd clients (rspamd, amavis, Nextcloud) keep no record of why a file was refused.
  */
-static void log_verdict(const conn *k, const char *lab, const clipmod_result *r, const char *ans)
+static void log_verdict(const conn *k, const bjob *job, const char *lab, const clipmod_result *r,
+                        const char *ans)
 {
     double score, threshold;
-    clipmod_engine *e = reload_acquire();
     const char *top = clipmod_result_top_category(r);
-    const char *fp = e ? clipmod_engine_policy_fingerprint(e) : NULL;
-    char fp12[13] = "";
+    char gen[24];
+    const char *scan_policy = reload_job_policy(job, gen, sizeof gen);
 
-    /* The first 12 hex digits name a policy version as a short git hash does. */
-    if (fp)
-        snprintf(fp12, sizeof fp12, "%s", fp);
-
-    top_score(r, &score, &threshold);
-    dlog(DLOG_INFO, "clamd verdict", LF_S("source", lab), LF_S("peer", k->peer), LF_S("reply", ans),
-         LF_S("state", clipmod_state_name(clipmod_result_state(r))),
-         LF_S("category", top ? top : ""), LF_F("score", score), LF_F("threshold", threshold),
-         LF_S("action", clipmod_action_name(clipmod_result_action(r))),
-         LF_S("reason", clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED
-                            ? clipmod_reason_name(clipmod_result_reason(r))
-                            : ""),
-         LF_S("policy", e ? clipmod_engine_policy_name(e) : ""), LF_S("fingerprint", fp12),
-         LF_I("generation", reload_generation()), LF_END);
-    clipmod_engine_free(e);
+    /* policy= (12 hex digits of the fingerprint) and generation= come with every
+     * line from the log context (reload.c); scan_* only if the job's differs. */
+    verdict_top_score(r, &score, &threshold);
+    cm_log(CM_LOG_INFO, "clamd verdict", CM_LF_S("source", lab), CM_LF_S("peer", k->peer),
+           CM_LF_S("reply", ans), CM_LF_S("state", clipmod_state_name(clipmod_result_state(r))),
+           CM_LF_S("category", top ? top : ""), CM_LF_F("score", score),
+           CM_LF_F("threshold", threshold),
+           CM_LF_S("action", clipmod_action_name(clipmod_result_action(r))),
+           CM_LF_S("reason", clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED
+                                 ? clipmod_reason_name(clipmod_result_reason(r))
+                                 : ""),
+           CM_LF_S("policy_name", clipmod_engine_policy_name(job->engine)),
+           CM_LF_S("scan_policy", scan_policy),
+           CM_LF_S("scan_generation", scan_policy ? gen : NULL), CM_LF_END);
 }
 
 /* Reply for one result; *found / *errors count. */
-static int verdict(conn *k, const char *label, const clipmod_result *r, int *found, int *errors)
+static int verdict(conn *k, const bjob *job, const char *label, const clipmod_result *r, int *found,
+                   int *errors)
 {
     const dconfig *c = C.c;
     char lab[MAX_COMMAND];
@@ -242,28 +218,28 @@ static int verdict(conn *k, const char *label, const clipmod_result *r, int *fou
     case CLIPMOD_STATE_FLAGGED:
         if (clipmod_result_action(r) >= c->clamd_found_at) {
             (*found)++;
-            log_verdict(k, lab, r, "FOUND");
+            log_verdict(k, job, lab, r, "FOUND");
             return reply(k, "%s: Clipmod.%s FOUND", lab, clipmod_result_top_category(r));
         }
-        log_verdict(k, lab, r, "OK");
+        log_verdict(k, job, lab, r, "OK");
         return reply(k, "%s: OK", lab);
     case CLIPMOD_STATE_UNSCANNED: {
         const char *why = clipmod_reason_name(clipmod_result_reason(r));
         if (c->clamd_unscanned == UNSCANNED_FOUND) {
             (*found)++;
-            log_verdict(k, lab, r, "FOUND");
+            log_verdict(k, job, lab, r, "FOUND");
             return reply(k, "%s: Clipmod.Unscanned.%s FOUND", lab, why);
         }
         if (c->clamd_unscanned == UNSCANNED_OK) {
-            log_verdict(k, lab, r, "OK");
+            log_verdict(k, job, lab, r, "OK");
             return reply(k, "%s: OK", lab);
         }
         (*errors)++;
-        log_verdict(k, lab, r, "ERROR");
+        log_verdict(k, job, lab, r, "ERROR");
         return reply(k, "%s: Clipmod.Unscanned.%s ERROR", lab, why);
     }
     default:
-        log_verdict(k, lab, r, "OK");
+        log_verdict(k, job, lab, r, "OK");
         return reply(k, "%s: OK", lab);
     }
 }
@@ -306,8 +282,9 @@ static int scan_one(conn *k, const char *label, unsigned char *data, size_t len)
 {
     char why[128];
     int found = 0, errors = 0;
-    clipmod_engine *engine = reload_acquire();
-    bjob *job = bjob_new(1, engine, IFACE_CLAMD);
+    cm_swap_info info;
+    clipmod_engine *engine = reload_acquire_info(&info);
+    bjob *job = bjob_new(1, engine, &info, IFACE_CLAMD);
     clipmod_engine_free(engine);
 
     if (!job || !(job->in[0].name = strdup(label))) {
@@ -319,7 +296,7 @@ static int scan_one(conn *k, const char *label, unsigned char *data, size_t len)
     job->in[0].len = len;
     if (!(job = run_job(job, why, sizeof why)))
         return reply(k, "%s: %s ERROR", label, why);
-    int rc = verdict(k, label, job->out[0], &found, &errors);
+    int rc = verdict(k, job, label, job->out[0], &found, &errors);
     bjob_release(job);
     return rc;
 }
@@ -328,32 +305,17 @@ static int scan_one(conn *k, const char *label, unsigned char *data, size_t len)
 /* Commands                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Append n bytes to a growing buffer; -1 when out of memory. */
-static int buf_append(unsigned char **buf, size_t *len, size_t *cap, const void *p, size_t n)
-{
-    if (*len + n > *cap) {
-        size_t c = *cap ? *cap : 65536;
-        while (c < *len + n)
-            c *= 2;
-        unsigned char *grown = realloc(*buf, c);
-        if (!grown)
-            return -1;
-        *buf = grown;
-        *cap = c;
-    }
-    memcpy(*buf + *len, p, n);
-    *len += n;
-    return 0;
-}
-
 /* Chunks framed by clamd_stream (clamd_proto.c), read no further than the stream. */
 static int cmd_instream(conn *k)
 {
-    unsigned char *buf = NULL, in[READ_CHUNK];
-    size_t len = 0, cap = 0;
+    unsigned char in[READ_CHUNK];
+    cm_dbuf buf;
     clamd_stream s;
+    int full = 0;
 
     clamd_stream_init(&s, C.c->stream_max_length);
+    /* The stream framing stops at the limit; the buffer's cap says it again. */
+    cm_dbuf_init(&buf, (size_t)C.c->stream_max_length);
     set_timeout(k->fd, C.c->clamd_read_timeout_s);
     for (;;) {
         size_t want = clamd_stream_want(&s, sizeof in), off = 0;
@@ -367,8 +329,11 @@ static int cmd_instream(conn *k)
         while (off < (size_t)r) {
             const unsigned char *data;
             size_t dlen, used = clamd_stream_feed(&s, in + off, (size_t)r - off, &data, &dlen);
-            if (dlen && buf_append(&buf, &len, &cap, data, dlen)) {
-                free(buf);
+            int rc = dlen ? cm_dbuf_addn(&buf, data, dlen) : CM_DBUF_OK;
+            if (rc == CM_DBUF_E_TOOBIG)
+                full = 1;
+            else if (rc != CM_DBUF_OK) {
+                cm_dbuf_free(&buf);
                 reply(k, "INSTREAM: Can't allocate memory ERROR");
                 return -1;
             }
@@ -377,16 +342,18 @@ static int cmd_instream(conn *k)
             off += used;
         }
     }
-    if (s.over) {
-        free(buf);
-        dlog(DLOG_INFO, "clamd: stream over stream-max-length", LF_S("peer", k->peer),
-             LF_I("bytes", s.total), LF_I("max", s.max), LF_END);
+    if (s.over || full) {
+        cm_dbuf_free(&buf);
+        cm_log(CM_LOG_INFO, "clamd: stream over stream-max-length", CM_LF_S("peer", k->peer),
+               CM_LF_I("bytes", s.total), CM_LF_I("max", s.max), CM_LF_END);
         reply(k, "INSTREAM size limit exceeded. ERROR");
         return -1; /* as clamd: the connection ends */
     }
-    return scan_one(k, "stream", buf, len);
+    size_t len;
+    unsigned char *data = (unsigned char *)cm_dbuf_take(&buf, &len);
+    return scan_one(k, "stream", data, len);
 broken:
-    free(buf);
+    cm_dbuf_free(&buf);
     return -1;
 }
 
@@ -417,7 +384,7 @@ static const char *fildes_refusal(int fd, struct stat *st)
 static int wait_readable(int fd, double deadline)
 {
     for (;;) {
-        double left = deadline - mono_now();
+        double left = deadline - cm_now();
         if (left <= 0)
             return 0;
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -439,38 +406,28 @@ enum { PASSED_OK, PASSED_TOO_BIG, PASSED_TIMEOUT, PASSED_NOMEM, PASSED_ERROR };
 static int read_passed(int fd, const struct stat *st, uint64_t max, double deadline,
                        unsigned char **out, size_t *outlen)
 {
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
+    unsigned char chunk[READ_CHUNK];
+    cm_dbuf buf;
     int reg = S_ISREG(st->st_mode), rc = PASSED_OK, err = 0;
     int flags = fcntl(fd, F_GETFL);
 
     if (reg && (uint64_t)st->st_size > max)
         return PASSED_TOO_BIG;
+    /* A byte past `max` cannot be added: the buffer's cap is the size limit. */
+    cm_dbuf_init(&buf, max > SIZE_MAX - 1 ? SIZE_MAX - 1 : (size_t)max);
     if (!reg && flags >= 0)
         fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     for (;;) {
-        if (len == cap) {
-            /* Room for max + 1 bytes at most: one byte past the cap says "too big". */
-            size_t want = cap ? 2 * cap : 65536;
-            if ((uint64_t)want > max + 1)
-                want = (size_t)(max + 1);
-            if (want <= cap) {
-                rc = PASSED_TOO_BIG;
-                break;
-            }
-            unsigned char *grown = realloc(buf, want);
-            if (!grown) {
-                rc = PASSED_NOMEM;
-                break;
-            }
-            buf = grown;
-            cap = want;
-        }
+        size_t len = cm_dbuf_len(&buf);
         ssize_t r =
-            reg ? pread(fd, buf + len, cap - len, (off_t)len) : read(fd, buf + len, cap - len);
+            reg ? pread(fd, chunk, sizeof chunk, (off_t)len) : read(fd, chunk, sizeof chunk);
         if (r > 0) {
-            len += (size_t)r;
-            if (mono_now() > deadline) {
+            int added = cm_dbuf_addn(&buf, chunk, (size_t)r);
+            if (added != CM_DBUF_OK) {
+                rc = added == CM_DBUF_E_TOOBIG ? PASSED_TOO_BIG : PASSED_NOMEM;
+                break;
+            }
+            if (cm_now() > deadline) {
                 rc = PASSED_TIMEOUT; /* a regular file on a slow file system */
                 break;
             }
@@ -492,15 +449,12 @@ static int read_passed(int fd, const struct stat *st, uint64_t max, double deadl
     }
     if (!reg && flags >= 0)
         fcntl(fd, F_SETFL, flags);
-    if (rc == PASSED_OK && len > max)
-        rc = PASSED_TOO_BIG;
     if (rc != PASSED_OK) {
-        free(buf);
+        cm_dbuf_free(&buf);
         errno = err; /* for PASSED_ERROR's message */
         return rc;
     }
-    *out = buf;
-    *outlen = len;
+    *out = (unsigned char *)cm_dbuf_take(&buf, outlen);
     return PASSED_OK;
 }
 
@@ -553,20 +507,21 @@ static int cmd_fildes(conn *k)
     const char *refused = fildes_refusal(fd, &st);
     if (refused) {
         close(fd);
-        dlog(DLOG_INFO, "clamd: passed descriptor refused", LF_S("peer", k->peer),
-             LF_S("why", refused), LF_END);
+        cm_log(CM_LOG_INFO, "clamd: passed descriptor refused", CM_LF_S("peer", k->peer),
+               CM_LF_S("why", refused), CM_LF_END);
         return reply(k, "%s: %s ERROR", label, refused);
     }
     /* Read through the descriptor as passed, never re-opened: the client's rights. */
-    double deadline = mono_now() + C.c->clamd_read_timeout_s;
+    double deadline = cm_now() + C.c->clamd_read_timeout_s;
     int rc = read_passed(fd, &st, C.c->stream_max_length, deadline, &buf, &len);
     int err = errno;
     close(fd);
     if (rc != PASSED_OK) {
-        dlog(rc == PASSED_TIMEOUT ? DLOG_WARN : DLOG_INFO, "clamd: passed descriptor not read",
-             LF_S("peer", k->peer), LF_S("why", passed_error[rc]),
-             LF_S("type", S_ISREG(st.st_mode) ? "file" : "pipe"),
-             LF_S("error", rc == PASSED_ERROR ? strerror(err) : ""), LF_END);
+        cm_log(rc == PASSED_TIMEOUT ? CM_LOG_WARN : CM_LOG_INFO,
+               "clamd: passed descriptor not read", CM_LF_S("peer", k->peer),
+               CM_LF_S("why", passed_error[rc]),
+               CM_LF_S("type", S_ISREG(st.st_mode) ? "file" : "pipe"),
+               CM_LF_S("error", rc == PASSED_ERROR ? strerror(err) : ""), CM_LF_END);
         return reply(k, "%s: %s ERROR", label, passed_error[rc]);
     }
     return scan_one(k, label, buf, len);
@@ -629,7 +584,8 @@ static int cmd_scan(conn *k, const char *arg, int stop_at_found)
 
     label_of(arg, lab, sizeof lab);
     if (!real) {
-        dlog(DLOG_INFO, "clamd: path refused", LF_S("path", arg), LF_S("why", why), LF_END);
+        cm_log(CM_LOG_INFO, "clamd: path refused", CM_LF_S("path", arg), CM_LF_S("why", why),
+               CM_LF_END);
         return reply(k, "%s: " ERR_ACCESS " ERROR", lab);
     }
     if (stat(real, &st)) {
@@ -646,8 +602,9 @@ static int cmd_scan(conn *k, const char *arg, int stop_at_found)
     size_t batch = C.c->max_batch;
     for (size_t start = 0; start < f.n && rc == 0 && !(stop_at_found && found); start += batch) {
         size_t n = f.n - start < batch ? f.n - start : batch, opened = 0;
-        clipmod_engine *engine = reload_acquire();
-        bjob *job = bjob_new(n, engine, IFACE_CLAMD);
+        cm_swap_info info;
+        clipmod_engine *engine = reload_acquire_info(&info);
+        bjob *job = bjob_new(n, engine, &info, IFACE_CLAMD);
         size_t *which = calloc(n, sizeof *which);
         clipmod_engine_free(engine);
         if (!job || !which) {
@@ -693,7 +650,7 @@ static int cmd_scan(conn *k, const char *arg, int stop_at_found)
             /* Inside a directory only what is not OK is listed, as clamd does. */
             if (S_ISDIR(st.st_mode) && !reportable(r))
                 continue;
-            rc = verdict(k, f.v[which[i]], r, &found, &errors);
+            rc = verdict(k, job, f.v[which[i]], r, &found, &errors);
         }
         job->n = n;
         bjob_release(job);
@@ -754,12 +711,12 @@ static int cmd_stats(conn *k)
 static void cmd_shutdown(conn *k)
 {
     if (!k->is_unix) {
-        dlog(DLOG_WARN, "clamd: SHUTDOWN refused on TCP (unix socket only)", LF_S("peer", k->peer),
-             LF_END);
+        cm_log(CM_LOG_WARN, "clamd: SHUTDOWN refused on TCP (unix socket only)",
+               CM_LF_S("peer", k->peer), CM_LF_END);
         reply(k, "SHUTDOWN is accepted on the unix socket only. ERROR");
         return;
     }
-    dlog(DLOG_INFO, "clamd: SHUTDOWN received: stopping", LF_S("peer", k->peer), LF_END);
+    cm_log(CM_LOG_INFO, "clamd: SHUTDOWN received: stopping", CM_LF_S("peer", k->peer), CM_LF_END);
     kill(getpid(), SIGTERM);
 }
 
@@ -829,8 +786,8 @@ static int dispatch(conn *k, const clamd_line *line)
         return 0;
     default:
         if (cmd.kind == CLAMD_UNKNOWN && !strcmp(cmd.name, "IDSESSION") && !line->prefixed)
-            dlog(DLOG_INFO, "clamd: IDSESSION without z/n prefix refused", LF_S("peer", k->peer),
-                 LF_END);
+            cm_log(CM_LOG_INFO, "clamd: IDSESSION without z/n prefix refused",
+                   CM_LF_S("peer", k->peer), CM_LF_END);
         reply(k, "UNKNOWN COMMAND");
         return 0;
     }
@@ -880,7 +837,7 @@ static void accept_one(int lfd, int is_unix)
         static const char busy[] = "Max connections reached. ERROR\n";
         (void)!write(fd, busy, sizeof busy - 1);
         close(fd);
-        dlog(DLOG_WARN, "clamd: connection refused (clamd.max-connections)", LF_END);
+        cm_log(CM_LOG_WARN, "clamd: connection refused (clamd.max-connections)", CM_LF_END);
         return;
     }
     C.active++;
@@ -949,9 +906,14 @@ static int listen_unix(const char *path, unsigned mode)
     struct stat st;
     int fd;
 
-    if (strlen(path) >= sizeof sa.sun_path)
+    size_t len = strlen(path);
+
+    /* Refused rather than cut: a truncated path would bind another socket. */
+    if (len >= sizeof sa.sun_path) {
+        errno = ENAMETOOLONG; /* for the caller's log line */
         return -1;
-    strcpy(sa.sun_path, path);
+    }
+    memcpy(sa.sun_path, path, len + 1);
     /* A stale socket from a previous run is replaced; any other file is not. */
     if (!lstat(path, &st)) {
         if (!S_ISSOCK(st.st_mode))
@@ -1012,13 +974,13 @@ int clamd_start(const dconfig *c, char *bound, size_t boundlen)
     if (pipe2(C.wake, O_CLOEXEC))
         return -1;
     if (c->clamd_unix && (C.unix_fd = listen_unix(c->clamd_unix, c->clamd_unix_mode)) < 0) {
-        dlog(DLOG_ERROR, "clamd: cannot listen on the unix socket", LF_S("path", c->clamd_unix),
-             LF_S("error", strerror(errno)), LF_END);
+        cm_log(CM_LOG_ERROR, "clamd: cannot listen on the unix socket",
+               CM_LF_S("path", c->clamd_unix), CM_LF_S("error", strerror(errno)), CM_LF_END);
         return -1;
     }
     if (c->clamd_tcp && (C.tcp_fd = listen_tcp(c->clamd_tcp, bound, boundlen)) < 0) {
-        dlog(DLOG_ERROR, "clamd: cannot listen on TCP", LF_S("tcp", c->clamd_tcp),
-             LF_S("error", strerror(errno)), LF_END);
+        cm_log(CM_LOG_ERROR, "clamd: cannot listen on TCP", CM_LF_S("tcp", c->clamd_tcp),
+               CM_LF_S("error", strerror(errno)), CM_LF_END);
         return -1;
     }
     if (pthread_create(&C.acceptor, NULL, acceptor, NULL))

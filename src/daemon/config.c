@@ -7,8 +7,13 @@
  * mean", and all problems of a file come in one pass. The file is the operator's
  * (root-owned), but it is still bounded in size. Engine settings are the
  * library's (clipmod_setting_name), so a new library limit needs no change here.
+ *
+ * The YAML itself is read by the runtime's one reader (src/common/yaml.h): node
+ * positions, refused anchors/aliases and tags, unknown keys with "did you mean"
+ * and duplicate keys are its; this file only knows clipmodd's keys and types.
  */
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,13 +22,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <yaml.h>
 
 #include "daemon.h"
 #include "size.h"
+#include "yaml.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
 #define MAX_LIST         64
+#define MAX_PLUGINS      16
 
 void config_defaults(dconfig *c)
 {
@@ -57,6 +63,8 @@ void config_defaults(dconfig *c)
     c->log_target = strdup("stderr");
     c->log_level = strdup("info");
     c->log_requests = 1;
+    c->onflag_timeout_ms = 30000;
+    c->onflag_max_running = 4;
 }
 
 static void strlist_free(strlist *l)
@@ -66,6 +74,17 @@ static void strlist_free(strlist *l)
     free(l->v);
     l->v = NULL;
     l->n = 0;
+}
+
+static void plugins_free(dconfig *c)
+{
+    for (size_t i = 0; i < c->n_plugins; i++) {
+        free(c->plugins[i].path);
+        free(c->plugins[i].config);
+    }
+    free(c->plugins);
+    c->plugins = NULL;
+    c->n_plugins = 0;
 }
 
 void config_free(dconfig *c)
@@ -94,6 +113,8 @@ void config_free(dconfig *c)
     strlist_free(&c->text_fields);
     strlist_free(&c->tusd_roots);
     strlist_free(&c->clamd_roots);
+    strlist_free(&c->onflag_argv);
+    plugins_free(c);
 }
 
 int config_set_str(char **dst, const char *s)
@@ -112,22 +133,53 @@ int config_set_str(char **dst, const char *s)
 
 typedef struct loader {
     const char *file;
-    yaml_document_t *doc;
     dconfig *c;
-    char *problems;
-    size_t len;
+    cm_yproblems list; /* "file:line:column: message" lines */
+    cm_yreport rep;    /* counts, then appends to list */
     int count;
     /* http.auth-token-file, read once the whole text is parsed (config_load only). */
     char *token_file;
-    yaml_node_t token_at;
+    cm_ypos token_at;
 } loader;
 
-static void problem(loader *L, const yaml_node_t *at, const char *fmt, ...)
+/* Every problem is counted even when the list cannot hold it (out of memory, >200). */
+static void count_report(void *arg, cm_ypos pos, const char *msg)
+{
+    loader *L = arg;
+    L->count++;
+    cm_yproblems_report(&L->list, pos, msg);
+}
+
+static void loader_init(loader *L, const char *file, dconfig *c)
+{
+    memset(L, 0, sizeof *L);
+    L->file = file;
+    L->c = c;
+    L->rep.fn = count_report;
+    L->rep.arg = L;
+}
+
+/* The problems as one text (caller frees), and 0 or -1. */
+static int loader_done(loader *L, char **problems)
+{
+    *problems = NULL;
+    if (L->count) {
+        *problems = cm_yproblems_join(&L->list);
+        if (!*problems)
+            *problems = strdup("clipmodd: out of memory while reading the configuration\n");
+    }
+    cm_yproblems_free(&L->list);
+    free(L->token_file);
+    L->token_file = NULL;
+    return L->count ? -1 : 0;
+}
+
+static void problem(loader *L, cm_ypos at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void problem(loader *L, const yaml_node_t *at, const char *fmt, ...)
+static void problem(loader *L, cm_ypos at, const char *fmt, ...)
 {
-    char msg[512], line[1024];
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -136,41 +188,14 @@ static void problem(loader *L, const yaml_node_t *at, const char *fmt, ...)
     for (char *p = msg; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
-    if (at)
-        snprintf(line, sizeof line, "%s:%zu:%zu: %s\n", L->file, at->start_mark.line + 1,
-                 at->start_mark.column + 1, msg);
-    else
-        snprintf(line, sizeof line, "%s: %s\n", L->file, msg);
-    size_t add = strlen(line);
-    char *grown = realloc(L->problems, L->len + add + 1);
-    if (grown) {
-        memcpy(grown + L->len, line, add + 1);
-        L->problems = grown;
-        L->len += add;
-    }
-    L->count++;
+    at.file = L->file;
+    count_report(L, at, msg);
 }
 
-/* Levenshtein distance, for "did you mean"; large for long strings. */
-static size_t distance(const char *a, const char *b)
+/* A problem about the whole file (no position). */
+static cm_ypos whole(void)
 {
-    size_t la = strlen(a), lb = strlen(b), d[41][41];
-    if (la > 40 || lb > 40)
-        return 99;
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= la; i++)
-        for (size_t j = 1; j <= lb; j++) {
-            size_t v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < v)
-                v = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < v)
-                v = d[i][j - 1] + 1;
-            d[i][j] = v;
-        }
-    return d[la][lb];
+    return (cm_ypos){NULL, 0, 0};
 }
 
 /* ------------------------------------------------------------------------ */
@@ -186,6 +211,8 @@ typedef enum {
     T_ACTION,  /* clipmod_action by name */
     T_UNSCAN,  /* clamd_unscanned_mode */
     T_MODE,    /* unsigned file mode, octal */
+    T_MS,      /* unsigned milliseconds, in [min, max]: a duration ("10s", "500ms") */
+    T_PLUGINS, /* dplugin list: [{path, config}] */
     T_SECTION, /* a nested map */
     T_SETTINGS /* the engine's settings */
 } ktype;
@@ -264,6 +291,14 @@ static const key log_keys[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
+static const key onflag_keys[] = {
+    {"command", T_LIST, F(onflag_argv), 0, 0, NULL},
+    {"timeout", T_MS, F(onflag_timeout_ms), 100, 3600000, NULL},
+    {"max-running", T_UINT, F(onflag_max_running), 1, 64, NULL},
+    {"unscanned", T_BOOL, F(onflag_unscanned), 0, 0, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
 static const key top_keys[] = {
     {"model", T_STR, F(model), 0, 0, NULL},
     {"merges", T_STR, F(merges), 0, 0, NULL},
@@ -277,6 +312,8 @@ static const key top_keys[] = {
     {"tusd", T_SECTION, 0, 0, 0, tusd_keys},
     {"clamd", T_SECTION, 0, 0, 0, clamd_keys},
     {"log", T_SECTION, 0, 0, 0, log_keys},
+    {"plugins", T_PLUGINS, 0, 0, 0, NULL},
+    {"on-flag", T_SECTION, 0, 0, 0, onflag_keys},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -284,272 +321,304 @@ static const key top_keys[] = {
 /* Values                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static const char *scalar(const yaml_node_t *n)
+static void set_str(loader *L, const key *k, const cm_ynode *v)
 {
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
+    char **dst = (char **)((char *)L->c + k->off);
+    const char *s;
 
-/* A plain (unquoted) null, ~ or empty scalar. */
-static int is_null(const yaml_node_t *n)
-{
-    const char *s = scalar(n);
-    if (!s || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return 0;
-    return !*s || !strcmp(s, "null") || !strcmp(s, "~") || !strcmp(s, "Null") || !strcmp(s, "NULL");
-}
-
-static int parse_u64(const char *s, int base, uint64_t *out)
-{
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, base);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
+    if (cm_ynode_is_null(v)) {
+        if (k->off == F(auth_token))
+            config_set_str(&L->token_file, NULL);
+        config_set_str(dst, NULL);
+        if (k->off == F(cache_dir))
+            L->c->no_cache = 1;
+        return;
+    }
+    if (cm_yread_str(v, k->name, 0, &L->rep, &s))
+        return;
+    if (k->off == F(auth_token)) {
+        /* Only noted here: parsing reads no file (see read_token). */
+        config_set_str(&L->token_file, s);
+        L->token_at = v->pos;
+        return;
+    }
+    if (k->off == F(cache_dir))
+        L->c->no_cache = 0;
+    config_set_str(dst, s);
 }
 
 /*
  * A byte limit: a plain number of bytes or a size with a binary multiple ("25M"),
  * the one syntax of clipmod, clipmodd and clipmod-milter (src/common/size.h).
  */
-static void set_size(loader *L, const yaml_node_t *v, const key *k, char *base, const char *s)
+static void set_size(loader *L, const key *k, const cm_ynode *v)
 {
-    char why[128], lo[24], hi[24];
+    char lo[24], hi[24];
     uint64_t u = 0;
 
-    if (!s || cm_parse_size(s, &u, why, sizeof why)) {
-        problem(L, v, "%s must be a size such as 25M (%s)", k->name, s ? why : "not a scalar");
+    if (cm_yread_size(v, k->name, k->max, &L->rep, &u))
         return;
-    }
-    if (u < k->min || u > k->max) {
-        problem(L, v, "%s must be from %s to %s bytes", k->name,
+    if (u < k->min) {
+        problem(L, v->pos, "%s must be from %s to %s bytes", k->name,
                 cm_format_size(k->min, lo, sizeof lo), cm_format_size(k->max, hi, sizeof hi));
         return;
     }
-    *(uint64_t *)(base + k->off) = u;
+    *(uint64_t *)((char *)L->c + k->off) = u;
 }
 
-static void set_value(loader *L, const key *k, const yaml_node_t *v)
+/* A file mode: octal digits, unquoted ("0660"). */
+static void set_mode(loader *L, const key *k, const cm_ynode *v)
 {
+    unsigned long long u = 0;
+    int ok = v->kind == CM_Y_SCALAR && !v->quoted && v->len && v->len <= 6 &&
+             strlen(v->s) == v->len && strspn(v->s, "01234567") == v->len;
+
+    if (ok)
+        u = strtoull(v->s, NULL, 8);
+    if (!ok || u > k->max) {
+        problem(L, v->pos, "%s must be an octal file mode such as 0660", k->name);
+        return;
+    }
+    *(unsigned *)((char *)L->c + k->off) = (unsigned)u;
+}
+
+/* One of a few names: its index, or -1 after a problem naming them all. */
+static int set_choice(loader *L, const key *k, const cm_ynode *v, const char *const *names,
+                      size_t n, const char *say)
+{
+    const char *s;
+    if (cm_yread_str(v, k->name, 0, &L->rep, &s))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(s, names[i]))
+            return (int)i;
+    problem(L, v->pos, "%s must be %s", k->name, say);
+    return -1;
+}
+
+static void set_list(loader *L, const key *k, const cm_ynode *v)
+{
+    strlist *l = (strlist *)((char *)L->c + k->off);
+    const char **items = NULL;
+    size_t n = 0;
+
+    strlist_free(l);
+    if (cm_ynode_is_null(v))
+        return;
+    if (cm_yread_strlist(v, k->name, MAX_LIST, &L->rep, &items, &n))
+        return;
+    /* A command is exec'd directly, never looked up in PATH nor run by a shell. */
+    if (k->off == F(onflag_argv) && n && items[0][0] != '/') {
+        problem(L, v->pos, "command must start with an absolute path, not '%s'", items[0]);
+        free(items);
+        return;
+    }
+    /* NULL-terminated too: on-flag.command is handed over as an argv. */
+    l->v = calloc(n + 1, sizeof *l->v);
+    for (size_t i = 0; l->v && i < n; i++)
+        if ((l->v[l->n] = strdup(items[i])))
+            l->n++;
+    free(items);
+}
+
+/* One plugins entry: {path: FILE, config: STRING}; 0, or -1 after a problem. */
+static int read_plugin(loader *L, const cm_ynode *item, dplugin *out)
+{
+    static const char *const names[] = {"path", "config"};
+    const cm_ynode *vals[2];
+    const char *path, *config = NULL;
+
+    if (item->kind != CM_Y_MAP) {
+        problem(L, item->pos, "a plugins entry must be a map with path and config");
+        return -1;
+    }
+    if (cm_ycheck_keys(item, "in a plugins entry", names, 2, NULL, vals, &L->rep))
+        return -1;
+    if (!vals[0]) {
+        problem(L, item->pos, "a plugins entry needs a path");
+        return -1;
+    }
+    if (cm_yread_str(vals[0], "path", 0, &L->rep, &path))
+        return -1;
+    if (vals[1] && !cm_ynode_is_null(vals[1]) &&
+        cm_yread_str(vals[1], "config", 1, &L->rep, &config))
+        return -1;
+    out->path = strdup(path);
+    out->config = config ? strdup(config) : NULL;
+    return 0;
+}
+
+static void set_plugins(loader *L, const cm_ynode *v)
+{
+    dconfig *c = L->c;
+
+    plugins_free(c);
+    if (cm_ynode_is_null(v))
+        return;
+    if (v->kind != CM_Y_SEQ) {
+        problem(L, v->pos, "plugins must be a list of {path, config} maps");
+        return;
+    }
+    if (v->n > MAX_PLUGINS) {
+        problem(L, v->pos, "plugins may have at most %d entries", MAX_PLUGINS);
+        return;
+    }
+    if (!(c->plugins = calloc(v->n ? v->n : 1, sizeof *c->plugins))) {
+        problem(L, v->pos, "out of memory");
+        return;
+    }
+    for (const cm_ynode *item = v->first; item; item = item->next) {
+        dplugin *p = &c->plugins[c->n_plugins];
+        if (read_plugin(L, item, p))
+            continue;
+        c->n_plugins++;
+        if (!p->path)
+            problem(L, item->pos, "out of memory");
+    }
+}
+
+static void set_value(loader *L, const key *k, const cm_ynode *v)
+{
+    static const char *const unscanned[] = {"error", "found", "ok"};
+    static const char *const actions[] = {"tag", "flag", "quarantine", "reject"};
     char *base = (char *)L->c;
-    const char *s = scalar(v);
-    uint64_t u;
+    long long i;
+    int b;
 
     switch (k->type) {
     case T_STR:
-        if (is_null(v) && k->off == F(auth_token))
-            config_set_str(&L->token_file, NULL);
-        if (is_null(v)) {
-            free(*(char **)(base + k->off));
-            *(char **)(base + k->off) = NULL;
-            if (k->off == F(cache_dir))
-                L->c->no_cache = 1;
-            return;
-        }
-        if (!s) {
-            problem(L, v, "%s must be a string", k->name);
-            return;
-        }
-        if (k->off == F(auth_token)) {
-            /* Only noted here: parsing reads no file (see read_token). */
-            config_set_str(&L->token_file, s);
-            L->token_at = *v;
-            return;
-        }
-        if (k->off == F(cache_dir))
-            L->c->no_cache = 0;
-        config_set_str((char **)(base + k->off), s);
+        set_str(L, k, v);
         return;
     case T_SIZE:
-        set_size(L, v, k, base, s);
+        set_size(L, k, v);
         return;
     case T_UINT:
-        if (parse_u64(s, 10, &u) || u < k->min || u > k->max) {
-            problem(L, v, "%s must be a whole number from %llu to %llu", k->name,
-                    (unsigned long long)k->min, (unsigned long long)k->max);
-            return;
-        }
-        *(unsigned *)(base + k->off) = (unsigned)u;
+        if (!cm_yread_int(v, k->name, (long long)k->min, (long long)k->max, &L->rep, &i))
+            *(unsigned *)(base + k->off) = (unsigned)i;
         return;
     case T_MODE:
-        if (parse_u64(s, 8, &u) || u > k->max) {
-            problem(L, v, "%s must be an octal file mode such as 0660", k->name);
-            return;
-        }
-        *(unsigned *)(base + k->off) = (unsigned)u;
+        set_mode(L, k, v);
         return;
     case T_BOOL:
-        if (s && (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")))
-            *(int *)(base + k->off) = 1;
-        else if (s && (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off")))
-            *(int *)(base + k->off) = 0;
-        else
-            problem(L, v, "%s must be true or false", k->name);
+        if (!cm_yread_bool(v, k->name, &L->rep, &b))
+            *(int *)(base + k->off) = b;
         return;
     case T_ACTION:
-        for (int a = CLIPMOD_ACTION_TAG; a <= CLIPMOD_ACTION_REJECT; a++)
-            if (s && !strcmp(s, clipmod_action_name((clipmod_action)a))) {
-                *(clipmod_action *)(base + k->off) = (clipmod_action)a;
-                return;
-            }
-        problem(L, v, "%s must be tag, flag, quarantine or reject", k->name);
+        /* clipmod_action: tag .. reject follow one another. */
+        i = set_choice(L, k, v, actions, 4, "tag, flag, quarantine or reject");
+        if (i >= 0)
+            *(clipmod_action *)(base + k->off) = (clipmod_action)(CLIPMOD_ACTION_TAG + i);
         return;
     case T_UNSCAN:
-        if (s && !strcmp(s, "error"))
-            *(clamd_unscanned_mode *)(base + k->off) = UNSCANNED_ERROR;
-        else if (s && !strcmp(s, "found"))
-            *(clamd_unscanned_mode *)(base + k->off) = UNSCANNED_FOUND;
-        else if (s && !strcmp(s, "ok"))
-            *(clamd_unscanned_mode *)(base + k->off) = UNSCANNED_OK;
-        else
-            problem(L, v, "%s must be error, found or ok", k->name);
+        i = set_choice(L, k, v, unscanned, 3, "error, found or ok");
+        if (i >= 0)
+            *(clamd_unscanned_mode *)(base + k->off) = (clamd_unscanned_mode)i;
         return;
-    case T_LIST: {
-        strlist *l = (strlist *)(base + k->off);
-        strlist_free(l);
-        if (is_null(v))
+    case T_LIST:
+        set_list(L, k, v);
+        return;
+    case T_MS: {
+        uint64_t ms;
+        if (cm_yread_duration_ms(v, k->name, k->max, &L->rep, &ms))
             return;
-        if (s) {
-            if ((l->v = calloc(1, sizeof *l->v)) && (l->v[0] = strdup(s)))
-                l->n = 1;
-            return;
-        }
-        if (v->type != YAML_SEQUENCE_NODE) {
-            problem(L, v, "%s must be a list of strings", k->name);
-            return;
-        }
-        size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-        if (n > MAX_LIST) {
-            problem(L, v, "%s may have at most %d entries", k->name, MAX_LIST);
-            return;
-        }
-        l->v = calloc(n ? n : 1, sizeof *l->v);
-        for (size_t i = 0; l->v && i < n; i++) {
-            yaml_node_t *item = yaml_document_get_node(L->doc, v->data.sequence.items.start[i]);
-            if (!scalar(item) || !*scalar(item)) {
-                problem(L, item, "%s must be a list of non-empty strings", k->name);
-                continue;
-            }
-            if ((l->v[l->n] = strdup(scalar(item))))
-                l->n++;
-        }
+        if (ms < k->min)
+            problem(L, v->pos, "%s must be at least %llu ms", k->name, (unsigned long long)k->min);
+        else
+            *(unsigned *)(base + k->off) = (unsigned)ms;
         return;
     }
+    case T_PLUGINS:
+        set_plugins(L, v);
+        return;
     case T_SECTION:
     case T_SETTINGS:
         return;
     }
 }
 
-static void load_map(loader *L, const yaml_node_t *map, const key *keys, const char *section);
-
-static void load_settings(loader *L, const yaml_node_t *map)
+/* Which allowed key has value node v (cm_ycheck_keys' vals), or n: unknown or a duplicate. */
+static size_t index_of(const cm_ynode *const *vals, size_t n, const cm_ynode *v)
 {
-    if (map->type != YAML_MAPPING_NODE) {
-        problem(L, map, "engine must be a map of settings");
+    size_t i = 0;
+    while (i < n && vals[i] != v)
+        i++;
+    return i;
+}
+
+static void load_settings(loader *L, const cm_ynode *map)
+{
+    const char *names[CLIPMOD_SETTING__COUNT];
+    const cm_ynode *vals[CLIPMOD_SETTING__COUNT];
+    long long i;
+
+    if (map->kind != CM_Y_MAP) {
+        problem(L, map->pos, "engine must be a map of settings (see clipmod scan --help)");
         return;
     }
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *k = yaml_document_get_node(L->doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(L->doc, p->value);
-        const char *name = scalar(k);
-        int found = -1;
-        for (int s = 0; name && s < CLIPMOD_SETTING__COUNT; s++)
-            if (!strcmp(name, clipmod_setting_name((clipmod_setting)s)))
-                found = s;
-        if (found < 0) {
-            problem(L, k, "unknown engine setting '%s' (see clipmod scan --help)",
-                    name ? name : "?");
+    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
+        names[s] = clipmod_setting_name((clipmod_setting)s);
+    cm_ycheck_keys(map, "in engine (see clipmod scan --help)", names, CLIPMOD_SETTING__COUNT, NULL,
+                   vals, &L->rep);
+    for (const cm_ynode *v = map->first ? map->first->next : NULL; v;
+         v = v->next ? v->next->next : NULL) {
+        size_t s = index_of(vals, CLIPMOD_SETTING__COUNT, v);
+        if (s == CLIPMOD_SETTING__COUNT || cm_yread_int(v, names[s], 0, LLONG_MAX, &L->rep, &i))
             continue;
-        }
-        uint64_t u;
-        if (parse_u64(scalar(v), 10, &u)) {
-            problem(L, v, "%s must be a whole number", name);
-            continue;
-        }
-        L->c->setting[found] = u;
-        L->c->setting_given[found] = 1;
+        L->c->setting[s] = (uint64_t)i;
+        L->c->setting_given[s] = 1;
     }
 }
 
-static void load_map(loader *L, const yaml_node_t *map, const key *keys, const char *section)
+static void load_map(loader *L, const cm_ynode *map, const key *keys, const char *section)
 {
-    if (map->type != YAML_MAPPING_NODE) {
-        problem(L, map, "%s must be a map", section ? section : "the configuration");
+    const char *names[64];
+    const cm_ynode *vals[64];
+    char where[64];
+    size_t n = 0;
+
+    if (map->kind != CM_Y_MAP) {
+        problem(L, map->pos, "%s must be a map", section ? section : "the configuration");
         return;
     }
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *kn = yaml_document_get_node(L->doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(L->doc, p->value);
-        const char *name = scalar(kn);
-        const key *k = NULL;
-        for (const key *q = keys; name && q->name; q++)
-            if (!strcmp(q->name, name))
-                k = q;
-        if (!k) {
-            const key *best = NULL;
-            size_t bd = 3;
-            for (const key *q = keys; name && q->name; q++) {
-                /* A typo, or a name cut short ("max-body" for "max-body-bytes"). */
-                size_t d = distance(name, q->name);
-                if (strlen(name) >= 3 && !strncmp(q->name, name, strlen(name)))
-                    d = 1;
-                if (d < bd) {
-                    bd = d;
-                    best = q;
-                }
-            }
-            if (best)
-                problem(L, kn, "unknown key '%s%s%s' (did you mean '%s'?)", section ? section : "",
-                        section ? "." : "", name, best->name);
-            else
-                problem(L, kn, "unknown key '%s%s%s'", section ? section : "", section ? "." : "",
-                        name ? name : "?");
+    while (keys[n].name && n < 64) {
+        names[n] = keys[n].name;
+        n++;
+    }
+    if (section)
+        snprintf(where, sizeof where, "in %s", section);
+    else
+        snprintf(where, sizeof where, "at the top level");
+    cm_ycheck_keys(map, where, names, n, NULL, vals, &L->rep);
+    /* Values in the file's order, so problems come in the order of the lines. */
+    for (const cm_ynode *v = map->first ? map->first->next : NULL; v;
+         v = v->next ? v->next->next : NULL) {
+        size_t i = index_of(vals, n, v);
+        const key *k = &keys[i];
+        if (i == n)
             continue;
-        }
+        /* A section left empty (all its keys commented out) keeps its defaults. */
+        if ((k->type == T_SECTION || k->type == T_SETTINGS) && cm_ynode_is_null(v))
+            continue;
         if (k->type == T_SECTION)
-            load_map(L, v, k->section, k->name);
+            load_map(L, vals[i], k->section, k->name);
         else if (k->type == T_SETTINGS)
-            load_settings(L, v);
+            load_settings(L, vals[i]);
         else
-            set_value(L, k, v);
+            set_value(L, k, vals[i]);
     }
 }
 
-/* Parse `text` into L->c: every problem into L. Reads no file. */
-static void load_text(loader *L, const char *text, size_t len)
+/* The parsed document into L->c: every problem into L. */
+static void load_doc(loader *L, int rc, cm_ydoc *doc)
 {
-    yaml_parser_t parser;
-    yaml_document_t doc;
+    const cm_ynode *root = rc == CM_YAML_OK ? cm_yaml_root(doc) : NULL;
 
-    L->doc = &doc;
-    if (len > MAX_CONFIG_BYTES) {
-        problem(L, NULL, "not a configuration file of at most 1 MiB");
-        return;
-    }
-    if (!yaml_parser_initialize(&parser)) {
-        problem(L, NULL, "out of memory");
-        return;
-    }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        yaml_node_t at = {.start_mark = parser.problem_mark};
-        problem(L, &at, "%s", parser.problem ? parser.problem : "YAML error");
-        yaml_parser_delete(&parser);
-        return;
-    }
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (rc == CM_YAML_NOMEM)
+        problem(L, whole(), "out of memory");
     /* An empty file is a valid configuration: every default. */
-    if (root && !is_null(root))
+    if (root && !cm_ynode_is_null(root))
         load_map(L, root, top_keys, NULL);
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
-    L->doc = NULL;
+    cm_yaml_free(doc);
 }
 
 /*
@@ -560,7 +629,7 @@ static void load_text(loader *L, const char *text, size_t len)
 static void read_token(loader *L)
 {
     const char *path = L->token_file;
-    const yaml_node_t *at = &L->token_at;
+    cm_ypos at = L->token_at;
     char tok[1024] = "";
     struct stat st;
     FILE *f = fopen(path, "r");
@@ -596,79 +665,61 @@ out:
 
 int config_parse(const char *name, const char *text, size_t len, dconfig *c, char **problems)
 {
-    loader L = {.file = name, .c = c};
+    loader L;
+    cm_ydoc *doc = NULL;
 
     *problems = NULL;
     if (config_set_str(&c->path, name))
         return -1;
-    load_text(&L, text, len);
-    free(L.token_file);
-    *problems = L.problems;
-    return L.count ? -1 : 0;
+    loader_init(&L, c->path, c);
+    if (len > MAX_CONFIG_BYTES) {
+        problem(&L, whole(), "not a configuration file of at most 1 MiB");
+    } else {
+        int rc = cm_yaml_parse(c->path, text, len, "a configuration file", &L.rep, &doc);
+        load_doc(&L, rc, doc);
+    }
+    return loader_done(&L, problems);
 }
 
 int config_load(const char *path, dconfig *c, char **problems)
 {
-    loader L = {.file = path, .c = c};
-    char *text = NULL;
-    size_t len = 0;
-    struct stat st;
-    FILE *f = NULL;
+    loader L;
+    cm_ydoc *doc = NULL;
 
     *problems = NULL;
     if (config_set_str(&c->path, path))
         return -1;
-    if (!(f = fopen(path, "rb"))) {
-        problem(&L, NULL, "%s", strerror(errno));
-        goto out;
-    }
-    if (fstat(fileno(f), &st) || st.st_size > MAX_CONFIG_BYTES) {
-        problem(&L, NULL, "not a configuration file of at most 1 MiB");
-        goto out;
-    }
-    /* One byte more than the limit, to tell a file that grew since fstat. */
-    if (!(text = malloc(MAX_CONFIG_BYTES + 1))) {
-        problem(&L, NULL, "out of memory");
-        goto out;
-    }
-    len = fread(text, 1, MAX_CONFIG_BYTES + 1, f);
-    if (ferror(f)) {
-        problem(&L, NULL, "%s", strerror(errno));
-        goto out;
-    }
-    load_text(&L, text, len);
+    /* Positions name c->path, which lives as long as the configuration. */
+    loader_init(&L, c->path, c);
+    int rc = cm_yaml_parse_file(c->path, MAX_CONFIG_BYTES, "a configuration file", &L.rep, &doc);
+    load_doc(&L, rc, doc);
     if (L.token_file)
         read_token(&L);
-out:
-    free(text);
-    free(L.token_file);
-    if (f)
-        fclose(f);
-    *problems = L.problems;
-    return L.count ? -1 : 0;
+    return loader_done(&L, problems);
 }
 
 int config_check(const dconfig *c, char **problems)
 {
-    loader L = {.file = c->path ? c->path : "clipmodd", .c = (dconfig *)c};
+    loader L;
 
+    loader_init(&L, c->path ? c->path : "clipmodd", (dconfig *)c);
     if (!c->model)
-        problem(&L, NULL, "no model: set 'model' (or give --model)");
+        problem(&L, whole(), "no model: set 'model' (or give --model)");
     if (!c->policy)
-        problem(&L, NULL, "no policy: set 'policy' (or give --policy)");
+        problem(&L, whole(), "no policy: set 'policy' (or give --policy)");
     if (c->max_files > c->queue_size)
-        problem(&L, NULL, "http.max-files (%u) must not exceed scan.queue-size (%u)", c->max_files,
-                c->queue_size);
+        problem(&L, whole(), "http.max-files (%u) must not exceed scan.queue-size (%u)",
+                c->max_files, c->queue_size);
     if (c->max_body_memory < c->max_body_bytes)
-        problem(&L, NULL, "http.max-body-memory (%llu) must be at least http.max-body-bytes (%llu)",
+        problem(&L, whole(),
+                "http.max-body-memory (%llu) must be at least http.max-body-bytes (%llu)",
                 (unsigned long long)c->max_body_memory, (unsigned long long)c->max_body_bytes);
     if (!c->http_enabled && !c->clamd_unix && !c->clamd_tcp)
-        problem(&L, NULL, "nothing to serve: http is disabled and no clamd socket is set");
+        problem(&L, whole(), "nothing to serve: http is disabled and no clamd socket is set");
     if (c->tusd_download_url && strncmp(c->tusd_download_url, "http://", 7) &&
         strncmp(c->tusd_download_url, "https://", 8))
-        problem(&L, NULL, "tusd.download-url must be an http(s) URL");
-    *problems = L.problems;
-    return L.count ? -1 : 0;
+        problem(&L, whole(), "tusd.download-url must be an http(s) URL");
+    return loader_done(&L, problems);
 }
 
 int config_listen_addr(const char *spec, struct sockaddr_storage *ss, unsigned *len)

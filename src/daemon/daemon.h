@@ -6,8 +6,9 @@
  * CLI's --hook mode. Every door turns its request into a job for the batcher
  * (batcher.c), which scans the images of concurrent jobs in one forward pass with
  * the engine each job took a reference to (reload.c swaps engines on SIGHUP).
- * config.c reads the YAML configuration, log.c writes structured logs, metrics.c
- * counts for Prometheus, roots.c opens files only inside configured directories.
+ * config.c reads the YAML configuration, metrics.c
+ * counts for Prometheus, roots.c opens files only inside configured directories;
+ * logs go through the runtime's logger (src/common/log.h).
  * main.c ties them together and owns signals and shutdown.
  */
 #ifndef CLIPMODD_DAEMON_H
@@ -17,6 +18,8 @@
 #include <stdint.h>
 
 #include "clipmod/clipmod.h"
+#include "log.h"  /* src/common: cm_log, the one logger of every program */
+#include "swap.h" /* src/common: the engine slot swapped on reload */
 
 #define CLIPMODD_NAME "clipmodd"
 
@@ -28,9 +31,14 @@
 typedef enum { UNSCANNED_ERROR, UNSCANNED_FOUND, UNSCANNED_OK } clamd_unscanned_mode;
 
 typedef struct strlist {
-    char **v;
+    char **v; /* n strings, then NULL */
     size_t n;
 } strlist;
+
+/* An operator plugin (clipmod_plugin_v1) and its configuration string. */
+typedef struct dplugin {
+    char *path, *config; /* config may be NULL */
+} dplugin;
 
 typedef struct dconfig {
     char *path; /* the file read, or NULL for defaults only */
@@ -42,6 +50,8 @@ typedef struct dconfig {
     int setting_given[CLIPMOD_SETTING__COUNT];
     uint64_t setting[CLIPMOD_SETTING__COUNT];
     strlist fetch_allow;
+    dplugin *plugins; /* plugins: [{path, config}] */
+    size_t n_plugins;
 
     /* Scanning (batcher) */
     unsigned workers, url_workers, max_batch, batch_window_ms, queue_size;
@@ -75,6 +85,11 @@ typedef struct dconfig {
     unsigned clamd_max_connections, clamd_read_timeout_s, clamd_idle_timeout_s;
     clipmod_action clamd_found_at;
     clamd_unscanned_mode clamd_unscanned;
+
+    /* on-flag: a command run for every flagged (and, if asked, unscanned) verdict */
+    strlist onflag_argv; /* empty: no hook */
+    unsigned onflag_timeout_ms, onflag_max_running;
+    int onflag_unscanned;
 
     /* Logs */
     char *log_format, *log_target, *log_level;
@@ -114,37 +129,6 @@ struct sockaddr_storage;
 int config_listen_addr(const char *spec, struct sockaddr_storage *ss, unsigned *len);
 
 /* ------------------------------------------------------------------------ */
-/* Logs (log.c)                                                             */
-/* ------------------------------------------------------------------------ */
-
-enum { DLOG_DEBUG, DLOG_INFO, DLOG_WARN, DLOG_ERROR };
-
-enum { DLF_END, DLF_STR, DLF_INT, DLF_FLOAT, DLF_BOOL };
-
-/* One key=value of a log line; strings are borrowed for the call. */
-typedef struct dlog_field {
-    const char *key;
-    int type;
-    const char *s;
-    long long i;
-    double f;
-} dlog_field;
-
-#define LF_S(k, x) ((dlog_field){(k), DLF_STR, (x), 0, 0})
-#define LF_I(k, x) ((dlog_field){(k), DLF_INT, NULL, (long long)(x), 0})
-#define LF_F(k, x) ((dlog_field){(k), DLF_FLOAT, NULL, 0, (double)(x)})
-#define LF_B(k, x) ((dlog_field){(k), DLF_BOOL, NULL, !!(x), 0})
-#define LF_END     ((dlog_field){NULL, DLF_END, NULL, 0, 0})
-
-/* Configure the log: format "logfmt"|"json", target "stderr"|"syslog", level name. */
-int dlog_setup(const char *format, const char *target, const char *level, char *err, size_t errlen);
-
-/* One line: level, message, then fields ending with LF_END. Thread-safe. */
-void dlog(int level, const char *msg, ...);
-
-void dlog_close(void);
-
-/* ------------------------------------------------------------------------ */
 /* Metrics (metrics.c)                                                      */
 /* ------------------------------------------------------------------------ */
 
@@ -164,8 +148,12 @@ void metrics_reload(int ok);
 void metrics_queue(size_t waiting, size_t running, size_t capacity);
 /* The last values given to metrics_queue (clamd's STATS). */
 void metrics_queue_get(size_t *waiting, size_t *running, size_t *capacity);
-/* The Prometheus text exposition; caller frees. */
-char *metrics_render(void);
+/*
+ * The Prometheus text exposition; caller frees (NULL when out of memory). The
+ * policy and model gauges show what the caller hands in (borrowed; NULL allowed).
+ */
+char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
+                     unsigned long generation, double loaded_at);
 
 /* ------------------------------------------------------------------------ */
 /* Engines and reload (reload.c)                                            */
@@ -182,6 +170,18 @@ int reload_swap(const dconfig *c);
 
 /* The current engine with one more reference: release with clipmod_engine_free(). */
 clipmod_engine *reload_acquire(void);
+
+/* Likewise, with the slot's snapshot for that engine (generation, fingerprint's 12 hex). */
+clipmod_engine *reload_acquire_info(cm_swap_info *info);
+
+struct bjob;
+/*
+ * For a verdict's log line, whose policy= and generation= (the log context) name
+ * the current policy: when `job` was scanned under another one (a reload happened
+ * meanwhile), that one's fingerprint (and its generation written into gen); else
+ * NULL. Logged as scan_policy= and scan_generation=, left out when NULL.
+ */
+const char *reload_job_policy(const struct bjob *job, char *gen, size_t genlen);
 
 /* The model (loaded once; lives until reload_shutdown). */
 const clipmod_model *reload_model(void);
@@ -227,7 +227,9 @@ typedef void (*bjob_notify)(bjob *job, void *arg);
 
 struct bjob {
     /* Set by the submitter before batcher_submit(). */
-    clipmod_engine *engine; /* one reference, released with the job */
+    clipmod_engine *engine;   /* one reference, released with the job */
+    char policy_fp[13];       /* its fingerprint's first 12 hex digits ("" unknown) */
+    unsigned long generation; /* its generation in the reload slot (0 unknown) */
     size_t n;
     binput *in;
     int urls; /* 1: fetch mode (clipmod_scan_urls) */
@@ -247,8 +249,11 @@ struct bjob {
     bjob *anext, *aprev; /* among the jobs queued or running, for the deadline reaper */
 };
 
-/* A job for n inputs (fds set to -1), holding a reference to `engine`; NULL if no memory. */
-bjob *bjob_new(size_t n, clipmod_engine *engine, diface iface);
+/*
+ * A job for n inputs (fds set to -1), holding a reference to `engine`, which
+ * `info` (reload_acquire_info's snapshot; NULL: unknown) describes. NULL if no memory.
+ */
+bjob *bjob_new(size_t n, clipmod_engine *engine, const cm_swap_info *info, diface iface);
 
 /* Release the submitter's reference; the last one frees inputs, results and all. */
 void bjob_release(bjob *job);
@@ -272,10 +277,21 @@ void batcher_load(size_t *jobs, size_t *waiting_inputs);
 /* Refuse new jobs, finish those queued, stop the threads. */
 void batcher_stop(void);
 
-/* Seconds on a monotonic clock. */
-double mono_now(void);
-/* Seconds since the epoch. */
-double wall_now(void);
+/* ------------------------------------------------------------------------ */
+/* The on-flag hook (hooks.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Set up the on-flag command of `c` (nothing when none is configured); -1 logged. */
+int hooks_start(const dconfig *c);
+
+/* A job ended DONE: run the hook for each flagged (or unscanned, if asked) input. */
+void hooks_job(const bjob *job);
+
+/* Wait a little for running hooks, then release them. */
+void hooks_stop(void);
+
+/* The top category's score and threshold (the highest score when none is named). */
+void verdict_top_score(const clipmod_result *r, double *score, double *threshold);
 
 /* ------------------------------------------------------------------------ */
 /* Files inside configured roots (roots.c)                                  */

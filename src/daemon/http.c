@@ -43,7 +43,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
+#include "dynbuf.h"
 #include "multipart.h"
 
 /* JSON request bodies (scan-url, tusd hooks) are small. */
@@ -220,22 +222,17 @@ static const char *summary_state(const verdict_sum *s)
 /* Send `body` (malloc'd, taken; NULL means out of memory) with `status`. */
 /*
  * The policy behind a scan answer, for proxies and logs that keep headers: its
- * fingerprint's first 12 hex digits and the reload generation. (Read when the
- * answer is sent: a reload between the verdict and the answer is not told apart.)
+ * fingerprint's first 12 hex digits and the reload generation, of the engine the
+ * job was scanned with (a reload while it waited does not change them).
  */
-static void policy_headers(struct MHD_Response *resp)
+static void policy_headers(struct MHD_Response *resp, const bjob *job)
 {
-    clipmod_engine *e = reload_acquire();
-    const char *fp = e ? clipmod_engine_policy_fingerprint(e) : NULL;
-    char fp12[13], gen[24];
+    char gen[24];
 
-    if (fp) {
-        snprintf(fp12, sizeof fp12, "%s", fp);
-        MHD_add_response_header(resp, "Clipmod-Policy-Fingerprint", fp12);
-    }
-    snprintf(gen, sizeof gen, "%lu", reload_generation());
+    if (job->policy_fp[0])
+        MHD_add_response_header(resp, "Clipmod-Policy-Fingerprint", job->policy_fp);
+    snprintf(gen, sizeof gen, "%lu", job->generation);
     MHD_add_response_header(resp, "Clipmod-Policy-Generation", gen);
-    clipmod_engine_free(e);
 }
 
 static enum MHD_Result respond(struct MHD_Connection *conn, req *q, int status, const char *ctype,
@@ -262,7 +259,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, req *q, int status, 
         MHD_add_response_header(resp, "Clipmod-Action", q->action);
     if (q->state) {
         MHD_add_response_header(resp, "Clipmod-State", q->state);
-        policy_headers(resp);
+        if (q->job)
+            policy_headers(resp, q->job);
     }
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
         char ra[16];
@@ -294,40 +292,60 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, req *q, int st
     return respond(conn, q, status, "application/json", error_json(status, msg));
 }
 
-/* The verdicts of a finished job, as one object or an array. */
+/*
+ * One result's JSON (the library's schema) with the policy it was judged under
+ * added at the end: "policy_fingerprint" (12 hex digits, as the header) and
+ * "policy_generation". Appended to b; CM_DBUF_OK or the first failure.
+ */
+static int result_json(cm_dbuf *b, const bjob *j, size_t i, int explain)
+{
+    char *one = clipmod_result_to_json(j->out[i], explain);
+    size_t n = one ? strlen(one) : 0;
+    int rc;
+
+    while (n && (one[n - 1] == '\n' || one[n - 1] == ' '))
+        n--;
+    /* An object: "{...}". Anything else would be a library bug; refuse it. */
+    if (n < 2 || one[0] != '{' || one[n - 1] != '}') {
+        clipmod_free(one);
+        return CM_DBUF_E_NOMEM;
+    }
+    rc = cm_dbuf_addn(b, one, n - 1);
+    if (rc == CM_DBUF_OK)
+        rc = cm_dbuf_addf(b, "%s\"policy_fingerprint\":\"%s\",\"policy_generation\":%lu}",
+                          n > 2 ? "," : "", j->policy_fp, j->generation);
+    clipmod_free(one);
+    return rc;
+}
+
+/*
+ * The verdicts of a finished job, as one object or an array; NULL when out of
+ * memory or past RESULTS_MAX_BYTES (answered 500). A result is a few KiB even with
+ * ?explain=1; the cap bounds http.max-files of them with room to spare.
+ */
+#define RESULTS_MAX_BYTES (64u << 20)
+
 static char *results_json(const bjob *j, int is_array, int explain)
 {
-    size_t cap = 2, len = 0;
-    char **parts = calloc(j->n, sizeof *parts), *s = NULL;
-    if (!parts)
-        return NULL;
-    for (size_t i = 0; i < j->n; i++) {
-        if (!(parts[i] = clipmod_result_to_json(j->out[i], explain)))
-            goto out;
-        cap += strlen(parts[i]) + 1;
-    }
-    if (!is_array) {
-        s = parts[0];
-        parts[0] = NULL;
-        goto out;
-    }
-    if (!(s = malloc(cap + 1)))
-        goto out;
-    s[len++] = '[';
-    for (size_t i = 0; i < j->n; i++) {
+    cm_dbuf b;
+    int rc = CM_DBUF_OK;
+
+    cm_dbuf_init(&b, RESULTS_MAX_BYTES);
+    if (is_array)
+        rc = cm_dbuf_addc(&b, '[');
+    for (size_t i = 0; i < (is_array ? j->n : 1) && rc == CM_DBUF_OK; i++) {
         if (i)
-            s[len++] = ',';
-        size_t n = strlen(parts[i]);
-        memcpy(s + len, parts[i], n);
-        len += n;
+            rc = cm_dbuf_addc(&b, ',');
+        if (rc == CM_DBUF_OK)
+            rc = result_json(&b, j, i, explain);
     }
-    s[len++] = ']';
-    s[len] = '\0';
-out:
-    for (size_t i = 0; i < j->n; i++)
-        clipmod_free(parts[i]);
-    free(parts);
-    return s;
+    if (rc == CM_DBUF_OK && is_array)
+        rc = cm_dbuf_addc(&b, ']');
+    if (rc != CM_DBUF_OK) {
+        cm_dbuf_free(&b);
+        return NULL;
+    }
+    return cm_dbuf_take(&b, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -648,6 +666,7 @@ static enum MHD_Result refused_body(struct MHD_Connection *conn, req *q, int *an
 
 static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
 {
+    cm_swap_info info;
     clipmod_engine *engine;
     bjob *job;
     size_t n = q->multipart ? q->n_parts : 1;
@@ -661,8 +680,8 @@ static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
                              "the form has no file (only fields listed in http.text-fields)");
     if (!q->multipart && !q->body.len)
         return respond_error(conn, q, 400, "the body is empty: send the image as the body");
-    engine = reload_acquire();
-    job = bjob_new(n, engine, IFACE_HTTP);
+    engine = reload_acquire_info(&info);
+    job = bjob_new(n, engine, &info, IFACE_HTTP);
     clipmod_engine_free(engine);
     if (!job)
         return respond(conn, q, 500, "application/json", NULL);
@@ -691,6 +710,7 @@ static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
 
 static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
 {
+    cm_swap_info info;
     json_error_t jerr;
     json_t *root = NULL, *one, *many;
     const char *bad = NULL;
@@ -735,8 +755,8 @@ static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
             return respond_error(conn, q, 400, "each URL must be a non-empty string");
         }
     }
-    engine = reload_acquire();
-    job = bjob_new(n, engine, IFACE_HTTP);
+    engine = reload_acquire_info(&info);
+    job = bjob_new(n, engine, &info, IFACE_HTTP);
     clipmod_engine_free(engine);
     if (!job) {
         json_decref(root);
@@ -814,6 +834,15 @@ static enum MHD_Result do_policy(struct MHD_Connection *conn, req *q)
     clipmod_free(summary);
     clipmod_engine_free(e);
     return respond(conn, q, 200, "application/json", s);
+}
+
+static enum MHD_Result do_metrics(struct MHD_Connection *conn, req *q)
+{
+    clipmod_engine *e = reload_acquire();
+    char *text = metrics_render(e, reload_model(), reload_generation(), reload_loaded_at());
+
+    clipmod_engine_free(e);
+    return respond(conn, q, 200, "text/plain; version=0.0.4; charset=utf-8", text);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -997,7 +1026,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             return MHD_NO;
         *con_cls = q;
         q->routed = -1;
-        q->t0 = mono_now();
+        q->t0 = cm_now();
         snprintf(q->method, sizeof q->method, "%s", method);
         snprintf(q->path, sizeof q->path, "%s", url);
         client_address(conn, q->remote, sizeof q->remote);
@@ -1028,7 +1057,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     case R_POLICY:
         return do_policy(conn, q);
     case R_METRICS:
-        return respond(conn, q, 200, "text/plain; version=0.0.4; charset=utf-8", metrics_render());
+        return do_metrics(conn, q);
     default:
         return respond_error(conn, q, 500, "internal error: unrouted request");
     }
@@ -1040,12 +1069,17 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req *q = *con_cls;
     if (!q)
         return;
+    char gen[24];
+    const char *scan_policy = reload_job_policy(q->job, gen, sizeof gen);
     if (H.c->log_requests || q->status >= 500)
-        dlog(q->status >= 500 ? DLOG_WARN : DLOG_INFO, "http", LF_S("method", q->method),
-             LF_S("path", q->path), LF_I("status", q->status), LF_S("remote", q->remote),
-             LF_I("inputs", q->inputs), LF_S("state", q->state), LF_S("action", q->action),
-             LF_I("bytes", q->received), LF_F("ms", (mono_now() - q->t0) * 1e3),
-             LF_B("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK), LF_END);
+        cm_log(q->status >= 500 ? CM_LOG_WARN : CM_LOG_INFO, "http", CM_LF_S("method", q->method),
+               CM_LF_S("path", q->path), CM_LF_I("status", q->status), CM_LF_S("remote", q->remote),
+               CM_LF_I("inputs", q->inputs), CM_LF_S("state", q->state),
+               CM_LF_S("action", q->action), CM_LF_I("bytes", q->received),
+               CM_LF_F("ms", (cm_now() - q->t0) * 1e3),
+               CM_LF_B("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK),
+               CM_LF_S("scan_policy", scan_policy),
+               CM_LF_S("scan_generation", scan_policy ? gen : NULL), CM_LF_END);
     if (q->suspended)
         atomic_fetch_sub(&H.suspended, 1);
     /* The next request's head is due within http.header-timeout. */
@@ -1088,7 +1122,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
-    dlog(DLOG_DEBUG, "libmicrohttpd", LF_S("detail", msg), LF_END);
+    cm_log(CM_LOG_DEBUG, "libmicrohttpd", CM_LF_S("detail", msg), CM_LF_END);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1103,13 +1137,14 @@ int http_start(const dconfig *c, char *bound, size_t boundlen)
 
     H.c = c;
     if (config_listen_addr(c->http_listen, &ss, &sslen)) {
-        dlog(DLOG_ERROR, "http.listen must be HOST:PORT", LF_S("listen", c->http_listen), LF_END);
+        cm_log(CM_LOG_ERROR, "http.listen must be HOST:PORT", CM_LF_S("listen", c->http_listen),
+               CM_LF_END);
         return -1;
     }
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (guard_start(c->header_timeout_s)) {
-        dlog(DLOG_ERROR, "http: cannot start the header-timeout thread", LF_END);
+        cm_log(CM_LOG_ERROR, "http: cannot start the header-timeout thread", CM_LF_END);
         return -1;
     }
     /* A per-IP limit of 0 is libmicrohttpd's "no limit". */
@@ -1122,7 +1157,7 @@ int http_start(const dconfig *c, char *bound, size_t boundlen)
                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!H.d) {
         guard_stop();
-        dlog(DLOG_ERROR, "http: cannot listen", LF_S("listen", c->http_listen), LF_END);
+        cm_log(CM_LOG_ERROR, "http: cannot listen", CM_LF_S("listen", c->http_listen), CM_LF_END);
         return -1;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(H.d, MHD_DAEMON_INFO_BIND_PORT);
@@ -1146,8 +1181,8 @@ void http_stop(void)
         close(fd);
     /* Requests waiting for scans are answered first: the batcher drains, and the
      * deadline reaper bounds the wait. */
-    double give_up = mono_now() + H.c->request_timeout_ms / 1e3 + 5;
-    while (atomic_load(&H.suspended) > 0 && mono_now() < give_up) {
+    double give_up = cm_now() + H.c->request_timeout_ms / 1e3 + 5;
+    while (atomic_load(&H.suspended) > 0 && cm_now() < give_up) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "daemon.h"
 
 #define SWEEP_MS 250
@@ -66,7 +67,7 @@ guard_slot *guard_open(int fd, const char *remote)
     s->fd = fd;
     snprintf(s->remote, sizeof s->remote, "%s", remote ? remote : "?");
     pthread_mutex_lock(&G.lock);
-    s->deadline = mono_now() + G.timeout_s;
+    s->deadline = cm_now() + G.timeout_s;
     s->next = G.head;
     if (G.head)
         G.head->prev = s;
@@ -104,7 +105,7 @@ void guard_request_done(guard_slot *s)
     if (!s)
         return;
     pthread_mutex_lock(&G.lock);
-    s->deadline = mono_now() + G.timeout_s;
+    s->deadline = cm_now() + G.timeout_s;
     s->answered = 1;
     pthread_mutex_unlock(&G.lock);
 }
@@ -141,14 +142,14 @@ static void *sweeper(void *unused)
             ts.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&G.wake, &G.lock, &ts);
-        size_t n = G.stop ? 0 : sweep(mono_now(), first, sizeof first);
+        size_t n = G.stop ? 0 : sweep(cm_now(), first, sizeof first);
         if (!n)
             continue;
         pthread_mutex_unlock(&G.lock);
         for (size_t i = 0; i < n; i++)
             metrics_rejected("header-timeout");
-        dlog(DLOG_INFO, "http: request head not complete within http.header-timeout; closed",
-             LF_I("connections", n), LF_S("remote", first), LF_END);
+        cm_log(CM_LOG_INFO, "http: request head not complete within http.header-timeout; closed",
+               CM_LF_I("connections", n), CM_LF_S("remote", first), CM_LF_END);
         pthread_mutex_lock(&G.lock);
     }
     pthread_mutex_unlock(&G.lock);

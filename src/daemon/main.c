@@ -227,7 +227,8 @@ int main(int argc, char **argv)
     dconfig c, fresh;
     sigset_t sigs;
     char err[256], http_bound[128] = "", clamd_bound[128] = "";
-    int rc = 1, started_batcher = 0, started_http = 0, started_clamd = 0, model_up = 0;
+    int rc = 1, started_hooks = 0, started_batcher = 0, started_http = 0, started_clamd = 0,
+        model_up = 0;
 
     memset(&c, 0, sizeof c);
     if (parse_options(argc, argv, &o))
@@ -236,7 +237,7 @@ int main(int argc, char **argv)
         config_free(&c);
         return 2;
     }
-    if (dlog_setup(c.log_format, c.log_target, c.log_level, err, sizeof err)) {
+    if (cm_log_setup3(c.log_format, c.log_target, c.log_level, CLIPMODD_NAME, err, sizeof err)) {
         fprintf(stderr, "clipmodd: %s\n", err);
         config_free(&c);
         return 2;
@@ -250,12 +251,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (clipmod_init(argv[0])) {
-        dlog(DLOG_ERROR, "libclipmod failed to initialise", LF_END);
+        cm_log(CM_LOG_ERROR, "libclipmod failed to initialise", CM_LF_END);
         goto out;
     }
     metrics_init();
-    dlog(DLOG_INFO, "starting", LF_S("version", CLIPMOD_VERSION_STRING),
-         LF_S("config", c.path ? c.path : "(defaults)"), LF_END);
+    cm_log(CM_LOG_INFO, "starting", CM_LF_S("version", CLIPMOD_VERSION_STRING),
+           CM_LF_S("config", c.path ? c.path : "(defaults)"), CM_LF_END);
     if (reload_init(&c))
         goto out;
     model_up = 1;
@@ -264,8 +265,11 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
+    if (hooks_start(&c))
+        goto out;
+    started_hooks = 1;
     if (batcher_start(&c)) {
-        dlog(DLOG_ERROR, "cannot start the scanning threads", LF_END);
+        cm_log(CM_LOG_ERROR, "cannot start the scanning threads", CM_LF_END);
         goto out;
     }
     started_batcher = 1;
@@ -273,19 +277,19 @@ int main(int argc, char **argv)
         if (clamd_start(&c, clamd_bound, sizeof clamd_bound))
             goto out;
         started_clamd = 1;
-        dlog(DLOG_INFO, "clamd protocol listening", LF_S("unix", c.clamd_unix),
-             LF_S("tcp", clamd_bound[0] ? clamd_bound : NULL), LF_END);
+        cm_log(CM_LOG_INFO, "clamd protocol listening", CM_LF_S("unix", c.clamd_unix),
+               CM_LF_S("tcp", clamd_bound[0] ? clamd_bound : NULL), CM_LF_END);
     }
     if (c.http_enabled) {
         if (http_start(&c, http_bound, sizeof http_bound))
             goto out;
         started_http = 1;
-        dlog(DLOG_INFO, "http listening", LF_S("address", http_bound),
-             LF_B("auth", c.auth_token != NULL), LF_END);
+        cm_log(CM_LOG_INFO, "http listening", CM_LF_S("address", http_bound),
+               CM_LF_B("auth", c.auth_token != NULL), CM_LF_END);
     }
     if (o.ready_file && write_ready_file(o.ready_file, http_bound, &c, clamd_bound))
-        dlog(DLOG_WARN, "cannot write the ready file", LF_S("path", o.ready_file),
-             LF_S("error", strerror(errno)), LF_END);
+        cm_log(CM_LOG_WARN, "cannot write the ready file", CM_LF_S("path", o.ready_file),
+               CM_LF_S("error", strerror(errno)), CM_LF_END);
     sd_notify_msg("READY=1");
 
     for (;;) {
@@ -294,22 +298,22 @@ int main(int argc, char **argv)
             continue;
         if (sig != SIGHUP)
             break;
-        dlog(DLOG_INFO, "SIGHUP: reloading", LF_END);
+        cm_log(CM_LOG_INFO, "SIGHUP: reloading", CM_LF_END);
         sd_notify_msg("RELOADING=1");
         /* Doors and limits keep their start-up values; the engine takes the new ones. */
         if (!load_config(&o, &fresh)) {
             reload_swap(&fresh);
         } else {
             metrics_reload(0);
-            dlog(DLOG_ERROR,
-                 "reload failed: the configuration has problems (see stderr); "
-                 "the previous policy stays active",
-                 LF_END);
+            cm_log(CM_LOG_ERROR,
+                   "reload failed: the configuration has problems (see stderr); "
+                   "the previous policy stays active",
+                   CM_LF_END);
         }
         config_free(&fresh);
         sd_notify_msg("READY=1");
     }
-    dlog(DLOG_INFO, "stopping: answering requests in flight", LF_END);
+    cm_log(CM_LOG_INFO, "stopping: answering requests in flight", CM_LF_END);
     sd_notify_msg("STOPPING=1");
     rc = 0;
 out:
@@ -319,13 +323,15 @@ out:
         clamd_stop();
     if (started_batcher)
         batcher_stop();
+    if (started_hooks)
+        hooks_stop();
     if (model_up || rc)
         reload_shutdown();
     if (o.ready_file && !o.check)
         unlink(o.ready_file);
-    dlog(rc ? DLOG_ERROR : DLOG_INFO, rc ? "exiting after an error" : "stopped", LF_END);
+    cm_log(rc ? CM_LOG_ERROR : CM_LOG_INFO, rc ? "exiting after an error" : "stopped", CM_LF_END);
     config_free(&c);
-    dlog_close();
+    cm_log_close();
     clipmod_shutdown();
     return rc;
 }

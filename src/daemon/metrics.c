@@ -6,7 +6,9 @@
  * batch size histograms, queue depth, HTTP statuses, clamd commands, reloads,
  * and info gauges naming the model and the active policy. Counters live under
  * one mutex: updates are a few additions per request, far below the cost of a
- * forward pass, and one lock keeps a scrape consistent.
+ * forward pass, and one lock keeps a scrape consistent. The module calls no other
+ * part of the daemon (the policy and model gauges are handed in by the caller), so
+ * the batcher and reload.c can count here without a dependency circle.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -15,7 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
+#include "dynbuf.h"
 
 /* Seconds from submission to result: 5 ms to 30 s. */
 static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -81,7 +85,7 @@ static struct {
 void metrics_init(void)
 {
     pthread_mutex_lock(&m.lock);
-    m.start = wall_now();
+    m.start = cm_wall();
     pthread_mutex_unlock(&m.lock);
 }
 
@@ -229,10 +233,16 @@ void metrics_queue(size_t waiting, size_t running, size_t capacity)
 /* Exposition                                                               */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * The exposition is built in one capped buffer (src/common dynbuf.h). A scrape is
+ * a few kilobytes; the cap only bounds a runaway. The first failed add is kept and
+ * the render then answers NULL rather than a truncated exposition.
+ */
+#define METRICS_MAX_BYTES (4u << 20)
+
 typedef struct buf {
-    char *s;
-    size_t len, cap;
-    int nomem;
+    cm_dbuf d;
+    int failed; /* the first CM_DBUF_E_* seen, 0 if none */
 } buf;
 
 static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -240,31 +250,13 @@ static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 
 static void bprintf(buf *b, const char *fmt, ...)
 {
     va_list ap;
-    if (b->nomem)
+    if (b->failed)
         return;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->nomem = 1;
-            return;
-        }
-        if (b->s && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 8192;
-        while (cap <= b->len + (size_t)n)
-            cap *= 2;
-        char *grown = realloc(b->s, cap);
-        if (!grown) {
-            b->nomem = 1;
-            return;
-        }
-        b->s = grown;
-        b->cap = cap;
-    }
+    va_start(ap, fmt);
+    int rc = cm_dbuf_vaddf(&b->d, fmt, ap);
+    va_end(ap);
+    if (rc != CM_DBUF_OK)
+        b->failed = rc;
 }
 
 /* A label value: backslash, double quote and newline escaped, as the format requires. */
@@ -344,11 +336,12 @@ static void render_flagged(buf *b)
     }
 }
 
-char *metrics_render(void)
+char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
+                     unsigned long generation, double loaded_at)
 {
-    buf b = {0};
-    clipmod_engine *engine = reload_acquire();
-    const clipmod_model *model = reload_model();
+    buf b = {.failed = 0};
+
+    cm_dbuf_init(&b.d, METRICS_MAX_BYTES);
     char lab[64];
 
     pthread_mutex_lock(&m.lock);
@@ -408,10 +401,10 @@ char *metrics_render(void)
     help(&b, "clipmodd_policy_info", "gauge", "The active policy (value 1).");
     bprintf(&b, "clipmodd_policy_info{name=\"");
     label_value(&b, engine ? clipmod_engine_policy_name(engine) : "");
-    bprintf(&b, "\",generation=\"%lu\"} 1\n", reload_generation());
+    bprintf(&b, "\",generation=\"%lu\"} 1\n", generation);
     help(&b, "clipmodd_policy_loaded_timestamp_seconds", "gauge",
          "When the active policy was compiled and swapped in.");
-    bprintf(&b, "clipmodd_policy_loaded_timestamp_seconds %.3f\n", reload_loaded_at());
+    bprintf(&b, "clipmodd_policy_loaded_timestamp_seconds %.3f\n", loaded_at);
     help(&b, "clipmodd_model_info", "gauge", "The model (value 1).");
     bprintf(&b, "clipmodd_model_info{model=\"");
     label_value(&b, model ? clipmod_model_describe(model) : "");
@@ -424,10 +417,12 @@ char *metrics_render(void)
     bprintf(&b, "process_start_time_seconds %.3f\n", start);
     help(&b, "process_resident_memory_bytes", "gauge", "Resident memory.");
     bprintf(&b, "process_resident_memory_bytes %llu\n", rss_bytes());
-    clipmod_engine_free(engine);
-    if (b.nomem) {
-        free(b.s);
+    if (b.failed) {
+        cm_log(CM_LOG_WARN, "metrics not rendered",
+               CM_LF_S("error", b.failed == CM_DBUF_E_TOOBIG ? "over 4 MiB" : "out of memory"),
+               CM_LF_END);
+        cm_dbuf_free(&b.d);
         return NULL;
     }
-    return b.s;
+    return cm_dbuf_take(&b.d, NULL);
 }

@@ -2,158 +2,151 @@
  * reload.c - the engine clipmodd scans with, and its swap on SIGHUP.
  *
  * Owns the model (loaded once at start: a model swap would double the memory, as
- * ClamAV's concurrent database reload does) and the current engine. A reload
- * compiles a new engine from the configuration while the old one keeps scanning,
- * then swaps the pointer under a mutex. Every request takes its own reference to
- * the engine current when it arrived (reload_acquire) and releases it when done,
- * so the old engine is freed by whichever request ends last on it: no request is
- * dropped or rescanned, and none sees half a policy. A policy with problems never
- * replaces a working one.
+ * ClamAV's concurrent database reload does) and the slot of the current engine.
+ * Building is the runtime's (src/common/engine_cfg.h: the same steps, order and
+ * messages as clipmod and clipmod-milter, operator plugins included); the slot is
+ * the runtime's reference-counted swap (src/common/swap.h). A reload compiles a new
+ * engine from the configuration while the old one keeps scanning, then installs
+ * it: every request took its own reference to the engine current when it arrived
+ * and releases it when done, so the old engine is freed by whichever request ends
+ * last on it. No request is dropped or rescanned, none sees half a policy, and a
+ * policy with problems never replaces a working one.
  */
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
+#include "engine_cfg.h"
 
-static pthread_mutex_t engine_lock = PTHREAD_MUTEX_INITIALIZER;
 static clipmod_model *model;
-static clipmod_engine *current;
-static double loaded_at;
-static unsigned long generation;
+static cm_swap *slot;
 
-/* Log a block of "file:line:column: message" lines, one log line each. */
-static void log_problems(int level, const char *what, const char *text)
-{
-    char *copy = text ? strdup(text) : NULL, *save = NULL;
-    for (char *l = copy ? strtok_r(copy, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save))
-        dlog(level, what, LF_S("problem", l), LF_END);
-    free(copy);
-}
-
+/* The engine half of dconfig, borrowed for one build. */
 static clipmod_engine *build(const dconfig *c)
 {
-    clipmod_engine *e = NULL, *result = NULL;
-    char *problems = NULL;
-    clipmod_error err;
+    cm_plugin_cfg *plugins = calloc(c->n_plugins ? c->n_plugins : 1, sizeof *plugins);
+    clipmod_engine *e = NULL;
+    char err[CLIPMOD_ERROR_SIZE];
+    cm_engine_cfg cfg;
 
-    if ((err = clipmod_engine_new(model, &e))) {
-        dlog(DLOG_ERROR, "engine", LF_S("error", clipmod_strerror(err)), LF_END);
-        goto out;
+    if (!plugins) {
+        cm_log(CM_LOG_ERROR, "engine not built", CM_LF_S("error", "out of memory"), CM_LF_END);
+        return NULL;
     }
-    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++) {
-        if (!c->setting_given[s])
-            continue;
-        if ((err = clipmod_engine_set(e, (clipmod_setting)s, c->setting[s]))) {
-            dlog(DLOG_ERROR, "engine setting refused",
-                 LF_S("setting", clipmod_setting_name((clipmod_setting)s)),
-                 LF_I("value", c->setting[s]), LF_S("error", clipmod_strerror(err)), LF_END);
-            goto out;
-        }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.model = c->model;
+    cfg.merges = c->merges;
+    cfg.threads = c->threads;
+    cfg.policy = c->policy;
+    memcpy(cfg.setting, c->setting, sizeof cfg.setting);
+    memcpy(cfg.setting_given, c->setting_given, sizeof cfg.setting_given);
+    cfg.no_cache = c->no_cache;
+    cfg.cache_dir = c->cache_dir;
+    cfg.fetch_allow = (const char *const *)c->fetch_allow.v;
+    cfg.n_fetch_allow = c->fetch_allow.n;
+    for (size_t i = 0; i < c->n_plugins; i++) {
+        plugins[i].path = c->plugins[i].path;
+        plugins[i].config = c->plugins[i].config;
     }
-    if (c->no_cache || c->cache_dir) {
-        if ((err = clipmod_engine_set_cache_dir(e, c->no_cache ? NULL : c->cache_dir))) {
-            dlog(DLOG_ERROR, "cache-dir refused", LF_S("cache_dir", c->cache_dir),
-                 LF_S("error", clipmod_strerror(err)), LF_END);
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < c->fetch_allow.n; i++) {
-        if ((err = clipmod_engine_allow_fetch(e, c->fetch_allow.v[i]))) {
-            dlog(DLOG_ERROR, "fetch allow entry refused", LF_S("entry", c->fetch_allow.v[i]),
-                 LF_S("error", clipmod_strerror(err)), LF_END);
-            goto out;
-        }
-    }
-    err = clipmod_engine_compile(e, c->policy, &problems);
-    if (err) {
-        log_problems(DLOG_ERROR, "policy problem", problems);
-        dlog(DLOG_ERROR, "policy not compiled", LF_S("policy", c->policy),
-             LF_S("error", clipmod_strerror(err)), LF_END);
-        goto out;
-    }
-    log_problems(DLOG_WARN, "policy warning", problems);
-    result = e;
-    e = NULL;
-out:
-    clipmod_free(problems);
-    clipmod_engine_free(e);
-    return result;
+    cfg.plugins = plugins;
+    cfg.n_plugins = c->n_plugins;
+    /* Refusals and policy problems are logged there, one line each. */
+    cm_engine_from_config(&cfg, model, &e, NULL, err);
+    free(plugins);
+    return e;
+}
+
+/* The first 12 hex digits of the policy's fingerprint, as a short git hash names a commit. */
+static void fingerprint12(const clipmod_engine *e, char out[13])
+{
+    const char *fp = clipmod_engine_policy_fingerprint(e);
+    snprintf(out, 13, "%s", fp ? fp : "");
+}
+
+/*
+ * Install `fresh` and name it in every log line from now on (log.h's context):
+ * policy=<12 hex digits> generation=N.
+ */
+static unsigned long install(clipmod_engine *fresh)
+{
+    char fp12[13];
+
+    fingerprint12(fresh, fp12);
+    unsigned long gen = cm_swap_install(slot, fresh, fp12) + 1;
+    cm_log_set_context(fp12[0] ? fp12 : NULL, (long long)gen);
+    return gen;
 }
 
 int reload_init(const dconfig *c)
 {
-    char err[CLIPMOD_ERROR_SIZE];
+    cm_engine_cfg mcfg;
+    clipmod_engine *e;
 
-    if (c->threads)
-        clipmod_set_threads(c->threads);
-    if (clipmod_model_load(c->model, c->merges, &model, err)) {
-        /* A new user's first start: say which command puts a model where we look. */
-        dlog(DLOG_ERROR, "model not loaded", LF_S("model", c->model), LF_S("error", err),
-             LF_S("hint", "install one with 'clipmod model fetch NAME' (clipmod model list "
-                          "names them), or make an installed one the default with "
-                          "'clipmod model use NAME', or give --model DIR"),
-             LF_END);
+    memset(&mcfg, 0, sizeof mcfg);
+    mcfg.model = c->model;
+    mcfg.merges = c->merges;
+    mcfg.threads = c->threads;
+    if (!(slot = cm_swap_new())) {
+        cm_log(CM_LOG_ERROR, "out of memory", CM_LF_END);
         return -1;
     }
-    if (!clipmod_model_has_text(model)) {
-        dlog(DLOG_ERROR, "the model cannot embed texts (no text tower or no merges file)",
-             LF_S("model", c->model), LF_END);
+    /* Logs "model loaded", the demo-model warning or the install hint. */
+    if (cm_model_from_config(&mcfg, &model, NULL))
         return -1;
-    }
-    dlog(DLOG_INFO, "model loaded", LF_S("model", c->model),
-         LF_S("describe", clipmod_model_describe(model)),
-         LF_B("demo", clipmod_model_is_demo(model)), LF_END);
-    /* Honesty: a model trained on emoji must never pass for real moderation. */
-    if (clipmod_model_is_demo(model))
-        dlog(DLOG_WARN,
-             "this is clipmod's demo model, trained on emoji for demos and tests; verdicts are "
-             "not real moderation",
-             LF_S("model", c->model), LF_END);
-    if (!(current = build(c)))
+    if (!(e = build(c)))
         return -1;
-    loaded_at = wall_now();
-    generation = 1;
-    dlog(DLOG_INFO, "policy compiled", LF_S("policy", c->policy),
-         LF_S("name", clipmod_engine_policy_name(current)), LF_END);
+    install(e);
+    cm_log(CM_LOG_INFO, "policy compiled", CM_LF_S("policy_file", c->policy),
+           CM_LF_S("name", clipmod_engine_policy_name(e)), CM_LF_END);
     return 0;
 }
 
 int reload_swap(const dconfig *c)
 {
-    double t0 = mono_now();
-    clipmod_engine *fresh = build(c), *old;
+    double t0 = cm_now();
+    clipmod_engine *fresh = build(c);
 
     if (!fresh) {
         metrics_reload(0);
-        dlog(DLOG_ERROR, "reload failed; the previous policy stays active",
-             LF_S("policy", c->policy), LF_END);
+        cm_log(CM_LOG_ERROR, "reload failed; the previous policy stays active",
+               CM_LF_S("policy_file", c->policy), CM_LF_END);
         return -1;
     }
-    pthread_mutex_lock(&engine_lock);
-    old = current;
-    current = fresh;
-    loaded_at = wall_now();
-    generation++;
-    pthread_mutex_unlock(&engine_lock);
-    /* Requests that took `old` still hold references; the last one frees it. */
-    clipmod_engine_free(old);
+    const char *name = clipmod_engine_policy_name(fresh);
+    char *name_copy = strdup(name ? name : "");
+    /* Requests that took the old engine still hold references; the last one frees it. */
+    install(fresh);
     metrics_reload(1);
-    dlog(DLOG_INFO, "policy reloaded", LF_S("policy", c->policy),
-         LF_S("name", clipmod_engine_policy_name(fresh)), LF_I("generation", generation),
-         LF_F("seconds", mono_now() - t0), LF_END);
+    cm_log(CM_LOG_INFO, "policy reloaded", CM_LF_S("policy_file", c->policy),
+           CM_LF_S("name", name_copy), CM_LF_F("seconds", cm_now() - t0), CM_LF_END);
+    free(name_copy);
     return 0;
 }
 
 clipmod_engine *reload_acquire(void)
 {
-    pthread_mutex_lock(&engine_lock);
-    clipmod_engine *e = clipmod_engine_ref(current);
-    pthread_mutex_unlock(&engine_lock);
-    return e;
+    return slot ? cm_swap_acquire(slot) : NULL;
+}
+
+clipmod_engine *reload_acquire_info(cm_swap_info *info)
+{
+    if (!slot) {
+        memset(info, 0, sizeof *info);
+        return NULL;
+    }
+    return cm_swap_acquire_info(slot, info);
+}
+
+const char *reload_job_policy(const bjob *job, char *gen, size_t genlen)
+{
+    if (!job || !job->generation || job->generation == reload_generation())
+        return NULL;
+    snprintf(gen, genlen, "%lu", job->generation);
+    return job->policy_fp;
 }
 
 const clipmod_model *reload_model(void)
@@ -163,27 +156,25 @@ const clipmod_model *reload_model(void)
 
 double reload_loaded_at(void)
 {
-    pthread_mutex_lock(&engine_lock);
-    double t = loaded_at;
-    pthread_mutex_unlock(&engine_lock);
-    return t;
+    cm_swap_info info = {0};
+    if (slot)
+        cm_swap_info_get(slot, &info);
+    return info.loaded_at;
 }
 
 unsigned long reload_generation(void)
 {
-    pthread_mutex_lock(&engine_lock);
-    unsigned long g = generation;
-    pthread_mutex_unlock(&engine_lock);
-    return g;
+    cm_swap_info info = {0};
+    if (slot)
+        cm_swap_info_get(slot, &info);
+    return info.generation;
 }
 
 void reload_shutdown(void)
 {
-    pthread_mutex_lock(&engine_lock);
-    clipmod_engine *e = current;
-    current = NULL;
-    pthread_mutex_unlock(&engine_lock);
-    clipmod_engine_free(e);
+    /* Engines still held by requests live on; by now none scans any more. */
+    cm_swap_free(slot);
+    slot = NULL;
     clipmod_model_free(model);
     model = NULL;
 }

@@ -94,8 +94,8 @@ static int open_upload(tusd_req *t, const tusd_hook *h, char *msg, size_t msglen
 
     if (fd < 0) {
         snprintf(msg, msglen, "cannot read the upload's file: %s", why);
-        dlog(DLOG_WARN, "tusd: upload refused", LF_S("id", h->id), LF_S("path", h->path),
-             LF_S("why", why), LF_END);
+        cm_log(CM_LOG_WARN, "tusd: upload refused", CM_LF_S("id", h->id), CM_LF_S("path", h->path),
+               CM_LF_S("why", why), CM_LF_END);
         return -1;
     }
     if (fstat(fd, &st)) {
@@ -130,6 +130,7 @@ tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status
     tusd_hook h;
     tusd_req *t = NULL, *result = NULL;
     clipmod_engine *engine = NULL;
+    cm_swap_info info;
     char msg[512];
 
     *reply = NULL;
@@ -154,8 +155,8 @@ tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status
     }
     if (!(t->id = strdup(h.id)))
         goto nomem;
-    engine = reload_acquire();
-    if (!(t->job = bjob_new(1, engine, IFACE_TUSD)) || !(t->job->in[0].name = strdup(h.id)))
+    engine = reload_acquire_info(&info);
+    if (!(t->job = bjob_new(1, engine, &info, IFACE_TUSD)) || !(t->job->in[0].name = strdup(h.id)))
         goto nomem;
     if (h.path) {
         if (!(t->hook_path = strdup(h.path)) || (h.info && !(t->hook_info = strdup(h.info))))
@@ -286,15 +287,15 @@ static int check_pair(tusd_req *t, char **info_real, char *why, size_t whylen)
 static const char *delete_pair(tusd_req *t, const char *info_real)
 {
     if (unlink(t->path) && errno != ENOENT) {
-        dlog(DLOG_ERROR, "tusd: cannot delete a refused upload", LF_S("path", t->path),
-             LF_S("error", strerror(errno)), LF_END);
+        cm_log(CM_LOG_ERROR, "tusd: cannot delete a refused upload", CM_LF_S("path", t->path),
+               CM_LF_S("error", strerror(errno)), CM_LF_END);
         return "delete failed";
     }
     if (unlink(info_real) && errno != ENOENT)
-        dlog(DLOG_WARN, "tusd: cannot delete the .info file of a refused upload",
-             LF_S("path", info_real), LF_S("error", strerror(errno)), LF_END);
-    dlog(DLOG_INFO, "tusd: refused upload deleted", LF_S("id", t->id), LF_S("path", t->path),
-         LF_END);
+        cm_log(CM_LOG_WARN, "tusd: cannot delete the .info file of a refused upload",
+               CM_LF_S("path", info_real), CM_LF_S("error", strerror(errno)), CM_LF_END);
+    cm_log(CM_LOG_INFO, "tusd: refused upload deleted", CM_LF_S("id", t->id),
+           CM_LF_S("path", t->path), CM_LF_END);
     return "deleted";
 }
 
@@ -309,15 +310,15 @@ static const char *quarantine_pair(tusd_req *t, const char *info_real)
     snprintf(target, sizeof target, "%s/%s", t->c->tusd_quarantine_dir, basename(copy));
     snprintf(itarget, sizeof itarget, "%s/%s", t->c->tusd_quarantine_dir, basename(icopy));
     if (rename(t->path, target)) {
-        dlog(DLOG_ERROR, "tusd: cannot move an upload to quarantine", LF_S("path", t->path),
-             LF_S("target", target), LF_S("error", strerror(errno)), LF_END);
+        cm_log(CM_LOG_ERROR, "tusd: cannot move an upload to quarantine", CM_LF_S("path", t->path),
+               CM_LF_S("target", target), CM_LF_S("error", strerror(errno)), CM_LF_END);
         goto out;
     }
     if (rename(info_real, itarget))
-        dlog(DLOG_WARN, "tusd: cannot move the .info file to quarantine", LF_S("path", info_real),
-             LF_S("error", strerror(errno)), LF_END);
-    dlog(DLOG_INFO, "tusd: upload moved to quarantine", LF_S("id", t->id), LF_S("target", target),
-         LF_END);
+        cm_log(CM_LOG_WARN, "tusd: cannot move the .info file to quarantine",
+               CM_LF_S("path", info_real), CM_LF_S("error", strerror(errno)), CM_LF_END);
+    cm_log(CM_LOG_INFO, "tusd: upload moved to quarantine", CM_LF_S("id", t->id),
+           CM_LF_S("target", target), CM_LF_END);
     snprintf(done, sizeof done, "moved to %s", target);
     rc = done;
 out:
@@ -340,8 +341,9 @@ static const char *act_on_file(tusd_req *t, int refused, clipmod_action action)
         return NULL;
     /* The hook request is not authenticated: its paths alone never decide. */
     if (check_pair(t, &info_real, why, sizeof why)) {
-        dlog(DLOG_WARN, del ? "tusd: refused upload not deleted" : "tusd: upload not quarantined",
-             LF_S("id", t->id), LF_S("path", t->hook_path), LF_S("why", why), LF_END);
+        cm_log(CM_LOG_WARN,
+               del ? "tusd: refused upload not deleted" : "tusd: upload not quarantined",
+               CM_LF_S("id", t->id), CM_LF_S("path", t->hook_path), CM_LF_S("why", why), CM_LF_END);
         snprintf(kept, sizeof kept, "kept: %s", why);
         return kept;
     }
@@ -373,18 +375,28 @@ char *tusd_finish(tusd_req *t, int *status)
 
     rjson = clipmod_result_to_json(r, 0);
     verdict = rjson ? json_loads(rjson, 0, NULL) : NULL;
-    hdr = json_pack("{s:s, s:s, s:s}", "Content-Type", "application/json", "Clipmod-Action",
-                    unscanned ? "unscanned" : clipmod_action_name(action), "Clipmod-State",
-                    clipmod_state_name(state));
+    char gen[24];
+    snprintf(gen, sizeof gen, "%lu", j->generation);
+    /* The policy the upload was judged under, as in clipmodd's scan answers. */
+    if (verdict && json_is_object(verdict)) {
+        json_object_set_new(verdict, "policy_fingerprint", json_string(j->policy_fp));
+        json_object_set_new(verdict, "policy_generation", json_integer((json_int_t)j->generation));
+    }
+    hdr = json_pack("{s:s, s:s, s:s, s:s, s:s}", "Content-Type", "application/json",
+                    "Clipmod-Action", unscanned ? "unscanned" : clipmod_action_name(action),
+                    "Clipmod-State", clipmod_state_name(state), "Clipmod-Policy-Fingerprint",
+                    j->policy_fp, "Clipmod-Policy-Generation", gen);
     http = json_object();
     resp = json_object();
     if (!verdict || !hdr || !http || !resp)
         goto out;
     if (refused) {
-        json_t *b = json_pack("{s:s, s:s, s:s?, s:s?}", "error", message, "action",
+        json_t *b = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:I}", "error", message, "action",
                               unscanned ? "unscanned" : clipmod_action_name(action), "category",
                               clipmod_result_top_category(r), "reason",
-                              unscanned ? clipmod_reason_name(clipmod_result_reason(r)) : NULL);
+                              unscanned ? clipmod_reason_name(clipmod_result_reason(r)) : NULL,
+                              "policy_fingerprint", j->policy_fp, "policy_generation",
+                              (json_int_t)j->generation);
         body = b ? json_dumps(b, JSON_COMPACT) : NULL;
         json_decref(b);
         if (!body)
@@ -407,10 +419,14 @@ char *tusd_finish(tusd_req *t, int *status)
     }
     s = json_dumps(resp, JSON_COMPACT);
     *status = 200;
-    dlog(refused ? DLOG_INFO : DLOG_DEBUG, "tusd verdict", LF_S("id", t->id),
-         LF_S("hook", t->post_finish ? "post-finish" : "pre-finish"),
-         LF_S("state", clipmod_state_name(state)), LF_S("action", clipmod_action_name(action)),
-         LF_S("category", clipmod_result_top_category(r)), LF_B("refused", refused), LF_END);
+    const char *scan_policy = reload_job_policy(j, gen, sizeof gen);
+    cm_log(refused ? CM_LOG_INFO : CM_LOG_DEBUG, "tusd verdict", CM_LF_S("id", t->id),
+           CM_LF_S("hook", t->post_finish ? "post-finish" : "pre-finish"),
+           CM_LF_S("state", clipmod_state_name(state)),
+           CM_LF_S("action", clipmod_action_name(action)),
+           CM_LF_S("category", clipmod_result_top_category(r)), CM_LF_B("refused", refused),
+           CM_LF_S("scan_policy", scan_policy),
+           CM_LF_S("scan_generation", scan_policy ? gen : NULL), CM_LF_END);
 out:
     if (!s)
         s = error_reply(500, "out of memory", status);

@@ -9,7 +9,8 @@
  *   - it returns 0 with no problems text, or -1 with one, every line of which is
  *     "fuzz.yaml:..." (the file named, for the operator);
  *   - whatever it accepted is within the ranges clipmodd(8) gives (a rejected value
- *     leaves the default), lists hold non-empty strings, at most 64 of them.
+ *     leaves the default), lists hold non-empty strings, at most 64 of them, and end
+ *     in NULL; on-flag.command starts with an absolute path; plugins have a path.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +41,7 @@ static void list_ok(const strlist *l)
     check(l->n <= 64);
     for (size_t i = 0; i < l->n; i++)
         check(l->v[i] != NULL);
+    check(!l->v || l->v[l->n] == NULL); /* on-flag.command is used as an argv */
 }
 
 static void ranges(const dconfig *c)
@@ -57,6 +59,13 @@ static void ranges(const dconfig *c)
     list_ok(&c->text_fields);
     list_ok(&c->tusd_roots);
     list_ok(&c->clamd_roots);
+    list_ok(&c->onflag_argv);
+    check(!c->onflag_argv.n || c->onflag_argv.v[0][0] == '/');
+    check(c->onflag_timeout_ms >= 100 && c->onflag_timeout_ms <= 3600000);
+    check(c->onflag_max_running >= 1 && c->onflag_max_running <= 64);
+    check(c->n_plugins <= 16);
+    for (size_t i = 0; i < c->n_plugins; i++)
+        check(c->plugins[i].path != NULL && c->plugins[i].path[0]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
