@@ -56,7 +56,7 @@ clipmod_error cm_model_from_config(const cm_engine_cfg *cfg, clipmod_model **out
         set_err(errbuf, "no model directory given");
         return CLIPMOD_E_INVALID_ARG;
     }
-    /* Before the load: OpenBLAS sizes its thread pool once. */
+    /* Process-wide, and clipmod.h asks for it before any embedding. */
     if (cfg->threads > 0)
         clipmod_set_threads(cfg->threads);
     clipmod_error rc = clipmod_model_load(cfg->model, cfg->merges, &model, err);

@@ -180,9 +180,13 @@ static void child(char *const *argv, char *const *envp, int devnull, int errfd)
     if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0)
         goto fail;
     /* Sockets and files of the daemon stay out of the operator's program. */
-    if (errfd > 3)
-        close_range(3, (unsigned)errfd - 1, 0);
-    close_range((unsigned)errfd + 1, ~0u, 0);
+    if (close_range((unsigned)errfd + 1, ~0u, 0) != 0) {
+        /* A kernel before 5.9: close what a daemon plausibly has open. */
+        for (int fd = errfd + 1; fd < 4096; fd++)
+            close(fd);
+    }
+    for (int fd = 3; fd < errfd; fd++)
+        close(fd);
     execve(argv[0], argv, envp);
 fail:
     e = errno;
