@@ -83,6 +83,11 @@ run 2 scan --plugin "$W/no-such-plugin.so" "$S/bomb.png"
 grep -q "^clipmod: --plugin .*no-such-plugin.so" "$W/err" ||
     fail "a missing plugin must be named: $(cat "$W/err")"
 [ ! -s "$W/out" ] || fail "nothing may be scanned when a plugin fails: $(cat "$W/out")"
+# Said once, in the CLI's words: no log line repeating it, no logfmt on a terminal.
+[ "$(grep -c "no-such-plugin" "$W/err")" -eq 1 ] || fail "the refusal said twice: $(cat "$W/err")"
+! grep -q "level=" "$W/err" || fail "logfmt lines from clipmod: $(cat "$W/err")"
+grep -qx "clipmod: warning: this is clipmod's demo model.*" "$W/err" ||
+    fail "the demo warning, in clipmod's plain format: $(cat "$W/err")"
 run 2 scan --plugin "$LIBS/allowlist.so" "$S/bomb.png"
 grep -q "^clipmod: --plugin .*allowlist" "$W/err" ||
     fail "a plugin refusing its configuration must be named: $(cat "$W/err")"

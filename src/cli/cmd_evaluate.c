@@ -239,6 +239,7 @@ static clipmod_engine *make_engine(const clipmod_model *model, const eval_opts *
     cfg.no_cache = o->no_cache;
     cfg.cache_dir = o->cache_dir;
     cfg.quiet_warnings = 1; /* printed here, as the lines they are */
+    cfg.errors_to_caller = 1;
     clipmod_error err = cm_engine_from_config(&cfg, model, &engine, &problems, errbuf);
     if (problems && (err == CLIPMOD_E_POLICY || (!err && !o->quiet)))
         fputs(problems, stderr);

@@ -88,6 +88,7 @@ static void check_with_model(const clipmod_model *model, const check_opts *o, co
     cfg.no_cache = o->no_cache;
     cfg.cache_dir = o->cache_dir;
     cfg.quiet_warnings = 1; /* warnings are this command's output, not log lines */
+    cfg.errors_to_caller = 1;
     r->tokens_checked = 1;
     clipmod_error err = cm_engine_from_config(&cfg, model, &engine, &r->problems, errbuf);
     /* The builder's refusals about the file name it; others (--cache-dir) do not. */

@@ -1172,6 +1172,7 @@ static void scan_engine_cfg(const scan_opts *o, cm_engine_cfg *cfg)
     cfg->n_plugins = o->n_plugins;
     /* Warnings are printed below as the compiler-style lines they are, not logged. */
     cfg->quiet_warnings = 1;
+    cfg->errors_to_caller = 1;
 }
 
 static clipmod_engine *build_engine(const scan_opts *o, const clipmod_model *model)

@@ -262,6 +262,7 @@ static int revalidate(const evaluation *ev, const char *tmp, const edit *e, size
     cfg.no_cache = ev->opts->no_cache;
     cfg.cache_dir = ev->opts->cache_dir;
     cfg.quiet_warnings = 1;
+    cfg.errors_to_caller = 1;
     clipmod_error err = cm_engine_from_config(&cfg, ev->model, &engine, &problems, errbuf);
     if (err) {
         fprintf(stderr, "clipmod: --apply: the edited policy does not compile (%s):\n%s", errbuf,

@@ -112,7 +112,7 @@ void cli_log_setup(int quiet)
 {
     char why[128];
     /* Only "warn" and "error" are valid levels here, so this cannot fail. */
-    cm_log_setup3("logfmt", "stderr", quiet ? "error" : "warn", "clipmod", why, sizeof why);
+    cm_log_setup3("plain", "stderr", quiet ? "error" : "warn", "clipmod", why, sizeof why);
 }
 
 /* A model that need not embed texts, loaded as is: `clipmod embed` of images only. */
@@ -145,6 +145,7 @@ clipmod_model *cli_load_model(const cli_inputs *in)
     cfg.model = in->model_dir;
     cfg.merges = in->merges;
     cfg.threads = in->threads;
+    cfg.errors_to_caller = 1;
     if (cm_model_from_config(&cfg, &model, err)) {
         fprintf(stderr, "clipmod: %s\n", err);
         return NULL;

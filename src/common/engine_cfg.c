@@ -23,6 +23,13 @@
     "install one with 'clipmod model fetch NAME' (clipmod model list names them), or make an "     \
     "installed one the default with 'clipmod model use NAME', or give --model DIR"
 
+/* An error line, unless the caller prints its refusals itself (errors_to_caller). */
+#define LOG_REFUSAL(cfg, ...)                                                                      \
+    do {                                                                                           \
+        if (!((cfg) && (cfg)->errors_to_caller))                                                   \
+            cm_log(CM_LOG_ERROR, __VA_ARGS__);                                                     \
+    } while (0)
+
 #define FETCH_ALLOW_WHY "not a network (10.1.0.0/16, 127.0.0.1/32, ::1/128) or a host name"
 
 /* Write one line into errbuf (CLIPMOD_ERROR_SIZE bytes) when the caller gave one. */
@@ -51,8 +58,8 @@ clipmod_error cm_model_from_config(const cm_engine_cfg *cfg, clipmod_model **out
     if (out)
         *out = NULL;
     if (!cfg || !cfg->model || !out) {
-        cm_log(CM_LOG_ERROR, "model not loaded", CM_LF_S("error", "no model directory given"),
-               CM_LF_END);
+        LOG_REFUSAL(cfg, "model not loaded", CM_LF_S("error", "no model directory given"),
+                    CM_LF_END);
         set_err(errbuf, "no model directory given");
         return CLIPMOD_E_INVALID_ARG;
     }
@@ -61,15 +68,15 @@ clipmod_error cm_model_from_config(const cm_engine_cfg *cfg, clipmod_model **out
         clipmod_set_threads(cfg->threads);
     clipmod_error rc = clipmod_model_load(cfg->model, cfg->merges, &model, err);
     if (rc) {
-        cm_log(CM_LOG_ERROR, "model not loaded", CM_LF_S("model", cfg->model),
-               CM_LF_S("error", lib_msg(err, rc)), CM_LF_S("hint", MODEL_HINT), CM_LF_END);
+        LOG_REFUSAL(cfg, "model not loaded", CM_LF_S("model", cfg->model),
+                    CM_LF_S("error", lib_msg(err, rc)), CM_LF_S("hint", MODEL_HINT), CM_LF_END);
         set_err(errbuf, "%s", lib_msg(err, rc));
         return rc;
     }
     /* Every program compiles a policy, which needs prompt embeddings. */
     if (!clipmod_model_has_text(model)) {
-        cm_log(CM_LOG_ERROR, "the model cannot embed texts (no text tower or no merges file)",
-               CM_LF_S("model", cfg->model), CM_LF_END);
+        LOG_REFUSAL(cfg, "the model cannot embed texts (no text tower or no merges file)",
+                    CM_LF_S("model", cfg->model), CM_LF_END);
         set_err(errbuf, "%s: this model cannot embed texts (no text tower, or no merges file)",
                 cfg->model);
         clipmod_model_free(model);
@@ -108,9 +115,9 @@ static clipmod_error apply_settings(const cm_engine_cfg *cfg, clipmod_engine *e,
         const char *name = clipmod_setting_name((clipmod_setting)s);
         clipmod_error rc = clipmod_engine_set(e, (clipmod_setting)s, cfg->setting[s]);
         if (rc) {
-            cm_log(CM_LOG_ERROR, "engine setting refused", CM_LF_S("setting", name),
-                   CM_LF_I("value", cfg->setting[s]), CM_LF_S("error", clipmod_strerror(rc)),
-                   CM_LF_END);
+            LOG_REFUSAL(cfg, "engine setting refused", CM_LF_S("setting", name),
+                        CM_LF_I("value", cfg->setting[s]), CM_LF_S("error", clipmod_strerror(rc)),
+                        CM_LF_END);
             set_err(errbuf, "setting %s %llu: %s", name, (unsigned long long)cfg->setting[s],
                     clipmod_strerror(rc));
             return rc;
@@ -126,8 +133,8 @@ static clipmod_error apply_overrides(const cm_engine_cfg *cfg, clipmod_engine *e
         clipmod_error rc = clipmod_engine_override(e, cfg->overrides[i], err);
         if (rc) {
             /* The library's message starts with "--set ASSIGNMENT:". */
-            cm_log(CM_LOG_ERROR, "override refused", CM_LF_S("override", cfg->overrides[i]),
-                   CM_LF_S("error", lib_msg(err, rc)), CM_LF_END);
+            LOG_REFUSAL(cfg, "override refused", CM_LF_S("override", cfg->overrides[i]),
+                        CM_LF_S("error", lib_msg(err, rc)), CM_LF_END);
             if (err[0])
                 set_err(errbuf, "%s", err);
             else
@@ -145,8 +152,8 @@ static clipmod_error apply_cache(const cm_engine_cfg *cfg, clipmod_engine *e, ch
     const char *dir = cfg->no_cache ? NULL : cfg->cache_dir;
     clipmod_error rc = clipmod_engine_set_cache_dir(e, dir);
     if (rc) {
-        cm_log(CM_LOG_ERROR, "cache directory refused", CM_LF_S("cache_dir", dir),
-               CM_LF_S("error", clipmod_strerror(rc)), CM_LF_END);
+        LOG_REFUSAL(cfg, "cache directory refused", CM_LF_S("cache_dir", dir),
+                    CM_LF_S("error", clipmod_strerror(rc)), CM_LF_END);
         set_err(errbuf, "cache directory %s: %s", dir ? dir : "(none)", clipmod_strerror(rc));
     }
     return rc;
@@ -158,8 +165,8 @@ static clipmod_error apply_fetch_allow(const cm_engine_cfg *cfg, clipmod_engine 
         clipmod_error rc = clipmod_engine_allow_fetch(e, cfg->fetch_allow[i]);
         if (rc) {
             const char *why = rc == CLIPMOD_E_INVALID_ARG ? FETCH_ALLOW_WHY : clipmod_strerror(rc);
-            cm_log(CM_LOG_ERROR, "fetch allow entry refused", CM_LF_S("entry", cfg->fetch_allow[i]),
-                   CM_LF_S("error", why), CM_LF_END);
+            LOG_REFUSAL(cfg, "fetch allow entry refused", CM_LF_S("entry", cfg->fetch_allow[i]),
+                        CM_LF_S("error", why), CM_LF_END);
             set_err(errbuf, "fetch allow entry %s: %s", cfg->fetch_allow[i], why);
             return rc;
         }
@@ -175,8 +182,8 @@ static clipmod_error load_plugins(const cm_engine_cfg *cfg, clipmod_engine *e, c
         clipmod_error rc = clipmod_engine_load_plugin(e, p->path, p->config, err);
         if (rc) {
             /* The library's messages start with "plugin PATH"; only NOMEM may be bare. */
-            cm_log(CM_LOG_ERROR, "plugin not loaded", CM_LF_S("plugin", p->path),
-                   CM_LF_S("error", lib_msg(err, rc)), CM_LF_END);
+            LOG_REFUSAL(cfg, "plugin not loaded", CM_LF_S("plugin", p->path),
+                        CM_LF_S("error", lib_msg(err, rc)), CM_LF_END);
             if (err[0] && strstr(err, p->path ? p->path : ""))
                 set_err(errbuf, "%s", err);
             else
@@ -193,10 +200,11 @@ static clipmod_error compile(const cm_engine_cfg *cfg, clipmod_engine *e, char *
     char *text = NULL;
     clipmod_error rc = clipmod_engine_compile(e, cfg->policy, &text);
     if (rc) {
-        log_problems(CM_LOG_ERROR, "policy problem", text);
+        if (!cfg->errors_to_caller)
+            log_problems(CM_LOG_ERROR, "policy problem", text);
         const char *why = rc == CLIPMOD_E_POLICY ? "the policy has problems" : clipmod_strerror(rc);
-        cm_log(CM_LOG_ERROR, "policy not compiled", CM_LF_S("policy", cfg->policy),
-               CM_LF_S("error", why), CM_LF_END);
+        LOG_REFUSAL(cfg, "policy not compiled", CM_LF_S("policy_file", cfg->policy),
+                    CM_LF_S("error", why), CM_LF_END);
         /* A file that cannot be read says so in its one problem line: the better message. */
         if (rc != CLIPMOD_E_POLICY && text && text[0])
             set_err(errbuf, "%.*s", (int)strcspn(text, "\n"), text);
@@ -223,13 +231,13 @@ clipmod_error cm_engine_from_config(const cm_engine_cfg *cfg, const clipmod_mode
         *problems = NULL;
     if (!cfg || !model || !out || !cfg->policy) {
         const char *why = cfg && model && out ? "no policy file given" : "no model or no engine";
-        cm_log(CM_LOG_ERROR, "engine not built", CM_LF_S("error", why), CM_LF_END);
+        LOG_REFUSAL(cfg, "engine not built", CM_LF_S("error", why), CM_LF_END);
         set_err(errbuf, "%s", why);
         return CLIPMOD_E_INVALID_ARG;
     }
     clipmod_error rc = clipmod_engine_new(model, &e);
     if (rc) {
-        cm_log(CM_LOG_ERROR, "engine not built", CM_LF_S("error", clipmod_strerror(rc)), CM_LF_END);
+        LOG_REFUSAL(cfg, "engine not built", CM_LF_S("error", clipmod_strerror(rc)), CM_LF_END);
         set_err(errbuf, "engine: %s", clipmod_strerror(rc));
         return rc;
     }

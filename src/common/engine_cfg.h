@@ -42,6 +42,9 @@ typedef struct cm_engine_cfg {
     const cm_plugin_cfg *plugins;
     size_t n_plugins;
     int quiet_warnings; /* 1: policy warnings are not logged */
+    /* 1: refusals and policy problems are only handed back (errbuf, *problems), not
+     * logged: for the CLI, which prints them itself in its own words (else twice). */
+    int errors_to_caller;
 } cm_engine_cfg;
 
 /*

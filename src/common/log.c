@@ -19,7 +19,8 @@
 
 #define CM_LOG_LINE_MAX (16 * 1024)
 
-enum { FMT_LOGFMT, FMT_JSON };
+/* plain: "IDENT: warning: message (key=value ...)", for a command-line tool's terminal. */
+enum { FMT_LOGFMT, FMT_JSON, FMT_PLAIN };
 
 static int log_format = FMT_LOGFMT;
 static int log_syslog;
@@ -67,6 +68,8 @@ int cm_log_setup(const cm_log_opts *o, char *err, size_t errlen)
         fmt = FMT_LOGFMT;
     } else if (!strcmp(o->format, "json")) {
         fmt = FMT_JSON;
+    } else if (!strcmp(o->format, "plain")) {
+        fmt = FMT_PLAIN;
     } else {
         snprintf(err, errlen, "log format must be logfmt or json, not '%s'", o->format);
         return -1;
@@ -305,6 +308,27 @@ static void emit(int level, const cm_dbuf *l)
     }
 }
 
+/* The line of a plain-format entry: "IDENT: LEVEL: msg (k=v ...)", no time, no context. */
+static void plain_line(cm_dbuf *l, int level, const char *msg, va_list ap)
+{
+    static const char *const words[] = {"debug", "note", "warning", "error"};
+    cm_dbuf fields;
+    int first = 1;
+
+    cm_dbuf_init(&fields, CM_LOG_LINE_MAX / 2);
+    for (;;) {
+        cm_log_field f = va_arg(ap, cm_log_field);
+        if (!f.key)
+            break;
+        put_field(&fields, &f, FMT_LOGFMT, &first);
+    }
+    cm_dbuf_addf(l, "%s: %s: ", log_ident, words[level]);
+    cm_dbuf_add(l, msg);
+    if (cm_dbuf_len(&fields))
+        cm_dbuf_addf(l, " (%s)", cm_dbuf_ptr(&fields));
+    cm_dbuf_free(&fields);
+}
+
 void cm_log(int level, const char *msg, ...)
 {
     cm_dbuf l;
@@ -317,6 +341,11 @@ void cm_log(int level, const char *msg, ...)
     cm_dbuf_init(&l, CM_LOG_LINE_MAX);
     pthread_mutex_lock(&log_lock);
     int fmt = log_format;
+    va_start(ap, msg);
+    if (fmt == FMT_PLAIN) {
+        plain_line(&l, level, msg, ap);
+        goto out;
+    }
     if (fmt == FMT_JSON)
         cm_dbuf_addc(&l, '{');
     /* syslog stamps its own time. */
@@ -328,16 +357,16 @@ void cm_log(int level, const char *msg, ...)
         put_field(&l, &CM_LF_S("policy", ctx_policy), fmt, &first);
     if (ctx_generation > 0)
         put_field(&l, &CM_LF_I("generation", ctx_generation), fmt, &first);
-    va_start(ap, msg);
     for (;;) {
         cm_log_field f = va_arg(ap, cm_log_field);
         if (!f.key)
             break;
         put_field(&l, &f, fmt, &first);
     }
-    va_end(ap);
     if (fmt == FMT_JSON)
         cm_dbuf_addc(&l, '}');
+out:
+    va_end(ap);
     if (cm_dbuf_len(&l))
         emit(level, &l);
     pthread_mutex_unlock(&log_lock);

@@ -41,7 +41,9 @@ typedef struct cm_log_field {
 #define CM_LF_END     ((cm_log_field){NULL, CM_LF_END, NULL, 0, 0})
 
 typedef struct cm_log_opts {
-    const char *format; /* "logfmt" (default when NULL) or "json" */
+    /* "logfmt" (default when NULL), "json", or "plain" ("IDENT: warning: message
+     * (key=value ...)", no time or context: for clipmod's terminal, not for services) */
+    const char *format;
     const char *target; /* "stderr" (default) or "syslog" */
     const char *level;  /* "debug", "info" (default), "warn", "error" */
     const char

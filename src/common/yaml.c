@@ -643,16 +643,19 @@ int cm_yread_strlist(const cm_ynode *v, const char *what, size_t max, const cm_y
     return 0;
 }
 
-/* "a, b, c" into buf (cut when it does not fit). */
+/* "a, b, c" into buf; names that do not fit whole are left out and end it with ", ...". */
 static void join_names(const char *const *names, size_t n, char *buf, size_t buflen)
 {
     size_t used = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < n && used < buflen; i++) {
-        int w = snprintf(buf + used, buflen - used, "%s%s", i ? ", " : "", names[i]);
-        if (w < 0)
-            break;
-        used += (size_t)w;
+    for (size_t i = 0; i < n; i++) {
+        size_t need = strlen(names[i]) + (i ? 2 : 0);
+        /* Room for this name and for a closing ", ..." should more not fit. */
+        if (used + need + 6 >= buflen) {
+            snprintf(buf + used, buflen - used, "%s...", i ? ", " : "");
+            return;
+        }
+        used += (size_t)snprintf(buf + used, buflen - used, "%s%s", i ? ", " : "", names[i]);
     }
 }
 
@@ -673,7 +676,7 @@ static void unknown_key(const cm_ynode *k, const char *where, const char *const 
 int cm_ycheck_keys(const cm_ynode *map, const char *where, const char *const *allowed, size_t n,
                    const cm_ynode **keys, const cm_ynode **vals, const cm_yreport *rep)
 {
-    char buf[80], list[256];
+    char buf[80], list[1024];
     const cm_ynode *first[64] = {0};
     int problems = 0;
 

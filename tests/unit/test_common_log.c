@@ -219,6 +219,25 @@ static void context_fields(void **state)
     cm_log_set_context(NULL, 0);
 }
 
+/* The CLI's terminal format: "IDENT: word: message (fields)", no time, no context. */
+static void plain_format(void **state)
+{
+    char *out;
+    setup_fmt("plain", "info");
+    cm_log_set_context("0123456789ab", 3);
+    LOG1(out, CM_LOG_WARN, "demo model", CM_LF_S("model", "/m d"), CM_LF_I("n", 2), CM_LF_END);
+    assert_string_equal(out, "test: warning: demo model (model=\"/m d\" n=2)\n");
+    free(out);
+    LOG1(out, CM_LOG_ERROR, "no fields", CM_LF_END);
+    assert_string_equal(out, "test: error: no fields\n");
+    free(out);
+    /* A hostile value stays on its line, escaped as in logfmt. */
+    LOG1(out, CM_LOG_INFO, "x", CM_LF_S("name", "a\nb"), CM_LF_END);
+    assert_string_equal(out, "test: note: x (name=\"a\\nb\")\n");
+    free(out);
+    cm_log_set_context(NULL, 0);
+}
+
 static void line_cap(void **state)
 {
     enum { CAP = 16 * 1024 };
@@ -359,7 +378,7 @@ int main(void)
         cmocka_unit_test(invalid_utf8),   cmocka_unit_test(json_round_trip),
         cmocka_unit_test(context_fields), cmocka_unit_test(line_cap),
         cmocka_unit_test(levels),         cmocka_unit_test(threads_never_mix),
-        cmocka_unit_test(quote_alone),
+        cmocka_unit_test(quote_alone),    cmocka_unit_test(plain_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

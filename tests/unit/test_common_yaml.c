@@ -164,6 +164,31 @@ static void keys(void **state)
     cm_yaml_free(d);
 }
 
+/* A long list of allowed keys is cut between names, never inside one. */
+static void keys_long_list(void **state)
+{
+    static char names[60][48];
+    const char *allowed[60];
+    const cm_ynode *vals[60];
+    for (int i = 0; i < 60; i++) {
+        snprintf(names[i], sizeof names[i], "documents-with-images-in-archives-%03d", i);
+        allowed[i] = names[i];
+    }
+    cm_ydoc *d = parse("colour: 1\n", CM_YAML_OK);
+    assert_int_equal(cm_ycheck_keys(cm_yaml_root(d), "here", allowed, 60, NULL, vals, &rep), 1);
+    char *got = cm_yproblems_join(&probs);
+    assert_non_null(strstr(
+        got,
+        "allowed: documents-with-images-in-archives-000, documents-with-images-in-archives-001, "));
+    /* Every listed name is whole, and the list ends with ", ...". */
+    const char *end = strstr(got, ", ...\n");
+    assert_non_null(end);
+    assert_int_equal(end[-4], '-');
+    assert_true(end - got > 900);
+    free(got);
+    cm_yaml_free(d);
+}
+
 static void from_file(void **state)
 {
     cm_ydoc *d = NULL;
@@ -181,7 +206,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tree_and_positions), cmocka_unit_test(refusals),
         cmocka_unit_test(typed_reads),        cmocka_unit_test(keys),
-        cmocka_unit_test(from_file),
+        cmocka_unit_test(keys_long_list),     cmocka_unit_test(from_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
