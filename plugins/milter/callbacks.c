@@ -68,15 +68,8 @@ static void message_leave(void)
 
 int cm_messages_drain(uint64_t ms)
 {
-    struct timespec deadline;
+    struct timespec deadline = cm_deadline(CLOCK_MONOTONIC, ms);
     int left;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += (time_t)(ms / 1000);
-    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&busy_lock);
     stopping = 1;
     while (messages_in_flight > 0)

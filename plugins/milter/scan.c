@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "milter.h"
 #include "onflag.h"
 
@@ -69,23 +70,11 @@ void cm_slots_resize(int n)
     pthread_mutex_unlock(&slot_lock);
 }
 
-static void deadline_in(struct timespec *ts, uint64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* 0 with a slot taken, -1 when none came free within `wait_ms`. */
 static int slot_acquire(uint64_t wait_ms)
 {
-    struct timespec deadline;
+    struct timespec deadline = cm_deadline(CLOCK_MONOTONIC, wait_ms);
     int rc = 0;
-    deadline_in(&deadline, wait_ms);
     pthread_mutex_lock(&slot_lock);
     while (slots_busy >= slots_max && rc == 0)
         if (pthread_cond_timedwait(&slot_cond, &slot_lock, &deadline) == ETIMEDOUT)

@@ -54,3 +54,17 @@ char *cm_rfc3339(double wall, char *out, size_t outlen)
     snprintf(out + n, outlen - n, ".%03ldZ", ms);
     return out;
 }
+
+struct timespec cm_deadline(clockid_t clock, uint64_t ms)
+{
+    struct timespec ts;
+
+    clock_gettime(clock, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}

@@ -31,4 +31,11 @@ int64_t cm_wall_ms(void);
  */
 char *cm_rfc3339(double wall, char *out, size_t outlen);
 
+/*
+ * The time `ms` milliseconds from now on `clock`, as pthread_cond_timedwait takes it:
+ * CLOCK_REALTIME for a condition variable with default attributes, CLOCK_MONOTONIC
+ * for one made with pthread_condattr_setclock(CLOCK_MONOTONIC).
+ */
+struct timespec cm_deadline(clockid_t clock, uint64_t ms);
+
 #endif

@@ -1002,9 +1002,7 @@ void clamd_stop(void)
     for (unsigned i = 0; i < C.c->clamd_max_connections; i++)
         if (C.fds[i] >= 0)
             shutdown(C.fds[i], SHUT_RD);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += C.c->request_timeout_ms / 1000 + 5;
+    struct timespec until = cm_deadline(CLOCK_REALTIME, C.c->request_timeout_ms + 5000);
     while (C.active > 0)
         if (pthread_cond_timedwait(&C.idle, &C.lock, &until) == ETIMEDOUT)
             break;

@@ -134,13 +134,7 @@ static void *sweeper(void *unused)
     (void)unused;
     pthread_mutex_lock(&G.lock);
     while (!G.stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += SWEEP_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = cm_deadline(CLOCK_REALTIME, SWEEP_MS);
         pthread_cond_timedwait(&G.wake, &G.lock, &ts);
         size_t n = G.stop ? 0 : sweep(cm_now(), first, sizeof first);
         if (!n)

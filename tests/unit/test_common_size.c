@@ -161,12 +161,35 @@ static void clocks(void **state)
     assert_string_equal(cm_rfc3339(1796415540.25, ts, sizeof ts), "2026-12-04T20:19:00.250Z");
 }
 
+/* cm_deadline: now + ms on the clock asked for, nanoseconds normalised. */
+static void deadlines(void **state)
+{
+    static const uint64_t ms[] = {0, 1, 999, 1000, 1500, 86400000};
+    (void)state;
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        clockid_t clk = i % 2 ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+        struct timespec before, after, d;
+        clock_gettime(clk, &before);
+        d = cm_deadline(clk, ms[i]);
+        clock_gettime(clk, &after);
+        assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+        double at = (double)d.tv_sec + (double)d.tv_nsec / 1e9;
+        double lo = (double)before.tv_sec + (double)before.tv_nsec / 1e9 + (double)ms[i] / 1e3;
+        double hi = (double)after.tv_sec + (double)after.tv_nsec / 1e9 + (double)ms[i] / 1e3;
+        assert_true(at >= lo - 1e-6 && at <= hi + 1e-6);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(sizes),       cmocka_unit_test(durations),
-        cmocka_unit_test(format_back), cmocka_unit_test(suggestions),
-        cmocka_unit_test(clocks),      cmocka_unit_test(one_line_messages),
+        cmocka_unit_test(sizes),
+        cmocka_unit_test(durations),
+        cmocka_unit_test(format_back),
+        cmocka_unit_test(suggestions),
+        cmocka_unit_test(clocks),
+        cmocka_unit_test(deadlines),
+        cmocka_unit_test(one_line_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
