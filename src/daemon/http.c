@@ -114,7 +114,12 @@ typedef struct req {
     tusd_req *tusd;
     int is_array;
     int suspended;
-    int close;   /* answer with Connection: close (the framing is not to be trusted) */
+    int close; /* answer with Connection: close (the framing is not to be trusted) */
+    /* A refusal known from the headers (415, a form without a boundary), answered once
+     * the body has been read and dropped: answering while the client still sends makes
+     * the kernel reset the connection, and the client may lose the answer with it. */
+    int deferred;
+    char deferred_why[192];
     int refused; /* batcher_submit's BATCH_FULL or BATCH_STOPPING */
 } req;
 
@@ -952,6 +957,14 @@ static int check_route(struct MHD_Connection *conn, req *q, const char *url, con
  * announced length checked against max-body-bytes and, held at once, against the
  * memory budget: both refused before a byte of the body is read.
  */
+/* Refuse q once its body has been read (see req.deferred). */
+static enum MHD_Result defer_error(req *q, int status, const char *why)
+{
+    q->deferred = status;
+    snprintf(q->deferred_why, sizeof q->deferred_why, "%s", why);
+    return MHD_YES;
+}
+
 static enum MHD_Result expect_body(struct MHD_Connection *conn, req *q)
 {
     const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
@@ -961,16 +974,25 @@ static enum MHD_Result expect_body(struct MHD_Connection *conn, req *q)
 
     if (routes[q->routed].r != R_SCAN) {
         if (!media_is(ctype, "application/json"))
-            return respond_error(conn, q, 415, "the body must be application/json");
+            defer_error(q, 415, "the body must be application/json");
         q->json = 1;
     } else if (media_is(ctype, "multipart/form-data")) {
-        if ((status = start_form(q, ctype, why, sizeof why)))
+        status = start_form(q, ctype, why, sizeof why);
+        if (status == 400)
+            defer_error(q, status, why);
+        else if (status)
             return respond_error(conn, q, status, why);
     } else if (ctype && !media_is(ctype, "application/octet-stream") &&
                strncasecmp(ctype, "image/", 6)) {
-        return respond_error(conn, q, 415,
-                             "send the image as the body with Content-Type image/... or "
-                             "application/octet-stream, or as multipart/form-data");
+        defer_error(q, 415,
+                    "send the image as the body with Content-Type image/... or "
+                    "application/octet-stream, or as multipart/form-data");
+    }
+    if (q->deferred) {
+        /* Nothing of the body is kept, so no memory is charged; a body announced past
+         * the limit is not read just to refuse it. */
+        q->close = clen && strtoull(clen, NULL, 10) > body_limit(q);
+        return q->close ? respond_error(conn, q, q->deferred, q->deferred_why) : MHD_YES;
     }
     if (clen) {
         /* libmicrohttpd checked it is a number. */
@@ -1034,6 +1056,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     }
     if (q->status)
         return MHD_YES; /* answered already; the rest of the body is dropped */
+    if (q->deferred && *upload_size) {
+        q->received += *upload_size;
+        *upload_size = 0;
+        /* Read and dropped up to the body limit; a client sending more is cut off. */
+        return q->received > body_limit(q) ? MHD_NO : MHD_YES;
+    }
+    if (q->deferred)
+        return respond_error(conn, q, q->deferred, q->deferred_why);
     if (*upload_size) {
         take_body(q, upload_data, *upload_size);
         *upload_size = 0;
