@@ -58,6 +58,9 @@ extern "C" {
  * a plugin built against an older header (the fields that plugin lacks read as 0)
  * and one built against a newer header as long as every field it does not know is
  * 0; otherwise it refuses the plugin rather than silently ignore what it asked for.
+ *
+ * ABI 1 is the one first released: the `size` member at the head of clipmod_input
+ * (libclipmod.so.1) came before any release, so no plugin was ever built without it.
  */
 #define CLIPMOD_PLUGIN_ABI 1
 
