@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "arena.h"
 #include "size.h"
 #include "suggest.h"
 
@@ -36,16 +37,8 @@
 #define Y_FREE(p)       free(p)
 #endif
 
-#define ARENA_BLOCK (64u << 10)
-
-typedef struct yblock {
-    struct yblock *next;
-    size_t used, size;
-    max_align_t data[];
-} yblock;
-
 struct cm_ydoc {
-    yblock *head;
+    cm_arena mem; /* every node and string of the document */
     cm_ynode *root;
 };
 
@@ -56,33 +49,14 @@ struct cm_ydoc {
 /* Zeroed memory from the document; NULL if out of memory. */
 static void *ya_alloc(cm_ydoc *d, size_t n)
 {
-    if (n > SIZE_MAX / 2)
-        return NULL;
-    n = (n + 15) & ~(size_t)15;
-    if (!d->head || d->head->size - d->head->used < n) {
-        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        yblock *b = Y_ALLOC(sizeof *b + size);
-        if (!b)
-            return NULL;
-        b->next = d->head;
-        b->used = 0;
-        b->size = size;
-        d->head = b;
-    }
-    void *p = (char *)d->head->data + d->head->used;
-    d->head->used += n;
-    memset(p, 0, n);
-    return p;
+    return cm_arena_alloc(&d->mem, n);
 }
 
 void cm_yaml_free(cm_ydoc *d)
 {
     if (!d)
         return;
-    for (yblock *b = d->head, *next; b; b = next) {
-        next = b->next;
-        Y_FREE(b);
-    }
+    cm_arena_release(&d->mem);
     Y_FREE(d);
 }
 
@@ -316,7 +290,7 @@ int cm_yaml_parse(const char *file, const void *buf, size_t len, const char *nou
     ps.doc = Y_ALLOC(sizeof *ps.doc);
     if (!ps.doc)
         return CM_YAML_NOMEM;
-    ps.doc->head = NULL;
+    ps.doc->mem.head = NULL;
     ps.doc->root = NULL;
     if (!yaml_parser_initialize(&parser)) {
         Y_FREE(ps.doc);

@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "../common/arena.h"
 #include "../common/suggest.h"
 #include "../common/yaml.h"
 #include "common.h"
@@ -77,58 +78,23 @@ static const cm_action_text default_actions[CM_ACTION__COUNT] = {
 /* Arena and string buffer                                                  */
 /* ------------------------------------------------------------------------ */
 
-#define ARENA_BLOCK (64u << 10)
+/* The policy's arena and the compile's scratch are src/common's cm_arena. */
+typedef cm_arena arena;
 
-typedef struct arena_block {
-    struct arena_block *next;
-    size_t used, size;
-    max_align_t data[];
-} arena_block;
-
-typedef struct arena {
-    arena_block *head;
-} arena;
-
-/* Zeroed memory from `a`; NULL if out of memory. */
 static void *arena_alloc(arena *a, size_t n)
 {
-    if (n > SIZE_MAX / 2)
-        return NULL;
-    n = (n + 15) & ~(size_t)15;
-    if (!a->head || a->head->size - a->head->used < n) {
-        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        arena_block *b = cm_alloc(sizeof *b + size);
-        if (!b)
-            return NULL;
-        b->next = a->head;
-        b->used = 0;
-        b->size = size;
-        a->head = b;
-    }
-    void *p = (char *)a->head->data + a->head->used;
-    a->head->used += n;
-    memset(p, 0, n);
-    return p;
+    return cm_arena_alloc(a, n);
 }
 
 static char *arena_strndup(arena *a, const char *s, size_t len)
 {
-    char *d = arena_alloc(a, len + 1);
-    if (d) {
-        memcpy(d, s, len);
-        d[len] = '\0';
-    }
-    return d;
+    return cm_arena_strndup(a, s, len);
 }
 
+/* Free the blocks and the arena itself (allocated with cm_calloc). */
 static void arena_free(arena *a)
 {
-    if (!a)
-        return;
-    for (arena_block *b = a->head, *next; b; b = next) {
-        next = b->next;
-        cm_free(b);
-    }
+    cm_arena_release(a);
     cm_free(a);
 }
 
