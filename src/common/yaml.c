@@ -81,19 +81,21 @@ static void report(const cm_yreport *rep, cm_ypos pos, const char *fmt, ...)
     rep->fn(rep->arg, pos, msg);
 }
 
-/*
- * Copy at most `max` bytes of s into out (max + 4 bytes) for a message: control
- * characters become '?', a cut never splits a UTF-8 sequence and is marked "...".
- */
-static void show(const char *s, size_t len, size_t max, char *out)
+void cm_yaml_show(const char *s, size_t len, size_t max, char *out, size_t size)
 {
+    static const char cut[] = "...";
+    if (max > size - sizeof cut) /* room for the mark and the NUL */
+        max = size - sizeof cut;
     size_t n = len > max ? max : len;
     if (n < len)
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
             n--;
     for (size_t i = 0; i < n; i++)
         out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
-    memcpy(out + n, n < len ? "..." : "", n < len ? 4 : 1);
+    if (n < len)
+        memcpy(out + n, cut, sizeof cut);
+    else
+        out[n] = '\0';
 }
 
 /* ------------------------------------------------------------------------ */
@@ -153,11 +155,11 @@ static void check_props(parse_state *ps, cm_ypos pos, const yaml_char_t *anchor,
 {
     char buf[80];
     if (anchor) {
-        show((const char *)anchor, strlen((const char *)anchor), 40, buf);
+        cm_yaml_show((const char *)anchor, strlen((const char *)anchor), 40, buf, sizeof buf);
         report(ps->rep, pos, "YAML anchors and aliases are not allowed ('&%s')", buf);
     }
     if (tag && (!allowed_tag || strcmp((const char *)tag, allowed_tag))) {
-        show((const char *)tag, strlen((const char *)tag), 40, buf);
+        cm_yaml_show((const char *)tag, strlen((const char *)tag), 40, buf, sizeof buf);
         report(ps->rep, pos, "YAML tags are not supported ('%s')", buf);
     }
 }
@@ -212,8 +214,8 @@ static cm_ynode *event_node(parse_state *ps, const yaml_event_t *ev, int *docs, 
         }
         return NULL;
     case YAML_ALIAS_EVENT:
-        show((const char *)ev->data.alias.anchor, strlen((const char *)ev->data.alias.anchor), 40,
-             a);
+        cm_yaml_show((const char *)ev->data.alias.anchor,
+                     strlen((const char *)ev->data.alias.anchor), 40, a, sizeof a);
         report(ps->rep, pos, "YAML anchors and aliases are not allowed ('*%s')", a);
         return new_node(ps, CM_Y_BAD, pos);
     case YAML_SCALAR_EVENT:
@@ -423,7 +425,7 @@ const char *cm_ynode_describe(const cm_ynode *n, char *buf, size_t buflen)
     }
     if (cm_ynode_is_null(n))
         return "an empty value";
-    show(n->s, n->len, 40, t);
+    cm_yaml_show(n->s, n->len, 40, t, sizeof t);
     snprintf(buf, buflen, n->quoted ? "\"%s\"" : "'%s'", t);
     return buf;
 }
@@ -639,7 +641,7 @@ static void unknown_key(const cm_ynode *k, const char *where, const char *const 
 {
     char buf[80];
     const char *near = cm_suggest(k->s, allowed, n);
-    show(k->s, k->len, 40, buf);
+    cm_yaml_show(k->s, k->len, 40, buf, sizeof buf);
     if (near)
         report(rep, k->pos, "unknown key '%s' %s (did you mean '%s'?); allowed: %s", buf, where,
                near, list);

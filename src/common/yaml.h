@@ -155,4 +155,11 @@ char *cm_yproblems_join(const cm_yproblems *p);
 /* Free the lines; p is empty afterwards. NULL is accepted. */
 void cm_yproblems_free(cm_yproblems *p);
 
+/*
+ * Copy at most `max` bytes of s[0..len) into out (`size` bytes) for a message:
+ * control characters become '?', a cut never splits a UTF-8 sequence and is marked
+ * "...". For quoting a value from a hostile file in a problem line.
+ */
+void cm_yaml_show(const char *s, size_t len, size_t max, char *out, size_t size);
+
 #endif

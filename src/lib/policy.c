@@ -149,27 +149,6 @@ const char *cm_nearest_name(const char *s, const char *const *names, size_t n)
 /* Size of the buffers what_is() and quote_text() write a value into, quotes included. */
 #define SHOWN 80
 
-/*
- * Copy at most `max` bytes of `s` into `out` (`size` bytes) for a message: control
- * characters become '?', a cut never splits a UTF-8 sequence and is marked "...".
- */
-static void show(const char *s, size_t len, size_t max, char *out, size_t size)
-{
-    static const char cut[] = "...";
-    if (max > size - sizeof cut) /* room for the mark and the NUL */
-        max = size - sizeof cut;
-    size_t n = len > max ? max : len;
-    if (n < len)
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    for (size_t i = 0; i < n; i++)
-        out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
-    if (n < len)
-        memcpy(out + n, cut, sizeof cut);
-    else
-        out[n] = '\0';
-}
-
 /* The form prompts are compared in: ASCII lowercase, whitespace runs as one space. */
 static char *normalize(arena *a, const char *s)
 {
@@ -434,7 +413,7 @@ static const char *what_is(const node *n, char buf[SHOWN])
     }
     if (is_null(n))
         return "an empty value";
-    show(n->s, n->len, 40, t, sizeof t);
+    cm_yaml_show(n->s, n->len, 40, t, sizeof t);
     snprintf(buf, SHOWN, n->quoted ? "\"%s\"" : "'%s'", t);
     return buf;
 }
@@ -443,7 +422,7 @@ static const char *what_is(const node *n, char buf[SHOWN])
 static const char *quote_text(const char *s, char buf[SHOWN])
 {
     char t[SHOWN - 2];
-    show(s, strlen(s), 48, t, sizeof t);
+    cm_yaml_show(s, strlen(s), 48, t, sizeof t);
     snprintf(buf, SHOWN, "\"%s\"", t);
     return buf;
 }
@@ -615,7 +594,7 @@ static void map_fields(loader *L, const node *m, const char *where, const char *
             i++;
         if (i == n) {
             const char *near = cm_nearest_name(k->s, allowed, n);
-            show(k->s, k->len, 40, buf, sizeof buf);
+            cm_yaml_show(k->s, k->len, 40, buf, sizeof buf);
             if (near)
                 problem(L, k->pos, "unknown key '%s' %s (did you mean '%s'?); allowed: %s", buf,
                         where, near, list);
@@ -937,7 +916,7 @@ static int smtp_ok(const char *s, cm_action a, char *why, size_t size)
         snprintf(why, size, "actions.%s.smtp is longer than %d characters", an, MAX_SMTP_BYTES);
         return 0;
     }
-    show(s, strlen(s), 40, buf, sizeof buf);
+    cm_yaml_show(s, strlen(s), 40, buf, sizeof buf);
     if (!(s[0] == '4' || s[0] == '5') || !(s[1] >= '0' && s[1] <= '5') ||
         !(s[2] >= '0' && s[2] <= '9') || (s[3] != ' ' && s[3] != '\0')) {
         snprintf(why, size,
@@ -1289,7 +1268,7 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     /* Where problems with this file as a whole are reported in the including file. */
     cm_pos at = site ? site->pos : (cm_pos){name, 1, 1};
     if (site)
-        show(site->s, site->len, 60, shown, sizeof shown);
+        cm_yaml_show(site->s, site->len, 60, shown, sizeof shown);
     int unread = slurp(name, &buf, &len, &st, why, sizeof why);
     if (unread) {
         L->incomplete = 1;

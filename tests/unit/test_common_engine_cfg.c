@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -48,23 +50,6 @@ static const char *fixture(const char *file)
     const char *d = getenv("CM_TEST_FIXTURE_DIR");
     snprintf(path, sizeof path, "%s/%s", d && *d ? d : CM_TEST_FIXTURE_DIR, file);
     return path;
-}
-
-/* The whole of `path` as a string (the caller frees); "" when it does not exist. */
-static char *slurp(const char *path)
-{
-    char *s = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&s, &len), *f = fopen(path, "rb");
-    assert_non_null(m);
-    if (f) {
-        int c;
-        while ((c = fgetc(f)) != EOF)
-            fputc(c, m);
-        fclose(f);
-    }
-    fclose(m);
-    return s;
 }
 
 static void write_file(const char *path, const char *text)

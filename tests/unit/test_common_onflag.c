@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -44,22 +46,6 @@ static char dir[64], dump_sh[128], sleep_sh[128], fail_sh[128], err[256];
 
 /* ------------------------------------------------------------------------ */
 /* Helpers.                                                                 */
-
-static char *slurp(const char *path)
-{
-    char *s = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&s, &len), *f = fopen(path, "rb");
-    assert_non_null(m);
-    if (f) {
-        int c;
-        while ((c = fgetc(f)) != EOF)
-            fputc(c, m);
-        fclose(f);
-    }
-    fclose(m);
-    return s;
-}
 
 static void write_script(const char *path, const char *text)
 {

@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <ftw.h>
 #include <pthread.h>
 #include <sched.h>
@@ -39,22 +41,6 @@ static const char *srcdir(void)
 {
     const char *d = getenv("top_srcdir");
     return d && *d ? d : CM_TEST_TOP_SRCDIR;
-}
-
-static char *slurp(const char *path)
-{
-    char *s = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&s, &len), *f = fopen(path, "rb");
-    assert_non_null(m);
-    if (f) {
-        int c;
-        while ((c = fgetc(f)) != EOF)
-            fputc(c, m);
-        fclose(f);
-    }
-    fclose(m);
-    return s;
 }
 
 /* A compiled engine on a one-category policy named `tag`, with the fixture plugin. */

@@ -25,6 +25,8 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include "engine.h"
 #include "plugin_host.h"
 #include "result.h"
@@ -87,24 +89,6 @@ static const char *so(const char *env, const char *fallback, const char *file)
 }
 #define PLUGIN(file)  so("CM_TEST_PLUGIN_DIR", CM_TEST_PLUGIN_DIR, file)
 #define FIXTURE(file) so("CM_TEST_FIXTURE_DIR", CM_TEST_FIXTURE_DIR, file)
-
-/* The whole of `path` as a string (the caller frees), or "" if it does not exist. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *s = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&s, &len);
-    assert_non_null(m);
-    if (f) {
-        int c;
-        while ((c = fgetc(f)) != EOF)
-            fputc(c, m);
-        fclose(f);
-    }
-    fclose(m);
-    return s;
-}
 
 static size_t count(const char *s, const char *needle)
 {
