@@ -103,4 +103,8 @@ run 1 $CLIPMOD policy check -q --model "$M" multi.yaml
 grep -q "^multi.yaml: 4 problems$" "$W/out" || fail "text: $(cat "$W/out")"
 grep -q "^multi.yaml:7:[0-9]*: prompt is longer than the text tower" "$W/out" ||
     fail "no prompt-length problem in the text: $(cat "$W/out")"
+# --quiet is problems only: a clean policy on the demo model says nothing at all
+# (the quick start runs it before its scan, which gives the demo warning once).
+run 0 $CLIPMOD policy check -q --model "$M" "$top_srcdir/policies/demo.yaml"
+[ ! -s "$W/out" ] && [ ! -s "$W/err" ] || fail "policy check -q said: $(cat "$W/out" "$W/err")"
 echo "policy check: OK"

@@ -324,6 +324,7 @@ static int policy_check(int argc, char **argv)
     memset(&mi, 0, sizeof mi);
     mi.model_dir = o.model_dir;
     mi.merges = o.merges;
+    mi.quiet = o.quiet; /* --quiet: problems only, not the demo-model warning */
     if (o.model_explicit) {
         if (!(model = cli_load_model(&mi)))
             return EXIT_ERROR;
