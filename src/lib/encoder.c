@@ -33,8 +33,7 @@ clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *
                           scores, x);
         cm_linear_w(x, m, d, b->out_w, b->packed, b->out_b, d, 1, h);
         cm_layernorm(h, m, d, b->ln2_w, b->ln2_b, tc->eps, x);
-        cm_linear_w(x, m, d, b->fc1_w, b->packed, b->fc1_b, f, 0, mlp);
-        cm_activate(mlp, (size_t)m * f, tc->act);
+        cm_linear_act_w(x, m, d, b->fc1_w, b->packed, b->fc1_b, f, tc->act, mlp);
         cm_linear_w(mlp, m, f, b->fc2_w, b->packed, b->fc2_b, d, 1, h);
     }
 out:

@@ -7,6 +7,7 @@
  * panels, so threads never write the same cache line of y twice and each reads
  * its own part of the weights once per call.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,25 +47,25 @@ int cm_gemm_pack_inplace(float *w, int n, int k, float *tmp)
     return 0;
 }
 
-void cm_gemm_run_scalar(const cm_gemm_args *g, int p0, int p1)
+/* The portable kernel, also the reference for what every tile computes. */
+void cm_gemm_tile_scalar(const cm_gemm_tile *t)
 {
-    const int k = g->k;
-    for (int j = p0; j < p1; j++) {
-        const float *b = g->p + (size_t)j * CM_GEMM_NR * k;
-        const int c0 = j * CM_GEMM_NR;
-        const int nc = g->n - c0 < CM_GEMM_NR ? g->n - c0 : CM_GEMM_NR;
-        for (int i = 0; i < g->m; i++) {
-            const float *a = g->x + (size_t)i * k;
-            float acc[CM_GEMM_NR] = {0};
-            for (int kk = 0; kk < k; kk++)
-                for (int c = 0; c < CM_GEMM_NR; c++)
-                    acc[c] += a[kk] * b[(size_t)kk * CM_GEMM_NR + c];
-            float *y = g->y + (size_t)i * g->n + c0;
-            for (int c = 0; c < nc; c++) {
-                const float v = acc[c] + (g->bias ? g->bias[c0 + c] : 0.0f);
-                y[c] = g->accumulate ? y[c] + v : v;
-            }
+    for (int r = 0; r < t->rows; r++) {
+        float acc[CM_GEMM_NR] = {0};
+        for (int kk = 0; kk < t->kc; kk++) {
+            const float a = t->a[(size_t)r * CM_GEMM_KC + kk];
+            for (int c = 0; c < CM_GEMM_NR; c++)
+                acc[c] += a * t->b[(size_t)kk * CM_GEMM_NR + c];
         }
+        float *y = t->y + (size_t)r * t->ldy;
+        for (int c = 0; c < t->nc; c++) {
+            float v = acc[c] + (t->load_y ? y[c] : 0.0f);
+            if (t->last && t->bias)
+                v += t->bias[c];
+            y[c] = v;
+        }
+        if (t->last && t->act != CM_GEMM_ACT_NONE)
+            cm_gemm_act_scalar(y, t->nc, t->act);
     }
 }
 
@@ -134,27 +135,130 @@ const char *cm_gemm_isa_name(cm_gemm_isa isa)
 
 typedef struct gemm_job {
     const cm_gemm_args *g;
-    void (*run)(const cm_gemm_args *, int, int);
-    int panels, tasks;
+    void (*tile)(const cm_gemm_tile *);
+    int mr, tiles, panels, tasks;
 } gemm_job;
+
+/* First row of row tile `i`: m rows in `tiles` tiles of near-equal height (50 = 5 x 10). */
+static int tile_row(const gemm_job *j, int i)
+{
+    return (int)((long)j->g->m * i / j->tiles);
+}
+
+/*
+ * Copy x[rows of tiles t0..t1, k0..k0+kc) into buf, row r of a tile at
+ * a[r * CM_GEMM_KC + kk]: one memcpy per row, and the kernel's 12 broadcast
+ * streams sit 1 KB apart in one 12 KB block instead of 3 or 12 KB apart in x,
+ * where at k = 3072 all twelve fell into the same L1 set.
+ */
+static void pack_x(const gemm_job *j, int t0, int t1, int k0, int kc, float *buf)
+{
+    const cm_gemm_args *g = j->g;
+    const int i0 = tile_row(j, t0), i1 = tile_row(j, t1);
+    for (int i = i0; i < i1; i++)
+        memcpy(buf + (size_t)(i - i0) * CM_GEMM_KC, g->x + (size_t)i * g->k + k0,
+               (size_t)kc * sizeof *buf);
+}
+
+/* One K block of one row block times panels [p0, p1). */
+static void gemm_block(const gemm_job *j, int t0, int t1, int k0, int kc, int p0, int p1,
+                       const float *buf)
+{
+    const cm_gemm_args *g = j->g;
+    cm_gemm_tile t = {.ldy = g->n,
+                      .kc = kc,
+                      .load_y = k0 > 0 || g->accumulate,
+                      .last = k0 + kc >= g->k,
+                      .act = g->act};
+    for (int p = p0; p < p1; p++) {
+        const int c0 = p * CM_GEMM_NR;
+        t.b = g->p + (size_t)c0 * g->k + (size_t)k0 * CM_GEMM_NR;
+        t.nc = g->n - c0 < CM_GEMM_NR ? g->n - c0 : CM_GEMM_NR;
+        t.bias = g->bias ? g->bias + c0 : NULL;
+        t.a = buf;
+        for (int i = t0; i < t1; i++) {
+            const int i0 = tile_row(j, i);
+            t.rows = tile_row(j, i + 1) - i0;
+            t.y = g->y + (size_t)i0 * g->n + c0;
+            j->tile(&t);
+            t.a += (size_t)t.rows * CM_GEMM_KC;
+        }
+    }
+}
+
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+
+static void buf_key_init(void)
+{
+    if (pthread_key_create(&buf_key, free) != 0)
+        buf_key = (pthread_key_t)-1;
+}
+
+/* This thread's packing buffer (CM_GEMM_MC * CM_GEMM_KC floats), kept for its life:
+ * a fresh 147 KB malloc per call is an mmap and page faults every time. */
+static float *pack_buffer(void)
+{
+    pthread_once(&buf_once, buf_key_init);
+    if (buf_key == (pthread_key_t)-1)
+        return NULL;
+    float *buf = pthread_getspecific(buf_key);
+    if (!buf) {
+        buf = malloc((size_t)CM_GEMM_MC * CM_GEMM_KC * sizeof *buf);
+        if (buf && pthread_setspecific(buf_key, buf) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    return buf;
+}
 
 static void gemm_task(void *ctx, int t)
 {
     const gemm_job *j = ctx;
     const int p0 = (int)((long)j->panels * t / j->tasks);
     const int p1 = (int)((long)j->panels * (t + 1) / j->tasks);
-    if (p1 > p0)
-        j->run(j->g, p0, p1);
+    if (p1 <= p0)
+        return;
+    float *buf = pack_buffer();
+    if (!buf) {
+        /* Out of memory: one-row tiles need no more than a K block of one row. */
+        float row[CM_GEMM_KC];
+        /* (pack_x of one row needs exactly CM_GEMM_KC floats) */
+        const gemm_job one = {.g = j->g, .tile = cm_gemm_tile_scalar, .mr = 1, .tiles = j->g->m};
+        for (int k0 = 0; k0 < j->g->k; k0 += CM_GEMM_KC)
+            for (int i = 0; i < j->g->m; i++) {
+                const int kc = j->g->k - k0 < CM_GEMM_KC ? j->g->k - k0 : CM_GEMM_KC;
+                pack_x(&one, i, i + 1, k0, kc, row);
+                gemm_block(&one, i, i + 1, k0, kc, p0, p1, row);
+            }
+        return;
+    }
+    const int per_block = CM_GEMM_MC / j->mr;
+    for (int k0 = 0; k0 < j->g->k; k0 += CM_GEMM_KC) {
+        const int kc = j->g->k - k0 < CM_GEMM_KC ? j->g->k - k0 : CM_GEMM_KC;
+        for (int t0 = 0; t0 < j->tiles; t0 += per_block) {
+            const int t1 = t0 + per_block < j->tiles ? t0 + per_block : j->tiles;
+            pack_x(j, t0, t1, k0, kc, buf);
+            gemm_block(j, t0, t1, k0, kc, p0, p1, buf);
+        }
+    }
 }
 
 void cm_gemm_packed(const cm_gemm_args *g)
 {
     const cm_gemm_isa isa = cm_gemm_isa_active();
-    gemm_job j = {.g = g, .run = cm_gemm_run_scalar};
-    if (isa == CM_GEMM_AVX512)
-        j.run = cm_gemm_run_avx512;
-    else if (isa == CM_GEMM_AVX2)
-        j.run = cm_gemm_run_avx2;
+    gemm_job j = {.g = g, .tile = cm_gemm_tile_scalar, .mr = CM_GEMM_MR_SCALAR};
+    if (isa == CM_GEMM_AVX512) {
+        j.tile = cm_gemm_tile_avx512;
+        j.mr = CM_GEMM_MR_AVX512;
+    } else if (isa == CM_GEMM_AVX2) {
+        j.tile = cm_gemm_tile_avx2;
+        j.mr = CM_GEMM_MR_AVX2;
+    }
+    if (g->m <= 0 || g->n <= 0)
+        return;
+    j.tiles = (g->m + j.mr - 1) / j.mr;
     j.panels = (g->n + CM_GEMM_NR - 1) / CM_GEMM_NR;
     /* A few tasks per thread balance panels that do not divide evenly. */
     const int threads = cm_pool_threads();

@@ -8,6 +8,12 @@
  * OpenBLAS re-packing every weight on every call. Kernels: AVX-512F (12x32 tile),
  * AVX2+FMA (6x16 tile) and portable C, chosen at run time from the CPU, never
  * from OPENBLAS_CORETYPE. CLIPMOD_GEMM=scalar|avx2|avx512|openblas overrides it.
+ *
+ * The driver (gemm.c) blocks K (CM_GEMM_KC) and rows (CM_GEMM_MC), BLIS-style: a
+ * KC-deep slice of a panel (32 KB) stays in L1/L2 while every row tile of the
+ * block uses it, and the rows of x are copied per call into a contiguous tile
+ * buffer, so the kernel's broadcasts read one stream instead of 12 rows whose
+ * 3 or 12 KB strides all fall in the same L1 set.
  */
 #ifndef CM_GEMM_H
 #define CM_GEMM_H
@@ -24,15 +30,40 @@ typedef enum cm_gemm_isa {
     CM_GEMM_OPENBLAS /* no packing: every product goes through cblas_sgemm */
 } cm_gemm_isa;
 
-/* What one call computes: y[m, n] (+)= x[m, k] . W^T + bias. */
+#define CM_GEMM_KC 256 /* K block: one panel slice is KC * NR floats */
+#define CM_GEMM_MC 144 /* rows per block: the packed x block is MC * KC floats */
+
+/* Activation applied in the store (fused epilogue). */
+typedef enum cm_gemm_act {
+    CM_GEMM_ACT_NONE = 0,
+    CM_GEMM_ACT_QUICK_GELU,
+    CM_GEMM_ACT_GELU
+} cm_gemm_act;
+
+/* What one call computes: y[m, n] = act(x[m, k] . W^T + bias (+ y if accumulate)). */
 typedef struct cm_gemm_args {
     const float *x;
     int m, k, n;
     const float *p;    /* packed W */
     const float *bias; /* [n] or NULL */
     int accumulate;    /* 1: y += ..., 0: y = ... */
+    cm_gemm_act act;   /* applied last; CM_GEMM_ACT_NONE (0) by default */
     float *y;
 } cm_gemm_args;
+
+/*
+ * One micro-kernel call: rows x min(nc, NR) outputs over one K block.
+ * y = (load_y ? y : 0) + a . b, then + bias and act when `last`.
+ */
+typedef struct cm_gemm_tile {
+    const float *a;    /* packed x rows: a[r * CM_GEMM_KC + kk] */
+    const float *b;    /* panel slice: b[kk * CM_GEMM_NR + c] */
+    float *y;          /* first output of the tile */
+    const float *bias; /* bias of the tile's first column, or NULL */
+    int ldy, rows, kc, nc;
+    int load_y, last;
+    cm_gemm_act act;
+} cm_gemm_tile;
 
 /* Floats needed to pack an [n, k] matrix (n rounded up to whole panels). */
 size_t cm_gemm_packed_floats(int n, int k);
@@ -58,9 +89,15 @@ int cm_gemm_isa_supported(cm_gemm_isa isa);
 void cm_gemm_force(cm_gemm_isa isa);
 const char *cm_gemm_isa_name(cm_gemm_isa isa);
 
-/* Per-ISA panel loops: rows 0..m-1 times panels [p0, p1). */
-void cm_gemm_run_scalar(const cm_gemm_args *g, int p0, int p1);
-void cm_gemm_run_avx2(const cm_gemm_args *g, int p0, int p1);
-void cm_gemm_run_avx512(const cm_gemm_args *g, int p0, int p1);
+/* Per-ISA micro-kernels and their tile heights (rows <= MR). */
+#define CM_GEMM_MR_SCALAR 4
+#define CM_GEMM_MR_AVX2   6
+#define CM_GEMM_MR_AVX512 12
+void cm_gemm_tile_scalar(const cm_gemm_tile *t);
+void cm_gemm_tile_avx2(const cm_gemm_tile *t);
+void cm_gemm_tile_avx512(const cm_gemm_tile *t);
+
+/* The scalar activations (ops.c), which the vector epilogues reproduce. */
+void cm_gemm_act_scalar(float *x, int n, cm_gemm_act act);
 
 #endif

@@ -2,62 +2,131 @@
  * gemm_avx512.c - the AVX-512F micro-kernel: a 12x32 register tile.
  *
  * 24 zmm accumulators (12 rows x two vectors of 16 columns), two vector loads of
- * the packed panel per k step, and one broadcast of x per row folded into the FMA:
- * 24 FMAs per 2 loads, as in MLAS's SgemmKernelAvx512F. Rows left over (m % 12)
- * use the same code instantiated for fewer rows. Only functions carrying the
- * target attribute use AVX-512, so this file is safe to link into any build.
+ * the panel slice per k step, and one broadcast of packed x per row folded into
+ * the FMA: 24 FMAs per 2 loads, as in MLAS's SgemmKernelAvx512F. gemm.c hands it
+ * one K block at a time; the last block adds the bias and applies the activation
+ * in registers before the only store (the fused epilogue). Rows left over use the
+ * same code instantiated for fewer rows. Only functions carrying the target
+ * attribute use AVX-512, so this file is safe to link into any build.
  */
 #include "gemm.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#define MR  12
+#define MR  CM_GEMM_MR_AVX512
 #define TGT __attribute__((target("avx512f"), always_inline)) static inline
 
-TGT void tile(const cm_gemm_args *g, int i0, int rows, int j)
+/* ops.c's exp_fast, sixteen lanes at a time (same reduction and polynomial). */
+TGT __m512 exp16(__m512 x)
 {
-    const int k = g->k, c0 = j * CM_GEMM_NR;
-    const float *b = g->p + (size_t)c0 * k;
-    const float *a = g->x + (size_t)i0 * k;
+    const __m512 round = _mm512_set1_ps(12582912.0f);
+    __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504f));
+    t = _mm512_min_ps(t, _mm512_set1_ps(127.0f));
+    t = _mm512_max_ps(t, _mm512_set1_ps(-126.0f));
+    const __m512 n = _mm512_sub_ps(_mm512_add_ps(t, round), round);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const __m512i bits =
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+
+/* ops.c's erf_fast (Abramowitz & Stegun 7.1.26), sixteen lanes at a time. */
+TGT __m512 erf16(__m512 x)
+{
+    const __m512 ax = _mm512_abs_ps(x);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), ax, one));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
+    const __m512 y = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, one);
+    /* Copy x's sign onto y (y >= 0). */
+    const __m512i sign =
+        _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
+}
+
+TGT __m512 act16(__m512 v, cm_gemm_act act)
+{
+    if (act == CM_GEMM_ACT_QUICK_GELU) {
+        const __m512 e = exp16(_mm512_mul_ps(v, _mm512_set1_ps(-1.702f)));
+        return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    }
+    const __m512 h = _mm512_mul_ps(v, _mm512_set1_ps(0.5f));
+    const __m512 e = erf16(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678f)));
+    return _mm512_fmadd_ps(h, e, h);
+}
+
+/* y = (load_y ? y : 0) + acc, then bias and activation on the last K block. */
+TGT void store2(const cm_gemm_tile *t, float *y, __m512 v0, __m512 v1, __mmask16 m0, __mmask16 m1,
+                __m512 bias0, __m512 bias1)
+{
+    if (t->load_y) {
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, y));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, y + 16));
+    }
+    if (t->last) {
+        v0 = _mm512_add_ps(v0, bias0);
+        v1 = _mm512_add_ps(v1, bias1);
+        if (t->act != CM_GEMM_ACT_NONE) {
+            v0 = act16(v0, t->act);
+            v1 = act16(v1, t->act);
+        }
+    }
+    _mm512_mask_storeu_ps(y, m0, v0);
+    _mm512_mask_storeu_ps(y + 16, m1, v1);
+}
+
+TGT void tile(const cm_gemm_tile *t, int rows)
+{
+    const float *a = t->a, *b = t->b;
     __m512 acc[MR][2];
+    /* Fully unrolled, or GCC keeps the accumulators on the stack. */
+#pragma GCC unroll 12
     for (int r = 0; r < rows; r++)
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int kk = 0; kk < k; kk++) {
-        const __m512 b0 = _mm512_loadu_ps(b + (size_t)kk * CM_GEMM_NR);
-        const __m512 b1 = _mm512_loadu_ps(b + (size_t)kk * CM_GEMM_NR + 16);
+    for (int kk = 0; kk < t->kc; kk++) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
         for (int r = 0; r < rows; r++) {
-            const __m512 av = _mm512_set1_ps(a[(size_t)r * k + kk]);
+            const __m512 av = _mm512_set1_ps(a[r * CM_GEMM_KC]);
             acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
         }
+        a++;
+        b += CM_GEMM_NR;
     }
-    const int nc = g->n - c0 < CM_GEMM_NR ? g->n - c0 : CM_GEMM_NR;
+    const int nc = t->nc;
     const __mmask16 m0 = nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1);
     const __mmask16 m1 = nc >= 32 ? 0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
     __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (g->bias) {
-        bias0 = _mm512_maskz_loadu_ps(m0, g->bias + c0);
-        bias1 = _mm512_maskz_loadu_ps(m1, g->bias + c0 + 16);
+    if (t->last && t->bias) {
+        bias0 = _mm512_maskz_loadu_ps(m0, t->bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, t->bias + 16);
     }
-    for (int r = 0; r < rows; r++) {
-        float *y = g->y + (size_t)(i0 + r) * g->n + c0;
-        __m512 v0 = _mm512_add_ps(acc[r][0], bias0), v1 = _mm512_add_ps(acc[r][1], bias1);
-        if (g->accumulate) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, y));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, y + 16));
-        }
-        _mm512_mask_storeu_ps(y, m0, v0);
-        _mm512_mask_storeu_ps(y + 16, m1, v1);
-    }
+#pragma GCC unroll 12
+    for (int r = 0; r < rows; r++)
+        store2(t, t->y + (size_t)r * t->ldy, acc[r][0], acc[r][1], m0, m1, bias0, bias1);
 }
 
 /* One instantiation per row count keeps the accumulators in registers. */
 #define ROWS(n)                                                                                    \
-    __attribute__((target("avx512f"), noinline)) static void tile##n(const cm_gemm_args *g,        \
-                                                                     int i0, int j)                \
+    __attribute__((target("avx512f"), noinline)) static void tile##n(const cm_gemm_tile *t)        \
     {                                                                                              \
-        tile(g, i0, n, j);                                                                         \
+        tile(t, n);                                                                                \
     }
 ROWS(1)
 ROWS(2)
@@ -72,31 +141,17 @@ ROWS(10)
 ROWS(11)
 ROWS(12)
 
-typedef void (*tile_fn)(const cm_gemm_args *, int, int);
+typedef void (*tile_fn)(const cm_gemm_tile *);
 static const tile_fn tiles[MR + 1] = {NULL,  tile1, tile2, tile3,  tile4,  tile5, tile6,
                                       tile7, tile8, tile9, tile10, tile11, tile12};
 
-/* Rows per block: the block of x (rows * k floats) and one panel must share L2,
- * or x is re-read from memory for every panel (batch 8 at k = 3072 was 2x slower). */
-static int row_block(int k)
+void cm_gemm_tile_avx512(const cm_gemm_tile *t)
 {
-    const int rows = (192 * 1024 / 4) / k / MR * MR;
-    return rows > MR ? rows : MR;
-}
-
-void cm_gemm_run_avx512(const cm_gemm_args *g, int p0, int p1)
-{
-    const int rb = row_block(g->k);
-    for (int ib = 0; ib < g->m; ib += rb) {
-        const int ie = ib + rb < g->m ? ib + rb : g->m;
-        for (int j = p0; j < p1; j++)
-            for (int i = ib; i < ie; i += MR)
-                tiles[ie - i < MR ? ie - i : MR](g, i, j);
-    }
+    tiles[t->rows](t);
 }
 #else
-void cm_gemm_run_avx512(const cm_gemm_args *g, int p0, int p1)
+void cm_gemm_tile_avx512(const cm_gemm_tile *t)
 {
-    cm_gemm_run_scalar(g, p0, p1);
+    cm_gemm_tile_scalar(t);
 }
 #endif

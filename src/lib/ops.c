@@ -50,6 +50,26 @@ void cm_linear_w(const float *x, int m, int in, const float *w, int packed, cons
     cm_gemm_packed(&g);
 }
 
+void cm_linear_act_w(const float *x, int m, int in, const float *w, int packed, const float *b,
+                     int out, cm_act act, float *y)
+{
+    if (!packed) {
+        cm_linear(x, m, in, w, b, out, y);
+        cm_activate(y, (size_t)m * out, act);
+        return;
+    }
+    /* Fused: the activation runs on the tile in registers before its only store. */
+    const cm_gemm_args g = {.x = x,
+                            .m = m,
+                            .k = in,
+                            .n = out,
+                            .p = w,
+                            .bias = b,
+                            .act = act == CM_ACT_GELU ? CM_GEMM_ACT_GELU : CM_GEMM_ACT_QUICK_GELU,
+                            .y = y};
+    cm_gemm_packed(&g);
+}
+
 static void layernorm_rows(const float *x, int i0, int i1, int d, const float *g, const float *b,
                            float eps, float *y)
 {
@@ -152,6 +172,12 @@ static void activate_range(float *x, size_t n, cm_act act)
         for (size_t i = 0; i < n; i++)
             x[i] = 0.5f * x[i] * (1.0f + erf_fast(x[i] * (float)M_SQRT1_2));
     }
+}
+
+void cm_gemm_act_scalar(float *x, int n, cm_gemm_act act)
+{
+    if (act != CM_GEMM_ACT_NONE)
+        activate_range(x, (size_t)n, act == CM_GEMM_ACT_GELU ? CM_ACT_GELU : CM_ACT_QUICK_GELU);
 }
 
 typedef struct act_job {

@@ -26,6 +26,10 @@ void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b
 void cm_linear_w(const float *x, int m, int in, const float *w, int packed, const float *b, int out,
                  int accumulate, float *y);
 
+/* act(cm_linear_w(...)) with accumulate = 0: the MLP's first layer. */
+void cm_linear_act_w(const float *x, int m, int in, const float *w, int packed, const float *b,
+                     int out, cm_act act, float *y);
+
 /* Row-wise LayerNorm with biased variance: y = (x - mean) / sqrt(var + eps) * g + b. */
 void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, float eps,
                   float *y);
