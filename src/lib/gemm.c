@@ -136,7 +136,9 @@ const char *cm_gemm_isa_name(cm_gemm_isa isa)
 typedef struct gemm_job {
     const cm_gemm_args *g;
     void (*tile)(const cm_gemm_tile *);
-    int mr, tiles, panels, tasks;
+    int mr, tiles, panels;
+    int per_block;       /* row tiles per row block */
+    int rblocks, groups; /* task t = row block t / groups, panel group t % groups */
 } gemm_job;
 
 /* First row of row tile `i`: m rows in `tiles` tiles of near-equal height (50 = 5 x 10). */
@@ -213,36 +215,62 @@ static float *pack_buffer(void)
     return buf;
 }
 
+/* Out of memory for the packing buffer: one-row tiles need only a K block of one row. */
+static void gemm_rows_unbuffered(const gemm_job *j, int t0, int t1, int p0, int p1)
+{
+    float row[CM_GEMM_KC]; /* pack_x of one row fills exactly this */
+    const gemm_job one = {.g = j->g, .tile = cm_gemm_tile_scalar, .mr = 1, .tiles = j->g->m};
+    const int i0 = tile_row(j, t0), i1 = tile_row(j, t1);
+    for (int k0 = 0; k0 < j->g->k; k0 += CM_GEMM_KC)
+        for (int i = i0; i < i1; i++) {
+            const int kc = j->g->k - k0 < CM_GEMM_KC ? j->g->k - k0 : CM_GEMM_KC;
+            pack_x(&one, i, i + 1, k0, kc, row);
+            gemm_block(&one, i, i + 1, k0, kc, p0, p1, row);
+        }
+}
+
 static void gemm_task(void *ctx, int t)
 {
     const gemm_job *j = ctx;
-    const int p0 = (int)((long)j->panels * t / j->tasks);
-    const int p1 = (int)((long)j->panels * (t + 1) / j->tasks);
-    if (p1 <= p0)
+    const int rb = t / j->groups, pg = t % j->groups;
+    const int p0 = (int)((long)j->panels * pg / j->groups);
+    const int p1 = (int)((long)j->panels * (pg + 1) / j->groups);
+    const int t0 = rb * j->per_block;
+    const int t1 = t0 + j->per_block < j->tiles ? t0 + j->per_block : j->tiles;
+    if (p1 <= p0 || t1 <= t0)
         return;
     float *buf = pack_buffer();
     if (!buf) {
-        /* Out of memory: one-row tiles need no more than a K block of one row. */
-        float row[CM_GEMM_KC];
-        /* (pack_x of one row needs exactly CM_GEMM_KC floats) */
-        const gemm_job one = {.g = j->g, .tile = cm_gemm_tile_scalar, .mr = 1, .tiles = j->g->m};
-        for (int k0 = 0; k0 < j->g->k; k0 += CM_GEMM_KC)
-            for (int i = 0; i < j->g->m; i++) {
-                const int kc = j->g->k - k0 < CM_GEMM_KC ? j->g->k - k0 : CM_GEMM_KC;
-                pack_x(&one, i, i + 1, k0, kc, row);
-                gemm_block(&one, i, i + 1, k0, kc, p0, p1, row);
-            }
+        gemm_rows_unbuffered(j, t0, t1, p0, p1);
         return;
     }
-    const int per_block = CM_GEMM_MC / j->mr;
     for (int k0 = 0; k0 < j->g->k; k0 += CM_GEMM_KC) {
         const int kc = j->g->k - k0 < CM_GEMM_KC ? j->g->k - k0 : CM_GEMM_KC;
-        for (int t0 = 0; t0 < j->tiles; t0 += per_block) {
-            const int t1 = t0 + per_block < j->tiles ? t0 + per_block : j->tiles;
-            pack_x(j, t0, t1, k0, kc, buf);
-            gemm_block(j, t0, t1, k0, kc, p0, p1, buf);
-        }
+        pack_x(j, t0, t1, k0, kc, buf);
+        gemm_block(j, t0, t1, k0, kc, p0, p1, buf);
     }
+}
+
+/*
+ * Split into tasks (a few per thread, so a descheduled thread's share is taken
+ * by the other). With many rows, tasks are row blocks over all panels: each
+ * packs its rows once (split over panels, every task copied all of x, 17% of a
+ * batch-8 profile). With few rows (batch 1), tasks are panel groups of one block.
+ */
+static void split(gemm_job *j, int threads)
+{
+    const long flops = (long)j->g->m * j->g->n * j->g->k;
+    const int want = flops < 200000 ? 1 : threads * 3;
+    const int max_block = CM_GEMM_MC / j->mr;
+    j->groups = 1;
+    if (j->tiles >= 8 * threads && want > 1) {
+        j->per_block = (j->tiles + want - 1) / want;
+        j->per_block = j->per_block < max_block ? j->per_block : max_block;
+    } else {
+        j->per_block = max_block;
+        j->groups = want < j->panels ? want : j->panels;
+    }
+    j->rblocks = (j->tiles + j->per_block - 1) / j->per_block;
 }
 
 void cm_gemm_packed(const cm_gemm_args *g)
@@ -260,11 +288,6 @@ void cm_gemm_packed(const cm_gemm_args *g)
         return;
     j.tiles = (g->m + j.mr - 1) / j.mr;
     j.panels = (g->n + CM_GEMM_NR - 1) / CM_GEMM_NR;
-    /* A few tasks per thread balance panels that do not divide evenly. */
-    const int threads = cm_pool_threads();
-    const long flops = (long)g->m * g->n * g->k;
-    j.tasks = flops < 200000 ? 1 : threads * 3;
-    if (j.tasks > j.panels)
-        j.tasks = j.panels;
-    cm_pool_run(gemm_task, &j, j.tasks);
+    split(&j, cm_pool_threads());
+    cm_pool_run(gemm_task, &j, j.rblocks * j.groups);
 }
