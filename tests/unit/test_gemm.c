@@ -39,7 +39,17 @@ static float *randv(size_t n)
 }
 
 /* Worst |y - ref| / (sum |x||w| + |b| + |y0|) over all outputs. */
-static double check_one(int m, int n, int k, int with_bias, int accumulate)
+static double act_ref(double v, cm_gemm_act act)
+{
+    if (act == CM_GEMM_ACT_QUICK_GELU)
+        return v / (1.0 + exp(-1.702 * v));
+    if (act == CM_GEMM_ACT_GELU)
+        return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+    return v;
+}
+
+/* As check_one, with the activation fused into the store (its slope is <= 1.13). */
+static double check_act(int m, int n, int k, int with_bias, int accumulate, cm_gemm_act act)
 {
     float *x = randv((size_t)m * k), *w = randv((size_t)n * k), *b = randv((size_t)n);
     float *y = randv((size_t)m * n), *y0 = malloc((size_t)m * n * sizeof *y0);
@@ -53,6 +63,7 @@ static double check_one(int m, int n, int k, int with_bias, int accumulate)
                             .p = p,
                             .bias = with_bias ? b : NULL,
                             .accumulate = accumulate,
+                            .act = act,
                             .y = y};
     cm_gemm_packed(&g);
     double worst = 0.0;
@@ -72,11 +83,41 @@ static double check_one(int m, int n, int k, int with_bias, int accumulate)
                 ref += y0[(size_t)i * n + j];
                 mag += fabs(y0[(size_t)i * n + j]);
             }
-            const double e = fabs(y[(size_t)i * n + j] - ref) / (mag + 1e-30);
+            const double e = fabs(y[(size_t)i * n + j] - act_ref(ref, act)) / (mag + 1e-30);
             worst = e > worst ? e : worst;
         }
     free(x), free(w), free(b), free(y), free(y0), free(p);
     return worst;
+}
+
+static double check_one(int m, int n, int k, int with_bias, int accumulate)
+{
+    return check_act(m, n, k, with_bias, accumulate, CM_GEMM_ACT_NONE);
+}
+
+/*
+ * Shapes at the edges of the blocking: one row, 13 rows (a 12-row tile and a
+ * 1-row one, or 7 + 6), k = 1, k one past a K block or several blocks plus a
+ * remainder, n not a multiple of 32 or of 16, and 150 or 400 rows (row blocks
+ * as tasks), each with an activation fused or not.
+ */
+static const int odd[][3] = {{1, 1, 1},      {13, 40, 257}, {13, 31, 1},   {1, 100, 513},
+                             {150, 96, 300}, {400, 72, 64}, {25, 17, 769}, {12, 33, 256}};
+
+static void run_odd(cm_gemm_isa isa)
+{
+    for (int threads = 1; threads <= 2; threads++) {
+        cm_pool_set_threads(threads);
+        for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
+            for (int act = CM_GEMM_ACT_NONE; act <= CM_GEMM_ACT_GELU; act++) {
+                const int m = odd[i][0], n = odd[i][1], k = odd[i][2];
+                const double e = check_act(m, n, k, (int)(i + act) % 2, act == 1, act);
+                if (e > 1e-5)
+                    fail_msg("%s m=%d n=%d k=%d act=%d threads=%d: normalised error %g",
+                             cm_gemm_isa_name(isa), m, n, k, act, threads, e);
+            }
+    }
+    cm_pool_set_threads(2);
 }
 
 static const int small[] = {1, 7, 33, 50};
@@ -109,6 +150,7 @@ static void run_shapes(cm_gemm_isa isa)
             fail_msg("%s m=%d n=%d k=%d: normalised error %g", cm_gemm_isa_name(isa), big[i][0],
                      big[i][1], big[i][2], e);
     }
+    run_odd(isa);
     fprintf(stderr, "test_gemm: %s kernel checked\n", cm_gemm_isa_name(isa));
     cm_gemm_force(CM_GEMM_AUTO);
 }
