@@ -18,6 +18,9 @@ typedef struct cm_packed {
     const int *len;   /* tokens of each sequence */
     int rows;         /* total rows M */
     int max_len;
+    /* Row of each sequence (from its start) the caller reads after the stack, or
+     * NULL for all: then only those rows are complete after the last block. */
+    const int *pool_row;
 } cm_packed;
 
 /*

@@ -14,6 +14,13 @@
 #include "ops.h"
 #include "pool.h"
 
+/* Attention's inner loops are plain C; these clones give them the CPU's vector width. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ATTN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ATTN_CLONES
+#endif
+
 void cm_linear(const float *x, int m, int in, const float *w, const float *b, int out, float *y)
 {
     float beta = 0.0f;
@@ -209,79 +216,151 @@ void cm_add(float *y, const float *x, size_t n)
         y[i] += x[i];
 }
 
-/* Softmax of each row of s[t, t]; in causal mode row i covers keys 0..i only. */
-static void softmax_rows(float *s, int t, int causal)
+size_t cm_attention_scratch_floats(int max_len, int d, int heads)
 {
-    for (int i = 0; i < t; i++) {
-        float *row = s + (size_t)i * t;
-        const int n = causal ? i + 1 : t;
-        float mx = row[0];
-        for (int j = 1; j < n; j++)
-            mx = row[j] > mx ? row[j] : mx;
-        double sum = 0.0;
-        for (int j = 0; j < n; j++) {
-            row[j] = exp_fast(row[j] - mx);
-            sum += row[j];
-        }
-        const float inv = (float)(1.0 / sum);
+    const int hd = d / heads;
+    /* K^T and one score row here; the OpenBLAS reference path needs t * t scores. */
+    return (size_t)(max_len > hd + 1 ? max_len : hd + 1) * max_len;
+}
+
+/* exp of s[0..n) - max, normalised; the sum runs in double for parity. */
+static void softmax_row(float *s, int n)
+{
+    float mx = s[0];
+    for (int j = 1; j < n; j++)
+        mx = s[j] > mx ? s[j] : mx;
+    double sum = 0.0;
+    for (int j = 0; j < n; j++) {
+        s[j] = exp_fast(s[j] - mx);
+        sum += s[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int j = 0; j < n; j++)
+        s[j] *= inv;
+}
+
+/*
+ * Query row i of one head: o = softmax(q_i . K^T * scale) . V, with kt = K^T [hd, t]
+ * so the scores are contiguous axpys over keys and the output an axpy over v rows:
+ * both inner loops vectorise (OpenBLAS per head cost 2 sgemm calls of 50x50x64,
+ * 2,304 per batch-8 pass, mostly call and copy overhead).
+ */
+ATTN_CLONES static void attend_row(const float *qi, const float *kt, const float *v, int t, int n,
+                                   int hd, int ld, float scale, float *s, float *o)
+{
+    for (int j = 0; j < n; j++)
+        s[j] = 0.0f;
+    for (int c = 0; c < hd; c++) {
+        const float a = qi[c] * scale;
+        const float *kr = kt + (size_t)c * t;
         for (int j = 0; j < n; j++)
-            row[j] *= inv;
-        for (int j = n; j < t; j++)
-            row[j] = 0.0f; /* masked keys: exp(-inf) */
+            s[j] += a * kr[j];
+    }
+    softmax_row(s, n);
+    for (int c = 0; c < hd; c++)
+        o[c] = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float p = s[j];
+        const float *vr = v + (size_t)j * ld;
+        for (int c = 0; c < hd; c++)
+            o[c] += p * vr[c];
     }
 }
 
-/* One head of one sequence: scores = q k^T * scale, softmax, out = scores v. */
-static void attention_head(const float *qkv, int t, int d, int heads, int h, int causal,
-                           float *scores, float *out)
+/*
+ * The reference path (CLIPMOD_GEMM=openblas): scores = q k^T * scale, softmax,
+ * out = scores v, as two cblas_sgemm calls per head.
+ */
+static void attention_head_blas(const float *qkv, int t, int d, int heads, int h, int causal,
+                                int q0, int q1, float *scores, float *out)
 {
-    const int hd = d / heads, ld = 3 * d;
+    const int hd = d / heads, ld = 3 * d, nq = q1 - q0;
     const float scale = 1.0f / sqrtf((float)hd);
-    const float *q = qkv + h * hd, *k = qkv + d + h * hd, *v = qkv + 2 * d + h * hd;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, scale, q, ld, k, ld, 0.0f,
+    const float *q = qkv + (size_t)q0 * ld + h * hd, *k = qkv + d + h * hd,
+                *v = qkv + 2 * d + h * hd;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, t, hd, scale, q, ld, k, ld, 0.0f,
                 scores, t);
-    softmax_rows(scores, t, causal);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, scores, t, v, ld, 0.0f,
+    for (int i = q0; i < q1; i++) {
+        float *row = scores + (size_t)(i - q0) * t;
+        const int n = causal ? i + 1 : t;
+        softmax_row(row, n);
+        for (int j = n; j < t; j++)
+            row[j] = 0.0f; /* masked keys: exp(-inf) */
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, t, 1.0f, scores, t, v, ld, 0.0f,
                 out + h * hd, d);
 }
 
-void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scores, float *out)
+/*
+ * Head h of one sequence of t tokens. Queries are rows q0..q1-1; query row i's
+ * output goes to out + (i - q0) * d (so a caller can ask for one row only).
+ * `scratch`: cm_attention_scratch_floats(t, d, heads) floats.
+ */
+static void attention_head(const float *qkv, int t, int d, int heads, int h, int causal, int q0,
+                           int q1, float *scratch, float *out)
+{
+    if (cm_gemm_isa_active() == CM_GEMM_OPENBLAS) {
+        attention_head_blas(qkv, t, d, heads, h, causal, q0, q1, scratch, out);
+        return;
+    }
+    const int hd = d / heads, ld = 3 * d;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float *q = qkv + h * hd, *k = qkv + d + h * hd, *v = qkv + 2 * d + h * hd;
+    float *kt = scratch, *s = scratch + (size_t)hd * t;
+    for (int j = 0; j < t; j++)
+        for (int c = 0; c < hd; c++)
+            kt[(size_t)c * t + j] = k[(size_t)j * ld + c];
+    for (int i = q0; i < q1; i++)
+        attend_row(q + (size_t)i * ld, kt, v, t, causal ? i + 1 : t, hd, ld, scale, s,
+                   out + (size_t)(i - q0) * d + h * hd);
+}
+
+void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scratch, float *out)
 {
     for (int h = 0; h < heads; h++)
-        attention_head(qkv, t, d, heads, h, causal, scores, out);
+        attention_head(qkv, t, d, heads, h, causal, 0, t, scratch, out);
 }
 
 typedef struct attn_job {
     const float *qkv;
-    const int *start, *len;
+    const int *start, *len, *qrow;
     int count, max_len, d, heads, causal;
-    float *scores, *out;
+    float *scratch, *out;
 } attn_job;
 
-/* Task h: head h of every sequence, in its own slice of the scratch. */
-static void attn_task(void *ctx, int h)
+/* Task = (sequence, head), each with its own scratch slice. */
+static void attn_task(void *ctx, int task)
 {
     const attn_job *j = ctx;
-    float *scores = j->scores + (size_t)h * j->max_len * j->max_len;
-    for (int s = 0; s < j->count; s++)
-        attention_head(j->qkv + (size_t)j->start[s] * 3 * j->d, j->len[s], j->d, j->heads, h,
-                       j->causal, scores, j->out + (size_t)j->start[s] * j->d);
+    const int sq = task / j->heads, h = task % j->heads;
+    float *scratch =
+        j->scratch + (size_t)task * cm_attention_scratch_floats(j->max_len, j->d, j->heads);
+    const float *qkv = j->qkv + (size_t)j->start[sq] * 3 * j->d;
+    if (j->qrow) {
+        attention_head(qkv, j->len[sq], j->d, j->heads, h, j->causal, j->qrow[sq], j->qrow[sq] + 1,
+                       scratch, j->out + (size_t)sq * j->d);
+        return;
+    }
+    attention_head(qkv, j->len[sq], j->d, j->heads, h, j->causal, 0, j->len[sq], scratch,
+                   j->out + (size_t)j->start[sq] * j->d);
 }
 
-void cm_attention_seqs(const float *qkv, const int *start, const int *len, int count, int max_len,
-                       int d, int heads, int causal, float *scores, float *out)
+void cm_attention_seqs(const float *qkv, const int *start, const int *len, const int *qrow,
+                       int count, int max_len, int d, int heads, int causal, float *scratch,
+                       float *out)
 {
     attn_job j = {.qkv = qkv,
                   .start = start,
                   .len = len,
+                  .qrow = qrow,
                   .count = count,
                   .max_len = max_len,
                   .d = d,
                   .heads = heads,
                   .causal = causal,
-                  .scores = scores,
+                  .scratch = scratch,
                   .out = out};
-    cm_pool_run(attn_task, &j, heads);
+    cm_pool_run(attn_task, &j, count * heads);
 }
 
 void cm_l2_normalize(float *x, int m, int d)

@@ -3,7 +3,8 @@
  *
  * One small function per operation, ggml-style. Rows are contiguous float32; shapes
  * were checked when the weights were loaded, so kernels do not re-check them.
- * Every matrix product goes through cblas_sgemm.
+ * Linear layers go through cm_gemm (packed weights) or cblas_sgemm; attention is
+ * our own loops.
  */
 #ifndef CM_OPS_H
 #define CM_OPS_H
@@ -40,20 +41,29 @@ void cm_activate(float *x, size_t n, cm_act act);
 /* y += x over n values (the residual connection). */
 void cm_add(float *y, const float *x, size_t n);
 
+/* Scratch floats one (sequence, head) of attention needs: (d / heads + 1) * max_len. */
+size_t cm_attention_scratch_floats(int max_len, int d, int heads);
+
 /*
  * Multi-head self-attention for one sequence of `t` tokens. `qkv` is [t, 3D] (q, k,
  * v side by side, row stride 3D); the concatenated head outputs go to `out` [t, D].
- * `causal` masks every key after the query. `scores` is scratch of t*t floats.
+ * `causal` masks every key after the query. `scratch`: cm_attention_scratch_floats(t,
+ * d, heads) floats.
  */
-void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scores, float *out);
+void cm_attention(const float *qkv, int t, int d, int heads, int causal, float *scratch,
+                  float *out);
 
 /*
- * cm_attention over `count` packed sequences (rows start[s], length len[s] of qkv
- * and out), heads split over the thread pool. `scores` is scratch of
- * heads * max_len * max_len floats (one slice per head, so heads run in parallel).
+ * cm_attention over `count` packed sequences (rows start[s], length len[s] of qkv),
+ * one pool task per (sequence, head). With qrow NULL every row is a query and the
+ * output goes to the same rows of out; else only row qrow[s] of sequence s (relative
+ * to its start) is, and its output goes to row s of out (the last block needs only
+ * the pooled rows). `scratch`: count * heads * cm_attention_scratch_floats(max_len,
+ * d, heads) floats.
  */
-void cm_attention_seqs(const float *qkv, const int *start, const int *len, int count, int max_len,
-                       int d, int heads, int causal, float *scores, float *out);
+void cm_attention_seqs(const float *qkv, const int *start, const int *len, const int *qrow,
+                       int count, int max_len, int d, int heads, int causal, float *scratch,
+                       float *out);
 
 /* Divide each of the m rows of x[m, d] by its L2 norm. */
 void cm_l2_normalize(float *x, int m, int d);

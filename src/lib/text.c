@@ -19,14 +19,18 @@ clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg, const i
     const cm_text_weights *tw = &w->text;
     const int d = cfg->text.width, e = cfg->proj_dim;
     clipmod_error rc = CLIPMOD_OK;
-    int *start = cm_alloc((size_t)n * sizeof *start);
+    int *start = cm_alloc((size_t)n * sizeof *start), *eot = cm_alloc((size_t)n * sizeof *eot);
     float *h = NULL, *pooled = NULL;
     int rows = 0, max_len = 0;
 
-    if (!start)
+    if (!start || !eot) {
+        cm_free(start);
+        cm_free(eot);
         return CLIPMOD_E_NOMEM;
+    }
     for (int i = 0; i < n; i++) {
         start[i] = rows;
+        eot[i] = len[i] - 1; /* the pooled row: the last block computes only it */
         rows += len[i];
         max_len = len[i] > max_len ? len[i] : max_len;
     }
@@ -43,7 +47,8 @@ clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg, const i
             cm_add(r, tw->pos_emb + (size_t)j * d, (size_t)d);
         }
 
-    cm_packed seq = {.count = n, .start = start, .len = len, .rows = rows, .max_len = max_len};
+    cm_packed seq = {
+        .count = n, .start = start, .len = len, .rows = rows, .max_len = max_len, .pool_row = eot};
     if ((rc = cm_encoder_forward(tw->blocks, &cfg->text, &seq, 1, h)))
         goto out;
 
@@ -56,6 +61,7 @@ clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg, const i
     cm_l2_normalize(out, n, e);
 out:
     cm_free(start);
+    cm_free(eot);
     cm_free(h);
     cm_free(pooled);
     return rc;

@@ -3,7 +3,8 @@
  *
  * Patches are gathered into rows (im2col) so the patch "convolution" is one GEMM;
  * then the class token and positions are added, pre-LN, the encoder runs, and the
- * class token of each image goes through post-LN and the projection.
+ * class token of each image goes through post-LN and the projection (the last
+ * block computes that row only after attention).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +41,9 @@ clipmod_error cm_vision_forward(const cm_weights *w, const cm_config *cfg,
     float *h = cm_alloc((size_t)n * t * d * sizeof *h);
     float *cls = cm_alloc((size_t)n * d * sizeof *cls);
     int *start = cm_alloc((size_t)n * sizeof *start), *len = cm_alloc((size_t)n * sizeof *len);
+    int *pool_row = cm_alloc((size_t)n * sizeof *pool_row);
 
-    if (!patches || !emb || !h || !cls || !start || !len) {
+    if (!patches || !emb || !h || !cls || !start || !len || !pool_row) {
         rc = CLIPMOD_E_NOMEM;
         goto out;
     }
@@ -56,10 +58,12 @@ clipmod_error cm_vision_forward(const cm_weights *w, const cm_config *cfg,
         cm_add(hi, v->pos_emb, (size_t)t * d);
         start[i] = i * t;
         len[i] = t;
+        pool_row[i] = 0; /* the class token */
     }
     cm_layernorm(h, n * t, d, v->pre_w, v->pre_b, cfg->vision.eps, h);
 
-    cm_packed seq = {.count = n, .start = start, .len = len, .rows = n * t, .max_len = t};
+    cm_packed seq = {
+        .count = n, .start = start, .len = len, .rows = n * t, .max_len = t, .pool_row = pool_row};
     if ((rc = cm_encoder_forward(v->blocks, &cfg->vision, &seq, 0, h)))
         goto out;
 
@@ -75,5 +79,6 @@ out:
     cm_free(cls);
     cm_free(start);
     cm_free(len);
+    cm_free(pool_row);
     return rc;
 }

@@ -14,7 +14,9 @@
 
 #include <cmocka.h>
 
+#include "gemm.h"
 #include "ops.h"
+#include "pool.h"
 
 static uint32_t rng = 12345;
 
@@ -83,7 +85,7 @@ static void naive_attention(const float *qkv, int t, int d, int heads, int causa
     const int hd = d / heads;
     for (int h = 0; h < heads; h++)
         for (int i = 0; i < t; i++) {
-            double s[64], mx = -INFINITY, sum = 0;
+            double s[128], mx = -INFINITY, sum = 0;
             const int n = causal ? i + 1 : t;
             for (int j = 0; j < n; j++) {
                 double dot = 0;
@@ -107,7 +109,7 @@ static void attention_matches_naive(void **state)
 {
     const int t = 9, d = 48, heads = 3;
     float *qkv = randv((size_t)t * 3 * d), *out = malloc((size_t)t * d * sizeof *out);
-    float *scores = malloc((size_t)t * t * sizeof *scores);
+    float *scores = malloc(cm_attention_scratch_floats(t, d, heads) * sizeof *scores);
     double want[9 * 48];
     for (int causal = 0; causal < 2; causal++) {
         cm_attention(qkv, t, d, heads, causal, scores, out);
@@ -119,6 +121,48 @@ static void attention_matches_naive(void **state)
     for (int k = 0; k < d; k++)
         assert_true(fabs(out[k] - qkv[2 * d + k]) < 1e-6);
     free(qkv), free(out), free(scores);
+}
+
+/*
+ * Packed sequences of different lengths at a real head width (64), every query row
+ * and then one query row per sequence (the last block's pooled rows), with and
+ * without the mask, on our kernels and on the OpenBLAS reference path.
+ */
+static void check_seqs(int causal)
+{
+    enum { N = 3, D = 128, HEADS = 2, MAXT = 77 };
+    const int len[N] = {50, 7, 77}, start[N] = {0, 50, 57}, rows = 134;
+    const int qrow[N] = {0, 6, 76};
+    float *qkv = randv((size_t)rows * 3 * D), *out = malloc((size_t)rows * D * sizeof *out);
+    float *scratch =
+        malloc((size_t)N * HEADS * cm_attention_scratch_floats(MAXT, D, HEADS) * sizeof *scratch);
+    double *want = malloc((size_t)MAXT * D * sizeof *want);
+    cm_attention_seqs(qkv, start, len, NULL, N, MAXT, D, HEADS, causal, scratch, out);
+    for (int s = 0; s < N; s++) {
+        naive_attention(qkv + (size_t)start[s] * 3 * D, len[s], D, HEADS, causal, want);
+        for (int i = 0; i < len[s] * D; i++)
+            assert_true(fabs(out[(size_t)start[s] * D + i] - want[i]) < 1e-5);
+    }
+    cm_attention_seqs(qkv, start, len, qrow, N, MAXT, D, HEADS, causal, scratch, out);
+    for (int s = 0; s < N; s++) {
+        naive_attention(qkv + (size_t)start[s] * 3 * D, len[s], D, HEADS, causal, want);
+        for (int c = 0; c < D; c++)
+            assert_true(fabs(out[(size_t)s * D + c] - want[(size_t)qrow[s] * D + c]) < 1e-5);
+    }
+    free(qkv), free(out), free(scratch), free(want);
+}
+
+static void attention_seqs_match_naive(void **state)
+{
+    (void)state;
+    cm_pool_set_threads(2);
+    const cm_gemm_isa paths[] = {CM_GEMM_AUTO, CM_GEMM_OPENBLAS};
+    for (size_t p = 0; p < 2; p++) {
+        cm_gemm_force(paths[p]);
+        check_seqs(0);
+        check_seqs(1);
+    }
+    cm_gemm_force(CM_GEMM_AUTO);
 }
 
 static void activations(void **state)
@@ -147,6 +191,7 @@ int main(void)
         cmocka_unit_test(linear_matches_naive),
         cmocka_unit_test(layernorm_matches_naive),
         cmocka_unit_test(attention_matches_naive),
+        cmocka_unit_test(attention_seqs_match_naive),
         cmocka_unit_test(activations),
         cmocka_unit_test(l2_normalize),
     };
