@@ -139,6 +139,7 @@ typedef struct gemm_job {
     int mr, tiles, panels;
     int per_block;       /* row tiles per row block */
     int rblocks, groups; /* task t = row block t / groups, panel group t % groups */
+    const float *shared; /* x packed once for every task (one row block), or NULL */
 } gemm_job;
 
 /* First row of row tile `i`: m rows in `tiles` tiles of near-equal height (50 = 5 x 10). */
@@ -239,6 +240,14 @@ static void gemm_task(void *ctx, int t)
     const int t1 = t0 + j->per_block < j->tiles ? t0 + j->per_block : j->tiles;
     if (p1 <= p0 || t1 <= t0)
         return;
+    if (j->shared) {
+        for (int k0 = 0; k0 < j->g->k; k0 += CM_GEMM_KC) {
+            const int kc = j->g->k - k0 < CM_GEMM_KC ? j->g->k - k0 : CM_GEMM_KC;
+            gemm_block(j, t0, t1, k0, kc, p0, p1,
+                       j->shared + (size_t)(k0 / CM_GEMM_KC) * j->g->m * CM_GEMM_KC);
+        }
+        return;
+    }
     float *buf = pack_buffer();
     if (!buf) {
         gemm_rows_unbuffered(j, t0, t1, p0, p1);
@@ -260,7 +269,7 @@ static void gemm_task(void *ctx, int t)
 static void split(gemm_job *j, int threads)
 {
     const long flops = (long)j->g->m * j->g->n * j->g->k;
-    const int want = flops < 200000 ? 1 : threads * 3;
+    const int want = flops < 200000 || threads == 1 ? 1 : threads * 3;
     const int max_block = CM_GEMM_MC / j->mr;
     j->groups = 1;
     if (j->tiles >= 8 * threads && want > 1) {
@@ -271,6 +280,68 @@ static void split(gemm_job *j, int threads)
         j->groups = want < j->panels ? want : j->panels;
     }
     j->rblocks = (j->tiles + j->per_block - 1) / j->per_block;
+}
+
+typedef struct big_buf {
+    float *p;
+    size_t cap;
+} big_buf;
+
+static pthread_key_t big_key;
+static pthread_once_t big_once = PTHREAD_ONCE_INIT;
+
+static void big_free(void *v)
+{
+    big_buf *b = v;
+    free(b->p);
+    free(b);
+}
+
+static void big_key_init(void)
+{
+    if (pthread_key_create(&big_key, big_free) != 0)
+        big_key = (pthread_key_t)-1;
+}
+
+/* The calling thread's buffer of at least n floats, grown and kept (NULL if none). */
+static float *big_buffer(size_t n)
+{
+    pthread_once(&big_once, big_key_init);
+    if (big_key == (pthread_key_t)-1)
+        return NULL;
+    big_buf *b = pthread_getspecific(big_key);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        if (!b || pthread_setspecific(big_key, b) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    if (b->cap < n) {
+        free(b->p);
+        b->p = malloc(n * sizeof *b->p);
+        b->cap = b->p ? n : 0;
+    }
+    return b->p;
+}
+
+/*
+ * With one row block split over panel groups (batch 1), every task would copy the
+ * same x: the caller packs all its K blocks once instead, before the tasks start
+ * (six copies of a 50-row x were ~7% of a batch-1 GEMM).
+ */
+static void pack_shared(gemm_job *j)
+{
+    const cm_gemm_args *g = j->g;
+    const int blocks = (g->k + CM_GEMM_KC - 1) / CM_GEMM_KC;
+    float *buf = big_buffer((size_t)blocks * g->m * CM_GEMM_KC);
+    if (!buf)
+        return;
+    for (int k0 = 0; k0 < g->k; k0 += CM_GEMM_KC) {
+        const int kc = g->k - k0 < CM_GEMM_KC ? g->k - k0 : CM_GEMM_KC;
+        pack_x(j, 0, j->tiles, k0, kc, buf + (size_t)(k0 / CM_GEMM_KC) * g->m * CM_GEMM_KC);
+    }
+    j->shared = buf;
 }
 
 void cm_gemm_packed(const cm_gemm_args *g)
@@ -289,5 +360,7 @@ void cm_gemm_packed(const cm_gemm_args *g)
     j.tiles = (g->m + j.mr - 1) / j.mr;
     j.panels = (g->n + CM_GEMM_NR - 1) / CM_GEMM_NR;
     split(&j, cm_pool_threads());
+    if (j.rblocks == 1 && j.groups > 1)
+        pack_shared(&j);
     cm_pool_run(gemm_task, &j, j.rblocks * j.groups);
 }

@@ -223,17 +223,21 @@ size_t cm_attention_scratch_floats(int max_len, int d, int heads)
     return (size_t)(max_len > hd + 1 ? max_len : hd + 1) * max_len;
 }
 
-/* exp of s[0..n) - max, normalised; the sum runs in double for parity. */
-static void softmax_row(float *s, int n)
+/*
+ * exp of s[0..n) - max, normalised; the sum runs in double for parity. Inlined into
+ * attend_row's clones, so the max, exp and scale loops get their vector width (as a
+ * separate SSE2 function it was 6.6% of a forward pass).
+ */
+__attribute__((always_inline)) static inline void softmax_row(float *s, int n)
 {
     float mx = s[0];
     for (int j = 1; j < n; j++)
         mx = s[j] > mx ? s[j] : mx;
-    double sum = 0.0;
-    for (int j = 0; j < n; j++) {
+    for (int j = 0; j < n; j++)
         s[j] = exp_fast(s[j] - mx);
+    double sum = 0.0;
+    for (int j = 0; j < n; j++)
         sum += s[j];
-    }
     const float inv = (float)(1.0 / sum);
     for (int j = 0; j < n; j++)
         s[j] *= inv;
