@@ -9,6 +9,18 @@
 #include "common.h"
 #include "encoder.h"
 #include "ops.h"
+#include "qgemm.h"
+
+/* Linear layer `which` (0 qkv, 1 out, 2 fc1, 3 fc2) of block b: int8/bf16 when the
+ * block was converted at load (quant.c), else fp32. */
+static clipmod_error linear(const cm_block *b, int which, const float *x, int m, int in,
+                            const float *w, const float *bias, int out, int accumulate, float *y)
+{
+    if (b->q)
+        return cm_qgemm(&b->q[which], x, m, bias, accumulate, y);
+    cm_linear_w(x, m, in, w, b->packed, bias, out, accumulate, y);
+    return CLIPMOD_OK;
+}
 
 clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *tc,
                                  const cm_packed *seq, int causal, float *h)
@@ -28,14 +40,18 @@ clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *
     for (int l = 0; l < tc->layers; l++) {
         const cm_block *b = &blocks[l];
         cm_layernorm(h, m, d, b->ln1_w, b->ln1_b, tc->eps, x);
-        cm_linear_w(x, m, d, b->qkv_w, b->packed, b->qkv_b, 3 * d, 0, qkv);
+        if ((rc = linear(b, 0, x, m, d, b->qkv_w, b->qkv_b, 3 * d, 0, qkv)))
+            goto out;
         cm_attention_seqs(qkv, seq->start, seq->len, seq->count, seq->max_len, d, tc->heads, causal,
                           scores, x);
-        cm_linear_w(x, m, d, b->out_w, b->packed, b->out_b, d, 1, h);
+        if ((rc = linear(b, 1, x, m, d, b->out_w, b->out_b, d, 1, h)))
+            goto out;
         cm_layernorm(h, m, d, b->ln2_w, b->ln2_b, tc->eps, x);
-        cm_linear_w(x, m, d, b->fc1_w, b->packed, b->fc1_b, f, 0, mlp);
+        if ((rc = linear(b, 2, x, m, d, b->fc1_w, b->fc1_b, f, 0, mlp)))
+            goto out;
         cm_activate(mlp, (size_t)m * f, tc->act);
-        cm_linear_w(mlp, m, f, b->fc2_w, b->packed, b->fc2_b, d, 1, h);
+        if ((rc = linear(b, 3, mlp, m, f, b->fc2_w, b->fc2_b, d, 1, h)))
+            goto out;
     }
 out:
     cm_free(x);
