@@ -18,6 +18,7 @@
 #include "common.h"
 #include "image.h"
 #include "model.h"
+#include "quant.h"
 #include "safetensors.h"
 #include "towers.h"
 
@@ -47,13 +48,20 @@ static uint64_t fingerprint(const cm_safetensors *st)
     size_t len;
     const unsigned char *p = cm_safetensors_bytes(st, &len);
     uint64_t lane[4] = {1, 2, 3, 4}, w;
-    size_t i = 0;
-    for (; i + 32 <= len; i += 32)
+    size_t i = 0, done = 0;
+    for (; i + 32 <= len; i += 32) {
         for (int k = 0; k < 4; k++) {
             memcpy(&w, p + i + 8 * k, 8);
             lane[k] = (lane[k] ^ w) * 0x9e3779b97f4a7c15ull;
             lane[k] ^= lane[k] >> 29;
         }
+        /* Drop our mapping of what was hashed, 16 MB at a time: the whole file
+         * resident at once was most of the load's peak RSS. */
+        if (i + 32 - done >= (16u << 20)) {
+            cm_release_bytes(p + done, i + 32 - done);
+            done = i + 32;
+        }
+    }
     uint64_t h = cm_hash64(p + i, len - i, len);
     for (int k = 0; k < 4; k++)
         h = cm_hash64(&lane[k], 8, h);
@@ -138,12 +146,13 @@ clipmod_error clipmod_model_load_precision(const char *dir, const char *merges,
     }
     if ((rc = cm_safetensors_open(path, &st, errbuf)))
         goto out;
+    /* Hash first: both passes over the file then drop its pages as they go. */
+    m->fingerprint = fingerprint(st);
     char tensor_err[CLIPMOD_ERROR_SIZE];
     if ((rc = cm_weights_load_at(st, &m->cfg, precision, &m->w, tensor_err))) {
         cm_error(errbuf, rc, "%s: %s", path, tensor_err);
         goto out;
     }
-    m->fingerprint = fingerprint(st);
     /* Embeddings at int8/bf16 differ from fp32 ones: the caches they key must too.
      * fp32 keeps the plain file fingerprint, so existing caches stay valid. */
     if (precision != CLIPMOD_PRECISION_FP32)

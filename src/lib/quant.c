@@ -4,7 +4,9 @@
  * The arena weights.c fills is anonymous memory (malloc, mmapped at this size), so
  * madvise(MADV_DONTNEED) on the whole pages of a matrix we no longer read frees
  * them at once (the range reads as zeros afterwards; nothing reads it). The few
- * partial pages at a matrix's ends stay: at most 8 KB per matrix.
+ * partial pages at a matrix's ends stay: at most 8 KB per matrix. The same call on
+ * the read-only private mapping of the checkpoint drops our mapping of clean file
+ * pages once a tensor is copied (the page cache keeps them; nothing is lost).
  */
 #include <stdint.h>
 #include <sys/mman.h>
@@ -12,16 +14,21 @@
 
 #include "quant.h"
 
-void cm_release_floats(float *p, size_t n)
+void cm_release_bytes(const void *p, size_t n)
 {
     const long pg = sysconf(_SC_PAGESIZE);
     if (!p || pg <= 0)
         return;
     const uintptr_t page = (uintptr_t)pg;
     const uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
-    const uintptr_t hi = ((uintptr_t)(p + n)) & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
     if (hi > lo)
         (void)madvise((void *)lo, hi - lo, MADV_DONTNEED); /* advisory: failing only costs RSS */
+}
+
+void cm_release_floats(float *p, size_t n)
+{
+    cm_release_bytes(p, n * sizeof *p);
 }
 
 clipmod_error cm_quant_block(cm_block *b, const cm_tower_config *tc, clipmod_precision p,

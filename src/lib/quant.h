@@ -20,7 +20,11 @@
 clipmod_error cm_quant_block(cm_block *b, const cm_tower_config *tc, clipmod_precision p,
                              cm_qmat q[4]);
 
-/* Give the whole pages inside [p, p + n) back to the kernel; their contents are lost. */
+/*
+ * Give the whole pages inside [p, p + n) back to the kernel: anonymous memory reads
+ * as zeros afterwards, a clean private file mapping re-reads the file if touched.
+ */
+void cm_release_bytes(const void *p, size_t n);
 void cm_release_floats(float *p, size_t n);
 
 #endif

@@ -94,6 +94,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
                         name);
     if (!transpose) {
         cm_tensor_to_f32(t, 0, t->numel, dst);
+        cm_release_bytes(t->data, t->nbytes); /* copied: the file's pages need not stay */
     } else {
         size_t rows = (size_t)shape[0], cols = (size_t)shape[1];
         float *row = cm_alloc(cols * sizeof *row);
@@ -105,6 +106,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
                 dst[c * rows + r] = row[c];
         }
         cm_free(row);
+        cm_release_bytes(t->data, t->nbytes);
     }
     *out = dst;
     return CLIPMOD_OK;
@@ -134,8 +136,10 @@ static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_b
         snprintf(name, sizeof name, "%sself_attn.%s.weight", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d, d), &t)))
             return rc;
-        if (w)
+        if (w) {
             cm_tensor_to_f32(t, 0, t->numel, w + i * d * d);
+            cm_release_bytes(t->data, t->nbytes);
+        }
         snprintf(name, sizeof name, "%sself_attn.%s.bias", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d), &t)))
             return rc;
