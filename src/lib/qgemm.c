@@ -258,9 +258,18 @@ static cm_qisa from_env(clipmod_precision p)
     return CM_QISA_AUTO;
 }
 
+/* CLIPMOD_QGEMM=none: behave as a CPU without any of our int8/bf16 instructions. */
+static int env_none(void)
+{
+    const char *e = getenv("CLIPMOD_QGEMM");
+    return e && strcmp(e, "none") == 0;
+}
+
 static cm_qisa detect(clipmod_precision p)
 {
     const cm_qisa env = from_env(p);
+    if (env_none())
+        return CM_QISA_AUTO;
     if (env != CM_QISA_AUTO) /* forced: honoured or refused, never replaced */
         return cm_qgemm_isa_supported(env) ? env : CM_QISA_AUTO;
     if (p == CLIPMOD_PRECISION_INT8) {
@@ -309,14 +318,16 @@ clipmod_error cm_qgemm_check(clipmod_precision p, char *errbuf)
         return cm_error(errbuf, CLIPMOD_E_UNSUPPORTED,
                         "precision %s: CLIPMOD_QGEMM=%s asks for a kernel this CPU cannot run",
                         name, cm_qgemm_isa_name(env));
+    const char *why = env_none() ? " (CLIPMOD_QGEMM=none)" : "";
     if (p == CLIPMOD_PRECISION_INT8)
         return cm_error(errbuf, CLIPMOD_E_UNSUPPORTED,
                         "precision int8 not supported on this CPU: it needs AVX-512 VNNI "
-                        "(avx512_vnni) or AVX-VNNI (avx_vnni), and this CPU has neither");
+                        "(avx512_vnni) or AVX-VNNI (avx_vnni), and this CPU has neither%s",
+                        why);
     return cm_error(errbuf, CLIPMOD_E_UNSUPPORTED,
                     "precision %s not supported on this CPU: it needs AVX-512 BF16 (avx512_bf16), "
-                    "which this CPU lacks",
-                    name);
+                    "which this CPU lacks%s",
+                    name, why);
 }
 
 typedef struct qjob {

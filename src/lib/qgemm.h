@@ -19,7 +19,7 @@
  * Kernels: AVX-512 VNNI (zmm), AVX-VNNI (ymm), AVX-512 BF16, and portable C for
  * both, picked at run time (never a silent fallback: a precision the CPU cannot run
  * is refused at load, see cm_qgemm_check). CLIPMOD_QGEMM=scalar|avxvnni|avx512vnni|
- * avx512bf16 forces one (tests).
+ * avx512bf16 forces one (tests); CLIPMOD_QGEMM=none plays a CPU that has none of them.
  */
 #ifndef CM_QGEMM_H
 #define CM_QGEMM_H
