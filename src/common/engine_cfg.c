@@ -66,7 +66,8 @@ clipmod_error cm_model_from_config(const cm_engine_cfg *cfg, clipmod_model **out
     /* Process-wide, and clipmod.h asks for it before any embedding. */
     if (cfg->threads > 0)
         clipmod_set_threads(cfg->threads);
-    clipmod_error rc = clipmod_model_load(cfg->model, cfg->merges, &model, err);
+    clipmod_error rc =
+        clipmod_model_load_precision(cfg->model, cfg->merges, cfg->precision, &model, err);
     if (rc) {
         LOG_REFUSAL(cfg, "model not loaded", CM_LF_S("model", cfg->model),
                     CM_LF_S("error", lib_msg(err, rc)), CM_LF_S("hint", MODEL_HINT), CM_LF_END);
