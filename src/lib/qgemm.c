@@ -347,7 +347,9 @@ static void convert_task(void *ctx, int t)
               r1 = (int)((long)m * (t + 1) / j->tasks);
     if (r1 <= r0)
         return;
-    if (j->a.q->precision == CLIPMOD_PRECISION_BF16)
+    if (j->isa == CM_QISA_AVX512BF16)
+        cm_qbf16_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, (uint16_t *)(void *)j->xq);
+    else if (j->a.q->precision == CLIPMOD_PRECISION_BF16)
         cm_qbf16_rows(j->x, j->k, j->a.q->kp, r0, r1, (uint16_t *)(void *)j->xq);
     else if (j->isa == CM_QISA_AVX512VNNI)
         cm_qquant_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, j->xq, j->sx, j->zp);

@@ -106,6 +106,7 @@ void cm_qquant_rows(const float *x, int k, int kp, int r0, int r1, uint8_t *xq, 
 void cm_qquant_rows_avx512(const float *x, int k, int kp, int r0, int r1, uint8_t *xq, float *sx,
                            int32_t *zp);
 void cm_qbf16_rows(const float *x, int k, int kp, int r0, int r1, uint16_t *xb);
+void cm_qbf16_rows_avx512(const float *x, int k, int kp, int r0, int r1, uint16_t *xb);
 
 /* Round-to-nearest-even float -> bf16 bits, as vcvtne2ps2bf16 does (NaN kept quiet). */
 uint16_t cm_bf16_from_float(float f);
