@@ -42,11 +42,27 @@ static void usage(FILE *f)
           "  --runs N                timed runs per batch size, median reported (default 7)\n"
           "  --warmup N              untimed runs first, per batch size (default 2)\n"
           "  --threads N             clipmod_set_threads (default 2)\n"
+          "  --precision P           fp32, int8 or bf16 (default fp32); exits 2 if the CPU\n"
+          "                          cannot run P\n"
           "  --gflop X               GFLOP per image for the GFLOP/s column (default 8.82)\n"
           "  --dump-pixels FILE      write the preprocessed images, f32 [N,3,S,S]\n"
           "  --dump-embeddings FILE  write our embeddings of the N images, f32 [N,E]\n"
           "Prints one JSON line per batch size on stdout.\n",
           f);
+}
+
+/* A "Vm...:" line of /proc/self/status in kB, -1 where there is none. */
+static long status_kb(const char *key)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && kb < 0 && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, strlen(key)))
+            kb = strtol(line + strlen(key), NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
 }
 
 static double now_ms(void)
@@ -119,6 +135,7 @@ static void json_string(const char *s)
 int main(int argc, char **argv)
 {
     int batches[MAX_BATCHES] = {1, 8}, nb = 2, runs = 7, warmup = 2, threads = 2;
+    clipmod_precision precision = CLIPMOD_PRECISION_FP32;
     double gflop = 8.82;
     const char *dir = NULL, *dump_px = NULL, *dump_emb = NULL;
     const char **paths = calloc((size_t)argc, sizeof *paths);
@@ -159,6 +176,10 @@ int main(int argc, char **argv)
             if (parse_int(v, 1, &threads))
                 goto bad;
             i++;
+        } else if (!strcmp(a, "--precision") && v) {
+            if (clipmod_precision_parse(v, &precision))
+                goto bad;
+            i++;
         } else if (!strcmp(a, "--gflop") && v) {
             gflop = strtod(v, NULL);
             if (!(gflop > 0))
@@ -192,10 +213,16 @@ int main(int argc, char **argv)
         return 1;
     }
     clipmod_set_threads(threads);
+    if (clipmod_precision_check(precision, err)) {
+        /* The bench script shows this row as skipped, with our reason. */
+        fprintf(stderr, "bench_vision: %s\n",
+                err); /* "precision X not supported on this CPU: ..." */
+        return 2;
+    }
 
     double t0 = now_ms();
     clipmod_model *model = NULL;
-    if ((rc = clipmod_model_load(dir, NULL, &model, err))) {
+    if ((rc = clipmod_model_load_precision(dir, NULL, precision, &model, err))) {
         fprintf(stderr, "bench_vision: %s: %s (%s)\n", dir, clipmod_strerror(rc), err);
         return 1;
     }
@@ -273,8 +300,10 @@ int main(int argc, char **argv)
                threads, b, threads, runs, warmup, med, med / b, gflop * b / (med / 1e3), mn, mx);
         for (int r = 0; r < runs; r++)
             printf("%s%.3f", r ? "," : "", times[r]);
-        printf("],\"images\":%d,\"load_ms\":%.1f,\"preprocess_ms_per_image\":%.2f,\"model\":",
-               npaths, load_ms, prep_ms / npaths);
+        printf("],\"images\":%d,\"load_ms\":%.1f,\"preprocess_ms_per_image\":%.2f,"
+               "\"precision\":\"%s\",\"vmrss_kb\":%ld,\"vmhwm_kb\":%ld,\"model\":",
+               npaths, load_ms, prep_ms / npaths, clipmod_precision_name(precision),
+               status_kb("VmRSS:"), status_kb("VmHWM:"));
         json_string(clipmod_model_describe(model));
         printf(",\"version\":");
         json_string(clipmod_version());

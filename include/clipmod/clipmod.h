@@ -60,6 +60,7 @@ typedef enum clipmod_error {
     CLIPMOD_E_INIT,          /* clipmod_init() was not called or failed */
     CLIPMOD_E_POLICY,        /* the policy file has problems (each one is reported) */
     CLIPMOD_E_PLUGIN,        /* a plugin could not be loaded or refused its configuration */
+    CLIPMOD_E_UNSUPPORTED,   /* this CPU lacks an instruction set the request needs */
     CLIPMOD_E__COUNT         /* not an error: the number of codes */
 } clipmod_error;
 
@@ -104,6 +105,49 @@ typedef struct clipmod_model clipmod_model;
  */
 CLIPMOD_API clipmod_error clipmod_model_load(const char *dir, const char *merges,
                                              clipmod_model **out, char *errbuf);
+
+/*
+ * The arithmetic of the linear layers (the bulk of the work), chosen at load.
+ * FP32 is the reference. INT8 quantises each weight matrix once at load (symmetric,
+ * one scale per output channel) and each activation row per call (u8 with a zero
+ * point); layer norms, softmax, attention, residuals, biases and activations stay
+ * fp32. It needs AVX-512 VNNI or AVX-VNNI. BF16 stores the weights as bfloat16 and
+ * converts activations per call; it needs AVX-512 BF16. Embeddings at INT8/BF16
+ * differ slightly from FP32 (cosine >= 0.995 on our reference photos).
+ */
+typedef enum clipmod_precision {
+    CLIPMOD_PRECISION_FP32 = 0,
+    CLIPMOD_PRECISION_INT8,
+    CLIPMOD_PRECISION_BF16,
+    CLIPMOD_PRECISION__COUNT /* not a precision: the number of them */
+} clipmod_precision;
+
+/* "fp32", "int8", "bf16" ("unknown" otherwise). */
+CLIPMOD_API const char *clipmod_precision_name(clipmod_precision p);
+
+/* Parse "fp32" / "int8" / "bf16" into *out; CLIPMOD_E_INVALID_ARG otherwise. */
+CLIPMOD_API clipmod_error clipmod_precision_parse(const char *name, clipmod_precision *out);
+
+/*
+ * CLIPMOD_OK if this CPU can run precision p, else CLIPMOD_E_UNSUPPORTED with a
+ * sentence in errbuf (may be NULL) naming the precision and the missing CPU feature.
+ * Never falls back silently: a precision the CPU lacks is refused, not emulated.
+ */
+CLIPMOD_API clipmod_error clipmod_precision_check(clipmod_precision p, char *errbuf);
+
+/*
+ * clipmod_model_load at precision p: the same files, the linear layers of both
+ * towers converted once at load (the fp32 copies of those matrices are released).
+ * CLIPMOD_E_UNSUPPORTED (see clipmod_precision_check) when the CPU cannot run p.
+ * clipmod_model_load(dir, merges, out, errbuf) is this with CLIPMOD_PRECISION_FP32.
+ * The model's fingerprint (prompt and image caches) includes p unless it is FP32.
+ */
+CLIPMOD_API clipmod_error clipmod_model_load_precision(const char *dir, const char *merges,
+                                                       clipmod_precision p, clipmod_model **out,
+                                                       char *errbuf);
+
+/* The precision `model` was loaded at (FP32 for NULL). */
+CLIPMOD_API clipmod_precision clipmod_model_precision(const clipmod_model *model);
 
 /* Free a model. Accepts NULL. No embedding may be running on it. */
 CLIPMOD_API void clipmod_model_free(clipmod_model *model);

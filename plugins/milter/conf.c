@@ -704,6 +704,7 @@ enum {
     K_CACHE_DIR,
     K_WORKERS,
     K_BLAS,
+    K_PRECISION,
     K_SCAN_WAIT,
     K_DRAIN,
     K_LOG,
@@ -731,6 +732,7 @@ static const char *const top_keys[K__N] = {"socket",
                                            "cache-dir",
                                            "workers",
                                            "blas-threads",
+                                           "precision",
                                            "scan-wait-ms",
                                            "drain-timeout-ms",
                                            "log",
@@ -771,6 +773,13 @@ static void read_process(reader *r, const cm_ynode *const *v)
         set_int(r, v[K_WORKERS], "workers", 0, 1024, &c->workers);
     if (v[K_BLAS])
         set_int(r, v[K_BLAS], "blas-threads", 1, 256, &c->blas_threads);
+    if (v[K_PRECISION]) {
+        /* clipmod_precision's order: fp32, int8, bf16. */
+        static const char *const precisions[] = {"fp32", "int8", "bf16"};
+        int i = choice_of(r, v[K_PRECISION], "precision", precisions, 3, "fp32, int8 or bf16");
+        if (i >= 0)
+            c->precision = (clipmod_precision)i;
+    }
     if (v[K_SCAN_WAIT])
         set_u64(r, v[K_SCAN_WAIT], "scan-wait-ms", 1, 3600000, &c->scan_wait_ms);
     if (v[K_DRAIN])

@@ -95,8 +95,9 @@ typedef struct cmc_config {
     char *model, *merges, *policy;
     char *cache_dir; /* NULL: the library's default, unless no_cache */
     int no_cache;
-    int workers;      /* scans at once; 0 means one per online CPU */
-    int blas_threads; /* threads of each scan's matrix products */
+    int workers;                 /* scans at once; 0 means one per online CPU */
+    int blas_threads;            /* threads of each scan's matrix products */
+    clipmod_precision precision; /* of the linear layers: fp32 (default), int8, bf16 */
     uint64_t scan_wait_ms;
     uint64_t drain_timeout_ms;
     cmc_log log;

@@ -194,6 +194,7 @@ static cm_plugin_cfg *engine_cfg_of(const cmc_config *c, cm_engine_cfg *e)
     e->model = c->model;
     e->merges = c->merges;
     e->threads = c->blas_threads;
+    e->precision = c->precision;
     e->policy = c->policy;
     /* The walk refuses bigger images first; the engine agrees, in case. */
     e->setting[CLIPMOD_MAX_FILE_BYTES] = c->limits.max_image_bytes;

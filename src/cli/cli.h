@@ -40,7 +40,8 @@ typedef struct cli_inputs {
     const char **texts;
     size_t n_texts;
     int threads;
-    int quiet;       /* no notes on stderr */
+    clipmod_precision precision; /* --precision, default fp32 */
+    int quiet;                   /* no notes on stderr */
     int images_only; /* texts are optional (embed): a model without a text tower will do */
 } cli_inputs;
 
@@ -65,6 +66,13 @@ void cli_inputs_free(cli_inputs *in);
  * returns -1 (*out untouched). Every command that takes --threads uses this.
  */
 int cli_parse_threads(const char *arg, int *out);
+
+/*
+ * The argument of --precision: fp32, int8 or bf16, into *out. Otherwise prints
+ * "clipmod: --precision: expected fp32, int8 or bf16, got 'ARG'" and returns -1.
+ * (A CPU that cannot run it is refused when the model loads: exit status 2.)
+ */
+int cli_parse_precision(const char *arg, clipmod_precision *out);
 
 /*
  * Load the model named by `in` (threads first) with cm_model_from_config, which

@@ -19,6 +19,7 @@ static const char usage[] =
     "  -i, --image FILE    an image to embed (repeatable; bare arguments are images too)\n"
     "  -t, --text STR      a text to embed (repeatable)\n"
     "      --threads N     threads for matrix products\n"
+    "      --precision P   fp32 (default), int8 or bf16: see clipmod(1)\n"
     "  -h, --help          show this help\n";
 
 static json_t *vector(const float *v, size_t n)

@@ -54,6 +54,7 @@ static const char usage_evaluate[] =
     "      --report DIR      also write DIR/index.html: curves, histograms, confusion\n"
     "                        tables and galleries of mistakes, one self-contained page\n"
     "      --threads N       threads per matrix product\n"
+    "      --precision P     fp32 (default), int8 or bf16: see clipmod(1)\n"
     "      --cache-dir DIR   prompt and image embedding cache (default ~/.cache/clipmod)\n"
     "      --cache-max SIZE  cap of the image embedding cache file, bytes or with K, M\n"
     "                        or G (default 64M); the oldest entries are dropped\n"
@@ -70,6 +71,7 @@ enum {
     OPT_TARGET,
     OPT_JSON,
     OPT_THREADS,
+    OPT_PRECISION,
     OPT_CACHE,
     OPT_NOCACHE,
     OPT_NOPROG,
@@ -154,6 +156,8 @@ static int parse_opt(int c, eval_opts *o)
         return CLI_GO_ON;
     case OPT_THREADS:
         return cli_parse_threads(optarg, &o->threads) ? EXIT_ERROR : CLI_GO_ON;
+    case OPT_PRECISION:
+        return cli_parse_precision(optarg, &o->precision) ? EXIT_ERROR : CLI_GO_ON;
     case OPT_CACHE:
         o->cache_dir = optarg;
         return CLI_GO_ON;
@@ -195,6 +199,7 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
         {"apply", no_argument, NULL, OPT_APPLY},
         {"report", required_argument, NULL, OPT_REPORT},
         {"threads", required_argument, NULL, OPT_THREADS},
+        {"precision", required_argument, NULL, OPT_PRECISION},
         {"cache-dir", required_argument, NULL, OPT_CACHE},
         {"no-cache", no_argument, NULL, OPT_NOCACHE},
         {"cache-max", required_argument, NULL, OPT_CACHEMAX},
@@ -473,6 +478,7 @@ int cmd_policy_evaluate(int argc, char **argv)
     mi.model_dir = o.model_dir ? o.model_dir : cli_default_model();
     mi.merges = o.merges;
     mi.threads = o.threads;
+    mi.precision = o.precision;
     mi.quiet = o.quiet;
     rc = EXIT_ERROR;
     if (labelled_read(o.labelled, &set) || !(model = cli_load_model(&mi)))

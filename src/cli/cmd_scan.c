@@ -82,6 +82,7 @@ enum {
     OPT_EXPLAIN,
     OPT_HOOK,
     OPT_THREADS,
+    OPT_PRECISION,
     OPT_BATCH,
     OPT_CACHE_DIR,
     OPT_NO_CACHE,
@@ -119,7 +120,8 @@ static const char *const setting_help[CLIPMOD_SETTING__COUNT] = {
 typedef struct scan_opts {
     const char *policy, *model_dir, *merges, *cache_dir;
     int no_cache, json, explain, recursive, follow, hook, quiet, unscanned_ok, threads;
-    int model_defaulted;      /* neither --model nor $CLIPMOD_MODEL: say how to choose one */
+    int model_defaulted; /* neither --model nor $CLIPMOD_MODEL: say how to choose one */
+    clipmod_precision precision;
     int url;                  /* --url: the arguments are URLs */
     const char **allow_fetch; /* --allow-fetch values, in order */
     size_t n_allow_fetch;
@@ -239,6 +241,7 @@ static void usage(FILE *f)
             "      --unscanned-ok    unscanned inputs do not make the exit status 2\n"
             "      --batch N         images per forward pass (default %d)\n"
             "      --threads N       threads for matrix products\n"
+            "      --precision P     fp32 (default), int8 or bf16: see clipmod(1)\n"
             "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
             "      --no-cache        do not read or write the prompt cache\n"
             "      --set C.KEY=VALUE what if: category C's threshold or action changed\n"
@@ -425,6 +428,7 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         {"unscanned-ok", no_argument, NULL, OPT_UNSCANNED_OK},
         {"batch", required_argument, NULL, OPT_BATCH},
         {"threads", required_argument, NULL, OPT_THREADS},
+        {"precision", required_argument, NULL, OPT_PRECISION},
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"no-cache", no_argument, NULL, OPT_NO_CACHE},
         {"url", no_argument, NULL, OPT_URL},
@@ -498,6 +502,10 @@ static int parse_options(int argc, char **argv, scan_opts *o)
             break;
         case OPT_THREADS:
             if (cli_parse_threads(optarg, &o->threads))
+                return EXIT_ERROR;
+            break;
+        case OPT_PRECISION:
+            if (cli_parse_precision(optarg, &o->precision))
                 return EXIT_ERROR;
             break;
         case OPT_CACHE_DIR:
@@ -1159,6 +1167,7 @@ static void scan_engine_cfg(const scan_opts *o, cm_engine_cfg *cfg)
     cfg->model = o->model_dir;
     cfg->merges = o->merges;
     cfg->threads = o->threads;
+    cfg->precision = o->precision;
     cfg->policy = o->policy;
     memcpy(cfg->setting, o->setting, sizeof cfg->setting);
     memcpy(cfg->setting_given, o->setting_given, sizeof cfg->setting_given);
@@ -1341,6 +1350,7 @@ int cmd_scan(int argc, char **argv)
     mi.model_dir = o.model_dir;
     mi.merges = o.merges;
     mi.threads = o.threads;
+    mi.precision = o.precision;
     mi.quiet = o.quiet || o.hook;
     if (!(model = cli_load_model(&mi))) {
         if (o.model_defaulted)

@@ -22,6 +22,7 @@ static const char usage[] =
     "  -i, --image FILE    an image (repeatable; bare arguments are images too)\n"
     "  -t, --text STR      a candidate text (repeatable)\n"
     "      --threads N     threads for matrix products\n"
+    "      --precision P   fp32 (default), int8 or bf16: see clipmod(1)\n"
     "  -h, --help          show this help\n";
 
 static const char *base_name(const char *path)

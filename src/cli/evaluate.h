@@ -31,6 +31,7 @@ typedef struct eval_opts {
     int apply;                    /* --apply: write the suggested thresholds (eval_apply.c) */
     const char *report;           /* --report DIR: the HTML page (report_html.c) */
     unsigned long long cache_max; /* --cache-max: image cache cap in bytes (0: default) */
+    clipmod_precision precision;  /* --precision */
 } eval_opts;
 
 /* One image of the set. */

@@ -44,15 +44,21 @@ int cli_parse_threads(const char *arg, int *out)
     return 0;
 }
 
+int cli_parse_precision(const char *arg, clipmod_precision *out)
+{
+    if (clipmod_precision_parse(arg, out) == CLIPMOD_OK)
+        return 0;
+    fprintf(stderr, "clipmod: --precision: expected fp32, int8 or bf16, got '%s'\n", arg);
+    return -1;
+}
+
 int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
 {
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"merges", required_argument, NULL, 'M'},
-                                         {"image", required_argument, NULL, 'i'},
-                                         {"text", required_argument, NULL, 't'},
-                                         {"threads", required_argument, NULL, 'T'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'},   {"merges", required_argument, NULL, 'M'},
+        {"image", required_argument, NULL, 'i'},   {"text", required_argument, NULL, 't'},
+        {"threads", required_argument, NULL, 'T'}, {"precision", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int c;
 
     memset(in, 0, sizeof *in);
@@ -75,6 +81,10 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
             break;
         case 'T':
             if (cli_parse_threads(optarg, &in->threads))
+                return EXIT_ERROR;
+            break;
+        case 'P':
+            if (cli_parse_precision(optarg, &in->precision))
                 return EXIT_ERROR;
             break;
         case 'h':
@@ -122,7 +132,7 @@ static clipmod_model *load_images_only(const cli_inputs *in)
     clipmod_model *model = NULL;
     if (in->threads)
         clipmod_set_threads(in->threads);
-    if (clipmod_model_load(in->model_dir, in->merges, &model, err)) {
+    if (clipmod_model_load_precision(in->model_dir, in->merges, in->precision, &model, err)) {
         fprintf(stderr, "clipmod: %s\n", err);
         return NULL;
     }
@@ -145,6 +155,7 @@ clipmod_model *cli_load_model(const cli_inputs *in)
     cfg.model = in->model_dir;
     cfg.merges = in->merges;
     cfg.threads = in->threads;
+    cfg.precision = in->precision;
     cfg.errors_to_caller = 1;
     if (cm_model_from_config(&cfg, &model, err)) {
         fprintf(stderr, "clipmod: %s\n", err);

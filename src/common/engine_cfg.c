@@ -19,6 +19,8 @@
 
 #define DEMO_WARNING CM_DEMO_WARNING
 
+/* A CPU without the precision's instructions: the model is fine, the setting is not. */
+#define PRECISION_HINT "use precision fp32 (the default), which every CPU runs"
 #define MODEL_HINT                                                                                 \
     "install one with 'clipmod model fetch NAME' (clipmod model list names them), or make an "     \
     "installed one the default with 'clipmod model use NAME', or give --model DIR"
@@ -66,10 +68,13 @@ clipmod_error cm_model_from_config(const cm_engine_cfg *cfg, clipmod_model **out
     /* Process-wide, and clipmod.h asks for it before any embedding. */
     if (cfg->threads > 0)
         clipmod_set_threads(cfg->threads);
-    clipmod_error rc = clipmod_model_load(cfg->model, cfg->merges, &model, err);
+    clipmod_error rc =
+        clipmod_model_load_precision(cfg->model, cfg->merges, cfg->precision, &model, err);
     if (rc) {
         LOG_REFUSAL(cfg, "model not loaded", CM_LF_S("model", cfg->model),
-                    CM_LF_S("error", lib_msg(err, rc)), CM_LF_S("hint", MODEL_HINT), CM_LF_END);
+                    CM_LF_S("error", lib_msg(err, rc)),
+                    CM_LF_S("hint", rc == CLIPMOD_E_UNSUPPORTED ? PRECISION_HINT : MODEL_HINT),
+                    CM_LF_END);
         set_err(errbuf, "%s", lib_msg(err, rc));
         return rc;
     }

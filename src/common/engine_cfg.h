@@ -30,6 +30,8 @@ typedef struct cm_engine_cfg {
     const char *model;  /* model directory */
     const char *merges; /* merges file override, NULL: in the model directory */
     int threads;        /* BLAS threads, 0: leave the library's default */
+    /* Of the linear layers (0 = CLIPMOD_PRECISION_FP32); config files' `precision:`. */
+    clipmod_precision precision;
     const char *policy; /* policy file to compile */
     uint64_t setting[CLIPMOD_SETTING__COUNT];
     int setting_given[CLIPMOD_SETTING__COUNT];

@@ -212,6 +212,7 @@ typedef enum {
     T_UNSCAN,  /* clamd_unscanned_mode */
     T_MODE,    /* unsigned file mode, octal */
     T_MS,      /* unsigned milliseconds, in [min, max]: a duration ("10s", "500ms") */
+    T_PREC,    /* clipmod_precision by name */
     T_PLUGINS, /* dplugin list: [{path, config}] */
     T_SECTION, /* a nested map */
     T_SETTINGS /* the engine's settings */
@@ -305,6 +306,7 @@ static const key top_keys[] = {
     {"policy", T_STR, F(policy), 0, 0, NULL},
     {"cache-dir", T_STR, F(cache_dir), 0, 0, NULL},
     {"threads", T_UINT, F(threads), 0, 256, NULL},
+    {"precision", T_PREC, F(precision), 0, 0, NULL}, /* fp32, int8, bf16 */
     {"engine", T_SETTINGS, 0, 0, 0, NULL},
     {"fetch", T_SECTION, 0, 0, 0, fetch_keys},
     {"scan", T_SECTION, 0, 0, 0, scan_keys},
@@ -480,6 +482,7 @@ static void set_plugins(loader *L, const cm_ynode *v)
 static void set_value(loader *L, const key *k, const cm_ynode *v)
 {
     static const char *const unscanned[] = {"error", "found", "ok"};
+    static const char *const precisions[] = {"fp32", "int8", "bf16"};
     static const char *const actions[] = {"tag", "flag", "quarantine", "reject"};
     char *base = (char *)L->c;
     long long i;
@@ -508,6 +511,12 @@ static void set_value(loader *L, const key *k, const cm_ynode *v)
         i = set_choice(L, k, v, actions, 4, "tag, flag, quarantine or reject");
         if (i >= 0)
             *(clipmod_action *)(base + k->off) = (clipmod_action)(CLIPMOD_ACTION_TAG + i);
+        return;
+    case T_PREC:
+        /* clipmod_precision: fp32, int8, bf16 in the enum's order. */
+        i = set_choice(L, k, v, precisions, 3, "fp32, int8 or bf16");
+        if (i >= 0)
+            *(clipmod_precision *)(base + k->off) = (clipmod_precision)i;
         return;
     case T_UNSCAN:
         i = set_choice(L, k, v, unscanned, 3, "error, found or ok");

@@ -47,6 +47,7 @@ typedef struct dconfig {
     char *model, *merges, *policy, *cache_dir;
     int no_cache; /* cache-dir: null */
     int threads;
+    clipmod_precision precision; /* precision: fp32 (default), int8, bf16 */
     int setting_given[CLIPMOD_SETTING__COUNT];
     uint64_t setting[CLIPMOD_SETTING__COUNT];
     strlist fetch_allow;

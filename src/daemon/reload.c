@@ -90,6 +90,7 @@ int reload_init(const dconfig *c)
     mcfg.model = c->model;
     mcfg.merges = c->merges;
     mcfg.threads = c->threads;
+    mcfg.precision = c->precision;
     if (!(slot = cm_swap_new())) {
         cm_log(CM_LOG_ERROR, "out of memory", CM_LF_END);
         return -1;

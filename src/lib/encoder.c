@@ -14,45 +14,78 @@
 #include "common.h"
 #include "encoder.h"
 #include "ops.h"
+#include "qgemm.h"
+
+/* Linear layer `which` (0 qkv, 1 out, 2 fc1, 3 fc2) of block b: int8/bf16 when the
+ * block was converted at load (quant.c), else fp32. */
+static clipmod_error linear(const cm_block *b, int which, const float *x, int m, int in,
+                            const float *w, const float *bias, int out, int accumulate, float *y)
+{
+    if (b->q)
+        return cm_qgemm(&b->q[which], x, m, bias, accumulate, y);
+    cm_linear_w(x, m, in, w, b->packed, bias, out, accumulate, y);
+    return CLIPMOD_OK;
+}
 
 typedef struct scratch {
     float *x, *qkv, *mlp, *attn, *pooled;
 } scratch;
 
+/* fc1 and the activation: fused into the fp32 kernels' store, a pass after int8/bf16. */
+static clipmod_error fc1_act(const cm_block *b, const cm_tower_config *tc, int m, scratch *s)
+{
+    const int d = tc->width, f = tc->mlp;
+    if (!b->q) {
+        cm_linear_act_w(s->x, m, d, b->fc1_w, b->packed, b->fc1_b, f, tc->act, s->mlp);
+        return CLIPMOD_OK;
+    }
+    clipmod_error rc = cm_qgemm(&b->q[2], s->x, m, b->fc1_b, 0, s->mlp);
+    if (!rc)
+        cm_activate(s->mlp, (size_t)m * f, tc->act);
+    return rc;
+}
+
 /* LN1 and the qkv projection over every row: what attention needs in any block. */
-static void block_qkv(const cm_block *b, const cm_tower_config *tc, int m, const float *h,
-                      scratch *s)
+static clipmod_error block_qkv(const cm_block *b, const cm_tower_config *tc, int m, const float *h,
+                               scratch *s)
 {
     const int d = tc->width;
     cm_layernorm(h, m, d, b->ln1_w, b->ln1_b, tc->eps, s->x);
-    cm_linear_w(s->x, m, d, b->qkv_w, b->packed, b->qkv_b, 3 * d, 0, s->qkv);
+    return linear(b, 0, s->x, m, d, b->qkv_w, b->qkv_b, 3 * d, 0, s->qkv);
 }
 
 /* out_proj and the MLP on m rows of h, attention output in s->x; h is updated. */
-static void block_tail(const cm_block *b, const cm_tower_config *tc, int m, float *h, scratch *s)
+static clipmod_error block_tail(const cm_block *b, const cm_tower_config *tc, int m, float *h,
+                                scratch *s)
 {
     const int d = tc->width, f = tc->mlp;
-    cm_linear_w(s->x, m, d, b->out_w, b->packed, b->out_b, d, 1, h);
+    clipmod_error rc = linear(b, 1, s->x, m, d, b->out_w, b->out_b, d, 1, h);
+    if (rc)
+        return rc;
     cm_layernorm(h, m, d, b->ln2_w, b->ln2_b, tc->eps, s->x);
-    cm_linear_act_w(s->x, m, d, b->fc1_w, b->packed, b->fc1_b, f, tc->act, s->mlp);
-    cm_linear_w(s->mlp, m, f, b->fc2_w, b->packed, b->fc2_b, d, 1, h);
+    if ((rc = fc1_act(b, tc, m, s)))
+        return rc;
+    return linear(b, 3, s->mlp, m, f, b->fc2_w, b->fc2_b, d, 1, h);
 }
 
 /* The last block when only seq->pool_row of each sequence is read afterwards. */
-static void block_pooled(const cm_block *b, const cm_tower_config *tc, const cm_packed *seq,
-                         int causal, float *h, scratch *s)
+static clipmod_error block_pooled(const cm_block *b, const cm_tower_config *tc,
+                                  const cm_packed *seq, int causal, float *h, scratch *s)
 {
     const int d = tc->width, n = seq->count;
-    block_qkv(b, tc, seq->rows, h, s);
+    clipmod_error rc = block_qkv(b, tc, seq->rows, h, s);
+    if (rc)
+        return rc;
     cm_attention_seqs(s->qkv, seq->start, seq->len, seq->pool_row, n, seq->max_len, d, tc->heads,
                       causal, s->attn, s->x);
     for (int i = 0; i < n; i++)
         memcpy(s->pooled + (size_t)i * d, h + (size_t)(seq->start[i] + seq->pool_row[i]) * d,
                (size_t)d * sizeof *h);
-    block_tail(b, tc, n, s->pooled, s);
+    rc = block_tail(b, tc, n, s->pooled, s);
     for (int i = 0; i < n; i++)
         memcpy(h + (size_t)(seq->start[i] + seq->pool_row[i]) * d, s->pooled + (size_t)i * d,
                (size_t)d * sizeof *h);
+    return rc;
 }
 
 clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *tc,
@@ -75,13 +108,15 @@ clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *
     for (int l = 0; l < tc->layers; l++) {
         const cm_block *b = &blocks[l];
         if (l == tc->layers - 1 && seq->pool_row) {
-            block_pooled(b, tc, seq, causal, h, &s);
+            rc = block_pooled(b, tc, seq, causal, h, &s);
             break;
         }
-        block_qkv(b, tc, m, h, &s);
+        if ((rc = block_qkv(b, tc, m, h, &s)))
+            break;
         cm_attention_seqs(s.qkv, seq->start, seq->len, NULL, seq->count, seq->max_len, d, tc->heads,
                           causal, s.attn, s.x);
-        block_tail(b, tc, m, h, &s);
+        if ((rc = block_tail(b, tc, m, h, &s)))
+            break;
     }
 out:
     cm_free(s.x);

@@ -27,6 +27,7 @@ static const char *const messages[CLIPMOD_E__COUNT] = {
     [CLIPMOD_E_INIT] = "library not initialised",
     [CLIPMOD_E_POLICY] = "invalid policy",
     [CLIPMOD_E_PLUGIN] = "plugin could not be loaded",
+    [CLIPMOD_E_UNSUPPORTED] = "this CPU lacks an instruction set the request needs",
 };
 
 const char *clipmod_strerror(clipmod_error err)

@@ -18,6 +18,7 @@
 #include "common.h"
 #include "image.h"
 #include "model.h"
+#include "quant.h"
 #include "safetensors.h"
 #include "towers.h"
 
@@ -47,13 +48,20 @@ static uint64_t fingerprint(const cm_safetensors *st)
     size_t len;
     const unsigned char *p = cm_safetensors_bytes(st, &len);
     uint64_t lane[4] = {1, 2, 3, 4}, w;
-    size_t i = 0;
-    for (; i + 32 <= len; i += 32)
+    size_t i = 0, done = 0;
+    for (; i + 32 <= len; i += 32) {
         for (int k = 0; k < 4; k++) {
             memcpy(&w, p + i + 8 * k, 8);
             lane[k] = (lane[k] ^ w) * 0x9e3779b97f4a7c15ull;
             lane[k] ^= lane[k] >> 29;
         }
+        /* Drop our mapping of what was hashed, 16 MB at a time: the whole file
+         * resident at once was most of the load's peak RSS. */
+        if (i + 32 - done >= (16u << 20)) {
+            cm_release_bytes(p + done, i + 32 - done);
+            done = i + 32;
+        }
+    }
     uint64_t h = cm_hash64(p + i, len - i, len);
     for (int k = 0; k < 4; k++)
         h = cm_hash64(&lane[k], 8, h);
@@ -99,6 +107,18 @@ static const char *arch_name(const cm_config *c)
 clipmod_error clipmod_model_load(const char *dir, const char *merges, clipmod_model **out,
                                  char *errbuf)
 {
+    return clipmod_model_load_precision(dir, merges, CLIPMOD_PRECISION_FP32, out, errbuf);
+}
+
+clipmod_precision clipmod_model_precision(const clipmod_model *m)
+{
+    return m ? m->w.precision : CLIPMOD_PRECISION_FP32;
+}
+
+clipmod_error clipmod_model_load_precision(const char *dir, const char *merges,
+                                           clipmod_precision precision, clipmod_model **out,
+                                           char *errbuf)
+{
     clipmod_error rc = CLIPMOD_OK;
     clipmod_model *m = NULL;
     cm_safetensors *st = NULL;
@@ -109,6 +129,10 @@ clipmod_error clipmod_model_load(const char *dir, const char *merges, clipmod_mo
     *out = NULL;
     if (!dir)
         return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "no model directory given");
+    /* Before reading anything: a CPU that cannot run the precision is told so at once. */
+    rc = clipmod_precision_check(precision, errbuf);
+    if (rc)
+        return rc;
     m = cm_calloc(1, sizeof *m);
     if (!m)
         return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
@@ -122,12 +146,17 @@ clipmod_error clipmod_model_load(const char *dir, const char *merges, clipmod_mo
     }
     if ((rc = cm_safetensors_open(path, &st, errbuf)))
         goto out;
+    /* Hash first: both passes over the file then drop its pages as they go. */
+    m->fingerprint = fingerprint(st);
     char tensor_err[CLIPMOD_ERROR_SIZE];
-    if ((rc = cm_weights_load(st, &m->cfg, &m->w, tensor_err))) {
+    if ((rc = cm_weights_load_at(st, &m->cfg, precision, &m->w, tensor_err))) {
         cm_error(errbuf, rc, "%s: %s", path, tensor_err);
         goto out;
     }
-    m->fingerprint = fingerprint(st);
+    /* Embeddings at int8/bf16 differ from fp32 ones: the caches they key must too.
+     * fp32 keeps the plain file fingerprint, so existing caches stay valid. */
+    if (precision != CLIPMOD_PRECISION_FP32)
+        m->fingerprint = cm_hash64(clipmod_precision_name(precision), 4, m->fingerprint);
     model_name(dir, m->name, sizeof m->name, &m->demo);
     cm_safetensors_close(st);
     st = NULL;
@@ -140,11 +169,12 @@ clipmod_error clipmod_model_load(const char *dir, const char *merges, clipmod_mo
             goto out;
     }
     snprintf(m->description, sizeof m->description,
-             "%s (vision %dx%d, patch %d, %d px; text %s; embed %d), %s names, %s, %s",
+             "%s (vision %dx%d, patch %d, %d px; text %s; embed %d), %s names, %s, %s%s%s",
              arch_name(&m->cfg), m->cfg.vision.layers, m->cfg.vision.width, m->cfg.patch_size,
              m->cfg.image_size, m->w.has_text ? (m->tok ? "yes" : "no merges") : "none",
              m->cfg.proj_dim, m->w.layout == CM_LAYOUT_HF ? "hf" : "openai", m->w.dtype,
-             cm_act_name(m->cfg.vision.act));
+             cm_act_name(m->cfg.vision.act), precision ? ", " : "",
+             precision ? clipmod_precision_name(precision) : "");
     *out = m;
     m = NULL;
 out:

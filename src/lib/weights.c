@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "gemm.h"
+#include "quant.h"
 #include "weights.h"
 
 static void pack_blocks(cm_block *blocks, int count, const cm_config *cfg);
@@ -27,6 +28,8 @@ typedef struct loader {
     float *next; /* bump pointer into the arena */
     float *end;
     char *errbuf;
+    clipmod_precision precision;
+    cm_qmat *qnext; /* next 4 free cm_qmat of the weights' qstore */
 } loader;
 
 static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape)
@@ -91,6 +94,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
                         name);
     if (!transpose) {
         cm_tensor_to_f32(t, 0, t->numel, dst);
+        cm_release_bytes(t->data, t->nbytes); /* copied: the file's pages need not stay */
     } else {
         size_t rows = (size_t)shape[0], cols = (size_t)shape[1];
         float *row = cm_alloc(cols * sizeof *row);
@@ -102,6 +106,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
                 dst[c * rows + r] = row[c];
         }
         cm_free(row);
+        cm_release_bytes(t->data, t->nbytes);
     }
     *out = dst;
     return CLIPMOD_OK;
@@ -131,8 +136,10 @@ static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_b
         snprintf(name, sizeof name, "%sself_attn.%s.weight", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d, d), &t)))
             return rc;
-        if (w)
+        if (w) {
             cm_tensor_to_f32(t, 0, t->numel, w + i * d * d);
+            cm_release_bytes(t->data, t->nbytes);
+        }
         snprintf(name, sizeof name, "%sself_attn.%s.bias", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d), &t)))
             return rc;
@@ -173,6 +180,19 @@ static clipmod_error take_block(loader *ld, const char *prefix, const cm_tower_c
         (rc = take(ld, NAME("mlp.fc2.bias", "mlp.c_proj.bias"), SHAPE(d), 0, &b->fc2_b)))
         return rc;
 #undef NAME
+    return CLIPMOD_OK;
+}
+
+/* At int8/bf16, convert a block just read (pass 2) and release its fp32 matrices. */
+static clipmod_error convert_block(loader *ld, const cm_tower_config *tc, cm_block *b)
+{
+    if (ld->dry || ld->precision == CLIPMOD_PRECISION_FP32)
+        return CLIPMOD_OK;
+    clipmod_error rc = cm_quant_block(b, tc, ld->precision, ld->qnext);
+    if (rc)
+        return cm_error(ld->errbuf, rc, "out of memory converting the weights to %s",
+                        clipmod_precision_name(ld->precision));
+    ld->qnext += 4;
     return CLIPMOD_OK;
 }
 
@@ -222,7 +242,8 @@ static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weigh
     for (int l = 0; l < c->vision.layers; l++) {
         snprintf(prefix, sizeof prefix,
                  hf ? "vision_model.encoder.layers.%d." : "visual.transformer.resblocks.%d.", l);
-        if ((rc = take_block(ld, prefix, &c->vision, &blocks[l])))
+        if ((rc = take_block(ld, prefix, &c->vision, &blocks[l])) ||
+            (rc = convert_block(ld, &c->vision, &blocks[l])))
             return rc;
     }
     if ((rc = take(ld, hf ? "vision_model.post_layernorm.weight" : "visual.ln_post.weight",
@@ -253,7 +274,8 @@ static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *
     for (int l = 0; l < c->text.layers; l++) {
         snprintf(prefix, sizeof prefix,
                  hf ? "text_model.encoder.layers.%d." : "transformer.resblocks.%d.", l);
-        if ((rc = take_block(ld, prefix, &c->text, &blocks[l])))
+        if ((rc = take_block(ld, prefix, &c->text, &blocks[l])) ||
+            (rc = convert_block(ld, &c->text, &blocks[l])))
             return rc;
     }
     if ((rc = take(ld, hf ? "text_model.final_layer_norm.weight" : "ln_final.weight", SHAPE(d), 0,
@@ -269,8 +291,14 @@ static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *
 clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm_weights *w,
                               char *errbuf)
 {
+    return cm_weights_load_at(st, cfg, CLIPMOD_PRECISION_FP32, w, errbuf);
+}
+
+clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
+                                 clipmod_precision prec, cm_weights *w, char *errbuf)
+{
     clipmod_error rc = CLIPMOD_OK;
-    loader ld = {.st = st, .errbuf = errbuf};
+    loader ld = {.st = st, .errbuf = errbuf, .precision = prec};
 
     memset(w, 0, sizeof *w);
     if (cm_safetensors_find(st, "visual.conv1.weight"))
@@ -286,8 +314,15 @@ clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm
                                               ? "text_model.embeddings.token_embedding.weight"
                                               : "token_embedding.weight") != NULL;
 
-    w->block_store = cm_calloc((size_t)(cfg->vision.layers + cfg->text.layers), sizeof(cm_block));
-    if (!w->block_store) {
+    const int layers = cfg->vision.layers + cfg->text.layers;
+    w->precision = prec;
+    w->block_store = cm_calloc((size_t)layers, sizeof(cm_block));
+    if (prec != CLIPMOD_PRECISION_FP32) {
+        w->qcount = 4 * layers;
+        w->qstore = cm_calloc((size_t)w->qcount, sizeof *w->qstore);
+        ld.qnext = w->qstore;
+    }
+    if (!w->block_store || (prec != CLIPMOD_PRECISION_FP32 && !w->qstore)) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
     }
@@ -364,6 +399,8 @@ static void pack_blocks(cm_block *blocks, int count, const cm_config *cfg)
         if ((3 * d) % CM_GEMM_NR || d % CM_GEMM_NR || f % CM_GEMM_NR)
             continue;
         cm_block *b = &blocks[l];
+        if (b->q)
+            continue; /* converted to int8/bf16: no fp32 matrix left to pack */
         /* The arena is ours: the const in cm_block only protects it from the forward passes. */
         cm_gemm_pack_inplace((float *)b->qkv_w, 3 * d, d, tmp);
         cm_gemm_pack_inplace((float *)b->out_w, d, d, tmp);
@@ -380,6 +417,10 @@ void cm_weights_free(cm_weights *w)
         return;
     cm_free(w->arena);
     cm_free(w->block_store);
+    for (int i = 0; w->qstore && i < w->qcount; i++)
+        cm_qmat_free(&w->qstore[i]);
+    cm_free(w->qstore);
     w->arena = NULL;
     w->block_store = NULL;
+    w->qstore = NULL;
 }

@@ -24,6 +24,9 @@ typedef struct cm_block {
     /* 1: qkv_w, out_w, fc1_w and fc2_w are in cm_gemm's panel layout (packed in
      * place at load, so no unpacked copy stays resident); 0: plain [out, in]. */
     int packed;
+    /* At int8/bf16: the four matrices above converted (qkv, out, fc1, fc2 in that
+     * order, see quant.c), their fp32 pointers NULL; NULL at fp32. */
+    const struct cm_qmat *q;
 } cm_block;
 
 typedef struct cm_vision_weights {
@@ -55,6 +58,9 @@ typedef struct cm_weights {
     float logit_scale; /* exp() already applied */
     float *arena;
     cm_block *block_store;
+    clipmod_precision precision; /* of the blocks' linear layers */
+    struct cm_qmat *qstore;      /* 4 per block at int8/bf16, else NULL */
+    int qcount;
 } cm_weights;
 
 /*
@@ -65,6 +71,14 @@ typedef struct cm_weights {
  */
 clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm_weights *w,
                               char *errbuf);
+
+/*
+ * cm_weights_load at precision p: each block's four matrices are converted right
+ * after it is read (quant.c) and their fp32 pages released, so the peak holds one
+ * fp32 block beyond the converted model. The caller checked the CPU (cm_qgemm_check).
+ */
+clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
+                                 clipmod_precision p, cm_weights *w, char *errbuf);
 
 /* Free the arena. Accepts a zeroed or already-freed struct. */
 void cm_weights_free(cm_weights *w);

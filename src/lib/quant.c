@@ -1,0 +1,54 @@
+/*
+ * quant.c - a block's linear layers from fp32 to int8/bf16, once at load.
+ *
+ * The arena weights.c fills is anonymous memory (malloc, mmapped at this size), so
+ * madvise(MADV_DONTNEED) on the whole pages of a matrix we no longer read frees
+ * them at once (the range reads as zeros afterwards; nothing reads it). The few
+ * partial pages at a matrix's ends stay: at most 8 KB per matrix. The same call on
+ * the read-only private mapping of the checkpoint drops our mapping of clean file
+ * pages once a tensor is copied (the page cache keeps them; nothing is lost).
+ */
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "quant.h"
+
+void cm_release_bytes(const void *p, size_t n)
+{
+    const long pg = sysconf(_SC_PAGESIZE);
+    if (!p || pg <= 0)
+        return;
+    const uintptr_t page = (uintptr_t)pg;
+    const uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED); /* advisory: failing only costs RSS */
+}
+
+void cm_release_floats(float *p, size_t n)
+{
+    cm_release_bytes(p, n * sizeof *p);
+}
+
+clipmod_error cm_quant_block(cm_block *b, const cm_tower_config *tc, clipmod_precision p,
+                             cm_qmat q[4])
+{
+    const int d = tc->width, f = tc->mlp;
+    const float *w[4] = {b->qkv_w, b->out_w, b->fc1_w, b->fc2_w};
+    const int n[4] = {3 * d, d, f, d}, k[4] = {d, d, d, f};
+    for (int i = 0; i < 4; i++) {
+        clipmod_error rc = cm_qmat_init(&q[i], p, w[i], n[i], k[i]);
+        if (rc) {
+            while (i-- > 0)
+                cm_qmat_free(&q[i]);
+            return rc;
+        }
+    }
+    /* The arena is ours: the const in cm_block only guards it from the forward passes. */
+    for (int i = 0; i < 4; i++)
+        cm_release_floats((float *)w[i], (size_t)n[i] * k[i]);
+    b->qkv_w = b->out_w = b->fc1_w = b->fc2_w = NULL;
+    b->q = q;
+    return CLIPMOD_OK;
+}
