@@ -103,6 +103,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
         }
         cm_free(row);
     }
+    cm_safetensors_release(t->data, t->nbytes); /* read once: keep the copy only */
     *out = dst;
     return CLIPMOD_OK;
 }
