@@ -1137,8 +1137,8 @@ static void print_summary(FILE *f, const scan_opts *o, const clipmod_engine *eng
     /* Time is the whole run; Rate leaves out the start-up (model loading, policy
      * compiling, listing inputs), which a batch of a few files would otherwise hide
      * the scanning speed behind. Both say so, and Time gives the split. */
-    fprintf(f, "Time: %.3f sec (%ld m %ld s; load %.3f sec, scan %.3f sec)\n", seconds,
-            whole / 60, whole % 60, seconds - scan_s, scan_s);
+    fprintf(f, "Time: %.3f sec (%ld m %ld s; load %.3f sec, scan %.3f sec)\n", seconds, whole / 60,
+            whole % 60, seconds - scan_s, scan_s);
     if (files && scan_s > 0)
         fprintf(f, "Rate: %.1f files/sec (scan only)\n", files / scan_s);
 }
