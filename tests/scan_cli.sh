@@ -150,6 +150,17 @@ run 0 scan -p "$W/p.yaml" "$lo"
 grep -qx "$lo: clean" "$W/out" || fail "a clean line: $(cat "$W/out")"
 grep -q "^----------- SCAN SUMMARY -----------$" "$W/out" || fail "no summary"
 grep -q "^Scanned files: 1$" "$W/out" || fail "summary count"
+# Time is the whole run, split into load and scan that add up to it; Rate is the scan's.
+/usr/bin/python3 - "$W/out" <<'PYEOF' || fail "summary Time/Rate: $(grep '^Time\|^Rate' "$W/out")"
+import re, sys
+text = open(sys.argv[1]).read()
+t = re.search(r"^Time: ([0-9.]+) sec \(0 m [0-9]+ s; load ([0-9.]+) sec, scan ([0-9.]+) sec\)$", text, re.M)
+r = re.search(r"^Rate: ([0-9.]+) files/sec \(scan only\)$", text, re.M)
+assert t and r, "wording"
+total, load, scan = map(float, t.groups())
+assert abs(load + scan - total) <= 0.0015 and load > 0 and scan > 0, (total, load, scan)
+assert abs(float(r.group(1)) - 1 / scan) <= 0.05 + 0.0006 / scan**2, (r.group(1), scan)
+PYEOF
 run 1 scan -p "$W/p.yaml" "$hi"
 grep -q "^$hi: FLAGGED cat (score [01]\.[0-9][0-9] >= [01]\.[0-9][0-9]) -> flag$" "$W/out" ||
     fail "a flagged line: $(cat "$W/out")"

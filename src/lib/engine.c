@@ -469,7 +469,14 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
                 "%s: warning: the policy was written for %s but the model is %s; its thresholds "
                 "may need tuning",
                 policy_path, e->policy->model, e->model->name);
-    if ((rc = build_tables(e)) || (rc = embed_prompts(e, probs)))
+    rc = build_tables(e);
+    if (!rc)
+        rc = embed_prompts(e, probs);
+    /* Scanning needs only the prompts' embeddings: hand the text tower's memory back
+     * (a quarter of a ViT-B/32 daemon's); the next compile that misses the cache
+     * loads it again. */
+    cm_model_release_text(e->model);
+    if (rc)
         goto out;
     if (!(e->policy_json = summary_json(e->policy, e))) {
         rc = CLIPMOD_E_NOMEM;

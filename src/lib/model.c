@@ -1,11 +1,15 @@
 /*
  * model.c - the public model object: loading and embedding.
  *
- * Loading reads config.json, maps the safetensors file, converts every tensor once
- * into our own layout (weights.c) and unmaps the file; the tokenizer's merges come
- * from the model directory. After that the model is immutable, and embedding calls
- * only allocate their own scratch, so threads can share one model.
+ * Loading reads config.json, maps the safetensors file, checks every tensor,
+ * converts the image tower's once into our own layout (weights.c) and unmaps the
+ * file; the tokenizer's merges come from the model directory. After that the image
+ * side is immutable, and embedding calls only allocate their own scratch, so threads
+ * can share one model. The text tower is the exception: loaded from the same file
+ * when texts are first embedded, under a lock, and freed when an engine has its
+ * prompts (they are all it is needed for while scanning).
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,25 +47,26 @@ static int find_file(const char *dir, const char *const *names, size_t n, char *
  * A 64-bit fingerprint of the whole weights file. Four independent multiply-xor
  * lanes keep it near memory speed (~0.1 s for ViT-B/32); any changed byte changes it.
  */
+#define FINGERPRINT_CHUNK (8u << 20)
+
 static uint64_t fingerprint(const cm_safetensors *st)
 {
     size_t len;
     const unsigned char *p = cm_safetensors_bytes(st, &len);
     uint64_t lane[4] = {1, 2, 3, 4}, w;
-    size_t i = 0, done = 0;
+    size_t i = 0;
     for (; i + 32 <= len; i += 32) {
         for (int k = 0; k < 4; k++) {
             memcpy(&w, p + i + 8 * k, 8);
             lane[k] = (lane[k] ^ w) * 0x9e3779b97f4a7c15ull;
             lane[k] ^= lane[k] >> 29;
         }
-        /* Drop our mapping of what was hashed, 16 MB at a time: the whole file
-         * resident at once was most of the load's peak RSS. */
-        if (i + 32 - done >= (16u << 20)) {
-            cm_release_bytes(p + done, i + 32 - done);
-            done = i + 32;
-        }
+        /* Hashed pages leave the resident set as we go: the whole file mapped and
+         * resident beside the weights was most of `clipmod scan`'s peak. */
+        if ((i + 32) % FINGERPRINT_CHUNK == 0)
+            cm_safetensors_release(p + i + 32 - FINGERPRINT_CHUNK, FINGERPRINT_CHUNK);
     }
+    cm_safetensors_release(p + i - i % FINGERPRINT_CHUNK, len - (i - i % FINGERPRINT_CHUNK));
     uint64_t h = cm_hash64(p + i, len - i, len);
     for (int k = 0; k < 4; k++)
         h = cm_hash64(&lane[k], 8, h);
@@ -136,6 +141,10 @@ clipmod_error clipmod_model_load_precision(const char *dir, const char *merges,
     m = cm_calloc(1, sizeof *m);
     if (!m)
         return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
+    if (pthread_mutex_init(&m->text_lock, NULL) != 0) {
+        cm_free(m);
+        return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
+    }
 
     if ((rc = cm_config_load(dir, &m->cfg, errbuf)))
         goto out;
@@ -148,6 +157,12 @@ clipmod_error clipmod_model_load_precision(const char *dir, const char *merges,
         goto out;
     /* Hash first: both passes over the file then drop its pages as they go. */
     m->fingerprint = fingerprint(st);
+    /* Which file this is, so that the text tower is read later from the same one. */
+    if (stat(path, &m->file_id) != 0) {
+        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    memcpy(m->path, path, sizeof m->path);
     char tensor_err[CLIPMOD_ERROR_SIZE];
     if ((rc = cm_weights_load_at(st, &m->cfg, precision, &m->w, tensor_err))) {
         cm_error(errbuf, rc, "%s: %s", path, tensor_err);
@@ -189,6 +204,7 @@ void clipmod_model_free(clipmod_model *m)
         return;
     cm_weights_free(&m->w);
     cm_tokenizer_free(m->tok);
+    pthread_mutex_destroy(&m->text_lock);
     cm_free(m);
 }
 
@@ -263,6 +279,41 @@ clipmod_error clipmod_tokenize(const clipmod_model *m, const char *text,
     return rc;
 }
 
+/* Load the text tower if it is not (caller holds text_lock). */
+static clipmod_error ensure_text(clipmod_model *m, char *errbuf)
+{
+    struct stat now;
+    cm_safetensors *st = NULL;
+    char err[CLIPMOD_ERROR_SIZE];
+    if (m->w.text_arena)
+        return CLIPMOD_OK;
+    if (stat(m->path, &now) != 0)
+        return cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", m->path, strerror(errno));
+    /* Another file's text tower would not match the image tower or the cache keys. */
+    if (now.st_dev != m->file_id.st_dev || now.st_ino != m->file_id.st_ino ||
+        now.st_size != m->file_id.st_size || now.st_mtim.tv_sec != m->file_id.st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != m->file_id.st_mtim.tv_nsec)
+        return cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT,
+                        "%s changed since the model was loaded; load the model again", m->path);
+    clipmod_error rc = cm_safetensors_open(m->path, &st, err);
+    if (!rc)
+        rc = cm_weights_load_text(st, &m->cfg, &m->w, err);
+    cm_safetensors_close(st);
+    return rc ? cm_error(errbuf, rc, "%s: %s", m->path, err) : CLIPMOD_OK;
+}
+
+void cm_model_release_text(const clipmod_model *cm)
+{
+    /* The model is shared as const; its text tower is the one part that comes and goes,
+     * under its own lock. */
+    clipmod_model *m = (clipmod_model *)cm;
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->text_lock);
+    cm_weights_free_text(&m->w, &m->cfg);
+    pthread_mutex_unlock(&m->text_lock);
+}
+
 clipmod_error clipmod_embed_texts(const clipmod_model *m, const char *const *texts, size_t n,
                                   float *out, int *truncated, char *errbuf)
 {
@@ -299,16 +350,18 @@ clipmod_error clipmod_embed_texts(const clipmod_model *m, const char *const *tex
         len[i] = (int)first + 1;
         rows[i] = ids[i];
     }
-    for (size_t done = 0; done < n;) {
+    clipmod_model *mm = (clipmod_model *)m; /* see cm_model_release_text */
+    pthread_mutex_lock(&mm->text_lock);
+    rc = ensure_text(mm, errbuf);
+    for (size_t done = 0; !rc && done < n;) {
         int b = (int)(n - done < 64 ? n - done : 64);
         rc = cm_text_forward(&m->w, &m->cfg, rows + done, len + done, b,
                              out + done * m->cfg.proj_dim);
-        if (rc) {
+        if (rc)
             cm_error(errbuf, rc, "text tower: %s", clipmod_strerror(rc));
-            goto out;
-        }
         done += (size_t)b;
     }
+    pthread_mutex_unlock(&mm->text_lock);
 out:
     cm_free(ids);
     cm_free(rows);

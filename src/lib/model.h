@@ -4,6 +4,10 @@
 #ifndef CM_MODEL_H
 #define CM_MODEL_H
 
+#include <limits.h>
+#include <pthread.h>
+#include <sys/stat.h>
+
 #include "clipmod/clipmod.h"
 #include "config.h"
 #include "tokenizer.h"
@@ -17,7 +21,16 @@ struct clipmod_model {
     char name[128];       /* config's _name_or_path, else the directory's name */
     uint64_t fingerprint; /* of the weights file: keys the prompt-embedding cache */
     int demo;             /* config.json: "clipmod_demo": true */
+    /* The text tower is loaded on first use and dropped after a policy's prompts
+     * are embedded (cm_model_release_text); `text_lock` guards it, and the file is
+     * read again only if it is still the one loaded (same device, inode, size, mtime). */
+    pthread_mutex_t text_lock;
+    char path[PATH_MAX];
+    struct stat file_id;
 };
+
+/* Free the text tower's weights until the next clipmod_embed_texts() needs them. */
+void cm_model_release_text(const clipmod_model *m);
 
 /* 1 once clipmod_init() has succeeded. */
 int cm_initialised(void);

@@ -277,6 +277,17 @@ const void *cm_safetensors_bytes(const cm_safetensors *st, size_t *len)
     return st->map;
 }
 
+void cm_safetensors_release(const void *p, size_t len)
+{
+    /* Outward to whole pages: the mapping is read-only and private, so a page that a
+     * neighbouring tensor still needs is simply read back from the page cache. */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = (uintptr_t)p & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+    if (p && len)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 size_t cm_safetensors_count(const cm_safetensors *st)
 {
     return st->count;

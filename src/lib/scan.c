@@ -1,13 +1,16 @@
 /*
  * scan.c - scanning inputs with a compiled engine.
  *
- * A batch is decoded input by input (each under the engine's limits; a failure
+ * A batch's inputs are decoded in parallel, one input per thread at a time, as
+ * many threads as the library's pool (each under the engine's limits; a failure
  * becomes that input's "unscanned" verdict with its reason), then every sampled
  * frame of every input goes through the image tower in one batched pass, and one
  * GEMM gives the cosine of each frame with each distinct prompt. Scores, frame
  * combination and the decision follow the policy; plugins see the result last.
  */
 #include <cblas.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +20,10 @@
 #include "image.h"
 #include "model.h"
 #include "plugin_host.h"
+#include "pool.h"
+
+/* Decoding threads per call at most (the pool's size decides, up to this). */
+#define CM_MAX_DECODE_THREADS 64
 
 static double now_ms(void)
 {
@@ -108,6 +115,106 @@ static cm_image_opts image_opts(const clipmod_engine *e)
     return o;
 }
 
+/* One call's decoding, shared by the threads that decode its inputs. */
+typedef struct decode_job {
+    const clipmod_engine *e;
+    const clipmod_input *inputs;
+    size_t n;
+    cm_image_opts o;
+    cm_frames *frames;
+    clipmod_result **out;
+    double *ms;
+    clipmod_error *fatal; /* per input: NOMEM or INIT stop the whole call */
+    unsigned char *retry; /* per input: decode again alone (see decode_all) */
+    int parallel;
+    atomic_size_t next;
+} decode_job;
+
+/* Decode input i into frames[i]; a bad input becomes its result's "unscanned". */
+static void decode_input(decode_job *j, size_t i)
+{
+    const clipmod_input *in = &j->inputs[i];
+    clipmod_result *r = j->out[i];
+    char err[CLIPMOD_ERROR_SIZE];
+    clipmod_reason reason;
+    const double t0 = now_ms();
+    clipmod_error drc =
+        cm_image_decode(j->e->model, in->path, in->path ? NULL : (in->data ? in->data : ""),
+                        in->len, &j->o, &j->frames[i], &reason, err);
+    if (drc == CLIPMOD_E_NOMEM || drc == CLIPMOD_E_INIT) {
+        j->fatal[i] = drc;
+    } else if (drc && j->parallel &&
+               (reason == CLIPMOD_REASON_DECODE_ERROR || reason == CLIPMOD_REASON_UNSUPPORTED ||
+                reason == CLIPMOD_REASON_BLOCKED)) {
+        j->retry[i] = 1;
+    } else if (drc) {
+        /* The decoder's messages start with the path; the result names it already. */
+        const char *why = err;
+        size_t plen = in->path ? strlen(in->path) : 0;
+        if (plen && !strncmp(err, in->path, plen) && !strncmp(err + plen, ": ", 2))
+            why = err + plen + 2;
+        else if (!in->path && !strncmp(err, "image: ", 7))
+            why = err + 7;
+        cm_result_unscanned(r, reason, why);
+    } else {
+        r->width = j->frames[i].width;
+        r->height = j->frames[i].height;
+        r->frames_total = j->frames[i].total;
+        r->frames_scanned = j->frames[i].count;
+    }
+    j->ms[i] = now_ms() - t0;
+}
+
+static void *decode_worker(void *arg)
+{
+    decode_job *j = arg;
+    for (;;) {
+        size_t i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (i >= j->n)
+            return NULL;
+        decode_input(j, i);
+    }
+}
+
+/*
+ * Decode every input, on as many threads as the library's pool has (--threads):
+ * inputs are independent, each is decoded whole by one thread, so the frames are
+ * the same whatever the thread count (tests/scan_parallel.sh checks it, setting
+ * the count with CLIPMOD_DECODE_THREADS).
+ */
+static void decode_all(decode_job *j)
+{
+    pthread_t tid[CM_MAX_DECODE_THREADS];
+    int want = cm_pool_threads(), started = 0;
+    /* Tests set the decoders alone: the forward pass's sums may depend on its threads. */
+    const char *env = getenv("CLIPMOD_DECODE_THREADS");
+    if (env && *env >= '1' && *env <= '9')
+        want = (int)strtol(env, NULL, 10);
+    if (want > CM_MAX_DECODE_THREADS)
+        want = CM_MAX_DECODE_THREADS;
+    if ((size_t)want > j->n)
+        want = (int)j->n;
+    atomic_init(&j->next, 0);
+    /* A thread that cannot be started leaves its share to the others. */
+    while (started < want - 1 && !pthread_create(&tid[started], NULL, decode_worker, j))
+        started++;
+    j->parallel = started > 0;
+    decode_worker(j);
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+    /* libvips keeps one error buffer for the process: while another thread decoded,
+     * a failure's message (and the reason read from it) may have been another's, or
+     * cleared by it. Those failures are decoded again, alone, for their own words. */
+    j->parallel = 0;
+    for (size_t i = 0; i < j->n; i++)
+        if (j->retry[i]) {
+            const double spent = j->ms[i];
+            cm_frames_free(&j->frames[i]);
+            decode_input(j, i);
+            j->ms[i] += spent;
+        }
+}
+
 static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
                                  clipmod_result **out)
 {
@@ -116,24 +223,25 @@ static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *i
     const clipmod_image **all = NULL;
     float *emb = NULL, *cos = NULL;
     double *decode_ms = NULL;
+    clipmod_error *fatal = NULL;
+    unsigned char *retry = NULL;
     size_t total = 0;
     clipmod_error rc = CLIPMOD_OK;
-    char err[CLIPMOD_ERROR_SIZE];
 
     if (!e || !inputs || !out || !n || !e->compiled)
         return CLIPMOD_E_INVALID_ARG;
     memset(out, 0, n * sizeof *out);
     frames = cm_calloc(n, sizeof *frames);
     decode_ms = cm_calloc(n, sizeof *decode_ms);
-    if (!frames || !decode_ms) {
+    fatal = cm_calloc(n, sizeof *fatal);
+    retry = cm_calloc(n, 1);
+    if (!frames || !decode_ms || !fatal || !retry) {
         rc = CLIPMOD_E_NOMEM;
         goto out;
     }
-    const cm_image_opts o = image_opts(e);
     for (size_t i = 0; i < n; i++) {
         const clipmod_input *in = &inputs[i];
         const char *name = in->name ? in->name : in->path ? in->path : "(memory)";
-        const double t0 = now_ms();
         if (!(out[i] = cm_result_new(name, clipmod_engine_policy_name(e),
                                      clipmod_model_describe(e->model)))) {
             rc = CLIPMOD_E_NOMEM;
@@ -145,31 +253,24 @@ static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *i
             rc = CLIPMOD_E_INVALID_ARG;
             goto out;
         }
-        clipmod_reason reason;
-        clipmod_error drc =
-            cm_image_decode(e->model, in->path, in->path ? NULL : (in->data ? in->data : ""),
-                            in->len, &o, &frames[i], &reason, err);
-        if (drc == CLIPMOD_E_NOMEM || drc == CLIPMOD_E_INIT) {
-            rc = drc;
+    }
+    decode_job job = {.e = e,
+                      .inputs = inputs,
+                      .n = n,
+                      .o = image_opts(e),
+                      .frames = frames,
+                      .out = out,
+                      .ms = decode_ms,
+                      .fatal = fatal,
+                      .retry = retry};
+    decode_all(&job);
+    for (size_t i = 0; i < n; i++) {
+        if (fatal[i]) {
+            rc = fatal[i];
             goto out;
         }
-        if (drc) {
-            /* The decoder's messages start with the path; the result names it already. */
-            const char *why = err;
-            size_t plen = in->path ? strlen(in->path) : 0;
-            if (plen && !strncmp(err, in->path, plen) && !strncmp(err + plen, ": ", 2))
-                why = err + plen + 2;
-            else if (!in->path && !strncmp(err, "image: ", 7))
-                why = err + 7;
-            cm_result_unscanned(out[i], reason, why);
-        } else {
-            out[i]->width = frames[i].width;
-            out[i]->height = frames[i].height;
-            out[i]->frames_total = frames[i].total;
-            out[i]->frames_scanned = frames[i].count;
+        if (out[i]->state != CLIPMOD_STATE_UNSCANNED)
             total += (size_t)frames[i].count;
-        }
-        decode_ms[i] = now_ms() - t0;
     }
 
     const double t_forward = now_ms();
@@ -212,6 +313,8 @@ out:
         cm_frames_free(&frames[i]);
     cm_free(frames);
     cm_free(decode_ms);
+    cm_free(fatal);
+    cm_free(retry);
     cm_free(all);
     cm_free(emb);
     cm_free(cos);

@@ -6,8 +6,14 @@
  * the projections as [in, out] (applied as x @ P) and fuses q, k, v into one
  * in_proj; Hugging Face stores Linear weights as [out, in] with separate q, k, v.
  * Each parameter is taken by its two names, its shape checked against the config,
- * and copied (converted from F16/BF16 if need be) into one arena in the HF
+ * and copied (converted from F16/BF16 if need be) into an arena in the HF
  * orientation, with q, k, v fused. Position ids (int64) are never read.
+ *
+ * The image tower is copied at load; the text tower only when asked
+ * (cm_weights_load_text), into an arena of its own that cm_weights_free_text hands
+ * back: once a policy's prompts are embedded (or all came from the prompt cache) a
+ * scanner never needs it, and ViT-B/32's text tower is 250 MB of a 600 MB model.
+ * Every name and shape of both towers is still checked at load.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,7 +25,7 @@
 #include "quant.h"
 #include "weights.h"
 
-static void pack_blocks(cm_block *blocks, int count, const cm_config *cfg);
+static void pack_blocks(cm_block *blocks, int first, int count, const cm_config *cfg);
 
 typedef struct loader {
     const cm_safetensors *st;
@@ -108,6 +114,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
         cm_free(row);
         cm_release_bytes(t->data, t->nbytes);
     }
+    cm_safetensors_release(t->data, t->nbytes); /* read once: keep the copy only */
     *out = dst;
     return CLIPMOD_OK;
 }
@@ -331,7 +338,7 @@ clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
      * the first mismatched tensor, not first ask for gigabytes. Pass 2 copies. */
     for (ld.dry = 1; ld.dry >= 0; ld.dry--) {
         if (!ld.dry) {
-            size_t cap = arena_floats(cfg, w->has_text);
+            size_t cap = arena_floats(cfg, 0);
             if (!(w->arena = cm_alloc(cap * sizeof(float)))) {
                 rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
                               cap * sizeof(float) >> 20);
@@ -342,12 +349,13 @@ clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
         }
         if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)))
             goto out;
-        if (w->has_text &&
+        /* The text tower is only checked here; cm_weights_load_text copies it. */
+        if (w->has_text && ld.dry &&
             (rc = load_text(&ld, cfg, &w->text, w->block_store + cfg->vision.layers)))
             goto out;
     }
     ld.dry = 0;
-    pack_blocks(w->block_store, cfg->vision.layers + (w->has_text ? cfg->text.layers : 0), cfg);
+    pack_blocks(w->block_store, 0, cfg->vision.layers, cfg);
 
     const cm_tensor *ls = cm_safetensors_find(st, "logit_scale");
     float scale = logf(100.0f); /* CLIP's trained value when a sub-model file lacks it */
@@ -379,7 +387,7 @@ out:
  * widths are not whole panels (or CLIPMOD_GEMM=openblas) stays unpacked and its
  * products go through OpenBLAS.
  */
-static void pack_blocks(cm_block *blocks, int count, const cm_config *cfg)
+static void pack_blocks(cm_block *blocks, int first, int count, const cm_config *cfg)
 {
     if (cm_gemm_isa_active() == CM_GEMM_OPENBLAS)
         return;
@@ -393,7 +401,7 @@ static void pack_blocks(cm_block *blocks, int count, const cm_config *cfg)
     float *tmp = cm_alloc((size_t)CM_GEMM_NR * widest * sizeof *tmp);
     if (!tmp)
         return; /* still correct, only slower: every product goes through OpenBLAS */
-    for (int l = 0; l < count; l++) {
+    for (int l = first; l < first + count; l++) {
         const cm_tower_config *tc = l < cfg->vision.layers ? &cfg->vision : &cfg->text;
         const int d = tc->width, f = tc->mlp;
         if ((3 * d) % CM_GEMM_NR || d % CM_GEMM_NR || f % CM_GEMM_NR)
@@ -411,10 +419,46 @@ static void pack_blocks(cm_block *blocks, int count, const cm_config *cfg)
     cm_free(tmp);
 }
 
+clipmod_error cm_weights_load_text(const cm_safetensors *st, const cm_config *cfg, cm_weights *w,
+                                   char *errbuf)
+{
+    if (!w->has_text || w->text_arena)
+        return CLIPMOD_OK;
+    /* The text part of arena_floats(), with its own alignment slack. */
+    const size_t cap = arena_floats(cfg, 1) - arena_floats(cfg, 0) + 16;
+    loader ld = {.st = st, .layout = w->layout, .errbuf = errbuf};
+    if (!(w->text_arena = cm_alloc(cap * sizeof(float))))
+        return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of text weights",
+                        cap * sizeof(float) >> 20);
+    ld.next = w->text_arena;
+    ld.end = w->text_arena + cap;
+    clipmod_error rc = load_text(&ld, cfg, &w->text, w->block_store + cfg->vision.layers);
+    if (rc) {
+        cm_weights_free_text(w, cfg);
+        return rc;
+    }
+    pack_blocks(w->block_store, cfg->vision.layers, cfg->text.layers, cfg);
+    return CLIPMOD_OK;
+}
+
+void cm_weights_free_text(cm_weights *w, const cm_config *cfg)
+{
+    if (!w || !w->text_arena)
+        return;
+    cm_free(w->text_arena);
+    w->text_arena = NULL;
+    cm_block *blocks = w->text.blocks;
+    memset(&w->text, 0, sizeof w->text);
+    if (blocks)
+        memset(blocks, 0, (size_t)cfg->text.layers * sizeof *blocks);
+}
+
 void cm_weights_free(cm_weights *w)
 {
     if (!w)
         return;
+    cm_free(w->text_arena);
+    w->text_arena = NULL;
     cm_free(w->arena);
     cm_free(w->block_store);
     for (int i = 0; w->qstore && i < w->qcount; i++)

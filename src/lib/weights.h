@@ -1,8 +1,9 @@
 /*
  * weights.h - a CLIP model's parameters in the layout our kernels use (internal).
  *
- * Owns one 64-byte-aligned float32 arena holding every parameter, converted from
- * the checkpoint's dtype and naming at load. Linear weights are [out, in] (as in
+ * Owns two 64-byte-aligned float32 arenas, converted from the checkpoint's dtype
+ * and naming: the image tower's (copied at load) and the text tower's (copied when
+ * first needed, and freed again once prompts are embedded). Linear weights are [out, in] (as in
  * Hugging Face); q, k and v are fused into one [3D, D] matrix so attention needs one
  * GEMM. Shapes are checked once here; the forward passes trust them.
  */
@@ -56,7 +57,8 @@ typedef struct cm_weights {
     cm_vision_weights vision;
     cm_text_weights text;
     float logit_scale; /* exp() already applied */
-    float *arena;
+    float *arena;      /* the image tower's parameters (and logit_scale) */
+    float *text_arena; /* the text tower's, while loaded (NULL: not loaded) */
     cm_block *block_store;
     clipmod_precision precision; /* of the blocks' linear layers */
     struct cm_qmat *qstore;      /* 4 per block at int8/bf16, else NULL */
@@ -67,18 +69,33 @@ typedef struct cm_weights {
  * Convert the tensors of `st` into `w` according to `cfg`. A missing tensor, a
  * wrong shape or an unusable dtype is reported with the tensor's name
  * (CLIPMOD_E_MODEL_TENSOR). The text tower is optional: a vision-only checkpoint
- * loads with has_text = 0. On failure `w` holds nothing to free.
+ * loads with has_text = 0. Only the image tower is copied: the text tower's
+ * tensors are checked, and copied by cm_weights_load_text. On failure `w` holds
+ * nothing to free.
  */
 clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm_weights *w,
                               char *errbuf);
 
 /*
- * cm_weights_load at precision p: each block's four matrices are converted right
- * after it is read (quant.c) and their fp32 pages released, so the peak holds one
- * fp32 block beyond the converted model. The caller checked the CPU (cm_qgemm_check).
+ * cm_weights_load at precision p: each image-tower block's four matrices are
+ * converted right after it is read (quant.c) and their fp32 pages released, so the
+ * peak holds one fp32 block beyond the converted model. The text tower, loaded on
+ * demand to compile prompts (cm_weights_load_text) and freed after, stays fp32.
+ * The caller checked the CPU (cm_qgemm_check).
  */
 clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
                                  clipmod_precision p, cm_weights *w, char *errbuf);
+
+/*
+ * Copy the text tower of `st` (the file `w` was loaded from) into its own arena;
+ * nothing to do if it is loaded or the model has none. CLIPMOD_E_NOMEM or the
+ * loader's errors; on failure the text tower stays unloaded.
+ */
+clipmod_error cm_weights_load_text(const cm_safetensors *st, const cm_config *cfg, cm_weights *w,
+                                   char *errbuf);
+
+/* Free the text tower's arena (w->text is zeroed). Accepts an unloaded one. */
+void cm_weights_free_text(cm_weights *w, const cm_config *cfg);
 
 /* Free the arena. Accepts a zeroed or already-freed struct. */
 void cm_weights_free(cm_weights *w);
