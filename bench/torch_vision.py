@@ -19,7 +19,10 @@ also reports the reduced-precision embeddings' cosine to torch's own fp32 ones:
         (--int8-engine picks one). The patch Conv2d and the attention matmuls stay fp32.
   bf16  --bf16-mode autocast (default): the fp32 model under torch.autocast('cpu',
         dtype=torch.bfloat16): Linear and matmul in bf16, layer norm and softmax in fp32,
-        as our own bf16 path does. --bf16-mode cast: the whole model and its input in
+        as our own bf16 path does. One autocast region spans all the calls of a batch
+        size, so its cache of bf16 weight copies lives across them (as our weights are
+        converted once at load); entered per call, autocast re-casts every weight on every
+        call, 2-4x slower at batch 1 here. --bf16-mode cast: the whole model and its input in
         bfloat16 (layer norm and softmax too).
   The JSON lines carry "precision"; the config names the engine or mode.
 
@@ -42,6 +45,7 @@ import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 
 CONFIGS = {
     # name: (torch threads, environment)
@@ -235,23 +239,22 @@ def int8_engine(wanted):
 
 
 def reduced(tower, a):
-    """(callable pixels -> float32 embeddings, label) for --precision; tower stays fp32
-    unless the precision needs a converted copy."""
+    """(callable pixels -> float32 embeddings, label, region) for --precision: calls of
+    the callable run inside `with region():`. tower stays fp32 (int8 and cast copy it)."""
     if a.precision == "int8":
         engine = int8_engine(a.int8_engine)
         torch.backends.quantized.engine = engine
         q = torch.ao.quantization.quantize_dynamic(tower, {nn.Linear}, dtype=torch.qint8)
-        return q, f"int8 quantize_dynamic(nn.Linear, qint8), engine {engine}"
+        return q, f"int8 quantize_dynamic(nn.Linear, qint8), engine {engine}", nullcontext
     if a.precision == "bf16" and a.bf16_mode == "cast":
         import copy
         m = copy.deepcopy(tower).to(torch.bfloat16)
-        return (lambda px: m(px.to(torch.bfloat16)).float()), "bf16 model.to(bfloat16)"
+        return ((lambda px: m(px.to(torch.bfloat16)).float()), "bf16 model.to(bfloat16)",
+                nullcontext)
     if a.precision == "bf16":
-        def run(px):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return tower(px).float()
-        return run, "bf16 torch.autocast('cpu', bfloat16)"
-    return tower, "fp32"
+        return ((lambda px: tower(px).float()), "bf16 torch.autocast('cpu', bfloat16)",
+                lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    return tower, "fp32", nullcontext
 
 
 def cosine_line(name, a_emb, b_emb, n):
@@ -262,10 +265,11 @@ def cosine_line(name, a_emb, b_emb, n):
                        "min_cosine": float((a64 * b64).sum(-1).min())})
 
 
-def compare(tower, run, label, px, a):
+def compare(tower, run, label, region, px, a):
     """Print the check lines: ours (fp32, --compare) vs this precision, and vs torch fp32."""
     n = px.shape[0]
-    theirs = F.normalize(run(px).float(), dim=-1).numpy()
+    with region():
+        theirs = F.normalize(run(px).float(), dim=-1).numpy()
     ours = np.fromfile(a.compare, dtype="<f4").reshape(n, -1)
     if a.precision == "fp32":
         print(cosine_line("clipmod vs torch", ours, theirs, n), flush=True)
@@ -275,17 +279,18 @@ def compare(tower, run, label, px, a):
     print(cosine_line(f"torch fp32 vs torch {label}", fp32, theirs, n), flush=True)
 
 
-def time_batches(run, px, config, nthreads, load_ms, a):
+def time_batches(run, region, px, config, nthreads, load_ms, a):
     n = px.shape[0]
     for b in [int(x) for x in a.batches.split(",")]:
         batch = px[torch.arange(b) % n].contiguous()
         times = []
-        for r in range(a.warmup + a.runs):
-            t0 = time.perf_counter()
-            run(batch)
-            dt = (time.perf_counter() - t0) * 1e3
-            if r >= a.warmup:
-                times.append(dt)
+        with region():
+            for r in range(a.warmup + a.runs):
+                t0 = time.perf_counter()
+                run(batch)
+                dt = (time.perf_counter() - t0) * 1e3
+                if r >= a.warmup:
+                    times.append(dt)
         med = median(times)
         print(json.dumps({
             "engine": "torch", "precision": a.precision, "config": config, "batch": b,
@@ -302,7 +307,7 @@ def main():
     torch.set_num_threads(nthreads)
     t0 = time.perf_counter()
     tower, cfg = load_tower(a.model_dir)
-    run, label = reduced(tower, a)
+    run, label, region = reduced(tower, a)
     load_ms = (time.perf_counter() - t0) * 1e3
     size = cfg["vision_config"]["image_size"]
     if a.pixels:
@@ -318,7 +323,7 @@ def main():
 
     with torch.inference_mode():
         if a.compare:
-            compare(tower, run, label, px, a)
+            compare(tower, run, label, region, px, a)
         if a.export_onnx:
             if a.precision != "fp32":
                 raise SystemExit("torch_vision: --export-onnx exports the fp32 tower only")
@@ -330,7 +335,7 @@ def main():
             print(json.dumps({"engine": "torch", "exported": a.export_onnx,
                               "bytes": os.path.getsize(a.export_onnx)}), flush=True)
         if not a.no_bench:
-            time_batches(run, px, config, nthreads, load_ms, a)
+            time_batches(run, region, px, config, nthreads, load_ms, a)
 
 
 if __name__ == "__main__":
