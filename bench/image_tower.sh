@@ -241,7 +241,8 @@ for p in $precs; do
     elif ! ours_once "$p" "$work/ours-$p.f32"; then
         skip clipmod "$p" "bench_vision: $(last_error)"
     else
-        compare_ours "$p" || skip clipmod "$p" "could not compare its embeddings to fp32"
+        # Timed even if the check cannot run (no numpy): the table lists the checks made.
+        compare_ours "$p" || note "could not compare our $p embeddings to fp32 (numpy?)"
     fi
 done
 

@@ -34,8 +34,6 @@ import json
 import os
 import sys
 
-import numpy as np
-
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__,
@@ -51,11 +49,12 @@ def parse_args():
 
 ARGS = parse_args()
 try:
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-except ImportError:
-    print("ort_quantize: needs python3-onnx (apt-get install python3-onnx), a bench-only "
-          "dependency", file=sys.stderr)
+except ImportError as e:
+    print(f"ort_quantize: needs python3-onnx (apt-get install python3-onnx), a bench-only "
+          f"dependency ({e})", file=sys.stderr)
     sys.exit(3)
 
 
