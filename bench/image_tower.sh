@@ -1,15 +1,33 @@
 #!/bin/sh
 # image_tower.sh - benchmark clipmod's image tower against PyTorch and ONNX Runtime on
-# the same random ViT-B/32 checkpoint, in the same run.
+# the same random ViT-B/32 checkpoint, in the same run, at fp32, int8 and bf16; then the
+# end-to-end scan benchmark (bench/e2e_scan.sh) when this tree has it.
 #
 # Run by hand (`make bench`); never part of the test suite. It:
 #   1. finds or builds bench_vision (bench/bench_vision.c, public API only);
 #   2. writes a random ViT-B/32 checkpoint (tests/reference/make_checkpoint.py, seed 1,
 #      HF names, f32, quick_gelu) and a few real photos into a work directory;
-#   3. checks that torch and ORT compute the same embeddings as ours on the same pixels;
-#   4. runs ours, torch (both fair thread configurations) and ORT interleaved, ROUNDS
-#      times, so background noise hits every engine alike;
-#   5. prints a table: ms/image, GFLOP/s (8.82 GFLOP per image), and time ratios.
+#   3. checks that torch and ORT compute the same embeddings as ours on the same pixels,
+#      and how close each engine's int8/bf16 embeddings are to our fp32 ones (cosine);
+#   4. runs ours, torch (both fair thread configurations at fp32) and ORT at each precision,
+#      interleaved, ROUNDS times, so background noise hits every engine alike;
+#   5. prints a table (bench/tower_table.py): the CPU and its ISA flags, the load, and per
+#      precision and batch ms/image, GFLOP/s (8.82 GFLOP per image), ours÷theirs and each
+#      engine's int8/bf16 time ÷ its own fp32 time;
+#   6. runs bench/e2e_scan.sh if it exists (--no-e2e skips it), on this run's checkpoint,
+#      ONNX file, threads and ORT, in WORK/e2e.
+#
+# The precisions, engine by engine:
+#   clipmod  bench_vision --precision P; a row reads "skipped: <reason>" when bench_vision
+#            refuses (the CPU lacks the instructions, or a bench_vision without --precision)
+#   PyTorch  bench/torch_vision.py --precision P: int8 = quantize_dynamic on nn.Linear
+#            (fbgemm/x86 if this torch has it, else onednn); bf16 = both torch.autocast
+#            and model.to(bfloat16), the table keeps the faster, the list shows both
+#   ORT      int8 = WORK/vision-int8.onnx from bench/ort_quantize.py (dynamic quantisation
+#            as onnxruntime.quantization.quantize_dynamic does it; needs python3-onnx, a
+#            bench-only dependency: apt-get install python3-onnx); bf16 = WORK/vision-bf16.onnx
+#            (bf16 MatMuls): ORT's CPU provider has no bf16 MatMul kernel, so that row says
+#            "not supported by ORT's CPU provider" with ORT's message
 #
 # Usage: bench/image_tower.sh [options]
 #   --bench-bin PATH  a built bench_vision (default: $BENCH_VISION, else build one in
@@ -20,6 +38,8 @@
 #   --runs N          timed runs per batch size and round (default 7)
 #   --warmup N        untimed runs per batch size and round (default 2)
 #   --batches LIST    batch sizes (default 1,8)
+#   --precisions LIST precisions to run, of fp32,int8,bf16 (default fp32,int8,bf16); fp32
+#                     is always checked, since every other precision is compared to it
 #   --threads N       threads for every engine (default 2)
 #   --images "F..."   images to embed (default: tools/sample-photos.sh into the work dir)
 #   --ort-dir DIR     where onnxruntime-node is installed (default
@@ -35,14 +55,21 @@
 #   --noise-limit P   drop each engine run during which other processes used P% or more
 #                     of the machine (default 10); if fewer than 2 runs of a configuration
 #                     stay, all its runs are used, with a warning
-# Raw JSON lines go to WORK/results.jsonl; the table goes to stdout.
+#   --builddir DIR    the configured build tree, passed to bench/e2e_scan.sh (`make bench`
+#                     sets it); without it the end-to-end benchmark is skipped
+#   --no-e2e          do not run bench/e2e_scan.sh
+#   --e2e-args "A..." more arguments for bench/e2e_scan.sh (e.g. "--rounds 5"; see its
+#                     --help)
+# Raw JSON lines go to WORK/results.jsonl (skipped rows: WORK/skips.tsv); the table goes to
+# stdout.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 work=${TMPDIR:-/tmp}/clipmod-bench
 bin=${BENCH_VISION:-}
-rounds=5 runs=7 warmup=2 batches=1,8 threads=2 images=""
+rounds=5 runs=7 warmup=2 batches=1,8 threads=2 images="" precisions=fp32,int8,bf16
+builddir="" use_e2e=1 e2e_args=""
 ort_dir=${XDG_CACHE_HOME:-$HOME/.cache}/clipmod-bench/ort
 use_torch=1 use_ort=1 quiet_wait=0 noise_limit=10
 py=${REF_PYTHON:-/usr/bin/python3}
@@ -58,6 +85,10 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --batches) batches=$2; shift 2 ;;
+    --precisions) precisions=$2; shift 2 ;;
+    --builddir) builddir=$2; shift 2 ;;
+    --no-e2e) use_e2e=0; shift ;;
+    --e2e-args) e2e_args=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --images) images=$2; shift 2 ;;
     --ort-dir) ort_dir=$2; shift 2 ;;
@@ -70,8 +101,17 @@ while [ $# -gt 0 ]; do
     *) die "unknown option $1 (see --help)" ;;
     esac
 done
+precs=""
+for p in $(echo "$precisions" | tr ',' ' '); do
+    case $p in
+    fp32 | int8 | bf16) precs="$precs $p" ;;
+    *) die "unknown precision $p in --precisions (fp32, int8, bf16)" ;;
+    esac
+done
+[ -n "$precs" ] || die "--precisions is empty"
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
+load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 
 # --- 1. bench_vision ---------------------------------------------------------------
 if [ -z "$bin" ]; then
@@ -143,18 +183,71 @@ busy() {
 }
 
 # --- 3. same pixels for everyone; numeric checks; the ONNX export -----------------
-# shellcheck disable=SC2086
-"$bin" "$model" --batches 1 --runs 1 --warmup 0 --threads "$threads" \
-    --dump-pixels "$work/pixels.f32" --dump-embeddings "$work/ours.f32" $images >/dev/null ||
-    die "bench_vision failed"
+skips=$work/skips.tsv
+: >"$skips"
+# skip ENGINE PRECISION REASON: that engine is not timed at that precision; the table says why.
+skip() {
+    printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$skips"
+    note "skipping $1 $2: $3"
+}
+skipped() {
+    awk -F '\t' -v e="$1" -v p="$2" '$1 == e && $2 == p { f = 1 } END { exit !f }' "$skips"
+}
+# The last line bench_vision or a script wrote on stderr, without its "name: " prefix.
+last_error() {
+    tail -n 1 "$work/.err" | sed 's/^[a-z_]*: //'
+}
 
-torch_why="" ort_why="" have_torch=1
-"$py" -c 'import torch' 2>/dev/null || have_torch=0
-if [ $use_torch = 0 ]; then
-    torch_why="--no-torch"
-elif [ $have_torch = 0 ]; then
-    torch_why="$py cannot import torch (apt-get install python3-torch)"
+# ours_once PRECISION OUT [ARG...]: one batched call of our tower, its embeddings to OUT.
+# bench_vision without --precision (before the quant work) is run without the option.
+prec_opt=1
+ours_once() {
+    o_p=$1 o_out=$2
+    shift 2
+    if [ $prec_opt = 1 ]; then set -- --precision "$o_p" "$@"; fi
+    # shellcheck disable=SC2086
+    "$bin" "$model" --batches 1 --runs 1 --warmup 0 --threads "$threads" \
+        --dump-embeddings "$o_out" "$@" $images >/dev/null 2>"$work/.err"
+}
+if ! ours_once fp32 "$work/ours.f32" --dump-pixels "$work/pixels.f32"; then
+    grep -q 'bad option.*--precision' "$work/.err" || die "bench_vision failed: $(last_error)"
+    prec_opt=0
+    note "this bench_vision has no --precision: fp32 only for clipmod"
+    ours_once fp32 "$work/ours.f32" --dump-pixels "$work/pixels.f32" ||
+        die "bench_vision failed: $(last_error)"
 fi
+# shellcheck disable=SC2086
+nimg=$(echo $images | wc -w)
+
+# compare_ours PRECISION: our embeddings at PRECISION against our fp32 ones (a check line).
+compare_ours() {
+    "$py" - "$work/ours.f32" "$work/ours-$1.f32" "$1" "$nimg" >>"$results" <<'EOF'
+import json, sys
+import numpy as np
+n = int(sys.argv[4])
+a, b = (np.fromfile(f, "<f4").astype(np.float64).reshape(n, -1) for f in sys.argv[1:3])
+a /= np.linalg.norm(a, axis=1, keepdims=True)
+b /= np.linalg.norm(b, axis=1, keepdims=True)
+print(json.dumps({"engine": "clipmod", "precision": sys.argv[3],
+                  "check": "clipmod fp32 vs clipmod " + sys.argv[3], "images": n,
+                  "max_abs_diff": float(np.abs(a - b).max()),
+                  "min_cosine": float((a * b).sum(1).min())}))
+EOF
+}
+for p in $precs; do
+    [ "$p" != fp32 ] || continue
+    if [ $prec_opt = 0 ]; then
+        skip clipmod "$p" "this bench_vision has no --precision (the quant work adds it)"
+    elif ! ours_once "$p" "$work/ours-$p.f32"; then
+        skip clipmod "$p" "bench_vision: $(last_error)"
+    else
+        # Timed even if the check cannot run (no numpy): the table lists the checks made.
+        compare_ours "$p" || note "could not compare our $p embeddings to fp32 (numpy?)"
+    fi
+done
+
+have_torch=1
+"$py" -c 'import torch' 2>/dev/null || have_torch=0
 if [ -s "$work/vision.onnx" ] && { [ "$model/model.safetensors" -nt "$work/vision.onnx" ] ||
     [ "$here/torch_vision.py" -nt "$work/vision.onnx" ]; }; then
     rm -f "$work/vision.onnx" # stale: the checkpoint or the torch model changed
@@ -165,34 +258,99 @@ if [ $use_ort = 1 ] && [ ! -s "$work/vision.onnx" ] && [ $have_torch = 1 ]; then
         --export-onnx "$work/vision.onnx.tmp" >/dev/null &&
         mv "$work/vision.onnx.tmp" "$work/vision.onnx" || note "the ONNX export failed"
 fi
-if [ -z "$torch_why" ]; then
-    "$py" "$here/torch_vision.py" "$model" --pixels "$work/pixels.f32" --no-bench \
-        --compare "$work/ours.f32" >>"$results" || torch_why="torch_vision.py failed"
-fi
-[ -n "$torch_why" ] && note "skipping PyTorch: $torch_why"
 
+# torch_configs PRECISION: the thread configurations (and bf16 modes) timed at PRECISION.
+# int8 and bf16 run on torch's own OpenMP threads (quantized engine, oneDNN), not OpenBLAS,
+# so t1ob2 (one torch thread) would only be slower there.
+torch_configs() {
+    case $1 in
+    fp32) echo "passive2 t1ob2" ;;
+    int8) echo "passive2" ;;
+    bf16) echo "passive2/autocast passive2/cast" ;;
+    esac
+}
+# torch_run CONFIG PRECISION ARG...: torch_vision.py at CONFIG (thread config[/bf16 mode]).
+torch_run() {
+    t_cfg=$1 t_p=$2
+    shift 2
+    set -- --threads-config "${t_cfg%%/*}" --precision "$t_p" "$@"
+    case $t_cfg in */*) set -- "$@" --bf16-mode "${t_cfg#*/}" ;; esac
+    "$py" "$here/torch_vision.py" "$model" --pixels "$work/pixels.f32" "$@"
+}
+for p in $precs; do
+    if [ $use_torch = 0 ]; then
+        skip torch "$p" "--no-torch"
+        continue
+    elif [ $have_torch = 0 ]; then
+        skip torch "$p" "$py cannot import torch (apt-get install python3-torch)"
+        continue
+    fi
+    for cfg in $(torch_configs "$p"); do
+        # fp32 needs one check (both thread configs compute alike); bf16 modes differ.
+        case $cfg in passive2 | */*) ;; *) continue ;; esac
+        torch_run "$cfg" "$p" --no-bench --compare "$work/ours.f32" >>"$results" \
+            2>"$work/.err" || { skip torch "$p" "torch_vision.py: $(last_error)" && break; }
+    done
+done
+
+# ort_model PRECISION: the ONNX file ORT runs at PRECISION, converted (and cached) if needed.
+ort_model() {
+    case $1 in
+    fp32) echo "$work/vision.onnx" ;;
+    *) echo "$work/vision-$1.onnx" ;;
+    esac
+}
+ort_convert() {
+    m=$(ort_model "$1")
+    if [ -s "$m" ] && [ "$m" -nt "$work/vision.onnx" ] && [ "$m" -nt "$here/ort_quantize.py" ]; then
+        return 0
+    fi
+    note "converting the ONNX model to $1 ($m)"
+    flag=""
+    [ "$1" = bf16 ] && flag=--bf16
+    # shellcheck disable=SC2086
+    "$py" "$here/ort_quantize.py" "$work/vision.onnx" "$m" $flag >/dev/null 2>"$work/.err"
+}
+ort_why=""
 if [ $use_ort = 0 ]; then
     ort_why="--no-ort"
 elif [ ! -s "$work/vision.onnx" ]; then
     ort_why="no ONNX model: it is exported by torch (python3-torch), which failed or is missing"
 elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     ort_why="node/npm not found"
-else
-    if [ ! -d "$ort_dir/node_modules/onnxruntime-node" ]; then
-        note "installing onnxruntime-node into $ort_dir (outside the repo, ~290 MB)"
-        mkdir -p "$ort_dir"
-        [ -f "$ort_dir/package.json" ] || echo '{"name":"clipmod-bench-ort","private":true}' >"$ort_dir/package.json"
-        # The postinstall fetches CUDA bits from NuGet, unreachable here; the CPU build is in the package.
-        (cd "$ort_dir" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
-            onnxruntime-node >&2) || ort_why="npm install onnxruntime-node failed"
-    fi
-    if [ -z "$ort_why" ]; then
-        node "$here/ort_vision.js" "$work/vision.onnx" --pixels "$work/pixels.f32" \
-            --ort-dir "$ort_dir" --threads "$threads" --compare "$work/ours.f32" --batches 1 \
-            --runs 1 --warmup 0 | grep '"check"' >>"$results" || ort_why="ort_vision.js failed"
-    fi
+elif [ ! -d "$ort_dir/node_modules/onnxruntime-node" ]; then
+    note "installing onnxruntime-node into $ort_dir (outside the repo, ~290 MB)"
+    mkdir -p "$ort_dir"
+    [ -f "$ort_dir/package.json" ] || echo '{"name":"clipmod-bench-ort","private":true}' >"$ort_dir/package.json"
+    # The postinstall fetches CUDA bits from NuGet, unreachable here; the CPU build is in the package.
+    (cd "$ort_dir" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
+        onnxruntime-node >&2) || ort_why="npm install onnxruntime-node failed"
 fi
-[ -n "$ort_why" ] && note "skipping ONNX Runtime: $ort_why"
+for p in $precs; do
+    if [ -n "$ort_why" ]; then
+        skip ort "$p" "$ort_why"
+        continue
+    fi
+    if [ "$p" != fp32 ] && ! ort_convert "$p"; then
+        if grep -q 'python3-onnx' "$work/.err"; then
+            skip ort "$p" "no $p model: ort_quantize.py needs python3-onnx (apt-get install python3-onnx, a bench-only dependency)"
+        else
+            skip ort "$p" "ort_quantize.py: $(last_error)"
+        fi
+        continue
+    fi
+    rc=0
+    node "$here/ort_vision.js" "$(ort_model "$p")" --pixels "$work/pixels.f32" \
+        --ort-dir "$ort_dir" --threads "$threads" --precision "$p" --compare "$work/ours.f32" \
+        --batches 1 --runs 1 --warmup 0 >"$work/.ort" 2>"$work/.err" || rc=$?
+    grep '"check"' "$work/.ort" >>"$results" || true
+    if [ $rc = 4 ]; then
+        why=$(sed -n 's/.*"unsupported":"\(.*\)"}$/\1/p' "$work/.ort" | sed 's/\\"/"/g')
+        skip ort "$p" "not supported by ORT's CPU provider: ${why:-the session was refused}"
+    elif [ $rc != 0 ]; then
+        skip ort "$p" "ort_vision.js: $(last_error)"
+    fi
+done
 
 # --- 4. interleaved rounds -------------------------------------------------------------
 # Busy jiffies of the whole machine (user, nice, system, irq, softirq, steal) and all jiffies.
@@ -218,7 +376,7 @@ run_engine() {
     done
     child_jiffies >"$work/.c0"
     j0=$(stat_jiffies)
-    "$@" | sed "s/^{/{\"round\":$rr,\"run\":\"$name\",/" >>"$results"
+    "$@" | sed "s|^{|{\"round\":$rr,\"run\":\"$name\",|" >>"$results"
     j1=$(stat_jiffies)
     child_jiffies >"$work/.c1"
     c0=$(cat "$work/.c0") c1=$(cat "$work/.c1")
@@ -231,108 +389,45 @@ run_engine() {
 r=1
 while [ $r -le "$rounds" ]; do
     note "round $r/$rounds"
-    # shellcheck disable=SC2086
-    run_engine $r clipmod "$bin" "$model" $common --threads "$threads" $images
-    if [ -z "$torch_why" ]; then
-        for cfg in passive2 t1ob2; do
+    for p in $precs; do
+        if ! skipped clipmod "$p"; then
+            popt=""
+            [ $prec_opt = 0 ] || popt="--precision $p"
+            # shellcheck disable=SC2086 # word splitting wanted
+            run_engine $r "clipmod $p" "$bin" "$model" $popt $common --threads "$threads" $images
+        fi
+        if ! skipped torch "$p"; then
+            for cfg in $(torch_configs "$p"); do
+                # shellcheck disable=SC2086
+                run_engine $r "torch $p $(echo "$cfg" | tr / ' ')" torch_run "$cfg" "$p" $common
+            done
+        fi
+        if ! skipped ort "$p"; then
             # shellcheck disable=SC2086
-            run_engine $r "torch $cfg" "$py" "$here/torch_vision.py" "$model" \
-                --pixels "$work/pixels.f32" --threads-config $cfg $common
-        done
-    fi
-    if [ -z "$ort_why" ]; then
-        # shellcheck disable=SC2086
-        run_engine $r ort node "$here/ort_vision.js" "$work/vision.onnx" \
-            --pixels "$work/pixels.f32" --ort-dir "$ort_dir" --threads "$threads" $common
-    fi
+            run_engine $r "ort $p" node "$here/ort_vision.js" "$(ort_model "$p")" \
+                --pixels "$work/pixels.f32" --ort-dir "$ort_dir" --threads "$threads" \
+                --precision "$p" $common
+        fi
+    done
     r=$((r + 1))
 done
 
 # --- 5. the table ---------------------------------------------------------------------
-summary_py=$(command -v "$py" || command -v python3)
-TORCH_WHY=$torch_why ORT_WHY=$ort_why NOISE_LIMIT=$noise_limit "$summary_py" - "$results" <<'EOF'
-import json, os, statistics, sys, time
-
-lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-runs = [l for l in lines if "median_ms" in l]
-checks = [l for l in lines if "check" in l]
-limit = int(os.environ.get("NOISE_LIMIT", "10"))
-
-# Noise: the share of the machine that other processes used while an engine ran. An engine
-# run (one process: warm-up and timed calls at every batch size) during which others used
-# NOISE_LIMIT% or more is dropped; the rest of its round stays, so every engine is judged
-# on its quiet runs, spread over the whole benchmark.
-noise = {}
-for l in lines:
-    if "others_percent" in l:
-        noise[(l["round"], l["engine_run"])] = l["others_percent"]
-all_rounds = sorted({l["round"] for l in runs})
-warnings = []
-by_cfg = {}
-for l in runs:
-    by_cfg.setdefault((l["engine"], l["config"], l["batch"]), []).append(l)
-groups = {}
-for key, ls in by_cfg.items():
-    quiet = [l for l in ls if noise.get((l["round"], l.get("run")), 0) < limit]
-    n_quiet = len(quiet)
-    if n_quiet < 2:
-        warnings.append(f"{key[0]} [{key[1].split(':')[0]}] b={key[2]}")
-        quiet = ls
-    g = groups.setdefault(key, {"times": [], "rounds": [], "kept": n_quiet, "of": len(ls)})
-    for l in quiet:
-        g["times"] += l["times_ms"]
-        g["rounds"].append(l["median_ms"])
-
-def summary(key):
-    g = groups[key]
-    med = statistics.median(g["times"])
-    return {"ms": med / key[2], "gflops": 8.82 * key[2] / (med / 1e3), "n": len(g["times"]),
-            "lo": min(g["rounds"]) / key[2], "hi": max(g["rounds"]) / key[2]}
-
-batches = sorted({k[2] for k in groups})
-best = {}  # (engine, batch) -> (config, summary): the fastest configuration of each engine
-for k in groups:
-    s = summary(k)
-    if (k[0], k[2]) not in best or s["ms"] < best[(k[0], k[2])][1]["ms"]:
-        best[(k[0], k[2])] = (k[1], s)
-
-r0 = runs[0] if runs else {"runs": 0, "warmup": 0}
-print()
-print(f"# clipmod image tower vs PyTorch / ONNX Runtime, ViT-B/32 f32, {time.strftime('%Y-%m-%d %H:%M')}")
-print(f"# {len(all_rounds)} interleaved rounds; each engine run = {r0['warmup']} warm-up + "
-      f"{r0['runs']} timed calls per batch size; medians over the quiet runs "
-      f"(other processes < {limit}% of the machine)")
-print("# other load per round and engine run (% of the machine): " + "; ".join(
-    f"{r}: " + " ".join(str(v) for (rr, _), v in noise.items() if rr == r) for r in all_rounds))
-if warnings:
-    print("# WARNING: fewer than 2 quiet runs, so all runs (noisy ones too) were used for: "
-          + ", ".join(warnings) + ". The machine was busy: rerun with --quiet-wait.")
-print()
-print("| batch | engine | ms/image | GFLOP/s | range of run medians, ms/image | ours÷engine time |")
-print("|---|---|---|---|---|---|")
-for b in batches:
-    ours = best.get(("clipmod", b))
-    for eng in ("clipmod", "torch", "ort"):
-        if (eng, b) not in best:
-            continue
-        cfg, s = best[(eng, b)]
-        ratio = f"{ours[1]['ms'] / s['ms']:.2f}" if ours and eng != "clipmod" else "—"
-        print(f"| {b} | {eng} | {s['ms']:.1f} | {s['gflops']:.0f} | "
-              f"{s['lo']:.1f}–{s['hi']:.1f} | {ratio} |")
-print()
-print("All configurations (* = the fastest of its engine, used in the table):")
-for k in sorted(groups):
-    s = summary(k)
-    mark = "*" if best[(k[0], k[2])][0] == k[1] else " "
-    print(f" {mark} {k[0]:8s} b={k[2]:<2d} {s['ms']:7.1f} ms/image {s['gflops']:6.0f} GFLOP/s "
-          f"({groups[k]['kept']}/{groups[k]['of']} runs quiet, {s['n']} calls)  [{k[1]}]")
-print()
-for c in checks:
-    print(f"check {c['check']}: max |diff| of normalised embeddings = {c['max_abs_diff']:.2e} "
-          f"over {c['images']} images (min cosine {c['min_cosine']:.9f})")
-for name, why in (("PyTorch", os.environ.get("TORCH_WHY")), ("ONNX Runtime", os.environ.get("ORT_WHY"))):
-    if why:
-        print(f"{name} skipped: {why}")
-print("ratio = our ms/image ÷ theirs: below 1 means clipmod is faster.")
-EOF
+"$py" "$here/tower_table.py" "$results" --skips "$skips" --noise-limit "$noise_limit" \
+    --load-start "$load_start"
 note "raw results: $results"
+
+# --- 6. end to end ----------------------------------------------------------------------
+if [ $use_e2e = 0 ]; then
+    echo "end-to-end benchmark: skipped (--no-e2e)"
+elif [ ! -f "$here/e2e_scan.sh" ]; then
+    echo "end-to-end benchmark: skipped: bench/e2e_scan.sh is not in this tree"
+elif [ -z "$builddir" ]; then
+    echo "end-to-end benchmark: skipped: no --builddir (\`make bench\` gives it)"
+else
+    echo
+    # shellcheck disable=SC2086
+    sh "$here/e2e_scan.sh" --builddir "$builddir" --model "$model" --onnx "$work/vision.onnx" \
+        --work "$work/e2e" --threads "$threads" --ort-dir "$ort_dir" $e2e_args ||
+        die "bench/e2e_scan.sh failed (rerun with --no-e2e to skip it)"
+fi

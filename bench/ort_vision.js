@@ -13,10 +13,15 @@
  * cache directory outside the repository (ONNXRUNTIME_NODE_INSTALL=skip npm install
  * onnxruntime-node, platform-notes §5) and points --ort-dir (or ORT_NODE_DIR) at it.
  *
+ * --precision NAME only labels the output ("precision" key, the config, the check): the
+ * precision is the model file's, e.g. an int8 model from bench/ort_quantize.py. If the
+ * session cannot be created (ORT has no kernel for an operator: bf16 MatMul on the CPU EP),
+ * this prints {"engine":"ort","precision":...,"unsupported":"<ORT's message>"} and exits 4.
+ *
  * Usage:
  *   node ort_vision.js MODEL.onnx --pixels PX.f32 [--size 224] [--threads 2]
  *        [--batches 1,8] [--runs 7] [--warmup 2] [--gflop 8.82] [--compare OURS.f32]
- *        [--ort-dir DIR]
+ *        [--ort-dir DIR] [--precision fp32|int8|bf16]
  * Prints one JSON line per batch size (the keys of bench_vision), plus a check line.
  */
 'use strict';
@@ -25,10 +30,11 @@ const path = require('path');
 
 function parseArgs(argv) {
     const a = {size: 224, threads: 2, batches: '1,8', runs: 7, warmup: 2, gflop: 8.82,
-               ortDir: process.env.ORT_NODE_DIR || ''};
+               ortDir: process.env.ORT_NODE_DIR || '', precision: 'fp32'};
     const names = {'--pixels': 'pixels', '--size': 'size', '--threads': 'threads',
                    '--batches': 'batches', '--runs': 'runs', '--warmup': 'warmup',
-                   '--gflop': 'gflop', '--compare': 'compare', '--ort-dir': 'ortDir'};
+                   '--gflop': 'gflop', '--compare': 'compare', '--ort-dir': 'ortDir',
+                   '--precision': 'precision'};
     for (let i = 0; i < argv.length; i++) {
         const k = argv[i];
         if (k === '-h' || k === '--help') {
@@ -91,7 +97,15 @@ async function main() {
                   intraOpNumThreads: a.threads, interOpNumThreads: 1,
                   executionMode: 'sequential'};
     let t0 = performance.now();
-    const sess = await ort.InferenceSession.create(a.model, opts);
+    let sess;
+    try {
+        sess = await ort.InferenceSession.create(a.model, opts);
+    } catch (e) {
+        // Session creation is where ORT says it has no kernel for an operator.
+        console.log(JSON.stringify({engine: 'ort', precision: a.precision,
+                                    unsupported: String(e && e.message ? e.message : e)}));
+        process.exit(4);
+    }
     const loadMs = performance.now() - t0;
     const inName = sess.inputNames[0], outName = sess.outputNames[0];
 
@@ -117,7 +131,8 @@ async function main() {
             }
             minCos = Math.min(minCos, dot);
         }
-        console.log(JSON.stringify({engine: 'ort', check: 'clipmod vs ort', images: n,
+        const what = a.precision === 'fp32' ? 'clipmod vs ort' : `clipmod fp32 vs ort ${a.precision}`;
+        console.log(JSON.stringify({engine: 'ort', precision: a.precision, check: what, images: n,
                                     max_abs_diff: maxDiff, min_cosine: minCos}));
     }
 
@@ -131,8 +146,10 @@ async function main() {
             if (r >= a.warmup) times.push(dt);
         }
         const med = median(times);
+        const model = a.precision === 'fp32' ? '' : `${a.precision} ${path.basename(a.model)}; `;
         console.log(JSON.stringify({
-            engine: 'ort', config: `intraOp=${a.threads}, interOp=1, sequential, graph opt all`,
+            engine: 'ort', precision: a.precision,
+            config: `${model}intraOp=${a.threads}, interOp=1, sequential, graph opt all`,
             batch: b, threads: a.threads, runs: a.runs, warmup: a.warmup, median_ms: r3(med),
             ms_per_image: r3(med / b), gflops: Math.round(a.gflop * b / (med / 1e3) * 100) / 100,
             min_ms: r3(Math.min(...times)), max_ms: r3(Math.max(...times)),

@@ -11,6 +11,21 @@ Input pixels come from `bench_vision --dump-pixels` (float32 [N,3,S,S]) so both 
 see the same tensors; `--compare` takes `bench_vision --dump-embeddings` (float32 [N,E])
 and reports the max abs difference of the L2-normalised embeddings.
 
+Precision (--precision, default fp32); the fp32 tower is always built first, so --compare
+also reports the reduced-precision embeddings' cosine to torch's own fp32 ones:
+  int8  torch.ao.quantization.quantize_dynamic on every nn.Linear (qint8 weights per tensor,
+        u8 activations quantised per call), on the first quantized engine of x86, fbgemm,
+        onednn, qnnpack that this torch has (Debian's 1.13 has no fbgemm: onednn)
+        (--int8-engine picks one). The patch Conv2d and the attention matmuls stay fp32.
+  bf16  --bf16-mode autocast (default): the fp32 model under torch.autocast('cpu',
+        dtype=torch.bfloat16): Linear and matmul in bf16, layer norm and softmax in fp32,
+        as our own bf16 path does. One autocast region spans all the calls of a batch
+        size, so its cache of bf16 weight copies lives across them (as our weights are
+        converted once at load); entered per call, autocast re-casts every weight on every
+        call, 2-4x slower at batch 1 here. --bf16-mode cast: the whole model and its input in
+        bfloat16 (layer norm and softmax too).
+  The JSON lines carry "precision"; the config names the engine or mode.
+
 Thread configurations (shared/docs/platform-notes.md §3). Both are "fair" on 2 cores;
 the benchmark reports the better one and names it:
   passive2  torch.set_num_threads(2), OMP_WAIT_POLICY=PASSIVE, OPENBLAS_NUM_THREADS=2
@@ -19,7 +34,8 @@ The environment is fixed before torch is imported (the script re-executes itself
 
 Usage:
   torch_vision.py MODEL_DIR --pixels PX.f32 [--threads-config passive2|t1ob2]
-                  [--batches 1,8] [--runs 7] [--warmup 2] [--compare OURS.f32]
+                  [--precision fp32|int8|bf16] [--bf16-mode autocast|cast]
+                  [--int8-engine NAME] [--batches 1,8] [--runs 7] [--warmup 2] [--compare OURS.f32]
                   [--export-onnx OUT.onnx]
 Prints one JSON line per batch size (same keys as bench_vision), plus a
 {"engine":"torch","check":...} line with --compare.
@@ -29,6 +45,7 @@ import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 
 CONFIGS = {
     # name: (torch threads, environment)
@@ -48,6 +65,10 @@ def parse_args():
     ap.add_argument("--pixels", help="float32 [N,3,S,S] from bench_vision --dump-pixels "
                     "(default: random normal pixels, seed 0)")
     ap.add_argument("--threads-config", choices=sorted(CONFIGS), default="passive2")
+    ap.add_argument("--precision", choices=("fp32", "int8", "bf16"), default="fp32")
+    ap.add_argument("--bf16-mode", choices=("autocast", "cast"), default="autocast")
+    ap.add_argument("--int8-engine", help="torch.backends.quantized.engine for int8 "
+                    "(default: the first of x86, fbgemm, onednn, qnnpack this torch supports)")
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
@@ -204,12 +225,89 @@ def median(v):
     return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
+def int8_engine(wanted):
+    """The quantized engine for int8: WANTED, else the first supported of our preference."""
+    have = torch.backends.quantized.supported_engines
+    if wanted:
+        if wanted not in have:
+            raise SystemExit(f"torch_vision: quantized engine {wanted} not in {have}")
+        return wanted
+    for e in ("x86", "fbgemm", "onednn", "qnnpack"):
+        if e in have:
+            return e
+    raise SystemExit(f"torch_vision: no usable quantized engine (have {have})")
+
+
+def reduced(tower, a):
+    """(callable pixels -> float32 embeddings, label, region) for --precision: calls of
+    the callable run inside `with region():`. tower stays fp32 (int8 and cast copy it)."""
+    if a.precision == "int8":
+        engine = int8_engine(a.int8_engine)
+        torch.backends.quantized.engine = engine
+        q = torch.ao.quantization.quantize_dynamic(tower, {nn.Linear}, dtype=torch.qint8)
+        return q, f"int8 quantize_dynamic(nn.Linear, qint8), engine {engine}", nullcontext
+    if a.precision == "bf16" and a.bf16_mode == "cast":
+        import copy
+        m = copy.deepcopy(tower).to(torch.bfloat16)
+        return ((lambda px: m(px.to(torch.bfloat16)).float()), "bf16 model.to(bfloat16)",
+                nullcontext)
+    if a.precision == "bf16":
+        return ((lambda px: tower(px).float()), "bf16 torch.autocast('cpu', bfloat16)",
+                lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    return tower, "fp32", nullcontext
+
+
+def cosine_line(name, a_emb, b_emb, n):
+    """One check JSON line: max |diff| and min cosine of two [n,E] L2-normalised arrays."""
+    a64, b64 = a_emb.astype(np.float64), b_emb.astype(np.float64)
+    return json.dumps({"engine": "torch", "precision": ARGS.precision, "check": name,
+                       "images": n, "max_abs_diff": float(np.abs(a64 - b64).max()),
+                       "min_cosine": float((a64 * b64).sum(-1).min())})
+
+
+def compare(tower, run, label, region, px, a):
+    """Print the check lines: ours (fp32, --compare) vs this precision, and vs torch fp32."""
+    n = px.shape[0]
+    with region():
+        theirs = F.normalize(run(px).float(), dim=-1).numpy()
+    ours = np.fromfile(a.compare, dtype="<f4").reshape(n, -1)
+    if a.precision == "fp32":
+        print(cosine_line("clipmod vs torch", ours, theirs, n), flush=True)
+        return
+    fp32 = F.normalize(tower(px), dim=-1).numpy()
+    print(cosine_line(f"clipmod fp32 vs torch {label}", ours, theirs, n), flush=True)
+    print(cosine_line(f"torch fp32 vs torch {label}", fp32, theirs, n), flush=True)
+
+
+def time_batches(run, region, px, config, nthreads, load_ms, a):
+    n = px.shape[0]
+    for b in [int(x) for x in a.batches.split(",")]:
+        batch = px[torch.arange(b) % n].contiguous()
+        times = []
+        with region():
+            for r in range(a.warmup + a.runs):
+                t0 = time.perf_counter()
+                run(batch)
+                dt = (time.perf_counter() - t0) * 1e3
+                if r >= a.warmup:
+                    times.append(dt)
+        med = median(times)
+        print(json.dumps({
+            "engine": "torch", "precision": a.precision, "config": config, "batch": b,
+            "threads": nthreads, "runs": a.runs, "warmup": a.warmup, "median_ms": round(med, 3),
+            "ms_per_image": round(med / b, 3), "gflops": round(a.gflop * b / (med / 1e3), 2),
+            "min_ms": round(min(times), 3), "max_ms": round(max(times), 3),
+            "times_ms": [round(t, 3) for t in times], "images": n,
+            "load_ms": round(load_ms, 1), "torch": torch.__version__}), flush=True)
+
+
 def main():
     a = ARGS
     nthreads = CONFIGS[a.threads_config][0]
     torch.set_num_threads(nthreads)
     t0 = time.perf_counter()
     tower, cfg = load_tower(a.model_dir)
+    run, label, region = reduced(tower, a)
     load_ms = (time.perf_counter() - t0) * 1e3
     size = cfg["vision_config"]["image_size"]
     if a.pixels:
@@ -219,19 +317,16 @@ def main():
         px = torch.from_numpy(px.reshape(-1, 3, size, size).copy())
     else:
         px = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(0))
-    n = px.shape[0]
-    config = f"{a.threads_config}: torch threads={nthreads}, " + ", ".join(
-        f"{k}={v}" for k, v in CONFIGS[a.threads_config][1].items())
+    config = ("" if a.precision == "fp32" else label + "; ") + \
+        f"{a.threads_config}: torch threads={nthreads}, " + ", ".join(
+            f"{k}={v}" for k, v in CONFIGS[a.threads_config][1].items())
 
     with torch.inference_mode():
         if a.compare:
-            theirs = F.normalize(tower(px), dim=-1).numpy()
-            ours = np.fromfile(a.compare, dtype="<f4").reshape(n, -1)
-            diff = float(np.abs(ours.astype(np.float64) - theirs).max())
-            cos = float((ours.astype(np.float64) * theirs).sum(-1).min())
-            print(json.dumps({"engine": "torch", "check": "clipmod vs torch", "images": n,
-                              "max_abs_diff": diff, "min_cosine": cos}), flush=True)
+            compare(tower, run, label, region, px, a)
         if a.export_onnx:
+            if a.precision != "fp32":
+                raise SystemExit("torch_vision: --export-onnx exports the fp32 tower only")
             torch.onnx.export(tower, px[:1], a.export_onnx, opset_version=14,
                               input_names=["pixel_values"], output_names=["image_embeds"],
                               dynamic_axes={"pixel_values": {0: "batch"},
@@ -239,25 +334,8 @@ def main():
                               do_constant_folding=True)
             print(json.dumps({"engine": "torch", "exported": a.export_onnx,
                               "bytes": os.path.getsize(a.export_onnx)}), flush=True)
-        if a.no_bench:
-            return
-        for b in [int(x) for x in a.batches.split(",")]:
-            batch = px[torch.arange(b) % n].contiguous()
-            times = []
-            for r in range(a.warmup + a.runs):
-                t0 = time.perf_counter()
-                tower(batch)
-                dt = (time.perf_counter() - t0) * 1e3
-                if r >= a.warmup:
-                    times.append(dt)
-            med = median(times)
-            print(json.dumps({
-                "engine": "torch", "config": config, "batch": b, "threads": nthreads,
-                "runs": a.runs, "warmup": a.warmup, "median_ms": round(med, 3),
-                "ms_per_image": round(med / b, 3), "gflops": round(a.gflop * b / (med / 1e3), 2),
-                "min_ms": round(min(times), 3), "max_ms": round(max(times), 3),
-                "times_ms": [round(t, 3) for t in times], "images": n,
-                "load_ms": round(load_ms, 1), "torch": torch.__version__}), flush=True)
+        if not a.no_bench:
+            time_batches(run, region, px, config, nthreads, load_ms, a)
 
 
 if __name__ == "__main__":
