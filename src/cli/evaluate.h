@@ -91,7 +91,22 @@ typedef struct evaluation {
     double seconds_embed, seconds_metrics, seconds_attribution;
     eval_change *changes; /* --compare: grouped by change, most images first */
     size_t n_changes, n_changed;
+    int keep_emb; /* keep every image's embeddings (clipmod head train) */
 } evaluation;
+
+/*
+ * The steps clipmod head train shares with policy evaluate (cmd_evaluate.c): the
+ * engine for a policy (problems printed; NULL on failure), the image cache (unless
+ * --no-cache), embedding every image of ev->set (0 or -1) and scoring them (every
+ * category's score and the verdict of each scanned image; 0 or -1).
+ */
+clipmod_engine *eval_make_engine(const clipmod_model *model, const eval_opts *o, const char *policy,
+                                 int sets);
+void eval_open_cache(evaluation *ev, const eval_opts *o);
+int eval_embed_all(evaluation *ev);
+int eval_score_all(evaluation *ev);
+/* Free what an evaluation holds (not the set, engine or model). */
+void eval_free(evaluation *ev);
 
 /* Prompt attribution (eval_attrib.c): every category's AUC without each prompt. */
 int eval_attribute(evaluation *ev);
