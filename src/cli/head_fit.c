@@ -16,7 +16,7 @@
 #include "head_fit.h"
 #include "metrics.h"
 
-const double head_fit_default_grid[] = {0.0625, 0.25, 1, 4, 16, 64, 256, 1024};
+const double head_fit_default_grid[] = {0.25, 1, 4, 16, 64, 256, 1024, 4096, 16384};
 const size_t head_fit_default_grid_len = sizeof head_fit_default_grid / sizeof(double);
 
 static void quiet(const char *s)

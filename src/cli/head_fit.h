@@ -29,7 +29,7 @@ typedef struct head_fit {
     double *oof;                            /* out-of-fold calibrated probability per row */
 } head_fit;
 
-/* The default C grid: 2^-4 .. 2^10 in steps of 4x. */
+/* The default C grid: 2^-2 .. 2^14 in steps of 4x (unit-norm embeddings want large C). */
 extern const double head_fit_default_grid[];
 extern const size_t head_fit_default_grid_len;
 

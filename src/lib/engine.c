@@ -199,7 +199,7 @@ static clipmod_error load_heads(clipmod_engine *e, char **problems)
         if (r == CLIPMOD_E_NOMEM)
             return r;
         if (r) {
-            appendf(problems, "%s:%d:%d: %s", d->head_pos.file, d->head_pos.line,
+            appendf(problems, "%s:%d:%d: head %s", d->head_pos.file, d->head_pos.line,
                     d->head_pos.column, err);
             rc = CLIPMOD_E_POLICY;
         }

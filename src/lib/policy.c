@@ -743,11 +743,12 @@ static void apply_head(loader *L, const node *v, const char *id, cat_state *t)
         problem(L, v->pos, "cannot read head %s: %s", quote_text(file, buf), why);
         return;
     }
-    clipmod_error rc = cm_head_parse(bytes, len, t->head_file, 0, NULL, id, &h, why);
+    /* Messages name the file as the policy writes it: "head heads/x.safetensors: ...". */
+    clipmod_error rc = cm_head_parse(bytes, len, file, 0, NULL, id, &h, why);
     if (rc == CLIPMOD_E_NOMEM)
         L->nomem = 1;
     else if (rc)
-        problem(L, v->pos, "head %s: %s", quote_text(file, buf), why);
+        problem(L, v->pos, "head %s", why);
     else if ((t->head_bytes = arena_alloc(L->out, len))) {
         memcpy((void *)t->head_bytes, bytes, len);
         t->head_len = len;
