@@ -496,7 +496,7 @@ typedef struct clipmod_category_score {
     double cosine;         /* raw: best cosine of the image with the category's prompts */
     int flagged;           /* score >= threshold, and the action is not ALLOW */
     clipmod_action action; /* the category's action in the policy */
-    /* Since libclipmod 1.1 (learned heads, clipmod-policy(5) "score"): */
+    /* Added with learned heads (clipmod-policy(5) "score"), after the first layout: */
     double prompt_score;  /* the prompts' score, on the deciding frame's image */
     double head_score;    /* the learned head's probability; -1 without a head */
     const char *score_by; /* what `score` is: "prompts", "head" or "mean" */
