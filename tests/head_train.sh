@@ -16,7 +16,10 @@
 #      the same image twice under one label counts once;
 #   5. bad heads, named in the policy: truncated, NaN weights, another embedding
 #      size, another model, another category, missing; `score: head` without a
-#      head: policy check exits 1 with file:line:column and what differs.
+#      head: policy check exits 1 with file:line:column and what differs;
+#   6. policy evaluate with a head: its scores are the scanner's (score: max), the
+#      images that trained the head are left out of the head's numbers, and the
+#      same pictures saved again (other bytes) are held out and measured.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
 PY=/usr/bin/python3
@@ -163,4 +166,39 @@ run 0 "$CLIPMOD" policy check --model "$M" "$W/good.yaml"
 run 1 "$CLIPMOD" policy check --model "$M" "$W/nohead.yaml"
 grep -q "nohead.yaml:5:12: score: head needs a learned head" "$W/out" "$W/err" ||
     fail "score without head: $(cat "$W/out" "$W/err")"
+# 6. policy evaluate with heads: the scanner's scores; training images left out.
+run 0 $HT -c alcohol -o "$W/heads/alcohol.safetensors" "$L"
+set +e
+# shellcheck disable=SC2046
+"$CLIPMOD" scan -q --json --model "$M" --policy "$W/p-max.yaml" $(cat "$W/some") >"$W/max.jsonl" 2>/dev/null
+set -e
+run 0 "$CLIPMOD" policy evaluate -q --json --no-attribution --model "$M" --policy "$W/p-max.yaml" "$L"
+cp "$W/out" "$W/eval-train.json"
+mkdir -p "$W/resaved/alcohol" "$W/resaved/clean"
+"$PY" - "$L" "$W/resaved" <<'EOF' || fail "re-saving images"
+import glob, os, sys
+from PIL import Image
+for sub, k in (("alcohol", 4), ("clean", 12)):
+    for f in sorted(glob.glob(os.path.join(sys.argv[1], sub, "*.png")))[:k]:
+        Image.open(f).save(os.path.join(sys.argv[2], sub, os.path.basename(f)), compress_level=1)
+EOF
+run 0 "$CLIPMOD" policy evaluate -q --json --no-attribution --model "$M" --policy "$W/p-max.yaml" "$W/resaved"
+cp "$W/out" "$W/eval-new.json"
+"$PY" - "$W" "$n" <<'EOF' || fail "policy evaluate with a head"
+import json, os, sys
+w, n = sys.argv[1], int(sys.argv[2])
+ev = json.load(open(w + "/eval-train.json"))
+h = next(c for c in ev["categories"] if c["id"] == "alcohol")["head"]
+assert h["trained"] == n and h["held_out"] == 0 and h["head_roc_auc"] is None, h
+scan = {os.path.basename(json.loads(l)["name"]): json.loads(l) for l in open(w + "/max.jsonl")}
+byname = {os.path.basename(r["path"]): r for r in ev["results"]}
+assert len(scan) == 12
+for name, r in scan.items():
+    for c in r["categories"]:
+        assert abs(byname[name]["scores"][c["id"]] - c["score"]) < 2e-4, (name, c, byname[name]["scores"])
+new = json.load(open(w + "/eval-new.json"))
+h = next(c for c in new["categories"] if c["id"] == "alcohol")["head"]
+assert h["trained"] == 0 and h["held_out"] == 16 and h["positives"] == 4, h
+assert 0 <= h["head_roc_auc"] <= 1 and 0 <= h["prompts_roc_auc"] <= 1 and 0 <= h["policy_roc_auc"] <= 1, h
+EOF
 echo "PASS"

@@ -730,6 +730,25 @@ CLIPMOD_API clipmod_error clipmod_engine_score_cosines(const clipmod_engine *eng
 CLIPMOD_API clipmod_error clipmod_engine_score_category(const clipmod_engine *engine, size_t c,
                                                         const float *cos, int frames,
                                                         const unsigned char *skip, double *score);
+/*
+ * With learned heads (clipmod-policy(5), `head:`), the prompts alone are not the
+ * score. From an input's frames' embeddings `emb` (frames x dim, as
+ * clipmod_engine_embed_inputs gives them) and cosines `cos`: every category's score
+ * as the scanner gives it (`scores`), its prompts' score (`prompt_scores`, may be
+ * NULL) and its head's probability (`head_scores`, may be NULL; -1 for a category
+ * without a head), each combined over the frames by the policy's rule.
+ */
+CLIPMOD_API clipmod_error clipmod_engine_score_frames(const clipmod_engine *engine,
+                                                      const float *emb, const float *cos,
+                                                      int frames, double *scores,
+                                                      double *prompt_scores, double *head_scores);
+/*
+ * Whether an image trained category c's head: `digest` is the SHA-256 of its bytes,
+ * matched on the 8 bytes the head records. 1 yes, 0 no (or the head does not record
+ * its training images), -1 the category has no head (or c is out of range).
+ */
+CLIPMOD_API int clipmod_engine_head_trained_on(const clipmod_engine *engine, size_t c,
+                                               const unsigned char digest[32]);
 /* The verdict the scanner gives for these scores; *top = deciding category or -1. */
 CLIPMOD_API clipmod_error clipmod_engine_verdict(const clipmod_engine *engine, const double *scores,
                                                  clipmod_state *state, clipmod_action *action,

@@ -348,8 +348,14 @@ int eval_score_all(evaluation *ev)
             continue;
         if (!(im->scores = calloc(ev->n_cats ? ev->n_cats : 1, sizeof *im->scores)))
             return -1;
-        if (clipmod_engine_score_cosines(ev->engine, im->cos, im->frames, NULL, im->scores) ||
-            clipmod_engine_verdict(ev->engine, im->scores, &im->state, &im->action, &im->top))
+        if (ev->has_heads) {
+            if (eval_heads_score(ev, im))
+                return -1;
+        } else if (clipmod_engine_score_cosines(ev->engine, im->cos, im->frames, NULL,
+                                                im->scores)) {
+            return -1;
+        }
+        if (clipmod_engine_verdict(ev->engine, im->scores, &im->state, &im->action, &im->top))
             return -1;
     }
     return 0;
@@ -402,6 +408,8 @@ static int measure(evaluation *ev)
         if (clipmod_engine_category_info(ev->engine, c, &ev->cats[c].info))
             return -1;
         rc = measure_category(ev, c);
+        if (!rc && ev->has_heads)
+            rc = eval_heads_measure(ev, c);
     }
     ev->seconds_metrics = cm_now() - t0;
     return rc;
@@ -414,6 +422,9 @@ void eval_free(evaluation *ev)
         free(ev->images[i].cos);
         clipmod_free(ev->images[i].emb);
         free(ev->images[i].scores);
+        free(ev->images[i].prompt_scores);
+        free(ev->images[i].head_scores);
+        free(ev->images[i].trained);
     }
     free(ev->images);
     for (size_t c = 0; ev->cats && c < ev->n_cats; c++)
@@ -436,6 +447,7 @@ static int run(evaluation *ev, const labelled_set *set, const clipmod_engine *ol
     }
     for (size_t i = 0; i < set->n; i++)
         ev->images[i].item = &set->items[i];
+    eval_heads_find(ev);
     if (eval_embed_all(ev))
         return EXIT_ERROR;
     if (measure(ev) || (!ev->opts->no_attribution && eval_attribute(ev)) ||

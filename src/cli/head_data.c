@@ -8,8 +8,7 @@
 
 #include "head_data.h"
 
-/* SHA-256 of a file's bytes, streamed; 0 or -1. */
-static int digest_file(const char *path, unsigned char out[32])
+int head_digest_file(const char *path, unsigned char out[32])
 {
     FILE *f = fopen(path, "rb");
     GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
@@ -61,7 +60,7 @@ static keyed *digests(const evaluation *ev, size_t *n)
     for (size_t i = 0; i < ev->n_images; i++) {
         if (ev->images[i].unscanned)
             continue;
-        if (digest_file(ev->images[i].item->path, k[*n].d)) {
+        if (head_digest_file(ev->images[i].item->path, k[*n].d)) {
             fprintf(stderr, "clipmod: %s: cannot read it again\n", ev->images[i].item->path);
             free(k);
             return NULL;

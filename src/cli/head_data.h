@@ -31,4 +31,7 @@ void head_rows_column(const evaluation *ev, const head_rows *r, size_t c, unsign
 
 void head_rows_free(head_rows *r);
 
+/* SHA-256 of a file's bytes, streamed; 0 or -1. */
+int head_digest_file(const char *path, unsigned char out[32]);
+
 #endif
