@@ -38,7 +38,7 @@ int main(int argc, char **argv)
 {
     const size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 10000;
     const size_t d = argc > 2 ? strtoul(argv[2], NULL, 10) : 512;
-    const int folds = argc > 3 ? atoi(argv[3]) : 5;
+    const int folds = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 5;
     float *x = malloc(n * d * sizeof *x);
     unsigned char *y = malloc(n);
     unsigned long long s = 1;
