@@ -78,6 +78,8 @@ policy_with "$W/p-head.yaml" ""
 policy_with "$W/p-max.yaml" "score: max"
 policy_with "$W/p-mean.yaml" "score: mean"
 run 0 "$CLIPMOD" policy check --model "$M" "$W/p-head.yaml"
+grep -q "^    alcohol .*  head, head .*heads/alcohol.safetensors$" "$W/out" ||
+    fail "policy check does not show the head: $(cat "$W/out")"
 # shellcheck disable=SC2046
 "$CLIPMOD" embed --model "$M" $(cat "$W/some") >"$W/some.json" 2>/dev/null
 $REFH score "$W/heads/alcohol.safetensors" "$W/some.json" >"$W/ref.scores"
