@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../src/cli/head_fit.h"
 
@@ -57,16 +58,17 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < d; j++)
             x[i * d + j] = (float)(x[i * d + j] / sqrt(norm));
     }
-    head_fit_opts o = {folds, 1, head_fit_default_grid, head_fit_default_grid_len};
+    head_fit_opts o = {folds, 1, head_fit_default_grid, head_fit_default_grid_len,
+                       (int)sysconf(_SC_NPROCESSORS_ONLN)};
     const double t0 = now();
     if (head_fit_train(x, y, n, d, &o, &fit, why, sizeof why)) {
         fprintf(stderr, "head_fit_bench: %s\n", why);
         return 1;
     }
     const double t = now() - t0;
-    printf("{\"rows\":%zu,\"dim\":%zu,\"folds\":%d,\"grid\":%zu,\"seconds\":%.3f,\"c\":%g,"
+    printf("{\"rows\":%zu,\"dim\":%zu,\"folds\":%d,\"threads\":%d,\"seconds\":%.3f,\"c\":%g,"
            "\"cv_auc\":%.4f}\n",
-           n, d, folds, head_fit_default_grid_len, t, fit.c, fit.cv_auc);
+           n, d, folds, o.threads, t, fit.c, fit.cv_auc);
     head_fit_free(&fit);
     free(x);
     free(y);

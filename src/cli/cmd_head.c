@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "evaluate.h"
@@ -40,7 +41,7 @@ static const char usage_head[] =
     "      --folds K         cross-validation folds, 2..20 (default 5)\n"
     "      --seed N          seed of the fold assignment (default 1)\n"
     "      --json            one JSON document on stdout instead of the table\n"
-    "      --threads N       threads per matrix product\n"
+    "      --threads N       threads per matrix product, and folds fitted at once\n"
     "      --cache-dir DIR   prompt and image embedding cache (default ~/.cache/clipmod)\n"
     "      --no-cache        do not read or write the caches\n"
     "      --no-progress     no progress bar on a terminal\n"
@@ -299,7 +300,10 @@ static void train_one(const evaluation *ev, const head_rows *rows, const head_op
     rep->neg = rows->n - rep->pos;
     rep->prompts_auc = metrics_roc_auc(ps, y, rows->n);
     metrics_at_threshold(ps, y, rows->n, info.threshold, &rep->prompts_at);
-    head_fit_opts fo = {o->folds, o->seed, head_fit_default_grid, head_fit_default_grid_len};
+    /* Folds fit in parallel on the threads asked for (--threads), else on every CPU. */
+    const int threads = o->e.threads ? o->e.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    head_fit_opts fo = {o->folds, o->seed, head_fit_default_grid, head_fit_default_grid_len,
+                        threads};
     if (head_fit_train(rows->x, y, rows->n, rows->dim, &fo, &rep->fit, why, sizeof why)) {
         snprintf(rep->error, sizeof rep->error, "not trained: %s", why);
         goto out;

@@ -9,6 +9,7 @@
  */
 #include <linear.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,27 +139,74 @@ static int assign_folds(const unsigned char *y, size_t n, int k, unsigned seed, 
     return 0;
 }
 
+/* The folds of one C, shared by the threads that fit them. */
+typedef struct cv_job {
+    const rows *r;
+    const int *fold;
+    int k, warmed, threads, failed;
+    double c, *warm, *z;
+    int next; /* the stride's start, one per thread */
+} cv_job;
+
+/* Fit folds t, t + threads, ...: each writes only its own rows of z and its own warm. */
+static void cv_folds(cv_job *j, int t)
+{
+    const size_t len = j->r->dim + 1;
+    for (int f = t; f < j->k; f += j->threads) {
+        struct model *m = fit(j->r, j->fold, f, j->c, j->warmed ? j->warm + (size_t)f * len : NULL);
+        if (!m) {
+            j->failed = 1;
+            return;
+        }
+        for (size_t i = 0; i < j->r->n; i++)
+            if (j->fold[i] == f)
+                j->z[i] = decision(m, j->r->x[i]);
+        memcpy(j->warm + (size_t)f * len, m->w, len * sizeof *j->warm);
+        free_and_destroy_model(&m);
+    }
+}
+
+typedef struct cv_thread {
+    cv_job *job;
+    int t;
+} cv_thread;
+
+static void *cv_main(void *arg)
+{
+    cv_thread *ct = arg;
+    cv_folds(ct->job, ct->t);
+    return NULL;
+}
+
 /*
  * Out-of-fold decision values at C = c into z; -1 when a fold could not be fitted.
  * warm holds k solutions of dim + 1 values: read as starting points when `warmed`,
  * then overwritten with this C's. (A fold's rows, hence liblinear's class order and
- * the orientation of its w, are the same at every C.)
+ * the orientation of its w, are the same at every C.) The folds are independent
+ * problems, fitted on up to `threads` threads (liblinear's train() is reentrant).
  */
 static int cross_validate(const rows *r, const int *fold, int k, double c, double *warm, int warmed,
-                          double *z)
+                          int threads, double *z)
 {
-    const size_t len = r->dim + 1;
-    for (int f = 0; f < k; f++) {
-        struct model *m = fit(r, fold, f, c, warmed ? warm + (size_t)f * len : NULL);
-        if (!m)
-            return -1;
-        for (size_t i = 0; i < r->n; i++)
-            if (fold[i] == f)
-                z[i] = decision(m, r->x[i]);
-        memcpy(warm + (size_t)f * len, m->w, len * sizeof *warm);
-        free_and_destroy_model(&m);
+    enum { MAX_THREADS = 16 };
+    cv_job job = {r, fold, k, warmed, 1, 0, c, warm, z, 0};
+    pthread_t tid[MAX_THREADS];
+    cv_thread ct[MAX_THREADS];
+    int started = 0;
+    job.threads = threads < 1 ? 1 : threads > k ? k : threads > MAX_THREADS ? MAX_THREADS : threads;
+    /* Thread 0 is this one; a thread that cannot start leaves its folds to it. */
+    for (int t = 1; t < job.threads; t++) {
+        ct[t] = (cv_thread){&job, t};
+        if (pthread_create(&tid[t], NULL, cv_main, &ct[t]) != 0)
+            break;
+        started = t;
     }
-    return 0;
+    cv_folds(&job, 0);
+    for (int t = 1; t <= started; t++)
+        pthread_join(tid[t], NULL);
+    for (int t = started + 1; t < job.threads; t++)
+        cv_folds(&job, t);
+    return job.failed ? -1 : 0;
 }
 
 /* Platt scaling: p = 1 / (1 + exp(-(a z + b))) fitted to y by a 1-feature liblinear LR. */
@@ -252,7 +300,7 @@ static int search_c(const rows *r, const int *fold, const unsigned char *y, cons
     if (!tmp || !warm)
         rc = -1;
     for (size_t g = 0; !rc && g < o->n_grid && worse < 2; g++) {
-        rc = cross_validate(r, fold, o->folds, o->grid[g], warm, g > 0, tmp);
+        rc = cross_validate(r, fold, o->folds, o->grid[g], warm, g > 0, o->threads, tmp);
         const double auc = rc ? NAN : metrics_roc_auc(tmp, y, r->n);
         if (!rc && auc > *best_auc + 1e-9) {
             *best_auc = auc;

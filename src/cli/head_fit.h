@@ -19,6 +19,7 @@ typedef struct head_fit_opts {
     unsigned seed;      /* of the fold assignment */
     const double *grid; /* candidate C values, ascending */
     size_t n_grid;
+    int threads; /* folds fitted at once (0 or 1: one at a time) */
 } head_fit_opts;
 
 typedef struct head_fit {
