@@ -25,7 +25,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config \
     libvips-dev libyaml-dev libopenblas-dev libcurl4-openssl-dev libjansson-dev \
-    libutf8proc-dev zlib1g-dev libcmocka-dev libmicrohttpd-dev \
+    libutf8proc-dev zlib1g-dev libcmocka-dev libmicrohttpd-dev liblinear-dev \
     clamdscan wrk curl \
     libmilter-dev libgmime-3.0-dev postfix swaks \
     python3-torch python3-numpy python3-pil python3-regex \

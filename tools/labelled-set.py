@@ -2,7 +2,7 @@
 """Build a labelled image set from the demo model's data, for `clipmod policy evaluate`.
 
   labelled-set.py --out DIR [--emojione PNGDIR] [--noto] [--clean N] [--per-category N]
-                  [--size PX] [--manifest] [--seed S]
+                  [--size PX] [--augment N] [--manifest] [--seed S]
 
 Writes DIR/<category>/*.png for the emoji of each demo category (tools/demo/data.py
 CATEGORIES, matched by CLDR name) and DIR/clean/*.png for a fixed sample of the other
@@ -89,15 +89,50 @@ def write_emojione(out, png_dir, cldr, cats, args):
     return rows
 
 
+def augmented_render(glyphs, i, size, rng):
+    """One emoji as the demo model's training shows it: a background, a size, an
+    offset and a tilt drawn from the same distributions (tools/demo/data.py)."""
+    from PIL import Image
+    bg = data.background(rng, size).convert("RGBA")
+    layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    e = int(rng.uniform(0.45, 1.0) * size)
+    slack = max(0, size - e) / 2
+    data._place(layer, glyphs.image(i), e, size / 2 + rng.uniform(-slack, slack),
+                size / 2 + rng.uniform(-slack, slack), rng.normal(0, 12), rng)
+    bg.alpha_composite(layer)
+    return bg.convert("RGB")
+
+
+def write_augmented(out, glyphs, chosen, args):
+    """--augment N: augmented renders so each category has N images in all (its
+    clean renders count), cycling through its emoji."""
+    import numpy as np
+    rows, by_cat = [], {}
+    for label, (_, cp, name) in chosen:
+        if label != "clean":
+            by_cat.setdefault(label, []).append((cp, name))
+    for label, its in sorted(by_cat.items()):
+        for j in range(max(0, args.augment - len(its))):
+            cp, name = its[j % len(its)]
+            rng = np.random.default_rng(pick(f"{cp}/{j}", args.seed))
+            dst = os.path.join(out, label, f"noto-{safe_name(cp)}-aug{j}.png")
+            augmented_render(glyphs, glyphs.index[cp], args.size, rng).save(dst)
+            rows.append((os.path.relpath(dst, out), [label], name))
+    return rows
+
+
 def write_noto(out, cats, args):
     glyphs = data.Glyphs()
     items = [(None, cp, glyphs.names[i]) for i, cp in enumerate(glyphs.cps)]
     rows = []
-    for label, (_, cp, name) in select(items, cats, args.clean, args.per_category, args.seed):
+    chosen = select(items, cats, args.clean, args.per_category, args.seed)
+    for label, (_, cp, name) in chosen:
         os.makedirs(os.path.join(out, label), exist_ok=True)
         dst = os.path.join(out, label, f"noto-{safe_name(cp)}.png")
         data.clean_render(glyphs, glyphs.index[cp], args.size).save(dst)
         rows.append((os.path.relpath(dst, out), [label], name))
+    if args.augment:
+        rows += write_augmented(out, glyphs, chosen, args)
     return rows, glyphs
 
 
@@ -132,6 +167,8 @@ def main():
     ap.add_argument("--per-category", type=int, default=1000,
                     help="positives per category and source (default: all)")
     ap.add_argument("--size", type=int, default=48, help="Noto render size in px")
+    ap.add_argument("--augment", type=int, default=0,
+                    help="add augmented Noto renders up to N images per category (for heads)")
     ap.add_argument("--manifest", action="store_true",
                     help="also write manifest.csv, with two-emoji multi-label images")
     ap.add_argument("--seed", type=int, default=1)

@@ -540,6 +540,10 @@ typedef struct clipmod_category_score {
     double cosine;         /* raw: best cosine of the image with the category's prompts */
     int flagged;           /* score >= threshold, and the action is not ALLOW */
     clipmod_action action; /* the category's action in the policy */
+    /* Added with learned heads (clipmod-policy(5) "score"), after the first layout: */
+    double prompt_score;  /* the prompts' score, on the deciding frame's image */
+    double head_score;    /* the learned head's probability; -1 without a head */
+    const char *score_by; /* what `score` is: "prompts", "head" or "mean" */
 } clipmod_category_score;
 
 /* The first published layout: every member up to action. */
@@ -564,6 +568,49 @@ CLIPMOD_API clipmod_error clipmod_result_category(const clipmod_result *r, size_
  * probability and cosine. The caller frees the string with clipmod_free().
  */
 CLIPMOD_API char *clipmod_result_to_json(const clipmod_result *r, int explain);
+
+/* ------------------------------------------------------------------------ */
+/* Learned category heads                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A head scores one category from the image embedding alone: a logistic
+ * regression on the L2-normalised embedding, z = weights . e + bias, turned into a
+ * probability by a fitted calibration, 1 / (1 + exp(-(cal_slope * z + cal_offset))).
+ * `clipmod head train` fits it; a policy names the file (`head:`) and says how it
+ * combines with the prompts (`score:`). The file format is in clipmod-policy(5).
+ * The spec is the caller's (the size rule above; CLIPMOD_HEAD_SPEC_INIT).
+ */
+typedef struct clipmod_head_spec {
+    size_t size;          /* sizeof(clipmod_head_spec), set by the caller */
+    const char *category; /* the policy category id it scores */
+    size_t dim;           /* clipmod_model_embed_dim() of the model */
+    const float *weights; /* [dim] */
+    double bias, cal_slope, cal_offset;
+    size_t n_train, n_positive;             /* training images; positives among them */
+    const unsigned char *train_digests;     /* n_train x 8 bytes: SHA-256 prefixes of the
+                                               training images' bytes, or NULL */
+    int folds;                              /* cross-validation folds used to choose c */
+    double c;                               /* inverse regularisation strength */
+    double cv_auc, cv_precision, cv_recall; /* out-of-fold, at probability 0.5 */
+    double prompts_auc;                     /* prompts-only ROC AUC on the same images */
+} clipmod_head_spec;
+
+#define CLIPMOD_HEAD_SPEC_SIZE_V1 (offsetof(clipmod_head_spec, prompts_auc) + sizeof(double))
+/* clang-format off */
+#define CLIPMOD_HEAD_SPEC_INIT {.size = sizeof(clipmod_head_spec)}
+/* clang-format on */
+
+/*
+ * Write a head for `model` to `path`, bound to the model's fingerprint, its
+ * embedding size and spec->category. The file is written beside `path` and renamed
+ * over it, so a failure leaves no partial file. CLIPMOD_E_INVALID_ARG (a spec that
+ * breaks the size rule, a dimension that is not the model's, weights or calibration
+ * that are not finite numbers, a slope that is not positive), CLIPMOD_E_IO, _NOMEM;
+ * errbuf (CLIPMOD_ERROR_SIZE bytes, may be NULL) says why.
+ */
+CLIPMOD_API clipmod_error clipmod_head_write(const clipmod_model *model, const char *path,
+                                             const clipmod_head_spec *spec, char *errbuf);
 
 /* ------------------------------------------------------------------------ */
 /* What integrations need from the compiled policy                          */
@@ -727,6 +774,25 @@ CLIPMOD_API clipmod_error clipmod_engine_score_cosines(const clipmod_engine *eng
 CLIPMOD_API clipmod_error clipmod_engine_score_category(const clipmod_engine *engine, size_t c,
                                                         const float *cos, int frames,
                                                         const unsigned char *skip, double *score);
+/*
+ * With learned heads (clipmod-policy(5), `head:`), the prompts alone are not the
+ * score. From an input's frames' embeddings `emb` (frames x dim, as
+ * clipmod_engine_embed_inputs gives them) and cosines `cos`: every category's score
+ * as the scanner gives it (`scores`), its prompts' score (`prompt_scores`, may be
+ * NULL) and its head's probability (`head_scores`, may be NULL; -1 for a category
+ * without a head), each combined over the frames by the policy's rule.
+ */
+CLIPMOD_API clipmod_error clipmod_engine_score_frames(const clipmod_engine *engine,
+                                                      const float *emb, const float *cos,
+                                                      int frames, double *scores,
+                                                      double *prompt_scores, double *head_scores);
+/*
+ * Whether an image trained category c's head: `digest` is the SHA-256 of its bytes,
+ * matched on the 8 bytes the head records. 1 yes, 0 no (or the head does not record
+ * its training images), -1 the category has no head (or c is out of range).
+ */
+CLIPMOD_API int clipmod_engine_head_trained_on(const clipmod_engine *engine, size_t c,
+                                               const unsigned char digest[32]);
 /* The verdict the scanner gives for these scores; *top = deciding category or -1. */
 CLIPMOD_API clipmod_error clipmod_engine_verdict(const clipmod_engine *engine, const double *scores,
                                                  clipmod_state *state, clipmod_action *action,

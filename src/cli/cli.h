@@ -105,6 +105,7 @@ int cmd_similarity(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_head(int argc, char **argv);
 
 /*
  * Where scan and policy check look when not told: $CLIPMOD_MODEL/_POLICY, installed,

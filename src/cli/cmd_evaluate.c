@@ -230,8 +230,8 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
 /* An engine for the policy (with the --set overrides when `sets`), built as scan
  * builds its own (src/common's cm_engine_from_config); problems and warnings go to
  * stderr. */
-static clipmod_engine *make_engine(const clipmod_model *model, const eval_opts *o,
-                                   const char *policy, int sets)
+clipmod_engine *eval_make_engine(const clipmod_model *model, const eval_opts *o, const char *policy,
+                                 int sets)
 {
     clipmod_engine *engine = NULL;
     char *problems = NULL, errbuf[CLIPMOD_ERROR_SIZE] = "";
@@ -287,7 +287,8 @@ static int embed_chunk(evaluation *ev, size_t start, size_t n)
         if (!im->cos || clipmod_engine_cosines(ev->engine, emb[i], frames[i], im->cos))
             rc = -1;
         ev->n_scanned++;
-        if (ev->opts->compare) { /* the old policy's cosines come from the same embeddings */
+        /* --compare's old policy and head training use the embeddings themselves. */
+        if (ev->opts->compare || ev->keep_emb) {
             im->emb = emb[i];
             emb[i] = NULL;
         }
@@ -298,7 +299,7 @@ static int embed_chunk(evaluation *ev, size_t start, size_t n)
 }
 
 /* The image cache: opened unless --no-cache; its problems are warnings, never errors. */
-static void open_cache(evaluation *ev, const eval_opts *o)
+void eval_open_cache(evaluation *ev, const eval_opts *o)
 {
     if (o->no_cache)
         return;
@@ -327,7 +328,7 @@ static int save_cache(evaluation *ev)
     return 0;
 }
 
-static int embed_all(evaluation *ev)
+int eval_embed_all(evaluation *ev)
 {
     progress pg;
     const double t0 = cm_now();
@@ -344,7 +345,7 @@ static int embed_all(evaluation *ev)
 }
 
 /* Every scanned image's scores and verdict under the engine's policy. */
-static int score_all(evaluation *ev)
+int eval_score_all(evaluation *ev)
 {
     for (size_t i = 0; i < ev->n_images; i++) {
         eval_image *im = &ev->images[i];
@@ -352,8 +353,14 @@ static int score_all(evaluation *ev)
             continue;
         if (!(im->scores = calloc(ev->n_cats ? ev->n_cats : 1, sizeof *im->scores)))
             return -1;
-        if (clipmod_engine_score_cosines(ev->engine, im->cos, im->frames, NULL, im->scores) ||
-            clipmod_engine_verdict(ev->engine, im->scores, &im->state, &im->action, &im->top))
+        if (ev->has_heads) {
+            if (eval_heads_score(ev, im))
+                return -1;
+        } else if (clipmod_engine_score_cosines(ev->engine, im->cos, im->frames, NULL,
+                                                im->scores)) {
+            return -1;
+        }
+        if (clipmod_engine_verdict(ev->engine, im->scores, &im->state, &im->action, &im->top))
             return -1;
     }
     return 0;
@@ -401,23 +408,28 @@ static int measure_category(evaluation *ev, size_t c)
 static int measure(evaluation *ev)
 {
     const double t0 = cm_now();
-    int rc = score_all(ev);
+    int rc = eval_score_all(ev);
     for (size_t c = 0; !rc && c < ev->n_cats; c++) {
         if (clipmod_engine_category_info(ev->engine, c, &ev->cats[c].info))
             return -1;
         rc = measure_category(ev, c);
+        if (!rc && ev->has_heads)
+            rc = eval_heads_measure(ev, c);
     }
     ev->seconds_metrics = cm_now() - t0;
     return rc;
 }
 
-static void evaluation_free(evaluation *ev)
+void eval_free(evaluation *ev)
 {
     for (size_t i = 0; ev->images && i < ev->n_images; i++) {
         clipmod_result_free(ev->images[i].unscanned);
         free(ev->images[i].cos);
         clipmod_free(ev->images[i].emb);
         free(ev->images[i].scores);
+        free(ev->images[i].prompt_scores);
+        free(ev->images[i].head_scores);
+        free(ev->images[i].trained);
     }
     free(ev->images);
     for (size_t c = 0; ev->cats && c < ev->n_cats; c++)
@@ -440,7 +452,8 @@ static int run(evaluation *ev, const labelled_set *set, const clipmod_engine *ol
     }
     for (size_t i = 0; i < set->n; i++)
         ev->images[i].item = &set->items[i];
-    if (embed_all(ev))
+    eval_heads_find(ev);
+    if (eval_embed_all(ev))
         return EXIT_ERROR;
     if (measure(ev) || (!ev->opts->no_attribution && eval_attribute(ev)) ||
         (old && eval_compare(ev, old))) {
@@ -486,8 +499,8 @@ int cmd_policy_evaluate(int argc, char **argv)
     if (!o.policy)
         o.policy = cli_default_policy(model);
     if ((o.apply && eval_apply_snapshot(o.policy, &snap)) ||
-        !(engine = make_engine(model, &o, o.policy, 1)) ||
-        (o.compare && !(old = make_engine(model, &o, o.compare, 0))))
+        !(engine = eval_make_engine(model, &o, o.policy, 1)) ||
+        (o.compare && !(old = eval_make_engine(model, &o, o.compare, 0))))
         goto out;
     if (labelled_resolve(&set, engine)) {
         fprintf(stderr, "clipmod: %s: labels must be category ids of %s, or 'clean'\n", o.labelled,
@@ -497,13 +510,13 @@ int cmd_policy_evaluate(int argc, char **argv)
     ev.opts = &o;
     ev.model = model;
     ev.engine = engine;
-    open_cache(&ev, &o);
+    eval_open_cache(&ev, &o);
     rc = run(&ev, &set, old);
     if (rc == EXIT_CLEAN && o.apply)
         rc = eval_apply(&ev, &snap);
 out:
     eval_apply_snapshot_free(&snap);
-    evaluation_free(&ev);
+    eval_free(&ev);
     labelled_free(&set);
     clipmod_engine_free(old);
     clipmod_engine_free(engine);

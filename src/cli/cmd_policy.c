@@ -197,12 +197,16 @@ static void print_summary(const char *path, const char *summary_json)
            integer(p, "neutral"));
     json_t *cats = json_object_get(p, "categories");
     printf("  categories: %zu\n", json_array_size(cats));
-    printf("    %-20s %9s  %-10s  %7s  %8s\n", "id", "threshold", "action", "prompts", "contrast");
+    printf("    %-20s %9s  %-10s  %7s  %8s  %s\n", "id", "threshold", "action", "prompts",
+           "contrast", "score");
     json_array_foreach(cats, i, v)
     {
-        printf("    %-20s %9g  %-10s  %7lld  %8lld\n", str(v, "id"),
+        /* A learned head names its file: what the score comes from. */
+        const char *head = str(v, "head");
+        printf("    %-20s %9g  %-10s  %7lld  %8lld  %s%s%s\n", str(v, "id"),
                json_number_value(json_object_get(v, "threshold")), str(v, "action"),
-               integer(v, "prompts"), integer(v, "contrast"));
+               integer(v, "prompts"), integer(v, "contrast"), str(v, "score"),
+               *head ? ", head " : "", head);
     }
     json_t *actions = json_object_get(p, "actions");
     printf("  actions:\n");

@@ -156,6 +156,7 @@ void eval_print_table(const evaluation *ev)
         print_suggestions(ec);
         print_attribution(ev, ec);
     }
+    eval_heads_print(ev);
     print_changes(ev);
     print_unscanned(ev);
 }
@@ -215,6 +216,9 @@ static json_t *category_json(const evaluation *ev, const eval_category *ec)
         }
         json_object_set_new(o, "prompts", a);
     }
+    json_t *head = eval_heads_json(&ec->head);
+    if (head)
+        json_object_set_new(o, "head", head);
     return o;
 }
 

@@ -41,8 +41,11 @@ typedef struct eval_image {
     float *emb;                /* frames x embedding dim (for --compare) */
     float *cos;                /* frames x prompt count */
     int frames;
-    double *scores;      /* one per category */
-    clipmod_state state; /* the verdict under the evaluated policy */
+    double *scores;                      /* one per category: the policy's (with heads: mixed) */
+    double *prompt_scores, *head_scores; /* with heads only: per category, -1 no head */
+    unsigned char *trained;              /* with heads only: per category, the image
+                                            trained its head */
+    clipmod_state state;                 /* the verdict under the evaluated policy */
     clipmod_action action;
     long top; /* deciding category or -1 */
 } eval_image;
@@ -54,6 +57,14 @@ typedef struct eval_attribution {
     double auc_without;       /* the category's AUC without it (NAN: undefined) */
 } eval_attribution;
 
+/* A category's learned head on the images that did not train it (eval_heads.c). */
+typedef struct eval_head {
+    int has;                                  /* the category has a head */
+    size_t trained, held_out;                 /* scanned images that trained it / did not */
+    size_t positives, negatives;              /* among the held-out images */
+    double prompts_auc, head_auc, policy_auc; /* on them; NAN when undefined */
+} eval_head;
+
 typedef struct eval_category {
     clipmod_category_info info;
     size_t positives, negatives;
@@ -63,6 +74,7 @@ typedef struct eval_category {
     size_t n_suggested;
     eval_attribution *attrib; /* one per candidate prompt */
     size_t n_attrib;
+    eval_head head;
 } eval_category;
 
 /* One verdict, as --compare compares them. */
@@ -92,7 +104,36 @@ typedef struct evaluation {
     double seconds_embed, seconds_metrics, seconds_attribution;
     eval_change *changes; /* --compare: grouped by change, most images first */
     size_t n_changes, n_changed;
+    int keep_emb;  /* keep every image's embeddings (clipmod head train, heads) */
+    int has_heads; /* some category of the policy has a learned head */
 } evaluation;
+
+/*
+ * Learned heads in policy evaluate (eval_heads.c). eval_heads_find sets has_heads
+ * (and keep_emb) before embedding; eval_heads_score fills one image's scores, the
+ * prompts' and the heads' scores and which heads it trained; eval_heads_measure
+ * category c's held-out numbers; the printers add them.
+ */
+void eval_heads_find(evaluation *ev);
+int eval_heads_score(const evaluation *ev, eval_image *im);
+int eval_heads_measure(evaluation *ev, size_t c);
+void eval_heads_print(const evaluation *ev);
+struct json_t;
+struct json_t *eval_heads_json(const eval_head *h);
+
+/*
+ * The steps clipmod head train shares with policy evaluate (cmd_evaluate.c): the
+ * engine for a policy (problems printed; NULL on failure), the image cache (unless
+ * --no-cache), embedding every image of ev->set (0 or -1) and scoring them (every
+ * category's score and the verdict of each scanned image; 0 or -1).
+ */
+clipmod_engine *eval_make_engine(const clipmod_model *model, const eval_opts *o, const char *policy,
+                                 int sets);
+void eval_open_cache(evaluation *ev, const eval_opts *o);
+int eval_embed_all(evaluation *ev);
+int eval_score_all(evaluation *ev);
+/* Free what an evaluation holds (not the set, engine or model). */
+void eval_free(evaluation *ev);
 
 /* Prompt attribution (eval_attrib.c): every category's AUC without each prompt. */
 int eval_attribute(evaluation *ev);

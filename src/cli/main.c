@@ -15,6 +15,7 @@ static const struct {
     {"similarity", cmd_similarity, "cosine and zero-shot softmax of images against texts"},
     {"scan", cmd_scan, "moderate images with a policy: clean, flagged or unscanned"},
     {"policy", cmd_policy, "check policy files: every problem with file:line:column"},
+    {"head", cmd_head, "train a category's learned head from labelled images"},
     {"model", cmd_model, "list, fetch, verify and remove real CLIP models"},
 };
 

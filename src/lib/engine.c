@@ -18,6 +18,7 @@
 #include "cache.h"
 #include "common.h"
 #include "engine.h"
+#include "head.h"
 #include "model.h"
 #include "ops.h"
 #include "plugin_host.h"
@@ -81,6 +82,7 @@ static void uncompile(clipmod_engine *e)
     for (size_t i = 0; i < e->n_cats; i++) {
         cm_free(e->cats[i].cand);
         cm_free(e->cats[i].kind);
+        cm_head_free(e->cats[i].head);
     }
     cm_free(e->cats);
     cm_free(e->policy_json);
@@ -176,6 +178,33 @@ static long intern(clipmod_engine *e, prompt_index *ix, const char *text)
     ix->row[i] = e->n_prompts;
     e->prompts[e->n_prompts] = copy;
     return (long)e->n_prompts++;
+}
+
+/*
+ * Check each category's head against the model (size, fingerprint): a head trained
+ * for another model is refused, never used. Problems name the policy position.
+ */
+static clipmod_error load_heads(clipmod_engine *e, char **problems)
+{
+    char fp[17], err[CLIPMOD_ERROR_SIZE];
+    clipmod_error rc = CLIPMOD_OK;
+    cm_head_model_fp(e->model, fp);
+    for (size_t c = 0; c < e->n_cats; c++) {
+        const cm_category *d = e->cats[c].def;
+        if (!d->head_bytes)
+            continue;
+        clipmod_error r =
+            cm_head_parse(d->head_bytes, d->head_len, d->head_file,
+                          clipmod_model_embed_dim(e->model), fp, d->id, &e->cats[c].head, err);
+        if (r == CLIPMOD_E_NOMEM)
+            return r;
+        if (r) {
+            appendf(problems, "%s:%d:%d: head %s", d->head_pos.file, d->head_pos.line,
+                    d->head_pos.column, err);
+            rc = CLIPMOD_E_POLICY;
+        }
+    }
+    return rc;
 }
 
 static clipmod_error build_tables(clipmod_engine *e)
@@ -362,11 +391,13 @@ static char *summary_json(const cm_policy *p, const clipmod_engine *e)
     for (size_t c = 0; c < p->n_categories; c++) {
         const cm_category *d = &p->categories[c];
         n_prompts += d->n_prompts + d->n_contrast;
-        if (json_array_append_new(cats, json_pack("{s:s, s:s?, s:f, s:s, s:i, s:i}", "id", d->id,
-                                                  "description", d->description, "threshold",
-                                                  d->threshold, "action", cm_action_name(d->action),
-                                                  "prompts", (int)d->n_prompts, "contrast",
-                                                  (int)d->n_contrast)))
+        static const char *const modes[] = {"prompts", "head", "max", "mean"};
+        if (json_array_append_new(cats, json_pack("{s:s, s:s?, s:f, s:s, s:i, s:i, s:s?, s:s}",
+                                                  "id", d->id, "description", d->description,
+                                                  "threshold", d->threshold, "action",
+                                                  cm_action_name(d->action), "prompts",
+                                                  (int)d->n_prompts, "contrast", (int)d->n_contrast,
+                                                  "head", d->head_file, "score", modes[d->score])))
             ok = 0;
     }
     for (int a = 0; a < CM_ACTION__COUNT; a++) {
@@ -470,6 +501,8 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
                 "may need tuning",
                 policy_path, e->policy->model, e->model->name);
     rc = build_tables(e);
+    if (!rc)
+        rc = load_heads(e, probs);
     if (!rc)
         rc = embed_prompts(e, probs);
     /* Scanning needs only the prompts' embeddings: hand the text tower's memory back

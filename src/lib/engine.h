@@ -13,6 +13,7 @@
 
 struct cm_plugins;
 struct cm_allow;
+struct cm_head;
 
 /* One category as the scorer sees it: indices into the engine's prompt table. */
 typedef struct cm_cat {
@@ -20,6 +21,7 @@ typedef struct cm_cat {
     size_t *cand;           /* candidates: own prompts first, then contrast, then neutral */
     cm_prompt_kind *kind;
     size_t n_cand, n_own;
+    struct cm_head *head; /* the category's learned head, checked against the model; or NULL */
 } cm_cat;
 
 struct clipmod_engine {
@@ -59,6 +61,14 @@ void cm_overrides_free(struct cm_overrides *list);
  */
 void cm_score_frame(const cm_cat *cat, const float *cos, float logit_scale, double *score,
                     double *best_cos, double *probs);
+
+/*
+ * A frame's category score by the policy's `score:` mode from the prompts' score
+ * and the frame's embedding `emb` (unused without a head); *head gets the head's
+ * probability (-1 without one) and *by what the score is ("prompts", "head", "mean").
+ */
+double cm_score_mix(const cm_cat *cat, double prompts, const float *emb, double *head,
+                    const char **by);
 
 /*
  * Combine the per-frame scores of one category (frames values) by the policy's

@@ -170,6 +170,7 @@ clipmod_error clipmod_model_load_precision(const char *dir, const char *merges,
     }
     /* Embeddings at int8/bf16 differ from fp32 ones: the caches they key must too.
      * fp32 keeps the plain file fingerprint, so existing caches stay valid. */
+    m->file_fingerprint = m->fingerprint;
     if (precision != CLIPMOD_PRECISION_FP32)
         m->fingerprint = cm_hash64(clipmod_precision_name(precision), 4, m->fingerprint);
     model_name(dir, m->name, sizeof m->name, &m->demo);

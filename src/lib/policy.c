@@ -37,6 +37,7 @@
 #include "../common/suggest.h"
 #include "../common/yaml.h"
 #include "common.h"
+#include "head.h"
 #include "policy.h"
 
 /* The limits of clipmod-policy(5), LIMITS. */
@@ -220,7 +221,14 @@ typedef struct cat_state {
     cm_pos threshold_pos;
     cm_action action;
     cm_pos action_pos;
-    int disable; /* 1: removed; -1 in one file's entry: not given */
+    int disable;           /* 1: removed; -1 in one file's entry: not given */
+    const char *head_file; /* resolved path; NULL: none */
+    const unsigned char *head_bytes;
+    size_t head_len;
+    cm_pos head_pos;
+    int has_head, has_score;
+    cm_score_mode score;
+    cm_pos score_pos;
 } cat_state;
 
 typedef struct action_state {
@@ -687,11 +695,89 @@ static const char *near_cat(loader *L, const char *id, int need_prompts)
     return cm_nearest_name(id, names, n);
 }
 
+/* In the order of cm_score_mode. */
+static const char *const score_names[] = {"prompts", "head", "max", "mean"};
+
+static int slurp(const char *path, unsigned char **out, size_t *len, struct stat *st, size_t max,
+                 char *why, size_t size);
+
+/* `head: FILE`, relative to the directory of the file being read. */
+static char *head_path(loader *L, const char *from, const char *file, size_t len)
+{
+    const char *slash = strrchr(from, '/');
+    size_t dir = file[0] == '/' || !slash ? 0 : (size_t)(slash - from) + 1;
+    char *path = arena_alloc(L->out, dir + len + 1);
+    if (!path) {
+        L->nomem = 1;
+        return NULL;
+    }
+    memcpy(path, from, dir);
+    memcpy(path + dir, file, len);
+    path[dir + len] = 0;
+    return path;
+}
+
+/*
+ * Read the head file a category names, add its bytes to the fingerprint, and check
+ * what can be checked without a model (the format, the category it was trained
+ * for); the engine checks the model and dimension when it compiles.
+ */
+static void apply_head(loader *L, const node *v, const char *id, cat_state *t)
+{
+    char buf[SHOWN], why[CLIPMOD_ERROR_SIZE];
+    const char *file = NULL;
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    struct stat st;
+    cm_head *h = NULL;
+
+    if (!want_text(L, v, "head", PATH_MAX, 0, &file))
+        return;
+    t->head_pos = v->pos;
+    t->has_head = 1;
+    if (!(t->head_file = head_path(L, v->pos.file, file, strlen(file))))
+        return;
+    int unread = slurp(t->head_file, &bytes, &len, &st, CM_HEAD_MAX_BYTES, why, sizeof why);
+    if (unread) {
+        L->nomem |= unread == -2;
+        problem(L, v->pos, "cannot read head %s: %s", quote_text(file, buf), why);
+        return;
+    }
+    /* Messages name the file as the policy writes it: "head heads/x.safetensors: ...". */
+    clipmod_error rc = cm_head_parse(bytes, len, file, 0, NULL, id, &h, why);
+    if (rc == CLIPMOD_E_NOMEM)
+        L->nomem = 1;
+    else if (rc)
+        problem(L, v->pos, "head %s", why);
+    else if ((t->head_bytes = arena_alloc(L->out, len))) {
+        memcpy((void *)t->head_bytes, bytes, len);
+        t->head_len = len;
+        cm_fp_add(L->fp, t->head_file, bytes, len);
+    } else {
+        L->nomem = 1;
+    }
+    cm_head_free(h);
+    cm_free(bytes);
+}
+
 static void apply_category(loader *L, const node *c, int serial)
 {
-    enum { ID, DESCRIPTION, PROMPTS, CONTRAST, THRESHOLD, ACTION, MESSAGE, DISABLE, NKEYS };
+    enum {
+        ID,
+        DESCRIPTION,
+        PROMPTS,
+        CONTRAST,
+        THRESHOLD,
+        ACTION,
+        MESSAGE,
+        DISABLE,
+        HEAD,
+        SCORE,
+        NKEYS
+    };
     static const char *const keys[NKEYS] = {"id",        "description", "prompts", "contrast",
-                                            "threshold", "action",      "message", "disable"};
+                                            "threshold", "action",      "message", "disable",
+                                            "head",      "score"};
     field f[NKEYS];
     cat_state t = {0};
     const char *id = NULL;
@@ -748,6 +834,14 @@ static void apply_category(loader *L, const node *c, int serial)
         t.has_action = 1;
         t.action = a < 0 ? CM_ACTION_ALLOW : (cm_action)a;
         t.action_pos = f[ACTION].val->pos;
+    }
+    if (f[HEAD].val)
+        apply_head(L, f[HEAD].val, id, &t);
+    if (f[SCORE].val) {
+        int m = want_enum(L, f[SCORE].val, "score", score_names, 4, "head, prompts, max, mean");
+        t.has_score = m >= 0;
+        t.score = m < 0 ? CM_SCORE_PROMPTS : (cm_score_mode)m;
+        t.score_pos = f[SCORE].val->pos;
     }
     if (f[DISABLE].val) {
         const node *v = f[DISABLE].val;
@@ -823,6 +917,18 @@ static void apply_category(loader *L, const node *c, int serial)
         old->action = t.action;
         old->action_pos = t.action_pos;
         old->has_action = 1;
+    }
+    if (t.has_head) {
+        old->head_file = t.head_file;
+        old->head_bytes = t.head_bytes;
+        old->head_len = t.head_len;
+        old->head_pos = t.head_pos;
+        old->has_head = 1;
+    }
+    if (t.has_score) {
+        old->score = t.score;
+        old->score_pos = t.score_pos;
+        old->has_score = 1;
     }
     if (t.disable >= 0)
         old->disable = t.disable;
@@ -1182,8 +1288,8 @@ static void apply_tree(loader *L, const node *root, const char *name, int depth,
  * Read at most MAX_FILE_BYTES of the regular file `path` into a malloc'd buffer.
  * Returns 0, or -1 (-2 when out of memory) with the reason in `why`.
  */
-static int slurp(const char *path, unsigned char **out, size_t *len, struct stat *st, char *why,
-                 size_t size)
+static int slurp(const char *path, unsigned char **out, size_t *len, struct stat *st, size_t max,
+                 char *why, size_t size)
 {
     unsigned char *buf = NULL;
     size_t n = 0, cap;
@@ -1202,8 +1308,8 @@ static int slurp(const char *path, unsigned char **out, size_t *len, struct stat
         snprintf(why, size, "not a regular file");
         goto out;
     }
-    if (st->st_size > (off_t)MAX_FILE_BYTES) {
-        snprintf(why, size, "file is larger than 1 MiB");
+    if (st->st_size > (off_t)max) {
+        snprintf(why, size, "file is larger than %zu MiB", max >> 20);
         goto out;
     }
     cap = (size_t)st->st_size + 1;
@@ -1215,11 +1321,11 @@ static int slurp(const char *path, unsigned char **out, size_t *len, struct stat
     for (;;) {
         if (n == cap) {
             /* The file grew since fstat. */
-            if (cap > MAX_FILE_BYTES) {
-                snprintf(why, size, "file is larger than 1 MiB");
+            if (cap > max) {
+                snprintf(why, size, "file is larger than %zu MiB", max >> 20);
                 goto out;
             }
-            size_t ncap = cap * 2 > MAX_FILE_BYTES + 1 ? MAX_FILE_BYTES + 1 : cap * 2;
+            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
             unsigned char *b = cm_realloc(buf, ncap);
             if (!b) {
                 snprintf(why, size, "out of memory");
@@ -1269,7 +1375,7 @@ static void read_policy_file(loader *L, const char *name, int depth, const node 
     cm_pos at = site ? site->pos : (cm_pos){name, 1, 1};
     if (site)
         cm_yaml_show(site->s, site->len, 60, shown, sizeof shown);
-    int unread = slurp(name, &buf, &len, &st, why, sizeof why);
+    int unread = slurp(name, &buf, &len, &st, MAX_FILE_BYTES, why, sizeof why);
     if (unread) {
         L->incomplete = 1;
         L->nomem |= unread == -2;
@@ -1449,6 +1555,11 @@ static void check_merged(loader *L)
         if (norm_init(L, tmp, &pr, c->prompts, c->n_prompts) ||
             norm_init(L, tmp, &co, c->contrast, c->n_contrast))
             goto out;
+        if (c->has_score && c->score != CM_SCORE_PROMPTS && !c->has_head)
+            problem(L, c->score_pos,
+                    "score: %s needs a learned head: give category '%s' a head: file (clipmod "
+                    "head train)",
+                    score_names[c->score], c->id);
         check_dups(L, &pr, "prompt");
         check_dups(L, &co, "contrast prompt");
         check_overlap(L, &pr, "prompt", c->id, &co, "one of its contrast prompts");
@@ -1512,6 +1623,15 @@ static cm_policy *build(loader *L, const char *path)
             .pos = c->pos,
             .threshold_pos = c->threshold_pos,
             .action_pos = c->action_pos,
+            .head_file = c->head_bytes ? c->head_file : NULL,
+            .head_bytes = c->head_bytes,
+            .head_len = c->head_len,
+            .head_pos = c->head_pos,
+            /* With a head and no `score:`, the head scores: that is why it was trained. */
+            .score = c->has_score    ? c->score
+                     : c->head_bytes ? CM_SCORE_HEAD
+                                     : CM_SCORE_PROMPTS,
+            .score_pos = c->score_pos,
         };
     }
     p->n_categories = n;

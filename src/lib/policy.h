@@ -54,6 +54,14 @@ typedef struct cm_prompt {
  * equal (compared case-insensitively, whitespace collapsed): the candidate set of
  * the score is the disjoint union prompts + contrast + neutral.
  */
+/* What a category's score is (`score:`): see clipmod-policy(5). */
+typedef enum cm_score_mode {
+    CM_SCORE_PROMPTS = 0, /* the prompts' softmax mass (the default without a head) */
+    CM_SCORE_HEAD,        /* the learned head's probability (the default with one) */
+    CM_SCORE_MAX,         /* the larger of the two */
+    CM_SCORE_MEAN         /* their mean */
+} cm_score_mode;
+
 typedef struct cm_category {
     const char *id; /* [a-z0-9][a-z0-9_-]*, at most 64 bytes, unique */
     const char *description;
@@ -67,6 +75,15 @@ typedef struct cm_category {
     cm_action action; /* CM_ACTION_ALLOW: scored and reported, never flags an image */
     cm_pos pos;       /* of the category's mapping where it was first defined */
     cm_pos threshold_pos, action_pos;
+    /* A learned head (`head:`): the file as named, resolved against the directory of
+     * the policy file that names it, and its bytes as the loader read them (they are
+     * part of the fingerprint); NULL/0 without a head. */
+    const char *head_file;
+    const unsigned char *head_bytes;
+    size_t head_len;
+    cm_pos head_pos;
+    cm_score_mode score;
+    cm_pos score_pos;
 } cm_category;
 
 typedef enum cm_combine { CM_COMBINE_MAX, CM_COMBINE_K_OF_N } cm_combine;

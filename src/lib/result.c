@@ -249,11 +249,20 @@ static json_t *category_json(const cm_cat_result *c, size_t limit)
     }
     /* hit: the score reached the threshold, whatever the action (a watched "allow"
      * category hits without flagging). */
-    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:o}", "id", c->s.id, "score",
-                     num(c->s.score), "threshold", num(c->s.threshold), "margin", num(c->s.margin),
-                     "cosine", num(c->s.cosine), "hit", c->s.score >= c->s.threshold, "flagged",
-                     c->s.flagged, "action", clipmod_action_name(c->s.action), "frame", c->frame,
-                     "top_prompts", prompts);
+    json_t *o = json_pack(
+        "{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:o}", "id", c->s.id, "score",
+        num(c->s.score), "threshold", num(c->s.threshold), "margin", num(c->s.margin), "cosine",
+        num(c->s.cosine), "hit", c->s.score >= c->s.threshold, "flagged", c->s.flagged, "action",
+        clipmod_action_name(c->s.action), "frame", c->frame, "top_prompts", prompts);
+    /* A category with a learned head says both scores and which one decided. */
+    if (o && c->s.head_score >= 0 &&
+        (json_object_set_new(o, "prompt_score", num(c->s.prompt_score)) ||
+         json_object_set_new(o, "head_score", num(c->s.head_score)) ||
+         json_object_set_new(o, "score_by", json_string(c->s.score_by)))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 char *clipmod_result_to_json(const clipmod_result *r, int explain)

@@ -22,8 +22,10 @@
 #define MAX_HEADER_BYTES (64u << 20)
 
 struct cm_safetensors {
-    void *map;
-    size_t map_len;
+    void *map;          /* NULL for a borrowed buffer (cm_safetensors_parse) */
+    size_t map_len;     /* of the mapping or the buffer */
+    const void *bytes;  /* the whole file: the mapping or the caller's buffer */
+    json_t *meta;       /* the header's __metadata__ object, or NULL */
     cm_tensor *tensors; /* sorted by name for bsearch */
     size_t count;
     char *names; /* one block holding every name */
@@ -147,52 +149,25 @@ static clipmod_error parse_entry(const char *path, const char *name, json_t *des
     return CLIPMOD_OK;
 }
 
-clipmod_error cm_safetensors_open(const char *path, cm_safetensors **out, char *errbuf)
+/*
+ * Index the file in st->bytes (st->map_len bytes): the header, every tensor entry
+ * and the metadata. `path` names the file in messages.
+ */
+static clipmod_error index_file(cm_safetensors *st, const char *path, char *errbuf)
 {
     clipmod_error rc = CLIPMOD_OK;
-    cm_safetensors *st = NULL;
     json_t *root = NULL;
-    int fd = -1;
-    struct stat sb;
+    const unsigned char *base = st->bytes;
 
-    *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: not a regular file", path);
-        goto out;
-    }
-    if (sb.st_size < 8) {
-        rc = cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT, "%s: %lld bytes is too short for safetensors",
-                      path, (long long)sb.st_size);
-        goto out;
-    }
-
-    st = cm_calloc(1, sizeof *st);
-    if (!st) {
-        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
-        goto out;
-    }
-    st->map_len = (size_t)sb.st_size;
-    st->map = mmap(NULL, st->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (st->map == MAP_FAILED) {
-        st->map = NULL;
-        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: mmap: %s", path, strerror(errno));
-        goto out;
-    }
-
-    const unsigned char *base = st->map;
+    if (st->map_len < 8)
+        return cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT,
+                        "%s: %zu bytes is too short for safetensors", path, st->map_len);
     uint64_t hlen = read_le64(base);
-    if (hlen > MAX_HEADER_BYTES || hlen > st->map_len - 8) {
-        rc = cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT,
-                      "%s: header claims %llu bytes but the file has %zu: truncated or not "
-                      "safetensors",
-                      path, (unsigned long long)hlen, st->map_len);
-        goto out;
-    }
+    if (hlen > MAX_HEADER_BYTES || hlen > st->map_len - 8)
+        return cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT,
+                        "%s: header claims %llu bytes but the file has %zu: truncated or not "
+                        "safetensors",
+                        path, (unsigned long long)hlen, st->map_len);
 
     json_error_t jerr;
     root = json_loadb((const char *)base + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
@@ -225,8 +200,11 @@ clipmod_error cm_safetensors_open(const char *path, cm_safetensors **out, char *
     char *np = st->names;
     json_object_foreach(root, key, val)
     {
-        if (!strcmp(key, "__metadata__"))
+        if (!strcmp(key, "__metadata__")) {
+            if (json_is_object(val))
+                st->meta = json_incref(val);
             continue;
+        }
         if (!json_is_object(val)) {
             rc = cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT, "%s: tensor '%s': entry is not an object",
                           path, key);
@@ -243,15 +221,81 @@ clipmod_error cm_safetensors_open(const char *path, cm_safetensors **out, char *
         st->count++;
     }
     qsort(st->tensors, st->count, sizeof *st->tensors, cmp_tensor);
+out:
+    json_decref(root);
+    return rc;
+}
 
+clipmod_error cm_safetensors_open(const char *path, cm_safetensors **out, char *errbuf)
+{
+    clipmod_error rc = CLIPMOD_OK;
+    cm_safetensors *st = NULL;
+    int fd = -1;
+    struct stat sb;
+
+    *out = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: not a regular file", path);
+        goto out;
+    }
+    if (sb.st_size < 8) {
+        rc = cm_error(errbuf, CLIPMOD_E_MODEL_FORMAT, "%s: %lld bytes is too short for safetensors",
+                      path, (long long)sb.st_size);
+        goto out;
+    }
+
+    st = cm_calloc(1, sizeof *st);
+    if (!st) {
+        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
+        goto out;
+    }
+    st->map_len = (size_t)sb.st_size;
+    st->map = mmap(NULL, st->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (st->map == MAP_FAILED) {
+        st->map = NULL;
+        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: mmap: %s", path, strerror(errno));
+        goto out;
+    }
+    st->bytes = st->map;
+    rc = index_file(st, path, errbuf);
+    if (rc)
+        goto out;
     *out = st;
     st = NULL;
 out:
-    json_decref(root);
     if (fd >= 0)
         close(fd);
     cm_safetensors_close(st);
     return rc;
+}
+
+clipmod_error cm_safetensors_parse(const void *buf, size_t len, const char *name,
+                                   cm_safetensors **out, char *errbuf)
+{
+    *out = NULL;
+    cm_safetensors *st = cm_calloc(1, sizeof *st);
+    if (!st)
+        return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
+    st->bytes = buf;
+    st->map_len = len;
+    clipmod_error rc = index_file(st, name, errbuf);
+    if (rc) {
+        cm_safetensors_close(st);
+        return rc;
+    }
+    *out = st;
+    return CLIPMOD_OK;
+}
+
+const char *cm_safetensors_meta(const cm_safetensors *st, const char *key)
+{
+    json_t *v = st->meta ? json_object_get(st->meta, key) : NULL;
+    return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 void cm_safetensors_close(cm_safetensors *st)
@@ -260,6 +304,7 @@ void cm_safetensors_close(cm_safetensors *st)
         return;
     if (st->map)
         munmap(st->map, st->map_len);
+    json_decref(st->meta);
     cm_free(st->tensors);
     cm_free(st->names);
     cm_free(st);
@@ -274,7 +319,7 @@ const cm_tensor *cm_safetensors_find(const cm_safetensors *st, const char *name)
 const void *cm_safetensors_bytes(const cm_safetensors *st, size_t *len)
 {
     *len = st->map_len;
-    return st->map;
+    return st->bytes;
 }
 
 void cm_safetensors_release(const void *p, size_t len)

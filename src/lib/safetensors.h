@@ -44,6 +44,17 @@ typedef struct cm_safetensors cm_safetensors;
  */
 clipmod_error cm_safetensors_open(const char *path, cm_safetensors **out, char *errbuf);
 
+/*
+ * Index a safetensors file already in memory (`len` bytes at `buf`, named `name` in
+ * messages), as cm_safetensors_open does. The buffer is borrowed: it must outlive
+ * the handle. Same errors, except CLIPMOD_E_IO.
+ */
+clipmod_error cm_safetensors_parse(const void *buf, size_t len, const char *name,
+                                   cm_safetensors **out, char *errbuf);
+
+/* The string value of `key` in the header's __metadata__, or NULL (absent, not a string). */
+const char *cm_safetensors_meta(const cm_safetensors *st, const char *key);
+
 /* Unmap and free. Accepts NULL. */
 void cm_safetensors_close(cm_safetensors *st);
 

@@ -38,12 +38,15 @@ static int cmp_prob_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* Fill result `r` from the cosines of its frames (cos: frames x n_prompts). */
-static clipmod_error score_input(const clipmod_engine *e, const float *cos, int frames,
-                                 clipmod_result *r)
+/* Fill result `r` from its frames' cosines (frames x n_prompts) and embeddings. */
+static clipmod_error score_input(const clipmod_engine *e, const float *cos, const float *emb,
+                                 int frames, clipmod_result *r)
 {
     const float scale = clipmod_model_logit_scale(e->model);
+    const size_t dim = clipmod_model_embed_dim(e->model);
     double frame_scores[CM_MAX_SAMPLES], frame_cos[CM_MAX_SAMPLES];
+    double prompt_scores[CM_MAX_SAMPLES], head_scores[CM_MAX_SAMPLES];
+    const char *by[CM_MAX_SAMPLES];
     clipmod_error rc = CLIPMOD_OK;
 
     r->cats = cm_calloc(e->n_cats ? e->n_cats : 1, sizeof *r->cats);
@@ -53,9 +56,12 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, int 
     for (size_t c = 0; c < e->n_cats; c++) {
         const cm_cat *cat = &e->cats[c];
         cm_cat_result *cr = &r->cats[c];
-        for (int f = 0; f < frames; f++)
-            cm_score_frame(cat, cos + (size_t)f * e->n_prompts, scale, &frame_scores[f],
+        for (int f = 0; f < frames; f++) {
+            cm_score_frame(cat, cos + (size_t)f * e->n_prompts, scale, &prompt_scores[f],
                            &frame_cos[f], NULL);
+            frame_scores[f] =
+                cm_score_mix(cat, prompt_scores[f], emb + (size_t)f * dim, &head_scores[f], &by[f]);
+        }
         int best, hits;
         const double score =
             cm_combine_frames(frame_scores, frames, e->policy, cat->def->threshold, &best, &hits);
@@ -65,6 +71,9 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, int 
         cr->s.threshold = cat->def->threshold;
         cr->s.margin = score - cat->def->threshold;
         cr->s.cosine = frame_cos[best];
+        cr->s.prompt_score = prompt_scores[best];
+        cr->s.head_score = head_scores[best];
+        cr->s.score_by = by[best];
         cr->s.action = (clipmod_action)cat->def->action;
         /* An "allow" category is watched: scored and shown, but it never flags. */
         cr->s.flagged = score >= cat->def->threshold && cr->s.action != CLIPMOD_ACTION_ALLOW;
@@ -298,7 +307,8 @@ static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *i
     size_t row = 0;
     for (size_t i = 0; i < n; i++) {
         if (out[i]->state != CLIPMOD_STATE_UNSCANNED) {
-            if ((rc = score_input(e, cos + row * e->n_prompts, frames[i].count, out[i])))
+            if ((rc = score_input(e, cos + row * e->n_prompts, emb + row * dim, frames[i].count,
+                                  out[i])))
                 goto out;
             row += (size_t)frames[i].count;
         }

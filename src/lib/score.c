@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "engine.h"
+#include "head.h"
 
 void cm_score_frame(const cm_cat *cat, const float *cos, float logit_scale, double *score,
                     double *best_cos, double *probs)
@@ -67,4 +68,28 @@ double cm_combine_frames(const double *scores, int frames, const cm_policy *p, d
         if (scores[i] == sorted[k - 1])
             *frame = i;
     return sorted[k - 1];
+}
+
+double cm_score_mix(const cm_cat *cat, double prompts, const float *emb, double *head,
+                    const char **by)
+{
+    *head = -1;
+    *by = "prompts";
+    if (!cat->head)
+        return prompts;
+    const double h = cm_head_score(cat->head, emb);
+    *head = h;
+    switch (cat->def->score) {
+    case CM_SCORE_HEAD:
+        *by = "head";
+        return h;
+    case CM_SCORE_MAX:
+        *by = h > prompts ? "head" : "prompts";
+        return fmax(h, prompts);
+    case CM_SCORE_MEAN:
+        *by = "mean";
+        return (h + prompts) / 2;
+    default:
+        return prompts;
+    }
 }

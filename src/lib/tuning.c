@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "engine.h"
+#include "head.h"
 #include "image.h"
 #include "imgcache.h"
 #include "model.h"
@@ -420,4 +421,50 @@ clipmod_error clipmod_engine_verdict(const clipmod_engine *e, const double *scor
     }
     cm_free(r.cats);
     return CLIPMOD_OK;
+}
+
+/* Category c over the frames: prompts, head (-1 without one) and the policy's mix. */
+static void score_mixed(const clipmod_engine *e, size_t c, const float *emb, const float *cos,
+                        int frames, double out[3])
+{
+    const float scale = clipmod_model_logit_scale(e->model);
+    const size_t dim = clipmod_model_embed_dim(e->model);
+    const cm_cat *cat = &e->cats[c];
+    double ps[64], hs[64], mix[64], unused;
+    const char *by;
+    int best, hits;
+    for (int f = 0; f < frames; f++) {
+        cm_score_frame(cat, cos + (size_t)f * e->n_prompts, scale, &ps[f], &unused, NULL);
+        mix[f] = cm_score_mix(cat, ps[f], emb + (size_t)f * dim, &hs[f], &by);
+    }
+    const double t = cat->def->threshold;
+    out[0] = cm_combine_frames(ps, frames, e->policy, t, &best, &hits);
+    out[1] = cat->head ? cm_combine_frames(hs, frames, e->policy, t, &best, &hits) : -1;
+    out[2] = cm_combine_frames(mix, frames, e->policy, t, &best, &hits);
+}
+
+clipmod_error clipmod_engine_score_frames(const clipmod_engine *e, const float *emb,
+                                          const float *cos, int frames, double *scores,
+                                          double *prompt_scores, double *head_scores)
+{
+    if (!e || !emb || !cos || !scores || frames <= 0 || frames > 64 || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    for (size_t c = 0; c < e->n_cats; c++) {
+        double v[3];
+        score_mixed(e, c, emb, cos, frames, v);
+        scores[c] = v[2];
+        if (prompt_scores)
+            prompt_scores[c] = v[0];
+        if (head_scores)
+            head_scores[c] = v[1];
+    }
+    return CLIPMOD_OK;
+}
+
+int clipmod_engine_head_trained_on(const clipmod_engine *e, size_t c,
+                                   const unsigned char digest[32])
+{
+    if (!e || !e->compiled || c >= e->n_cats || !e->cats[c].head || !digest)
+        return -1;
+    return cm_head_trained_on(e->cats[c].head, digest);
 }

@@ -1,0 +1,76 @@
+/*
+ * head_fit_bench.c - how long `clipmod head train` takes to fit one head.
+ *
+ * Times head_fit_train (src/cli/head_fit.c: the C search by k-fold
+ * cross-validation, the Platt calibration and the final fit, all with liblinear)
+ * on N synthetic L2-normalised embeddings of D dimensions: a random unit vector
+ * per row, the positives (10%) pushed along one direction so the classes overlap
+ * as real categories do. Prints one JSON line. Run by hand (make bench-heads);
+ * never part of the test suite.
+ *
+ * Usage: head_fit_bench [N [D [FOLDS]]]   (default 10000 512 5)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../src/cli/head_fit.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* A standard normal deviate (Box-Muller) from a fixed-seed generator. */
+static double gauss(unsigned long long *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    const double u = ((double)(*s >> 11) + 1.0) / 9007199254740993.0;
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    const double v = (double)(*s >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+int main(int argc, char **argv)
+{
+    const size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 10000;
+    const size_t d = argc > 2 ? strtoul(argv[2], NULL, 10) : 512;
+    const int folds = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 5;
+    float *x = malloc(n * d * sizeof *x);
+    unsigned char *y = malloc(n);
+    unsigned long long s = 1;
+    char why[256];
+    head_fit fit;
+    if (!x || !y)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        double norm = 0;
+        y[i] = i % 10 == 0;
+        for (size_t j = 0; j < d; j++) {
+            double v = gauss(&s) / sqrt((double)d) + (y[i] && j == 0 ? 0.15 : 0.0);
+            x[i * d + j] = (float)v;
+            norm += v * v;
+        }
+        for (size_t j = 0; j < d; j++)
+            x[i * d + j] = (float)(x[i * d + j] / sqrt(norm));
+    }
+    head_fit_opts o = {folds, 1, head_fit_default_grid, head_fit_default_grid_len,
+                       (int)sysconf(_SC_NPROCESSORS_ONLN)};
+    const double t0 = now();
+    if (head_fit_train(x, y, n, d, &o, &fit, why, sizeof why)) {
+        fprintf(stderr, "head_fit_bench: %s\n", why);
+        return 1;
+    }
+    const double t = now() - t0;
+    printf("{\"rows\":%zu,\"dim\":%zu,\"folds\":%d,\"threads\":%d,\"seconds\":%.3f,\"c\":%g,"
+           "\"cv_auc\":%.4f}\n",
+           n, d, folds, o.threads, t, fit.c, fit.cv_auc);
+    head_fit_free(&fit);
+    free(x);
+    free(y);
+    return 0;
+}
