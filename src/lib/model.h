@@ -18,10 +18,10 @@ struct clipmod_model {
     cm_weights w;
     cm_tokenizer *tok; /* NULL when the model has no text tower or no merges */
     char description[160];
-    char name[128];       /* config's _name_or_path, else the directory's name */
-    uint64_t fingerprint; /* of the weights file (and precision): keys the caches */
+    char name[128];            /* config's _name_or_path, else the directory's name */
+    uint64_t fingerprint;      /* of the weights file (and precision): keys the caches */
     uint64_t file_fingerprint; /* of the weights file alone: binds learned heads */
-    int demo;             /* config.json: "clipmod_demo": true */
+    int demo;                  /* config.json: "clipmod_demo": true */
     /* The text tower is loaded on first use and dropped after a policy's prompts
      * are embedded (cm_model_release_text); `text_lock` guards it, and the file is
      * read again only if it is still the one loaded (same device, inode, size, mtime). */
