@@ -339,7 +339,7 @@ grep -q "^$W/broken.yaml:3:1: " "$W/err" || fail "scan must print the policy's p
 run 0 "$CLIPMOD" policy check -m "$model" "$W/p.yaml"
 grep -q "^$W/p.yaml: OK$" "$W/out" || fail "a valid policy: $(cat "$W/out")"
 thr=$("$PY" -c "import sys; print('%g' % float(sys.argv[1]))" "$threshold")
-grep -q "^    cat  *$thr  *flag  *2  *1$" "$W/out" || fail "the summary: $(cat "$W/out")"
+grep -q "^    cat  *$thr  *flag  *2  *1  *prompts$" "$W/out" || fail "the summary: $(cat "$W/out")"
 run 1 "$CLIPMOD" policy check -m "$model" --json "$W/p.yaml" "$W/broken.yaml" "$W/no-such.yaml"
 "$PY" -c 'import json, sys
 a, b, c = (json.loads(l) for l in open(sys.argv[1]))

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "cpu.h"
 #include "gemm.h"
 #include "pool.h"
 
@@ -78,12 +79,10 @@ int cm_gemm_isa_supported(cm_gemm_isa isa)
     case CM_GEMM_SCALAR:
     case CM_GEMM_OPENBLAS:
         return 1;
-#if defined(__x86_64__) && defined(__GNUC__)
     case CM_GEMM_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return cm_cpu_has(CM_CPU_AVX2 | CM_CPU_FMA);
     case CM_GEMM_AVX512:
-        return __builtin_cpu_supports("avx512f");
-#endif
+        return cm_cpu_has(CM_CPU_AVX512F);
     default:
         return 0;
     }

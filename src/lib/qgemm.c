@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "cpu.h"
 #include "pool.h"
 #include "qgemm.h"
 
@@ -218,15 +219,12 @@ int cm_qgemm_isa_supported(cm_qisa isa)
     switch (isa) {
     case CM_QISA_SCALAR:
         return 1;
-#if defined(__x86_64__) && defined(__GNUC__)
     case CM_QISA_AVXVNNI:
-        return __builtin_cpu_supports("avxvnni") && __builtin_cpu_supports("avx2") &&
-               __builtin_cpu_supports("fma");
+        return cm_cpu_has(CM_CPU_AVXVNNI | CM_CPU_AVX2 | CM_CPU_FMA);
     case CM_QISA_AVX512VNNI:
-        return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+        return cm_cpu_has(CM_CPU_AVX512VNNI | CM_CPU_AVX512BW);
     case CM_QISA_AVX512BF16:
-        return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
-#endif
+        return cm_cpu_has(CM_CPU_AVX512BF16 | CM_CPU_AVX512BW);
     default:
         return 0;
     }

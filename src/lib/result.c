@@ -255,7 +255,7 @@ static json_t *category_json(const cm_cat_result *c, size_t limit)
         num(c->s.cosine), "hit", c->s.score >= c->s.threshold, "flagged", c->s.flagged, "action",
         clipmod_action_name(c->s.action), "frame", c->frame, "top_prompts", prompts);
     /* A category with a learned head says both scores and which one decided. */
-    if (o && c->s.head_score >= 0 &&
+    if (o && c->s.score_by && c->s.head_score >= 0 &&
         (json_object_set_new(o, "prompt_score", num(c->s.prompt_score)) ||
          json_object_set_new(o, "head_score", num(c->s.head_score)) ||
          json_object_set_new(o, "score_by", json_string(c->s.score_by)))) {
