@@ -139,28 +139,42 @@ static int assign_folds(const unsigned char *y, size_t n, int k, unsigned seed, 
     return 0;
 }
 
-/* The folds of one C, shared by the threads that fit them. */
+/*
+ * One C's fits, shared by the threads that run them: the k folds and, as job k,
+ * the fit on every row, so that when this C wins its final model is already
+ * there (and the k + 1 jobs fill two threads better than k alone).
+ */
 typedef struct cv_job {
     const rows *r;
     const int *fold;
     int k, warmed, threads, failed;
     double c, *warm, *z;
-    int next; /* the stride's start, one per thread */
+    double *all; /* job k's solution, oriented "positive is larger" */
 } cv_job;
 
-/* Fit folds t, t + threads, ...: each writes only its own rows of z and its own warm. */
+/* Fit jobs t, t + threads, ...: each writes only its own rows of z and its own warm. */
 static void cv_folds(cv_job *j, int t)
 {
     const size_t len = j->r->dim + 1;
-    for (int f = t; f < j->k; f += j->threads) {
-        struct model *m = fit(j->r, j->fold, f, j->c, j->warmed ? j->warm + (size_t)f * len : NULL);
+    for (int f = t; f <= j->k; f += j->threads) {
+        const int skip = f < j->k ? f : -1;
+        struct model *m =
+            fit(j->r, j->fold, skip, j->c, j->warmed ? j->warm + (size_t)f * len : NULL);
         if (!m) {
             j->failed = 1;
             return;
         }
-        for (size_t i = 0; i < j->r->n; i++)
-            if (j->fold[i] == f)
-                j->z[i] = decision(m, j->r->x[i]);
+        if (skip >= 0) {
+            for (size_t i = 0; i < j->r->n; i++)
+                if (j->fold[i] == f)
+                    j->z[i] = decision(m, j->r->x[i]);
+        } else {
+            int labels[2];
+            get_labels(m, labels);
+            const double sign = labels[0] == 1 ? 1.0 : -1.0;
+            for (size_t i = 0; i < len; i++)
+                j->all[i] = sign * m->w[i];
+        }
         memcpy(j->warm + (size_t)f * len, m->w, len * sizeof *j->warm);
         free_and_destroy_model(&m);
     }
@@ -179,22 +193,27 @@ static void *cv_main(void *arg)
 }
 
 /*
- * Out-of-fold decision values at C = c into z; -1 when a fold could not be fitted.
- * warm holds k solutions of dim + 1 values: read as starting points when `warmed`,
- * then overwritten with this C's. (A fold's rows, hence liblinear's class order and
- * the orientation of its w, are the same at every C.) The folds are independent
- * problems, fitted on up to `threads` threads (liblinear's train() is reentrant).
+ * Out-of-fold decision values at C = c into z and the all-rows solution into all;
+ * -1 when a fit failed. warm holds k + 1 solutions of dim + 1 values: read as
+ * starting points when `warmed`, then overwritten with this C's. (A fold's rows,
+ * hence liblinear's class order and the orientation of its w, are the same at
+ * every C.) The fits are independent problems, run on up to `threads` threads
+ * (liblinear's train() is reentrant).
  */
 static int cross_validate(const rows *r, const int *fold, int k, double c, double *warm, int warmed,
-                          int threads, double *z)
+                          int threads, double *z, double *all)
 {
     enum { MAX_THREADS = 16 };
-    cv_job job = {r, fold, k, warmed, 1, 0, c, warm, z, 0};
+    cv_job job = {r, fold, k, warmed, 1, 0, c, warm, z, all};
     pthread_t tid[MAX_THREADS];
     cv_thread ct[MAX_THREADS];
     int started = 0;
-    job.threads = threads < 1 ? 1 : threads > k ? k : threads > MAX_THREADS ? MAX_THREADS : threads;
-    /* Thread 0 is this one; a thread that cannot start leaves its folds to it. */
+    const int jobs = k + 1;
+    job.threads = threads < 1             ? 1
+                  : threads > jobs        ? jobs
+                  : threads > MAX_THREADS ? MAX_THREADS
+                                          : threads;
+    /* Thread 0 is this one; a thread that cannot start leaves its jobs to it. */
     for (int t = 1; t < job.threads; t++) {
         ct[t] = (cv_thread){&job, t};
         if (pthread_create(&tid[t], NULL, cv_main, &ct[t]) != 0)
@@ -285,27 +304,32 @@ static int check_classes(const unsigned char *y, size_t n, int k, char *why, siz
 }
 
 /*
- * The C of best out-of-fold AUC (the smallest among ties), its values left in z.
- * The grid ascends, and the search stops once two C values in a row did not
- * improve on the best: out-of-fold AUC rises to one peak as regularisation eases,
- * then falls as the fit follows noise.
+ * The C of best out-of-fold AUC (the smallest among ties), its values left in z
+ * and its all-rows model in f->w and f->bias. The grid ascends, and the search
+ * stops once two C values in a row did not improve on the best: out-of-fold AUC
+ * rises to one peak as regularisation eases, then falls as the fit follows noise.
  */
 static int search_c(const rows *r, const int *fold, const unsigned char *y, const head_fit_opts *o,
-                    double *z, double *best_c, double *best_auc)
+                    double *z, head_fit *f)
 {
+    const size_t len = r->dim + 1;
     double *tmp = malloc(r->n * sizeof *tmp);
-    double *warm = malloc((size_t)o->folds * (r->dim + 1) * sizeof *warm);
+    double *warm = malloc((size_t)(o->folds + 1) * len * sizeof *warm);
+    double *all = malloc(len * sizeof *all);
     int rc = 0, worse = 0;
-    *best_auc = -1;
-    if (!tmp || !warm)
+    f->cv_auc = -1;
+    if (!tmp || !warm || !all)
         rc = -1;
     for (size_t g = 0; !rc && g < o->n_grid && worse < 2; g++) {
-        rc = cross_validate(r, fold, o->folds, o->grid[g], warm, g > 0, o->threads, tmp);
+        rc = cross_validate(r, fold, o->folds, o->grid[g], warm, g > 0, o->threads, tmp, all);
         const double auc = rc ? NAN : metrics_roc_auc(tmp, y, r->n);
-        if (!rc && auc > *best_auc + 1e-9) {
-            *best_auc = auc;
-            *best_c = o->grid[g];
+        if (!rc && auc > f->cv_auc + 1e-9) {
+            f->cv_auc = auc;
+            f->c = o->grid[g];
             memcpy(z, tmp, r->n * sizeof *z);
+            for (size_t j = 0; j < r->dim; j++)
+                f->w[j] = (float)all[j];
+            f->bias = all[r->dim];
             worse = 0;
         } else {
             worse++;
@@ -313,23 +337,8 @@ static int search_c(const rows *r, const int *fold, const unsigned char *y, cons
     }
     free(tmp);
     free(warm);
+    free(all);
     return rc;
-}
-
-/* The final fit on every row, into f->w and f->bias. */
-static int fit_all(const rows *r, head_fit *f)
-{
-    struct model *m = fit(r, NULL, -1, f->c, NULL);
-    if (!m)
-        return -1;
-    int labels[2];
-    get_labels(m, labels);
-    const double sign = labels[0] == 1 ? 1.0 : -1.0;
-    for (size_t j = 0; j < r->dim; j++)
-        f->w[j] = (float)(sign * get_decfun_coef(m, (int)j + 1, 0));
-    f->bias = sign * get_decfun_coef(m, (int)r->dim + 1, 0);
-    free_and_destroy_model(&m);
-    return 0;
 }
 
 int head_fit_train(const float *x, const unsigned char *y, size_t n, size_t dim,
@@ -353,8 +362,7 @@ int head_fit_train(const float *x, const unsigned char *y, size_t n, size_t dim,
         snprintf(why, size, "out of memory");
         goto out;
     }
-    if (search_c(&r, fold, y, o, z, &out->c, &out->cv_auc) ||
-        platt(z, y, n, &out->cal_slope, &out->cal_offset) || fit_all(&r, out)) {
+    if (search_c(&r, fold, y, o, z, out) || platt(z, y, n, &out->cal_slope, &out->cal_offset)) {
         snprintf(why, size, "the solver failed (liblinear)");
         goto out;
     }
