@@ -30,7 +30,7 @@ typedef enum cm_gemm_isa {
     CM_GEMM_OPENBLAS /* no packing: every product goes through cblas_sgemm */
 } cm_gemm_isa;
 
-#define CM_GEMM_KC 256 /* K block: one panel slice is KC * NR floats */
+#define CM_GEMM_KC 384 /* K block: one panel slice is KC * NR floats (48 KB) */
 #define CM_GEMM_MC 144 /* rows per block: the packed x block is MC * KC floats */
 
 /* Activation applied in the store (fused epilogue). */
@@ -60,6 +60,7 @@ typedef struct cm_gemm_tile {
     const float *b;    /* panel slice: b[kk * CM_GEMM_NR + c] */
     float *y;          /* first output of the tile */
     const float *bias; /* bias of the tile's first column, or NULL */
+    const float *pf;   /* the next panel's slice, prefetched into L2 while this runs, or NULL */
     int ldy, rows, kc, nc;
     int load_y, last;
     cm_gemm_act act;

@@ -14,30 +14,10 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+#include "simd_avx512.h"
+
 #define MR  CM_GEMM_MR_AVX512
 #define TGT __attribute__((target("avx512f"), always_inline)) static inline
-
-/* ops.c's exp_fast, sixteen lanes at a time (same reduction and polynomial). */
-TGT __m512 exp16(__m512 x)
-{
-    const __m512 round = _mm512_set1_ps(12582912.0f);
-    __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504f));
-    t = _mm512_min_ps(t, _mm512_set1_ps(127.0f));
-    t = _mm512_max_ps(t, _mm512_set1_ps(-126.0f));
-    const __m512 n = _mm512_sub_ps(_mm512_add_ps(t, round), round);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    const __m512i bits =
-        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-}
 
 /* ops.c's erf_fast (Abramowitz & Stegun 7.1.26), sixteen lanes at a time. */
 TGT __m512 erf16(__m512 x)
@@ -50,7 +30,7 @@ TGT __m512 erf16(__m512 x)
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
+    const __m512 e = cm_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
     const __m512 y = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, one);
     /* Copy x's sign onto y (y >= 0). */
     const __m512i sign =
@@ -61,7 +41,7 @@ TGT __m512 erf16(__m512 x)
 TGT __m512 act16(__m512 v, cm_gemm_act act)
 {
     if (act == CM_GEMM_ACT_QUICK_GELU) {
-        const __m512 e = exp16(_mm512_mul_ps(v, _mm512_set1_ps(-1.702f)));
+        const __m512 e = cm_exp16(_mm512_mul_ps(v, _mm512_set1_ps(-1.702f)));
         return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
     }
     const __m512 h = _mm512_mul_ps(v, _mm512_set1_ps(0.5f));
@@ -89,15 +69,16 @@ TGT void store2(const cm_gemm_tile *t, float *y, __m512 v0, __m512 v1, __mmask16
     _mm512_mask_storeu_ps(y + 16, m1, v1);
 }
 
-TGT void tile(const cm_gemm_tile *t, int rows)
+/* acc += a . b over one K block; with `pf`, the next panel's slice goes to L2 on the way. */
+TGT void kloop(const float *a, const float *b, int kc, const float *pf, __m512 acc[][2], int rows)
 {
-    const float *a = t->a, *b = t->b;
-    __m512 acc[MR][2];
-    /* Fully unrolled, or GCC keeps the accumulators on the stack. */
-#pragma GCC unroll 12
-    for (int r = 0; r < rows; r++)
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int kk = 0; kk < t->kc; kk++) {
+    for (int kk = 0; kk < kc; kk++) {
+        if (pf) {
+            /* One 128-byte row of the next slice per k step: all of it by the end. */
+            _mm_prefetch((const char *)pf, _MM_HINT_T1);
+            _mm_prefetch((const char *)(pf + 16), _MM_HINT_T1);
+            pf += CM_GEMM_NR;
+        }
         const __m512 b0 = _mm512_loadu_ps(b);
         const __m512 b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
@@ -109,6 +90,20 @@ TGT void tile(const cm_gemm_tile *t, int rows)
         a++;
         b += CM_GEMM_NR;
     }
+}
+
+TGT void tile(const cm_gemm_tile *t, int rows)
+{
+    __m512 acc[MR][2];
+    /* Fully unrolled, or GCC keeps the accumulators on the stack. */
+#pragma GCC unroll 12
+    for (int r = 0; r < rows; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    /* Two copies of the loop, so the one without prefetches has no test in it. */
+    if (t->pf)
+        kloop(t->a, t->b, t->kc, t->pf, acc, rows);
+    else
+        kloop(t->a, t->b, t->kc, NULL, acc, rows);
     const int nc = t->nc;
     const __mmask16 m0 = nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1);
     const __mmask16 m1 = nc >= 32 ? 0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);

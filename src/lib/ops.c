@@ -216,11 +216,20 @@ void cm_add(float *y, const float *x, size_t n)
         y[i] += x[i];
 }
 
+/* n rounded up to whole 16-float vectors. */
+static int pad16(int n)
+{
+    return (n + 15) / 16 * 16;
+}
+
 size_t cm_attention_scratch_floats(int max_len, int d, int heads)
 {
     const int hd = d / heads;
-    /* K^T and one score row here; the OpenBLAS reference path needs t * t scores. */
-    return (size_t)(max_len > hd + 1 ? max_len : hd + 1) * max_len;
+    /* K^T and one score row here; the OpenBLAS reference path needs t * t scores;
+       the AVX-512 path K^T padded to whole vectors and a block of score rows. */
+    const size_t plain = (size_t)(max_len > hd + 1 ? max_len : hd + 1) * max_len;
+    const size_t padded = (size_t)(hd + CM_ATTN_ROWS) * pad16(max_len);
+    return plain > padded ? plain : padded;
 }
 
 /*
@@ -295,6 +304,37 @@ static void attention_head_blas(const float *qkv, int t, int d, int heads, int h
                 out + h * hd, d);
 }
 
+/* attention_head on AVX-512: K^T padded with zero columns to whole vectors. */
+static void attention_head_avx512(const float *qkv, int t, int d, int heads, int h, int causal,
+                                  int q0, int q1, float *scratch, float *out)
+{
+    const int hd = d / heads, ld = 3 * d, tp = pad16(t);
+    const float *k = qkv + d + h * hd;
+    float *kt = scratch;
+    for (int c = 0; c < hd; c++) {
+        float *row = kt + (size_t)c * tp;
+        for (int j = 0; j < t; j++)
+            row[j] = k[(size_t)j * ld + c];
+        for (int j = t; j < tp; j++)
+            row[j] = 0.0f;
+    }
+    const cm_attn_rows a = {.q = qkv + h * hd,
+                            .kt = kt,
+                            .v = qkv + 2 * d + h * hd,
+                            .s = scratch + (size_t)hd * tp,
+                            .out = out + h * hd,
+                            .ld = ld,
+                            .ldo = d,
+                            .t = t,
+                            .tp = tp,
+                            .hd = hd,
+                            .causal = causal,
+                            .q0 = q0,
+                            .q1 = q1,
+                            .scale = 1.0f / sqrtf((float)hd)};
+    cm_attend_rows_avx512(&a);
+}
+
 /*
  * Head h of one sequence of t tokens. Queries are rows q0..q1-1; query row i's
  * output goes to out + (i - q0) * d (so a caller can ask for one row only).
@@ -310,6 +350,10 @@ static void attention_head(const float *qkv, int t, int d, int heads, int h, int
     const int hd = d / heads, ld = 3 * d;
     const float scale = 1.0f / sqrtf((float)hd);
     const float *q = qkv + h * hd, *k = qkv + d + h * hd, *v = qkv + 2 * d + h * hd;
+    if (cm_gemm_isa_active() == CM_GEMM_AVX512 && hd % 16 == 0) {
+        attention_head_avx512(qkv, t, d, heads, h, causal, q0, q1, scratch, out);
+        return;
+    }
     float *kt = scratch, *s = scratch + (size_t)hd * t;
     for (int j = 0; j < t; j++)
         for (int c = 0; c < hd; c++)

@@ -42,6 +42,23 @@ void cm_activate(float *x, size_t n, cm_act act);
 void cm_add(float *y, const float *x, size_t n);
 
 /* Scratch floats one (sequence, head) of attention needs: (d / heads + 1) * max_len. */
+/* Query rows per block of the AVX-512 attention kernel (attn_avx512.c). */
+#define CM_ATTN_ROWS 6
+
+/* Query rows [q0, q1) of one head, for cm_attend_rows_avx512. */
+typedef struct cm_attn_rows {
+    const float *q;  /* the head's query columns of row 0; row i at q + i * ld */
+    const float *kt; /* K^T [hd][tp], zero in columns t..tp-1 */
+    const float *v;  /* the head's value columns of row 0; row j at v + j * ld */
+    float *s;        /* scratch of CM_ATTN_ROWS * tp floats */
+    float *out;      /* row q0's output; row i at out + (i - q0) * ldo */
+    int ld, ldo, t, tp, hd, causal, q0, q1;
+    float scale;
+} cm_attn_rows;
+
+/* softmax(q . K^T * scale) . V for those rows; needs AVX-512F (the caller dispatches). */
+void cm_attend_rows_avx512(const cm_attn_rows *a);
+
 size_t cm_attention_scratch_floats(int max_len, int d, int heads);
 
 /*
