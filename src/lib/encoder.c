@@ -15,6 +15,7 @@
 #include "encoder.h"
 #include "ops.h"
 #include "qgemm.h"
+#include "scratch.h"
 
 /* Linear layer `which` (0 qkv, 1 out, 2 fc1, 3 fc2) of block b: int8/bf16 when the
  * block was converted at load (quant.c), else fp32. */
@@ -94,17 +95,22 @@ clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *
     const int m = seq->rows, d = tc->width, f = tc->mlp;
     const size_t attn =
         (size_t)seq->count * tc->heads * cm_attention_scratch_floats(seq->max_len, d, tc->heads);
-    scratch s = {.x = cm_alloc((size_t)m * d * sizeof *s.x),
-                 .qkv = cm_alloc((size_t)m * 3 * d * sizeof *s.qkv),
-                 .mlp = cm_alloc((size_t)m * f * sizeof *s.mlp),
-                 .attn = cm_alloc(attn * sizeof *s.attn),
-                 .pooled = cm_alloc((size_t)seq->count * d * sizeof *s.pooled)};
+    size_t size = 0;
+    const size_t ox = cm_scratch_carve(&size, (size_t)m * d * sizeof(float));
+    const size_t oqkv = cm_scratch_carve(&size, (size_t)m * 3 * d * sizeof(float));
+    const size_t omlp = cm_scratch_carve(&size, (size_t)m * f * sizeof(float));
+    const size_t oattn = cm_scratch_carve(&size, attn * sizeof(float));
+    const size_t opool = cm_scratch_carve(&size, (size_t)seq->count * d * sizeof(float));
+    char *block = cm_scratch_take(CM_SCRATCH_ENCODER, size);
+    if (!block)
+        return CLIPMOD_E_NOMEM;
+    scratch s = {.x = (float *)(block + ox),
+                 .qkv = (float *)(block + oqkv),
+                 .mlp = (float *)(block + omlp),
+                 .attn = (float *)(block + oattn),
+                 .pooled = (float *)(block + opool)};
     clipmod_error rc = CLIPMOD_OK;
 
-    if (!s.x || !s.qkv || !s.mlp || !s.attn || !s.pooled) {
-        rc = CLIPMOD_E_NOMEM;
-        goto out;
-    }
     for (int l = 0; l < tc->layers; l++) {
         const cm_block *b = &blocks[l];
         if (l == tc->layers - 1 && seq->pool_row) {
@@ -118,11 +124,6 @@ clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *
         if ((rc = block_tail(b, tc, m, h, &s)))
             break;
     }
-out:
-    cm_free(s.x);
-    cm_free(s.qkv);
-    cm_free(s.mlp);
-    cm_free(s.attn);
-    cm_free(s.pooled);
+    cm_scratch_give(CM_SCRATCH_ENCODER, block);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include "common.h"
 #include "encoder.h"
 #include "ops.h"
+#include "scratch.h"
 #include "towers.h"
 
 /* Gather image `px` [3, S, S] into g*g rows of 3*p*p values in (c, ky, kx) order. */
@@ -36,20 +37,25 @@ clipmod_error cm_vision_forward(const cm_weights *w, const cm_config *cfg,
     const int s = cfg->image_size, p = cfg->patch_size, g = s / p, gg = g * g;
     const int t = gg + 1, d = cfg->vision.width, k = 3 * p * p, e = cfg->proj_dim;
     clipmod_error rc = CLIPMOD_OK;
-    float *patches = cm_alloc((size_t)n * gg * k * sizeof *patches);
-    float *emb = cm_alloc((size_t)n * gg * d * sizeof *emb);
-    float *h = cm_alloc((size_t)n * t * d * sizeof *h);
-    float *cls = cm_alloc((size_t)n * d * sizeof *cls);
-    int *start = cm_alloc((size_t)n * sizeof *start), *len = cm_alloc((size_t)n * sizeof *len);
-    int *pool_row = cm_alloc((size_t)n * sizeof *pool_row);
+    size_t size = 0;
+    const size_t opat = cm_scratch_carve(&size, (size_t)n * gg * k * sizeof(float));
+    const size_t oemb = cm_scratch_carve(&size, (size_t)n * gg * d * sizeof(float));
+    const size_t oh = cm_scratch_carve(&size, (size_t)n * t * d * sizeof(float));
+    const size_t ocls = cm_scratch_carve(&size, (size_t)n * d * sizeof(float));
+    const size_t ostart = cm_scratch_carve(&size, (size_t)n * sizeof(int));
+    const size_t olen = cm_scratch_carve(&size, (size_t)n * sizeof(int));
+    const size_t opool = cm_scratch_carve(&size, (size_t)n * sizeof(int));
+    char *block = cm_scratch_take(CM_SCRATCH_VISION, size);
+    if (!block)
+        return CLIPMOD_E_NOMEM;
+    float *patches = (float *)(block + opat), *emb = (float *)(block + oemb);
+    float *h = (float *)(block + oh), *cls = (float *)(block + ocls);
+    int *start = (int *)(block + ostart), *len = (int *)(block + olen);
+    int *pool_row = (int *)(block + opool);
 
-    if (!patches || !emb || !h || !cls || !start || !len || !pool_row) {
-        rc = CLIPMOD_E_NOMEM;
-        goto out;
-    }
     for (int i = 0; i < n; i++)
         im2col(pixels[i], s, p, patches + (size_t)i * gg * k);
-    cm_linear(patches, n * gg, k, v->patch_w, NULL, d, emb);
+    cm_linear_w(patches, n * gg, k, v->patch_w, v->patch_packed, NULL, d, 0, emb);
 
     for (int i = 0; i < n; i++) {
         float *hi = h + (size_t)i * t * d;
@@ -73,12 +79,6 @@ clipmod_error cm_vision_forward(const cm_weights *w, const cm_config *cfg,
     cm_linear(cls, n, d, v->proj, NULL, e, out);
     cm_l2_normalize(out, n, e);
 out:
-    cm_free(patches);
-    cm_free(emb);
-    cm_free(h);
-    cm_free(cls);
-    cm_free(start);
-    cm_free(len);
-    cm_free(pool_row);
+    cm_scratch_give(CM_SCRATCH_VISION, block);
     return rc;
 }

@@ -26,6 +26,7 @@
 #include "weights.h"
 
 static void pack_blocks(cm_block *blocks, int first, int count, const cm_config *cfg);
+static void pack_patch(cm_vision_weights *v, const cm_config *cfg);
 
 typedef struct loader {
     const cm_safetensors *st;
@@ -356,6 +357,7 @@ clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
     }
     ld.dry = 0;
     pack_blocks(w->block_store, 0, cfg->vision.layers, cfg);
+    pack_patch(&w->vision, cfg);
 
     const cm_tensor *ls = cm_safetensors_find(st, "logit_scale");
     float scale = logf(100.0f); /* CLIP's trained value when a sub-model file lacks it */
@@ -416,6 +418,24 @@ static void pack_blocks(cm_block *blocks, int first, int count, const cm_config 
         cm_gemm_pack_inplace((float *)b->fc2_w, d, f, tmp);
         b->packed = 1;
     }
+    cm_free(tmp);
+}
+
+/*
+ * The patch embedding, [D, 3*P*P], packed the same way: after im2col it is a GEMM
+ * of 49 rows per image at k = 3072 (ViT-B/32), 3% of a pass through OpenBLAS
+ * re-packing it on every call. It stays fp32 at every precision.
+ */
+static void pack_patch(cm_vision_weights *v, const cm_config *cfg)
+{
+    const int d = cfg->vision.width, k = 3 * cfg->patch_size * cfg->patch_size;
+    if (!v->patch_w || cm_gemm_isa_active() == CM_GEMM_OPENBLAS || d % CM_GEMM_NR)
+        return;
+    float *tmp = cm_alloc((size_t)CM_GEMM_NR * k * sizeof *tmp);
+    if (!tmp)
+        return; /* still correct, only slower: OpenBLAS does it */
+    /* The arena is ours: the const only protects it from the forward passes. */
+    v->patch_packed = cm_gemm_pack_inplace((float *)v->patch_w, d, k, tmp) == 0;
     cm_free(tmp);
 }
 

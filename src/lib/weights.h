@@ -32,6 +32,7 @@ typedef struct cm_block {
 
 typedef struct cm_vision_weights {
     const float *patch_w;   /* [D, 3*P*P], inner index c*P*P + ky*P + kx */
+    int patch_packed;       /* 1: patch_w in cm_gemm's panel layout (as cm_block.packed) */
     const float *class_emb; /* [D] */
     const float *pos_emb;   /* [T, D], T = (S/P)^2 + 1 */
     const float *pre_w, *pre_b;
