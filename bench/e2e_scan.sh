@@ -26,6 +26,9 @@
 #   --work DIR       work directory (default ${TMPDIR:-/tmp}/clipmod-e2e-bench)
 #   --rounds K       interleaved rounds (default 3)
 #   --threads N      threads for both sides (default 2)
+#   --precisions L   clipmod's --precision for its runs, comma-separated (default
+#                    fp32,int8; int8 is skipped when the CPU lacks VNNI); the Python side
+#                    always runs the fp32 ONNX model, the baseline
 #   --ort-dir DIR    onnxruntime-node (default ${XDG_CACHE_HOME:-$HOME/.cache}/clipmod-bench/ort)
 #   --no-python      time clipmod only
 # Needs OpenAI's merges ($CLIPMOD_BPE_GZ, as the tests), node, /usr/bin/python3 with PIL
@@ -37,7 +40,7 @@ builddir=${top_builddir:-$top}
 model=/tmp/clipmod-bench/b32
 onnx=/tmp/clipmod-bench/vision.onnx
 work=${TMPDIR:-/tmp}/clipmod-e2e-bench
-rounds=3 threads=2 use_py=1
+rounds=3 threads=2 use_py=1 precisions=fp32,int8
 ort_dir=${XDG_CACHE_HOME:-$HOME/.cache}/clipmod-bench/ort
 py=/usr/bin/python3
 : "${CLIPMOD_BPE_GZ:=$top/../shared/data/clip/bpe_simple_vocab_16e6.txt.gz}"
@@ -53,6 +56,7 @@ while [ $# -gt 0 ]; do
     --work) work=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --precisions) precisions=$2; shift 2 ;;
     --ort-dir) ort_dir=$2; shift 2 ;;
     --no-python) use_py=0; shift ;;
     -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -115,14 +119,19 @@ out=$work/e2e.jsonl
 r=1
 while [ $r -le "$rounds" ]; do
     note "round $r of $rounds (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-    "$py" "$here/e2e_measure.py" clipmod "$work/m.json" -- "$clipmod" scan -m "$model" \
-        --merges "$CLIPMOD_BPE_GZ" -p "$here/e2e_policy.yaml" --cache-dir "$cache" --batch 8 \
-        --threads "$threads" "$big" || [ $? -eq 1 ] || die "clipmod scan failed (see $work/m.json.out)"
-    rate=$(sed -n 's/^Rate: \([0-9.]*\).*/\1/p' "$work/m.json.out")
-    n=$(grep -c ': \(clean\|FLAGGED\)' "$work/m.json.out" || true)
-    [ "$n" -eq 24 ] || die "clipmod scanned $n of 24 photos (see $work/m.json.out)"
-    "$py" -c 'import json, sys; m = json.load(open(sys.argv[1])); m["images_per_s"] = float(sys.argv[2]); m["images"] = 24; print(json.dumps(m))' \
-        "$work/m.json" "$rate" >>"$out"
+    for prec in $(echo "$precisions" | tr , ' '); do
+        # A CPU without the instructions makes scan refuse the precision: skip it.
+        scan --precision "$prec" -q "$big/01-"* >/dev/null 2>&1 || [ $? -eq 1 ] || continue
+        "$py" "$here/e2e_measure.py" "clipmod $prec" "$work/m.json" -- "$clipmod" scan -m "$model" \
+            --merges "$CLIPMOD_BPE_GZ" -p "$here/e2e_policy.yaml" --cache-dir "$cache" --batch 8 \
+            --threads "$threads" --precision "$prec" "$big" || [ $? -eq 1 ] ||
+            die "clipmod scan failed (see $work/m.json.out)"
+        rate=$(sed -n 's/^Rate: \([0-9.]*\).*/\1/p' "$work/m.json.out")
+        n=$(grep -c ': \(clean\|FLAGGED\)' "$work/m.json.out" || true)
+        [ "$n" -eq 24 ] || die "clipmod scanned $n of 24 photos (see $work/m.json.out)"
+        "$py" -c 'import json, sys; m = json.load(open(sys.argv[1])); m["images_per_s"] = float(sys.argv[2]); m["images"] = 24; print(json.dumps(m))' \
+            "$work/m.json" "$rate" >>"$out"
+    done
     if [ $use_py = 1 ]; then
         "$py" "$here/e2e_measure.py" python "$work/m.json" -- "$py" "$here/e2e_python.py" \
             --onnx "$onnx" --worker "$here/e2e_ort_worker.js" --ort-dir "$ort_dir" --batch 8 \
@@ -138,20 +147,21 @@ done
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print(f"End to end: 24 JPEGs 4000x3000, ViT-B/32 fp32, batch 8, {sys.argv[2]} threads; {cpu}; "
-      f"load {open('/proc/loadavg').read().split()[0]}; medians of {sum(r['label'] == 'clipmod' for r in rows)} rounds")
+labels = list(dict.fromkeys(r["label"] for r in rows))
+print(f"End to end: 24 JPEGs 4000x3000, ViT-B/32, batch 8, {sys.argv[2]} threads; {cpu}; "
+      f"load {open('/proc/loadavg').read().split()[0]}; medians of {sum(r['label'] == 'python' for r in rows) or '?'} rounds; "
+      "clipmod at each --precision, Python (PIL draft + ORT) on the fp32 ONNX model")
 print("| engine | whole process s | images/s whole | images/s steady | peak RSS MB (tree) | peak RSS MB (largest process) |")
 print("|---|---|---|---|---|---|")
 med = {}
-for eng in ("clipmod", "python"):
+for eng in labels:
     rs = [r for r in rows if r["label"] == eng]
-    if not rs:
-        continue
     m = {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "images_per_s", "peak_tree_rss_mb", "peak_single_rss_mb")}
     med[eng] = m
     print(f"| {eng} | {m['wall_s']:.2f} | {24 / m['wall_s']:.2f} | {m['images_per_s']:.2f} | {m['peak_tree_rss_mb']:.0f} | {m['peak_single_rss_mb']:.0f} |")
-if len(med) == 2:
-    c, p = med["clipmod"], med["python"]
-    print(f"clipmod / python images/s: whole process {p['wall_s'] / c['wall_s']:.2f}x, steady state "
-          f"{c['images_per_s'] / p['images_per_s']:.2f}x; peak RSS {c['peak_tree_rss_mb'] / p['peak_tree_rss_mb']:.2f}x of Python's")
+p = med.get("python")
+for eng, c in med.items():
+    if eng != "python" and p:
+        print(f"{eng} / python images/s: whole process {p['wall_s'] / c['wall_s']:.2f}x, steady state "
+              f"{c['images_per_s'] / p['images_per_s']:.2f}x; peak RSS {c['peak_tree_rss_mb'] / p['peak_tree_rss_mb']:.2f}x of Python's")
 PYEOF

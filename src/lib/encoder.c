@@ -23,7 +23,7 @@ static clipmod_error linear(const cm_block *b, int which, const float *x, int m,
                             const float *w, const float *bias, int out, int accumulate, float *y)
 {
     if (b->q)
-        return cm_qgemm(&b->q[which], x, m, bias, accumulate, y);
+        return cm_qgemm(&b->q[which], x, m, bias, accumulate, CM_GEMM_ACT_NONE, y);
     cm_linear_w(x, m, in, w, b->packed, bias, out, accumulate, y);
     return CLIPMOD_OK;
 }
@@ -32,7 +32,12 @@ typedef struct scratch {
     float *x, *qkv, *mlp, *attn, *pooled;
 } scratch;
 
-/* fc1 and the activation: fused into the fp32 kernels' store, a pass after int8/bf16. */
+static cm_gemm_act gemm_act(cm_act a)
+{
+    return a == CM_ACT_GELU ? CM_GEMM_ACT_GELU : CM_GEMM_ACT_QUICK_GELU;
+}
+
+/* fc1 and the activation, fused into the kernels' store at every precision. */
 static clipmod_error fc1_act(const cm_block *b, const cm_tower_config *tc, int m, scratch *s)
 {
     const int d = tc->width, f = tc->mlp;
@@ -40,10 +45,7 @@ static clipmod_error fc1_act(const cm_block *b, const cm_tower_config *tc, int m
         cm_linear_act_w(s->x, m, d, b->fc1_w, b->packed, b->fc1_b, f, tc->act, s->mlp);
         return CLIPMOD_OK;
     }
-    clipmod_error rc = cm_qgemm(&b->q[2], s->x, m, b->fc1_b, 0, s->mlp);
-    if (!rc)
-        cm_activate(s->mlp, (size_t)m * f, tc->act);
-    return rc;
+    return cm_qgemm(&b->q[2], s->x, m, b->fc1_b, 0, gemm_act(tc->act), s->mlp);
 }
 
 /* LN1 and the qkv projection over every row: what attention needs in any block. */

@@ -19,36 +19,6 @@
 #define MR  CM_GEMM_MR_AVX512
 #define TGT __attribute__((target("avx512f"), always_inline)) static inline
 
-/* ops.c's erf_fast (Abramowitz & Stegun 7.1.26), sixteen lanes at a time. */
-TGT __m512 erf16(__m512 x)
-{
-    const __m512 ax = _mm512_abs_ps(x);
-    const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), ax, one));
-    __m512 p = _mm512_set1_ps(1.061405429f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-    const __m512 e = cm_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
-    const __m512 y = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, one);
-    /* Copy x's sign onto y (y >= 0). */
-    const __m512i sign =
-        _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u));
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
-}
-
-TGT __m512 act16(__m512 v, cm_gemm_act act)
-{
-    if (act == CM_GEMM_ACT_QUICK_GELU) {
-        const __m512 e = cm_exp16(_mm512_mul_ps(v, _mm512_set1_ps(-1.702f)));
-        return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
-    }
-    const __m512 h = _mm512_mul_ps(v, _mm512_set1_ps(0.5f));
-    const __m512 e = erf16(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678f)));
-    return _mm512_fmadd_ps(h, e, h);
-}
-
 /* y = (load_y ? y : 0) + acc, then bias and activation on the last K block. */
 TGT void store2(const cm_gemm_tile *t, float *y, __m512 v0, __m512 v1, __mmask16 m0, __mmask16 m1,
                 __m512 bias0, __m512 bias1)
@@ -61,8 +31,8 @@ TGT void store2(const cm_gemm_tile *t, float *y, __m512 v0, __m512 v1, __mmask16
         v0 = _mm512_add_ps(v0, bias0);
         v1 = _mm512_add_ps(v1, bias1);
         if (t->act != CM_GEMM_ACT_NONE) {
-            v0 = act16(v0, t->act);
-            v1 = act16(v1, t->act);
+            v0 = cm_act16(v0, t->act);
+            v1 = cm_act16(v1, t->act);
         }
     }
     _mm512_mask_storeu_ps(y, m0, v0);

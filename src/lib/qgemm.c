@@ -135,6 +135,7 @@ static void put(const cm_qargs *a, int i, int c, float v)
     float *y = a->y + (size_t)i * a->q->n + c;
     v += a->bias ? a->bias[c] : 0.0f;
     *y = a->accumulate ? *y + v : v;
+    cm_gemm_act_scalar(y, 1, a->act);
 }
 
 static void run_int8_scalar(const cm_qargs *a, int p0, int p1)
@@ -373,7 +374,7 @@ static void gemm_task(void *ctx, int t)
 }
 
 clipmod_error cm_qgemm(const cm_qmat *q, const float *x, int m, const float *bias, int accumulate,
-                       float *y)
+                       cm_gemm_act act, float *y)
 {
     qjob j = {.x = x, .k = q->k, .isa = cm_qgemm_isa(q->precision)};
     if (j.isa == CM_QISA_AUTO)
@@ -392,6 +393,7 @@ clipmod_error cm_qgemm(const cm_qmat *q, const float *x, int m, const float *bia
                          .zp = j.zp,
                          .bias = bias,
                          .accumulate = accumulate,
+                         .act = act,
                          .y = y};
         j.tasks = (long)m * q->k < 65536 ? 1 : (m < threads ? m : threads);
         cm_pool_run(convert_task, &j, j.tasks);

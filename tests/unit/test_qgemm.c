@@ -100,7 +100,8 @@ static errs check_one(clipmod_precision p, int m, int n, int k, int with_bias, i
     }
     cm_qmat q;
     assert_int_equal(cm_qmat_init(&q, p, w, n, k), CLIPMOD_OK);
-    assert_int_equal(cm_qgemm(&q, x, m, with_bias ? b : NULL, accumulate, y), CLIPMOD_OK);
+    assert_int_equal(cm_qgemm(&q, x, m, with_bias ? b : NULL, accumulate, CM_GEMM_ACT_NONE, y),
+                     CLIPMOD_OK);
     errs e = {0, 0};
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
@@ -141,6 +142,31 @@ static void run_shapes(cm_qisa isa, clipmod_precision p)
         }
 }
 
+/*
+ * The activation fused into each kernel's store equals the same kernel's output
+ * activated afterwards by the portable code (QuickGELU and GELU, at a tile edge).
+ */
+static void check_act(cm_qisa isa, clipmod_precision p)
+{
+    const int m = 13, n = 40, k = 96;
+    float *x = randv((size_t)m * k), *w = randv((size_t)n * k), *b = randv((size_t)n);
+    float *want = malloc((size_t)m * n * sizeof *want), *got = malloc((size_t)m * n * sizeof *got);
+    cm_qmat q;
+    assert_int_equal(cm_qmat_init(&q, p, w, n, k), CLIPMOD_OK);
+    const cm_gemm_act acts[] = {CM_GEMM_ACT_QUICK_GELU, CM_GEMM_ACT_GELU};
+    for (int a = 0; a < 2; a++) {
+        assert_int_equal(cm_qgemm(&q, x, m, b, 0, CM_GEMM_ACT_NONE, want), CLIPMOD_OK);
+        cm_gemm_act_scalar(want, m * n, acts[a]);
+        assert_int_equal(cm_qgemm(&q, x, m, b, 0, acts[a], got), CLIPMOD_OK);
+        for (int i = 0; i < m * n; i++)
+            if (fabsf(got[i] - want[i]) > 1e-5f * (1.0f + fabsf(want[i])))
+                fail_msg("%s/%s act %d: element %d is %g, want %g", cm_qgemm_isa_name(isa),
+                         clipmod_precision_name(p), (int)acts[a], i, got[i], want[i]);
+    }
+    cm_qmat_free(&q);
+    free(x), free(w), free(b), free(want), free(got);
+}
+
 static void test_every_kernel(void **state)
 {
     (void)state;
@@ -155,6 +181,7 @@ static void test_every_kernel(void **state)
             if (cm_qgemm_isa_fits((cm_qisa)i, (clipmod_precision)p)) {
                 assert_int_equal(cm_qgemm_isa((clipmod_precision)p), i);
                 run_shapes((cm_qisa)i, (clipmod_precision)p);
+                check_act((cm_qisa)i, (clipmod_precision)p);
                 fprintf(stderr, "# ran: %s %s\n", cm_qgemm_isa_name((cm_qisa)i),
                         clipmod_precision_name((clipmod_precision)p));
                 ran++;
