@@ -62,6 +62,8 @@ clipmod_error cm_inputs_view(const clipmod_input *inputs, size_t n, clipmod_inpu
  * it, so NULL always means failure (and p is then untouched, like realloc).
  */
 void *cm_alloc(size_t bytes);
+/* cm_alloc for big long-lived blocks (weights): 2 MB aligned, transparent huge pages asked for. */
+void *cm_alloc_huge(size_t bytes);
 void *cm_calloc(size_t n, size_t size);
 void *cm_realloc(void *p, size_t bytes);
 char *cm_strdup(const char *s);              /* NULL for s == NULL */

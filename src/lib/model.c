@@ -56,6 +56,9 @@ static uint64_t fingerprint(const cm_safetensors *st)
     uint64_t lane[4] = {1, 2, 3, 4}, w;
     size_t i = 0;
     for (; i + 32 <= len; i += 32) {
+        if (i % FINGERPRINT_CHUNK == 0)
+            cm_safetensors_prefault(p + i,
+                                    len - i < FINGERPRINT_CHUNK ? len - i : FINGERPRINT_CHUNK);
         for (int k = 0; k < 4; k++) {
             memcpy(&w, p + i + 8 * k, 8);
             lane[k] = (lane[k] ^ w) * 0x9e3779b97f4a7c15ull;

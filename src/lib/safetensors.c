@@ -333,6 +333,23 @@ void cm_safetensors_release(const void *p, size_t len)
         (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
+void cm_safetensors_prefault(const void *p, size_t len)
+{
+#ifdef MADV_POPULATE_READ
+    /* One call maps the whole range from the page cache: page by page, the faults
+     * cost more than the copy that follows them. Older kernels refuse it (EINVAL);
+     * then the reads fault the pages in as before. */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = (uintptr_t)p & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+    if (p && len)
+        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
 size_t cm_safetensors_count(const cm_safetensors *st)
 {
     return st->count;

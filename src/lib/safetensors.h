@@ -69,6 +69,10 @@ const cm_tensor *cm_safetensors_find(const cm_safetensors *st, const char *name)
  */
 void cm_safetensors_release(const void *p, size_t len);
 
+/* Map [p, p + len) of the file in one go before reading it (a hint: ignored where
+ * the kernel cannot). */
+void cm_safetensors_prefault(const void *p, size_t len);
+
 size_t cm_safetensors_count(const cm_safetensors *st);
 const cm_tensor *cm_safetensors_at(const cm_safetensors *st, size_t i);
 

@@ -99,6 +99,7 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
     if (!dst)
         return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR, "internal: arena too small at '%s'",
                         name);
+    cm_safetensors_prefault(t->data, t->nbytes);
     if (!transpose) {
         cm_tensor_to_f32(t, 0, t->numel, dst);
         cm_release_bytes(t->data, t->nbytes); /* copied: the file's pages need not stay */
@@ -340,7 +341,7 @@ clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
     for (ld.dry = 1; ld.dry >= 0; ld.dry--) {
         if (!ld.dry) {
             size_t cap = arena_floats(cfg, 0);
-            if (!(w->arena = cm_alloc(cap * sizeof(float)))) {
+            if (!(w->arena = cm_alloc_huge(cap * sizeof(float)))) {
                 rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
                               cap * sizeof(float) >> 20);
                 goto out;
@@ -447,7 +448,7 @@ clipmod_error cm_weights_load_text(const cm_safetensors *st, const cm_config *cf
     /* The text part of arena_floats(), with its own alignment slack. */
     const size_t cap = arena_floats(cfg, 1) - arena_floats(cfg, 0) + 16;
     loader ld = {.st = st, .layout = w->layout, .errbuf = errbuf};
-    if (!(w->text_arena = cm_alloc(cap * sizeof(float))))
+    if (!(w->text_arena = cm_alloc_huge(cap * sizeof(float))))
         return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of text weights",
                         cap * sizeof(float) >> 20);
     ld.next = w->text_arena;
