@@ -24,6 +24,7 @@
 #   --image FILE          the photo to post (default: chelsea.png of the sample photos)
 #   --work DIR            work directory (default ${TMPDIR:-/tmp}/clipmod-daemon-bench)
 #   --builddir DIR        where clipmodd and clipmod were built (default: the source tree)
+#   --precision P         clipmodd's precision: fp32 (default), int8 or bf16
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 shape=b32
@@ -32,6 +33,7 @@ connections=16
 wthreads=2
 max_batch=8
 window=3
+precision=fp32
 image=
 work=${TMPDIR:-/tmp}/clipmod-daemon-bench
 builddir=${top_builddir:-$here}
@@ -46,6 +48,7 @@ while [ $# -gt 0 ]; do
     --image) image=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --builddir) builddir=$2; shift 2 ;;
+    --precision) precision=$2; shift 2 ;;
     *) echo "daemon_load.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -82,6 +85,7 @@ cat >"$work/clipmodd.yaml" <<EOF
 model: $model
 policy: $work/policy.yaml
 cache-dir: $work/cache
+precision: $precision
 http:
   listen: 127.0.0.1:0
   max-connections: 1024
