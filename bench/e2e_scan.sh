@@ -112,6 +112,15 @@ scan() {
         --cache-dir "$cache" --batch 8 --threads "$threads" "$@"
 }
 scan -q "$big/01-"* >/dev/null || [ $? -eq 1 ] || die "clipmod scan failed"
+# The precisions this CPU runs: scan refuses the others (exit 2), which are skipped.
+runnable=
+for prec in $(echo "$precisions" | tr , ' '); do
+    if scan --precision "$prec" -q "$big/01-"* >/dev/null 2>&1 || [ $? -eq 1 ]; then
+        runnable="$runnable $prec"
+    else
+        note "clipmod --precision $prec: refused on this CPU, skipped"
+    fi
+done
 
 # --- 3. interleaved rounds ---------------------------------------------------------
 out=$work/e2e.jsonl
@@ -119,9 +128,7 @@ out=$work/e2e.jsonl
 r=1
 while [ $r -le "$rounds" ]; do
     note "round $r of $rounds (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-    for prec in $(echo "$precisions" | tr , ' '); do
-        # A CPU without the instructions makes scan refuse the precision: skip it.
-        scan --precision "$prec" -q "$big/01-"* >/dev/null 2>&1 || [ $? -eq 1 ] || continue
+    for prec in $runnable; do
         "$py" "$here/e2e_measure.py" "clipmod $prec" "$work/m.json" -- "$clipmod" scan -m "$model" \
             --merges "$CLIPMOD_BPE_GZ" -p "$here/e2e_policy.yaml" --cache-dir "$cache" --batch 8 \
             --threads "$threads" --precision "$prec" "$big" || [ $? -eq 1 ] ||

@@ -21,15 +21,21 @@
 
 #define R CM_ATTN_ROWS
 
-/* s[r][j0 .. j0 + 16 * nv) = scale * q_r . K^T for the block's rows (row r of q at qr[r]). */
-CM_TGT512 void scores(const cm_attn_rows *a, const float *const *qr, int j0, int nv)
+/* The R x nv accumulators of a tile, zeroed (inlined: they stay in registers). */
+CM_TGT512 void zero_tile(__m512 acc[][4], int nv)
 {
-    __m512 acc[R][4];
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
             acc[r][v] = _mm512_setzero_ps();
+}
+
+/* s[r][j0 .. j0 + 16 * nv) = scale * q_r . K^T for the block's rows (row r of q at qr[r]). */
+CM_TGT512 void scores(const cm_attn_rows *a, const float *const *qr, int j0, int nv)
+{
+    __m512 acc[R][4];
+    zero_tile(acc, nv);
     const float *kt = a->kt + j0;
     for (int c = 0; c < a->hd; c++) {
         __m512 k[4];
@@ -106,11 +112,7 @@ __attribute__((target("avx512f"))) static void softmax(float *s, int n, int upto
 CM_TGT512 void weigh(const cm_attn_rows *a, float *const *outr, int rows, int n, int h0, int nv)
 {
     __m512 acc[R][4];
-#pragma GCC unroll 6
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++)
-            acc[r][v] = _mm512_setzero_ps();
+    zero_tile(acc, nv);
     const float *vr = a->v + h0;
     for (int j = 0; j < n; j++) {
         __m512 w[4];

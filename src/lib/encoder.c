@@ -32,11 +32,6 @@ typedef struct scratch {
     float *x, *qkv, *mlp, *attn, *pooled;
 } scratch;
 
-static cm_gemm_act gemm_act(cm_act a)
-{
-    return a == CM_ACT_GELU ? CM_GEMM_ACT_GELU : CM_GEMM_ACT_QUICK_GELU;
-}
-
 /* fc1 and the activation, fused into the kernels' store at every precision. */
 static clipmod_error fc1_act(const cm_block *b, const cm_tower_config *tc, int m, scratch *s)
 {
@@ -45,7 +40,7 @@ static clipmod_error fc1_act(const cm_block *b, const cm_tower_config *tc, int m
         cm_linear_act_w(s->x, m, d, b->fc1_w, b->packed, b->fc1_b, f, tc->act, s->mlp);
         return CLIPMOD_OK;
     }
-    return cm_qgemm(&b->q[2], s->x, m, b->fc1_b, 0, gemm_act(tc->act), s->mlp);
+    return cm_qgemm(&b->q[2], s->x, m, b->fc1_b, 0, cm_gemm_act_of(tc->act), s->mlp);
 }
 
 /* LN1 and the qkv projection over every row: what attention needs in any block. */

@@ -7,7 +7,6 @@
  * panels, so threads never write the same cache line of y twice and each reads
  * its own part of the weights once per call.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +14,7 @@
 #include "cpu.h"
 #include "gemm.h"
 #include "pool.h"
+#include "scratch.h"
 
 size_t cm_gemm_packed_floats(int n, int k)
 {
@@ -192,33 +192,6 @@ static void gemm_block(const gemm_job *j, int t0, int t1, int k0, int kc, int p0
     }
 }
 
-static pthread_key_t buf_key;
-static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
-
-static void buf_key_init(void)
-{
-    if (pthread_key_create(&buf_key, free) != 0)
-        buf_key = (pthread_key_t)-1;
-}
-
-/* This thread's packing buffer (CM_GEMM_MC * CM_GEMM_KC floats), kept for its life:
- * a fresh 147 KB malloc per call is an mmap and page faults every time. */
-static float *pack_buffer(void)
-{
-    pthread_once(&buf_once, buf_key_init);
-    if (buf_key == (pthread_key_t)-1)
-        return NULL;
-    float *buf = pthread_getspecific(buf_key);
-    if (!buf) {
-        buf = malloc((size_t)CM_GEMM_MC * CM_GEMM_KC * sizeof *buf);
-        if (buf && pthread_setspecific(buf_key, buf) != 0) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    return buf;
-}
-
 /* Out of memory for the packing buffer: one-row tiles need only a K block of one row. */
 static void gemm_rows_unbuffered(const gemm_job *j, int t0, int t1, int p0, int p1)
 {
@@ -251,7 +224,10 @@ static void gemm_task(void *ctx, int t)
         }
         return;
     }
-    float *buf = pack_buffer();
+    /* This thread's packing buffer, kept between calls (scratch.c): a fresh 221 KB
+       malloc per call is an mmap and page faults every time. */
+    float *buf =
+        cm_scratch_take(CM_SCRATCH_GEMM_PACK, (size_t)CM_GEMM_MC * CM_GEMM_KC * sizeof *buf);
     if (!buf) {
         gemm_rows_unbuffered(j, t0, t1, p0, p1);
         return;
@@ -261,6 +237,7 @@ static void gemm_task(void *ctx, int t)
         pack_x(j, t0, t1, k0, kc, buf);
         gemm_block(j, t0, t1, k0, kc, p0, p1, buf);
     }
+    cm_scratch_give(CM_SCRATCH_GEMM_PACK, buf);
 }
 
 /*
@@ -284,49 +261,6 @@ static void split(gemm_job *j, int threads)
     j->rblocks = (j->tiles + j->per_block - 1) / j->per_block;
 }
 
-typedef struct big_buf {
-    float *p;
-    size_t cap;
-} big_buf;
-
-static pthread_key_t big_key;
-static pthread_once_t big_once = PTHREAD_ONCE_INIT;
-
-static void big_free(void *v)
-{
-    big_buf *b = v;
-    free(b->p);
-    free(b);
-}
-
-static void big_key_init(void)
-{
-    if (pthread_key_create(&big_key, big_free) != 0)
-        big_key = (pthread_key_t)-1;
-}
-
-/* The calling thread's buffer of at least n floats, grown and kept (NULL if none). */
-static float *big_buffer(size_t n)
-{
-    pthread_once(&big_once, big_key_init);
-    if (big_key == (pthread_key_t)-1)
-        return NULL;
-    big_buf *b = pthread_getspecific(big_key);
-    if (!b) {
-        b = calloc(1, sizeof *b);
-        if (!b || pthread_setspecific(big_key, b) != 0) {
-            free(b);
-            return NULL;
-        }
-    }
-    if (b->cap < n) {
-        free(b->p);
-        b->p = malloc(n * sizeof *b->p);
-        b->cap = b->p ? n : 0;
-    }
-    return b->p;
-}
-
 /*
  * With one row block split over panel groups (batch 1), every task would copy the
  * same x: the caller packs all its K blocks once instead, before the tasks start
@@ -336,9 +270,10 @@ static void pack_shared(gemm_job *j)
 {
     const cm_gemm_args *g = j->g;
     const int blocks = (g->k + CM_GEMM_KC - 1) / CM_GEMM_KC;
-    float *buf = big_buffer((size_t)blocks * g->m * CM_GEMM_KC);
+    float *buf =
+        cm_scratch_take(CM_SCRATCH_GEMM_SHARED, (size_t)blocks * g->m * CM_GEMM_KC * sizeof *buf);
     if (!buf)
-        return;
+        return; /* each task packs its own copy */
     for (int k0 = 0; k0 < g->k; k0 += CM_GEMM_KC) {
         const int kc = g->k - k0 < CM_GEMM_KC ? g->k - k0 : CM_GEMM_KC;
         pack_x(j, 0, j->tiles, k0, kc, buf + (size_t)(k0 / CM_GEMM_KC) * g->m * CM_GEMM_KC);
@@ -365,4 +300,5 @@ void cm_gemm_packed(const cm_gemm_args *g)
     if (j.rblocks == 1 && j.groups > 1)
         pack_shared(&j);
     cm_pool_run(gemm_task, &j, j.rblocks * j.groups);
+    cm_scratch_give(CM_SCRATCH_GEMM_SHARED, (void *)j.shared);
 }

@@ -57,6 +57,11 @@ void cm_linear_w(const float *x, int m, int in, const float *w, int packed, cons
     cm_gemm_packed(&g);
 }
 
+cm_gemm_act cm_gemm_act_of(cm_act act)
+{
+    return act == CM_ACT_GELU ? CM_GEMM_ACT_GELU : CM_GEMM_ACT_QUICK_GELU;
+}
+
 void cm_linear_act_w(const float *x, int m, int in, const float *w, int packed, const float *b,
                      int out, cm_act act, float *y)
 {
@@ -66,14 +71,8 @@ void cm_linear_act_w(const float *x, int m, int in, const float *w, int packed, 
         return;
     }
     /* Fused: the activation runs on the tile in registers before its only store. */
-    const cm_gemm_args g = {.x = x,
-                            .m = m,
-                            .k = in,
-                            .n = out,
-                            .p = w,
-                            .bias = b,
-                            .act = act == CM_ACT_GELU ? CM_GEMM_ACT_GELU : CM_GEMM_ACT_QUICK_GELU,
-                            .y = y};
+    const cm_gemm_args g = {
+        .x = x, .m = m, .k = in, .n = out, .p = w, .bias = b, .act = cm_gemm_act_of(act), .y = y};
     cm_gemm_packed(&g);
 }
 
@@ -348,12 +347,12 @@ static void attention_head(const float *qkv, int t, int d, int heads, int h, int
         return;
     }
     const int hd = d / heads, ld = 3 * d;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const float *q = qkv + h * hd, *k = qkv + d + h * hd, *v = qkv + 2 * d + h * hd;
     if (cm_gemm_isa_active() == CM_GEMM_AVX512 && hd % 16 == 0) {
         attention_head_avx512(qkv, t, d, heads, h, causal, q0, q1, scratch, out);
         return;
     }
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float *q = qkv + h * hd, *k = qkv + d + h * hd, *v = qkv + 2 * d + h * hd;
     float *kt = scratch, *s = scratch + (size_t)hd * t;
     for (int j = 0; j < t; j++)
         for (int c = 0; c < hd; c++)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "gemm.h" /* cm_gemm_act */
 
 /* Y[M, out] = X[M, in] . W[out, in]^T + b (b may be NULL). */
 void cm_linear(const float *x, int m, int in, const float *w, const float *b, int out, float *y);
@@ -37,6 +38,9 @@ void cm_layernorm(const float *x, int m, int d, const float *g, const float *b, 
 
 /* In-place activation over n values. */
 void cm_activate(float *x, size_t n, cm_act act);
+
+/* The GEMM epilogue that applies `act` (for kernels that fuse it into their store). */
+cm_gemm_act cm_gemm_act_of(cm_act act);
 
 /* y += x over n values (the residual connection). */
 void cm_add(float *y, const float *x, size_t n);

@@ -322,15 +322,25 @@ const void *cm_safetensors_bytes(const cm_safetensors *st, size_t *len)
     return st->bytes;
 }
 
+/* [p, p + len) widened to whole pages, for madvise. */
+static void page_range(const void *p, size_t len, void **lo, size_t *n)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = (uintptr_t)p & ~(page - 1);
+    const uintptr_t b = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+    *lo = (void *)a;
+    *n = b - a;
+}
+
 void cm_safetensors_release(const void *p, size_t len)
 {
     /* Outward to whole pages: the mapping is read-only and private, so a page that a
      * neighbouring tensor still needs is simply read back from the page cache. */
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t lo = (uintptr_t)p & ~(page - 1);
-    const uintptr_t hi = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+    void *lo;
+    size_t n;
+    page_range(p, len, &lo, &n);
     if (p && len)
-        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        (void)madvise(lo, n, MADV_DONTNEED);
 }
 
 void cm_safetensors_prefault(const void *p, size_t len)
@@ -339,11 +349,11 @@ void cm_safetensors_prefault(const void *p, size_t len)
     /* One call maps the whole range from the page cache: page by page, the faults
      * cost more than the copy that follows them. Older kernels refuse it (EINVAL);
      * then the reads fault the pages in as before. */
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t lo = (uintptr_t)p & ~(page - 1);
-    const uintptr_t hi = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+    void *lo;
+    size_t n;
+    page_range(p, len, &lo, &n);
     if (p && len)
-        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+        (void)madvise(lo, n, MADV_POPULATE_READ);
 #else
     (void)p;
     (void)len;

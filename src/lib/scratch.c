@@ -1,5 +1,6 @@
 /*
- * scratch.c - working memory of the forward passes, kept per thread between calls.
+ * scratch.c - working memory of the forward passes and their GEMMs, kept per thread
+ * between calls.
  *
  * A batch-8 image pass needs about 19 MB of activations. Allocated and freed per
  * call, glibc hands most of it back to the kernel, and the next call faults every

@@ -1,15 +1,18 @@
 /*
- * scratch.h - per-thread working memory of the forward passes (scratch.c).
+ * scratch.h - per-thread working memory of the forward passes and GEMMs (scratch.c).
  */
 #ifndef CM_SCRATCH_H
 #define CM_SCRATCH_H
 
 #include <stddef.h>
 
-/* One block per slot and thread: a pass and the encoder it calls use different slots. */
+/* One block per slot and thread: code that nests (a pass, the encoder it calls, the
+ * GEMMs inside) takes different slots. */
 typedef enum cm_scratch_slot {
     CM_SCRATCH_VISION,
     CM_SCRATCH_ENCODER,
+    CM_SCRATCH_GEMM_SHARED, /* x packed once for every task of a batch-1 GEMM (caller) */
+    CM_SCRATCH_GEMM_PACK,   /* one task's packed x block (any pool thread) */
     CM_SCRATCH_SLOTS
 } cm_scratch_slot;
 
