@@ -331,6 +331,8 @@ typedef enum clipmod_setting {
     CLIPMOD_FETCH_MAX_REDIRECTS, /* fetch mode: redirects followed, each one re-checked */
     CLIPMOD_FETCH_PARALLEL,      /* fetch mode: downloads at once */
     CLIPMOD_MAX_TOTAL_PIXELS,    /* pixels one input may cost to decode, all frames taken */
+    CLIPMOD_MAX_CONTEXT_BYTES,   /* bytes of an input's context text read; the rest is cut */
+    CLIPMOD_MAX_CONTEXT_WINDOWS, /* 77-token windows of context text scored; the rest is cut */
     CLIPMOD_SETTING__COUNT
 } clipmod_setting;
 
@@ -461,6 +463,11 @@ typedef struct clipmod_input {
     const void *data;
     size_t len;
     const char *name;
+    /* Added with context (clipmod-policy(5) CONTEXT), after the first layout: */
+    const char *context; /* the text that came with the image (a caption, the message, the
+                            file name): any bytes, cleaned and capped by the library
+                            (max-context-bytes, max-context-windows); NULL: none */
+    size_t context_len;  /* bytes at `context`; 0: up to its terminating NUL */
 } clipmod_input;
 
 /* The first published layout: every member up to name. */
@@ -498,6 +505,16 @@ CLIPMOD_API clipmod_error clipmod_scan_urls(const clipmod_engine *engine, const 
 CLIPMOD_API clipmod_error clipmod_scan_urls_within(const clipmod_engine *engine,
                                                    const char *const *urls, size_t n,
                                                    uint64_t total_ms, clipmod_result **out);
+
+/*
+ * As clipmod_scan_urls_within, with context: contexts[i] (NUL-terminated; the array
+ * and any entry may be NULL) is the text that came with URL i, as clipmod_input's
+ * `context`. The strings are borrowed for the call.
+ */
+CLIPMOD_API clipmod_error clipmod_scan_urls_context(const clipmod_engine *engine,
+                                                    const char *const *urls,
+                                                    const char *const *contexts, size_t n,
+                                                    uint64_t total_ms, clipmod_result **out);
 
 /*
  * Open fetch mode to a network or host the SSRF guard refuses by default: a CIDR
@@ -544,11 +561,24 @@ typedef struct clipmod_category_score {
     double prompt_score;  /* the prompts' score, on the deciding frame's image */
     double head_score;    /* the learned head's probability; -1 without a head */
     const char *score_by; /* what `score` is: "prompts", "head" or "mean" */
+    /* Added with context (clipmod-policy(5) CONTEXT), after the learned-heads layout: */
+    double image_score;         /* the image's own score; `score` is this raised by context */
+    double context_score;       /* the context text's score; -1: the category does not use
+                                   context, or the input had none */
+    const char *context_window; /* the part of the cleaned text that scored highest, or NULL */
+    const char *context_prompt; /* the category's context prompt nearest to it, or NULL */
+    const char *flagged_by;     /* when flagged: "image" (the image alone reached the
+                                   threshold), "image+context" (the text raised it over), or
+                                   "context" (the text reached the context threshold, modes
+                                   alone and both); NULL when not flagged */
 } clipmod_category_score;
 
 /* The first published layout: every member up to action. */
 #define CLIPMOD_CATEGORY_SCORE_SIZE_V1                                                             \
     (offsetof(clipmod_category_score, action) + sizeof(clipmod_action))
+/* The learned-heads layout: every member up to score_by. */
+#define CLIPMOD_CATEGORY_SCORE_SIZE_V2                                                             \
+    (offsetof(clipmod_category_score, score_by) + sizeof(const char *))
 /* clang-format off */
 #define CLIPMOD_CATEGORY_SCORE_INIT {.size = sizeof(clipmod_category_score)}
 /* clang-format on */
@@ -568,6 +598,31 @@ CLIPMOD_API clipmod_error clipmod_result_category(const clipmod_result *r, size_
  * probability and cosine. The caller frees the string with clipmod_free().
  */
 CLIPMOD_API char *clipmod_result_to_json(const clipmod_result *r, int explain);
+
+/*
+ * What became of an input's context text, filled by clipmod_result_context() into a
+ * caller-owned structure whose `size` the caller set first (CLIPMOD_CONTEXT_INFO_INIT).
+ */
+typedef struct clipmod_context_info {
+    size_t size;          /* sizeof(clipmod_context_info), set by the caller */
+    int present;          /* the input had context text (even if nothing of it was usable) */
+    size_t bytes;         /* bytes given */
+    size_t bytes_used;    /* bytes of cleaned text scored */
+    size_t windows;       /* 77-token windows scored */
+    size_t windows_total; /* windows the cleaned text made before max-context-windows */
+    int cut;              /* bytes or windows were left out by the limits */
+    unsigned cleaned;     /* CLIPMOD_CONTEXT_* bits: what cleaning changed */
+} clipmod_context_info;
+/* clang-format off */
+#define CLIPMOD_CONTEXT_INFO_INIT {.size = sizeof(clipmod_context_info)}
+/* clang-format on */
+#define CLIPMOD_CONTEXT_INVALID_UTF8 1u /* invalid UTF-8 sequences replaced by U+FFFD */
+#define CLIPMOD_CONTEXT_CONTROL      2u /* NUL and control characters turned into spaces */
+#define CLIPMOD_CONTEXT_INVISIBLE    4u /* bidirectional marks and zero-width characters dropped */
+
+/* The result's context into *out (out->size by the size rule); CLIPMOD_E_INVALID_ARG else. */
+CLIPMOD_API clipmod_error clipmod_result_context(const clipmod_result *r,
+                                                 clipmod_context_info *out);
 
 /* ------------------------------------------------------------------------ */
 /* Learned category heads                                                   */
@@ -793,6 +848,25 @@ CLIPMOD_API clipmod_error clipmod_engine_score_frames(const clipmod_engine *engi
  */
 CLIPMOD_API int clipmod_engine_head_trained_on(const clipmod_engine *engine, size_t c,
                                                const unsigned char digest[32]);
+/*
+ * Context (clipmod-policy(5) CONTEXT) for tuning tools: every category's score of
+ * `text` (len bytes; 0: up to its NUL), cleaned and windowed as a scan does, into
+ * text_scores (one per category; -1 for a category without `context:`).
+ */
+CLIPMOD_API clipmod_error clipmod_engine_context_scores(const clipmod_engine *engine,
+                                                        const char *text, size_t len,
+                                                        double *text_scores);
+/*
+ * The verdict the scanner gives for image scores `scores` and context scores
+ * `text_scores` (may be NULL: no context): `combined` (may be NULL) receives each
+ * category's score after context, as clipmod_category_score's `score`.
+ */
+CLIPMOD_API clipmod_error clipmod_engine_verdict_context(const clipmod_engine *engine,
+                                                         const double *scores,
+                                                         const double *text_scores,
+                                                         double *combined, clipmod_state *state,
+                                                         clipmod_action *action, long *top);
+
 /* The verdict the scanner gives for these scores; *top = deciding category or -1. */
 CLIPMOD_API clipmod_error clipmod_engine_verdict(const clipmod_engine *engine, const double *scores,
                                                  clipmod_state *state, clipmod_action *action,

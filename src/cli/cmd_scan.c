@@ -115,6 +115,8 @@ static const char *const setting_help[CLIPMOD_SETTING__COUNT] = {
     [CLIPMOD_FETCH_MAX_REDIRECTS] = "--url: redirects followed, each re-checked",
     [CLIPMOD_FETCH_PARALLEL] = "--url: downloads at once",
     [CLIPMOD_MAX_TOTAL_PIXELS] = "pixels one input may cost to decode, all frames taken",
+    [CLIPMOD_MAX_CONTEXT_BYTES] = "bytes of context text read per input (the rest is cut)",
+    [CLIPMOD_MAX_CONTEXT_WINDOWS] = "77-token windows of context text scored per input",
 };
 
 typedef struct scan_opts {
