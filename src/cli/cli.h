@@ -82,6 +82,15 @@ int cli_parse_precision(const char *arg, clipmod_precision *out);
  */
 clipmod_model *cli_load_model(const cli_inputs *in);
 
+/*
+ * The context text of --context TEXT or --context-file FILE (at most one is non-NULL)
+ * into a new buffer *out (free()) of *len bytes; a file is read up to max_bytes + 1
+ * bytes, so that the library still sees and reports a cut. Both NULL: *out NULL.
+ * Prints the error and returns -1 on failure.
+ */
+int cli_read_context(const char *text, const char *file, uint64_t max_bytes, char **out,
+                     size_t *len);
+
 /* Point src/common's logger at stderr: logfmt, "warn" and up, only "error" when quiet. */
 void cli_log_setup(int quiet);
 

@@ -99,6 +99,8 @@ enum {
     OPT_INCLUDE_DIR,
     OPT_LOG,
     OPT_PLUGIN,
+    OPT_CONTEXT,
+    OPT_CONTEXT_FILE,
     OPT_SETTING /* OPT_SETTING + s for engine setting s */
 };
 
@@ -134,12 +136,13 @@ typedef struct scan_opts {
     size_t batch;
     int setting_given[CLIPMOD_SETTING__COUNT];
     uint64_t setting[CLIPMOD_SETTING__COUNT];
-    int infected;          /* -i: print only flagged (and unscanned) inputs */
-    const char *move_dir;  /* --move: flagged files are moved there */
-    const char *copy_dir;  /* --copy: flagged files are copied there */
-    const char *file_list; /* -f: more inputs, one per line */
-    const char *log_file;  /* --log: the report is appended there */
-    scan_select sel;       /* --exclude/--include(-dir) */
+    const char *context, *context_file; /* --context TEXT, --context-file FILE */
+    int infected;                       /* -i: print only flagged (and unscanned) inputs */
+    const char *move_dir;               /* --move: flagged files are moved there */
+    const char *copy_dir;               /* --copy: flagged files are copied there */
+    const char *file_list;              /* -f: more inputs, one per line */
+    const char *log_file;               /* --log: the report is appended there */
+    scan_select sel;                    /* --exclude/--include(-dir) */
 } scan_opts;
 
 /* One input: a path, or the image read from stdin. */
@@ -154,6 +157,8 @@ typedef struct entries {
     unsigned char *stdin_data;
     size_t stdin_len;
     int have_stdin;
+    char *context; /* --context or --context-file: the text that came with every input */
+    size_t context_len;
 } entries;
 
 /* A directory entered while walking, to never enter it twice (symlink loops). */
@@ -246,6 +251,11 @@ static void usage(FILE *f)
             "      --precision P     fp32 (default), int8 or bf16: see clipmod(1)\n"
             "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
             "      --no-cache        do not read or write the prompt cache\n"
+            "      --context TEXT    the text that came with the images (a caption, a\n"
+            "                        message): categories with `context:` in the policy\n"
+            "                        judge each image with it (clipmod-policy(5) CONTEXT)\n"
+            "      --context-file FILE  the same, read from FILE (any bytes; what is past\n"
+            "                        max-context-bytes is cut and said in the JSON)\n"
             "      --set C.KEY=VALUE what if: category C's threshold or action changed\n"
             "                        (weapons.threshold=0.7, drugs.action=allow) without\n"
             "                        editing the policy file; repeatable\n"
@@ -447,6 +457,8 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         {"file-list", required_argument, NULL, 'f'},
         {"log", required_argument, NULL, OPT_LOG},
         {"plugin", required_argument, NULL, OPT_PLUGIN},
+        {"context", required_argument, NULL, OPT_CONTEXT},
+        {"context-file", required_argument, NULL, OPT_CONTEXT_FILE},
     };
     enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
     /* The settings' options are named by the library, so a new setting needs no CLI change. */
@@ -541,6 +553,14 @@ static int parse_options(int argc, char **argv, scan_opts *o)
             if (add_plugin(o, optarg))
                 return EXIT_ERROR;
             break;
+        case OPT_CONTEXT:
+        case OPT_CONTEXT_FILE:
+            if (o->context || o->context_file) {
+                fprintf(stderr, "clipmod: give one --context or --context-file\n");
+                return EXIT_ERROR;
+            }
+            *(c == OPT_CONTEXT ? &o->context : &o->context_file) = optarg;
+            break;
         case 'h':
             usage(stdout);
             return EXIT_CLEAN;
@@ -626,6 +646,7 @@ static void entries_free(entries *in)
         free(in->v[i].path);
     free(in->v);
     free(in->stdin_data);
+    free(in->context);
     memset(in, 0, sizeof *in);
 }
 
@@ -1229,6 +1250,8 @@ static void fill_input(const entries *in, const entry *e, clipmod_input *ci)
         ci->len = in->stdin_len;
         ci->name = "stdin";
     }
+    ci->context = in->context;
+    ci->context_len = in->context_len;
 }
 
 /* One call to the library for n inputs: files and memory, or URLs (--url). */
@@ -1236,10 +1259,12 @@ static clipmod_error scan_some(const clipmod_engine *engine, const entries *in,
                                const clipmod_input *inputs, size_t n, clipmod_result **results)
 {
     if (in->urls) {
-        const char *urls[MAX_BATCH];
-        for (size_t i = 0; i < n; i++)
+        const char *urls[MAX_BATCH], *texts[MAX_BATCH];
+        for (size_t i = 0; i < n; i++) {
             urls[i] = inputs[i].name;
-        return clipmod_scan_urls(engine, urls, n, results);
+            texts[i] = in->context;
+        }
+        return clipmod_scan_urls_context(engine, urls, texts, n, 0, results);
     }
     return clipmod_scan_batch(engine, inputs, n, results);
 }
@@ -1369,6 +1394,9 @@ int cmd_scan(int argc, char **argv)
     if (!(engine = build_engine(&o, model)))
         goto out;
     if (o.log_file && !(log = open_log(&o)))
+        goto out;
+    if (cli_read_context(o.context, o.context_file, setting_value(&o, CLIPMOD_MAX_CONTEXT_BYTES),
+                         &in.context, &in.context_len))
         goto out;
     if (collect(&o, argv + optind, argc - optind, &in, &w) ||
         (o.file_list && collect_file_list(&o, &in, &w))) {

@@ -79,6 +79,7 @@ static void uncompile(clipmod_engine *e)
         cm_free(e->prompts[i]);
     cm_free(e->prompts);
     cm_free(e->prompt_emb);
+    cm_ctx_uncompile(e); /* before the categories: each points at its context candidates */
     for (size_t i = 0; i < e->n_cats; i++) {
         cm_free(e->cats[i].cand);
         cm_free(e->cats[i].kind);
@@ -155,19 +156,27 @@ clipmod_error clipmod_engine_allow_fetch(clipmod_engine *e, const char *what)
     return cm_allow_add(&e->fetch_allow, what);
 }
 
-/* Index of `text` in the engine's prompt table, adding it if new; -1 if out of memory. */
-typedef struct prompt_index {
-    uint64_t *hash;
-    size_t *row;
-    size_t size; /* power of two */
-} prompt_index;
+clipmod_error cm_intern_init(cm_intern *ix, size_t max_rows)
+{
+    size_t cap = 64;
+    while (cap < 2 * max_rows)
+        cap *= 2;
+    *ix = (cm_intern){cm_calloc(max_rows ? max_rows : 1, sizeof *ix->text), 0,
+                      cm_calloc(cap, sizeof *ix->hash), cm_calloc(cap, sizeof *ix->row), cap};
+    if (ix->text && ix->hash && ix->row)
+        return CLIPMOD_OK;
+    cm_intern_release(ix);
+    cm_free(ix->text);
+    ix->text = NULL;
+    return CLIPMOD_E_NOMEM;
+}
 
-static long intern(clipmod_engine *e, prompt_index *ix, const char *text)
+long cm_intern_add(cm_intern *ix, const char *text)
 {
     const uint64_t h = cm_hash64(text, strlen(text), 7) | 1;
     size_t i = h & (ix->size - 1);
     while (ix->hash[i]) {
-        if (ix->hash[i] == h && !strcmp(e->prompts[ix->row[i]], text))
+        if (ix->hash[i] == h && !strcmp(ix->text[ix->row[i]], text))
             return (long)ix->row[i];
         i = (i + 1) & (ix->size - 1);
     }
@@ -175,9 +184,17 @@ static long intern(clipmod_engine *e, prompt_index *ix, const char *text)
     if (!copy)
         return -1;
     ix->hash[i] = h;
-    ix->row[i] = e->n_prompts;
-    e->prompts[e->n_prompts] = copy;
-    return (long)e->n_prompts++;
+    ix->row[i] = ix->n;
+    ix->text[ix->n] = copy;
+    return (long)ix->n++;
+}
+
+void cm_intern_release(cm_intern *ix)
+{
+    cm_free(ix->hash);
+    cm_free(ix->row);
+    ix->hash = NULL;
+    ix->row = NULL;
 }
 
 /*
@@ -210,16 +227,14 @@ static clipmod_error load_heads(clipmod_engine *e, char **problems)
 static clipmod_error build_tables(clipmod_engine *e)
 {
     const cm_policy *p = e->policy;
-    size_t total = p->n_neutral, cap = 64;
+    size_t total = p->n_neutral;
     for (size_t c = 0; c < p->n_categories; c++)
         total += p->categories[c].n_prompts + p->categories[c].n_contrast;
-    while (cap < 2 * total)
-        cap *= 2;
-    prompt_index ix = {cm_calloc(cap, sizeof *ix.hash), cm_calloc(cap, sizeof *ix.row), cap};
-    e->prompts = cm_calloc(total ? total : 1, sizeof *e->prompts);
+    cm_intern ix;
+    clipmod_error rc = cm_intern_init(&ix, total);
+    e->prompts = ix.text;
     e->cats = cm_calloc(p->n_categories ? p->n_categories : 1, sizeof *e->cats);
-    clipmod_error rc = CLIPMOD_OK;
-    if (!ix.hash || !ix.row || !e->prompts || !e->cats) {
+    if (rc || !e->cats) {
         rc = CLIPMOD_E_NOMEM;
         goto out;
     }
@@ -239,7 +254,8 @@ static clipmod_error build_tables(clipmod_engine *e)
         const size_t counts[3] = {def->n_prompts, def->n_contrast, p->n_neutral};
         for (int k = 0; k < 3; k++)
             for (size_t j = 0; j < counts[k]; j++) {
-                long row = intern(e, &ix, lists[k][j].text);
+                long row = cm_intern_add(&ix, lists[k][j].text);
+                e->n_prompts = ix.n;
                 if (row < 0) {
                     rc = CLIPMOD_E_NOMEM;
                     goto out;
@@ -250,8 +266,7 @@ static clipmod_error build_tables(clipmod_engine *e)
         cat->n_own = def->n_prompts;
     }
 out:
-    cm_free(ix.hash);
-    cm_free(ix.row);
+    cm_intern_release(&ix);
     return rc;
 }
 
@@ -259,12 +274,13 @@ out:
  * Embed every prompt as the normalised mean of its template expansions, taking
  * what the cache has and computing the rest in chunks.
  */
-static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
+clipmod_error cm_engine_embed_table(clipmod_engine *e, char *const *rows, size_t n_rows,
+                                    const char *const *templates, size_t n_templates, float **out,
+                                    char **problems)
 {
-    const cm_policy *p = e->policy;
     const size_t dim = clipmod_model_embed_dim(e->model);
-    const size_t nt = p->n_templates ? p->n_templates : 1;
-    const size_t n = e->n_prompts * nt;
+    const size_t nt = n_templates ? n_templates : 1;
+    const size_t n = n_rows * nt;
     char **texts = cm_calloc(n ? n : 1, sizeof *texts);
     float *emb = cm_alloc((n ? n : 1) * dim * sizeof *emb);
     size_t *missing = cm_alloc((n ? n : 1) * sizeof *missing);
@@ -273,15 +289,15 @@ static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
     size_t n_missing = 0;
     char err[CLIPMOD_ERROR_SIZE];
 
-    e->prompt_emb = cm_calloc(e->n_prompts ? e->n_prompts : 1, dim * sizeof(float));
-    if (!texts || !emb || !missing || !e->prompt_emb) {
+    float *table = *out = cm_calloc(n_rows ? n_rows : 1, dim * sizeof(float));
+    if (!texts || !emb || !missing || !table) {
         rc = CLIPMOD_E_NOMEM;
         goto out;
     }
-    for (size_t i = 0; i < e->n_prompts; i++)
+    for (size_t i = 0; i < n_rows; i++)
         for (size_t t = 0; t < nt; t++) {
             size_t k = i * nt + t;
-            texts[k] = cm_policy_expand(p->n_templates ? p->templates[t] : "{}", e->prompts[i]);
+            texts[k] = cm_policy_expand(n_templates ? templates[t] : "{}", rows[i]);
             if (!texts[k]) {
                 rc = CLIPMOD_E_NOMEM;
                 goto out;
@@ -314,14 +330,14 @@ static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
             goto out;
         }
     }
-    e->texts_computed = n_missing;
-    e->texts_cached = n - n_missing;
-    for (size_t i = 0; i < e->n_prompts; i++) {
-        float *dst = e->prompt_emb + i * dim;
+    e->texts_computed += n_missing;
+    e->texts_cached += n - n_missing;
+    for (size_t i = 0; i < n_rows; i++) {
+        float *dst = table + i * dim;
         for (size_t t = 0; t < nt; t++)
             cm_add(dst, emb + (i * nt + t) * dim, dim);
     }
-    cm_l2_normalize(e->prompt_emb, (int)e->n_prompts, (int)dim);
+    cm_l2_normalize(table, (int)n_rows, (int)dim);
     if (cache && cm_cache_save(cache) != CLIPMOD_OK)
         appendf(problems, "warning: could not write the prompt cache in %s", e->cache_dir);
     if (cm_cache_warning(cache))
@@ -334,6 +350,14 @@ out:
     cm_free(missing);
     cm_cache_free(cache);
     return rc;
+}
+
+/* Every prompt as the normalised mean of its template expansions. */
+static clipmod_error embed_prompts(clipmod_engine *e, char **problems)
+{
+    const cm_policy *p = e->policy;
+    return cm_engine_embed_table(e, e->prompts, e->n_prompts, p->templates, p->n_templates,
+                                 &e->prompt_emb, problems);
 }
 
 /* The policy checker's token counter; `rc` keeps why tokenizing failed (e.g. NOMEM),
@@ -505,6 +529,8 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
         rc = load_heads(e, probs);
     if (!rc)
         rc = embed_prompts(e, probs);
+    if (!rc)
+        rc = cm_ctx_compile(e, probs);
     /* Scanning needs only the prompts' embeddings: hand the text tower's memory back
      * (a quarter of a ViT-B/32 daemon's); the next compile that misses the cache
      * loads it again. */

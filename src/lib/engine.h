@@ -22,6 +22,8 @@ typedef struct cm_cat {
     cm_prompt_kind *kind;
     size_t n_cand, n_own;
     struct cm_head *head; /* the category's learned head, checked against the model; or NULL */
+    struct cm_cat *ctx;   /* its context candidates (rows of the engine's ctx table: context
+                             prompts, contrast, neutral, context-neutral), or NULL */
 } cm_cat;
 
 struct clipmod_engine {
@@ -39,10 +41,44 @@ struct clipmod_engine {
     char *policy_json;
     char policy_fingerprint[CM_FINGERPRINT_SIZE]; /* hex SHA-256 of the policy's files */
     size_t texts_cached, texts_computed;          /* prompt expansions at compile time */
+    /* Context (ctxscore.c): the untemplated texts the categories' contexts are scored
+     * against; NULL/0 when no category uses context. */
+    char **ctx_prompts;
+    size_t n_ctx_prompts;
+    float *ctx_emb; /* [n_ctx_prompts, dim] */
     struct cm_plugins *plugins;
     struct cm_allow *fetch_allow;   /* fetch mode: the operator's exceptions to the SSRF guard */
     struct cm_overrides *overrides; /* what-if changes to the policy (override.c) */
 };
+
+/*
+ * A table of distinct texts (prompt rows) being built: add() returns a text's row,
+ * adding a copy if it is new (-1 out of memory). release() frees the index only; the
+ * texts stay in *text for the engine to own.
+ */
+typedef struct cm_intern {
+    char **text;
+    size_t n;
+    uint64_t *hash;
+    size_t *row;
+    size_t size; /* power of two */
+} cm_intern;
+clipmod_error cm_intern_init(cm_intern *ix, size_t max_rows);
+long cm_intern_add(cm_intern *ix, const char *text);
+void cm_intern_release(cm_intern *ix);
+
+/*
+ * Embed `n` texts, each the normalised mean of its expansions by `templates`, into a
+ * new [n, dim] array *out, through the engine's prompt cache; counts go to
+ * texts_cached/_computed and problems (warnings, a failure's reason) to *problems.
+ */
+clipmod_error cm_engine_embed_table(clipmod_engine *e, char *const *texts, size_t n,
+                                    const char *const *templates, size_t n_templates, float **out,
+                                    char **problems);
+
+/* ctxscore.c: build and embed the context tables at compile; free them. */
+clipmod_error cm_ctx_compile(clipmod_engine *e, char **problems);
+void cm_ctx_uncompile(clipmod_engine *e);
 
 /* fingerprint.c: p's fingerprint (taken by the loader from the bytes it read) into
  * out; 0, or -1 (out "") for a policy without one (NULL). Cannot otherwise fail. */

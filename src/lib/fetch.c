@@ -771,6 +771,13 @@ clipmod_error clipmod_scan_urls(const clipmod_engine *e, const char *const *urls
 clipmod_error clipmod_scan_urls_within(const clipmod_engine *e, const char *const *urls, size_t n,
                                        uint64_t total_ms, clipmod_result **out)
 {
+    return clipmod_scan_urls_context(e, urls, NULL, n, total_ms, out);
+}
+
+clipmod_error clipmod_scan_urls_context(const clipmod_engine *e, const char *const *urls,
+                                        const char *const *contexts, size_t n, uint64_t total_ms,
+                                        clipmod_result **out)
+{
     cm_fetched *got = NULL;
     clipmod_input *inputs = NULL;
     clipmod_result **scanned = NULL;
@@ -808,8 +815,11 @@ clipmod_error clipmod_scan_urls_within(const clipmod_engine *e, const char *cons
      * result of a call that then fails for lack of memory. */
     for (size_t i = 0; i < n; i++) {
         if (got[i].reason == CLIPMOD_REASON_NONE) {
-            inputs[k] = (clipmod_input){
-                .size = sizeof inputs[k], .data = got[i].data, .len = got[i].len, .name = urls[i]};
+            inputs[k] = (clipmod_input){.size = sizeof inputs[k],
+                                        .data = got[i].data,
+                                        .len = got[i].len,
+                                        .name = urls[i],
+                                        .context = contexts ? contexts[i] : NULL};
             which[k++] = i;
             continue;
         }

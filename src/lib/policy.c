@@ -229,6 +229,8 @@ typedef struct cat_state {
     int has_head, has_score;
     cm_score_mode score;
     cm_pos score_pos;
+    int has_context;        /* the key was given (context.mode CM_CTX_OFF: `context: false`) */
+    cm_context_def context; /* replaced as a whole by a later file's `context:` */
 } cat_state;
 
 typedef struct action_state {
@@ -263,6 +265,8 @@ typedef struct loader {
     cm_prompt *neutral;
     size_t n_neutral;
     int neutral_bad;
+    cm_prompt *context_neutral;
+    size_t n_context_neutral;
     action_state actions[CM_ACTION__COUNT];
     int frames, k, has_k;
     int combine_given; /* 1; -1 if given but invalid (no follow-on problems about k) */
@@ -760,6 +764,63 @@ static void apply_head(loader *L, const node *v, const char *id, cat_state *t)
     cm_free(bytes);
 }
 
+static const char *const ctx_mode_names[] = {"off", "raise", "alone", "both"};
+
+/* A number in [lo, hi] (lo excluded when `open_lo`); 0 when reported. */
+static int want_unit(loader *L, const node *v, const char *what, double lo, int open_lo,
+                     double *out)
+{
+    char buf[SHOWN];
+    if (v->kind == N_BAD)
+        return 0;
+    if (parse_number(v, out) && (open_lo ? *out > lo : *out >= lo) && *out <= 1)
+        return 1;
+    problem(L, v->pos, "%s must be a number %s %g and at most 1, not %s", what,
+            open_lo ? "greater than" : "of at least", lo, what_is(v, buf));
+    return 0;
+}
+
+/*
+ * `context:` of a category: a mapping (prompts, weight, mode, threshold; {} for every
+ * default), or false to turn off a context an included file set.
+ */
+static void apply_context(loader *L, const node *v, cat_state *t)
+{
+    enum { PROMPTS, WEIGHT, MODE, THRESHOLD, NKEYS };
+    static const char *const keys[NKEYS] = {"prompts", "weight", "mode", "threshold"};
+    field f[NKEYS];
+    char buf[SHOWN];
+    cm_context_def *d = &t->context;
+
+    t->has_context = 1;
+    *d = (cm_context_def){CM_CTX_RAISE, NULL, 0, 0.35, 0.5, v->pos};
+    if (v->kind == N_BAD)
+        return;
+    if (!v->quoted && (is_str(v, "false") || is_str(v, "off"))) {
+        d->mode = CM_CTX_OFF;
+        return;
+    }
+    if (v->kind != N_MAP) {
+        problem(L, v->pos,
+                "context must be a mapping (prompts, weight, mode, threshold; {} for the "
+                "defaults) or false, not %s",
+                what_is(v, buf));
+        return;
+    }
+    map_fields(L, v, "in context", keys, NKEYS, f);
+    if (f[PROMPTS].val)
+        want_prompts(L, f[PROMPTS].val, "context.prompts", 1, &d->prompts, &d->n_prompts);
+    if (f[WEIGHT].val)
+        want_unit(L, f[WEIGHT].val, "context.weight", 0, 0, &d->weight);
+    if (f[THRESHOLD].val)
+        want_unit(L, f[THRESHOLD].val, "context.threshold", 0, 1, &d->threshold);
+    if (f[MODE].val) {
+        int m =
+            want_enum(L, f[MODE].val, "context.mode", ctx_mode_names + 1, 3, "raise, alone, both");
+        d->mode = m < 0 ? CM_CTX_RAISE : (cm_ctx_mode)(m + 1);
+    }
+}
+
 static void apply_category(loader *L, const node *c, int serial)
 {
     enum {
@@ -773,11 +834,12 @@ static void apply_category(loader *L, const node *c, int serial)
         DISABLE,
         HEAD,
         SCORE,
+        CONTEXT,
         NKEYS
     };
     static const char *const keys[NKEYS] = {"id",        "description", "prompts", "contrast",
                                             "threshold", "action",      "message", "disable",
-                                            "head",      "score"};
+                                            "head",      "score",       "context"};
     field f[NKEYS];
     cat_state t = {0};
     const char *id = NULL;
@@ -843,6 +905,8 @@ static void apply_category(loader *L, const node *c, int serial)
         t.score = m < 0 ? CM_SCORE_PROMPTS : (cm_score_mode)m;
         t.score_pos = f[SCORE].val->pos;
     }
+    if (f[CONTEXT].val)
+        apply_context(L, f[CONTEXT].val, &t);
     if (f[DISABLE].val) {
         const node *v = f[DISABLE].val;
         if (!v->quoted && (is_str(v, "true") || is_str(v, "True") || is_str(v, "TRUE")))
@@ -929,6 +993,10 @@ static void apply_category(loader *L, const node *c, int serial)
         old->score = t.score;
         old->score_pos = t.score_pos;
         old->has_score = 1;
+    }
+    if (t.has_context) {
+        old->context = t.context;
+        old->has_context = 1;
     }
     if (t.disable >= 0)
         old->disable = t.disable;
@@ -1226,11 +1294,12 @@ static void apply_tree(loader *L, const node *root, const char *name, int depth,
         ANIMATION,
         INCLUDE,
         CATEGORIES,
+        CONTEXT_NEUTRAL,
         NKEYS
     };
-    static const char *const keys[NKEYS] = {"version",   "name",      "description", "model",
-                                            "templates", "neutral",   "actions",     "animation",
-                                            "include",   "categories"};
+    static const char *const keys[NKEYS] = {
+        "version", "name",      "description", "model",      "templates",      "neutral",
+        "actions", "animation", "include",     "categories", "context-neutral"};
     field f[NKEYS];
     char buf[SHOWN];
     int version;
@@ -1276,6 +1345,9 @@ static void apply_tree(loader *L, const node *root, const char *name, int depth,
         apply_templates(L, f[TEMPLATES].val);
     if (f[NEUTRAL].val)
         L->neutral_bad = !want_prompts(L, f[NEUTRAL].val, "neutral", 0, &L->neutral, &L->n_neutral);
+    if (f[CONTEXT_NEUTRAL].val)
+        want_prompts(L, f[CONTEXT_NEUTRAL].val, "context-neutral", 0, &L->context_neutral,
+                     &L->n_context_neutral);
     if (f[ACTIONS].val)
         apply_actions(L, f[ACTIONS].val);
     if (f[ANIMATION].val)
@@ -1516,11 +1588,22 @@ static void check_merged(loader *L)
     norm_list neutral, pr, co;
     size_t enabled = 0;
 
-    if (!tmp || norm_init(L, tmp, &neutral, L->neutral, L->n_neutral)) {
+    norm_list ctx_neutral, cx;
+    if (!tmp || norm_init(L, tmp, &neutral, L->neutral, L->n_neutral) ||
+        norm_init(L, tmp, &ctx_neutral, L->context_neutral, L->n_context_neutral)) {
         L->nomem = 1;
         goto out;
     }
     check_dups(L, &neutral, "neutral prompt");
+    check_dups(L, &ctx_neutral, "context-neutral prompt");
+    for (size_t i = 0; i < ctx_neutral.n; i++) {
+        long j = norm_find(&ctx_neutral, i, &neutral, neutral.n);
+        if (j >= 0)
+            problem(L, ctx_neutral.p[i].pos,
+                    "context-neutral prompt is also a neutral prompt (%s:%d:%d): neutral "
+                    "prompts count for the context already",
+                    neutral.p[j].pos.file, neutral.p[j].pos.line, neutral.p[j].pos.column);
+    }
     for (size_t i = 0; i < L->n_cats; i++) {
         const cat_state *c = &L->cats[i];
         const char *missing[3];
@@ -1565,6 +1648,21 @@ static void check_merged(loader *L)
         check_overlap(L, &pr, "prompt", c->id, &co, "one of its contrast prompts");
         check_overlap(L, &pr, "prompt", c->id, &neutral, "a neutral prompt");
         check_overlap(L, &co, "contrast prompt", c->id, &neutral, "a neutral prompt");
+        if (c->has_context && c->context.mode != CM_CTX_OFF) {
+            /* The context's candidates: its prompts (else the category's), contrast,
+             * neutral and context-neutral prompts; none may count for and against. */
+            if (c->context.prompts) {
+                if (norm_init(L, tmp, &cx, c->context.prompts, c->context.n_prompts))
+                    goto out;
+                check_dups(L, &cx, "context prompt");
+                check_overlap(L, &cx, "context prompt", c->id, &co, "one of its contrast prompts");
+                check_overlap(L, &cx, "context prompt", c->id, &neutral, "a neutral prompt");
+            }
+            check_overlap(L, c->context.prompts ? &cx : &pr, "context prompt", c->id, &ctx_neutral,
+                          "a context-neutral prompt");
+            check_overlap(L, &co, "contrast prompt", c->id, &ctx_neutral,
+                          "a context-neutral prompt");
+        }
     }
     if (enabled == 0 && !L->cats_bad)
         problem(L, L->root_pos,
@@ -1604,6 +1702,8 @@ static cm_policy *build(loader *L, const char *path)
     }
     p->neutral = L->neutral;
     p->n_neutral = L->n_neutral;
+    p->context_neutral = L->context_neutral;
+    p->n_context_neutral = L->n_context_neutral;
     if (!(p->categories = arena_alloc(a, (L->n_cats ? L->n_cats : 1) * sizeof *p->categories)))
         return NULL;
     for (size_t i = 0; i < L->n_cats; i++) {
@@ -1632,6 +1732,7 @@ static cm_policy *build(loader *L, const char *path)
                      : c->head_bytes ? CM_SCORE_HEAD
                                      : CM_SCORE_PROMPTS,
             .score_pos = c->score_pos,
+            .context = c->has_context ? c->context : (cm_context_def){0},
         };
     }
     p->n_categories = n;
@@ -1771,14 +1872,17 @@ char *cm_policy_expand(const char *tmpl, const char *prompt)
 }
 
 /* Check one list of prompts for check_tokens; -1 if `count` failed or memory ran out. */
-static int check_list_tokens(const cm_policy *p, const cm_prompt *list, size_t n,
-                             size_t (*count)(void *, const char *, int *), void *ctx, strbuf *out)
+/* Prompts of `list` too long for the text tower under any of `templates`, into `out`. */
+static int check_list_tokens_with(const char *const *templates, size_t n_templates,
+                                  const cm_prompt *list, size_t n,
+                                  size_t (*count)(void *, const char *, int *), void *ctx,
+                                  strbuf *out)
 {
     char t[SHOWN];
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < p->n_templates; j++) {
+        for (size_t j = 0; j < n_templates; j++) {
             int truncated = 0;
-            char *text = cm_policy_expand(p->templates[j], list[i].text);
+            char *text = cm_policy_expand(templates[j], list[i].text);
             if (!text) {
                 out->nomem = 1;
                 return -1;
@@ -1789,7 +1893,7 @@ static int check_list_tokens(const cm_policy *p, const cm_prompt *list, size_t n
                 return -1;
             if (!truncated && nt <= CLIPMOD_CONTEXT_LENGTH)
                 continue;
-            quote_text(p->templates[j], t);
+            quote_text(templates[j], t);
             if (truncated)
                 sb_printf(out,
                           "%s:%d:%d: prompt is longer than the text tower's %d tokens with "
@@ -1805,6 +1909,26 @@ static int check_list_tokens(const cm_policy *p, const cm_prompt *list, size_t n
             break;
         }
     return 0;
+}
+
+static int check_list_tokens(const cm_policy *p, const cm_prompt *list, size_t n,
+                             size_t (*count)(void *, const char *, int *), void *ctx, strbuf *out)
+{
+    return check_list_tokens_with(p->templates, p->n_templates, list, n, count, ctx, out);
+}
+
+/* Context prompts are embedded as written: no template. */
+static int check_context_tokens(const cm_policy *p, size_t (*count)(void *, const char *, int *),
+                                void *ctx, strbuf *out)
+{
+    static const char *const bare[] = {"{}"};
+    for (size_t c = 0; c < p->n_categories; c++) {
+        const cm_context_def *d = &p->categories[c].context;
+        if (check_list_tokens_with(bare, 1, d->prompts, d->n_prompts, count, ctx, out))
+            return -1;
+    }
+    return check_list_tokens_with(bare, 1, p->context_neutral, p->n_context_neutral, count, ctx,
+                                  out);
 }
 
 clipmod_error cm_policy_check_tokens(const cm_policy *p,
@@ -1826,6 +1950,8 @@ clipmod_error cm_policy_check_tokens(const cm_policy *p,
     }
     if (!failed)
         failed = check_list_tokens(p, p->neutral, p->n_neutral, count, ctx, &b);
+    if (!failed)
+        failed = check_context_tokens(p, count, ctx, &b);
     if (b.nomem)
         rc = CLIPMOD_E_NOMEM;
     else if (failed)

@@ -62,6 +62,23 @@ typedef enum cm_score_mode {
     CM_SCORE_MEAN         /* their mean */
 } cm_score_mode;
 
+/* How a category uses the text that comes with an image (`context:`): clipmod-policy(5). */
+typedef enum cm_ctx_mode {
+    CM_CTX_OFF = 0, /* the category ignores context (no `context:` key) */
+    CM_CTX_RAISE,   /* a matching text raises the image's score */
+    CM_CTX_ALONE,   /* a matching text flags on its own; the image's score is unchanged */
+    CM_CTX_BOTH     /* both of the above */
+} cm_ctx_mode;
+
+typedef struct cm_context_def {
+    cm_ctx_mode mode;
+    cm_prompt *prompts; /* the text prompts; NULL: the category's own prompts */
+    size_t n_prompts;
+    double weight;    /* in [0, 1]: how far a matching text raises the score */
+    double threshold; /* in (0, 1]: the context score at which the text "matches" */
+    cm_pos pos;       /* of the `context` key's value */
+} cm_context_def;
+
 typedef struct cm_category {
     const char *id; /* [a-z0-9][a-z0-9_-]*, at most 64 bytes, unique */
     const char *description;
@@ -84,6 +101,7 @@ typedef struct cm_category {
     cm_pos head_pos;
     cm_score_mode score;
     cm_pos score_pos;
+    cm_context_def context;
 } cm_category;
 
 typedef enum cm_combine { CM_COMBINE_MAX, CM_COMBINE_K_OF_N } cm_combine;
@@ -108,6 +126,8 @@ typedef struct cm_policy {
     size_t n_templates;
     cm_prompt *neutral; /* background prompts shared by all categories */
     size_t n_neutral;
+    cm_prompt *context_neutral; /* ordinary texts every category's context is judged against */
+    size_t n_context_neutral;
     cm_category *categories; /* enabled categories only, in order of first definition */
     size_t n_categories;
     cm_action_text actions[CM_ACTION__COUNT];

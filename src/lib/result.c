@@ -105,10 +105,15 @@ void clipmod_result_free(clipmod_result *r)
     if (!r)
         return;
     for (size_t i = 0; i < r->n_cats; i++) {
-        for (size_t j = 0; j < r->cats[i].n_prompts; j++)
-            cm_free((char *)r->cats[i].prompts[j].text);
-        cm_free(r->cats[i].prompts);
-        cm_free((char *)r->cats[i].s.id);
+        cm_cat_result *c = &r->cats[i];
+        for (size_t j = 0; j < c->n_prompts; j++)
+            cm_free((char *)c->prompts[j].text);
+        cm_free(c->prompts);
+        for (size_t j = 0; j < c->n_ctx_prompts; j++)
+            cm_free((char *)c->ctx_prompts[j].text);
+        cm_free(c->ctx_prompts);
+        cm_free((char *)c->s.context_window);
+        cm_free((char *)c->s.id);
     }
     cm_free(r->cats);
     for (size_t i = 0; i < r->n_notes; i++) {
@@ -178,6 +183,19 @@ clipmod_error clipmod_result_category(const clipmod_result *r, size_t i,
     return cm_struct_out(out, &r->cats[i].s, &kind, NULL);
 }
 
+clipmod_error clipmod_result_context(const clipmod_result *r, clipmod_context_info *out)
+{
+    static const cm_struct_kind kind = {
+        "clipmod_context_info",
+        sizeof(clipmod_context_info),
+        sizeof(clipmod_context_info),
+        "CLIPMOD_CONTEXT_INFO_INIT",
+    };
+    if (!r || !out)
+        return CLIPMOD_E_INVALID_ARG;
+    return cm_struct_out(out, &r->ctx, &kind, NULL);
+}
+
 clipmod_error clipmod_result_add_note(clipmod_result *r, const char *by, const char *text)
 {
     if (!r || !text)
@@ -232,12 +250,12 @@ static json_t *num(double v)
  * allocation) without a word, and a verdict line silently missing a category is
  * worse than none. json_pack's "o" steals its reference even when it fails.
  */
-static json_t *category_json(const cm_cat_result *c, size_t limit)
+static json_t *prompts_json(const cm_prompt_score *ps, size_t n, size_t limit)
 {
     json_t *prompts = json_array();
     int ok = prompts != NULL;
-    for (size_t j = 0; j < c->n_prompts && j < limit; j++) {
-        const cm_prompt_score *p = &c->prompts[j];
+    for (size_t j = 0; j < n && j < limit; j++) {
+        const cm_prompt_score *p = &ps[j];
         if (json_array_append_new(prompts, json_pack("{s:s, s:o, s:o, s:s}", "prompt", p->text,
                                                      "probability", num(p->prob), "cosine",
                                                      num(p->cosine), "kind", kind_names[p->kind])))
@@ -247,13 +265,47 @@ static json_t *category_json(const cm_cat_result *c, size_t limit)
         json_decref(prompts);
         return NULL;
     }
+    return prompts;
+}
+
+static const char *const ctx_mode_names[] = {"off", "raise", "alone", "both"};
+
+/* What the context did to category c (clipmod-policy(5) CONTEXT); 0, or -1 out of memory. */
+static int context_json(json_t *o, const cm_cat_result *c, int explain)
+{
+    if (c->ctx_mode) {
+        json_t *ctx = json_pack("{s:o, s:o, s:o, s:s, s:s?, s:s?}", "score",
+                                num(c->s.context_score), "threshold", num(c->ctx_threshold),
+                                "weight", num(c->ctx_weight), "mode", ctx_mode_names[c->ctx_mode],
+                                "window", c->s.context_window, "prompt", c->s.context_prompt);
+        if (ctx && explain &&
+            json_object_set_new(ctx, "prompts",
+                                prompts_json(c->ctx_prompts, c->n_ctx_prompts, (size_t)-1))) {
+            json_decref(ctx);
+            return -1;
+        }
+        if (json_object_set_new(o, "image_score", num(c->s.image_score)) ||
+            json_object_set_new(o, "context", ctx))
+            return -1;
+    }
+    if (c->s.flagged && c->s.flagged_by &&
+        json_object_set_new(o, "flagged_by", json_string(c->s.flagged_by)))
+        return -1;
+    return 0;
+}
+
+static json_t *category_json(const cm_cat_result *c, size_t limit, int explain)
+{
+    json_t *prompts = prompts_json(c->prompts, c->n_prompts, limit);
+    if (!prompts)
+        return NULL;
     /* hit: the score reached the threshold, whatever the action (a watched "allow"
      * category hits without flagging). */
-    json_t *o = json_pack(
-        "{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:o}", "id", c->s.id, "score",
-        num(c->s.score), "threshold", num(c->s.threshold), "margin", num(c->s.margin), "cosine",
-        num(c->s.cosine), "hit", c->s.score >= c->s.threshold, "flagged", c->s.flagged, "action",
-        clipmod_action_name(c->s.action), "frame", c->frame, "top_prompts", prompts);
+    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:o}", "id", c->s.id,
+                          "score", num(c->s.score), "threshold", num(c->s.threshold), "margin",
+                          num(c->s.margin), "cosine", num(c->s.cosine), "hit", c->s.margin >= 0,
+                          "flagged", c->s.flagged, "action", clipmod_action_name(c->s.action),
+                          "frame", c->frame, "top_prompts", prompts);
     /* A category with a learned head says both scores and which one decided. */
     if (o && c->s.score_by && c->s.head_score >= 0 &&
         (json_object_set_new(o, "prompt_score", num(c->s.prompt_score)) ||
@@ -262,7 +314,29 @@ static json_t *category_json(const cm_cat_result *c, size_t limit)
         json_decref(o);
         return NULL;
     }
+    if (o && context_json(o, c, explain)) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
+}
+
+/* The result's "context" member: what became of the text that came with the input. */
+static json_t *result_context_json(const clipmod_context_info *x)
+{
+    static const char *const names[] = {"invalid-utf8", "control", "invisible"};
+    json_t *cleaned = json_array();
+    int ok = cleaned != NULL;
+    for (unsigned b = 0; ok && b < 3; b++)
+        if ((x->cleaned & (1u << b)) && json_array_append_new(cleaned, json_string(names[b])))
+            ok = 0;
+    if (!ok) {
+        json_decref(cleaned);
+        return NULL;
+    }
+    return json_pack("{s:I, s:I, s:I, s:I, s:b, s:o}", "bytes", (json_int_t)x->bytes, "bytes_used",
+                     (json_int_t)x->bytes_used, "windows", (json_int_t)x->windows, "windows_total",
+                     (json_int_t)x->windows_total, "cut", x->cut, "cleaned", cleaned);
 }
 
 char *clipmod_result_to_json(const clipmod_result *r, int explain)
@@ -273,7 +347,7 @@ char *clipmod_result_to_json(const clipmod_result *r, int explain)
     int ok = cats && notes;
     const size_t limit = explain ? (size_t)-1 : (size_t)r->top_prompts;
     for (size_t i = 0; i < r->n_cats; i++)
-        if (json_array_append_new(cats, category_json(&r->cats[i], limit)))
+        if (json_array_append_new(cats, category_json(&r->cats[i], limit, explain)))
             ok = 0;
     for (size_t i = 0; i < r->n_notes; i++) {
         const cm_note *n = &r->notes[i];
@@ -298,6 +372,10 @@ char *clipmod_result_to_json(const clipmod_result *r, int explain)
         "elapsed_ms", num(r->elapsed_ms));
     if (!root)
         return NULL;
+    if (r->ctx.present && json_object_set_new(root, "context", result_context_json(&r->ctx))) {
+        json_decref(root);
+        return NULL;
+    }
     char *s = cm_json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(root);
     return s;

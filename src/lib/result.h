@@ -27,6 +27,11 @@ typedef struct cm_cat_result {
     size_t n_prompts;
     int frame;      /* index of the sampled frame the score comes from */
     int frames_hit; /* sampled frames whose score reached the threshold */
+    /* Context (ctxscore.c), when the category uses it and the input had some: */
+    int ctx_mode; /* cm_ctx_mode; 0: no context for this category */
+    double ctx_weight, ctx_threshold;
+    cm_prompt_score *ctx_prompts; /* every context candidate on the best window */
+    size_t n_ctx_prompts;
 } cm_cat_result;
 
 typedef struct cm_note {
@@ -51,6 +56,7 @@ struct clipmod_result {
     cm_note *notes;
     size_t n_notes;
     double elapsed_ms;
+    clipmod_context_info ctx; /* ctx.present: the input had context text */
 };
 
 /* A new empty result for input `name` (copied); NULL if out of memory. */

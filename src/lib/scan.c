@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "common.h"
+#include "ctxscore.h"
 #include "engine.h"
 #include "image.h"
 #include "model.h"
@@ -106,8 +107,12 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, cons
             break;
         qsort(cr->prompts, cr->n_prompts, sizeof *cr->prompts, cmp_prob_desc);
     }
-    if (rc)
-        return rc;
+    return rc;
+}
+
+/* Decide the verdict from the categories' flags, and the sentence that goes with it. */
+static clipmod_error finish_input(const clipmod_engine *e, clipmod_result *r)
+{
     cm_result_decide(r);
     /* The sentence for the sender or uploader: the deciding category's, else its action's. */
     const char *msg = clipmod_engine_action_message(e, r->action);
@@ -224,6 +229,35 @@ static void decode_all(decode_job *j)
         }
 }
 
+/*
+ * The context scores of the inputs that were scanned and came with text (NULL in
+ * *out when none did): every window of the batch in one text-tower call.
+ */
+static clipmod_error context_scores(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
+                                    clipmod_result **results, cm_ctx_batch **out)
+{
+    const char **texts = NULL;
+    size_t *lens = NULL, with = 0;
+    *out = NULL;
+    for (size_t i = 0; i < n; i++)
+        with += inputs[i].context && results[i]->state != CLIPMOD_STATE_UNSCANNED;
+    if (!with)
+        return CLIPMOD_OK;
+    texts = cm_calloc(n, sizeof *texts);
+    lens = cm_calloc(n, sizeof *lens);
+    clipmod_error rc = texts && lens ? CLIPMOD_OK : CLIPMOD_E_NOMEM;
+    for (size_t i = 0; !rc && i < n; i++)
+        if (results[i]->state != CLIPMOD_STATE_UNSCANNED) {
+            texts[i] = inputs[i].context;
+            lens[i] = inputs[i].context_len;
+        }
+    if (!rc)
+        rc = cm_ctx_score_texts(e, texts, lens, n, out);
+    cm_free(texts);
+    cm_free(lens);
+    return rc;
+}
+
 static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
                                  clipmod_result **out)
 {
@@ -234,6 +268,7 @@ static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *i
     double *decode_ms = NULL;
     clipmod_error *fatal = NULL;
     unsigned char *retry = NULL;
+    cm_ctx_batch *ctx = NULL;
     size_t total = 0;
     clipmod_error rc = CLIPMOD_OK;
 
@@ -303,12 +338,15 @@ static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *i
                     (int)e->n_prompts);
     }
     const double forward_share = total ? (now_ms() - t_forward) / (double)total : 0.0;
+    if ((rc = context_scores(e, inputs, n, out, &ctx)))
+        goto out;
 
     size_t row = 0;
     for (size_t i = 0; i < n; i++) {
         if (out[i]->state != CLIPMOD_STATE_UNSCANNED) {
             if ((rc = score_input(e, cos + row * e->n_prompts, emb + row * dim, frames[i].count,
-                                  out[i])))
+                                  out[i])) ||
+                (rc = cm_ctx_apply(e, ctx, i, out[i])) || (rc = finish_input(e, out[i])))
                 goto out;
             row += (size_t)frames[i].count;
         }
@@ -328,6 +366,7 @@ out:
     cm_free(all);
     cm_free(emb);
     cm_free(cos);
+    cm_ctx_batch_free(ctx);
     if (rc)
         for (size_t i = 0; i < n; i++) {
             clipmod_result_free(out[i]);

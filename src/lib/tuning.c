@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "common.h"
+#include "ctxscore.h"
 #include "engine.h"
 #include "head.h"
 #include "image.h"
@@ -391,6 +392,28 @@ clipmod_error clipmod_engine_score_category(const clipmod_engine *e, size_t c, c
 clipmod_error clipmod_engine_verdict(const clipmod_engine *e, const double *scores,
                                      clipmod_state *state, clipmod_action *action, long *top)
 {
+    return clipmod_engine_verdict_context(e, scores, NULL, NULL, state, action, top);
+}
+
+clipmod_error clipmod_engine_context_scores(const clipmod_engine *e, const char *text, size_t len,
+                                            double *text_scores)
+{
+    cm_ctx_batch *b = NULL;
+    if (!e || !text || !text_scores || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    const char *texts[1] = {text};
+    clipmod_error rc = cm_ctx_score_texts(e, texts, &len, 1, &b);
+    for (size_t c = 0; !rc && c < e->n_cats; c++)
+        text_scores[c] = cm_ctx_batch_score(b, 0, c);
+    cm_ctx_batch_free(b);
+    return rc;
+}
+
+clipmod_error clipmod_engine_verdict_context(const clipmod_engine *e, const double *scores,
+                                             const double *text_scores, double *combined,
+                                             clipmod_state *state, clipmod_action *action,
+                                             long *top)
+{
     if (!e || !scores || !e->compiled)
         return CLIPMOD_E_INVALID_ARG;
     struct clipmod_result r;
@@ -402,11 +425,15 @@ clipmod_error clipmod_engine_verdict(const clipmod_engine *e, const double *scor
     for (size_t c = 0; c < e->n_cats; c++) {
         clipmod_category_score *s = &r.cats[c].s;
         s->id = e->cats[c].def->id;
-        s->score = scores[c];
         s->threshold = e->cats[c].def->threshold;
-        s->margin = scores[c] - s->threshold;
         s->action = (clipmod_action)e->cats[c].def->action;
-        s->flagged = scores[c] >= s->threshold && s->action != CLIPMOD_ACTION_ALLOW;
+        const char *by;
+        const int hit =
+            cm_ctx_combine(&e->cats[c].def->context, scores[c], text_scores ? text_scores[c] : -1,
+                           s->threshold, &s->score, &s->margin, &by);
+        s->flagged = hit && s->action != CLIPMOD_ACTION_ALLOW;
+        if (combined)
+            combined[c] = s->score;
     }
     cm_result_decide(&r);
     if (state)

@@ -368,7 +368,7 @@ static void problems_of_a_file_read_twice_appear_once(void **state)
     expect_problems(tmp_prefix(), top, CLIPMOD_E_POLICY,
                     "$D/bad.yaml:2:1: unknown key 'colour' at top level; allowed: version, "
                     "name, description, model, templates, neutral, actions, animation, "
-                    "include, categories\n");
+                    "include, categories, context-neutral\n");
 }
 
 /* ---------------------------------------------------------------------------- */
@@ -608,9 +608,9 @@ static void unknown_keys_suggest(void **state)
         "unknown_key.yaml",
         "$D/unknown_key.yaml:6:5: unknown key 'thresold' in a category (did you mean "
         "'threshold'?); allowed: id, description, prompts, contrast, threshold, "
-        "action, message, disable, head, score\n"
+        "action, message, disable, head, score, context\n"
         "$D/unknown_key.yaml:9:5: unknown key 'colour' in a category; allowed: id, "
-        "description, prompts, contrast, threshold, action, message, disable, head, score\n");
+        "description, prompts, contrast, threshold, action, message, disable, head, score, context\n");
 }
 
 static void duplicate_keys(void **state)
@@ -921,7 +921,7 @@ static void many_problems_in_one_file(void **state)
                    "$D/many.yaml:2:10: unsupported version 3: this clipmod reads version 1\n"
                    "$D/many.yaml:3:1: unknown key 'nmae' at top level (did you mean 'name'?); "
                    "allowed: version, name, description, model, templates, neutral, actions, "
-                   "animation, include, categories\n"
+                   "animation, include, categories, context-neutral\n"
                    "$D/many.yaml:4:13: template must contain \"{}\" exactly once (where the "
                    "prompt goes), not \"a photo of\"\n"
                    "$D/many.yaml:6:21: animation.frames must be an integer from 1 to 64, not "
