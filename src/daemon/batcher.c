@@ -99,6 +99,7 @@ static void job_free(bjob *j)
         free(j->in[i].name);
         free(j->in[i].data);
         free(j->in[i].url);
+        free(j->in[i].context);
         if (j->in[i].fd >= 0)
             close(j->in[i].fd);
         clipmod_result_free(j->out[i]);
@@ -271,13 +272,17 @@ static size_t queued_for(const clipmod_engine *engine)
     return n;
 }
 
-/* Fill the library's inputs for job `j` into `in`; `paths` gives room for fd paths. */
+/*
+ * Fill the library's inputs for job `j` into `in`; `paths` gives room for fd paths.
+ * Each input carries its own context, also when jobs of several requests share one
+ * batch; every element starts from CLIPMOD_INPUT_INIT (the library steps the array
+ * by in[0].size).
+ */
 static void fill_inputs(const bjob *j, clipmod_input *in, char (*paths)[32])
 {
     for (size_t i = 0; i < j->n; i++) {
         const binput *b = &j->in[i];
-        memset(&in[i], 0, sizeof in[i]);
-        in[i].size = sizeof in[i];
+        in[i] = (clipmod_input)CLIPMOD_INPUT_INIT;
         in[i].name = b->name ? b->name : "upload";
         if (b->fd >= 0) {
             /* The library opens the very file roots.c checked, by descriptor. */
@@ -286,6 +291,11 @@ static void fill_inputs(const bjob *j, clipmod_input *in, char (*paths)[32])
         } else {
             in[i].data = b->data ? (const void *)b->data : (const void *)"";
             in[i].len = b->len;
+        }
+        /* context_len 0 would read up to a NUL: an empty context is no context. */
+        if (b->context && b->context_len) {
+            in[i].context = b->context;
+            in[i].context_len = b->context_len;
         }
     }
 }
@@ -411,6 +421,28 @@ static void *image_worker(void *unused)
 /* URL workers (fetch mode)                                                 */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Fetch and scan a URL job's inputs, each URL with its own context
+ * (clipmod_scan_urls_context reads NUL-terminated contexts: a context holding a
+ * NUL is cut there, which the doors never hand over for URLs).
+ */
+static clipmod_error scan_urls(bjob *j, uint64_t total_ms)
+{
+    const char **urls = calloc(j->n, sizeof *urls), **contexts = calloc(j->n, sizeof *contexts);
+    clipmod_error err = CLIPMOD_E_NOMEM;
+
+    if (urls && contexts) {
+        for (size_t i = 0; i < j->n; i++) {
+            urls[i] = j->in[i].url;
+            contexts[i] = j->in[i].context_len ? j->in[i].context : NULL;
+        }
+        err = clipmod_scan_urls_context(j->engine, urls, contexts, j->n, total_ms, j->out);
+    }
+    free(urls);
+    free(contexts);
+    return err;
+}
+
 static void *url_worker(void *unused)
 {
     pthread_mutex_lock(&B.lock);
@@ -426,21 +458,13 @@ static void *url_worker(void *unused)
         publish_queue();
         pthread_mutex_unlock(&B.lock);
 
-        const char **urls = calloc(j->n, sizeof *urls);
         /* Downloads end before the job's deadline: past it nobody waits for them,
          * and they would hold this worker from the URL jobs queued behind. A tenth
          * of the time left (at most 200 ms) is kept for scanning what arrived, so
          * that slow URLs get an unscanned "timeout" verdict and the others theirs. */
         double left_ms = (j->deadline - cm_now()) * 1e3;
         left_ms -= left_ms / 10 < 200 ? left_ms / 10 : 200;
-        j->err = CLIPMOD_E_NOMEM;
-        if (urls) {
-            for (size_t i = 0; i < j->n; i++)
-                urls[i] = j->in[i].url;
-            j->err = clipmod_scan_urls_within(j->engine, urls, j->n,
-                                              left_ms < 1 ? 1 : (uint64_t)left_ms, j->out);
-        }
-        free(urls);
+        j->err = scan_urls(j, left_ms < 1 ? 1 : (uint64_t)left_ms);
 
         pthread_mutex_lock(&B.lock);
         int tell = settle(j);

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "context.h"
 #include "daemon.h"
 #include "size.h"
 #include "yaml.h"
@@ -65,6 +66,22 @@ void config_defaults(dconfig *c)
     c->log_requests = 1;
     c->onflag_timeout_ms = 30000;
     c->onflag_max_running = 4;
+    c->context_enabled = 1;
+    /* http.context-fields: [text] (left empty when out of memory: no field is context). */
+    if ((c->context_fields.v = calloc(2, sizeof *c->context_fields.v)) &&
+        (c->context_fields.v[0] = strdup("text")))
+        c->context_fields.n = 1;
+}
+
+size_t config_context_cap(const dconfig *c)
+{
+    uint64_t most = c->setting_given[CLIPMOD_MAX_CONTEXT_BYTES]
+                        ? c->setting[CLIPMOD_MAX_CONTEXT_BYTES]
+                        : clipmod_setting_default(CLIPMOD_MAX_CONTEXT_BYTES);
+    if (!most)
+        most = 16384; /* a library that does not know the setting: the spec's default */
+    return most > CONTEXT_CAP_MAX / CONTEXT_CAP_FACTOR ? CONTEXT_CAP_MAX
+                                                       : (size_t)most * CONTEXT_CAP_FACTOR;
 }
 
 static void strlist_free(strlist *l)
@@ -111,6 +128,7 @@ void config_free(dconfig *c)
     }
     strlist_free(&c->fetch_allow);
     strlist_free(&c->text_fields);
+    strlist_free(&c->context_fields);
     strlist_free(&c->tusd_roots);
     strlist_free(&c->clamd_roots);
     strlist_free(&c->onflag_argv);
@@ -257,6 +275,7 @@ static const key http_keys[] = {
     {"header-timeout", T_UINT, F(header_timeout_s), 1, 3600, NULL},
     {"max-connections-per-ip", T_UINT, F(max_connections_per_ip), 0, 65536, NULL},
     {"text-fields", T_LIST, F(text_fields), 0, 0, NULL},
+    {"context-fields", T_LIST, F(context_fields), 0, 0, NULL},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -316,6 +335,7 @@ static const key top_keys[] = {
     {"log", T_SECTION, 0, 0, 0, log_keys},
     {"plugins", T_PLUGINS, 0, 0, 0, NULL},
     {"on-flag", T_SECTION, 0, 0, 0, onflag_keys},
+    {"context", T_BOOL, F(context_enabled), 0, 0, NULL},
     {NULL, 0, 0, 0, 0, NULL},
 };
 

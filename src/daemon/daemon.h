@@ -69,6 +69,7 @@ typedef struct dconfig {
     unsigned header_timeout_s;       /* a request's head must arrive within it */
     unsigned max_connections_per_ip; /* 0: no limit */
     strlist text_fields;             /* multipart fields that are text, not files */
+    strlist context_fields;          /* multipart fields that are the images' context */
 
     /* tusd hooks */
     int tusd_enabled;
@@ -95,6 +96,9 @@ typedef struct dconfig {
     /* Logs */
     char *log_format, *log_target, *log_level;
     int log_requests;
+
+    /* context: the texts that come with images are passed to the engine (clipmodd(8) CONTEXT) */
+    int context_enabled;
 } dconfig;
 
 /* Fill `c` with the defaults of clipmodd(8). */
@@ -118,6 +122,12 @@ int config_check(const dconfig *c, char **problems);
 
 /* Free what `c` owns. Accepts NULL. */
 void config_free(dconfig *c);
+
+/*
+ * The most bytes of context clipmodd holds for one image: CONTEXT_CAP_FACTOR times
+ * the engine's max-context-bytes (as configured, else the library's default).
+ */
+size_t config_context_cap(const dconfig *c);
 
 /* Replace *dst with a copy of `s` (NULL allowed); -1 when out of memory. */
 int config_set_str(char **dst, const char *s);
@@ -212,7 +222,7 @@ typedef enum {
 /*
  * One input of a job. Either `data`/`len` (owned by the job), or `fd` (owned: an
  * open regular file the worker scans), or `url` for URL jobs. `name` labels the
- * result.
+ * result; `context` is passed to the engine with it (clipmod_input's context).
  */
 typedef struct binput {
     char *name;
@@ -220,6 +230,8 @@ typedef struct binput {
     size_t len;
     int fd;
     char *url;
+    char *context;      /* the text that came with this input (owned), or NULL */
+    size_t context_len; /* its bytes (it may hold NULs; a NUL follows them) */
 } binput;
 
 typedef struct bjob bjob;

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "context.h"
 #include "daemon.h"
 #include "dynbuf.h"
 #include "multipart.h"
@@ -77,6 +78,7 @@ typedef struct buf {
 typedef struct part {
     char *name;
     buf b;
+    int named_by_file; /* `name` is the client's file name (a piece of the context) */
 } part;
 
 typedef struct req {
@@ -99,6 +101,14 @@ typedef struct req {
     part *parts; /* max-files of them */
     size_t n_parts;
     int keeping; /* the current part is a file */
+
+    /* Context (clipmodd(8) CONTEXT): the form's context fields, joined, and the
+     * decoded X-Clipmod-Context header; each at most config_context_cap() bytes. */
+    cm_dbuf ctx;
+    int in_ctx;        /* the current part is a context field */
+    int ctx_too_large; /* the context fields passed the cap: 413 */
+    char *hdr_ctx;     /* the header's text, or NULL */
+    size_t hdr_ctx_len;
 
     /* Memory: this request's share of http.max-body-memory. */
     uint64_t announced; /* Content-Length, held from the first call */
@@ -126,6 +136,7 @@ typedef struct req {
 static struct {
     struct MHD_Daemon *d;
     const dconfig *c;
+    size_t ctx_cap;       /* config_context_cap(c) */
     atomic_int suspended; /* requests waiting for a job */
     atomic_int stopping;
     atomic_ullong body_bytes; /* the shares of every request */
@@ -472,6 +483,7 @@ static void drop_buffers(req *q)
         free(q->parts[i].b.data);
         memset(&q->parts[i].b, 0, sizeof q->parts[i].b);
     }
+    cm_dbuf_free(&q->ctx);
     q->held = 0;
     q->announced = 0;
     budget_set(q, 0);
@@ -541,26 +553,67 @@ static void buf_trim(req *q, buf *b)
 /* ------------------------------------------------------------------------ */
 
 /*
- * A part is a file to scan unless it is a text field the operator listed: a
- * form-data part named in http.text-fields, with no file name of any spelling
- * and no Content-Type but text/plain. Anything else could be an image.
+ * A part is a file to scan unless it is a text field: a form-data part named in
+ * http.context-fields (its text is the images' context) or http.text-fields (read
+ * and dropped), with no file name of any spelling and no Content-Type but
+ * text/plain. Anything else could be an image.
  */
-static int part_is_file(const mp_part *p)
+typedef enum { PART_FILE, PART_TEXT, PART_CONTEXT } part_kind;
+
+static int listed(const strlist *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(name, l->v[i]))
+            return 1;
+    return 0;
+}
+
+static part_kind kind_of(const mp_part *p)
 {
     if (p->has_filename || !p->name || !p->form_data)
-        return 1;
+        return PART_FILE;
     if (p->content_type && !media_is(p->content_type, "text/plain"))
-        return 1;
-    for (size_t i = 0; i < H.c->text_fields.n; i++)
-        if (!strcmp(p->name, H.c->text_fields.v[i]))
-            return 0;
-    return 1;
+        return PART_FILE;
+    /* A context field is text also with context off: clients need not change. */
+    if (listed(&H.c->context_fields, p->name))
+        return H.c->context_enabled ? PART_CONTEXT : PART_TEXT;
+    return listed(&H.c->text_fields, p->name) ? PART_TEXT : PART_FILE;
+}
+
+/* Room in q->ctx for n more bytes, its growth charged to the memory budget: 0 or -1. */
+static int ctx_append(req *q, const void *data, size_t n)
+{
+    size_t cap = q->ctx.cap;
+    if (n > H.ctx_cap - q->ctx.len) {
+        q->ctx_too_large = 1;
+        return -1;
+    }
+    if (cm_dbuf_addn(&q->ctx, data, n) != CM_DBUF_OK) {
+        refuse_memory(q);
+        return -1;
+    }
+    q->held += q->ctx.cap - cap;
+    if (budget_update(q)) {
+        refuse_memory(q);
+        return -1;
+    }
+    return 0;
+}
+
+/* A context field begins: after the fields before it, on a line of its own. */
+static int begin_context(req *q)
+{
+    q->in_ctx = 1;
+    return q->ctx.len ? ctx_append(q, "\n", 1) : 0;
 }
 
 static int on_part_begin(void *arg, const mp_part *p)
 {
     req *q = arg;
-    q->keeping = part_is_file(p);
+    part_kind kind = kind_of(p);
+    q->keeping = kind == PART_FILE;
+    if (kind == PART_CONTEXT)
+        return begin_context(q) ? 1 : 0;
     if (!q->keeping)
         return 0;
     if (q->n_parts >= H.c->max_files) {
@@ -571,6 +624,7 @@ static int on_part_begin(void *arg, const mp_part *p)
                        : p->name && *p->name       ? p->name
                                                    : "upload";
     part *cur = &q->parts[q->n_parts++];
+    cur->named_by_file = p->filename && *p->filename;
     if (!(cur->name = strdup(name))) {
         refuse_memory(q);
         return 1;
@@ -581,6 +635,8 @@ static int on_part_begin(void *arg, const mp_part *p)
 static int on_part_data(void *arg, const unsigned char *data, size_t n)
 {
     req *q = arg;
+    if (q->in_ctx)
+        return ctx_append(q, data, n) ? 1 : 0;
     if (!q->keeping)
         return 0; /* a listed text field: not kept */
     return buf_append(q, &q->parts[q->n_parts - 1].b, data, n) ? 1 : 0;
@@ -592,6 +648,7 @@ static int on_part_end(void *arg)
     if (q->keeping)
         buf_trim(q, &q->parts[q->n_parts - 1].b);
     q->keeping = 0;
+    q->in_ctx = 0;
     return 0;
 }
 
@@ -619,7 +676,7 @@ static int start_form(req *q, const char *ctype, char *why, size_t whylen)
 static void take_body(req *q, const char *data, size_t n)
 {
     q->received += n;
-    if (q->too_large || q->too_many || q->no_memory || q->mp_failed)
+    if (q->too_large || q->too_many || q->no_memory || q->mp_failed || q->ctx_too_large)
         return;
     if (q->received > body_limit(q)) {
         q->too_large = 1;
@@ -653,6 +710,13 @@ static enum MHD_Result refused_body(struct MHD_Connection *conn, req *q, int *an
                                      : "the body is larger than http.max-body-bytes");
     if (q->too_many)
         return respond_error(conn, q, 413, "more files than http.max-files in one request");
+    if (q->ctx_too_large) {
+        snprintf(msg, sizeof msg,
+                 "the form's context fields (http.context-fields) hold more than %zu bytes "
+                 "(%d times the engine's max-context-bytes)",
+                 H.ctx_cap, CONTEXT_CAP_FACTOR);
+        return respond_error(conn, q, 413, msg);
+    }
     if (q->multipart && !q->mp_failed && mp_finish(q->mp) != MP_OK)
         q->mp_failed = MP_MALFORMED;
     if (q->mp_failed) {
@@ -668,6 +732,49 @@ static enum MHD_Result refused_body(struct MHD_Connection *conn, req *q, int *an
 /* ------------------------------------------------------------------------ */
 /* Endpoints                                                                */
 /* ------------------------------------------------------------------------ */
+
+/*
+ * An input's context from its pieces, most specific first (NULL pieces skipped),
+ * charged to the request's memory share: 0, or -1 when out of memory or over the
+ * budget. Each piece was capped where it was read, so the join is never cut.
+ */
+static int join_context(req *q, binput *in, const char *const *piece, const size_t *len, size_t n)
+{
+    cm_dbuf b;
+
+    cm_dbuf_init(&b, 2 * H.ctx_cap + MP_MAX_NAME + 2);
+    for (size_t i = 0; i < n; i++) {
+        if (piece[i] && context_add(&b, piece[i], len[i])) {
+            cm_dbuf_free(&b);
+            return -1;
+        }
+    }
+    in->context = cm_dbuf_take(&b, &in->context_len);
+    q->held += in->context_len;
+    return budget_update(q);
+}
+
+/*
+ * The context of a scan's inputs (clipmodd(8) CONTEXT): each file's own name when
+ * the client gave one (a part's file name, a raw body's ?name=), then the form's
+ * context fields, then the X-Clipmod-Context header. 0, or -1 (out of memory).
+ */
+static int scan_contexts(struct MHD_Connection *conn, req *q, bjob *job)
+{
+    const char *name = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "name");
+
+    if (!H.c->context_enabled)
+        return 0;
+    for (size_t i = 0; i < job->n; i++) {
+        const char *own = q->multipart ? (q->parts[i].named_by_file ? job->in[i].name : NULL)
+                                       : (name && *name ? name : NULL);
+        const char *piece[3] = {own, q->ctx.len ? cm_dbuf_ptr(&q->ctx) : NULL, q->hdr_ctx};
+        size_t len[3] = {own ? strlen(own) : 0, q->ctx.len, q->hdr_ctx_len};
+        if (join_context(q, &job->in[i], piece, len, 3))
+            return -1;
+    }
+    return 0;
+}
 
 static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
 {
@@ -710,22 +817,131 @@ static enum MHD_Result do_scan(struct MHD_Connection *conn, req *q)
             return respond(conn, q, 500, "application/json", NULL);
         }
     }
+    if (scan_contexts(conn, q, job)) {
+        bjob_release(job);
+        refuse_memory(q);
+        return refused_body(conn, q, &answered);
+    }
     return submit(conn, q, job);
+}
+
+/*
+ * One URL of a scan-url request: a string, or {"url": "...", "text": "..."} (the
+ * text that came with that image). NULL when the entry is neither; *text is the
+ * entry's text or NULL.
+ */
+static const char *url_entry(json_t *e, const char **text)
+{
+    json_t *u = e, *t = NULL;
+    const char *key;
+    json_t *v;
+
+    *text = NULL;
+    if (json_is_object(e)) {
+        json_object_foreach(e, key, v)
+        {
+            if (strcmp(key, "url") && strcmp(key, "text"))
+                return NULL;
+        }
+        u = json_object_get(e, "url");
+        t = json_object_get(e, "text");
+        if (t && !json_is_string(t))
+            return NULL;
+        *text = json_string_value(t);
+    }
+    if (!json_is_string(u) || !json_string_length(u) || json_string_length(u) > MAX_URL_BYTES ||
+        strlen(json_string_value(u)) != json_string_length(u))
+        return NULL;
+    return json_string_value(u);
+}
+
+/* A scan-url body, checked: its URL entries (one or many) and shared text. */
+typedef struct url_body {
+    json_t *one, *many; /* borrowed from the document */
+    const char *text;   /* "text": the context of every URL, or NULL */
+    size_t n;
+} url_body;
+
+/* 1 if `text` (NULL: none) is more context than clipmodd holds (with context on). */
+static int text_too_large(const char *text)
+{
+    return H.c->context_enabled && text && strlen(text) > H.ctx_cap;
+}
+
+/* Check each entry of a scan-url body: 0, or a status with `bad` set. */
+static int read_url_entries(url_body *u, const char **bad)
+{
+    const char *text;
+
+    u->n = u->one ? 1 : json_array_size(u->many);
+    for (size_t i = 0; i < u->n; i++) {
+        if (!url_entry(u->one ? u->one : json_array_get(u->many, i), &text)) {
+            *bad = "each URL must be a non-empty string, or {\"url\": \"...\", \"text\": "
+                   "\"...\"}";
+            return 400;
+        }
+        if (text_too_large(text)) {
+            *bad = "a URL's \"text\" is larger than 4 times the engine's max-context-bytes";
+            return 413;
+        }
+    }
+    return 0;
+}
+
+/* Check the document `root`: 0, or a status with `bad` set. */
+static int read_url_body(json_t *root, url_body *u, const char **bad)
+{
+    json_t *t = json_object_get(root, "text");
+
+    u->one = json_object_get(root, "url");
+    u->many = json_object_get(root, "urls");
+    u->text = json_string_value(t);
+    if (!!u->one == !!u->many)
+        *bad = "give either \"url\" (a string) or \"urls\" (an array of strings)";
+    else if (u->many && (!json_is_array(u->many) || !json_array_size(u->many)))
+        *bad = "\"urls\" must be a non-empty array of strings";
+    else if (t && !json_is_string(t))
+        *bad = "\"text\" must be a string (the context of the images)";
+    if (*bad)
+        return 400;
+    if (u->many && json_array_size(u->many) > H.c->max_files) {
+        *bad = "more URLs than http.max-files";
+        return 413;
+    }
+    if (text_too_large(u->text)) {
+        *bad = "\"text\" is larger than 4 times the engine's max-context-bytes";
+        return 413;
+    }
+    return read_url_entries(u, bad);
+}
+
+/* The job's inputs from a checked body: URL, name and context (the URL's own text
+ * first, then the shared one). 0, or -1 when out of memory. */
+static int fill_url_job(req *q, bjob *job, const url_body *u)
+{
+    for (size_t i = 0; i < u->n; i++) {
+        const char *text, *url = url_entry(u->one ? u->one : json_array_get(u->many, i), &text);
+        const char *piece[2] = {text, u->text};
+        size_t len[2] = {text ? strlen(text) : 0, u->text ? strlen(u->text) : 0};
+        if (!(job->in[i].url = strdup(url)) || !(job->in[i].name = strdup(url)))
+            return -1;
+        if (H.c->context_enabled && join_context(q, &job->in[i], piece, len, 2))
+            return -1;
+    }
+    return 0;
 }
 
 static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
 {
     cm_swap_info info;
     json_error_t jerr;
-    json_t *root = NULL, *one, *many;
+    json_t *root = NULL;
     const char *bad = NULL;
-    clipmod_engine *engine = NULL;
+    url_body u;
     bjob *job = NULL;
-    size_t n;
-    enum MHD_Result ret;
+    int answered, status;
+    enum MHD_Result ret = refused_body(conn, q, &answered);
 
-    int answered;
-    ret = refused_body(conn, q, &answered);
     if (answered)
         return ret;
     root = json_loadb((const char *)q->body.data, q->body.len, JSON_REJECT_DUPLICATES, &jerr);
@@ -735,53 +951,23 @@ static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
         json_decref(root);
         return respond_error(conn, q, 400, msg);
     }
-    one = json_object_get(root, "url");
-    many = json_object_get(root, "urls");
-    if (!!one == !!many)
-        bad = "give either \"url\" (a string) or \"urls\" (an array of strings)";
-    else if (one && !json_is_string(one))
-        bad = "\"url\" must be a string";
-    else if (many && (!json_is_array(many) || !json_array_size(many)))
-        bad = "\"urls\" must be a non-empty array of strings";
-    else if (many && json_array_size(many) > H.c->max_files)
-        bad = "more URLs than http.max-files";
-    if (bad) {
-        /* Decided before json_decref(): `many` belongs to `root`. */
-        int status = many && json_array_size(many) > H.c->max_files ? 413 : 400;
+    if ((status = read_url_body(root, &u, &bad))) {
         json_decref(root);
         return respond_error(conn, q, status, bad);
     }
-    n = one ? 1 : json_array_size(many);
-    for (size_t i = 0; i < n; i++) {
-        json_t *u = one ? one : json_array_get(many, i);
-        if (!json_is_string(u) || !json_string_length(u) || json_string_length(u) > MAX_URL_BYTES ||
-            strlen(json_string_value(u)) != json_string_length(u)) {
-            json_decref(root);
-            return respond_error(conn, q, 400, "each URL must be a non-empty string");
-        }
-    }
-    engine = reload_acquire_info(&info);
-    job = bjob_new(n, engine, &info, IFACE_HTTP);
+    clipmod_engine *engine = reload_acquire_info(&info);
+    job = bjob_new(u.n, engine, &info, IFACE_HTTP);
     clipmod_engine_free(engine);
-    if (!job) {
+    if (job)
+        job->urls = 1;
+    if (!job || fill_url_job(q, job, &u)) {
         json_decref(root);
+        bjob_release(job);
         return respond(conn, q, 500, "application/json", NULL);
     }
-    job->urls = 1;
-    for (size_t i = 0; i < n; i++) {
-        const char *u = json_string_value(one ? one : json_array_get(many, i));
-        job->in[i].url = strdup(u);
-        job->in[i].name = strdup(u);
-        if (!job->in[i].url || !job->in[i].name) {
-            json_decref(root);
-            bjob_release(job);
-            return respond(conn, q, 500, "application/json", NULL);
-        }
-    }
-    q->is_array = many != NULL;
+    q->is_array = u.many != NULL;
     json_decref(root);
-    ret = submit(conn, q, job);
-    return ret;
+    return submit(conn, q, job);
 }
 
 static enum MHD_Result do_tusd(struct MHD_Connection *conn, req *q)
@@ -957,6 +1143,58 @@ static int check_route(struct MHD_Connection *conn, req *q, const char *url, con
  * announced length checked against max-body-bytes and, held at once, against the
  * memory budget: both refused before a byte of the body is read.
  */
+static enum MHD_Result count_context_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value)
+{
+    if (!strcasecmp(key, CONTEXT_HEADER))
+        ++*(unsigned *)cls;
+    return MHD_YES;
+}
+
+/*
+ * The X-Clipmod-Context header (percent-encoded) decoded into q->hdr_ctx: 0, or a
+ * status with `why`. Two of them would be ambiguous (which one, or both joined?).
+ * The request head's size bounds it already (libmicrohttpd); the cap is checked
+ * anyway, as for every other source of context.
+ */
+static int read_context_header(struct MHD_Connection *conn, req *q, char *why, size_t whylen)
+{
+    unsigned n = 0;
+    const char *v;
+    size_t len;
+
+    if (!H.c->context_enabled)
+        return 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_context_header, &n);
+    if (!n)
+        return 0;
+    v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, CONTEXT_HEADER);
+    len = v ? strlen(v) : 0;
+    if (n > 1) {
+        snprintf(why, whylen, "more than one " CONTEXT_HEADER " header");
+        return 400;
+    }
+    if (!(q->hdr_ctx = malloc(len + 1))) {
+        snprintf(why, whylen, "out of memory");
+        return 500;
+    }
+    if (context_unescape(v ? v : "", len, q->hdr_ctx, &q->hdr_ctx_len)) {
+        snprintf(why, whylen,
+                 CONTEXT_HEADER " must be percent-encoded UTF-8: a '%%' must be followed by "
+                                "two hex digits");
+        return 400;
+    }
+    q->hdr_ctx[q->hdr_ctx_len] = '\0';
+    if (q->hdr_ctx_len > H.ctx_cap) {
+        snprintf(why, whylen,
+                 CONTEXT_HEADER " holds more than %zu bytes of text (%d times the engine's "
+                                "max-context-bytes)",
+                 H.ctx_cap, CONTEXT_CAP_FACTOR);
+        return 413;
+    }
+    return 0;
+}
+
 /* Refuse q once its body has been read (see req.deferred). */
 static enum MHD_Result defer_error(req *q, int status, const char *why)
 {
@@ -987,6 +1225,13 @@ static enum MHD_Result expect_body(struct MHD_Connection *conn, req *q)
         defer_error(q, 415,
                     "send the image as the body with Content-Type image/... or "
                     "application/octet-stream, or as multipart/form-data");
+    }
+    if (routes[q->routed].r == R_SCAN && !q->deferred) {
+        status = read_context_header(conn, q, why, sizeof why);
+        if (status == 500)
+            return respond_error(conn, q, status, why);
+        if (status)
+            defer_error(q, status, why);
     }
     if (q->deferred) {
         /* Nothing of the body is kept, so no memory is charged; a body announced past
@@ -1049,6 +1294,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *con_cls = q;
         q->routed = -1;
         q->t0 = cm_now();
+        cm_dbuf_init(&q->ctx, H.ctx_cap);
         snprintf(q->method, sizeof q->method, "%s", method);
         snprintf(q->path, sizeof q->path, "%s", url);
         client_address(conn, q->remote, sizeof q->remote);
@@ -1121,6 +1367,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     free(q->parts);
     free(q->body.data);
+    cm_dbuf_free(&q->ctx);
+    free(q->hdr_ctx);
     budget_set(q, 0);
     /* A tusd request owns its job; others hold the submitter's reference here. */
     if (q->tusd)
@@ -1166,6 +1414,7 @@ int http_start(const dconfig *c, char *bound, size_t boundlen)
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
     H.c = c;
+    H.ctx_cap = config_context_cap(c);
     if (config_listen_addr(c->http_listen, &ss, &sslen)) {
         cm_log(CM_LOG_ERROR, "http.listen must be HOST:PORT", CM_LF_S("listen", c->http_listen),
                CM_LF_END);

@@ -21,6 +21,9 @@
  *  - any other hook: an empty response ("carry on"), so clipmodd can be tusd's
  *    only hook endpoint.
  *
+ * The upload's metadata (file name, caption-like keys) is its context (clipmodd(8)
+ * CONTEXT), joined in context.c.
+ *
  * The JSON is read in tusd_hook.c. The upload is read from Storage.Path only
  * when it lies inside tusd.roots (roots.c), else downloaded from
  * tusd.download-url + ID with fetch mode. Hook
@@ -38,6 +41,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "context.h"
 #include "daemon.h"
 #include "tusd_hook.h"
 
@@ -110,6 +114,35 @@ static int open_upload(tusd_req *t, const tusd_hook *h, char *msg, size_t msglen
     return 0;
 }
 
+/*
+ * The upload's context (clipmodd(8) CONTEXT): its metadata's file name and caption
+ * keys, joined. Metadata comes from the uploading client through tusd, which has
+ * accepted it already: a context past config_context_cap() is cut (the library's
+ * JSON then says "cut"), never a reason to refuse the upload. -1 when out of memory.
+ */
+static int upload_context(tusd_req *t, const tusd_hook *h)
+{
+    cm_dbuf b;
+    int cut = 0;
+
+    if (!t->c->context_enabled)
+        return 0;
+    cm_dbuf_init(&b, config_context_cap(t->c));
+    for (size_t i = 0; i < TUSD_CONTEXT_KEYS; i++) {
+        int rc = h->context[i] ? context_add(&b, h->context[i], strlen(h->context[i])) : 0;
+        if (rc < 0) {
+            cm_dbuf_free(&b);
+            return -1;
+        }
+        cut |= rc;
+    }
+    if (cut)
+        cm_log(CM_LOG_INFO, "tusd: upload metadata cut to the context cap", CM_LF_S("id", h->id),
+               CM_LF_I("bytes", cm_dbuf_len(&b)), CM_LF_END);
+    t->job->in[0].context = cm_dbuf_take(&b, &t->job->in[0].context_len);
+    return 0;
+}
+
 /* An upload without a local file: fetched from tusd.download-url + ID. */
 static int download_upload(tusd_req *t)
 {
@@ -156,7 +189,8 @@ tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status
     if (!(t->id = strdup(h.id)))
         goto nomem;
     engine = reload_acquire_info(&info);
-    if (!(t->job = bjob_new(1, engine, &info, IFACE_TUSD)) || !(t->job->in[0].name = strdup(h.id)))
+    if (!(t->job = bjob_new(1, engine, &info, IFACE_TUSD)) ||
+        !(t->job->in[0].name = strdup(h.id)) || upload_context(t, &h))
         goto nomem;
     if (h.path) {
         if (!(t->hook_path = strdup(h.path)) || (h.info && !(t->hook_info = strdup(h.info))))

@@ -8,7 +8,9 @@
  * (ID, Size, SizeIsDeferred, Offset, MetaData, ..., Storage{Type: "filestore", Path,
  * InfoPath}). A hook request is not authenticated, so its paths prove nothing; the
  * .info file, written by tusd, is what says that a file is an upload. No I/O here:
- * tusd.c opens and reads, and tests/fuzz/fuzz_tusd_hook.c feeds buffers.
+ * tusd.c opens and reads, and tests/fuzz/fuzz_tusd_hook.c feeds buffers. It also
+ * picks, from the upload's MetaData, the values that are the upload's context (its
+ * file name and caption-like keys; tusd's hook JSON has them decoded already).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -27,6 +29,20 @@ void tusd_hook_clear(tusd_hook *h)
         return;
     json_decref(h->root);
     memset(h, 0, sizeof *h);
+}
+
+/* The metadata values that make the upload's context (tusd_hook.context). */
+static void pick_context(json_t *meta, tusd_hook *h)
+{
+    static const char *const keys[TUSD_CONTEXT_KEYS] = {"filename", "caption", "description",
+                                                        "alt",      "title",   "text"};
+    for (size_t i = 0; i < TUSD_CONTEXT_KEYS; i++) {
+        const char *v = str_at(meta, keys[i]);
+        /* Uppy sends the file's name as "name" (and "filename" too, in newer versions). */
+        if (i == 0 && (!v || !*v))
+            v = str_at(meta, "name");
+        h->context[i] = v && *v ? v : NULL;
+    }
 }
 
 int tusd_hook_parse(const char *body, size_t len, tusd_hook *h, char *err, size_t errlen)
@@ -51,6 +67,7 @@ int tusd_hook_parse(const char *body, size_t len, tusd_hook *h, char *err, size_
     h->path = str_at(storage, "Path");
     h->info = str_at(storage, "InfoPath");
     h->store = str_at(storage, "Type");
+    pick_context(json_object_get(upload, "MetaData"), h);
     return TUSD_HOOK_OK;
 }
 

@@ -15,6 +15,13 @@
 /* The largest .info file read (tusd writes ID, sizes, metadata and paths). */
 #define TUSD_INFO_MAX (1024 * 1024)
 
+/*
+ * The upload metadata keys whose values are an upload's context (clipmodd(8)
+ * CONTEXT), in the order they are joined: the file name ("filename", or Uppy's
+ * "name" when there is no "filename"), then the caption-like keys.
+ */
+#define TUSD_CONTEXT_KEYS 6
+
 /* One hook request; strings point into `root` and live until tusd_hook_clear(). */
 typedef struct tusd_hook {
     void *root;        /* the parsed document (jansson json_t) */
@@ -23,6 +30,9 @@ typedef struct tusd_hook {
     const char *path;  /* Event.Upload.Storage.Path, or NULL */
     const char *info;  /* Event.Upload.Storage.InfoPath, or NULL */
     const char *store; /* Event.Upload.Storage.Type, or NULL */
+    /* Event.Upload.MetaData's filename (or name), caption, description, alt, title and
+     * text: each a string value, or NULL when absent, empty or not a string. */
+    const char *context[TUSD_CONTEXT_KEYS];
 } tusd_hook;
 
 enum { TUSD_HOOK_OK = 0, TUSD_HOOK_BAD_JSON = -1, TUSD_HOOK_NOT_A_HOOK = -2 };
