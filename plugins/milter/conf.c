@@ -721,6 +721,7 @@ enum {
     K_ARCHIVES,
     K_DOCUMENTS,
     K_ON_FLAG,
+    K_CONTEXT,
     K__N
 };
 
@@ -748,7 +749,8 @@ static const char *const top_keys[K__N] = {"socket",
                                            "headers",
                                            "archives-with-images",
                                            "documents-with-images",
-                                           "on-flag"};
+                                           "on-flag",
+                                           "context"};
 
 /* The process: where to listen, what to load, how many scans at once, logging. */
 static void read_process(reader *r, const cm_ynode *const *v)
@@ -826,6 +828,8 @@ static void read_mail(reader *r, const cm_ynode *const *v)
         read_headers(r, v[K_HEADERS]);
     if (v[K_ON_FLAG])
         read_on_flag(r, v[K_ON_FLAG]);
+    if (v[K_CONTEXT])
+        cm_yread_bool(v[K_CONTEXT], "context", &r->rep, &c->context);
     for (int k = K_ARCHIVES; k <= K_DOCUMENTS; k++) {
         if (!v[k])
             continue;
@@ -926,6 +930,7 @@ static cmc_config *defaults(void)
     c->verdict_header = strdup(DEF_VERDICT_HEADER);
     c->summary_header = strdup(DEF_SUMMARY_HEADER);
     c->socket_mode = -1;
+    c->context = 1;
     c->blas_threads = 1;
     c->scan_wait_ms = DEF_SCAN_WAIT_MS;
     c->drain_timeout_ms = DEF_DRAIN_MS;

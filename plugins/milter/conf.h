@@ -119,6 +119,7 @@ typedef struct cmc_config {
     cmc_on_flag on_flag;
     char *verdict_header;
     char *summary_header; /* NULL: no summary header */
+    int context;          /* give each image the message's text as its context (on by default) */
 } cmc_config;
 
 /*

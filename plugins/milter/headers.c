@@ -5,10 +5,11 @@
  * HEADERS: the state, the policy's name, fingerprint and generation, the counts,
  * then one folded line per image and per archive or document), the one-line
  * summary header, the quarantine reason the MTA records, and the milter's log line
- * for the message. Everything a sender controls (file names, addresses) passes
- * through cm_clean_text() first, so no header can be split or forged by a name.
- * Which action the MTA is told is decisions.c's; the scan that gives the verdicts
- * is scan.c's.
+ * for the message, each saying what the message's text did when it was scored as
+ * the images' context (flagged by image+context, the image's and the text's scores). Everything a
+ * sender controls (file names, addresses) passes through cm_clean_text() first, so no header can be
+ * split or forged by a name. Which action the MTA is told is decisions.c's; the scan that gives the
+ * verdicts is scan.c's.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -160,6 +161,31 @@ static void verdict_containers(hbuf *h, const cm_inside *in)
     }
 }
 
+/*
+ * What the context did to an image's deciding (or nearest) category: "flagged-by=..."
+ * for a flagged image, and when its text was scored "image-score=0.2020
+ * context-score=0.7300 context-prompt="pistol" context-text="..."" (the words of the
+ * policy and of the mail cleaned to printable ASCII, short: the header never carries
+ * the mail's text as it came).
+ */
+static void verdict_context(hbuf *h, const cm_image_out *o)
+{
+    char text[64];
+    if (o->flagged_by && o->vstate == CLIPMOD_STATE_FLAGGED)
+        hb_tok(h, "flagged-by=%s", o->flagged_by);
+    if (o->context_score < 0)
+        return;
+    hb_tok(h, "image-score=%.4f context-score=%.4f", o->image_score, o->context_score);
+    if (o->context_prompt) {
+        cm_clean_text(text, sizeof text, o->context_prompt, 40);
+        hb_tok(h, "context-prompt=\"%s\"", text);
+    }
+    if (o->context_window) {
+        cm_clean_text(text, sizeof text, o->context_window, 40);
+        hb_tok(h, "context-text=\"%s\"", text);
+    }
+}
+
 /* "; image=2 name="a.png" state=flagged action=reject category=x score=0.3 scores=..." */
 static void verdict_image(hbuf *h, const cm_image_out *o)
 {
@@ -178,8 +204,10 @@ static void verdict_image(hbuf *h, const cm_image_out *o)
     if (!o->r)
         return;
     hb_tok(h, "action=%s", clipmod_action_name(o->action));
-    if (o->category)
+    if (o->category) {
         hb_tok(h, "category=%s score=%.4f", o->category, o->score);
+        verdict_context(h, o);
+    }
     /* Every category's score: "scores=a:0.1234, b:0.0456", foldable between. */
     size_t nc = clipmod_result_category_count(o->r);
     clipmod_category_score c = CLIPMOD_CATEGORY_SCORE_INIT;
@@ -225,13 +253,24 @@ static char *verdict_value(const cm_judged *j, const char *state, const char *po
 /* "flagged (reject): 2 a.png: cat 0.310 >= 0.250" details of the deciding image. */
 static void decider_detail(const cm_judged *j, char *buf, size_t size)
 {
-    char label[160];
+    const cm_image_out *d = j->decider;
+    const char *by = d && d->context_score >= 0 ? d->flagged_by : NULL;
+    char label[160], prompt[64];
     *buf = 0;
-    if (!j->decider)
+    if (!d)
         return;
-    cm_image_label(j->decider->im, label, sizeof label);
-    snprintf(buf, size, "%s: %s %.3f >= %.3f", label, j->decider->category, j->decider->score,
-             j->decider->threshold);
+    cm_image_label(d->im, label, sizeof label);
+    cm_clean_text(prompt, sizeof prompt, d->context_prompt ? d->context_prompt : "", 40);
+    if (by && !strcmp(by, "context"))
+        /* The text alone reached the context threshold (modes alone and both). */
+        snprintf(buf, size, "%s: %s by context %.3f (%s; image %.3f < %.3f)", label, d->category,
+                 d->context_score, prompt, d->image_score, d->threshold);
+    else if (by && !strcmp(by, "image+context"))
+        snprintf(buf, size, "%s: %s %.3f >= %.3f by image+context (image %.3f, context %.3f: %s)",
+                 label, d->category, d->score, d->threshold, d->image_score, d->context_score,
+                 prompt);
+    else
+        snprintf(buf, size, "%s: %s %.3f >= %.3f", label, d->category, d->score, d->threshold);
 }
 
 /* The summary's first sentence. -1: out of memory. */
@@ -310,6 +349,12 @@ static void log_facts(const cm_judged *j, const char *state, cm_outcome *out)
         snprintf(f->category, sizeof f->category, "%s", j->decider->category);
         f->score = j->decider->score;
         f->threshold = j->decider->threshold;
+        snprintf(f->flagged_by, sizeof f->flagged_by, "%s",
+                 j->decider->flagged_by ? j->decider->flagged_by : "");
+        f->image_score = j->decider->image_score;
+        f->context_score = j->decider->context_score;
+        cm_clean_text(f->context_prompt, sizeof f->context_prompt,
+                      j->decider->context_prompt ? j->decider->context_prompt : "", 56);
         cm_image_label(j->decider->im, f->image, sizeof f->image);
     }
     snprintf(f->reason, sizeof f->reason, "%s", j->why ? j->why : "");
@@ -326,6 +371,8 @@ void cm_outcome_log(const char *qid, const cm_outcome *o, uint64_t size, double 
         f->containers ? CM_LF_I("containers", f->containers) : CM_LF_S("containers", NULL);
     cm_log_field contained = f->containers ? CM_LF_I("contained_images", f->contained_images)
                                            : CM_LF_S("contained_images", NULL);
+    /* What the text did, for a flagged message whose deciding category scored it. */
+    int ctx = flagged && f->context_score >= 0;
 
     cm_log(CM_LOG_INFO, "milter verdict", CM_LF_S("qid", qid), CM_LF_S("from", f->from),
            CM_LF_S("state", f->state), CM_LF_S("decision", cm_decision_name(o->what)),
@@ -335,6 +382,10 @@ void cm_outcome_log(const char *qid, const cm_outcome *o, uint64_t size, double 
            CM_LF_S("category", flagged ? f->category : NULL),
            flagged ? CM_LF_F("score", f->score) : CM_LF_S("score", NULL),
            flagged ? CM_LF_F("threshold", f->threshold) : CM_LF_S("threshold", NULL),
+           CM_LF_S("flagged_by", flagged && *f->flagged_by ? f->flagged_by : NULL),
+           ctx ? CM_LF_F("image_score", f->image_score) : CM_LF_S("image_score", NULL),
+           ctx ? CM_LF_F("context_score", f->context_score) : CM_LF_S("context_score", NULL),
+           CM_LF_S("context_prompt", ctx && *f->context_prompt ? f->context_prompt : NULL),
            CM_LF_S("image", flagged ? f->image : NULL),
            CM_LF_S("reason", *f->reason ? f->reason : NULL), CM_LF_S("policy_name", f->policy_name),
            CM_LF_I("bytes", size), CM_LF_F("ms", ms), CM_LF_END);
@@ -344,7 +395,7 @@ int cm_words_judged(const cm_judged *j, int for_inside, cm_outcome *out)
 {
     const cmc_config *c = j->rt->conf;
     const char *state = j->n_flagged ? "flagged" : j->why ? "unscanned" : "clean";
-    char detail[256];
+    char detail[448];
 
     decider_detail(j, detail, sizeof detail);
     if (out->what == CM_DO_QUARANTINE)

@@ -62,20 +62,20 @@ static size_t put_utf8(unsigned char *o, size_t m, uint32_t c)
     return m;
 }
 
-/* What a numeric reference to `num` (saturated at 0x110000) stands for. */
-static size_t numeric(unsigned char *o, size_t m, uint32_t num)
+/* The code point a numeric reference to `num` (saturated at 0x110000) stands for; 0: none. */
+static uint32_t numeric(uint32_t num)
 {
     const size_t n_fix = sizeof cm_html_invalid_charrefs / sizeof cm_html_invalid_charrefs[0];
     const size_t n_drop = sizeof cm_html_invalid_codepoints / sizeof cm_html_invalid_codepoints[0];
     const cm_html_charref *r = bsearch(&num, cm_html_invalid_charrefs, n_fix,
                                        sizeof cm_html_invalid_charrefs[0], charref_cmp);
     if (r)
-        return put_utf8(o, m, r->to);
+        return r->to;
     if ((num >= 0xd800 && num <= 0xdfff) || num > 0x10ffff)
-        return put_utf8(o, m, 0xfffd);
+        return 0xfffd;
     if (bsearch(&num, cm_html_invalid_codepoints, n_drop, sizeof(uint32_t), u32_cmp))
-        return m;
-    return put_utf8(o, m, num);
+        return 0;
+    return num;
 }
 
 static int hexval(unsigned char c)
@@ -149,6 +149,29 @@ static const cm_html_entity *named_ref(const unsigned char *in, size_t n, size_t
     return NULL;
 }
 
+size_t cmm_html_ref(const unsigned char *in, size_t n, size_t i, uint32_t cp[2])
+{
+    const cm_html_entity *hit;
+    size_t used, e;
+    uint32_t num;
+
+    cp[0] = cp[1] = 0;
+    if (i >= n || in[i] != '&')
+        return 0;
+    if (i + 1 < n && in[i + 1] == '#') {
+        e = numeric_ref(in, n, i, &num);
+        if (e == i)
+            return 0;
+        cp[0] = numeric(num);
+        return e - i;
+    }
+    if (!(hit = named_ref(in, n, i, &used)))
+        return 0;
+    cp[0] = hit->cp[0];
+    cp[1] = hit->cp[1];
+    return 1 + used;
+}
+
 unsigned char *cmm_html_decode(const unsigned char *in, size_t n, size_t *out_len)
 {
     unsigned char *o = malloc(2 * n + 1);
@@ -157,29 +180,18 @@ unsigned char *cmm_html_decode(const unsigned char *in, size_t n, size_t *out_le
     if (!o)
         return NULL;
     while (i < n) {
-        const cm_html_entity *hit;
-        size_t used, e;
-        uint32_t num;
+        uint32_t cp[2];
+        size_t used = in[i] == '&' ? cmm_html_ref(in, n, i, cp) : 0;
 
-        if (in[i] != '&') {
+        if (used) {
+            for (int k = 0; k < 2; k++)
+                if (cp[k])
+                    m = put_utf8(o, m, cp[k]);
+            i += used;
+        } else {
             if (in[i] != '\t' && in[i] != '\r' && in[i] != '\n')
                 o[m++] = in[i];
             i++;
-        } else if (i + 1 < n && in[i + 1] == '#') {
-            e = numeric_ref(in, n, i, &num);
-            if (e == i) {
-                o[m++] = in[i++];
-            } else {
-                m = numeric(o, m, num);
-                i = e;
-            }
-        } else if ((hit = named_ref(in, n, i, &used))) {
-            m = put_utf8(o, m, hit->cp[0]);
-            if (hit->cp[1])
-                m = put_utf8(o, m, hit->cp[1]);
-            i += 1 + used;
-        } else {
-            o[m++] = in[i++];
         }
     }
     o[m] = 0;

@@ -13,6 +13,7 @@
 #define CLIPMOD_MILTER_HTMLENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Decode the `n` bytes at `in`: character references decoded (UTF-8), tab, CR and
@@ -21,5 +22,14 @@
  * memory.
  */
 unsigned char *cmm_html_decode(const unsigned char *in, size_t n, size_t *out_len);
+
+/*
+ * The character reference at in[i] (in[i] == '&', the text ending at in[n]) by the
+ * same rules: its code points into cp[0] and cp[1] (0 for none: a reference to a code
+ * point HTML drops stands for nothing), and the bytes it takes, or 0 when in[i]
+ * starts no reference. For html_text.c, which decodes text without dropping its
+ * line ends.
+ */
+size_t cmm_html_ref(const unsigned char *in, size_t n, size_t i, uint32_t cp[2]);
 
 #endif /* CLIPMOD_MILTER_HTMLENT_H */

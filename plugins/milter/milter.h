@@ -82,9 +82,13 @@ typedef struct cm_outcome_facts {
     const char *action;  /* the most severe flagged image's policy action, or NULL */
     char category[64];   /* the deciding image's category ("" when none flagged) */
     double score, threshold;
-    char image[160];       /* the deciding image's label */
-    char reason[256];      /* why not everything was judged, or why skipped */
-    char policy_name[128]; /* the policy that judged (its fingerprint is the log context) */
+    char flagged_by[16];     /* what flagged it: image, image+context, context ("": unknown) */
+    double image_score;      /* its image's own score and its text's, when context */
+    double context_score;    /* was scored (-1 else) */
+    char context_prompt[64]; /* the context prompt nearest the text (policy words), cleaned */
+    char image[160];         /* the deciding image's label */
+    char reason[256];        /* why not everything was judged, or why skipped */
+    char policy_name[128];   /* the policy that judged (its fingerprint is the log context) */
 } cm_outcome_facts;
 
 /* The whole outcome, for the MTA (callbacks.c) or for --message (stdout). */
@@ -134,6 +138,10 @@ typedef struct cm_image_out {
     clipmod_action action;
     const char *category; /* deciding one, or for clean images the nearest */
     double score, threshold;
+    /* That category's context (clipmod_category_score): its image and context scores
+     * (context_score -1: no context scored) and strings owned by r, or NULL. */
+    double image_score, context_score;
+    const char *flagged_by, *context_prompt, *context_window;
 } cm_image_out;
 
 /* The images counted inside archives and documents, for the headers and the log. */

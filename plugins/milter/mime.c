@@ -86,6 +86,7 @@ static void image_clear(cmm_image *im)
     free(im->part);
     free(im->filename);
     free(im->content_type);
+    free(im->content_id);
     free(im->note);
     free(im->data);
     memset(im, 0, sizeof *im);
@@ -103,6 +104,7 @@ void cmm_walk_free(cmm_walk *w)
         free(w->containers[i].filename);
     }
     free(w->containers);
+    cmm_text_free(&w->text);
     memset(w, 0, sizeof *w);
 }
 
@@ -645,6 +647,35 @@ static void text_part(walker *w, const char *path, const char *subtype, int mark
         scan_uuencode(w, path, data, len);
 }
 
+/*
+ * The text of an inline text/plain or text/html (or XHTML) part, for the images'
+ * context (mailtext.h). Attachments are files, not the message's text.
+ */
+static void keep_text(walker *w, GMimeObject *obj, const char *subtype, int markup,
+                      const unsigned char *data, size_t len)
+{
+    GMimeContentDisposition *disp = g_mime_object_get_content_disposition(obj);
+    int plain = subtype && !strcasecmp(subtype, "plain");
+    if (!w->out->text.max || (!markup && !plain) ||
+        (disp && g_mime_content_disposition_is_attachment(disp)))
+        return;
+    if (cmm_text_part(&w->out->text, g_mime_object_get_content_type_parameter(obj, "charset"),
+                      markup, data, len)) {
+        w->nomem = 1;
+        fail(w, "out of memory");
+    }
+}
+
+/* The Content-ID of an image part, for the <img src="cid:..."> that shows it. */
+static void set_content_id(walker *w, cmm_image *im, GMimeObject *obj)
+{
+    const char *id = g_mime_object_get_content_id(obj);
+    if (id && *id && !(im->content_id = strdup(id))) {
+        w->nomem = 1;
+        fail(w, "out of memory");
+    }
+}
+
 static void leaf(walker *w, GMimePart *part, const char *path)
 {
     GMimeObject *obj = GMIME_OBJECT(part);
@@ -686,6 +717,7 @@ static void leaf(walker *w, GMimePart *part, const char *path)
         }
     }
     if (!taken && (is_text || is_xhtml)) {
+        keep_text(w, obj, subtype, is_html || is_xhtml, data, len);
         text_part(w, path, subtype, is_html || is_xhtml, data, len);
         free(data);
         return;
@@ -699,6 +731,7 @@ static void leaf(walker *w, GMimePart *part, const char *path)
     cmm_image *im = add_image(w, path, filename, mime_type, by, data, len);
     if (!im)
         return;
+    set_content_id(w, im, obj);
     GMimeContentEncoding enc = g_mime_part_get_content_encoding(part);
     if (cte && enc == GMIME_CONTENT_ENCODING_DEFAULT) {
         /* GMime takes an unknown encoding for none: the bytes would be garbage. */
@@ -803,6 +836,7 @@ int cmm_walk_message(const void *msg, size_t len, const cmm_limits *lim, cmm_wal
 
     memset(out, 0, sizeof *out);
     memset(&ps, 0, sizeof ps);
+    cmm_text_init(&out->text, lim->max_text_bytes);
     if (!msg || !len) {
         fail(&w, "an empty message");
         goto out;
@@ -836,6 +870,10 @@ int cmm_walk_message(const void *msg, size_t len, const cmm_limits *lim, cmm_wal
     if (!message) {
         fail(&w, "not a mail message");
         goto out;
+    }
+    if (cmm_text_subject(&out->text, g_mime_message_get_subject(message))) {
+        w.nomem = 1;
+        fail(&w, "out of memory");
     }
     walk_message(&w, message, "", 0);
 out:

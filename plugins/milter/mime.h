@@ -8,8 +8,10 @@
  * HTML and XHTML (after HTML character references are decoded). Each image comes
  * out decoded into memory, labelled with its MIME part number, under limits on
  * parts, nesting (counted before GMime parses: prescan.h), images and bytes.
- * Scanning is not done here: the walk knows nothing of clipmod, so it can be
- * tested on its own (test_milter_mime.c).
+ * On the way it keeps the text that comes with the images (the Subject, the text of
+ * the inline text parts, the alt and title of <img src="cid:...">: mailtext.h), for
+ * their context. Scanning is not done here: the walk knows nothing of clipmod, so it
+ * can be tested on its own (test_milter_mime.c).
  *
  * A part is an image when (see clipmod-milter(8), IMAGES):
  *   - its Content-Type is image/<anything>;
@@ -30,12 +32,15 @@
 #include <stddef.h>
 
 #include "containers.h"
+#include "mailtext.h"
 
 typedef struct cmm_limits {
     size_t max_parts;       /* MIME parts of every kind, containers included */
     size_t max_depth;       /* nesting of multiparts and message/rfc822 parts */
     size_t max_images;      /* images found (empty ones included) */
     size_t max_image_bytes; /* decoded bytes of one image */
+    size_t max_text_bytes;  /* bytes of text kept for the images' context (mailtext.h);
+                               0: none kept */
 } cmm_limits;
 
 /* Why a part was taken for an image. */
@@ -59,6 +64,8 @@ typedef struct cmm_image {
                            third data: URI, "2.1#u1" for its first uuencoded block */
     char *filename;     /* as the sender named it (UTF-8, untrusted), or NULL */
     char *content_type; /* declared type, lower case, e.g. "image/png" */
+    char *content_id;   /* its Content-ID without <>, as an <img src="cid:..."> names it,
+                           or NULL */
     cmm_found_by by;
     cmm_problem problem;
     char *note;          /* one line about the problem, or NULL */
@@ -89,6 +96,7 @@ typedef struct cmm_walk {
      */
     int failed;
     char why[200];
+    cmm_text text; /* Subject, text and <img> alt/title, when max_text_bytes is set */
 } cmm_walk;
 
 /* Initialise GMime. Call once from main() before any thread walks a message. */

@@ -4,8 +4,10 @@
  * Owns the skip rules (authenticated senders, listed senders, recipients and
  * domains), the MIME walk's limits, the scan slots (at most `workers` scans at
  * once, so a burst of connections queues for the CPU instead of thrashing it), the
- * one batched forward pass per message through the message's engine, and each
- * image's outcome (state, reason, deciding or nearest category). Which milter
+ * one batched forward pass per message through the message's engine with each
+ * image's context (the message's text as mailtext.h puts it together, unless
+ * `context: off`), and each image's outcome (state, reason, deciding or nearest
+ * category, and what the context did to it). Which milter
  * action follows is decisions.c's (a pure function); how it is worded is headers.c's.
  * Everything a message needs is reached through its runtime, never through the
  * current one: a reload never changes the policy under a message.
@@ -105,7 +107,8 @@ typedef struct work {
     clipmod_input *inputs;
     clipmod_result **results;
     char **labels;
-    size_t n_in; /* images given to the engine */
+    char **contexts; /* each input's context text, or NULL */
+    size_t n_in;     /* images given to the engine */
     char why[256];
     cm_judged j;
 } work;
@@ -116,7 +119,10 @@ static void work_free(work *k)
         clipmod_result_free(k->results[i]);
     for (size_t i = 0; k->labels && i < k->n_in; i++)
         free(k->labels[i]);
+    for (size_t i = 0; k->contexts && i < k->n_in; i++)
+        free(k->contexts[i]);
     free(k->labels);
+    free(k->contexts);
     free(k->results);
     free(k->inputs);
     free(k->io);
@@ -138,6 +144,11 @@ static void top_category(cm_image_out *io)
             io->category = c.id;
             io->score = c.score;
             io->threshold = c.threshold;
+            io->image_score = c.image_score;
+            io->context_score = c.context_score;
+            io->flagged_by = c.flagged_by;
+            io->context_prompt = c.context_prompt;
+            io->context_window = c.context_window;
             if (top)
                 break;
         }
@@ -163,6 +174,20 @@ static void judge_inside(const cmc_config *c, const cmm_walk *w, cm_inside *in)
     }
 }
 
+/*
+ * Bytes of text an image's context may have: the engine's max-context-bytes (it
+ * reads no more of an input's context), or none with `context: off`.
+ */
+static size_t context_bytes(const cmc_config *c)
+{
+    if (!c->context)
+        return 0;
+    for (size_t i = 0; i < c->n_settings; i++)
+        if (c->settings[i].s == CLIPMOD_MAX_CONTEXT_BYTES)
+            return (size_t)c->settings[i].value;
+    return (size_t)clipmod_setting_default(CLIPMOD_MAX_CONTEXT_BYTES);
+}
+
 /* Walk the MIME tree (unless the message is over its limit). -1: out of memory. */
 static int walk(work *k, const unsigned char *msg, size_t len, const cm_envelope *env)
 {
@@ -170,7 +195,8 @@ static int walk(work *k, const unsigned char *msg, size_t len, const cm_envelope
     cmm_limits lim = {.max_parts = c->limits.max_parts,
                       .max_depth = c->limits.max_depth,
                       .max_images = c->limits.max_images,
-                      .max_image_bytes = c->limits.max_image_bytes};
+                      .max_image_bytes = c->limits.max_image_bytes,
+                      .max_text_bytes = context_bytes(c)};
     if (env->over_limit) {
         snprintf(k->why, sizeof k->why, "message larger than %llu bytes",
                  (unsigned long long)c->limits.max_message_bytes);
@@ -184,6 +210,22 @@ static int walk(work *k, const unsigned char *msg, size_t len, const cm_envelope
     return 0;
 }
 
+/* Image `im` as the next input, labelled already, with its context. -1: out of memory. */
+static int add_input(work *k, const cmm_image *im)
+{
+    size_t i = k->n_in++, len; /* counted first: work_free frees its label */
+    clipmod_input *in = &k->inputs[i];
+    *in = (clipmod_input)CLIPMOD_INPUT_INIT;
+    in->data = im->data;
+    in->len = im->len;
+    in->name = k->labels[i];
+    if (cmm_text_context(&k->w.text, im->content_id, im->filename, &k->contexts[i], &len))
+        return -1;
+    in->context = k->contexts[i];
+    in->context_len = len;
+    return 0;
+}
+
 /* Each image either judged already (empty, refused by the walk) or made an input. */
 static int prepare_inputs(work *k)
 {
@@ -194,7 +236,8 @@ static int prepare_inputs(work *k)
     k->inputs = calloc(n, sizeof *k->inputs);
     k->results = calloc(n, sizeof *k->results);
     k->labels = calloc(n, sizeof *k->labels);
-    if (!k->io || !k->inputs || !k->results || !k->labels)
+    k->contexts = calloc(n, sizeof *k->contexts);
+    if (!k->io || !k->inputs || !k->results || !k->labels || !k->contexts)
         return -1;
     for (size_t i = 0; i < n; i++) {
         const cmm_image *im = &k->w.images[i];
@@ -213,14 +256,8 @@ static int prepare_inputs(work *k)
             continue;
         }
         cm_image_label(im, label, sizeof label);
-        k->labels[k->n_in] = strdup(label);
-        if (!k->labels[k->n_in])
+        if (!(k->labels[k->n_in] = strdup(label)) || add_input(k, im))
             return -1;
-        k->inputs[k->n_in].size = sizeof k->inputs[k->n_in];
-        k->inputs[k->n_in].data = im->data;
-        k->inputs[k->n_in].len = im->len;
-        k->inputs[k->n_in].name = k->labels[k->n_in];
-        k->n_in++;
     }
     return 0;
 }

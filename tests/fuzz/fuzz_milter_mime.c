@@ -1,6 +1,7 @@
 /*
  * fuzz_milter_mime.c - clipmod-milter's MIME walk over a raw message (plugins/milter:
- * prescan.c, then GMime checked against it, mime.c, htmlent.c, containers.c).
+ * prescan.c, then GMime checked against it, mime.c, htmlent.c, containers.c, and the
+ * text kept for the images' context: mailtext.c, html_text.c).
  *
  * The input is one message, walked twice: with the milter's default limits and with
  * tiny ones (so the limits themselves are reached often). Beyond memory safety the
@@ -10,7 +11,8 @@
  *   - an image with problem "ok" has its bytes, within max-image-bytes; any other
  *     has none; every image and container has a part label;
  *   - the pre-scan alone never lets through a message the walk then finds over the
- *     part or depth limits (the count before parsing is the bound on GMime's work).
+ *     part or depth limits (the count before parsing is the bound on GMime's work);
+ *   - every image's context is a string of its length within max_text_bytes.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +54,16 @@ static void walk(const uint8_t *data, size_t size, const cmm_limits *lim)
             else
                 check(!im->data);
         }
+        for (size_t i = 0; i < w.n_images; i++) {
+            char *ctx;
+            size_t len;
+            if (cmm_text_context(&w.text, w.images[i].content_id, w.images[i].filename, &ctx,
+                                 &len) == 0 &&
+                ctx) {
+                check(len <= lim->max_text_bytes && strlen(ctx) == len);
+                free(ctx);
+            }
+        }
         for (size_t i = 0; i < w.n_containers; i++)
             check(w.containers[i].part != NULL);
         /* Parts over the limit are found by the pre-scan, before GMime builds them. */
@@ -64,10 +76,16 @@ static void walk(const uint8_t *data, size_t size, const cmm_limits *lim)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const cmm_limits milter = {
-        .max_parts = 1000, .max_depth = 16, .max_images = 64, .max_image_bytes = 25 << 20};
-    static const cmm_limits tiny = {
-        .max_parts = 6, .max_depth = 2, .max_images = 2, .max_image_bytes = 64};
+    static const cmm_limits milter = {.max_parts = 1000,
+                                      .max_depth = 16,
+                                      .max_images = 64,
+                                      .max_image_bytes = 25 << 20,
+                                      .max_text_bytes = 16384};
+    static const cmm_limits tiny = {.max_parts = 6,
+                                    .max_depth = 2,
+                                    .max_images = 2,
+                                    .max_image_bytes = 64,
+                                    .max_text_bytes = 9};
     walk(data, size, &milter);
     walk(data, size, &tiny);
     return 0;

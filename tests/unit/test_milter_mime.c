@@ -903,6 +903,7 @@ static void config_defaults_and_relative_paths(void **state)
     /* Images inside archives and documents are reported, not refused, by default. */
     assert_int_equal(c->archives_with_images, CMC_INSIDE_ACCEPT);
     assert_int_equal(c->documents_with_images, CMC_INSIDE_ACCEPT);
+    assert_true(c->context); /* the mail's text is the images' context unless turned off */
     cmc_free(c);
     cmc_free(NULL);
 }
@@ -941,7 +942,8 @@ static void config_every_key(void **state)
                                              "  domains: [trusted.example]\n"
                                              "headers: {verdict: X-Image-Verdict, summary: none}\n"
                                              "archives-with-images: reject\n"
-                                             "documents-with-images: quarantine\n");
+                                             "documents-with-images: quarantine\n"
+                                             "context: off\n");
     cmc_config *c = NULL;
     char *problems = NULL;
     assert_int_equal(cmc_load(path, &c, &problems), 0);
@@ -977,6 +979,7 @@ static void config_every_key(void **state)
     assert_null(c->summary_header);
     assert_int_equal(c->archives_with_images, CMC_INSIDE_REJECT);
     assert_int_equal(c->documents_with_images, CMC_INSIDE_QUARANTINE);
+    assert_false(c->context);
     assert_string_equal(c->log.format, "json");
     assert_string_equal(c->log.target, "syslog");
     assert_string_equal(c->log.level, "debug");
@@ -1076,7 +1079,8 @@ static void config_problems_have_positions(void **state)
                                              "limits: {max-images: 10X}\n"
                                              "actions: {reject: accept, smile: reject}\n"
                                              "engine: {max-file-bytes: 5, max-colour: 3}\n"
-                                             "archives-with-images: maybe\n");
+                                             "archives-with-images: maybe\n"
+                                             "context: sometimes\n");
     cmc_config *c = NULL;
     char *problems = NULL;
     assert_int_not_equal(cmc_load(path, &c, &problems), 0);
@@ -1092,6 +1096,7 @@ static void config_problems_have_positions(void **state)
         "bad.yaml:8:10: engine.max-file-bytes: use limits.max-image-bytes",
         "bad.yaml:8:29: unknown key 'max-colour' in engine",
         "bad.yaml:9:23: archives-with-images must be accept, quarantine, tempfail or reject",
+        "bad.yaml:10:10: context must be true or false",
         "bad.yaml: policy is required",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
@@ -1129,6 +1134,135 @@ static void smtp_replies(void **state)
     assert_int_not_equal(cmc_parse_reply(NULL, &r), 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The text kept for the images' context (mailtext.h)                       */
+/* ------------------------------------------------------------------------ */
+
+static const cmm_limits context_limits = {.max_parts = 1000,
+                                          .max_depth = 20,
+                                          .max_images = 64,
+                                          .max_image_bytes = 1 << 20,
+                                          .max_text_bytes = 16384};
+
+/* The context of image `part` in *w, compared with `want` (NULL: none). */
+static void expect_context(const cmm_walk *w, const char *part, const char *want)
+{
+    const cmm_image *im = image_at(w, part);
+    char *ctx;
+    size_t len;
+    assert_int_equal(cmm_text_context(&w->text, im->content_id, im->filename, &ctx, &len), 0);
+    if (!want) {
+        assert_null(ctx);
+        return;
+    }
+    assert_non_null(ctx);
+    assert_int_equal(strlen(ctx), len);
+    assert_string_equal(ctx, want);
+    free(ctx);
+}
+
+/* alt, file name, Subject, then the text/plain part; white space runs made one. */
+static void context_of_clients_messages(void **state)
+{
+    cmm_walk w;
+    (void)state;
+    walk_fixture("applemail.eml", &context_limits, &w);
+    assert_string_equal(w.text.subject, "Look at this");
+    expect_context(&w, "2.2",
+                   "IMG_0042.jpeg\nIMG_0042.jpeg\nLook at this\n"
+                   "Look at this\xf0\x9f\x98\x80\nSent from my iPhone");
+    cmm_walk_free(&w);
+    /* Outlook: the <img> has no alt; the attachment is no <img> at all. */
+    walk_fixture("outlook.eml", &context_limits, &w);
+    expect_context(&w, "1.2",
+                   "image001.png\nScan of the contract\nHello Ben,\n"
+                   "Please find the scan attached.\nKind regards,\nCarla\n"
+                   "[cid:image001.png@01DB34FC.AB12CD30]");
+    assert_string_equal(image_at(&w, "1.2")->content_id, "image001.png@01DB34FC.AB12CD30");
+    expect_context(&w, "2",
+                   "Scan 2024-11-12.JPG\nScan of the contract\nHello Ben,\n"
+                   "Please find the scan attached.\nKind regards,\nCarla\n"
+                   "[cid:image001.png@01DB34FC.AB12CD30]");
+    cmm_walk_free(&w);
+    /* No context wanted: nothing kept. */
+    walk_fixture("outlook.eml", &default_limits, &w);
+    assert_null(w.text.subject);
+    expect_context(&w, "1.2", NULL);
+    cmm_walk_free(&w);
+}
+
+/* An HTML-only message in windows-1252 with an encoded Subject and a text attachment. */
+static const char html_only[] =
+    "From: x@example.org\nSubject: =?iso-8859-1?Q?Gr=FC=DFe?= from\n =?utf-8?B?w6k=?=\n"
+    "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n"
+    "--b\nContent-Type: text/plain; charset=us-ascii\n"
+    "Content-Disposition: attachment; filename=\"notes.txt\"\n\nan attached file\n"
+    "--b\nContent-Type: multipart/related; boundary=\"r\"\n\n"
+    "--r\nContent-Type: text/html; charset=windows-1252\n"
+    "Content-Transfer-Encoding: quoted-printable\n\n"
+    "<html><head><title>T</title><style>p {}</style></head><body><p>Caf=E9 &amp; a =\n"
+    "<b>pistol</b> =80 5</p><script>no()</script><img src=3D\"cid:pic@x\" alt=3D\"a =\n"
+    "dagger\" title=3D\"=E9t=E9\"><img src=3D\"cid:other@x\" alt=3D\"other\"></body></html>\n"
+    "--r\nContent-Type: image/png\nContent-ID: <pic@x>\nContent-Transfer-Encoding: base64\n\n"
+    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAHUlEQVR42mNkYGgQYGAgHrEwCDCQ\n"
+    "BEY1jGoYOhoAHgoCnoxpJwYAAAAASUVORK5CYII=\n"
+    "--r--\n--b--\n";
+
+static void context_of_html_in_another_charset(void **state)
+{
+    cmm_walk w;
+    (void)state;
+    assert_int_equal(cmm_walk_message(html_only, sizeof html_only - 1, &context_limits, &w), 0);
+    assert_false(w.failed);
+    assert_null(w.text.plain); /* an attachment is not the message's text */
+    expect_context(&w, "2.2",
+                   "a dagger\n\xc3\xa9t\xc3\xa9\nGr\xc3\xbc\xc3\x9f"
+                   "e from \xc3\xa9\nCaf\xc3\xa9 & a pistol \xe2\x82\xac 5");
+    cmm_walk_free(&w);
+}
+
+/* A 10 MB body, NUL bytes, invalid UTF-8: the text kept stays within its cap. */
+static void context_of_a_huge_hostile_body(void **state)
+{
+    static const char head[] = "From: x@example.org\nSubject: big\nMIME-Version: 1.0\n"
+                               "Content-Type: multipart/mixed; boundary=\"b\"\n\n"
+                               "--b\nContent-Type: text/plain; charset=utf-8\n\n";
+    static const char tail[] =
+        "\n--b\nContent-Type: image/png\n"
+        "Content-Transfer-Encoding: base64\n\n"
+        "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAHUlEQVR42mNkYGgQYGAgHrEwCDCQ\n"
+        "BEY1jGoYOhoAHgoCnoxpJwYAAAAASUVORK5CYII=\n--b--\n";
+    const cmm_limits lim = {.max_parts = 1000,
+                            .max_depth = 20,
+                            .max_images = 64,
+                            .max_image_bytes = 1 << 20,
+                            .max_text_bytes = 1000};
+    size_t body = 10 << 20, n = sizeof head - 1 + body + sizeof tail - 1, len;
+    char *msg = malloc(n), *ctx;
+    cmm_walk w;
+    (void)state;
+    assert_non_null(msg);
+    memcpy(msg, head, sizeof head - 1);
+    for (size_t i = 0; i < body; i++)
+        msg[sizeof head - 1 + i] = "a\0 \xff\n\xe2\x80\x8f"[i % 8];
+    memcpy(msg + sizeof head - 1 + body, tail, sizeof tail - 1);
+    assert_int_equal(cmm_walk_message(msg, n, &lim, &w), 0);
+    assert_false(w.failed);
+    assert_true(w.text.plain_len <= 1000);
+    assert_int_equal(cmm_text_context(&w.text, NULL, NULL, &ctx, &len), 0);
+    assert_non_null(ctx);
+    assert_true(len <= 1000 && len > 900);
+    /* White space and NUL runs one space (or line end); other bytes for the library. */
+    assert_memory_equal(ctx,
+                        "big\na \xff\n\xe2\x80\x8f"
+                        "a \xff\n",
+                        15);
+    assert_null(memchr(ctx, 0, len));
+    free(ctx);
+    cmm_walk_free(&w);
+    free(msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1161,6 +1295,9 @@ int main(void)
         cmocka_unit_test(conflicting_content_types_are_refused),
         cmocka_unit_test(prescan_agrees_with_the_walk),
         cmocka_unit_test(prescan_bounds_the_walk_when_gmime_loses_a_header),
+        cmocka_unit_test(context_of_clients_messages),
+        cmocka_unit_test(context_of_html_in_another_charset),
+        cmocka_unit_test(context_of_a_huge_hostile_body),
         cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(config_every_key, setup_tmp, teardown_tmp),
