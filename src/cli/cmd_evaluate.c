@@ -7,6 +7,7 @@
  * threshold and the suggested thresholds for the moderator's targets. Printing is
  * eval_print.c's; the metrics are metrics.c's. Scores are recomputed from the kept
  * cosines by the library (clipmod_engine_score_cosines), the scanner's own formula.
+ * Rows with text also get image+context numbers (eval_context.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,7 +33,9 @@ static const char usage_evaluate[] =
     "Measure a policy on a labelled set of images and suggest thresholds.\n"
     "LABELLED is a folder with one sub-folder per label (a category id of the policy,\n"
     "or 'clean' for images that must not be flagged), or a manifest named *.csv\n"
-    "(path,label,label...) or *.jsonl ({\"path\": ..., \"labels\": [...]}).\n"
+    "(path,label,label...) or *.jsonl ({\"path\": ..., \"labels\": [...]}). A manifest may\n"
+    "give each image the text that came with it (a CSV header's \"text\" column, a JSONL\n"
+    "\"text\"): categories with context: are then measured image-only and image+context.\n"
     "\n"
     "  -m, --model DIR       the model (default: $CLIPMOD_MODEL, else the installed one)\n"
     "      --merges FILE     tokenizer merges, if not in the model directory\n"
@@ -408,13 +411,18 @@ static int measure_category(evaluation *ev, size_t c)
 static int measure(evaluation *ev)
 {
     const double t0 = cm_now();
-    int rc = eval_score_all(ev);
-    for (size_t c = 0; !rc && c < ev->n_cats; c++) {
+    for (size_t c = 0; c < ev->n_cats; c++)
         if (clipmod_engine_category_info(ev->engine, c, &ev->cats[c].info))
             return -1;
+    int rc = eval_score_all(ev);
+    if (!rc)
+        rc = eval_context_verdicts(ev);
+    for (size_t c = 0; !rc && c < ev->n_cats; c++) {
         rc = measure_category(ev, c);
         if (!rc && ev->has_heads)
             rc = eval_heads_measure(ev, c);
+        if (!rc && ev->context && ev->cats[c].uses_context)
+            rc = eval_context_measure(ev, c);
     }
     ev->seconds_metrics = cm_now() - t0;
     return rc;
@@ -430,6 +438,9 @@ void eval_free(evaluation *ev)
         free(ev->images[i].prompt_scores);
         free(ev->images[i].head_scores);
         free(ev->images[i].trained);
+        free(ev->images[i].text_scores);
+        free(ev->images[i].ctx_scores);
+        free(ev->images[i].ctx_hits);
     }
     free(ev->images);
     for (size_t c = 0; ev->cats && c < ev->n_cats; c++)
@@ -453,7 +464,7 @@ static int run(evaluation *ev, const labelled_set *set, const clipmod_engine *ol
     for (size_t i = 0; i < set->n; i++)
         ev->images[i].item = &set->items[i];
     eval_heads_find(ev);
-    if (eval_embed_all(ev))
+    if (eval_embed_all(ev) || eval_context_texts(ev))
         return EXIT_ERROR;
     if (measure(ev) || (!ev->opts->no_attribution && eval_attribute(ev)) ||
         (old && eval_compare(ev, old))) {

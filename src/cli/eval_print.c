@@ -3,7 +3,9 @@
  *
  * Owns the two output forms of an evaluation (evaluate.h). The JSON schema is
  * documented in clipmod(1) and is what the HTML report and scripts read; an
- * undefined metric is null there and "n/a" in the table, never NaN.
+ * undefined metric is null there and "n/a" in the table, never NaN. With image+context
+ * (eval_context.c), a category using context gets a second row, "+context", and a
+ * "context" object beside its image-only numbers.
  */
 #include <jansson.h>
 #include <math.h>
@@ -134,9 +136,49 @@ static void print_unscanned(const evaluation *ev)
     }
 }
 
-void eval_print_table(const evaluation *ev)
+/* One row of the table: a category's numbers, image-only or image+context. */
+static void print_row(const char *name, const char *action, const eval_category *ec, double auc,
+                      double ap, const metrics_at *m)
 {
     char b[6][32];
+    printf("%-16s %-10s %5zu %6zu %7s %6s %9s %5zu %5zu %5zu %6zu %9s %6s %6s\n", name, action,
+           ec->positives, ec->negatives, eval_fmt(auc, b[0], 32), eval_fmt(ap, b[1], 32),
+           eval_fmt_threshold(ec->info.threshold, b[2], 32), m->tp, m->fp, m->fn, m->tn,
+           eval_fmt(m->precision, b[3], 32), eval_fmt(m->recall, b[4], 32),
+           eval_fmt(m->fpr, b[5], 32));
+}
+
+/* "a -> b" for one metric, image-only then image+context. */
+static void print_pair(const char *what, double a, double b)
+{
+    char x[32], y[32];
+    printf(", %s %s -> %s", what, eval_fmt(a, x, sizeof x), eval_fmt(b, y, sizeof y));
+}
+
+/* Image-only against image+context, one line per category using context. */
+static void print_context(const evaluation *ev)
+{
+    if (!ev->context)
+        return;
+    printf("\nimage-only -> image+context (%zu of %zu scanned images have text):\n", ev->n_text,
+           ev->n_scanned);
+    for (size_t c = 0; c < ev->n_cats; c++) {
+        const eval_category *ec = &ev->cats[c];
+        const metrics_at *a = &ec->current, *b = &ec->ctx_current;
+        if (!ec->uses_context)
+            continue;
+        printf("  %-14s flagged %zu -> %zu", ec->info.id, a->tp + a->fp, b->tp + b->fp);
+        print_pair("recall", a->recall, b->recall);
+        print_pair("precision", a->precision, b->precision);
+        print_pair("FPR", a->fpr, b->fpr);
+        print_pair("F1", a->f1, b->f1);
+        print_pair("ROC AUC", ec->auc, ec->ctx_auc);
+        putchar('\n');
+    }
+}
+
+void eval_print_table(const evaluation *ev)
+{
     printf("%s on %s: %zu images, %zu scanned, %zu not scanned\n", ev->opts->policy,
            ev->opts->labelled, ev->n_images, ev->n_scanned, ev->n_images - ev->n_scanned);
     for (size_t i = 0; i < ev->opts->n_sets; i++)
@@ -146,16 +188,14 @@ void eval_print_table(const evaluation *ev)
            "recall", "FPR");
     for (size_t c = 0; c < ev->n_cats; c++) {
         const eval_category *ec = &ev->cats[c];
-        const metrics_at *m = &ec->current;
-        printf("%-16s %-10s %5zu %6zu %7s %6s %9s %5zu %5zu %5zu %6zu %9s %6s %6s\n", ec->info.id,
-               clipmod_action_name(ec->info.action), ec->positives, ec->negatives,
-               eval_fmt(ec->auc, b[0], 32), eval_fmt(ec->ap, b[1], 32),
-               eval_fmt_threshold(ec->info.threshold, b[2], 32), m->tp, m->fp, m->fn, m->tn,
-               eval_fmt(m->precision, b[3], 32), eval_fmt(m->recall, b[4], 32),
-               eval_fmt(m->fpr, b[5], 32));
+        print_row(ec->info.id, clipmod_action_name(ec->info.action), ec, ec->auc, ec->ap,
+                  &ec->current);
+        if (ev->context && ec->uses_context)
+            print_row("  +context", "", ec, ec->ctx_auc, ec->ctx_ap, &ec->ctx_current);
         print_suggestions(ec);
         print_attribution(ev, ec);
     }
+    print_context(ev);
     eval_heads_print(ev);
     print_changes(ev);
     print_unscanned(ev);
@@ -193,6 +233,21 @@ static json_t *suggestion_json(const suggestion *s)
     return o;
 }
 
+/* One side of a category's context comparison. */
+static json_t *side_json(double auc, double ap, const metrics_at *m)
+{
+    return json_pack("{s:o, s:o, s:I, s:o}", "roc_auc", num(auc), "average_precision", num(ap),
+                     "flagged", (json_int_t)(m->tp + m->fp), "current", metrics_json(m));
+}
+
+/* A category using context: its image-only and image+context numbers side by side. */
+static json_t *category_context_json(const evaluation *ev, const eval_category *ec)
+{
+    return json_pack("{s:I, s:o, s:o}", "rows_with_text", (json_int_t)ev->n_text, "image_only",
+                     side_json(ec->auc, ec->ap, &ec->current), "image_context",
+                     side_json(ec->ctx_auc, ec->ctx_ap, &ec->ctx_current));
+}
+
 static json_t *category_json(const evaluation *ev, const eval_category *ec)
 {
     json_t *sugg = json_array();
@@ -219,7 +274,29 @@ static json_t *category_json(const evaluation *ev, const eval_category *ec)
     json_t *head = eval_heads_json(&ec->head);
     if (head)
         json_object_set_new(o, "head", head);
+    if (ev->context && ec->uses_context)
+        json_object_set_new(o, "context", category_context_json(ev, ec));
     return o;
+}
+
+/* An image's verdict with its text (a row without text: as image-only). */
+static json_t *image_context_json(const evaluation *ev, const eval_image *im)
+{
+    json_t *scores = json_object(), *flagged = json_array();
+    json_t *text = im->text_scores ? json_object() : json_null();
+    for (size_t c = 0; c < ev->n_cats; c++) {
+        const char *id = ev->cats[c].info.id;
+        json_object_set_new(scores, id, json_real(im->ctx_scores[c]));
+        if (im->ctx_hits[c])
+            json_array_append_new(flagged, json_string(id));
+        if (im->text_scores && ev->cats[c].uses_context)
+            json_object_set_new(text, id, json_real(im->text_scores[c]));
+    }
+    return json_pack("{s:I, s:o, s:o, s:o, s:s, s:s, s:o}", "text_bytes",
+                     (json_int_t)im->item->text_len, "text_scores", text, "scores", scores,
+                     "flagged", flagged, "state", clipmod_state_name(im->ctx_state), "action",
+                     clipmod_action_name(im->ctx_action), "category",
+                     im->ctx_top >= 0 ? json_string(ev->cats[im->ctx_top].info.id) : json_null());
 }
 
 static json_t *image_json(const evaluation *ev, const eval_image *im)
@@ -245,6 +322,8 @@ static json_t *image_json(const evaluation *ev, const eval_image *im)
     json_object_set_new(o, "category",
                         im->top >= 0 ? json_string(ev->cats[im->top].info.id) : json_null());
     json_object_set_new(o, "scores", scores);
+    if (ev->context)
+        json_object_set_new(o, "context", image_context_json(ev, im));
     return o;
 }
 
@@ -277,6 +356,16 @@ static json_t *compare_json(const evaluation *ev)
                      (json_int_t)ev->n_changed, "changes", changes);
 }
 
+/* The evaluation's context: rows with text and the categories using it. */
+static json_t *context_json(const evaluation *ev)
+{
+    json_t *ids = json_array();
+    for (size_t c = 0; c < ev->n_cats; c++)
+        if (ev->cats[c].uses_context)
+            json_array_append_new(ids, json_string(ev->cats[c].info.id));
+    return json_pack("{s:I, s:o}", "rows_with_text", (json_int_t)ev->n_text, "categories", ids);
+}
+
 int eval_print_json(const evaluation *ev)
 {
     json_t *cats = json_array(), *images = json_array();
@@ -292,6 +381,11 @@ int eval_print_json(const evaluation *ev)
         (json_int_t)ev->n_scanned, "unscanned", (json_int_t)(ev->n_images - ev->n_scanned),
         "categories", cats, "results", images, "seconds", "embed", ev->seconds_embed, "metrics",
         ev->seconds_metrics, "attribution", ev->seconds_attribution);
+    if (root && ev->context)
+        json_object_set_new(root, "context", context_json(ev));
+    if (root)
+        json_object_set_new(json_object_get(root, "seconds"), "context",
+                            json_real(ev->seconds_context));
     if (!root)
         return -1;
     json_t *sets = json_array();

@@ -5,7 +5,8 @@
  * computes an `evaluation`; eval_print.c writes it as a table or as JSON (the schema
  * is in clipmod(1)). Scores are always recomputed from the cosines kept per image,
  * with the library's formula, so every variant (prompt attribution, what-if) costs no
- * image-tower pass.
+ * image-tower pass. When rows of a manifest have text and categories of the policy
+ * use `context:`, eval_context.c adds image+context numbers beside the image-only ones.
  */
 #ifndef CLIPMOD_CLI_EVALUATE_H
 #define CLIPMOD_CLI_EVALUATE_H
@@ -47,7 +48,15 @@ typedef struct eval_image {
                                             trained its head */
     clipmod_state state;                 /* the verdict under the evaluated policy */
     clipmod_action action;
-    long top; /* deciding category or -1 */
+    long top;                /* deciding category or -1 */
+    double *text_scores;     /* the row's text's score per category (-1: the category does not
+                                use context); NULL: no text (eval_context.c) */
+    double *ctx_scores;      /* with image+context: every category's score after the text
+                                (the image's own for a row without text) */
+    unsigned char *ctx_hits; /* with image+context: per category, flagged after the text */
+    clipmod_state ctx_state; /* with image+context: the verdict with the text */
+    clipmod_action ctx_action;
+    long ctx_top;
 } eval_image;
 
 /* What leaving one prompt out does to one category. */
@@ -75,6 +84,9 @@ typedef struct eval_category {
     eval_attribution *attrib; /* one per candidate prompt */
     size_t n_attrib;
     eval_head head;
+    int uses_context;       /* a row's text scored for it: the category has `context:` */
+    double ctx_auc, ctx_ap; /* on the image+context scores; NAN when undefined */
+    metrics_at ctx_current; /* image+context flags (context may flag under threshold) */
 } eval_category;
 
 /* One verdict, as --compare compares them. */
@@ -106,6 +118,9 @@ typedef struct evaluation {
     size_t n_changes, n_changed;
     int keep_emb;  /* keep every image's embeddings (clipmod head train, heads) */
     int has_heads; /* some category of the policy has a learned head */
+    int context;   /* image+context numbers: a row has text and a category uses context */
+    size_t n_text; /* scanned images whose row has text */
+    double seconds_context;
 } evaluation;
 
 /*
@@ -134,6 +149,16 @@ int eval_embed_all(evaluation *ev);
 int eval_score_all(evaluation *ev);
 /* Free what an evaluation holds (not the set, engine or model). */
 void eval_free(evaluation *ev);
+
+/*
+ * Image+context (eval_context.c). eval_context_texts scores every scanned row's text
+ * with the text tower (each distinct text once; errors printed) and sets ev->context;
+ * eval_context_verdicts, after eval_score_all, gives every scanned image its scores
+ * and verdict with its text; eval_context_measure category c's numbers on them.
+ */
+int eval_context_texts(evaluation *ev);
+int eval_context_verdicts(evaluation *ev);
+int eval_context_measure(evaluation *ev, size_t c);
 
 /* Prompt attribution (eval_attrib.c): every category's AUC without each prompt. */
 int eval_attribute(evaluation *ev);

@@ -3,7 +3,9 @@
  *
  * Owns the parsing of both forms and the check of every label name against the
  * policy (labelled.h). Folders are walked in sorted order so every report lists
- * images in the same order on every machine.
+ * images in the same order on every machine. A manifest may give each image the text
+ * that came with it (a CSV column headed "text", a JSONL "text" member): it is kept
+ * as bytes, never interpreted here; the library cleans and caps it when it scores it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -73,6 +75,17 @@ static int add_name(labelled_item *it, const char *name, size_t len)
     if (!(it->names[it->n_names] = dup_n(name, len)))
         return -1;
     it->n_names++;
+    return 0;
+}
+
+/* Keep `len` bytes of text for the item; an empty text is no text. */
+static int set_text(labelled_item *it, const char *s, size_t len)
+{
+    if (!len)
+        return 0;
+    if (!(it->text = dup_n(s, len)))
+        return -1;
+    it->text_len = len;
     return 0;
 }
 
@@ -196,7 +209,20 @@ static char *trim(char *s)
     return s;
 }
 
-static int csv_line(labelled_set *set, const char *manifest, char *line, const char *origin)
+/* The column a CSV header names "text" (0 when none: column 0 is the path). */
+static size_t header_text_column(char *header)
+{
+    char *f[256];
+    const size_t n = csv_fields(header, f, 256);
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(trim(f[i]), "text"))
+            return i;
+    return 0;
+}
+
+/* One CSV entry: the path, its labels, and column `text_col` (when not 0) its text. */
+static int csv_line(labelled_set *set, const char *manifest, char *line, const char *origin,
+                    size_t text_col)
 {
     char *f[256];
     size_t n = csv_fields(line, f, 256);
@@ -209,6 +235,11 @@ static int csv_line(labelled_set *set, const char *manifest, char *line, const c
     if (!it || !it->path)
         return -1;
     for (size_t i = 1; i < n; i++) {
+        if (i == text_col) {
+            if (set_text(it, f[i], strlen(f[i])))
+                return -1;
+            continue;
+        }
         char *label = trim(f[i]);
         if (*label && add_name(it, label, strlen(label)))
             return -1;
@@ -216,28 +247,43 @@ static int csv_line(labelled_set *set, const char *manifest, char *line, const c
     return 0;
 }
 
+/* The optional "text" string of a JSONL entry (null: none); 0, or -1 (printed). */
+static int jsonl_text(labelled_item *it, const json_t *o, const char *origin)
+{
+    const json_t *t = json_object_get(o, "text");
+    if (!t || json_is_null(t))
+        return 0;
+    if (!json_is_string(t)) {
+        fprintf(stderr, "clipmod: %s: \"text\" must be a string\n", origin);
+        return -1;
+    }
+    return set_text(it, json_string_value(t), json_string_length(t));
+}
+
 static int jsonl_line(labelled_set *set, const char *manifest, const char *line, const char *origin)
 {
     json_error_t jerr;
-    json_t *o = json_loads(line, 0, &jerr), *labels = json_object_get(o, "labels"), *v;
+    /* NULs are allowed for the text (any bytes); a path or label must not hold one. */
+    json_t *o = json_loads(line, JSON_ALLOW_NUL, &jerr), *labels = json_object_get(o, "labels"), *v;
     const char *path = json_string_value(json_object_get(o, "path"));
     size_t i;
     int rc = -1;
     if (!o)
         fprintf(stderr, "clipmod: %s: not JSON: %s\n", origin, jerr.text);
-    else if (!path || !*path)
-        fprintf(stderr, "clipmod: %s: no \"path\" string\n", origin);
+    else if (!path || !*path || strlen(path) != json_string_length(json_object_get(o, "path")))
+        fprintf(stderr, "clipmod: %s: no \"path\" string (without NUL)\n", origin);
     else if (labels && !json_is_array(labels))
         fprintf(stderr, "clipmod: %s: \"labels\" must be an array of strings\n", origin);
     else
         rc = 0;
     labelled_item *it = rc ? NULL : add_item(set, entry_path(manifest, path, strlen(path)), origin);
-    if (!rc && (!it || !it->path))
+    if (!rc && (!it || !it->path || jsonl_text(it, o, origin)))
         rc = -1;
     json_array_foreach(rc ? NULL : labels, i, v)
     {
-        if (!json_is_string(v)) {
-            fprintf(stderr, "clipmod: %s: label %zu is not a string\n", origin, i + 1);
+        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+            fprintf(stderr, "clipmod: %s: label %zu is not a string (without NUL)\n", origin,
+                    i + 1);
             rc = -1;
         } else if (add_name(it, json_string_value(v), json_string_length(v))) {
             rc = -1;
@@ -253,7 +299,8 @@ static int read_manifest(const char *path, labelled_set *set, int jsonl)
 {
     FILE *f = fopen(path, "r");
     char *line = malloc(LABELLED_MAX_LINE + 2), origin[4200];
-    int rc = 0, lineno = 0;
+    int rc = 0, lineno = 0, seen = 0;
+    size_t text_col = 0;
     if (!f || !line) {
         fprintf(stderr, "clipmod: %s: %s\n", path, f ? "out of memory" : strerror(errno));
         if (f)
@@ -273,10 +320,17 @@ static int read_manifest(const char *path, labelled_set *set, int jsonl)
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
         char *t = trim(line);
-        if (!*t || *t == '#' || (!jsonl && lineno == 1 && !strncmp(t, "path,", 5)) ||
-            (!jsonl && lineno == 1 && !strcmp(t, "path")))
+        if (!*t || *t == '#')
             continue;
-        if ((jsonl ? jsonl_line(set, path, t, origin) : csv_line(set, path, t, origin)))
+        /* A CSV header is the first line that is not blank or a comment. */
+        const int first = !seen++;
+        if (!jsonl && first && !strncmp(t, "path,", 5)) {
+            text_col = header_text_column(t);
+            continue;
+        }
+        if (!jsonl && first && !strcmp(t, "path"))
+            continue;
+        if ((jsonl ? jsonl_line(set, path, t, origin) : csv_line(set, path, t, origin, text_col)))
             rc = -1; /* keep going: every bad line is reported */
     }
     fclose(f);
@@ -362,6 +416,7 @@ void labelled_free(labelled_set *set)
         free(it->names);
         free(it->path);
         free(it->origin);
+        free(it->text);
         free(it->labels);
     }
     free(set->items);

@@ -6,12 +6,13 @@
  *    and folders whose names start with '.' are skipped), where a label is a category
  *    id of the policy or "clean" (images that must not be flagged);
  *  - a manifest, a file named *.csv (path, then zero or more labels, one per field;
- *    a first line starting with "path," is a header) or *.jsonl (one object per line:
- *    {"path": "...", "labels": ["...", ...]}). Paths are relative to the manifest's
- *    folder; an image with no labels, or only "clean", is clean.
- * Reading only collects paths and label names, each with where it came from (the
- * folder or "manifest:line"); labelled_resolve() then checks every name against the
- * policy's categories, so all wrong names are reported at once, with "did you mean".
+ *    a first line (after blank and # lines) starting with "path," is a header, and its field named
+ * "text", if any, marks the column of the text that came with the image) or *.jsonl (one object per
+ * line: {"path": "...", "labels": ["...", ...], "text": "..."}, "text" optional). Paths are
+ * relative to the manifest's folder; an image with no labels, or only "clean", is clean. An empty
+ * text is no text; a folder has none. Reading only collects paths and label names, each with where
+ * it came from (the folder or "manifest:line"); labelled_resolve() then checks every name against
+ * the policy's categories, so all wrong names are reported at once, with "did you mean".
  */
 #ifndef CLIPMOD_CLI_LABELLED_H
 #define CLIPMOD_CLI_LABELLED_H
@@ -29,6 +30,8 @@ typedef struct labelled_item {
     char **names; /* label names as written */
     size_t n_names;
     char *origin;          /* "DIR/weapons" or "set.csv:12": where the labels were given */
+    char *text;            /* the text that came with the image (any bytes), or NULL */
+    size_t text_len;       /* bytes at `text` (it may hold NULs); 0 when NULL */
     unsigned char *labels; /* after resolve: one flag per category of the policy */
 } labelled_item;
 

@@ -144,6 +144,20 @@ void metrics_at_threshold(const double *scores, const unsigned char *pos, size_t
     rates(out);
 }
 
+void metrics_at_flags(const unsigned char *flagged, const unsigned char *pos, size_t n, double t,
+                      metrics_at *out)
+{
+    memset(out, 0, sizeof *out);
+    out->threshold = t;
+    for (size_t i = 0; i < n; i++) {
+        if (pos[i])
+            flagged[i] ? out->tp++ : out->fn++;
+        else
+            flagged[i] ? out->fp++ : out->tn++;
+    }
+    rates(out);
+}
+
 double metrics_short_threshold(double lo, double hi)
 {
     if (hi > 1.0)

@@ -68,6 +68,13 @@ void metrics_at_threshold(const double *scores, const unsigned char *pos, size_t
                           metrics_at *out);
 
 /*
+ * Counts and rates when the images with `flagged` non-zero are flagged, whatever
+ * their scores (context can flag below the threshold); `t` is only recorded.
+ */
+void metrics_at_flags(const unsigned char *flagged, const unsigned char *pos, size_t n, double t,
+                      metrics_at *out);
+
+/*
  * The threshold that best meets `goal` on the set: every distinct score is a
  * candidate cut (and flagging nothing), and the threshold written is the shortest
  * decimal (at most 6 places) between the cut's score and the next lower one, so it
