@@ -62,8 +62,10 @@ static int score_group(evaluation *ev, const text_row *v, size_t from, size_t to
     const size_t nc = ev->n_cats ? ev->n_cats : 1;
     for (size_t k = from; k < to; k++) {
         eval_image *im = &ev->images[v[k].image];
-        if (!(im->text_scores = malloc(nc * sizeof *im->text_scores)))
+        if (!(im->text_scores = malloc(nc * sizeof *im->text_scores))) {
+            fprintf(stderr, "clipmod: out of memory\n");
             return -1;
+        }
     }
     double *first = ev->images[v[from].image].text_scores;
     const clipmod_error err =
@@ -120,7 +122,7 @@ int eval_context_texts(evaluation *ev)
     return rc;
 }
 
-/* Image i's verdict with its text; category c's flag when the others cannot flag. */
+/* Whether category c alone flags `im` with its text: a verdict where no other can. */
 static int alone_hit(const evaluation *ev, const eval_image *im, size_t c, double *s, double *t)
 {
     clipmod_state state;
