@@ -860,12 +860,22 @@ typedef struct url_body {
     json_t *one, *many; /* borrowed from the document */
     const char *text;   /* "text": the context of every URL, or NULL */
     size_t n;
+    char why[160]; /* a refusal that names a number */
 } url_body;
 
-/* 1 if `text` (NULL: none) is more context than clipmodd holds (with context on). */
-static int text_too_large(const char *text)
+/*
+ * 1 if `text` (NULL: none) is more context than clipmodd holds (with context on),
+ * with the refusal naming `what` and the cap in u->why, pointed to by *bad.
+ */
+static int text_too_large(url_body *u, const char *text, const char *what, const char **bad)
 {
-    return H.c->context_enabled && text && strlen(text) > H.ctx_cap;
+    if (!H.c->context_enabled || !text || strlen(text) <= H.ctx_cap)
+        return 0;
+    snprintf(u->why, sizeof u->why,
+             "%s is larger than %zu bytes (%d times the engine's max-context-bytes)", what,
+             H.ctx_cap, CONTEXT_CAP_FACTOR);
+    *bad = u->why;
+    return 1;
 }
 
 /* Check each entry of a scan-url body: 0, or a status with `bad` set. */
@@ -880,10 +890,8 @@ static int read_url_entries(url_body *u, const char **bad)
                    "\"...\"}";
             return 400;
         }
-        if (text_too_large(text)) {
-            *bad = "a URL's \"text\" is larger than 4 times the engine's max-context-bytes";
+        if (text_too_large(u, text, "a URL's \"text\"", bad))
             return 413;
-        }
     }
     return 0;
 }
@@ -908,10 +916,8 @@ static int read_url_body(json_t *root, url_body *u, const char **bad)
         *bad = "more URLs than http.max-files";
         return 413;
     }
-    if (text_too_large(u->text)) {
-        *bad = "\"text\" is larger than 4 times the engine's max-context-bytes";
+    if (text_too_large(u, u->text, "\"text\"", bad))
         return 413;
-    }
     return read_url_entries(u, bad);
 }
 
