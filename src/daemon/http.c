@@ -16,6 +16,11 @@
  * listed (http.text-fields): a part whose file name is spelled in a way some
  * reader does not know (filename*=, RFC 5987) must not pass unscanned.
  *
+ * Context (clipmodd(8) CONTEXT): the text of the form's http.context-fields and the
+ * percent-encoded X-Clipmod-Context header (decoded in context.c) follow each
+ * image's own file name into its context; scan-url takes a "text" and per-URL
+ * texts. Each source is held only up to config_context_cap() bytes (413 past it).
+ *
  * Threads: one libmicrohttpd polling thread reads requests and writes answers and
  * never waits for a scan. A request that needs one is suspended
  * (MHD_suspend_connection) while its job waits in the batcher; the job's notify
