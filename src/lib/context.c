@@ -187,20 +187,45 @@ static clipmod_error add_window(cm_ctx_text *t, size_t start, size_t len, size_t
     return CLIPMOD_OK;
 }
 
-/*
- * A word longer than a window (a URL, a run without spaces) is cut into pieces of
- * about one window's tokens each, at UTF-8 boundaries.
- */
-static clipmod_error long_word(cm_ctx_text *t, size_t start, size_t len, size_t tokens,
-                               size_t max_windows)
+/* The end of the longest piece of [at, end) from `at` that fits one window. */
+static size_t piece_end(const cm_tokenizer *tok, const char *text, size_t at, size_t end,
+                        int32_t **ids, size_t *cap)
 {
-    const size_t pieces = (tokens + CM_CTX_WINDOW_TOKENS - 1) / CM_CTX_WINDOW_TOKENS;
-    size_t at = start;
+    /* A token covers a few bytes: 32 per token is far past any BPE vocabulary's. */
+    size_t lo = at + 1,
+           hi = end - at > 32 * CM_CTX_WINDOW_TOKENS ? at + 32 * CM_CTX_WINDOW_TOKENS : end;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo + 1) / 2, n;
+        while (mid > lo && ((unsigned char)text[mid] & 0xc0) == 0x80)
+            mid--;
+        n = word_tokens(tok, text + at, mid - at, ids, cap);
+        if (n == (size_t)-1)
+            return 0;
+        if (n <= CM_CTX_WINDOW_TOKENS && mid > lo)
+            lo = mid;
+        else if (n <= CM_CTX_WINDOW_TOKENS)
+            break;
+        else
+            hi = mid - 1;
+    }
+    while (lo < end && ((unsigned char)text[lo] & 0xc0) == 0x80)
+        lo++; /* never inside a character: one character is one window at worst */
+    return lo;
+}
+
+/*
+ * A word longer than a window (a URL, a run without spaces) is cut into the longest
+ * pieces that fit, at UTF-8 boundaries: BPE on a piece may make more tokens than the
+ * piece had inside the word, so each cut is measured, not estimated.
+ */
+static clipmod_error long_word(const cm_tokenizer *tok, cm_ctx_text *t, size_t start, size_t len,
+                               size_t max_windows, int32_t **ids, size_t *cap)
+{
     const size_t end = start + len;
-    for (size_t p = 1; p <= pieces && at < end; p++) {
-        size_t to = p == pieces ? end : start + len * p / pieces;
-        while (to < end && ((unsigned char)t->text[to] & 0xc0) == 0x80)
-            to++;
+    for (size_t at = start; at < end;) {
+        const size_t to = piece_end(tok, t->text, at, end, ids, cap);
+        if (!to)
+            return CLIPMOD_E_NOMEM;
         clipmod_error rc = add_window(t, at, to - at, max_windows);
         if (rc)
             return rc;
@@ -228,7 +253,7 @@ static clipmod_error make_windows(const cm_tokenizer *tok, cm_ctx_text *t, size_
             win_tokens = 0;
         }
         if (!rc && n > CM_CTX_WINDOW_TOKENS) {
-            rc = long_word(t, i, end - i, n, max_windows);
+            rc = long_word(tok, t, i, end - i, max_windows, &ids, &cap);
         } else if (!rc) {
             if (!win_tokens)
                 win_start = i;

@@ -604,13 +604,13 @@ static void token_check_reports_position_and_template(void **state)
 
 static void unknown_keys_suggest(void **state)
 {
-    expect_invalid(
-        "unknown_key.yaml",
-        "$D/unknown_key.yaml:6:5: unknown key 'thresold' in a category (did you mean "
-        "'threshold'?); allowed: id, description, prompts, contrast, threshold, "
-        "action, message, disable, head, score, context\n"
-        "$D/unknown_key.yaml:9:5: unknown key 'colour' in a category; allowed: id, "
-        "description, prompts, contrast, threshold, action, message, disable, head, score, context\n");
+    expect_invalid("unknown_key.yaml",
+                   "$D/unknown_key.yaml:6:5: unknown key 'thresold' in a category (did you mean "
+                   "'threshold'?); allowed: id, description, prompts, contrast, threshold, "
+                   "action, message, disable, head, score, context\n"
+                   "$D/unknown_key.yaml:9:5: unknown key 'colour' in a category; allowed: id, "
+                   "description, prompts, contrast, threshold, action, message, disable, head, "
+                   "score, context\n");
 }
 
 static void duplicate_keys(void **state)
