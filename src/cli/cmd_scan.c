@@ -995,6 +995,19 @@ static const char *reason_text(const clipmod_result *r)
     return text;
 }
 
+/* Why a category flagged: its score, and what the text that came with it did. */
+static void print_why(FILE *f, const clipmod_category_score *c)
+{
+    const char *by = c->flagged_by ? c->flagged_by : "image";
+    if (!strcmp(by, "context"))
+        fprintf(f, " (text score %.2f: the text alone)", c->context_score);
+    else if (!strcmp(by, "image+context"))
+        fprintf(f, " (score %.2f >= %.2f: image %.2f raised by the text, %.2f)", c->score,
+                c->threshold, c->image_score, c->context_score);
+    else
+        fprintf(f, " (score %.2f >= %.2f)", c->score, c->threshold);
+}
+
 static void print_flagged(FILE *f, const clipmod_result *r)
 {
     const char *top = clipmod_result_top_category(r);
@@ -1011,7 +1024,8 @@ static void print_flagged(FILE *f, const clipmod_result *r)
             int is_top = top && !strcmp(c.id, top);
             if (is_top != (pass == 0))
                 continue;
-            fprintf(f, "%s %s (score %.2f >= %.2f)", listed ? "," : "", c.id, c.score, c.threshold);
+            fprintf(f, "%s %s", listed ? "," : "", c.id);
+            print_why(f, &c);
             listed++;
         }
     }
@@ -1035,12 +1049,20 @@ static void print_explain(const clipmod_result *r)
             continue;
         /* The sign says whether the score reached the threshold (a hit), even for a
          * watched "allow" category, which hits without flagging. */
-        const int hit = c.score >= c.threshold;
+        const int hit = c.margin >= 0;
         printf("    %-16s score %.3f %s %.3f (%+.3f)  cosine %.3f  %s%s\n", c.id, c.score,
                hit ? ">=" : "< ", c.threshold, c.margin, c.cosine, clipmod_action_name(c.action),
                c.flagged ? "  FLAGGED"
                : hit     ? "  hit (watched)"
                          : "");
+        if (c.context_score >= 0) {
+            printf("        text %.3f (window \"", c.context_score);
+            put_name(stdout, c.context_window ? c.context_window : "");
+            printf("\", nearest \"");
+            put_name(stdout, c.context_prompt ? c.context_prompt : "");
+            printf("\"); image score %.3f%s%s\n", c.image_score,
+                   c.flagged_by ? ", flagged by " : "", c.flagged_by ? c.flagged_by : "");
+        }
         json_t *prompts = json_object_get(json_array_get(cats, i), "top_prompts");
         size_t k;
         json_t *p;

@@ -76,6 +76,13 @@ static int invisible(long cp)
            cp == 0x061c || cp == 0x180e || cp == 0x00ad;
 }
 
+/* Line breaks separate pieces of context (a file name, a caption): see make_windows. */
+static int is_line_break(long cp)
+{
+    return cp == '\n' || cp == '\r' || cp == '\v' || cp == '\f' || cp == 0x85 || cp == 0x2028 ||
+           cp == 0x2029;
+}
+
 static int is_space(long cp)
 {
     return cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r' || cp == '\f' || cp == '\v' ||
@@ -112,39 +119,42 @@ clipmod_error cm_ctx_clean(const char *in, size_t len, size_t max_bytes, char **
     if (!o)
         return CLIPMOD_E_NOMEM;
     size_t k = 0;
-    int space = 1, bad_run = 0; /* space: the last character out was a space (or none) */
+    int bad_run = 0;
+    char sep = 0; /* white space seen since the last character out: ' ' or '\n' */
     for (size_t i = 0; i < n;) {
         size_t used;
         long cp = decode_utf8(s + i, n - i, &used);
         i += used;
-        if (cp < 0) {
-            *cleaned |= CLIPMOD_CONTEXT_INVALID_UTF8;
-            if (!bad_run)
-                k += encode_utf8(0xfffd, o + k);
-            bad_run = 1;
-            space = 0;
+        if (cp >= 0 && is_space(cp)) {
+            sep = is_line_break(cp) || sep == '\n' ? '\n' : ' ';
+            bad_run = 0;
             continue;
         }
-        bad_run = 0;
-        if (invisible(cp)) {
+        /* Dropped characters are not there at all; controls count as white space. */
+        if (cp >= 0 && invisible(cp)) {
             *cleaned |= CLIPMOD_CONTEXT_INVISIBLE;
             continue;
         }
-        if ((cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) && !is_space(cp)) {
+        if (cp >= 0 && (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))) {
             *cleaned |= CLIPMOD_CONTEXT_CONTROL;
-            cp = ' ';
-        }
-        if (is_space(cp)) {
-            if (!space)
-                o[k++] = ' ';
-            space = 1;
+            sep = sep ? sep : ' ';
+            bad_run = 0;
             continue;
         }
+        if (sep && k)
+            o[k++] = sep;
+        if (cp < 0) {
+            *cleaned |= CLIPMOD_CONTEXT_INVALID_UTF8;
+            if (!bad_run || sep)
+                k += encode_utf8(0xfffd, o + k);
+            bad_run = 1;
+            sep = 0;
+            continue;
+        }
+        sep = 0;
+        bad_run = 0;
         k += encode_utf8(cp, o + k);
-        space = 0;
     }
-    if (k && o[k - 1] == ' ')
-        k--;
     o[k] = '\0';
     *out = o;
     *out_len = k;
@@ -234,15 +244,27 @@ static clipmod_error long_word(const cm_tokenizer *tok, cm_ctx_text *t, size_t s
     return CLIPMOD_OK;
 }
 
-/* Cut t->text into windows of at most CM_CTX_WINDOW_TOKENS tokens at spaces. */
+/* The first space or line break in text[i, len), or len. */
+static size_t next_sep(const char *text, size_t i, size_t len)
+{
+    while (i < len && text[i] != ' ' && text[i] != '\n')
+        i++;
+    return i;
+}
+
+/*
+ * Cut t->text into windows of at most CM_CTX_WINDOW_TOKENS tokens at spaces. A line
+ * break ends a window: programs put each piece of context (the file name, the alt
+ * text, the subject, the body) on its own line, so that a camera's file name does
+ * not dilute a caption's words in one embedding.
+ */
 static clipmod_error make_windows(const cm_tokenizer *tok, cm_ctx_text *t, size_t max_windows)
 {
     int32_t *ids = NULL;
     size_t cap = 0, win_start = 0, win_tokens = 0, i = 0;
     clipmod_error rc = CLIPMOD_OK;
     while (!rc && i < t->len) {
-        const char *sp = memchr(t->text + i, ' ', t->len - i);
-        const size_t end = sp ? (size_t)(sp - t->text) : t->len;
+        const size_t end = next_sep(t->text, i, t->len);
         const size_t n = word_tokens(tok, t->text + i, end - i, &ids, &cap);
         if (n == (size_t)-1) {
             rc = CLIPMOD_E_NOMEM;
@@ -258,6 +280,10 @@ static clipmod_error make_windows(const cm_tokenizer *tok, cm_ctx_text *t, size_
             if (!win_tokens)
                 win_start = i;
             win_tokens += n;
+        }
+        if (!rc && win_tokens && end < t->len && t->text[end] == '\n') {
+            rc = add_window(t, win_start, end - win_start, max_windows);
+            win_tokens = 0;
         }
         i = end + 1;
     }

@@ -37,7 +37,8 @@ typedef struct cm_ctx_text {
  * Clean at most `max_bytes` of `in` (len bytes, any content) and cut the result into
  * windows with `tok`, keeping the first `max_windows`. Invalid UTF-8 becomes U+FFFD
  * (one per run), NUL and other control characters spaces, bidirectional and
- * zero-width characters are dropped, runs of white space become one space. On
+ * zero-width characters are dropped, runs of white space become one space (one line
+ * break when they hold one: a window never spans a line break). On
  * success *out owns its buffers (cm_ctx_text_free); an input that cleans to nothing
  * gives 0 windows. CLIPMOD_E_NOMEM, or CLIPMOD_E_INVALID_ARG for bad arguments.
  */

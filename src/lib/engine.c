@@ -423,6 +423,14 @@ static char *summary_json(const cm_policy *p, const clipmod_engine *e)
                                                   (int)d->n_prompts, "contrast", (int)d->n_contrast,
                                                   "head", d->head_file, "score", modes[d->score])))
             ok = 0;
+        static const char *const ctx_modes[] = {"off", "raise", "alone", "both"};
+        const cm_context_def *x = &d->context;
+        if (x->mode != CM_CTX_OFF &&
+            json_object_set_new(json_array_get(cats, c), "context",
+                                json_pack("{s:s, s:f, s:f, s:i}", "mode", ctx_modes[x->mode],
+                                          "weight", x->weight, "threshold", x->threshold, "prompts",
+                                          (int)(x->prompts ? x->n_prompts : d->n_prompts))))
+            ok = 0;
     }
     for (int a = 0; a < CM_ACTION__COUNT; a++) {
         const cm_action_text *t = &p->actions[a];

@@ -1995,6 +1995,16 @@ char *cm_policy_summary(const cm_policy *p)
                   c->threshold, c->n_prompts, c->n_contrast);
         prompts += c->n_prompts + c->n_contrast;
     }
+    for (size_t i = 0; i < p->n_categories; i++) {
+        const cm_category *c = &p->categories[i];
+        const cm_context_def *d = &c->context;
+        if (d->mode != CM_CTX_OFF)
+            sb_printf(&b,
+                      "  context: %s reads the text that comes with an image (%s, weight %.3g, "
+                      "threshold %.3g, %zu %sprompts)\n",
+                      c->id, ctx_mode_names[d->mode], d->weight, d->threshold,
+                      d->prompts ? d->n_prompts : c->n_prompts, d->prompts ? "context " : "");
+    }
     sb_printf(&b, "  %zu categor%s, %zu prompts, %zu texts to embed\n", p->n_categories,
               p->n_categories == 1 ? "y" : "ies", prompts, prompts * p->n_templates);
     if (b.nomem) {

@@ -4,8 +4,9 @@
  * The tokenizer is the demo model's (models/demo/merges.txt, committed). Every input
  * is cleaned and cut into windows under a cap taken from its first byte (so that
  * cuts land everywhere, mid-character included), and once more with a large cap.
- * Invariants (abort on failure): the cleaned text is valid UTF-8 without control or
- * invisible characters, without leading, trailing or double spaces; it is never
+ * Invariants (abort on failure): the cleaned text is valid UTF-8 without control
+ * (line breaks aside) or invisible characters, without leading, trailing or double
+ * separators; it is never
  * longer than three times the bytes read (one U+FFFD per invalid byte at most);
  * windows lie inside it, in order, non-empty, at most max_windows of them, each
  * encoded alone without truncation; `cut` is set exactly when bytes or windows were
@@ -49,7 +50,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void check_clean(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
-    check(!n || (u[0] != ' ' && u[n - 1] != ' '));
+    check(!n || (u[0] != ' ' && u[n - 1] != ' ' && u[0] != '\n' && u[n - 1] != '\n'));
     for (size_t i = 0; i < n;) {
         unsigned c = u[i];
         size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : 4;
@@ -60,11 +61,11 @@ static void check_clean(const char *s, size_t n)
             check((u[i + k] & 0xc0) == 0x80);
             cp = (cp << 6) | (u[i + k] & 0x3f);
         }
-        check(cp >= 0x20 && !(cp >= 0x7f && cp <= 0x9f));
+        check((cp >= 0x20 || cp == '\n') && !(cp >= 0x7f && cp <= 0x9f));
         check(!(cp >= 0xd800 && cp <= 0xdfff) && cp <= 0x10ffff);
         check(!(cp >= 0x200b && cp <= 0x200f) && !(cp >= 0x202a && cp <= 0x202e));
         check(!(cp >= 0x2066 && cp <= 0x2069) && cp != 0xfeff);
-        check(!(cp == ' ' && i + 1 < n && u[i + 1] == ' '));
+        check(!((cp == ' ' || cp == '\n') && i + 1 < n && (u[i + 1] == ' ' || u[i + 1] == '\n')));
         i += len;
     }
 }
@@ -84,6 +85,7 @@ static void one(const uint8_t *data, size_t size, size_t max_bytes, size_t max_w
         size_t n;
         int truncated = -1;
         check(t.win[w].len > 0 && t.win[w].start >= at && t.win[w].start + t.win[w].len <= t.len);
+        check(!memchr(t.text + t.win[w].start, '\n', t.win[w].len));
         check(cm_tokenizer_encode(demo, t.text + t.win[w].start, t.win[w].len, ids,
                                   CLIPMOD_CONTEXT_LENGTH, &n, &truncated, NULL) == CLIPMOD_OK);
         check(!truncated);

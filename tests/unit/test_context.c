@@ -45,12 +45,13 @@ static void cleaning(void **state)
 {
     (void)state;
     clean_is("a pistol", 8, 100, "a pistol", 0, 0);
-    /* White space runs become one space; ends are trimmed; tabs and newlines are
+    /* White space runs become one space, or one line break when they hold one (a line
+     * break separates pieces of context); ends are trimmed; tabs and newlines are
      * white space, not control characters. */
-    clean_is("  see\t\tyou \r\n next  ", 20, 100, "see you next", 0, 0);
+    clean_is("  see\t\tyou \r\n next  ", 20, 100, "see you\nnext", 0, 0);
     /* NUL and other controls become spaces (and say so). */
     clean_is("you\0are\x01next", 12, 100, "you are next", CLIPMOD_CONTEXT_CONTROL, 0);
-    clean_is("x\x7f\xc2\x85y", 5, 100, "x y", CLIPMOD_CONTEXT_CONTROL, 0); /* DEL; NEL is space */
+    clean_is("x\x7f\xc2\x85y", 5, 100, "x\ny", CLIPMOD_CONTEXT_CONTROL, 0); /* DEL; NEL breaks */
     /* Invalid UTF-8: one U+FFFD per run; overlong forms and surrogates are invalid. */
     clean_is("a\xff\xfe b", 5, 100, "a\xef\xbf\xbd b", CLIPMOD_CONTEXT_INVALID_UTF8, 0);
     clean_is("\xc0\xaf", 2, 100, "\xef\xbf\xbd", CLIPMOD_CONTEXT_INVALID_UTF8, 0);
@@ -137,6 +138,23 @@ static void windows(void **state)
     free(many);
 }
 
+/* A line break ends a window: each piece of context is embedded on its own. */
+static void pieces(void **state)
+{
+    (void)state;
+    cm_ctx_text t;
+    assert_int_equal(
+        cm_ctx_prepare(tok, "IMG_1234.png\npistol dagger\n\n  grinning face", 44, 1000, 8, &t),
+        CLIPMOD_OK);
+    assert_string_equal(t.text, "IMG_1234.png\npistol dagger\ngrinning face");
+    assert_int_equal(t.n_windows, 3);
+    assert_int_equal(t.win[1].start, 13);
+    assert_int_equal(t.win[1].len, 13);
+    assert_int_equal(t.win[2].len, 13);
+    check_windows(&t);
+    cm_ctx_text_free(&t);
+}
+
 static void long_words_and_nothing(void **state)
 {
     (void)state;
@@ -171,6 +189,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cleaning),
         cmocka_unit_test(windows),
+        cmocka_unit_test(pieces),
         cmocka_unit_test(long_words_and_nothing),
     };
     char path[1100], err[CLIPMOD_ERROR_SIZE];
