@@ -207,6 +207,12 @@ static void print_summary(const char *path, const char *summary_json)
                json_number_value(json_object_get(v, "threshold")), str(v, "action"),
                integer(v, "prompts"), integer(v, "contrast"), str(v, "score"),
                *head ? ", head " : "", head);
+        json_t *ctx = json_object_get(v, "context");
+        if (ctx)
+            printf("      + the text that comes with the image: %s, weight %g, threshold %g, "
+                   "%lld prompts\n",
+                   str(ctx, "mode"), json_number_value(json_object_get(ctx, "weight")),
+                   json_number_value(json_object_get(ctx, "threshold")), integer(ctx, "prompts"));
     }
     json_t *actions = json_object_get(p, "actions");
     printf("  actions:\n");
