@@ -170,7 +170,8 @@ static int keep_html(cmm_text *t, const unsigned char *s, size_t n)
             t->imgs = grown, t->cap_imgs = t->n_imgs + d.n_imgs;
     }
     if (!rc) {
-        memcpy(t->imgs + t->n_imgs, d.imgs, d.n_imgs * sizeof *d.imgs);
+        if (d.n_imgs)
+            memcpy(t->imgs + t->n_imgs, d.imgs, d.n_imgs * sizeof *d.imgs);
         t->n_imgs += d.n_imgs;
         d.n_imgs = 0; /* the strings are the text's now */
         if (d.len && !t->html && !t->plain) {
