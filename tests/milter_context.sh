@@ -5,11 +5,12 @@
 # The demo model (models/demo) and a policy that includes policies/demo.yaml and gives
 # its weapons category `context: {prompts: [pistol, dagger, bomb], mode: raise}` and
 # the action reject. The image is samples/teddy-bear.png, clean on its own: its weapons
-# score is measured first and the threshold set 0.05 above it. Each mail shows it in
-# an HTML body (multipart/related, the image by cid:, no Subject and no file name: the
-# demo text tower knows emoji names, not sentences, and other words in a window dilute
-# them); the words are written as character references where that proves they are
-# decoded (&#112;istol):
+# score is measured first and the threshold set 0.05 above it. Each mail, Subject "A
+# gift for you", shows it as teddy.png in an HTML body (multipart/related, the image by
+# cid:) whose last paragraph holds the words (the demo text tower knows emoji names,
+# not sentences: each line of the context is a window of its own, so the Subject and
+# the file name do not dilute them); the words are written as character references
+# where that proves they are decoded (&#112;istol):
 #   (--message) harmful words      -> reject, the log line says flagged_by=image+context
 #                                     with the image and context scores and the prompt
 #   (--message) the same, action tag -> delivered flagged: the verdict header says
@@ -101,9 +102,10 @@ policy "$W/policy.yaml" "$threshold" reject
 policy "$W/policy-tag.yaml" "$threshold" tag
 
 mail() { python3 "$MAIL" "$@" || fail "context_mail.py $*"; }
-mail "$W/msg/harmful.eml" "$IMAGE" --id harmful --html "pistol" --alt dagger
-mail "$W/msg/neutral.eml" "$IMAGE" --id neutral --html "birthday cake" --alt "grinning face"
-mail "$W/msg/plain.eml" "$IMAGE" --id plain --html "pistol" --plain "birthday cake"
+gift() { mail "$@" --subject "A gift for you" --filename teddy.png; }
+gift "$W/msg/harmful.eml" "$IMAGE" --id harmful --html "pistol" --alt dagger
+gift "$W/msg/neutral.eml" "$IMAGE" --id neutral --html "birthday cake" --alt "grinning face"
+gift "$W/msg/plain.eml" "$IMAGE" --id plain --html "pistol" --plain "birthday cake"
 mail "$W/msg/hostile.eml" "$IMAGE" --id hostile --hostile
 [ "$(wc -c <"$W/msg/hostile.eml")" -gt $((13 << 20)) ] || fail "the hostile mail is too small"
 
@@ -144,15 +146,15 @@ expect harmful 'msg="milter verdict" .*state=flagged .*category=weapons .*flagge
 message harmful-tag "$W/msg/harmful.eml" policy-tag.yaml
 expect harmful-tag '^decision: accept'
 expect harmful-tag '^X-Clipmod-Verdict: flagged; action=tag;'
-expect harmful-tag 'state=flagged action=tag category=weapons score=0\.[0-9]* flagged-by=image+context image-score=0\.[0-9]* context-score=0\.[0-9]* context-prompt="[a-z]*" context-text="dagger pistol"'
-expect harmful-tag '^X-Clipmod-Summary: flagged (tag): 2: weapons 0\.[0-9]* >= [0-9.]* by image+context (image 0\.[0-9]*, context 0\.[0-9]*: [a-z]*); 1 of 1 image flagged'
+expect harmful-tag 'state=flagged action=tag category=weapons score=0\.[0-9]* flagged-by=image+context image-score=0\.[0-9]* context-score=0\.[0-9]* context-prompt="[a-z]*" context-text="[a-z ]*pistol"'
+expect harmful-tag '^X-Clipmod-Summary: flagged (tag): 2 teddy.png: weapons 0\.[0-9]* >= [0-9.]* by image+context (image 0\.[0-9]*, context 0\.[0-9]*: [a-z]*); 1 of 1 image flagged'
 message context-off "$W/msg/harmful.eml" policy.yaml "context: off"
 expect context-off '^decision: accept'
 expect context-off '^X-Clipmod-Verdict: clean; action=allow;'
 grep -q 'context-score' "$W/context-off.out" && fail "context: off still scored the text"
 message plain "$W/msg/plain.eml"
 expect plain '^decision: accept'
-expect plain 'state=clean .*category=weapons .*context-text="birthday cake"'
+expect plain 'state=clean .*category=weapons .*image-score=0\.[0-9]* context-score=0\.[0-9]*'
 echo "ok --message: harmful words flag (image+context), tag headers, context: off, text/plain first"
 
 # ---------------------------------------------------------------------------
@@ -214,7 +216,8 @@ grep -q 'msg="milter verdict" .*qid=[0-9A-F]* .*state=flagged decision=reject .*
 
 send neutral "250 "
 expect_header neutral X-Clipmod-Verdict '^clean; action=allow; policy="mail context test"; images=1; flagged=0; unscanned=0'
-expect_header neutral X-Clipmod-Verdict 'state=clean action=allow category=weapons score=0\.[0-9]* image-score=0\.[0-9]* context-score=0\.0[0-9]* context-prompt="[a-z]*" context-text="grinning face birthday cake"'
+expect_header neutral X-Clipmod-Verdict 'state=clean action=allow category=weapons score=0\.[0-9]* image-score=0\.[0-9]* context-score=0\.[0-4][0-9]* context-prompt="[a-z]*" context-text="[A-Za-z ]*"'
+expect_header neutral X-Clipmod-Verdict 'name="teddy.png"'
 expect_header neutral X-Clipmod-Summary '^clean: 1 image scanned, none flagged'
 
 start=$(date +%s)

@@ -2,11 +2,11 @@
 """context_mail.py - write the mails of milter_context.sh: an image shown by an HTML body.
 
 Usage: context_mail.py OUT IMAGE --id ID [options]
-  --html TEXT      the HTML body's text, shown above the image (default: none)
+  --html TEXT      the HTML body's words, a paragraph of their own after "Here is your
+                   present", above the image (default: none)
   --alt TEXT       the <img> element's alt (default: none)
   --plain TEXT     a text/plain alternative too (the milter reads it instead of the HTML)
-  --subject TEXT   a Subject header (default: none: the demo model's text tower knows
-                   emoji names only, and every other word in a window dilutes them)
+  --subject TEXT   a Subject header (default: none)
   --filename NAME  the image part's file name (default: none)
   --hostile        a text/plain part of 10 MB (100,000 tiny words, invalid UTF-8, NUL
                    bytes, right-to-left and zero-width marks) and 2 MB of HTML tag soup
@@ -32,7 +32,7 @@ def html_page(text, alt):
     return (
         "<!DOCTYPE html><html><head><title>not shown</title>"
         "<style>p { font-family: sans-serif; }</style></head>\n"
-        "<body><!-- a comment nobody reads -->\n<p>%s</p>\n"
+        "<body><!-- a comment nobody reads -->\n<p>Here is your present</p><p>%s</p>\n"
         '<p><img src="cid:gift.1@context.test"%s width="48" height="48"></p>\n'
         "</body></html>\n" % (words, alt_attr)
     )
