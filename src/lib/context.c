@@ -166,17 +166,22 @@ static size_t word_tokens(const cm_tokenizer *tok, const char *w, size_t len, in
                           size_t *cap)
 {
     size_t n = 0;
-    /* Byte-level BPE makes at most one token per byte. */
-    if (len + 2 > *cap) {
-        int32_t *grown = cm_realloc(*ids, (len + 2) * sizeof **ids);
+    int truncated = 0;
+    /* Byte-level BPE makes at most one token per byte of the text it encodes, but
+     * NFC and lower-casing may grow the text (U+023A is 2 bytes, its lower case 3):
+     * room for three times the bytes, and a word that still does not fit counts as
+     * longer than any window. */
+    const size_t room = 3 * len + 2;
+    if (room > *cap) {
+        int32_t *grown = cm_realloc(*ids, room * sizeof **ids);
         if (!grown)
             return (size_t)-1;
         *ids = grown;
-        *cap = len + 2;
+        *cap = room;
     }
-    if (cm_tokenizer_encode(tok, w, len, *ids, len + 2, &n, NULL, NULL))
+    if (cm_tokenizer_encode(tok, w, len, *ids, room, &n, &truncated, NULL))
         return (size_t)-1;
-    return n - 2;
+    return truncated ? room : n - 2;
 }
 
 /* Append window [start, start+len) to t if there is room; count it either way. */
@@ -204,6 +209,11 @@ static size_t piece_end(const cm_tokenizer *tok, const char *text, size_t at, si
     /* A token covers a few bytes: 32 per token is far past any BPE vocabulary's. */
     size_t lo = at + 1,
            hi = end - at > 32 * CM_CTX_WINDOW_TOKENS ? at + 32 * CM_CTX_WINDOW_TOKENS : end;
+    /* lo: the end of the first character, which fits whatever it is (a few tokens). */
+    while (lo < end && ((unsigned char)text[lo] & 0xc0) == 0x80)
+        lo++;
+    if (hi < lo)
+        hi = lo;
     while (lo < hi) {
         size_t mid = lo + (hi - lo + 1) / 2, n;
         while (mid > lo && ((unsigned char)text[mid] & 0xc0) == 0x80)
