@@ -106,7 +106,7 @@ env = dict(l.split("=", 1) for l in lines if "=" in l and not l.startswith(("ARG
 assert args == [w + "/out", "two words; $(not run)"], args
 want = {"CLIPMOD_VERDICT": "flagged", "CLIPMOD_CATEGORY": "cat", "CLIPMOD_ACTION": "reject",
         "CLIPMOD_SOURCE": "clipmodd:http", "CLIPMOD_POLICY": fp, "CLIPMOD_GENERATION": "1",
-        "CLIPMOD_THRESHOLD": thr, "CLIPMOD_FILENAME": hostile}
+        "CLIPMOD_THRESHOLD": thr, "CLIPMOD_FILENAME": hostile, "CLIPMOD_FLAGGED_BY": "image"}
 for k, v in want.items():
     assert env.get(k) == v, (k, env.get(k), v)
 assert float(env["CLIPMOD_SCORE"]) >= float(thr), env["CLIPMOD_SCORE"]

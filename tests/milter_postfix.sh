@@ -346,7 +346,7 @@ env_file=$(grep -l -F -x "CLIPMOD_FILENAME=$hostile" "$W/hooks"/*.env) ||
     fail "on-flag: no hook saw the file name '$hostile' literally: $(cat "$W/hooks"/*.env)"
 for want in CLIPMOD_VERDICT=flagged CLIPMOD_CATEGORY=cat CLIPMOD_ACTION=reject \
     CLIPMOD_SOURCE=milter "CLIPMOD_POLICY=${fp1#fingerprint=}" CLIPMOD_GENERATION=1 \
-    "CLIPMOD_THRESHOLD=$threshold"; do
+    "CLIPMOD_THRESHOLD=$threshold" CLIPMOD_FLAGGED_BY=image; do
     grep -q -F -x "$want" "$env_file" || fail "on-flag: no $want in $(cat "$env_file")"
 done
 score=$(sed -n 's/^CLIPMOD_SCORE=//p' "$env_file")

@@ -355,6 +355,8 @@ static void run_hooks(const work *k, const cm_envelope *env)
                               .policy = fp,
                               .score = o->score,
                               .threshold = o->threshold,
+                              .flagged_by = o->flagged_by,
+                              .context_score = o->context_score,
                               .generation = (long long)k->rt->generation};
         cm_onflag_run(k->rt->hook, &ev);
     }

@@ -39,7 +39,7 @@
 #define DEFAULT_TIMEOUT_MS 30000u
 #define DEFAULT_MAX        4u
 #define VALUE_MAX          1024 /* bytes of one variable's value */
-#define N_VARS             11   /* the CLIPMOD_* variables and PATH */
+#define N_VARS             13   /* the CLIPMOD_* variables and PATH */
 #define ENV_MAX            (VALUE_MAX + 32)
 
 struct cm_onflag {
@@ -137,7 +137,7 @@ static void build_env(job *j, const cm_onflag_event *ev)
     } strs[] = {{"CLIPMOD_VERDICT", ev->verdict}, {"CLIPMOD_CATEGORY", ev->category},
                 {"CLIPMOD_ACTION", ev->action},   {"CLIPMOD_FILENAME", ev->filename},
                 {"CLIPMOD_SOURCE", ev->source},   {"CLIPMOD_POLICY", ev->policy},
-                {"CLIPMOD_REASON", ev->reason}};
+                {"CLIPMOD_REASON", ev->reason},   {"CLIPMOD_FLAGGED_BY", ev->flagged_by}};
     char num[64];
     size_t n = 0;
 
@@ -153,6 +153,10 @@ static void build_env(job *j, const cm_onflag_event *ev)
     if (isfinite(ev->threshold)) {
         snprintf(num, sizeof num, "%.4f", ev->threshold);
         put_var(j->env[n++], "CLIPMOD_THRESHOLD", num);
+    }
+    if (ev->flagged_by && strcmp(ev->flagged_by, "image") && isfinite(ev->context_score)) {
+        snprintf(num, sizeof num, "%.4f", ev->context_score);
+        put_var(j->env[n++], "CLIPMOD_CONTEXT_SCORE", num);
     }
     if (ev->generation > 0) {
         snprintf(num, sizeof num, "%lld", ev->generation);

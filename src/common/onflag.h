@@ -35,6 +35,10 @@ typedef struct cm_onflag cm_onflag;
 typedef struct cm_onflag_event {
     const char *verdict, *category, *action, *filename, *source, *policy, *reason;
     double score, threshold;
+    /* What flagged the category (clipmod_category_score's flagged_by), or NULL; with
+     * "image+context" or "context", context_score is the text's score. */
+    const char *flagged_by;
+    double context_score;
     long long generation;
 } cm_onflag_event;
 

@@ -64,6 +64,20 @@ int hooks_start(const dconfig *c)
     return 0;
 }
 
+/* What flagged the deciding category, and the text's score when the text did. */
+static void top_context(const clipmod_result *r, cm_onflag_event *ev)
+{
+    const char *top = clipmod_result_top_category(r);
+    for (size_t i = 0; top && i < clipmod_result_category_count(r); i++) {
+        clipmod_category_score cs = CLIPMOD_CATEGORY_SCORE_INIT;
+        if (clipmod_result_category(r, i, &cs) == CLIPMOD_OK && cs.id && !strcmp(cs.id, top)) {
+            ev->flagged_by = cs.flagged_by;
+            ev->context_score = cs.context_score;
+            return;
+        }
+    }
+}
+
 /* One input's verdict, if the hook wants it. */
 static void run_one(const bjob *j, size_t i)
 {
@@ -79,6 +93,7 @@ static void run_one(const bjob *j, size_t i)
     if (ev.category && !*ev.category)
         ev.category = NULL;
     verdict_top_score(r, &ev.score, &ev.threshold);
+    top_context(r, &ev);
     ev.action = clipmod_action_name(clipmod_result_action(r));
     ev.filename = j->in[i].name ? j->in[i].name : j->in[i].url;
     ev.source = (unsigned)j->iface < IFACE__COUNT ? sources[j->iface] : "clipmodd";

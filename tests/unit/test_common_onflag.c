@@ -185,6 +185,8 @@ static void env_and_argv_exact(void **state)
                           .reason = NULL,
                           .score = 0.81236,
                           .threshold = 0.5,
+                          .flagged_by = "image+context",
+                          .context_score = 0.72734,
                           .generation = 7};
     assert_int_equal(cm_onflag_run(h, &ev), 0);
     assert_int_equal(cm_onflag_free(h, 10000), 0);
@@ -200,6 +202,8 @@ static void env_and_argv_exact(void **state)
                               "CLIPMOD_POLICY=0123456789abcdef",
                               "CLIPMOD_SCORE=0.8124",
                               "CLIPMOD_THRESHOLD=0.5000",
+                              "CLIPMOD_FLAGGED_BY=image+context",
+                              "CLIPMOD_CONTEXT_SCORE=0.7273",
                               "CLIPMOD_GENERATION=7"};
     size_t n = sizeof want_env / sizeof want_env[0];
     qsort(want_env, n, sizeof want_env[0], by_string);
