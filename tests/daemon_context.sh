@@ -158,7 +158,7 @@ W1='r["categories"][0]'
 req mp_harm -F "image=@$IMG" -F "text=$HARM" "http://$MAIN/v1/scan"
 ok mp_harm "code == 200 and len(r) == 1 and r[0]['state'] == 'flagged' and $W0['flagged_by'] == 'image+context'" \
     "multipart with a harmful text field: flagged by image+context"
-ok mp_harm "$W0['context']['window'] == '$FNAME $HARM' and abs($W0['context']['score'] - $T_H2) < 1e-3 and abs($W0['image_score'] - $S) < 1e-3" \
+ok mp_harm "$W0['context']['window'] == '$HARM' and r[0]['context']['windows'] == 2 and r[0]['context']['bytes'] == len('$FNAME') + 1 + len('$HARM') and abs($W0['context']['score'] - $T_H2) < 1e-3 and abs($W0['image_score'] - $S) < 1e-3" \
     "multipart: the context is the file name, then the text (scored as clipmod scan --context)"
 ok mp_harm "r[0]['context']['bytes'] == len('$FNAME\n$HARM') and not r[0]['context']['cut']" \
     "multipart: the result's context block"
@@ -171,7 +171,7 @@ ok mp_none "code == 200 and r[0]['state'] == 'clean' and 'context' not in r[0]" 
 # Two files, one text: each gets its own file name and the shared text.
 req mp_two -F "a=@$IMG;filename=$FNAME" -F "b=@$IMG;filename=sandwich.png" -F "text=$HARM" \
     "http://$MAIN/v1/scan"
-ok mp_two "code == 200 and [x['categories'][0]['context']['window'] for x in r] == ['$FNAME $HARM', 'sandwich.png $HARM']" \
+ok mp_two "code == 200 and [x['categories'][0]['context']['window'] for x in r] == ['$HARM', '$HARM'] and [x['context']['bytes'] for x in r] == [len('$FNAME\n$HARM'), len('sandwich.png\n$HARM')]" \
     "multipart with two files: each its own file name, then the shared text"
 # Listed text fields stay dropped; the text field is never scanned as a file.
 req mp_text_file -F "image=@$IMG" -F "text=@$W/p.yaml" "http://$MAIN/v1/scan"
@@ -195,7 +195,7 @@ raw raw_plain "$MAIN"
 ok raw_plain "code == 200 and r['state'] == 'clean' and 'context' not in r and 'context' not in $W1" \
     "raw body without context: clean, no context in the answer"
 raw raw_name "$MAIN/v1/scan?name=$FNAME" -H 'X-Clipmod-Context: pistol%20dagger'
-ok raw_name "r['name'] == '$FNAME' and $W1['context']['window'] == '$FNAME $HARM'" \
+ok raw_name "r['name'] == '$FNAME' and $W1['context']['window'] == '$HARM' and r['context']['windows'] == 2 and r['context']['bytes'] == len('$FNAME\n$HARM')" \
     "raw body: ?name= is the file name, before the header's text"
 raw raw_enforce "$MAIN/v1/scan?enforce=1" -H 'X-Clipmod-Context: pistol%20dagger'
 ok raw_enforce "code == 403" "?enforce=1 with harmful context: the policy's reject status"
@@ -232,14 +232,14 @@ EOF
     req "$1" -H 'Content-Type: application/json' --data-binary "@$W/$1.request" "http://$MAIN/v1/tusd"
 }
 tusd tusd_harm up-harm "{\"filename\": \"$FNAME\", \"caption\": \"$HARM\", \"filetype\": \"image/png\"}"
-ok tusd_harm "code == 200 and r['RejectUpload'] is True and r['HTTPResponse']['StatusCode'] == 403 and r['Verdict']['categories'][0]['flagged_by'] == 'image+context' and r['Verdict']['categories'][0]['context']['window'] == '$FNAME $HARM'" \
+ok tusd_harm "code == 200 and r['RejectUpload'] is True and r['HTTPResponse']['StatusCode'] == 403 and r['Verdict']['categories'][0]['flagged_by'] == 'image+context' and r['Verdict']['categories'][0]['context']['window'] == '$HARM' and r['Verdict']['context']['windows'] == 2" \
     "tusd pre-finish with a harmful caption: refused (flagged by image+context)"
 tusd tusd_neutral up-neutral "{\"filename\": \"$FNAME\", \"caption\": \"$NEUTRAL\"}"
 ok tusd_neutral "code == 200 and r['RejectUpload'] is False and r['Verdict']['state'] == 'clean'" \
     "tusd pre-finish with a neutral caption: accepted"
 tusd tusd_keys up-keys "{\"name\": \"a.png\", \"description\": \"d\", \"alt\": \"e\", \"title\": \"f\", \"text\": \"g\", \"other\": \"pistol\"}"
-ok tusd_keys "r['Verdict']['categories'][0]['context']['window'] == 'a.png d e f g'" \
-    "tusd: name (no filename), description, alt, title, text in that order; other keys ignored"
+ok tusd_keys "r['Verdict']['context']['windows'] == 5 and r['Verdict']['context']['bytes'] == len('a.png\nd\ne\nf\ng')" \
+    "tusd: name (no filename), description, alt, title, text, one piece per line; other keys ignored"
 
 # ---- Batching: two requests in one pass keep their own contexts ----------------
 before=$(metric 'clipmodd_batch_size_count')
