@@ -13,9 +13,11 @@
 #include "ctxscore.h"
 
 #include <cblas.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "common.h"
 #include "context.h"
 #include "model.h"
@@ -136,8 +138,9 @@ struct cm_ctx_batch {
     size_t n;          /* inputs */
     size_t n_cats;     /* the engine's */
     cm_ctx_text *text; /* per input; text[i].text NULL: no context */
-    size_t *first;     /* per input: its first row in `cos` */
-    float *cos;        /* [windows of all inputs, n_ctx_prompts] */
+    size_t *first;     /* per input: the index of its first window among all inputs' */
+    size_t *row;       /* per window of all inputs: its row in `cos` */
+    float *cos;        /* [distinct windows, n_ctx_prompts] */
     double *t;         /* [n, n_cats]: best window's score, -1 none */
     size_t *best;      /* [n, n_cats]: that window, relative to the input's first */
 };
@@ -150,41 +153,78 @@ void cm_ctx_batch_free(cm_ctx_batch *b)
         cm_ctx_text_free(&b->text[i]);
     cm_free(b->text);
     cm_free(b->first);
+    cm_free(b->row);
     cm_free(b->cos);
     cm_free(b->t);
     cm_free(b->best);
     cm_free(b);
 }
 
-/* Embed every window of every input in one call, and their cosines with the table. */
+/* Window w of input i as a new NUL-terminated string; NULL out of memory. */
+static char *window_text(const cm_ctx_batch *b, size_t i, size_t w)
+{
+    const cm_ctx_window *win = &b->text[i].win[w];
+    char *t = cm_alloc(win->len + 1);
+    if (t) {
+        memcpy(t, b->text[i].text + win->start, win->len);
+        t[win->len] = '\0';
+    }
+    return t;
+}
+
+/*
+ * The distinct windows of all inputs into texts[0, *n_texts), each window's row in
+ * b->row. The same text usually comes with every image of a call (a mail's body for
+ * each attachment, --context for a folder): it goes through the text tower once.
+ */
+static clipmod_error distinct_windows(cm_ctx_batch *b, char **texts, uint64_t *hash,
+                                      size_t *n_texts)
+{
+    size_t k = 0, u = 0;
+    for (size_t i = 0; i < b->n; i++)
+        for (size_t w = 0; w < b->text[i].n_windows; w++, k++) {
+            const cm_ctx_window *win = &b->text[i].win[w];
+            const char *src = b->text[i].text + win->start;
+            const uint64_t h = cm_hash64(src, win->len, 11);
+            size_t j = 0;
+            while (j < u && (hash[j] != h || strlen(texts[j]) != win->len ||
+                             memcmp(texts[j], src, win->len)))
+                j++;
+            if (j == u) {
+                if (!(texts[u] = window_text(b, i, w)))
+                    return CLIPMOD_E_NOMEM;
+                hash[u++] = h;
+            }
+            b->row[k] = j;
+        }
+    *n_texts = u;
+    return CLIPMOD_OK;
+}
+
+/* Embed the distinct windows of every input in one call, and their cosines with the table. */
 static clipmod_error embed_windows(const clipmod_engine *e, cm_ctx_batch *b, size_t total)
 {
     const size_t dim = clipmod_model_embed_dim(e->model);
     char **texts = cm_calloc(total, sizeof *texts);
+    uint64_t *hash = cm_alloc(total * sizeof *hash);
     float *emb = cm_alloc(total * dim * sizeof *emb);
-    clipmod_error rc = texts && emb ? CLIPMOD_OK : CLIPMOD_E_NOMEM;
-    size_t k = 0;
-    for (size_t i = 0; !rc && i < b->n; i++)
-        for (size_t w = 0; w < b->text[i].n_windows; w++, k++) {
-            const cm_ctx_window *win = &b->text[i].win[w];
-            if (!(texts[k] = cm_alloc(win->len + 1))) {
-                rc = CLIPMOD_E_NOMEM;
-                break;
-            }
-            memcpy(texts[k], b->text[i].text + win->start, win->len);
-            texts[k][win->len] = '\0';
-        }
+    size_t u = 0;
+    b->row = cm_alloc(total * sizeof *b->row);
+    clipmod_error rc = texts && hash && emb && b->row ? CLIPMOD_OK : CLIPMOD_E_NOMEM;
     if (!rc)
-        rc = clipmod_embed_texts(e->model, (const char *const *)texts, total, emb, NULL, NULL);
-    if (!rc && !(b->cos = cm_alloc(total * e->n_ctx_prompts * sizeof *b->cos)))
+        rc = distinct_windows(b, texts, hash, &u);
+    if (!rc)
+        rc = clipmod_embed_texts(e->model, (const char *const *)texts, u, emb, NULL, NULL);
+    if (!rc && !(b->cos = cm_alloc(u * e->n_ctx_prompts * sizeof *b->cos)))
         rc = CLIPMOD_E_NOMEM;
     if (!rc)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)total, (int)e->n_ctx_prompts,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)u, (int)e->n_ctx_prompts,
                     (int)dim, 1.0f, emb, (int)dim, e->ctx_emb, (int)dim, 0.0f, b->cos,
                     (int)e->n_ctx_prompts);
     for (size_t j = 0; texts && j < total; j++)
         cm_free(texts[j]);
     cm_free(texts);
+    cm_free(hash);
     cm_free(emb);
     return rc;
 }
@@ -200,7 +240,7 @@ static void score_windows(const clipmod_engine *e, cm_ctx_batch *b, size_t i)
             continue;
         for (size_t w = 0; w < b->text[i].n_windows; w++) {
             double s, best_cos;
-            const float *cos = b->cos + (b->first[i] + w) * e->n_ctx_prompts;
+            const float *cos = b->cos + b->row[b->first[i] + w] * e->n_ctx_prompts;
             cm_score_frame(e->cats[c].ctx, cos, scale, &s, &best_cos, NULL);
             if (s > *t) {
                 *t = s;
@@ -269,7 +309,7 @@ static clipmod_error explain(const clipmod_engine *e, const cm_ctx_batch *b, siz
     const cm_cat *x = e->cats[c].ctx;
     const cm_ctx_text *tx = &b->text[i];
     const size_t w = b->best[i * b->n_cats + c];
-    const float *cos = b->cos + (b->first[i] + w) * e->n_ctx_prompts;
+    const float *cos = b->cos + b->row[b->first[i] + w] * e->n_ctx_prompts;
     double unused_s, unused_cos, *probs = cm_alloc((x->n_cand ? x->n_cand : 1) * sizeof *probs);
     cr->ctx_prompts = cm_calloc(x->n_cand ? x->n_cand : 1, sizeof *cr->ctx_prompts);
     char *window = cm_alloc(tx->win[w].len + 1);
