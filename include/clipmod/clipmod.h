@@ -177,6 +177,13 @@ CLIPMOD_API int clipmod_model_has_text(const clipmod_model *model);
  */
 CLIPMOD_API const char *clipmod_model_describe(const clipmod_model *model);
 
+/*
+ * A 64-bit fingerprint of the model's weights file and, unless FP32, its precision:
+ * the value that keys the prompt and image caches. Equal fingerprints mean the same
+ * embeddings, so programs may key their own caches (e.g. verdicts) on it. 0 for NULL.
+ */
+CLIPMOD_API uint64_t clipmod_model_fingerprint(const clipmod_model *model);
+
 /* ------------------------------------------------------------------------ */
 /* Structures the caller allocates: the `size` rule                         */
 /* ------------------------------------------------------------------------ */
@@ -598,6 +605,27 @@ CLIPMOD_API clipmod_error clipmod_result_category(const clipmod_result *r, size_
  * probability and cosine. The caller frees the string with clipmod_free().
  */
 CLIPMOD_API char *clipmod_result_to_json(const clipmod_result *r, int explain);
+
+/*
+ * A result's whole state as text, for a verdict cache (clipmodd, clipmod-milter): a
+ * JSON object of the record format "clipmod-result/1" with every number at full
+ * precision, so that clipmod_result_decode() gives back a result whose accessors and
+ * clipmod_result_to_json() answer exactly as the original's (its name aside). Not
+ * the documented schema of clipmod_result_to_json. Writes the text's length into
+ * *len (may be NULL); free with clipmod_free(). NULL when out of memory or when a
+ * number is not finite.
+ */
+CLIPMOD_API char *clipmod_result_encode(const clipmod_result *r, size_t *len);
+
+/*
+ * Rebuild a result from `len` bytes of clipmod_result_encode() text, named `name`
+ * (copied; NULL: ""). The text is untrusted (it may come back from a shared cache):
+ * anything that is not a well-formed record of this version, with values in range,
+ * is refused with CLIPMOD_E_INVALID_ARG and a sentence in errbuf (may be NULL);
+ * CLIPMOD_E_NOMEM when out of memory. *out is set only on success.
+ */
+CLIPMOD_API clipmod_error clipmod_result_decode(const char *text, size_t len, const char *name,
+                                                clipmod_result **out, char *errbuf);
 
 /*
  * What became of an input's context text, filled by clipmod_result_context() into a

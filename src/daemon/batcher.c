@@ -273,72 +273,106 @@ static size_t queued_for(const clipmod_engine *engine)
 }
 
 /*
- * Fill the library's inputs for job `j` into `in`; `paths` gives room for fd paths.
- * Each input carries its own context, also when jobs of several requests share one
- * batch; every element starts from CLIPMOD_INPUT_INIT (the library steps the array
- * by in[0].size).
+ * Fill the library's inputs for the inputs of job `j` still without a result (the
+ * verdict cache answered the others) into `in`; `paths` gives room for fd paths.
+ * Returns how many. Each input carries its own context, also when jobs of several
+ * requests share one batch; every element starts from CLIPMOD_INPUT_INIT (the
+ * library steps the array by in[0].size).
  */
-static void fill_inputs(const bjob *j, clipmod_input *in, char (*paths)[32])
+static size_t fill_inputs(const bjob *j, clipmod_input *in, char (*paths)[32])
 {
+    size_t k = 0;
     for (size_t i = 0; i < j->n; i++) {
         const binput *b = &j->in[i];
-        in[i] = (clipmod_input)CLIPMOD_INPUT_INIT;
-        in[i].name = b->name ? b->name : "upload";
+        if (j->out[i])
+            continue;
+        in[k] = (clipmod_input)CLIPMOD_INPUT_INIT;
+        in[k].name = b->name ? b->name : "upload";
         if (b->fd >= 0) {
             /* The library opens the very file roots.c checked, by descriptor. */
-            snprintf(paths[i], sizeof paths[i], "/proc/self/fd/%d", b->fd);
-            in[i].path = paths[i];
+            snprintf(paths[k], sizeof paths[k], "/proc/self/fd/%d", b->fd);
+            in[k].path = paths[k];
         } else {
-            in[i].data = b->data ? (const void *)b->data : (const void *)"";
-            in[i].len = b->len;
+            in[k].data = b->data ? (const void *)b->data : (const void *)"";
+            in[k].len = b->len;
         }
         /* context_len 0 would read up to a NUL: an empty context is no context. */
         if (b->context && b->context_len) {
-            in[i].context = b->context;
-            in[i].context_len = b->context_len;
+            in[k].context = b->context;
+            in[k].context_len = b->context_len;
         }
+        k++;
     }
+    return k;
 }
 
-/* Scan the jobs of one batch; each job ends DONE (results in out) or FAILED. */
+/* Hand the scanned results `out` to the inputs of `j` without one; returns how many. */
+static size_t take_results(bjob *j, clipmod_result **out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < j->n; i++)
+        if (!j->out[i])
+            j->out[i] = out[k++];
+    return k;
+}
+
+/* Scan what the cache left of one job alone (a failed batch's second try). */
+static clipmod_error scan_alone(bjob *job)
+{
+    clipmod_input *in = calloc(job->n, sizeof *in);
+    clipmod_result **out = calloc(job->n, sizeof *out);
+    char(*paths)[32] = calloc(job->n, sizeof *paths);
+    clipmod_error err = CLIPMOD_E_NOMEM;
+    if (in && out && paths) {
+        size_t n = fill_inputs(job, in, paths);
+        err = n ? clipmod_scan_batch(job->engine, in, n, out) : CLIPMOD_OK;
+        if (!err)
+            take_results(job, out);
+    }
+    free(in);
+    free(out);
+    free(paths);
+    return err;
+}
+
+/*
+ * Scan the jobs of one batch; each job ends DONE (results in out) or FAILED. The
+ * verdict cache answers first: only its misses reach the engine, and their verdicts
+ * are stored once scanned.
+ */
 static void run_batch(bjob **jobs, size_t n_jobs, size_t total)
 {
-    clipmod_input *in = calloc(total, sizeof *in);
-    clipmod_result **out = calloc(total, sizeof *out);
-    char(*paths)[32] = calloc(total, sizeof *paths);
+    size_t todo = 0;
+    for (size_t j = 0; j < n_jobs; j++)
+        todo += dcache_lookup(jobs[j]);
+    clipmod_input *in = calloc(todo ? todo : 1, sizeof *in);
+    clipmod_result **out = calloc(todo ? todo : 1, sizeof *out);
+    char(*paths)[32] = calloc(todo ? todo : 1, sizeof *paths);
     clipmod_error err = CLIPMOD_E_NOMEM;
     size_t k = 0;
 
     if (in && out && paths) {
-        for (size_t j = 0; j < n_jobs; j++) {
-            fill_inputs(jobs[j], in + k, paths + k);
-            k += jobs[j]->n;
-        }
-        err = clipmod_scan_batch(jobs[0]->engine, in, total, out);
+        for (size_t j = 0; j < n_jobs; j++)
+            k += fill_inputs(jobs[j], in + k, paths + k);
+        err = todo ? clipmod_scan_batch(jobs[0]->engine, in, todo, out) : CLIPMOD_OK;
     }
-    metrics_batch(total);
+    if (todo)
+        metrics_batch(todo);
     if (!err) {
         k = 0;
         for (size_t j = 0; j < n_jobs; j++) {
-            memcpy(jobs[j]->out, out + k, jobs[j]->n * sizeof *out);
+            k += take_results(jobs[j], out + k);
             jobs[j]->err = CLIPMOD_OK;
-            k += jobs[j]->n;
+            dcache_store(jobs[j]);
         }
     } else {
         /* A failed batch does not say which job caused it: each job alone, again. */
         cm_log(CM_LOG_WARN, "batch failed; scanning its requests one by one",
                CM_LF_S("error", clipmod_strerror(err)), CM_LF_I("images", total), CM_LF_END);
         for (size_t j = 0; j < n_jobs; j++) {
-            bjob *job = jobs[j];
-            clipmod_input *jin = calloc(job->n, sizeof *jin);
-            char(*jpaths)[32] = calloc(job->n, sizeof *jpaths);
-            job->err = CLIPMOD_E_NOMEM;
-            if (jin && jpaths) {
-                fill_inputs(job, jin, jpaths);
-                job->err = clipmod_scan_batch(job->engine, jin, job->n, job->out);
-            }
-            free(jin);
-            free(jpaths);
+            jobs[j]->err = scan_alone(jobs[j]);
+            if (!jobs[j]->err)
+                dcache_store(jobs[j]);
         }
     }
     free(in);

@@ -67,6 +67,8 @@ void config_defaults(dconfig *c)
     c->onflag_timeout_ms = 30000;
     c->onflag_max_running = 4;
     c->context_enabled = 1;
+    c->cache_ttl_ms = 86400000;
+    c->cache_redis_timeout_ms = 50;
     /* http.context-fields: [text] (left empty when out of memory: no field is context). */
     if ((c->context_fields.v = calloc(2, sizeof *c->context_fields.v)) &&
         (c->context_fields.v[0] = strdup("text")))
@@ -121,7 +123,8 @@ void config_free(dconfig *c)
                      &c->clamd_tcp,
                      &c->log_format,
                      &c->log_target,
-                     &c->log_level};
+                     &c->log_level,
+                     &c->cache_redis};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -319,6 +322,14 @@ static const key onflag_keys[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
+static const key cache_keys[] = {
+    {"memory", T_SIZE, F(cache_memory), 0, (uint64_t)1 << 40, NULL},
+    {"redis", T_STR, F(cache_redis), 0, 0, NULL},
+    {"ttl", T_MS, F(cache_ttl_ms), 1000, 2592000000u, NULL},
+    {"redis-timeout", T_MS, F(cache_redis_timeout_ms), 1, 10000, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
 static const key top_keys[] = {
     {"model", T_STR, F(model), 0, 0, NULL},
     {"merges", T_STR, F(merges), 0, 0, NULL},
@@ -336,6 +347,7 @@ static const key top_keys[] = {
     {"plugins", T_PLUGINS, 0, 0, 0, NULL},
     {"on-flag", T_SECTION, 0, 0, 0, onflag_keys},
     {"context", T_BOOL, F(context_enabled), 0, 0, NULL},
+    {"cache", T_SECTION, 0, 0, 0, cache_keys},
     {NULL, 0, 0, 0, 0, NULL},
 };
 

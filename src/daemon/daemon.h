@@ -99,6 +99,12 @@ typedef struct dconfig {
 
     /* context: the texts that come with images are passed to the engine (clipmodd(8) CONTEXT) */
     int context_enabled;
+
+    /* cache: the verdict cache (src/common/vcache.h; clipmodd(8) VERDICT CACHE) */
+    uint64_t cache_memory;           /* LRU byte cap; 0: off */
+    char *cache_redis;               /* redis://host:port/db, or NULL */
+    unsigned cache_ttl_ms;           /* Redis expiry */
+    unsigned cache_redis_timeout_ms; /* Redis connect and command timeout */
 } dconfig;
 
 /* Fill `c` with the defaults of clipmodd(8). */
@@ -232,6 +238,9 @@ typedef struct binput {
     char *url;
     char *context;      /* the text that came with this input (owned), or NULL */
     size_t context_len; /* its bytes (it may hold NULs; a NUL follows them) */
+    /* The verdict cache's (dcache.c): */
+    unsigned char key[32]; /* cm_vkey of this input, when keyed */
+    int keyed, cached;     /* keyed: key is set; cached: out[i] came from the cache */
 } binput;
 
 typedef struct bjob bjob;
@@ -289,6 +298,28 @@ void batcher_load(size_t *jobs, size_t *waiting_inputs);
 
 /* Refuse new jobs, finish those queued, stop the threads. */
 void batcher_stop(void);
+
+/* ------------------------------------------------------------------------ */
+/* The verdict cache (dcache.c)                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Open the cache `c` asks for (nothing when off); -1 with the reason logged. */
+int dcache_start(const dconfig *c);
+/* The engine of `generation` was built from `c`: its settings and plugins join its keys. */
+void dcache_generation(unsigned long generation, const dconfig *c);
+/*
+ * Answer the inputs of `job` found in the cache (their out[i] set, in[i].cached = 1)
+ * and key the others; returns how many inputs are left to scan.
+ */
+size_t dcache_lookup(bjob *job);
+/* Store the scanned verdicts of the job's keyed inputs. */
+void dcache_store(const bjob *job);
+/* Prometheus lines for the cache into `text`; nothing when off. 0, or cm_dbuf's error. */
+struct cm_dbuf;
+int dcache_metrics(struct cm_dbuf *text);
+/* A result's JSON (clipmod_result_to_json), "cached": true added when `cached`; free(). */
+char *dcache_json(const clipmod_result *r, int explain, int cached);
+void dcache_stop(void);
 
 /* ------------------------------------------------------------------------ */
 /* The on-flag hook (hooks.c)                                               */

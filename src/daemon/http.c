@@ -320,7 +320,8 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, req *q, int st
  */
 static int result_json(cm_dbuf *b, const bjob *j, size_t i, int explain)
 {
-    char *one = clipmod_result_to_json(j->out[i], explain);
+    /* A verdict the cache answered says so ("cached": true), else the schema as is. */
+    char *one = dcache_json(j->out[i], explain, j->in[i].cached);
     size_t n = one ? strlen(one) : 0;
     int rc;
 
@@ -328,14 +329,14 @@ static int result_json(cm_dbuf *b, const bjob *j, size_t i, int explain)
         n--;
     /* An object: "{...}". Anything else would be a library bug; refuse it. */
     if (n < 2 || one[0] != '{' || one[n - 1] != '}') {
-        clipmod_free(one);
+        free(one);
         return CM_DBUF_E_NOMEM;
     }
     rc = cm_dbuf_addn(b, one, n - 1);
     if (rc == CM_DBUF_OK)
         rc = cm_dbuf_addf(b, "%s\"policy_fingerprint\":\"%s\",\"policy_generation\":%lu}",
                           n > 2 ? "," : "", j->policy_fp, j->generation);
-    clipmod_free(one);
+    free(one);
     return rc;
 }
 

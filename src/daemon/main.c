@@ -260,6 +260,9 @@ int main(int argc, char **argv)
     if (reload_init(&c))
         goto out;
     model_up = 1;
+    if (dcache_start(&c))
+        goto out;
+    dcache_generation(reload_generation(), &c);
     if (o.check) {
         printf("clipmodd: configuration, model and policy OK\n");
         rc = 0;
@@ -302,7 +305,9 @@ int main(int argc, char **argv)
         sd_notify_msg("RELOADING=1");
         /* Doors and limits keep their start-up values; the engine takes the new ones. */
         if (!load_config(&o, &fresh)) {
-            reload_swap(&fresh);
+            /* The new engine's settings and plugins join its verdict cache keys. */
+            if (!reload_swap(&fresh))
+                dcache_generation(reload_generation(), &fresh);
         } else {
             metrics_reload(0);
             cm_log(CM_LOG_ERROR,
@@ -325,6 +330,7 @@ out:
         batcher_stop();
     if (started_hooks)
         hooks_stop();
+    dcache_stop();
     if (model_up || rc)
         reload_shutdown();
     if (o.ready_file && !o.check)

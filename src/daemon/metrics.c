@@ -398,6 +398,10 @@ char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
     double start = m.start;
     pthread_mutex_unlock(&m.lock);
 
+    /* The verdict cache's counters (dcache.c), when it is on. */
+    int crc = dcache_metrics(&b.d);
+    if (crc && !b.failed)
+        b.failed = crc;
     help(&b, "clipmodd_policy_info", "gauge", "The active policy (value 1).");
     bprintf(&b, "clipmodd_policy_info{name=\"");
     label_value(&b, engine ? clipmod_engine_policy_name(engine) : "");

@@ -415,6 +415,9 @@ char *tusd_finish(tusd_req *t, int *status)
     if (verdict && json_is_object(verdict)) {
         json_object_set_new(verdict, "policy_fingerprint", json_string(j->policy_fp));
         json_object_set_new(verdict, "policy_generation", json_integer((json_int_t)j->generation));
+        /* Answered by the verdict cache (dcache.c), as in the HTTP door's answers. */
+        if (j->in[0].cached)
+            json_object_set_new(verdict, "cached", json_true());
     }
     hdr = json_pack("{s:s, s:s, s:s, s:s, s:s}", "Content-Type", "application/json",
                     "Clipmod-Action", unscanned ? "unscanned" : clipmod_action_name(action),

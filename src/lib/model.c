@@ -242,6 +242,12 @@ const char *clipmod_model_describe(const clipmod_model *m)
     return m ? m->description : "";
 }
 
+/* Public for the programs' verdict caches, which must change key with the weights. */
+uint64_t clipmod_model_fingerprint(const clipmod_model *m)
+{
+    return m ? m->fingerprint : 0;
+}
+
 clipmod_error clipmod_embed_images(const clipmod_model *m, const clipmod_image *const *imgs,
                                    size_t n, float *out, char *errbuf)
 {
