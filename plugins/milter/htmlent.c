@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "html_entities.h" /* src/common: the tokenizer's table too */
 #include "htmlent.h"
 
@@ -78,17 +79,6 @@ static uint32_t numeric(uint32_t num)
     return num;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* "&#..." at in[i] (in[i+1] == '#'): the end of the reference, or i when it is none. */
 static size_t numeric_ref(const unsigned char *in, size_t n, size_t i, uint32_t *num)
 {
@@ -97,8 +87,8 @@ static size_t numeric_ref(const unsigned char *in, size_t n, size_t i, uint32_t 
     if (hex)
         k++;
     *num = 0;
-    for (e = k; e < n && hexval(in[e]) >= 0 && (hex || in[e] <= '9'); e++) {
-        *num = *num * (hex ? 16u : 10u) + (uint32_t)hexval(in[e]);
+    for (e = k; e < n && cm_hex_digit(in[e]) >= 0 && (hex || in[e] <= '9'); e++) {
+        *num = *num * (hex ? 16u : 10u) + (uint32_t)cm_hex_digit(in[e]);
         if (*num > 0x110000)
             *num = 0x110000; /* anything past U+10FFFF maps alike */
     }

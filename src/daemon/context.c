@@ -11,17 +11,7 @@
 #include <string.h>
 
 #include "context.h"
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "hex.h"
 
 int context_unescape(const char *in, size_t len, char *out, size_t *outlen)
 {
@@ -34,8 +24,8 @@ int context_unescape(const char *in, size_t len, char *out, size_t *outlen)
             out[o++] = (char)u[i];
             continue;
         }
-        int hi = i + 2 < len ? hex_value(u[i + 1]) : -1;
-        int lo = i + 2 < len ? hex_value(u[i + 2]) : -1;
+        int hi = i + 2 < len ? cm_hex_digit(u[i + 1]) : -1;
+        int lo = i + 2 < len ? cm_hex_digit(u[i + 2]) : -1;
         if (hi < 0 || lo < 0)
             return -1;
         out[o++] = (char)(hi << 4 | lo);

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hex.h"
 #include "multipart.h"
 
 #define MAX_DELIM   (4 + MP_MAX_BOUNDARY) /* "\r\n--" + boundary */
@@ -177,17 +178,6 @@ static int contains_word(const char *s, const char *word)
     return 0;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * RFC 5987 ext-value, charset'language'percent-encoded, into `dst` as UTF-8
  * (UTF-8 and ISO-8859-1 are the charsets RFC 5987 requires). -1 when it is not
@@ -211,10 +201,11 @@ static int ext_value(const char *v, size_t vlen, char *dst)
     for (const char *p = q2 + 1; p < v + vlen && n + 2 <= sizeof bytes; p++) {
         unsigned c = (unsigned char)*p;
         if (c == '%') {
-            if (v + vlen - p < 3 || hexval((unsigned char)p[1]) < 0 ||
-                hexval((unsigned char)p[2]) < 0)
+            if (v + vlen - p < 3 || cm_hex_digit((unsigned char)p[1]) < 0 ||
+                cm_hex_digit((unsigned char)p[2]) < 0)
                 return -1;
-            c = (unsigned)(hexval((unsigned char)p[1]) * 16 + hexval((unsigned char)p[2]));
+            c = (unsigned)(cm_hex_digit((unsigned char)p[1]) * 16 +
+                           cm_hex_digit((unsigned char)p[2]));
             p += 2;
         }
         if (latin1 && c >= 0x80) {

@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "common.h"
+#include "hex.h"
 #include "html_entities.h"
 #include "tokenizer.h"
 
@@ -426,17 +427,6 @@ static size_t numeric_charref(uint32_t num, uint32_t *o, size_t m)
     return m;
 }
 
-static int hexval(uint32_t c)
-{
-    if (c >= '0' && c <= '9')
-        return (int)(c - '0');
-    if (c >= 'a' && c <= 'f')
-        return (int)(c - 'a' + 10);
-    if (c >= 'A' && c <= 'F')
-        return (int)(c - 'A' + 10);
-    return -1;
-}
-
 /* The characters [^\t\n\f <&#;] of html's entity-name pattern. */
 static int entity_name_char(uint32_t c)
 {
@@ -472,9 +462,9 @@ static size_t html_unescape(const uint32_t *in, size_t n, uint32_t *o)
             if (hex)
                 k++;
             e = k;
-            while (e < n && hexval(in[e]) >= 0 && (hex || in[e] <= '9')) {
+            while (e < n && cm_hex_digit(in[e]) >= 0 && (hex || in[e] <= '9')) {
                 /* Python's int() is unbounded; anything past U+10FFFF maps alike. */
-                num = num * (uint32_t)base + (uint32_t)hexval(in[e]);
+                num = num * (uint32_t)base + (uint32_t)cm_hex_digit(in[e]);
                 if (num > 0x110000)
                     num = 0x110000;
                 e++;
