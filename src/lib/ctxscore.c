@@ -307,19 +307,16 @@ static clipmod_error explain(const clipmod_engine *e, const cm_ctx_batch *b, siz
                              cm_cat_result *cr)
 {
     const cm_cat *x = e->cats[c].ctx;
-    const cm_ctx_text *tx = &b->text[i];
     const size_t w = b->best[i * b->n_cats + c];
     const float *cos = b->cos + b->row[b->first[i] + w] * e->n_ctx_prompts;
     double unused_s, unused_cos, *probs = cm_alloc((x->n_cand ? x->n_cand : 1) * sizeof *probs);
     cr->ctx_prompts = cm_calloc(x->n_cand ? x->n_cand : 1, sizeof *cr->ctx_prompts);
-    char *window = cm_alloc(tx->win[w].len + 1);
+    char *window = window_text(b, i, w);
     if (!probs || !cr->ctx_prompts || !window) {
         cm_free(probs);
         cm_free(window);
         return CLIPMOD_E_NOMEM;
     }
-    memcpy(window, tx->text + tx->win[w].start, tx->win[w].len);
-    window[tx->win[w].len] = '\0';
     cr->s.context_window = window;
     cm_score_frame(x, cos, clipmod_model_logit_scale(e->model), &unused_s, &unused_cos, probs);
     clipmod_error rc = CLIPMOD_OK;
