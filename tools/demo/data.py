@@ -19,7 +19,10 @@ Samples (make_sample): a canvas of image_size px with a background (white, a sol
 colour, a gradient, noise, stripes, checks or blobs) and one to three emoji,
 randomly scaled, placed and rotated, with mild blur / colour-count / contrast
 changes; the caption is a template around the emoji's name or keywords, or the names
-of several emoji in reading order ("a picture of beer mug and pill.").
+of several emoji in reading order ("a picture of beer mug and pill."). With style_aug
+(v2), restyle() also changes the drawing style (outline, flat colours, saturation,
+shading, raster). Glyphs of other art sets (styles.py) use the same class, the same
+CLDR names and the same held-out groups.
 """
 import argparse
 import hashlib
@@ -271,8 +274,52 @@ def _place(canvas, glyph, size, cx, cy, angle, rng):
     canvas.alpha_composite(g, (int(round(cx - g.size[0] / 2)), int(round(cy - g.size[1] / 2))))
 
 
-def make_sample(glyphs, rng, size, groups, n_emoji=None):
-    """One (PIL RGB image, caption, [glyph indices]) from the given groups."""
+def restyle(layer, rng):
+    """Changes of drawing style that keep what an emoji shows (shape, colours), so
+    that the model learns what art sets have in common: one or two of a dark outline
+    (as OpenMoji draws), flat colours (few colours, smoothed), more or less
+    saturation, a light-to-dark shading, or a coarser raster."""
+    ops = rng.choice(5, size=1 if rng.random() < 0.6 else 2, replace=False)
+    for op in ops:
+        a = np.asarray(layer).astype(np.float32)
+        alpha = a[..., 3:4]
+        if op == 0:  # outline
+            k = 3 if rng.random() < 0.6 else 5
+            ring = np.asarray(layer.getchannel("A").filter(ImageFilter.MaxFilter(k)),
+                              np.float32)[..., None]
+            ink = rng.uniform(0, 70)
+            rgb = a[..., :3] * (alpha / 255) + ink * (1 - alpha / 255)
+            a = np.concatenate([rgb, np.maximum(alpha, ring)], -1)
+        elif op == 1:  # flat colours
+            rgb = Image.fromarray(a[..., :3].clip(0, 255).astype(np.uint8), "RGB")
+            if rng.random() < 0.5:
+                rgb = rgb.filter(ImageFilter.MedianFilter(3))
+            rgb = rgb.quantize(int(rng.integers(6, 24))).convert("RGB")
+            a = np.concatenate([np.asarray(rgb, np.float32), alpha], -1)
+        elif op == 2:  # saturation
+            grey = a[..., :3].mean(-1, keepdims=True)
+            f = rng.uniform(0.55, 1.5)
+            a[..., :3] = grey + (a[..., :3] - grey) * f
+        elif op == 3:  # shading from one side
+            h, w = a.shape[:2]
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            ang = rng.uniform(0, 2 * math.pi)
+            t = (xx * math.cos(ang) + yy * math.sin(ang)) / max(h, w)
+            t = t - t.min()
+            lo, hi = rng.uniform(0.75, 1.0), rng.uniform(1.0, 1.25)
+            a[..., :3] *= (lo + (hi - lo) * t / max(1e-6, t.max()))[..., None]
+        else:  # coarser raster
+            w, h = layer.size
+            f = rng.uniform(0.35, 0.7)
+            small = layer.resize((max(1, int(w * f)), max(1, int(h * f))), Image.BILINEAR)
+            a = np.asarray(small.resize((w, h), Image.BILINEAR), np.float32)
+        layer = Image.fromarray(a.clip(0, 255).astype(np.uint8), "RGBA")
+    return layer
+
+
+def make_sample(glyphs, rng, size, groups, n_emoji=None, style_aug=0.0):
+    """One (PIL RGB image, caption, [glyph indices]) from the given groups; with
+    probability style_aug the emoji layer is also redrawn by restyle()."""
     if n_emoji is None:
         r = rng.random()
         n_emoji = 1 if r < 0.75 else (2 if r < 0.93 else 3)
@@ -311,6 +358,8 @@ def make_sample(glyphs, rng, size, groups, n_emoji=None):
         c = rng.uniform(0.7, 1.15)
         a[..., :3] = (a[..., :3] - 128) * c + 128 + rng.uniform(-20, 20)
         layer = Image.fromarray(a.clip(0, 255).astype(np.uint8), "RGBA")
+    if style_aug and rng.random() < style_aug:
+        layer = restyle(layer, rng)
     if rng.random() < 0.15:  # drop shadow / outline as some emoji sets draw
         sh = Image.new("RGBA", layer.size, (0, 0, 0, 0))
         alpha = layer.getchannel("A").filter(ImageFilter.MaxFilter(3))

@@ -177,7 +177,7 @@ def category_metrics(rows, names):
 MAX_FPR = 0.01
 
 
-def suggest_thresholds(rows, names):
+def suggest_thresholds(rows, names, max_fpr=None):
     """Per category, the threshold (a score, rounded to 2 decimals) of highest F1 among
     those that flag at most MAX_FPR of the negatives: precision first, as moderation
     wants. When no positive scores above that bound, the bound itself (recall 0)."""
@@ -188,7 +188,7 @@ def suggest_thresholds(rows, names):
         score = np.array([next(c for c in r["categories"] if c["id"] == cid)["score"]
                           for r in rows])
         neg = np.sort(score[~pos])[::-1]
-        k = int(MAX_FPR * len(neg))  # at most k negatives may reach the threshold
+        k = int((MAX_FPR if max_fpr is None else max_fpr) * len(neg))  # at most k negatives may reach the threshold
         bound = math.floor(neg[k] * 100 + 1) / 100  # just above the (k+1)-th negative
         best = (-1.0, bound)
         for t in sorted({math.floor(x * 100) / 100 for x in score[pos]} | {bound}):
@@ -204,6 +204,26 @@ def suggest_thresholds(rows, names):
                     "flagged": int(hit.sum()), "true_positives": int((hit & pos).sum()),
                     "negatives_flagged": int((hit & ~pos).sum())}
     return out
+
+
+def write_policy(src, out, suggested, note, max_fpr):
+    """Copy the policy src to out with each category's threshold replaced by the
+    suggested one (the line "threshold: X" inside the category's block)."""
+    lines, cid = [], None
+    for line in open(src, encoding="utf-8").read().split("\n"):
+        m = re.match(r"\s*- id: (\S+)", line)
+        if m:
+            cid = m.group(1)
+        m = re.match(r"(\s*threshold: )[0-9.]+(.*)", line)
+        if m and cid in suggested:
+            line = f"{m.group(1)}{suggested[cid]['threshold']:.2f}  # {note}"
+        lines.append(line)
+    head = (f"# Written by tools/demo/evaluate.py --write-policy from {os.path.basename(src)}:\n"
+            f"# the same prompts; every threshold {note} (at most {max_fpr:.1%} of a\n"
+            f"# category's negatives flagged there, then best F1). The comments below about\n"
+            f"# thresholds describe the original policy.\n")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(head + "\n".join(lines))
 
 
 def torch_check(clipmod, model_dir, paths, texts, threads=None):
@@ -368,6 +388,13 @@ def main():
     ap.add_argument("--noto", action="store_true", help="also evaluate clean Noto renders")
     ap.add_argument("--torch-check", action="store_true")
     ap.add_argument("--suggest-thresholds", action="store_true")
+    ap.add_argument("--max-fpr", type=float, default=MAX_FPR,
+                    help="--suggest-thresholds: share of a category's negatives a "
+                         "threshold may flag (default %(default)s)")
+    ap.add_argument("--write-policy", metavar="OUT",
+                    help="with --suggest-thresholds: write the policy with the suggested "
+                         "thresholds to OUT (choose them on a development style, then "
+                         "evaluate EmojiOne with OUT)")
     ap.add_argument("--json", help="write all results here")
     ap.add_argument("--card", help="update the metrics block of this model card")
     ap.add_argument("--check", help="compare with the metrics block of this model card")
@@ -416,7 +443,11 @@ def main():
     rows = run_scan(args.clipmod, args.model, args.policy, paths, threads=args.threads)
     res["categories"], res["flagged_overall"] = category_metrics(rows, names)
     if args.suggest_thresholds:
-        res["suggested_thresholds"] = suggest_thresholds(rows, names)
+        res["suggested_thresholds"] = suggest_thresholds(rows, names, args.max_fpr)
+        if args.write_policy:
+            write_policy(args.policy, args.write_policy, res["suggested_thresholds"],
+                         f"chosen on {os.path.basename(os.path.normpath(args.emojione))}",
+                         args.max_fpr)
     res["summary"] = summary(res)
     res["tolerance"] = TOLERANCE
     out = json.dumps(res, indent=1, ensure_ascii=False)

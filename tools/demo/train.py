@@ -1,18 +1,26 @@
 #!/usr/bin/python3
-"""Train clipmod's demo CLIP on Noto Color Emoji + CLDR names, and write models/demo.
+"""Train clipmod's demo CLIP on emoji art sets + CLDR names, and write a model directory.
 
-  train.py --out DIR [--seed 1] [--steps N] [--batch B] [--threads 2] [--log FILE]
+  train.py --out DIR [--seed 1] [--steps N] [--batch B] [--threads 2]
+           [--styles noto:0.34,twemoji:0.33,openmoji:0.33] [--style-aug 0.5]
+           [--quick-eval PNG_DIR]
+
+v1 (models/demo, `make demo-model`) is `--styles noto:1 --style-aug 0`; the defaults
+are the v2 candidate's recipe (`make demo-model-v2`, issue 16).
 
 Steps, all from the seed, on the CPU:
-  1. data.Glyphs: render every CLDR emoji Noto draws as one glyph (cached in /tmp);
+  1. styles.glyphs: every CLDR emoji of each art set as an RGBA glyph (Noto rendered
+     by data.Glyphs from the font, the npm sets fetched and rendered by styles.py;
+     all cached in ~/.cache/clipmod-demo);
   2. bpe.learn: BPE merges from the training emoji's names and keywords
      -> DIR/merges.txt, vocab_size = 512 + merges + 2;
   3. model.CLIP (architecture of libclipmod, sizes below), CLIP init;
   4. N steps of AdamW on the symmetric contrastive loss of CLIP (image->text and
      text->image cross-entropy over the batch, logits = exp(logit_scale) * cos, with
      the learned logit_scale clamped to [0, ln 100] and learning 5x faster); samples are drawn fresh each
-     step by data.make_sample (augmented; held-out emoji never appear). Pairs whose
-     captions are identical count as positives of each other;
+     step by data.make_sample (augmented; held-out emoji never appear), each in an
+     art style drawn by weight and, with probability --style-aug, redrawn by
+     data.restyle. Pairs whose captions are identical count as positives of each other;
   5. export: DIR/model.safetensors (F16, Hugging Face names, written with
      tests/reference/safetensors_io.py) and DIR/config.json.
 
@@ -41,7 +49,9 @@ import bpe  # noqa: E402
 import data  # noqa: E402
 import model as M  # noqa: E402
 import safetensors_io  # noqa: E402
+import styles  # noqa: E402
 import tokenizer_ref  # noqa: E402
+from PIL import Image  # noqa: E402
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
@@ -50,6 +60,11 @@ CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 IMAGE_SIZE, PATCH = 48, 8
 VISION = dict(width=192, layers=6, heads=3, image_size=IMAGE_SIZE, patch_size=PATCH)
 TEXT = dict(width=192, layers=4, heads=3)
+# Art styles trained on, with the share of samples drawn from each (v2). EmojiOne
+# (the evaluation style) and Fluent (the development style, on which the policy's
+# thresholds are chosen) are never trained on.
+TRAIN_STYLES = "noto:0.34,twemoji:0.33,openmoji:0.33"
+STYLE_AUG = 0.5
 PROJECTION = 128
 CONTEXT = 77
 NAME = "clipmod/demo-emoji"
@@ -72,10 +87,16 @@ def tokens(tok, texts):
     return ids
 
 
-def batch(glyphs, rng, tok, size):
+def batch(sets, weights, rng, tok, size, style_aug):
+    """A batch whose every sample draws its art style by weight (one style per
+    canvas), so each batch mixes styles and the same emoji in two styles are
+    positives of each other when their captions agree."""
     imgs, texts = [], []
     for _ in range(size):
-        img, text, _ = data.make_sample(glyphs, rng, IMAGE_SIZE, glyphs.train_groups)
+        # one style draws no random number, so v1's recipe (noto:1) is unchanged
+        g = sets[int(rng.choice(len(sets), p=weights))] if len(sets) > 1 else sets[0]
+        img, text, _ = data.make_sample(g, rng, IMAGE_SIZE, g.train_groups,
+                                        style_aug=style_aug)
         imgs.append(img)
         texts.append(text)
     # positives: identical captions (lower-cased, as the tokenizer sees them)
@@ -130,7 +151,67 @@ def export(model, out_dir, merges, meta):
     return size
 
 
+def bpe_corpus(sets):
+    """data.bpe_corpus of the first style, plus the names and keywords of training
+    emoji that only the other styles draw."""
+    lines = data.bpe_corpus(sets[0])
+    known = set(sets[0].names)
+    for g in sets[1:]:
+        for grp in g.train_groups:
+            for i in g.groups[grp]:
+                if g.names[i] not in known:
+                    known.add(g.names[i])
+                    lines.append(g.names[i])
+                    lines.extend(g.keywords[i])
+    return lines
+
+
+@torch.no_grad()
+def quick_eval(model, tok, png_dir, glyphs):
+    """Zero-shot top-1/top-5 in PyTorch on png_dir (labels: the CLDR names of its
+    images, data.EVAL_TEMPLATES averaged), all and held-out emoji."""
+    model.eval()
+    cldr = data.load_cldr()
+    items = []
+    for f in sorted(os.listdir(png_dir)):
+        try:
+            cp = data.strip_fe0f("".join(chr(int(h, 16)) for h in f[:-4].split("-")))
+        except ValueError:
+            continue
+        if f.endswith(".png") and cp in cldr:
+            items.append((os.path.join(png_dir, f), cp, cldr[cp]["name"]))
+    labels = sorted({n for _, _, n in items})
+    index = {n: i for i, n in enumerate(labels)}
+    tpl = data.EVAL_TEMPLATES
+    lab = []
+    for k in range(0, len(labels), 256):
+        texts = [t.format(n) for n in labels[k:k + 256] for t in tpl]
+        e = model.encode_text(tokens(tok, texts)).view(-1, len(tpl), PROJECTION).mean(1)
+        lab.append(F.normalize(e, dim=-1))
+    lab = torch.cat(lab)
+    imgs = []
+    for k in range(0, len(items), 256):
+        ims = []
+        for p, _, _ in items[k:k + 256]:
+            im = Image.open(p).convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            bg.alpha_composite(im)
+            ims.append(bg.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC))
+        imgs.append(model.encode_image(pixels(ims)))
+    sims = torch.cat(imgs) @ lab.t()
+    truth = torch.tensor([index[n] for _, _, n in items])
+    rank = (sims > sims[torch.arange(len(items)), truth][:, None]).sum(1)
+    held = set(glyphs.heldout_groups)
+    sel = torch.tensor([data.group_key(cp) in held for _, cp, _ in items])
+    for part, m in (("all", torch.ones_like(sel)), ("heldout", sel)):
+        r = rank[m]
+        print(f"quick-eval {os.path.basename(os.path.normpath(png_dir))} {part}: "
+              f"{len(r)} images, top-1 {(r < 1).float().mean():.3f}, "
+              f"top-5 {(r < 5).float().mean():.3f}", flush=True)
+
+
 def main():
+    global IMAGE_SIZE
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="model directory to write")
@@ -141,22 +222,45 @@ def main():
     ap.add_argument("--wd", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cache", help="glyph cache file (built when missing; default: none)")
+    ap.add_argument("--cache", help="cache directory of fetched art and glyphs "
+                    "(default $CLIPMOD_DEMO_CACHE or ~/.cache/clipmod-demo)")
+    ap.add_argument("--styles", default=TRAIN_STYLES,
+                    help="art styles trained on and their shares (default %(default)s)")
+    ap.add_argument("--style-aug", type=float, default=STYLE_AUG,
+                    help="share of samples redrawn by data.restyle (default %(default)s)")
+    ap.add_argument("--image-size", type=int, default=IMAGE_SIZE)
+    ap.add_argument("--vision-layers", type=int, default=VISION["layers"])
+    ap.add_argument("--quick-eval", metavar="PNG_DIR",
+                    help="after training, zero-shot top-1/top-5 in PyTorch on the PNGs of "
+                         "this directory (named by code points, as EmojiOne's): a fast "
+                         "estimate for short runs, not the C engine's numbers")
     ap.add_argument("--checkpoint", help="save/resume training state here (optional)")
     ap.add_argument("--log-every", type=int, default=20)
     args = ap.parse_args()
 
+    IMAGE_SIZE = args.image_size
+    vision = dict(VISION, image_size=IMAGE_SIZE, layers=args.vision_layers)
     t_start = time.time()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    glyphs = data.Glyphs(args.cache)
-    merges = bpe.learn(data.bpe_corpus(glyphs), 4096, 2)
+    style_names, weights = [], []
+    for part in args.styles.split(","):
+        name, _, w = part.partition(":")
+        style_names.append(name)
+        weights.append(float(w or 1))
+    weights = np.array(weights) / sum(weights)
+    sets = [styles.glyphs(name, args.cache) for name in style_names]
+    glyphs = sets[0]
+    merges = bpe.learn(bpe_corpus(sets), 4096, 2)
     tok = tokenizer_ref.Tokenizer(merges)
     vocab = len(tok.encoder)
-    config = M.make_config(VISION, TEXT, PROJECTION, vocab, CONTEXT)
+    config = M.make_config(vision, TEXT, PROJECTION, vocab, CONTEXT)
     model = M.CLIP(config)
     M.init_weights(model, torch.Generator().manual_seed(args.seed))
     n_params = sum(p.numel() for p in model.parameters())
+    for name, g in zip(style_names, sets):
+        print(f"style {name}: {len(g)} emoji, train groups {len(g.train_groups)}, held out "
+              f"{len(g.heldout_groups)}")
     print(f"emoji {len(glyphs)} (train groups {len(glyphs.train_groups)}, held out "
           f"{len(glyphs.heldout_groups)}); merges {len(merges)}, vocab {vocab}; "
           f"params {n_params / 1e6:.2f} M; setup {time.time() - t_start:.1f} s", flush=True)
@@ -186,7 +290,7 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step) * g["lr_mult"]
         t0 = time.time()
-        px, ids, same = batch(glyphs, rng, tok, args.batch)
+        px, ids, same = batch(sets, weights, rng, tok, args.batch, args.style_aug)
         t_data += time.time() - t0
         loss, acc = contrastive_loss(model, px, ids, same)
         opt.zero_grad(set_to_none=True)
@@ -209,9 +313,13 @@ def main():
     minutes = (time.time() - t_start) / 60
     meta = {"generator": "clipmod tools/demo/train.py", "seed": args.seed, "steps": args.steps,
             "batch": args.batch, "lr": args.lr, "threads": args.threads}
+    if len(sets) > 1 or args.style_aug:  # v1's files stay byte for byte as they were
+        meta.update(styles=args.styles, style_aug=args.style_aug)
     size = export(model, args.out, merges, meta)
     print(f"wrote {args.out}: model.safetensors {size} bytes; total {minutes:.1f} min",
           flush=True)
+    if args.quick_eval:
+        quick_eval(model, tok, args.quick_eval, sets[0])
 
 
 if __name__ == "__main__":
