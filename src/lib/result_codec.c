@@ -25,6 +25,9 @@
 #define MAX_CATS    4096
 #define MAX_PROMPTS 65536
 #define MAX_NOTES   1024
+/* Scores, cosines and weights lie near [-1, 1], durations far below this; a larger
+ * number is no verdict's (and clipmod_result_to_json rounds through a long long). */
+#define MAX_NUMBER 1e12
 
 /* The static strings results point at (scan.c, score.c, ctxscore.c). */
 static const char *const score_by_names[] = {"prompts", "head", "mean"};
@@ -141,14 +144,20 @@ char *clipmod_result_encode(const clipmod_result *r, size_t *len)
 /* Decoding                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* A finite number (an integer is one too: jansson writes 1.0 as 1.0, but be lenient). */
+/* A finite number within MAX_NUMBER of 0. */
+static int num_ok(double v)
+{
+    return isfinite(v) && fabs(v) <= MAX_NUMBER;
+}
+
+/* A number in range (an integer is one too: jansson writes 1.0 as 1.0, but be lenient). */
 static int num_at(const json_t *a, size_t i, double *out)
 {
     const json_t *v = json_array_get(a, i);
     if (!json_is_number(v))
         return -1;
     *out = json_number_value(v);
-    return isfinite(*out) ? 0 : -1;
+    return num_ok(*out) ? 0 : -1;
 }
 
 static int in_range(json_int_t v, json_int_t lo, json_int_t hi)
@@ -170,7 +179,7 @@ static int prompts_dec(const json_t *a, cm_prompt_score **out, size_t *n)
         json_int_t kind;
         cm_prompt_score *ps = &(*out)[j];
         if (json_unpack((json_t *)p, "[s, F, F, I!]", &text, &ps->prob, &ps->cosine, &kind) ||
-            !isfinite(ps->prob) || !isfinite(ps->cosine) || !in_range(kind, 0, 2))
+            !num_ok(ps->prob) || !num_ok(ps->cosine) || !in_range(kind, 0, 2))
             return -1;
         ps->kind = (cm_prompt_kind)kind;
         if (!(ps->text = cm_strdup(text)))
@@ -290,7 +299,7 @@ static int scalars_dec(json_t *root, clipmod_result *r)
         !in_range(reason, 0, CLIPMOD_REASON__COUNT - 1) ||
         !in_range(top, -1, (json_int_t)r->n_cats - 1) || !in_range(tp, 0, 1 << 30) ||
         !in_range(w, 0, 1 << 30) || !in_range(h, 0, 1 << 30) || !in_range(ft, 0, 1 << 30) ||
-        !in_range(fs, 0, 1 << 30) || !isfinite(r->elapsed_ms) || !in_range(bytes, 0, INT64_MAX) ||
+        !in_range(fs, 0, 1 << 30) || !num_ok(r->elapsed_ms) || !in_range(bytes, 0, INT64_MAX) ||
         !in_range(used, 0, INT64_MAX) || !in_range(win, 0, INT64_MAX) ||
         !in_range(wtot, 0, INT64_MAX) || !in_range(cleaned, 0, 7))
         return -1;
