@@ -887,13 +887,14 @@ CLIPMOD_API clipmod_error clipmod_engine_context_scores(const clipmod_engine *en
 /*
  * The verdict the scanner gives for image scores `scores` and context scores
  * `text_scores` (may be NULL: no context): `combined` (may be NULL) receives each
- * category's score after context, as clipmod_category_score's `score`.
+ * category's score after context, as clipmod_category_score's `score`, and `hits`
+ * (may be NULL) whether each category is hit (its combined score reaches its
+ * threshold, or in modes alone and both its text reaches the context threshold;
+ * whatever its action, as the JSON's "hit").
  */
-CLIPMOD_API clipmod_error clipmod_engine_verdict_context(const clipmod_engine *engine,
-                                                         const double *scores,
-                                                         const double *text_scores,
-                                                         double *combined, clipmod_state *state,
-                                                         clipmod_action *action, long *top);
+CLIPMOD_API clipmod_error clipmod_engine_verdict_context(
+    const clipmod_engine *engine, const double *scores, const double *text_scores, double *combined,
+    unsigned char *hits, clipmod_state *state, clipmod_action *action, long *top);
 
 /* The verdict the scanner gives for these scores; *top = deciding category or -1. */
 CLIPMOD_API clipmod_error clipmod_engine_verdict(const clipmod_engine *engine, const double *scores,

@@ -122,62 +122,31 @@ int eval_context_texts(evaluation *ev)
     return rc;
 }
 
-/* Whether category c alone flags `im` with its text: a verdict where no other can. */
-static int alone_hit(const evaluation *ev, const eval_image *im, size_t c, double *s, double *t)
-{
-    clipmod_state state;
-    for (size_t k = 0; k < ev->n_cats; k++)
-        s[k] = t[k] = -1;
-    s[c] = im->scores[c];
-    t[c] = im->text_scores[c];
-    if (clipmod_engine_verdict_context(ev->engine, s, t, NULL, &state, NULL, NULL))
-        return -1;
-    return state == CLIPMOD_STATE_FLAGGED;
-}
-
 /*
- * The library's per-category flag: the combined score reaches the threshold, or (modes
- * alone and both) the text alone flags, which only a verdict with category c alone can
- * tell (a category whose action is allow never flags there, so its text-alone hits are
- * not counted).
+ * The scanner's verdict for `im` with its text: the combined scores and each
+ * category's hit (its combined score reaches the threshold, or with `mode: alone` or
+ * `both` its text reaches the context threshold).
  */
-static int context_hits(const evaluation *ev, eval_image *im, double *s, double *t)
-{
-    for (size_t c = 0; c < ev->n_cats; c++) {
-        int hit = im->ctx_scores[c] >= ev->cats[c].info.threshold;
-        if (!hit && im->text_scores && im->text_scores[c] >= 0)
-            hit = alone_hit(ev, im, c, s, t);
-        if (hit < 0)
-            return -1;
-        im->ctx_hits[c] = (unsigned char)hit;
-    }
-    return 0;
-}
-
-static int verdict_one(const evaluation *ev, eval_image *im, double *s, double *t)
+static int verdict_one(const evaluation *ev, eval_image *im)
 {
     const size_t nc = ev->n_cats ? ev->n_cats : 1;
     im->ctx_scores = malloc(nc * sizeof *im->ctx_scores);
     im->ctx_hits = calloc(nc, 1);
     if (!im->ctx_scores || !im->ctx_hits ||
         clipmod_engine_verdict_context(ev->engine, im->scores, im->text_scores, im->ctx_scores,
-                                       &im->ctx_state, &im->ctx_action, &im->ctx_top))
+                                       im->ctx_hits, &im->ctx_state, &im->ctx_action, &im->ctx_top))
         return -1;
-    return context_hits(ev, im, s, t);
+    return 0;
 }
 
 int eval_context_verdicts(evaluation *ev)
 {
     if (!ev->context)
         return 0;
-    const size_t nc = ev->n_cats ? ev->n_cats : 1;
-    double *s = malloc(nc * sizeof *s), *t = malloc(nc * sizeof *t);
-    int rc = s && t ? 0 : -1;
+    int rc = 0;
     for (size_t i = 0; !rc && i < ev->n_images; i++)
         if (!ev->images[i].unscanned)
-            rc = verdict_one(ev, &ev->images[i], s, t);
-    free(s);
-    free(t);
+            rc = verdict_one(ev, &ev->images[i]);
     return rc;
 }
 

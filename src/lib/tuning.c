@@ -392,7 +392,7 @@ clipmod_error clipmod_engine_score_category(const clipmod_engine *e, size_t c, c
 clipmod_error clipmod_engine_verdict(const clipmod_engine *e, const double *scores,
                                      clipmod_state *state, clipmod_action *action, long *top)
 {
-    return clipmod_engine_verdict_context(e, scores, NULL, NULL, state, action, top);
+    return clipmod_engine_verdict_context(e, scores, NULL, NULL, NULL, state, action, top);
 }
 
 clipmod_error clipmod_engine_context_scores(const clipmod_engine *e, const char *text, size_t len,
@@ -411,8 +411,8 @@ clipmod_error clipmod_engine_context_scores(const clipmod_engine *e, const char 
 
 clipmod_error clipmod_engine_verdict_context(const clipmod_engine *e, const double *scores,
                                              const double *text_scores, double *combined,
-                                             clipmod_state *state, clipmod_action *action,
-                                             long *top)
+                                             unsigned char *hits, clipmod_state *state,
+                                             clipmod_action *action, long *top)
 {
     if (!e || !scores || !e->compiled)
         return CLIPMOD_E_INVALID_ARG;
@@ -434,6 +434,8 @@ clipmod_error clipmod_engine_verdict_context(const clipmod_engine *e, const doub
         s->flagged = hit && s->action != CLIPMOD_ACTION_ALLOW;
         if (combined)
             combined[c] = s->score;
+        if (hits)
+            hits[c] = (unsigned char)hit;
     }
     cm_result_decide(&r);
     if (state)
