@@ -250,6 +250,45 @@ static void score_windows(const clipmod_engine *e, cm_ctx_batch *b, size_t i)
     }
 }
 
+/*
+ * The index of an earlier text equal to texts[i] (len bytes), or -1. The same text
+ * usually comes with every image of a call (--context for a folder, a mail's body):
+ * it is cleaned and cut into windows once. Pointers are compared first: callers pass
+ * the same buffer.
+ */
+static long same_text_before(const char *const *texts, const size_t *lens, size_t i, size_t len,
+                             size_t max_bytes)
+{
+    /* Only what cleaning reads counts (up to one byte past the cap): a 10 MB text is
+     * never compared whole. */
+    const size_t cmp = len < max_bytes ? len : max_bytes + 1;
+    for (size_t j = i; j-- > 0;) {
+        if (!texts[j])
+            continue;
+        const size_t lj = lens && lens[j] ? lens[j] : strlen(texts[j]);
+        if (lj == len && (texts[j] == texts[i] || !memcmp(texts[j], texts[i], cmp)))
+            return (long)j;
+    }
+    return -1;
+}
+
+/* A deep copy of a prepared text. */
+static clipmod_error ctx_text_copy(const cm_ctx_text *from, cm_ctx_text *to)
+{
+    *to = *from;
+    to->text = cm_alloc(from->len + 1);
+    to->win = cm_alloc((from->n_windows ? from->n_windows : 1) * sizeof *to->win);
+    if (!to->text || !to->win) {
+        cm_free(to->text);
+        cm_free(to->win);
+        memset(to, 0, sizeof *to);
+        return CLIPMOD_E_NOMEM;
+    }
+    memcpy(to->text, from->text, from->len + 1);
+    memcpy(to->win, from->win, from->n_windows * sizeof *to->win);
+    return CLIPMOD_OK;
+}
+
 clipmod_error cm_ctx_score_texts(const clipmod_engine *e, const char *const *texts,
                                  const size_t *lens, size_t n, cm_ctx_batch **out)
 {
@@ -270,8 +309,12 @@ clipmod_error cm_ctx_score_texts(const clipmod_engine *e, const char *const *tex
         if (!texts[i])
             continue;
         const size_t len = lens && lens[i] ? lens[i] : strlen(texts[i]);
-        rc = cm_ctx_prepare(e->model->tok, texts[i], len, e->settings[CLIPMOD_MAX_CONTEXT_BYTES],
-                            e->settings[CLIPMOD_MAX_CONTEXT_WINDOWS], &b->text[i]);
+        const long same =
+            same_text_before(texts, lens, i, len, e->settings[CLIPMOD_MAX_CONTEXT_BYTES]);
+        rc = same >= 0 ? ctx_text_copy(&b->text[same], &b->text[i])
+                       : cm_ctx_prepare(e->model->tok, texts[i], len,
+                                        e->settings[CLIPMOD_MAX_CONTEXT_BYTES],
+                                        e->settings[CLIPMOD_MAX_CONTEXT_WINDOWS], &b->text[i]);
         b->first[i] = total;
         total += b->text[i].n_windows;
     }
