@@ -24,7 +24,7 @@ rm -rf "$W"
 mkdir -p "$W/www" "$W/uploads"
 DEMO="$top_srcdir/models/demo"
 [ -f "$DEMO/model.safetensors" ] || fail "$DEMO/model.safetensors is missing"
-IMG="$top_srcdir/samples/water-pistol.png"
+IMG="$top_srcdir/tests/data/demo-scenes/water-pistol.png"
 cp "$IMG" "$W/www/water-pistol.png"
 cp "$IMG" "$W/www/sandwich.png" # the same image under another name
 WEIGHT=0.35

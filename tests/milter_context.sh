@@ -4,7 +4,7 @@
 #
 # The demo model (models/demo) and a policy that includes policies/demo.yaml and gives
 # its weapons category `context: {prompts: [pistol, dagger, bomb], mode: raise}` and
-# the action reject. The image is samples/teddy-bear.png, clean on its own: its weapons
+# the action reject. The image is tests/data/demo-scenes/teddy-bear.png, clean on its own: its weapons
 # score is measured first and the threshold set 0.05 above it. Each mail, Subject "A
 # gift for you", shows it as teddy.png in an HTML body (multipart/related, the image by
 # cid:) whose last paragraph holds the words (the demo text tower knows emoji names,
@@ -35,7 +35,7 @@
 MILTER="$top_builddir/plugins/milter/clipmod-milter"
 MAIL="$top_srcdir/tests/milter/context_mail.py"
 MODEL="$top_srcdir/models/demo"
-IMAGE="$top_srcdir/samples/teddy-bear.png"
+IMAGE="$top_srcdir/tests/data/demo-scenes/teddy-bear.png"
 W="$CLIPMOD_WORK/milter_context"
 
 if why=$(pf_missing); then

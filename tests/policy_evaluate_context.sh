@@ -53,7 +53,7 @@ while IFS= read -r text; do
     set -- --context "$text"
     [ -n "$text" ] || set --
     set +e
-    "$CLIPMOD" scan -q --json --model "$M" --policy "$P" "$@" "$top_srcdir"/samples/*.png \
+    "$CLIPMOD" scan -q --json --model "$M" --policy "$P" "$@" "$top_srcdir"/tests/data/demo-scenes/*.png \
         >"$W/scan.$i.jsonl" 2>"$W/scan.$i.err"
     rc=$?
     set -e
@@ -192,7 +192,7 @@ grep -q '^image-only -> image+context (56 of 64 scanned images have text):' "$W/
 grep -Eq '^  weapons +flagged [0-9]+ -> [0-9]+, recall ' "$W/out" || fail "no weapons line: $(cat "$W/out")"
 
 # 5. JSONL: the same pairs, plus hostile texts; a "text" of the wrong type.
-"$PY" - "$CSV" "$W/set.jsonl" "$top_srcdir/samples" <<'EOF'
+"$PY" - "$CSV" "$W/set.jsonl" "$top_srcdir/tests/data/demo-scenes" <<'EOF'
 import csv, json, os, sys
 rows = list(csv.reader(l for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")))[1:]
 with open(sys.argv[2], "w") as f:
@@ -205,7 +205,7 @@ with open(sys.argv[2], "w") as f:
     for t in hostile:
         f.write(json.dumps({"path": os.path.join(sys.argv[3], "teddy-bear.png"), "text": t}) + "\n")
 EOF
-printf '../../samples/teddy-bear.png,\377\376 pistol \001\033[31m,weapons\n' >"$W/hostile.tail"
+printf '../../tests/data/demo-scenes/teddy-bear.png,\377\376 pistol \001\033[31m,weapons\n' >"$W/hostile.tail"
 run 0 $EV --json --no-attribution "$W/set.jsonl"
 "$PY" - "$W/ev.json" "$W/out" <<'EOF' || fail "JSONL numbers differ from CSV"
 import json, sys
@@ -221,8 +221,8 @@ printf '{"path": "x.png", "text": 3}\n' >"$W/bad.jsonl"
 run 2 $EV "$W/bad.jsonl"
 grep -q 'bad.jsonl:1: "text" must be a string' "$W/err" || fail "no error for text 3: $(cat "$W/err")"
 mkdir -p "$W/csv"
-{ sed -n '/^path,/,$p' "$CSV" | sed 's|\.\./\.\./samples/|'"$top_srcdir"'/samples/|'
-  sed 's|\.\./\.\./samples/|'"$top_srcdir"'/samples/|' "$W/hostile.tail"; } >"$W/csv/hostile.csv"
+{ sed -n '/^path,/,$p' "$CSV" | sed 's|\.\./\.\./tests/data/demo-scenes/|'"$top_srcdir"'/tests/data/demo-scenes/|'
+  sed 's|\.\./\.\./tests/data/demo-scenes/|'"$top_srcdir"'/tests/data/demo-scenes/|' "$W/hostile.tail"; } >"$W/csv/hostile.csv"
 run 0 $EV --json --no-attribution "$W/csv/hostile.csv"
 "$PY" - "$W/out" <<'EOF' || fail "a hostile CSV text"
 import json, sys

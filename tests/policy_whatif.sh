@@ -1,7 +1,7 @@
 #!/bin/sh
 # policy_whatif.sh - what-if changes (--set) and watched categories (hit vs flagged).
 #
-# With the demo model and samples/water-pistol.png (a weapons hit, score ~0.74):
+# With the demo model and tests/data/demo-scenes/water-pistol.png (a weapons hit, score ~0.74):
 #   1. a watched category (action: allow, from an including policy) shows the hit:
 #      "score 0.738 >= 0.340" and "hit (watched)" in --explain, "hit": true and
 #      "flagged": false in JSON; an ordinary miss has "hit": false;
@@ -16,7 +16,7 @@
 PY=/usr/bin/python3
 M="$top_srcdir/models/demo"
 P="$top_srcdir/policies/demo.yaml"
-IMG="$top_srcdir/samples/water-pistol.png"
+IMG="$top_srcdir/tests/data/demo-scenes/water-pistol.png"
 W="$CLIPMOD_WORK/policy_whatif"
 rm -rf "$W"
 mkdir -p "$W"
@@ -71,10 +71,10 @@ grep -q "an action is allow, tag, flag, quarantine or reject" "$W/err" || fail "
 # 4. evaluate --set: a tiny folder set (the samples).
 L="$W/set"
 mkdir -p "$L/weapons" "$L/alcohol" "$L/clean"
-cp "$top_srcdir/samples/water-pistol.png" "$L/weapons/"
-cp "$top_srcdir/samples/cocktail.png" "$L/alcohol/"
-cp "$top_srcdir/samples/sandwich.png" "$top_srcdir/samples/teddy-bear.png" \
-    "$top_srcdir/samples/bullet-train.png" "$L/clean/"
+cp "$top_srcdir/tests/data/demo-scenes/water-pistol.png" "$L/weapons/"
+cp "$top_srcdir/tests/data/demo-scenes/cocktail.png" "$L/alcohol/"
+cp "$top_srcdir/tests/data/demo-scenes/sandwich.png" "$top_srcdir/tests/data/demo-scenes/teddy-bear.png" \
+    "$top_srcdir/tests/data/demo-scenes/bullet-train.png" "$L/clean/"
 run 0 $CLIPMOD policy evaluate -q --model "$M" --policy "$P" --json \
     --set weapons.threshold=0.95 --set alcohol.threshold=0.01 "$L"
 cp "$W/out" "$W/eval.json"

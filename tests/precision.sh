@@ -20,14 +20,14 @@ mkdir -p "$W"
 
 # 1. Refusals.
 set +e
-"$CLIPMOD" embed -m "$M" --precision int4 "$top_srcdir/samples/bomb.png" >/dev/null 2>"$W/bad.err"
+"$CLIPMOD" embed -m "$M" --precision int4 "$top_srcdir/tests/data/demo-scenes/bomb.png" >/dev/null 2>"$W/bad.err"
 rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "--precision int4 exited $rc, not 2"
 grep -q "expected fp32, int8 or bf16" "$W/bad.err" || fail "bad value message: $(cat "$W/bad.err")"
 for p in int8 bf16; do
     set +e
-    CLIPMOD_QGEMM=none "$CLIPMOD" embed -m "$M" --precision $p "$top_srcdir/samples/bomb.png" \
+    CLIPMOD_QGEMM=none "$CLIPMOD" embed -m "$M" --precision $p "$top_srcdir/tests/data/demo-scenes/bomb.png" \
         >/dev/null 2>"$W/none.err"
     rc=$?
     set -e

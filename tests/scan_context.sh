@@ -2,7 +2,7 @@
 # scan_context.sh - context-aware moderation through `clipmod scan --context`
 # (clipmod-policy(5) CONTEXT), with the demo model, whose text tower knows emoji names.
 #
-# samples/teddy-bear.png has a weapons image score of ~0.20, under the demo policy's
+# tests/data/demo-scenes/teddy-bear.png has a weapons image score of ~0.20, under the demo policy's
 # 0.34. With `context:` on for weapons:
 #   1. the context "pistol" flags it ("image+context"), "grinning face" leaves it clean
 #      with exactly its image score (a text that matches nothing changes nothing), and no
@@ -20,7 +20,7 @@
 
 PY=/usr/bin/python3
 M="$top_srcdir/models/demo"
-S="$top_srcdir/samples"
+S="$top_srcdir/tests/data/demo-scenes"
 W="$CLIPMOD_WORK/scan_context"
 rm -rf "$W"
 mkdir -p "$W"

@@ -2,8 +2,8 @@
 # scan_plugins.sh - `clipmod scan --plugin PATH[:CONFIG]`: the operator plugins the
 # daemons load, loaded by the CLI through the same builder (src/common/engine_cfg).
 #
-# With the demo model and policy, samples/bomb.png is flagged (violence, quarantine)
-# and samples/sandwich.png is clean. The shipped plugins, built as modules in
+# With the demo model and policy, tests/data/demo-scenes/bomb.png is flagged (violence, quarantine)
+# and tests/data/demo-scenes/sandwich.png is clean. The shipped plugins, built as modules in
 # plugins/.libs, are loaded as a user would load them:
 #   - allowlist (match=bomb.png) makes the flagged bomb clean, exit 0, with its note;
 #   - audit-log (path=FILE) appends one JSON line per result, and, loaded after the
@@ -23,7 +23,7 @@ unset CLIPMOD_MODEL CLIPMOD_POLICY
 
 M="$top_srcdir/models/demo"
 P="$top_srcdir/policies/demo.yaml"
-S="$top_srcdir/samples"
+S="$top_srcdir/tests/data/demo-scenes"
 LIBS="$top_builddir/plugins/.libs"
 [ -f "$M/model.safetensors" ] || fail "$M/model.safetensors is missing"
 for p in allowlist audit-log; do

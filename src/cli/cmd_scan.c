@@ -31,6 +31,7 @@
 #include "dynbuf.h"
 #include "engine_cfg.h"
 #include "progress.h"
+#include "scan_output.h"
 #include "scan_quarantine.h"
 #include "scan_select.h"
 #include "size.h"
@@ -101,6 +102,8 @@ enum {
     OPT_PLUGIN,
     OPT_CONTEXT,
     OPT_CONTEXT_FILE,
+    OPT_TABLE,
+    OPT_NO_SUMMARY,
     OPT_SETTING /* OPT_SETTING + s for engine setting s */
 };
 
@@ -143,6 +146,9 @@ typedef struct scan_opts {
     const char *file_list;              /* -f: more inputs, one per line */
     const char *log_file;               /* --log: the report is appended there */
     scan_select sel;                    /* --exclude/--include(-dir) */
+    scan_table *table;                  /* --table: &table_state; else NULL */
+    scan_table table_state;
+    int no_summary; /* --no-summary */
 } scan_opts;
 
 /* One input: a path, or the image read from stdin. */
@@ -243,8 +249,11 @@ static void usage(FILE *f)
             "      --follow-symlinks follow symbolic links to directories while recursing\n"
             "      --json            one JSON object per input (JSON Lines; see clipmod(1))\n"
             "      --explain         every category's score; with --json every prompt's\n"
+            "      --table           one aligned row per input (verdict, action, category,\n"
+            "                        score against threshold) and a legend at the end\n"
             "      --hook            one input; print only its action and exit with its code\n"
             "  -q, --quiet           no progress bar, summary or warnings\n"
+            "      --no-summary      no summary at the end\n"
             "      --unscanned-ok    unscanned inputs do not make the exit status 2\n"
             "      --batch N         images per forward pass (default %d)\n"
             "      --threads N       threads for matrix products\n"
@@ -459,6 +468,8 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         {"plugin", required_argument, NULL, OPT_PLUGIN},
         {"context", required_argument, NULL, OPT_CONTEXT},
         {"context-file", required_argument, NULL, OPT_CONTEXT_FILE},
+        {"table", no_argument, NULL, OPT_TABLE},
+        {"no-summary", no_argument, NULL, OPT_NO_SUMMARY},
     };
     enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
     /* The settings' options are named by the library, so a new setting needs no CLI change. */
@@ -500,6 +511,12 @@ static int parse_options(int argc, char **argv, scan_opts *o)
             break;
         case OPT_HOOK:
             o->hook = 1;
+            break;
+        case OPT_TABLE:
+            o->table = &o->table_state;
+            break;
+        case OPT_NO_SUMMARY:
+            o->no_summary = 1;
             break;
         case 'q':
             o->quiet = 1;
@@ -592,6 +609,10 @@ static int parse_options(int argc, char **argv, scan_opts *o)
     if (optind >= argc && !o->file_list) {
         fprintf(stderr, o->url ? "clipmod: scan: no URL (give URLs, or - to read them)\n"
                                : "clipmod: scan: no input (give files, directories or -)\n");
+        return EXIT_ERROR;
+    }
+    if (o->table && (o->json || o->hook || o->explain)) {
+        fprintf(stderr, "clipmod: --table does not go with --json, --hook or --explain\n");
         return EXIT_ERROR;
     }
     if (o->hook && argc - optind != 1) {
@@ -960,136 +981,6 @@ static int collect(const scan_opts *o, char **args, int n_args, entries *in, wal
 /* Output                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/*
- * Names are untrusted (uploads are named by their senders): a newline in one must
- * not forge a result line, nor an escape sequence drive the terminal. The readable
- * output shows control characters as escapes; --json carries names exactly.
- */
-static void put_name(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '\n')
-            fputs("\\n", f);
-        else if (ch == '\t')
-            fputs("\\t", f);
-        else if (ch == '\r')
-            fputs("\\r", f);
-        else if (ch < 0x20 || ch == 0x7f)
-            fprintf(f, "\\x%02x", ch);
-        else
-            fputc(ch, f);
-    }
-}
-
-/*
- * The reason's sentence without the input's name, which the library may start it
- * with and the line already shows.
- */
-static const char *reason_text(const clipmod_result *r)
-{
-    const char *text = clipmod_result_reason_text(r), *name = clipmod_result_name(r);
-    size_t n = strlen(name);
-    if (n && !strncmp(text, name, n) && !strncmp(text + n, ": ", 2))
-        return text + n + 2;
-    return text;
-}
-
-/* Why a category flagged: its score, and what the text that came with it did. */
-static void print_why(FILE *f, const clipmod_category_score *c)
-{
-    const char *by = c->flagged_by ? c->flagged_by : "image";
-    if (!strcmp(by, "context"))
-        fprintf(f, " (text score %.2f: the text alone)", c->context_score);
-    else if (!strcmp(by, "image+context"))
-        fprintf(f, " (score %.2f >= %.2f: image %.2f raised by the text, %.2f)", c->score,
-                c->threshold, c->image_score, c->context_score);
-    else
-        fprintf(f, " (score %.2f >= %.2f)", c->score, c->threshold);
-}
-
-static void print_flagged(FILE *f, const clipmod_result *r)
-{
-    const char *top = clipmod_result_top_category(r);
-    size_t n = clipmod_result_category_count(r);
-    clipmod_category_score c = CLIPMOD_CATEGORY_SCORE_INIT;
-    int listed = 0;
-
-    fputs(": FLAGGED", f);
-    /* The deciding category first, then the others that reached their threshold. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < n; i++) {
-            if (clipmod_result_category(r, i, &c) || !c.flagged)
-                continue;
-            int is_top = top && !strcmp(c.id, top);
-            if (is_top != (pass == 0))
-                continue;
-            fprintf(f, "%s %s", listed ? "," : "", c.id);
-            print_why(f, &c);
-            listed++;
-        }
-    }
-    fprintf(f, " -> %s\n", clipmod_action_name(clipmod_result_action(r)));
-}
-
-/*
- * --explain on a terminal: every category with its numbers, and its best prompts,
- * which the API exposes only in the JSON form of the result.
- */
-static void print_explain(const clipmod_result *r)
-{
-    size_t n = clipmod_result_category_count(r);
-    char *json = clipmod_result_to_json(r, 0);
-    json_t *root = json ? json_loads(json, 0, NULL) : NULL;
-    json_t *cats = json_object_get(root, "categories");
-    clipmod_category_score c = CLIPMOD_CATEGORY_SCORE_INIT;
-
-    for (size_t i = 0; i < n; i++) {
-        if (clipmod_result_category(r, i, &c))
-            continue;
-        /* The sign says whether the score reached the threshold (a hit), even for a
-         * watched "allow" category, which hits without flagging. */
-        const int hit = c.margin >= 0;
-        printf("    %-16s score %.3f %s %.3f (%+.3f)  cosine %.3f  %s%s\n", c.id, c.score,
-               hit ? ">=" : "< ", c.threshold, c.margin, c.cosine, clipmod_action_name(c.action),
-               c.flagged ? "  FLAGGED"
-               : hit     ? "  hit (watched)"
-                         : "");
-        if (c.context_score >= 0) {
-            printf("        text %.3f (window \"", c.context_score);
-            put_name(stdout, c.context_window ? c.context_window : "");
-            printf("\", nearest \"");
-            put_name(stdout, c.context_prompt ? c.context_prompt : "");
-            printf("\"); image score %.3f%s%s\n", c.image_score,
-                   c.flagged_by ? ", flagged by " : "", c.flagged_by ? c.flagged_by : "");
-        }
-        json_t *prompts = json_object_get(json_array_get(cats, i), "top_prompts");
-        size_t k;
-        json_t *p;
-        json_array_foreach(prompts, k, p)
-        {
-            const char *text = json_string_value(json_object_get(p, "prompt"));
-            const char *kind = json_string_value(json_object_get(p, "kind"));
-            printf("        %5.1f%%  cos %.3f  %-8s \"",
-                   100.0 * json_number_value(json_object_get(p, "probability")),
-                   json_number_value(json_object_get(p, "cosine")), kind ? kind : "");
-            put_name(stdout, text ? text : "");
-            fputs("\"\n", stdout);
-        }
-    }
-    json_t *notes = json_object_get(root, "notes");
-    size_t k;
-    json_t *note;
-    json_array_foreach(notes, k, note)
-    {
-        printf("    note (%s): ", json_string_value(json_object_get(note, "by")));
-        put_name(stdout, json_string_value(json_object_get(note, "text")));
-        fputc('\n', stdout);
-    }
-    json_decref(root);
-    clipmod_free(json);
-}
-
 /* One result to f (stdout or the --log file; --explain details go to stdout only). */
 static int print_result_to(FILE *f, const scan_opts *o, const clipmod_result *r)
 {
@@ -1103,21 +994,21 @@ static int print_result_to(FILE *f, const scan_opts *o, const clipmod_result *r)
         clipmod_free(line);
         return 0;
     }
-    put_name(f, clipmod_result_name(r));
+    scan_put_name(f, clipmod_result_name(r));
     if (state == CLIPMOD_STATE_UNSCANNED) {
-        const char *text = reason_text(r);
+        const char *text = scan_reason_text(r);
         fprintf(f, ": unscanned (%s%s", clipmod_reason_name(clipmod_result_reason(r)),
                 *text ? ": " : "");
-        put_name(f, text);
+        scan_put_name(f, text);
         fputs(")\n", f);
         return 0;
     }
     if (state == CLIPMOD_STATE_FLAGGED)
-        print_flagged(f, r);
+        scan_print_flagged(f, r);
     else
         fputs(": clean\n", f);
     if (o->explain && f == stdout)
-        print_explain(r);
+        scan_print_explain(r);
     return 0;
 }
 
@@ -1126,6 +1017,10 @@ static int print_result(const scan_opts *o, const clipmod_result *r)
 {
     if (o->infected && clipmod_result_state(r) == CLIPMOD_STATE_CLEAN)
         return 0;
+    if (o->table) {
+        scan_table_row(stdout, o->table, r);
+        return 0;
+    }
     return print_result_to(stdout, o, r);
 }
 
@@ -1160,9 +1055,9 @@ static int print_hook(const scan_opts *o, const clipmod_result *r)
     }
     if (unscanned && !o->quiet) {
         fputs("clipmod: ", stderr);
-        put_name(stderr, clipmod_result_name(r));
+        scan_put_name(stderr, clipmod_result_name(r));
         fprintf(stderr, ": unscanned (%s: ", clipmod_reason_name(clipmod_result_reason(r)));
-        put_name(stderr, reason_text(r));
+        scan_put_name(stderr, scan_reason_text(r));
         fputs(")\n", stderr);
     }
     return 0;
@@ -1310,7 +1205,7 @@ static void scan_batch(const clipmod_engine *engine, const entries *in, size_t s
             results[i] = NULL;
             progress_hide(pg);
             fputs("clipmod: ", stderr);
-            put_name(stderr, inputs[i].name);
+            scan_put_name(stderr, inputs[i].name);
             fprintf(stderr, ": %s\n", clipmod_strerror(err));
             t->errors++;
         }
@@ -1482,7 +1377,9 @@ int cmd_scan(int argc, char **argv)
     progress_end(&pg);
 
     const double t_end = cm_now();
-    if (!o.hook && !o.quiet)
+    if (o.table && !o.quiet)
+        scan_table_legend(stdout, o.table);
+    if (!o.hook && !o.quiet && !o.no_summary)
         print_summary(o.json ? stderr : stdout, &o, engine, model, &w, &t, t_end - t0,
                       t_end - t_scan);
     if (log)

@@ -13,7 +13,7 @@
  *   - its re-encoding decodes again, to the same JSON, and re-encodes to the same
  *     bytes (a record read back is a fixed point of the codec);
  *   - the same value under another key is refused.
- * Seeds are framed values of scan results of the PNG files in samples/ with the demo
+ * Seeds are framed values of scan results of the PNG files in tests/data/demo-scenes/ with the demo
  * model (key bytes 0, 1, ..., 31), and damaged, truncated and misplaced ones.
  */
 #include <stddef.h>

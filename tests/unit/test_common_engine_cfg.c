@@ -486,7 +486,8 @@ int main(void)
     snprintf(model_dir, sizeof model_dir, "%s/models/demo", srcdir());
     snprintf(merges, sizeof merges, "%s/merges.txt", model_dir);
     snprintf(policy_path, sizeof policy_path, "%s/policies/demo.yaml", srcdir());
-    snprintf(sample_path, sizeof sample_path, "%s/samples/water-pistol.png", srcdir());
+    snprintf(sample_path, sizeof sample_path, "%s/tests/data/demo-scenes/water-pistol.png",
+             srcdir());
     /* The demo data is committed, but a trimmed checkout may lack it: skip, saying why. */
     if (access(merges, R_OK) || access(policy_path, R_OK) || access(sample_path, R_OK)) {
         fprintf(stderr, "SKIP: the demo model, policy or samples are missing under %s\n", srcdir());

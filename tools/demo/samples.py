@@ -3,14 +3,20 @@
 
   samples.py OUT_DIR
 
-Small scenes of Noto Color Emoji glyphs (SIL OFL 1.1) drawn straight from the font at
-its native size, composed on plain or patterned backgrounds, 128x128 PNG. The clean
-scenes use emoji held out of the demo model's training (data.py), so the model sees
-them for the first time; the flagged ones use category emoji. Deterministic: the
-same font and script give the same files.
+The samples are chosen by a rule, not by what the demo model gets right:
+  - one per demo category: the category's first emoji in data.CATEGORIES (the
+    moderation emoji the evaluation counts as positives), in category order;
+  - three clean ones: emoji held out of the demo model's training (data.py's
+    held-out groups, skin-tone variants left out), drawn with random.Random(16)
+    from their CLDR names sorted; so the model sees them for the first time.
+Each is one Noto Color Emoji glyph (SIL OFL 1.1) drawn from the font at its native
+size, 80% of a 128x128 canvas, on the backgrounds below in turn (white, a solid
+colour, stripes, checks, a gradient). Deterministic: the same font, CLDR and script
+give the same files; samples/README.md lists what each shows and the demo verdict.
 """
 import argparse
 import os
+import random
 import sys
 
 import numpy as np
@@ -21,22 +27,26 @@ sys.path.insert(0, HERE)
 import data  # noqa: E402
 
 SIZE = 128
+CLEAN_SAMPLES = 3
+CLEAN_SEED = 16
+BACKGROUNDS = ["white", ("solid", (250, 236, 200)),
+               ("stripes", (230, 240, 250), (200, 220, 245)),
+               ("checks", (255, 255, 255), (240, 200, 200)),
+               ("gradient", (190, 220, 255), (255, 255, 255))]
 
-# file name -> (background, [(CLDR name, size as a fraction of the canvas, centre x,
-# centre y as fractions, rotation in degrees)])
-SCENES = {
-    "cocktail.png": ("white", [("cocktail glass", 0.8, 0.5, 0.5, 0)]),
-    "water-pistol.png": (("stripes", (230, 240, 250), (200, 220, 245)),
-                         [("water pistol", 0.8, 0.5, 0.52, -10)]),
-    "bomb.png": (("solid", (250, 236, 200)), [("bomb", 0.75, 0.5, 0.5, 8)]),
-    "pills.png": ("white", [("pill", 0.5, 0.3, 0.5, 0), ("syringe", 0.5, 0.72, 0.5, 0)]),
-    "slot-machine.png": (("solid", (220, 205, 240)), [("slot machine", 0.8, 0.5, 0.5, 0)]),
-    "sandwich.png": (("checks", (255, 255, 255), (240, 200, 200)),
-                     [("sandwich", 0.78, 0.5, 0.5, 0)]),
-    "teddy-bear.png": ("white", [("teddy bear", 0.8, 0.5, 0.5, 5)]),
-    "bullet-train.png": (("gradient", (190, 220, 255), (255, 255, 255)),
-                         [("bullet train", 0.85, 0.5, 0.5, 0)]),
-}
+
+def file_name(name):
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") + ".png"
+
+
+def choose(glyphs):
+    """[(CLDR name, category or None)] by the rule in the module's docstring."""
+    chosen = [(names[0], cat) for cat, names in data.CATEGORIES.items()]
+    held = sorted(glyphs.names[glyphs.groups[g][0]] for g in glyphs.heldout_groups
+                  if len(glyphs.groups[g]) == 1 or
+                  not any(ord(c) in data.SKIN_TONES for c in glyphs.cps[glyphs.groups[g][0]]))
+    chosen += [(n, None) for n in random.Random(CLEAN_SEED).sample(held, CLEAN_SAMPLES)]
+    return chosen
 
 
 def background(spec):
@@ -73,22 +83,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_dir")
+    ap.add_argument("--cache", help="glyph cache (default: none, the font is read again)")
     args = ap.parse_args()
     font = ImageFont.truetype(data.FONT, 109, layout_engine=ImageFont.Layout.RAQM)
     by_name = {e["name"]: cp for cp, e in data.load_cldr().items()}
     os.makedirs(args.out_dir, exist_ok=True)
-    for fname, (bg, items) in SCENES.items():
-        canvas = background(bg)
-        for name, frac, cx, cy, angle in items:
-            g = glyph(font, by_name, name)
-            s = frac * SIZE / max(g.size)
-            g = g.resize((round(g.size[0] * s), round(g.size[1] * s)), Image.LANCZOS)
-            if angle:
-                g = g.rotate(angle, resample=Image.BICUBIC, expand=True)
-            canvas.alpha_composite(g, (round(cx * SIZE - g.size[0] / 2),
-                                       round(cy * SIZE - g.size[1] / 2)))
-        canvas.convert("RGB").save(os.path.join(args.out_dir, fname), optimize=True)
-        print(os.path.join(args.out_dir, fname))
+    for k, (name, cat) in enumerate(choose(data.Glyphs(args.cache))):
+        canvas = background(BACKGROUNDS[k % len(BACKGROUNDS)])
+        g = glyph(font, by_name, name)
+        s = 0.8 * SIZE / max(g.size)
+        g = g.resize((round(g.size[0] * s), round(g.size[1] * s)), Image.LANCZOS)
+        canvas.alpha_composite(g, (round(SIZE / 2 - g.size[0] / 2),
+                                   round(SIZE / 2 - g.size[1] / 2)))
+        out = os.path.join(args.out_dir, file_name(name))
+        canvas.convert("RGB").save(out, optimize=True)
+        print(f"{out}\t{name}\t{cat or 'clean'}")
 
 
 if __name__ == "__main__":
