@@ -1,8 +1,8 @@
 /*
  * vcache_redis.c - the verdict cache's shared tier: Redis through hiredis.
  *
- * Owns the Redis URL ("redis://host[:port][/db]"), a pool of connections each
- * command borrows, the timeouts that bound every connect and command, and the pause
+ * Owns a pool of connections each command borrows (the URL and dialling with
+ * timeouts that bound every connect and command are redis_conn.c's), and the pause
  * after a failure: for PAUSE_MS nothing asks Redis, so a dead or stalled server slows
  * one request per pause by at most a timeout and the rest not at all. A failure
  * drops the connection it happened on (its state is unknown after a timeout).
@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "redis_conn.h"
 #include "vcache_redis.h"
 
 #ifdef HAVE_HIREDIS
@@ -24,59 +25,14 @@
 #define PAUSE_MS 1000
 
 struct cm_vredis {
-    char host[256];
-    int port, db;
+    cm_redis_addr addr;
     uint64_t ttl_ms;
-    struct timeval tv;
+    unsigned timeout_ms;
     pthread_mutex_t lock;
     redisContext *idle[POOL_MAX];
     int n_idle;
     double paused_until; /* cm_now() seconds */
 };
-
-/* "redis://host[:port][/db]"; an IPv6 host in brackets. 0, or -1 with err. */
-static int parse_url(cm_vredis *r, const char *url, char *err, size_t errlen)
-{
-    const char *p = url, *end;
-    char *num_end;
-    if (strncmp(p, "redis://", 8)) {
-        snprintf(err, errlen, "cache.redis: \"%s\" is not a redis:// URL", url);
-        return -1;
-    }
-    p += 8;
-    if (*p == '[') {
-        end = strchr(++p, ']');
-    } else {
-        end = p + strcspn(p, ":/");
-    }
-    if (!end || end == p || (size_t)(end - p) >= sizeof r->host || strchr(p, '@')) {
-        snprintf(err, errlen, "cache.redis: \"%s\": expected redis://host[:port][/db]", url);
-        return -1;
-    }
-    memcpy(r->host, p, (size_t)(end - p));
-    r->host[end - p] = '\0';
-    p = end + (*end == ']');
-    r->port = 6379;
-    if (*p == ':') {
-        long v = strtol(p + 1, &num_end, 10);
-        if (num_end == p + 1 || v < 1 || v > 65535)
-            goto bad;
-        r->port = (int)v, p = num_end;
-    }
-    if (*p == '/' && p[1]) {
-        long v = strtol(p + 1, &num_end, 10);
-        if (num_end == p + 1 || v < 0 || v > 1000000)
-            goto bad;
-        r->db = (int)v, p = num_end;
-    } else if (*p == '/') {
-        p++;
-    }
-    if (!*p)
-        return 0;
-bad:
-    snprintf(err, errlen, "cache.redis: \"%s\": bad port or database number", url);
-    return -1;
-}
 
 cm_vredis *cm_vredis_new(const char *url, uint64_t ttl_ms, unsigned timeout_ms, char *err,
                          size_t errlen)
@@ -86,13 +42,12 @@ cm_vredis *cm_vredis_new(const char *url, uint64_t ttl_ms, unsigned timeout_ms, 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (parse_url(r, url, err, errlen)) {
+    if (cm_redis_parse_url(url, "cache.redis", &r->addr, err, errlen)) {
         free(r);
         return NULL;
     }
     r->ttl_ms = ttl_ms;
-    r->tv.tv_sec = timeout_ms / 1000;
-    r->tv.tv_usec = (timeout_ms % 1000) * 1000;
+    r->timeout_ms = timeout_ms;
     pthread_mutex_init(&r->lock, NULL);
     return r;
 }
@@ -105,26 +60,6 @@ void cm_vredis_free(cm_vredis *r)
         redisFree(r->idle[i]);
     pthread_mutex_destroy(&r->lock);
     free(r);
-}
-
-/* A new connection with both timeouts set and the database selected; NULL on failure. */
-static redisContext *dial(cm_vredis *r)
-{
-    redisContext *c = redisConnectWithTimeout(r->host, r->port, r->tv);
-    if (!c || c->err || redisSetTimeout(c, r->tv) != REDIS_OK) {
-        redisFree(c);
-        return NULL;
-    }
-    if (r->db) {
-        redisReply *rep = redisCommand(c, "SELECT %d", r->db);
-        int ok = rep && rep->type == REDIS_REPLY_STATUS;
-        freeReplyObject(rep);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
-    }
-    return c;
 }
 
 /* Under the lock: start a pause (a failure happened). */
@@ -148,7 +83,7 @@ static redisContext *borrow(cm_vredis *r, int *failed)
     pthread_mutex_unlock(&r->lock);
     if (paused || c)
         return c;
-    if ((c = dial(r)))
+    if ((c = cm_redis_dial(&r->addr, r->timeout_ms, NULL, 0)))
         return c;
     *failed = 1;
     pthread_mutex_lock(&r->lock);
