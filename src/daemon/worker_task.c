@@ -1,0 +1,181 @@
+/*
+ * worker_task.c - a queue job between its stream entry and its result.
+ *
+ * Owns turning a checked job (worker_job.c) into a batcher job, as the HTTP door
+ * does for an upload: a path opened inside worker.roots only (roots.c), bytes
+ * copied, a URL handed to the batcher's fetch workers, the text as the input's
+ * context; and judging how a finished one ended. An input that can never be scanned
+ * (a damaged image, a URL the SSRF guard refuses, a path outside the roots) is a
+ * failed job; a failure that may pass (a download timeout, a network error, the
+ * deadline, the engine) is retried through the pending list until the last of
+ * worker.max-attempts. The verdict is the JSON POST /v1/scan answers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.h"
+
+wtask *task_new(const char *entry, unsigned long attempts)
+{
+    wtask *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    snprintf(t->entry, sizeof t->entry, "%s", entry);
+    t->attempts = attempts;
+    return t;
+}
+
+void task_free(wtask *t)
+{
+    if (!t)
+        return;
+    bjob_release(t->job);
+    free(t->reply);
+    free(t->src);
+    free(t);
+}
+
+/* A copy of n bytes with a NUL after them; NULL when out of memory. */
+static char *copy(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static int refused(wtask *t, const char *reason, const char *fmt, const char *a, const char *b)
+{
+    t->reason = reason;
+    snprintf(t->error, sizeof t->error, fmt, a, b);
+    return 1;
+}
+
+/* The input of the job: its source and name. 0, 1 refused, -1 out of memory. */
+static int fill_input(wtask *t, const wjob *j, const dconfig *c, binput *in)
+{
+    char why[256];
+
+    switch (j->kind) {
+    case WJ_URL:
+        t->job->urls = 1;
+        if (!(in->url = copy(j->src, j->src_len)))
+            return -1;
+        in->name = copy(j->src, j->src_len);
+        break;
+    case WJ_PATH:
+        in->fd = roots_open(&c->worker_roots, t->src, NULL, why, sizeof why);
+        if (in->fd < 0)
+            return refused(t, "refused", "path %s: %s", t->src, why);
+        in->name = copy(j->src, j->src_len);
+        break;
+    case WJ_BYTES:
+        if (!(in->data = malloc(j->src_len)))
+            return -1;
+        memcpy(in->data, j->src, j->src_len);
+        in->len = j->src_len;
+        in->name = copy(j->id, strlen(j->id));
+        break;
+    }
+    if (!in->name)
+        return -1;
+    if (j->text) {
+        /* Bytes may hold NULs (context_len says how many); a URL's text ends at one. */
+        if (!(in->context = copy(j->text, j->text_len)))
+            return -1;
+        in->context_len = j->text_len;
+    }
+    return 0;
+}
+
+int task_prepare(wtask *t, const wjob *j, const dconfig *c)
+{
+    cm_swap_info info;
+
+    snprintf(t->id, sizeof t->id, "%s", j->id);
+    if (j->reply && !(t->reply = copy(j->reply, j->reply_len)))
+        return -1;
+    if (j->kind != WJ_BYTES) {
+        t->src_field = j->kind == WJ_URL ? "url" : "path";
+        if (!(t->src = copy(j->src, j->src_len)))
+            return -1;
+    }
+    /* Results written into the queue itself would be read back as jobs. */
+    if (t->reply && (!strcmp(t->reply, c->worker_stream) || !strcmp(t->reply, c->worker_dead)))
+        return refused(t, "bad-job", "reply %s is the worker's own %s stream", t->reply,
+                       !strcmp(t->reply, c->worker_stream) ? "jobs" : "dead-letter");
+    clipmod_engine *engine = reload_acquire_info(&info);
+    t->job = bjob_new(1, engine, &info, IFACE_WORKER);
+    clipmod_engine_free(engine);
+    if (!t->job)
+        return -1;
+    int rc = fill_input(t, j, c, &t->job->in[0]);
+    if (rc) {
+        bjob_release(t->job);
+        t->job = NULL;
+    }
+    return rc;
+}
+
+/* A failure that may pass: retried while attempts remain, else failed with `why`. */
+static wt_outcome passing(wtask *t, unsigned max_attempts, const char *reason, const char *why)
+{
+    t->reason = reason;
+    snprintf(t->error, sizeof t->error, "%s (attempt %lu of %u)", why, t->attempts, max_attempts);
+    return t->attempts >= max_attempts ? WT_FAILED : WT_RETRY;
+}
+
+wt_outcome task_outcome(wtask *t, unsigned max_attempts)
+{
+    if (!t->job)
+        return WT_FAILED; /* refused before scanning: reason and error are set */
+    switch (bjob_status(t->job)) {
+    case BJ_DONE:
+        break;
+    case BJ_EXPIRED:
+        return passing(t, max_attempts, "deadline",
+                       "the scan did not end within scan.request-timeout-ms");
+    case BJ_FAILED:
+        return passing(t, max_attempts, "engine-error", clipmod_strerror(t->job->err));
+    default:
+        return passing(t, max_attempts, "engine-error", "the scan did not end");
+    }
+    const clipmod_result *r = t->job->out[0];
+    if (!r)
+        return passing(t, max_attempts, "engine-error", "no verdict");
+    if (clipmod_result_state(r) != CLIPMOD_STATE_UNSCANNED)
+        return WT_DONE;
+    clipmod_reason why = clipmod_result_reason(r);
+    const char *text = clipmod_result_reason_text(r);
+    /* A download that timed out or a network that failed may work next time. */
+    if (why == CLIPMOD_REASON_TIMEOUT || why == CLIPMOD_REASON_NETWORK)
+        return passing(t, max_attempts, clipmod_reason_name(why), text && *text ? text : "");
+    t->reason = clipmod_reason_name(why);
+    snprintf(t->error, sizeof t->error, "%s", text && *text ? text : clipmod_reason_name(why));
+    return WT_FAILED;
+}
+
+char *task_verdict_json(const wtask *t)
+{
+    if (!t->job || bjob_status(t->job) != BJ_DONE || !t->job->out[0])
+        return NULL;
+    /* As http.c's result_json: the library's object, then the policy it was judged by. */
+    char *one = dcache_json(t->job->out[0], 0, t->job->in[0].cached);
+    size_t n = one ? strlen(one) : 0;
+    while (n && (one[n - 1] == '\n' || one[n - 1] == ' '))
+        n--;
+    if (n < 2 || one[0] != '{' || one[n - 1] != '}') {
+        free(one);
+        return NULL;
+    }
+    size_t room = n + 96;
+    char *out = malloc(room);
+    if (out)
+        snprintf(out, room, "%.*s%s\"policy_fingerprint\":\"%s\",\"policy_generation\":%lu}",
+                 (int)(n - 1), one, n > 2 ? "," : "", t->job->policy_fp, t->job->generation);
+    free(one);
+    return out;
+}
