@@ -10,8 +10,10 @@
 # after claim-idle. Then: every job id has exactly one result (a hash, and one reply
 # entry for the jobs that asked), the same verdict JSON as POST /v1/scan, nothing is
 # pending, the dead-letter stream holds exactly the jobs made to fail, each with its
-# reason; an id enqueued twice has one reply entry. Last, SIGTERM while jobs are in
-# flight: the worker exits 0 and every job it read has its result, none pending.
+# reason; an id enqueued twice has one reply entry; a download that times out (from a
+# server on 127.0.0.2 that never answers, allowed by fetch.allow) is retried through
+# the pending list and dead-lettered at its third attempt. Last, SIGTERM while jobs
+# are in flight: the worker exits 0 and every job it read has its result, none pending.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/daemon_lib.sh"
 
 command -v redis-server >/dev/null 2>&1 ||
@@ -164,9 +166,17 @@ def check_first(first, count):
             problems.append("dead letter without reason, error or entry: %r" % l)
         if jid in want_dead and l["reason"].decode() not in want_dead[jid]:
             problems.append("dead letter %s: reason %r" % (jid, l["reason"]))
-    others = sorted((i, l["reason"].decode()) for i, l in zip(ids, letters) if not i.startswith("job-"))
-    if others != [("", "bad-job"), ("poison", "max-attempts")]:
-        problems.append("other dead letters: %r" % others)
+    others = sorted((i, l["reason"].decode(), l["attempts"].decode())
+                    for i, l in zip(ids, letters) if not i.startswith("job-"))
+    want = [("", "bad-job", "1"), ("bad-1", "bad-job", "1"), ("poison", "max-attempts", "5"),
+            ("slow", "timeout or network", "3")]
+    if len(others) != 4 or others[:3] != want[:3] or others[3][0] != "slow" or \
+            others[3][1] not in ("timeout", "network") or others[3][2] != "3":
+        problems.append("other dead letters: %r, expected %r" % (others, want))
+    # A bad entry with an id and a reply is answered there too.
+    bad = [pairs(e[1]) for e in r("XRANGE", "clipmod:bad-replies", "-", "+")]
+    if len(bad) != 1 or bad[0]["status"] != b"failed" or b"colour" not in bad[0]["error"]:
+        problems.append("the bad entry's reply: %r" % bad)
     # Replies: one entry per job that asked, none twice.
     replies = [pairs(e[1])["id"].decode() for e in r("XRANGE", "clipmod:replies", "-", "+")]
     asked = sorted(jid for jid, f, _ in jobs if "reply" in f)
@@ -213,8 +223,11 @@ if __name__ == "__main__":
     if what == "enqueue":
         enqueue(plan(int(sys.argv[2]), int(sys.argv[3])))
     elif what == "enqueue-extra":
-        # An entry without an id, and an id enqueued twice with a reply.
+        # Entries without an id or with an unknown field, an id enqueued twice with a
+        # reply, a slow download.
         enqueue([], [["XADD", "clipmod:jobs", "*", "path", os.path.join(ROOT, IMAGES[0])],
+                     ["XADD", "clipmod:jobs", "*", "id", "bad-1", "path", "/a", "colour", "red", "reply", "clipmod:bad-replies"],
+                     ["XADD", "clipmod:jobs", "*", "id", "slow", "url", "http://127.0.0.2:%s/slow.png" % os.environ["SLOW_PORT"]],
                      ["XADD", "clipmod:jobs", "*", "id", "dup", "path", os.path.join(ROOT, IMAGES[0]), "reply", "clipmod:dup"],
                      ["XADD", "clipmod:jobs", "*", "id", "dup", "path", os.path.join(ROOT, IMAGES[0]), "reply", "clipmod:dup"]])
     elif what == "check":
@@ -228,7 +241,22 @@ if __name__ == "__main__":
     elif what == "drained":
         check_drained(int(sys.argv[2]), int(sys.argv[3]))
 EOF
-export RPORT W
+# A server on 127.0.0.2 that accepts connections and never answers.
+SLOW_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.2", 0)); print(s.getsockname()[1])')
+"$PY" -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.2", int(sys.argv[1]))); s.listen(16)
+held, end = [], time.time() + 120
+s.settimeout(1)
+while time.time() < end:
+    try:
+        held.append(s.accept()[0])
+    except socket.timeout:
+        pass
+' "$SLOW_PORT" &
+DAEMON_PIDS="$DAEMON_PIDS $!"
+export RPORT W SLOW_PORT
 q() { "$PY" "$W/q.py" "$@"; }
 
 # ---- a poison entry: delivered 4 times to a consumer that never answers ------------
@@ -244,6 +272,10 @@ conf() { # conf FILE CONSUMER
     cat >"$1" <<EOF
 model: $DEMO
 policy: $top_srcdir/policies/demo.yaml
+engine:
+  fetch-timeout-ms: 400
+fetch:
+  allow: [127.0.0.2/32]
 scan:
   request-timeout-ms: 20000
 worker:
@@ -290,7 +322,7 @@ echo "worker a killed (-9) holding $held jobs, $(q results 0 500) of 500 results
 i=0
 until [ "$($RCLI XLEN clipmod:jobs)" = 0 ] && [ "$(q pending a)" = 0 ] && [ "$(q pending b)" = 0 ]; do
     kill -0 "$BPID" 2>/dev/null || fail "worker b exited: $(tail -n 20 "$W/b.log")"
-    [ $i -lt 400 ] || fail "jobs left after 40 s: $($RCLI XLEN clipmod:jobs) in the stream, $(q pending a) pending with a"
+    [ $i -lt 600 ] || fail "jobs left after 60 s: $($RCLI XLEN clipmod:jobs) in the stream, $(q pending a) pending with a"
     sleep 0.1
     i=$((i + 1))
 done
@@ -299,6 +331,7 @@ HTTP=$B
     fail "worker b reclaimed $(metric 'clipmodd_worker_jobs_total{outcome="reclaimed"}') jobs, a held $held"
 q check 0 500
 echo "PASS: 500 jobs through two workers, one killed: one result each, the failing ones dead-lettered"
+echo "PASS: a download that times out is retried, then dead-lettered at its third attempt"
 
 [ "$($RCLI XLEN clipmod:dup)" = 1 ] || fail "an id enqueued twice has $($RCLI XLEN clipmod:dup) reply entries"
 echo "PASS: an id enqueued twice has one result and one reply entry"

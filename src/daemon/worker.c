@@ -143,7 +143,7 @@ static int submit(wtask *t)
 /* An entry delivered more often than worker.max-attempts: failed unscanned. */
 static void too_many(wtask *t, const wjob *j)
 {
-    snprintf(t->id, sizeof t->id, "%s", j->id);
+    task_address(t, j, W.c);
     t->reason = "max-attempts";
     snprintf(t->error, sizeof t->error,
              "delivered %lu times without a result (worker.max-attempts: %u)", t->attempts,
@@ -172,8 +172,8 @@ static void on_entry(void *arg, const char *entry, unsigned long attempts, const
         return;
     }
     int rc = bad ? 1 : task_prepare(t, &j, W.c);
-    if (bad) {
-        snprintf(t->id, sizeof t->id, "%s", j.id);
+    /* A bad entry is answered under its id (and reply) when it has valid ones. */
+    if (bad && task_address(t, &j, W.c) <= 0) {
         t->reason = reason;
         snprintf(t->error, sizeof t->error, "%s", why);
     }

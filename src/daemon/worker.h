@@ -53,9 +53,9 @@ typedef struct wjob {
 /*
  * Read the n field/value pairs of an entry (f[i] of flen[i] bytes, v[i] of vlen[i]
  * bytes; any bytes) into *j. 0, or -1 with a reason ("bad-job", "too-large",
- * "refused") in *reason and a sentence in why. j->id is set whenever the entry has
- * a valid id, also when another field is wrong, so that the failure can be
- * answered under it.
+ * "refused") in *reason and a sentence in why. j->id and j->reply are set whenever
+ * the entry has a valid one (the first, when repeated), also when another field is
+ * wrong, so that the failure can be answered.
  */
 int wjob_parse(const char *const *f, const size_t *flen, const char *const *v, const size_t *vlen,
                size_t n, const wj_limits *lim, wjob *j, const char **reason, char *why,
@@ -90,11 +90,19 @@ typedef enum { WT_DONE, WT_FAILED, WT_RETRY } wt_outcome;
 
 /* A task for entry `entry` delivered `attempts` times; NULL when out of memory. */
 wtask *task_new(const char *entry, unsigned long attempts);
+
+/*
+ * Take the id and reply of job `j` (a reply naming the worker's own jobs or
+ * dead-letter stream is refused, as a result written there would be read back as
+ * a job). 0; 1 refused (t->reason and t->error set); -1 out of memory.
+ */
+int task_address(wtask *t, const wjob *j, const dconfig *c);
 void task_free(wtask *t);
 
 /*
  * Build the batcher job of task `t` from job `j` (path jobs opened inside the
- * worker's roots). 0, or -1 with t->reason and t->error set (the job is refused).
+ * worker's roots). 0; 1 when the job is refused (t->reason and t->error set); -1
+ * when out of memory.
  */
 int task_prepare(wtask *t, const wjob *j, const dconfig *c);
 

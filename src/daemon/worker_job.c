@@ -140,15 +140,16 @@ int wjob_parse(const char *const *f, const size_t *flen, const char *const *v, c
 
     memset(j, 0, sizeof *j);
     *reason = NULL;
-    /* The id first: a job refused for another field is still answered under it. */
-    for (size_t i = 0; i < n && i < WJ_MAX_FIELDS; i++) {
-        if (field_index(f[i], flen[i]) != F_ID)
-            continue;
-        if (wjob_valid_id(v[i], vlen[i])) {
+    /* The id and reply first: a job refused for another field is still answered. */
+    for (size_t i = n; i-- > 0;) {
+        int k = i < WJ_MAX_FIELDS ? field_index(f[i], flen[i]) : -1;
+        if (k == F_ID && wjob_valid_id(v[i], vlen[i])) {
             memcpy(j->id, v[i], vlen[i]);
             j->id[vlen[i]] = '\0';
+        } else if (k == F_REPLY && wjob_valid_key(v[i], vlen[i])) {
+            j->reply = v[i];
+            j->reply_len = vlen[i];
         }
-        break;
     }
     if (sort_fields(f, flen, n, at, reason, why, whylen))
         return -1;
@@ -163,8 +164,6 @@ int wjob_parse(const char *const *f, const size_t *flen, const char *const *v, c
             return refuse(reason, "bad-job", why, whylen,
                           "reply must name a stream: 1 to %d printable characters, no spaces",
                           WJ_KEY_MAX);
-        j->reply = v[at[F_REPLY]];
-        j->reply_len = vlen[at[F_REPLY]];
     }
     if (at[F_TEXT] >= 0 && lim->context) {
         if (vlen[at[F_TEXT]] > lim->max_text)

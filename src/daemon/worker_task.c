@@ -91,28 +91,42 @@ static int fill_input(wtask *t, const wjob *j, const dconfig *c, binput *in)
     return 0;
 }
 
+int task_address(wtask *t, const wjob *j, const dconfig *c)
+{
+    snprintf(t->id, sizeof t->id, "%s", j->id);
+    if (!j->reply)
+        return 0;
+    char *reply = copy(j->reply, j->reply_len);
+    if (!reply)
+        return -1;
+    if (strcmp(reply, c->worker_stream) && strcmp(reply, c->worker_dead)) {
+        t->reply = reply;
+        return 0;
+    }
+    refused(t, "bad-job", "reply %s is the worker's own %s stream", reply,
+            !strcmp(reply, c->worker_stream) ? "jobs" : "dead-letter");
+    free(reply);
+    return 1;
+}
+
 int task_prepare(wtask *t, const wjob *j, const dconfig *c)
 {
     cm_swap_info info;
+    int rc = task_address(t, j, c);
 
-    snprintf(t->id, sizeof t->id, "%s", j->id);
-    if (j->reply && !(t->reply = copy(j->reply, j->reply_len)))
-        return -1;
+    if (rc)
+        return rc;
     if (j->kind != WJ_BYTES) {
         t->src_field = j->kind == WJ_URL ? "url" : "path";
         if (!(t->src = copy(j->src, j->src_len)))
             return -1;
     }
-    /* Results written into the queue itself would be read back as jobs. */
-    if (t->reply && (!strcmp(t->reply, c->worker_stream) || !strcmp(t->reply, c->worker_dead)))
-        return refused(t, "bad-job", "reply %s is the worker's own %s stream", t->reply,
-                       !strcmp(t->reply, c->worker_stream) ? "jobs" : "dead-letter");
     clipmod_engine *engine = reload_acquire_info(&info);
     t->job = bjob_new(1, engine, &info, IFACE_WORKER);
     clipmod_engine_free(engine);
     if (!t->job)
         return -1;
-    int rc = fill_input(t, j, c, &t->job->in[0]);
+    rc = fill_input(t, j, c, &t->job->in[0]);
     if (rc) {
         bjob_release(t->job);
         t->job = NULL;

@@ -12,7 +12,7 @@
  *     is on, a reply that is a valid key; and every field it was given is a known
  *     field given once;
  *   - a refused job has one of the three reasons and a sentence, and its id is
- *     empty or valid;
+ *     empty or valid, its reply none or a valid key;
  *   - reading is deterministic: the same entry read twice gives the same answer.
  */
 #include <stddef.h>
@@ -109,6 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         check(rc == -1 && ra && rb && !strcmp(ra, rb) && !strcmp(wa, wb));
         check(!strcmp(ra, "bad-job") || !strcmp(ra, "too-large") || !strcmp(ra, "refused"));
+        check(!a.reply ||
+              (wjob_valid_key(a.reply, a.reply_len) && inside(a.reply, a.reply_len, data, size)));
         check(wa[0] != '\0' && memchr(wa, '\0', sizeof wa));
     }
     return 0;
