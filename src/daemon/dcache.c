@@ -6,9 +6,10 @@
  * job's result as if scanned, marked `cached`); after the pass, dcache_store() keeps
  * the scanned verdicts. Keys take the job's own engine (policy fingerprint), the
  * model, each input's context, and a salt naming the engine settings and plugins the
- * engine was built with: the salt is recorded per generation of the reload slot, so
- * a job keeps the salt of the engine it holds, and a job of a generation not (yet)
- * recorded is scanned without the cache rather than keyed wrongly. URL jobs are not
+ * engine was built with (vcache_key.h, the milter's too): the salt is recorded per
+ * generation of the reload slot, so a job keeps the salt of the engine it holds, and
+ * a job of a generation not (yet) recorded is scanned without the cache rather than
+ * keyed wrongly. URL jobs are not
  * cached (their bytes are only known once fetched, inside the library). The counters
  * go to /metrics; hits say "cached": true in their JSON.
  */
@@ -20,6 +21,7 @@
 #include "daemon.h"
 #include "dynbuf.h"
 #include "vcache.h"
+#include "vcache_key.h"
 
 /* Generations whose salt is kept: requests rarely outlive a few reloads. */
 #define SALTS 8
@@ -63,17 +65,14 @@ void dcache_stop(void)
 /* The settings given and plugins of `c`, as one text: what else shapes a verdict. */
 static char *salt_of(const dconfig *c)
 {
-    cm_dbuf b;
-    cm_dbuf_init(&b, 1 << 20);
-    for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
-        if (c->setting_given[s])
-            cm_dbuf_addf(&b, "%s=%llu\n", clipmod_setting_name((clipmod_setting)s),
-                         (unsigned long long)c->setting[s]);
+    cm_vsalt s;
+    cm_vsalt_init(&s);
+    for (int k = 0; k < CLIPMOD_SETTING__COUNT; k++)
+        if (c->setting_given[k])
+            cm_vsalt_setting(&s, (clipmod_setting)k, c->setting[k]);
     for (size_t i = 0; i < c->n_plugins; i++)
-        cm_dbuf_addf(&b, "plugin %s %s\n", c->plugins[i].path,
-                     c->plugins[i].config ? c->plugins[i].config : "-");
-    cm_dbuf_addf(&b, "context=%d\n", c->context_enabled);
-    return cm_dbuf_take(&b, NULL);
+        cm_vsalt_plugin(&s, c->plugins[i].path, c->plugins[i].config);
+    return cm_vsalt_finish(&s, c->context_enabled);
 }
 
 void dcache_generation(unsigned long generation, const dconfig *c)
