@@ -18,6 +18,7 @@
 
 #include "conf.h"
 #include "suggest.h"
+#include "vcache.h"
 #include "yaml.h"
 
 #define MAX_FILE_BYTES (1 << 20)
@@ -35,6 +36,8 @@
 #define DEF_REJECT_REPLY   "554 5.7.0 Images in this message could not be scanned"
 #define DEF_VERDICT_HEADER "X-Clipmod-Verdict"
 #define DEF_SUMMARY_HEADER "X-Clipmod-Summary"
+#define DEF_CACHE_TTL_MS   86400000u /* 1d, as clipmodd */
+#define DEF_CACHE_WAIT_MS  50u       /* cache.redis-timeout */
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -691,6 +694,54 @@ static void read_cache_dir(reader *r, const cm_ynode *v)
     }
 }
 
+/* A duration of at least min_ms and at most max_ms into *dst. */
+static void set_ms(reader *r, const cm_ynode *n, const char *what, uint64_t min_ms, uint64_t max_ms,
+                   uint64_t *dst)
+{
+    uint64_t ms;
+    if (cm_yread_duration_ms(n, what, max_ms, &r->rep, &ms))
+        return;
+    if (ms < min_ms)
+        problem(r, n, "%s must be at least %llu ms", what, (unsigned long long)min_ms);
+    else
+        *dst = ms;
+}
+
+/*
+ * cache.redis: the URL is checked here by the cache itself (no connection is made),
+ * so a typo is reported at its line rather than at start.
+ */
+static void read_cache_redis(reader *r, const cm_ynode *v)
+{
+    const char *url = cm_ynode_is_null(v) ? NULL : string_of(r, v, "cache.redis");
+    char err[256] = "";
+    cm_vcache_opts o = {.redis_url = url, .ttl_ms = 1000, .timeout_ms = 1};
+    cm_vcache *probe = url ? cm_vcache_new(&o, err, sizeof err) : NULL;
+    if (url && !probe)
+        problem(r, v, "%s", err);
+    else if (probe)
+        set_string(r, v, "cache.redis", &r->c->cache.redis);
+    cm_vcache_free(probe);
+}
+
+/* cache: {memory, redis, ttl, redis-timeout}, clipmodd's keys and bounds. */
+static void read_cache(reader *r, const cm_ynode *v)
+{
+    static const char *const keys[] = {"memory", "redis", "ttl", "redis-timeout"};
+    const cm_ynode *val[N_OF(keys)];
+    cmc_cache *c = &r->c->cache;
+    if (mapping(r, v, "cache", keys, N_OF(keys), val))
+        return;
+    if (val[0])
+        set_size(r, val[0], "cache.memory", 0, UINT64_C(1) << 40, &c->memory);
+    if (val[1])
+        read_cache_redis(r, val[1]);
+    if (val[2])
+        set_ms(r, val[2], "cache.ttl", 1000, UINT64_C(2592000000), &c->ttl_ms);
+    if (val[3])
+        set_ms(r, val[3], "cache.redis-timeout", 1, 10000, &c->redis_timeout_ms);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The top level                                                            */
 /* ------------------------------------------------------------------------ */
@@ -722,6 +773,7 @@ enum {
     K_DOCUMENTS,
     K_ON_FLAG,
     K_CONTEXT,
+    K_CACHE,
     K__N
 };
 
@@ -750,7 +802,8 @@ static const char *const top_keys[K__N] = {"socket",
                                            "archives-with-images",
                                            "documents-with-images",
                                            "on-flag",
-                                           "context"};
+                                           "context",
+                                           "cache"};
 
 /* The process: where to listen, what to load, how many scans at once, logging. */
 static void read_process(reader *r, const cm_ynode *const *v)
@@ -830,6 +883,8 @@ static void read_mail(reader *r, const cm_ynode *const *v)
         read_on_flag(r, v[K_ON_FLAG]);
     if (v[K_CONTEXT])
         cm_yread_bool(v[K_CONTEXT], "context", &r->rep, &c->context);
+    if (v[K_CACHE])
+        read_cache(r, v[K_CACHE]);
     for (int k = K_ARCHIVES; k <= K_DOCUMENTS; k++) {
         if (!v[k])
             continue;
@@ -918,6 +973,7 @@ void cmc_free(cmc_config *c)
     free(c->on_flag.argv);
     free(c->verdict_header);
     free(c->summary_header);
+    free(c->cache.redis);
     free(c);
 }
 
@@ -943,6 +999,8 @@ static cmc_config *defaults(void)
     c->limits.max_depth = DEF_DEPTH;
     c->limits.max_images = DEF_IMAGES;
     c->limits.max_image_bytes = 0; /* the message limit, filled in after reading */
+    c->cache.ttl_ms = DEF_CACHE_TTL_MS;
+    c->cache.redis_timeout_ms = DEF_CACHE_WAIT_MS;
     c->on_fail = CMC_FAIL_TEMPFAIL;
     c->action[CLIPMOD_ACTION_ALLOW] = CMC_DO_ACCEPT;
     c->action[CLIPMOD_ACTION_TAG] = CMC_DO_ACCEPT;

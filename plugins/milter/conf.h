@@ -88,6 +88,17 @@ typedef struct cmc_on_flag {
     unsigned max_running; /* 0: onflag.h's default (4) */
 } cmc_on_flag;
 
+/*
+ * cache: the verdict cache (src/common/vcache.h), with clipmodd's keys and defaults.
+ * Read at start only: a reload keeps the cache it has (and says so when it differs).
+ */
+typedef struct cmc_cache {
+    uint64_t memory;           /* LRU byte cap; 0 (the default): no in-process tier */
+    char *redis;               /* redis://host[:port][/db], or NULL (the default) */
+    uint64_t ttl_ms;           /* Redis expiry of a verdict (1 d) */
+    uint64_t redis_timeout_ms; /* bound of every Redis connect and command (50 ms) */
+} cmc_cache;
+
 typedef struct cmc_config {
     char *path; /* of the file read */
     char *socket;
@@ -120,6 +131,7 @@ typedef struct cmc_config {
     char *verdict_header;
     char *summary_header; /* NULL: no summary header */
     int context;          /* give each image the message's text as its context (on by default) */
+    cmc_cache cache;
 } cmc_config;
 
 /*

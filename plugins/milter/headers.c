@@ -6,7 +6,8 @@
  * then one folded line per image and per archive or document), the one-line
  * summary header, the quarantine reason the MTA records, and the milter's log line
  * for the message, each saying what the message's text did when it was scored as
- * the images' context (flagged by image+context, the image's and the text's scores). Everything a
+ * the images' context (flagged by image+context, the image's and the text's scores) and
+ * which verdicts the verdict cache gave (cached=yes, cache_hits=). Everything a
  * sender controls (file names, addresses) passes through cm_clean_text() first, so no header can be
  * split or forged by a name. Which action the MTA is told is decisions.c's; the scan that gives the
  * verdicts is scan.c's.
@@ -214,6 +215,9 @@ static void verdict_image(hbuf *h, const cm_image_out *o)
     for (size_t k = 0; k < nc; k++)
         if (!clipmod_result_category(o->r, k, &c))
             hb_tok(h, "%s%s:%.4f%s", k ? "" : "scores=", c.id, c.score, k + 1 < nc ? "," : "");
+    /* Last, so the words before it read the same whether the verdict was scanned now. */
+    if (o->cached)
+        hb_tok(h, "cached=yes");
 }
 
 static char *verdict_value(const cm_judged *j, const char *state, const char *policy_action)
@@ -358,6 +362,8 @@ static void log_facts(const cm_judged *j, const char *state, cm_outcome *out)
         cm_image_label(j->decider->im, f->image, sizeof f->image);
     }
     snprintf(f->reason, sizeof f->reason, "%s", j->why ? j->why : "");
+    f->cache_hits = j->cache_hits;
+    f->cache_misses = j->cache_misses;
     snprintf(f->policy_name, sizeof f->policy_name, "%s",
              clipmod_engine_policy_name(j->rt->engine));
 }
@@ -373,6 +379,8 @@ void cm_outcome_log(const char *qid, const cm_outcome *o, uint64_t size, double 
                                            : CM_LF_S("contained_images", NULL);
     /* What the text did, for a flagged message whose deciding category scored it. */
     int ctx = flagged && f->context_score >= 0;
+    /* The verdict cache's hits and misses of the message, when there is a cache. */
+    int vc = cm_mcache_enabled();
 
     cm_log(CM_LOG_INFO, "milter verdict", CM_LF_S("qid", qid), CM_LF_S("from", f->from),
            CM_LF_S("state", f->state), CM_LF_S("decision", cm_decision_name(o->what)),
@@ -387,8 +395,11 @@ void cm_outcome_log(const char *qid, const cm_outcome *o, uint64_t size, double 
            ctx ? CM_LF_F("context_score", f->context_score) : CM_LF_S("context_score", NULL),
            CM_LF_S("context_prompt", ctx && *f->context_prompt ? f->context_prompt : NULL),
            CM_LF_S("image", flagged ? f->image : NULL),
-           CM_LF_S("reason", *f->reason ? f->reason : NULL), CM_LF_S("policy_name", f->policy_name),
-           CM_LF_I("bytes", size), CM_LF_F("ms", ms), CM_LF_END);
+           CM_LF_S("reason", *f->reason ? f->reason : NULL),
+           vc ? CM_LF_I("cache_hits", f->cache_hits) : CM_LF_S("cache_hits", NULL),
+           vc ? CM_LF_I("cache_misses", f->cache_misses) : CM_LF_S("cache_misses", NULL),
+           CM_LF_S("policy_name", f->policy_name), CM_LF_I("bytes", size), CM_LF_F("ms", ms),
+           CM_LF_END);
 }
 
 int cm_words_judged(const cm_judged *j, int for_inside, cm_outcome *out)

@@ -8,6 +8,8 @@
  * swapped whole on SIGHUP/SIGUSR2 so messages in flight finish on the engine they
  * started with), logging, the libmilter thread, and the orderly stop on SIGTERM
  * (new messages deferred, those in flight finished, then libmilter stopped).
+ * Each configuration's verdict cache salt (vcache_key.h) is made here, where the
+ * engine settings are; SIGUSR1 logs the verdict cache's counters (mcache.c).
  * The callbacks are callbacks.c's, judging a message is scan.c's.
  */
 #include <errno.h>
@@ -29,6 +31,7 @@
 #include "milter.h"
 #include "onflag.h"
 #include "swap.h"
+#include "vcache_key.h"
 
 #ifndef CLIPMOD_SYSCONFDIR
 #define CLIPMOD_SYSCONFDIR "/etc"
@@ -102,6 +105,7 @@ static const char *config_path = DEFAULT_CONFIG;
 struct cm_conf_ref {
     cmc_config *c;
     cm_onflag *hook; /* c's on-flag, started with it */
+    char *salt;      /* c's verdict cache salt, NULL when out of memory */
     atomic_int refs;
 };
 
@@ -115,6 +119,7 @@ static void conf_unref(struct cm_conf_ref *r)
         /* Hooks still running are reaped by onflag.c; nothing waits for them here. */
         cm_onflag_free(r->hook, 0);
         cmc_free(r->c);
+        free(r->salt);
         free(r);
     }
 }
@@ -130,6 +135,8 @@ int cm_rt_acquire(cm_runtime *rt)
         atomic_fetch_add(&rt->ref->refs, 1);
         rt->conf = rt->ref->c;
         rt->hook = rt->ref->hook;
+        rt->salt = rt->ref->salt;
+        rt->model = model;
         rt->generation = info.generation;
     }
     pthread_mutex_unlock(&rt_lock);
@@ -161,6 +168,8 @@ static int make_hook(const cmc_config *c, cm_onflag **out)
     return 0;
 }
 
+static char *salt_of(const cmc_config *c);
+
 /*
  * Install engine e (its reference taken) built from c (taken) with c's on-flag hook;
  * the generation it gets, or 0 (nothing installed, e and c freed).
@@ -176,6 +185,8 @@ static unsigned long rt_install(clipmod_engine *e, cmc_config *c)
         return 0;
     }
     fresh->c = c;
+    /* Without it the messages of this runtime are scanned, never looked up. */
+    fresh->salt = salt_of(c);
     atomic_init(&fresh->refs, 1);
     pthread_mutex_lock(&rt_lock);
     gen = cm_swap_install(slot, e, clipmod_engine_policy_fingerprint(e)) + 1;
@@ -212,6 +223,27 @@ static cm_plugin_cfg *engine_cfg_of(const cmc_config *c, cm_engine_cfg *e)
     e->plugins = pl;
     e->n_plugins = pl ? c->n_plugins : 0;
     return pl;
+}
+
+/*
+ * The verdict cache salt of c: the settings the engine is built with (limits.max-image-bytes
+ * as max-file-bytes among them), its plugins and `context`. NULL when out of memory.
+ */
+static char *salt_of(const cmc_config *c)
+{
+    cm_engine_cfg e;
+    cm_plugin_cfg *pl = engine_cfg_of(c, &e);
+    cm_vsalt s;
+    if (!pl)
+        return NULL;
+    cm_vsalt_init(&s);
+    for (int k = 0; k < CLIPMOD_SETTING__COUNT; k++)
+        if (e.setting_given[k])
+            cm_vsalt_setting(&s, (clipmod_setting)k, e.setting[k]);
+    for (size_t i = 0; i < e.n_plugins; i++)
+        cm_vsalt_plugin(&s, pl[i].path, pl[i].config);
+    free(pl);
+    return cm_vsalt_finish(&s, c->context);
 }
 
 /* The engine for c, on the loaded model, through cm_engine_from_config (which logs why not). */
@@ -300,6 +332,7 @@ static void reload(void)
         if (!same(c->socket, old.conf->socket))
             cm_log(CM_LOG_WARN, "socket changes take a restart; keeping the socket",
                    CM_LF_S("socket", old.conf->socket), CM_LF_END);
+        cm_mcache_check_reload(old.conf, c);
         cm_rt_release(&old);
     }
     if (!rt_install(e, c)) {
@@ -431,7 +464,8 @@ static void usage(FILE *f)
                "  -h, --help          show this help\n"
                "\n"
                "Runs in the foreground. SIGHUP (or SIGUSR2) reloads the configuration and the\n"
-               "policy without dropping connections; SIGTERM stops after messages in flight.\n"
+               "policy without dropping connections; SIGTERM stops after messages in flight;\n"
+               "SIGUSR1 logs the verdict cache's counters.\n"
                "See clipmod-milter(8).\n");
 }
 
@@ -470,12 +504,14 @@ static int parse_options(int argc, char **argv, options *o)
 /* ------------------------------------------------------------------------ */
 
 static sem_t wake;
-static volatile sig_atomic_t want_reload, want_stop, milter_done;
+static volatile sig_atomic_t want_reload, want_stop, want_stats, milter_done;
 
 static void on_signal(int sig)
 {
     if (sig == SIGHUP || sig == SIGUSR2)
         want_reload = 1;
+    else if (sig == SIGUSR1)
+        want_stats = 1;
     else
         want_stop = 1;
     sem_post(&wake); /* async-signal-safe */
@@ -498,12 +534,14 @@ static void *milter_thread(void *arg)
  * SIGHUP/SIGTERM/SIGINT and would stop the filter on SIGHUP; the main thread
  * unblocks them later with handlers (handle_signals), and Linux gives a process
  * signal to the main thread when it accepts it. SIGUSR2 reloads too, with no such race.
+ * SIGUSR1 (the counters) is blocked too: until the handler is set it waits, never kills.
  */
 static void block_signals(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGHUP);
     sigaddset(set, SIGUSR2);
+    sigaddset(set, SIGUSR1);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
     pthread_sigmask(SIG_BLOCK, set, NULL);
@@ -518,6 +556,7 @@ static void handle_signals(const sigset_t *set)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     pthread_sigmask(SIG_UNBLOCK, set, NULL);
@@ -553,6 +592,18 @@ static int start_engine(cmc_config *c)
         return -1;
     announce("policy compiled", t0);
     return 0;
+}
+
+/* The verdict cache the first configuration asks for (kept across reloads). 0, or -1 (logged). */
+static int start_cache(void)
+{
+    cm_runtime rt;
+    int rc = -1;
+    if (!cm_rt_acquire(&rt)) {
+        rc = cm_mcache_start(rt.conf);
+        cm_rt_release(&rt);
+    }
+    return rc;
 }
 
 /* Register the filter and listen on the configured socket. 0, or -1 (logged). */
@@ -626,12 +677,17 @@ static int serve(const sigset_t *set)
             want_reload = 0;
             reload();
         }
+        if (want_stats) {
+            want_stats = 0;
+            cm_mcache_log_stats("sigusr1");
+        }
         if (want_stop) {
             want_stop = 0;
             stop();
         }
     }
     pthread_join(tid, NULL);
+    cm_mcache_log_stats("stop");
     cm_log(CM_LOG_INFO, "stopped", CM_LF_END);
     return 0;
 }
@@ -666,7 +722,7 @@ int main(int argc, char **argv)
         return 1;
     }
     cmm_init();
-    if (start_engine(c))
+    if (start_engine(c) || start_cache())
         goto out;
     if (o.check) {
         printf(PROG ": %s: OK\n", config_path);
@@ -689,6 +745,7 @@ out:
         conf_unref(conf_current);
         conf_current = NULL;
         pthread_mutex_unlock(&rt_lock);
+        cm_mcache_stop();
         clipmod_model_free(model);
         cmm_shutdown();
         clipmod_shutdown();

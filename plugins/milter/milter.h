@@ -7,7 +7,8 @@
  * state; scan.c owns judging one message (skip rules, the MIME walk, the bound on
  * scans at once, one batched scan, each image's outcome); headers.c owns the words
  * the outcome is told in (verdict and summary headers, quarantine reason, log
- * line); decisions.c owns the pure rule from verdict states to a milter action.
+ * line); decisions.c owns the pure rule from verdict states to a milter action;
+ * mcache.c owns the verdict cache (known images answered without a scan).
  * Nothing here is visible outside the program.
  */
 #ifndef CLIPMOD_MILTER_MILTER_H
@@ -22,6 +23,7 @@
 #include "decisions.h"
 #include "log.h"
 #include "mime.h"
+#include "vcache.h"
 
 #define CM_MILTER_PROG "clipmod-milter"
 
@@ -38,9 +40,11 @@ void cm_mlog(int prio, const char *qid, const char *fmt, ...) __attribute__((for
 typedef struct cm_runtime {
     clipmod_engine *engine;
     const cmc_config *conf;
-    unsigned long generation; /* 1 at start, +1 per reload */
-    struct cm_onflag *hook;   /* on-flag (onflag.h), NULL when none is configured */
-    struct cm_conf_ref *ref;  /* main.c's count on conf */
+    unsigned long generation;   /* 1 at start, +1 per reload */
+    struct cm_onflag *hook;     /* on-flag (onflag.h), NULL when none is configured */
+    struct cm_conf_ref *ref;    /* main.c's count on conf */
+    const clipmod_model *model; /* the engine's model (the cache's keys name it) */
+    const char *salt;           /* conf's engine settings and plugins (vcache_key.h); NULL: OOM */
 } cm_runtime;
 
 /* Take the current engine and configuration into *rt: 0, or -1 before the first load. */
@@ -88,6 +92,8 @@ typedef struct cm_outcome_facts {
     char context_prompt[64]; /* the context prompt nearest the text (policy words), cleaned */
     char image[160];         /* the deciding image's label */
     char reason[256];        /* why not everything was judged, or why skipped */
+    size_t cache_hits;       /* images answered by the verdict cache */
+    size_t cache_misses;     /* images looked up and not found, so scanned */
     char policy_name[128];   /* the policy that judged (its fingerprint is the log context) */
 } cm_outcome_facts;
 
@@ -125,6 +131,32 @@ int cm_judge_message(const cm_runtime *rt, const unsigned char *msg, size_t len,
 void cm_slots_init(void);
 void cm_slots_resize(int n);
 
+/* ---- mcache.c: the verdict cache ------------------------------------------ */
+
+/* An image's key and whether it came from the cache. */
+typedef struct cm_mkey {
+    cm_vkey key;
+    int keyed;  /* key is set (the cache is on and the key could be made) */
+    int cached; /* the result came from the cache */
+} cm_mkey;
+
+/* Open the cache `cache:` asks for (nothing when off). 0, or -1 with the reason logged. */
+int cm_mcache_start(const cmc_config *c);
+void cm_mcache_stop(void);
+int cm_mcache_enabled(void);
+/* A reload keeps the cache: warn when `fresh` asks for another. */
+void cm_mcache_check_reload(const cmc_config *old, const cmc_config *fresh);
+/* The totals as one log line ("verdict cache counters"); `why`: sigusr1, stop. */
+void cm_mcache_log_stats(const char *why);
+/*
+ * Key each of in[0..n) for rt (keys zeroed by the caller) and answer those the
+ * cache knows: out[i] set, keys[i].cached = 1. Returns how many are left to scan.
+ */
+size_t cm_mcache_lookup(const cm_runtime *rt, const clipmod_input *in, size_t n, cm_mkey *keys,
+                        clipmod_result **out);
+/* Keep the scanned verdicts (vcache keeps only clean and flagged ones). */
+void cm_mcache_store(const cm_mkey *keys, clipmod_result *const *results, size_t n);
+
 /* ---- headers.c: the words of an outcome ------------------------------------ */
 
 /* One image's outcome. */
@@ -133,6 +165,7 @@ typedef struct cm_image_out {
     clipmod_result *r;    /* NULL when not given to the engine */
     int judged;           /* vstate is set (or empty) */
     int empty;            /* an empty part: nothing to see, nothing to judge */
+    int cached;           /* r came from the verdict cache */
     clipmod_state vstate; /* when judged and not empty */
     const char *reason;
     clipmod_action action;
@@ -160,6 +193,7 @@ typedef struct cm_judged {
     const cm_image_out *io; /* every image part found, empty ones too */
     size_t n_io;
     size_t n_images, n_flagged, n_unscanned; /* empty parts not counted */
+    size_t cache_hits, cache_misses;         /* verdict cache lookups (mcache.c) */
     clipmod_action worst;
     const cm_image_out *decider, *first_unscanned;
     const char *why;  /* why not every image was judged; NULL when all were */

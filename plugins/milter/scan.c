@@ -6,7 +6,8 @@
  * once, so a burst of connections queues for the CPU instead of thrashing it), the
  * one batched forward pass per message through the message's engine with each
  * image's context (the message's text as mailtext.h puts it together, unless
- * `context: off`), and each image's outcome (state, reason, deciding or nearest
+ * `context: off`) for the images the verdict cache (mcache.c) does not answer, and
+ * each image's outcome (state, reason, deciding or nearest
  * category, and what the context did to it). Which milter
  * action follows is decisions.c's (a pure function); how it is worded is headers.c's.
  * Everything a message needs is reached through its runtime, never through the
@@ -108,7 +109,8 @@ typedef struct work {
     clipmod_result **results;
     char **labels;
     char **contexts; /* each input's context text, or NULL */
-    size_t n_in;     /* images given to the engine */
+    cm_mkey *keys;   /* each input's verdict cache key */
+    size_t n_in;     /* images given to the engine (or answered by the cache) */
     char why[256];
     cm_judged j;
 } work;
@@ -123,6 +125,7 @@ static void work_free(work *k)
         free(k->contexts[i]);
     free(k->labels);
     free(k->contexts);
+    free(k->keys);
     free(k->results);
     free(k->inputs);
     free(k->io);
@@ -237,7 +240,8 @@ static int prepare_inputs(work *k)
     k->results = calloc(n, sizeof *k->results);
     k->labels = calloc(n, sizeof *k->labels);
     k->contexts = calloc(n, sizeof *k->contexts);
-    if (!k->io || !k->inputs || !k->results || !k->labels || !k->contexts)
+    k->keys = calloc(n, sizeof *k->keys);
+    if (!k->io || !k->inputs || !k->results || !k->labels || !k->contexts || !k->keys)
         return -1;
     for (size_t i = 0; i < n; i++) {
         const cmm_image *im = &k->w.images[i];
@@ -262,25 +266,70 @@ static int prepare_inputs(work *k)
     return 0;
 }
 
-/* One batched forward pass for every image of the message, in a scan slot. */
-static void scan_batch(work *k)
+/*
+ * One batched forward pass, in a scan slot, for the `left` inputs the cache did not
+ * answer (all of them when it answered none): their results into k->results.
+ */
+static void scan_misses(work *k, size_t left)
 {
     const cmc_config *c = k->rt->conf;
+    clipmod_input *in = k->inputs;
+    clipmod_result **out = k->results;
+    size_t *at = NULL, m = 0;
     clipmod_error err;
 
-    if (!k->n_in || *k->why)
-        return;
+    if (left < k->n_in) {
+        in = calloc(left, sizeof *in);
+        out = calloc(left, sizeof *out);
+        at = calloc(left, sizeof *at);
+        if (!in || !out || !at) {
+            snprintf(k->why, sizeof k->why, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < k->n_in; i++)
+            if (!k->results[i]) {
+                at[m] = i;
+                in[m++] = k->inputs[i];
+            }
+    }
     if (slot_acquire(c->scan_wait_ms)) {
         snprintf(k->why, sizeof k->why, "timeout: no scanner free within %llu ms",
                  (unsigned long long)c->scan_wait_ms);
-        return;
+        goto done;
     }
-    err = clipmod_scan_batch(k->rt->engine, k->inputs, k->n_in, k->results);
+    err = clipmod_scan_batch(k->rt->engine, in, left, out);
     slot_release();
     if (err) {
-        memset(k->results, 0, k->n_in * sizeof *k->results);
+        memset(out, 0, left * sizeof *out);
         snprintf(k->why, sizeof k->why, "engine error: %s", clipmod_strerror(err));
     }
+    for (size_t i = 0; at && i < m; i++)
+        k->results[at[i]] = out[i];
+done:
+    if (left < k->n_in) {
+        free(in);
+        free(out);
+        free(at);
+    }
+}
+
+/*
+ * Every image of the message judged: those the verdict cache knows from it, the
+ * others in one batched pass; then the new verdicts are kept for the next time.
+ */
+static void scan_batch(work *k)
+{
+    size_t left;
+    if (!k->n_in || *k->why)
+        return;
+    left = cm_mcache_lookup(k->rt, k->inputs, k->n_in, k->keys, k->results);
+    for (size_t i = 0; i < k->n_in; i++) {
+        k->j.cache_hits += k->keys[i].cached;
+        k->j.cache_misses += k->keys[i].keyed && !k->keys[i].cached;
+    }
+    if (left)
+        scan_misses(k, left);
+    cm_mcache_store(k->keys, k->results, k->n_in);
 }
 
 /* The engine's results into the images' outcomes. */
@@ -290,6 +339,7 @@ static void take_results(work *k)
         cm_image_out *o = &k->io[i];
         if (o->judged)
             continue;
+        o->cached = k->keys[r].cached;
         o->r = k->results[r++];
         o->judged = 1;
         o->vstate = clipmod_result_state(o->r);
