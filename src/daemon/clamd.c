@@ -31,6 +31,12 @@
  * clamd.max-connections; beyond that a connection is told so and closed). A
  * connection thread waits for its job in the batcher, so images sent over clamd
  * share forward passes with HTTP requests.
+ *
+ * Stopping (drain.c): while clipmodd drains PING answers "DRAINING. ERROR" (a
+ * balancer's check expecting PONG fails) and everything else is still served;
+ * then clamd_quiesce() closes the listeners and the drain waits for the
+ * connections in a command (clamd_in_flight: from a command's first byte to its
+ * reply) before clamd_stop() ends the idle ones.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -54,6 +60,7 @@
 #include "clamd_proto.h"
 #include "clock.h"
 #include "daemon.h"
+#include "drain.h"
 #include "dynbuf.h"
 
 #define MAX_COMMAND CLAMD_MAX_COMMAND
@@ -69,6 +76,7 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t idle;
     int active, stopping;
+    int busy; /* connections in a command, from its first byte to its reply */
     int *fds; /* active connection sockets, to stop their reads at shutdown */
 } C = {.unix_fd = -1,
        .tcp_fd = -1,
@@ -82,6 +90,7 @@ typedef struct conn {
     int prefixed; /* the current command had a z/n prefix */
     unsigned id;  /* the current command's number in an IDSESSION, else 0 */
     int session;
+    int busy; /* counted in C.busy */
     char peer[64];
 } conn;
 
@@ -133,6 +142,16 @@ static int reply(conn *k, const char *fmt, ...)
     return write_all(k->fd, line, (size_t)n);
 }
 
+static void set_busy(conn *k, int busy)
+{
+    if (k->busy == busy)
+        return;
+    k->busy = busy;
+    pthread_mutex_lock(&C.lock);
+    C.busy += busy ? 1 : -1;
+    pthread_mutex_unlock(&C.lock);
+}
+
 /*
  * Read one command (clamd_proto.c parses it) byte by byte, so nothing after the
  * command (a stream, a passed fd) is consumed. Returns the length, 0 at a clean
@@ -150,6 +169,7 @@ static int read_command(conn *k, clamd_line *l)
             continue;
         if (r <= 0)
             return l->started ? -1 : 0;
+        set_busy(k, 1); /* a drain waits for this command now */
         state = clamd_line_byte(l, ch);
     }
     if (state != CLAMD_LINE_DONE)
@@ -738,7 +758,12 @@ static int dispatch(conn *k, const clamd_line *line)
 
     switch (cmd.kind) {
     case CLAMD_PING:
-        reply(k, "PONG");
+        /* A balancer's check (expect PONG) must fail while draining; see drain.c. */
+        drain_note_check();
+        if (drain_active())
+            reply(k, "DRAINING. ERROR");
+        else
+            reply(k, "PONG");
         break;
     case CLAMD_VERSION:
         version_text(ver, sizeof ver);
@@ -805,9 +830,12 @@ static void *serve(void *arg)
         int n = read_command(k, &line);
         if (n <= 0)
             break;
-        if (!dispatch(k, &line))
+        int more = dispatch(k, &line);
+        set_busy(k, 0);
+        if (!more)
             break;
     }
+    set_busy(k, 0);
     pthread_mutex_lock(&C.lock);
     for (int i = 0; i < (int)C.c->clamd_max_connections; i++)
         if (C.fds[i] == k->fd)
@@ -989,13 +1017,37 @@ int clamd_start(const dconfig *c, char *bound, size_t boundlen)
     return 0;
 }
 
+/* No new connections: the acceptor ends and the listeners close (drain.c, clamd_stop). */
+void clamd_quiesce(void)
+{
+    if (C.started) {
+        (void)!write(C.wake[1], "x", 1);
+        pthread_join(C.acceptor, NULL);
+        C.started = 0;
+    }
+    if (C.unix_fd >= 0) {
+        close(C.unix_fd);
+        if (C.c && C.c->clamd_unix)
+            unlink(C.c->clamd_unix);
+    }
+    if (C.tcp_fd >= 0)
+        close(C.tcp_fd);
+    C.unix_fd = C.tcp_fd = -1;
+}
+
+unsigned clamd_in_flight(void)
+{
+    pthread_mutex_lock(&C.lock);
+    int n = C.busy;
+    pthread_mutex_unlock(&C.lock);
+    return n > 0 ? (unsigned)n : 0;
+}
+
 void clamd_stop(void)
 {
-    if (!C.started)
-        goto close_listeners;
-    (void)!write(C.wake[1], "x", 1);
-    pthread_join(C.acceptor, NULL);
-    C.started = 0;
+    clamd_quiesce();
+    if (!C.fds)
+        return;
     pthread_mutex_lock(&C.lock);
     C.stopping = 1;
     /* Connections finish the command they are in; their next read ends them. */
@@ -1007,13 +1059,4 @@ void clamd_stop(void)
         if (pthread_cond_timedwait(&C.idle, &C.lock, &until) == ETIMEDOUT)
             break;
     pthread_mutex_unlock(&C.lock);
-close_listeners:
-    if (C.unix_fd >= 0) {
-        close(C.unix_fd);
-        if (C.c && C.c->clamd_unix)
-            unlink(C.c->clamd_unix);
-    }
-    if (C.tcp_fd >= 0)
-        close(C.tcp_fd);
-    C.unix_fd = C.tcp_fd = -1;
 }

@@ -34,6 +34,11 @@
  * {"urls":[...]} with an array. The status is 200 whatever the verdict; with
  * ?enforce=1 it is the policy's HTTP status for the most severe action (e.g. 403
  * for reject), and 422 when nothing was flagged but an input was unscanned.
+ *
+ * Stopping (drain.c): from the first SIGTERM /v1/health answers 503 "draining" (a
+ * balancer's check fails) while requests are still served, each answer closing its
+ * connection; then http_quiesce() refuses new connections and the drain waits for
+ * http_in_flight() (requests begun, not completed) before http_stop().
  */
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -51,6 +56,7 @@
 #include "clock.h"
 #include "context.h"
 #include "daemon.h"
+#include "drain.h"
 #include "dynbuf.h"
 #include "multipart.h"
 
@@ -143,7 +149,9 @@ static struct {
     const dconfig *c;
     size_t ctx_cap;       /* config_context_cap(c) */
     atomic_int suspended; /* requests waiting for a job */
+    atomic_int requests;  /* begun and not completed: what a drain waits for */
     atomic_int stopping;
+    int quiesced;             /* the listening socket is closed (main thread only) */
     atomic_ullong body_bytes; /* the shares of every request */
 } H;
 
@@ -294,7 +302,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, req *q, int status, 
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED && q->routed >= 0)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
                                 routes[q->routed].post ? "POST" : "GET, HEAD");
-    if (atomic_load(&H.stopping) || q->close)
+    /* Draining, a connection kept open could carry a request past the drain. */
+    if (atomic_load(&H.stopping) || q->close || drain_active())
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -1001,20 +1010,24 @@ static enum MHD_Result do_health(struct MHD_Connection *conn, req *q)
     clipmod_engine *e = reload_acquire();
     const clipmod_model *m = reload_model();
     size_t jobs = 0, waiting = 0;
-    int stopping = atomic_load(&H.stopping);
+    int stopping = atomic_load(&H.stopping), draining = drain_active();
+    const char *status = stopping ? "stopping" : draining ? "draining" : "ok";
 
+    /* A balancer checks this: while draining it must see a failure (503), and the
+     * daemon knows someone watches, so that the drain waits drain-grace for them. */
+    drain_note_check();
     batcher_load(&jobs, &waiting);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:{s:I, s:I, s:I}}", "status",
-                          stopping ? "stopping" : "ok", "version", CLIPMOD_VERSION_STRING, "policy",
-                          e ? clipmod_engine_policy_name(e) : "", "policy_generation",
-                          (json_int_t)reload_generation(), "model",
-                          m ? clipmod_model_describe(m) : "", "demo_model",
-                          m && clipmod_model_is_demo(m), "queue", "waiting", (json_int_t)waiting,
-                          "jobs", (json_int_t)jobs, "capacity", (json_int_t)H.c->queue_size);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:{s:I, s:I, s:I}}", "status", status, "version",
+                  CLIPMOD_VERSION_STRING, "policy", e ? clipmod_engine_policy_name(e) : "",
+                  "policy_generation", (json_int_t)reload_generation(), "model",
+                  m ? clipmod_model_describe(m) : "", "demo_model", m && clipmod_model_is_demo(m),
+                  "queue", "waiting", (json_int_t)waiting, "jobs", (json_int_t)jobs, "capacity",
+                  (json_int_t)H.c->queue_size);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     clipmod_engine_free(e);
-    return respond(conn, q, stopping ? 503 : 200, "application/json", s);
+    return respond(conn, q, stopping || draining ? 503 : 200, "application/json", s);
 }
 
 static enum MHD_Result do_policy(struct MHD_Connection *conn, req *q)
@@ -1304,6 +1317,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         if (!(q = calloc(1, sizeof *q)))
             return MHD_NO;
         *con_cls = q;
+        atomic_fetch_add(&H.requests, 1);
         q->routed = -1;
         q->t0 = cm_now();
         cm_dbuf_init(&q->ctx, H.ctx_cap);
@@ -1359,8 +1373,10 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     char gen[24];
     const char *scan_policy = reload_job_policy(q->job, gen, sizeof gen);
+    /* A health check's 503 (draining, stopping) is what a balancer must be told. */
+    int fault = q->status >= 500 && !(q->routed >= 0 && routes[q->routed].r == R_HEALTH);
     if (H.c->log_requests || q->status >= 500)
-        cm_log(q->status >= 500 ? CM_LOG_WARN : CM_LOG_INFO, "http", CM_LF_S("method", q->method),
+        cm_log(fault ? CM_LOG_WARN : CM_LOG_INFO, "http", CM_LF_S("method", q->method),
                CM_LF_S("path", q->path), CM_LF_I("status", q->status), CM_LF_S("remote", q->remote),
                CM_LF_I("inputs", q->inputs), CM_LF_S("state", q->state),
                CM_LF_S("action", q->action), CM_LF_I("bytes", q->received),
@@ -1370,6 +1386,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                CM_LF_S("scan_generation", scan_policy ? gen : NULL), CM_LF_END);
     if (q->suspended)
         atomic_fetch_sub(&H.suspended, 1);
+    atomic_fetch_sub(&H.requests, 1);
     /* The next request's head is due within http.header-timeout. */
     guard_request_done(q->slot);
     mp_free(q->mp);
@@ -1462,14 +1479,29 @@ int http_start(const dconfig *c, char *bound, size_t boundlen)
     return 0;
 }
 
+/* New connections are refused; those open are still served (drain.c, http_stop). */
+void http_quiesce(void)
+{
+    if (!H.d || H.quiesced)
+        return;
+    H.quiesced = 1;
+    MHD_socket fd = MHD_quiesce_daemon(H.d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+unsigned http_in_flight(void)
+{
+    int n = atomic_load(&H.requests);
+    return n > 0 ? (unsigned)n : 0;
+}
+
 void http_stop(void)
 {
     if (!H.d)
         return;
     atomic_store(&H.stopping, 1);
-    MHD_socket fd = MHD_quiesce_daemon(H.d);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    http_quiesce();
     /* Requests waiting for scans are answered first: the batcher drains, and the
      * deadline reaper bounds the wait. */
     double give_up = cm_now() + H.c->request_timeout_ms / 1e3 + 5;
