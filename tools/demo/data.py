@@ -373,6 +373,29 @@ def make_sample(glyphs, rng, size, groups, n_emoji=None, style_aug=0.0):
     return img, text, idx
 
 
+def make_light_sample(glyphs, rng, size, groups, white=0.8):
+    """One (PIL RGB image, caption, [glyph index]) close to what the evaluation
+    shows (v2): one emoji on white (else a random plain colour), 70-100% of the
+    canvas, a little off centre, rarely a slight tilt; drawn at 64 px and resized
+    with PIL's bicubic filter as libclipmod resizes a 64 px image."""
+    members = glyphs.groups[groups[int(rng.integers(len(groups)))]]
+    i = members[0] if rng.random() < 0.5 else members[int(rng.integers(len(members)))]
+    big = 64
+    colour = (255, 255, 255) if rng.random() < white else tuple(int(c) for c in _rand_colour(rng))
+    canvas = Image.new("RGBA", (big, big), colour + (255,))
+    e = int(rng.uniform(0.7, 1.0) * big)
+    slack = (big - e) / 2
+    cx = big / 2 + rng.uniform(-slack, slack)
+    cy = big / 2 + rng.uniform(-slack, slack)
+    ang = rng.normal(0, 6) if rng.random() < 0.3 else 0
+    _place(canvas, glyphs.image(i), e, cx, cy, ang, rng)
+    img = canvas.convert("RGB")
+    if size != big:
+        img = img.resize((size, size), Image.BICUBIC)
+    caption = single_caption(rng, glyphs.names[i], glyphs.keywords[i])
+    return img, template(rng).format(caption), [i]
+
+
 def clean_render(glyphs, i, size, background=(255, 255, 255)):
     """An emoji alone, centred, filling ~94% of a canvas (for samples and checks)."""
     canvas = Image.new("RGBA", (size, size), background + (255,))
