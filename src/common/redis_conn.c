@@ -43,12 +43,12 @@ int cm_redis_parse_url(const char *url, const char *what, cm_redis_addr *a, char
 
     memset(a, 0, sizeof *a);
     if (!url || strncmp(p, "redis://", 8)) {
-        snprintf(err, errlen, "%s: \"%s\" is not a redis:// URL", what, url ? url : "");
+        snprintf(err, errlen, "%s: \"%.120s\" is not a redis:// URL", what, url ? url : "");
         return -1;
     }
     /* A user or password ("user:pass@host") is refused rather than half understood. */
     if (strchr(p + 8, '@') || !(p = parse_host(p + 8, a))) {
-        snprintf(err, errlen, "%s: \"%s\": expected redis://host[:port][/db]", what, url);
+        snprintf(err, errlen, "%s: \"%.120s\": expected redis://host[:port][/db]", what, url);
         return -1;
     }
     a->port = 6379;
@@ -69,7 +69,7 @@ int cm_redis_parse_url(const char *url, const char *what, cm_redis_addr *a, char
     if (!*p)
         return 0;
 bad:
-    snprintf(err, errlen, "%s: \"%s\": bad port or database number", what, url);
+    snprintf(err, errlen, "%s: \"%.120s\": bad port or database number", what, url);
     return -1;
 }
 
