@@ -1,9 +1,9 @@
 /*
  * test_common_redis_conn.c - the one Redis URL of cache.redis and worker.redis
  * (src/common/redis_conn.c): what is accepted and what each part becomes, and every
- * refusal with its sentence naming the setting (a long URL quoted in part). Dialling is tested against a real
- * redis-server by daemon_cache.sh and daemon_worker.sh; here only a refused
- * connection (a closed loopback port) with its sentence.
+ * refusal with its sentence naming the setting (a long URL quoted in part).
+ * Dialling is tested against a real redis-server by daemon_cache.sh and
+ * daemon_worker.sh; here only a refused connection (a closed loopback port).
  */
 #include <setjmp.h>
 #include <stdarg.h>
