@@ -3,9 +3,11 @@
  *
  * Owns the training of one head: the liblinear problem built once over the rows
  * (dense features plus liblinear's bias feature), stratified fold assignment, the
- * C search on out-of-fold ROC AUC, Platt scaling on the out-of-fold decision
+ * C search on out-of-fold ROC AUC (each fold's fits warm-started along the grid,
+ * the folds spread over threads), Platt scaling on the out-of-fold decision
  * values, and the final fit on every row. liblinear orders its classes by first
- * appearance; decision values are turned to "positive is larger" here, once.
+ * appearance (+1 first for -1/+1 labels); decision values are turned to
+ * "positive is larger" here, once.
  */
 #include <linear.h>
 #include <math.h>
@@ -19,6 +21,16 @@
 
 const double head_fit_default_grid[] = {0.25, 1, 4, 16, 64, 256, 1024, 4096, 16384};
 const size_t head_fit_default_grid_len = sizeof head_fit_default_grid / sizeof(double);
+
+/*
+ * liblinear's stopping tolerances. The folds' fits only rank held-out rows, and
+ * 0.01 is liblinear's default. The head's own fit starts near its optimum (the
+ * folds' mean), where 0.01 would stop after a step or two, well short of where a
+ * fit from further away ends up; 0.001 costs a couple of Newton steps more and
+ * gives weights closer to the exact optimum than either.
+ */
+#define EPS_FOLD 0.01
+#define EPS_ALL  0.001
 
 static void quiet(const char *s)
 {
@@ -63,10 +75,11 @@ static void rows_free(rows *r)
 
 /*
  * Train on the rows whose fold is not `skip` (-1: all rows), weighting classes,
- * starting from `init` (dim + 1 values, or NULL): along the C grid each fold starts
- * from its solution at the previous C, which saves most of liblinear's Newton steps.
+ * starting from `init` (dim + 1 values, or NULL), to liblinear's stopping
+ * tolerance eps (the gradient's norm relative to its norm at w = 0).
  */
-static struct model *fit(const rows *r, const int *fold, int skip, double c, double *init)
+static struct model *fit(const rows *r, const int *fold, int skip, double c, double *init,
+                         double eps)
 {
     size_t m = 0, pos = 0;
     struct problem p = {0};
@@ -92,7 +105,7 @@ static struct model *fit(const rows *r, const int *fold, int skip, double c, dou
     struct parameter par = {0};
     par.solver_type = L2R_LR;
     par.C = c;
-    par.eps = 0.01;
+    par.eps = eps;
     par.nr_weight = 2;
     par.weight_label = labels;
     par.weight = weights;
@@ -137,95 +150,6 @@ static int assign_folds(const unsigned char *y, size_t n, int k, unsigned seed, 
     }
     free(order);
     return 0;
-}
-
-/*
- * One C's fits, shared by the threads that run them: the k folds and, as job k,
- * the fit on every row, so that when this C wins its final model is already
- * there (and the k + 1 jobs fill two threads better than k alone).
- */
-typedef struct cv_job {
-    const rows *r;
-    const int *fold;
-    int k, warmed, threads, failed;
-    double c, *warm, *z;
-    double *all; /* job k's solution, oriented "positive is larger" */
-} cv_job;
-
-/* Fit jobs t, t + threads, ...: each writes only its own rows of z and its own warm. */
-static void cv_folds(cv_job *j, int t)
-{
-    const size_t len = j->r->dim + 1;
-    for (int f = t; f <= j->k; f += j->threads) {
-        const int skip = f < j->k ? f : -1;
-        struct model *m =
-            fit(j->r, j->fold, skip, j->c, j->warmed ? j->warm + (size_t)f * len : NULL);
-        if (!m) {
-            j->failed = 1;
-            return;
-        }
-        if (skip >= 0) {
-            for (size_t i = 0; i < j->r->n; i++)
-                if (j->fold[i] == f)
-                    j->z[i] = decision(m, j->r->x[i]);
-        } else {
-            int labels[2];
-            get_labels(m, labels);
-            const double sign = labels[0] == 1 ? 1.0 : -1.0;
-            for (size_t i = 0; i < len; i++)
-                j->all[i] = sign * m->w[i];
-        }
-        memcpy(j->warm + (size_t)f * len, m->w, len * sizeof *j->warm);
-        free_and_destroy_model(&m);
-    }
-}
-
-typedef struct cv_thread {
-    cv_job *job;
-    int t;
-} cv_thread;
-
-static void *cv_main(void *arg)
-{
-    cv_thread *ct = arg;
-    cv_folds(ct->job, ct->t);
-    return NULL;
-}
-
-/*
- * Out-of-fold decision values at C = c into z and the all-rows solution into all;
- * -1 when a fit failed. warm holds k + 1 solutions of dim + 1 values: read as
- * starting points when `warmed`, then overwritten with this C's. (A fold's rows,
- * hence liblinear's class order and the orientation of its w, are the same at
- * every C.) The fits are independent problems, run on up to `threads` threads
- * (liblinear's train() is reentrant).
- */
-static int cross_validate(const rows *r, const int *fold, int k, double c, double *warm, int warmed,
-                          int threads, double *z, double *all)
-{
-    enum { MAX_THREADS = 16 };
-    cv_job job = {r, fold, k, warmed, 1, 0, c, warm, z, all};
-    pthread_t tid[MAX_THREADS];
-    cv_thread ct[MAX_THREADS];
-    int started = 0;
-    const int jobs = k + 1;
-    job.threads = threads < 1             ? 1
-                  : threads > jobs        ? jobs
-                  : threads > MAX_THREADS ? MAX_THREADS
-                                          : threads;
-    /* Thread 0 is this one; a thread that cannot start leaves its jobs to it. */
-    for (int t = 1; t < job.threads; t++) {
-        ct[t] = (cv_thread){&job, t};
-        if (pthread_create(&tid[t], NULL, cv_main, &ct[t]) != 0)
-            break;
-        started = t;
-    }
-    cv_folds(&job, 0);
-    for (int t = 1; t <= started; t++)
-        pthread_join(tid[t], NULL);
-    for (int t = started + 1; t < job.threads; t++)
-        cv_folds(&job, t);
-    return job.failed ? -1 : 0;
 }
 
 /* Platt scaling: p = 1 / (1 + exp(-(a z + b))) fitted to y by a 1-feature liblinear LR. */
@@ -304,40 +228,244 @@ static int check_classes(const unsigned char *y, size_t n, int k, char *why, siz
 }
 
 /*
- * The C of best out-of-fold AUC (the smallest among ties), its values left in z
- * and its all-rows model in f->w and f->bias. The grid ascends, and the search
- * stops once two C values in a row did not improve on the best: out-of-fold AUC
- * rises to one peak as regularisation eases, then falls as the fit follows noise.
+ * The C search, run as a pipeline on the threads. Fold f's fits form a chain
+ * along the grid, each warm-started from its solution at the C before (liblinear
+ * init_sol); chains do not wait for each other, so a thread does not idle at the
+ * end of one C while the last fold of that C runs elsewhere. A grid value is
+ * fitted only once it is certain to be needed (see evaluate()), so no fit is
+ * thrown away and the out-of-fold values are those of fitting one C at a time.
+ * The fit on every row is made once, at the chosen C, warm-started from the mean
+ * of the folds' solutions there; a thread with no fold to fit makes it early for
+ * the best C so far, which usually is the chosen one.
  */
+typedef struct search {
+    const rows *r;
+    const int *fold;
+    const unsigned char *y;
+    const head_fit_opts *o;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    size_t len;          /* dim + 1: a solution and its bias */
+    int *next;           /* [folds]: the grid value fold f fits next */
+    int *busy;           /* [folds]: fold f's chain is being fitted */
+    int *left;           /* [n_grid]: folds still to fit at grid value g */
+    double *sol;         /* [n_grid][folds][len]: each fold's solution at each C */
+    double *z;           /* [n_grid][n]: out-of-fold decision values */
+    double *all;         /* [len]: the all-rows solution at grid value all_g */
+    int limit;           /* grid values certain to be fitted: [0, limit) */
+    int evaluated;       /* grid values whose AUC is known: [0, evaluated) */
+    int best, worse;     /* best grid value so far (-1: none); values since then */
+    int all_g, all_busy; /* the grid value `all` holds (-1: none); being fitted */
+    int failed;
+    double best_auc;
+} search;
+
+/*
+ * AUCs in grid order as their folds complete. The best is the C of highest AUC,
+ * the smallest among ties; the search stops once two C values in a row did not
+ * improve on it (out-of-fold AUC rises to one peak as regularisation eases, then
+ * falls as the fit follows noise). So after a new best the next two values are
+ * certain to be tried, after one miss the next one, after two none.
+ */
+static void evaluate(search *s)
+{
+    const size_t n = s->r->n;
+    while (s->evaluated < s->limit && s->left[s->evaluated] == 0) {
+        const int g = s->evaluated++;
+        const double auc = metrics_roc_auc(s->z + (size_t)g * n, s->y, n);
+        if (auc > s->best_auc + 1e-9) {
+            s->best_auc = auc;
+            s->best = g;
+            s->worse = 0;
+        } else {
+            s->worse++;
+        }
+        const int limit = g + 3 - s->worse;
+        s->limit = limit < (int)s->o->n_grid ? limit : (int)s->o->n_grid;
+    }
+}
+
+/* The fold furthest behind whose next grid value is certain to be needed; -1: none. */
+static int pick(const search *s)
+{
+    int f = -1;
+    for (int i = 0; i < s->o->folds; i++)
+        if (!s->busy[i] && s->next[i] < s->limit && (f < 0 || s->next[i] < s->next[f]))
+            f = i;
+    return f;
+}
+
+/* Fit fold f at its next C, the lock released meanwhile. Its rows, hence liblinear's
+ * class order and the orientation of w, are the same at every C. */
+static void run_fold(search *s, int f)
+{
+    const int g = s->next[f];
+    const size_t n = s->r->n, len = s->len, stride = (size_t)s->o->folds * len;
+    double *sol = s->sol + (size_t)g * stride + (size_t)f * len;
+    s->busy[f] = 1;
+    pthread_mutex_unlock(&s->mu);
+    struct model *m = fit(s->r, s->fold, f, s->o->grid[g], g ? sol - stride : NULL, EPS_FOLD);
+    const int ok = m != NULL;
+    if (ok) {
+        for (size_t i = 0; i < n; i++)
+            if (s->fold[i] == f)
+                s->z[(size_t)g * n + i] = decision(m, s->r->x[i]);
+        memcpy(sol, m->w, len * sizeof *sol);
+        free_and_destroy_model(&m);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->busy[f] = 0;
+    s->failed |= !ok;
+    s->next[f] = g + 1;
+    s->left[g]--;
+    evaluate(s);
+    pthread_cond_broadcast(&s->cond);
+}
+
+/*
+ * Fit every row at the best C so far, from the mean of the folds' solutions there
+ * (liblinear puts the +1 class first for -1/+1 labels, so every fold's w and this
+ * one are oriented alike); the result is kept "positive is larger".
+ */
+static void run_all(search *s)
+{
+    const int g = s->best, k = s->o->folds;
+    const size_t len = s->len;
+    const double *sol = s->sol + (size_t)g * (size_t)k * len;
+    int ok = 0;
+    s->all_busy = 1;
+    pthread_mutex_unlock(&s->mu);
+    double *init = malloc(len * sizeof *init);
+    struct model *m = NULL;
+    if (init) {
+        for (size_t j = 0; j < len; j++) {
+            double sum = 0;
+            for (int f = 0; f < k; f++)
+                sum += sol[(size_t)f * len + j];
+            init[j] = sum / k;
+        }
+        m = fit(s->r, s->fold, -1, s->o->grid[g], init, EPS_ALL);
+    }
+    if (m) {
+        int labels[2];
+        get_labels(m, labels);
+        const double sign = labels[0] == 1 ? 1.0 : -1.0;
+        for (size_t j = 0; j < len; j++)
+            s->all[j] = sign * m->w[j];
+        free_and_destroy_model(&m);
+        ok = 1;
+    }
+    free(init);
+    pthread_mutex_lock(&s->mu);
+    s->all_busy = 0;
+    s->failed |= !ok;
+    s->all_g = ok ? g : s->all_g;
+    pthread_cond_broadcast(&s->cond);
+}
+
+/* A thread of the search: folds first, then the all-rows fit, until both are done. */
+static void *search_worker(void *arg)
+{
+    search *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->failed) {
+        const int f = pick(s);
+        if (f >= 0) {
+            run_fold(s, f);
+        } else if (s->best >= 0 && s->all_g != s->best && !s->all_busy) {
+            run_all(s);
+        } else if (s->evaluated == s->limit && !s->all_busy) {
+            break;
+        } else {
+            pthread_cond_wait(&s->cond, &s->mu);
+        }
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static int search_init(search *s, const rows *r, const int *fold, const unsigned char *y,
+                       const head_fit_opts *o)
+{
+    const size_t k = (size_t)o->folds;
+    *s = (search){.r = r,
+                  .fold = fold,
+                  .y = y,
+                  .o = o,
+                  .len = r->dim + 1,
+                  .best = -1,
+                  .all_g = -1,
+                  .best_auc = -1};
+    s->limit = o->n_grid < 2 ? (int)o->n_grid : 2;
+    s->next = calloc(k, sizeof *s->next);
+    s->busy = calloc(k, sizeof *s->busy);
+    s->left = malloc(o->n_grid * sizeof *s->left);
+    s->sol = malloc(o->n_grid * k * s->len * sizeof *s->sol);
+    s->z = malloc(o->n_grid * r->n * sizeof *s->z);
+    s->all = malloc(s->len * sizeof *s->all);
+    if (!s->next || !s->busy || !s->left || !s->sol || !s->z || !s->all)
+        return -1;
+    for (size_t g = 0; g < o->n_grid; g++)
+        s->left[g] = o->folds;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    return 0;
+}
+
+static void search_free(search *s, int inited)
+{
+    if (inited) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cond);
+    }
+    free(s->next);
+    free(s->busy);
+    free(s->left);
+    free(s->sol);
+    free(s->z);
+    free(s->all);
+}
+
+/* The calling thread is one of the workers; one that cannot start leaves its share to the rest. */
+static void search_run(search *s, int threads)
+{
+    enum { MAX_THREADS = 16 };
+    pthread_t tid[MAX_THREADS];
+    int started = 0;
+    /* k chains and the all-rows fit: more threads than folds would only wait. */
+    threads = threads > s->o->folds ? s->o->folds : threads;
+    threads = threads > MAX_THREADS ? MAX_THREADS : threads;
+    for (int t = 1; t < threads; t++) {
+        if (pthread_create(&tid[started], NULL, search_worker, s) != 0)
+            break;
+        started++;
+    }
+    search_worker(s);
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+}
+
+/* The chosen C, its out-of-fold values left in z and its all-rows model in f->w and f->bias. */
 static int search_c(const rows *r, const int *fold, const unsigned char *y, const head_fit_opts *o,
                     double *z, head_fit *f)
 {
-    const size_t len = r->dim + 1;
-    double *tmp = malloc(r->n * sizeof *tmp);
-    double *warm = malloc((size_t)(o->folds + 1) * len * sizeof *warm);
-    double *all = malloc(len * sizeof *all);
-    int rc = 0, worse = 0;
-    f->cv_auc = -1;
-    if (!tmp || !warm || !all)
-        rc = -1;
-    for (size_t g = 0; !rc && g < o->n_grid && worse < 2; g++) {
-        rc = cross_validate(r, fold, o->folds, o->grid[g], warm, g > 0, o->threads, tmp, all);
-        const double auc = rc ? NAN : metrics_roc_auc(tmp, y, r->n);
-        if (!rc && auc > f->cv_auc + 1e-9) {
-            f->cv_auc = auc;
-            f->c = o->grid[g];
-            memcpy(z, tmp, r->n * sizeof *z);
-            for (size_t j = 0; j < r->dim; j++)
-                f->w[j] = (float)all[j];
-            f->bias = all[r->dim];
-            worse = 0;
-        } else {
-            worse++;
-        }
+    search s;
+    const int inited = search_init(&s, r, fold, y, o) == 0;
+    int rc = -1;
+    if (inited) {
+        search_run(&s, o->threads);
+        rc = s.failed || s.best < 0 || s.all_g != s.best ? -1 : 0;
     }
-    free(tmp);
-    free(warm);
-    free(all);
+    if (!rc) {
+        f->cv_auc = s.best_auc;
+        f->c = o->grid[s.best];
+        memcpy(z, s.z + (size_t)s.best * r->n, r->n * sizeof *z);
+        for (size_t j = 0; j < r->dim; j++)
+            f->w[j] = (float)s.all[j];
+        f->bias = s.all[r->dim];
+    }
+    search_free(&s, inited);
     return rc;
 }
 
