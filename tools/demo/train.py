@@ -78,7 +78,7 @@ RECIPES = {
     # the first candidate (heavy canvases, style_aug 0.5) stayed near chance even on
     # its own styles; near-clean renders learn faster (README of the candidate)
     "v2": dict(styles="noto:0.34,twemoji:0.33,openmoji:0.33", style_aug=0.0, light=1.0,
-               steps=1200, batch=128, lr=7e-4, wd=0.1, warmup=60, text_layers=4),
+               steps=700, batch=128, lr=7e-4, wd=0.1, warmup=60, text_layers=4),
 }
 PROJECTION = 128
 CONTEXT = 77
