@@ -4,7 +4,8 @@
 # Build: a C toolchain, autotools and the libraries configure.ac checks for.
 # Tests: Debian's torch/numpy/PIL/regex for the independent Python reference
 # (they import only from /usr/bin/python3) and cmocka for unit tests; redis-server
-# for the verdict cache's tests (they start their own on a loopback port).
+# for the verdict cache's tests (they start their own on a loopback port); haproxy
+# for clipmodd's rolling-restart test (its own instance on loopback ports).
 # Fuzzing (tests/fuzz/README.md): clang, and libclang-rt-14-dev for libFuzzer's
 # runtime (libclang_rt.fuzzer*.a, ASan, UBSan): libclang-common-14-dev only recommends
 # it, and recommends are not installed here.
@@ -27,7 +28,7 @@ apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config \
     libvips-dev libyaml-dev libopenblas-dev libcurl4-openssl-dev libjansson-dev \
     libutf8proc-dev zlib1g-dev libcmocka-dev libmicrohttpd-dev liblinear-dev \
-    clamdscan wrk curl \
+    clamdscan wrk curl haproxy \
     libmilter-dev libgmime-3.0-dev postfix swaks \
     libhiredis-dev redis-server \
     python3-torch python3-numpy python3-pil python3-regex \

@@ -25,6 +25,7 @@
 
 #include "context.h"
 #include "daemon.h"
+#include "redis_conn.h"
 #include "size.h"
 #include "yaml.h"
 
@@ -42,6 +43,8 @@ void config_defaults(dconfig *c)
     c->queue_size = 64;
     c->request_timeout_ms = 30000;
     c->retry_after_s = 1;
+    c->drain_grace_ms = 3000; /* two or three health checks of contrib/haproxy.cfg */
+    c->drain_timeout_ms = 30000;
     c->http_enabled = 1;
     c->http_listen = strdup("127.0.0.1:8093");
     c->max_body_bytes = 26214400;
@@ -69,6 +72,18 @@ void config_defaults(dconfig *c)
     c->context_enabled = 1;
     c->cache_ttl_ms = 86400000;
     c->cache_redis_timeout_ms = 50;
+    c->worker_stream = strdup("clipmod:jobs");
+    c->worker_group = strdup("clipmod");
+    c->worker_dead = strdup("clipmod:dead");
+    c->worker_result_prefix = strdup("clipmod:result:");
+    c->worker_concurrency = 16;
+    c->worker_block_ms = 2000;
+    c->worker_claim_idle_ms = 60000;
+    c->worker_max_attempts = 3;
+    c->worker_result_ttl_ms = 86400000;
+    c->worker_redis_timeout_ms = 2000;
+    c->worker_max_bytes = 26214400;
+    c->worker_urls = 1;
     /* http.context-fields: [text] (left empty when out of memory: no field is context). */
     if ((c->context_fields.v = calloc(2, sizeof *c->context_fields.v)) &&
         (c->context_fields.v[0] = strdup("text")))
@@ -124,7 +139,13 @@ void config_free(dconfig *c)
                      &c->log_format,
                      &c->log_target,
                      &c->log_level,
-                     &c->cache_redis};
+                     &c->cache_redis,
+                     &c->worker_redis,
+                     &c->worker_stream,
+                     &c->worker_group,
+                     &c->worker_consumer,
+                     &c->worker_dead,
+                     &c->worker_result_prefix};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -135,6 +156,7 @@ void config_free(dconfig *c)
     strlist_free(&c->tusd_roots);
     strlist_free(&c->clamd_roots);
     strlist_free(&c->onflag_argv);
+    strlist_free(&c->worker_roots);
     plugins_free(c);
 }
 
@@ -330,6 +352,27 @@ static const key cache_keys[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
+/* The queue worker (clipmodd(8) WORKER, docs/queue.md). */
+static const key worker_keys[] = {
+    {"enabled", T_BOOL, F(worker_enabled), 0, 0, NULL},
+    {"redis", T_STR, F(worker_redis), 0, 0, NULL},
+    {"stream", T_STR, F(worker_stream), 0, 0, NULL},
+    {"group", T_STR, F(worker_group), 0, 0, NULL},
+    {"consumer", T_STR, F(worker_consumer), 0, 0, NULL},
+    {"concurrency", T_UINT, F(worker_concurrency), 1, 4096, NULL},
+    {"block", T_MS, F(worker_block_ms), 10, 60000, NULL},
+    {"claim-idle", T_MS, F(worker_claim_idle_ms), 100, 86400000, NULL},
+    {"max-attempts", T_UINT, F(worker_max_attempts), 1, 100, NULL},
+    {"dead-letter", T_STR, F(worker_dead), 0, 0, NULL},
+    {"result-prefix", T_STR, F(worker_result_prefix), 0, 0, NULL},
+    {"result-ttl", T_MS, F(worker_result_ttl_ms), 0, 2592000000u, NULL},
+    {"redis-timeout", T_MS, F(worker_redis_timeout_ms), 10, 60000, NULL},
+    {"max-bytes", T_SIZE, F(worker_max_bytes), 1024, (uint64_t)1 << 32, NULL},
+    {"roots", T_LIST, F(worker_roots), 0, 0, NULL},
+    {"urls", T_BOOL, F(worker_urls), 0, 0, NULL},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
 static const key top_keys[] = {
     {"model", T_STR, F(model), 0, 0, NULL},
     {"merges", T_STR, F(merges), 0, 0, NULL},
@@ -348,6 +391,9 @@ static const key top_keys[] = {
     {"on-flag", T_SECTION, 0, 0, 0, onflag_keys},
     {"context", T_BOOL, F(context_enabled), 0, 0, NULL},
     {"cache", T_SECTION, 0, 0, 0, cache_keys},
+    {"worker", T_SECTION, 0, 0, 0, worker_keys},
+    {"drain-grace", T_MS, F(drain_grace_ms), 0, 600000, NULL},
+    {"drain-timeout", T_MS, F(drain_timeout_ms), 0, 3600000, NULL},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -739,6 +785,41 @@ int config_load(const char *path, dconfig *c, char **problems)
     return loader_done(&L, problems);
 }
 
+/* A Redis key the worker writes or reads: set, printable ASCII without spaces. */
+static void check_key(loader *L, const char *name, const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    int ok = n > 0 && n <= 256;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)v[i] > 0x20 && (unsigned char)v[i] < 0x7f;
+    if (!ok)
+        problem(L, whole(), "worker.%s must be 1 to 256 printable characters without spaces", name);
+}
+
+static void check_worker(loader *L, const dconfig *c)
+{
+    char err[256];
+    cm_redis_addr addr;
+
+    if (!cm_redis_available())
+        problem(L, whole(), "the worker needs Redis: this build has none (--without-redis)");
+    if (!c->worker_redis)
+        problem(L, whole(), "the worker needs worker.redis (redis://host:port/db)");
+    else if (cm_redis_parse_url(c->worker_redis, "worker.redis", &addr, err, sizeof err))
+        problem(L, whole(), "%s", err);
+    check_key(L, "stream", c->worker_stream);
+    check_key(L, "group", c->worker_group);
+    check_key(L, "dead-letter", c->worker_dead);
+    check_key(L, "result-prefix", c->worker_result_prefix);
+    if (c->worker_consumer)
+        check_key(L, "consumer", c->worker_consumer);
+    if (c->worker_stream && c->worker_dead && !strcmp(c->worker_stream, c->worker_dead))
+        problem(L, whole(), "worker.dead-letter must differ from worker.stream");
+    if (c->worker_concurrency > c->queue_size)
+        problem(L, whole(), "worker.concurrency (%u) must not exceed scan.queue-size (%u)",
+                c->worker_concurrency, c->queue_size);
+}
+
 int config_check(const dconfig *c, char **problems)
 {
     loader L;
@@ -755,8 +836,11 @@ int config_check(const dconfig *c, char **problems)
         problem(&L, whole(),
                 "http.max-body-memory (%llu) must be at least http.max-body-bytes (%llu)",
                 (unsigned long long)c->max_body_memory, (unsigned long long)c->max_body_bytes);
-    if (!c->http_enabled && !c->clamd_unix && !c->clamd_tcp)
-        problem(&L, whole(), "nothing to serve: http is disabled and no clamd socket is set");
+    if (!c->http_enabled && !c->clamd_unix && !c->clamd_tcp && !c->worker_enabled)
+        problem(&L, whole(),
+                "nothing to serve: http is disabled, no clamd socket is set and no worker runs");
+    if (c->worker_enabled)
+        check_worker(&L, c);
     if (c->tusd_download_url && strncmp(c->tusd_download_url, "http://", 7) &&
         strncmp(c->tusd_download_url, "https://", 8))
         problem(&L, whole(), "tusd.download-url must be an http(s) URL");

@@ -58,6 +58,9 @@ typedef struct dconfig {
     unsigned workers, url_workers, max_batch, batch_window_ms, queue_size;
     unsigned request_timeout_ms, retry_after_s;
 
+    /* Stopping (drain.c): health checks fail for drain-grace, then in flight is answered */
+    unsigned drain_grace_ms, drain_timeout_ms;
+
     /* HTTP */
     int http_enabled;
     char *http_listen;
@@ -105,6 +108,20 @@ typedef struct dconfig {
     char *cache_redis;               /* redis://host:port/db, or NULL */
     unsigned cache_ttl_ms;           /* Redis expiry */
     unsigned cache_redis_timeout_ms; /* Redis connect and command timeout */
+
+    /* worker: jobs from a Redis stream (worker*.c; clipmodd(8) WORKER, docs/queue.md) */
+    int worker_enabled;                 /* worker.enabled, or --worker */
+    char *worker_redis;                 /* redis://host:port/db */
+    char *worker_stream, *worker_group; /* the jobs and the consumer group */
+    char *worker_consumer;              /* NULL: hostname-pid */
+    char *worker_dead;                  /* the dead-letter stream */
+    char *worker_result_prefix;         /* result hashes are PREFIX<id> */
+    unsigned worker_concurrency;        /* jobs in flight */
+    unsigned worker_block_ms, worker_claim_idle_ms, worker_max_attempts;
+    unsigned worker_result_ttl_ms, worker_redis_timeout_ms;
+    uint64_t worker_max_bytes; /* a bytes job's image */
+    strlist worker_roots;      /* path jobs: files inside these only */
+    int worker_urls;           /* url jobs accepted */
 } dconfig;
 
 /* Fill `c` with the defaults of clipmodd(8). */
@@ -149,7 +166,7 @@ int config_listen_addr(const char *spec, struct sockaddr_storage *ss, unsigned *
 /* Metrics (metrics.c)                                                      */
 /* ------------------------------------------------------------------------ */
 
-typedef enum { IFACE_HTTP, IFACE_TUSD, IFACE_CLAMD, IFACE__COUNT } diface;
+typedef enum { IFACE_HTTP, IFACE_TUSD, IFACE_CLAMD, IFACE_WORKER, IFACE__COUNT } diface;
 
 void metrics_init(void);
 /* One scanned input's verdict. */
@@ -395,5 +412,17 @@ void tusd_free(tusd_req *t);
 /* clamd.c: listeners on a unix socket and/or TCP. */
 int clamd_start(const dconfig *c, char *bound, size_t boundlen);
 void clamd_stop(void);
+
+/*
+ * worker.c: jobs from a Redis stream (clipmodd(8) WORKER). worker_only() is
+ * --worker: the worker on, the doors off but those the command line names.
+ * worker_stop() stops reading and writes the results of the jobs in flight; call it
+ * before batcher_stop(). worker_metrics() adds its counters to /metrics (nothing
+ * when the worker is off); 0, or cm_dbuf's error.
+ */
+void worker_only(dconfig *c, int keep_http, int keep_clamd);
+int worker_start(const dconfig *c);
+void worker_stop(void);
+int worker_metrics(struct cm_dbuf *text);
 
 #endif

@@ -5,9 +5,10 @@
  * file), start-up order (configuration, logs, model and policy, batcher, then the
  * doors, so nothing is accepted before it can be scanned), readiness (systemd's
  * sd_notify and an optional --ready-file naming the bound addresses), signals
- * (SIGHUP reloads, SIGTERM and SIGINT stop) and an orderly stop: stop accepting,
- * answer every request already in, then free the engine. Signals are handled by
- * this thread alone with sigwait(), never in a handler.
+ * (SIGHUP reloads, SIGTERM and SIGINT stop) and an orderly stop: drain (drain.c:
+ * health checks fail for drain-grace while everything is served, then stop
+ * accepting and answer every request already in), then free the engine. Signals
+ * are handled by this thread alone with sigwait(), never in a handler.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "drain.h"
 
 #ifdef CLIPMOD_DATADIR
 #define DEFAULT_MODEL  CLIPMOD_DATADIR "/models/default"
@@ -35,13 +37,22 @@
 #define DEFAULT_CONFIG "/etc/clipmod/clipmodd.yaml"
 #endif
 
-enum { OPT_MERGES = 256, OPT_LISTEN, OPT_CLAMD_UNIX, OPT_CLAMD_TCP, OPT_CHECK, OPT_READY };
+enum {
+    OPT_MERGES = 256,
+    OPT_LISTEN,
+    OPT_CLAMD_UNIX,
+    OPT_CLAMD_TCP,
+    OPT_CHECK,
+    OPT_READY,
+    OPT_WORKER
+};
 
 /* Command-line values, applied over the file at start and after every reload. */
 typedef struct overrides {
     const char *config, *model, *merges, *policy, *listen, *clamd_unix, *clamd_tcp;
     const char *ready_file;
     int check;
+    int worker; /* --worker: the queue worker, no doors but those given here */
 } overrides;
 
 static void usage(FILE *f)
@@ -60,12 +71,15 @@ static void usage(FILE *f)
             "      --clamd-socket PATH clamd protocol on a unix socket (clamd.unix-socket)\n"
             "      --clamd-tcp HOST:PORT  clamd protocol on TCP (clamd.tcp)\n"
             "      --ready-file FILE   once serving, write the bound addresses there\n"
+            "      --worker            take jobs from the Redis stream of worker.* (no doors\n"
+            "                          but those given with --listen or --clamd-*)\n"
             "      --check             check the configuration, model and policy, then exit\n"
             "  -h, --help              show this help\n"
             "  -V, --version           show the version\n"
             "\n"
             "Signals: SIGHUP rereads the configuration and recompiles the policy (requests in\n"
-            "flight finish on the old one); SIGTERM or SIGINT stop after answering them.\n",
+            "flight finish on the old one); SIGTERM or SIGINT drain (health checks fail for\n"
+            "drain-grace), then stop after answering them; a second one stops at once.\n",
             DEFAULT_CONFIG);
 }
 
@@ -81,6 +95,7 @@ static int parse_options(int argc, char **argv, overrides *o)
         {"clamd-tcp", required_argument, NULL, OPT_CLAMD_TCP},
         {"ready-file", required_argument, NULL, OPT_READY},
         {"check", no_argument, NULL, OPT_CHECK},
+        {"worker", no_argument, NULL, OPT_WORKER},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -116,6 +131,9 @@ static int parse_options(int argc, char **argv, overrides *o)
             break;
         case OPT_CHECK:
             o->check = 1;
+            break;
+        case OPT_WORKER:
+            o->worker = 1;
             break;
         case 'h':
             usage(stdout);
@@ -163,6 +181,8 @@ static int load_config(const overrides *o, dconfig *c)
         (o->clamd_unix && config_set_str(&c->clamd_unix, o->clamd_unix)) ||
         (o->clamd_tcp && config_set_str(&c->clamd_tcp, o->clamd_tcp)))
         goto out;
+    if (o->worker)
+        worker_only(c, o->listen != NULL, o->clamd_unix || o->clamd_tcp);
     if (!c->model && config_set_str(&c->model, from_env("CLIPMOD_MODEL") ? from_env("CLIPMOD_MODEL")
                                                                          : DEFAULT_MODEL))
         goto out;
@@ -227,8 +247,8 @@ int main(int argc, char **argv)
     dconfig c, fresh;
     sigset_t sigs;
     char err[256], http_bound[128] = "", clamd_bound[128] = "";
-    int rc = 1, started_hooks = 0, started_batcher = 0, started_http = 0, started_clamd = 0,
-        model_up = 0;
+    int sig = 0, rc = 1, started_hooks = 0, started_batcher = 0, started_http = 0,
+        started_clamd = 0, model_up = 0;
 
     memset(&c, 0, sizeof c);
     if (parse_options(argc, argv, &o))
@@ -276,6 +296,8 @@ int main(int argc, char **argv)
         goto out;
     }
     started_batcher = 1;
+    if (c.worker_enabled && worker_start(&c))
+        goto out;
     if (c.clamd_unix || c.clamd_tcp) {
         if (clamd_start(&c, clamd_bound, sizeof clamd_bound))
             goto out;
@@ -296,7 +318,6 @@ int main(int argc, char **argv)
     sd_notify_msg("READY=1");
 
     for (;;) {
-        int sig = 0;
         if (sigwait(&sigs, &sig))
             continue;
         if (sig != SIGHUP)
@@ -318,14 +339,21 @@ int main(int argc, char **argv)
         config_free(&fresh);
         sd_notify_msg("READY=1");
     }
-    cm_log(CM_LOG_INFO, "stopping: answering requests in flight", CM_LF_END);
     sd_notify_msg("STOPPING=1");
+    if (drain_run(&c, &sigs, sig, started_http, started_clamd) == DRAIN_FORCED) {
+        /* Threads are still scanning: nothing is freed under them. */
+        if (o.ready_file)
+            unlink(o.ready_file);
+        _exit(1);
+    }
+    cm_log(CM_LOG_INFO, "stopping", CM_LF_END);
     rc = 0;
 out:
     if (started_http)
         http_stop();
     if (started_clamd)
         clamd_stop();
+    worker_stop(); /* its jobs in flight need the batcher; nothing when it is off */
     if (started_batcher)
         batcher_stop();
     if (started_hooks)

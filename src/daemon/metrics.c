@@ -12,6 +12,7 @@
  */
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 
 #include "clock.h"
 #include "daemon.h"
+#include "drain.h"
 #include "dynbuf.h"
 
 /* Seconds from submission to result: 5 ms to 30 s. */
@@ -27,6 +29,14 @@ static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 #define N_LAT (sizeof latency_bounds / sizeof latency_bounds[0])
 static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 #define N_BATCH (sizeof batch_bounds / sizeof batch_bounds[0])
+
+/* Set once, from the main thread, when a stop signal starts the drain (drain.c). */
+static atomic_int draining;
+
+void metrics_draining(int on)
+{
+    atomic_store(&draining, on);
+}
 
 /* Label values seen at run time (HTTP endpoints, clamd commands) are from fixed lists. */
 static const char *const endpoints[] = {"/v1/scan", "/v1/scan-url", "/v1/health", "/v1/policy",
@@ -40,7 +50,7 @@ static const char *const commands[] = {"PING",      "VERSION", "VERSIONCOMMANDS"
 static const char *const rejections[] = {"queue-full", "deadline", "shutdown", "body-memory",
                                          "header-timeout"};
 #define N_REJECTIONS (sizeof rejections / sizeof rejections[0])
-static const char *const iface_names[IFACE__COUNT] = {"http", "tusd", "clamd"};
+static const char *const iface_names[IFACE__COUNT] = {"http", "tusd", "clamd", "worker"};
 
 /* HTTP statuses are counted per endpoint in a small open table. */
 #define MAX_STATUSES 24
@@ -402,6 +412,10 @@ char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
     int crc = dcache_metrics(&b.d);
     if (crc && !b.failed)
         b.failed = crc;
+    /* The queue worker's (worker.c), when it runs. */
+    crc = worker_metrics(&b.d);
+    if (crc && !b.failed)
+        b.failed = crc;
     help(&b, "clipmodd_policy_info", "gauge", "The active policy (value 1).");
     bprintf(&b, "clipmodd_policy_info{name=\"");
     label_value(&b, engine ? clipmod_engine_policy_name(engine) : "");
@@ -417,6 +431,9 @@ char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
     help(&b, "clipmodd_build_info", "gauge", "clipmodd's and libclipmod's versions (value 1).");
     bprintf(&b, "clipmodd_build_info{version=\"%s\",libclipmod=\"%s\"} 1\n", CLIPMOD_VERSION_STRING,
             clipmod_version());
+    help(&b, "clipmodd_draining", "gauge",
+         "1 once a stop signal came: health checks fail, in flight is answered (drain-grace).");
+    bprintf(&b, "clipmodd_draining %d\n", atomic_load(&draining));
     help(&b, "process_start_time_seconds", "gauge", "When clipmodd started.");
     bprintf(&b, "process_start_time_seconds %.3f\n", start);
     help(&b, "process_resident_memory_bytes", "gauge", "Resident memory.");
