@@ -12,7 +12,6 @@
  */
 #include "ctxscore.h"
 
-#include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "common.h"
 #include "context.h"
 #include "model.h"
+#include "ops.h"
 #include "result.h"
 
 /* ------------------------------------------------------------------------ */
@@ -218,9 +218,7 @@ static clipmod_error embed_windows(const clipmod_engine *e, cm_ctx_batch *b, siz
     if (!rc && !(b->cos = cm_alloc(u * e->n_ctx_prompts * sizeof *b->cos)))
         rc = CLIPMOD_E_NOMEM;
     if (!rc)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)u, (int)e->n_ctx_prompts,
-                    (int)dim, 1.0f, emb, (int)dim, e->ctx_emb, (int)dim, 0.0f, b->cos,
-                    (int)e->n_ctx_prompts);
+        cm_linear_rows(emb, (int)u, (int)dim, e->ctx_emb, 0, (int)e->n_ctx_prompts, b->cos);
     for (size_t j = 0; texts && j < total; j++)
         cm_free(texts[j]);
     cm_free(texts);

@@ -57,6 +57,18 @@ void cm_linear_w(const float *x, int m, int in, const float *w, int packed, cons
     cm_gemm_packed(&g);
 }
 
+void cm_linear_rows(const float *x, int m, int in, const float *w, int packed, int out, float *y)
+{
+    if (packed) {
+        /* cm_gemm blocks only K and in a fixed order: no row depends on m. */
+        cm_linear_w(x, m, in, w, 1, NULL, out, 0, y);
+        return;
+    }
+    for (int i = 0; i < m; i++)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x + (size_t)i * in, 1, 0.0f,
+                    y + (size_t)i * out, 1);
+}
+
 cm_gemm_act cm_gemm_act_of(cm_act act)
 {
     return act == CM_ACT_GELU ? CM_GEMM_ACT_GELU : CM_GEMM_ACT_QUICK_GELU;

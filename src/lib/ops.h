@@ -28,6 +28,16 @@ void cm_linear_acc(const float *x, int m, int in, const float *w, const float *b
 void cm_linear_w(const float *x, int m, int in, const float *w, int packed, const float *b, int out,
                  int accumulate, float *y);
 
+/*
+ * Y[M, out] = X[M, in] . W[out, in]^T where every row of Y comes out the same
+ * whatever M is: through cm_gemm when `packed`, else one OpenBLAS product per
+ * row. For the towers' projections and the image x prompt scores, so that an
+ * image's embedding and scores never depend on which other images shared its
+ * batch (OpenBLAS picks its kernels by M: the same row's dot products differ in
+ * the last bits at M = 4 and M = 64, measured on 0.3.21).
+ */
+void cm_linear_rows(const float *x, int m, int in, const float *w, int packed, int out, float *y);
+
 /* act(cm_linear_w(...)) with accumulate = 0: the MLP's first layer. */
 void cm_linear_act_w(const float *x, int m, int in, const float *w, int packed, const float *b,
                      int out, cm_act act, float *y);

@@ -8,7 +8,6 @@
  * GEMM gives the cosine of each frame with each distinct prompt. Scores, frame
  * combination and the decision follow the policy; plugins see the result last.
  */
-#include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include "engine.h"
 #include "image.h"
 #include "model.h"
+#include "ops.h"
 #include "plugin_host.h"
 #include "pool.h"
 
@@ -333,9 +333,7 @@ static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *i
         if ((rc = clipmod_embed_images(e->model, all, total, emb, NULL)))
             goto out;
         /* cos[frame, prompt] = emb . prompt_emb^T: both sides are unit vectors. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)total, (int)e->n_prompts,
-                    (int)dim, 1.0f, emb, (int)dim, e->prompt_emb, (int)dim, 0.0f, cos,
-                    (int)e->n_prompts);
+        cm_linear_rows(emb, (int)total, (int)dim, e->prompt_emb, 0, (int)e->n_prompts, cos);
     }
     const double forward_share = total ? (now_ms() - t_forward) / (double)total : 0.0;
     if ((rc = context_scores(e, inputs, n, out, &ctx)))

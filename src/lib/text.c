@@ -57,7 +57,7 @@ clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg, const i
         memcpy(pooled + (size_t)i * d, h + (size_t)(start[i] + len[i] - 1) * d,
                (size_t)d * sizeof *pooled);
     cm_layernorm(pooled, n, d, tw->final_w, tw->final_b, cfg->text.eps, pooled);
-    cm_linear(pooled, n, d, tw->proj, NULL, e, out);
+    cm_linear_rows(pooled, n, d, tw->proj, tw->proj_packed, e, out);
     cm_l2_normalize(out, n, e);
 out:
     cm_free(start);

@@ -9,7 +9,6 @@
  * for prompt attribution, with some prompts left out. Verdicts come from the
  * scanner's decision rule (cm_result_decide), so evaluation never reimplements it.
  */
-#include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "image.h"
 #include "imgcache.h"
 #include "model.h"
+#include "ops.h"
 
 /* Decoding options as clipmod_scan_batch uses them: the one helper every scan-like
  * decode fills them with, so a new limit reaches evaluation too. */
@@ -301,8 +301,7 @@ clipmod_error clipmod_engine_cosines(const clipmod_engine *e, const float *emb, 
         return CLIPMOD_E_INVALID_ARG;
     const size_t dim = clipmod_model_embed_dim(e->model);
     /* Both sides are unit vectors: the product is the cosine, as in scan.c. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, frames, (int)e->n_prompts, (int)dim, 1.0f,
-                emb, (int)dim, e->prompt_emb, (int)dim, 0.0f, cos, (int)e->n_prompts);
+    cm_linear_rows(emb, frames, (int)dim, e->prompt_emb, 0, (int)e->n_prompts, cos);
     return CLIPMOD_OK;
 }
 

@@ -76,7 +76,7 @@ clipmod_error cm_vision_forward(const cm_weights *w, const cm_config *cfg,
     for (int i = 0; i < n; i++)
         memcpy(cls + (size_t)i * d, h + (size_t)i * t * d, (size_t)d * sizeof *cls);
     cm_layernorm(cls, n, d, v->post_w, v->post_b, cfg->vision.eps, cls);
-    cm_linear(cls, n, d, v->proj, NULL, e, out);
+    cm_linear_rows(cls, n, d, v->proj, v->proj_packed, e, out);
     cm_l2_normalize(out, n, e);
 out:
     cm_scratch_give(CM_SCRATCH_VISION, block);

@@ -39,6 +39,7 @@ typedef struct cm_vision_weights {
     cm_block *blocks;
     const float *post_w, *post_b;
     const float *proj; /* [E, D] */
+    int proj_packed;   /* 1: proj in cm_gemm's panel layout */
 } cm_vision_weights;
 
 typedef struct cm_text_weights {
@@ -47,6 +48,7 @@ typedef struct cm_text_weights {
     cm_block *blocks;
     const float *final_w, *final_b;
     const float *proj; /* [E, D] */
+    int proj_packed;   /* 1: proj in cm_gemm's panel layout */
 } cm_text_weights;
 
 typedef enum cm_layout { CM_LAYOUT_HF, CM_LAYOUT_OPENAI } cm_layout;
