@@ -11,6 +11,7 @@
 #include <vips/vips.h>
 
 #include "common.h"
+#include "gemm.h"
 #include "model.h"
 #include "pool.h"
 
@@ -27,6 +28,19 @@ static void quiet_log(const gchar *domain, GLogLevelFlags level, const gchar *ms
 {
     if (g_getenv("CLIPMOD_DEBUG"))
         g_log_default_handler(domain, level, msg, data);
+}
+
+/*
+ * OpenBLAS's thread count. With our own GEMM active, OpenBLAS only sees small
+ * products (the towers' projections, image x prompt scores), where its threads
+ * cost more than they give: after each call its idle workers spin on
+ * sched_yield for about 0.1 s, taking a fifth of a 2-core machine away from our
+ * pool (measured on the image tower at batch 1). So it runs them on the calling
+ * thread. Under CLIPMOD_GEMM=openblas it does every product and gets them all.
+ */
+static void set_blas_threads(int n)
+{
+    openblas_set_num_threads(cm_gemm_isa_active() == CM_GEMM_OPENBLAS ? n : 1);
 }
 
 int cm_initialised(void)
@@ -47,6 +61,7 @@ clipmod_error clipmod_init(const char *argv0)
     vips_operation_block_set("VipsForeignLoad", TRUE);
     for (size_t i = 0; i < sizeof allowed_loaders / sizeof allowed_loaders[0]; i++)
         vips_operation_block_set(allowed_loaders[i], FALSE);
+    set_blas_threads(cm_pool_threads());
     initialised = 1;
     return CLIPMOD_OK;
 }
@@ -62,7 +77,7 @@ void clipmod_shutdown(void)
 void clipmod_set_threads(int n)
 {
     if (n > 0) {
-        openblas_set_num_threads(n);
         cm_pool_set_threads(n); /* our GEMM and element-wise kernels (src/lib/pool.c) */
+        set_blas_threads(n);
     }
 }

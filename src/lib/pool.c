@@ -6,6 +6,12 @@
  * generation counter; the caller and the workers take task numbers from an
  * atomic counter, so uneven tasks balance themselves. Workers beyond the current
  * thread setting wake up but take no tasks, so lowering the setting needs no join.
+ *
+ * Waiting spins briefly before it sleeps. A forward pass is about ten runs per
+ * block, a few microseconds apart; sleeping on the condition variable between
+ * them cost a futex wake and wait per run, 6-9% of a batch-1 pass on a 2-core
+ * VM. A worker that sees the next run while spinning takes it without a system
+ * call; one that does not sleeps as before, so an idle pool costs nothing.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,13 +24,45 @@
 static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER; /* one run at a time */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITIALIZER;
-static int started, threads_set, run_threads, pending;
-static unsigned generation;
+static int started, threads_set, run_threads;
+static atomic_int pending;     /* workers still in the current run */
+static atomic_uint generation; /* bumped (under lock) to publish a run */
 static cm_task_fn run_fn;
 static void *run_ctx;
 static int run_n;
 static atomic_int next_task;
 static _Thread_local int in_task; /* nested runs execute inline */
+
+/* About 50-150 microseconds of PAUSE (its latency differs between CPUs). */
+#define SPIN_ROUNDS 2000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Spin until *v != old or the rounds run out; returns whether it changed. */
+static int spin_while_uint(atomic_uint *v, unsigned old)
+{
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+        if (atomic_load_explicit(v, memory_order_acquire) != old)
+            return 1;
+        cpu_relax();
+    }
+    return 0;
+}
+
+static int spin_until_zero(atomic_int *v)
+{
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+        if (atomic_load_explicit(v, memory_order_acquire) == 0)
+            return 1;
+        cpu_relax();
+    }
+    return 0;
+}
 
 static void drain(void)
 {
@@ -41,19 +79,22 @@ static void *worker(void *arg)
     const int idx = (int)(long)arg;
     unsigned seen = 0;
     in_task = 1;
-    pthread_mutex_lock(&lock);
     for (;;) {
-        while (generation == seen)
+        /* The run's fields are read under the lock, which orders them after the
+           publisher's writes whether the change was seen spinning or asleep. */
+        spin_while_uint(&generation, seen);
+        pthread_mutex_lock(&lock);
+        while (atomic_load(&generation) == seen)
             pthread_cond_wait(&wake, &lock);
-        seen = generation;
+        seen = atomic_load(&generation);
         const int active = idx < run_threads - 1;
         pthread_mutex_unlock(&lock);
         if (active)
             drain();
         pthread_mutex_lock(&lock);
-        pending--;
-        if (pending == 0)
+        if (atomic_fetch_sub(&pending, 1) == 1)
             pthread_cond_signal(&done);
+        pthread_mutex_unlock(&lock);
     }
     return NULL;
 }
@@ -106,16 +147,18 @@ void cm_pool_run(cm_task_fn fn, void *ctx, int ntasks)
     run_n = ntasks;
     run_threads = want;
     atomic_store(&next_task, 0);
-    pending = started;
-    generation++;
+    atomic_store(&pending, started);
+    atomic_fetch_add(&generation, 1);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
     in_task = 1;
     drain();
     in_task = 0;
-    pthread_mutex_lock(&lock);
-    while (pending > 0)
-        pthread_cond_wait(&done, &lock);
-    pthread_mutex_unlock(&lock);
+    if (!spin_until_zero(&pending)) {
+        pthread_mutex_lock(&lock);
+        while (atomic_load(&pending) > 0)
+            pthread_cond_wait(&done, &lock);
+        pthread_mutex_unlock(&lock);
+    }
     pthread_mutex_unlock(&run_lock);
 }
