@@ -25,7 +25,7 @@ static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER; /* one run at a tim
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITIALIZER;
 static int started, threads_set, run_threads;
-static atomic_int pending;     /* workers still in the current run */
+static atomic_uint pending;    /* workers still in the current run */
 static atomic_uint generation; /* bumped (under lock) to publish a run */
 static cm_task_fn run_fn;
 static void *run_ctx;
@@ -43,21 +43,11 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Spin until *v != old or the rounds run out; returns whether it changed. */
-static int spin_while_uint(atomic_uint *v, unsigned old)
+/* Spin until (*v == x) is `equal`, or the rounds run out; returns whether it got there. */
+static int spin_until(atomic_uint *v, unsigned x, int equal)
 {
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) != old)
-            return 1;
-        cpu_relax();
-    }
-    return 0;
-}
-
-static int spin_until_zero(atomic_int *v)
-{
-    for (int i = 0; i < SPIN_ROUNDS; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) == 0)
+        if ((atomic_load_explicit(v, memory_order_acquire) == x) == equal)
             return 1;
         cpu_relax();
     }
@@ -82,7 +72,7 @@ static void *worker(void *arg)
     for (;;) {
         /* The run's fields are read under the lock, which orders them after the
            publisher's writes whether the change was seen spinning or asleep. */
-        spin_while_uint(&generation, seen);
+        spin_until(&generation, seen, 0);
         pthread_mutex_lock(&lock);
         while (atomic_load(&generation) == seen)
             pthread_cond_wait(&wake, &lock);
@@ -92,7 +82,7 @@ static void *worker(void *arg)
         if (active)
             drain();
         pthread_mutex_lock(&lock);
-        if (atomic_fetch_sub(&pending, 1) == 1)
+        if (atomic_fetch_sub(&pending, 1) == 1u)
             pthread_cond_signal(&done);
         pthread_mutex_unlock(&lock);
     }
@@ -147,16 +137,16 @@ void cm_pool_run(cm_task_fn fn, void *ctx, int ntasks)
     run_n = ntasks;
     run_threads = want;
     atomic_store(&next_task, 0);
-    atomic_store(&pending, started);
+    atomic_store(&pending, (unsigned)started);
     atomic_fetch_add(&generation, 1);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
     in_task = 1;
     drain();
     in_task = 0;
-    if (!spin_until_zero(&pending)) {
+    if (!spin_until(&pending, 0, 1)) {
         pthread_mutex_lock(&lock);
-        while (atomic_load(&pending) > 0)
+        while (atomic_load(&pending) != 0)
             pthread_cond_wait(&done, &lock);
         pthread_mutex_unlock(&lock);
     }

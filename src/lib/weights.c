@@ -27,7 +27,7 @@
 
 static void pack_blocks(cm_block *blocks, int first, int count, const cm_config *cfg);
 static void pack_patch(cm_vision_weights *v, const cm_config *cfg);
-static int pack_proj(const float *proj, int e, int d);
+static int pack_one(const float *w, int n, int k);
 
 typedef struct loader {
     const cm_safetensors *st;
@@ -360,7 +360,7 @@ clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
     ld.dry = 0;
     pack_blocks(w->block_store, 0, cfg->vision.layers, cfg);
     pack_patch(&w->vision, cfg);
-    w->vision.proj_packed = pack_proj(w->vision.proj, cfg->proj_dim, cfg->vision.width);
+    w->vision.proj_packed = pack_one(w->vision.proj, cfg->proj_dim, cfg->vision.width);
 
     const cm_tensor *ls = cm_safetensors_find(st, "logit_scale");
     float scale = logf(100.0f); /* CLIP's trained value when a sub-model file lacks it */
@@ -431,31 +431,26 @@ static void pack_blocks(cm_block *blocks, int first, int count, const cm_config 
  */
 static void pack_patch(cm_vision_weights *v, const cm_config *cfg)
 {
-    const int d = cfg->vision.width, k = 3 * cfg->patch_size * cfg->patch_size;
-    if (!v->patch_w || cm_gemm_isa_active() == CM_GEMM_OPENBLAS || d % CM_GEMM_NR)
-        return;
-    float *tmp = cm_alloc((size_t)CM_GEMM_NR * k * sizeof *tmp);
-    if (!tmp)
-        return; /* still correct, only slower: OpenBLAS does it */
-    /* The arena is ours: the const only protects it from the forward passes. */
-    v->patch_packed = cm_gemm_pack_inplace((float *)v->patch_w, d, k, tmp) == 0;
-    cm_free(tmp);
+    v->patch_packed =
+        pack_one(v->patch_w, cfg->vision.width, 3 * cfg->patch_size * cfg->patch_size);
 }
 
 /*
- * A tower's projection, [E, D], packed the same way. Not for speed (one row per
- * image or text) but so that cm_linear_rows computes every row alike whatever
- * the batch. Returns 1 when packed; 0 leaves it plain (OpenBLAS, row by row).
+ * One matrix [n, k] packed in place, with its own panel buffer; 1 when packed, 0
+ * when it stays plain (none, CLIPMOD_GEMM=openblas, not whole panels, no memory:
+ * still correct through OpenBLAS). The patch embedding packs for speed; a tower's
+ * projection (one row per image or text) so that cm_linear_rows computes every
+ * row alike whatever the batch.
  */
-static int pack_proj(const float *proj, int e, int d)
+static int pack_one(const float *w, int n, int k)
 {
-    if (!proj || cm_gemm_isa_active() == CM_GEMM_OPENBLAS || e % CM_GEMM_NR)
+    if (!w || cm_gemm_isa_active() == CM_GEMM_OPENBLAS || n % CM_GEMM_NR)
         return 0;
-    float *tmp = cm_alloc((size_t)CM_GEMM_NR * d * sizeof *tmp);
+    float *tmp = cm_alloc((size_t)CM_GEMM_NR * k * sizeof *tmp);
     if (!tmp)
         return 0;
     /* The arena is ours: the const only protects it from the forward passes. */
-    const int packed = cm_gemm_pack_inplace((float *)proj, e, d, tmp) == 0;
+    const int packed = cm_gemm_pack_inplace((float *)w, n, k, tmp) == 0;
     cm_free(tmp);
     return packed;
 }
@@ -479,7 +474,7 @@ clipmod_error cm_weights_load_text(const cm_safetensors *st, const cm_config *cf
         return rc;
     }
     pack_blocks(w->block_store, cfg->vision.layers, cfg->text.layers, cfg);
-    w->text.proj_packed = pack_proj(w->text.proj, cfg->proj_dim, cfg->text.width);
+    w->text.proj_packed = pack_one(w->text.proj, cfg->proj_dim, cfg->text.width);
     return CLIPMOD_OK;
 }
 
