@@ -88,8 +88,8 @@ static void test_rule(void **state)
     size_t best = 0, worse = 0, g;
     head_fit f;
     (void)state;
-    /* Each C on its own, then the rule: the best so far, stop after two misses. */
-    for (g = 0; g < head_fit_default_grid_len && worse < 2; g++) {
+    /* Each C on its own, then the rule: the best so far, stop after one miss. */
+    for (g = 0; g < head_fit_default_grid_len && worse < 1; g++) {
         train(&head_fit_default_grid[g], 1, 2, &f);
         auc[g] = f.cv_auc;
         head_fit_free(&f);
