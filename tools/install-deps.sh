@@ -9,7 +9,24 @@
 # Fuzzing (tests/fuzz/README.md): clang, and libclang-rt-14-dev for libFuzzer's
 # runtime (libclang_rt.fuzzer*.a, ASan, UBSan): libclang-common-14-dev only recommends
 # it, and recommends are not installed here.
+# With --bench it also installs what `make bench` needs beyond the tests: the vips
+# command (bench/e2e_scan.sh makes its 12 MP photos with it), python3-onnx (ONNX
+# Runtime's int8/bf16 models) and, unless npm is there, Debian's nodejs and npm
+# (ONNX Runtime itself is fetched by npm).
 set -eu
+bench=""
+case "${1:-}" in
+--bench)
+    bench="libvips-tools python3-onnx"
+    # A node from elsewhere (NodeSource, say) conflicts with Debian's npm: keep it.
+    command -v npm >/dev/null 2>&1 || bench="$bench nodejs npm"
+    ;;
+"") ;;
+*)
+    echo "usage: install-deps.sh [--bench]" >&2
+    exit 2
+    ;;
+esac
 # As root it runs as it is; anyone else is asked for sudo (a fresh root machine has none).
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
@@ -38,5 +55,6 @@ apt-get install -y -qq --no-install-recommends \
     clang-format \
     strace time \
     rspamd \
+    $bench \
     >/dev/null
 echo "install-deps.sh: done"
