@@ -16,6 +16,15 @@ static unsigned long long xcr0(void)
     return ((unsigned long long)hi << 32) | lo;
 }
 
+/* "GenuineIntel" in cpuid leaf 0 (ebx, edx, ecx). */
+static unsigned vendor(void)
+{
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d))
+        return 0;
+    return b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu ? CM_CPU_INTEL : 0;
+}
+
 static unsigned detect(void)
 {
     unsigned int a, b, c, d;
@@ -28,7 +37,7 @@ static unsigned detect(void)
     const unsigned long long x = xcr0();
     if ((x & 0x6) != 0x6)
         return 0;
-    unsigned f = (c & (1u << 12)) ? CM_CPU_FMA : 0;
+    unsigned f = vendor() | ((c & (1u << 12)) ? CM_CPU_FMA : 0);
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return f;
     const unsigned max7 = a;

@@ -16,6 +16,7 @@ typedef enum {
     CM_CPU_AVX512VNNI = 1 << 4,
     CM_CPU_AVXVNNI = 1 << 5,
     CM_CPU_AVX512BF16 = 1 << 6,
+    CM_CPU_INTEL = 1 << 7, /* vendor "GenuineIntel": some kernel choices depend on it */
 } cm_cpu_feature;
 
 /* Nonzero when every feature in the mask is there and usable (the OS saves the

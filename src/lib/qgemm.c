@@ -212,6 +212,16 @@ void cm_qbf16_rows(const float *x, int k, int kp, int r0, int r1, uint16_t *xb)
     }
 }
 
+void cm_qbf16f_rows(const float *x, int k, int kp, int r0, int r1, float *xf)
+{
+    for (int i = r0; i < r1; i++) {
+        for (int kk = 0; kk < k; kk++)
+            xf[(size_t)i * kp + kk] = cm_bf16_to_float(cm_bf16_from_float(x[(size_t)i * k + kk]));
+        for (int kk = k; kk < kp; kk++)
+            xf[(size_t)i * kp + kk] = 0.0f;
+    }
+}
+
 static int forced;                             /* cm_qisa, set by the test hook */
 static int detected[CLIPMOD_PRECISION__COUNT]; /* cached choice per precision, 0 = not yet */
 
@@ -225,6 +235,7 @@ int cm_qgemm_isa_supported(cm_qisa isa)
     case CM_QISA_AVX512VNNI:
         return cm_cpu_has(CM_CPU_AVX512VNNI | CM_CPU_AVX512BW);
     case CM_QISA_AVX512BF16:
+    case CM_QISA_AVX512BF16W: /* it rounds activations with vcvtneps2bf16 */
         return cm_cpu_has(CM_CPU_AVX512BF16 | CM_CPU_AVX512BW);
     default:
         return 0;
@@ -237,13 +248,13 @@ int cm_qgemm_isa_fits(cm_qisa isa, clipmod_precision p)
         return p == CLIPMOD_PRECISION_INT8 || p == CLIPMOD_PRECISION_BF16;
     if (isa == CM_QISA_AVXVNNI || isa == CM_QISA_AVX512VNNI)
         return p == CLIPMOD_PRECISION_INT8;
-    return isa == CM_QISA_AVX512BF16 && p == CLIPMOD_PRECISION_BF16;
+    return (isa == CM_QISA_AVX512BF16 || isa == CM_QISA_AVX512BF16W) && p == CLIPMOD_PRECISION_BF16;
 }
 
 const char *cm_qgemm_isa_name(cm_qisa isa)
 {
-    static const char *const names[CM_QISA__COUNT] = {"auto", "scalar", "avxvnni", "avx512vnni",
-                                                      "avx512bf16"};
+    static const char *const names[CM_QISA__COUNT] = {"auto",       "scalar",     "avxvnni",
+                                                      "avx512vnni", "avx512bf16", "avx512bf16w"};
     return (unsigned)isa < CM_QISA__COUNT ? names[isa] : "?";
 }
 
@@ -277,8 +288,9 @@ static cm_qisa detect(clipmod_precision p)
         if (cm_qgemm_isa_supported(CM_QISA_AVXVNNI))
             return CM_QISA_AVXVNNI;
     }
+    /* Intel's vdpbf16ps has half the FMA peak, AMD's twice (see qgemm.h). */
     if (p == CLIPMOD_PRECISION_BF16 && cm_qgemm_isa_supported(CM_QISA_AVX512BF16))
-        return CM_QISA_AVX512BF16;
+        return cm_cpu_has(CM_CPU_INTEL) ? CM_QISA_AVX512BF16W : CM_QISA_AVX512BF16;
     return CM_QISA_AUTO;
 }
 
@@ -346,7 +358,9 @@ static void convert_task(void *ctx, int t)
               r1 = (int)((long)m * (t + 1) / j->tasks);
     if (r1 <= r0)
         return;
-    if (j->isa == CM_QISA_AVX512BF16)
+    if (j->isa == CM_QISA_AVX512BF16W)
+        cm_qbf16f_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, (float *)(void *)j->xq);
+    else if (j->isa == CM_QISA_AVX512BF16)
         cm_qbf16_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, (uint16_t *)(void *)j->xq);
     else if (j->a.q->precision == CLIPMOD_PRECISION_BF16)
         cm_qbf16_rows(j->x, j->k, j->a.q->kp, r0, r1, (uint16_t *)(void *)j->xq);
@@ -369,6 +383,8 @@ static void gemm_task(void *ctx, int t)
         cm_qrun_avxvnni(&j->a, p0, p1);
     else if (j->isa == CM_QISA_AVX512BF16)
         cm_qrun_avx512bf16(&j->a, p0, p1);
+    else if (j->isa == CM_QISA_AVX512BF16W)
+        cm_qrun_avx512bf16w(&j->a, p0, p1);
     else
         cm_qrun_scalar(&j->a, p0, p1);
 }
@@ -379,7 +395,9 @@ clipmod_error cm_qgemm(const cm_qmat *q, const float *x, int m, const float *bia
     qjob j = {.x = x, .k = q->k, .isa = cm_qgemm_isa(q->precision)};
     if (j.isa == CM_QISA_AUTO)
         return CLIPMOD_E_UNSUPPORTED; /* refused at load; a forced change since lands here */
-    const size_t esize = q->precision == CLIPMOD_PRECISION_INT8 ? 1 : 2;
+    const size_t esize = q->precision == CLIPMOD_PRECISION_INT8 ? 1
+                         : j.isa == CM_QISA_AVX512BF16W         ? sizeof(float)
+                                                                : 2;
     j.xq = cm_alloc((size_t)m * q->kp * esize + 64);
     j.sx = cm_alloc((size_t)m * sizeof *j.sx);
     j.zp = cm_alloc((size_t)m * sizeof *j.zp);

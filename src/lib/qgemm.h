@@ -19,7 +19,13 @@
  * Kernels: AVX-512 VNNI (zmm), AVX-VNNI (ymm), AVX-512 BF16, and portable C for
  * both, picked at run time (never a silent fallback: a precision the CPU cannot run
  * is refused at load, see cm_qgemm_check). CLIPMOD_QGEMM=scalar|avxvnni|avx512vnni|
- * avx512bf16 forces one (tests); CLIPMOD_QGEMM=none plays a CPU that has none of them.
+ * avx512bf16|avx512bf16w forces one (tests); CLIPMOD_QGEMM=none plays a CPU that has
+ * none of them.
+ * avx512bf16w computes the same products (activations rounded to bf16, as for
+ * vdpbf16ps) with fp32 FMAs, widening each weight pair in registers: on Intel's
+ * AVX-512 BF16 CPUs vdpbf16ps has half the FMA peak (measured on an Emerald Rapids:
+ * 110 against 228 GFLOP/s per core), so there it is the faster bf16 kernel; on AMD
+ * (Zen 4/5) vdpbf16ps has twice the FMA peak and stays.
  */
 #ifndef CM_QGEMM_H
 #define CM_QGEMM_H
@@ -34,10 +40,11 @@
 
 typedef enum cm_qisa {
     CM_QISA_AUTO = 0,
-    CM_QISA_SCALAR,     /* portable C, int8 and bf16 (tests, CLIPMOD_QGEMM=scalar) */
-    CM_QISA_AVXVNNI,    /* int8, ymm */
-    CM_QISA_AVX512VNNI, /* int8, zmm */
-    CM_QISA_AVX512BF16, /* bf16, zmm */
+    CM_QISA_SCALAR,      /* portable C, int8 and bf16 (tests, CLIPMOD_QGEMM=scalar) */
+    CM_QISA_AVXVNNI,     /* int8, ymm */
+    CM_QISA_AVX512VNNI,  /* int8, zmm */
+    CM_QISA_AVX512BF16,  /* bf16, zmm */
+    CM_QISA_AVX512BF16W, /* bf16 weights widened to fp32 in registers, FMA; zmm */
     CM_QISA__COUNT
 } cm_qisa;
 
@@ -90,7 +97,8 @@ clipmod_error cm_qgemm_check(clipmod_precision p, char *errbuf);
 typedef struct cm_qargs {
     const cm_qmat *q;
     int m;
-    const uint8_t *xq; /* int8: [m, kp] u8; bf16: [m, kp] uint16 bits (as bytes) */
+    const uint8_t *xq; /* int8: [m, kp] u8; bf16: [m, kp] uint16 bits (as bytes);
+                          avx512bf16w: [m, kp] floats, each a bf16 value */
     const float *sx;   /* int8: [m] activation scales */
     const int32_t *zp; /* int8: [m] zero points */
     const float *bias; /* [n] or NULL */
@@ -103,6 +111,7 @@ void cm_qrun_scalar(const cm_qargs *a, int p0, int p1);
 void cm_qrun_avxvnni(const cm_qargs *a, int p0, int p1);
 void cm_qrun_avx512vnni(const cm_qargs *a, int p0, int p1);
 void cm_qrun_avx512bf16(const cm_qargs *a, int p0, int p1);
+void cm_qrun_avx512bf16w(const cm_qargs *a, int p0, int p1);
 
 /* Activation conversion for rows [r0, r1): int8 per-row u8 with zero point, bf16 RNE. */
 void cm_qquant_rows(const float *x, int k, int kp, int r0, int r1, uint8_t *xq, float *sx,
@@ -111,6 +120,9 @@ void cm_qquant_rows_avx512(const float *x, int k, int kp, int r0, int r1, uint8_
                            int32_t *zp);
 void cm_qbf16_rows(const float *x, int k, int kp, int r0, int r1, uint16_t *xb);
 void cm_qbf16_rows_avx512(const float *x, int k, int kp, int r0, int r1, uint16_t *xb);
+/* The same rounding, kept as floats (the low 16 bits zero), for avx512bf16w. */
+void cm_qbf16f_rows(const float *x, int k, int kp, int r0, int r1, float *xf);
+void cm_qbf16f_rows_avx512(const float *x, int k, int kp, int r0, int r1, float *xf);
 
 /* Round-to-nearest-even float -> bf16 bits, as vcvtne2ps2bf16 does (NaN kept quiet). */
 uint16_t cm_bf16_from_float(float f);

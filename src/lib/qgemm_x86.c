@@ -1,5 +1,6 @@
 /*
- * qgemm_x86.c - the x86 vector kernels of qgemm: AVX-512 VNNI, AVX-VNNI, AVX-512 BF16.
+ * qgemm_x86.c - the x86 vector kernels of qgemm: AVX-512 VNNI, AVX-VNNI, AVX-512 BF16
+ * (vdpbf16ps, and bf16 weights widened for fp32 FMAs).
  *
  * Each kernel walks the panels of qgemm.h with a register tile: zmm kernels keep
  * 12 rows x 32 columns (24 accumulators; per k-group two panel loads and one
@@ -161,6 +162,57 @@ bf16_tile(const cm_qargs *a, int i0, int rows, int j, const char *pf)
     }
 }
 
+/*
+ * bf16 weights widened in registers, fp32 FMAs (CM_QISA_AVX512BF16W). A 32-bit lane
+ * of a panel load holds one column's weights at k (low half) and k + 1 (high half):
+ * shifting left by 16 gives the first as a float, masking the low half off the
+ * second. The activations are floats already rounded to bf16, so every product is
+ * what vdpbf16ps multiplies; the sums are fp32 FMAs in k order.
+ */
+__attribute__((target(TBF16), always_inline)) static inline void
+bf16w_tile(const cm_qargs *a, int i0, int rows, int j, const char *pf)
+{
+    const cm_qmat *q = a->q;
+    const int kp = q->kp, c0 = j * CM_QGEMM_NR;
+    const uint16_t *b = (const uint16_t *)q->panels + (size_t)c0 * kp;
+    const float *x = (const float *)(const void *)a->xq + (size_t)i0 * kp;
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < rows; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int g = 0; g < kp; g += 2) {
+        prefetch_step(&pf);
+        const __m512i p0 = _mm512_loadu_si512(b + (size_t)g * CM_QGEMM_NR);
+        const __m512i p1 = _mm512_loadu_si512(b + (size_t)g * CM_QGEMM_NR + 32);
+        const __m512 w00 = _mm512_castsi512_ps(_mm512_slli_epi32(p0, 16));
+        const __m512 w01 = _mm512_castsi512_ps(_mm512_and_si512(p0, high));
+        const __m512 w10 = _mm512_castsi512_ps(_mm512_slli_epi32(p1, 16));
+        const __m512 w11 = _mm512_castsi512_ps(_mm512_and_si512(p1, high));
+#pragma GCC unroll 12
+        for (int r = 0; r < rows; r++) {
+            const __m512 a0 = _mm512_set1_ps(x[(size_t)r * kp + g]);
+            const __m512 a1 = _mm512_set1_ps(x[(size_t)r * kp + g + 1]);
+            acc[r][0] = _mm512_fmadd_ps(a0, w00, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(a0, w10, acc[r][1]);
+            acc[r][0] = _mm512_fmadd_ps(a1, w01, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(a1, w11, acc[r][1]);
+        }
+    }
+    const int nc = q->n - c0 < CM_QGEMM_NR ? q->n - c0 : CM_QGEMM_NR;
+    const __mmask16 mk[2] = {cols_mask(nc, 0), cols_mask(nc, 1)};
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m512 bias =
+            a->bias ? _mm512_maskz_loadu_ps(mk[h], a->bias + c0 + 16 * h) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+        for (int r = 0; r < rows; r++) {
+            float *y = a->y + (size_t)(i0 + r) * q->n + c0 + 16 * h;
+            store16(a, y, mk[h], _mm512_add_ps(acc[r][h], bias));
+        }
+    }
+}
+
 /* One instantiation per row count keeps the accumulators in registers; the first
  * tile of a panel also fetches the next panel into L2 (see prefetch_step). */
 #define ROWS(kind, tgt, n)                                                                         \
@@ -187,12 +239,16 @@ bf16_tile(const cm_qargs *a, int i0, int rows, int j, const char *pf)
     ROWS(kind, tgt, 12)
 ALL_ROWS(vnni, T512)
 ALL_ROWS(bf16, TBF16)
+ALL_ROWS(bf16w, TBF16)
 
 typedef void (*tile_fn)(const cm_qargs *, int, int, const char *);
 static const tile_fn vnni_tiles[MR + 1] = {NULL,  vnni1, vnni2, vnni3,  vnni4,  vnni5, vnni6,
                                            vnni7, vnni8, vnni9, vnni10, vnni11, vnni12};
 static const tile_fn bf16_tiles[MR + 1] = {NULL,  bf161, bf162, bf163,  bf164,  bf165, bf166,
                                            bf167, bf168, bf169, bf1610, bf1611, bf1612};
+static const tile_fn bf16w_tiles[MR + 1] = {NULL,    bf16w1,  bf16w2, bf16w3, bf16w4,
+                                            bf16w5,  bf16w6,  bf16w7, bf16w8, bf16w9,
+                                            bf16w10, bf16w11, bf16w12};
 
 static void run_tiles(const cm_qargs *a, int p0, int p1, const tile_fn *tiles, int rb, int esize)
 {
@@ -223,6 +279,11 @@ void cm_qrun_avx512vnni(const cm_qargs *a, int p0, int p1)
 void cm_qrun_avx512bf16(const cm_qargs *a, int p0, int p1)
 {
     run_tiles(a, p0, p1, bf16_tiles, row_block(2 * a->q->kp, MR), 2);
+}
+
+void cm_qrun_avx512bf16w(const cm_qargs *a, int p0, int p1)
+{
+    run_tiles(a, p0, p1, bf16w_tiles, row_block(4 * a->q->kp, MR), 2);
 }
 
 /* AVX-VNNI: half a panel (16 columns, two ymm) times up to 4 rows. */
@@ -362,7 +423,33 @@ __attribute__((target(TBF16))) void cm_qbf16_rows_avx512(const float *x, int k, 
             o[kk] = 0;
     }
 }
+/* fp32 -> floats holding bf16 values, rounded as cm_qbf16_rows_avx512 rounds. */
+__attribute__((target(TBF16))) void cm_qbf16f_rows_avx512(const float *x, int k, int kp, int r0,
+                                                          int r1, float *xf)
+{
+    for (int i = r0; i < r1; i++) {
+        const float *r = x + (size_t)i * k;
+        float *o = xf + (size_t)i * kp;
+        for (int kk = 0; kk < k; kk += 16) {
+            const int n = k - kk < 16 ? k - kk : 16;
+            const __mmask16 mk = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+            const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, r + kk));
+            const __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+            _mm512_mask_storeu_ps(o + kk, mk, _mm512_castsi512_ps(w));
+        }
+        for (int kk = k; kk < kp; kk++)
+            o[kk] = 0.0f;
+    }
+}
 #else
+void cm_qrun_avx512bf16w(const cm_qargs *a, int p0, int p1)
+{
+    cm_qrun_scalar(a, p0, p1);
+}
+void cm_qbf16f_rows_avx512(const float *x, int k, int kp, int r0, int r1, float *xf)
+{
+    cm_qbf16f_rows(x, k, kp, r0, r1, xf);
+}
 void cm_qrun_avx512vnni(const cm_qargs *a, int p0, int p1)
 {
     cm_qrun_scalar(a, p0, p1);
