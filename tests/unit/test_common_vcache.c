@@ -10,7 +10,9 @@
  * size set by their message. Keys are made as clipmodd makes them (src/daemon/dcache.c:
  * the bytes, the engine's policy fingerprint, the demo model, the context text and
  * the settings' salt): each of those changes the key, and a file and the same bytes
- * in memory key alike.
+ * in memory key alike. The salt itself (src/common/vcache_key.c) is the documented
+ * text whatever order the settings came in, the last value of a setting wins, plugins
+ * keep their order, and a setting out of range is ignored.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "vcache.h"
+#include "vcache_key.h"
 
 #define OVERHEAD 128 /* vcache.c's ENTRY_OVERHEAD: what an entry weighs beside its record */
 #define THREADS  4
@@ -392,6 +395,52 @@ static int setup(void **state)
     return 0;
 }
 
+/* The salt's text, written out here from its documented format (vcache_key.h). */
+static void salt(void **state)
+{
+    cm_vsalt a, b;
+    (void)state;
+    cm_vsalt_init(&a);
+    cm_vsalt_setting(&a, CLIPMOD_MAX_SIDE, 4000);
+    cm_vsalt_setting(&a, CLIPMOD_MAX_PIXELS, 1000);
+    cm_vsalt_setting(&a, CLIPMOD_MAX_PIXELS, 2000);  /* the later value wins */
+    cm_vsalt_setting(&a, CLIPMOD_SETTING__COUNT, 7); /* out of range: ignored */
+    cm_vsalt_setting(&a, (clipmod_setting)-1, 7);
+    cm_vsalt_plugin(&a, "/p/one.so", NULL);
+    cm_vsalt_plugin(&a, "/p/two.so", "k=v");
+    char *sa = cm_vsalt_finish(&a, 1);
+    assert_non_null(sa);
+    assert_string_equal(sa, "max-pixels=2000\nmax-side=4000\nplugin /p/one.so -\n"
+                            "plugin /p/two.so k=v\ncontext=1\n");
+    /* The settings in the other order: the same salt. */
+    cm_vsalt_init(&b);
+    cm_vsalt_setting(&b, CLIPMOD_MAX_PIXELS, 2000);
+    cm_vsalt_setting(&b, CLIPMOD_MAX_SIDE, 4000);
+    cm_vsalt_plugin(&b, "/p/one.so", NULL);
+    cm_vsalt_plugin(&b, "/p/two.so", "k=v");
+    char *sb = cm_vsalt_finish(&b, 1);
+    assert_non_null(sb);
+    assert_string_equal(sa, sb);
+    free(sb);
+    /* The plugins in the other order, or no context: another salt. */
+    cm_vsalt_init(&b);
+    cm_vsalt_setting(&b, CLIPMOD_MAX_PIXELS, 2000);
+    cm_vsalt_setting(&b, CLIPMOD_MAX_SIDE, 4000);
+    cm_vsalt_plugin(&b, "/p/two.so", "k=v");
+    cm_vsalt_plugin(&b, "/p/one.so", NULL);
+    sb = cm_vsalt_finish(&b, 1);
+    assert_non_null(sb);
+    assert_string_not_equal(sa, sb);
+    free(sb);
+    /* Nothing given: only the context line. */
+    cm_vsalt_init(&b);
+    sb = cm_vsalt_finish(&b, 0);
+    assert_non_null(sb);
+    assert_string_equal(sb, "context=0\n");
+    free(sb);
+    free(sa);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -415,6 +464,7 @@ int main(void)
         cmocka_unit_test(unscanned_not_stored),
         cmocka_unit_test(threads),
         cmocka_unit_test(keys),
+        cmocka_unit_test(salt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
