@@ -84,6 +84,25 @@ store16(const cm_qargs *a, float *y, __mmask16 mk, __m512 v)
     _mm512_mask_storeu_ps(y, mk, v);
 }
 
+/* The fp32 accumulators of a bf16 tile (rows x 32 columns from c0) plus bias, stored. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+store_f32_tile(const cm_qargs *a, int i0, int rows, int c0, __m512 acc[][2])
+{
+    const cm_qmat *q = a->q;
+    const int nc = q->n - c0 < CM_QGEMM_NR ? q->n - c0 : CM_QGEMM_NR;
+    const __mmask16 mk[2] = {cols_mask(nc, 0), cols_mask(nc, 1)};
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m512 bias =
+            a->bias ? _mm512_maskz_loadu_ps(mk[h], a->bias + c0 + 16 * h) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+        for (int r = 0; r < rows; r++) {
+            float *y = a->y + (size_t)(i0 + r) * q->n + c0 + 16 * h;
+            store16(a, y, mk[h], _mm512_add_ps(acc[r][h], bias));
+        }
+    }
+}
+
 __attribute__((target(T512), always_inline)) static inline void
 vnni_tile(const cm_qargs *a, int i0, int rows, int j, const char *pf)
 {
@@ -148,18 +167,7 @@ bf16_tile(const cm_qargs *a, int i0, int rows, int j, const char *pf)
             DPBF16(acc[r][1], av, b1);
         }
     }
-    const int nc = q->n - c0 < CM_QGEMM_NR ? q->n - c0 : CM_QGEMM_NR;
-    const __mmask16 mk[2] = {cols_mask(nc, 0), cols_mask(nc, 1)};
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) {
-        const __m512 bias =
-            a->bias ? _mm512_maskz_loadu_ps(mk[h], a->bias + c0 + 16 * h) : _mm512_setzero_ps();
-#pragma GCC unroll 12
-        for (int r = 0; r < rows; r++) {
-            float *y = a->y + (size_t)(i0 + r) * q->n + c0 + 16 * h;
-            store16(a, y, mk[h], _mm512_add_ps(acc[r][h], bias));
-        }
-    }
+    store_f32_tile(a, i0, rows, c0, acc);
 }
 
 /*
@@ -199,18 +207,7 @@ bf16w_tile(const cm_qargs *a, int i0, int rows, int j, const char *pf)
             acc[r][1] = _mm512_fmadd_ps(a1, w11, acc[r][1]);
         }
     }
-    const int nc = q->n - c0 < CM_QGEMM_NR ? q->n - c0 : CM_QGEMM_NR;
-    const __mmask16 mk[2] = {cols_mask(nc, 0), cols_mask(nc, 1)};
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) {
-        const __m512 bias =
-            a->bias ? _mm512_maskz_loadu_ps(mk[h], a->bias + c0 + 16 * h) : _mm512_setzero_ps();
-#pragma GCC unroll 12
-        for (int r = 0; r < rows; r++) {
-            float *y = a->y + (size_t)(i0 + r) * q->n + c0 + 16 * h;
-            store16(a, y, mk[h], _mm512_add_ps(acc[r][h], bias));
-        }
-    }
+    store_f32_tile(a, i0, rows, c0, acc);
 }
 
 /* One instantiation per row count keeps the accumulators in registers; the first
