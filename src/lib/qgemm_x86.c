@@ -397,46 +397,49 @@ void cm_qquant_rows_avx512(const float *x, int k, int kp, int r0, int r1, uint8_
         quant_row512(x + (size_t)i * k, k, kp, xq + (size_t)i * kp, sx + i, zp + i);
 }
 
-/* fp32 -> bf16 rows with vcvtne2ps2bf16 (round to nearest even; it flushes denormals
- * to zero, which the portable conversion keeps: a difference below 1e-38). The
- * scalar conversion cost a sixth of the bf16 tower. */
-__attribute__((target(TBF16))) void cm_qbf16_rows_avx512(const float *x, int k, int kp, int r0,
-                                                         int r1, uint16_t *xb)
+/*
+ * fp32 -> bf16 rows with vcvtneps2bf16 (round to nearest even; it flushes denormals
+ * to zero, which the portable conversion keeps: a difference below 1e-38), stored
+ * as bf16 bits or, for the widened kernel, as the floats they are. The scalar
+ * conversion cost a sixth of the bf16 tower.
+ */
+__attribute__((target(TBF16), always_inline)) static inline void
+bf16_rows(const float *x, int k, int kp, int r0, int r1, void *out, int as_float)
 {
     for (int i = r0; i < r1; i++) {
         const float *r = x + (size_t)i * k;
-        uint16_t *o = xb + (size_t)i * kp;
-        for (int kk = 0; kk < k; kk += 32) {
-            const int n = k - kk < 32 ? k - kk : 32;
-            const __mmask16 lo = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
-            const __mmask16 hi = n >= 32 ? 0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
-            const __m512 a = _mm512_maskz_loadu_ps(lo, r + kk);
-            const __m512 b = _mm512_maskz_loadu_ps(hi, r + kk + 16);
-            const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(b, a);
-            const __mmask32 mk = n >= 32 ? 0xffffffffu : (__mmask32)((1u << n) - 1);
-            _mm512_mask_storeu_epi16(o + kk, mk, v);
-        }
-        for (int kk = k; kk < kp; kk++)
-            o[kk] = 0;
-    }
-}
-/* fp32 -> floats holding bf16 values, rounded as cm_qbf16_rows_avx512 rounds. */
-__attribute__((target(TBF16))) void cm_qbf16f_rows_avx512(const float *x, int k, int kp, int r0,
-                                                          int r1, float *xf)
-{
-    for (int i = r0; i < r1; i++) {
-        const float *r = x + (size_t)i * k;
-        float *o = xf + (size_t)i * kp;
+        uint16_t *ob = (uint16_t *)out + (size_t)i * kp;
+        float *of = (float *)out + (size_t)i * kp;
         for (int kk = 0; kk < k; kk += 16) {
             const int n = k - kk < 16 ? k - kk : 16;
             const __mmask16 mk = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
             const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, r + kk));
-            const __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
-            _mm512_mask_storeu_ps(o + kk, mk, _mm512_castsi512_ps(w));
+            if (as_float)
+                _mm512_mask_storeu_ps(
+                    of + kk, mk,
+                    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+            else
+                _mm512_mask_storeu_epi16(ob + kk, (__mmask32)mk, _mm512_castsi256_si512(h));
         }
-        for (int kk = k; kk < kp; kk++)
-            o[kk] = 0.0f;
+        for (int kk = k; kk < kp; kk++) {
+            if (as_float)
+                of[kk] = 0.0f;
+            else
+                ob[kk] = 0;
+        }
     }
+}
+
+__attribute__((target(TBF16))) void cm_qbf16_rows_avx512(const float *x, int k, int kp, int r0,
+                                                         int r1, uint16_t *xb)
+{
+    bf16_rows(x, k, kp, r0, r1, xb, 0);
+}
+
+__attribute__((target(TBF16))) void cm_qbf16f_rows_avx512(const float *x, int k, int kp, int r0,
+                                                          int r1, float *xf)
+{
+    bf16_rows(x, k, kp, r0, r1, xf, 1);
 }
 #else
 void cm_qrun_avx512bf16w(const cm_qargs *a, int p0, int p1)
