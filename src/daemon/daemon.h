@@ -336,6 +336,13 @@ struct cm_dbuf;
 int dcache_metrics(struct cm_dbuf *text);
 /* A result's JSON (clipmod_result_to_json), "cached": true added when `cached`; free(). */
 char *dcache_json(const clipmod_result *r, int explain, int cached);
+/*
+ * Result i of a finished job as clipmodd gives it (POST /v1/scan, queue results):
+ * dcache_json's object with the policy it was judged under added at the end,
+ * "policy_fingerprint" (12 hex digits, as the header) and "policy_generation".
+ * Appended to b; CM_DBUF_OK or the first failure.
+ */
+int dcache_result_json(struct cm_dbuf *b, const bjob *j, size_t i, int explain);
 void dcache_stop(void);
 
 /* ------------------------------------------------------------------------ */

@@ -152,6 +152,27 @@ char *dcache_json(const clipmod_result *r, int explain, int cached)
     return s;
 }
 
+int dcache_result_json(cm_dbuf *b, const bjob *j, size_t i, int explain)
+{
+    char *one = dcache_json(j->out[i], explain, j->in[i].cached);
+    size_t n = one ? strlen(one) : 0;
+    int rc;
+
+    while (n && (one[n - 1] == '\n' || one[n - 1] == ' '))
+        n--;
+    /* An object: "{...}". Anything else would be a library bug; refuse it. */
+    if (n < 2 || one[0] != '{' || one[n - 1] != '}') {
+        free(one);
+        return CM_DBUF_E_NOMEM;
+    }
+    rc = cm_dbuf_addn(b, one, n - 1);
+    if (rc == CM_DBUF_OK)
+        rc = cm_dbuf_addf(b, "%s\"policy_fingerprint\":\"%s\",\"policy_generation\":%lu}",
+                          n > 2 ? "," : "", j->policy_fp, j->generation);
+    free(one);
+    return rc;
+}
+
 int dcache_metrics(cm_dbuf *t)
 {
     cm_vcache_stats s;

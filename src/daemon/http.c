@@ -323,33 +323,6 @@ static enum MHD_Result respond_error(struct MHD_Connection *conn, req *q, int st
 }
 
 /*
- * One result's JSON (the library's schema) with the policy it was judged under
- * added at the end: "policy_fingerprint" (12 hex digits, as the header) and
- * "policy_generation". Appended to b; CM_DBUF_OK or the first failure.
- */
-static int result_json(cm_dbuf *b, const bjob *j, size_t i, int explain)
-{
-    /* A verdict the cache answered says so ("cached": true), else the schema as is. */
-    char *one = dcache_json(j->out[i], explain, j->in[i].cached);
-    size_t n = one ? strlen(one) : 0;
-    int rc;
-
-    while (n && (one[n - 1] == '\n' || one[n - 1] == ' '))
-        n--;
-    /* An object: "{...}". Anything else would be a library bug; refuse it. */
-    if (n < 2 || one[0] != '{' || one[n - 1] != '}') {
-        free(one);
-        return CM_DBUF_E_NOMEM;
-    }
-    rc = cm_dbuf_addn(b, one, n - 1);
-    if (rc == CM_DBUF_OK)
-        rc = cm_dbuf_addf(b, "%s\"policy_fingerprint\":\"%s\",\"policy_generation\":%lu}",
-                          n > 2 ? "," : "", j->policy_fp, j->generation);
-    free(one);
-    return rc;
-}
-
-/*
  * The verdicts of a finished job, as one object or an array; NULL when out of
  * memory or past RESULTS_MAX_BYTES (answered 500). A result is a few KiB even with
  * ?explain=1; the cap bounds http.max-files of them with room to spare.
@@ -368,7 +341,7 @@ static char *results_json(const bjob *j, int is_array, int explain)
         if (i)
             rc = cm_dbuf_addc(&b, ',');
         if (rc == CM_DBUF_OK)
-            rc = result_json(&b, j, i, explain);
+            rc = dcache_result_json(&b, j, i, explain);
     }
     if (rc == CM_DBUF_OK && is_array)
         rc = cm_dbuf_addc(&b, ']');

@@ -8,12 +8,14 @@
  * (a damaged image, a URL the SSRF guard refuses, a path outside the roots) is a
  * failed job; a failure that may pass (a download timeout, a network error, the
  * deadline, the engine) is retried through the pending list until the last of
- * worker.max-attempts. The verdict is the JSON POST /v1/scan answers.
+ * worker.max-attempts. The verdict is the JSON POST /v1/scan answers
+ * (dcache_result_json).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynbuf.h"
 #include "worker.h"
 
 wtask *task_new(const char *entry, unsigned long attempts)
@@ -172,24 +174,18 @@ wt_outcome task_outcome(wtask *t, unsigned max_attempts)
     return WT_FAILED;
 }
 
+/* A verdict is a few KiB (the worker never asks for explanations). */
+#define VERDICT_MAX (1u << 20)
+
 char *task_verdict_json(const wtask *t)
 {
     if (!t->job || bjob_status(t->job) != BJ_DONE || !t->job->out[0])
         return NULL;
-    /* As http.c's result_json: the library's object, then the policy it was judged by. */
-    char *one = dcache_json(t->job->out[0], 0, t->job->in[0].cached);
-    size_t n = one ? strlen(one) : 0;
-    while (n && (one[n - 1] == '\n' || one[n - 1] == ' '))
-        n--;
-    if (n < 2 || one[0] != '{' || one[n - 1] != '}') {
-        free(one);
+    cm_dbuf b;
+    cm_dbuf_init(&b, VERDICT_MAX);
+    if (dcache_result_json(&b, t->job, 0, 0) != CM_DBUF_OK) {
+        cm_dbuf_free(&b);
         return NULL;
     }
-    size_t room = n + 96;
-    char *out = malloc(room);
-    if (out)
-        snprintf(out, room, "%.*s%s\"policy_fingerprint\":\"%s\",\"policy_generation\":%lu}",
-                 (int)(n - 1), one, n > 2 ? "," : "", t->job->policy_fp, t->job->generation);
-    free(one);
-    return out;
+    return cm_dbuf_take(&b, NULL);
 }
