@@ -351,23 +351,58 @@ typedef struct qjob {
     int32_t *zp;
 } qjob;
 
+/* Activation conversions, one per kernel, over rows [r0, r1) of the job. */
+static void conv_u8(const qjob *j, int r0, int r1)
+{
+    cm_qquant_rows(j->x, j->k, j->a.q->kp, r0, r1, j->xq, j->sx, j->zp);
+}
+
+static void conv_u8_avx512(const qjob *j, int r0, int r1)
+{
+    cm_qquant_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, j->xq, j->sx, j->zp);
+}
+
+static void conv_bf16_avx512(const qjob *j, int r0, int r1)
+{
+    cm_qbf16_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, (uint16_t *)(void *)j->xq);
+}
+
+static void conv_bf16f_avx512(const qjob *j, int r0, int r1)
+{
+    cm_qbf16f_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, (float *)(void *)j->xq);
+}
+
+static void conv_scalar(const qjob *j, int r0, int r1)
+{
+    if (j->a.q->precision == CLIPMOD_PRECISION_BF16)
+        cm_qbf16_rows(j->x, j->k, j->a.q->kp, r0, r1, (uint16_t *)(void *)j->xq);
+    else
+        conv_u8(j, r0, r1);
+}
+
+/*
+ * What each kernel supplies: its panel loop, its activation conversion and the
+ * bytes of one converted activation (0: the precision's, 1 for int8, 2 for bf16).
+ */
+static const struct qkernel {
+    void (*run)(const cm_qargs *a, int p0, int p1);
+    void (*convert)(const qjob *j, int r0, int r1);
+    size_t xsize;
+} kernels[CM_QISA__COUNT] = {
+    [CM_QISA_SCALAR] = {cm_qrun_scalar, conv_scalar, 0},
+    [CM_QISA_AVXVNNI] = {cm_qrun_avxvnni, conv_u8, 1},
+    [CM_QISA_AVX512VNNI] = {cm_qrun_avx512vnni, conv_u8_avx512, 1},
+    [CM_QISA_AVX512BF16] = {cm_qrun_avx512bf16, conv_bf16_avx512, 2},
+    [CM_QISA_AVX512BF16W] = {cm_qrun_avx512bf16w, conv_bf16f_avx512, sizeof(float)},
+};
+
 static void convert_task(void *ctx, int t)
 {
     const qjob *j = ctx;
     const int m = j->a.m, r0 = (int)((long)m * t / j->tasks),
               r1 = (int)((long)m * (t + 1) / j->tasks);
-    if (r1 <= r0)
-        return;
-    if (j->isa == CM_QISA_AVX512BF16W)
-        cm_qbf16f_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, (float *)(void *)j->xq);
-    else if (j->isa == CM_QISA_AVX512BF16)
-        cm_qbf16_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, (uint16_t *)(void *)j->xq);
-    else if (j->a.q->precision == CLIPMOD_PRECISION_BF16)
-        cm_qbf16_rows(j->x, j->k, j->a.q->kp, r0, r1, (uint16_t *)(void *)j->xq);
-    else if (j->isa == CM_QISA_AVX512VNNI)
-        cm_qquant_rows_avx512(j->x, j->k, j->a.q->kp, r0, r1, j->xq, j->sx, j->zp);
-    else
-        cm_qquant_rows(j->x, j->k, j->a.q->kp, r0, r1, j->xq, j->sx, j->zp);
+    if (r1 > r0)
+        kernels[j->isa].convert(j, r0, r1);
 }
 
 static void gemm_task(void *ctx, int t)
@@ -375,29 +410,19 @@ static void gemm_task(void *ctx, int t)
     const qjob *j = ctx;
     const int p0 = (int)((long)j->panels * t / j->tasks);
     const int p1 = (int)((long)j->panels * (t + 1) / j->tasks);
-    if (p1 <= p0)
-        return;
-    if (j->isa == CM_QISA_AVX512VNNI)
-        cm_qrun_avx512vnni(&j->a, p0, p1);
-    else if (j->isa == CM_QISA_AVXVNNI)
-        cm_qrun_avxvnni(&j->a, p0, p1);
-    else if (j->isa == CM_QISA_AVX512BF16)
-        cm_qrun_avx512bf16(&j->a, p0, p1);
-    else if (j->isa == CM_QISA_AVX512BF16W)
-        cm_qrun_avx512bf16w(&j->a, p0, p1);
-    else
-        cm_qrun_scalar(&j->a, p0, p1);
+    if (p1 > p0)
+        kernels[j->isa].run(&j->a, p0, p1);
 }
 
 clipmod_error cm_qgemm(const cm_qmat *q, const float *x, int m, const float *bias, int accumulate,
                        cm_gemm_act act, float *y)
 {
     qjob j = {.x = x, .k = q->k, .isa = cm_qgemm_isa(q->precision)};
-    if (j.isa == CM_QISA_AUTO)
+    if (j.isa <= CM_QISA_AUTO || j.isa >= CM_QISA__COUNT)
         return CLIPMOD_E_UNSUPPORTED; /* refused at load; a forced change since lands here */
-    const size_t esize = q->precision == CLIPMOD_PRECISION_INT8 ? 1
-                         : j.isa == CM_QISA_AVX512BF16W         ? sizeof(float)
-                                                                : 2;
+    const size_t esize = kernels[j.isa].xsize                     ? kernels[j.isa].xsize
+                         : q->precision == CLIPMOD_PRECISION_INT8 ? 1
+                                                                  : 2;
     j.xq = cm_alloc((size_t)m * q->kp * esize + 64);
     j.sx = cm_alloc((size_t)m * sizeof *j.sx);
     j.zp = cm_alloc((size_t)m * sizeof *j.zp);
