@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -241,6 +242,33 @@ static int write_ready_file(const char *path, const char *http, const dconfig *c
     return 0;
 }
 
+/*
+ * Threads a library started before main() (OpenBLAS starts its pool when it is
+ * loaded) do not block the stop signals, so the kernel may hand them one while this
+ * thread is between two sigtimedwait() calls of the drain: the default action then
+ * killed clipmodd (exit 143 instead of a forced drain's 1). Such a thread now passes
+ * the signal on to this one, which blocks it until sigwait() takes it.
+ */
+static pthread_t main_thread;
+
+static void pass_to_main(int sig)
+{
+    pthread_kill(main_thread, sig); /* async-signal-safe */
+}
+
+static void forward_to_main(const sigset_t *sigs)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = pass_to_main;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    main_thread = pthread_self();
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(sigs, sig) == 1)
+            sigaction(sig, &sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
     overrides o;
@@ -268,6 +296,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    forward_to_main(&sigs);
     signal(SIGPIPE, SIG_IGN);
 
     if (clipmod_init(argv[0])) {
