@@ -42,6 +42,7 @@ static void usage(FILE *f)
           "  --runs N                timed runs per batch size, median reported (default 7)\n"
           "  --warmup N              untimed runs first, per batch size (default 2)\n"
           "  --threads N             clipmod_set_threads (default 2)\n"
+          "  --cache-dir DIR         load through the weights cache in DIR (default: none)\n"
           "  --precision P           fp32, int8 or bf16 (default fp32); exits 2 if the CPU\n"
           "                          cannot run P\n"
           "  --gflop X               GFLOP per image for the GFLOP/s column (default 8.82)\n"
@@ -137,7 +138,7 @@ int main(int argc, char **argv)
     int batches[MAX_BATCHES] = {1, 8}, nb = 2, runs = 7, warmup = 2, threads = 2;
     clipmod_precision precision = CLIPMOD_PRECISION_FP32;
     double gflop = 8.82;
-    const char *dir = NULL, *dump_px = NULL, *dump_emb = NULL;
+    const char *dir = NULL, *dump_px = NULL, *dump_emb = NULL, *cache_dir = NULL;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     int npaths = 0;
     char err[CLIPMOD_ERROR_SIZE] = "";
@@ -175,6 +176,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--threads") && v) {
             if (parse_int(v, 1, &threads))
                 goto bad;
+            i++;
+        } else if (!strcmp(a, "--cache-dir") && v) {
+            cache_dir = v;
             i++;
         } else if (!strcmp(a, "--precision") && v) {
             if (clipmod_precision_parse(v, &precision))
@@ -222,7 +226,7 @@ int main(int argc, char **argv)
 
     double t0 = now_ms();
     clipmod_model *model = NULL;
-    if ((rc = clipmod_model_load_precision(dir, NULL, precision, &model, err))) {
+    if ((rc = clipmod_model_load_cached(dir, NULL, precision, cache_dir, &model, err))) {
         fprintf(stderr, "bench_vision: %s: %s (%s)\n", dir, clipmod_strerror(rc), err);
         return 1;
     }

@@ -146,6 +146,32 @@ CLIPMOD_API clipmod_error clipmod_model_load_precision(const char *dir, const ch
                                                        clipmod_precision p, clipmod_model **out,
                                                        char *errbuf);
 
+/*
+ * clipmod_model_load_precision with a weights cache in directory `cache_dir`
+ * (created 0700 if need be; "" is the prompt cache's default, $XDG_CACHE_HOME/clipmod
+ * or ~/.cache/clipmod; NULL: no cache, as clipmod_model_load_precision). The
+ * image tower, converted and packed as this CPU's kernels read it, is kept there in
+ * one file per checkpoint and precision (about the size of the image tower: 350 MB
+ * for ViT-B/32 at fp32); the next load of the same, unchanged checkpoint maps that
+ * file read-only instead of reading, converting and hashing the checkpoint, and
+ * processes that load it share one copy in memory. A file that does not match (a
+ * changed checkpoint, another CPU's layout, damage) is never used, and is rewritten.
+ * A cache that cannot be used never fails the load: clipmod_model_cache_note says
+ * what happened. The directory is refused, like the prompt cache's, when it is a
+ * symbolic link, another user's or writable by others.
+ */
+CLIPMOD_API clipmod_error clipmod_model_load_cached(const char *dir, const char *merges,
+                                                    clipmod_precision p, const char *cache_dir,
+                                                    clipmod_model **out, char *errbuf);
+
+/*
+ * One sentence on what the weights cache did when `model` was loaded, for a log
+ * line: that the image tower was mapped from a file, that a file was written for
+ * the next load, or why the cache was not used. "" when no cache was asked for
+ * (and for NULL). Owned by the model.
+ */
+CLIPMOD_API const char *clipmod_model_cache_note(const clipmod_model *model);
+
 /* The precision `model` was loaded at (FP32 for NULL). */
 CLIPMOD_API clipmod_precision clipmod_model_precision(const clipmod_model *model);
 

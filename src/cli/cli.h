@@ -42,7 +42,9 @@ typedef struct cli_inputs {
     int threads;
     clipmod_precision precision; /* --precision, default fp32 */
     int quiet;                   /* no notes on stderr */
-    int images_only; /* texts are optional (embed): a model without a text tower will do */
+    int images_only;       /* texts are optional (embed): a model without a text tower will do */
+    const char *cache_dir; /* --cache-dir: prompt and weights caches (NULL: the default) */
+    int no_cache;          /* --no-cache: neither */
 } cli_inputs;
 
 /* What option parsers return when the command should run; else an exit status. */
@@ -50,8 +52,8 @@ enum { CLI_GO_ON = -1 };
 
 /*
  * Parse --model/-m, --merges, --image/-i (repeatable), --text/-t (repeatable),
- * --threads; --help prints `usage`. Returns CLI_GO_ON, or an exit status
- * (EXIT_CLEAN after --help, EXIT_ERROR on a bad option).
+ * --threads, --precision, --cache-dir, --no-cache; --help prints `usage`. Returns CLI_GO_ON, or an
+ * exit status (EXIT_CLEAN after --help, EXIT_ERROR on a bad option).
  */
 int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in);
 

@@ -20,6 +20,8 @@ static const char usage[] =
     "  -t, --text STR      a text to embed (repeatable)\n"
     "      --threads N     threads for matrix products\n"
     "      --precision P   fp32 (default), int8 or bf16: see clipmod(1)\n"
+    "      --cache-dir DIR weights cache (default ~/.cache/clipmod)\n"
+    "      --no-cache      do not read or write it\n"
     "  -h, --help          show this help\n";
 
 static json_t *vector(const float *v, size_t n)
@@ -52,8 +54,9 @@ int cmd_embed(int argc, char **argv)
 
     size_t dim = clipmod_model_embed_dim(model);
     json_t *images = json_array(), *texts = json_array();
-    root = json_pack("{s:s, s:s, s:b, s:i, s:f, s:o, s:o}", "model", in.model_dir, "description",
-                     clipmod_model_describe(model), "demo_model", clipmod_model_is_demo(model),
+    root = json_pack("{s:s, s:s, s:b, s:s, s:i, s:f, s:o, s:o}", "model", in.model_dir,
+                     "description", clipmod_model_describe(model), "demo_model",
+                     clipmod_model_is_demo(model), "weights_cache", clipmod_model_cache_note(model),
                      "dim", (json_int_t)dim, "logit_scale",
                      (double)clipmod_model_logit_scale(model), "images", images, "texts", texts);
     for (size_t i = 0; i < in.n_images; i++)

@@ -58,10 +58,10 @@ static const char usage_evaluate[] =
     "                        tables and galleries of mistakes, one self-contained page\n"
     "      --threads N       threads per matrix product\n"
     "      --precision P     fp32 (default), int8 or bf16: see clipmod(1)\n"
-    "      --cache-dir DIR   prompt and image embedding cache (default ~/.cache/clipmod)\n"
+    "      --cache-dir DIR   prompt, image and weights caches (default ~/.cache/clipmod)\n"
     "      --cache-max SIZE  cap of the image embedding cache file, bytes or with K, M\n"
     "                        or G (default 64M); the oldest entries are dropped\n"
-    "      --no-cache        do not read or write the prompt and image caches\n"
+    "      --no-cache        do not read or write any of them\n"
     "      --no-progress     no progress bar on a terminal\n"
     "  -q, --quiet           no notes on stderr\n"
     "  -h, --help            show this help\n"
@@ -501,6 +501,8 @@ int cmd_policy_evaluate(int argc, char **argv)
     memset(&mi, 0, sizeof mi);
     mi.model_dir = o.model_dir ? o.model_dir : cli_default_model();
     mi.merges = o.merges;
+    mi.cache_dir = o.cache_dir;
+    mi.no_cache = o.no_cache;
     mi.threads = o.threads;
     mi.precision = o.precision;
     mi.quiet = o.quiet;

@@ -42,7 +42,7 @@ static const char usage_head[] =
     "      --seed N          seed of the fold assignment (default 1)\n"
     "      --json            one JSON document on stdout instead of the table\n"
     "      --threads N       threads per matrix product, and folds fitted at once\n"
-    "      --cache-dir DIR   prompt and image embedding cache (default ~/.cache/clipmod)\n"
+    "      --cache-dir DIR   prompt, image and weights caches (default ~/.cache/clipmod)\n"
     "      --no-cache        do not read or write the caches\n"
     "      --no-progress     no progress bar on a terminal\n"
     "  -q, --quiet           no notes on stderr\n"
@@ -398,6 +398,8 @@ static int head_train(int argc, char **argv)
     memset(&mi, 0, sizeof mi);
     mi.model_dir = o.e.model_dir ? o.e.model_dir : cli_default_model();
     mi.merges = o.e.merges;
+    mi.cache_dir = o.e.cache_dir;
+    mi.no_cache = o.e.no_cache;
     mi.threads = o.e.threads;
     mi.quiet = o.e.quiet;
     rc = EXIT_ERROR;

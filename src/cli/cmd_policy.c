@@ -44,8 +44,8 @@ static const char usage_check[] =
     "  -m, --model DIR     model to check prompt lengths with (default: $CLIPMOD_MODEL,\n"
     "                      else the installed default model if there is one)\n"
     "      --merges FILE   tokenizer merges, if not in the model directory\n"
-    "      --cache-dir DIR prompt embedding cache (default ~/.cache/clipmod)\n"
-    "      --no-cache      do not read or write the prompt cache\n"
+    "      --cache-dir DIR prompt and weights caches (default ~/.cache/clipmod)\n"
+    "      --no-cache      do not read or write either\n"
     "      --json          one JSON object per file (JSON Lines) instead of text\n"
     "  -q, --quiet         print problems only: no summaries, no warnings\n"
     "  -h, --help          show this help\n"
@@ -334,6 +334,8 @@ static int policy_check(int argc, char **argv)
     memset(&mi, 0, sizeof mi);
     mi.model_dir = o.model_dir;
     mi.merges = o.merges;
+    mi.cache_dir = o.cache_dir;
+    mi.no_cache = o.no_cache;
     mi.quiet = o.quiet; /* --quiet: problems only, not the demo-model warning */
     if (o.model_explicit) {
         if (!(model = cli_load_model(&mi)))

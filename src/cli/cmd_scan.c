@@ -258,8 +258,8 @@ static void usage(FILE *f)
             "      --batch N         images per forward pass (default %d)\n"
             "      --threads N       threads for matrix products\n"
             "      --precision P     fp32 (default), int8 or bf16: see clipmod(1)\n"
-            "      --cache-dir DIR   prompt embedding cache (default ~/.cache/clipmod)\n"
-            "      --no-cache        do not read or write the prompt cache\n"
+            "      --cache-dir DIR   prompt and weights caches (default ~/.cache/clipmod)\n"
+            "      --no-cache        do not read or write either\n"
             "      --context TEXT    the text that came with the images (a caption, a\n"
             "                        message): categories with `context:` in the policy\n"
             "                        judge each image with it (clipmod-policy(5) CONTEXT)\n"
@@ -1297,6 +1297,8 @@ int cmd_scan(int argc, char **argv)
     memset(&mi, 0, sizeof mi);
     mi.model_dir = o.model_dir;
     mi.merges = o.merges;
+    mi.cache_dir = o.cache_dir;
+    mi.no_cache = o.no_cache;
     mi.threads = o.threads;
     mi.precision = o.precision;
     mi.quiet = o.quiet || o.hook;

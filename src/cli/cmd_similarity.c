@@ -23,6 +23,8 @@ static const char usage[] =
     "  -t, --text STR      a candidate text (repeatable)\n"
     "      --threads N     threads for matrix products\n"
     "      --precision P   fp32 (default), int8 or bf16: see clipmod(1)\n"
+    "      --cache-dir DIR weights cache (default ~/.cache/clipmod)\n"
+    "      --no-cache      do not read or write it\n"
     "  -h, --help          show this help\n";
 
 static const char *base_name(const char *path)

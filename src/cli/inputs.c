@@ -54,11 +54,16 @@ int cli_parse_precision(const char *arg, clipmod_precision *out)
 
 int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},   {"merges", required_argument, NULL, 'M'},
-        {"image", required_argument, NULL, 'i'},   {"text", required_argument, NULL, 't'},
-        {"threads", required_argument, NULL, 'T'}, {"precision", required_argument, NULL, 'P'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                         {"merges", required_argument, NULL, 'M'},
+                                         {"image", required_argument, NULL, 'i'},
+                                         {"text", required_argument, NULL, 't'},
+                                         {"threads", required_argument, NULL, 'T'},
+                                         {"precision", required_argument, NULL, 'P'},
+                                         {"cache-dir", required_argument, NULL, 'C'},
+                                         {"no-cache", no_argument, NULL, 'N'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int c;
 
     memset(in, 0, sizeof *in);
@@ -86,6 +91,12 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
         case 'P':
             if (cli_parse_precision(optarg, &in->precision))
                 return EXIT_ERROR;
+            break;
+        case 'C':
+            in->cache_dir = optarg;
+            break;
+        case 'N':
+            in->no_cache = 1;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -132,7 +143,9 @@ static clipmod_model *load_images_only(const cli_inputs *in)
     clipmod_model *model = NULL;
     if (in->threads)
         clipmod_set_threads(in->threads);
-    if (clipmod_model_load_precision(in->model_dir, in->merges, in->precision, &model, err)) {
+    /* The weights cache as cm_model_from_config uses it: the prompt cache's directory. */
+    const char *wcache = in->no_cache ? NULL : in->cache_dir ? in->cache_dir : "";
+    if (clipmod_model_load_cached(in->model_dir, in->merges, in->precision, wcache, &model, err)) {
         fprintf(stderr, "clipmod: %s\n", err);
         return NULL;
     }
@@ -156,6 +169,8 @@ clipmod_model *cli_load_model(const cli_inputs *in)
     cfg.merges = in->merges;
     cfg.threads = in->threads;
     cfg.precision = in->precision;
+    cfg.cache_dir = in->cache_dir;
+    cfg.no_cache = in->no_cache;
     cfg.errors_to_caller = 1;
     if (cm_model_from_config(&cfg, &model, err)) {
         fprintf(stderr, "clipmod: %s\n", err);

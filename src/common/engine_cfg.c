@@ -68,8 +68,10 @@ clipmod_error cm_model_from_config(const cm_engine_cfg *cfg, clipmod_model **out
     /* Process-wide, and clipmod.h asks for it before any embedding. */
     if (cfg->threads > 0)
         clipmod_set_threads(cfg->threads);
+    /* The weights cache shares the prompt cache's directory and switch. */
+    const char *wcache = cfg->no_cache ? NULL : cfg->cache_dir ? cfg->cache_dir : "";
     clipmod_error rc =
-        clipmod_model_load_precision(cfg->model, cfg->merges, cfg->precision, &model, err);
+        clipmod_model_load_cached(cfg->model, cfg->merges, cfg->precision, wcache, &model, err);
     if (rc) {
         LOG_REFUSAL(cfg, "model not loaded", CM_LF_S("model", cfg->model),
                     CM_LF_S("error", lib_msg(err, rc)),
@@ -89,7 +91,8 @@ clipmod_error cm_model_from_config(const cm_engine_cfg *cfg, clipmod_model **out
     }
     cm_log(CM_LOG_INFO, "model loaded", CM_LF_S("model", cfg->model),
            CM_LF_S("describe", clipmod_model_describe(model)),
-           CM_LF_B("demo", clipmod_model_is_demo(model)), CM_LF_END);
+           CM_LF_B("demo", clipmod_model_is_demo(model)),
+           CM_LF_S("weights_cache", clipmod_model_cache_note(model)), CM_LF_END);
     /* Honesty: a model trained on emoji must never pass for real moderation. */
     if (clipmod_model_is_demo(model))
         cm_log(CM_LOG_WARN, DEMO_WARNING, CM_LF_S("model", cfg->model), CM_LF_END);

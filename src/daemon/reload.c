@@ -91,6 +91,8 @@ int reload_init(const dconfig *c)
     mcfg.merges = c->merges;
     mcfg.threads = c->threads;
     mcfg.precision = c->precision;
+    mcfg.no_cache = c->no_cache; /* the weights cache goes with the prompt cache */
+    mcfg.cache_dir = c->cache_dir;
     if (!(slot = cm_swap_new())) {
         cm_log(CM_LOG_ERROR, "out of memory", CM_LF_END);
         return -1;

@@ -83,6 +83,18 @@ uint64_t cm_hash64(const void *data, size_t len, uint64_t seed)
     return h ^ (h >> 31);
 }
 
+void cm_hash_lanes(uint64_t lane[4], const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    uint64_t w;
+    for (size_t i = 0; i + 32 <= len; i += 32)
+        for (int k = 0; k < 4; k++) {
+            memcpy(&w, b + i + 8 * k, 8);
+            lane[k] = (lane[k] ^ w) * 0x9e3779b97f4a7c15ull;
+            lane[k] ^= lane[k] >> 29;
+        }
+}
+
 static void text_key(const char *text, uint64_t key[2])
 {
     size_t n = strlen(text);

@@ -76,4 +76,11 @@ const char *cm_cache_vector_problem(const float *v, size_t dim);
 /* A 64-bit hash of `len` bytes (FNV-1a style, word at a time), seeded. */
 uint64_t cm_hash64(const void *data, size_t len, uint64_t seed);
 
+/*
+ * Fold the whole 32-byte words of p[0, len) into four independent multiply-xor
+ * lanes (len a multiple of 32): near memory speed, for hashing hundreds of MB (the
+ * model's fingerprint, a weights cache file's digest). Start from {1, 2, 3, 4}.
+ */
+void cm_hash_lanes(uint64_t lane[4], const void *p, size_t len);
+
 #endif

@@ -25,6 +25,7 @@
 #include "quant.h"
 #include "safetensors.h"
 #include "towers.h"
+#include "wcache.h"
 
 /* Images per forward pass: big enough for efficient GEMMs, small enough for scratch. */
 #define MAX_BATCH 16
@@ -53,24 +54,17 @@ static uint64_t fingerprint(const cm_safetensors *st)
 {
     size_t len;
     const unsigned char *p = cm_safetensors_bytes(st, &len);
-    uint64_t lane[4] = {1, 2, 3, 4}, w;
-    size_t i = 0;
-    for (; i + 32 <= len; i += 32) {
-        if (i % FINGERPRINT_CHUNK == 0)
-            cm_safetensors_prefault(p + i,
-                                    len - i < FINGERPRINT_CHUNK ? len - i : FINGERPRINT_CHUNK);
-        for (int k = 0; k < 4; k++) {
-            memcpy(&w, p + i + 8 * k, 8);
-            lane[k] = (lane[k] ^ w) * 0x9e3779b97f4a7c15ull;
-            lane[k] ^= lane[k] >> 29;
-        }
+    uint64_t lane[4] = {1, 2, 3, 4};
+    const size_t whole = len - len % 32;
+    for (size_t i = 0; i < whole; i += FINGERPRINT_CHUNK) {
+        const size_t n = whole - i < FINGERPRINT_CHUNK ? whole - i : FINGERPRINT_CHUNK;
+        cm_safetensors_prefault(p + i, n);
+        cm_hash_lanes(lane, p + i, n);
         /* Hashed pages leave the resident set as we go: the whole file mapped and
          * resident beside the weights was most of `clipmod scan`'s peak. */
-        if ((i + 32) % FINGERPRINT_CHUNK == 0)
-            cm_safetensors_release(p + i + 32 - FINGERPRINT_CHUNK, FINGERPRINT_CHUNK);
+        cm_safetensors_release(p + i, n);
     }
-    cm_safetensors_release(p + i - i % FINGERPRINT_CHUNK, len - (i - i % FINGERPRINT_CHUNK));
-    uint64_t h = cm_hash64(p + i, len - i, len);
+    uint64_t h = cm_hash64(p + whole, len - whole, len);
     for (int k = 0; k < 4; k++)
         h = cm_hash64(&lane[k], 8, h);
     return h;
@@ -127,6 +121,44 @@ clipmod_error clipmod_model_load_precision(const char *dir, const char *merges,
                                            clipmod_precision precision, clipmod_model **out,
                                            char *errbuf)
 {
+    return clipmod_model_load_cached(dir, merges, precision, NULL, out, errbuf);
+}
+
+/*
+ * The image tower and the fingerprint: mapped from the weights cache file in
+ * `cache_dir` when it holds this checkpoint, else read from `st` and the file
+ * written for next time (a cache that fails only costs time; m->cache_note says).
+ */
+static clipmod_error load_weights(clipmod_model *m, const cm_safetensors *st,
+                                  clipmod_precision precision, const char *cache_dir, char *errbuf)
+{
+    const cm_wcache_id id = {.path = m->path, .file = &m->file_id, .precision = precision};
+    char dflt[PATH_MAX];
+    if (cache_dir && !cache_dir[0])
+        cache_dir = cm_cache_default_dir(dflt, sizeof dflt) == 0 ? dflt : NULL;
+    if (cache_dir && cm_wcache_load(cache_dir, &id, st, &m->cfg, &m->w, &m->fingerprint,
+                                    m->cache_note, sizeof m->cache_note))
+        return CLIPMOD_OK;
+    /* Hash first: both passes over the file then drop its pages as they go. */
+    m->fingerprint = fingerprint(st);
+    char tensor_err[CLIPMOD_ERROR_SIZE];
+    clipmod_error rc = cm_weights_load_at(st, &m->cfg, precision, &m->w, tensor_err);
+    if (rc)
+        return cm_error(errbuf, rc, "%s: %s", m->path, tensor_err);
+    if (cache_dir) {
+        char note[sizeof m->cache_note];
+        cm_wcache_save(cache_dir, &id, st, &m->cfg, &m->w, m->fingerprint, note, sizeof note);
+        /* A reason the file was not used says more than that it was written again. */
+        if (!m->cache_note[0])
+            memcpy(m->cache_note, note, sizeof note);
+    }
+    return CLIPMOD_OK;
+}
+
+clipmod_error clipmod_model_load_cached(const char *dir, const char *merges,
+                                        clipmod_precision precision, const char *cache_dir,
+                                        clipmod_model **out, char *errbuf)
+{
     clipmod_error rc = CLIPMOD_OK;
     clipmod_model *m = NULL;
     cm_safetensors *st = NULL;
@@ -158,19 +190,14 @@ clipmod_error clipmod_model_load_precision(const char *dir, const char *merges,
     }
     if ((rc = cm_safetensors_open(path, &st, errbuf)))
         goto out;
-    /* Hash first: both passes over the file then drop its pages as they go. */
-    m->fingerprint = fingerprint(st);
     /* Which file this is, so that the text tower is read later from the same one. */
     if (stat(path, &m->file_id) != 0) {
         rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
         goto out;
     }
     memcpy(m->path, path, sizeof m->path);
-    char tensor_err[CLIPMOD_ERROR_SIZE];
-    if ((rc = cm_weights_load_at(st, &m->cfg, precision, &m->w, tensor_err))) {
-        cm_error(errbuf, rc, "%s: %s", path, tensor_err);
+    if ((rc = load_weights(m, st, precision, cache_dir, errbuf)))
         goto out;
-    }
     /* Embeddings at int8/bf16 differ from fp32 ones: the caches they key must too.
      * fp32 keeps the plain file fingerprint, so existing caches stay valid. */
     m->file_fingerprint = m->fingerprint;
@@ -235,6 +262,11 @@ int clipmod_model_is_demo(const clipmod_model *m)
 int clipmod_model_has_text(const clipmod_model *m)
 {
     return m && m->tok;
+}
+
+const char *clipmod_model_cache_note(const clipmod_model *m)
+{
+    return m ? m->cache_note : "";
 }
 
 const char *clipmod_model_describe(const clipmod_model *m)

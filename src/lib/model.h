@@ -28,6 +28,7 @@ struct clipmod_model {
     pthread_mutex_t text_lock;
     char path[PATH_MAX];
     struct stat file_id;
+    char cache_note[PATH_MAX + 160]; /* what the weights cache did at load ("" without one) */
 };
 
 /* Free the text tower's weights until the next clipmod_embed_texts() needs them. */

@@ -82,7 +82,8 @@ static size_t panel_elems(const cm_qmat *q)
     return panels * CM_QGEMM_NR * (size_t)q->kp;
 }
 
-clipmod_error cm_qmat_init(cm_qmat *q, clipmod_precision p, const float *w, int n, int k)
+/* q emptied and given its precision and shape (kp from k). */
+static void set_shape(cm_qmat *q, clipmod_precision p, int n, int k)
 {
     const int g = group_of(p);
     memset(q, 0, sizeof *q);
@@ -90,6 +91,11 @@ clipmod_error cm_qmat_init(cm_qmat *q, clipmod_precision p, const float *w, int 
     q->n = n;
     q->k = k;
     q->kp = (k + g - 1) / g * g;
+}
+
+clipmod_error cm_qmat_init(cm_qmat *q, clipmod_precision p, const float *w, int n, int k)
+{
+    set_shape(q, p, n, k);
     const size_t esize = p == CLIPMOD_PRECISION_INT8 ? 1 : 2;
     /* Padding (columns past n, k-steps past k) must be zero: calloc. */
     q->panels = cm_calloc(panel_elems(q), esize);
@@ -112,12 +118,33 @@ void cm_qmat_free(cm_qmat *q)
 {
     if (!q)
         return;
-    cm_free(q->panels);
-    cm_free(q->scale);
-    cm_free(q->colsum);
+    if (!q->borrowed) {
+        cm_free(q->panels);
+        cm_free(q->scale);
+        cm_free(q->colsum);
+    }
     q->panels = NULL;
     q->scale = NULL;
     q->colsum = NULL;
+}
+
+void cm_qmat_sizes(clipmod_precision p, int n, int k, size_t sizes[3])
+{
+    cm_qmat shape;
+    set_shape(&shape, p, n, k);
+    const int int8 = p == CLIPMOD_PRECISION_INT8;
+    sizes[0] = panel_elems(&shape) * (int8 ? 1 : 2);
+    sizes[1] = int8 ? (size_t)n * sizeof(float) : 0;
+    sizes[2] = int8 ? (size_t)n * sizeof(int32_t) : 0;
+}
+
+void cm_qmat_borrow(cm_qmat *q, clipmod_precision p, int n, int k, void *const arrays[3])
+{
+    set_shape(q, p, n, k);
+    q->panels = arrays[0];
+    q->scale = p == CLIPMOD_PRECISION_INT8 ? arrays[1] : NULL;
+    q->colsum = p == CLIPMOD_PRECISION_INT8 ? arrays[2] : NULL;
+    q->borrowed = 1;
 }
 
 size_t cm_qmat_bytes(const cm_qmat *q)

@@ -55,6 +55,7 @@ typedef struct cm_qmat {
     void *panels;                /* int8_t or uint16_t (bf16 bits), 64-byte aligned */
     float *scale;                /* int8: [n] weight scales */
     int32_t *colsum;             /* int8: [n] sums of the quantised weights */
+    int borrowed;                /* 1: the arrays belong to a weights cache file's mapping */
 } cm_qmat;
 
 /* Quantise/convert w[n, k] into q (allocating its arrays). CLIPMOD_E_NOMEM on failure. */
@@ -65,6 +66,19 @@ void cm_qmat_free(cm_qmat *q);
 
 /* Bytes q holds (for reports and tests). */
 size_t cm_qmat_bytes(const cm_qmat *q);
+
+/*
+ * The sizes in bytes of the arrays a cm_qmat of precision p and shape [n, k] holds,
+ * in the order panels, scale, colsum (0 for an array it has not): what a weights
+ * cache file (wcache.c) stores for it.
+ */
+void cm_qmat_sizes(clipmod_precision p, int n, int k, size_t sizes[3]);
+
+/*
+ * Point q at arrays of those sizes that somebody else owns (a weights cache file's
+ * mapping, 64-byte aligned): cm_qmat_free() then only forgets them.
+ */
+void cm_qmat_borrow(cm_qmat *q, clipmod_precision p, int n, int k, void *const arrays[3]);
 
 /*
  * y[m, n] = act(x[m, k] . W^T + bias (+ y if accumulate)), W = q; threads from the

@@ -14,11 +14,17 @@
  * back: once a policy's prompts are embedded (or all came from the prompt cache) a
  * scanner never needs it, and ViT-B/32's text tower is 250 MB of a 600 MB model.
  * Every name and shape of both towers is still checked at load.
+ *
+ * The image tower as loaded (arena, and at int8/bf16 the converted matrices) is
+ * also what a weights cache file keeps (wcache.c): the loader's "attach" mode walks
+ * the same parameters in the same order without copying, so that the offsets of the
+ * file's image and the pointers into a mapping of it come from one piece of code.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common.h"
 #include "gemm.h"
@@ -38,6 +44,14 @@ typedef struct loader {
     char *errbuf;
     clipmod_precision precision;
     cm_qmat *qnext; /* next 4 free cm_qmat of the weights' qstore */
+    /* Attach mode: the arena (from `base`) already holds every parameter; pointers
+     * are assigned, nothing is copied, and each range a forward pass reads is passed
+     * to `visit` (the block matrices not, at int8/bf16: their converted copies are). */
+    int attach;
+    const float *base;
+    const cm_block *block; /* the block being read, to tell its matrices */
+    cm_image_visit visit;
+    void *arg;
 } loader;
 
 static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape)
@@ -86,6 +100,21 @@ static float *bump(loader *ld, size_t n)
     return ld->next <= ld->end ? p : NULL;
 }
 
+/* Attach mode: report n floats at p, unless a converted matrix stands for them. */
+static void visit_floats(const loader *ld, const float *p, size_t n, int matrix)
+{
+    if (matrix && ld->precision != CLIPMOD_PRECISION_FP32)
+        return;
+    ld->visit(ld->arg, (size_t)(p - ld->base) * sizeof *p, p, n * sizeof *p);
+}
+
+/* 1 if `out` is one of the current block's four linear matrices. */
+static int is_matrix(const loader *ld, const float **out)
+{
+    const cm_block *b = ld->block;
+    return b && (out == &b->qkv_w || out == &b->out_w || out == &b->fc1_w || out == &b->fc2_w);
+}
+
 /* Copy tensor `name` of `shape` into the arena; `transpose` turns [a, b] into [b, a]. */
 static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t *shape,
                           int transpose, const float **out)
@@ -100,6 +129,11 @@ static clipmod_error take(loader *ld, const char *name, int ndim, const int64_t 
     if (!dst)
         return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR, "internal: arena too small at '%s'",
                         name);
+    if (ld->attach) {
+        visit_floats(ld, dst, t->numel, is_matrix(ld, out));
+        *out = dst;
+        return CLIPMOD_OK;
+    }
     cm_safetensors_prefault(t->data, t->nbytes);
     if (!transpose) {
         cm_tensor_to_f32(t, 0, t->numel, dst);
@@ -146,15 +180,19 @@ static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_b
         snprintf(name, sizeof name, "%sself_attn.%s.weight", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d, d), &t)))
             return rc;
-        if (w) {
+        if (w && !ld->attach) {
             cm_tensor_to_f32(t, 0, t->numel, w + i * d * d);
             cm_release_bytes(t->data, t->nbytes);
         }
         snprintf(name, sizeof name, "%sself_attn.%s.bias", prefix, parts[i]);
         if ((rc = find_tensor(ld, name, SHAPE(d), &t)))
             return rc;
-        if (bias)
+        if (bias && !ld->attach)
             cm_tensor_to_f32(t, 0, t->numel, bias + i * d);
+    }
+    if (w && ld->attach) {
+        visit_floats(ld, w, (size_t)(3 * d * d), 1);
+        visit_floats(ld, bias, (size_t)(3 * d), 0);
     }
     b->qkv_w = w;
     b->qkv_b = bias;
@@ -170,6 +208,7 @@ static clipmod_error take_block(loader *ld, const char *prefix, const cm_tower_c
     clipmod_error rc;
 
 #define NAME(hfname, oaname) (snprintf(n, sizeof n, "%s%s", prefix, hf ? hfname : oaname), n)
+    ld->block = b;
     if ((rc = take(ld, NAME("layer_norm1.weight", "ln_1.weight"), SHAPE(d), 0, &b->ln1_w)) ||
         (rc = take(ld, NAME("layer_norm1.bias", "ln_1.bias"), SHAPE(d), 0, &b->ln1_b)))
         return rc;
@@ -190,6 +229,7 @@ static clipmod_error take_block(loader *ld, const char *prefix, const cm_tower_c
         (rc = take(ld, NAME("mlp.fc2.bias", "mlp.c_proj.bias"), SHAPE(d), 0, &b->fc2_b)))
         return rc;
 #undef NAME
+    ld->block = NULL;
     return CLIPMOD_OK;
 }
 
@@ -198,6 +238,12 @@ static clipmod_error convert_block(loader *ld, const cm_tower_config *tc, cm_blo
 {
     if (ld->dry || ld->precision == CLIPMOD_PRECISION_FP32)
         return CLIPMOD_OK;
+    if (ld->attach) { /* converted already: the matrices come with the weights' qstore */
+        b->qkv_w = b->out_w = b->fc1_w = b->fc2_w = NULL;
+        b->q = ld->qnext;
+        ld->qnext += 4;
+        return CLIPMOD_OK;
+    }
     clipmod_error rc = cm_quant_block(b, tc, ld->precision, ld->qnext);
     if (rc)
         return cm_error(ld->errbuf, rc, "out of memory converting the weights to %s",
@@ -304,82 +350,242 @@ clipmod_error cm_weights_load(const cm_safetensors *st, const cm_config *cfg, cm
     return cm_weights_load_at(st, cfg, CLIPMOD_PRECISION_FP32, w, errbuf);
 }
 
-clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
-                                 clipmod_precision prec, cm_weights *w, char *errbuf)
+/*
+ * What every load does first: the checkpoint's naming scheme, whether it has a
+ * text tower, the block (and at int8/bf16 converted-matrix) arrays, and pass 1:
+ * every name and shape checked before any arena, sized by config.json alone, is
+ * allocated, so a config that does not match its checkpoint fails on the first
+ * mismatched tensor instead of first asking for gigabytes.
+ */
+static clipmod_error prepare(loader *ld, const cm_config *cfg, cm_weights *w)
 {
-    clipmod_error rc = CLIPMOD_OK;
-    loader ld = {.st = st, .errbuf = errbuf, .precision = prec};
-
-    memset(w, 0, sizeof *w);
+    const cm_safetensors *st = ld->st;
     if (cm_safetensors_find(st, "visual.conv1.weight"))
-        ld.layout = CM_LAYOUT_OPENAI;
+        ld->layout = CM_LAYOUT_OPENAI;
     else if (cm_safetensors_find(st, "vision_model.embeddings.patch_embedding.weight"))
-        ld.layout = CM_LAYOUT_HF;
+        ld->layout = CM_LAYOUT_HF;
     else
-        return cm_error(errbuf, CLIPMOD_E_MODEL_TENSOR,
+        return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR,
                         "no vision tower: neither 'vision_model.embeddings.patch_embedding.weight'"
                         " (Hugging Face) nor 'visual.conv1.weight' (OpenAI/open_clip) is present");
-    w->layout = ld.layout;
-    w->has_text = cm_safetensors_find(st, ld.layout == CM_LAYOUT_HF
+    w->layout = ld->layout;
+    w->has_text = cm_safetensors_find(st, ld->layout == CM_LAYOUT_HF
                                               ? "text_model.embeddings.token_embedding.weight"
                                               : "token_embedding.weight") != NULL;
-
     const int layers = cfg->vision.layers + cfg->text.layers;
-    w->precision = prec;
+    w->precision = ld->precision;
     w->block_store = cm_calloc((size_t)layers, sizeof(cm_block));
-    if (prec != CLIPMOD_PRECISION_FP32) {
+    if (ld->precision != CLIPMOD_PRECISION_FP32) {
         w->qcount = 4 * layers;
         w->qstore = cm_calloc((size_t)w->qcount, sizeof *w->qstore);
-        ld.qnext = w->qstore;
+        ld->qnext = w->qstore;
     }
-    if (!w->block_store || (prec != CLIPMOD_PRECISION_FP32 && !w->qstore)) {
-        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
-        goto out;
-    }
-    /* Pass 1 (dry) checks every name and shape before the arena, sized by config.json
-     * alone, is allocated: a config that does not match its checkpoint must fail on
-     * the first mismatched tensor, not first ask for gigabytes. Pass 2 copies. */
-    for (ld.dry = 1; ld.dry >= 0; ld.dry--) {
-        if (!ld.dry) {
-            size_t cap = arena_floats(cfg, 0);
-            if (!(w->arena = cm_alloc_huge(cap * sizeof(float)))) {
-                rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
-                              cap * sizeof(float) >> 20);
-                goto out;
-            }
-            ld.next = w->arena;
-            ld.end = w->arena + cap;
-        }
-        if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)))
-            goto out;
-        /* The text tower is only checked here; cm_weights_load_text copies it. */
-        if (w->has_text && ld.dry &&
-            (rc = load_text(&ld, cfg, &w->text, w->block_store + cfg->vision.layers)))
-            goto out;
-    }
-    ld.dry = 0;
-    pack_blocks(w->block_store, 0, cfg->vision.layers, cfg);
-    pack_patch(&w->vision, cfg);
-    w->vision.proj_packed = pack_one(w->vision.proj, cfg->proj_dim, cfg->vision.width);
+    if (!w->block_store || (ld->precision != CLIPMOD_PRECISION_FP32 && !w->qstore))
+        return cm_error(ld->errbuf, CLIPMOD_E_NOMEM, "out of memory");
+    clipmod_error rc;
+    ld->dry = 1;
+    if ((rc = load_vision(ld, cfg, &w->vision, w->block_store)) ||
+        (w->has_text && (rc = load_text(ld, cfg, &w->text, w->block_store + cfg->vision.layers))))
+        return rc;
+    ld->dry = 0;
+    return CLIPMOD_OK;
+}
 
-    const cm_tensor *ls = cm_safetensors_find(st, "logit_scale");
+/* What every load does last: logit_scale (read into the arena) and the dtype. */
+static clipmod_error finish(loader *ld, cm_weights *w)
+{
+    const cm_tensor *ls = cm_safetensors_find(ld->st, "logit_scale");
     float scale = logf(100.0f); /* CLIP's trained value when a sub-model file lacks it */
     if (ls) {
         const float *p;
-        if ((rc = take(&ld, "logit_scale", 0, NULL, 0, &p)))
-            goto out;
+        clipmod_error rc = take(ld, "logit_scale", 0, NULL, 0, &p);
+        if (rc)
+            return rc;
         scale = *p;
     }
-    if (!isfinite(scale) || scale < -10.0f || scale > 10.0f) {
-        rc = cm_error(errbuf, CLIPMOD_E_MODEL_TENSOR, "tensor 'logit_scale' is %g: not plausible",
-                      (double)scale);
-        goto out;
-    }
+    if (!isfinite(scale) || scale < -10.0f || scale > 10.0f)
+        return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR,
+                        "tensor 'logit_scale' is %g: not plausible", (double)scale);
     w->logit_scale = expf(scale);
     const cm_tensor *pw = cm_safetensors_find(
-        st, ld.layout == CM_LAYOUT_HF ? "vision_model.embeddings.patch_embedding.weight"
-                                      : "visual.conv1.weight");
+        ld->st, ld->layout == CM_LAYOUT_HF ? "vision_model.embeddings.patch_embedding.weight"
+                                           : "visual.conv1.weight");
     memcpy(w->dtype, pw->dtype_name, sizeof w->dtype);
+    return CLIPMOD_OK;
+}
+
+clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
+                                 clipmod_precision prec, cm_weights *w, char *errbuf)
+{
+    loader ld = {.st = st, .errbuf = errbuf, .precision = prec};
+    memset(w, 0, sizeof *w);
+    clipmod_error rc = prepare(&ld, cfg, w);
+    if (rc)
+        goto out;
+    const size_t cap = arena_floats(cfg, 0);
+    if (!(w->arena = cm_alloc_huge(cap * sizeof(float)))) {
+        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
+                      cap * sizeof(float) >> 20);
+        goto out;
+    }
+    ld.next = w->arena;
+    ld.end = w->arena + cap;
+    /* Pass 2 copies the image tower; the text tower waits for cm_weights_load_text. */
+    if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)))
+        goto out;
+    pack_blocks(w->block_store, 0, cfg->vision.layers, cfg);
+    pack_patch(&w->vision, cfg);
+    w->vision.proj_packed = pack_one(w->vision.proj, cfg->proj_dim, cfg->vision.width);
+    rc = finish(&ld, w);
+out:
+    if (rc)
+        cm_weights_free(w);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The image tower as a weights cache file keeps it                         */
+/* ------------------------------------------------------------------------ */
+
+#define IMAGE_ALIGN 64
+
+static size_t align_up(size_t n)
+{
+    return (n + IMAGE_ALIGN - 1) & ~(size_t)(IMAGE_ALIGN - 1);
+}
+
+/* The shape of converted matrix i (4 per block: qkv, out, fc1, fc2; see quant.c). */
+static void qmat_shape(const cm_config *cfg, int i, int *n, int *k)
+{
+    const int d = cfg->vision.width, f = cfg->vision.mlp;
+    const int ns[4] = {3 * d, d, f, d}, ks[4] = {d, d, d, f};
+    *n = ns[i % 4];
+    *k = ks[i % 4];
+}
+
+/*
+ * The converted matrices' arrays, after the arena: visit each (and with `image`,
+ * first point the matrix at its place in it). Returns the image's total size.
+ */
+static size_t walk_qmats(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
+                         unsigned char *image, cm_image_visit visit, void *arg)
+{
+    size_t off = align_up(arena_floats(cfg, 0) * sizeof(float));
+    const int count = p == CLIPMOD_PRECISION_FP32 ? 0 : 4 * cfg->vision.layers;
+    for (int i = 0; i < count; i++) {
+        int n, k;
+        size_t sizes[3], at[3];
+        qmat_shape(cfg, i, &n, &k);
+        cm_qmat_sizes(p, n, k, sizes);
+        for (int a = 0; a < 3; a++) {
+            at[a] = off;
+            off += align_up(sizes[a]);
+        }
+        if (!store)
+            continue;
+        if (image) {
+            void *arrays[3];
+            for (int a = 0; a < 3; a++)
+                arrays[a] = sizes[a] ? image + at[a] : NULL;
+            cm_qmat_borrow(&store[i], p, n, k, arrays);
+        }
+        const void *have[3] = {store[i].panels, store[i].scale, store[i].colsum};
+        for (int a = 0; a < 3 && visit; a++)
+            if (sizes[a])
+                visit(arg, at[a], have[a], sizes[a]);
+    }
+    return off;
+}
+
+size_t cm_weights_image_bytes(const cm_config *cfg, clipmod_precision p)
+{
+    return walk_qmats(cfg, p, NULL, NULL, NULL, NULL);
+}
+
+/* Whether a load now packs these matrices (the rules of pack_blocks and pack_one). */
+static int packs_block(const cm_tower_config *tc)
+{
+    const int d = tc->width, f = tc->mlp;
+    return cm_gemm_isa_active() != CM_GEMM_OPENBLAS && (3 * d) % CM_GEMM_NR == 0 &&
+           d % CM_GEMM_NR == 0 && f % CM_GEMM_NR == 0;
+}
+
+static int packs_one(int n)
+{
+    return cm_gemm_isa_active() != CM_GEMM_OPENBLAS && n % CM_GEMM_NR == 0;
+}
+
+/* 1 if w's image tower is packed exactly as a load now would pack it. */
+static int packed_as_now(const cm_config *cfg, const cm_weights *w)
+{
+    const int pb = packs_block(&cfg->vision);
+    for (int l = 0; l < cfg->vision.layers; l++)
+        if (w->block_store[l].packed != (pb && !w->block_store[l].q))
+            return 0;
+    return w->vision.patch_packed == packs_one(cfg->vision.width) &&
+           w->vision.proj_packed == packs_one(cfg->proj_dim);
+}
+
+clipmod_error cm_weights_image_walk(const cm_safetensors *st, const cm_config *cfg,
+                                    const cm_weights *w, cm_image_visit visit, void *arg)
+{
+    char err[CLIPMOD_ERROR_SIZE];
+    if (!w->arena || !packed_as_now(cfg, w))
+        return CLIPMOD_E_UNSUPPORTED; /* e.g. a pack that failed for memory: not kept */
+    /* The walk assigns pointers: into copies, so `w` stays as it is. */
+    cm_vision_weights v;
+    cm_block *blocks = cm_calloc((size_t)cfg->vision.layers, sizeof *blocks);
+    if (!blocks)
+        return CLIPMOD_E_NOMEM;
+    loader ld = {.st = st,
+                 .layout = w->layout,
+                 .errbuf = err,
+                 .precision = w->precision,
+                 .qnext = w->qstore,
+                 .attach = 1,
+                 .base = w->arena,
+                 .next = w->arena,
+                 .end = w->arena + arena_floats(cfg, 0),
+                 .visit = visit,
+                 .arg = arg};
+    memset(&v, 0, sizeof v);
+    clipmod_error rc = load_vision(&ld, cfg, &v, blocks);
+    const float *scale;
+    if (!rc && cm_safetensors_find(st, "logit_scale"))
+        rc = take(&ld, "logit_scale", 0, NULL, 0, &scale);
+    if (!rc)
+        walk_qmats(cfg, w->precision, w->qstore, NULL, visit, arg);
+    cm_free(blocks);
+    return rc;
+}
+
+clipmod_error cm_weights_from_image(const cm_safetensors *st, const cm_config *cfg,
+                                    clipmod_precision prec, void *image, size_t bytes,
+                                    cm_image_visit visit, void *arg, cm_weights *w, char *errbuf)
+{
+    loader ld = {.st = st, .errbuf = errbuf, .precision = prec};
+    memset(w, 0, sizeof *w);
+    if (bytes != cm_weights_image_bytes(cfg, prec))
+        return cm_error(errbuf, CLIPMOD_E_MODEL_TENSOR, "a weights image of %zu bytes, not %zu",
+                        bytes, cm_weights_image_bytes(cfg, prec));
+    clipmod_error rc = prepare(&ld, cfg, w);
+    if (rc)
+        goto out;
+    ld.attach = 1;
+    ld.base = ld.next = image;
+    ld.end = ld.next + arena_floats(cfg, 0);
+    ld.visit = visit;
+    ld.arg = arg;
+    if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)) || (rc = finish(&ld, w)))
+        goto out;
+    walk_qmats(cfg, prec, w->qstore, image, visit, arg);
+    const int pb = packs_block(&cfg->vision);
+    for (int l = 0; l < cfg->vision.layers; l++)
+        w->block_store[l].packed = pb && !w->block_store[l].q;
+    w->vision.patch_packed = packs_one(cfg->vision.width);
+    w->vision.proj_packed = packs_one(cfg->proj_dim);
+    w->map = image;
+    w->map_bytes = bytes;
 out:
     if (rc)
         cm_weights_free(w);
@@ -394,7 +600,7 @@ out:
  */
 static void pack_blocks(cm_block *blocks, int first, int count, const cm_config *cfg)
 {
-    if (cm_gemm_isa_active() == CM_GEMM_OPENBLAS)
+    if (!packs_block(&cfg->vision) && !packs_block(&cfg->text))
         return;
     /* The longest row (k) packed is the larger of a tower's width and MLP width. */
     int widest = 0;
@@ -409,7 +615,7 @@ static void pack_blocks(cm_block *blocks, int first, int count, const cm_config 
     for (int l = first; l < first + count; l++) {
         const cm_tower_config *tc = l < cfg->vision.layers ? &cfg->vision : &cfg->text;
         const int d = tc->width, f = tc->mlp;
-        if ((3 * d) % CM_GEMM_NR || d % CM_GEMM_NR || f % CM_GEMM_NR)
+        if (!packs_block(tc))
             continue;
         cm_block *b = &blocks[l];
         if (b->q)
@@ -444,7 +650,7 @@ static void pack_patch(cm_vision_weights *v, const cm_config *cfg)
  */
 static int pack_one(const float *w, int n, int k)
 {
-    if (!w || cm_gemm_isa_active() == CM_GEMM_OPENBLAS || n % CM_GEMM_NR)
+    if (!w || !packs_one(n))
         return 0;
     float *tmp = cm_alloc((size_t)CM_GEMM_NR * k * sizeof *tmp);
     if (!tmp)
@@ -497,6 +703,9 @@ void cm_weights_free(cm_weights *w)
     cm_free(w->text_arena);
     w->text_arena = NULL;
     cm_free(w->arena);
+    if (w->map)
+        munmap(w->map, w->map_bytes);
+    w->map = NULL;
     cm_free(w->block_store);
     for (int i = 0; w->qstore && i < w->qcount; i++)
         cm_qmat_free(&w->qstore[i]);

@@ -66,6 +66,10 @@ typedef struct cm_weights {
     clipmod_precision precision; /* of the blocks' linear layers */
     struct cm_qmat *qstore;      /* 4 per block at int8/bf16, else NULL */
     int qcount;
+    /* Loaded from a weights cache file: its read-only mapping, which holds the image
+     * tower (arena NULL, qstore's arrays borrowed); unmapped by cm_weights_free. */
+    void *map;
+    size_t map_bytes;
 } cm_weights;
 
 /*
@@ -99,6 +103,38 @@ clipmod_error cm_weights_load_text(const cm_safetensors *st, const cm_config *cf
 
 /* Free the text tower's arena (w->text is zeroed). Accepts an unloaded one. */
 void cm_weights_free_text(cm_weights *w, const cm_config *cfg);
+
+/*
+ * The image tower as a weights cache file keeps it (wcache.c): the arena as a load
+ * fills it, then at int8/bf16 each converted matrix's arrays (quant.c order), every
+ * part 64-byte aligned. Parts a forward pass never reads (the fp32 matrices behind
+ * converted ones, padding) are not visited; in a file they stay holes.
+ */
+typedef void (*cm_image_visit)(void *arg, size_t offset, const void *p, size_t bytes);
+
+/* Bytes of that image for `cfg` at precision p. */
+size_t cm_weights_image_bytes(const cm_config *cfg, clipmod_precision p);
+
+/*
+ * Call visit(arg, offset, p, bytes) for every part of w's image tower, by increasing
+ * offset, p in w's own memory. `st` is the file w was loaded from. CLIPMOD_E_UNSUPPORTED
+ * when w is not what a load gives now (a matrix left unpacked for want of memory): such
+ * weights are not worth keeping.
+ */
+clipmod_error cm_weights_image_walk(const cm_safetensors *st, const cm_config *cfg,
+                                    const cm_weights *w, cm_image_visit visit, void *arg);
+
+/*
+ * Load w from `image` (`bytes` long, page aligned, read-only): the names and shapes
+ * of `st` are checked as cm_weights_load_at checks them, and w's image tower points
+ * into `image` instead of being copied; `visit` sees the same parts, in the same
+ * order, as cm_weights_image_walk gave the writer (to check a digest). On success w
+ * owns the mapping (cm_weights_free unmaps it); on failure the caller keeps it.
+ * Whatever `image` holds is only ever read as numbers.
+ */
+clipmod_error cm_weights_from_image(const cm_safetensors *st, const cm_config *cfg,
+                                    clipmod_precision p, void *image, size_t bytes,
+                                    cm_image_visit visit, void *arg, cm_weights *w, char *errbuf);
 
 /* Free the arena. Accepts a zeroed or already-freed struct. */
 void cm_weights_free(cm_weights *w);

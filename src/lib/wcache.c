@@ -1,0 +1,286 @@
+/*
+ * wcache.c - the image tower kept on disk, converted and packed, between runs.
+ *
+ * Loading ViT-B/32 copies 350 MB of weights out of the checkpoint into fresh
+ * anonymous memory and packs them. On a VM that hands freed memory back to its
+ * host, the kernel zeroing those pages on first touch was most of a short
+ * `clipmod scan` (BENCHMARKS.md). A weights cache file keeps the result of that work
+ * (weights.c's image: the arena, then the int8/bf16 matrices) behind a header; a
+ * later load of the same checkpoint maps it read-only instead, so nothing is zeroed,
+ * copied or packed, and every process that loads the model shares one copy in the
+ * page cache.
+ *
+ * One file per checkpoint path, precision and GEMM layout ("weights-<16 hex>.bin"),
+ * replaced when the checkpoint changes. The header names the checkpoint by its
+ * identity (device, inode, size, modification and change times, path) and records
+ * its fingerprint, so a hit also skips hashing the checkpoint. A file is used only
+ * if its header, its size and a digest of every byte a forward pass reads all
+ * match; otherwise the load is a normal one and rewrites the file: a damaged file
+ * costs time, never a wrong number. Files live in the prompt cache's directory,
+ * which cache.c refuses unless it is the user's own and not writable by others;
+ * they are opened without following links and must be regular files of the user's.
+ * A mapping is never written through, and the file is only replaced by rename(),
+ * never truncated, so the mapping stays valid while it is in use.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "common.h"
+#include "gemm.h"
+#include "qgemm.h"
+#include "wcache.h"
+
+/* A multiple of every page size the image after it could be mapped with. */
+#define HEADER_BYTES 65536
+#define MAGIC        "CMWTS001"
+
+typedef struct header {
+    char magic[8];
+    uint32_t precision, gemm_nr, qgemm_nr, packed;                 /* what the image was made for */
+    uint64_t dev, ino, size, mtime_s, mtime_ns, ctime_s, ctime_ns; /* the checkpoint's */
+    uint64_t fingerprint; /* the checkpoint's, as model.c computes it */
+    uint64_t image_bytes;
+    uint64_t digest; /* of every part of the image a forward pass reads */
+    char path[PATH_MAX];
+    uint64_t header_digest; /* of all the above */
+} header;
+
+_Static_assert(sizeof(header) <= HEADER_BYTES, "the header fits before the image");
+
+/* The header a file for `id` must have, apart from the digests and fingerprint. */
+static void expected_header(const cm_wcache_id *id, const cm_config *cfg, header *h)
+{
+    const struct stat *s = id->file;
+    memset(h, 0, sizeof *h);
+    memcpy(h->magic, MAGIC, 8);
+    h->precision = (uint32_t)id->precision;
+    h->gemm_nr = CM_GEMM_NR;
+    h->qgemm_nr = CM_QGEMM_NR;
+    h->packed = cm_gemm_isa_active() != CM_GEMM_OPENBLAS;
+    h->dev = (uint64_t)s->st_dev;
+    h->ino = (uint64_t)s->st_ino;
+    h->size = (uint64_t)s->st_size;
+    h->mtime_s = (uint64_t)s->st_mtim.tv_sec;
+    h->mtime_ns = (uint64_t)s->st_mtim.tv_nsec;
+    h->ctime_s = (uint64_t)s->st_ctim.tv_sec;
+    h->ctime_ns = (uint64_t)s->st_ctim.tv_nsec;
+    h->image_bytes = cm_weights_image_bytes(cfg, id->precision);
+    if (!realpath(id->path, h->path))
+        snprintf(h->path, sizeof h->path, "%s", id->path);
+}
+
+static uint64_t header_digest(const header *h)
+{
+    return cm_hash64(h, offsetof(header, header_digest), 0x5745494748545331ull);
+}
+
+/* The file's name: one per checkpoint path, precision and GEMM layout. */
+static void file_name(const header *h, char *name, size_t size)
+{
+    uint64_t k = cm_hash64(h->path, strlen(h->path), 0);
+    k = cm_hash64(&h->precision, sizeof h->precision, k);
+    k = cm_hash64(&h->packed, sizeof h->packed, k);
+    snprintf(name, size, "weights-%016llx.bin", (unsigned long long)k);
+}
+
+/* Fold one part of the image (its offset, length and bytes) into *arg. */
+static void digest_part(void *arg, size_t offset, const void *p, size_t bytes)
+{
+    uint64_t *d = arg, lane[4] = {1, 2, 3, 4};
+    const size_t whole = bytes - bytes % 32;
+    cm_hash_lanes(lane, p, whole);
+    uint64_t h = cm_hash64((const unsigned char *)p + whole, bytes - whole, offset ^ (bytes << 1));
+    for (int k = 0; k < 4; k++)
+        h = cm_hash64(&lane[k], 8, h);
+    *d = cm_hash64(&h, 8, *d);
+}
+
+/* NULL if the file's header `got` is the one `want` asks for, else what differs. */
+static const char *header_problem(const header *got, const header *want)
+{
+    if (memcmp(got->magic, MAGIC, 8) || got->header_digest != header_digest(got))
+        return "not a weights cache file of this version, or damaged";
+    if (got->precision != want->precision || got->gemm_nr != want->gemm_nr ||
+        got->qgemm_nr != want->qgemm_nr || got->packed != want->packed ||
+        got->image_bytes != want->image_bytes)
+        return "made for another layout of the weights";
+    if (got->dev != want->dev || got->ino != want->ino || got->size != want->size ||
+        got->mtime_s != want->mtime_s || got->mtime_ns != want->mtime_ns ||
+        got->ctime_s != want->ctime_s || got->ctime_ns != want->ctime_ns ||
+        memchr(got->path, '\0', sizeof got->path) == NULL || strcmp(got->path, want->path))
+        return "made from another checkpoint file, or before it changed";
+    return NULL;
+}
+
+/* The opened file's header, checked; -1 with a note when it must not be used. */
+static int read_header(int fd, const header *want, header *got, char *note, size_t size)
+{
+    struct stat sb;
+    const char *why = NULL;
+    if (fstat(fd, &sb) < 0)
+        why = strerror(errno);
+    else if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid())
+        why = "not a regular file of this user";
+    else if ((uint64_t)sb.st_size != HEADER_BYTES + want->image_bytes)
+        why = "not the size its weights need";
+    else if (pread(fd, got, sizeof *got, 0) != (ssize_t)sizeof *got)
+        why = "cannot be read";
+    else
+        why = header_problem(got, want);
+    if (why)
+        snprintf(note, size, "weights cache file not used (%s); it is rewritten", why);
+    return why ? -1 : 0;
+}
+
+int cm_wcache_load(const char *dir, const cm_wcache_id *id, const cm_safetensors *st,
+                   const cm_config *cfg, cm_weights *w, uint64_t *fingerprint, char *note,
+                   size_t size)
+{
+    header want, got;
+    char name[64], err[CLIPMOD_ERROR_SIZE];
+    memset(w, 0, sizeof *w);
+    note[0] = '\0';
+    expected_header(id, cfg, &want);
+    file_name(&want, name, sizeof name);
+    const int dirfd = cm_cache_dir_open(dir, note, size);
+    if (dirfd < 0)
+        return 0;
+    const int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    close(dirfd);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            snprintf(note, size, "weights cache file %s/%s: %s", dir, name, strerror(errno));
+        return 0;
+    }
+    void *map = MAP_FAILED;
+    if (read_header(fd, &want, &got, note, size) == 0)
+        map = mmap(NULL, want.image_bytes, PROT_READ, MAP_PRIVATE, fd, HEADER_BYTES);
+    close(fd); /* the mapping keeps the file */
+    if (map == MAP_FAILED) {
+        if (!note[0])
+            snprintf(note, size, "weights cache file %s/%s: %s", dir, name, strerror(errno));
+        return 0;
+    }
+    uint64_t digest = 0;
+    if (cm_weights_from_image(st, cfg, id->precision, map, want.image_bytes, digest_part, &digest,
+                              w, err)) {
+        munmap(map, want.image_bytes);
+        snprintf(note, size, "weights cache file not used (%s); it is rewritten", err);
+        return 0;
+    }
+    if (digest != got.digest) {
+        cm_weights_free(w); /* unmaps */
+        snprintf(note, size,
+                 "weights cache file not used (damaged: its digest differs); it is "
+                 "rewritten");
+        return 0;
+    }
+    *fingerprint = got.fingerprint;
+    snprintf(note, size, "image tower mapped from %s/%s", dir, name);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct writer {
+    FILE *f;
+    const cm_safetensors *st;
+    const cm_config *cfg;
+    const cm_weights *w;
+    header *h;
+    int ok;
+} writer;
+
+/* One part of the image at its offset; the gaps between parts stay holes. */
+static void write_part(void *arg, size_t offset, const void *p, size_t bytes)
+{
+    writer *wr = arg;
+    digest_part(&wr->h->digest, offset, p, bytes);
+    if (wr->ok)
+        wr->ok = fseeko(wr->f, (off_t)(HEADER_BYTES + offset), SEEK_SET) == 0 &&
+                 fwrite(p, 1, bytes, wr->f) == bytes;
+}
+
+static int write_file(FILE *f, const void *arg)
+{
+    writer *wr = (writer *)arg; /* cm_cache_file_write passes our own object back */
+    wr->f = f;
+    wr->ok = 1;
+    wr->h->digest = 0;
+    if (cm_weights_image_walk(wr->st, wr->cfg, wr->w, write_part, wr) != CLIPMOD_OK)
+        return 0;
+    wr->h->header_digest = header_digest(wr->h);
+    return wr->ok && fflush(f) == 0 &&
+           ftruncate(fileno(f), (off_t)(HEADER_BYTES + wr->h->image_bytes)) == 0 &&
+           fseeko(f, 0, SEEK_SET) == 0 && fwrite(wr->h, sizeof *wr->h, 1, f) == 1;
+}
+
+void cm_wcache_save(const char *dir, const cm_wcache_id *id, const cm_safetensors *st,
+                    const cm_config *cfg, const cm_weights *w, uint64_t fingerprint, char *note,
+                    size_t size)
+{
+    header h;
+    char name[64];
+    note[0] = '\0';
+    expected_header(id, cfg, &h);
+    h.fingerprint = fingerprint;
+    file_name(&h, name, sizeof name);
+    const int dirfd = cm_cache_dir_open(dir, note, size);
+    if (dirfd < 0)
+        return;
+    writer wr = {.st = st, .cfg = cfg, .w = w, .h = &h};
+    errno = 0;
+    if (cm_cache_file_write(dirfd, name, write_file, &wr) == CLIPMOD_OK)
+        snprintf(note, size, "image tower kept in %s/%s for the next load", dir, name);
+    else
+        snprintf(note, size, "weights cache file %s/%s not written: %s", dir, name,
+                 errno ? strerror(errno) : "the weights are not as a load now gives them");
+    close(dirfd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* For the fuzz target                                                      */
+/* ------------------------------------------------------------------------ */
+
+int cm_wcache_reseal(const char *dir, const cm_wcache_id *id, const cm_safetensors *st,
+                     const cm_config *cfg)
+{
+    header want, h;
+    char name[64], path[PATH_MAX], err[CLIPMOD_ERROR_SIZE];
+    cm_weights w;
+    expected_header(id, cfg, &want);
+    file_name(&want, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    const int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    struct stat sb;
+    int rc = -1;
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &sb) == 0 && (uint64_t)sb.st_size == HEADER_BYTES + want.image_bytes &&
+        pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h) {
+        void *map = mmap(NULL, want.image_bytes, PROT_READ, MAP_PRIVATE, fd, HEADER_BYTES);
+        uint64_t digest = 0;
+        if (map != MAP_FAILED &&
+            cm_weights_from_image(st, cfg, id->precision, map, want.image_bytes, digest_part,
+                                  &digest, &w, err) == CLIPMOD_OK) {
+            cm_weights_free(&w); /* unmaps */
+            h.digest = digest;
+            h.header_digest = header_digest(&h);
+            rc = pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h ? 0 : -1;
+        } else if (map != MAP_FAILED) {
+            munmap(map, want.image_bytes);
+        }
+    }
+    close(fd);
+    return rc;
+}
