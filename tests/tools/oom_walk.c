@@ -3,7 +3,8 @@
  *
  * Usage: oom_walk MODEL_DIR POLICY WORK_DIR IMAGE...
  *
- * For each phase - loading the model, compiling the policy (prompt cache off, cold
+ * For each phase - loading the model (without the weights cache, then writing its
+ * file, then mapping it), compiling the policy (prompt cache off, cold
  * and warm) and scanning the images as one batch (half from files, half from
  * memory) - it first runs the phase once counting allocations, then again with the
  * 1st, 2nd, 3rd ... allocation failing (cm_alloc_fail_at, src/lib/common.h) until a
@@ -105,11 +106,21 @@ static outcome from_rc(clipmod_error rc, char *why, size_t size)
 /* ------------------------------------------------------------------------ */
 /* The phases.                                                              */
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
 static outcome phase_load(ctx *c, char *why, size_t size)
 {
     clipmod_model *m = (clipmod_model *)1;
     char err[CLIPMOD_ERROR_SIZE] = "";
-    clipmod_error rc = clipmod_model_load(c->model_dir, NULL, &m, err);
+    if (c->cache == 1)
+        nftw(c->cache_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    /* Through the weights cache: cold writes the file, warm maps it; a cache that
+     * fails for memory must leave a normal load (CLIPMOD_OK) or CLIPMOD_E_NOMEM. */
+    clipmod_error rc = clipmod_model_load_cached(c->model_dir, NULL, CLIPMOD_PRECISION_FP32,
+                                                 c->cache ? c->cache_dir : NULL, &m, err);
     outcome o = from_rc(rc, why, size);
     if (rc && m) {
         snprintf(why, size, "failed (%s) but left *out set", clipmod_strerror(rc));
@@ -119,11 +130,6 @@ static outcome phase_load(ctx *c, char *why, size_t size)
         snprintf(why, size, "returned %s: %s", clipmod_strerror(rc), err);
     clipmod_model_free(m);
     return o;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
 }
 
 static outcome phase_compile(ctx *c, char *why, size_t size)
@@ -384,6 +390,10 @@ int main(int argc, char **argv)
         return 2;
     }
     int bad = walk("load model", phase_load, &c);
+    c.cache = 1;
+    bad |= walk("load model/weights cache cold", phase_load, &c);
+    c.cache = 2;
+    bad |= walk("load model/weights cache warm", phase_load, &c);
     c.cache = 0;
     bad |= walk("compile/no cache", phase_compile, &c);
     c.cache = 1;
