@@ -8,9 +8,13 @@
 #      libvips-tools), each photo as is, mirrored and flipped so no two files are alike;
 #      they are cached in the work directory;
 #   2. compiles the policy (bench/e2e_policy.yaml) into the work directory's prompt
-#      cache once, untimed: the Python side does not run the text tower either;
+#      cache once, untimed: the Python side does not run the text tower either (these
+#      scans also write the weights cache file of each precision);
 #   3. runs, interleaved, ROUNDS times: `clipmod scan --batch 8 --threads T` of the
-#      folder, and bench/e2e_python.py (a multiprocessing.Pool of T workers decoding
+#      folder, twice per precision: as every run after the first (the image tower mapped
+#      from the weights cache file that step 2 wrote) and as a first run (a cache
+#      directory holding the prompt cache only, so the model is read, converted and
+#      packed, and the weights cache file written), and bench/e2e_python.py (a multiprocessing.Pool of T workers decoding
 #      with PIL's draft mode + CLIP preprocessing, batches of 8 handed through a pipe to
 #      bench/e2e_ort_worker.js, onnxruntime-node on T threads), each under
 #      bench/e2e_measure.py (wall time, peak RSS of the whole process tree);
@@ -128,9 +132,20 @@ out=$work/e2e.jsonl
 r=1
 while [ $r -le "$rounds" ]; do
     note "round $r of $rounds (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-    for prec in $runnable; do
-        "$py" "$here/e2e_measure.py" "clipmod $prec" "$work/m.json" -- "$clipmod" scan -m "$model" \
-            --merges "$CLIPMOD_BPE_GZ" -p "$here/e2e_policy.yaml" --cache-dir "$cache" --batch 8 \
+    for run in $(for p in $runnable; do echo "$p:warm $p:first"; done); do
+        prec=${run%:*}
+        label="clipmod $prec"
+        dir=$cache
+        if [ "${run#*:}" = first ]; then
+            # A first run: the prompt cache, but no weights cache file yet (it is written).
+            label="clipmod $prec, first load"
+            dir=$work/cache-first
+            rm -rf "$dir"
+            mkdir -m 700 "$dir"
+            cp "$cache"/*.emb "$dir"/
+        fi
+        "$py" "$here/e2e_measure.py" "$label" "$work/m.json" -- "$clipmod" scan -m "$model" \
+            --merges "$CLIPMOD_BPE_GZ" -p "$here/e2e_policy.yaml" --cache-dir "$dir" --batch 8 \
             --threads "$threads" --precision "$prec" "$big" || [ $? -eq 1 ] ||
             die "clipmod scan failed (see $work/m.json.out)"
         rate=$(sed -n 's/^Rate: \([0-9.]*\).*/\1/p' "$work/m.json.out")
