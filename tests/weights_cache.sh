@@ -15,7 +15,9 @@
 #      and a cache directory writable by others write nothing;
 #   4. two processes loading at once into an empty cache both succeed;
 #   5. a mapped load has the checkpoint's fingerprint (it finds the prompt cache a
-#      normal load wrote) and scans the same.
+#      normal load wrote) and scans the same;
+#   6. writing a file removes those of checkpoints that are gone and of an older
+#      format, and nothing else.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 need_reference
 photos=$(photos_dir) || fail "no sample photos"
@@ -174,4 +176,19 @@ demo="$top_srcdir/models/demo"
 sed 's/"elapsed_ms":[0-9.]*//' "$W/scan1.json" > "$W/scan1.cmp"
 sed 's/"elapsed_ms":[0-9.]*//' "$W/scan2.json" > "$W/scan2.cmp"
 cmp -s "$W/scan1.cmp" "$W/scan2.cmp" || fail "scans differ: $(diff "$W/scan1.cmp" "$W/scan2.cmp" | head -5)"
+# 6. Writing a file removes those of checkpoints that are gone and of older formats,
+#    never a file that is not one of ours.
+P="$W/cache-prune"
+cp -r "$tiny" "$W/gone"
+embed "$W/gone.json" -m "$W/gone" --cache-dir "$P"
+expect "$W/gone.json" "kept in" "a copy of the checkpoint"
+rm -rf "$W/gone"
+printf 'CMWTS000' > "$P/weights-0000000000000000.bin"
+head -c 8192 /dev/zero >> "$P/weights-0000000000000000.bin"
+printf 'not a cache file' > "$P/weights-foreign.bin"
+embed "$W/keep.json" -m "$tiny" --cache-dir "$P"
+expect "$W/keep.json" "kept in" "the checkpoint beside a gone one"
+[ "$(ls "$P" | grep -c '^weights-[0-9a-f]*\.bin$')" -eq 1 ] ||
+    fail "stale cache files were kept: $(ls "$P")"
+[ -f "$P/weights-foreign.bin" ] || fail "a file that is not a weights cache file was removed"
 echo "weights cache: all checks passed"

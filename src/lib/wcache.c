@@ -20,8 +20,10 @@
  * which cache.c refuses unless it is the user's own and not writable by others;
  * they are opened without following links and must be regular files of the user's.
  * A mapping is never written through, and the file is only replaced by rename(),
- * never truncated, so the mapping stays valid while it is in use.
+ * never truncated, so the mapping stays valid while it is in use. Writing a file
+ * also removes those of checkpoints that no longer exist.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -225,6 +227,41 @@ static int write_file(FILE *f, const void *arg)
            fseeko(f, 0, SEEK_SET) == 0 && fwrite(wr->h, sizeof *wr->h, 1, f) == 1;
 }
 
+/*
+ * Remove the other cache files of the directory whose checkpoint is gone (its path
+ * no longer exists) or that an older clipmod wrote (another version of the magic):
+ * hundreds of MB each, which no load would ever use again. Files that are not
+ * ours, or whose header cannot be read, are left alone.
+ */
+static void prune(int dirfd, const char *keep)
+{
+    const int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *e;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "weights-", 8) || !strcmp(e->d_name, keep))
+            continue;
+        header h;
+        const int f = openat(dirfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        const int whole = f >= 0 && pread(f, &h, sizeof h, 0) == (ssize_t)sizeof h;
+        if (f >= 0)
+            close(f);
+        if (!whole || memcmp(h.magic, MAGIC, 5))
+            continue;
+        const int older = memcmp(h.magic, MAGIC, 8) != 0;
+        const int ours = !older && h.header_digest == header_digest(&h) &&
+                         memchr(h.path, '\0', sizeof h.path) != NULL;
+        if (older || (ours && access(h.path, F_OK) != 0 && errno == ENOENT))
+            unlinkat(dirfd, e->d_name, 0);
+    }
+    closedir(d);
+}
+
 void cm_wcache_save(const char *dir, const cm_wcache_id *id, const cm_safetensors *st,
                     const cm_config *cfg, const cm_weights *w, uint64_t fingerprint, char *note,
                     size_t size)
@@ -240,6 +277,7 @@ void cm_wcache_save(const char *dir, const cm_wcache_id *id, const cm_safetensor
         return;
     writer wr = {.st = st, .cfg = cfg, .w = w, .h = &h};
     errno = 0;
+    prune(dirfd, name);
     if (cm_cache_file_write(dirfd, name, write_file, &wr) == CLIPMOD_OK)
         snprintf(note, size, "image tower kept in %s/%s for the next load", dir, name);
     else
