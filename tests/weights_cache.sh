@@ -11,13 +11,14 @@
 #      embeddings, and the file is rewritten: a flipped byte in the weights (digest),
 #      in the header, a truncated file, a changed checkpoint (touch), a symbolic link
 #      planted under the file's name (never followed; its target untouched);
-#   3. CLIPMOD_GEMM=openblas (unpacked weights) uses a file of its own; --no-cache
-#      and a cache directory writable by others write nothing;
+#   3. CLIPMOD_GEMM=openblas (unpacked weights) uses a file of its own; --no-cache,
+#      a cache directory writable by others and a file size limit (ulimit -f) below
+#      the file's size write nothing;
 #   4. two processes loading at once into an empty cache both succeed;
 #   5. a mapped load has the checkpoint's fingerprint (it finds the prompt cache a
 #      normal load wrote) and scans the same;
-#   6. writing a file removes those of checkpoints that are gone and of an older
-#      format, and nothing else.
+#   6. writing a file removes those of checkpoints that are gone, of an older format
+#      and unfinished ones over an hour old, and nothing else.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 need_reference
 photos=$(photos_dir) || fail "no sample photos"
@@ -154,6 +155,12 @@ embed "$W/open.json" -m "$tiny" --cache-dir "$W/open"
 expect "$W/open.json" "writable by other users; the cache is not used" "a directory others can write"
 [ -z "$(ls "$W/open")" ] || fail "wrote into a directory others can write: $(ls "$W/open")"
 
+# A file size limit below the file's size (growing past it would raise SIGXFSZ).
+(ulimit -f 128 && embed "$W/fsize.json" -m "$tiny" --cache-dir "$W/cache-fsize") ||
+    fail "a load under a file size limit"
+expect "$W/fsize.json" "not written: [0-9]+ bytes, over the file size limit" "ulimit -f 128"
+compare "$W/fsize.json" "$g" 1e-4 "under a file size limit"
+
 # 4. Two processes into an empty cache.
 C2="$W/cache-race"
 "$CLIPMOD" embed -m "$tiny" --cache-dir "$C2" $images > "$W/r1.json" 2>&1 &
@@ -186,9 +193,16 @@ rm -rf "$W/gone"
 printf 'CMWTS000' > "$P/weights-0000000000000000.bin"
 head -c 8192 /dev/zero >> "$P/weights-0000000000000000.bin"
 printf 'not a cache file' > "$P/weights-foreign.bin"
+head -c 4096 /dev/zero > "$P/.weights-0123456789abcdef.bin.0123456789abcdef.tmp"
+touch -d '2 hours ago' "$P/.weights-0123456789abcdef.bin.0123456789abcdef.tmp"
+head -c 4096 /dev/zero > "$P/.weights-fedcba9876543210.bin.0123456789abcdef.tmp"
 embed "$W/keep.json" -m "$tiny" --cache-dir "$P"
 expect "$W/keep.json" "kept in" "the checkpoint beside a gone one"
 [ "$(ls "$P" | grep -c '^weights-[0-9a-f]*\.bin$')" -eq 1 ] ||
     fail "stale cache files were kept: $(ls "$P")"
 [ -f "$P/weights-foreign.bin" ] || fail "a file that is not a weights cache file was removed"
+[ ! -e "$P/.weights-0123456789abcdef.bin.0123456789abcdef.tmp" ] ||
+    fail "an unfinished file two hours old was kept"
+[ -e "$P/.weights-fedcba9876543210.bin.0123456789abcdef.tmp" ] ||
+    fail "a fresh unfinished file (another process loading) was removed"
 echo "weights cache: all checks passed"

@@ -397,16 +397,14 @@ clipmod_error cm_cache_put(cm_cache *c, const char *text, const float *emb)
     return CLIPMOD_OK;
 }
 
-/* A new file in the directory, under a name nobody could have planted: O_EXCL. */
-static int create_temp(int dirfd, const char *name, char *tmp, size_t size)
+int cm_cache_temp_create(int dirfd, const char *name, char *tmp, size_t size)
 {
     for (int attempt = 0; attempt < 16; attempt++) {
         uint64_t r;
         if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
             r = cm_hash64(&attempt, sizeof attempt, (uint64_t)getpid() ^ (uint64_t)time(NULL));
         snprintf(tmp, size, ".%s.%016llx.tmp", name, (unsigned long long)r);
-        const int fd =
-            openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        const int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }
@@ -417,7 +415,7 @@ clipmod_error cm_cache_file_write(int dirfd, const char *name, int (*write)(FILE
                                   const void *arg)
 {
     char tmp[PATH_MAX];
-    const int fd = create_temp(dirfd, name, tmp, sizeof tmp);
+    const int fd = cm_cache_temp_create(dirfd, name, tmp, sizeof tmp);
     if (fd < 0)
         return CLIPMOD_E_IO;
     FILE *f = fdopen(fd, "wb");

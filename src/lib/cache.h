@@ -61,6 +61,11 @@ int cm_cache_default_dir(char *buf, size_t size);
 FILE *cm_cache_file_open(int dirfd, const char *dir, const char *name, char *warning, size_t size,
                          int *rewrite);
 
+/* A new 0600 file in the opened directory, opened for reading and writing, under a
+ * name nobody could have planted (".NAME.<random>.tmp", O_EXCL), written to `tmp`;
+ * its descriptor, or -1. */
+int cm_cache_temp_create(int dirfd, const char *name, char *tmp, size_t size);
+
 /* Write `name` in the opened directory: `write(f, arg)` (non-zero: ok) fills a new
  * 0600 file created O_EXCL under a random name, which is then renamed over `name`. */
 clipmod_error cm_cache_file_write(int dirfd, const char *name, int (*write)(FILE *, const void *),

@@ -141,17 +141,21 @@ static clipmod_error load_weights(clipmod_model *m, const cm_safetensors *st,
         return CLIPMOD_OK;
     /* Hash first: both passes over the file then drop its pages as they go. */
     m->fingerprint = fingerprint(st);
-    char tensor_err[CLIPMOD_ERROR_SIZE];
-    clipmod_error rc = cm_weights_load_at(st, &m->cfg, precision, &m->w, tensor_err);
-    if (rc)
+    /* A miss writes the cache file by loading straight into its mapping. */
+    char note[sizeof m->cache_note] = "", tensor_err[CLIPMOD_ERROR_SIZE];
+    cm_wcache_new *fresh =
+        cache_dir ? cm_wcache_create(cache_dir, &id, &m->cfg, note, sizeof note) : NULL;
+    clipmod_error rc = cm_weights_load_into(
+        st, &m->cfg, precision, fresh ? cm_wcache_arena(fresh) : NULL, &m->w, tensor_err);
+    if (rc) {
+        cm_wcache_discard(fresh);
         return cm_error(errbuf, rc, "%s: %s", m->path, tensor_err);
-    if (cache_dir) {
-        char note[sizeof m->cache_note];
-        cm_wcache_save(cache_dir, &id, st, &m->cfg, &m->w, m->fingerprint, note, sizeof note);
-        /* A reason the file was not used says more than that it was written again. */
-        if (!m->cache_note[0])
-            memcpy(m->cache_note, note, sizeof note);
     }
+    if (fresh)
+        cm_wcache_commit(fresh, st, &m->cfg, &m->w, m->fingerprint, note, sizeof note);
+    /* A reason the file was not used says more than that it was written again. */
+    if (!m->cache_note[0])
+        memcpy(m->cache_note, note, sizeof note);
     return CLIPMOD_OK;
 }
 

@@ -7,6 +7,8 @@
  * partial pages at a matrix's ends stay: at most 8 KB per matrix. The same call on
  * the read-only private mapping of the checkpoint drops our mapping of clean file
  * pages once a tensor is copied (the page cache keeps them; nothing is lost).
+ * When weights.c fills the shared mapping of a new weights cache file instead,
+ * MADV_REMOVE punches the matrix out of the file: it is never written to disk.
  */
 #include <stdint.h>
 #include <sys/mman.h>
@@ -22,7 +24,9 @@ void cm_release_bytes(const void *p, size_t n)
     const uintptr_t page = (uintptr_t)pg;
     const uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
     const uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
-    if (hi > lo)
+    /* A shared file mapping (a weights cache file being written, wcache.c) frees its
+     * blocks with MADV_REMOVE (a hole); anonymous and private mappings refuse it. */
+    if (hi > lo && madvise((void *)lo, hi - lo, MADV_REMOVE) != 0)
         (void)madvise((void *)lo, hi - lo, MADV_DONTNEED); /* advisory: failing only costs RSS */
 }
 

@@ -10,6 +10,11 @@
  * copied or packed, and every process that loads the model shares one copy in the
  * page cache.
  *
+ * A miss makes the new file first (its blocks reserved, so a full disk fails then and
+ * not as a fault later) and the loader fills its shared mapping directly: writing the
+ * cache costs no second copy of the weights, in memory or in time, and the fp32
+ * matrices that int8/bf16 replace are punched out of it as they are converted.
+ *
  * One file per checkpoint path, precision and GEMM layout ("weights-<16 hex>.bin"),
  * replaced when the checkpoint changes. The header names the checkpoint by its
  * identity (device, inode, size, modification and change times, path) and records
@@ -27,11 +32,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/falloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -194,44 +202,12 @@ int cm_wcache_load(const char *dir, const cm_wcache_id *id, const cm_safetensors
 /* Writing                                                                  */
 /* ------------------------------------------------------------------------ */
 
-typedef struct writer {
-    FILE *f;
-    const cm_safetensors *st;
-    const cm_config *cfg;
-    const cm_weights *w;
-    header *h;
-    int ok;
-} writer;
-
-/* One part of the image at its offset; the gaps between parts stay holes. */
-static void write_part(void *arg, size_t offset, const void *p, size_t bytes)
-{
-    writer *wr = arg;
-    digest_part(&wr->h->digest, offset, p, bytes);
-    if (wr->ok)
-        wr->ok = fseeko(wr->f, (off_t)(HEADER_BYTES + offset), SEEK_SET) == 0 &&
-                 fwrite(p, 1, bytes, wr->f) == bytes;
-}
-
-static int write_file(FILE *f, const void *arg)
-{
-    writer *wr = (writer *)arg; /* cm_cache_file_write passes our own object back */
-    wr->f = f;
-    wr->ok = 1;
-    wr->h->digest = 0;
-    if (cm_weights_image_walk(wr->st, wr->cfg, wr->w, write_part, wr) != CLIPMOD_OK)
-        return 0;
-    wr->h->header_digest = header_digest(wr->h);
-    return wr->ok && fflush(f) == 0 &&
-           ftruncate(fileno(f), (off_t)(HEADER_BYTES + wr->h->image_bytes)) == 0 &&
-           fseeko(f, 0, SEEK_SET) == 0 && fwrite(wr->h, sizeof *wr->h, 1, f) == 1;
-}
-
 /*
  * Remove the other cache files of the directory whose checkpoint is gone (its path
- * no longer exists) or that an older clipmod wrote (another version of the magic):
- * hundreds of MB each, which no load would ever use again. Files that are not
- * ours, or whose header cannot be read, are left alone.
+ * no longer exists) or that an older clipmod wrote (another version of the magic),
+ * and unfinished ones over an hour old: hundreds of MB each, which no load would
+ * ever use again. Files that are not ours, or whose header cannot be read, are left
+ * alone.
  */
 static void prune(int dirfd, const char *keep)
 {
@@ -244,6 +220,17 @@ static void prune(int dirfd, const char *keep)
         return;
     }
     while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        /* A new file is written under a temporary name: one left by a process that
+         * died while loading is removed once it is an hour old. */
+        const size_t len = strlen(e->d_name);
+        if (!strncmp(e->d_name, ".weights-", 9) && len > 4 &&
+            !strcmp(e->d_name + len - 4, ".tmp") &&
+            fstatat(dirfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
+            sb.st_mtime < time(NULL) - 3600) {
+            unlinkat(dirfd, e->d_name, 0);
+            continue;
+        }
         if (strncmp(e->d_name, "weights-", 8) || !strcmp(e->d_name, keep))
             continue;
         header h;
@@ -262,28 +249,127 @@ static void prune(int dirfd, const char *keep)
     closedir(d);
 }
 
-void cm_wcache_save(const char *dir, const cm_wcache_id *id, const cm_safetensors *st,
-                    const cm_config *cfg, const cm_weights *w, uint64_t fingerprint, char *note,
-                    size_t size)
-{
+struct cm_wcache_new {
+    int dirfd, fd;
+    char tmp[PATH_MAX], name[64], dir[PATH_MAX];
     header h;
-    char name[64];
+    unsigned char *map; /* the image part of the file, shared and writable until commit */
+    size_t done;        /* commit's walk: the end of the last part visited */
+    int ok;
+};
+
+cm_wcache_new *cm_wcache_create(const char *dir, const cm_wcache_id *id, const cm_config *cfg,
+                                char *note, size_t size)
+{
+    cm_wcache_new *n = cm_calloc(1, sizeof *n);
     note[0] = '\0';
-    expected_header(id, cfg, &h);
-    h.fingerprint = fingerprint;
-    file_name(&h, name, sizeof name);
-    const int dirfd = cm_cache_dir_open(dir, note, size);
-    if (dirfd < 0)
-        return;
-    writer wr = {.st = st, .cfg = cfg, .w = w, .h = &h};
+    if (!n)
+        return NULL;
+    n->fd = -1;
+    expected_header(id, cfg, &n->h);
+    file_name(&n->h, n->name, sizeof n->name);
+    snprintf(n->dir, sizeof n->dir, "%s", dir);
+    if ((n->dirfd = cm_cache_dir_open(dir, note, size)) < 0) {
+        cm_free(n);
+        return NULL;
+    }
+    prune(n->dirfd, n->name);
+    const off_t bytes = (off_t)(HEADER_BYTES + n->h.image_bytes);
+    /* Past RLIMIT_FSIZE, growing the file raises SIGXFSZ, which kills by default. */
+    struct rlimit fsize;
+    if (getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur != RLIM_INFINITY &&
+        fsize.rlim_cur < (rlim_t)bytes) {
+        snprintf(note, size, "weights cache file not written: %lld bytes, over the file size limit",
+                 (long long)bytes);
+        cm_wcache_discard(n);
+        return NULL;
+    }
+    n->fd = cm_cache_temp_create(n->dirfd, n->name, n->tmp, sizeof n->tmp);
+    /* Every block reserved now: a full disk must fail here, not fault a page later. */
+    const int err = n->fd < 0 ? errno : posix_fallocate(n->fd, 0, bytes);
+    if (!err) {
+        n->map =
+            mmap(NULL, n->h.image_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, n->fd, HEADER_BYTES);
+        if (n->map == MAP_FAILED)
+            n->map = NULL;
+    }
+    if (!n->map) {
+        snprintf(note, size, "weights cache file %s/%s not written: %s", dir, n->name,
+                 strerror(err ? err : errno));
+        cm_wcache_discard(n);
+        return NULL;
+    }
+    return n;
+}
+
+float *cm_wcache_arena(const cm_wcache_new *n)
+{
+    return (float *)(void *)n->map;
+}
+
+/* Give whole pages in [from, to) of the image back to the file system (a hole). */
+static void punch(const cm_wcache_new *n, size_t from, size_t to)
+{
+    from = (from + 4095) & ~(size_t)4095;
+    to &= ~(size_t)4095;
+    if (to > from)
+        (void)fallocate(n->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        (off_t)(HEADER_BYTES + from), (off_t)(to - from));
+}
+
+/* One part of the image: into the file if it lives elsewhere (converted matrices),
+ * into the digest; what lies between parts (released fp32 matrices) becomes a hole. */
+static void commit_part(void *arg, size_t offset, const void *p, size_t bytes)
+{
+    cm_wcache_new *n = arg;
+    if (p != n->map + offset)
+        memcpy(n->map + offset, p, bytes);
+    digest_part(&n->h.digest, offset, n->map + offset, bytes);
+    punch(n, n->done, offset);
+    n->done = offset + bytes;
+}
+
+void cm_wcache_commit(cm_wcache_new *n, const cm_safetensors *st, const cm_config *cfg,
+                      cm_weights *w, uint64_t fingerprint, char *note, size_t size)
+{
+    /* Whatever happens, w's image tower is in this mapping from now on. */
+    w->map = n->map;
+    w->map_bytes = n->h.image_bytes;
+    n->h.fingerprint = fingerprint;
+    n->h.digest = 0;
+    const clipmod_error rc = cm_weights_image_walk(st, cfg, w, commit_part, n);
+    if (rc == CLIPMOD_OK) {
+        punch(n, n->done, n->h.image_bytes);
+        cm_weights_adopt_image(cfg, w, n->map);
+        n->h.header_digest = header_digest(&n->h);
+    }
     errno = 0;
-    prune(dirfd, name);
-    if (cm_cache_file_write(dirfd, name, write_file, &wr) == CLIPMOD_OK)
-        snprintf(note, size, "image tower kept in %s/%s for the next load", dir, name);
+    n->ok = rc == CLIPMOD_OK && pwrite(n->fd, &n->h, sizeof n->h, 0) == (ssize_t)sizeof n->h &&
+            renameat(n->dirfd, n->tmp, n->dirfd, n->name) == 0;
+    if (n->ok)
+        snprintf(note, size, "image tower kept in %s/%s for the next load", n->dir, n->name);
     else
-        snprintf(note, size, "weights cache file %s/%s not written: %s", dir, name,
-                 errno ? strerror(errno) : "the weights are not as a load now gives them");
-    close(dirfd);
+        snprintf(note, size, "weights cache file %s/%s not written: %s", n->dir, n->name,
+                 rc ? "the weights are not as a load now gives them" : strerror(errno));
+    (void)mprotect(n->map, n->h.image_bytes, PROT_READ);
+    n->map = NULL; /* w's now */
+    cm_wcache_discard(n);
+}
+
+void cm_wcache_discard(cm_wcache_new *n)
+{
+    if (!n)
+        return;
+    if (n->map)
+        munmap(n->map, n->h.image_bytes);
+    if (n->fd >= 0) {
+        close(n->fd);
+        if (!n->ok)
+            unlinkat(n->dirfd, n->tmp, 0);
+    }
+    if (n->dirfd >= 0)
+        close(n->dirfd);
+    cm_free(n);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -26,20 +26,39 @@ typedef struct cm_wcache_id {
  * file; *fingerprint is the checkpoint's, as the file recorded it), else 0 with w
  * zeroed. A missing file is a quiet 0; a file that does not match (damaged,
  * another layout, a changed checkpoint) is a 0 with one sentence in `note`, and is
- * replaced by the next cm_wcache_save. `note` gets "" otherwise.
+ * replaced when the load that follows writes it again (cm_wcache_create). `note`
+ * gets "" otherwise.
  */
 int cm_wcache_load(const char *dir, const cm_wcache_id *id, const cm_safetensors *st,
                    const cm_config *cfg, cm_weights *w, uint64_t *fingerprint, char *note,
                    size_t size);
 
 /*
- * Write the cache file of `id` for weights `w` just loaded from `st` (a new file
- * renamed over the old). Failing only costs the next load its time: one sentence in
- * `note` says why, else it names the file written.
+ * A miss: the new cache file of `id`, made now (its blocks reserved) and mapped
+ * shared and writable, so that the loader fills the file's image directly
+ * (cm_weights_load_into(..., cm_wcache_arena(n), ...)): no second copy, in memory or
+ * written. NULL when the cache cannot be written (one sentence in `note`): load
+ * into memory of your own then. Also removes stale files (see wcache.c).
  */
-void cm_wcache_save(const char *dir, const cm_wcache_id *id, const cm_safetensors *st,
-                    const cm_config *cfg, const cm_weights *w, uint64_t fingerprint, char *note,
-                    size_t size);
+typedef struct cm_wcache_new cm_wcache_new;
+cm_wcache_new *cm_wcache_create(const char *dir, const cm_wcache_id *id, const cm_config *cfg,
+                                char *note, size_t size);
+
+/* The arena to load into: cm_weights_image_bytes' worth, zeroed. */
+float *cm_wcache_arena(const cm_wcache_new *n);
+
+/*
+ * After a successful load of w from `st` into the arena: the converted matrices are
+ * copied into the file (and w's point there), the file gets its digests and header,
+ * and is renamed into place; the mapping becomes read-only and w's (w->map). If the
+ * file cannot be finished (a pack that failed, a write error), w still works from the
+ * mapping of the discarded file; `note` says which. Frees n.
+ */
+void cm_wcache_commit(cm_wcache_new *n, const cm_safetensors *st, const cm_config *cfg,
+                      cm_weights *w, uint64_t fingerprint, char *note, size_t size);
+
+/* The load failed: unmap and remove the new file. Accepts NULL. */
+void cm_wcache_discard(cm_wcache_new *n);
 
 /*
  * For the fuzz target: give the cache file of `id` in `dir` the digests of its

@@ -417,13 +417,21 @@ static clipmod_error finish(loader *ld, cm_weights *w)
 clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
                                  clipmod_precision prec, cm_weights *w, char *errbuf)
 {
+    return cm_weights_load_into(st, cfg, prec, NULL, w, errbuf);
+}
+
+clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cfg,
+                                   clipmod_precision prec, float *arena, cm_weights *w,
+                                   char *errbuf)
+{
     loader ld = {.st = st, .errbuf = errbuf, .precision = prec};
     memset(w, 0, sizeof *w);
     clipmod_error rc = prepare(&ld, cfg, w);
     if (rc)
         goto out;
     const size_t cap = arena_floats(cfg, 0);
-    if (!(w->arena = cm_alloc_huge(cap * sizeof(float)))) {
+    w->arena_borrowed = arena != NULL;
+    if (!(w->arena = arena ? arena : cm_alloc_huge(cap * sizeof(float)))) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
                       cap * sizeof(float) >> 20);
         goto out;
@@ -467,12 +475,31 @@ static void qmat_shape(const cm_config *cfg, int i, int *n, int *k)
  * The converted matrices' arrays, after the arena: visit each (and with `image`,
  * first point the matrix at its place in it). Returns the image's total size.
  */
+static size_t walk_qmats_from(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
+                              unsigned char *image, cm_image_visit visit, void *arg, int first,
+                              int count);
+
 static size_t walk_qmats(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
                          unsigned char *image, cm_image_visit visit, void *arg)
 {
-    size_t off = align_up(arena_floats(cfg, 0) * sizeof(float));
     const int count = p == CLIPMOD_PRECISION_FP32 ? 0 : 4 * cfg->vision.layers;
-    for (int i = 0; i < count; i++) {
+    return walk_qmats_from(cfg, p, store, image, visit, arg, 0, count);
+}
+
+/* Point store[i] at its arrays in `image` (the others untouched). */
+static void walk_qmats_one(const cm_config *cfg, clipmod_precision p, cm_qmat *store, int i,
+                           unsigned char *image)
+{
+    walk_qmats_from(cfg, p, store, image, NULL, NULL, i, i + 1);
+}
+
+/* walk_qmats over matrices [first, end) only (offsets still count from the first). */
+static size_t walk_qmats_from(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
+                              unsigned char *image, cm_image_visit visit, void *arg, int first,
+                              int end)
+{
+    size_t off = align_up(arena_floats(cfg, 0) * sizeof(float));
+    for (int i = 0; i < end; i++) {
         int n, k;
         size_t sizes[3], at[3];
         qmat_shape(cfg, i, &n, &k);
@@ -481,7 +508,7 @@ static size_t walk_qmats(const cm_config *cfg, clipmod_precision p, cm_qmat *sto
             at[a] = off;
             off += align_up(sizes[a]);
         }
-        if (!store)
+        if (!store || i < first)
             continue;
         if (image) {
             void *arrays[3];
@@ -495,6 +522,15 @@ static size_t walk_qmats(const cm_config *cfg, clipmod_precision p, cm_qmat *sto
                 visit(arg, at[a], have[a], sizes[a]);
     }
     return off;
+}
+
+void cm_weights_adopt_image(const cm_config *cfg, cm_weights *w, void *image)
+{
+    for (int i = 0; w->qstore && i < 4 * cfg->vision.layers; i++) {
+        cm_qmat own = w->qstore[i];
+        walk_qmats_one(cfg, w->precision, w->qstore, i, image);
+        cm_qmat_free(&own);
+    }
 }
 
 size_t cm_weights_image_bytes(const cm_config *cfg, clipmod_precision p)
@@ -702,7 +738,8 @@ void cm_weights_free(cm_weights *w)
         return;
     cm_free(w->text_arena);
     w->text_arena = NULL;
-    cm_free(w->arena);
+    if (!w->arena_borrowed)
+        cm_free(w->arena);
     if (w->map)
         munmap(w->map, w->map_bytes);
     w->map = NULL;
