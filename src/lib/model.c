@@ -146,7 +146,7 @@ static clipmod_error load_weights(clipmod_model *m, const cm_safetensors *st,
     cm_wcache_new *fresh =
         cache_dir ? cm_wcache_create(cache_dir, &id, &m->cfg, note, sizeof note) : NULL;
     clipmod_error rc = cm_weights_load_into(
-        st, &m->cfg, precision, fresh ? cm_wcache_arena(fresh) : NULL, &m->w, tensor_err);
+        st, &m->cfg, precision, fresh ? cm_wcache_image(fresh) : NULL, &m->w, tensor_err);
     if (rc) {
         cm_wcache_discard(fresh);
         return cm_error(errbuf, rc, "%s: %s", m->path, tensor_err);

@@ -107,11 +107,16 @@ clipmod_error cm_qmat_init(cm_qmat *q, clipmod_precision p, const float *w, int 
         cm_qmat_free(q);
         return CLIPMOD_E_NOMEM;
     }
-    if (p == CLIPMOD_PRECISION_INT8)
+    cm_qmat_pack(q, w);
+    return CLIPMOD_OK;
+}
+
+void cm_qmat_pack(cm_qmat *q, const float *w)
+{
+    if (q->precision == CLIPMOD_PRECISION_INT8)
         pack_int8(q, w);
     else
         pack_bf16(q, w);
-    return CLIPMOD_OK;
 }
 
 void cm_qmat_free(cm_qmat *q)

@@ -61,6 +61,10 @@ typedef struct cm_qmat {
 /* Quantise/convert w[n, k] into q (allocating its arrays). CLIPMOD_E_NOMEM on failure. */
 clipmod_error cm_qmat_init(cm_qmat *q, clipmod_precision p, const float *w, int n, int k);
 
+/* Quantise/convert w[q->n, q->k] into q's arrays (zeroed, as cm_qmat_init's or
+ * borrowed ones): cm_qmat_init without the allocation. */
+void cm_qmat_pack(cm_qmat *q, const float *w);
+
 /* Free q's arrays. Accepts a zeroed or already-freed struct. */
 void cm_qmat_free(cm_qmat *q);
 

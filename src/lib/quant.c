@@ -42,6 +42,10 @@ clipmod_error cm_quant_block(cm_block *b, const cm_tower_config *tc, clipmod_pre
     const float *w[4] = {b->qkv_w, b->out_w, b->fc1_w, b->fc2_w};
     const int n[4] = {3 * d, d, f, d}, k[4] = {d, d, d, f};
     for (int i = 0; i < 4; i++) {
+        if (q[i].borrowed) { /* its arrays are in place already (a weights cache file) */
+            cm_qmat_pack(&q[i], w[i]);
+            continue;
+        }
         clipmod_error rc = cm_qmat_init(&q[i], p, w[i], n[i], k[i]);
         if (rc) {
             while (i-- > 0)

@@ -15,7 +15,9 @@
 /*
  * Convert b's qkv, out, fc1 and fc2 matrices (tower widths from tc) into q[0..3]
  * at precision p, point b->q at q, release the fp32 matrices' pages and set their
- * pointers to NULL. CLIPMOD_E_NOMEM leaves b as it was (q holds nothing to free).
+ * pointers to NULL. A q[i] that already borrows its arrays (cm_qmat_borrow, zeroed)
+ * is filled in place instead of allocating. CLIPMOD_E_NOMEM leaves b as it was (q holds nothing to
+ * free).
  */
 clipmod_error cm_quant_block(cm_block *b, const cm_tower_config *tc, clipmod_precision p,
                              cm_qmat q[4]);

@@ -255,6 +255,7 @@ struct cm_wcache_new {
     header h;
     unsigned char *map; /* the image part of the file, shared and writable until commit */
     size_t done;        /* commit's walk: the end of the last part visited */
+    int elsewhere;      /* commit's walk: a part that is not in the image */
     int ok;
 };
 
@@ -292,6 +293,10 @@ cm_wcache_new *cm_wcache_create(const char *dir, const cm_wcache_id *id, const c
             mmap(NULL, n->h.image_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, n->fd, HEADER_BYTES);
         if (n->map == MAP_FAILED)
             n->map = NULL;
+        /* No readahead while loading: it would cache zero pages over the ranges that
+         * become holes, and later mappings of the file would count them. */
+        else
+            (void)madvise(n->map, n->h.image_bytes, MADV_RANDOM);
     }
     if (!n->map) {
         snprintf(note, size, "weights cache file %s/%s not written: %s", dir, n->name,
@@ -302,9 +307,9 @@ cm_wcache_new *cm_wcache_create(const char *dir, const cm_wcache_id *id, const c
     return n;
 }
 
-float *cm_wcache_arena(const cm_wcache_new *n)
+void *cm_wcache_image(const cm_wcache_new *n)
 {
-    return (float *)(void *)n->map;
+    return n->map;
 }
 
 /* Give whole pages in [from, to) of the image back to the file system (a hole). */
@@ -317,13 +322,13 @@ static void punch(const cm_wcache_new *n, size_t from, size_t to)
                         (off_t)(HEADER_BYTES + from), (off_t)(to - from));
 }
 
-/* One part of the image: into the file if it lives elsewhere (converted matrices),
- * into the digest; what lies between parts (released fp32 matrices) becomes a hole. */
+/* One part of the image, into the digest; what lies between parts (padding, and
+ * fp32 matrices converted to int8/bf16) becomes a hole if it is not one yet. */
 static void commit_part(void *arg, size_t offset, const void *p, size_t bytes)
 {
     cm_wcache_new *n = arg;
     if (p != n->map + offset)
-        memcpy(n->map + offset, p, bytes);
+        n->elsewhere = 1; /* not loaded into the image: it cannot be the file's */
     digest_part(&n->h.digest, offset, n->map + offset, bytes);
     punch(n, n->done, offset);
     n->done = offset + bytes;
@@ -337,10 +342,11 @@ void cm_wcache_commit(cm_wcache_new *n, const cm_safetensors *st, const cm_confi
     w->map_bytes = n->h.image_bytes;
     n->h.fingerprint = fingerprint;
     n->h.digest = 0;
-    const clipmod_error rc = cm_weights_image_walk(st, cfg, w, commit_part, n);
+    clipmod_error rc = cm_weights_image_walk(st, cfg, w, commit_part, n);
+    if (rc == CLIPMOD_OK && n->elsewhere)
+        rc = CLIPMOD_E_UNSUPPORTED;
     if (rc == CLIPMOD_OK) {
         punch(n, n->done, n->h.image_bytes);
-        cm_weights_adopt_image(cfg, w, n->map);
         n->h.header_digest = header_digest(&n->h);
     }
     errno = 0;

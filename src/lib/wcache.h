@@ -36,7 +36,7 @@ int cm_wcache_load(const char *dir, const cm_wcache_id *id, const cm_safetensors
 /*
  * A miss: the new cache file of `id`, made now (its blocks reserved) and mapped
  * shared and writable, so that the loader fills the file's image directly
- * (cm_weights_load_into(..., cm_wcache_arena(n), ...)): no second copy, in memory or
+ * (cm_weights_load_into(..., cm_wcache_image(n), ...)): no second copy, in memory or
  * written. NULL when the cache cannot be written (one sentence in `note`): load
  * into memory of your own then. Also removes stale files (see wcache.c).
  */
@@ -44,13 +44,12 @@ typedef struct cm_wcache_new cm_wcache_new;
 cm_wcache_new *cm_wcache_create(const char *dir, const cm_wcache_id *id, const cm_config *cfg,
                                 char *note, size_t size);
 
-/* The arena to load into: cm_weights_image_bytes' worth, zeroed. */
-float *cm_wcache_arena(const cm_wcache_new *n);
+/* The image to load into: cm_weights_image_bytes' worth, zeroed. */
+void *cm_wcache_image(const cm_wcache_new *n);
 
 /*
- * After a successful load of w from `st` into the arena: the converted matrices are
- * copied into the file (and w's point there), the file gets its digests and header,
- * and is renamed into place; the mapping becomes read-only and w's (w->map). If the
+ * After a successful load of w from `st` into the image: the file gets its digests
+ * and header, and is renamed into place; the mapping becomes read-only and w's (w->map). If the
  * file cannot be finished (a pack that failed, a write error), w still works from the
  * mapping of the discarded file; `note` says which. Frees n.
  */

@@ -32,6 +32,8 @@
 #include "weights.h"
 
 static void pack_blocks(cm_block *blocks, int first, int count, const cm_config *cfg);
+static void walk_qmats_one(const cm_config *cfg, clipmod_precision p, cm_qmat *store, int i,
+                           unsigned char *image);
 static void pack_patch(cm_vision_weights *v, const cm_config *cfg);
 static int pack_one(const float *w, int n, int k);
 
@@ -52,6 +54,11 @@ typedef struct loader {
     const cm_block *block; /* the block being read, to tell its matrices */
     cm_image_visit visit;
     void *arg;
+    /* Loading into a weights cache file's image (cm_weights_load_into): the converted
+     * matrices are made in their places there too, not in memory of their own. */
+    unsigned char *image;
+    const cm_config *cfg;
+    cm_qmat *qbase;
 } loader;
 
 static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape)
@@ -244,6 +251,9 @@ static clipmod_error convert_block(loader *ld, const cm_tower_config *tc, cm_blo
         ld->qnext += 4;
         return CLIPMOD_OK;
     }
+    for (int j = 0; ld->image && j < 4; j++)
+        walk_qmats_one(ld->cfg, ld->precision, ld->qbase, (int)(ld->qnext - ld->qbase) + j,
+                       ld->image);
     clipmod_error rc = cm_quant_block(b, tc, ld->precision, ld->qnext);
     if (rc)
         return cm_error(ld->errbuf, rc, "out of memory converting the weights to %s",
@@ -421,14 +431,15 @@ clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
 }
 
 clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cfg,
-                                   clipmod_precision prec, float *arena, cm_weights *w,
-                                   char *errbuf)
+                                   clipmod_precision prec, void *image, cm_weights *w, char *errbuf)
 {
-    loader ld = {.st = st, .errbuf = errbuf, .precision = prec};
+    float *arena = image;
+    loader ld = {.st = st, .errbuf = errbuf, .precision = prec, .image = image, .cfg = cfg};
     memset(w, 0, sizeof *w);
     clipmod_error rc = prepare(&ld, cfg, w);
     if (rc)
         goto out;
+    ld.qbase = w->qstore;
     const size_t cap = arena_floats(cfg, 0);
     w->arena_borrowed = arena != NULL;
     if (!(w->arena = arena ? arena : cm_alloc_huge(cap * sizeof(float)))) {
@@ -522,15 +533,6 @@ static size_t walk_qmats_from(const cm_config *cfg, clipmod_precision p, cm_qmat
                 visit(arg, at[a], have[a], sizes[a]);
     }
     return off;
-}
-
-void cm_weights_adopt_image(const cm_config *cfg, cm_weights *w, void *image)
-{
-    for (int i = 0; w->qstore && i < 4 * cfg->vision.layers; i++) {
-        cm_qmat own = w->qstore[i];
-        walk_qmats_one(cfg, w->precision, w->qstore, i, image);
-        cm_qmat_free(&own);
-    }
 }
 
 size_t cm_weights_image_bytes(const cm_config *cfg, clipmod_precision p)

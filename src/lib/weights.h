@@ -70,7 +70,7 @@ typedef struct cm_weights {
      * tower (arena NULL, qstore's arrays borrowed); unmapped by cm_weights_free. */
     void *map;
     size_t map_bytes;
-    int arena_borrowed; /* 1: `arena` is the caller's (cm_weights_load_into) */
+    int arena_borrowed; /* 1: `arena` is in the caller's image (cm_weights_load_into) */
 } cm_weights;
 
 /*
@@ -95,13 +95,14 @@ clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
                                  clipmod_precision p, cm_weights *w, char *errbuf);
 
 /*
- * cm_weights_load_at into `arena` (arena_floats' worth, from cm_weights_image_bytes'
- * first part; 64-byte aligned, zeroed) instead of memory of its own, when not NULL:
- * the weights cache fills the mapping of its new file so. cm_weights_free then
- * leaves the arena to its owner.
+ * cm_weights_load_at into `image` (cm_weights_image_bytes long, page aligned,
+ * zeroed) when not NULL: the arena and the converted matrices are made in their
+ * places there instead of in memory of their own, as a weights cache file holds them
+ * (the weights cache fills its new file's mapping so). w's arrays are then borrowed:
+ * cm_weights_free leaves the image to its owner.
  */
 clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cfg,
-                                   clipmod_precision p, float *arena, cm_weights *w, char *errbuf);
+                                   clipmod_precision p, void *image, cm_weights *w, char *errbuf);
 
 /*
  * Copy the text tower of `st` (the file `w` was loaded from) into its own arena;
@@ -145,13 +146,6 @@ clipmod_error cm_weights_image_walk(const cm_safetensors *st, const cm_config *c
 clipmod_error cm_weights_from_image(const cm_safetensors *st, const cm_config *cfg,
                                     clipmod_precision p, void *image, size_t bytes,
                                     cm_image_visit visit, void *arg, cm_weights *w, char *errbuf);
-
-/*
- * w was loaded into `image` (cm_weights_load_into) and its converted matrices
- * copied to their places there (cm_weights_image_walk's offsets): point them at
- * those copies and free their own arrays.
- */
-void cm_weights_adopt_image(const cm_config *cfg, cm_weights *w, void *image);
 
 /* Free the arena. Accepts a zeroed or already-freed struct. */
 void cm_weights_free(cm_weights *w);
