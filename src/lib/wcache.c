@@ -24,9 +24,10 @@
  * costs time, never a wrong number. Files live in the prompt cache's directory,
  * which cache.c refuses unless it is the user's own and not writable by others;
  * they are opened without following links and must be regular files of the user's.
- * A mapping is never written through, and the file is only replaced by rename(),
- * never truncated, so the mapping stays valid while it is in use. Writing a file
- * also removes those of checkpoints that no longer exist.
+ * A finished file is never written again (its writer's mapping turns read-only),
+ * only replaced by rename(), never truncated, so every mapping of it stays valid
+ * while in use. Writing a file also removes those of checkpoints that no longer
+ * exist.
  */
 #include <dirent.h>
 #include <errno.h>
