@@ -35,12 +35,21 @@ void cm_release_floats(float *p, size_t n)
     cm_release_bytes(p, n * sizeof *p);
 }
 
+void cm_quant_shape(const cm_tower_config *tc, int i, int *n, int *k)
+{
+    const int d = tc->width, f = tc->mlp;
+    const int ns[4] = {3 * d, d, f, d}, ks[4] = {d, d, d, f};
+    *n = ns[i];
+    *k = ks[i];
+}
+
 clipmod_error cm_quant_block(cm_block *b, const cm_tower_config *tc, clipmod_precision p,
                              cm_qmat q[4])
 {
-    const int d = tc->width, f = tc->mlp;
     const float *w[4] = {b->qkv_w, b->out_w, b->fc1_w, b->fc2_w};
-    const int n[4] = {3 * d, d, f, d}, k[4] = {d, d, d, f};
+    int n[4], k[4];
+    for (int i = 0; i < 4; i++)
+        cm_quant_shape(tc, i, &n[i], &k[i]);
     for (int i = 0; i < 4; i++) {
         if (q[i].borrowed) { /* its arrays are in place already (a weights cache file) */
             cm_qmat_pack(&q[i], w[i]);

@@ -12,6 +12,9 @@
 #include "qgemm.h"
 #include "weights.h"
 
+/* The shape [n, k] of a block's matrix i: 0 qkv, 1 out, 2 fc1, 3 fc2 (tower tc). */
+void cm_quant_shape(const cm_tower_config *tc, int i, int *n, int *k);
+
 /*
  * Convert b's qkv, out, fc1 and fc2 matrices (tower widths from tc) into q[0..3]
  * at precision p, point b->q at q, release the fp32 matrices' pages and set their

@@ -315,7 +315,6 @@ struct cm_wcache_new {
     header h;
     unsigned char *map; /* the image part of the file, shared and writable until commit */
     size_t done;        /* commit's walk: the end of the last part visited */
-    int elsewhere;      /* commit's walk: a part that is not in the image */
     parts parts;        /* commit's walk: what the digest covers */
     int ok;
 };
@@ -388,9 +387,7 @@ static void punch(const cm_wcache_new *n, size_t from, size_t to)
 static void commit_part(void *arg, size_t offset, const void *p, size_t bytes)
 {
     cm_wcache_new *n = arg;
-    if (p != n->map + offset)
-        n->elsewhere = 1; /* not loaded into the image: it cannot be the file's */
-    collect_part(&n->parts, offset, n->map + offset, bytes);
+    collect_part(&n->parts, offset, p, bytes);
     punch(n, n->done, offset);
     n->done = offset + bytes;
 }
@@ -398,14 +395,11 @@ static void commit_part(void *arg, size_t offset, const void *p, size_t bytes)
 void cm_wcache_commit(cm_wcache_new *n, const cm_safetensors *st, const cm_config *cfg,
                       cm_weights *w, uint64_t fingerprint, char *note, size_t size)
 {
-    /* Whatever happens, w's image tower is in this mapping from now on. */
-    w->map = n->map;
-    w->map_bytes = n->h.image_bytes;
+    /* w took the mapping when it was loaded into it (cm_weights_load_into). */
+    n->map = NULL;
     n->h.fingerprint = fingerprint;
     n->h.digest = 0;
     clipmod_error rc = cm_weights_image_walk(st, cfg, w, commit_part, n);
-    if (rc == CLIPMOD_OK && n->elsewhere)
-        rc = CLIPMOD_E_UNSUPPORTED;
     if (parts_digest(&n->parts, &n->h.digest) && rc == CLIPMOD_OK)
         rc = CLIPMOD_E_NOMEM;
     if (rc == CLIPMOD_OK) {
@@ -419,9 +413,10 @@ void cm_wcache_commit(cm_wcache_new *n, const cm_safetensors *st, const cm_confi
         snprintf(note, size, "image tower kept in %s/%s for the next load", n->dir, n->name);
     else
         snprintf(note, size, "weights cache file %s/%s not written: %s", n->dir, n->name,
-                 rc ? "the weights are not as a load now gives them" : strerror(errno));
-    (void)mprotect(n->map, n->h.image_bytes, PROT_READ);
-    n->map = NULL; /* w's now */
+                 rc == CLIPMOD_E_NOMEM ? "out of memory"
+                 : rc                  ? "the weights are not as a load now gives them"
+                                       : strerror(errno));
+    (void)mprotect(w->map, w->map_bytes, PROT_READ);
     cm_wcache_discard(n);
 }
 

@@ -48,10 +48,10 @@ cm_wcache_new *cm_wcache_create(const char *dir, const cm_wcache_id *id, const c
 void *cm_wcache_image(const cm_wcache_new *n);
 
 /*
- * After a successful load of w from `st` into the image: the file gets its digests
- * and header, and is renamed into place; the mapping becomes read-only and w's (w->map). If the
- * file cannot be finished (a pack that failed, a write error), w still works from the
- * mapping of the discarded file; `note` says which. Frees n.
+ * After a successful load of w from `st` into the image (w took the mapping): the
+ * file gets its digests and header, is renamed into place, and the mapping becomes
+ * read-only. If the file cannot be finished (a pack that failed, a write error), w
+ * still works from the mapping of the discarded file; `note` says which. Frees n.
  */
 void cm_wcache_commit(cm_wcache_new *n, const cm_safetensors *st, const cm_config *cfg,
                       cm_weights *w, uint64_t fingerprint, char *note, size_t size);

@@ -433,7 +433,6 @@ clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
 clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cfg,
                                    clipmod_precision prec, void *image, cm_weights *w, char *errbuf)
 {
-    float *arena = image;
     loader ld = {.st = st, .errbuf = errbuf, .precision = prec, .image = image, .cfg = cfg};
     memset(w, 0, sizeof *w);
     clipmod_error rc = prepare(&ld, cfg, w);
@@ -441,8 +440,7 @@ clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cf
         goto out;
     ld.qbase = w->qstore;
     const size_t cap = arena_floats(cfg, 0);
-    w->arena_borrowed = arena != NULL;
-    if (!(w->arena = arena ? arena : cm_alloc_huge(cap * sizeof(float)))) {
+    if (!(w->arena = image ? image : cm_alloc_huge(cap * sizeof(float)))) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
                       cap * sizeof(float) >> 20);
         goto out;
@@ -457,8 +455,14 @@ clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cf
     w->vision.proj_packed = pack_one(w->vision.proj, cfg->proj_dim, cfg->vision.width);
     rc = finish(&ld, w);
 out:
+    if (rc && image)
+        w->arena = NULL; /* the caller's, still */
     if (rc)
         cm_weights_free(w);
+    else if (image) { /* w's now, as cm_weights_from_image's */
+        w->map = image;
+        w->map_bytes = cm_weights_image_bytes(cfg, prec);
+    }
     return rc;
 }
 
@@ -471,15 +475,6 @@ out:
 static size_t align_up(size_t n)
 {
     return (n + IMAGE_ALIGN - 1) & ~(size_t)(IMAGE_ALIGN - 1);
-}
-
-/* The shape of converted matrix i (4 per block: qkv, out, fc1, fc2; see quant.c). */
-static void qmat_shape(const cm_config *cfg, int i, int *n, int *k)
-{
-    const int d = cfg->vision.width, f = cfg->vision.mlp;
-    const int ns[4] = {3 * d, d, f, d}, ks[4] = {d, d, d, f};
-    *n = ns[i % 4];
-    *k = ks[i % 4];
 }
 
 /*
@@ -513,7 +508,7 @@ static size_t walk_qmats_from(const cm_config *cfg, clipmod_precision p, cm_qmat
     for (int i = 0; i < end; i++) {
         int n, k;
         size_t sizes[3], at[3];
-        qmat_shape(cfg, i, &n, &k);
+        cm_quant_shape(&cfg->vision, i % 4, &n, &k);
         cm_qmat_sizes(p, n, k, sizes);
         for (int a = 0; a < 3; a++) {
             at[a] = off;
@@ -740,7 +735,7 @@ void cm_weights_free(cm_weights *w)
         return;
     cm_free(w->text_arena);
     w->text_arena = NULL;
-    if (!w->arena_borrowed)
+    if (!w->map) /* else the arena lies in the mapping */
         cm_free(w->arena);
     if (w->map)
         munmap(w->map, w->map_bytes);

@@ -66,11 +66,11 @@ typedef struct cm_weights {
     clipmod_precision precision; /* of the blocks' linear layers */
     struct cm_qmat *qstore;      /* 4 per block at int8/bf16, else NULL */
     int qcount;
-    /* Loaded from a weights cache file: its read-only mapping, which holds the image
-     * tower (arena NULL, qstore's arrays borrowed); unmapped by cm_weights_free. */
+    /* Loaded from or into a weights cache file: its mapping, which holds the image
+     * tower (the arena, if not NULL, lies in it; qstore's arrays are borrowed);
+     * unmapped by cm_weights_free. */
     void *map;
     size_t map_bytes;
-    int arena_borrowed; /* 1: `arena` is in the caller's image (cm_weights_load_into) */
 } cm_weights;
 
 /*
@@ -96,10 +96,10 @@ clipmod_error cm_weights_load_at(const cm_safetensors *st, const cm_config *cfg,
 
 /*
  * cm_weights_load_at into `image` (cm_weights_image_bytes long, page aligned,
- * zeroed) when not NULL: the arena and the converted matrices are made in their
- * places there instead of in memory of their own, as a weights cache file holds them
- * (the weights cache fills its new file's mapping so). w's arrays are then borrowed:
- * cm_weights_free leaves the image to its owner.
+ * zeroed, mapped from a new weights cache file) when not NULL: the arena and the
+ * converted matrices are made in their places there instead of in memory of their
+ * own, as the file holds them. On success w owns the mapping (w->map: unmapped by
+ * cm_weights_free); on failure the caller keeps it.
  */
 clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cfg,
                                    clipmod_precision p, void *image, cm_weights *w, char *errbuf);
