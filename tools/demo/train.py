@@ -43,12 +43,17 @@ import time
 # threads on a 2-core machine that also runs other jobs slow down 5-10x.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import blas  # noqa: E402
+
+# Before numpy and torch load OpenBLAS: its kernels must be this CPU's (blas.py).
+BLAS = blas.ensure_cpu_kernels()
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "reference"))
 import bpe  # noqa: E402
 import data  # noqa: E402
@@ -77,8 +82,9 @@ RECIPES = {
                wd=0.1, warmup=60, text_layers=4),
     # the first candidate (heavy canvases, style_aug 0.5) stayed near chance even on
     # its own styles; near-clean renders learn faster (README of the candidate)
+    # 2500 steps: about 1.1 s each on 2 cores once OpenBLAS runs this CPU's kernels (blas.py)
     "v2": dict(styles="noto:0.34,twemoji:0.33,openmoji:0.33", style_aug=0.0, light=1.0,
-               steps=700, batch=128, lr=7e-4, wd=0.1, warmup=60, text_layers=4),
+               steps=2500, batch=128, lr=7e-4, wd=0.1, warmup=100, text_layers=4),
 }
 PROJECTION = 128
 CONTEXT = 77
@@ -353,7 +359,7 @@ def main():
               f"{len(g.heldout_groups)}")
     print(f"emoji {len(glyphs)} (train groups {len(glyphs.train_groups)}, held out "
           f"{len(glyphs.heldout_groups)}); merges {len(merges)}, vocab {vocab}; "
-          f"params {n_params / 1e6:.2f} M; setup {time.time() - t_start:.1f} s", flush=True)
+          f"params {n_params / 1e6:.2f} M; setup {time.time() - t_start:.1f} s; {BLAS}", flush=True)
     print("recipe " + args.recipe + ": " + ", ".join(
         f"{k} {getattr(args, k)}" for k in RECIPES["v2"]), flush=True)
     probe = None
