@@ -12,6 +12,8 @@ the load, since numbers from a shared 2-core machine mean little without them.
 Usage: tower_table.py RESULTS.jsonl [--skips SKIPS.tsv] [--noise-limit P] [--load-start S]
 """
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import platform
@@ -24,6 +26,21 @@ ISA = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnn
 ENGINES = ("clipmod", "torch", "ort")
 PRECISIONS = ("fp32", "int8", "bf16")
 TARGET_RATIO, TARGET_COSINE = 0.5, 0.995
+
+
+def openblas_core():
+    """The kernels OpenBLAS picks in this environment, as torch's process loads it: Debian's
+    0.3.21 falls back to its generic SSE3 kernels ("Prescott") on CPUs newer than itself
+    (seen: Emerald Rapids), which slows PyTorch's fp32 GEMMs about 4x; the table says so."""
+    name = ctypes.util.find_library("openblas")
+    try:
+        lib = ctypes.CDLL(name) if name else None
+        if lib is None:
+            return "(no libopenblas)"
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return "(unknown)"
 
 
 def cpu_lines():
@@ -156,6 +173,7 @@ def main():
     r0 = runs[0] if runs else {"runs": 0, "warmup": 0}
     with open("/proc/loadavg") as f:
         load_end = " ".join(f.read().split()[:3])
+    core = openblas_core()
 
     print()
     print(f"# clipmod image tower vs PyTorch / ONNX Runtime, ViT-B/32, "
@@ -163,7 +181,13 @@ def main():
     for line in cpu_lines():
         print(line)
     print(f"# load average (1, 5, 15 min): {a.load_start} at the start, {load_end} at the end; "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
+          f"OpenBLAS kernels {core}")
+    if core in ("Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom"):
+        print(f"# NOTE: OpenBLAS does not know this CPU and runs its generic {core} kernels: "
+              "PyTorch's fp32 GEMMs (torch uses OpenBLAS) are slowed by that, so the PyTorch "
+              "ratios are against a PyTorch below what this CPU allows; ONNX Runtime is not "
+              "affected (its own kernels).")
     print(f"# {len(rounds)} interleaved rounds; each engine run = {r0['warmup']} warm-up + "
           f"{r0['runs']} timed calls per batch size; medians over the quiet runs "
           f"(other processes < {a.noise_limit}% of the machine)")
