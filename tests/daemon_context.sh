@@ -33,12 +33,16 @@ WEIGHT=0.35
 # prompts, and its weapons category alone, with context on.
 policy() {
     "$PY" - "$top_srcdir/policies/demo.yaml" "$@" "$WEIGHT" <<'EOF'
+import re
 import sys
 src, out, theta, tau, weight = sys.argv[1:]
 s = open(src).read()
 head = s[:s.index("categories:")]
 cat = s[s.index("  - id: weapons"):s.index("  - id: alcohol")]
-cat = cat.replace("    threshold: 0.34  # set from evaluation\n", "").replace("    action: flag\n", "")
+# drop weapons' own threshold and action, whatever the shipped values
+cat, n = re.subn(r"\n    threshold: [^\n]*", "", cat, count=1)
+assert n == 1, "no threshold line in demo.yaml's weapons category"
+cat = cat.replace("    action: flag\n", "")
 cat += ("    threshold: %s\n    action: reject\n    context:\n      prompts: [pistol, dagger]\n"
         "      weight: %s\n      mode: raise\n      threshold: %s\n" % (theta, weight, tau))
 open(out, "w").write(head.replace("name: clipmod demo (emoji)", "name: daemon context test")

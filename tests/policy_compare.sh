@@ -73,9 +73,12 @@ grep -q "ROC AUC change when a line is removed" "$W/out" || fail "no attribution
 
 # 2. --compare: a new threshold for weapons and a new neutral prompt.
 "$PY" - "$P" "$W/new.yaml" <<'EOF'
+import re
 import sys
 s = open(sys.argv[1]).read()
-s = s.replace("threshold: 0.34  # set from evaluation", "threshold: 0.2")
+# weapons is the first category: its threshold, whatever the shipped value, becomes 0.2
+s, n = re.subn(r"(\n    threshold: )[0-9.]+[^\n]*", r"\g<1>0.2", s, count=1)
+assert n == 1 and "threshold: 0.2\n" in s[s.index("- id: weapons"):s.index("- id: alcohol")]
 s = s.replace("  - bicycle\n", "  - bicycle\n  - bottle\n", 1)
 open(sys.argv[2], "w").write(s)
 EOF

@@ -12,18 +12,16 @@
  * encoded alone without truncation; `cut` is set exactly when bytes or windows were
  * left out; and cleaning is idempotent (the cleaned text cleans to itself).
  */
-#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../demo_tokenizer.h"
 #include "common.h"
 #include "context.h"
 #include "fuzz.h"
-
-#define DEMO_MERGES 3496 /* models/demo: vocab_size 4010 - 514 */
 
 static cm_tokenizer *demo;
 
@@ -35,11 +33,10 @@ static void check(int ok)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char path[PATH_MAX], err[CLIPMOD_ERROR_SIZE];
+    char err[CLIPMOD_ERROR_SIZE];
     (void)argc;
     (void)argv;
-    snprintf(path, sizeof path, "%s/models/demo/merges.txt", fuzz_srcdir());
-    if (cm_tokenizer_load(path, DEMO_MERGES, &demo, err) != CLIPMOD_OK) {
+    if (demo_tokenizer_load(fuzz_srcdir(), &demo, err) != CLIPMOD_OK) {
         fprintf(stderr, "fuzz_context_text: %s\n", err);
         abort();
     }

@@ -21,11 +21,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../demo_tokenizer.h"
 #include "fuzz.h"
 #include "tokenizer.h"
 
-#define DEMO_MERGES 3496 /* models/demo: vocab_size 4010 - 514 */
-#define LONG_CTX    4096
+#define LONG_CTX 4096
 
 static cm_tokenizer *demo;
 
@@ -37,10 +37,9 @@ static void check(int ok)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char path[PATH_MAX], err[CLIPMOD_ERROR_SIZE];
+    char err[CLIPMOD_ERROR_SIZE];
 
-    snprintf(path, sizeof path, "%s/models/demo/merges.txt", fuzz_srcdir());
-    if (cm_tokenizer_load(path, DEMO_MERGES, &demo, err) != CLIPMOD_OK) {
+    if (demo_tokenizer_load(fuzz_srcdir(), &demo, err) != CLIPMOD_OK) {
         fprintf(stderr, "fuzz_tokenizer: %s\n", err);
         abort();
     }

@@ -22,7 +22,7 @@
 #include "common.h"
 #include "context.h"
 
-#define DEMO_MERGES 3496 /* models/demo: vocab_size 4010 - 514 */
+#include "../demo_tokenizer.h"
 
 static cm_tokenizer *tok;
 
@@ -192,10 +192,9 @@ int main(void)
         cmocka_unit_test(pieces),
         cmocka_unit_test(long_words_and_nothing),
     };
-    char path[1100], err[CLIPMOD_ERROR_SIZE];
+    char err[CLIPMOD_ERROR_SIZE];
     const char *d = getenv("top_srcdir");
-    snprintf(path, sizeof path, "%s/models/demo/merges.txt", d && *d ? d : CM_TEST_TOP_SRCDIR);
-    if (cm_tokenizer_load(path, DEMO_MERGES, &tok, err) != CLIPMOD_OK) {
+    if (demo_tokenizer_load(d && *d ? d : CM_TEST_TOP_SRCDIR, &tok, err) != CLIPMOD_OK) {
         fprintf(stderr, "SKIP: %s\n", err);
         return 77;
     }
