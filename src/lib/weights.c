@@ -19,6 +19,8 @@
  * also what a weights cache file keeps (wcache.c): the loader's "attach" mode walks
  * the same parameters in the same order without copying, so that the offsets of the
  * file's image and the pointers into a mapping of it come from one piece of code.
+ * The arena's size, the converted matrices' places and the packing rules are
+ * weights_layout.c's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,12 +32,7 @@
 #include "gemm.h"
 #include "quant.h"
 #include "weights.h"
-
-static void pack_blocks(cm_block *blocks, int first, int count, const cm_config *cfg);
-static void walk_qmats_one(const cm_config *cfg, clipmod_precision p, cm_qmat *store, int i,
-                           unsigned char *image);
-static void pack_patch(cm_vision_weights *v, const cm_config *cfg);
-static int pack_one(const float *w, int n, int k);
+#include "weights_layout.h"
 
 typedef struct loader {
     const cm_safetensors *st;
@@ -252,33 +249,14 @@ static clipmod_error convert_block(loader *ld, const cm_tower_config *tc, cm_blo
         return CLIPMOD_OK;
     }
     for (int j = 0; ld->image && j < 4; j++)
-        walk_qmats_one(ld->cfg, ld->precision, ld->qbase, (int)(ld->qnext - ld->qbase) + j,
-                       ld->image);
+        cm_weights_place_qmat(ld->cfg, ld->precision, ld->qbase, (int)(ld->qnext - ld->qbase) + j,
+                              ld->image);
     clipmod_error rc = cm_quant_block(b, tc, ld->precision, ld->qnext);
     if (rc)
         return cm_error(ld->errbuf, rc, "out of memory converting the weights to %s",
                         clipmod_precision_name(ld->precision));
     ld->qnext += 4;
     return CLIPMOD_OK;
-}
-
-static size_t block_floats(const cm_tower_config *t)
-{
-    size_t d = (size_t)t->width, f = (size_t)t->mlp;
-    /* Each parameter is padded to 16 floats by bump(); 12 parameters per block. */
-    return 4 * d + 3 * d * d + 3 * d + d * d + d + 2 * f * d + f + d + 12 * 16;
-}
-
-static size_t arena_floats(const cm_config *c, int with_text)
-{
-    size_t dv = (size_t)c->vision.width, dt = (size_t)c->text.width, e = (size_t)c->proj_dim;
-    size_t p = (size_t)c->patch_size, g = (size_t)(c->image_size / c->patch_size);
-    size_t n = dv * 3 * p * p + dv + (g * g + 1) * dv + 4 * dv + e * dv + 16 * 8 +
-               (size_t)c->vision.layers * block_floats(&c->vision);
-    if (with_text)
-        n += (size_t)c->vocab * dt + (size_t)c->context * dt + 2 * dt + e * dt + 16 * 8 +
-             (size_t)c->text.layers * block_floats(&c->text);
-    return n + 16;
 }
 
 static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weights *v,
@@ -439,7 +417,7 @@ clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cf
     if (rc)
         goto out;
     ld.qbase = w->qstore;
-    const size_t cap = arena_floats(cfg, 0);
+    const size_t cap = cm_weights_arena_floats(cfg, 0);
     if (!(w->arena = image ? image : cm_alloc_huge(cap * sizeof(float)))) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
                       cap * sizeof(float) >> 20);
@@ -450,9 +428,9 @@ clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cf
     /* Pass 2 copies the image tower; the text tower waits for cm_weights_load_text. */
     if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)))
         goto out;
-    pack_blocks(w->block_store, 0, cfg->vision.layers, cfg);
-    pack_patch(&w->vision, cfg);
-    w->vision.proj_packed = pack_one(w->vision.proj, cfg->proj_dim, cfg->vision.width);
+    cm_weights_pack_blocks(w->block_store, 0, cfg->vision.layers, cfg);
+    cm_weights_pack_patch(&w->vision, cfg);
+    w->vision.proj_packed = cm_weights_pack_one(w->vision.proj, cfg->proj_dim, cfg->vision.width);
     rc = finish(&ld, w);
 out:
     if (rc && image)
@@ -466,104 +444,11 @@ out:
     return rc;
 }
 
-/* ------------------------------------------------------------------------ */
-/* The image tower as a weights cache file keeps it                         */
-/* ------------------------------------------------------------------------ */
-
-#define IMAGE_ALIGN 64
-
-static size_t align_up(size_t n)
-{
-    return (n + IMAGE_ALIGN - 1) & ~(size_t)(IMAGE_ALIGN - 1);
-}
-
-/*
- * The converted matrices' arrays, after the arena: visit each (and with `image`,
- * first point the matrix at its place in it). Returns the image's total size.
- */
-static size_t walk_qmats_from(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
-                              unsigned char *image, cm_image_visit visit, void *arg, int first,
-                              int count);
-
-static size_t walk_qmats(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
-                         unsigned char *image, cm_image_visit visit, void *arg)
-{
-    const int count = p == CLIPMOD_PRECISION_FP32 ? 0 : 4 * cfg->vision.layers;
-    return walk_qmats_from(cfg, p, store, image, visit, arg, 0, count);
-}
-
-/* Point store[i] at its arrays in `image` (the others untouched). */
-static void walk_qmats_one(const cm_config *cfg, clipmod_precision p, cm_qmat *store, int i,
-                           unsigned char *image)
-{
-    walk_qmats_from(cfg, p, store, image, NULL, NULL, i, i + 1);
-}
-
-/* walk_qmats over matrices [first, end) only (offsets still count from the first). */
-static size_t walk_qmats_from(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
-                              unsigned char *image, cm_image_visit visit, void *arg, int first,
-                              int end)
-{
-    size_t off = align_up(arena_floats(cfg, 0) * sizeof(float));
-    for (int i = 0; i < end; i++) {
-        int n, k;
-        size_t sizes[3], at[3];
-        cm_quant_shape(&cfg->vision, i % 4, &n, &k);
-        cm_qmat_sizes(p, n, k, sizes);
-        for (int a = 0; a < 3; a++) {
-            at[a] = off;
-            off += align_up(sizes[a]);
-        }
-        if (!store || i < first)
-            continue;
-        if (image) {
-            void *arrays[3];
-            for (int a = 0; a < 3; a++)
-                arrays[a] = sizes[a] ? image + at[a] : NULL;
-            cm_qmat_borrow(&store[i], p, n, k, arrays);
-        }
-        const void *have[3] = {store[i].panels, store[i].scale, store[i].colsum};
-        for (int a = 0; a < 3 && visit; a++)
-            if (sizes[a])
-                visit(arg, at[a], have[a], sizes[a]);
-    }
-    return off;
-}
-
-size_t cm_weights_image_bytes(const cm_config *cfg, clipmod_precision p)
-{
-    return walk_qmats(cfg, p, NULL, NULL, NULL, NULL);
-}
-
-/* Whether a load now packs these matrices (the rules of pack_blocks and pack_one). */
-static int packs_block(const cm_tower_config *tc)
-{
-    const int d = tc->width, f = tc->mlp;
-    return cm_gemm_isa_active() != CM_GEMM_OPENBLAS && (3 * d) % CM_GEMM_NR == 0 &&
-           d % CM_GEMM_NR == 0 && f % CM_GEMM_NR == 0;
-}
-
-static int packs_one(int n)
-{
-    return cm_gemm_isa_active() != CM_GEMM_OPENBLAS && n % CM_GEMM_NR == 0;
-}
-
-/* 1 if w's image tower is packed exactly as a load now would pack it. */
-static int packed_as_now(const cm_config *cfg, const cm_weights *w)
-{
-    const int pb = packs_block(&cfg->vision);
-    for (int l = 0; l < cfg->vision.layers; l++)
-        if (w->block_store[l].packed != (pb && !w->block_store[l].q))
-            return 0;
-    return w->vision.patch_packed == packs_one(cfg->vision.width) &&
-           w->vision.proj_packed == packs_one(cfg->proj_dim);
-}
-
 clipmod_error cm_weights_image_walk(const cm_safetensors *st, const cm_config *cfg,
                                     const cm_weights *w, cm_image_visit visit, void *arg)
 {
     char err[CLIPMOD_ERROR_SIZE];
-    if (!w->arena || !packed_as_now(cfg, w))
+    if (!w->arena || !cm_weights_packed_as_now(cfg, w))
         return CLIPMOD_E_UNSUPPORTED; /* e.g. a pack that failed for memory: not kept */
     /* The walk assigns pointers: into copies, so `w` stays as it is. */
     cm_vision_weights v;
@@ -578,7 +463,7 @@ clipmod_error cm_weights_image_walk(const cm_safetensors *st, const cm_config *c
                  .attach = 1,
                  .base = w->arena,
                  .next = w->arena,
-                 .end = w->arena + arena_floats(cfg, 0),
+                 .end = w->arena + cm_weights_arena_floats(cfg, 0),
                  .visit = visit,
                  .arg = arg};
     memset(&v, 0, sizeof v);
@@ -587,7 +472,7 @@ clipmod_error cm_weights_image_walk(const cm_safetensors *st, const cm_config *c
     if (!rc && cm_safetensors_find(st, "logit_scale"))
         rc = take(&ld, "logit_scale", 0, NULL, 0, &scale);
     if (!rc)
-        walk_qmats(cfg, w->precision, w->qstore, NULL, visit, arg);
+        cm_weights_walk_qmats(cfg, w->precision, w->qstore, NULL, visit, arg);
     cm_free(blocks);
     return rc;
 }
@@ -606,17 +491,17 @@ clipmod_error cm_weights_from_image(const cm_safetensors *st, const cm_config *c
         goto out;
     ld.attach = 1;
     ld.base = ld.next = image;
-    ld.end = ld.next + arena_floats(cfg, 0);
+    ld.end = ld.next + cm_weights_arena_floats(cfg, 0);
     ld.visit = visit;
     ld.arg = arg;
     if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)) || (rc = finish(&ld, w)))
         goto out;
-    walk_qmats(cfg, prec, w->qstore, image, visit, arg);
-    const int pb = packs_block(&cfg->vision);
+    cm_weights_walk_qmats(cfg, prec, w->qstore, image, visit, arg);
+    const int pb = cm_weights_packs_block(&cfg->vision);
     for (int l = 0; l < cfg->vision.layers; l++)
         w->block_store[l].packed = pb && !w->block_store[l].q;
-    w->vision.patch_packed = packs_one(cfg->vision.width);
-    w->vision.proj_packed = packs_one(cfg->proj_dim);
+    w->vision.patch_packed = cm_weights_packs_one(cfg->vision.width);
+    w->vision.proj_packed = cm_weights_packs_one(cfg->proj_dim);
     w->map = image;
     w->map_bytes = bytes;
 out:
@@ -625,82 +510,13 @@ out:
     return rc;
 }
 
-/*
- * Pack the four matrices of every block in place into cm_gemm's panel layout:
- * done once here instead of OpenBLAS re-packing them on every call. A block whose
- * widths are not whole panels (or CLIPMOD_GEMM=openblas) stays unpacked and its
- * products go through OpenBLAS.
- */
-static void pack_blocks(cm_block *blocks, int first, int count, const cm_config *cfg)
-{
-    if (!packs_block(&cfg->vision) && !packs_block(&cfg->text))
-        return;
-    /* The longest row (k) packed is the larger of a tower's width and MLP width. */
-    int widest = 0;
-    const cm_tower_config *towers[2] = {&cfg->vision, &cfg->text};
-    for (int t = 0; t < 2; t++) {
-        widest = towers[t]->mlp > widest ? towers[t]->mlp : widest;
-        widest = towers[t]->width > widest ? towers[t]->width : widest;
-    }
-    float *tmp = cm_alloc((size_t)CM_GEMM_NR * widest * sizeof *tmp);
-    if (!tmp)
-        return; /* still correct, only slower: every product goes through OpenBLAS */
-    for (int l = first; l < first + count; l++) {
-        const cm_tower_config *tc = l < cfg->vision.layers ? &cfg->vision : &cfg->text;
-        const int d = tc->width, f = tc->mlp;
-        if (!packs_block(tc))
-            continue;
-        cm_block *b = &blocks[l];
-        if (b->q)
-            continue; /* converted to int8/bf16: no fp32 matrix left to pack */
-        /* The arena is ours: the const in cm_block only protects it from the forward passes. */
-        cm_gemm_pack_inplace((float *)b->qkv_w, 3 * d, d, tmp);
-        cm_gemm_pack_inplace((float *)b->out_w, d, d, tmp);
-        cm_gemm_pack_inplace((float *)b->fc1_w, f, d, tmp);
-        cm_gemm_pack_inplace((float *)b->fc2_w, d, f, tmp);
-        b->packed = 1;
-    }
-    cm_free(tmp);
-}
-
-/*
- * The patch embedding, [D, 3*P*P], packed the same way: after im2col it is a GEMM
- * of 49 rows per image at k = 3072 (ViT-B/32), 3% of a pass through OpenBLAS
- * re-packing it on every call. It stays fp32 at every precision.
- */
-static void pack_patch(cm_vision_weights *v, const cm_config *cfg)
-{
-    v->patch_packed =
-        pack_one(v->patch_w, cfg->vision.width, 3 * cfg->patch_size * cfg->patch_size);
-}
-
-/*
- * One matrix [n, k] packed in place, with its own panel buffer; 1 when packed, 0
- * when it stays plain (none, CLIPMOD_GEMM=openblas, not whole panels, no memory:
- * still correct through OpenBLAS). The patch embedding packs for speed; a tower's
- * projection (one row per image or text) so that cm_linear_rows computes every
- * row alike whatever the batch.
- */
-static int pack_one(const float *w, int n, int k)
-{
-    if (!w || !packs_one(n))
-        return 0;
-    float *tmp = cm_alloc((size_t)CM_GEMM_NR * k * sizeof *tmp);
-    if (!tmp)
-        return 0;
-    /* The arena is ours: the const only protects it from the forward passes. */
-    const int packed = cm_gemm_pack_inplace((float *)w, n, k, tmp) == 0;
-    cm_free(tmp);
-    return packed;
-}
-
 clipmod_error cm_weights_load_text(const cm_safetensors *st, const cm_config *cfg, cm_weights *w,
                                    char *errbuf)
 {
     if (!w->has_text || w->text_arena)
         return CLIPMOD_OK;
-    /* The text part of arena_floats(), with its own alignment slack. */
-    const size_t cap = arena_floats(cfg, 1) - arena_floats(cfg, 0) + 16;
+    /* The text part of cm_weights_arena_floats(), with its own alignment slack. */
+    const size_t cap = cm_weights_arena_floats(cfg, 1) - cm_weights_arena_floats(cfg, 0) + 16;
     loader ld = {.st = st, .layout = w->layout, .errbuf = errbuf};
     if (!(w->text_arena = cm_alloc_huge(cap * sizeof(float))))
         return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of text weights",
@@ -712,8 +528,8 @@ clipmod_error cm_weights_load_text(const cm_safetensors *st, const cm_config *cf
         cm_weights_free_text(w, cfg);
         return rc;
     }
-    pack_blocks(w->block_store, cfg->vision.layers, cfg->text.layers, cfg);
-    w->text.proj_packed = pack_one(w->text.proj, cfg->proj_dim, cfg->text.width);
+    cm_weights_pack_blocks(w->block_store, cfg->vision.layers, cfg->text.layers, cfg);
+    w->text.proj_packed = cm_weights_pack_one(w->text.proj, cfg->proj_dim, cfg->text.width);
     return CLIPMOD_OK;
 }
 
