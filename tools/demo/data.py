@@ -373,11 +373,13 @@ def make_sample(glyphs, rng, size, groups, n_emoji=None, style_aug=0.0):
     return img, text, idx
 
 
-def make_light_sample(glyphs, rng, size, groups, white=0.8):
+def make_light_sample(glyphs, rng, size, groups, white=0.8, style_aug=0.0):
     """One (PIL RGB image, caption, [glyph index]) close to what the evaluation
     shows (v2): one emoji on white (else a random plain colour), 70-100% of the
     canvas, a little off centre, rarely a slight tilt; drawn at 64 px and resized
-    with PIL's bicubic filter as libclipmod resizes a 64 px image."""
+    with PIL's bicubic filter as libclipmod resizes a 64 px image. With
+    probability style_aug the glyph is first redrawn by restyle (no random number
+    is drawn for it when style_aug is 0, so the v2 recipe's samples are unchanged)."""
     members = glyphs.groups[groups[int(rng.integers(len(groups)))]]
     i = members[0] if rng.random() < 0.5 else members[int(rng.integers(len(members)))]
     big = 64
@@ -388,7 +390,10 @@ def make_light_sample(glyphs, rng, size, groups, white=0.8):
     cx = big / 2 + rng.uniform(-slack, slack)
     cy = big / 2 + rng.uniform(-slack, slack)
     ang = rng.normal(0, 6) if rng.random() < 0.3 else 0
-    _place(canvas, glyphs.image(i), e, cx, cy, ang, rng)
+    glyph = glyphs.image(i)
+    if style_aug and rng.random() < style_aug:
+        glyph = restyle(glyph, rng)
+    _place(canvas, glyph, e, cx, cy, ang, rng)
     img = canvas.convert("RGB")
     if size != big:
         img = img.resize((size, size), Image.BICUBIC)

@@ -119,7 +119,8 @@ def batch(sets, weights, rng, tok, size, style_aug, light=0.0):
         # one style draws no random number, so v1's recipe (noto:1) is unchanged
         g = sets[int(rng.choice(len(sets), p=weights))] if len(sets) > 1 else sets[0]
         if light and (light >= 1 or rng.random() < light):
-            img, text, _ = data.make_light_sample(g, rng, IMAGE_SIZE, g.train_groups)
+            img, text, _ = data.make_light_sample(g, rng, IMAGE_SIZE, g.train_groups,
+                                                  style_aug=style_aug)
         else:
             img, text, _ = data.make_sample(g, rng, IMAGE_SIZE, g.train_groups,
                                             style_aug=style_aug)
