@@ -21,7 +21,7 @@
 static size_t block_floats(const cm_tower_config *t)
 {
     size_t d = (size_t)t->width, f = (size_t)t->mlp;
-    /* Each parameter is padded to 16 floats by bump(); 12 parameters per block. */
+    /* Each parameter is padded to 16 floats by weights.c's bump(); 12 per block. */
     return 4 * d + 3 * d * d + 3 * d + d * d + d + 2 * f * d + f + d + 12 * 16;
 }
 
@@ -45,28 +45,11 @@ static size_t align_up(size_t n)
 }
 
 /*
- * The converted matrices' arrays, after the arena: visit each (and with `image`,
- * first point the matrix at its place in it). Returns the image's total size.
+ * The converted matrices' arrays, after the arena, in load order: for matrices
+ * [first, end) (offsets still count from matrix 0), with `image` point the matrix at
+ * its place in it, with `visit` pass each array. Returns the image's total size
+ * once end is the last matrix.
  */
-static size_t walk_qmats_from(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
-                              unsigned char *image, cm_image_visit visit, void *arg, int first,
-                              int count);
-
-size_t cm_weights_walk_qmats(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
-                             unsigned char *image, cm_image_visit visit, void *arg)
-{
-    const int count = p == CLIPMOD_PRECISION_FP32 ? 0 : 4 * cfg->vision.layers;
-    return walk_qmats_from(cfg, p, store, image, visit, arg, 0, count);
-}
-
-/* Point store[i] at its arrays in `image` (the others untouched). */
-void cm_weights_place_qmat(const cm_config *cfg, clipmod_precision p, cm_qmat *store, int i,
-                           unsigned char *image)
-{
-    walk_qmats_from(cfg, p, store, image, NULL, NULL, i, i + 1);
-}
-
-/* cm_weights_walk_qmats over matrices [first, end) only (offsets still count from the first). */
 static size_t walk_qmats_from(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
                               unsigned char *image, cm_image_visit visit, void *arg, int first,
                               int end)
@@ -95,6 +78,20 @@ static size_t walk_qmats_from(const cm_config *cfg, clipmod_precision p, cm_qmat
                 visit(arg, at[a], have[a], sizes[a]);
     }
     return off;
+}
+
+size_t cm_weights_walk_qmats(const cm_config *cfg, clipmod_precision p, cm_qmat *store,
+                             unsigned char *image, cm_image_visit visit, void *arg)
+{
+    const int count = p == CLIPMOD_PRECISION_FP32 ? 0 : 4 * cfg->vision.layers;
+    return walk_qmats_from(cfg, p, store, image, visit, arg, 0, count);
+}
+
+/* Point store[i] at its arrays in `image` (the others untouched). */
+void cm_weights_place_qmat(const cm_config *cfg, clipmod_precision p, cm_qmat *store, int i,
+                           unsigned char *image)
+{
+    walk_qmats_from(cfg, p, store, image, NULL, NULL, i, i + 1);
 }
 
 size_t cm_weights_image_bytes(const cm_config *cfg, clipmod_precision p)
