@@ -12,35 +12,24 @@ the load, since numbers from a shared 2-core machine mean little without them.
 Usage: tower_table.py RESULTS.jsonl [--skips SKIPS.tsv] [--noise-limit P] [--load-start S]
 """
 import argparse
-import ctypes
-import ctypes.util
 import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
+
+# The OpenBLAS kernel check of the demo training (tools/demo/blas.py): which kernels torch's
+# process gets here, and whether they are below what the CPU supports.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "demo"))
+import blas  # noqa: E402
 
 ISA = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
        "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 ENGINES = ("clipmod", "torch", "ort")
 PRECISIONS = ("fp32", "int8", "bf16")
 TARGET_RATIO, TARGET_COSINE = 0.5, 0.995
-
-
-def openblas_core():
-    """The kernels OpenBLAS picks in this environment, as torch's process loads it: Debian's
-    0.3.21 falls back to its generic SSE3 kernels ("Prescott") on CPUs newer than itself
-    (seen: Emerald Rapids), which slows PyTorch's fp32 GEMMs about 4x; the table says so."""
-    name = ctypes.util.find_library("openblas")
-    try:
-        lib = ctypes.CDLL(name) if name else None
-        if lib is None:
-            return "(no libopenblas)"
-        lib.openblas_get_corename.restype = ctypes.c_char_p
-        return lib.openblas_get_corename().decode()
-    except (OSError, AttributeError):
-        return "(unknown)"
 
 
 def cpu_lines():
@@ -53,15 +42,7 @@ def cpu_lines():
             info.setdefault(k.strip(), v.strip())
     except OSError:
         pass
-    flags = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    flags = blas.cpu_flags()
     model = info.get("Model name", platform.processor() or "unknown")
     has = [f for f in ISA if f in flags]
     lacks = [f for f in ISA if f not in flags]
@@ -173,7 +154,8 @@ def main():
     r0 = runs[0] if runs else {"runs": 0, "warmup": 0}
     with open("/proc/loadavg") as f:
         load_end = " ".join(f.read().split()[:3])
-    core = openblas_core()
+    core = blas.loaded_core() or "(no libopenblas)"
+    _, good = blas.wanted_core(blas.cpu_flags())
 
     print()
     print(f"# clipmod image tower vs PyTorch / ONNX Runtime, ViT-B/32, "
@@ -183,8 +165,8 @@ def main():
     print(f"# load average (1, 5, 15 min): {a.load_start} at the start, {load_end} at the end; "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
           f"OpenBLAS kernels {core}")
-    if core in ("Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom"):
-        print(f"# NOTE: OpenBLAS does not know this CPU and runs its generic {core} kernels: "
+    if good and core.upper() not in good:
+        print(f"# NOTE: OpenBLAS runs its {core} kernels, below what this CPU supports: "
               "PyTorch's fp32 GEMMs (torch uses OpenBLAS) are slowed by that, so the PyTorch "
               "ratios are against a PyTorch below what this CPU allows; ONNX Runtime is not "
               "affected (its own kernels).")
