@@ -3,8 +3,8 @@
 Debian 12's OpenBLAS (0.3.21, built with DYNAMIC_ARCH) picks its kernels by CPU model when it
 loads. On a CPU newer than the library it falls back to the generic SSE3 kernels ("Prescott"):
 seen on an Intel Xeon of family 6 model 207 (Emerald Rapids) with AVX-512, where a sgemm of a
-training step's shape ran at 35 GFLOP/s on 2 threads against 150-190 with the SkylakeX kernels,
-and a demo training step took 5 s instead of 1 s. Debian's torch does its Linear layers with
+training step's shape ran at 58-71 GFLOP/s on 2 quiet threads against 136-187 with the SkylakeX
+kernels, and a demo training step (batch 128) took 3.3-3.5 s instead of 0.8-0.9 s (BENCHMARKS.md). Debian's torch does its Linear layers with
 that library, so the demo model's training time depended on whether OpenBLAS knew the CPU.
 
 The kernels are chosen from OPENBLAS_CORETYPE when the library loads, so ensure_cpu_kernels()
