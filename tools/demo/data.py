@@ -380,8 +380,21 @@ def make_light_sample(glyphs, rng, size, groups, white=0.8, style_aug=0.0):
     with PIL's bicubic filter as libclipmod resizes a 64 px image. With
     probability style_aug the glyph is first redrawn by restyle (no random number
     is drawn for it when style_aug is 0, so the v2 recipe's samples are unchanged)."""
+    i = pick_glyph(glyphs, rng, groups)
+    img = light_render(glyphs, i, rng, size, white, style_aug)
+    caption = single_caption(rng, glyphs.names[i], glyphs.keywords[i])
+    return img, template(rng).format(caption), [i]
+
+
+def pick_glyph(glyphs, rng, groups):
+    """A glyph index of one of `groups`: the group's first member (its default
+    skin tone) half the time, else any member."""
     members = glyphs.groups[groups[int(rng.integers(len(groups)))]]
-    i = members[0] if rng.random() < 0.5 else members[int(rng.integers(len(members)))]
+    return members[0] if rng.random() < 0.5 else members[int(rng.integers(len(members)))]
+
+
+def light_render(glyphs, i, rng, size, white=0.8, style_aug=0.0):
+    """Glyph i as make_light_sample draws it (the canvas, placement and resize)."""
     big = 64
     colour = (255, 255, 255) if rng.random() < white else tuple(int(c) for c in _rand_colour(rng))
     canvas = Image.new("RGBA", (big, big), colour + (255,))
@@ -397,8 +410,7 @@ def make_light_sample(glyphs, rng, size, groups, white=0.8, style_aug=0.0):
     img = canvas.convert("RGB")
     if size != big:
         img = img.resize((size, size), Image.BICUBIC)
-    caption = single_caption(rng, glyphs.names[i], glyphs.keywords[i])
-    return img, template(rng).format(caption), [i]
+    return img
 
 
 def clean_render(glyphs, i, size, background=(255, 255, 255)):

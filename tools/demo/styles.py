@@ -60,6 +60,13 @@ STYLES = {
                    art="Microsoft Fluent Emoji, Flat (microsoft/fluentui-emoji), "
                        "repackaged by Mohammad Abu Mattar",
                    licence="MIT (Microsoft Corporation; package: Mohammad Abu Mattar)"),
+    # the same package's "modern" renders (upstream's "Color": gradients and shading)
+    "fluent-modern": dict(package="fluentui-emoji", version="1.3.0",
+                          tgz="fluentui-emoji-1.3.0.tgz", dir="package/icons/modern",
+                          naming="names",
+                          art="Microsoft Fluent Emoji, Color (microsoft/fluentui-emoji), "
+                              "repackaged by Mohammad Abu Mattar",
+                          licence="MIT (Microsoft Corporation; package: Mohammad Abu Mattar)"),
 }
 
 

@@ -79,12 +79,13 @@ TEXT = dict(width=192, layers=4, heads=3)
 # `--styles noto:1 --style-aug 0`, still writes the shipped files), else v2.
 RECIPES = {
     "v1": dict(styles="noto:1", style_aug=0.0, light=0.0, steps=1200, batch=128, lr=7e-4,
-               wd=0.1, warmup=60, text_layers=4),
+               wd=0.1, warmup=60, text_layers=4, pairs=0.0, pair_loss=0.0),
     # the first candidate (heavy canvases, style_aug 0.5) stayed near chance even on
     # its own styles; near-clean renders learn faster (README of the candidate)
     # 2500 steps: about 1.1 s each on 2 cores once OpenBLAS runs this CPU's kernels (blas.py)
     "v2": dict(styles="noto:0.34,twemoji:0.33,openmoji:0.33", style_aug=0.0, light=1.0,
-               steps=2500, batch=128, lr=7e-4, wd=0.1, warmup=100, text_layers=4),
+               steps=2500, batch=128, lr=7e-4, wd=0.1, warmup=100, text_layers=4,
+               pairs=0.0, pair_loss=0.0),
 }
 PROJECTION = 128
 CONTEXT = 77
@@ -108,14 +109,20 @@ def tokens(tok, texts):
     return ids
 
 
-def batch(sets, weights, rng, tok, size, style_aug, light=0.0):
+def batch(sets, weights, rng, tok, size, style_aug, light=0.0, pairs=0.0, index=None):
     """A batch whose every sample draws its art style by weight (one style per
     canvas), so each batch mixes styles and the same emoji in two styles are
     positives of each other when their captions agree. A share `light` of the
     samples are data.make_light_sample's near-clean renders (v2), the rest
-    data.make_sample's heavily augmented canvases."""
+    data.make_sample's heavily augmented canvases. A share `pairs` of the batch
+    comes as cross_style_pair's (none drawn at 0: the other recipes' samples are
+    unchanged)."""
     imgs, texts = [], []
-    for _ in range(size):
+    while len(imgs) < int(size * pairs) - 1:
+        pair, text = cross_style_pair(sets, weights, rng, index, style_aug)
+        imgs += pair
+        texts += [text] * len(pair)
+    while len(imgs) < size:
         # one style draws no random number, so v1's recipe (noto:1) is unchanged
         g = sets[int(rng.choice(len(sets), p=weights))] if len(sets) > 1 else sets[0]
         if light and (light >= 1 or rng.random() < light):
@@ -132,14 +139,46 @@ def batch(sets, weights, rng, tok, size, style_aug, light=0.0):
     return pixels(imgs), tokens(tok, texts), same
 
 
-def contrastive_loss(model, px, ids, same):
+def cross_style_pair(sets, weights, rng, index, style_aug):
+    """One emoji drawn in two art styles (near-clean renders) under one caption, so
+    the two are positives of each other: a direct lesson that the art style does
+    not name the emoji. index[k] maps a CLDR name to its glyph in sets[k]; an emoji
+    only one style draws comes alone."""
+    a = int(rng.choice(len(sets), p=weights))
+    i = data.pick_glyph(sets[a], rng, sets[a].train_groups)
+    name = sets[a].names[i]
+    others = [k for k in range(len(sets)) if k != a and name in index[k]]
+    imgs = [data.light_render(sets[a], i, rng, IMAGE_SIZE, style_aug=style_aug)]
+    if others:
+        w = np.array([weights[k] for k in others])
+        b = others[int(rng.choice(len(others), p=w / w.sum()))]
+        imgs.append(data.light_render(sets[b], index[b][name], rng, IMAGE_SIZE,
+                                      style_aug=style_aug))
+    caption = data.single_caption(rng, name, sets[a].keywords[i])
+    return imgs, data.template(rng).format(caption)
+
+
+def contrastive_loss(model, px, ids, same, pair_loss=0.0):
+    """CLIP's symmetric image-text loss; with pair_loss > 0 also an image-image
+    term (weight pair_loss): each image must pick out, among the batch's other
+    images, those of the same caption (the other style of its pair)."""
     img = model.encode_image(px)
     txt = model.encode_text(ids)
-    logits = model.logit_scale.exp() * img @ txt.t()
+    scale = model.logit_scale.exp()
+    logits = scale * img @ txt.t()
     target = same / same.sum(1, keepdim=True)
     loss = 0.5 * (-(target * F.log_softmax(logits, 1)).sum(1).mean()
                   - (target * F.log_softmax(logits.t(), 1)).sum(1).mean())
     acc = (same[torch.arange(len(same)), logits.argmax(1)] > 0).float().mean()
+    if pair_loss:
+        eye = torch.eye(len(same), dtype=torch.bool)
+        pos = same.masked_fill(eye, 0)
+        rows = pos.sum(1) > 0
+        if rows.any():
+            # -1e4, not -inf: 0 * -inf would make the masked terms NaN
+            li = (scale * img @ img.t()).masked_fill(eye, -1e4)[rows]
+            t = pos[rows] / pos[rows].sum(1, keepdim=True)
+            loss = loss + pair_loss * -(t * F.log_softmax(li, 1)).sum(1).mean()
     return loss, acc
 
 
@@ -314,6 +353,10 @@ def main():
                     "(v2: " + RECIPES["v2"]["styles"] + ")")
     ap.add_argument("--style-aug", type=float,
                     help="share of samples redrawn by data.restyle")
+    ap.add_argument("--pairs", type=float,
+                    help="share of each batch drawn as cross-style pairs (cross_style_pair)")
+    ap.add_argument("--pair-loss", type=float,
+                    help="weight of the image-image term on those pairs (contrastive_loss)")
     ap.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     ap.add_argument("--vision-layers", type=int, default=VISION["layers"])
     ap.add_argument("--quick-eval", metavar="PNG_DIR",
@@ -347,6 +390,7 @@ def main():
     weights = np.array(weights) / sum(weights)
     sets = [styles.glyphs(name, args.cache) for name in style_names]
     glyphs = sets[0]
+    index = [{n: i for i, n in enumerate(g.names)} for g in sets]
     merges = bpe.learn(bpe_corpus(sets), 4096, 2)
     tok = tokenizer_ref.Tokenizer(merges)
     vocab = len(tok.encoder)
@@ -394,9 +438,9 @@ def main():
             g["lr"] = lr_at(step) * g["lr_mult"]
         t0 = time.time()
         px, ids, same = batch(sets, weights, rng, tok, args.batch, args.style_aug,
-                              args.light)
+                              args.light, args.pairs, index)
         t_data += time.time() - t0
-        loss, acc = contrastive_loss(model, px, ids, same)
+        loss, acc = contrastive_loss(model, px, ids, same, args.pair_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -422,6 +466,8 @@ def main():
     if args.recipe != "v1":  # v1's files stay byte for byte as they were
         meta.update(styles=args.styles, style_aug=args.style_aug, light=args.light,
                     wd=args.wd, warmup=args.warmup, text_layers=args.text_layers)
+        if args.pairs:
+            meta.update(pairs=args.pairs, pair_loss=args.pair_loss)
     size = export(model, args.out, merges, meta)
     cpu = os.times()
     print(f"wrote {args.out}: model.safetensors {size} bytes; total {minutes:.1f} min "
