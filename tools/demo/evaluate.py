@@ -3,7 +3,7 @@
 
   evaluate.py --clipmod PATH --model DIR --emojione DIR --policy FILE
               [--noto] [--torch-check] [--json OUT] [--card README.md]
-              [--check README.md] [--suggest-thresholds]
+              [--check README.md] [--suggest-thresholds [--also-style DIR]...]
 
 Data: the EmojiOne 2.x/3.x PNGs (64x64) of Debian's ruby-gemojione package
 (assets/png/<codepoints>.png). An image counts when its code points (U+FE0F
@@ -177,19 +177,67 @@ def category_metrics(rows, names):
 MAX_FPR = 0.01
 
 
-def suggest_thresholds(rows, names, max_fpr=None):
+FP_BUDGET = 0.02  # issue 16: at most 2% false positives over all categories together
+
+
+def score_matrix(rows, names):
+    """Scores [images, categories], the positives of the same shape, the category ids."""
+    ids = [c["id"] for c in rows[0]["categories"]]
+    score = np.array([[next(c for c in r["categories"] if c["id"] == cid)["score"]
+                       for cid in ids] for r in rows])
+    pos = np.array([[n in set(data.CATEGORIES.get(cid, [])) for cid in ids] for n in names])
+    return score, pos, ids
+
+
+def threshold_ceiling(rows, names, budget=FP_BUDGET):
+    """The recall that thresholds chosen on these very images could reach with at most
+    `budget` of the images of no category flagged: every category's threshold just
+    above its (k+1)-th highest negative, k the same share q of each category's
+    negatives, q the largest that stays within the budget. Thresholds chosen elsewhere
+    cannot be expected to do better, so this separates what the thresholds lose from
+    what the model's scores allow (a uniform q, not the optimum over all threshold
+    vectors: a lower bound of that optimum)."""
+    score, pos, _ = score_matrix(rows, names)
+    anyp = pos.any(1)
+    negs = [np.sort(score[~pos[:, j], j])[::-1] for j in range(score.shape[1])]
+    best = {"budget": budget, "share": 0.0, "recall": 0.0, "false_positives": 0.0}
+    for q in np.arange(0.0, 0.05, 0.0005):
+        t = np.array([n[min(int(q * len(n)), len(n) - 1)] + 1e-6 for n in negs])
+        hit = (score >= t).any(1)
+        fp = float((hit & ~anyp).sum() / max((~anyp).sum(), 1))
+        if fp > budget:
+            break
+        rec = float((hit & anyp).sum() / max(anyp.sum(), 1))
+        if rec > best["recall"]:
+            best = {"budget": budget, "share": round(float(q), 4), "recall": rec,
+                    "false_positives": fp}
+    return best
+
+
+def threshold_bound(score, pos, max_fpr):
+    """The lowest threshold (2 decimals) that flags at most max_fpr of the negatives:
+    just above the (k+1)-th highest negative score."""
+    neg = np.sort(score[~pos])[::-1]
+    k = int(max_fpr * len(neg))  # at most k negatives may reach the threshold
+    return math.floor(neg[k] * 100 + 1) / 100
+
+
+def suggest_thresholds(rows, names, max_fpr=None, others=()):
     """Per category, the threshold (a score, rounded to 2 decimals) of highest F1 among
     those that flag at most MAX_FPR of the negatives: precision first, as moderation
-    wants. When no positive scores above that bound, the bound itself (recall 0)."""
+    wants. When no positive scores above that bound, the bound itself (recall 0).
+    others: more (rows, names) of other art styles; the bound must then hold in every
+    style (the highest of the per-style bounds: a style whose images the model scores
+    more confidently needs a higher threshold, and the style a user brings is not
+    known), and F1 is counted over all the styles' images together."""
+    max_fpr = MAX_FPR if max_fpr is None else max_fpr
+    styles = [score_matrix(r, n) for r, n in [(rows, names)] + list(others)]
+    scores = np.concatenate([sc for sc, _, _ in styles])
+    positives = np.concatenate([p for _, p, _ in styles])
     out = {}
-    for cid in [c["id"] for c in rows[0]["categories"]]:
-        positives = set(data.CATEGORIES.get(cid, []))
-        pos = np.array([n in positives for n in names])
-        score = np.array([next(c for c in r["categories"] if c["id"] == cid)["score"]
-                          for r in rows])
-        neg = np.sort(score[~pos])[::-1]
-        k = int((MAX_FPR if max_fpr is None else max_fpr) * len(neg))  # at most k negatives may reach the threshold
-        bound = math.floor(neg[k] * 100 + 1) / 100  # just above the (k+1)-th negative
+    for j, cid in enumerate(styles[0][2]):
+        score, pos = scores[:, j], positives[:, j]
+        bound = max(threshold_bound(sc[:, j], p[:, j], max_fpr) for sc, p, _ in styles)
         best = (-1.0, bound)
         for t in sorted({math.floor(x * 100) / 100 for x in score[pos]} | {bound}):
             if t < bound:
@@ -201,6 +249,7 @@ def suggest_thresholds(rows, names, max_fpr=None):
                 best = (float(f1), t)
         hit = score >= best[1]
         out[cid] = {"threshold": round(best[1], 2), "f1": round(best[0], 3),
+                    "bound": round(bound, 2),
                     "flagged": int(hit.sum()), "true_positives": int((hit & pos).sum()),
                     "negatives_flagged": int((hit & ~pos).sum())}
     return out
@@ -220,7 +269,7 @@ def write_policy(src, out, suggested, note, max_fpr):
         lines.append(line)
     head = (f"# Written by tools/demo/evaluate.py --write-policy from {os.path.basename(src)}:\n"
             f"# the same prompts; every threshold {note} (at most {max_fpr:.1%} of a\n"
-            f"# category's negatives flagged there, then best F1). The comments below about\n"
+            f"# category's negatives flagged in each, then best F1). The comments below about\n"
             f"# thresholds describe the original policy.\n")
     with open(out, "w", encoding="utf-8") as f:
         f.write(head + "\n".join(lines))
@@ -323,6 +372,14 @@ def card_block(res):
     lines += ["", f"Any category (image flagged vs. image of a category emoji): "
               f"{o['flagged']} flagged, {o['positives']} positives, precision "
               f"{fmt(o['precision'])}, recall {fmt(o['recall'])}."]
+    if "ceiling" in res:
+        c = res["ceiling"]
+        lines += ["", f"Ceiling of the thresholds: chosen on these images themselves (each "
+                  f"category flagging the same share, {c['share']:.2%}, of its negatives, the "
+                  f"most that keeps the images of no category within {c['budget']:.0%}), recall "
+                  f"{c['recall']:.2f} at {c['false_positives']:.1%} false positives. Thresholds "
+                  f"chosen on another style are not expected to beat this; what separates it "
+                  f"from the target is the model's scores."]
     if "torch_check" in res:
         t = res["torch_check"]
         lines += ["", f"PyTorch (tools/demo/model.py, float32 from the same F16 weights) against "
@@ -395,6 +452,10 @@ def main():
                     help="with --suggest-thresholds: write the policy with the suggested "
                          "thresholds to OUT (choose them on a development style, then "
                          "evaluate EmojiOne with OUT)")
+    ap.add_argument("--also-style", action="append", default=[], metavar="DIR",
+                    help="with --suggest-thresholds: renders of another art style (named "
+                         "by code points, as --emojione's); every threshold must then keep "
+                         "--max-fpr in each style (repeatable)")
     ap.add_argument("--json", help="write all results here")
     ap.add_argument("--card", help="update the metrics block of this model card")
     ap.add_argument("--check", help="compare with the metrics block of this model card")
@@ -442,11 +503,19 @@ def main():
                     args.threads)
     rows = run_scan(args.clipmod, args.model, args.policy, paths, threads=args.threads)
     res["categories"], res["flagged_overall"] = category_metrics(rows, names)
+    res["ceiling"] = threshold_ceiling(rows, names)
     if args.suggest_thresholds:
-        res["suggested_thresholds"] = suggest_thresholds(rows, names, args.max_fpr)
+        others = []
+        for d in args.also_style:
+            more = emojione_images(d, cldr)
+            others.append((run_scan(args.clipmod, args.model, args.policy,
+                                    [p for p, _, _ in more], threads=args.threads),
+                           [n for _, _, n in more]))
+        res["suggested_thresholds"] = suggest_thresholds(rows, names, args.max_fpr, others)
         if args.write_policy:
             write_policy(args.policy, args.write_policy, res["suggested_thresholds"],
-                         f"chosen on {os.path.basename(os.path.normpath(args.emojione))}",
+                         "chosen on " + ", ".join(os.path.basename(os.path.normpath(d))
+                                                  for d in [args.emojione] + args.also_style),
                          args.max_fpr)
     res["summary"] = summary(res)
     res["tolerance"] = TOLERANCE
