@@ -39,6 +39,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 import numpy as np
 
@@ -226,18 +227,19 @@ def suggest_thresholds(rows, names, max_fpr=None, others=()):
     """Per category, the threshold (a score, rounded to 2 decimals) of highest F1 among
     those that flag at most MAX_FPR of the negatives: precision first, as moderation
     wants. When no positive scores above that bound, the bound itself (recall 0).
-    others: more (rows, names) of other art styles; the bound must then hold in every
-    style (the highest of the per-style bounds: a style whose images the model scores
-    more confidently needs a higher threshold, and the style a user brings is not
-    known), and F1 is counted over all the styles' images together."""
+    others: more (rows, names) of other art styles, which only raise the bound: it must
+    hold in every style (the highest of the per-style bounds: a style whose images the
+    model scores more confidently needs a higher threshold, and the style a user brings
+    is not known). F1 is counted on rows' images alone: positives of styles the model
+    was trained on score higher than a new style's and would pull the threshold up."""
     max_fpr = MAX_FPR if max_fpr is None else max_fpr
     styles = [score_matrix(r, n) for r, n in [(rows, names)] + list(others)]
-    scores = np.concatenate([sc for sc, _, _ in styles])
-    positives = np.concatenate([p for _, p, _ in styles])
+    scores, positives, ids = styles[0]
     out = {}
-    for j, cid in enumerate(styles[0][2]):
+    for j, cid in enumerate(ids):
         score, pos = scores[:, j], positives[:, j]
-        bound = max(threshold_bound(sc[:, j], p[:, j], max_fpr) for sc, p, _ in styles)
+        bounds = [threshold_bound(sc[:, j], p[:, j], max_fpr) for sc, p, _ in styles]
+        bound = max(bounds)
         best = (-1.0, bound)
         for t in sorted({math.floor(x * 100) / 100 for x in score[pos]} | {bound}):
             if t < bound:
@@ -249,15 +251,16 @@ def suggest_thresholds(rows, names, max_fpr=None, others=()):
                 best = (float(f1), t)
         hit = score >= best[1]
         out[cid] = {"threshold": round(best[1], 2), "f1": round(best[0], 3),
-                    "bound": round(bound, 2),
+                    "bound": round(bound, 2), "bounds": [round(b, 2) for b in bounds],
                     "flagged": int(hit.sum()), "true_positives": int((hit & pos).sum()),
                     "negatives_flagged": int((hit & ~pos).sum())}
     return out
 
 
-def write_policy(src, out, suggested, note, max_fpr):
+def write_policy(src, out, suggested, note, max_fpr, bound_note=""):
     """Copy the policy src to out with each category's threshold replaced by the
-    suggested one (the line "threshold: X" inside the category's block)."""
+    suggested one (the line "threshold: X" inside the category's block), marked with
+    note; bound_note names the other styles the bound held in (the file's header)."""
     lines, cid = [], None
     for line in open(src, encoding="utf-8").read().split("\n"):
         m = re.match(r"\s*- id: (\S+)", line)
@@ -267,10 +270,12 @@ def write_policy(src, out, suggested, note, max_fpr):
         if m and cid in suggested:
             line = f"{m.group(1)}{suggested[cid]['threshold']:.2f}  # {note}"
         lines.append(line)
-    head = (f"# Written by tools/demo/evaluate.py --write-policy from {os.path.basename(src)}:\n"
-            f"# the same prompts; every threshold {note} (at most {max_fpr:.1%} of a\n"
-            f"# category's negatives flagged in each, then best F1). The comments below about\n"
-            f"# thresholds describe the original policy.\n")
+    head = textwrap.fill(
+        f"Written by tools/demo/evaluate.py --write-policy from {os.path.basename(src)}: "
+        f"the same prompts; every threshold {note} (at most {max_fpr:.1%} of a category's "
+        f"negatives flagged there{bound_note}, then best F1). The comments below about thresholds "
+        f"describe the original policy.", 86, initial_indent="# ",
+        subsequent_indent="# ", break_on_hyphens=False) + "\n"
     with open(out, "w", encoding="utf-8") as f:
         f.write(head + "\n".join(lines))
 
@@ -514,9 +519,11 @@ def main():
         res["suggested_thresholds"] = suggest_thresholds(rows, names, args.max_fpr, others)
         if args.write_policy:
             write_policy(args.policy, args.write_policy, res["suggested_thresholds"],
-                         "chosen on " + ", ".join(os.path.basename(os.path.normpath(d))
-                                                  for d in [args.emojione] + args.also_style),
-                         args.max_fpr)
+                         f"chosen on {os.path.basename(os.path.normpath(args.emojione))}",
+                         args.max_fpr, "".join(
+                             f"{', and' if i == 0 else ','} in "
+                             f"{os.path.basename(os.path.normpath(d))}"
+                             for i, d in enumerate(args.also_style)))
     res["summary"] = summary(res)
     res["tolerance"] = TOLERANCE
     out = json.dumps(res, indent=1, ensure_ascii=False)

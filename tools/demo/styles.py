@@ -14,6 +14,7 @@ cache and touches neither the network nor librsvg.
   twemoji   @twemoji/svg 15.0.0   Twemoji (Twitter, now jdecked/twemoji)  CC BY 4.0
   openmoji  openmoji 17.0.0       OpenMoji, color/svg                     CC BY-SA 4.0
   fluent    fluentui-emoji 1.3.0  Microsoft Fluent Emoji, icons/flat      MIT (Microsoft)
+  fluent-modern  (the same)       Microsoft Fluent Emoji, icons/modern    MIT (Microsoft)
 
 How files become emoji, as data.py does for Noto: a file named by code points
 ("1f3f3-fe0f-200d-1f308.svg", "0023-FE0F-20E3.svg") is that sequence; U+FE0F is
@@ -25,7 +26,8 @@ up, "thumbs-up-medium-dark.svg" the CLDR name "thumbs up: medium-dark skin tone"
 
 --export STYLE DIR writes every glyph of a style as DIR/<code points>.png (white
 background, SIZE px, as the EmojiOne PNGs are laid out), so that evaluate.py can
-measure that style through the C engine (the development style for thresholds).
+measure that style through the C engine (the development style for thresholds, and the
+training styles whose bound the thresholds must also keep).
 """
 import argparse
 import concurrent.futures
