@@ -50,16 +50,4 @@ chosen=$(grep -Ec '^ +threshold: [0-9.]+ +# chosen on [a-z-]+-png(, [a-z-]+-png)
     fail "a threshold was chosen on EmojiOne, the evaluation style"
 
 # 3. The model card's numbers.
-for f in /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf \
-         /usr/share/unicode/cldr/common/annotations/en.xml; do
-    [ -r "$f" ] || skip "evaluation needs $f (apt-get install fonts-noto-color-emoji unicode-cldr-core)"
-done
-png=$("$top_srcdir/tools/demo/emojione.sh" "$CLIPMOD_WORK/emojione" 2>"$W/emojione.err") ||
-    skip "evaluation data unavailable: $(cat "$W/emojione.err")"
-"$PY" "$top_srcdir/tools/demo/evaluate.py" --clipmod "$CLIPMOD" --model "$M" \
-    --policy "$M/demo.yaml" --emojione "$png" --cache "$W/glyphs.npz" \
-    --check "$M/README.md" >"$W/eval.out" 2>&1 || {
-    cat "$W/eval.out"
-    fail "the candidate's model card numbers do not hold (see above)"
-}
-grep -c '^ok ' "$W/eval.out" | sed 's/^/model card numbers within tolerance: /'
+check_demo_card "$M" "$M/demo.yaml"

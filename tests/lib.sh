@@ -42,6 +42,26 @@ need_demo_data() {
         skip "unicode-cldr-core is not installed (tools/install-deps.sh)"
 }
 
+# check_demo_card MODEL POLICY: tools/demo/evaluate.py re-measures EmojiOne (Debian's
+# ruby-gemojione) with MODEL and POLICY through the C engine and compares every number
+# with the metrics block of MODEL/README.md; fails when one moves beyond the card's
+# tolerance, skips without the evaluation data. Uses $W for its files.
+check_demo_card() {
+    for f in /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf \
+             /usr/share/unicode/cldr/common/annotations/en.xml; do
+        [ -r "$f" ] || skip "evaluation needs $f (apt-get install fonts-noto-color-emoji unicode-cldr-core)"
+    done
+    png=$("$top_srcdir/tools/demo/emojione.sh" "$CLIPMOD_WORK/emojione" 2>"$W/emojione.err") ||
+        skip "evaluation data unavailable: $(cat "$W/emojione.err")"
+    "$REF_PYTHON" "$top_srcdir/tools/demo/evaluate.py" --clipmod "$CLIPMOD" --model "$1" \
+        --policy "$2" --emojione "$png" --cache "$W/glyphs.npz" --check "$1/README.md" \
+        >"$W/eval.out" 2>&1 || {
+        cat "$W/eval.out"
+        fail "the numbers of $1/README.md do not hold (see above)"
+    }
+    grep -c '^ok ' "$W/eval.out" | sed 's/^/model card numbers within tolerance: /'
+}
+
 # OpenAI's merges are not in the repository; tests that need them skip without.
 have_bpe() { [ -r "$CLIPMOD_BPE_GZ" ]; }
 
