@@ -21,6 +21,10 @@ numbers describe what users run:
   * the demo moderation categories: `clipmod scan --json` with the policy; per
     category the ROC AUC of its score (positives: images of the emoji listed in
     data.CATEGORIES) and precision / recall of `flagged` at the policy's thresholds;
+  * the thresholds' ceiling (threshold_ceiling): the recall thresholds chosen on these
+    images themselves could reach with at most 2% of the other images flagged;
+  * --suggest-thresholds: thresholds chosen on these images (a development style, not
+    the evaluation style), with --also-style each kept within the bound on other styles;
   * --torch-check: embeddings of a few images and texts from tools/demo/model.py
     (float32, the same F16 weights) against the C engine's: max abs difference.
 
