@@ -33,19 +33,7 @@ unset CLIPMOD_MODEL CLIPMOD_POLICY
 need_reference
 
 # 1. The artefact.
-"$PY" - "$M" <<'EOF' || fail "models/demo is not what the model card says"
-import json, os, sys
-d = sys.argv[1]
-c = json.load(open(os.path.join(d, "config.json")))
-assert c.get("_name_or_path") == "clipmod/demo-emoji", c.get("_name_or_path")
-assert c.get("clipmod_demo") is True, "clipmod_demo is not true"
-merges = [l for l in open(os.path.join(d, "merges.txt"), encoding="utf-8").read().split("\n")[1:] if l]
-v = c["text_config"]["vocab_size"]
-assert v == 512 + len(merges) + 2, f"vocab_size {v} != 512 + {len(merges)} + 2"
-size = sum(os.path.getsize(os.path.join(d, f)) for f in ("model.safetensors", "config.json", "merges.txt"))
-assert size <= 15 * 1024 * 1024, f"{size} bytes"
-print(f"models/demo: {size} bytes, vocab {v}")
-EOF
+check_demo_artefact "$M"
 
 # 2. It says it is the demo model.
 "$CLIPMOD" embed --model "$M" --text "an emoji of bomb." >"$W/embed.json" 2>"$W/embed.err" ||

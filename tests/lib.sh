@@ -42,6 +42,26 @@ need_demo_data() {
         skip "unicode-cldr-core is not installed (tools/install-deps.sh)"
 }
 
+# check_demo_artefact DIR: a model directory written by tools/demo/train.py, as the
+# cards describe it: config.json names it clipmod/demo-emoji with "clipmod_demo": true,
+# vocab_size = 512 + merges + 2 (merges.txt's first line is the "#version" header, as in
+# OpenAI's file), the three files <= 15 MiB together.
+check_demo_artefact() {
+    "$REF_PYTHON" - "$1" <<'PYEOF' || fail "$1 is not what its model card says"
+import json, os, sys
+d = sys.argv[1]
+c = json.load(open(os.path.join(d, "config.json")))
+assert c.get("_name_or_path") == "clipmod/demo-emoji", c.get("_name_or_path")
+assert c.get("clipmod_demo") is True, "clipmod_demo is not true"
+merges = [l for l in open(os.path.join(d, "merges.txt"), encoding="utf-8").read().split("\n")[1:] if l]
+v = c["text_config"]["vocab_size"]
+assert v == 512 + len(merges) + 2, f"vocab_size {v} != 512 + {len(merges)} + 2"
+size = sum(os.path.getsize(os.path.join(d, f)) for f in ("model.safetensors", "config.json", "merges.txt"))
+assert size <= 15 * 1024 * 1024, f"{size} bytes"
+print(f"{os.path.basename(os.path.normpath(d))}: {size} bytes, vocab {v}")
+PYEOF
+}
+
 # check_demo_card MODEL POLICY: tools/demo/evaluate.py re-measures EmojiOne (Debian's
 # ruby-gemojione) with MODEL and POLICY through the C engine and compares every number
 # with the metrics block of MODEL/README.md; fails when one moves beyond the card's
