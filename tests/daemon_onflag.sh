@@ -187,4 +187,13 @@ rc=$?
 set -e
 [ "$rc" -eq 2 ] && grep -q "rel.yaml:2:12: command must start with an absolute path" "$W/rel.out" ||
     fail "a relative on-flag command: exit $rc: $(cat "$W/rel.out")"
+
+# An empty command names no program: refused too, not read as "no hook".
+printf 'on-flag:\n  command: []\n' >"$W/empty.yaml"
+set +e
+"$CLIPMODD" --check -c "$W/empty.yaml" -m "$MODEL" -p "$W/p.yaml" >"$W/empty.out" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "empty.yaml:2:12: command is empty" "$W/empty.out" ||
+    fail "an empty on-flag command: exit $rc: $(cat "$W/empty.out")"
 echo "PASS"

@@ -487,8 +487,14 @@ static void set_list(loader *L, const key *k, const cm_ynode *v)
         return;
     if (cm_yread_strlist(v, k->name, MAX_LIST, &L->rep, &items, &n))
         return;
+    /* "command: []" names no program; the milter refuses it too. */
+    if (k->off == F(onflag_argv) && !n) {
+        problem(L, v->pos, "command is empty: it needs the program's absolute path");
+        free(items);
+        return;
+    }
     /* A command is exec'd directly, never looked up in PATH nor run by a shell. */
-    if (k->off == F(onflag_argv) && n && items[0][0] != '/') {
+    if (k->off == F(onflag_argv) && items[0][0] != '/') {
         problem(L, v->pos, "command must start with an absolute path, not '%s'", items[0]);
         free(items);
         return;

@@ -1014,6 +1014,15 @@ static void config_on_flag(void **state)
     assert_non_null(strstr(problems, "hook.yaml:5:3: unknown key 'max-runing' in on-flag (did "
                                      "you mean 'max-running'?)"));
     free(problems);
+    /* An empty list has no program (found by fuzz_milter_config: it read argv[0] of none). */
+    path = write_tmp("hook.yaml", "model: /m\npolicy: /p\non-flag:\n  command: []\n");
+    assert_int_equal(cmc_load(path, &c, &problems), -1);
+    assert_non_null(strstr(problems, "hook.yaml:4:12: on-flag.command is empty"));
+    free(problems);
+    path = write_tmp("hook.yaml", "model: /m\npolicy: /p\non-flag:\n  command:\n");
+    assert_int_equal(cmc_load(path, &c, &problems), -1);
+    assert_non_null(strstr(problems, "on-flag.command is empty"));
+    free(problems);
 }
 
 /* The log: block's defaults (facility mail), and the spellings before it still read. */
