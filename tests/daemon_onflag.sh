@@ -179,21 +179,19 @@ set -e
 [ "$rc" -ne 0 ] && grep -q "nothere.so" "$W/noplugin.out" ||
     fail "a missing plugin: exit $rc: $(cat "$W/noplugin.out")"
 
-# A command that is not an absolute path is refused at its position.
-printf 'on-flag:\n  command: [hook.sh]\n' >"$W/rel.yaml"
-set +e
-"$CLIPMODD" --check -c "$W/rel.yaml" -m "$MODEL" -p "$W/p.yaml" >"$W/rel.out" 2>&1
-rc=$?
-set -e
-[ "$rc" -eq 2 ] && grep -q "rel.yaml:2:12: command must start with an absolute path" "$W/rel.out" ||
-    fail "a relative on-flag command: exit $rc: $(cat "$W/rel.out")"
-
-# An empty command names no program: refused too, not read as "no hook".
-printf 'on-flag:\n  command: []\n' >"$W/empty.yaml"
-set +e
-"$CLIPMODD" --check -c "$W/empty.yaml" -m "$MODEL" -p "$W/p.yaml" >"$W/empty.out" 2>&1
-rc=$?
-set -e
-[ "$rc" -eq 2 ] && grep -q "empty.yaml:2:12: command is empty" "$W/empty.out" ||
-    fail "an empty on-flag command: exit $rc: $(cat "$W/empty.out")"
+# refused NAME COMMAND MESSAGE: an on-flag.command that --check refuses (exit 2)
+# with MESSAGE at line 2, column 12 of NAME.yaml.
+refused() {
+    printf 'on-flag:\n  command: %s\n' "$2" >"$W/$1.yaml"
+    set +e
+    "$CLIPMODD" --check -c "$W/$1.yaml" -m "$MODEL" -p "$W/p.yaml" >"$W/$1.out" 2>&1
+    rc=$?
+    set -e
+    [ "$rc" -eq 2 ] && grep -q "$1.yaml:2:12: $3" "$W/$1.out" ||
+        fail "on-flag.command $2: exit $rc: $(cat "$W/$1.out")"
+}
+# A command that is not an absolute path is refused at its position; an empty one
+# names no program and is refused too, not read as "no hook".
+refused rel '[hook.sh]' "command must start with an absolute path"
+refused empty '[]' "command is empty"
 echo "PASS"
