@@ -67,10 +67,7 @@ PYEOF
 # with the metrics block of MODEL/README.md; fails when one moves beyond the card's
 # tolerance, skips without the evaluation data. Uses $W for its files.
 check_demo_card() {
-    for f in /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf \
-             /usr/share/unicode/cldr/common/annotations/en.xml; do
-        [ -r "$f" ] || skip "evaluation needs $f (apt-get install fonts-noto-color-emoji unicode-cldr-core)"
-    done
+    need_demo_data "$1"
     png=$("$top_srcdir/tools/demo/emojione.sh" "$CLIPMOD_WORK/emojione" 2>"$W/emojione.err") ||
         skip "evaluation data unavailable: $(cat "$W/emojione.err")"
     "$REF_PYTHON" "$top_srcdir/tools/demo/evaluate.py" --clipmod "$CLIPMOD" --model "$1" \

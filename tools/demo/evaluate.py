@@ -171,9 +171,10 @@ def score_matrix(rows, names):
 def category_metrics(rows, names):
     out = {}
     scores, positives, ids = score_matrix(rows, names)
+    by_id = [{c["id"]: c for c in r["categories"]} for r in rows]
     for j, cid in enumerate(ids):
         score, pos = scores[:, j], positives[:, j]
-        cats = [next(c for c in r["categories"] if c["id"] == cid) for r in rows]
+        cats = [b[cid] for b in by_id]
         hit = np.array([c["flagged"] for c in cats])
         tp = int((hit & pos).sum())
         m = {"threshold": cats[0]["threshold"], "positives": int(pos.sum()),
@@ -261,6 +262,12 @@ def suggest_thresholds(rows, names, max_fpr=None, others=()):
                     "flagged": int(hit.sum()), "true_positives": int((hit & pos).sum()),
                     "negatives_flagged": int((hit & ~pos).sum())}
     return out
+
+
+def also_note(dirs):
+    """", and in a-png, in b-png": the other styles a bound held in, for write_policy."""
+    names = [os.path.basename(os.path.normpath(d)) for d in dirs]
+    return ", and in " + ", in ".join(names) if names else ""
 
 
 def write_policy(src, out, suggested, note, max_fpr, bound_note=""):
@@ -526,10 +533,7 @@ def main():
         if args.write_policy:
             write_policy(args.policy, args.write_policy, res["suggested_thresholds"],
                          f"chosen on {os.path.basename(os.path.normpath(args.emojione))}",
-                         args.max_fpr, "".join(
-                             f"{', and' if i == 0 else ','} in "
-                             f"{os.path.basename(os.path.normpath(d))}"
-                             for i, d in enumerate(args.also_style)))
+                         args.max_fpr, also_note(args.also_style))
     res["summary"] = summary(res)
     res["tolerance"] = TOLERANCE
     out = json.dumps(res, indent=1, ensure_ascii=False)
