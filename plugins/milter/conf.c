@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "onflag.h"
 #include "suggest.h"
 #include "vcache.h"
 #include "yaml.h"
@@ -626,13 +627,9 @@ static void read_on_flag(reader *r, const cm_ynode *v)
                 "on-flag needs a command (a list: the program's absolute path, then its "
                 "arguments)");
     } else if (!cm_yread_strlist(val[0], "on-flag.command", 64, &r->rep, &argv, &n)) {
-        /* "command: []" reads as a list of none: there is no program to run. */
-        if (!n)
-            problem(r, val[0], "on-flag.command is empty: it needs the program's absolute path");
-        /* Exec'd as given, never through a shell: a relative name would depend on PATH. */
-        else if (argv[0][0] != '/')
-            problem(r, val[0], "on-flag.command: the program must be an absolute path, not '%.80s'",
-                    argv[0]);
+        char why[160];
+        if (cm_onflag_argv_problem(argv, n, why, sizeof why))
+            problem(r, val[0], "on-flag.command %s", why);
         h->argv = calloc(n + 1, sizeof *h->argv);
         if (!h->argv)
             r->nomem = 1;

@@ -70,21 +70,32 @@ static void free_hook(cm_onflag *h)
     free(h);
 }
 
+int cm_onflag_argv_problem(const char *const *argv, size_t n, char *buf, size_t len)
+{
+    /* "command: []" names no program to run; it is not a way to switch the hook off. */
+    if (!argv || !n || !argv[0]) {
+        snprintf(buf, len, "is empty: it needs the program's absolute path");
+        return -1;
+    }
+    /* No PATH search, no shell: the operator names exactly the file that runs. */
+    if (argv[0][0] != '/') {
+        snprintf(buf, len, "must start with an absolute path, not '%.80s'", argv[0]);
+        return -1;
+    }
+    return 0;
+}
+
 cm_onflag *cm_onflag_new(const char *const *argv, unsigned timeout_ms, unsigned max_running,
                          char *err, size_t errlen)
 {
     size_t n = 0;
-    if (!argv || !argv[0]) {
-        snprintf(err, errlen, "on_flag: no program given");
-        return NULL;
-    }
-    if (argv[0][0] != '/') {
-        /* No PATH search: the operator names exactly the file that runs. */
-        snprintf(err, errlen, "on_flag: %s: the program must be an absolute path", argv[0]);
-        return NULL;
-    }
-    while (argv[n])
+    char why[160];
+    while (argv && argv[n])
         n++;
+    if (cm_onflag_argv_problem(argv, n, why, sizeof why)) {
+        snprintf(err, errlen, "on-flag command %s", why);
+        return NULL;
+    }
     cm_onflag *h = calloc(1, sizeof *h);
     pthread_condattr_t ca;
     if (!h || !(h->argv = calloc(n + 1, sizeof *h->argv)))

@@ -43,9 +43,17 @@ typedef struct cm_onflag_event {
 } cm_onflag_event;
 
 /*
+ * Why argv (n strings) cannot be a hook's command, as the words that follow the
+ * key's name in a configuration problem ("is empty: ...", "must start with an
+ * absolute path, not 'x'"), written to buf; returns 0 (buf untouched) when it can.
+ * Both programs' configuration readers and cm_onflag_new ask this one question.
+ */
+int cm_onflag_argv_problem(const char *const *argv, size_t n, char *buf, size_t len);
+
+/*
  * A hook running argv[0] (an absolute path) with argv (NULL-terminated; copied)
  * for at most timeout_ms (0: 30 s), at most max_running at once (0: 4). NULL when
- * argv is empty or argv[0] is not absolute (err says why) or on OOM.
+ * cm_onflag_argv_problem refuses argv (err says why) or on OOM.
  */
 cm_onflag *cm_onflag_new(const char *const *argv, unsigned timeout_ms, unsigned max_running,
                          char *err, size_t errlen);

@@ -25,6 +25,7 @@
 
 #include "context.h"
 #include "daemon.h"
+#include "onflag.h"
 #include "redis_conn.h"
 #include "size.h"
 #include "yaml.h"
@@ -481,21 +482,16 @@ static void set_list(loader *L, const key *k, const cm_ynode *v)
     strlist *l = (strlist *)((char *)L->c + k->off);
     const char **items = NULL;
     size_t n = 0;
+    char why[160];
 
     strlist_free(l);
     if (cm_ynode_is_null(v))
         return;
     if (cm_yread_strlist(v, k->name, MAX_LIST, &L->rep, &items, &n))
         return;
-    /* "command: []" names no program; the milter refuses it too. */
-    if (k->off == F(onflag_argv) && !n) {
-        problem(L, v->pos, "command is empty: it needs the program's absolute path");
-        free(items);
-        return;
-    }
-    /* A command is exec'd directly, never looked up in PATH nor run by a shell. */
-    if (k->off == F(onflag_argv) && items[0][0] != '/') {
-        problem(L, v->pos, "command must start with an absolute path, not '%s'", items[0]);
+    /* The one check the milter makes too (onflag.c): an empty or relative command. */
+    if (k->off == F(onflag_argv) && cm_onflag_argv_problem(items, n, why, sizeof why)) {
+        problem(L, v->pos, "%s %s", k->name, why);
         free(items);
         return;
     }

@@ -399,10 +399,10 @@ static void construction(void **state)
 {
     const char *rel[] = {"bin/true", NULL}, *bare[] = {"true", NULL}, *none[] = {NULL};
     assert_null(cm_onflag_new(rel, 0, 0, err, sizeof err));
-    assert_contains(err, "bin/true");
-    assert_contains(err, "absolute path");
+    assert_string_equal(err, "on-flag command must start with an absolute path, not 'bin/true'");
     assert_null(cm_onflag_new(bare, 0, 0, err, sizeof err));
     assert_null(cm_onflag_new(none, 0, 0, err, sizeof err));
+    assert_string_equal(err, "on-flag command is empty: it needs the program's absolute path");
     assert_null(cm_onflag_new(NULL, 0, 0, err, sizeof err));
     assert_int_equal(cm_onflag_free(NULL, 0), 0);
     assert_int_equal(cm_onflag_running(NULL), 0);
@@ -410,6 +410,24 @@ static void construction(void **state)
     cm_onflag *h = cm_onflag_new(ok, 0, 0, err, sizeof err);
     assert_int_equal(cm_onflag_run(h, NULL), -1);
     assert_int_equal(cm_onflag_free(h, 0), 0);
+}
+
+/* The one question both configuration readers ask; buf is left alone on success. */
+static void argv_problem(void **state)
+{
+    const char *ok[] = {"/bin/true", "-x"}, *rel[] = {"./hook.sh"};
+    char buf[64] = "untouched";
+    assert_int_equal(cm_onflag_argv_problem(ok, 2, buf, sizeof buf), 0);
+    assert_string_equal(buf, "untouched");
+    assert_int_equal(cm_onflag_argv_problem(ok, 0, buf, sizeof buf), -1);
+    assert_string_equal(buf, "is empty: it needs the program's absolute path");
+    assert_int_equal(cm_onflag_argv_problem(NULL, 0, buf, sizeof buf), -1);
+    assert_int_equal(cm_onflag_argv_problem(rel, 1, buf, sizeof buf), -1);
+    assert_string_equal(buf, "must start with an absolute path, not './hook.sh'");
+    /* A long name is cut, never overflows. */
+    char tiny[8];
+    assert_int_equal(cm_onflag_argv_problem(rel, 1, tiny, sizeof tiny), -1);
+    assert_string_equal(tiny, "must st");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -426,6 +444,7 @@ int main(void)
         cmocka_unit_test(values_capped),      cmocka_unit_test(timeout_kills_group),
         cmocka_unit_test(max_running_skips),  cmocka_unit_test(free_while_running),
         cmocka_unit_test(failures_logged),    cmocka_unit_test(construction),
+        cmocka_unit_test(argv_problem),
     };
     char text[2048];
     snprintf(dir, sizeof dir, "/tmp/test_onflag.XXXXXX");

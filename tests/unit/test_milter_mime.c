@@ -1009,7 +1009,7 @@ static void config_on_flag(void **state)
                                   "  command: [alert]\n"
                                   "  max-runing: 2\n");
     assert_int_equal(cmc_load(path, &c, &problems), -1);
-    assert_non_null(strstr(problems, "hook.yaml:4:12: on-flag.command: the program must be an "
+    assert_non_null(strstr(problems, "hook.yaml:4:12: on-flag.command must start with an "
                                      "absolute path, not 'alert'"));
     assert_non_null(strstr(problems, "hook.yaml:5:3: unknown key 'max-runing' in on-flag (did "
                                      "you mean 'max-running'?)"));
