@@ -15,6 +15,8 @@ cache and touches neither the network nor librsvg.
   openmoji  openmoji 17.0.0       OpenMoji, color/svg                     CC BY-SA 4.0
   fluent    fluentui-emoji 1.3.0  Microsoft Fluent Emoji, icons/flat      MIT (Microsoft)
   fluent-modern  (the same)       Microsoft Fluent Emoji, icons/modern    MIT (Microsoft)
+  fluent-3d @lobehub/fluent-emoji-3d 1.1.0  Fluent Emoji, 3D (WebP)      MIT (Microsoft)
+  noto-v1   @iconify-json/noto-v1 1.2.5     Noto Emoji v1 (2013-2017)     Apache 2.0 (Google)
 
 How files become emoji, as data.py does for Noto: a file named by code points
 ("1f3f3-fe0f-200d-1f308.svg", "0023-FE0F-20E3.svg") is that sequence; U+FE0F is
@@ -22,7 +24,11 @@ dropped as CLDR writes sequences, and the file is used when the result has an En
 CLDR name. Fluent's files are named by CLDR name instead ("keycap-1.svg"): a file is
 the emoji whose CLDR name, lower-cased with every run of other characters than a-z and
 0-9 made one "-", is the file's name ("thumbs-up-default.svg" is the yellow thumbs
-up, "thumbs-up-medium-dark.svg" the CLDR name "thumbs up: medium-dark skin tone"). Files that match no CLDR emoji are skipped.
+up, "thumbs-up-medium-dark.svg" the CLDR name "thumbs up: medium-dark skin tone"). Iconify's
+sets are one JSON file of SVG bodies named the same way, by the CLDR names of their
+time (ICONIFY_RENAMES maps the few CLDR has renamed since: noto-v1's "pistol" is today's
+"water pistol"); each body is written out as an SVG once. Files that match no CLDR
+emoji are skipped.
 
 --export STYLE DIR writes every glyph of a style as DIR/<code points>.png (white
 background, SIZE px, as the EmojiOne PNGs are laid out), so that evaluate.py can
@@ -32,6 +38,7 @@ training styles whose bound the thresholds must also keep).
 import argparse
 import concurrent.futures
 import io
+import json
 import os
 import re
 import shutil
@@ -69,7 +76,28 @@ STYLES = {
                           art="Microsoft Fluent Emoji, Color (microsoft/fluentui-emoji), "
                               "repackaged by Mohammad Abu Mattar",
                           licence="MIT (Microsoft Corporation; package: Mohammad Abu Mattar)"),
+    # Fluent's third drawing of the same design: shaded 3D renders (256 px WebP)
+    "fluent-3d": dict(package="@lobehub/fluent-emoji-3d", version="1.1.0",
+                      tgz="lobehub-fluent-emoji-3d-1.1.0.tgz", dir="package/assets",
+                      naming="codepoints", ext=".webp",
+                      art="Microsoft Fluent Emoji, 3D (microsoft/fluentui-emoji), "
+                          "repackaged by LobeHub",
+                      licence="MIT (Microsoft Corporation; package: LobeHub)"),
+    # Google's first Noto design (2013-2017: the "blob" faces, a revolver for the pistol),
+    # as Iconify's JSON (one SVG body per icon, named by the CLDR name of its time)
+    "noto-v1": dict(package="@iconify-json/noto-v1", version="1.2.5",
+                    tgz="iconify-json-noto-v1-1.2.5.tgz", dir="package/icons.json",
+                    naming="iconify",
+                    art="Noto Emoji v1 (Google Inc., googlefonts/noto-emoji), "
+                        "packaged by Iconify",
+                    licence="Apache 2.0 (Google Inc.)"),
 }
+
+# Iconify's noto-v1 names icons by the CLDR names of their time: the emoji CLDR has
+# renamed since, by their current names
+ICONIFY_RENAMES = {"pistol": "water pistol", "hugging-face": "smiling face with open hands",
+                   "dizzy-face": "face with crossed-out eyes", "direct-hit": "bullseye",
+                   "pouting-face": "enraged face", "mans-shoe": "man’s shoe"}
 
 
 def cache_dir(path=None):
@@ -99,7 +127,30 @@ def fetch(style, cache):
         with tarfile.open(tgz) as t:
             t.extractall(tmp)
         os.rename(tmp, out)
-    return os.path.join(out, s["dir"])
+    path = os.path.join(out, s["dir"])
+    if s["naming"] == "iconify":
+        path = iconify_svgs(path)
+    return path
+
+
+def iconify_svgs(icons_json):
+    """Write each icon of an Iconify JSON set as <name>.svg beside it (once); the dir."""
+    out = os.path.join(os.path.dirname(icons_json), "svg")
+    if os.path.isdir(out):
+        return out
+    with open(icons_json, encoding="utf-8") as f:
+        d = json.load(f)
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name, icon in d["icons"].items():
+        w, h = icon.get("width", d.get("width", 16)), icon.get("height", d.get("height", 16))
+        with open(os.path.join(tmp, name + ".svg"), "w", encoding="utf-8") as f:
+            f.write(f'<svg xmlns="http://www.w3.org/2000/svg" '
+                    f'xmlns:xlink="http://www.w3.org/1999/xlink" width="{w}" height="{h}" '
+                    f'viewBox="0 0 {w} {h}">{icon["body"]}</svg>')
+    os.rename(tmp, out)
+    return out
 
 
 def slug(name):
@@ -110,13 +161,15 @@ def files_to_emoji(style, svg_dir, cldr):
     """[(svg path, cp)] of the files that are CLDR emoji, sorted by cp."""
     out = {}
     names = sorted(os.listdir(svg_dir))
+    ext = STYLES[style].get("ext", ".svg")
     if STYLES[style]["naming"] == "codepoints":
         for f in names:
-            if not f.endswith(".svg"):
+            if not f.endswith(ext):
                 continue
             try:
-                cp = "".join(chr(int(h, 16)) for h in f[:-4].split("-"))
-            except ValueError:
+                # LobeHub writes a flag's tag sequence with "_"
+                cp = "".join(chr(int(h, 16)) for h in re.split("[-_]", f[:-len(ext)]))
+            except (ValueError, OverflowError):
                 continue
             cp = data.strip_fe0f(cp)
             if cp in cldr and cp not in out:
@@ -125,8 +178,11 @@ def files_to_emoji(style, svg_dir, cldr):
         by_slug = {}
         for cp, e in sorted(cldr.items()):
             by_slug.setdefault(slug(e["name"]), cp)
+        renames = ICONIFY_RENAMES if STYLES[style]["naming"] == "iconify" else {}
         for f in names:
             stem = f[:-4]
+            if stem in renames:
+                stem = slug(renames[stem])
             if stem.endswith("-default"):  # an emoji drawn in skin tones: the yellow one
                 stem = stem[:-len("-default")]
             cp = by_slug.get(stem, by_slug.get(stem + "-skin-tone")) \
@@ -137,12 +193,16 @@ def files_to_emoji(style, svg_dir, cldr):
 
 
 def render_svg(path):
-    """One SVG -> RGBA uint8 array cropped to its ink, longer side data.GLYPH_MAX."""
-    res = subprocess.run(["rsvg-convert", "-w", str(RENDER_PX), "-h", str(RENDER_PX), "-a",
-                          path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    if res.returncode != 0 or not res.stdout:
-        return None
-    im = Image.open(io.BytesIO(res.stdout)).convert("RGBA")
+    """One SVG (or a raster file PIL reads) -> RGBA uint8 array cropped to its ink,
+    longer side data.GLYPH_MAX."""
+    if path.endswith(".svg"):
+        res = subprocess.run(["rsvg-convert", "-w", str(RENDER_PX), "-h", str(RENDER_PX),
+                              "-a", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if res.returncode != 0 or not res.stdout:
+            return None
+        im = Image.open(io.BytesIO(res.stdout)).convert("RGBA")
+    else:
+        im = Image.open(path).convert("RGBA")
     bbox = im.getchannel("A").point(lambda v: 255 if v > 8 else 0).getbbox()
     if bbox is None:
         return None
