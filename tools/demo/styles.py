@@ -15,7 +15,6 @@ cache and touches neither the network nor librsvg.
   openmoji  openmoji 17.0.0       OpenMoji, color/svg                     CC BY-SA 4.0
   fluent    fluentui-emoji 1.3.0  Microsoft Fluent Emoji, icons/flat      MIT (Microsoft)
   fluent-modern  (the same)       Microsoft Fluent Emoji, icons/modern    MIT (Microsoft)
-  fluent-3d @lobehub/fluent-emoji-3d 1.1.0  Fluent Emoji, 3D (WebP)      MIT (Microsoft)
   noto-v1   @iconify-json/noto-v1 1.2.5     Noto Emoji v1 (2013-2017)     Apache 2.0 (Google)
 
 How files become emoji, as data.py does for Noto: a file named by code points
@@ -56,37 +55,28 @@ import data  # noqa: E402
 RENDER_PX = 128   # librsvg renders at this size; glyphs are then cropped and scaled
 
 STYLES = {
-    "twemoji": dict(package="@twemoji/svg", version="15.0.0", tgz="twemoji-svg-15.0.0.tgz",
+    "twemoji": dict(package="@twemoji/svg", version="15.0.0",
                     dir="package", naming="codepoints",
                     art="Twemoji (Twitter, Inc. and other contributors; jdecked/twemoji)",
                     licence="CC BY 4.0 (graphics); MIT (packaging, Samuel Kopp)"),
-    "openmoji": dict(package="openmoji", version="17.0.0", tgz="openmoji-17.0.0.tgz",
+    "openmoji": dict(package="openmoji", version="17.0.0",
                      dir="package/color/svg", naming="codepoints",
                      art="OpenMoji (HfG Schwäbisch Gmünd and contributors)",
                      licence="CC BY-SA 4.0 (graphics); LGPL-3.0 (code)"),
-    "fluent": dict(package="fluentui-emoji", version="1.3.0", tgz="fluentui-emoji-1.3.0.tgz",
+    "fluent": dict(package="fluentui-emoji", version="1.3.0",
                    dir="package/icons/flat", naming="names",
                    art="Microsoft Fluent Emoji, Flat (microsoft/fluentui-emoji), "
                        "repackaged by Mohammad Abu Mattar",
                    licence="MIT (Microsoft Corporation; package: Mohammad Abu Mattar)"),
     # the same package's "modern" renders (upstream's "Color": gradients and shading)
-    "fluent-modern": dict(package="fluentui-emoji", version="1.3.0",
-                          tgz="fluentui-emoji-1.3.0.tgz", dir="package/icons/modern",
+    "fluent-modern": dict(package="fluentui-emoji", version="1.3.0", dir="package/icons/modern",
                           naming="names",
                           art="Microsoft Fluent Emoji, Color (microsoft/fluentui-emoji), "
                               "repackaged by Mohammad Abu Mattar",
                           licence="MIT (Microsoft Corporation; package: Mohammad Abu Mattar)"),
-    # Fluent's third drawing of the same design: shaded 3D renders (256 px WebP)
-    "fluent-3d": dict(package="@lobehub/fluent-emoji-3d", version="1.1.0",
-                      tgz="lobehub-fluent-emoji-3d-1.1.0.tgz", dir="package/assets",
-                      naming="codepoints", ext=".webp",
-                      art="Microsoft Fluent Emoji, 3D (microsoft/fluentui-emoji), "
-                          "repackaged by LobeHub",
-                      licence="MIT (Microsoft Corporation; package: LobeHub)"),
     # Google's first Noto design (2013-2017: the "blob" faces, a revolver for the pistol),
     # as Iconify's JSON (one SVG body per icon, named by the CLDR name of its time)
-    "noto-v1": dict(package="@iconify-json/noto-v1", version="1.2.5",
-                    tgz="iconify-json-noto-v1-1.2.5.tgz", dir="package/icons.json",
+    "noto-v1": dict(package="@iconify-json/noto-v1", version="1.2.5", dir="package/icons.json",
                     naming="iconify",
                     art="Noto Emoji v1 (Google Inc., googlefonts/noto-emoji), "
                         "packaged by Iconify",
@@ -112,7 +102,9 @@ def fetch(style, cache):
     s = STYLES[style]
     npm_dir = os.path.join(cache, "npm")
     os.makedirs(npm_dir, exist_ok=True)
-    tgz = os.path.join(npm_dir, s["tgz"])
+    # the file `npm pack` writes: "@scope/name" 1.0 -> scope-name-1.0.tgz
+    base = s["package"].lstrip("@").replace("/", "-") + "-" + s["version"]
+    tgz = os.path.join(npm_dir, base + ".tgz")
     if not os.path.exists(tgz):
         print(f"styles: npm pack {s['package']}@{s['version']}", file=sys.stderr, flush=True)
         res = subprocess.run(["npm", "pack", "--silent", f"{s['package']}@{s['version']}"],
@@ -120,7 +112,7 @@ def fetch(style, cache):
         if res.returncode != 0 or not os.path.exists(tgz):
             raise SystemExit(f"styles: 'npm pack {s['package']}@{s['version']}' failed: "
                              f"{res.stderr.decode(errors='replace')[-500:]}")
-    out = os.path.join(npm_dir, s["tgz"][:-4])
+    out = os.path.join(npm_dir, base)
     if not os.path.isdir(out):
         tmp = out + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -161,15 +153,13 @@ def files_to_emoji(style, svg_dir, cldr):
     """[(svg path, cp)] of the files that are CLDR emoji, sorted by cp."""
     out = {}
     names = sorted(os.listdir(svg_dir))
-    ext = STYLES[style].get("ext", ".svg")
     if STYLES[style]["naming"] == "codepoints":
         for f in names:
-            if not f.endswith(ext):
+            if not f.endswith(".svg"):
                 continue
             try:
-                # LobeHub writes a flag's tag sequence with "_"
-                cp = "".join(chr(int(h, 16)) for h in re.split("[-_]", f[:-len(ext)]))
-            except (ValueError, OverflowError):
+                cp = "".join(chr(int(h, 16)) for h in f[:-4].split("-"))
+            except ValueError:
                 continue
             cp = data.strip_fe0f(cp)
             if cp in cldr and cp not in out:
@@ -193,16 +183,12 @@ def files_to_emoji(style, svg_dir, cldr):
 
 
 def render_svg(path):
-    """One SVG (or a raster file PIL reads) -> RGBA uint8 array cropped to its ink,
-    longer side data.GLYPH_MAX."""
-    if path.endswith(".svg"):
-        res = subprocess.run(["rsvg-convert", "-w", str(RENDER_PX), "-h", str(RENDER_PX),
-                              "-a", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        if res.returncode != 0 or not res.stdout:
-            return None
-        im = Image.open(io.BytesIO(res.stdout)).convert("RGBA")
-    else:
-        im = Image.open(path).convert("RGBA")
+    """One SVG -> RGBA uint8 array cropped to its ink, longer side data.GLYPH_MAX."""
+    res = subprocess.run(["rsvg-convert", "-w", str(RENDER_PX), "-h", str(RENDER_PX), "-a",
+                          path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    if res.returncode != 0 or not res.stdout:
+        return None
+    im = Image.open(io.BytesIO(res.stdout)).convert("RGBA")
     bbox = im.getchannel("A").point(lambda v: 255 if v > 8 else 0).getbbox()
     if bbox is None:
         return None
