@@ -269,14 +269,95 @@ static void forward_to_main(const sigset_t *sigs)
             sigaction(sig, &sa, NULL);
 }
 
+/* What start_services got running, so that main stops exactly that. */
+typedef struct started {
+    int hooks, batcher, http, clamd;
+    char http_bound[128], clamd_bound[128];
+} started;
+
+/* Hooks, scanning threads, the Redis worker and the two doors, in that order; -1 on the
+ * first that fails (logged), with st saying which are up. */
+static int start_services(const dconfig *c, started *st)
+{
+    if (hooks_start(c))
+        return -1;
+    st->hooks = 1;
+    if (batcher_start(c)) {
+        cm_log(CM_LOG_ERROR, "cannot start the scanning threads", CM_LF_END);
+        return -1;
+    }
+    st->batcher = 1;
+    if (c->worker_enabled && worker_start(c))
+        return -1;
+    if (c->clamd_unix || c->clamd_tcp) {
+        if (clamd_start(c, st->clamd_bound, sizeof st->clamd_bound))
+            return -1;
+        st->clamd = 1;
+        cm_log(CM_LOG_INFO, "clamd protocol listening", CM_LF_S("unix", c->clamd_unix),
+               CM_LF_S("tcp", st->clamd_bound[0] ? st->clamd_bound : NULL), CM_LF_END);
+    }
+    if (c->http_enabled) {
+        if (http_start(c, st->http_bound, sizeof st->http_bound))
+            return -1;
+        st->http = 1;
+        cm_log(CM_LOG_INFO, "http listening", CM_LF_S("address", st->http_bound),
+               CM_LF_B("auth", c->auth_token != NULL), CM_LF_END);
+    }
+    return 0;
+}
+
+/* Serve SIGHUP reloads until a stop signal comes; returns that signal. */
+static int serve_until_stopped(const overrides *o, const sigset_t *sigs)
+{
+    dconfig fresh;
+    int sig = 0;
+
+    for (;;) {
+        if (sigwait(sigs, &sig))
+            continue;
+        if (sig != SIGHUP)
+            return sig;
+        cm_log(CM_LOG_INFO, "SIGHUP: reloading", CM_LF_END);
+        sd_notify_msg("RELOADING=1");
+        /* Doors and limits keep their start-up values; the engine takes the new ones. */
+        if (!load_config(o, &fresh)) {
+            /* The new engine's settings and plugins join its verdict cache keys. */
+            if (!reload_swap(&fresh))
+                dcache_generation(reload_generation(), &fresh);
+        } else {
+            metrics_reload(0);
+            cm_log(CM_LOG_ERROR,
+                   "reload failed: the configuration has problems (see stderr); "
+                   "the previous policy stays active",
+                   CM_LF_END);
+        }
+        config_free(&fresh);
+        sd_notify_msg("READY=1");
+    }
+}
+
+/* Stops what start_services started, in the reverse order. */
+static void stop_services(const started *st)
+{
+    if (st->http)
+        http_stop();
+    if (st->clamd)
+        clamd_stop();
+    worker_stop(); /* its jobs in flight need the batcher; nothing when it is off */
+    if (st->batcher)
+        batcher_stop();
+    if (st->hooks)
+        hooks_stop();
+}
+
 int main(int argc, char **argv)
 {
     overrides o;
-    dconfig c, fresh;
+    dconfig c;
     sigset_t sigs;
-    char err[256], http_bound[128] = "", clamd_bound[128] = "";
-    int sig = 0, rc = 1, started_hooks = 0, started_batcher = 0, started_http = 0,
-        started_clamd = 0, model_up = 0;
+    started st = {0};
+    char err[256];
+    int sig, rc = 1, model_up = 0;
 
     memset(&c, 0, sizeof c);
     if (parse_options(argc, argv, &o))
@@ -290,7 +371,7 @@ int main(int argc, char **argv)
         config_free(&c);
         return 2;
     }
-    /* Every thread inherits this mask; only sigwait() below receives these signals. */
+    /* Every thread inherits this mask; only sigwait() receives these signals. */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGTERM);
@@ -317,59 +398,16 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    if (hooks_start(&c))
+    if (start_services(&c, &st))
         goto out;
-    started_hooks = 1;
-    if (batcher_start(&c)) {
-        cm_log(CM_LOG_ERROR, "cannot start the scanning threads", CM_LF_END);
-        goto out;
-    }
-    started_batcher = 1;
-    if (c.worker_enabled && worker_start(&c))
-        goto out;
-    if (c.clamd_unix || c.clamd_tcp) {
-        if (clamd_start(&c, clamd_bound, sizeof clamd_bound))
-            goto out;
-        started_clamd = 1;
-        cm_log(CM_LOG_INFO, "clamd protocol listening", CM_LF_S("unix", c.clamd_unix),
-               CM_LF_S("tcp", clamd_bound[0] ? clamd_bound : NULL), CM_LF_END);
-    }
-    if (c.http_enabled) {
-        if (http_start(&c, http_bound, sizeof http_bound))
-            goto out;
-        started_http = 1;
-        cm_log(CM_LOG_INFO, "http listening", CM_LF_S("address", http_bound),
-               CM_LF_B("auth", c.auth_token != NULL), CM_LF_END);
-    }
-    if (o.ready_file && write_ready_file(o.ready_file, http_bound, &c, clamd_bound))
+    if (o.ready_file && write_ready_file(o.ready_file, st.http_bound, &c, st.clamd_bound))
         cm_log(CM_LOG_WARN, "cannot write the ready file", CM_LF_S("path", o.ready_file),
                CM_LF_S("error", strerror(errno)), CM_LF_END);
     sd_notify_msg("READY=1");
 
-    for (;;) {
-        if (sigwait(&sigs, &sig))
-            continue;
-        if (sig != SIGHUP)
-            break;
-        cm_log(CM_LOG_INFO, "SIGHUP: reloading", CM_LF_END);
-        sd_notify_msg("RELOADING=1");
-        /* Doors and limits keep their start-up values; the engine takes the new ones. */
-        if (!load_config(&o, &fresh)) {
-            /* The new engine's settings and plugins join its verdict cache keys. */
-            if (!reload_swap(&fresh))
-                dcache_generation(reload_generation(), &fresh);
-        } else {
-            metrics_reload(0);
-            cm_log(CM_LOG_ERROR,
-                   "reload failed: the configuration has problems (see stderr); "
-                   "the previous policy stays active",
-                   CM_LF_END);
-        }
-        config_free(&fresh);
-        sd_notify_msg("READY=1");
-    }
+    sig = serve_until_stopped(&o, &sigs);
     sd_notify_msg("STOPPING=1");
-    if (drain_run(&c, &sigs, sig, started_http, started_clamd) == DRAIN_FORCED) {
+    if (drain_run(&c, &sigs, sig, st.http, st.clamd) == DRAIN_FORCED) {
         /* Threads are still scanning: nothing is freed under them. */
         if (o.ready_file)
             unlink(o.ready_file);
@@ -378,15 +416,7 @@ int main(int argc, char **argv)
     cm_log(CM_LOG_INFO, "stopping", CM_LF_END);
     rc = 0;
 out:
-    if (started_http)
-        http_stop();
-    if (started_clamd)
-        clamd_stop();
-    worker_stop(); /* its jobs in flight need the batcher; nothing when it is off */
-    if (started_batcher)
-        batcher_stop();
-    if (started_hooks)
-        hooks_stop();
+    stop_services(&st);
     dcache_stop();
     if (model_up || rc)
         reload_shutdown();
