@@ -1268,10 +1268,66 @@ static int exit_status(const scan_opts *o, const tally *t)
     return EXIT_CLEAN;
 }
 
+/* The model the options name, with a hint when it was the default that failed. */
+static clipmod_model *load_model(const scan_opts *o)
+{
+    cli_inputs mi;
+    clipmod_model *model;
+
+    memset(&mi, 0, sizeof mi);
+    mi.model_dir = o->model_dir;
+    mi.merges = o->merges;
+    mi.cache_dir = o->cache_dir;
+    mi.no_cache = o->no_cache;
+    mi.threads = o->threads;
+    mi.precision = o->precision;
+    mi.quiet = o->quiet || o->hook;
+    model = cli_load_model(&mi);
+    if (!model && o->model_defaulted)
+        fprintf(stderr, "clipmod: (the default model; choose one with --model DIR or "
+                        "CLIPMOD_MODEL)\n");
+    return model;
+}
+
+/*
+ * Count, print and act on a batch's n results (taking and freeing each); e[i] is the
+ * entry of results[i]. With --hook, *hook_rc becomes the verdict's exit code.
+ */
+static void report_batch(const scan_opts *o, const entry *e, size_t n, clipmod_result **results,
+                         FILE *log, tally *t, progress *pg, int *hook_rc)
+{
+    for (size_t i = 0; i < n; i++) {
+        clipmod_result *r = results[i];
+        if (!r)
+            continue;
+        switch (clipmod_result_state(r)) {
+        case CLIPMOD_STATE_CLEAN:
+            t->clean++;
+            break;
+        case CLIPMOD_STATE_FLAGGED:
+            t->flagged++;
+            break;
+        default:
+            t->unscanned++;
+        }
+        int failed = o->hook ? print_hook(o, r) : print_result(o, r);
+        if (!o->hook)
+            handle_result(o, r, &e[i], log, t);
+        if (o->hook && !failed)
+            *hook_rc = hook_code(r);
+        clipmod_result_free(r);
+        results[i] = NULL;
+        if (failed) {
+            progress_hide(pg);
+            fprintf(stderr, "clipmod: out of memory\n");
+            t->errors++;
+        }
+    }
+}
+
 int cmd_scan(int argc, char **argv)
 {
     scan_opts o;
-    cli_inputs mi;
     entries in = {0};
     walk_state w = {0};
     tally t = {0};
@@ -1294,20 +1350,8 @@ int cmd_scan(int argc, char **argv)
     memset(&pg, 0, sizeof pg);
 
     /* Load first: a broken model or policy should fail before any stdin is consumed. */
-    memset(&mi, 0, sizeof mi);
-    mi.model_dir = o.model_dir;
-    mi.merges = o.merges;
-    mi.cache_dir = o.cache_dir;
-    mi.no_cache = o.no_cache;
-    mi.threads = o.threads;
-    mi.precision = o.precision;
-    mi.quiet = o.quiet || o.hook;
-    if (!(model = cli_load_model(&mi))) {
-        if (o.model_defaulted)
-            fprintf(stderr, "clipmod: (the default model; choose one with --model DIR or "
-                            "CLIPMOD_MODEL)\n");
+    if (!(model = load_model(&o)))
         goto out;
-    }
     if (!o.policy)
         o.policy = cli_default_policy(model);
     if (!(engine = build_engine(&o, model)))
@@ -1345,33 +1389,7 @@ int cmd_scan(int argc, char **argv)
         progress_update(&pg, start, entry_name(&in.v[start]));
         scan_batch(engine, &in, start, n, inputs, results, &t, &pg);
         progress_clear(&pg);
-        for (size_t i = 0; i < n; i++) {
-            clipmod_result *r = results[i];
-            if (!r)
-                continue;
-            switch (clipmod_result_state(r)) {
-            case CLIPMOD_STATE_CLEAN:
-                t.clean++;
-                break;
-            case CLIPMOD_STATE_FLAGGED:
-                t.flagged++;
-                break;
-            default:
-                t.unscanned++;
-            }
-            int failed = o.hook ? print_hook(&o, r) : print_result(&o, r);
-            if (!o.hook)
-                handle_result(&o, r, &in.v[start + i], log, &t);
-            if (o.hook && !failed)
-                rc = hook_code(r);
-            clipmod_result_free(r);
-            results[i] = NULL;
-            if (failed) {
-                progress_hide(&pg);
-                fprintf(stderr, "clipmod: out of memory\n");
-                t.errors++;
-            }
-        }
+        report_batch(&o, in.v + start, n, results, log, &t, &pg, &rc);
         /* Consumers of JSON Lines in a pipe see each batch as soon as it is done. */
         fflush(stdout);
         progress_update(&pg, start + n, start + n < in.n ? entry_name(&in.v[start + n]) : NULL);
