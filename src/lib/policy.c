@@ -821,28 +821,202 @@ static void apply_context(loader *L, const node *v, cat_state *t)
     }
 }
 
+/* A category's keys, in the order map_fields fills f[]. */
+enum {
+    C_ID,
+    C_DESCRIPTION,
+    C_PROMPTS,
+    C_CONTRAST,
+    C_THRESHOLD,
+    C_ACTION,
+    C_MESSAGE,
+    C_DISABLE,
+    C_HEAD,
+    C_SCORE,
+    C_CONTEXT,
+    C_NKEYS
+};
+
+/* The category's id when it is valid (arena copy), else NULL after a problem. */
+static const char *category_id(loader *L, const node *c, const node *v)
+{
+    char buf[SHOWN];
+    const char *id = NULL;
+
+    if (!v) {
+        problem(L, c->pos, "category has no id");
+    } else if (v->kind == N_SCALAR && !is_null(v)) {
+        if (valid_id(v->s, v->len)) {
+            if (!(id = arena_strndup(L->out, v->s, v->len)))
+                L->nomem = 1;
+        } else {
+            problem(L, v->pos,
+                    "invalid category id %s: use lowercase letters, digits, '_' and '-', "
+                    "starting with a letter or digit, at most %d bytes",
+                    what_is(v, buf), MAX_ID_BYTES);
+        }
+    } else if (v->kind != N_BAD) {
+        problem(L, v->pos, "id must be a string, not %s", what_is(v, buf));
+    }
+    return id;
+}
+
+/* Every key but id read into t (only the keys present set their has_ flags). */
+static void read_category(loader *L, const field *f, const char *id, cat_state *t)
+{
+    char buf[SHOWN];
+
+    t->disable = -1;
+    if (f[C_DESCRIPTION].val)
+        want_text(L, f[C_DESCRIPTION].val, "description", MAX_TEXT_BYTES, 1, &t->description);
+    if (f[C_MESSAGE].val)
+        want_text(L, f[C_MESSAGE].val, "message", MAX_TEXT_BYTES, 1, &t->message);
+    if (f[C_PROMPTS].val) {
+        want_prompts(L, f[C_PROMPTS].val, "prompts", 1, &t->prompts, &t->n_prompts);
+        t->has_prompts = 1;
+    }
+    if (f[C_CONTRAST].val) {
+        t->contrast_bad =
+            !want_prompts(L, f[C_CONTRAST].val, "contrast", 0, &t->contrast, &t->n_contrast);
+        t->has_contrast = 1;
+    }
+    if (f[C_THRESHOLD].val) {
+        const node *v = f[C_THRESHOLD].val;
+        t->has_threshold = 1;
+        t->threshold_pos = v->pos;
+        if (v->kind != N_BAD &&
+            (!parse_number(v, &t->threshold) || !(t->threshold > 0 && t->threshold <= 1)))
+            problem(L, v->pos, "threshold must be a number greater than 0 and at most 1, not %s",
+                    what_is(v, buf));
+    }
+    if (f[C_ACTION].val) {
+        int a =
+            want_enum(L, f[C_ACTION].val, "action", action_names, CM_ACTION__COUNT, action_list);
+        t->has_action = 1;
+        t->action = a < 0 ? CM_ACTION_ALLOW : (cm_action)a;
+        t->action_pos = f[C_ACTION].val->pos;
+    }
+    if (f[C_HEAD].val)
+        apply_head(L, f[C_HEAD].val, id, t);
+    if (f[C_SCORE].val) {
+        int m = want_enum(L, f[C_SCORE].val, "score", score_names, 4, "head, prompts, max, mean");
+        t->has_score = m >= 0;
+        t->score = m < 0 ? CM_SCORE_PROMPTS : (cm_score_mode)m;
+        t->score_pos = f[C_SCORE].val->pos;
+    }
+    if (f[C_CONTEXT].val)
+        apply_context(L, f[C_CONTEXT].val, t);
+    if (f[C_DISABLE].val) {
+        const node *v = f[C_DISABLE].val;
+        if (!v->quoted && (is_str(v, "true") || is_str(v, "True") || is_str(v, "TRUE")))
+            t->disable = 1;
+        else if (!v->quoted && (is_str(v, "false") || is_str(v, "False") || is_str(v, "FALSE")))
+            t->disable = 0;
+        else if (v->kind != N_BAD)
+            problem(L, v->pos, "disable must be true or false, not %s", what_is(v, buf));
+    }
+}
+
+/*
+ * The slot category id takes: the one an included file gave it, or a new one. NULL
+ * after a problem (the id twice in one file, disabling an id no file defines, too
+ * many categories) or when an unreadable include may have defined it.
+ */
+static cat_state *category_slot(loader *L, const node *c, const node *idv, const char *id,
+                                int serial, int disable)
+{
+    cat_state *old = find_cat(L, id);
+
+    if (old && old->serial == serial) {
+        problem(L, idv->pos, "duplicate category id '%s' (first at line %d, column %d)", id,
+                old->last_pos.line, old->last_pos.column);
+        return NULL;
+    }
+    if (old)
+        return old;
+    if (disable == 1) {
+        if (L->incomplete)
+            return NULL;
+        const char *near = near_cat(L, id, 0);
+        if (near)
+            problem(L, idv->pos,
+                    "cannot disable category '%s': no included file defines it (did you "
+                    "mean '%s'?)",
+                    id, near);
+        else
+            problem(L, idv->pos, "cannot disable category '%s': no included file defines it", id);
+        return NULL;
+    }
+    if (L->n_cats == MAX_CATEGORIES) {
+        if (!L->cats_full)
+            problem(L, c->pos, "more than %d categories", MAX_CATEGORIES);
+        L->cats_full = 1;
+        return NULL;
+    }
+    old = &L->cats[L->n_cats++];
+    memset(old, 0, sizeof *old);
+    old->id = id;
+    old->pos = c->pos;
+    return old;
+}
+
+/* The keys this file sets replace those of an included file; the rest stay. */
+static void merge_category(cat_state *old, const cat_state *t)
+{
+    if (t->description)
+        old->description = t->description;
+    if (t->message)
+        old->message = t->message;
+    if (t->has_prompts) {
+        old->prompts = t->prompts;
+        old->n_prompts = t->n_prompts;
+        old->has_prompts = 1;
+    }
+    if (t->has_contrast) {
+        old->contrast = t->contrast;
+        old->n_contrast = t->n_contrast;
+        old->has_contrast = 1;
+        old->contrast_bad = t->contrast_bad;
+    }
+    if (t->has_threshold) {
+        old->threshold = t->threshold;
+        old->threshold_pos = t->threshold_pos;
+        old->has_threshold = 1;
+    }
+    if (t->has_action) {
+        old->action = t->action;
+        old->action_pos = t->action_pos;
+        old->has_action = 1;
+    }
+    if (t->has_head) {
+        old->head_file = t->head_file;
+        old->head_bytes = t->head_bytes;
+        old->head_len = t->head_len;
+        old->head_pos = t->head_pos;
+        old->has_head = 1;
+    }
+    if (t->has_score) {
+        old->score = t->score;
+        old->score_pos = t->score_pos;
+        old->has_score = 1;
+    }
+    if (t->has_context) {
+        old->context = t->context;
+        old->has_context = 1;
+    }
+    if (t->disable >= 0)
+        old->disable = t->disable;
+}
+
 static void apply_category(loader *L, const node *c, int serial)
 {
-    enum {
-        ID,
-        DESCRIPTION,
-        PROMPTS,
-        CONTRAST,
-        THRESHOLD,
-        ACTION,
-        MESSAGE,
-        DISABLE,
-        HEAD,
-        SCORE,
-        CONTEXT,
-        NKEYS
-    };
-    static const char *const keys[NKEYS] = {"id",        "description", "prompts", "contrast",
-                                            "threshold", "action",      "message", "disable",
-                                            "head",      "score",       "context"};
-    field f[NKEYS];
+    static const char *const keys[C_NKEYS] = {"id",        "description", "prompts", "contrast",
+                                              "threshold", "action",      "message", "disable",
+                                              "head",      "score",       "context"};
+    field f[C_NKEYS];
     cat_state t = {0};
-    const char *id = NULL;
+    cat_state *slot;
+    const char *id;
     char buf[SHOWN];
 
     if (c->kind != N_MAP) {
@@ -852,154 +1026,19 @@ static void apply_category(loader *L, const node *c, int serial)
                     what_is(c, buf));
         return;
     }
-    map_fields(L, c, "in a category", keys, NKEYS, f);
-    t.disable = -1;
-    if (!f[ID].val) {
-        problem(L, c->pos, "category has no id");
-    } else if (f[ID].val->kind == N_SCALAR && !is_null(f[ID].val)) {
-        if (valid_id(f[ID].val->s, f[ID].val->len)) {
-            if (!(id = arena_strndup(L->out, f[ID].val->s, f[ID].val->len)))
-                L->nomem = 1;
-        } else {
-            problem(L, f[ID].val->pos,
-                    "invalid category id %s: use lowercase letters, digits, '_' and '-', "
-                    "starting with a letter or digit, at most %d bytes",
-                    what_is(f[ID].val, buf), MAX_ID_BYTES);
-        }
-    } else if (f[ID].val->kind != N_BAD) {
-        problem(L, f[ID].val->pos, "id must be a string, not %s", what_is(f[ID].val, buf));
-    }
-    if (f[DESCRIPTION].val)
-        want_text(L, f[DESCRIPTION].val, "description", MAX_TEXT_BYTES, 1, &t.description);
-    if (f[MESSAGE].val)
-        want_text(L, f[MESSAGE].val, "message", MAX_TEXT_BYTES, 1, &t.message);
-    if (f[PROMPTS].val) {
-        want_prompts(L, f[PROMPTS].val, "prompts", 1, &t.prompts, &t.n_prompts);
-        t.has_prompts = 1;
-    }
-    if (f[CONTRAST].val) {
-        t.contrast_bad =
-            !want_prompts(L, f[CONTRAST].val, "contrast", 0, &t.contrast, &t.n_contrast);
-        t.has_contrast = 1;
-    }
-    if (f[THRESHOLD].val) {
-        const node *v = f[THRESHOLD].val;
-        t.has_threshold = 1;
-        t.threshold_pos = v->pos;
-        if (v->kind != N_BAD &&
-            (!parse_number(v, &t.threshold) || !(t.threshold > 0 && t.threshold <= 1)))
-            problem(L, v->pos, "threshold must be a number greater than 0 and at most 1, not %s",
-                    what_is(v, buf));
-    }
-    if (f[ACTION].val) {
-        int a = want_enum(L, f[ACTION].val, "action", action_names, CM_ACTION__COUNT, action_list);
-        t.has_action = 1;
-        t.action = a < 0 ? CM_ACTION_ALLOW : (cm_action)a;
-        t.action_pos = f[ACTION].val->pos;
-    }
-    if (f[HEAD].val)
-        apply_head(L, f[HEAD].val, id, &t);
-    if (f[SCORE].val) {
-        int m = want_enum(L, f[SCORE].val, "score", score_names, 4, "head, prompts, max, mean");
-        t.has_score = m >= 0;
-        t.score = m < 0 ? CM_SCORE_PROMPTS : (cm_score_mode)m;
-        t.score_pos = f[SCORE].val->pos;
-    }
-    if (f[CONTEXT].val)
-        apply_context(L, f[CONTEXT].val, &t);
-    if (f[DISABLE].val) {
-        const node *v = f[DISABLE].val;
-        if (!v->quoted && (is_str(v, "true") || is_str(v, "True") || is_str(v, "TRUE")))
-            t.disable = 1;
-        else if (!v->quoted && (is_str(v, "false") || is_str(v, "False") || is_str(v, "FALSE")))
-            t.disable = 0;
-        else if (v->kind != N_BAD)
-            problem(L, v->pos, "disable must be true or false, not %s", what_is(v, buf));
-    }
+    map_fields(L, c, "in a category", keys, C_NKEYS, f);
+    id = category_id(L, c, f[C_ID].val);
+    read_category(L, f, id, &t);
     if (!id) {
         L->cats_bad = 1; /* reported: "no categories" would be a follow-on */
         return;
     }
-
-    cat_state *old = find_cat(L, id);
-    const node *idv = f[ID].val;
-    if (old && old->serial == serial) {
-        problem(L, idv->pos, "duplicate category id '%s' (first at line %d, column %d)", id,
-                old->last_pos.line, old->last_pos.column);
+    slot = category_slot(L, c, f[C_ID].val, id, serial, t.disable);
+    if (!slot)
         return;
-    }
-    if (!old) {
-        if (t.disable == 1) {
-            if (L->incomplete)
-                return;
-            const char *near = near_cat(L, id, 0);
-            if (near)
-                problem(L, idv->pos,
-                        "cannot disable category '%s': no included file defines it (did you "
-                        "mean '%s'?)",
-                        id, near);
-            else
-                problem(L, idv->pos, "cannot disable category '%s': no included file defines it",
-                        id);
-            return;
-        }
-        if (L->n_cats == MAX_CATEGORIES) {
-            if (!L->cats_full)
-                problem(L, c->pos, "more than %d categories", MAX_CATEGORIES);
-            L->cats_full = 1;
-            return;
-        }
-        old = &L->cats[L->n_cats++];
-        memset(old, 0, sizeof *old);
-        old->id = id;
-        old->pos = c->pos;
-        old->disable = 0;
-    }
-    old->serial = serial;
-    old->last_pos = idv->pos;
-    if (t.description)
-        old->description = t.description;
-    if (t.message)
-        old->message = t.message;
-    if (t.has_prompts) {
-        old->prompts = t.prompts;
-        old->n_prompts = t.n_prompts;
-        old->has_prompts = 1;
-    }
-    if (t.has_contrast) {
-        old->contrast = t.contrast;
-        old->n_contrast = t.n_contrast;
-        old->has_contrast = 1;
-        old->contrast_bad = t.contrast_bad;
-    }
-    if (t.has_threshold) {
-        old->threshold = t.threshold;
-        old->threshold_pos = t.threshold_pos;
-        old->has_threshold = 1;
-    }
-    if (t.has_action) {
-        old->action = t.action;
-        old->action_pos = t.action_pos;
-        old->has_action = 1;
-    }
-    if (t.has_head) {
-        old->head_file = t.head_file;
-        old->head_bytes = t.head_bytes;
-        old->head_len = t.head_len;
-        old->head_pos = t.head_pos;
-        old->has_head = 1;
-    }
-    if (t.has_score) {
-        old->score = t.score;
-        old->score_pos = t.score_pos;
-        old->has_score = 1;
-    }
-    if (t.has_context) {
-        old->context = t.context;
-        old->has_context = 1;
-    }
-    if (t.disable >= 0)
-        old->disable = t.disable;
+    slot->serial = serial;
+    slot->last_pos = f[C_ID].val->pos;
+    merge_category(slot, &t);
 }
 
 static void apply_categories(loader *L, const node *v, int serial)
