@@ -1141,6 +1141,87 @@ static void byte_table(uint8_t order[256], uint32_t cp_of[256])
     }
 }
 
+/* The merge rules of a merges file, as spans of its text. */
+typedef struct merge_list {
+    const char **left, **right;
+    uint32_t *llen, *rlen;
+} merge_list;
+
+/* Lines 2..n+1 of a merges file (p: the start of line 2) into m; each must be two
+ * symbols separated by one space, in valid UTF-8. */
+static clipmod_error parse_merges(const char *path, const char *p, const char *stop, size_t n,
+                                  merge_list *m, char *errbuf)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *nl, *sp;
+        size_t ll, line = i + 2;
+        if (p >= stop)
+            return cm_error(errbuf, CLIPMOD_E_TOKENIZER, "%s: only %zu merges, the model needs %zu",
+                            path, i, n);
+        nl = memchr(p, '\n', (size_t)(stop - p));
+        if (!nl)
+            nl = stop;
+        ll = (size_t)(nl - p);
+        if (ll && p[ll - 1] == '\r')
+            ll--;
+        sp = memchr(p, ' ', ll);
+        if (!sp || sp == p || sp == p + ll - 1 || memchr(sp + 1, ' ', (size_t)(p + ll - sp - 1)) ||
+            memchr(p, '\t', ll))
+            return cm_error(errbuf, CLIPMOD_E_TOKENIZER,
+                            "%s:%zu: expected two symbols separated by one space", path, line);
+        if (utf8_check((const unsigned char *)p, ll) != ll)
+            return cm_error(errbuf, CLIPMOD_E_TOKENIZER, "%s:%zu: invalid UTF-8", path, line);
+        m->left[i] = p;
+        m->llen[i] = (uint32_t)(sp - p);
+        m->right[i] = sp + 1;
+        m->rlen[i] = (uint32_t)(p + ll - sp - 1);
+        p = nl + 1;
+    }
+    return CLIPMOD_OK;
+}
+
+/*
+ * The vocabulary in simple_tokenizer's order (later duplicates win) into vm, its
+ * strings written to arena: 512 byte tokens, the n merges (merged[i] their strings),
+ * then the two special tokens; sets tok's byte ids and special ids.
+ */
+static void fill_vocab(vocab_map *vm, char *arena, const merge_list *m, size_t n,
+                       const char **merged, cm_tokenizer *tok)
+{
+    uint8_t order[256];
+    uint32_t cp_of[256], byte_off[512], byte_len[512];
+    size_t a = 0;
+
+    byte_table(order, cp_of);
+    for (int i = 0; i < 512; i++) {
+        size_t k = utf8_put((unsigned char *)arena + a, cp_of[order[i % 256]]);
+        if (i >= 256) {
+            memcpy(arena + a + k, "</w>", 4);
+            k += 4;
+        }
+        byte_off[i] = (uint32_t)a;
+        byte_len[i] = (uint32_t)k;
+        vocab_put(vm, arena + a, k, i);
+        a += k;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *merged_i = arena + a;
+        memcpy(merged_i, m->left[i], m->llen[i]);
+        memcpy(merged_i + m->llen[i], m->right[i], m->rlen[i]);
+        vocab_put(vm, merged_i, m->llen[i] + m->rlen[i], (int32_t)(512 + i));
+        merged[i] = merged_i;
+        a += m->llen[i] + m->rlen[i];
+    }
+    vocab_put(vm, "<|startoftext|>", 15, (int32_t)(512 + n));
+    vocab_put(vm, "<|endoftext|>", 13, (int32_t)(513 + n));
+
+    tok->sot = (int32_t)(512 + n);
+    tok->eot = (int32_t)(513 + n);
+    for (int i = 0; i < 512; i++)
+        (i >= 256 ? tok->byte_id_w : tok->byte_id)[order[i % 256]] =
+            vocab_get(vm, arena + byte_off[i], byte_len[i]);
+}
+
 clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer **out, char *errbuf)
 {
     clipmod_error err = CLIPMOD_OK;
@@ -1149,9 +1230,8 @@ clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer 
     const char **left = NULL, **right = NULL, **merged_str = NULL;
     uint32_t *llen = NULL, *rlen = NULL;
     vocab_map vm = {NULL, 0};
-    size_t text_len = 0, a = 0, line = 1;
-    uint8_t order[256];
-    uint32_t cp_of[256], byte_off[512], byte_len[512];
+    merge_list ml;
+    size_t text_len = 0;
 
     if (out)
         *out = NULL;
@@ -1187,72 +1267,20 @@ clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer 
     if (!left || !right || !llen || !rlen || !merged_str || !arena || !tok)
         goto nomem;
 
-    for (size_t i = 0; i < n_merges; i++) {
-        char *nl, *sp, *stop = text + text_len;
-        size_t ll;
-        line++;
-        if (p >= stop) {
-            err = cm_error(errbuf, CLIPMOD_E_TOKENIZER, "%s: only %zu merges, the model needs %zu",
-                           path, i, n_merges);
-            goto out;
-        }
-        nl = memchr(p, '\n', (size_t)(stop - p));
-        if (!nl)
-            nl = stop;
-        ll = (size_t)(nl - p);
-        if (ll && p[ll - 1] == '\r')
-            ll--;
-        sp = memchr(p, ' ', ll);
-        if (!sp || sp == p || sp == p + ll - 1 || memchr(sp + 1, ' ', (size_t)(p + ll - sp - 1)) ||
-            memchr(p, '\t', ll)) {
-            err = cm_error(errbuf, CLIPMOD_E_TOKENIZER,
-                           "%s:%zu: expected two symbols separated by one space", path, line);
-            goto out;
-        }
-        if (utf8_check((const unsigned char *)p, ll) != ll) {
-            err = cm_error(errbuf, CLIPMOD_E_TOKENIZER, "%s:%zu: invalid UTF-8", path, line);
-            goto out;
-        }
-        left[i] = p;
-        llen[i] = (uint32_t)(sp - p);
-        right[i] = sp + 1;
-        rlen[i] = (uint32_t)(p + ll - sp - 1);
-        p = nl + 1;
-    }
+    ml.left = left;
+    ml.right = right;
+    ml.llen = llen;
+    ml.rlen = rlen;
+    err = parse_merges(path, p, text + text_len, n_merges, &ml, errbuf);
+    if (err)
+        goto out;
 
     /* The vocabulary, in simple_tokenizer's order; later duplicates win. */
     vm.mask = pow2_at_least(2 * (512 + n_merges + 2)) - 1;
     vm.slots = cm_calloc(vm.mask + 1, sizeof *vm.slots);
     if (!vm.slots)
         goto nomem;
-    byte_table(order, cp_of);
-    for (int i = 0; i < 512; i++) {
-        size_t k = utf8_put((unsigned char *)arena + a, cp_of[order[i % 256]]);
-        if (i >= 256) {
-            memcpy(arena + a + k, "</w>", 4);
-            k += 4;
-        }
-        byte_off[i] = (uint32_t)a;
-        byte_len[i] = (uint32_t)k;
-        vocab_put(&vm, arena + a, k, i);
-        a += k;
-    }
-    for (size_t i = 0; i < n_merges; i++) {
-        char *merged = arena + a;
-        memcpy(merged, left[i], llen[i]);
-        memcpy(merged + llen[i], right[i], rlen[i]);
-        vocab_put(&vm, merged, llen[i] + rlen[i], (int32_t)(512 + i));
-        merged_str[i] = merged;
-        a += llen[i] + rlen[i];
-    }
-    vocab_put(&vm, "<|startoftext|>", 15, (int32_t)(512 + n_merges));
-    vocab_put(&vm, "<|endoftext|>", 13, (int32_t)(513 + n_merges));
-
-    tok->sot = (int32_t)(512 + n_merges);
-    tok->eot = (int32_t)(513 + n_merges);
-    for (int i = 0; i < 512; i++)
-        (i >= 256 ? tok->byte_id_w : tok->byte_id)[order[i % 256]] =
-            vocab_get(&vm, arena + byte_off[i], byte_len[i]);
+    fill_vocab(&vm, arena, &ml, n_merges, merged_str, tok);
 
     /* Rules whose symbols are not in the vocabulary can never apply; skip them. */
     tok->pair_mask = pow2_at_least(2 * n_merges) - 1;
