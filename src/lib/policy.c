@@ -1621,13 +1621,97 @@ static void check_overlap(loader *L, const norm_list *a, const char *what, const
  * Checks that need every file: required keys of categories, prompts that would make
  * a score meaningless, animation settings given in different files.
  */
+/* An enabled category's keys: the three it needs, contrast or neutral prompts, and a
+ * head for a score that reads one. */
+static void check_category_keys(loader *L, const cat_state *c)
+{
+    const char *missing[3];
+    size_t nm = 0;
+
+    if (!c->has_prompts)
+        missing[nm++] = "prompts";
+    if (!c->has_threshold)
+        missing[nm++] = "threshold";
+    if (!c->has_action)
+        missing[nm++] = "action";
+    if (nm) {
+        char list[64], hint[128] = "";
+        const char *near = !c->has_prompts ? near_cat(L, c->id, 1) : NULL;
+        snprintf(list, sizeof list, "%s%s%s%s%s", missing[0],
+                 nm == 3   ? ", "
+                 : nm == 2 ? " or "
+                           : "",
+                 nm > 1 ? missing[1] : "", nm == 3 ? " or " : "", nm == 3 ? missing[2] : "");
+        if (near)
+            snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
+        problem(L, c->pos, "category '%s' has no %s%s", c->id, list, hint);
+    }
+    if (c->has_prompts && c->n_contrast == 0 && L->n_neutral == 0 && !L->neutral_bad &&
+        !c->contrast_bad)
+        problem(L, c->pos,
+                "category '%s' has no contrast prompts and the policy has no neutral "
+                "prompts: its score would always be 1",
+                c->id);
+    if (c->has_score && c->score != CM_SCORE_PROMPTS && !c->has_head)
+        problem(L, c->score_pos,
+                "score: %s needs a learned head: give category '%s' a head: file (clipmod "
+                "head train)",
+                score_names[c->score], c->id);
+}
+
+/*
+ * An enabled category's prompts: no duplicates, and none that counts both for and
+ * against it (its contrast, the neutral prompts, and for its context the
+ * context-neutral ones). -1 when out of memory (tmp holds the normalised copies).
+ */
+static int check_category_prompts(loader *L, arena *tmp, const cat_state *c,
+                                  const norm_list *neutral, const norm_list *ctx_neutral)
+{
+    norm_list pr, co, cx;
+
+    if (norm_init(L, tmp, &pr, c->prompts, c->n_prompts) ||
+        norm_init(L, tmp, &co, c->contrast, c->n_contrast))
+        return -1;
+    check_dups(L, &pr, "prompt");
+    check_dups(L, &co, "contrast prompt");
+    check_overlap(L, &pr, "prompt", c->id, &co, "one of its contrast prompts");
+    check_overlap(L, &pr, "prompt", c->id, neutral, "a neutral prompt");
+    check_overlap(L, &co, "contrast prompt", c->id, neutral, "a neutral prompt");
+    if (!c->has_context || c->context.mode == CM_CTX_OFF)
+        return 0;
+    /* The context's candidates: its prompts (else the category's), contrast, neutral
+     * and context-neutral prompts; none may count for and against. */
+    if (c->context.prompts) {
+        if (norm_init(L, tmp, &cx, c->context.prompts, c->context.n_prompts))
+            return -1;
+        check_dups(L, &cx, "context prompt");
+        check_overlap(L, &cx, "context prompt", c->id, &co, "one of its contrast prompts");
+        check_overlap(L, &cx, "context prompt", c->id, neutral, "a neutral prompt");
+    }
+    check_overlap(L, c->context.prompts ? &cx : &pr, "context prompt", c->id, ctx_neutral,
+                  "a context-neutral prompt");
+    check_overlap(L, &co, "contrast prompt", c->id, ctx_neutral, "a context-neutral prompt");
+    return 0;
+}
+
+/* animation.combine and animation.k agree with each other and with animation.frames. */
+static void check_animation(loader *L)
+{
+    if (L->combine_given == 1 && L->combine == CM_COMBINE_K_OF_N && !L->has_k)
+        problem(L, L->combine_pos, "animation.combine is k-of-n but animation.k is not set");
+    if (L->has_k && L->combine_given >= 0 && L->combine != CM_COMBINE_K_OF_N)
+        problem(L, L->k_pos, "animation.k is only used with combine: k-of-n");
+    else if (L->has_k && L->k && L->frames && L->k > L->frames)
+        problem(L, L->k_pos, "animation.k (%d) is larger than animation.frames (%d)", L->k,
+                L->frames);
+}
+
 static void check_merged(loader *L)
 {
     arena *tmp = cm_calloc(1, sizeof *tmp);
-    norm_list neutral, pr, co;
+    norm_list neutral, ctx_neutral;
     size_t enabled = 0;
 
-    norm_list ctx_neutral, cx;
     if (!tmp || norm_init(L, tmp, &neutral, L->neutral, L->n_neutral) ||
         norm_init(L, tmp, &ctx_neutral, L->context_neutral, L->n_context_neutral)) {
         L->nomem = 1;
@@ -1645,75 +1729,17 @@ static void check_merged(loader *L)
     }
     for (size_t i = 0; i < L->n_cats; i++) {
         const cat_state *c = &L->cats[i];
-        const char *missing[3];
-        size_t nm = 0;
         if (c->disable == 1)
             continue;
         enabled++;
-        if (!c->has_prompts)
-            missing[nm++] = "prompts";
-        if (!c->has_threshold)
-            missing[nm++] = "threshold";
-        if (!c->has_action)
-            missing[nm++] = "action";
-        if (nm) {
-            char list[64], hint[128] = "";
-            const char *near = !c->has_prompts ? near_cat(L, c->id, 1) : NULL;
-            snprintf(list, sizeof list, "%s%s%s%s%s", missing[0],
-                     nm == 3   ? ", "
-                     : nm == 2 ? " or "
-                               : "",
-                     nm > 1 ? missing[1] : "", nm == 3 ? " or " : "", nm == 3 ? missing[2] : "");
-            if (near)
-                snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
-            problem(L, c->pos, "category '%s' has no %s%s", c->id, list, hint);
-        }
-        if (c->has_prompts && c->n_contrast == 0 && L->n_neutral == 0 && !L->neutral_bad &&
-            !c->contrast_bad)
-            problem(L, c->pos,
-                    "category '%s' has no contrast prompts and the policy has no neutral "
-                    "prompts: its score would always be 1",
-                    c->id);
-        if (norm_init(L, tmp, &pr, c->prompts, c->n_prompts) ||
-            norm_init(L, tmp, &co, c->contrast, c->n_contrast))
+        check_category_keys(L, c);
+        if (check_category_prompts(L, tmp, c, &neutral, &ctx_neutral))
             goto out;
-        if (c->has_score && c->score != CM_SCORE_PROMPTS && !c->has_head)
-            problem(L, c->score_pos,
-                    "score: %s needs a learned head: give category '%s' a head: file (clipmod "
-                    "head train)",
-                    score_names[c->score], c->id);
-        check_dups(L, &pr, "prompt");
-        check_dups(L, &co, "contrast prompt");
-        check_overlap(L, &pr, "prompt", c->id, &co, "one of its contrast prompts");
-        check_overlap(L, &pr, "prompt", c->id, &neutral, "a neutral prompt");
-        check_overlap(L, &co, "contrast prompt", c->id, &neutral, "a neutral prompt");
-        if (c->has_context && c->context.mode != CM_CTX_OFF) {
-            /* The context's candidates: its prompts (else the category's), contrast,
-             * neutral and context-neutral prompts; none may count for and against. */
-            if (c->context.prompts) {
-                if (norm_init(L, tmp, &cx, c->context.prompts, c->context.n_prompts))
-                    goto out;
-                check_dups(L, &cx, "context prompt");
-                check_overlap(L, &cx, "context prompt", c->id, &co, "one of its contrast prompts");
-                check_overlap(L, &cx, "context prompt", c->id, &neutral, "a neutral prompt");
-            }
-            check_overlap(L, c->context.prompts ? &cx : &pr, "context prompt", c->id, &ctx_neutral,
-                          "a context-neutral prompt");
-            check_overlap(L, &co, "contrast prompt", c->id, &ctx_neutral,
-                          "a context-neutral prompt");
-        }
     }
     if (enabled == 0 && !L->cats_bad)
         problem(L, L->root_pos,
                 L->n_cats ? "every category is disabled" : "the policy has no categories");
-
-    if (L->combine_given == 1 && L->combine == CM_COMBINE_K_OF_N && !L->has_k)
-        problem(L, L->combine_pos, "animation.combine is k-of-n but animation.k is not set");
-    if (L->has_k && L->combine_given >= 0 && L->combine != CM_COMBINE_K_OF_N)
-        problem(L, L->k_pos, "animation.k is only used with combine: k-of-n");
-    else if (L->has_k && L->k && L->frames && L->k > L->frames)
-        problem(L, L->k_pos, "animation.k (%d) is larger than animation.frames (%d)", L->k,
-                L->frames);
+    check_animation(L);
 out:
     arena_free(tmp);
 }

@@ -888,6 +888,26 @@ static void tags_refused(void **state)
                                 "('tag:yaml.org,2002:binary')\n");
 }
 
+/* A context prompt may not also be a contrast or context-neutral prompt; without
+ * its own prompts the context uses the category's, checked the same way. */
+static void context_prompts_overlap(void **state)
+{
+    expect_invalid("context_overlap.yaml",
+                   "$D/context_overlap.yaml:13:11: context prompt \"a toy\" of category 'threats' "
+                   "is also one of its contrast prompts ($D/context_overlap.yaml:8:16)\n"
+                   "$D/context_overlap.yaml:14:11: context prompt \"a friendly greeting\" of "
+                   "category 'threats' is also a context-neutral prompt "
+                   "($D/context_overlap.yaml:4:5)\n"
+                   "$D/context_overlap.yaml:15:11: duplicate context prompt \"A Friendly  "
+                   "greeting\" (also at $D/context_overlap.yaml:14:11)\n"
+                   "$D/context_overlap.yaml:15:11: context prompt \"A Friendly  greeting\" of "
+                   "category 'threats' is also a context-neutral prompt "
+                   "($D/context_overlap.yaml:4:5)\n"
+                   "$D/context_overlap.yaml:17:15: context prompt \"a friendly greeting\" of "
+                   "category 'greetings' is also a context-neutral prompt "
+                   "($D/context_overlap.yaml:4:5)\n");
+}
+
 static void yaml_structure(void **state)
 {
     expect_invalid("syntax.yaml", "$D/syntax.yaml:5:14: YAML syntax error: did not find expected "
@@ -1074,6 +1094,7 @@ int main(void)
         cmocka_unit_test(aliases_refused),
         cmocka_unit_test_setup_teardown(billion_laughs, setup_tmp, teardown_tmp),
         cmocka_unit_test(tags_refused),
+        cmocka_unit_test(context_prompts_overlap),
         cmocka_unit_test(yaml_structure),
         cmocka_unit_test_setup_teardown(invalid_text, setup_tmp, teardown_tmp),
         cmocka_unit_test(many_problems_in_one_file),
