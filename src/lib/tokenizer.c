@@ -1227,10 +1227,9 @@ clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer 
     clipmod_error err = CLIPMOD_OK;
     cm_tokenizer *tok = NULL;
     char *text = NULL, *arena = NULL, *p, *end;
-    const char **left = NULL, **right = NULL, **merged_str = NULL;
-    uint32_t *llen = NULL, *rlen = NULL;
+    const char **merged_str = NULL;
     vocab_map vm = {NULL, 0};
-    merge_list ml;
+    merge_list ml = {NULL, NULL, NULL, NULL};
     size_t text_len = 0;
 
     if (out)
@@ -1255,22 +1254,18 @@ clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer 
     }
     p = end + 1;
 
-    left = cm_alloc(n_merges * sizeof *left);
-    right = cm_alloc(n_merges * sizeof *right);
-    llen = cm_alloc(n_merges * sizeof *llen);
-    rlen = cm_alloc(n_merges * sizeof *rlen);
+    ml.left = cm_alloc(n_merges * sizeof *ml.left);
+    ml.right = cm_alloc(n_merges * sizeof *ml.right);
+    ml.llen = cm_alloc(n_merges * sizeof *ml.llen);
+    ml.rlen = cm_alloc(n_merges * sizeof *ml.rlen);
     merged_str = cm_alloc(n_merges * sizeof *merged_str);
     /* Every vocabulary string: 256 bytes (<= 2 UTF-8 bytes each), the same with
      * "</w>", each merge (at most its line), and the two special tokens. */
     arena = cm_alloc(256 * 2 + 256 * 6 + text_len + 32);
     tok = cm_calloc(1, sizeof *tok);
-    if (!left || !right || !llen || !rlen || !merged_str || !arena || !tok)
+    if (!ml.left || !ml.right || !ml.llen || !ml.rlen || !merged_str || !arena || !tok)
         goto nomem;
 
-    ml.left = left;
-    ml.right = right;
-    ml.llen = llen;
-    ml.rlen = rlen;
     err = parse_merges(path, p, text + text_len, n_merges, &ml, errbuf);
     if (err)
         goto out;
@@ -1290,11 +1285,11 @@ clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer 
     for (size_t i = 0; i <= tok->pair_mask; i++)
         tok->pairs[i].rank = -1;
     for (size_t i = 0; i < n_merges; i++) {
-        int32_t l = vocab_get(&vm, left[i], llen[i]);
-        int32_t r = vocab_get(&vm, right[i], rlen[i]);
+        int32_t l = vocab_get(&vm, ml.left[i], ml.llen[i]);
+        int32_t r = vocab_get(&vm, ml.right[i], ml.rlen[i]);
         if (l < 0 || r < 0)
             continue;
-        pair_put(tok, l, r, (int32_t)i, vocab_get(&vm, merged_str[i], llen[i] + rlen[i]));
+        pair_put(tok, l, r, (int32_t)i, vocab_get(&vm, merged_str[i], ml.llen[i] + ml.rlen[i]));
     }
     *out = tok;
     tok = NULL;
@@ -1306,11 +1301,11 @@ out:
     cm_tokenizer_free(tok);
     cm_free(vm.slots);
     cm_free(arena);
-    cm_free(left);
-    cm_free(right);
+    cm_free(ml.left);
+    cm_free(ml.right);
     cm_free(merged_str);
-    cm_free(llen);
-    cm_free(rlen);
+    cm_free(ml.llen);
+    cm_free(ml.rlen);
     cm_free(text);
     return err;
 }
