@@ -408,6 +408,137 @@ static void free_plugins(scan_opts *o)
     o->n_plugins = 0;
 }
 
+/*
+ * Option parsing comes in three parts, each returning 0, -1 (a bad value, said on
+ * stderr) or NOT_MINE when the option is another part's: plain flags and paths,
+ * options whose value is checked or collected, and the clamscan habits.
+ */
+enum { NOT_MINE = 1 };
+
+/* Options that set a flag or keep their argument as it is. */
+static int parse_plain(scan_opts *o, int c, const char *arg)
+{
+    switch (c) {
+    case 'p':
+        o->policy = arg;
+        break;
+    case 'm':
+        o->model_dir = arg;
+        break;
+    case OPT_MERGES:
+        o->merges = arg;
+        break;
+    case OPT_CACHE_DIR:
+        o->cache_dir = arg;
+        break;
+    case 'r':
+        o->recursive = 1;
+        break;
+    case OPT_FOLLOW:
+        o->follow = 1;
+        break;
+    case OPT_JSON:
+        o->json = 1;
+        break;
+    case OPT_EXPLAIN:
+        o->explain = 1;
+        break;
+    case OPT_HOOK:
+        o->hook = 1;
+        break;
+    case OPT_TABLE:
+        o->table = &o->table_state;
+        break;
+    case OPT_NO_SUMMARY:
+        o->no_summary = 1;
+        break;
+    case 'q':
+        o->quiet = 1;
+        break;
+    case OPT_UNSCANNED_OK:
+        o->unscanned_ok = 1;
+        break;
+    case OPT_NO_CACHE:
+        o->no_cache = 1;
+        break;
+    case OPT_URL:
+        o->url = 1;
+        break;
+    default:
+        return NOT_MINE;
+    }
+    return 0;
+}
+
+static int add_allow_fetch(scan_opts *o, const char *arg)
+{
+    const char **grown = realloc(o->allow_fetch, (o->n_allow_fetch + 1) * sizeof *grown);
+
+    if (!grown) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        return -1;
+    }
+    o->allow_fetch = grown;
+    o->allow_fetch[o->n_allow_fetch++] = arg;
+    return 0;
+}
+
+/* An engine setting's option (--max-pixels N ...): named by the library. */
+static int parse_engine_setting(scan_opts *o, int c, const char *arg)
+{
+    int s = c - OPT_SETTING;
+    uint64_t v;
+
+    if (s < 0 || s >= CLIPMOD_SETTING__COUNT)
+        return NOT_MINE;
+    if (parse_setting(s, arg, &v))
+        return -1;
+    o->setting[s] = v;
+    o->setting_given[s] = 1;
+    return 0;
+}
+
+/* Options whose value is checked, or collected over repeats. */
+static int parse_valued(scan_opts *o, int c, const char *arg)
+{
+    uint64_t v;
+
+    switch (c) {
+    case OPT_BATCH:
+        if (parse_u64(arg, &v) || v < 1 || v > MAX_BATCH) {
+            fprintf(stderr, "clipmod: --batch must be from 1 to %d\n", MAX_BATCH);
+            return -1;
+        }
+        o->batch = (size_t)v;
+        return 0;
+    case OPT_THREADS:
+        return cli_parse_threads(arg, &o->threads) ? -1 : 0;
+    case OPT_PRECISION:
+        return cli_parse_precision(arg, &o->precision) ? -1 : 0;
+    case OPT_ALLOW_FETCH:
+        return add_allow_fetch(o, arg);
+    case OPT_POLICY_SET:
+        if (o->n_sets == sizeof o->sets / sizeof *o->sets) {
+            fprintf(stderr, "clipmod: too many --set options\n");
+            return -1;
+        }
+        o->sets[o->n_sets++] = arg;
+        return 0;
+    case OPT_PLUGIN:
+        return add_plugin(o, arg);
+    case OPT_CONTEXT:
+    case OPT_CONTEXT_FILE:
+        if (o->context || o->context_file) {
+            fprintf(stderr, "clipmod: give one --context or --context-file\n");
+            return -1;
+        }
+        *(c == OPT_CONTEXT ? &o->context : &o->context_file) = arg;
+        return 0;
+    default:
+        return parse_engine_setting(o, c, arg);
+    }
+}
+
 /* The clamscan habits (see scan_select.c and scan_quarantine.c). */
 static int parse_habit(scan_opts *o, int c, const char *arg)
 {
@@ -429,196 +560,108 @@ static int parse_habit(scan_opts *o, int c, const char *arg)
     case OPT_LOG:
         o->log_file = arg;
         return 0;
+    case OPT_EXCLUDE:
+    case OPT_INCLUDE:
+    case OPT_EXCLUDE_DIR:
+    case OPT_INCLUDE_DIR:
+        return scan_select_add(&o->sel, c - OPT_EXCLUDE, arg) ? -1 : 0;
     default:
-        return scan_select_add(&o->sel, c - OPT_EXCLUDE, arg);
+        return NOT_MINE;
     }
 }
 
-static int parse_options(int argc, char **argv, scan_opts *o)
-{
-    static const struct option fixed[] = {
-        {"policy", required_argument, NULL, 'p'},
-        {"model", required_argument, NULL, 'm'},
-        {"merges", required_argument, NULL, OPT_MERGES},
-        {"recursive", no_argument, NULL, 'r'},
-        {"follow-symlinks", no_argument, NULL, OPT_FOLLOW},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"explain", no_argument, NULL, OPT_EXPLAIN},
-        {"hook", no_argument, NULL, OPT_HOOK},
-        {"quiet", no_argument, NULL, 'q'},
-        {"unscanned-ok", no_argument, NULL, OPT_UNSCANNED_OK},
-        {"batch", required_argument, NULL, OPT_BATCH},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"precision", required_argument, NULL, OPT_PRECISION},
-        {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
-        {"no-cache", no_argument, NULL, OPT_NO_CACHE},
-        {"url", no_argument, NULL, OPT_URL},
-        {"allow-fetch", required_argument, NULL, OPT_ALLOW_FETCH},
-        {"set", required_argument, NULL, OPT_POLICY_SET},
-        {"help", no_argument, NULL, 'h'},
-        {"infected", no_argument, NULL, 'i'},
-        {"move", required_argument, NULL, OPT_MOVE},
-        {"copy", required_argument, NULL, OPT_COPY},
-        {"exclude", required_argument, NULL, OPT_EXCLUDE},
-        {"include", required_argument, NULL, OPT_INCLUDE},
-        {"exclude-dir", required_argument, NULL, OPT_EXCLUDE_DIR},
-        {"include-dir", required_argument, NULL, OPT_INCLUDE_DIR},
-        {"file-list", required_argument, NULL, 'f'},
-        {"log", required_argument, NULL, OPT_LOG},
-        {"plugin", required_argument, NULL, OPT_PLUGIN},
-        {"context", required_argument, NULL, OPT_CONTEXT},
-        {"context-file", required_argument, NULL, OPT_CONTEXT_FILE},
-        {"table", no_argument, NULL, OPT_TABLE},
-        {"no-summary", no_argument, NULL, OPT_NO_SUMMARY},
-    };
-    enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
-    /* The settings' options are named by the library, so a new setting needs no CLI change. */
-    struct option opts[N_FIXED + CLIPMOD_SETTING__COUNT + 1];
-    uint64_t v;
-    int c;
+static const struct option fixed_options[] = {
+    {"policy", required_argument, NULL, 'p'},
+    {"model", required_argument, NULL, 'm'},
+    {"merges", required_argument, NULL, OPT_MERGES},
+    {"recursive", no_argument, NULL, 'r'},
+    {"follow-symlinks", no_argument, NULL, OPT_FOLLOW},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"explain", no_argument, NULL, OPT_EXPLAIN},
+    {"hook", no_argument, NULL, OPT_HOOK},
+    {"quiet", no_argument, NULL, 'q'},
+    {"unscanned-ok", no_argument, NULL, OPT_UNSCANNED_OK},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"precision", required_argument, NULL, OPT_PRECISION},
+    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+    {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+    {"url", no_argument, NULL, OPT_URL},
+    {"allow-fetch", required_argument, NULL, OPT_ALLOW_FETCH},
+    {"set", required_argument, NULL, OPT_POLICY_SET},
+    {"help", no_argument, NULL, 'h'},
+    {"infected", no_argument, NULL, 'i'},
+    {"move", required_argument, NULL, OPT_MOVE},
+    {"copy", required_argument, NULL, OPT_COPY},
+    {"exclude", required_argument, NULL, OPT_EXCLUDE},
+    {"include", required_argument, NULL, OPT_INCLUDE},
+    {"exclude-dir", required_argument, NULL, OPT_EXCLUDE_DIR},
+    {"include-dir", required_argument, NULL, OPT_INCLUDE_DIR},
+    {"file-list", required_argument, NULL, 'f'},
+    {"log", required_argument, NULL, OPT_LOG},
+    {"plugin", required_argument, NULL, OPT_PLUGIN},
+    {"context", required_argument, NULL, OPT_CONTEXT},
+    {"context-file", required_argument, NULL, OPT_CONTEXT_FILE},
+    {"table", no_argument, NULL, OPT_TABLE},
+    {"no-summary", no_argument, NULL, OPT_NO_SUMMARY},
+};
+enum { N_FIXED = sizeof fixed_options / sizeof fixed_options[0] };
 
-    memcpy(opts, fixed, sizeof fixed);
+/* The fixed options, then one per engine setting: a new setting needs no CLI change. */
+static void build_options(struct option opts[N_FIXED + CLIPMOD_SETTING__COUNT + 1])
+{
+    memcpy(opts, fixed_options, sizeof fixed_options);
     for (int s = 0; s < CLIPMOD_SETTING__COUNT; s++)
         opts[N_FIXED + s] = (struct option){clipmod_setting_name((clipmod_setting)s),
                                             required_argument, NULL, OPT_SETTING + s};
     opts[N_FIXED + CLIPMOD_SETTING__COUNT] = (struct option){NULL, 0, NULL, 0};
+}
 
+/* What no single option can check: the inputs and options that exclude each other. */
+static int check_options(int argc, scan_opts *o)
+{
+    if (optind >= argc && !o->file_list) {
+        fprintf(stderr, o->url ? "clipmod: scan: no URL (give URLs, or - to read them)\n"
+                               : "clipmod: scan: no input (give files, directories or -)\n");
+        return -1;
+    }
+    if (o->table && (o->json || o->hook || o->explain)) {
+        fprintf(stderr, "clipmod: --table does not go with --json, --hook or --explain\n");
+        return -1;
+    }
+    if (o->hook && argc - optind != 1) {
+        fprintf(stderr, "clipmod: --hook scans exactly one input\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, scan_opts *o)
+{
+    struct option opts[N_FIXED + CLIPMOD_SETTING__COUNT + 1];
+    int c;
+
+    build_options(opts);
     memset(o, 0, sizeof *o);
     o->batch = DEFAULT_BATCH;
     optind = 1;
     while ((c = getopt_long(argc, argv, "p:m:rqhif:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'p':
-            o->policy = optarg;
-            break;
-        case 'm':
-            o->model_dir = optarg;
-            break;
-        case OPT_MERGES:
-            o->merges = optarg;
-            break;
-        case 'r':
-            o->recursive = 1;
-            break;
-        case OPT_FOLLOW:
-            o->follow = 1;
-            break;
-        case OPT_JSON:
-            o->json = 1;
-            break;
-        case OPT_EXPLAIN:
-            o->explain = 1;
-            break;
-        case OPT_HOOK:
-            o->hook = 1;
-            break;
-        case OPT_TABLE:
-            o->table = &o->table_state;
-            break;
-        case OPT_NO_SUMMARY:
-            o->no_summary = 1;
-            break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case OPT_UNSCANNED_OK:
-            o->unscanned_ok = 1;
-            break;
-        case OPT_BATCH:
-            if (parse_u64(optarg, &v) || v < 1 || v > MAX_BATCH) {
-                fprintf(stderr, "clipmod: --batch must be from 1 to %d\n", MAX_BATCH);
-                return EXIT_ERROR;
-            }
-            o->batch = (size_t)v;
-            break;
-        case OPT_THREADS:
-            if (cli_parse_threads(optarg, &o->threads))
-                return EXIT_ERROR;
-            break;
-        case OPT_PRECISION:
-            if (cli_parse_precision(optarg, &o->precision))
-                return EXIT_ERROR;
-            break;
-        case OPT_CACHE_DIR:
-            o->cache_dir = optarg;
-            break;
-        case OPT_NO_CACHE:
-            o->no_cache = 1;
-            break;
-        case OPT_URL:
-            o->url = 1;
-            break;
-        case OPT_ALLOW_FETCH: {
-            const char **grown =
-                realloc(o->allow_fetch, (o->n_allow_fetch + 1) * sizeof *o->allow_fetch);
-            if (!grown) {
-                fprintf(stderr, "clipmod: out of memory\n");
-                return EXIT_ERROR;
-            }
-            o->allow_fetch = grown;
-            o->allow_fetch[o->n_allow_fetch++] = optarg;
-            break;
-        }
-        case OPT_POLICY_SET:
-            if (o->n_sets == sizeof o->sets / sizeof *o->sets) {
-                fprintf(stderr, "clipmod: too many --set options\n");
-                return EXIT_ERROR;
-            }
-            o->sets[o->n_sets++] = optarg;
-            break;
-        case OPT_PLUGIN:
-            if (add_plugin(o, optarg))
-                return EXIT_ERROR;
-            break;
-        case OPT_CONTEXT:
-        case OPT_CONTEXT_FILE:
-            if (o->context || o->context_file) {
-                fprintf(stderr, "clipmod: give one --context or --context-file\n");
-                return EXIT_ERROR;
-            }
-            *(c == OPT_CONTEXT ? &o->context : &o->context_file) = optarg;
-            break;
-        case 'h':
+        if (c == 'h') {
             usage(stdout);
             return EXIT_CLEAN;
-        case 'i':
-        case 'f':
-        case OPT_MOVE:
-        case OPT_COPY:
-        case OPT_LOG:
-        case OPT_EXCLUDE:
-        case OPT_INCLUDE:
-        case OPT_EXCLUDE_DIR:
-        case OPT_INCLUDE_DIR:
-            if (parse_habit(o, c, optarg))
-                return EXIT_ERROR;
-            break;
-        default:
-            if (c >= OPT_SETTING && c < OPT_SETTING + CLIPMOD_SETTING__COUNT) {
-                int s = c - OPT_SETTING;
-                if (parse_setting(s, optarg, &v))
-                    return EXIT_ERROR;
-                o->setting[s] = v;
-                o->setting_given[s] = 1;
-                break;
-            }
-            usage(stderr);
-            return EXIT_ERROR;
         }
+        int rc = parse_plain(o, c, optarg);
+        if (rc == NOT_MINE)
+            rc = parse_valued(o, c, optarg);
+        if (rc == NOT_MINE)
+            rc = parse_habit(o, c, optarg);
+        if (rc == NOT_MINE)
+            usage(stderr);
+        if (rc)
+            return EXIT_ERROR;
     }
-    if (optind >= argc && !o->file_list) {
-        fprintf(stderr, o->url ? "clipmod: scan: no URL (give URLs, or - to read them)\n"
-                               : "clipmod: scan: no input (give files, directories or -)\n");
+    if (check_options(argc, o))
         return EXIT_ERROR;
-    }
-    if (o->table && (o->json || o->hook || o->explain)) {
-        fprintf(stderr, "clipmod: --table does not go with --json, --hook or --explain\n");
-        return EXIT_ERROR;
-    }
-    if (o->hook && argc - optind != 1) {
-        fprintf(stderr, "clipmod: --hook scans exactly one input\n");
-        return EXIT_ERROR;
-    }
     /* The default policy depends on the model (the demo model has its own); it is
      * chosen once the model is loaded. */
     if (!o->model_dir) {
@@ -627,7 +670,6 @@ static int parse_options(int argc, char **argv, scan_opts *o)
     }
     return CLI_GO_ON;
 }
-
 static uint64_t setting_value(const scan_opts *o, clipmod_setting s)
 {
     return o->setting_given[s] ? o->setting[s] : clipmod_setting_default(s);
