@@ -32,19 +32,50 @@
 /* Exit codes, as clamscan: 0 clean, 1 something found, 2 an error. */
 enum { EXIT_CLEAN = 0, EXIT_FOUND = 1, EXIT_ERROR = 2 };
 
+/*
+ * How a command loads its model: what --model, --merges, --threads, --precision,
+ * --cache-dir, --no-cache and --quiet said (strings borrowed from argv). Every
+ * command that loads a model keeps one in its options, fills it with
+ * cli_parse_model_option and hands it to cli_load_model, so none copies the fields.
+ */
+typedef struct cli_model_opts {
+    const char *model_dir;       /* NULL until the command picks its default */
+    const char *merges;          /* --merges: NULL for the model directory's */
+    const char *cache_dir;       /* --cache-dir: prompt and weights caches (NULL: the default) */
+    int no_cache;                /* --no-cache: neither */
+    int threads;                 /* --threads: 0 for the library's choice */
+    clipmod_precision precision; /* --precision, default fp32 */
+    int quiet;                   /* no notes on stderr */
+} cli_model_opts;
+
+/*
+ * Long-option codes of the model options ('m' is --model; --quiet is each command's,
+ * as its short form differs). A command's own codes start at 256 and stay below these.
+ */
+enum {
+    CLI_OPT_MERGES = 0x1000,
+    CLI_OPT_THREADS,
+    CLI_OPT_PRECISION,
+    CLI_OPT_CACHE_DIR,
+    CLI_OPT_NO_CACHE
+};
+
+/* What an option parser in parts returns for an option that another part handles. */
+enum { CLI_NOT_MINE = 1 };
+
+/*
+ * Apply model option c ('m' or a CLI_OPT_* code) with argument arg to *m: 0; -1
+ * after printing why (a bad --threads or --precision); CLI_NOT_MINE for any other c.
+ */
+int cli_parse_model_option(cli_model_opts *m, int c, const char *arg);
+
 typedef struct cli_inputs {
-    const char *model_dir;
-    const char *merges;
+    cli_model_opts m;
     const char **images;
     size_t n_images;
     const char **texts;
     size_t n_texts;
-    int threads;
-    clipmod_precision precision; /* --precision, default fp32 */
-    int quiet;                   /* no notes on stderr */
-    int images_only;       /* texts are optional (embed): a model without a text tower will do */
-    const char *cache_dir; /* --cache-dir: prompt and weights caches (NULL: the default) */
-    int no_cache;          /* --no-cache: neither */
+    int images_only; /* texts are optional (embed): a model without a text tower will do */
 } cli_inputs;
 
 /* What option parsers return when the command should run; else an exit status. */
@@ -77,12 +108,15 @@ int cli_parse_threads(const char *arg, int *out);
 int cli_parse_precision(const char *arg, clipmod_precision *out);
 
 /*
- * Load the model named by `in` (threads first) with cm_model_from_config, which
- * refuses a model that cannot embed texts and logs the shared demo-model warning
- * (unless in->quiet). With in->images_only and no texts, any model that loads will
- * do. Prints the error and returns NULL on failure.
+ * Load the model `m` names (threads first) with cm_model_from_config, which refuses a
+ * model that cannot embed texts and logs the shared demo-model warning (unless
+ * m->quiet). Prints the error and returns NULL on failure.
  */
-clipmod_model *cli_load_model(const cli_inputs *in);
+clipmod_model *cli_load_model(const cli_model_opts *m);
+
+/* cli_load_model(&in->m), except that with in->images_only and no texts any model that
+ * loads will do. */
+clipmod_model *cli_load_inputs_model(const cli_inputs *in);
 
 /*
  * The context text of --context TEXT or --context-file FILE (at most one is non-NULL)

@@ -45,7 +45,7 @@ int cmd_embed(int argc, char **argv)
         goto out;
     rc = EXIT_ERROR;
     in.images_only = 1; /* embedding images needs no text tower */
-    if (!(model = cli_load_model(&in)))
+    if (!(model = cli_load_inputs_model(&in)))
         goto out;
     trunc = calloc(in.n_texts + 1, sizeof *trunc);
     if (!trunc || !(img = cli_embed_images(model, &in)) ||
@@ -54,7 +54,7 @@ int cmd_embed(int argc, char **argv)
 
     size_t dim = clipmod_model_embed_dim(model);
     json_t *images = json_array(), *texts = json_array();
-    root = json_pack("{s:s, s:s, s:b, s:s, s:i, s:f, s:o, s:o}", "model", in.model_dir,
+    root = json_pack("{s:s, s:s, s:b, s:s, s:i, s:f, s:o, s:o}", "model", in.m.model_dir,
                      "description", clipmod_model_describe(model), "demo_model",
                      clipmod_model_is_demo(model), "weights_cache", clipmod_model_cache_note(model),
                      "dim", (json_int_t)dim, "logit_scale",

@@ -9,10 +9,9 @@
  * cosines by the library (clipmod_engine_score_cosines), the scanner's own formula.
  * Rows with text also get image+context numbers (eval_context.c).
  */
-#include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "evaluate.h"
 #include "progress.h"
 #include "report.h"
+#include "size.h"
 
 /* Images per image-tower pass: big enough to batch, small enough for the bar. */
 #define EMBED_CHUNK 32
@@ -59,7 +59,7 @@ static const char usage_evaluate[] =
     "      --threads N       threads per matrix product\n"
     "      --precision P     fp32 (default), int8 or bf16: see clipmod(1)\n"
     "      --cache-dir DIR   prompt, image and weights caches (default ~/.cache/clipmod)\n"
-    "      --cache-max SIZE  cap of the image embedding cache file, bytes or with K, M\n"
+    "      --cache-max SIZE  cap of the image embedding cache file, bytes or with k, M\n"
     "                        or G (default 64M); the oldest entries are dropped\n"
     "      --no-cache        do not read or write any of them\n"
     "      --no-progress     no progress bar on a terminal\n"
@@ -70,13 +70,8 @@ static const char usage_evaluate[] =
     "2 an error (bad option, unknown label, invalid policy, no model).\n";
 
 enum {
-    OPT_MERGES = 256,
-    OPT_TARGET,
+    OPT_TARGET = 256,
     OPT_JSON,
-    OPT_THREADS,
-    OPT_PRECISION,
-    OPT_CACHE,
-    OPT_NOCACHE,
     OPT_NOPROG,
     OPT_SET,
     OPT_COMPARE,
@@ -86,38 +81,31 @@ enum {
     OPT_CACHEMAX
 };
 
-/* "65536", "512K", "64M", "1G" into bytes; -1 when it is not a size of at least 4K. */
-static int parse_size(const char *text, unsigned long long *out)
+/* --cache-max: the runtime's one size syntax (64M, binary multiples), at least 4K. */
+static int parse_cache_max(const char *arg, unsigned long long *out)
 {
-    char *end = NULL;
-    errno = 0;
-    const unsigned long long n = strtoull(text, &end, 10);
-    unsigned shift = 0;
-    if (end == text || errno || text[0] == '-')
-        return -1;
-    if (*end == 'K' || *end == 'k')
-        shift = 10;
-    else if (*end == 'M' || *end == 'm')
-        shift = 20;
-    else if (*end == 'G' || *end == 'g')
-        shift = 30;
-    if (shift)
-        end++;
-    if (*end || n > (ULLONG_MAX >> shift) || (n << shift) < CLIPMOD_IMAGE_CACHE_MIN)
-        return -1;
-    *out = n << shift;
-    return 0;
+    uint64_t n;
+    char why[128];
+
+    if (cm_parse_size(arg, &n, why, sizeof why)) {
+        fprintf(stderr, "clipmod: --cache-max: %s\n", why);
+        return EXIT_ERROR;
+    }
+    if (n < CLIPMOD_IMAGE_CACHE_MIN) {
+        fprintf(stderr, "clipmod: --cache-max %s: expected a size of at least 4K\n", arg);
+        return EXIT_ERROR;
+    }
+    *out = n;
+    return CLI_GO_ON;
 }
 
 static int parse_opt(int c, eval_opts *o)
 {
+    int rc = cli_parse_model_option(&o->m, c, optarg);
+
+    if (rc != CLI_NOT_MINE)
+        return rc ? EXIT_ERROR : CLI_GO_ON;
     switch (c) {
-    case 'm':
-        o->model_dir = optarg;
-        return CLI_GO_ON;
-    case OPT_MERGES:
-        o->merges = optarg;
-        return CLI_GO_ON;
     case 'p':
         o->policy = optarg;
         return CLI_GO_ON;
@@ -157,27 +145,13 @@ static int parse_opt(int c, eval_opts *o)
         }
         o->sets[o->n_sets++] = optarg;
         return CLI_GO_ON;
-    case OPT_THREADS:
-        return cli_parse_threads(optarg, &o->threads) ? EXIT_ERROR : CLI_GO_ON;
-    case OPT_PRECISION:
-        return cli_parse_precision(optarg, &o->precision) ? EXIT_ERROR : CLI_GO_ON;
-    case OPT_CACHE:
-        o->cache_dir = optarg;
-        return CLI_GO_ON;
     case OPT_CACHEMAX:
-        if (parse_size(optarg, &o->cache_max)) {
-            fprintf(stderr, "clipmod: --cache-max %s: expected a size of at least 4K\n", optarg);
-            return EXIT_ERROR;
-        }
-        return CLI_GO_ON;
-    case OPT_NOCACHE:
-        o->no_cache = 1;
-        return CLI_GO_ON;
+        return parse_cache_max(optarg, &o->cache_max);
     case OPT_NOPROG:
         o->no_progress = 1;
         return CLI_GO_ON;
     case 'q':
-        o->quiet = 1;
+        o->m.quiet = 1;
         return CLI_GO_ON;
     case 'h':
         fputs(usage_evaluate, stdout);
@@ -192,7 +166,7 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
 {
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},
-        {"merges", required_argument, NULL, OPT_MERGES},
+        {"merges", required_argument, NULL, CLI_OPT_MERGES},
         {"policy", required_argument, NULL, 'p'},
         {"target", required_argument, NULL, OPT_TARGET},
         {"json", no_argument, NULL, OPT_JSON},
@@ -201,10 +175,10 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
         {"no-attribution", no_argument, NULL, OPT_NOATTRIB},
         {"apply", no_argument, NULL, OPT_APPLY},
         {"report", required_argument, NULL, OPT_REPORT},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"precision", required_argument, NULL, OPT_PRECISION},
-        {"cache-dir", required_argument, NULL, OPT_CACHE},
-        {"no-cache", no_argument, NULL, OPT_NOCACHE},
+        {"threads", required_argument, NULL, CLI_OPT_THREADS},
+        {"precision", required_argument, NULL, CLI_OPT_PRECISION},
+        {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},
+        {"no-cache", no_argument, NULL, CLI_OPT_NO_CACHE},
         {"cache-max", required_argument, NULL, OPT_CACHEMAX},
         {"no-progress", no_argument, NULL, OPT_NOPROG},
         {"quiet", no_argument, NULL, 'q'},
@@ -244,12 +218,12 @@ clipmod_engine *eval_make_engine(const clipmod_model *model, const eval_opts *o,
     cfg.policy = policy;
     cfg.overrides = sets ? o->sets : NULL;
     cfg.n_overrides = sets ? o->n_sets : 0;
-    cfg.no_cache = o->no_cache;
-    cfg.cache_dir = o->cache_dir;
+    cfg.no_cache = o->m.no_cache;
+    cfg.cache_dir = o->m.cache_dir;
     cfg.quiet_warnings = 1; /* printed here, as the lines they are */
     cfg.errors_to_caller = 1;
     clipmod_error err = cm_engine_from_config(&cfg, model, &engine, &problems, errbuf);
-    if (problems && (err == CLIPMOD_E_POLICY || (!err && !o->quiet)))
+    if (problems && (err == CLIPMOD_E_POLICY || (!err && !o->m.quiet)))
         fputs(problems, stderr);
     clipmod_free(problems);
     if (err == CLIPMOD_E_POLICY)
@@ -304,10 +278,10 @@ static int embed_chunk(evaluation *ev, size_t start, size_t n)
 /* The image cache: opened unless --no-cache; its problems are warnings, never errors. */
 void eval_open_cache(evaluation *ev, const eval_opts *o)
 {
-    if (o->no_cache)
+    if (o->m.no_cache)
         return;
-    if (clipmod_image_cache_open(ev->model, o->cache_dir, o->cache_max, &ev->imgcache)) {
-        if (!o->quiet)
+    if (clipmod_image_cache_open(ev->model, o->m.cache_dir, o->cache_max, &ev->imgcache)) {
+        if (!o->m.quiet)
             fprintf(stderr, "clipmod: warning: no image cache (no cache directory)\n");
         return;
     }
@@ -325,7 +299,7 @@ static int save_cache(evaluation *ev)
     if (clipmod_image_cache_save(ev->imgcache))
         fprintf(stderr, "clipmod: warning: could not write the image cache\n");
     clipmod_image_cache_counts(ev->imgcache, &hits, &misses);
-    if (!ev->opts->quiet)
+    if (!ev->opts->m.quiet)
         fprintf(stderr, "clipmod: %zu of %zu image embeddings from the cache\n", hits,
                 hits + misses);
     return 0;
@@ -336,7 +310,7 @@ int eval_embed_all(evaluation *ev)
     progress pg;
     const double t0 = cm_now();
     int rc = 0;
-    progress_start(&pg, ev->n_images, !ev->opts->quiet && !ev->opts->no_progress);
+    progress_start(&pg, ev->n_images, !ev->opts->m.quiet && !ev->opts->no_progress);
     for (size_t s = 0; !rc && s < ev->n_images; s += EMBED_CHUNK) {
         const size_t n = ev->n_images - s < EMBED_CHUNK ? ev->n_images - s : EMBED_CHUNK;
         progress_update(&pg, s, ev->set->items[s].path);
@@ -482,7 +456,6 @@ static int run(evaluation *ev, const labelled_set *set, const clipmod_engine *ol
 int cmd_policy_evaluate(int argc, char **argv)
 {
     eval_opts o;
-    cli_inputs mi;
     labelled_set set;
     evaluation ev;
     clipmod_model *model = NULL;
@@ -498,16 +471,10 @@ int cmd_policy_evaluate(int argc, char **argv)
     }
     memset(&set, 0, sizeof set);
     memset(&ev, 0, sizeof ev);
-    memset(&mi, 0, sizeof mi);
-    mi.model_dir = o.model_dir ? o.model_dir : cli_default_model();
-    mi.merges = o.merges;
-    mi.cache_dir = o.cache_dir;
-    mi.no_cache = o.no_cache;
-    mi.threads = o.threads;
-    mi.precision = o.precision;
-    mi.quiet = o.quiet;
+    if (!o.m.model_dir)
+        o.m.model_dir = cli_default_model();
     rc = EXIT_ERROR;
-    if (labelled_read(o.labelled, &set) || !(model = cli_load_model(&mi)))
+    if (labelled_read(o.labelled, &set) || !(model = cli_load_model(&o.m)))
         goto out;
     if (!o.policy)
         o.policy = cli_default_policy(model);

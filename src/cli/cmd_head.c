@@ -52,17 +52,7 @@ static const char usage_head[] =
     "max|mean); see clipmod-policy(5). Exit status: 0 trained, 2 an error (nothing\n"
     "is written for a category that failed).\n";
 
-enum {
-    OPT_MERGES = 256,
-    OPT_ALL,
-    OPT_FOLDS,
-    OPT_SEED,
-    OPT_JSON,
-    OPT_THREADS,
-    OPT_CACHE,
-    OPT_NOCACHE,
-    OPT_NOPROG
-};
+enum { OPT_ALL = 256, OPT_FOLDS, OPT_SEED, OPT_JSON, OPT_NOPROG };
 
 typedef struct head_opts {
     eval_opts e;
@@ -86,13 +76,11 @@ static int parse_int(const char *s, long lo, long hi, long *out)
 static int parse_opt(int c, head_opts *o)
 {
     long v;
+    int rc = cli_parse_model_option(&o->e.m, c, optarg);
+
+    if (rc != CLI_NOT_MINE)
+        return rc ? EXIT_ERROR : CLI_GO_ON;
     switch (c) {
-    case 'm':
-        o->e.model_dir = optarg;
-        return CLI_GO_ON;
-    case OPT_MERGES:
-        o->e.merges = optarg;
-        return CLI_GO_ON;
     case 'p':
         o->e.policy = optarg;
         return CLI_GO_ON;
@@ -122,19 +110,11 @@ static int parse_opt(int c, head_opts *o)
     case OPT_JSON:
         o->json = 1;
         return CLI_GO_ON;
-    case OPT_THREADS:
-        return cli_parse_threads(optarg, &o->e.threads) ? EXIT_ERROR : CLI_GO_ON;
-    case OPT_CACHE:
-        o->e.cache_dir = optarg;
-        return CLI_GO_ON;
-    case OPT_NOCACHE:
-        o->e.no_cache = 1;
-        return CLI_GO_ON;
     case OPT_NOPROG:
         o->e.no_progress = 1;
         return CLI_GO_ON;
     case 'q':
-        o->e.quiet = 1;
+        o->e.m.quiet = 1;
         return CLI_GO_ON;
     case 'h':
         fputs(usage_head, stdout);
@@ -167,7 +147,7 @@ static int parse_head(int argc, char **argv, head_opts *o)
 {
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},
-        {"merges", required_argument, NULL, OPT_MERGES},
+        {"merges", required_argument, NULL, CLI_OPT_MERGES},
         {"policy", required_argument, NULL, 'p'},
         {"category", required_argument, NULL, 'c'},
         {"all", no_argument, NULL, OPT_ALL},
@@ -175,9 +155,9 @@ static int parse_head(int argc, char **argv, head_opts *o)
         {"folds", required_argument, NULL, OPT_FOLDS},
         {"seed", required_argument, NULL, OPT_SEED},
         {"json", no_argument, NULL, OPT_JSON},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"cache-dir", required_argument, NULL, OPT_CACHE},
-        {"no-cache", no_argument, NULL, OPT_NOCACHE},
+        {"threads", required_argument, NULL, CLI_OPT_THREADS},
+        {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},
+        {"no-cache", no_argument, NULL, CLI_OPT_NO_CACHE},
         {"no-progress", no_argument, NULL, OPT_NOPROG},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -301,7 +281,7 @@ static void train_one(const evaluation *ev, const head_rows *rows, const head_op
     rep->prompts_auc = metrics_roc_auc(ps, y, rows->n);
     metrics_at_threshold(ps, y, rows->n, info.threshold, &rep->prompts_at);
     /* Folds fit in parallel on the threads asked for (--threads), else on every CPU. */
-    const int threads = o->e.threads ? o->e.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    const int threads = o->e.m.threads ? o->e.m.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     head_fit_opts fo = {o->folds, o->seed, head_fit_default_grid, head_fit_default_grid_len,
                         threads};
     if (head_fit_train(rows->x, y, rows->n, rows->dim, &fo, &rep->fit, why, sizeof why)) {
@@ -384,7 +364,6 @@ static int train_all(evaluation *ev, const head_opts *o)
 static int head_train(int argc, char **argv)
 {
     head_opts o;
-    cli_inputs mi;
     labelled_set set;
     evaluation ev;
     clipmod_model *model = NULL;
@@ -395,15 +374,10 @@ static int head_train(int argc, char **argv)
         return rc;
     memset(&set, 0, sizeof set);
     memset(&ev, 0, sizeof ev);
-    memset(&mi, 0, sizeof mi);
-    mi.model_dir = o.e.model_dir ? o.e.model_dir : cli_default_model();
-    mi.merges = o.e.merges;
-    mi.cache_dir = o.e.cache_dir;
-    mi.no_cache = o.e.no_cache;
-    mi.threads = o.e.threads;
-    mi.quiet = o.e.quiet;
+    if (!o.e.m.model_dir)
+        o.e.m.model_dir = cli_default_model();
     rc = EXIT_ERROR;
-    if (labelled_read(o.e.labelled, &set) || !(model = cli_load_model(&mi)))
+    if (labelled_read(o.e.labelled, &set) || !(model = cli_load_model(&o.e.m)))
         goto out;
     if (!o.e.policy)
         o.e.policy = cli_default_policy(model);

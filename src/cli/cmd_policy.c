@@ -54,8 +54,8 @@ static const char usage_check[] =
     "2 a usage error or no model to check with.\n";
 
 typedef struct check_opts {
-    const char *model_dir, *merges, *cache_dir;
-    int model_explicit, json, quiet, no_cache;
+    cli_model_opts m; /* --model, --merges, --cache-dir, --no-cache, --quiet */
+    int model_explicit, json;
 } check_opts;
 
 /* The outcome for one file. */
@@ -85,8 +85,8 @@ static void check_with_model(const clipmod_model *model, const check_opts *o, co
 
     memset(&cfg, 0, sizeof cfg);
     cfg.policy = path;
-    cfg.no_cache = o->no_cache;
-    cfg.cache_dir = o->cache_dir;
+    cfg.no_cache = o->m.no_cache;
+    cfg.cache_dir = o->m.cache_dir;
     cfg.quiet_warnings = 1; /* warnings are this command's output, not log lines */
     cfg.errors_to_caller = 1;
     r->tokens_checked = 1;
@@ -256,7 +256,7 @@ static void print_text(const char *path, const check_opts *o, const check_report
 {
     /* Problems first, in the library's order (by file and position). */
     each_line(lines_of(r), 0, stdout, NULL);
-    if (!o->quiet)
+    if (!o->m.quiet)
         each_line(lines_of(r), 1, stdout, NULL);
     if (!r->valid) {
         size_t n = count_lines(lines_of(r), 0);
@@ -265,18 +265,18 @@ static void print_text(const char *path, const check_opts *o, const check_report
     }
     if (!r->tokens_checked)
         printf("%s: note: prompt token lengths were not checked (no model)\n", path);
-    if (!o->quiet && r->summary)
+    if (!o->m.quiet && r->summary)
         print_summary(path, r->summary);
 }
 
 static int parse_check(int argc, char **argv, check_opts *o)
 {
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"merges", required_argument, NULL, 'M'},
+                                         {"merges", required_argument, NULL, CLI_OPT_MERGES},
                                          {"json", no_argument, NULL, 'j'},
                                          {"quiet", no_argument, NULL, 'q'},
-                                         {"cache-dir", required_argument, NULL, 'C'},
-                                         {"no-cache", no_argument, NULL, 'N'},
+                                         {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},
+                                         {"no-cache", no_argument, NULL, CLI_OPT_NO_CACHE},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -284,24 +284,18 @@ static int parse_check(int argc, char **argv, check_opts *o)
     memset(o, 0, sizeof *o);
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:qh", opts, NULL)) != -1) {
+        int rc = cli_parse_model_option(&o->m, c, optarg);
+        if (rc != CLI_NOT_MINE) {
+            if (rc)
+                return EXIT_ERROR;
+            continue;
+        }
         switch (c) {
-        case 'm':
-            o->model_dir = optarg;
-            break;
-        case 'M':
-            o->merges = optarg;
-            break;
         case 'j':
             o->json = 1;
             break;
         case 'q':
-            o->quiet = 1;
-            break;
-        case 'C':
-            o->cache_dir = optarg;
-            break;
-        case 'N':
-            o->no_cache = 1;
+            o->m.quiet = 1;
             break;
         case 'h':
             fputs(usage_check, stdout);
@@ -316,31 +310,25 @@ static int parse_check(int argc, char **argv, check_opts *o)
         return EXIT_ERROR;
     }
     /* A model the user named must load; the installed default is used if it is there. */
-    o->model_explicit = o->model_dir || getenv("CLIPMOD_MODEL");
-    if (!o->model_dir)
-        o->model_dir = cli_default_model();
+    o->model_explicit = o->m.model_dir || getenv("CLIPMOD_MODEL");
+    if (!o->m.model_dir)
+        o->m.model_dir = cli_default_model();
     return CLI_GO_ON;
 }
 
 static int policy_check(int argc, char **argv)
 {
     check_opts o;
-    cli_inputs mi;
     clipmod_model *model = NULL;
     int rc = parse_check(argc, argv, &o), any_problems = 0, any_unchecked = 0;
 
     if (rc != CLI_GO_ON)
         return rc;
-    memset(&mi, 0, sizeof mi);
-    mi.model_dir = o.model_dir;
-    mi.merges = o.merges;
-    mi.cache_dir = o.cache_dir;
-    mi.no_cache = o.no_cache;
-    mi.quiet = o.quiet; /* --quiet: problems only, not the demo-model warning */
+    /* --quiet: problems only, not the demo-model warning */
     if (o.model_explicit) {
-        if (!(model = cli_load_model(&mi)))
+        if (!(model = cli_load_model(&o.m)))
             return EXIT_ERROR;
-    } else if (clipmod_model_load(o.model_dir, o.merges, &model, NULL) != CLIPMOD_OK) {
+    } else if (clipmod_model_load(o.m.model_dir, o.m.merges, &model, NULL) != CLIPMOD_OK) {
         model = NULL; /* no default model installed: check what can be checked without */
     }
 

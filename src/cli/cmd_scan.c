@@ -78,15 +78,10 @@ enum {
 
 /* Long options that have no short form. */
 enum {
-    OPT_MERGES = 256,
-    OPT_JSON,
+    OPT_JSON = 256,
     OPT_EXPLAIN,
     OPT_HOOK,
-    OPT_THREADS,
-    OPT_PRECISION,
     OPT_BATCH,
-    OPT_CACHE_DIR,
-    OPT_NO_CACHE,
     OPT_UNSCANNED_OK,
     OPT_FOLLOW,
     OPT_URL,
@@ -125,10 +120,10 @@ static const char *const setting_help[CLIPMOD_SETTING__COUNT] = {
 };
 
 typedef struct scan_opts {
-    const char *policy, *model_dir, *merges, *cache_dir;
-    int no_cache, json, explain, recursive, follow, hook, quiet, unscanned_ok, threads;
-    int model_defaulted; /* neither --model nor $CLIPMOD_MODEL: say how to choose one */
-    clipmod_precision precision;
+    cli_model_opts m; /* --model, --merges, --threads, --precision, --cache-dir, --no-cache, -q */
+    const char *policy;
+    int json, explain, recursive, follow, hook, unscanned_ok;
+    int model_defaulted;      /* neither --model nor $CLIPMOD_MODEL: say how to choose one */
     int url;                  /* --url: the arguments are URLs */
     const char **allow_fetch; /* --allow-fetch values, in order */
     size_t n_allow_fetch;
@@ -409,11 +404,11 @@ static void free_plugins(scan_opts *o)
 }
 
 /*
- * Option parsing comes in three parts, each returning 0, -1 (a bad value, said on
- * stderr) or NOT_MINE when the option is another part's: plain flags and paths,
- * options whose value is checked or collected, and the clamscan habits.
+ * Option parsing comes in parts, each returning 0, -1 (a bad value, said on stderr)
+ * or CLI_NOT_MINE when the option is another part's: the model options
+ * (cli_parse_model_option), plain flags and paths, options whose value is checked or
+ * collected, and the clamscan habits.
  */
-enum { NOT_MINE = 1 };
 
 /* Options that set a flag or keep their argument as it is. */
 static int parse_plain(scan_opts *o, int c, const char *arg)
@@ -421,15 +416,6 @@ static int parse_plain(scan_opts *o, int c, const char *arg)
     switch (c) {
     case 'p':
         o->policy = arg;
-        break;
-    case 'm':
-        o->model_dir = arg;
-        break;
-    case OPT_MERGES:
-        o->merges = arg;
-        break;
-    case OPT_CACHE_DIR:
-        o->cache_dir = arg;
         break;
     case 'r':
         o->recursive = 1;
@@ -453,19 +439,16 @@ static int parse_plain(scan_opts *o, int c, const char *arg)
         o->no_summary = 1;
         break;
     case 'q':
-        o->quiet = 1;
+        o->m.quiet = 1;
         break;
     case OPT_UNSCANNED_OK:
         o->unscanned_ok = 1;
-        break;
-    case OPT_NO_CACHE:
-        o->no_cache = 1;
         break;
     case OPT_URL:
         o->url = 1;
         break;
     default:
-        return NOT_MINE;
+        return CLI_NOT_MINE;
     }
     return 0;
 }
@@ -490,7 +473,7 @@ static int parse_engine_setting(scan_opts *o, int c, const char *arg)
     uint64_t v;
 
     if (s < 0 || s >= CLIPMOD_SETTING__COUNT)
-        return NOT_MINE;
+        return CLI_NOT_MINE;
     if (parse_setting(s, arg, &v))
         return -1;
     o->setting[s] = v;
@@ -511,10 +494,6 @@ static int parse_valued(scan_opts *o, int c, const char *arg)
         }
         o->batch = (size_t)v;
         return 0;
-    case OPT_THREADS:
-        return cli_parse_threads(arg, &o->threads) ? -1 : 0;
-    case OPT_PRECISION:
-        return cli_parse_precision(arg, &o->precision) ? -1 : 0;
     case OPT_ALLOW_FETCH:
         return add_allow_fetch(o, arg);
     case OPT_POLICY_SET:
@@ -566,14 +545,14 @@ static int parse_habit(scan_opts *o, int c, const char *arg)
     case OPT_INCLUDE_DIR:
         return scan_select_add(&o->sel, c - OPT_EXCLUDE, arg) ? -1 : 0;
     default:
-        return NOT_MINE;
+        return CLI_NOT_MINE;
     }
 }
 
 static const struct option fixed_options[] = {
     {"policy", required_argument, NULL, 'p'},
     {"model", required_argument, NULL, 'm'},
-    {"merges", required_argument, NULL, OPT_MERGES},
+    {"merges", required_argument, NULL, CLI_OPT_MERGES},
     {"recursive", no_argument, NULL, 'r'},
     {"follow-symlinks", no_argument, NULL, OPT_FOLLOW},
     {"json", no_argument, NULL, OPT_JSON},
@@ -582,10 +561,10 @@ static const struct option fixed_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"unscanned-ok", no_argument, NULL, OPT_UNSCANNED_OK},
     {"batch", required_argument, NULL, OPT_BATCH},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"precision", required_argument, NULL, OPT_PRECISION},
-    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
-    {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+    {"threads", required_argument, NULL, CLI_OPT_THREADS},
+    {"precision", required_argument, NULL, CLI_OPT_PRECISION},
+    {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},
+    {"no-cache", no_argument, NULL, CLI_OPT_NO_CACHE},
     {"url", no_argument, NULL, OPT_URL},
     {"allow-fetch", required_argument, NULL, OPT_ALLOW_FETCH},
     {"set", required_argument, NULL, OPT_POLICY_SET},
@@ -650,12 +629,14 @@ static int parse_options(int argc, char **argv, scan_opts *o)
             usage(stdout);
             return EXIT_CLEAN;
         }
-        int rc = parse_plain(o, c, optarg);
-        if (rc == NOT_MINE)
+        int rc = cli_parse_model_option(&o->m, c, optarg);
+        if (rc == CLI_NOT_MINE)
+            rc = parse_plain(o, c, optarg);
+        if (rc == CLI_NOT_MINE)
             rc = parse_valued(o, c, optarg);
-        if (rc == NOT_MINE)
+        if (rc == CLI_NOT_MINE)
             rc = parse_habit(o, c, optarg);
-        if (rc == NOT_MINE)
+        if (rc == CLI_NOT_MINE)
             usage(stderr);
         if (rc)
             return EXIT_ERROR;
@@ -664,8 +645,8 @@ static int parse_options(int argc, char **argv, scan_opts *o)
         return EXIT_ERROR;
     /* The default policy depends on the model (the demo model has its own); it is
      * chosen once the model is loaded. */
-    if (!o->model_dir) {
-        o->model_dir = cli_default_model();
+    if (!o->m.model_dir) {
+        o->m.model_dir = cli_default_model();
         o->model_defaulted = !getenv("CLIPMOD_MODEL");
     }
     return CLI_GO_ON;
@@ -1095,7 +1076,7 @@ static int print_hook(const scan_opts *o, const clipmod_result *r)
     } else {
         puts(unscanned ? "unscanned" : clipmod_action_name(clipmod_result_action(r)));
     }
-    if (unscanned && !o->quiet) {
+    if (unscanned && !o->m.quiet) {
         fputs("clipmod: ", stderr);
         scan_put_name(stderr, clipmod_result_name(r));
         fprintf(stderr, ": unscanned (%s: ", clipmod_reason_name(clipmod_result_reason(r)));
@@ -1150,17 +1131,17 @@ static void print_lines(FILE *f, const char *text)
 static void scan_engine_cfg(const scan_opts *o, cm_engine_cfg *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->model = o->model_dir;
-    cfg->merges = o->merges;
-    cfg->threads = o->threads;
-    cfg->precision = o->precision;
+    cfg->model = o->m.model_dir;
+    cfg->merges = o->m.merges;
+    cfg->threads = o->m.threads;
+    cfg->precision = o->m.precision;
     cfg->policy = o->policy;
     memcpy(cfg->setting, o->setting, sizeof cfg->setting);
     memcpy(cfg->setting_given, o->setting_given, sizeof cfg->setting_given);
     cfg->overrides = o->sets;
     cfg->n_overrides = o->n_sets;
-    cfg->no_cache = o->no_cache;
-    cfg->cache_dir = o->cache_dir;
+    cfg->no_cache = o->m.no_cache;
+    cfg->cache_dir = o->m.cache_dir;
     cfg->fetch_allow = o->allow_fetch;
     cfg->n_fetch_allow = o->n_allow_fetch;
     cfg->plugins = o->plugins;
@@ -1185,7 +1166,7 @@ static clipmod_engine *build_engine(const scan_opts *o, const clipmod_model *mod
         fprintf(stderr, "clipmod: %s: the policy has problems; nothing was scanned\n", o->policy);
     } else if (err) {
         cli_engine_error(errbuf);
-    } else if (problems && !o->quiet) {
+    } else if (problems && !o->m.quiet) {
         print_lines(stderr, problems); /* warnings */
     }
     clipmod_free(problems);
@@ -1267,7 +1248,7 @@ static void handle_result(const scan_opts *o, const clipmod_result *r, const ent
         return;
     if (o->move_dir || o->copy_dir) {
         const char *dir = o->move_dir ? o->move_dir : o->copy_dir;
-        if (scan_quarantine(e->path, dir, o->move_dir != NULL, o->quiet || o->json) != 0)
+        if (scan_quarantine(e->path, dir, o->move_dir != NULL, o->m.quiet || o->json) != 0)
             t->errors++;
     }
 }
@@ -1313,18 +1294,11 @@ static int exit_status(const scan_opts *o, const tally *t)
 /* The model the options name, with a hint when it was the default that failed. */
 static clipmod_model *load_model(const scan_opts *o)
 {
-    cli_inputs mi;
+    cli_model_opts m = o->m;
     clipmod_model *model;
 
-    memset(&mi, 0, sizeof mi);
-    mi.model_dir = o->model_dir;
-    mi.merges = o->merges;
-    mi.cache_dir = o->cache_dir;
-    mi.no_cache = o->no_cache;
-    mi.threads = o->threads;
-    mi.precision = o->precision;
-    mi.quiet = o->quiet || o->hook;
-    model = cli_load_model(&mi);
+    m.quiet |= o->hook; /* --hook prints the action alone */
+    model = cli_load_model(&m);
     if (!model && o->model_defaulted)
         fprintf(stderr, "clipmod: (the default model; choose one with --model DIR or "
                         "CLIPMOD_MODEL)\n");
@@ -1415,7 +1389,7 @@ int cmd_scan(int argc, char **argv)
         goto out;
     }
     /* "0 files, all clean" for a folder of folders would be a silent mistake. */
-    if (w.skipped_dirs && !o.quiet)
+    if (w.skipped_dirs && !o.m.quiet)
         fprintf(stderr, "clipmod: note: %zu subdirector%s not scanned (use -r to scan them)\n",
                 w.skipped_dirs, w.skipped_dirs == 1 ? "y was" : "ies were");
     if (!(inputs = calloc(o.batch, sizeof *inputs)) ||
@@ -1425,7 +1399,7 @@ int cmd_scan(int argc, char **argv)
     }
 
     t_scan = cm_now();
-    progress_start(&pg, in.n, !o.quiet && !o.hook);
+    progress_start(&pg, in.n, !o.m.quiet && !o.hook);
     for (size_t start = 0; start < in.n; start += o.batch) {
         size_t n = in.n - start < o.batch ? in.n - start : o.batch;
         progress_update(&pg, start, entry_name(&in.v[start]));
@@ -1439,9 +1413,9 @@ int cmd_scan(int argc, char **argv)
     progress_end(&pg);
 
     const double t_end = cm_now();
-    if (o.table && !o.quiet)
+    if (o.table && !o.m.quiet)
         scan_table_legend(stdout, o.table);
-    if (!o.hook && !o.quiet && !o.no_summary)
+    if (!o.hook && !o.m.quiet && !o.no_summary)
         print_summary(o.json ? stderr : stdout, &o, engine, model, &w, &t, t_end - t0,
                       t_end - t_scan);
     if (log)

@@ -48,7 +48,7 @@ int cmd_similarity(int argc, char **argv)
         fprintf(stderr, "clipmod: similarity needs at least one --image and one --text\n");
         goto out;
     }
-    if (!(model = cli_load_model(&in)) || !(img = cli_embed_images(model, &in)) ||
+    if (!(model = cli_load_inputs_model(&in)) || !(img = cli_embed_images(model, &in)) ||
         !(txt = cli_embed_texts(model, &in, NULL)) || !(prob = malloc(in.n_texts * sizeof *prob)))
         goto out;
 

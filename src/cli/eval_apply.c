@@ -259,8 +259,8 @@ static int revalidate(const evaluation *ev, const char *tmp, const edit *e, size
 
     memset(&cfg, 0, sizeof cfg);
     cfg.policy = tmp;
-    cfg.no_cache = ev->opts->no_cache;
-    cfg.cache_dir = ev->opts->cache_dir;
+    cfg.no_cache = ev->opts->m.no_cache;
+    cfg.cache_dir = ev->opts->m.cache_dir;
     cfg.quiet_warnings = 1;
     cfg.errors_to_caller = 1;
     clipmod_error err = cm_engine_from_config(&cfg, ev->model, &engine, &problems, errbuf);

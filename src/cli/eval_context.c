@@ -103,7 +103,7 @@ int eval_context_texts(evaluation *ev)
     if (!v)
         fprintf(stderr, "clipmod: out of memory\n");
     ev->n_text = n;
-    progress_start(&pg, n, n && !ev->opts->quiet && !ev->opts->no_progress);
+    progress_start(&pg, n, n && !ev->opts->m.quiet && !ev->opts->no_progress);
     for (size_t from = 0, to; !rc && from < n; from = to) {
         for (to = from + 1; to < n && same_text(&v[to], &v[from]);)
             to++;
@@ -113,7 +113,7 @@ int eval_context_texts(evaluation *ev)
     progress_end(&pg);
     free(v);
     find_context_categories(ev);
-    if (!rc && n && !ev->context && !ev->opts->quiet)
+    if (!rc && n && !ev->context && !ev->opts->m.quiet)
         fprintf(stderr,
                 "clipmod: note: %zu images have text, but no category of the policy uses "
                 "context (clipmod-policy(5) CONTEXT): image-only numbers\n",

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 
+#include "cli.h"
 #include "clipmod/clipmod.h"
 #include "labelled.h"
 #include "metrics.h"
@@ -21,8 +22,9 @@
 #define EVAL_MAX_SETS    64
 
 typedef struct eval_opts {
-    const char *model_dir, *merges, *policy, *labelled, *cache_dir;
-    int no_cache, json, quiet, threads, no_progress;
+    cli_model_opts m; /* --model, --merges, --threads, --precision, --cache-dir, --no-cache, -q */
+    const char *policy, *labelled;
+    int json, no_progress;
     target targets[EVAL_MAX_TARGETS];
     size_t n_targets;
     const char *sets[EVAL_MAX_SETS]; /* --set: what-if changes to the policy */
@@ -32,7 +34,6 @@ typedef struct eval_opts {
     int apply;                    /* --apply: write the suggested thresholds (eval_apply.c) */
     const char *report;           /* --report DIR: the HTML page (report_html.c) */
     unsigned long long cache_max; /* --cache-max: image cache cap in bytes (0: default) */
-    clipmod_precision precision;  /* --precision */
 } eval_opts;
 
 /* One image of the set. */

@@ -52,16 +52,40 @@ int cli_parse_precision(const char *arg, clipmod_precision *out)
     return -1;
 }
 
+int cli_parse_model_option(cli_model_opts *m, int c, const char *arg)
+{
+    switch (c) {
+    case 'm':
+        m->model_dir = arg;
+        return 0;
+    case CLI_OPT_MERGES:
+        m->merges = arg;
+        return 0;
+    case CLI_OPT_THREADS:
+        return cli_parse_threads(arg, &m->threads);
+    case CLI_OPT_PRECISION:
+        return cli_parse_precision(arg, &m->precision);
+    case CLI_OPT_CACHE_DIR:
+        m->cache_dir = arg;
+        return 0;
+    case CLI_OPT_NO_CACHE:
+        m->no_cache = 1;
+        return 0;
+    default:
+        return CLI_NOT_MINE;
+    }
+}
+
 int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
 {
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"merges", required_argument, NULL, 'M'},
+                                         {"merges", required_argument, NULL, CLI_OPT_MERGES},
                                          {"image", required_argument, NULL, 'i'},
                                          {"text", required_argument, NULL, 't'},
-                                         {"threads", required_argument, NULL, 'T'},
-                                         {"precision", required_argument, NULL, 'P'},
-                                         {"cache-dir", required_argument, NULL, 'C'},
-                                         {"no-cache", no_argument, NULL, 'N'},
+                                         {"threads", required_argument, NULL, CLI_OPT_THREADS},
+                                         {"precision", required_argument, NULL, CLI_OPT_PRECISION},
+                                         {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},
+                                         {"no-cache", no_argument, NULL, CLI_OPT_NO_CACHE},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -69,13 +93,12 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
     memset(in, 0, sizeof *in);
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:i:t:h", opts, NULL)) != -1) {
+        int rc = cli_parse_model_option(&in->m, c, optarg);
+        if (rc == -1)
+            return EXIT_ERROR;
+        if (rc == 0)
+            continue;
         switch (c) {
-        case 'm':
-            in->model_dir = optarg;
-            break;
-        case 'M':
-            in->merges = optarg;
-            break;
         case 'i':
             if (push(&in->images, &in->n_images, optarg))
                 goto nomem;
@@ -83,20 +106,6 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
         case 't':
             if (push(&in->texts, &in->n_texts, optarg))
                 goto nomem;
-            break;
-        case 'T':
-            if (cli_parse_threads(optarg, &in->threads))
-                return EXIT_ERROR;
-            break;
-        case 'P':
-            if (cli_parse_precision(optarg, &in->precision))
-                return EXIT_ERROR;
-            break;
-        case 'C':
-            in->cache_dir = optarg;
-            break;
-        case 'N':
-            in->no_cache = 1;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -110,7 +119,7 @@ int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
     for (int i = optind; i < argc; i++)
         if (push(&in->images, &in->n_images, argv[i]))
             goto nomem;
-    if (!in->model_dir) {
+    if (!in->m.model_dir) {
         fprintf(stderr, "clipmod: --model DIR is required\n%s", usage);
         return EXIT_ERROR;
     }
@@ -137,46 +146,52 @@ void cli_log_setup(int quiet)
 }
 
 /* A model that need not embed texts, loaded as is: `clipmod embed` of images only. */
-static clipmod_model *load_images_only(const cli_inputs *in)
+static clipmod_model *load_images_only(const cli_model_opts *m)
 {
     char err[CLIPMOD_ERROR_SIZE];
     clipmod_model *model = NULL;
-    if (in->threads)
-        clipmod_set_threads(in->threads);
+    if (m->threads)
+        clipmod_set_threads(m->threads);
     /* The weights cache as cm_model_from_config uses it: the prompt cache's directory. */
-    const char *wcache = in->no_cache ? NULL : in->cache_dir ? in->cache_dir : "";
-    if (clipmod_model_load_cached(in->model_dir, in->merges, in->precision, wcache, &model, err)) {
+    const char *wcache = m->no_cache ? NULL : m->cache_dir ? m->cache_dir : "";
+    if (clipmod_model_load_cached(m->model_dir, m->merges, m->precision, wcache, &model, err)) {
         fprintf(stderr, "clipmod: %s\n", err);
         return NULL;
     }
     /* The same line cm_model_from_config logs: one warning, whatever the command. */
     if (clipmod_model_is_demo(model))
-        cm_log(CM_LOG_WARN, CM_DEMO_WARNING, CM_LF_S("model", in->model_dir), CM_LF_END);
+        cm_log(CM_LOG_WARN, CM_DEMO_WARNING, CM_LF_S("model", m->model_dir), CM_LF_END);
     return model;
 }
 
-clipmod_model *cli_load_model(const cli_inputs *in)
+clipmod_model *cli_load_model(const cli_model_opts *m)
 {
     char err[CLIPMOD_ERROR_SIZE] = "";
     clipmod_model *model = NULL;
     cm_engine_cfg cfg;
 
-    cli_log_setup(in->quiet);
-    if (in->images_only && !in->n_texts)
-        return load_images_only(in);
+    cli_log_setup(m->quiet);
     memset(&cfg, 0, sizeof cfg);
-    cfg.model = in->model_dir;
-    cfg.merges = in->merges;
-    cfg.threads = in->threads;
-    cfg.precision = in->precision;
-    cfg.cache_dir = in->cache_dir;
-    cfg.no_cache = in->no_cache;
+    cfg.model = m->model_dir;
+    cfg.merges = m->merges;
+    cfg.threads = m->threads;
+    cfg.precision = m->precision;
+    cfg.cache_dir = m->cache_dir;
+    cfg.no_cache = m->no_cache;
     cfg.errors_to_caller = 1;
     if (cm_model_from_config(&cfg, &model, err)) {
         fprintf(stderr, "clipmod: %s\n", err);
         return NULL;
     }
     return model;
+}
+
+clipmod_model *cli_load_inputs_model(const cli_inputs *in)
+{
+    if (!in->images_only || in->n_texts)
+        return cli_load_model(&in->m);
+    cli_log_setup(in->m.quiet);
+    return load_images_only(&in->m);
 }
 
 void cli_engine_error(const char *errbuf)
