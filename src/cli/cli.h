@@ -60,6 +60,18 @@ enum {
     CLI_OPT_NO_CACHE
 };
 
+/* getopt_long entries of all six model options, for the tables of the commands that
+ * take them all (scan, embed, similarity, policy evaluate). */
+/* clang-format off */
+#define CLI_MODEL_OPTIONS                                      \
+    {"model", required_argument, NULL, 'm'},                   \
+    {"merges", required_argument, NULL, CLI_OPT_MERGES},       \
+    {"threads", required_argument, NULL, CLI_OPT_THREADS},     \
+    {"precision", required_argument, NULL, CLI_OPT_PRECISION}, \
+    {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR}, \
+    {"no-cache", no_argument, NULL, CLI_OPT_NO_CACHE}
+/* clang-format on */
+
 /* What an option parser in parts returns for an option that another part handles. */
 enum { CLI_NOT_MINE = 1 };
 

@@ -165,8 +165,7 @@ static int parse_opt(int c, eval_opts *o)
 static int parse_evaluate(int argc, char **argv, eval_opts *o)
 {
     static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},
-        {"merges", required_argument, NULL, CLI_OPT_MERGES},
+        CLI_MODEL_OPTIONS,
         {"policy", required_argument, NULL, 'p'},
         {"target", required_argument, NULL, OPT_TARGET},
         {"json", no_argument, NULL, OPT_JSON},
@@ -175,10 +174,6 @@ static int parse_evaluate(int argc, char **argv, eval_opts *o)
         {"no-attribution", no_argument, NULL, OPT_NOATTRIB},
         {"apply", no_argument, NULL, OPT_APPLY},
         {"report", required_argument, NULL, OPT_REPORT},
-        {"threads", required_argument, NULL, CLI_OPT_THREADS},
-        {"precision", required_argument, NULL, CLI_OPT_PRECISION},
-        {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},
-        {"no-cache", no_argument, NULL, CLI_OPT_NO_CACHE},
         {"cache-max", required_argument, NULL, OPT_CACHEMAX},
         {"no-progress", no_argument, NULL, OPT_NOPROG},
         {"quiet", no_argument, NULL, 'q'},

@@ -550,9 +550,8 @@ static int parse_habit(scan_opts *o, int c, const char *arg)
 }
 
 static const struct option fixed_options[] = {
+    CLI_MODEL_OPTIONS,
     {"policy", required_argument, NULL, 'p'},
-    {"model", required_argument, NULL, 'm'},
-    {"merges", required_argument, NULL, CLI_OPT_MERGES},
     {"recursive", no_argument, NULL, 'r'},
     {"follow-symlinks", no_argument, NULL, OPT_FOLLOW},
     {"json", no_argument, NULL, OPT_JSON},
@@ -561,10 +560,6 @@ static const struct option fixed_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"unscanned-ok", no_argument, NULL, OPT_UNSCANNED_OK},
     {"batch", required_argument, NULL, OPT_BATCH},
-    {"threads", required_argument, NULL, CLI_OPT_THREADS},
-    {"precision", required_argument, NULL, CLI_OPT_PRECISION},
-    {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},
-    {"no-cache", no_argument, NULL, CLI_OPT_NO_CACHE},
     {"url", no_argument, NULL, OPT_URL},
     {"allow-fetch", required_argument, NULL, OPT_ALLOW_FETCH},
     {"set", required_argument, NULL, OPT_POLICY_SET},

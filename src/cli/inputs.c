@@ -78,14 +78,9 @@ int cli_parse_model_option(cli_model_opts *m, int c, const char *arg)
 
 int cli_parse_inputs(int argc, char **argv, const char *usage, cli_inputs *in)
 {
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"merges", required_argument, NULL, CLI_OPT_MERGES},
+    static const struct option opts[] = {CLI_MODEL_OPTIONS,
                                          {"image", required_argument, NULL, 'i'},
                                          {"text", required_argument, NULL, 't'},
-                                         {"threads", required_argument, NULL, CLI_OPT_THREADS},
-                                         {"precision", required_argument, NULL, CLI_OPT_PRECISION},
-                                         {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},
-                                         {"no-cache", no_argument, NULL, CLI_OPT_NO_CACHE},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
