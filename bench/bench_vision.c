@@ -226,7 +226,8 @@ int main(int argc, char **argv)
 
     double t0 = now_ms();
     clipmod_model *model = NULL;
-    if ((rc = clipmod_model_load_cached(dir, NULL, precision, cache_dir, &model, err))) {
+    rc = clipmod_model_load_cached(dir, NULL, precision, cache_dir, &model, err);
+    if (rc) {
         fprintf(stderr, "bench_vision: %s: %s (%s)\n", dir, clipmod_strerror(rc), err);
         return 1;
     }
@@ -237,7 +238,8 @@ int main(int argc, char **argv)
     double prep_ms = 0;
     for (int i = 0; i < npaths; i++) {
         t0 = now_ms();
-        if ((rc = clipmod_image_load_file(model, paths[i], NULL, &imgs[i], err))) {
+        rc = clipmod_image_load_file(model, paths[i], NULL, &imgs[i], err);
+        if (rc) {
             fprintf(stderr, "bench_vision: %s: %s (%s)\n", paths[i], clipmod_strerror(rc), err);
             return 1;
         }
@@ -261,8 +263,9 @@ int main(int argc, char **argv)
         float *e = malloc((size_t)npaths * edim * sizeof *e);
         if (!e)
             return 1;
-        if ((rc = clipmod_embed_images(model, (const clipmod_image *const *)imgs, (size_t)npaths, e,
-                                       err))) {
+        rc =
+            clipmod_embed_images(model, (const clipmod_image *const *)imgs, (size_t)npaths, e, err);
+        if (rc) {
             fprintf(stderr, "bench_vision: embed: %s (%s)\n", clipmod_strerror(rc), err);
             return 1;
         }

@@ -1,13 +1,15 @@
 #!/bin/sh
 # check-style.sh - the project's style gate (`make check-style`, a phase of .ci/run).
 #
-# Owns three checks over the C sources, each listing every offender before failing:
+# Owns four checks over the C sources, each listing every offender before failing:
 #  1. clang-format --dry-run --Werror with the committed .clang-format over src/,
 #     include/, plugins/, tests/unit, tests/fuzz, tests/tools and bench (*.c, *.h);
 #  2. banned functions (sprintf, vsprintf, strcpy, strcat, atoi, atol, gets): their
 #     bounded or checked replacements are snprintf, memcpy with lengths, strtol;
 #  3. layering: no program source (src/cli, src/daemon, src/common, plugins) includes
-#     a header of the library's internals (src/lib); programs use include/clipmod.
+#     a header of the library's internals (src/lib); programs use include/clipmod;
+#  4. no assignment inside an `if` condition (tools/assign-in-if.awk, as curl's
+#     checksrc): `rc = f(); if (rc)`, never `if ((rc = f()))`.
 # Usage: tools/check-style.sh [SRCDIR]   (default: the directory above this script).
 # Exit 0 clean, 1 when a check fails, 77 when clang-format is not installed.
 set -u
@@ -58,6 +60,14 @@ layer=$(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*["<][^">]*(src/li
 if [ -n "$layer" ]; then
     echo "check-style: program sources include the library's internal headers (src/lib):"
     printf '%s\n' "$layer" | sed 's/^/  /'
+    status=1
+fi
+
+# 4. No assignments in if conditions.
+assign=$(awk -f tools/assign-in-if.awk $files 2>/dev/null || true)
+if [ -n "$assign" ]; then
+    echo "check-style: assignments in if conditions (assign first, then test the variable):"
+    printf '%s\n' "$assign" | sed 's/^/  /'
     status=1
 fi
 

@@ -55,7 +55,8 @@ static int add_glob(allowlist *a, const char *glob, size_t len)
     if (!globs)
         return -1;
     a->globs = globs;
-    if (!(a->globs[a->n] = strndup(glob, len)))
+    a->globs[a->n] = strndup(glob, len);
+    if (!a->globs[a->n])
         return -1;
     a->n++;
     return 0;

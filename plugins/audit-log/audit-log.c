@@ -77,7 +77,8 @@ static int parse_config(const char *config, char **path, char *errbuf, size_t er
             return -1;
         }
         free(*path);
-        if (!(*path = strndup(val, vlen))) {
+        *path = strndup(val, vlen);
+        if (!*path) {
             snprintf(errbuf, errlen, "out of memory");
             return -1;
         }

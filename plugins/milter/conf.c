@@ -156,9 +156,9 @@ static void bare_address(const char *addr, char *buf, size_t size)
 int cmc_match_address(const cmc_list *l, const char *addr)
 {
     char a[512];
-    const char *at;
     bare_address(addr, a, sizeof a);
-    if (!*a || !(at = strrchr(a, '@')))
+    const char *at = strrchr(a, '@');
+    if (!*a || !at)
         return 0;
     for (size_t i = 0; i < l->n; i++) {
         const char *e = l->v[i];
@@ -171,9 +171,9 @@ int cmc_match_address(const cmc_list *l, const char *addr)
 int cmc_match_domain(const cmc_list *l, const char *addr)
 {
     char a[512];
-    const char *at;
     bare_address(addr, a, sizeof a);
-    if (!(at = strrchr(a, '@')) || !at[1])
+    const char *at = strrchr(a, '@');
+    if (!at || !at[1])
         return 0;
     const char *d = at + 1;
     size_t dn = strlen(d);

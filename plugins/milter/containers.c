@@ -193,11 +193,13 @@ static size_t pdf_name(const unsigned char *d, size_t n, size_t i, char *buf)
     int too_long = 0;
     for (i++; i < n && !pdf_delim(d[i]); i++) {
         unsigned char ch = d[i];
-        int hi, lo;
-        if (ch == '#' && i + 2 < n && (hi = hexdig(d[i + 1])) >= 0 &&
-            (lo = hexdig(d[i + 2])) >= 0) {
-            ch = (unsigned char)(hi * 16 + lo);
-            i += 2;
+        if (ch == '#' && i + 2 < n) {
+            int hi = hexdig(d[i + 1]);
+            int lo = hexdig(d[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                ch = (unsigned char)(hi * 16 + lo);
+                i += 2;
+            }
         }
         if (k < 15)
             buf[k++] = (char)ch;

@@ -54,14 +54,14 @@ static void tb_reset(tbuf *t)
 static int tb_room(tbuf *t, size_t need)
 {
     size_t cap = t->cap ? t->cap : 256;
-    char *grown;
     if (need < t->cap)
         return 0;
     while (cap <= need)
         cap *= 2;
     if (cap > t->max + 1)
         cap = t->max + 1;
-    if (!(grown = realloc(t->s, cap))) {
+    char *grown = realloc(t->s, cap);
+    if (!grown) {
         t->nomem = t->cut = 1;
         return -1;
     }
@@ -139,7 +139,8 @@ static void tb_feed(tbuf *t, const unsigned char *s, size_t n)
     size_t i = 0, j, used;
     uint32_t cp[2];
     while (i < n && !t->cut) {
-        if (s[i] == '&' && (used = cmm_html_ref(s, n, i, cp))) {
+        used = s[i] == '&' ? cmm_html_ref(s, n, i, cp) : 0;
+        if (used) {
             tb_cp(t, cp[0]);
             tb_cp(t, cp[1]);
             i += used;
@@ -206,12 +207,16 @@ static int hexval(unsigned char c)
 static char *pct_decode(const char *s)
 {
     char *d = malloc(strlen(s) + 1), *o = d;
-    int hi, lo;
     if (!d)
         return NULL;
     while (*s) {
-        if (s[0] == '%' && (hi = hexval((unsigned char)s[1])) >= 0 &&
-            (lo = hexval((unsigned char)s[2])) >= 0 && (hi | lo)) {
+        int hi = -1, lo = -1;
+        if (s[0] == '%') {
+            hi = hexval((unsigned char)s[1]);
+            if (hi >= 0) /* s[1] is not the NUL: s[2] can be read */
+                lo = hexval((unsigned char)s[2]);
+        }
+        if (hi >= 0 && lo >= 0 && (hi | lo)) {
             *o++ = (char)(hi * 16 + lo);
             s += 3;
         } else {
@@ -224,10 +229,10 @@ static char *pct_decode(const char *s)
 
 static char *attr_copy(reader *r, int a)
 {
-    char *s;
     if (!r->seen[a])
         return NULL;
-    if (!(s = strdup(r->attr[a].s ? r->attr[a].s : "")))
+    char *s = strdup(r->attr[a].s ? r->attr[a].s : "");
+    if (!s)
         r->nomem = 1;
     return s;
 }

@@ -123,7 +123,8 @@ static const cm_html_entity *named_ref(const unsigned char *in, size_t n, size_t
     for (x = 0; j + x < e && in[j + x] < 0x80 && in[j + x] != 0; x++)
         name[x] = (char)in[j + x];
     name[x] = '\0';
-    if (j + x == e && (hit = entity_find(name))) {
+    hit = j + x == e ? entity_find(name) : NULL;
+    if (hit) {
         *used = e - j;
         return hit;
     }
@@ -131,7 +132,8 @@ static const cm_html_entity *named_ref(const unsigned char *in, size_t n, size_t
         x = e - j - 1;
     for (; x >= 2; x--) {
         name[x] = '\0';
-        if ((hit = entity_find(name))) {
+        hit = entity_find(name);
+        if (hit) {
             *used = x;
             return hit;
         }
@@ -155,7 +157,8 @@ size_t cmm_html_ref(const unsigned char *in, size_t n, size_t i, uint32_t cp[2])
         cp[0] = numeric(num);
         return e - i;
     }
-    if (!(hit = named_ref(in, n, i, &used)))
+    hit = named_ref(in, n, i, &used);
+    if (!hit)
         return 0;
     cp[0] = hit->cp[0];
     cp[1] = hit->cp[1];

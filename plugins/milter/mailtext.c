@@ -50,7 +50,8 @@ int cmm_text_subject(cmm_text *t, const char *subject)
     if (!t->max || !subject || !*subject || t->subject)
         return 0;
     n = fit((const unsigned char *)subject, strlen(subject), t->max);
-    if (!(t->subject = malloc(n + 1)))
+    t->subject = malloc(n + 1);
+    if (!t->subject)
         return -1;
     memcpy(t->subject, subject, n);
     t->subject[n] = 0;
@@ -87,7 +88,10 @@ static int to_utf8(const char *charset, const unsigned char *data, size_t n, uns
 
     *out = NULL;
     *out_len = 0;
-    if (is_utf8(charset) || !(f = g_mime_filter_charset_new(charset, "UTF-8")))
+    if (is_utf8(charset))
+        return 0;
+    f = g_mime_filter_charset_new(charset, "UTF-8");
+    if (!f)
         return 0;
     mem = g_mime_stream_mem_new();
     filtered = g_mime_stream_filter_new(mem);
@@ -96,7 +100,8 @@ static int to_utf8(const char *charset, const unsigned char *data, size_t n, uns
     g_mime_stream_write(filtered, (const char *)data, n);
     g_mime_stream_flush(filtered);
     arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
-    if (!(*out = malloc(arr && arr->len ? arr->len : 1))) {
+    *out = malloc(arr && arr->len ? arr->len : 1);
+    if (!*out) {
         rc = -1;
     } else if (arr && arr->len) {
         memcpy(*out, arr->data, arr->len);
@@ -247,7 +252,8 @@ int cmm_text_context(const cmm_text *t, const char *content_id, const char *file
     *len = 0;
     if (!t->max)
         return 0;
-    if (!(o = malloc(t->max + 1)))
+    o = malloc(t->max + 1);
+    if (!o)
         return -1;
     if (im && im->alt)
         put(o, &k, t->max, im->alt, strlen(im->alt));

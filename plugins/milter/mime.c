@@ -217,7 +217,8 @@ static void set_problem(walker *w, cmm_image *im, cmm_problem p, const char *fmt
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     free(im->note);
-    if (!(im->note = strdup(line))) {
+    im->note = strdup(line);
+    if (!im->note) {
         w->nomem = 1;
         fail(w, "out of memory");
     }
@@ -340,7 +341,8 @@ static int decode(GMimeDataWrapper *wrapper, unsigned char **out, size_t *len)
     }
     arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
     if (arr && arr->len) {
-        if (!(*out = malloc(arr->len)))
+        *out = malloc(arr->len);
+        if (!*out)
             goto out;
         memcpy(*out, arr->data, arr->len);
         *len = arr->len;
@@ -386,9 +388,12 @@ static unsigned char *uri_payload(const unsigned char *p, size_t n, int base64, 
         return data;
     }
     for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
-            (lo = hexval(p[i + 2])) >= 0) {
+        int hi = -1, lo = -1;
+        if (p[i] == '%' && i + 2 < n) {
+            hi = hexval(p[i + 1]);
+            lo = hexval(p[i + 2]);
+        }
+        if (hi >= 0 && lo >= 0) {
             data[k++] = (unsigned char)(hi * 16 + lo);
             i += 2;
         } else {
@@ -670,9 +675,12 @@ static void keep_text(walker *w, GMimeObject *obj, const char *subtype, int mark
 static void set_content_id(walker *w, cmm_image *im, GMimeObject *obj)
 {
     const char *id = g_mime_object_get_content_id(obj);
-    if (id && *id && !(im->content_id = strdup(id))) {
-        w->nomem = 1;
-        fail(w, "out of memory");
+    if (id && *id) {
+        im->content_id = strdup(id);
+        if (!im->content_id) {
+            w->nomem = 1;
+            fail(w, "out of memory");
+        }
     }
 }
 

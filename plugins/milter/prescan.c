@@ -174,13 +174,16 @@ static int read_ct(const char *raw, int *kind, int *digest, int *valid, char **b
         decoded = unfolded ? g_mime_utils_header_decode_text(opts, unfolded) : NULL;
         dct = decoded ? g_mime_content_type_parse(opts, decoded) : NULL;
         b = dct ? g_mime_content_type_get_parameter(dct, "boundary") : NULL;
-        if (b && !(*boundary = strdup(b))) {
-            g_object_unref(ct);
-            g_free(unfolded);
-            g_free(decoded);
-            if (dct)
-                g_object_unref(dct);
-            return -1;
+        if (b) {
+            *boundary = strdup(b);
+            if (!*boundary) {
+                g_object_unref(ct);
+                g_free(unfolded);
+                g_free(decoded);
+                if (dct)
+                    g_object_unref(dct);
+                return -1;
+            }
         }
     } else if (!g_ascii_strcasecmp(type, "message") && is_rfc822(sub)) {
         *kind = K_MESSAGE;

@@ -260,7 +260,8 @@ static int prepare_inputs(work *k)
             continue;
         }
         cm_image_label(im, label, sizeof label);
-        if (!(k->labels[k->n_in] = strdup(label)) || add_input(k, im))
+        k->labels[k->n_in] = strdup(label);
+        if (!k->labels[k->n_in] || add_input(k, im))
             return -1;
     }
     return 0;

@@ -45,11 +45,17 @@ int cmd_embed(int argc, char **argv)
         goto out;
     rc = EXIT_ERROR;
     in.images_only = 1; /* embedding images needs no text tower */
-    if (!(model = cli_load_inputs_model(&in)))
+    model = cli_load_inputs_model(&in);
+    if (!model)
         goto out;
     trunc = calloc(in.n_texts + 1, sizeof *trunc);
-    if (!trunc || !(img = cli_embed_images(model, &in)) ||
-        !(txt = cli_embed_texts(model, &in, trunc)))
+    if (!trunc)
+        goto out;
+    img = cli_embed_images(model, &in);
+    if (!img)
+        goto out;
+    txt = cli_embed_texts(model, &in, trunc);
+    if (!txt)
         goto out;
 
     size_t dim = clipmod_model_embed_dim(model);

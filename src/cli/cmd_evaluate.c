@@ -323,7 +323,8 @@ int eval_score_all(evaluation *ev)
         eval_image *im = &ev->images[i];
         if (im->unscanned)
             continue;
-        if (!(im->scores = calloc(ev->n_cats ? ev->n_cats : 1, sizeof *im->scores)))
+        im->scores = calloc(ev->n_cats ? ev->n_cats : 1, sizeof *im->scores);
+        if (!im->scores)
             return -1;
         if (ev->has_heads) {
             if (eval_heads_score(ev, im))
@@ -469,14 +470,23 @@ int cmd_policy_evaluate(int argc, char **argv)
     if (!o.m.model_dir)
         o.m.model_dir = cli_default_model();
     rc = EXIT_ERROR;
-    if (labelled_read(o.labelled, &set) || !(model = cli_load_model(&o.m)))
+    if (labelled_read(o.labelled, &set))
+        goto out;
+    model = cli_load_model(&o.m);
+    if (!model)
         goto out;
     if (!o.policy)
         o.policy = cli_default_policy(model);
-    if ((o.apply && eval_apply_snapshot(o.policy, &snap)) ||
-        !(engine = eval_make_engine(model, &o, o.policy, 1)) ||
-        (o.compare && !(old = eval_make_engine(model, &o, o.compare, 0))))
+    if (o.apply && eval_apply_snapshot(o.policy, &snap))
         goto out;
+    engine = eval_make_engine(model, &o, o.policy, 1);
+    if (!engine)
+        goto out;
+    if (o.compare) {
+        old = eval_make_engine(model, &o, o.compare, 0);
+        if (!old)
+            goto out;
+    }
     if (labelled_resolve(&set, engine)) {
         fprintf(stderr, "clipmod: %s: labels must be category ids of %s, or 'clean'\n", o.labelled,
                 o.policy);

@@ -377,11 +377,15 @@ static int head_train(int argc, char **argv)
     if (!o.e.m.model_dir)
         o.e.m.model_dir = cli_default_model();
     rc = EXIT_ERROR;
-    if (labelled_read(o.e.labelled, &set) || !(model = cli_load_model(&o.e.m)))
+    if (labelled_read(o.e.labelled, &set))
+        goto out;
+    model = cli_load_model(&o.e.m);
+    if (!model)
         goto out;
     if (!o.e.policy)
         o.e.policy = cli_default_policy(model);
-    if (!(engine = eval_make_engine(model, &o.e, o.e.policy, 0)))
+    engine = eval_make_engine(model, &o.e, o.e.policy, 0);
+    if (!engine)
         goto out;
     if (labelled_resolve(&set, engine)) {
         fprintf(stderr, "clipmod: %s: labels must be category ids of %s, or 'clean'\n",

@@ -327,7 +327,8 @@ static int load_catalogue_file(catalogue *c, const char *path)
     json_t *models, *m;
     size_t i;
 
-    if (!(c->root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr))) {
+    c->root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!c->root) {
         fprintf(stderr, "clipmod: %s:%d:%d: %s\n", path, jerr.line, jerr.column, jerr.text);
         return -1;
     }
@@ -398,7 +399,8 @@ static int load_catalogue_file(catalogue *c, const char *path)
 static int load_catalogue(catalogue *c, const model_opts *o)
 {
     memset(c, 0, sizeof *c);
-    if (!(c->v = malloc(sizeof builtin))) {
+    c->v = malloc(sizeof builtin);
+    if (!c->v) {
         fprintf(stderr, "clipmod: out of memory\n");
         return -1;
     }
@@ -721,7 +723,8 @@ static dl_status download_file(const model_opts *o, const char *url, const char 
     d.label = label;
     d.bar = !o->quiet && isatty(STDERR_FILENO) && getenv("TERM") && strcmp(getenv("TERM"), "dumb");
     d.start = cm_now();
-    if (!(c = curl_easy_init())) {
+    c = curl_easy_init();
+    if (!c) {
         fmt_to(why, why_size, "out of memory");
         goto out;
     }
@@ -926,7 +929,8 @@ static int fetch_one(const model_opts *o, const model_def *d, const model_file *
         }
         unlink(path);
     }
-    if (!(url = file_url(o, d, f))) {
+    url = file_url(o, d, f);
+    if (!url) {
         fprintf(stderr, "clipmod: out of memory\n");
         return EXIT_ERROR;
     }
@@ -1003,7 +1007,8 @@ static int write_sums(const char *staging, const model_def *d, char hex[][65], c
     FILE *f;
 
     fmt_to(path, sizeof path, "%s/%s", staging, SUMS_FILE);
-    if (!(f = fopen(path, "w")))
+    f = fopen(path, "w");
+    if (!f)
         return -1;
     for (size_t i = 0; i < d->n_files; i++)
         if (have[i])
@@ -1017,7 +1022,8 @@ static int lock_model(const model_opts *o, const model_def *d)
     int fd;
 
     partial_path(o, d, ".lock", path, sizeof path);
-    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
         fprintf(stderr, "clipmod: cannot create %s: %s\n", path, strerror(errno));
         return -1;
     }
@@ -1054,7 +1060,8 @@ static int fetch_model(const model_opts *o, const model_def *d)
                 errno == EACCES && !o->dir ? " (--user installs for you alone)" : "");
         return EXIT_ERROR;
     }
-    if ((lock = lock_model(o, d)) < 0)
+    lock = lock_model(o, d);
+    if (lock < 0)
         return EXIT_ERROR;
     if (mkdir_p(staging)) {
         fprintf(stderr, "clipmod: cannot create %s: %s\n", staging, strerror(errno));
@@ -1067,7 +1074,8 @@ static int fetch_model(const model_opts *o, const model_def *d)
         for (size_t i = 0; i < d->n_files; i++) {
             if (d->files[i].optional != pass)
                 continue;
-            if ((rc = fetch_one(o, d, &d->files[i], staging, hex[i], &skipped)))
+            rc = fetch_one(o, d, &d->files[i], staging, hex[i], &skipped);
+            if (rc)
                 goto out;
             have[i] = !skipped;
         }
@@ -1200,7 +1208,8 @@ static int recorded_sum(const char *dir, const char *name, char hex[65])
     int found = 0;
 
     fmt_to(path, sizeof path, "%s/%s", dir, SUMS_FILE);
-    if (!(f = fopen(path, "r")))
+    f = fopen(path, "r");
+    if (!f)
         return 0;
     while (!found && fgets(line, sizeof line, f)) {
         char h[65], n[256];
@@ -1282,7 +1291,8 @@ static int remove_model(const model_opts *o, const model_def *d)
         printf("%s: not installed; nothing to remove\n", d->repo);
         return EXIT_CLEAN;
     }
-    if ((fd = lock_model(o, d)) < 0)
+    fd = lock_model(o, d);
+    if (fd < 0)
         return EXIT_ERROR;
     const char *const paths[] = {dir, staging, old};
     for (size_t i = 0; i < 3; i++)

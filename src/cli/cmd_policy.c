@@ -101,8 +101,11 @@ static void check_with_model(const clipmod_model *model, const check_opts *o, co
         r->valid = err == CLIPMOD_OK;
         if (err && !r->problems)
             snprintf(r->own, sizeof r->own, "%s\n", errbuf);
-        if (r->valid && !(r->summary = clipmod_engine_policy_json(engine)))
-            fprintf(stderr, "clipmod: %s: out of memory\n", path);
+        if (r->valid) {
+            r->summary = clipmod_engine_policy_json(engine);
+            if (!r->summary)
+                fprintf(stderr, "clipmod: %s: out of memory\n", path);
+        }
     }
     clipmod_engine_free(engine);
 }
@@ -326,7 +329,8 @@ static int policy_check(int argc, char **argv)
         return rc;
     /* --quiet: problems only, not the demo-model warning */
     if (o.model_explicit) {
-        if (!(model = cli_load_model(&o.m)))
+        model = cli_load_model(&o.m);
+        if (!model)
             return EXIT_ERROR;
     } else if (clipmod_model_load(o.m.model_dir, o.m.merges, &model, NULL) != CLIPMOD_OK) {
         model = NULL; /* no default model installed: check what can be checked without */

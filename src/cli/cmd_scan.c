@@ -857,7 +857,8 @@ static int walk(walk_state *w, const char *dir, const struct stat *st)
     int seen = seen_dir(w, st);
     if (seen)
         return seen < 0 ? -1 : 0; /* a loop, or a directory reached twice through links */
-    if (!(d = opendir(dir))) {
+    d = opendir(dir);
+    if (!d) {
         fprintf(stderr, "clipmod: %s: %s\n", dir, strerror(errno));
         w->errors++;
         return 0;
@@ -873,7 +874,8 @@ static int walk(walk_state *w, const char *dir, const struct stat *st)
                 goto out;
             names = grown;
         }
-        if (!(names[n] = strdup(de->d_name)))
+        names[n] = strdup(de->d_name);
+        if (!names[n])
             goto out;
         n++;
     }
@@ -1361,14 +1363,19 @@ int cmd_scan(int argc, char **argv)
     memset(&pg, 0, sizeof pg);
 
     /* Load first: a broken model or policy should fail before any stdin is consumed. */
-    if (!(model = load_model(&o)))
+    model = load_model(&o);
+    if (!model)
         goto out;
     if (!o.policy)
         o.policy = cli_default_policy(model);
-    if (!(engine = build_engine(&o, model)))
+    engine = build_engine(&o, model);
+    if (!engine)
         goto out;
-    if (o.log_file && !(log = open_log(&o)))
-        goto out;
+    if (o.log_file) {
+        log = open_log(&o);
+        if (!log)
+            goto out;
+    }
     if (cli_read_context(o.context, o.context_file, setting_value(&o, CLIPMOD_MAX_CONTEXT_BYTES),
                          &in.context, &in.context_len))
         goto out;
@@ -1387,8 +1394,10 @@ int cmd_scan(int argc, char **argv)
     if (w.skipped_dirs && !o.m.quiet)
         fprintf(stderr, "clipmod: note: %zu subdirector%s not scanned (use -r to scan them)\n",
                 w.skipped_dirs, w.skipped_dirs == 1 ? "y was" : "ies were");
-    if (!(inputs = calloc(o.batch, sizeof *inputs)) ||
-        !(results = calloc(o.batch, sizeof *results))) {
+    inputs = calloc(o.batch, sizeof *inputs);
+    if (inputs)
+        results = calloc(o.batch, sizeof *results);
+    if (!inputs || !results) {
         fprintf(stderr, "clipmod: out of memory\n");
         goto out;
     }

@@ -48,8 +48,17 @@ int cmd_similarity(int argc, char **argv)
         fprintf(stderr, "clipmod: similarity needs at least one --image and one --text\n");
         goto out;
     }
-    if (!(model = cli_load_inputs_model(&in)) || !(img = cli_embed_images(model, &in)) ||
-        !(txt = cli_embed_texts(model, &in, NULL)) || !(prob = malloc(in.n_texts * sizeof *prob)))
+    model = cli_load_inputs_model(&in);
+    if (!model)
+        goto out;
+    img = cli_embed_images(model, &in);
+    if (!img)
+        goto out;
+    txt = cli_embed_texts(model, &in, NULL);
+    if (!txt)
+        goto out;
+    prob = malloc(in.n_texts * sizeof *prob);
+    if (!prob)
         goto out;
 
     const size_t dim = clipmod_model_embed_dim(model);

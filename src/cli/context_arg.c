@@ -19,7 +19,8 @@ int cli_read_context(const char *text, const char *file, uint64_t max_bytes, cha
     *out = NULL;
     *len = 0;
     if (text) {
-        if (!(*out = strdup(text))) {
+        *out = strdup(text);
+        if (!*out) {
             fprintf(stderr, "clipmod: out of memory\n");
             return -1;
         }

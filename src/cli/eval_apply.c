@@ -339,7 +339,8 @@ int eval_apply(const evaluation *ev, const apply_snap *s)
                 s->path);
         goto out;
     }
-    if ((n = plan(ev, s, e)) < 0) {
+    n = plan(ev, s, e);
+    if (n < 0) {
         fprintf(stderr, "clipmod: --apply: nothing written to %s\n", s->path);
         goto out;
     }
@@ -348,7 +349,8 @@ int eval_apply(const evaluation *ev, const apply_snap *s)
         rc = EXIT_CLEAN;
         goto out;
     }
-    if (!(buf = edited(s, e, (size_t)n, &len)) || write_temp(s, buf, len, tmp, sizeof tmp)) {
+    buf = edited(s, e, (size_t)n, &len);
+    if (!buf || write_temp(s, buf, len, tmp, sizeof tmp)) {
         fprintf(stderr, "clipmod: --apply: cannot write next to %s: %s; nothing written\n", s->path,
                 strerror(errno));
         tmp[0] = '\0';

@@ -62,7 +62,8 @@ static int score_group(evaluation *ev, const text_row *v, size_t from, size_t to
     const size_t nc = ev->n_cats ? ev->n_cats : 1;
     for (size_t k = from; k < to; k++) {
         eval_image *im = &ev->images[v[k].image];
-        if (!(im->text_scores = malloc(nc * sizeof *im->text_scores))) {
+        im->text_scores = malloc(nc * sizeof *im->text_scores);
+        if (!im->text_scores) {
             fprintf(stderr, "clipmod: out of memory\n");
             return -1;
         }

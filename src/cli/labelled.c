@@ -58,7 +58,8 @@ static labelled_item *add_item(labelled_set *set, char *path, const char *origin
     labelled_item *it = &set->items[set->n];
     memset(it, 0, sizeof *it);
     it->path = path;
-    if (!(it->origin = strdup(origin))) {
+    it->origin = strdup(origin);
+    if (!it->origin) {
         free(path);
         return NULL;
     }
@@ -72,7 +73,8 @@ static int add_name(labelled_item *it, const char *name, size_t len)
     if (!grown)
         return -1;
     it->names = grown;
-    if (!(it->names[it->n_names] = dup_n(name, len)))
+    it->names[it->n_names] = dup_n(name, len);
+    if (!it->names[it->n_names])
         return -1;
     it->n_names++;
     return 0;
@@ -83,7 +85,8 @@ static int set_text(labelled_item *it, const char *s, size_t len)
 {
     if (!len)
         return 0;
-    if (!(it->text = dup_n(s, len)))
+    it->text = dup_n(s, len);
+    if (!it->text)
         return -1;
     it->text_len = len;
     return 0;
@@ -378,7 +381,8 @@ int labelled_resolve(labelled_set *set, const clipmod_engine *engine)
     set->n_cats = nc;
     for (size_t i = 0; i < set->n; i++) {
         labelled_item *it = &set->items[i];
-        if (!(it->labels = calloc(nc ? nc : 1, 1)))
+        it->labels = calloc(nc ? nc : 1, 1);
+        if (!it->labels)
             return -1;
         for (size_t j = 0; j < it->n_names; j++) {
             const char *near = NULL;

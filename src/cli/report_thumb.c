@@ -40,8 +40,9 @@ static void *read_file(const char *path, size_t *len)
         return NULL;
     if (fseek(f, 0, SEEK_END) == 0) {
         const long size = ftell(f);
-        if (size > 0 && size <= REPORT_THUMB_INPUT_BYTES && fseek(f, 0, SEEK_SET) == 0 &&
-            (buf = malloc((size_t)size))) {
+        if (size > 0 && size <= REPORT_THUMB_INPUT_BYTES && fseek(f, 0, SEEK_SET) == 0)
+            buf = malloc((size_t)size);
+        if (buf) {
             *len = fread(buf, 1, (size_t)size, f);
             if (*len != (size_t)size) {
                 free(buf);

@@ -98,7 +98,9 @@ cm_onflag *cm_onflag_new(const char *const *argv, unsigned timeout_ms, unsigned 
     }
     cm_onflag *h = calloc(1, sizeof *h);
     pthread_condattr_t ca;
-    if (!h || !(h->argv = calloc(n + 1, sizeof *h->argv)))
+    if (h)
+        h->argv = calloc(n + 1, sizeof *h->argv);
+    if (!h || !h->argv)
         goto nomem;
     for (size_t i = 0; i < n; i++) {
         h->argv[i] = strdup(argv[i]);

@@ -62,10 +62,12 @@ cm_vcache *cm_vcache_new(const cm_vcache_opts *o, char *err, size_t errlen)
     pthread_mutex_init(&c->lock, NULL);
     c->cap = o->memory_bytes;
     c->table = g_hash_table_new(key_hash, key_equal);
-    if (o->redis_url && *o->redis_url &&
-        !(c->redis = cm_vredis_new(o->redis_url, o->ttl_ms, o->timeout_ms, err, errlen))) {
-        cm_vcache_free(c);
-        return NULL;
+    if (o->redis_url && *o->redis_url) {
+        c->redis = cm_vredis_new(o->redis_url, o->ttl_ms, o->timeout_ms, err, errlen);
+        if (!c->redis) {
+            cm_vcache_free(c);
+            return NULL;
+        }
     }
     return c;
 }
@@ -265,7 +267,9 @@ static char *lru_get(cm_vcache *c, const cm_vkey *key, size_t *len)
     char *copy = NULL;
     pthread_mutex_lock(&c->lock);
     entry *e = c->cap ? g_hash_table_lookup(c->table, key) : NULL;
-    if (e && (copy = malloc(e->len + 1))) {
+    if (e)
+        copy = malloc(e->len + 1);
+    if (copy) {
         unlink_entry(c, e);
         push_front(c, e);
         memcpy(copy, e->rec, e->len + 1);

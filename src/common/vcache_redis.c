@@ -83,7 +83,8 @@ static redisContext *borrow(cm_vredis *r, int *failed)
     pthread_mutex_unlock(&r->lock);
     if (paused || c)
         return c;
-    if ((c = cm_redis_dial(&r->addr, r->timeout_ms, NULL, 0)))
+    c = cm_redis_dial(&r->addr, r->timeout_ms, NULL, 0);
+    if (c)
         return c;
     *failed = 1;
     pthread_mutex_lock(&r->lock);
@@ -115,7 +116,9 @@ char *cm_vredis_get(cm_vredis *r, const char *key, size_t *len, int *failed)
     redisReply *rep = redisCommand(c, "GET %s", key);
     int ok = rep && (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_NIL);
     char *value = NULL;
-    if (ok && rep->type == REDIS_REPLY_STRING && (value = malloc(rep->len + 1))) {
+    if (ok && rep->type == REDIS_REPLY_STRING)
+        value = malloc(rep->len + 1);
+    if (value) {
         memcpy(value, rep->str, rep->len);
         value[rep->len] = '\0';
         *len = rep->len;

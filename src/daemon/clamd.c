@@ -307,14 +307,17 @@ static int scan_one(conn *k, const char *label, unsigned char *data, size_t len)
     bjob *job = bjob_new(1, engine, &info, IFACE_CLAMD);
     clipmod_engine_free(engine);
 
-    if (!job || !(job->in[0].name = strdup(label))) {
+    if (job)
+        job->in[0].name = strdup(label);
+    if (!job || !job->in[0].name) {
         free(data);
         bjob_release(job);
         return reply(k, "%s: Can't allocate memory ERROR", label);
     }
     job->in[0].data = data;
     job->in[0].len = len;
-    if (!(job = run_job(job, why, sizeof why)))
+    job = run_job(job, why, sizeof why);
+    if (!job)
         return reply(k, "%s: %s ERROR", label, why);
     int rc = verdict(k, job, label, job->out[0], &found, &errors);
     bjob_release(job);
@@ -655,7 +658,8 @@ static int cmd_scan(conn *k, const char *arg, int stop_at_found)
             free(which);
             continue;
         }
-        if (!(job = run_job(job, why, sizeof why))) {
+        job = run_job(job, why, sizeof why);
+        if (!job) {
             errors += (int)opened;
             for (size_t i = 0; i < opened && !rc; i++) {
                 char plab[MAX_COMMAND];
@@ -876,7 +880,8 @@ static void accept_one(int lfd, int is_unix)
         }
     pthread_mutex_unlock(&C.lock);
 
-    if (!(k = calloc(1, sizeof *k)))
+    k = calloc(1, sizeof *k);
+    if (!k)
         goto fail;
     k->fd = fd;
     k->is_unix = is_unix;
@@ -948,7 +953,8 @@ static int listen_unix(const char *path, unsigned mode)
             return -1;
         unlink(path);
     }
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
         return -1;
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || chmod(path, mode) || listen(fd, 64)) {
         close(fd);
@@ -965,8 +971,8 @@ static int listen_tcp(const char *spec, char *bound, size_t boundlen)
 
     if (config_listen_addr(spec, &want, &wantlen))
         return -1;
-    if ((fd = socket(want.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+    fd = socket(want.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         bind(fd, (struct sockaddr *)&want, wantlen) || listen(fd, 64)) {
         if (fd >= 0)
             close(fd);
@@ -995,21 +1001,28 @@ int clamd_start(const dconfig *c, char *bound, size_t boundlen)
     bound[0] = '\0';
     if (!c->clamd_unix && !c->clamd_tcp)
         return 0;
-    if (!(C.fds = malloc(c->clamd_max_connections * sizeof *C.fds)))
+    C.fds = malloc(c->clamd_max_connections * sizeof *C.fds);
+    if (!C.fds)
         return -1;
     for (unsigned i = 0; i < c->clamd_max_connections; i++)
         C.fds[i] = -1;
     if (pipe2(C.wake, O_CLOEXEC))
         return -1;
-    if (c->clamd_unix && (C.unix_fd = listen_unix(c->clamd_unix, c->clamd_unix_mode)) < 0) {
-        cm_log(CM_LOG_ERROR, "clamd: cannot listen on the unix socket",
-               CM_LF_S("path", c->clamd_unix), CM_LF_S("error", strerror(errno)), CM_LF_END);
-        return -1;
+    if (c->clamd_unix) {
+        C.unix_fd = listen_unix(c->clamd_unix, c->clamd_unix_mode);
+        if (C.unix_fd < 0) {
+            cm_log(CM_LOG_ERROR, "clamd: cannot listen on the unix socket",
+                   CM_LF_S("path", c->clamd_unix), CM_LF_S("error", strerror(errno)), CM_LF_END);
+            return -1;
+        }
     }
-    if (c->clamd_tcp && (C.tcp_fd = listen_tcp(c->clamd_tcp, bound, boundlen)) < 0) {
-        cm_log(CM_LOG_ERROR, "clamd: cannot listen on TCP", CM_LF_S("tcp", c->clamd_tcp),
-               CM_LF_S("error", strerror(errno)), CM_LF_END);
-        return -1;
+    if (c->clamd_tcp) {
+        C.tcp_fd = listen_tcp(c->clamd_tcp, bound, boundlen);
+        if (C.tcp_fd < 0) {
+            cm_log(CM_LOG_ERROR, "clamd: cannot listen on TCP", CM_LF_S("tcp", c->clamd_tcp),
+                   CM_LF_S("error", strerror(errno)), CM_LF_END);
+            return -1;
+        }
     }
     if (pthread_create(&C.acceptor, NULL, acceptor, NULL))
         return -1;

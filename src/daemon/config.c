@@ -86,9 +86,12 @@ void config_defaults(dconfig *c)
     c->worker_max_bytes = 26214400;
     c->worker_urls = 1;
     /* http.context-fields: [text] (left empty when out of memory: no field is context). */
-    if ((c->context_fields.v = calloc(2, sizeof *c->context_fields.v)) &&
-        (c->context_fields.v[0] = strdup("text")))
-        c->context_fields.n = 1;
+    c->context_fields.v = calloc(2, sizeof *c->context_fields.v);
+    if (c->context_fields.v) {
+        c->context_fields.v[0] = strdup("text");
+        if (c->context_fields.v[0])
+            c->context_fields.n = 1;
+    }
 }
 
 size_t config_context_cap(const dconfig *c)
@@ -164,8 +167,11 @@ void config_free(dconfig *c)
 int config_set_str(char **dst, const char *s)
 {
     char *copy = NULL;
-    if (s && !(copy = strdup(s)))
-        return -1;
+    if (s) {
+        copy = strdup(s);
+        if (!copy)
+            return -1;
+    }
     free(*dst);
     *dst = copy;
     return 0;
@@ -497,9 +503,11 @@ static void set_list(loader *L, const key *k, const cm_ynode *v)
     }
     /* NULL-terminated too: on-flag.command is handed over as an argv. */
     l->v = calloc(n + 1, sizeof *l->v);
-    for (size_t i = 0; l->v && i < n; i++)
-        if ((l->v[l->n] = strdup(items[i])))
+    for (size_t i = 0; l->v && i < n; i++) {
+        l->v[l->n] = strdup(items[i]);
+        if (l->v[l->n])
             l->n++;
+    }
     free(items);
 }
 
@@ -545,7 +553,8 @@ static void set_plugins(loader *L, const cm_ynode *v)
         problem(L, v->pos, "plugins may have at most %d entries", MAX_PLUGINS);
         return;
     }
-    if (!(c->plugins = calloc(v->n ? v->n : 1, sizeof *c->plugins))) {
+    c->plugins = calloc(v->n ? v->n : 1, sizeof *c->plugins);
+    if (!c->plugins) {
         problem(L, v->pos, "out of memory");
         return;
     }

@@ -43,7 +43,8 @@ int dcache_start(const dconfig *c)
                         c->cache_redis_timeout_ms};
     if (!c->cache_memory && !c->cache_redis)
         return 0;
-    if (!(D.cache = cm_vcache_new(&o, err, sizeof err))) {
+    D.cache = cm_vcache_new(&o, err, sizeof err);
+    if (!D.cache) {
         cm_log(CM_LOG_ERROR, "verdict cache not opened", CM_LF_S("error", err), CM_LF_END);
         return -1;
     }
@@ -115,7 +116,8 @@ size_t dcache_lookup(bjob *j)
             continue;
         memcpy(b->key, k.b, sizeof b->key);
         b->keyed = 1;
-        if ((j->out[i] = cm_vcache_get(D.cache, &k, b->name ? b->name : "upload"))) {
+        j->out[i] = cm_vcache_get(D.cache, &k, b->name ? b->name : "upload");
+        if (j->out[i]) {
             b->cached = 1;
             left--;
         }

@@ -374,7 +374,8 @@ static enum MHD_Result submit(struct MHD_Connection *conn, req *q, bjob *job)
     MHD_suspend_connection(conn);
     q->suspended = 1;
     atomic_fetch_add(&H.suspended, 1);
-    if ((q->refused = batcher_submit(job)) != BATCH_OK)
+    q->refused = batcher_submit(job);
+    if (q->refused != BATCH_OK)
         MHD_resume_connection(conn); /* never queued: answer 503 when called again */
     return MHD_YES;
 }
@@ -613,7 +614,8 @@ static int on_part_begin(void *arg, const mp_part *p)
                                                    : "upload";
     part *cur = &q->parts[q->n_parts++];
     cur->named_by_file = p->filename && *p->filename;
-    if (!(cur->name = strdup(name))) {
+    cur->name = strdup(name);
+    if (!cur->name) {
         refuse_memory(q);
         return 1;
     }
@@ -649,7 +651,8 @@ static int start_form(req *q, const char *ctype, char *why, size_t whylen)
     mp_status st;
 
     q->multipart = 1;
-    if (!(q->parts = calloc(H.c->max_files, sizeof *q->parts))) {
+    q->parts = calloc(H.c->max_files, sizeof *q->parts);
+    if (!q->parts) {
         snprintf(why, whylen, "out of memory");
         return 500;
     }
@@ -917,7 +920,11 @@ static int fill_url_job(req *q, bjob *job, const url_body *u)
         const char *text, *url = url_entry(u->one ? u->one : json_array_get(u->many, i), &text);
         const char *piece[2] = {text, u->text};
         size_t len[2] = {text ? strlen(text) : 0, u->text ? strlen(u->text) : 0};
-        if (!(job->in[i].url = strdup(url)) || !(job->in[i].name = strdup(url)))
+        job->in[i].url = strdup(url);
+        if (!job->in[i].url)
+            return -1;
+        job->in[i].name = strdup(url);
+        if (!job->in[i].name)
             return -1;
         if (H.c->context_enabled && join_context(q, &job->in[i], piece, len, 2))
             return -1;
@@ -945,7 +952,8 @@ static enum MHD_Result do_scan_url(struct MHD_Connection *conn, req *q)
         json_decref(root);
         return respond_error(conn, q, 400, msg);
     }
-    if ((status = read_url_body(root, &u, &bad))) {
+    status = read_url_body(root, &u, &bad);
+    if (status) {
         json_decref(root);
         return respond_error(conn, q, status, bad);
     }
@@ -1172,7 +1180,8 @@ static int read_context_header(struct MHD_Connection *conn, req *q, char *why, s
         snprintf(why, whylen, "more than one " CONTEXT_HEADER " header");
         return 400;
     }
-    if (!(q->hdr_ctx = malloc(len + 1))) {
+    q->hdr_ctx = malloc(len + 1);
+    if (!q->hdr_ctx) {
         snprintf(why, whylen, "out of memory");
         return 500;
     }
@@ -1287,7 +1296,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     req *q = *con_cls;
 
     if (!q) {
-        if (!(q = calloc(1, sizeof *q)))
+        q = calloc(1, sizeof *q);
+        if (!q)
             return MHD_NO;
         *con_cls = q;
         atomic_fetch_add(&H.requests, 1);

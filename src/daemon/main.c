@@ -213,7 +213,8 @@ static void sd_notify_msg(const char *msg)
     memcpy(sa.sun_path, path, strlen(path));
     if (path[0] == '@')
         sa.sun_path[0] = '\0'; /* abstract namespace */
-    if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
         return;
     (void)!sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
                   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path)));
@@ -228,7 +229,8 @@ static int write_ready_file(const char *path, const char *http, const dconfig *c
     FILE *f;
 
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (!(f = fopen(tmp, "w")))
+    f = fopen(tmp, "w");
+    if (!f)
         return -1;
     fprintf(f, "pid=%ld\n", (long)getpid());
     if (http[0])

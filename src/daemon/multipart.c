@@ -190,7 +190,10 @@ static int ext_value(const char *v, size_t vlen, char *dst)
     size_t n = 0;
     int latin1;
 
-    if (!q1 || !(q2 = memchr(q1 + 1, '\'', vlen - (size_t)(q1 + 1 - v))))
+    if (!q1)
+        return -1;
+    q2 = memchr(q1 + 1, '\'', vlen - (size_t)(q1 + 1 - v));
+    if (!q2)
         return -1;
     if ((size_t)(q1 - v) == 5 && !strncasecmp(v, "UTF-8", 5))
         latin1 = 0;

@@ -93,14 +93,16 @@ int reload_init(const dconfig *c)
     mcfg.precision = c->precision;
     mcfg.no_cache = c->no_cache; /* the weights cache goes with the prompt cache */
     mcfg.cache_dir = c->cache_dir;
-    if (!(slot = cm_swap_new())) {
+    slot = cm_swap_new();
+    if (!slot) {
         cm_log(CM_LOG_ERROR, "out of memory", CM_LF_END);
         return -1;
     }
     /* Logs "model loaded", the demo-model warning or the install hint. */
     if (cm_model_from_config(&mcfg, &model, NULL))
         return -1;
-    if (!(e = build(c)))
+    e = build(c);
+    if (!e)
         return -1;
     install(e);
     cm_log(CM_LOG_INFO, "policy compiled", CM_LF_S("policy_file", c->policy),

@@ -56,7 +56,8 @@ char *roots_resolve(const strlist *roots, const char *path, char *why, size_t wh
         snprintf(why, whylen, "the path must be absolute");
         return NULL;
     }
-    if (!(real = realpath(path, NULL))) {
+    real = realpath(path, NULL);
+    if (!real) {
         snprintf(why, whylen, "%s", strerror(errno));
         return NULL;
     }
@@ -76,7 +77,8 @@ int roots_open(const strlist *roots, const char *path, char **real_out, char *wh
 
     if (real_out)
         *real_out = NULL;
-    if (!(real = roots_resolve(roots, path, why, whylen)))
+    real = roots_resolve(roots, path, why, whylen);
+    if (!real)
         goto out;
     fd = open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
@@ -89,7 +91,8 @@ int roots_open(const strlist *roots, const char *path, char **real_out, char *wh
     }
     /* What was opened, not what the name means now. */
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    if ((again = realpath(proc, NULL)) && !inside_any(roots, again)) {
+    again = realpath(proc, NULL);
+    if (again && !inside_any(roots, again)) {
         snprintf(why, whylen, "outside the configured roots");
         goto out;
     }

@@ -178,7 +178,8 @@ tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status
         *reply = strdup("{}");
         goto out;
     }
-    if (!(t = calloc(1, sizeof *t)))
+    t = calloc(1, sizeof *t);
+    if (!t)
         goto nomem;
     t->c = c;
     t->post_finish = !strcmp(h.type, "post-finish");
@@ -186,15 +187,25 @@ tusd_req *tusd_begin(const dconfig *c, const char *body, size_t len, int *status
         *reply = error_reply(400, "Event.Upload.ID is missing or not a valid upload ID", status);
         goto out;
     }
-    if (!(t->id = strdup(h.id)))
+    t->id = strdup(h.id);
+    if (!t->id)
         goto nomem;
     engine = reload_acquire_info(&info);
-    if (!(t->job = bjob_new(1, engine, &info, IFACE_TUSD)) ||
-        !(t->job->in[0].name = strdup(h.id)) || upload_context(t, &h))
+    t->job = bjob_new(1, engine, &info, IFACE_TUSD);
+    if (!t->job)
+        goto nomem;
+    t->job->in[0].name = strdup(h.id);
+    if (!t->job->in[0].name || upload_context(t, &h))
         goto nomem;
     if (h.path) {
-        if (!(t->hook_path = strdup(h.path)) || (h.info && !(t->hook_info = strdup(h.info))))
+        t->hook_path = strdup(h.path);
+        if (!t->hook_path)
             goto nomem;
+        if (h.info) {
+            t->hook_info = strdup(h.info);
+            if (!t->hook_info)
+                goto nomem;
+        }
         if (open_upload(t, &h, msg, sizeof msg)) {
             *reply = error_reply(422, msg, status);
             goto out;
@@ -243,7 +254,8 @@ static int read_info(const char *real, tusd_info *info, struct stat *st, char *w
         goto out;
     }
     /* One byte more than the size: a file that grew meanwhile is noticed. */
-    if (!(data = malloc((size_t)st->st_size + 1))) {
+    data = malloc((size_t)st->st_size + 1);
+    if (!data) {
         snprintf(why, whylen, "out of memory");
         goto out;
     }

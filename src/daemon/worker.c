@@ -219,8 +219,11 @@ static void *reader_main(void *unused)
     (void)unused;
 
     while ((n = room())) {
-        if (!r && !(r = connect_reader()))
-            continue;
+        if (!r) {
+            r = connect_reader();
+            if (!r)
+                continue;
+        }
         int64_t now = cm_now_ms();
         int got;
         if (now >= next_claim) {

@@ -86,8 +86,10 @@ wredis *wr_open(const dconfig *c, const char *consumer, unsigned timeout_ms)
         return NULL;
     r->c = c;
     r->consumer = consumer;
-    if (cm_redis_parse_url(c->worker_redis, "worker.redis", &a, err, sizeof err) ||
-        !(r->ctx = cm_redis_dial(&a, timeout_ms, err, sizeof err))) {
+    /* r->ctx stays NULL (calloc) when the URL does not parse. */
+    if (!cm_redis_parse_url(c->worker_redis, "worker.redis", &a, err, sizeof err))
+        r->ctx = cm_redis_dial(&a, timeout_ms, err, sizeof err);
+    if (!r->ctx) {
         cm_log(CM_LOG_WARN, "worker: Redis unreachable", CM_LF_S("error", err), CM_LF_END);
         free(r);
         return NULL;

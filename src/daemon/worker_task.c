@@ -64,7 +64,8 @@ static int fill_input(wtask *t, const wjob *j, const dconfig *c, binput *in)
     switch (j->kind) {
     case WJ_URL:
         t->job->urls = 1;
-        if (!(in->url = copy(j->src, j->src_len)))
+        in->url = copy(j->src, j->src_len);
+        if (!in->url)
             return -1;
         in->name = copy(j->src, j->src_len);
         break;
@@ -75,7 +76,8 @@ static int fill_input(wtask *t, const wjob *j, const dconfig *c, binput *in)
         in->name = copy(j->src, j->src_len);
         break;
     case WJ_BYTES:
-        if (!(in->data = malloc(j->src_len)))
+        in->data = malloc(j->src_len);
+        if (!in->data)
             return -1;
         memcpy(in->data, j->src, j->src_len);
         in->len = j->src_len;
@@ -86,7 +88,8 @@ static int fill_input(wtask *t, const wjob *j, const dconfig *c, binput *in)
         return -1;
     if (j->text) {
         /* Bytes may hold NULs (context_len says how many); a URL's text ends at one. */
-        if (!(in->context = copy(j->text, j->text_len)))
+        in->context = copy(j->text, j->text_len);
+        if (!in->context)
             return -1;
         in->context_len = j->text_len;
     }
@@ -120,7 +123,8 @@ int task_prepare(wtask *t, const wjob *j, const dconfig *c)
         return rc;
     if (j->kind != WJ_BYTES) {
         t->src_field = j->kind == WJ_URL ? "url" : "path";
-        if (!(t->src = copy(j->src, j->src_len)))
+        t->src = copy(j->src, j->src_len);
+        if (!t->src)
             return -1;
     }
     clipmod_engine *engine = reload_acquire_info(&info);

@@ -81,12 +81,18 @@ static clipmod_error tower_keys(const char *file, const char *where, json_t *obj
     clipmod_error rc;
     if (obj && !json_is_object(obj))
         return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: %s is not an object", file, where);
-    if ((rc = get_int(file, where, obj, "hidden_size", 1, MAX_WIDTH, &t->width, errbuf)) ||
-        (rc = get_int(file, where, obj, "intermediate_size", 1, 4 * MAX_WIDTH, &t->mlp, errbuf)) ||
-        (rc = get_int(file, where, obj, "num_hidden_layers", 1, MAX_LAYERS, &t->layers, errbuf)) ||
-        (rc = get_int(file, where, obj, "num_attention_heads", 1, MAX_WIDTH, &t->heads, errbuf)) ||
-        (rc = get_eps(file, where, obj, &t->eps, errbuf)) ||
-        (rc = get_act(file, where, obj, &t->act, errbuf)))
+    rc = get_int(file, where, obj, "hidden_size", 1, MAX_WIDTH, &t->width, errbuf);
+    if (!rc)
+        rc = get_int(file, where, obj, "intermediate_size", 1, 4 * MAX_WIDTH, &t->mlp, errbuf);
+    if (!rc)
+        rc = get_int(file, where, obj, "num_hidden_layers", 1, MAX_LAYERS, &t->layers, errbuf);
+    if (!rc)
+        rc = get_int(file, where, obj, "num_attention_heads", 1, MAX_WIDTH, &t->heads, errbuf);
+    if (!rc)
+        rc = get_eps(file, where, obj, &t->eps, errbuf);
+    if (!rc)
+        rc = get_act(file, where, obj, &t->act, errbuf);
+    if (rc)
         return rc;
     return CLIPMOD_OK;
 }
@@ -110,20 +116,26 @@ static clipmod_error parse_hf(const char *file, json_t *root, cm_config *c, char
     clipmod_error rc;
     json_t *v = json_object_get(root, "vision_config");
     json_t *t = json_object_get(root, "text_config");
-    if ((rc = get_int(file, "", root, "projection_dim", 1, MAX_WIDTH, &c->proj_dim, errbuf)) ||
-        (rc = tower_keys(file, "vision_config.", v, &c->vision, errbuf)) ||
-        (rc = tower_keys(file, "text_config.", t, &c->text, errbuf)) ||
-        (rc = get_int(file, "vision_config.", v, "image_size", 1, MAX_IMAGE, &c->image_size,
-                      errbuf)) ||
-        (rc = get_int(file, "vision_config.", v, "patch_size", 1, MAX_IMAGE, &c->patch_size,
-                      errbuf)) ||
-        (rc = get_int(file, "text_config.", t, "max_position_embeddings", 2, MAX_CONTEXT,
-                      &c->context, errbuf)) ||
-        (rc = get_int(file, "text_config.", t, "vocab_size", 515, MAX_VOCAB, &c->vocab, errbuf)))
+    rc = get_int(file, "", root, "projection_dim", 1, MAX_WIDTH, &c->proj_dim, errbuf);
+    if (!rc)
+        rc = tower_keys(file, "vision_config.", v, &c->vision, errbuf);
+    if (!rc)
+        rc = tower_keys(file, "text_config.", t, &c->text, errbuf);
+    if (!rc)
+        rc = get_int(file, "vision_config.", v, "image_size", 1, MAX_IMAGE, &c->image_size, errbuf);
+    if (!rc)
+        rc = get_int(file, "vision_config.", v, "patch_size", 1, MAX_IMAGE, &c->patch_size, errbuf);
+    if (!rc)
+        rc = get_int(file, "text_config.", t, "max_position_embeddings", 2, MAX_CONTEXT,
+                     &c->context, errbuf);
+    if (!rc)
+        rc = get_int(file, "text_config.", t, "vocab_size", 515, MAX_VOCAB, &c->vocab, errbuf);
+    if (rc)
         return rc;
     if (v) {
         int ch = 3;
-        if ((rc = get_int(file, "vision_config.", v, "num_channels", 1, 64, &ch, errbuf)))
+        rc = get_int(file, "vision_config.", v, "num_channels", 1, 64, &ch, errbuf);
+        if (rc)
             return rc;
         if (ch != 3)
             return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
@@ -148,25 +160,34 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
     cm_act act = json_is_true(json_object_get(m, "quick_gelu")) ? CM_ACT_QUICK_GELU : CM_ACT_GELU;
     c->vision.act = c->text.act = act;
     int vhead = 64, thead = 64, vratio = 4, tratio = 4;
-    if ((rc = get_int(file, "model_cfg.", m, "embed_dim", 1, MAX_WIDTH, &c->proj_dim, errbuf)) ||
-        (rc = get_int(file, "vision_cfg.", v, "width", 1, MAX_WIDTH, &c->vision.width, errbuf)) ||
-        (rc =
-             get_int(file, "vision_cfg.", v, "layers", 1, MAX_LAYERS, &c->vision.layers, errbuf)) ||
-        (rc = get_int(file, "vision_cfg.", v, "head_width", 1, MAX_WIDTH, &vhead, errbuf)) ||
-        (rc = get_int(file, "vision_cfg.", v, "mlp_ratio", 1, 64, &vratio, errbuf)) ||
-        (rc =
-             get_int(file, "vision_cfg.", v, "image_size", 1, MAX_IMAGE, &c->image_size, errbuf)) ||
-        (rc =
-             get_int(file, "vision_cfg.", v, "patch_size", 1, MAX_IMAGE, &c->patch_size, errbuf)) ||
-        (rc = get_int(file, "text_cfg.", t, "width", 1, MAX_WIDTH, &c->text.width, errbuf)) ||
-        (rc = get_int(file, "text_cfg.", t, "layers", 1, MAX_LAYERS, &c->text.layers, errbuf)) ||
-        (rc = get_int(file, "text_cfg.", t, "context_length", 2, MAX_CONTEXT, &c->context,
-                      errbuf)) ||
-        (rc = get_int(file, "text_cfg.", t, "vocab_size", 515, MAX_VOCAB, &c->vocab, errbuf)) ||
-        (rc = get_int(file, "text_cfg.", t, "mlp_ratio", 1, 64, &tratio, errbuf)))
+    rc = get_int(file, "model_cfg.", m, "embed_dim", 1, MAX_WIDTH, &c->proj_dim, errbuf);
+    if (!rc)
+        rc = get_int(file, "vision_cfg.", v, "width", 1, MAX_WIDTH, &c->vision.width, errbuf);
+    if (!rc)
+        rc = get_int(file, "vision_cfg.", v, "layers", 1, MAX_LAYERS, &c->vision.layers, errbuf);
+    if (!rc)
+        rc = get_int(file, "vision_cfg.", v, "head_width", 1, MAX_WIDTH, &vhead, errbuf);
+    if (!rc)
+        rc = get_int(file, "vision_cfg.", v, "mlp_ratio", 1, 64, &vratio, errbuf);
+    if (!rc)
+        rc = get_int(file, "vision_cfg.", v, "image_size", 1, MAX_IMAGE, &c->image_size, errbuf);
+    if (!rc)
+        rc = get_int(file, "vision_cfg.", v, "patch_size", 1, MAX_IMAGE, &c->patch_size, errbuf);
+    if (!rc)
+        rc = get_int(file, "text_cfg.", t, "width", 1, MAX_WIDTH, &c->text.width, errbuf);
+    if (!rc)
+        rc = get_int(file, "text_cfg.", t, "layers", 1, MAX_LAYERS, &c->text.layers, errbuf);
+    if (!rc)
+        rc = get_int(file, "text_cfg.", t, "context_length", 2, MAX_CONTEXT, &c->context, errbuf);
+    if (!rc)
+        rc = get_int(file, "text_cfg.", t, "vocab_size", 515, MAX_VOCAB, &c->vocab, errbuf);
+    if (!rc)
+        rc = get_int(file, "text_cfg.", t, "mlp_ratio", 1, 64, &tratio, errbuf);
+    if (rc)
         return rc;
     c->text.heads = c->text.width / thead;
-    if ((rc = get_int(file, "text_cfg.", t, "heads", 1, MAX_WIDTH, &c->text.heads, errbuf)))
+    rc = get_int(file, "text_cfg.", t, "heads", 1, MAX_WIDTH, &c->text.heads, errbuf);
+    if (rc)
         return rc;
     /* Heads are derived by integer division: a tower narrower than one head has none. */
     if (c->text.heads < 1)
@@ -246,7 +267,10 @@ clipmod_error cm_config_load(const char *dir, cm_config *cfg, char *errbuf)
     hf_defaults(cfg);
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (access(path, F_OK) == 0) {
-        if ((rc = load_json(path, &root, errbuf)) || (rc = parse_hf(path, root, cfg, errbuf)))
+        rc = load_json(path, &root, errbuf);
+        if (!rc)
+            rc = parse_hf(path, root, cfg, errbuf);
+        if (rc)
             goto out;
     } else {
         snprintf(path, sizeof path, "%s/open_clip_config.json", dir);
@@ -255,8 +279,10 @@ clipmod_error cm_config_load(const char *dir, cm_config *cfg, char *errbuf)
                           "%s: no config.json (Hugging Face) or open_clip_config.json", dir);
             goto out;
         }
-        if ((rc = load_json(path, &root, errbuf)) ||
-            (rc = parse_open_clip(path, root, cfg, errbuf)))
+        rc = load_json(path, &root, errbuf);
+        if (!rc)
+            rc = parse_open_clip(path, root, cfg, errbuf);
+        if (rc)
             goto out;
     }
     json_decref(root);
@@ -265,8 +291,10 @@ clipmod_error cm_config_load(const char *dir, cm_config *cfg, char *errbuf)
     cfg->resize_short = cfg->crop = cfg->image_size;
     snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
     if (access(path, F_OK) == 0) {
-        if ((rc = load_json(path, &root, errbuf)) ||
-            (rc = parse_preprocessor(path, root, cfg, errbuf)))
+        rc = load_json(path, &root, errbuf);
+        if (!rc)
+            rc = parse_preprocessor(path, root, cfg, errbuf);
+        if (rc)
             goto out;
     }
 

@@ -191,7 +191,8 @@ static clipmod_error distinct_windows(cm_ctx_batch *b, char **texts, uint64_t *h
                              memcmp(texts[j], src, win->len)))
                 j++;
             if (j == u) {
-                if (!(texts[u] = window_text(b, i, w)))
+                texts[u] = window_text(b, i, w);
+                if (!texts[u])
                     return CLIPMOD_E_NOMEM;
                 hash[u++] = h;
             }
@@ -215,8 +216,11 @@ static clipmod_error embed_windows(const clipmod_engine *e, cm_ctx_batch *b, siz
         rc = distinct_windows(b, texts, hash, &u);
     if (!rc)
         rc = clipmod_embed_texts(e->model, (const char *const *)texts, u, emb, NULL, NULL);
-    if (!rc && !(b->cos = cm_alloc(u * e->n_ctx_prompts * sizeof *b->cos)))
-        rc = CLIPMOD_E_NOMEM;
+    if (!rc) {
+        b->cos = cm_alloc(u * e->n_ctx_prompts * sizeof *b->cos);
+        if (!b->cos)
+            rc = CLIPMOD_E_NOMEM;
+    }
     if (!rc)
         cm_linear_rows(emb, (int)u, (int)dim, e->ctx_emb, 0, (int)e->n_ctx_prompts, b->cos);
     for (size_t j = 0; texts && j < total; j++)
@@ -364,7 +368,8 @@ static clipmod_error explain(const clipmod_engine *e, const cm_ctx_batch *b, siz
     for (size_t j = 0; j < x->n_cand; j++) {
         cm_prompt_score *ps = &cr->ctx_prompts[j];
         *ps = (cm_prompt_score){NULL, probs[j], cos[x->cand[j]], x->kind[j]};
-        if (!(ps->text = cm_strdup(e->ctx_prompts[x->cand[j]])))
+        ps->text = cm_strdup(e->ctx_prompts[x->cand[j]]);
+        if (!ps->text)
             rc = CLIPMOD_E_NOMEM;
         cr->n_ctx_prompts++;
     }

@@ -61,7 +61,8 @@ static clipmod_error block_tail(const cm_block *b, const cm_tower_config *tc, in
     if (rc)
         return rc;
     cm_layernorm(h, m, d, b->ln2_w, b->ln2_b, tc->eps, s->x);
-    if ((rc = fc1_act(b, tc, m, s)))
+    rc = fc1_act(b, tc, m, s);
+    if (rc)
         return rc;
     return linear(b, 3, s->mlp, m, f, b->fc2_w, b->fc2_b, d, 1, h);
 }
@@ -114,11 +115,13 @@ clipmod_error cm_encoder_forward(const cm_block *blocks, const cm_tower_config *
             rc = block_pooled(b, tc, seq, causal, h, &s);
             break;
         }
-        if ((rc = block_qkv(b, tc, m, h, &s)))
+        rc = block_qkv(b, tc, m, h, &s);
+        if (rc)
             break;
         cm_attention_seqs(s.qkv, seq->start, seq->len, NULL, seq->count, seq->max_len, d, tc->heads,
                           causal, s.attn, s.x);
-        if ((rc = block_tail(b, tc, m, h, &s)))
+        rc = block_tail(b, tc, m, h, &s);
+        if (rc)
             break;
     }
     cm_scratch_give(CM_SCRATCH_ENCODER, block);

@@ -64,9 +64,12 @@ clipmod_error clipmod_engine_new(const clipmod_model *model, clipmod_engine **ou
         e->settings[s] = clipmod_setting_default((clipmod_setting)s);
     char dir[4096];
     cm_cache_default_dir(dir, sizeof dir);
-    if (dir[0] && !(e->cache_dir = cm_strdup(dir))) {
-        cm_free(e);
-        return CLIPMOD_E_NOMEM;
+    if (dir[0]) {
+        e->cache_dir = cm_strdup(dir);
+        if (!e->cache_dir) {
+            cm_free(e);
+            return CLIPMOD_E_NOMEM;
+        }
     }
     *out = e;
     return CLIPMOD_OK;
@@ -310,11 +313,11 @@ clipmod_error cm_engine_embed_table(clipmod_engine *e, char *const *rows, size_t
         }
     for (size_t done = 0; done < n_missing; done += EMBED_CHUNK) {
         const char *chunk[EMBED_CHUNK];
-        float *tmp = NULL;
         size_t m = n_missing - done < EMBED_CHUNK ? n_missing - done : EMBED_CHUNK;
         for (size_t j = 0; j < m; j++)
             chunk[j] = texts[missing[done + j]];
-        if (!(tmp = cm_alloc(m * dim * sizeof *tmp))) {
+        float *tmp = cm_alloc(m * dim * sizeof *tmp);
+        if (!tmp) {
             rc = CLIPMOD_E_NOMEM;
             goto out;
         }
@@ -490,8 +493,11 @@ clipmod_error clipmod_policy_check(const char *path, char **problems, char **sum
     if (!path)
         return CLIPMOD_E_INVALID_ARG;
     clipmod_error rc = cm_policy_load(path, &p, problems ? problems : &local);
-    if (!rc && summary && !(*summary = summary_json(p, NULL)))
-        rc = CLIPMOD_E_NOMEM;
+    if (!rc && summary) {
+        *summary = summary_json(p, NULL);
+        if (!*summary)
+            rc = CLIPMOD_E_NOMEM;
+    }
     cm_policy_free(p);
     cm_free(local);
     return rc;
@@ -514,12 +520,14 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
         goto out;
     }
     cm_policy *partial = NULL;
-    if ((rc = cm_policy_load_partial(policy_path, &e->policy, probs, &partial))) {
+    rc = cm_policy_load_partial(policy_path, &e->policy, probs, &partial);
+    if (rc) {
         token_problems_too(e, partial, probs);
         cm_policy_free(partial);
         goto out;
     }
-    if ((rc = cm_overrides_apply(e->overrides, e->policy, probs)))
+    rc = cm_overrides_apply(e->overrides, e->policy, probs);
+    if (rc)
         goto out;
     token_counter tc = {e->model, CLIPMOD_OK};
     rc = cm_policy_check_tokens(e->policy, count_tokens, &tc, probs);
@@ -547,7 +555,8 @@ clipmod_error clipmod_engine_compile(clipmod_engine *e, const char *policy_path,
         cm_model_release_text(e->model);
     if (rc)
         goto out;
-    if (!(e->policy_json = summary_json(e->policy, e))) {
+    e->policy_json = summary_json(e->policy, e);
+    if (!e->policy_json) {
         rc = CLIPMOD_E_NOMEM;
         goto out;
     }

@@ -186,7 +186,8 @@ static int resolve_target(const char *base, const char *ref, const char *origin,
     if (base && curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK)
         goto out;
     /* Without CURLU_GUESS_SCHEME: "example.com/cat.png" is not taken as http. */
-    if ((uc = curl_url_set(u, CURLUPART_URL, ref, CURLU_NON_SUPPORT_SCHEME))) {
+    uc = curl_url_set(u, CURLUPART_URL, ref, CURLU_NON_SUPPORT_SCHEME);
+    if (uc) {
         if (uc == CURLUE_OUT_OF_MEMORY)
             goto out;
         set_reason(r, CLIPMOD_REASON_BAD_URL, "not a valid absolute URL (%s)",
@@ -212,7 +213,8 @@ static int resolve_target(const char *base, const char *ref, const char *origin,
         h++;
         hn -= 2;
     }
-    if (!(t->host = cm_strndup(h, hn)))
+    t->host = cm_strndup(h, hn);
+    if (!t->host)
         goto out;
     for (char *p = t->host; *p; p++)
         *p = (char)tolower((unsigned char)*p);
@@ -336,7 +338,8 @@ static size_t on_header(char *line, size_t size, size_t count, void *p)
         header_value(line, n, 9, &v, &vn);
         cm_free(x->location);
         /* One byte over the limit is kept, so that resolve_target() says "too long". */
-        if (!(x->location = cm_strndup(v, vn > MAX_URL ? MAX_URL + 1 : vn))) {
+        x->location = cm_strndup(v, vn > MAX_URL ? MAX_URL + 1 : vn);
+        if (!x->location) {
             x->stopped = STOP_NOMEM;
             return 0;
         }
@@ -524,7 +527,8 @@ static void begin(fetch_state *s, xfer *x, const char *given, cm_fetched *res)
     x->res = res;
     x->start_ms = now_ms();
     res->reason = CLIPMOD_REASON_NONE;
-    if ((r = resolve_target(NULL, given, NULL, s->o, &t, res))) {
+    r = resolve_target(NULL, given, NULL, s->o, &t, res);
+    if (r) {
         if (r < 0)
             fail_nomem(s, x);
         else
@@ -534,7 +538,8 @@ static void begin(fetch_state *s, xfer *x, const char *given, cm_fetched *res)
     x->url = t.url;
     x->host = t.host;
     x->origin = t.origin;
-    if (!(x->easy = curl_easy_init())) {
+    x->easy = curl_easy_init();
+    if (!x->easy) {
         fail_nomem(s, x);
         return;
     }
@@ -561,7 +566,8 @@ static void follow(fetch_state *s, xfer *x)
         finish(s, x);
         return;
     }
-    if ((r = resolve_target(x->url, x->location, x->origin, x->o, &t, x->res))) {
+    r = resolve_target(x->url, x->location, x->origin, x->o, &t, x->res);
+    if (r) {
         if (r < 0) {
             fail_nomem(s, x);
             return;
@@ -809,7 +815,8 @@ clipmod_error clipmod_scan_urls_context(const clipmod_engine *e, const char *con
         .allow = e->fetch_allow,
         .total_ms = total_ms,
     };
-    if ((rc = cm_fetch(&o, urls, n, got)))
+    rc = cm_fetch(&o, urls, n, got);
+    if (rc)
         goto out;
     /* The failures' verdicts exist before anything is scanned, so that no plugin sees a
      * result of a call that then fails for lack of memory. */
@@ -823,8 +830,9 @@ clipmod_error clipmod_scan_urls_context(const clipmod_engine *e, const char *con
             which[k++] = i;
             continue;
         }
-        if (!(out[i] = cm_result_new(urls[i], clipmod_engine_policy_name(e),
-                                     clipmod_model_describe(e->model)))) {
+        out[i] =
+            cm_result_new(urls[i], clipmod_engine_policy_name(e), clipmod_model_describe(e->model));
+        if (!out[i]) {
             rc = CLIPMOD_E_NOMEM;
             goto out;
         }
@@ -833,8 +841,11 @@ clipmod_error clipmod_scan_urls_context(const clipmod_engine *e, const char *con
         out[i]->elapsed_ms = got[i].elapsed_ms;
     }
     /* An empty body goes to the decoder too, which calls it what it is (decode-error). */
-    if (k && (rc = clipmod_scan_batch(e, inputs, k, scanned)))
-        goto out;
+    if (k) {
+        rc = clipmod_scan_batch(e, inputs, k, scanned);
+        if (rc)
+            goto out;
+    }
     for (size_t j = 0; j < k; j++) {
         out[which[j]] = scanned[j];
         out[which[j]]->elapsed_ms += got[which[j]].elapsed_ms;

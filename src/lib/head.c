@@ -156,7 +156,8 @@ static clipmod_error fill(const cm_safetensors *st, const char *name, size_t dim
                         "%s: its calibration slope %g is not positive: retrain the head", name,
                         (double)f32_at(c, 0));
     h->dim = w->numel;
-    if (!(h->w = cm_alloc(h->dim * sizeof *h->w)))
+    h->w = cm_alloc(h->dim * sizeof *h->w);
+    if (!h->w)
         return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
     memcpy(h->w, w->data, h->dim * sizeof *h->w);
     h->bias = f32_at(b, 0);
@@ -173,7 +174,10 @@ clipmod_error cm_head_parse(const void *buf, size_t len, const char *name, size_
     clipmod_error rc;
 
     *out = NULL;
-    if (!(h = cm_calloc(1, sizeof *h)) || !(h->buf = cm_alloc(len ? len : 1))) {
+    h = cm_calloc(1, sizeof *h);
+    if (h)
+        h->buf = cm_alloc(len ? len : 1);
+    if (!h || !h->buf) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
     }
@@ -290,9 +294,12 @@ static char *header(const clipmod_model *model, const clipmod_head_spec *s, size
                add_tensor(root, "train_digests", "U8", s->n_train, 8, &off, 8 * s->n_train));
     if (bad && !root)
         json_decref(meta);
-    if (!bad && (text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS))) {
+    if (!bad)
+        text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text) {
         size_t n = strlen(text), p = (n + 7) / 8 * 8;
-        if ((padded = malloc(p + 1))) {
+        padded = malloc(p + 1);
+        if (padded) {
             memcpy(padded, text, n);
             memset(padded + n, ' ', p - n);
             padded[p] = 0;
@@ -359,17 +366,24 @@ clipmod_error clipmod_head_write(const clipmod_model *model, const char *path,
 
     if (!model || !path || !spec)
         return cm_refuse(errbuf, "clipmod_head_write: model, path and spec are required");
-    if ((rc = cm_struct_in(&s, spec, &spec_kind, errbuf)) || (rc = check_spec(model, &s, errbuf)))
+    rc = cm_struct_in(&s, spec, &spec_kind, errbuf);
+    if (!rc)
+        rc = check_spec(model, &s, errbuf);
+    if (rc)
         return rc;
     /* Written beside the target and renamed: a failure never leaves half a head. */
     size_t n = strlen(path) + 16;
-    if (!(hdr = header(model, &s, &hlen)) || !(tmp = cm_alloc(n))) {
+    hdr = header(model, &s, &hlen);
+    if (hdr)
+        tmp = cm_alloc(n);
+    if (!hdr || !tmp) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
     }
     snprintf(tmp, n, "%s.tmp-XXXXXX", path);
     /* mkstemp makes it 0600; a head is no secret, and daemons read it. */
-    if ((fd = mkstemp(tmp)) < 0 || fchmod(fd, 0644) != 0) {
+    fd = mkstemp(tmp);
+    if (fd < 0 || fchmod(fd, 0644) != 0) {
         rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
         goto out;
     }

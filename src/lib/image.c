@@ -564,7 +564,9 @@ static clipmod_error frame_tensor(const cm_config *cfg, VipsImage *im, deadline 
 
     const int s = cfg->crop, left = (nw - s) / 2, top = (nh - s) / 2;
     img = cm_calloc(1, sizeof *img);
-    if (!img || !(img->pixels = cm_alloc((size_t)3 * s * s * sizeof(float)))) {
+    if (img)
+        img->pixels = cm_alloc((size_t)3 * s * s * sizeof(float));
+    if (!img || !img->pixels) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
         goto out;
     }
@@ -666,8 +668,11 @@ static clipmod_error decode_pages(const cm_config *cfg, const plan *pl, deadline
     clipmod_error rc = CLIPMOD_OK;
     int next = 0; /* the next sample to take */
 
-    if (pl->last > 0 && !(reg = vips_region_new(pl->im)))
-        return open_failed(errbuf, what, reason);
+    if (pl->last > 0) {
+        reg = vips_region_new(pl->im);
+        if (!reg)
+            return open_failed(errbuf, what, reason);
+    }
     for (int index = 0; index <= pl->last && next < pl->samples; index++) {
         if (index != sample_index(next, pl->samples, pl->pages)) {
             if (drain(reg, index * pl->page_h, pl->page_h, dl)) {

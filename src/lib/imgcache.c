@@ -153,7 +153,8 @@ static int read_record(clipmod_image_cache *c, FILE *f, const char **why)
     }
     r.frames = (int)frames;
     const size_t n = (size_t)frames * c->dim;
-    if (!(r.emb = cm_alloc(n * sizeof *r.emb)))
+    r.emb = cm_alloc(n * sizeof *r.emb);
+    if (!r.emb)
         return -1;
     if (fread(r.emb, sizeof *r.emb, n, f) != n || fread(got, 1, sizeof got, f) != sizeof got) {
         cm_free(r.emb);
@@ -229,7 +230,9 @@ clipmod_error clipmod_image_cache_open(const clipmod_model *model, const char *d
         dir = def;
     }
     clipmod_image_cache *c = cm_calloc(1, sizeof *c);
-    if (!c || !(c->dir = cm_strdup(dir))) {
+    if (c)
+        c->dir = cm_strdup(dir);
+    if (!c || !c->dir) {
         cm_free(c);
         return CLIPMOD_E_NOMEM;
     }
@@ -264,8 +267,10 @@ static int hash_file(GChecksum *sum, const char *path, uint64_t limit, struct st
     int ok = 0;
     if (fd < 0)
         return 0;
-    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || (uint64_t)st->st_size > limit ||
-        !(buf = cm_alloc(READ_CHUNK)))
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || (uint64_t)st->st_size > limit)
+        goto out;
+    buf = cm_alloc(READ_CHUNK);
+    if (!buf)
         goto out;
     uint64_t total = 0;
     for (;;) {

@@ -185,14 +185,16 @@ clipmod_error clipmod_model_load_cached(const char *dir, const char *merges,
         return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory");
     }
 
-    if ((rc = cm_config_load(dir, &m->cfg, errbuf)))
+    rc = cm_config_load(dir, &m->cfg, errbuf);
+    if (rc)
         goto out;
     if (!find_file(dir, weight_files, 2, path)) {
         rc = cm_error(errbuf, CLIPMOD_E_IO,
                       "%s: no model.safetensors or open_clip_model.safetensors", dir);
         goto out;
     }
-    if ((rc = cm_safetensors_open(path, &st, errbuf)))
+    rc = cm_safetensors_open(path, &st, errbuf);
+    if (rc)
         goto out;
     /* Which file this is, so that the text tower is read later from the same one. */
     if (stat(path, &m->file_id) != 0) {
@@ -200,7 +202,8 @@ clipmod_error clipmod_model_load_cached(const char *dir, const char *merges,
         goto out;
     }
     memcpy(m->path, path, sizeof m->path);
-    if ((rc = load_weights(m, st, precision, cache_dir, errbuf)))
+    rc = load_weights(m, st, precision, cache_dir, errbuf);
+    if (rc)
         goto out;
     /* Embeddings at int8/bf16 differ from fp32 ones: the caches they key must too.
      * fp32 keeps the plain file fingerprint, so existing caches stay valid. */
@@ -215,8 +218,11 @@ clipmod_error clipmod_model_load_cached(const char *dir, const char *merges,
         const char *mp = merges;
         if (!mp && find_file(dir, merges_files, 2, path))
             mp = path;
-        if (mp && (rc = cm_tokenizer_load(mp, (size_t)m->cfg.vocab - 514, &m->tok, errbuf)))
-            goto out;
+        if (mp) {
+            rc = cm_tokenizer_load(mp, (size_t)m->cfg.vocab - 514, &m->tok, errbuf);
+            if (rc)
+                goto out;
+        }
     }
     snprintf(m->description, sizeof m->description,
              "%s (vision %dx%d, patch %d, %d px; text %s; embed %d), %s names, %s, %s%s%s",
@@ -385,7 +391,8 @@ clipmod_error clipmod_embed_texts(const clipmod_model *m, const char *const *tex
             rc = cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "text %zu is NULL", i);
             goto out;
         }
-        if ((rc = clipmod_tokenize(m, texts[i], ids[i], &count, &trunc, errbuf)))
+        rc = clipmod_tokenize(m, texts[i], ids[i], &count, &trunc, errbuf);
+        if (rc)
             goto out;
         if (truncated)
             truncated[i] = trunc;

@@ -69,8 +69,11 @@ clipmod_error clipmod_engine_override(clipmod_engine *e, const char *assignment,
     if (!e || !assignment || e->compiled)
         return cm_error(errbuf, CLIPMOD_E_INVALID_ARG,
                         "overrides are given to an engine before it is compiled");
-    if (!e->overrides && !(e->overrides = cm_calloc(1, sizeof *e->overrides)))
-        return CLIPMOD_E_NOMEM;
+    if (!e->overrides) {
+        e->overrides = cm_calloc(1, sizeof *e->overrides);
+        if (!e->overrides)
+            return CLIPMOD_E_NOMEM;
+    }
     struct cm_overrides *list = e->overrides;
     if (list->n == MAX_OVERRIDES)
         return cm_error(errbuf, CLIPMOD_E_INVALID_ARG, "more than %d --set options", MAX_OVERRIDES);

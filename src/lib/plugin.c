@@ -107,7 +107,8 @@ static clipmod_error get_descriptor(const cm_plugin *p, const clipmod_plugin **o
     }
     /* POSIX guarantees that a function's address survives the trip through void *. */
     const clipmod_plugin *(*entry)(void) = (const clipmod_plugin *(*)(void))sym;
-    if (!(*out = entry()))
+    *out = entry();
+    if (!*out)
         return cm_error(errbuf, CLIPMOD_E_PLUGIN, "plugin %s: %s() returned NULL", p->path,
                         CLIPMOD_PLUGIN_ENTRY);
     return CLIPMOD_OK;
@@ -196,27 +197,36 @@ clipmod_error cm_plugins_load(cm_plugins **list, const char *path, const char *c
         config = "";
     l = *list;
 
-    if (!(p = cm_calloc(1, sizeof *p))) {
+    p = cm_calloc(1, sizeof *p);
+    if (!p) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "plugin %s: out of memory", path);
         goto out;
     }
-    if ((rc = resolve(path, &p->path, errbuf)))
+    rc = resolve(path, &p->path, errbuf);
+    if (rc)
         goto out;
     dlerror();
-    if (!(p->dl = dlopen(p->path, RTLD_NOW | RTLD_LOCAL))) {
+    p->dl = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
+    if (!p->dl) {
         char why[256];
         dl_reason(p->path, why, sizeof why);
         rc = cm_error(errbuf, CLIPMOD_E_PLUGIN, "plugin %s: cannot load: %s", p->path, why);
         goto out;
     }
-    if ((rc = get_descriptor(p, &d, errbuf)) || (rc = check_descriptor(p, d, config, errbuf)))
+    rc = get_descriptor(p, &d, errbuf);
+    if (!rc)
+        rc = check_descriptor(p, d, config, errbuf);
+    if (rc)
         goto out;
 
     /* Everything that can fail for want of memory happens before init, so a plugin
      * that started is never left without its fini. */
-    if (!l && !(l = cm_calloc(1, sizeof *l))) {
-        rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "plugin %s: out of memory", p->path);
-        goto out;
+    if (!l) {
+        l = cm_calloc(1, sizeof *l);
+        if (!l) {
+            rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "plugin %s: out of memory", p->path);
+            goto out;
+        }
     }
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 4;

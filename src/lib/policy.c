@@ -465,7 +465,8 @@ static int want_text(loader *L, const node *v, const char *what, size_t max, int
         problem(L, v->pos, "%s is %zu bytes long; at most %zu are allowed", what, v->len, max);
         return 0;
     }
-    if (!(*out = arena_strndup(L->out, v->s, v->len))) {
+    *out = arena_strndup(L->out, v->s, v->len);
+    if (!*out) {
         L->nomem = 1;
         return 0;
     }
@@ -739,7 +740,8 @@ static void apply_head(loader *L, const node *v, const char *id, cat_state *t)
         return;
     t->head_pos = v->pos;
     t->has_head = 1;
-    if (!(t->head_file = head_path(L, v->pos.file, file, strlen(file))))
+    t->head_file = head_path(L, v->pos.file, file, strlen(file));
+    if (!t->head_file)
         return;
     int unread = slurp(t->head_file, &bytes, &len, &st, CM_HEAD_MAX_BYTES, why, sizeof why);
     if (unread) {
@@ -753,12 +755,15 @@ static void apply_head(loader *L, const node *v, const char *id, cat_state *t)
         L->nomem = 1;
     else if (rc)
         problem(L, v->pos, "head %s", why);
-    else if ((t->head_bytes = arena_alloc(L->out, len))) {
-        memcpy((void *)t->head_bytes, bytes, len);
-        t->head_len = len;
-        cm_fp_add(L->fp, t->head_file, bytes, len);
-    } else {
-        L->nomem = 1;
+    else {
+        t->head_bytes = arena_alloc(L->out, len);
+        if (t->head_bytes) {
+            memcpy((void *)t->head_bytes, bytes, len);
+            t->head_len = len;
+            cm_fp_add(L->fp, t->head_file, bytes, len);
+        } else {
+            L->nomem = 1;
+        }
     }
     cm_head_free(h);
     cm_free(bytes);
@@ -847,7 +852,8 @@ static const char *category_id(loader *L, const node *c, const node *v)
         problem(L, c->pos, "category has no id");
     } else if (v->kind == N_SCALAR && !is_null(v)) {
         if (valid_id(v->s, v->len)) {
-            if (!(id = arena_strndup(L->out, v->s, v->len)))
+            id = arena_strndup(L->out, v->s, v->len);
+            if (!id)
                 L->nomem = 1;
         } else {
             problem(L, v->pos,
@@ -1424,7 +1430,8 @@ static int slurp(const char *path, unsigned char **out, size_t *len, struct stat
         goto out;
     }
     cap = (size_t)st->st_size + 1;
-    if (!(buf = cm_alloc(cap))) {
+    buf = cm_alloc(cap);
+    if (!buf) {
         snprintf(why, size, "out of memory");
         rc = -2;
         goto out;
@@ -1570,7 +1577,8 @@ static int norm_init(loader *L, arena *tmp, norm_list *nl, const cm_prompt *p, s
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!(nl->text[i] = normalize(tmp, p[i].text))) {
+        nl->text[i] = normalize(tmp, p[i].text);
+        if (!nl->text[i]) {
             L->nomem = 1;
             return -1;
         }
@@ -1760,7 +1768,8 @@ static cm_policy *build(loader *L, const char *path)
         p->templates = L->templates;
         p->n_templates = L->n_templates;
     } else {
-        if (!(p->templates = arena_alloc(a, sizeof *p->templates)))
+        p->templates = arena_alloc(a, sizeof *p->templates);
+        if (!p->templates)
             return NULL;
         p->templates[0] = "{}";
         p->n_templates = 1;
@@ -1769,7 +1778,8 @@ static cm_policy *build(loader *L, const char *path)
     p->n_neutral = L->n_neutral;
     p->context_neutral = L->context_neutral;
     p->n_context_neutral = L->n_context_neutral;
-    if (!(p->categories = arena_alloc(a, (L->n_cats ? L->n_cats : 1) * sizeof *p->categories)))
+    p->categories = arena_alloc(a, (L->n_cats ? L->n_cats : 1) * sizeof *p->categories);
+    if (!p->categories)
         return NULL;
     for (size_t i = 0; i < L->n_cats; i++) {
         const cat_state *c = &L->cats[i];
@@ -1815,7 +1825,8 @@ static cm_policy *build(loader *L, const char *path)
     p->combine = L->combine;
     p->k = L->combine == CM_COMBINE_K_OF_N ? L->k : 1;
     p->file = path;
-    if (!(p->files = arena_alloc(a, (size_t)L->n_names * sizeof *p->files)))
+    p->files = arena_alloc(a, (size_t)L->n_names * sizeof *p->files);
+    if (!p->files)
         return NULL;
     for (int i = 0; i < L->n_names; i++)
         p->files[i] = L->names[i].name;
@@ -1842,8 +1853,10 @@ static clipmod_error load(const char *path, cm_policy **out, char **problems, cm
     L.frames = DEFAULT_FRAMES;
     L.k = 1;
     L.combine = CM_COMBINE_MAX;
-    if (!(L.out = cm_calloc(1, sizeof *L.out)) ||
-        !(L.cats = cm_calloc(MAX_CATEGORIES, sizeof *L.cats)) || !(L.fp = cm_fp_new()))
+    L.out = cm_calloc(1, sizeof *L.out);
+    L.cats = L.out ? cm_calloc(MAX_CATEGORIES, sizeof *L.cats) : NULL;
+    L.fp = L.cats ? cm_fp_new() : NULL;
+    if (!L.out || !L.cats || !L.fp)
         goto out;
     const char *name = arena_strndup(L.out, path, strlen(path));
     if (!name)
@@ -1865,7 +1878,8 @@ static clipmod_error load(const char *path, cm_policy **out, char **problems, cm
             goto out;
         out = partial; /* what could be read, for the checks that need a tokenizer */
     }
-    if (!(p = build(&L, name))) {
+    p = build(&L, name);
+    if (!p) {
         rc = CLIPMOD_E_NOMEM;
         goto out;
     }

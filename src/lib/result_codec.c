@@ -182,7 +182,8 @@ static int prompts_dec(const json_t *a, cm_prompt_score **out, size_t *n)
             !num_ok(ps->prob) || !num_ok(ps->cosine) || !in_range(kind, 0, 2))
             return -1;
         ps->kind = (cm_prompt_kind)kind;
-        if (!(ps->text = cm_strdup(text)))
+        ps->text = cm_strdup(text);
+        if (!ps->text)
             return -2;
         (*n)++;
     }
@@ -228,8 +229,14 @@ static int category_dec(const json_t *o, cm_cat_result *c)
     c->frame = (int)frame;
     c->frames_hit = (int)hits;
     c->ctx_mode = (int)mode;
-    if (!(c->s.id = cm_strdup(id)) || (window && !(c->s.context_window = cm_strdup(window))))
+    c->s.id = cm_strdup(id);
+    if (!c->s.id)
         return -2;
+    if (window) {
+        c->s.context_window = cm_strdup(window);
+        if (!c->s.context_window)
+            return -2;
+    }
     int rc = prompts_dec(prompts, &c->prompts, &c->n_prompts);
     if (!rc)
         rc = prompts_dec(cprompts, &c->ctx_prompts, &c->n_ctx_prompts);
@@ -246,7 +253,8 @@ static int cats_dec(const json_t *a, clipmod_result *r)
     size_t n = json_array_size(a);
     if (!json_is_array(a) || n > MAX_CATS)
         return -1;
-    if (!(r->cats = cm_calloc(n ? n : 1, sizeof *r->cats)))
+    r->cats = cm_calloc(n ? n : 1, sizeof *r->cats);
+    if (!r->cats)
         return -2;
     for (size_t i = 0; i < n; i++) {
         /* Counted first: clipmod_result_free() frees what a failed category holds. */

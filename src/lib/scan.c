@@ -78,7 +78,8 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, cons
         cr->s.action = (clipmod_action)cat->def->action;
         /* An "allow" category is watched: scored and shown, but it never flags. */
         cr->s.flagged = score >= cat->def->threshold && cr->s.action != CLIPMOD_ACTION_ALLOW;
-        if (!(cr->s.id = cm_strdup(cat->def->id))) {
+        cr->s.id = cm_strdup(cat->def->id);
+        if (!cr->s.id) {
             rc = CLIPMOD_E_NOMEM;
             break;
         }
@@ -98,7 +99,8 @@ static clipmod_error score_input(const clipmod_engine *e, const float *cos, cons
             ps->prob = probs[j];
             ps->cosine = fc[cat->cand[j]];
             ps->kind = cat->kind[j];
-            if (!(ps->text = cm_strdup(e->prompts[cat->cand[j]])))
+            ps->text = cm_strdup(e->prompts[cat->cand[j]]);
+            if (!ps->text)
                 rc = CLIPMOD_E_NOMEM;
             cr->n_prompts++;
         }
@@ -286,8 +288,9 @@ static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *i
     for (size_t i = 0; i < n; i++) {
         const clipmod_input *in = &inputs[i];
         const char *name = in->name ? in->name : in->path ? in->path : "(memory)";
-        if (!(out[i] = cm_result_new(name, clipmod_engine_policy_name(e),
-                                     clipmod_model_describe(e->model)))) {
+        out[i] =
+            cm_result_new(name, clipmod_engine_policy_name(e), clipmod_model_describe(e->model));
+        if (!out[i]) {
             rc = CLIPMOD_E_NOMEM;
             goto out;
         }
@@ -330,21 +333,26 @@ static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *i
         for (size_t i = 0; i < n; i++)
             for (int f = 0; f < frames[i].count; f++)
                 all[k++] = frames[i].frames[f];
-        if ((rc = clipmod_embed_images(e->model, all, total, emb, NULL)))
+        rc = clipmod_embed_images(e->model, all, total, emb, NULL);
+        if (rc)
             goto out;
         /* cos[frame, prompt] = emb . prompt_emb^T: both sides are unit vectors. */
         cm_linear_rows(emb, (int)total, (int)dim, e->prompt_emb, 0, (int)e->n_prompts, cos);
     }
     const double forward_share = total ? (now_ms() - t_forward) / (double)total : 0.0;
-    if ((rc = context_scores(e, inputs, n, out, &ctx)))
+    rc = context_scores(e, inputs, n, out, &ctx);
+    if (rc)
         goto out;
 
     size_t row = 0;
     for (size_t i = 0; i < n; i++) {
         if (out[i]->state != CLIPMOD_STATE_UNSCANNED) {
-            if ((rc = score_input(e, cos + row * e->n_prompts, emb + row * dim, frames[i].count,
-                                  out[i])) ||
-                (rc = cm_ctx_apply(e, ctx, i, out[i])) || (rc = finish_input(e, out[i])))
+            rc = score_input(e, cos + row * e->n_prompts, emb + row * dim, frames[i].count, out[i]);
+            if (!rc)
+                rc = cm_ctx_apply(e, ctx, i, out[i]);
+            if (!rc)
+                rc = finish_input(e, out[i]);
+            if (rc)
                 goto out;
             row += (size_t)frames[i].count;
         }

@@ -268,14 +268,18 @@ clipmod_error cm_allow_add(cm_allow **list, const char *what)
             n--;
         if (strchr(what, '/') || strchr(what, ':') || !is_host_name(what, n))
             return CLIPMOD_E_INVALID_ARG;
-        if (!(host = cm_strndup(what, n)))
+        host = cm_strndup(what, n);
+        if (!host)
             return CLIPMOD_E_NOMEM;
         for (char *p = host; *p; p++)
             *p = (char)tolower((unsigned char)*p);
     }
-    if (!l && !(l = cm_calloc(1, sizeof *l))) {
-        cm_free(host);
-        return CLIPMOD_E_NOMEM;
+    if (!l) {
+        l = cm_calloc(1, sizeof *l);
+        if (!l) {
+            cm_free(host);
+            return CLIPMOD_E_NOMEM;
+        }
     }
     *list = l;
     if (host) {

@@ -49,7 +49,8 @@ clipmod_error cm_text_forward(const cm_weights *w, const cm_config *cfg, const i
 
     cm_packed seq = {
         .count = n, .start = start, .len = len, .rows = rows, .max_len = max_len, .pool_row = eot};
-    if ((rc = cm_encoder_forward(tw->blocks, &cfg->text, &seq, 1, h)))
+    rc = cm_encoder_forward(tw->blocks, &cfg->text, &seq, 1, h);
+    if (rc)
         goto out;
 
     /* LayerNorm is per row, so only the pooled (EOT) rows need the final norm. */

@@ -642,14 +642,18 @@ static size_t next_piece(const uint32_t *t, size_t n)
     size_t k;
     int cl;
     if (t[0] == '<') {
-        if ((k = match_literal(t, n, "<|startoftext|>")) ||
-            (k = match_literal(t, n, "<|endoftext|>")))
+        k = match_literal(t, n, "<|startoftext|>");
+        if (!k)
+            k = match_literal(t, n, "<|endoftext|>");
+        if (k)
             return k;
     } else if (t[0] == '\'' && n >= 2) {
         static const char *const contractions[] = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
-        for (size_t i = 0; i < sizeof contractions / sizeof contractions[0]; i++)
-            if ((k = match_literal(t, n, contractions[i])))
+        for (size_t i = 0; i < sizeof contractions / sizeof contractions[0]; i++) {
+            k = match_literal(t, n, contractions[i]);
+            if (k)
                 return k;
+        }
     }
     cl = split_class(t[0]);
     if (cl == CL_SKIP)

@@ -109,8 +109,8 @@ static clipmod_error decode_one(const clipmod_engine *e, const clipmod_input *in
                                         frames, &reason, err);
     if (drc == CLIPMOD_E_NOMEM || drc == CLIPMOD_E_INIT || !drc)
         return drc;
-    if (!(*why =
-              cm_result_new(name, clipmod_engine_policy_name(e), clipmod_model_describe(e->model))))
+    *why = cm_result_new(name, clipmod_engine_policy_name(e), clipmod_model_describe(e->model));
+    if (!*why)
         return CLIPMOD_E_NOMEM;
     /* The decoder's messages start with the path; the result names it already. */
     const char *text = err;
@@ -143,7 +143,8 @@ static clipmod_error embed_frames(const clipmod_engine *e, cm_frames *frames, si
         if (!frames[i].count)
             continue;
         size_t bytes = (size_t)frames[i].count * dim * sizeof *out;
-        if (!(emb[i] = cm_alloc(bytes))) {
+        emb[i] = cm_alloc(bytes);
+        if (!emb[i]) {
             rc = CLIPMOD_E_NOMEM;
             break;
         }
@@ -173,7 +174,8 @@ static clipmod_error from_cache(clipmod_image_cache *cache, const clipmod_input 
     if (!hit)
         return CLIPMOD_OK;
     const size_t bytes = (size_t)*frames * dim * sizeof *hit;
-    if (!(*emb = cm_alloc(bytes)))
+    *emb = cm_alloc(bytes);
+    if (!*emb)
         return CLIPMOD_E_NOMEM;
     memcpy(*emb, hit, bytes);
     ci->hit = 1;

@@ -70,7 +70,8 @@ clipmod_error cm_vision_forward(const cm_weights *w, const cm_config *cfg,
 
     cm_packed seq = {
         .count = n, .start = start, .len = len, .rows = n * t, .max_len = t, .pool_row = pool_row};
-    if ((rc = cm_encoder_forward(v->blocks, &cfg->vision, &seq, 0, h)))
+    rc = cm_encoder_forward(v->blocks, &cfg->vision, &seq, 0, h);
+    if (rc)
         goto out;
 
     for (int i = 0; i < n; i++)

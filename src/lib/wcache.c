@@ -330,7 +330,8 @@ cm_wcache_new *cm_wcache_create(const char *dir, const cm_wcache_id *id, const c
     expected_header(id, cfg, &n->h);
     file_name(&n->h, n->name, sizeof n->name);
     snprintf(n->dir, sizeof n->dir, "%s", dir);
-    if ((n->dirfd = cm_cache_dir_open(dir, note, size)) < 0) {
+    n->dirfd = cm_cache_dir_open(dir, note, size);
+    if (n->dirfd < 0) {
         cm_free(n);
         return NULL;
     }

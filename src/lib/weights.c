@@ -182,14 +182,16 @@ static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_b
         const cm_tensor *t;
         clipmod_error rc;
         snprintf(name, sizeof name, "%sself_attn.%s.weight", prefix, parts[i]);
-        if ((rc = find_tensor(ld, name, SHAPE(d, d), &t)))
+        rc = find_tensor(ld, name, SHAPE(d, d), &t);
+        if (rc)
             return rc;
         if (w && !ld->attach) {
             cm_tensor_to_f32(t, 0, t->numel, w + i * d * d);
             cm_release_bytes(t->data, t->nbytes);
         }
         snprintf(name, sizeof name, "%sself_attn.%s.bias", prefix, parts[i]);
-        if ((rc = find_tensor(ld, name, SHAPE(d), &t)))
+        rc = find_tensor(ld, name, SHAPE(d), &t);
+        if (rc)
             return rc;
         if (bias && !ld->attach)
             cm_tensor_to_f32(t, 0, t->numel, bias + i * d);
@@ -213,24 +215,37 @@ static clipmod_error take_block(loader *ld, const char *prefix, const cm_tower_c
 
 #define NAME(hfname, oaname) (snprintf(n, sizeof n, "%s%s", prefix, hf ? hfname : oaname), n)
     ld->block = b;
-    if ((rc = take(ld, NAME("layer_norm1.weight", "ln_1.weight"), SHAPE(d), 0, &b->ln1_w)) ||
-        (rc = take(ld, NAME("layer_norm1.bias", "ln_1.bias"), SHAPE(d), 0, &b->ln1_b)))
+    rc = take(ld, NAME("layer_norm1.weight", "ln_1.weight"), SHAPE(d), 0, &b->ln1_w);
+    if (!rc)
+        rc = take(ld, NAME("layer_norm1.bias", "ln_1.bias"), SHAPE(d), 0, &b->ln1_b);
+    if (rc)
         return rc;
-    if (hf)
+    if (hf) {
         rc = take_qkv_hf(ld, prefix, d, b);
-    else if (!(rc = take(ld, NAME("", "attn.in_proj_weight"), SHAPE(3 * d, d), 0, &b->qkv_w)))
-        rc = take(ld, NAME("", "attn.in_proj_bias"), SHAPE(3 * d), 0, &b->qkv_b);
-    if (rc ||
-        (rc = take(ld, NAME("self_attn.out_proj.weight", "attn.out_proj.weight"), SHAPE(d, d), 0,
-                   &b->out_w)) ||
-        (rc = take(ld, NAME("self_attn.out_proj.bias", "attn.out_proj.bias"), SHAPE(d), 0,
-                   &b->out_b)) ||
-        (rc = take(ld, NAME("layer_norm2.weight", "ln_2.weight"), SHAPE(d), 0, &b->ln2_w)) ||
-        (rc = take(ld, NAME("layer_norm2.bias", "ln_2.bias"), SHAPE(d), 0, &b->ln2_b)) ||
-        (rc = take(ld, NAME("mlp.fc1.weight", "mlp.c_fc.weight"), SHAPE(f, d), 0, &b->fc1_w)) ||
-        (rc = take(ld, NAME("mlp.fc1.bias", "mlp.c_fc.bias"), SHAPE(f), 0, &b->fc1_b)) ||
-        (rc = take(ld, NAME("mlp.fc2.weight", "mlp.c_proj.weight"), SHAPE(d, f), 0, &b->fc2_w)) ||
-        (rc = take(ld, NAME("mlp.fc2.bias", "mlp.c_proj.bias"), SHAPE(d), 0, &b->fc2_b)))
+    } else {
+        rc = take(ld, NAME("", "attn.in_proj_weight"), SHAPE(3 * d, d), 0, &b->qkv_w);
+        if (!rc)
+            rc = take(ld, NAME("", "attn.in_proj_bias"), SHAPE(3 * d), 0, &b->qkv_b);
+    }
+    if (!rc)
+        rc = take(ld, NAME("self_attn.out_proj.weight", "attn.out_proj.weight"), SHAPE(d, d), 0,
+                  &b->out_w);
+    if (!rc)
+        rc =
+            take(ld, NAME("self_attn.out_proj.bias", "attn.out_proj.bias"), SHAPE(d), 0, &b->out_b);
+    if (!rc)
+        rc = take(ld, NAME("layer_norm2.weight", "ln_2.weight"), SHAPE(d), 0, &b->ln2_w);
+    if (!rc)
+        rc = take(ld, NAME("layer_norm2.bias", "ln_2.bias"), SHAPE(d), 0, &b->ln2_b);
+    if (!rc)
+        rc = take(ld, NAME("mlp.fc1.weight", "mlp.c_fc.weight"), SHAPE(f, d), 0, &b->fc1_w);
+    if (!rc)
+        rc = take(ld, NAME("mlp.fc1.bias", "mlp.c_fc.bias"), SHAPE(f), 0, &b->fc1_b);
+    if (!rc)
+        rc = take(ld, NAME("mlp.fc2.weight", "mlp.c_proj.weight"), SHAPE(d, f), 0, &b->fc2_w);
+    if (!rc)
+        rc = take(ld, NAME("mlp.fc2.bias", "mlp.c_proj.bias"), SHAPE(d), 0, &b->fc2_b);
+    if (rc)
         return rc;
 #undef NAME
     ld->block = NULL;
@@ -268,32 +283,40 @@ static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weigh
     char prefix[128];
     clipmod_error rc;
 
-    if ((rc =
-             take(ld, hf ? "vision_model.embeddings.patch_embedding.weight" : "visual.conv1.weight",
-                  SHAPE(d, 3, p, p), 0, &v->patch_w)) ||
-        (rc = take(ld, hf ? "vision_model.embeddings.class_embedding" : "visual.class_embedding",
-                   SHAPE(d), 0, &v->class_emb)) ||
-        (rc = take(ld,
-                   hf ? "vision_model.embeddings.position_embedding.weight"
-                      : "visual.positional_embedding",
-                   SHAPE(tokens, d), 0, &v->pos_emb)) ||
-        (rc = take(ld, hf ? "vision_model.pre_layrnorm.weight" : "visual.ln_pre.weight", SHAPE(d),
-                   0, &v->pre_w)) ||
-        (rc = take(ld, hf ? "vision_model.pre_layrnorm.bias" : "visual.ln_pre.bias", SHAPE(d), 0,
-                   &v->pre_b)))
+    rc = take(ld, hf ? "vision_model.embeddings.patch_embedding.weight" : "visual.conv1.weight",
+              SHAPE(d, 3, p, p), 0, &v->patch_w);
+    if (!rc)
+        rc = take(ld, hf ? "vision_model.embeddings.class_embedding" : "visual.class_embedding",
+                  SHAPE(d), 0, &v->class_emb);
+    if (!rc)
+        rc = take(ld,
+                  hf ? "vision_model.embeddings.position_embedding.weight"
+                     : "visual.positional_embedding",
+                  SHAPE(tokens, d), 0, &v->pos_emb);
+    if (!rc)
+        rc = take(ld, hf ? "vision_model.pre_layrnorm.weight" : "visual.ln_pre.weight", SHAPE(d), 0,
+                  &v->pre_w);
+    if (!rc)
+        rc = take(ld, hf ? "vision_model.pre_layrnorm.bias" : "visual.ln_pre.bias", SHAPE(d), 0,
+                  &v->pre_b);
+    if (rc)
         return rc;
     v->blocks = blocks;
     for (int l = 0; l < c->vision.layers; l++) {
         snprintf(prefix, sizeof prefix,
                  hf ? "vision_model.encoder.layers.%d." : "visual.transformer.resblocks.%d.", l);
-        if ((rc = take_block(ld, prefix, &c->vision, &blocks[l])) ||
-            (rc = convert_block(ld, &c->vision, &blocks[l])))
+        rc = take_block(ld, prefix, &c->vision, &blocks[l]);
+        if (!rc)
+            rc = convert_block(ld, &c->vision, &blocks[l]);
+        if (rc)
             return rc;
     }
-    if ((rc = take(ld, hf ? "vision_model.post_layernorm.weight" : "visual.ln_post.weight",
-                   SHAPE(d), 0, &v->post_w)) ||
-        (rc = take(ld, hf ? "vision_model.post_layernorm.bias" : "visual.ln_post.bias", SHAPE(d), 0,
-                   &v->post_b)))
+    rc = take(ld, hf ? "vision_model.post_layernorm.weight" : "visual.ln_post.weight", SHAPE(d), 0,
+              &v->post_w);
+    if (!rc)
+        rc = take(ld, hf ? "vision_model.post_layernorm.bias" : "visual.ln_post.bias", SHAPE(d), 0,
+                  &v->post_b);
+    if (rc)
         return rc;
     if (hf)
         return take(ld, "visual_projection.weight", SHAPE(e, d), 0, &v->proj);
@@ -307,25 +330,30 @@ static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *
     char prefix[128];
     clipmod_error rc;
 
-    if ((rc = take(ld,
-                   hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight",
-                   SHAPE(c->vocab, d), 0, &t->tok_emb)) ||
-        (rc = take(ld,
-                   hf ? "text_model.embeddings.position_embedding.weight" : "positional_embedding",
-                   SHAPE(c->context, d), 0, &t->pos_emb)))
+    rc = take(ld, hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight",
+              SHAPE(c->vocab, d), 0, &t->tok_emb);
+    if (!rc)
+        rc = take(ld,
+                  hf ? "text_model.embeddings.position_embedding.weight" : "positional_embedding",
+                  SHAPE(c->context, d), 0, &t->pos_emb);
+    if (rc)
         return rc;
     t->blocks = blocks;
     for (int l = 0; l < c->text.layers; l++) {
         snprintf(prefix, sizeof prefix,
                  hf ? "text_model.encoder.layers.%d." : "transformer.resblocks.%d.", l);
-        if ((rc = take_block(ld, prefix, &c->text, &blocks[l])) ||
-            (rc = convert_block(ld, &c->text, &blocks[l])))
+        rc = take_block(ld, prefix, &c->text, &blocks[l]);
+        if (!rc)
+            rc = convert_block(ld, &c->text, &blocks[l]);
+        if (rc)
             return rc;
     }
-    if ((rc = take(ld, hf ? "text_model.final_layer_norm.weight" : "ln_final.weight", SHAPE(d), 0,
-                   &t->final_w)) ||
-        (rc = take(ld, hf ? "text_model.final_layer_norm.bias" : "ln_final.bias", SHAPE(d), 0,
-                   &t->final_b)))
+    rc = take(ld, hf ? "text_model.final_layer_norm.weight" : "ln_final.weight", SHAPE(d), 0,
+              &t->final_w);
+    if (!rc)
+        rc = take(ld, hf ? "text_model.final_layer_norm.bias" : "ln_final.bias", SHAPE(d), 0,
+                  &t->final_b);
+    if (rc)
         return rc;
     if (hf)
         return take(ld, "text_projection.weight", SHAPE(e, d), 0, &t->proj);
@@ -372,8 +400,10 @@ static clipmod_error prepare(loader *ld, const cm_config *cfg, cm_weights *w)
         return cm_error(ld->errbuf, CLIPMOD_E_NOMEM, "out of memory");
     clipmod_error rc;
     ld->dry = 1;
-    if ((rc = load_vision(ld, cfg, &w->vision, w->block_store)) ||
-        (w->has_text && (rc = load_text(ld, cfg, &w->text, w->block_store + cfg->vision.layers))))
+    rc = load_vision(ld, cfg, &w->vision, w->block_store);
+    if (!rc && w->has_text)
+        rc = load_text(ld, cfg, &w->text, w->block_store + cfg->vision.layers);
+    if (rc)
         return rc;
     ld->dry = 0;
     return CLIPMOD_OK;
@@ -418,7 +448,8 @@ clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cf
         goto out;
     ld.qbase = w->qstore;
     const size_t cap = cm_weights_arena_floats(cfg, 0);
-    if (!(w->arena = image ? image : cm_alloc_huge(cap * sizeof(float)))) {
+    w->arena = image ? image : cm_alloc_huge(cap * sizeof(float));
+    if (!w->arena) {
         rc = cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of weights",
                       cap * sizeof(float) >> 20);
         goto out;
@@ -426,7 +457,8 @@ clipmod_error cm_weights_load_into(const cm_safetensors *st, const cm_config *cf
     ld.next = w->arena;
     ld.end = w->arena + cap;
     /* Pass 2 copies the image tower; the text tower waits for cm_weights_load_text. */
-    if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)))
+    rc = load_vision(&ld, cfg, &w->vision, w->block_store);
+    if (rc)
         goto out;
     cm_weights_pack_blocks(w->block_store, 0, cfg->vision.layers, cfg);
     cm_weights_pack_patch(&w->vision, cfg);
@@ -494,7 +526,10 @@ clipmod_error cm_weights_from_image(const cm_safetensors *st, const cm_config *c
     ld.end = ld.next + cm_weights_arena_floats(cfg, 0);
     ld.visit = visit;
     ld.arg = arg;
-    if ((rc = load_vision(&ld, cfg, &w->vision, w->block_store)) || (rc = finish(&ld, w)))
+    rc = load_vision(&ld, cfg, &w->vision, w->block_store);
+    if (!rc)
+        rc = finish(&ld, w);
+    if (rc)
         goto out;
     cm_weights_walk_qmats(cfg, prec, w->qstore, image, visit, arg);
     const int pb = cm_weights_packs_block(&cfg->vision);
@@ -518,7 +553,8 @@ clipmod_error cm_weights_load_text(const cm_safetensors *st, const cm_config *cf
     /* The text part of cm_weights_arena_floats(), with its own alignment slack. */
     const size_t cap = cm_weights_arena_floats(cfg, 1) - cm_weights_arena_floats(cfg, 0) + 16;
     loader ld = {.st = st, .layout = w->layout, .errbuf = errbuf};
-    if (!(w->text_arena = cm_alloc_huge(cap * sizeof(float))))
+    w->text_arena = cm_alloc_huge(cap * sizeof(float));
+    if (!w->text_arena)
         return cm_error(errbuf, CLIPMOD_E_NOMEM, "out of memory for %zu MB of text weights",
                         cap * sizeof(float) >> 20);
     ld.next = w->text_arena;

@@ -35,7 +35,8 @@ static void load(const uint8_t *data, size_t size)
     FILE *f;
 
     snprintf(path, sizeof path, "%s/milter.yaml", fuzz_tmpdir());
-    if (!(f = fopen(path, "wb")))
+    f = fopen(path, "wb");
+    if (!f)
         abort();
     if (size && fwrite(data, 1, size, f) != size)
         abort();

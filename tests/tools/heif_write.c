@@ -18,8 +18,8 @@ int main(int argc, char **argv)
     }
     if (VIPS_INIT(argv[0]))
         return 2;
-    if (!(im = vips_image_new_from_file(argv[1], NULL)) ||
-        vips_heifsave(im, argv[2], "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, NULL) ||
+    im = vips_image_new_from_file(argv[1], NULL);
+    if (!im || vips_heifsave(im, argv[2], "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, NULL) ||
         vips_heifsave(im, argv[3], "compression", VIPS_FOREIGN_HEIF_COMPRESSION_HEVC, NULL))
         fprintf(stderr, "heif_write: %s", vips_error_buffer());
     else

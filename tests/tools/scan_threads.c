@@ -110,7 +110,8 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < n; i++) {
         clipmod_result *r = NULL;
-        if (clipmod_scan_file(engine, argv[5 + i], &r) || !(expected[i] = stable_json(r))) {
+        expected[i] = clipmod_scan_file(engine, argv[5 + i], &r) ? NULL : stable_json(r);
+        if (!expected[i]) {
             fprintf(stderr, "scan_threads: %s: scan failed\n", argv[5 + i]);
             clipmod_result_free(r);
             goto out;
