@@ -60,6 +60,25 @@ run 0 $HT --json -c gambling -o "$W/heads/gambling.safetensors" "$L"
     fail "head train --json: $(cat "$W/out")"
 ls "$W/heads" | grep -q tmp && fail "a temporary file was left: $(ls "$W/heads")"
 
+# 1b. A head that cannot be written (strace makes its fsync fail with EIO, as a full
+# or failing disk would) is an error that names the file and the cause, leaves no
+# temporary file, and closes the temporary file's descriptor (it leaked before).
+if command -v strace >/dev/null 2>&1 && strace -f -qq -e trace=none -o /dev/null true 2>/dev/null; then
+    mkdir -p "$W/small"
+    strace -f -o "$W/strace" -e trace=openat,close,fsync -e inject=fsync:error=EIO \
+        $HT --no-cache -c alcohol -o "$W/small/alcohol.safetensors" "$L" >"$W/out" 2>"$W/err" &&
+        fail "head train succeeded though fsync failed"
+    cat "$W/out" "$W/err" | grep -q 'alcohol.*not written: .*small/alcohol.safetensors.tmp-.*: write: Input/output error' ||
+        fail "the error does not name the file and the cause: $(cat "$W/out" "$W/err")"
+    [ -z "$(ls "$W/small")" ] || fail "a temporary file was left: $(ls "$W/small")"
+    fd=$(sed -n 's/.*openat(.*small\/alcohol.safetensors.tmp-[^"]*".*= \([0-9][0-9]*\)$/\1/p' "$W/strace")
+    [ -n "$fd" ] || fail "strace saw no temporary file opened: $(grep tmp- "$W/strace")"
+    sed -n "/small\/alcohol.safetensors.tmp-/,\$p" "$W/strace" | grep -q "close($fd) " ||
+        fail "the temporary file's descriptor $fd was never closed"
+else
+    echo "note: strace cannot run here; the unwritable head is not checked"
+fi
+
 # 2. The weights against the reference fit (same rows, same C, same weighting).
 find "$L" -name '*.png' | sort >"$W/files"
 # shellcheck disable=SC2046

@@ -387,13 +387,20 @@ clipmod_error clipmod_head_write(const clipmod_model *model, const char *path,
         rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
         goto out;
     }
-    if (write_body(fd, hdr, hlen, &s) || fsync(fd) || close(fd)) {
-        fd = -1;
-        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: write: %s", tmp, strerror(errno));
+    /* Closed whatever happened (a failed write must not leak the descriptor); the
+     * first failure's errno is the one reported. */
+    int failed = write_body(fd, hdr, hlen, &s) != 0 || fsync(fd) != 0;
+    int err = errno;
+    if (close(fd) != 0 && !failed) {
+        failed = 1;
+        err = errno;
+    }
+    fd = -1;
+    if (failed) {
+        rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: write: %s", tmp, strerror(err));
         unlink(tmp);
         goto out;
     }
-    fd = -1;
     if (rename(tmp, path) != 0) {
         rc = cm_error(errbuf, CLIPMOD_E_IO, "%s: %s", path, strerror(errno));
         unlink(tmp);
