@@ -163,7 +163,7 @@ static char *env_block(const char *text)
 
 static void env_and_argv_exact(void **state)
 {
-    char out[128], pwned[128], victim[128], hostile[256], want_file[300], name[512];
+    char out[128], pwned[128], victim[128], hostile[320], want_file[400], name[512];
     snprintf(out, sizeof out, "%s/dump.txt", dir);
     snprintf(pwned, sizeof pwned, "%s/pwned", dir);
     snprintf(victim, sizeof victim, "%s/victim", dir);
