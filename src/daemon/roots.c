@@ -89,10 +89,17 @@ int roots_open(const strlist *roots, const char *path, char **real_out, char *wh
         snprintf(why, whylen, "not a regular file");
         goto out;
     }
-    /* What was opened, not what the name means now. */
+    /* What was opened, not what the name means now (a directory on the way may have
+     * been swapped for a link since roots_resolve). Unverifiable is refused: without
+     * /proc the check would otherwise pass silently. */
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     again = realpath(proc, NULL);
-    if (again && !inside_any(roots, again)) {
+    if (!again) {
+        snprintf(why, whylen, "cannot check where the opened file is (%s: %s)", proc,
+                 strerror(errno));
+        goto out;
+    }
+    if (!inside_any(roots, again)) {
         snprintf(why, whylen, "outside the configured roots");
         goto out;
     }
