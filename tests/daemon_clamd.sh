@@ -160,4 +160,16 @@ EOF
 stop_daemon "$PID"
 [ "$STOPPED" -eq 0 ] || fail "clipmodd exited $STOPPED"
 [ ! -e "$W/clamd.sock" ] || fail "the unix socket must be removed at exit"
+
+# A file that is not a socket at the socket's path is never replaced: clipmodd does not
+# start, and its log says why (ENOTSOCK, not whatever errno was left over).
+echo "keep me" >"$W/clamd.sock"
+set +e
+XDG_CACHE_HOME="$W/cache" timeout 60 "$CLIPMODD" -c "$W/clipmodd.yaml" >"$W/taken.log" 2>&1
+got=$?
+set -e
+[ "$got" -ne 0 ] && [ "$got" -ne 124 ] || fail "clipmodd started (or hung) over a regular file: exit $got"
+grep -q 'cannot listen on the unix socket.*Socket operation on non-socket' "$W/taken.log" ||
+    fail "the refusal does not say why: $(tail -n 5 "$W/taken.log")"
+[ "$(cat "$W/clamd.sock")" = "keep me" ] || fail "the regular file at the socket path was changed"
 echo "PASS"

@@ -949,8 +949,10 @@ static int listen_unix(const char *path, unsigned mode)
     memcpy(sa.sun_path, path, len + 1);
     /* A stale socket from a previous run is replaced; any other file is not. */
     if (!lstat(path, &st)) {
-        if (!S_ISSOCK(st.st_mode))
+        if (!S_ISSOCK(st.st_mode)) {
+            errno = ENOTSOCK; /* the caller logs strerror: say what is wrong */
             return -1;
+        }
         unlink(path);
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
