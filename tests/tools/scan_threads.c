@@ -47,6 +47,12 @@ static void *run(void *arg)
     job *jb = arg;
     clipmod_input *in = calloc((size_t)jb->n, sizeof *in);
     clipmod_result **out = calloc((size_t)jb->n, sizeof *out);
+    if (!in || !out) {
+        jb->errors++;
+        free(in);
+        free(out);
+        return NULL;
+    }
     for (int i = 0; i < jb->n; i++) {
         in[i].size = sizeof in[i];
         in[i].path = jb->images[i];
@@ -102,6 +108,10 @@ int main(int argc, char **argv)
     char **expected = calloc((size_t)n, sizeof *expected);
     job *jobs = calloc((size_t)threads, sizeof *jobs);
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+    if (!expected || !jobs || !tid) {
+        fprintf(stderr, "scan_threads: out of memory\n");
+        goto out;
+    }
     if (clipmod_init(argv[0]) || clipmod_model_load(argv[1], NULL, &model, err) ||
         clipmod_engine_new(model, &engine) || clipmod_engine_set_cache_dir(engine, NULL) ||
         clipmod_engine_compile(engine, argv[2], NULL)) {
@@ -132,7 +142,7 @@ int main(int argc, char **argv)
            mismatches, errors);
     rc = mismatches || errors ? 1 : 0;
 out:
-    for (int i = 0; i < n; i++)
+    for (int i = 0; expected && i < n; i++)
         clipmod_free(expected[i]);
     free(expected);
     free(jobs);
