@@ -260,119 +260,166 @@ static clipmod_error context_scores(const clipmod_engine *e, const clipmod_input
     return rc;
 }
 
-static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
+/* One scan_inputs call's working memory: per input, then per frame of the batch. */
+typedef struct scan_work {
+    cm_frames *frames;    /* each input's decoded frames */
+    double *decode_ms;    /* each input's decoding time */
+    clipmod_error *fatal; /* an input's error that fails the whole batch */
+    unsigned char *retry; /* decode_all's bookkeeping */
+    size_t total;         /* frames of the inputs that were scanned */
+    float *emb, *cos;     /* total x dim embeddings, total x prompts cosines */
+    double forward_share; /* the image tower's milliseconds per frame */
+    cm_ctx_batch *ctx;    /* context scores, NULL when no input came with text */
+} scan_work;
+
+static clipmod_error scan_work_alloc(scan_work *w, size_t n)
+{
+    memset(w, 0, sizeof *w);
+    w->frames = cm_calloc(n, sizeof *w->frames);
+    w->decode_ms = cm_calloc(n, sizeof *w->decode_ms);
+    w->fatal = cm_calloc(n, sizeof *w->fatal);
+    w->retry = cm_calloc(n, 1);
+    return w->frames && w->decode_ms && w->fatal && w->retry ? CLIPMOD_OK : CLIPMOD_E_NOMEM;
+}
+
+static void scan_work_free(scan_work *w, size_t n)
+{
+    for (size_t i = 0; w->frames && i < n; i++)
+        cm_frames_free(&w->frames[i]);
+    cm_free(w->frames);
+    cm_free(w->decode_ms);
+    cm_free(w->fatal);
+    cm_free(w->retry);
+    cm_free(w->emb);
+    cm_free(w->cos);
+    cm_ctx_batch_free(w->ctx);
+}
+
+/* An empty result per input, named as the caller named it; refuses an input with
+ * neither path nor data that claims bytes. */
+static clipmod_error new_results(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
                                  clipmod_result **out)
 {
-    const size_t dim = e ? clipmod_model_embed_dim(e->model) : 0;
-    cm_frames *frames = NULL;
-    const clipmod_image **all = NULL;
-    float *emb = NULL, *cos = NULL;
-    double *decode_ms = NULL;
-    clipmod_error *fatal = NULL;
-    unsigned char *retry = NULL;
-    cm_ctx_batch *ctx = NULL;
-    size_t total = 0;
-    clipmod_error rc = CLIPMOD_OK;
-
-    if (!e || !inputs || !out || !n || !e->compiled)
-        return CLIPMOD_E_INVALID_ARG;
-    memset(out, 0, n * sizeof *out);
-    frames = cm_calloc(n, sizeof *frames);
-    decode_ms = cm_calloc(n, sizeof *decode_ms);
-    fatal = cm_calloc(n, sizeof *fatal);
-    retry = cm_calloc(n, 1);
-    if (!frames || !decode_ms || !fatal || !retry) {
-        rc = CLIPMOD_E_NOMEM;
-        goto out;
-    }
     for (size_t i = 0; i < n; i++) {
         const clipmod_input *in = &inputs[i];
         const char *name = in->name ? in->name : in->path ? in->path : "(memory)";
         out[i] =
             cm_result_new(name, clipmod_engine_policy_name(e), clipmod_model_describe(e->model));
-        if (!out[i]) {
-            rc = CLIPMOD_E_NOMEM;
-            goto out;
-        }
+        if (!out[i])
+            return CLIPMOD_E_NOMEM;
         out[i]->top_prompts = (int)e->settings[CLIPMOD_TOP_PROMPTS];
         out[i]->demo_model = clipmod_model_is_demo(e->model);
-        if (!in->path && !in->data && in->len) {
-            rc = CLIPMOD_E_INVALID_ARG;
-            goto out;
-        }
+        if (!in->path && !in->data && in->len)
+            return CLIPMOD_E_INVALID_ARG;
     }
+    return CLIPMOD_OK;
+}
+
+/* Decode every input (decode_all); an input that could not be read is unscanned in
+ * its result, a fatal error (out of memory) fails the batch. Counts w->total. */
+static clipmod_error decode_inputs(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
+                                   clipmod_result **out, scan_work *w)
+{
     decode_job job = {.e = e,
                       .inputs = inputs,
                       .n = n,
                       .o = image_opts(e),
-                      .frames = frames,
+                      .frames = w->frames,
                       .out = out,
-                      .ms = decode_ms,
-                      .fatal = fatal,
-                      .retry = retry};
+                      .ms = w->decode_ms,
+                      .fatal = w->fatal,
+                      .retry = w->retry};
     decode_all(&job);
     for (size_t i = 0; i < n; i++) {
-        if (fatal[i]) {
-            rc = fatal[i];
-            goto out;
-        }
+        if (w->fatal[i])
+            return w->fatal[i];
         if (out[i]->state != CLIPMOD_STATE_UNSCANNED)
-            total += (size_t)frames[i].count;
+            w->total += (size_t)w->frames[i].count;
     }
+    return CLIPMOD_OK;
+}
 
+/* Every frame of the batch through the image tower at once, then its cosine with
+ * every prompt; the time is shared out per frame. */
+static clipmod_error embed_frames(const clipmod_engine *e, size_t n, scan_work *w)
+{
+    const size_t dim = clipmod_model_embed_dim(e->model);
     const double t_forward = now_ms();
-    if (total) {
-        all = cm_calloc(total, sizeof *all);
-        emb = cm_calloc(total * dim, sizeof *emb);
-        cos = cm_calloc(total * (e->n_prompts ? e->n_prompts : 1), sizeof *cos);
-        if (!all || !emb || !cos) {
-            rc = CLIPMOD_E_NOMEM;
-            goto out;
-        }
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-            for (int f = 0; f < frames[i].count; f++)
-                all[k++] = frames[i].frames[f];
-        rc = clipmod_embed_images(e->model, all, total, emb, NULL);
-        if (rc)
-            goto out;
-        /* cos[frame, prompt] = emb . prompt_emb^T: both sides are unit vectors. */
-        cm_linear_rows(emb, (int)total, (int)dim, e->prompt_emb, 0, (int)e->n_prompts, cos);
-    }
-    const double forward_share = total ? (now_ms() - t_forward) / (double)total : 0.0;
-    rc = context_scores(e, inputs, n, out, &ctx);
-    if (rc)
-        goto out;
+    clipmod_error rc;
 
+    if (!w->total)
+        return CLIPMOD_OK;
+    const clipmod_image **all = cm_calloc(w->total, sizeof *all);
+    w->emb = cm_calloc(w->total * dim, sizeof *w->emb);
+    w->cos = cm_calloc(w->total * (e->n_prompts ? e->n_prompts : 1), sizeof *w->cos);
+    if (!all || !w->emb || !w->cos) {
+        cm_free(all);
+        return CLIPMOD_E_NOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int f = 0; f < w->frames[i].count; f++)
+            all[k++] = w->frames[i].frames[f];
+    rc = clipmod_embed_images(e->model, all, w->total, w->emb, NULL);
+    cm_free(all);
+    if (rc)
+        return rc;
+    /* cos[frame, prompt] = emb . prompt_emb^T: both sides are unit vectors. */
+    cm_linear_rows(w->emb, (int)w->total, (int)dim, e->prompt_emb, 0, (int)e->n_prompts, w->cos);
+    w->forward_share = (now_ms() - t_forward) / (double)w->total;
+    return CLIPMOD_OK;
+}
+
+/* Each scanned input's categories from its frames' rows, its context, its verdict. */
+static clipmod_error score_results(const clipmod_engine *e, size_t n, clipmod_result **out,
+                                   const scan_work *w)
+{
+    const size_t dim = clipmod_model_embed_dim(e->model);
     size_t row = 0;
+    clipmod_error rc = CLIPMOD_OK;
+
     for (size_t i = 0; i < n; i++) {
+        const int frames = w->frames[i].count;
         if (out[i]->state != CLIPMOD_STATE_UNSCANNED) {
-            rc = score_input(e, cos + row * e->n_prompts, emb + row * dim, frames[i].count, out[i]);
+            rc = score_input(e, w->cos + row * e->n_prompts, w->emb + row * dim, frames, out[i]);
             if (!rc)
-                rc = cm_ctx_apply(e, ctx, i, out[i]);
+                rc = cm_ctx_apply(e, w->ctx, i, out[i]);
             if (!rc)
                 rc = finish_input(e, out[i]);
             if (rc)
-                goto out;
-            row += (size_t)frames[i].count;
+                return rc;
+            row += (size_t)frames;
         }
-        out[i]->elapsed_ms = decode_ms[i] + forward_share * frames[i].count;
+        out[i]->elapsed_ms = w->decode_ms[i] + w->forward_share * frames;
     }
+    return CLIPMOD_OK;
+}
+
+static clipmod_error scan_inputs(const clipmod_engine *e, const clipmod_input *inputs, size_t n,
+                                 clipmod_result **out)
+{
+    scan_work w;
+    clipmod_error rc;
+
+    if (!e || !inputs || !out || !n || !e->compiled)
+        return CLIPMOD_E_INVALID_ARG;
+    memset(out, 0, n * sizeof *out);
+    rc = scan_work_alloc(&w, n);
+    if (!rc)
+        rc = new_results(e, inputs, n, out);
+    if (!rc)
+        rc = decode_inputs(e, inputs, n, out, &w);
+    if (!rc)
+        rc = embed_frames(e, n, &w);
+    if (!rc)
+        rc = context_scores(e, inputs, n, out, &w.ctx);
+    if (!rc)
+        rc = score_results(e, n, out, &w);
     /* Plugins act on verdicts (log, quarantine): only once the whole batch succeeded,
      * so they never see a result the caller does not get. */
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; !rc && i < n; i++)
         cm_plugins_notify(e->plugins, e, &inputs[i], out[i]);
-out:
-    for (size_t i = 0; frames && i < n; i++)
-        cm_frames_free(&frames[i]);
-    cm_free(frames);
-    cm_free(decode_ms);
-    cm_free(fatal);
-    cm_free(retry);
-    cm_free(all);
-    cm_free(emb);
-    cm_free(cos);
-    cm_ctx_batch_free(ctx);
+    scan_work_free(&w, n);
     if (rc)
         for (size_t i = 0; i < n; i++) {
             clipmod_result_free(out[i]);
