@@ -1338,6 +1338,94 @@ static void report_batch(const scan_opts *o, const entry *e, size_t n, clipmod_r
     }
 }
 
+static void free_options(scan_opts *o)
+{
+    free(o->allow_fetch);
+    free_plugins(o);
+    scan_select_free(&o->sel);
+}
+
+/* The inputs the arguments, -f and the context options name; -1 after saying why. */
+static int gather_inputs(const scan_opts *o, char **args, int n_args, entries *in, walk_state *w)
+{
+    if (cli_read_context(o->context, o->context_file, setting_value(o, CLIPMOD_MAX_CONTEXT_BYTES),
+                         &in->context, &in->context_len))
+        return -1;
+    int failed = collect(o, args, n_args, in, w);
+    if (!failed && o->file_list)
+        failed = collect_file_list(o, in, w);
+    if (failed) {
+        fprintf(stderr, "clipmod: out of memory\n");
+        return -1;
+    }
+    /* `--url -` may hold any number of URLs; a hook answers for exactly one. */
+    if (o->hook && o->url && in->n != 1) {
+        fprintf(stderr, "clipmod: --hook scans exactly one input, not %zu\n", in->n);
+        return -1;
+    }
+    /* "0 files, all clean" for a folder of folders would be a silent mistake. */
+    if (w->skipped_dirs && !o->m.quiet)
+        fprintf(stderr, "clipmod: note: %zu subdirector%s not scanned (use -r to scan them)\n",
+                w->skipped_dirs, w->skipped_dirs == 1 ? "y was" : "ies were");
+    return 0;
+}
+
+/* Scan and report every input, --batch at a time, under the progress bar; -1 when
+ * out of memory. With --hook, *hook_rc becomes the verdict's exit code. */
+static int scan_all(const scan_opts *o, const clipmod_engine *engine, entries *in, FILE *log,
+                    tally *t, progress *pg, int *hook_rc)
+{
+    clipmod_input *inputs = calloc(o->batch, sizeof *inputs);
+    clipmod_result **results = inputs ? calloc(o->batch, sizeof *results) : NULL;
+
+    if (!inputs || !results) {
+        free(inputs);
+        fprintf(stderr, "clipmod: out of memory\n");
+        return -1;
+    }
+    progress_start(pg, in->n, !o->m.quiet && !o->hook);
+    for (size_t start = 0; start < in->n; start += o->batch) {
+        size_t n = in->n - start < o->batch ? in->n - start : o->batch;
+        progress_update(pg, start, entry_name(&in->v[start]));
+        scan_batch(engine, in, start, n, inputs, results, t, pg);
+        progress_clear(pg);
+        report_batch(o, in->v + start, n, results, log, t, pg, hook_rc);
+        /* Consumers of JSON Lines in a pipe see each batch as soon as it is done. */
+        fflush(stdout);
+        progress_update(pg, start + n, start + n < in->n ? entry_name(&in->v[start + n]) : NULL);
+    }
+    progress_end(pg);
+    free(inputs);
+    free(results);
+    return 0;
+}
+
+/* The legend, the summary (stdout or stderr, and the log) and the exit status. */
+static int finish_scan(const scan_opts *o, const clipmod_engine *engine, const clipmod_model *model,
+                       const walk_state *w, const tally *t, FILE *log, double t0, double t_scan,
+                       int hook_rc)
+{
+    const double t_end = cm_now();
+    int rc;
+
+    if (o->table && !o->m.quiet)
+        scan_table_legend(stdout, o->table);
+    if (!o->hook && !o->m.quiet && !o->no_summary)
+        print_summary(o->json ? stderr : stdout, o, engine, model, w, t, t_end - t0,
+                      t_end - t_scan);
+    if (log)
+        print_summary(log, o, engine, model, w, t, t_end - t0, t_end - t_scan);
+    if (!o->hook)
+        rc = exit_status(o, t);
+    else
+        rc = t->errors ? EXIT_ERROR : hook_rc;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "clipmod: error writing the results: %s\n", strerror(errno));
+        rc = EXIT_ERROR;
+    }
+    return rc;
+}
+
 int cmd_scan(int argc, char **argv)
 {
     scan_opts o;
@@ -1347,16 +1435,12 @@ int cmd_scan(int argc, char **argv)
     progress pg;
     clipmod_model *model = NULL;
     clipmod_engine *engine = NULL;
-    clipmod_input *inputs = NULL;
-    clipmod_result **results = NULL;
     FILE *log = NULL;
-    double t0 = cm_now(), t_scan;
+    const double t0 = cm_now();
     int rc = parse_options(argc, argv, &o);
 
     if (rc != CLI_GO_ON) {
-        free(o.allow_fetch);
-        free_plugins(&o);
-        scan_select_free(&o.sel);
+        free_options(&o);
         return rc;
     }
     rc = EXIT_ERROR;
@@ -1376,73 +1460,22 @@ int cmd_scan(int argc, char **argv)
         if (!log)
             goto out;
     }
-    if (cli_read_context(o.context, o.context_file, setting_value(&o, CLIPMOD_MAX_CONTEXT_BYTES),
-                         &in.context, &in.context_len))
-        goto out;
-    if (collect(&o, argv + optind, argc - optind, &in, &w) ||
-        (o.file_list && collect_file_list(&o, &in, &w))) {
-        fprintf(stderr, "clipmod: out of memory\n");
-        goto out;
-    }
+    int failed = gather_inputs(&o, argv + optind, argc - optind, &in, &w);
     t.errors = w.errors;
-    /* `--url -` may hold any number of URLs; a hook answers for exactly one. */
-    if (o.hook && o.url && in.n != 1) {
-        fprintf(stderr, "clipmod: --hook scans exactly one input, not %zu\n", in.n);
+    if (failed)
         goto out;
-    }
-    /* "0 files, all clean" for a folder of folders would be a silent mistake. */
-    if (w.skipped_dirs && !o.m.quiet)
-        fprintf(stderr, "clipmod: note: %zu subdirector%s not scanned (use -r to scan them)\n",
-                w.skipped_dirs, w.skipped_dirs == 1 ? "y was" : "ies were");
-    inputs = calloc(o.batch, sizeof *inputs);
-    if (inputs)
-        results = calloc(o.batch, sizeof *results);
-    if (!inputs || !results) {
-        fprintf(stderr, "clipmod: out of memory\n");
+    const double t_scan = cm_now();
+    int hook_rc = EXIT_ERROR;
+    if (scan_all(&o, engine, &in, log, &t, &pg, &hook_rc))
         goto out;
-    }
-
-    t_scan = cm_now();
-    progress_start(&pg, in.n, !o.m.quiet && !o.hook);
-    for (size_t start = 0; start < in.n; start += o.batch) {
-        size_t n = in.n - start < o.batch ? in.n - start : o.batch;
-        progress_update(&pg, start, entry_name(&in.v[start]));
-        scan_batch(engine, &in, start, n, inputs, results, &t, &pg);
-        progress_clear(&pg);
-        report_batch(&o, in.v + start, n, results, log, &t, &pg, &rc);
-        /* Consumers of JSON Lines in a pipe see each batch as soon as it is done. */
-        fflush(stdout);
-        progress_update(&pg, start + n, start + n < in.n ? entry_name(&in.v[start + n]) : NULL);
-    }
-    progress_end(&pg);
-
-    const double t_end = cm_now();
-    if (o.table && !o.m.quiet)
-        scan_table_legend(stdout, o.table);
-    if (!o.hook && !o.m.quiet && !o.no_summary)
-        print_summary(o.json ? stderr : stdout, &o, engine, model, &w, &t, t_end - t0,
-                      t_end - t_scan);
-    if (log)
-        print_summary(log, &o, engine, model, &w, &t, t_end - t0, t_end - t_scan);
-    if (!o.hook)
-        rc = exit_status(&o, &t);
-    else if (t.errors)
-        rc = EXIT_ERROR;
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "clipmod: error writing the results: %s\n", strerror(errno));
-        rc = EXIT_ERROR;
-    }
+    rc = finish_scan(&o, engine, model, &w, &t, log, t0, t_scan, hook_rc);
 out:
     progress_end(&pg);
-    free(inputs);
-    free(results);
     entries_free(&in);
     free(w.seen);
     clipmod_engine_free(engine);
     clipmod_model_free(model);
-    free(o.allow_fetch);
-    free_plugins(&o);
-    scan_select_free(&o.sel);
+    free_options(&o);
     if (log && fclose(log) != 0) {
         fprintf(stderr, "clipmod: --log %s: %s\n", o.log_file, strerror(errno));
         rc = EXIT_ERROR;
