@@ -855,6 +855,91 @@ static int bpe_word(const cm_tokenizer *tok, bpe_scratch *sc, size_t n, emitter 
 /* Encoding                                                                        */
 /* ------------------------------------------------------------------------------ */
 
+/* basic_clean() but its strip(): NFC + uncurl (ftfy-lite), html.unescape twice;
+ * the text into *a (*b is scratch). -1 when out of memory. */
+static int basic_clean(const unsigned char *s, size_t len, cps *a, cps *b)
+{
+    if (nfc_decode(s, len, a))
+        return -1;
+    uncurl_quotes(a);
+    /* Without an '&' in the input none can appear, and unescape is the identity. */
+    if (!len || !memchr(s, '&', len))
+        return 0;
+    for (int round = 0; round < 2; round++) {
+        cps t;
+        if (cps_reserve(b, a->n + 1))
+            return -1;
+        b->n = html_unescape(a->v, a->n, b->v);
+        t = *a;
+        *a = *b;
+        *b = t;
+    }
+    return 0;
+}
+
+/* basic_clean's strip(), whitespace_clean() (regex \s+ -> " ", then strip()) and
+ * .lower(), from *a back into *a (*b is scratch). -1 when out of memory. */
+static int clean_spaces_lower(cps *a, cps *b)
+{
+    size_t lo = 0, hi = a->n, m = 0;
+
+    while (lo < hi && py_isspace(a->v[lo]))
+        lo++;
+    while (hi > lo && py_isspace(a->v[hi - 1]))
+        hi--;
+    if (cps_reserve(b, hi - lo + 1))
+        return -1;
+    for (size_t i = lo; i < hi;) {
+        if (regex_isspace(a->v[i])) {
+            b->v[m++] = ' ';
+            while (i < hi && regex_isspace(a->v[i]))
+                i++;
+        } else {
+            b->v[m++] = a->v[i++];
+        }
+    }
+    lo = 0;
+    while (lo < m && py_isspace(b->v[lo]))
+        lo++;
+    while (m > lo && py_isspace(b->v[m - 1]))
+        m--;
+    if (cps_reserve(a, 2 * (m - lo) + 1))
+        return -1;
+    a->n = py_lower(b->v + lo, m - lo, a->v);
+    return 0;
+}
+
+/* Split the cleaned text into pieces, map their bytes and emit each one's BPE ids
+ * until the context is full. -1 when out of memory. */
+static int encode_pieces(const cm_tokenizer *tok, const cps *a, bpe_scratch *sc, emitter *em)
+{
+    for (size_t i = 0; i < a->n;) {
+        size_t k = next_piece(a->v + i, a->n - i), nb = 0;
+        int full;
+        if (!k) {
+            i++;
+            continue;
+        }
+        if (scratch_reserve(sc, 4 * k))
+            return -1;
+        for (size_t j = 0; j < k; j++)
+            nb += utf8_put(sc->bytes + nb, a->v[i + j]);
+        i += k;
+        /* The cache of simple_tokenizer maps exactly these two strings. */
+        if (nb == 15 && !memcmp(sc->bytes, "<|startoftext|>", 15))
+            full = emit(em, tok->sot);
+        else if (nb == 13 && !memcmp(sc->bytes, "<|endoftext|>", 13))
+            full = emit(em, tok->eot);
+        else
+            full = bpe_word(tok, sc, nb, em);
+        if (full < 0)
+            return -1;
+        if (full)
+            break;
+    }
+    return 0;
+}
+
 clipmod_error cm_tokenizer_encode(const cm_tokenizer *tok, const char *text, size_t len,
                                   int32_t *ids, size_t ctx, size_t *n_ids, int *truncated,
                                   char *errbuf)
@@ -864,7 +949,7 @@ clipmod_error cm_tokenizer_encode(const cm_tokenizer *tok, const char *text, siz
     cps a = {0}, b = {0};
     bpe_scratch sc = {0};
     emitter em = {ids, ctx, 0};
-    size_t bad, lo, hi, m, i;
+    size_t bad;
 
     if (n_ids)
         *n_ids = 0;
@@ -879,81 +964,12 @@ clipmod_error cm_tokenizer_encode(const cm_tokenizer *tok, const char *text, siz
     if (bad < len)
         return cm_error(errbuf, CLIPMOD_E_INVALID_ARG,
                         "tokenizer: text is not valid UTF-8 (byte %zu of %zu)", bad, len);
-
-    /* basic_clean(): NFC + uncurl (ftfy-lite), html.unescape twice, strip(). */
-    if (nfc_decode(s, len, &a))
-        goto nomem;
-    uncurl_quotes(&a);
-    if (len && memchr(text, '&', len)) {
-        /* Without an '&' in the input none can appear, and unescape is the identity. */
-        for (int round = 0; round < 2; round++) {
-            cps t;
-            if (cps_reserve(&b, a.n + 1))
-                goto nomem;
-            b.n = html_unescape(a.v, a.n, b.v);
-            t = a;
-            a = b;
-            b = t;
-        }
-    }
-    lo = 0;
-    hi = a.n;
-    while (lo < hi && py_isspace(a.v[lo]))
-        lo++;
-    while (hi > lo && py_isspace(a.v[hi - 1]))
-        hi--;
-
-    /* whitespace_clean(): regex \s+ -> " ", then strip(). */
-    if (cps_reserve(&b, hi - lo + 1))
-        goto nomem;
-    m = 0;
-    for (i = lo; i < hi;) {
-        if (regex_isspace(a.v[i])) {
-            b.v[m++] = ' ';
-            while (i < hi && regex_isspace(a.v[i]))
-                i++;
-        } else {
-            b.v[m++] = a.v[i++];
-        }
-    }
-    lo = 0;
-    while (lo < m && py_isspace(b.v[lo]))
-        lo++;
-    while (m > lo && py_isspace(b.v[m - 1]))
-        m--;
-
-    /* .lower() */
-    if (cps_reserve(&a, 2 * (m - lo) + 1))
-        goto nomem;
-    a.n = py_lower(b.v + lo, m - lo, a.v);
-
-    /* Split, map bytes, BPE. */
     ids[0] = tok->sot;
-    for (i = 0; i < a.n;) {
-        size_t k = next_piece(a.v + i, a.n - i), nb = 0;
-        int full;
-        if (!k) {
-            i++;
-            continue;
-        }
-        if (scratch_reserve(&sc, 4 * k))
-            goto nomem;
-        for (size_t j = 0; j < k; j++)
-            nb += utf8_put(sc.bytes + nb, a.v[i + j]);
-        i += k;
-        /* The cache of simple_tokenizer maps exactly these two strings. */
-        if (nb == 15 && !memcmp(sc.bytes, "<|startoftext|>", 15))
-            full = emit(&em, tok->sot);
-        else if (nb == 13 && !memcmp(sc.bytes, "<|endoftext|>", 13))
-            full = emit(&em, tok->eot);
-        else
-            full = bpe_word(tok, &sc, nb, &em);
-        if (full < 0)
-            goto nomem;
-        if (full)
-            break;
-    }
-    if (em.count + 2 > ctx) {
+    if (basic_clean(s, len, &a, &b) || clean_spaces_lower(&a, &b) ||
+        encode_pieces(tok, &a, &sc, &em)) {
+        err = cm_error(errbuf, CLIPMOD_E_NOMEM, "tokenizer: out of memory for %zu bytes of text",
+                       len);
+    } else if (em.count + 2 > ctx) {
         ids[ctx - 1] = tok->eot;
         *n_ids = ctx;
         if (truncated)
@@ -962,11 +978,6 @@ clipmod_error cm_tokenizer_encode(const cm_tokenizer *tok, const char *text, siz
         ids[em.count + 1] = tok->eot;
         *n_ids = em.count + 2;
     }
-    goto out;
-
-nomem:
-    err = cm_error(errbuf, CLIPMOD_E_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
-out:
     cm_free(a.v);
     cm_free(b.v);
     scratch_free(&sc);
