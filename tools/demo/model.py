@@ -19,6 +19,7 @@ one fused matrix product for speed, which computes the same function.
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -104,6 +105,44 @@ class VisionEmbeddings(nn.Module):
         return torch.cat([cls, x], 1) + self.position_embedding.weight
 
 
+class MixStyle:
+    """Training only (Zhou et al., "Domain Generalization with MixStyle", ICLR 2021):
+    with probability p per batch, every image's patch tokens keep their content but
+    take feature statistics (per-channel mean and standard deviation over the
+    patches) mixed with those of another image of the batch, weight lam ~ Beta(alpha,
+    alpha) (mostly near 0 or 1: a near swap). An art style lives largely in such
+    statistics, so mixing them invents styles between the trained ones. The class
+    token is left alone; the statistics are constants for the gradient, as in the
+    paper. Own generator: the rest of the training draws the same numbers with it."""
+
+    def __init__(self, p, layers, seed, alpha=0.1):
+        self.p, self.layers, self.alpha = p, layers, alpha
+        self.rng = np.random.default_rng(seed)
+        self.on = False
+
+    def batch(self):
+        """Decides for one batch (one forward) whether it is mixed."""
+        self.on = self.rng.random() < self.p
+        if self.on:
+            self.perm = None
+
+    def __call__(self, x):
+        if not self.on:
+            return x
+        b = x.shape[0]
+        if self.perm is None:  # one partner and weight per image for the whole forward
+            self.perm = torch.from_numpy(self.rng.permutation(b))
+            self.lam = torch.from_numpy(
+                self.rng.beta(self.alpha, self.alpha, (b, 1, 1)).astype(np.float32))
+        t = x[:, 1:]
+        mu = t.mean(1, keepdim=True).detach()
+        sig = (t.var(1, keepdim=True) + 1e-6).sqrt().detach()
+        lam = self.lam
+        mu2 = lam * mu + (1 - lam) * mu[self.perm]
+        sig2 = lam * sig + (1 - lam) * sig[self.perm]
+        return torch.cat([x[:, :1], (t - mu) / sig * sig2 + mu2], 1)
+
+
 class VisionModel(nn.Module):
     def __init__(self, c):
         super().__init__()
@@ -112,9 +151,19 @@ class VisionModel(nn.Module):
         self.encoder = Encoder(c["hidden_size"], c["num_attention_heads"],
                                c["intermediate_size"], c["num_hidden_layers"])
         self.post_layernorm = nn.LayerNorm(c["hidden_size"], eps=LN_EPS)
+        self.mixstyle = None  # a MixStyle while training with --mixstyle
 
     def forward(self, pixels):
-        x = self.encoder(self.pre_layrnorm(self.embeddings(pixels)))
+        x = self.pre_layrnorm(self.embeddings(pixels))
+        mix = self.mixstyle if self.training else None
+        if mix is None:
+            x = self.encoder(x)
+        else:  # mixed after the embeddings and after each of the first mix.layers layers
+            x = mix(x)
+            for i, layer in enumerate(self.encoder.layers):
+                x = layer(x)
+                if i < mix.layers:
+                    x = mix(x)
         return self.post_layernorm(x[:, 0])
 
 

@@ -206,6 +206,7 @@ def param_groups(model, wd):
 def run_probe(probe, model, step):
     """Prints the probe's numbers at this step; returns the seconds it took."""
     t0 = time.time()
+    model.eval()  # no MixStyle (the model has no other train/eval difference)
     res = probe(model)
     model.train()
     cpu = os.times()
@@ -362,6 +363,11 @@ def main():
                     help="share of each batch drawn as cross-style pairs (cross_style_pair)")
     ap.add_argument("--pair-loss", type=float,
                     help="weight of the image-image term on those pairs (contrastive_loss)")
+    ap.add_argument("--mixstyle", type=float, default=0.0, metavar="P",
+                    help="MixStyle on the image tower's tokens in a share P of the batches "
+                         "(model.MixStyle; default 0: off)")
+    ap.add_argument("--mixstyle-layers", type=int, default=2,
+                    help="--mixstyle: also after each of the first N encoder layers")
     ap.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     ap.add_argument("--vision-layers", type=int, default=VISION["layers"])
     ap.add_argument("--quick-eval", metavar="PNG_DIR",
@@ -403,6 +409,9 @@ def main():
     config = M.make_config(vision, text, PROJECTION, vocab, CONTEXT)
     model = M.CLIP(config)
     M.init_weights(model, torch.Generator().manual_seed(args.seed))
+    if args.mixstyle:
+        model.vision_model.mixstyle = M.MixStyle(args.mixstyle, args.mixstyle_layers,
+                                                 args.seed + 1000)
     n_params = sum(p.numel() for p in model.parameters())
     for name, g in zip(style_names, sets):
         print(f"style {name}: {len(g)} emoji, train groups {len(g.train_groups)}, held out "
@@ -445,6 +454,8 @@ def main():
         px, ids, same = batch(sets, weights, rng, tok, args.batch, args.style_aug,
                               args.light, args.pairs, index)
         t_data += time.time() - t0
+        if model.vision_model.mixstyle:
+            model.vision_model.mixstyle.batch()
         loss, acc = contrastive_loss(model, px, ids, same, args.pair_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -473,6 +484,8 @@ def main():
                     wd=args.wd, warmup=args.warmup, text_layers=args.text_layers)
         if args.pairs:
             meta.update(pairs=args.pairs, pair_loss=args.pair_loss)
+        if args.mixstyle:
+            meta.update(mixstyle=args.mixstyle, mixstyle_layers=args.mixstyle_layers)
     size = export(model, args.out, merges, meta)
     cpu = os.times()
     print(f"wrote {args.out}: model.safetensors {size} bytes; total {minutes:.1f} min "
