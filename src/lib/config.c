@@ -148,7 +148,7 @@ static clipmod_error parse_hf(const char *file, json_t *root, cm_config *c, char
 /* open_clip_config.json: {"model_cfg": {"embed_dim", "quick_gelu", "vision_cfg", "text_cfg"}} */
 static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *c, char *errbuf)
 {
-    clipmod_error rc;
+    clipmod_error rc = CLIPMOD_OK;
     json_t *m = json_object_get(root, "model_cfg");
     if (!json_is_object(m))
         return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: model_cfg is missing", file);
@@ -160,29 +160,30 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
     cm_act act = json_is_true(json_object_get(m, "quick_gelu")) ? CM_ACT_QUICK_GELU : CM_ACT_GELU;
     c->vision.act = c->text.act = act;
     int vhead = 64, thead = 64, vratio = 4, tratio = 4;
-    rc = get_int(file, "model_cfg.", m, "embed_dim", 1, MAX_WIDTH, &c->proj_dim, errbuf);
-    if (!rc)
-        rc = get_int(file, "vision_cfg.", v, "width", 1, MAX_WIDTH, &c->vision.width, errbuf);
-    if (!rc)
-        rc = get_int(file, "vision_cfg.", v, "layers", 1, MAX_LAYERS, &c->vision.layers, errbuf);
-    if (!rc)
-        rc = get_int(file, "vision_cfg.", v, "head_width", 1, MAX_WIDTH, &vhead, errbuf);
-    if (!rc)
-        rc = get_int(file, "vision_cfg.", v, "mlp_ratio", 1, 64, &vratio, errbuf);
-    if (!rc)
-        rc = get_int(file, "vision_cfg.", v, "image_size", 1, MAX_IMAGE, &c->image_size, errbuf);
-    if (!rc)
-        rc = get_int(file, "vision_cfg.", v, "patch_size", 1, MAX_IMAGE, &c->patch_size, errbuf);
-    if (!rc)
-        rc = get_int(file, "text_cfg.", t, "width", 1, MAX_WIDTH, &c->text.width, errbuf);
-    if (!rc)
-        rc = get_int(file, "text_cfg.", t, "layers", 1, MAX_LAYERS, &c->text.layers, errbuf);
-    if (!rc)
-        rc = get_int(file, "text_cfg.", t, "context_length", 2, MAX_CONTEXT, &c->context, errbuf);
-    if (!rc)
-        rc = get_int(file, "text_cfg.", t, "vocab_size", 515, MAX_VOCAB, &c->vocab, errbuf);
-    if (!rc)
-        rc = get_int(file, "text_cfg.", t, "mlp_ratio", 1, 64, &tratio, errbuf);
+    /* Read in this order: the first missing or out-of-range key is the one reported. */
+    const struct {
+        const char *where;
+        json_t *obj;
+        const char *key;
+        int lo, hi;
+        int *out;
+    } keys[] = {
+        {"model_cfg.", m, "embed_dim", 1, MAX_WIDTH, &c->proj_dim},
+        {"vision_cfg.", v, "width", 1, MAX_WIDTH, &c->vision.width},
+        {"vision_cfg.", v, "layers", 1, MAX_LAYERS, &c->vision.layers},
+        {"vision_cfg.", v, "head_width", 1, MAX_WIDTH, &vhead},
+        {"vision_cfg.", v, "mlp_ratio", 1, 64, &vratio},
+        {"vision_cfg.", v, "image_size", 1, MAX_IMAGE, &c->image_size},
+        {"vision_cfg.", v, "patch_size", 1, MAX_IMAGE, &c->patch_size},
+        {"text_cfg.", t, "width", 1, MAX_WIDTH, &c->text.width},
+        {"text_cfg.", t, "layers", 1, MAX_LAYERS, &c->text.layers},
+        {"text_cfg.", t, "context_length", 2, MAX_CONTEXT, &c->context},
+        {"text_cfg.", t, "vocab_size", 515, MAX_VOCAB, &c->vocab},
+        {"text_cfg.", t, "mlp_ratio", 1, 64, &tratio},
+    };
+    for (size_t i = 0; !rc && i < sizeof keys / sizeof keys[0]; i++)
+        rc = get_int(file, keys[i].where, keys[i].obj, keys[i].key, keys[i].lo, keys[i].hi,
+                     keys[i].out, errbuf);
     if (rc)
         return rc;
     c->text.heads = c->text.width / thead;
