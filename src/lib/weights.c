@@ -205,49 +205,66 @@ static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_b
     return CLIPMOD_OK;
 }
 
+/* One tensor of a block: its Hugging Face and OpenAI/open_clip names after the block's
+ * prefix, its shape (cols 0: a vector) and where it goes. */
+typedef struct block_tensor {
+    const char *hf, *oa;
+    int64_t rows, cols;
+    const float **out;
+} block_tensor;
+
+/* take() each of list[0..n) in order; the first failure is returned. */
+static clipmod_error take_list(loader *ld, const char *prefix, const block_tensor *list, size_t n)
+{
+    const int hf = ld->layout == CM_LAYOUT_HF;
+    char name[256];
+    clipmod_error rc = CLIPMOD_OK;
+
+    for (size_t i = 0; !rc && i < n; i++) {
+        const block_tensor *t = &list[i];
+        snprintf(name, sizeof name, "%s%s", prefix, hf ? t->hf : t->oa);
+        if (t->cols)
+            rc = take(ld, name, SHAPE(t->rows, t->cols), 0, t->out);
+        else
+            rc = take(ld, name, SHAPE(t->rows), 0, t->out);
+    }
+    return rc;
+}
+
 static clipmod_error take_block(loader *ld, const char *prefix, const cm_tower_config *tc,
                                 cm_block *b)
 {
     const int64_t d = tc->width, f = tc->mlp;
-    const int hf = ld->layout == CM_LAYOUT_HF;
-    char n[256];
+    const block_tensor norm1[] = {
+        {"layer_norm1.weight", "ln_1.weight", d, 0, &b->ln1_w},
+        {"layer_norm1.bias", "ln_1.bias", d, 0, &b->ln1_b},
+    };
+    /* open_clip keeps q, k and v in one matrix; Hugging Face's three take_qkv_hf joins. */
+    const block_tensor qkv[] = {
+        {"", "attn.in_proj_weight", 3 * d, d, &b->qkv_w},
+        {"", "attn.in_proj_bias", 3 * d, 0, &b->qkv_b},
+    };
+    const block_tensor rest[] = {
+        {"self_attn.out_proj.weight", "attn.out_proj.weight", d, d, &b->out_w},
+        {"self_attn.out_proj.bias", "attn.out_proj.bias", d, 0, &b->out_b},
+        {"layer_norm2.weight", "ln_2.weight", d, 0, &b->ln2_w},
+        {"layer_norm2.bias", "ln_2.bias", d, 0, &b->ln2_b},
+        {"mlp.fc1.weight", "mlp.c_fc.weight", f, d, &b->fc1_w},
+        {"mlp.fc1.bias", "mlp.c_fc.bias", f, 0, &b->fc1_b},
+        {"mlp.fc2.weight", "mlp.c_proj.weight", d, f, &b->fc2_w},
+        {"mlp.fc2.bias", "mlp.c_proj.bias", d, 0, &b->fc2_b},
+    };
     clipmod_error rc;
 
-#define NAME(hfname, oaname) (snprintf(n, sizeof n, "%s%s", prefix, hf ? hfname : oaname), n)
     ld->block = b;
-    rc = take(ld, NAME("layer_norm1.weight", "ln_1.weight"), SHAPE(d), 0, &b->ln1_w);
+    rc = take_list(ld, prefix, norm1, 2);
     if (!rc)
-        rc = take(ld, NAME("layer_norm1.bias", "ln_1.bias"), SHAPE(d), 0, &b->ln1_b);
+        rc = ld->layout == CM_LAYOUT_HF ? take_qkv_hf(ld, prefix, d, b)
+                                        : take_list(ld, prefix, qkv, 2);
+    if (!rc)
+        rc = take_list(ld, prefix, rest, sizeof rest / sizeof rest[0]);
     if (rc)
         return rc;
-    if (hf) {
-        rc = take_qkv_hf(ld, prefix, d, b);
-    } else {
-        rc = take(ld, NAME("", "attn.in_proj_weight"), SHAPE(3 * d, d), 0, &b->qkv_w);
-        if (!rc)
-            rc = take(ld, NAME("", "attn.in_proj_bias"), SHAPE(3 * d), 0, &b->qkv_b);
-    }
-    if (!rc)
-        rc = take(ld, NAME("self_attn.out_proj.weight", "attn.out_proj.weight"), SHAPE(d, d), 0,
-                  &b->out_w);
-    if (!rc)
-        rc =
-            take(ld, NAME("self_attn.out_proj.bias", "attn.out_proj.bias"), SHAPE(d), 0, &b->out_b);
-    if (!rc)
-        rc = take(ld, NAME("layer_norm2.weight", "ln_2.weight"), SHAPE(d), 0, &b->ln2_w);
-    if (!rc)
-        rc = take(ld, NAME("layer_norm2.bias", "ln_2.bias"), SHAPE(d), 0, &b->ln2_b);
-    if (!rc)
-        rc = take(ld, NAME("mlp.fc1.weight", "mlp.c_fc.weight"), SHAPE(f, d), 0, &b->fc1_w);
-    if (!rc)
-        rc = take(ld, NAME("mlp.fc1.bias", "mlp.c_fc.bias"), SHAPE(f), 0, &b->fc1_b);
-    if (!rc)
-        rc = take(ld, NAME("mlp.fc2.weight", "mlp.c_proj.weight"), SHAPE(d, f), 0, &b->fc2_w);
-    if (!rc)
-        rc = take(ld, NAME("mlp.fc2.bias", "mlp.c_proj.bias"), SHAPE(d), 0, &b->fc2_b);
-    if (rc)
-        return rc;
-#undef NAME
     ld->block = NULL;
     return CLIPMOD_OK;
 }
