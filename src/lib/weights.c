@@ -205,8 +205,8 @@ static clipmod_error take_qkv_hf(loader *ld, const char *prefix, int64_t d, cm_b
     return CLIPMOD_OK;
 }
 
-/* One tensor of a block: its Hugging Face and OpenAI/open_clip names after the block's
- * prefix, its shape (cols 0: a vector) and where it goes. */
+/* One tensor: its Hugging Face and OpenAI/open_clip names after a prefix (a block's,
+ * or "" for a tower's own tensors), its shape (cols 0: a vector) and where it goes. */
 typedef struct block_tensor {
     const char *hf, *oa;
     int64_t rows, cols;
@@ -257,10 +257,10 @@ static clipmod_error take_block(loader *ld, const char *prefix, const cm_tower_c
     clipmod_error rc;
 
     ld->block = b;
-    rc = take_list(ld, prefix, norm1, 2);
+    rc = take_list(ld, prefix, norm1, sizeof norm1 / sizeof norm1[0]);
     if (!rc)
         rc = ld->layout == CM_LAYOUT_HF ? take_qkv_hf(ld, prefix, d, b)
-                                        : take_list(ld, prefix, qkv, 2);
+                                        : take_list(ld, prefix, qkv, sizeof qkv / sizeof qkv[0]);
     if (!rc)
         rc = take_list(ld, prefix, rest, sizeof rest / sizeof rest[0]);
     if (rc)
@@ -297,25 +297,24 @@ static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weigh
     const int hf = ld->layout == CM_LAYOUT_HF;
     const int64_t d = c->vision.width, p = c->patch_size, e = c->proj_dim;
     const int64_t tokens = (c->image_size / p) * (c->image_size / p) + 1;
+    const block_tensor embed[] = {
+        {"vision_model.embeddings.class_embedding", "visual.class_embedding", d, 0, &v->class_emb},
+        {"vision_model.embeddings.position_embedding.weight", "visual.positional_embedding", tokens,
+         d, &v->pos_emb},
+        {"vision_model.pre_layrnorm.weight", "visual.ln_pre.weight", d, 0, &v->pre_w},
+        {"vision_model.pre_layrnorm.bias", "visual.ln_pre.bias", d, 0, &v->pre_b},
+    };
+    const block_tensor post[] = {
+        {"vision_model.post_layernorm.weight", "visual.ln_post.weight", d, 0, &v->post_w},
+        {"vision_model.post_layernorm.bias", "visual.ln_post.bias", d, 0, &v->post_b},
+    };
     char prefix[128];
     clipmod_error rc;
 
     rc = take(ld, hf ? "vision_model.embeddings.patch_embedding.weight" : "visual.conv1.weight",
               SHAPE(d, 3, p, p), 0, &v->patch_w);
     if (!rc)
-        rc = take(ld, hf ? "vision_model.embeddings.class_embedding" : "visual.class_embedding",
-                  SHAPE(d), 0, &v->class_emb);
-    if (!rc)
-        rc = take(ld,
-                  hf ? "vision_model.embeddings.position_embedding.weight"
-                     : "visual.positional_embedding",
-                  SHAPE(tokens, d), 0, &v->pos_emb);
-    if (!rc)
-        rc = take(ld, hf ? "vision_model.pre_layrnorm.weight" : "visual.ln_pre.weight", SHAPE(d), 0,
-                  &v->pre_w);
-    if (!rc)
-        rc = take(ld, hf ? "vision_model.pre_layrnorm.bias" : "visual.ln_pre.bias", SHAPE(d), 0,
-                  &v->pre_b);
+        rc = take_list(ld, "", embed, sizeof embed / sizeof embed[0]);
     if (rc)
         return rc;
     v->blocks = blocks;
@@ -328,11 +327,7 @@ static clipmod_error load_vision(loader *ld, const cm_config *c, cm_vision_weigh
         if (rc)
             return rc;
     }
-    rc = take(ld, hf ? "vision_model.post_layernorm.weight" : "visual.ln_post.weight", SHAPE(d), 0,
-              &v->post_w);
-    if (!rc)
-        rc = take(ld, hf ? "vision_model.post_layernorm.bias" : "visual.ln_post.bias", SHAPE(d), 0,
-                  &v->post_b);
+    rc = take_list(ld, "", post, sizeof post / sizeof post[0]);
     if (rc)
         return rc;
     if (hf)
@@ -344,15 +339,20 @@ static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *
 {
     const int hf = ld->layout == CM_LAYOUT_HF;
     const int64_t d = c->text.width, e = c->proj_dim;
+    const block_tensor embed[] = {
+        {"text_model.embeddings.token_embedding.weight", "token_embedding.weight", c->vocab, d,
+         &t->tok_emb},
+        {"text_model.embeddings.position_embedding.weight", "positional_embedding", c->context, d,
+         &t->pos_emb},
+    };
+    const block_tensor final[] = {
+        {"text_model.final_layer_norm.weight", "ln_final.weight", d, 0, &t->final_w},
+        {"text_model.final_layer_norm.bias", "ln_final.bias", d, 0, &t->final_b},
+    };
     char prefix[128];
     clipmod_error rc;
 
-    rc = take(ld, hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight",
-              SHAPE(c->vocab, d), 0, &t->tok_emb);
-    if (!rc)
-        rc = take(ld,
-                  hf ? "text_model.embeddings.position_embedding.weight" : "positional_embedding",
-                  SHAPE(c->context, d), 0, &t->pos_emb);
+    rc = take_list(ld, "", embed, sizeof embed / sizeof embed[0]);
     if (rc)
         return rc;
     t->blocks = blocks;
@@ -365,11 +365,7 @@ static clipmod_error load_text(loader *ld, const cm_config *c, cm_text_weights *
         if (rc)
             return rc;
     }
-    rc = take(ld, hf ? "text_model.final_layer_norm.weight" : "ln_final.weight", SHAPE(d), 0,
-              &t->final_w);
-    if (!rc)
-        rc = take(ld, hf ? "text_model.final_layer_norm.bias" : "ln_final.bias", SHAPE(d), 0,
-                  &t->final_b);
+    rc = take_list(ld, "", final, sizeof final / sizeof final[0]);
     if (rc)
         return rc;
     if (hf)
