@@ -697,6 +697,95 @@ static int is_unreachable(CURLcode cc)
     }
 }
 
+/* Every option of one download's handle: protocols, redirects, timeouts, callbacks. */
+static void dl_setup(CURL *c, const char *url, download *d)
+{
+    const int https = !strncasecmp(url, "https:", 6);
+
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* The hub redirects to its CDN; never from https down to plain http. */
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, CLIPMOD_USER_AGENT);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)CONNECT_SECONDS);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)STALL_SECONDS);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, dl_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, d);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dl_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, d);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, dl_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, d);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, d->errbuf);
+}
+
+/* A .part that cannot be continued is emptied, so that the next run starts over. */
+static void dl_discard(download *d, const char *part, char *why, size_t why_size)
+{
+    if (ftruncate(d->fd, 0))
+        fmt_to(why, why_size, "cannot write %s: %s", part, strerror(errno));
+}
+
+/*
+ * What a finished transfer means for the .part: whole (DL_OK), or why not. A range
+ * the server cannot continue empties the .part (the next run starts over); an
+ * interrupted transfer keeps it for the next run to continue.
+ */
+static dl_status dl_result(download *d, CURLcode cc, const char *url, const char *part, char *why,
+                           size_t why_size)
+{
+    if (d->write_errno) {
+        fmt_to(why, why_size, "cannot write %s: %s", part, strerror(d->write_errno));
+        return DL_LOCAL;
+    }
+    if (d->offset && d->status == 416) {
+        /* Nothing left to send: the .part is whole if it is as long as the file. */
+        if (d->range_total == (long long)d->offset)
+            return DL_OK;
+        fmt_to(why, why_size,
+               "%s: the server cannot continue the partial download, which was deleted; "
+               "run again",
+               url);
+        dl_discard(d, part, why, why_size);
+        return DL_HTTP;
+    }
+    if (d->status == 206 && !d->body_started) {
+        /* Another range than the one asked for: what we have cannot be continued. */
+        fmt_to(why, why_size,
+               "%s: the server sent another range than asked for; the partial "
+               "download was deleted, run again",
+               url);
+        dl_discard(d, part, why, why_size);
+        return DL_HTTP;
+    }
+    if (d->status >= 400 ||
+        (cc == CURLE_OK && !d->body_started && d->status != 200 && d->status != 206)) {
+        fmt_to(why, why_size, "%s: HTTP %ld", url, d->status);
+        return d->status == 404 ? DL_NOT_FOUND : DL_HTTP;
+    }
+    if (cc == CURLE_OK) {
+        /* An empty 200 answer to a range request: the file is empty now. */
+        if ((d->status == 200 && !d->body_started && d->offset && ftruncate(d->fd, 0)) ||
+            fsync(d->fd)) {
+            fmt_to(why, why_size, "cannot write %s: %s", part, strerror(errno));
+            return DL_LOCAL;
+        }
+        return DL_OK;
+    }
+    if (is_unreachable(cc)) {
+        fmt_to(why, why_size, "%s", d->errbuf[0] ? d->errbuf : curl_easy_strerror(cc));
+        return DL_UNREACHABLE;
+    }
+    fmt_to(why, why_size, "%s (%llu bytes kept in %s)",
+           d->errbuf[0] ? d->errbuf : curl_easy_strerror(cc),
+           (unsigned long long)(d->body_started ? d->pos : d->offset), part);
+    return DL_INTERRUPTED;
+}
+
 /*
  * Download `url` into `part`, continuing what is there. *why receives a sentence on
  * failure, *status the HTTP status of the last response.
@@ -709,7 +798,6 @@ static dl_status download_file(const model_opts *o, const char *url, const char 
     CURL *c = NULL;
     char range[32];
     dl_status rc = DL_LOCAL;
-    const int https = !strncasecmp(url, "https:", 6);
 
     memset(&d, 0, sizeof d);
     *status = 0;
@@ -728,25 +816,7 @@ static dl_status download_file(const model_opts *o, const char *url, const char 
         fmt_to(why, why_size, "out of memory");
         goto out;
     }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    /* The hub redirects to its CDN; never from https down to plain http. */
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, CLIPMOD_USER_AGENT);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)CONNECT_SECONDS);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)STALL_SECONDS);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, dl_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &d);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dl_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, dl_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &d);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, d.errbuf);
+    dl_setup(c, url, &d);
     if (d.offset) {
         fmt_to(range, sizeof range, "%llu-", (unsigned long long)d.offset);
         curl_easy_setopt(c, CURLOPT_RANGE, range);
@@ -758,52 +828,7 @@ static dl_status download_file(const model_opts *o, const char *url, const char 
     CURLcode cc = curl_easy_perform(c);
     bar_clear(&d);
     *status = d.status;
-    if (d.write_errno) {
-        fmt_to(why, why_size, "cannot write %s: %s", part, strerror(d.write_errno));
-        rc = DL_LOCAL;
-    } else if (d.offset && d.status == 416) {
-        /* Nothing left to send: the .part is whole if it is as long as the file. */
-        if (d.range_total == (long long)d.offset) {
-            rc = DL_OK;
-        } else {
-            fmt_to(why, why_size,
-                   "%s: the server cannot continue the partial download, which was deleted; "
-                   "run again",
-                   url);
-            if (ftruncate(d.fd, 0))
-                fmt_to(why, why_size, "cannot write %s: %s", part, strerror(errno));
-            rc = DL_HTTP;
-        }
-    } else if (d.status == 206 && !d.body_started) {
-        /* Another range than the one asked for: what we have cannot be continued. */
-        fmt_to(why, why_size,
-               "%s: the server sent another range than asked for; the partial "
-               "download was deleted, run again",
-               url);
-        if (ftruncate(d.fd, 0))
-            fmt_to(why, why_size, "cannot write %s: %s", part, strerror(errno));
-        rc = DL_HTTP;
-    } else if (d.status >= 400 ||
-               (cc == CURLE_OK && !d.body_started && d.status != 200 && d.status != 206)) {
-        fmt_to(why, why_size, "%s: HTTP %ld", url, d.status);
-        rc = d.status == 404 ? DL_NOT_FOUND : DL_HTTP;
-    } else if (cc == CURLE_OK) {
-        /* An empty 200 answer to a range request: the file is empty now. */
-        if ((d.status == 200 && !d.body_started && d.offset && ftruncate(d.fd, 0)) || fsync(d.fd)) {
-            fmt_to(why, why_size, "cannot write %s: %s", part, strerror(errno));
-            rc = DL_LOCAL;
-        } else {
-            rc = DL_OK;
-        }
-    } else if (is_unreachable(cc)) {
-        fmt_to(why, why_size, "%s", d.errbuf[0] ? d.errbuf : curl_easy_strerror(cc));
-        rc = DL_UNREACHABLE;
-    } else {
-        fmt_to(why, why_size, "%s (%llu bytes kept in %s)",
-               d.errbuf[0] ? d.errbuf : curl_easy_strerror(cc),
-               (unsigned long long)(d.body_started ? d.pos : d.offset), part);
-        rc = DL_INTERRUPTED;
-    }
+    rc = dl_result(&d, cc, url, part, why, why_size);
 out:
     if (c)
         curl_easy_cleanup(c);
@@ -903,6 +928,49 @@ static int check_file(const model_file *f, const char *path, char hex[65], char 
 }
 
 /*
+ * Say why file `f` did not download and tidy its .part: 0 when it is optional and
+ * not on the hub (*skipped set), else EXIT_ERROR.
+ */
+static int dl_failed(const model_opts *o, const model_def *d, const model_file *f, dl_status ds,
+                     const char *part, const char *why, int *skipped)
+{
+    struct stat st;
+
+    switch (ds) {
+    case DL_NOT_FOUND:
+        unlink(part);
+        if (f->optional) {
+            if (!o->quiet)
+                fprintf(stderr, "  %s: not on the hub (optional, skipped)\n", f->name);
+            *skipped = 1;
+            return 0;
+        }
+        fprintf(stderr, "clipmod: %s: %s is not on the hub at revision %s (%s)\n", d->repo, f->name,
+                f->revision, why);
+        print_manual(o, d);
+        return EXIT_ERROR;
+    case DL_UNREACHABLE:
+        if (!stat(part, &st) && st.st_size == 0)
+            unlink(part); /* nothing to resume */
+        fprintf(stderr, "clipmod: %s: cannot reach %s: %s\n", d->repo, o->base_url, why);
+        print_manual(o, d);
+        return EXIT_ERROR;
+    case DL_INTERRUPTED:
+        fprintf(stderr,
+                "clipmod: %s: the download of %s was interrupted: %s\n"
+                "Run the same command again to resume it.\n",
+                d->repo, f->name, why);
+        return EXIT_ERROR;
+    default:
+        /* What was downloaded stays for the next run, unless there is nothing. */
+        if (!stat(part, &st) && st.st_size == 0)
+            unlink(part);
+        fprintf(stderr, "clipmod: %s: %s\n", d->repo, why);
+        return EXIT_ERROR;
+    }
+}
+
+/*
  * Bring file `f` into the staging directory, checked. Returns 0 (present: *skipped
  * tells an optional file the hub does not have), else an exit status after saying
  * why.
@@ -944,39 +1012,8 @@ static int fetch_one(const model_opts *o, const model_def *d, const model_file *
     dl_status ds = DL_OK;
     if (!(f->size && !stat(part, &st) && (uint64_t)st.st_size == f->size))
         ds = download_file(o, url, part, f->name, why, sizeof why, &status);
-    switch (ds) {
-    case DL_OK:
-        break;
-    case DL_NOT_FOUND:
-        unlink(part);
-        if (f->optional) {
-            if (!o->quiet)
-                fprintf(stderr, "  %s: not on the hub (optional, skipped)\n", f->name);
-            *skipped = 1;
-            rc = 0;
-            goto out;
-        }
-        fprintf(stderr, "clipmod: %s: %s is not on the hub at revision %s (%s)\n", d->repo, f->name,
-                f->revision, why);
-        print_manual(o, d);
-        goto out;
-    case DL_UNREACHABLE:
-        if (!stat(part, &st) && st.st_size == 0)
-            unlink(part); /* nothing to resume */
-        fprintf(stderr, "clipmod: %s: cannot reach %s: %s\n", d->repo, o->base_url, why);
-        print_manual(o, d);
-        goto out;
-    case DL_INTERRUPTED:
-        fprintf(stderr,
-                "clipmod: %s: the download of %s was interrupted: %s\n"
-                "Run the same command again to resume it.\n",
-                d->repo, f->name, why);
-        goto out;
-    default:
-        /* What was downloaded stays for the next run, unless there is nothing. */
-        if (!stat(part, &st) && st.st_size == 0)
-            unlink(part);
-        fprintf(stderr, "clipmod: %s: %s\n", d->repo, why);
+    if (ds != DL_OK) {
+        rc = dl_failed(o, d, f, ds, part, why, skipped);
         goto out;
     }
     int bad = check_file(f, part, hex, why, sizeof why);
@@ -1036,13 +1073,77 @@ static int lock_model(const model_opts *o, const model_def *d)
     return fd; /* released when the process exits or the fd is closed */
 }
 
+/*
+ * Every file of `d` into `staging` (required ones first, the weights among them, so
+ * that a missing one stops us early), their checksums beside them, and the last
+ * check, the real one: the files load as a model. 0, or the exit status.
+ */
+static int stage_files(const model_opts *o, const model_def *d, const char *staging)
+{
+    char hex[MAX_FILES][65], err[CLIPMOD_ERROR_SIZE];
+    int have[MAX_FILES] = {0};
+    int rc, skipped;
+    clipmod_model *m = NULL;
+
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < d->n_files; i++) {
+            if (d->files[i].optional != pass)
+                continue;
+            rc = fetch_one(o, d, &d->files[i], staging, hex[i], &skipped);
+            if (rc)
+                return rc;
+            have[i] = !skipped;
+        }
+    if (write_sums(staging, d, hex, have)) {
+        fprintf(stderr, "clipmod: cannot write %s/%s: %s\n", staging, SUMS_FILE, strerror(errno));
+        return EXIT_ERROR;
+    }
+    if (clipmod_model_load(staging, NULL, &m, err)) {
+        fprintf(stderr,
+                "clipmod: %s: the downloaded files do not load as a model: %s\n"
+                "They stay in %s; `clipmod model remove %s` deletes them.\n",
+                d->repo, err, staging, d->repo);
+        return EXIT_ERROR;
+    }
+    if (!o->quiet)
+        fprintf(stderr, "  loads: %s\n", clipmod_model_describe(m));
+    clipmod_model_free(m);
+    return 0;
+}
+
+/*
+ * Move the staged model to `dir`. Replacing: the old directory steps aside to `old`
+ * first, so a failure keeps one of the two. 0 or -1 (said on stderr).
+ */
+static int install_staged(const model_opts *o, const model_def *d, const char *staging,
+                          const char *dir, const char *old)
+{
+    char org[PATH_SIZE];
+
+    fmt_to(org, sizeof org, "%s/%.*s", o->models, (int)(strchr(d->repo, '/') - d->repo), d->repo);
+    if (mkdir_p(org)) {
+        fprintf(stderr, "clipmod: cannot create %s: %s\n", org, strerror(errno));
+        return -1;
+    }
+    if (exists(dir) && (remove_tree(old) || rename(dir, old))) {
+        fprintf(stderr, "clipmod: cannot move %s aside: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    if (rename(staging, dir)) {
+        fprintf(stderr, "clipmod: cannot install %s: %s\n", dir, strerror(errno));
+        if (exists(old))
+            rename(old, dir);
+        return -1;
+    }
+    if (remove_tree(old))
+        fprintf(stderr, "clipmod: warning: cannot remove %s: %s\n", old, strerror(errno));
+    return 0;
+}
+
 static int fetch_model(const model_opts *o, const model_def *d)
 {
-    char dir[PATH_SIZE], staging[PATH_SIZE], old[PATH_SIZE], err[CLIPMOD_ERROR_SIZE];
-    char hex[MAX_FILES][65];
-    int have[MAX_FILES] = {0};
-    int lock = -1, rc = EXIT_ERROR, skipped;
-    clipmod_model *m = NULL;
+    char dir[PATH_SIZE], staging[PATH_SIZE], old[PATH_SIZE], parent[PATH_SIZE];
+    int lock, rc = EXIT_ERROR;
 
     final_dir(o, d, dir, sizeof dir);
     partial_path(o, d, "", staging, sizeof staging);
@@ -1053,7 +1154,6 @@ static int fetch_model(const model_opts *o, const model_def *d)
                d->repo, dir, d->repo);
         return EXIT_CLEAN;
     }
-    char parent[PATH_SIZE];
     fmt_to(parent, sizeof parent, "%s/.partial", o->models);
     if (mkdir_p(parent)) {
         fprintf(stderr, "clipmod: cannot create %s: %s%s\n", parent, strerror(errno),
@@ -1069,66 +1169,21 @@ static int fetch_model(const model_opts *o, const model_def *d)
     }
     if (!o->quiet)
         fprintf(stderr, "%s (%s) from %s into %s\n", d->repo, d->arch, o->base_url, dir);
-    /* Required files first, the weights among them, so that a missing one stops us early. */
-    for (int pass = 0; pass < 2; pass++)
-        for (size_t i = 0; i < d->n_files; i++) {
-            if (d->files[i].optional != pass)
-                continue;
-            rc = fetch_one(o, d, &d->files[i], staging, hex[i], &skipped);
-            if (rc)
-                goto out;
-            have[i] = !skipped;
-        }
+    rc = stage_files(o, d, staging);
+    if (rc)
+        goto out;
     rc = EXIT_ERROR;
-    if (write_sums(staging, d, hex, have)) {
-        fprintf(stderr, "clipmod: cannot write %s/%s: %s\n", staging, SUMS_FILE, strerror(errno));
+    if (install_staged(o, d, staging, dir, old))
         goto out;
-    }
-    /* The last check is the real one: the files load as a model. */
-    if (clipmod_model_load(staging, NULL, &m, err)) {
-        fprintf(stderr,
-                "clipmod: %s: the downloaded files do not load as a model: %s\n"
-                "They stay in %s; `clipmod model remove %s` deletes them.\n",
-                d->repo, err, staging, d->repo);
-        goto out;
-    }
-    if (!o->quiet)
-        fprintf(stderr, "  loads: %s\n", clipmod_model_describe(m));
-    clipmod_model_free(m);
-    m = NULL;
-
-    char org[PATH_SIZE];
-    fmt_to(org, sizeof org, "%s/%.*s", o->models, (int)(strchr(d->repo, '/') - d->repo), d->repo);
-    if (mkdir_p(org)) {
-        fprintf(stderr, "clipmod: cannot create %s: %s\n", org, strerror(errno));
-        goto out;
-    }
-    /* Replacing: the old directory steps aside first, so a failure keeps one of the two. */
-    if (exists(dir)) {
-        if (remove_tree(old) || rename(dir, old)) {
-            fprintf(stderr, "clipmod: cannot move %s aside: %s\n", dir, strerror(errno));
-            goto out;
-        }
-    }
-    if (rename(staging, dir)) {
-        fprintf(stderr, "clipmod: cannot install %s: %s\n", dir, strerror(errno));
-        if (exists(old))
-            rename(old, dir);
-        goto out;
-    }
-    if (remove_tree(old))
-        fprintf(stderr, "clipmod: warning: cannot remove %s: %s\n", old, strerror(errno));
     printf("installed %s in %s\n", d->repo, dir);
     if (!o->quiet)
         printf("use it with: clipmod scan -m %s ...\n", dir);
     rc = EXIT_CLEAN;
 out:
-    clipmod_model_free(m);
     /* A run that got nothing leaves nothing: an empty staging directory goes. */
     if (rc)
         rmdir(staging);
-    if (lock >= 0)
-        close(lock);
+    close(lock);
     return rc;
 }
 
