@@ -3,7 +3,8 @@
 
   train.py --out DIR [--seed 1] [--recipe v1|v2] [--steps N] [--batch B] [--threads 2]
            [--styles noto:0.3,twemoji:0.3,fluent:0.2,fluent-modern:0.2] [--style-aug P]
-           [--light P] [--pairs P] [--pair-loss W] [--probe-every N] [--quick-eval PNG_DIR]
+           [--light P] [--pairs P] [--pair-loss W] [--ema DECAY] [--probe-every N]
+           [--quick-eval PNG_DIR]
 
 Recipes (RECIPES): v1 (models/demo, `make demo-model`) is selected by v1's command
 line `--styles noto:1 --style-aug 0` (one style) and draws exactly the random numbers
@@ -187,6 +188,30 @@ def contrastive_loss(model, px, ids, same, pair_loss=0.0):
     return loss, acc
 
 
+class WeightAverage:
+    """An exponential moving average of the weights, updated after every step (Polyak
+    averaging; its domain-generalisation case is SWAD, Cha et al., NeurIPS 2021:
+    averaged weights sit in flatter minima, which transfer better to unseen domains).
+    Kept in float32 beside the model; copy_to writes it into the model for export.
+    The first steps weigh less than DECAY says (bias-corrected warm start) so early
+    random weights do not linger in the average."""
+
+    def __init__(self, model, decay):
+        self.decay = decay
+        self.n = 0
+        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model):
+        self.n += 1
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        for k, v in model.state_dict().items():
+            self.avg[k].mul_(d).add_(v.detach(), alpha=1 - d)
+
+    def copy_to(self, model):
+        model.load_state_dict(self.avg)
+
+
 def param_groups(model, wd):
     """Weight decay on matrices only; the temperature learns 5x faster than the rest
     (a short run would otherwise leave it near its initial 1/0.07)."""
@@ -368,6 +393,9 @@ def main():
                          "(model.MixStyle; default 0: off)")
     ap.add_argument("--mixstyle-layers", type=int, default=2,
                     help="--mixstyle: also after each of the first N encoder layers")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="export an exponential moving average of the weights (decay per "
+                         "step, e.g. 0.998) instead of the last step's (default 0: off)")
     ap.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     ap.add_argument("--vision-layers", type=int, default=VISION["layers"])
     ap.add_argument("--quick-eval", metavar="PNG_DIR",
@@ -444,6 +472,7 @@ def main():
         rng.bit_generator.state = st["rng"]
         step = st["step"]
         print(f"resumed at step {step}", flush=True)
+    ema = WeightAverage(model, args.ema) if args.ema else None
     t_train = time.time()
     t_data = 0.0
     ema_loss = ema_acc = None
@@ -463,6 +492,8 @@ def main():
         opt.step()
         model.clamp_logit_scale()
         step += 1
+        if ema:
+            ema.update(model)
         ema_loss = loss.item() if ema_loss is None else 0.95 * ema_loss + 0.05 * loss.item()
         ema_acc = acc.item() if ema_acc is None else 0.95 * ema_acc + 0.05 * acc.item()
         if step % args.log_every == 0 or step == args.steps:
@@ -476,6 +507,16 @@ def main():
         if args.checkpoint and step % 200 == 0:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                         "rng": rng.bit_generator.state, "step": step}, args.checkpoint)
+    if ema:
+        # the last step's weights, for comparison with the average's below
+        print("last step's weights (not exported):", flush=True)
+        if probe:
+            run_probe(probe, model, step)
+        if args.quick_eval:
+            quick_eval(model, tok, args.quick_eval, sets[0])
+            model.train()
+        print("the weight average (exported):", flush=True)
+        ema.copy_to(model)
     minutes = (time.time() - t_start) / 60
     meta = {"generator": "clipmod tools/demo/train.py", "seed": args.seed, "steps": args.steps,
             "batch": args.batch, "lr": args.lr, "threads": args.threads}
@@ -484,6 +525,8 @@ def main():
                     wd=args.wd, warmup=args.warmup, text_layers=args.text_layers)
         if args.pairs:
             meta.update(pairs=args.pairs, pair_loss=args.pair_loss)
+        if args.ema:
+            meta.update(ema=args.ema)
         if args.mixstyle:
             meta.update(mixstyle=args.mixstyle, mixstyle_layers=args.mixstyle_layers)
     size = export(model, args.out, merges, meta)
