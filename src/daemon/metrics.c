@@ -346,65 +346,104 @@ static void render_flagged(buf *b)
     }
 }
 
+/* What was judged: verdicts, flags, reasons, inputs, latency, batches. Lock held. */
+static void render_verdicts(buf *b)
+{
+    char lab[64];
+
+    help(b, "clipmodd_scans_total", "counter", "Inputs judged, by state and action.");
+    for (int s = 0; s < 3; s++)
+        for (int a = 0; a < 5; a++) {
+            /* Only reachable pairs: clean and unscanned inputs are always "allow". */
+            if (s != CLIPMOD_STATE_FLAGGED && a != CLIPMOD_ACTION_ALLOW)
+                continue;
+            bprintf(b, "clipmodd_scans_total{state=\"%s\",action=\"%s\"} %llu\n",
+                    clipmod_state_name((clipmod_state)s), clipmod_action_name((clipmod_action)a),
+                    m.scans[s][a]);
+        }
+    render_flagged(b);
+    help(b, "clipmodd_unscanned_total", "counter", "Inputs not scanned, by reason.");
+    for (int r = 1; r < CLIPMOD_REASON__COUNT; r++)
+        bprintf(b, "clipmodd_unscanned_total{reason=\"%s\"} %llu\n",
+                clipmod_reason_name((clipmod_reason)r), m.unscanned[r]);
+    help(b, "clipmodd_inputs_total", "counter", "Inputs submitted for scanning, by interface.");
+    for (int i = 0; i < IFACE__COUNT; i++)
+        bprintf(b, "clipmodd_inputs_total{interface=\"%s\"} %llu\n", iface_names[i], m.inputs[i]);
+    help(b, "clipmodd_request_duration_seconds", "histogram",
+         "Time from a request's submission to its verdicts (queue wait included), by "
+         "interface.");
+    for (int i = 0; i < IFACE__COUNT; i++) {
+        snprintf(lab, sizeof lab, "interface=\"%s\"", iface_names[i]);
+        histogram_out(b, "clipmodd_request_duration_seconds", lab, &m.latency[i], latency_bounds,
+                      N_LAT);
+    }
+    help(b, "clipmodd_batch_size", "histogram", "Images per forward pass.");
+    histogram_out(b, "clipmodd_batch_size", "", &m.batch, batch_bounds, N_BATCH);
+}
+
+/* The load and the doors: queue, refusals, HTTP, clamd commands, reloads. Lock held. */
+static void render_traffic(buf *b)
+{
+    help(b, "clipmodd_queue_depth", "gauge", "Inputs waiting for a forward pass.");
+    bprintf(b, "clipmodd_queue_depth %zu\n", m.waiting);
+    help(b, "clipmodd_queue_capacity", "gauge", "Inputs that may wait (scan.queue-size).");
+    bprintf(b, "clipmodd_queue_capacity %zu\n", m.capacity);
+    help(b, "clipmodd_inputs_in_progress", "gauge", "Inputs being scanned now.");
+    bprintf(b, "clipmodd_inputs_in_progress %zu\n", m.running);
+    help(b, "clipmodd_rejected_total", "counter",
+         "Requests refused or cut short: queue full (503), deadline passed, shutting down.");
+    for (size_t i = 0; i < N_REJECTIONS; i++)
+        bprintf(b, "clipmodd_rejected_total{reason=\"%s\"} %llu\n", rejections[i], m.rejected[i]);
+    help(b, "clipmodd_http_requests_total", "counter", "HTTP requests, by endpoint and status.");
+    for (size_t e = 0; e < N_ENDPOINTS; e++)
+        for (size_t i = 0; i < MAX_STATUSES && m.http[e][i].status; i++)
+            bprintf(b, "clipmodd_http_requests_total{endpoint=\"%s\",code=\"%d\"} %llu\n",
+                    endpoints[e], m.http[e][i].status, m.http[e][i].n);
+    help(b, "clipmodd_clamd_commands_total", "counter", "clamd protocol commands, by command.");
+    for (size_t c = 0; c < N_COMMANDS; c++)
+        bprintf(b, "clipmodd_clamd_commands_total{command=\"%s\"} %llu\n", commands[c], m.clamd[c]);
+    help(b, "clipmodd_reloads_total", "counter", "Policy reloads (SIGHUP), by result.");
+    bprintf(b, "clipmodd_reloads_total{result=\"success\"} %llu\n", m.reloads_ok);
+    bprintf(b, "clipmodd_reloads_total{result=\"failure\"} %llu\n", m.reloads_failed);
+}
+
+/* What runs: policy, model, build, drain state and the process. No lock needed. */
+static void render_identity(buf *b, const clipmod_engine *engine, const clipmod_model *model,
+                            unsigned long generation, double loaded_at, double start)
+{
+    help(b, "clipmodd_policy_info", "gauge", "The active policy (value 1).");
+    bprintf(b, "clipmodd_policy_info{name=\"");
+    label_value(b, engine ? clipmod_engine_policy_name(engine) : "");
+    bprintf(b, "\",generation=\"%lu\"} 1\n", generation);
+    help(b, "clipmodd_policy_loaded_timestamp_seconds", "gauge",
+         "When the active policy was compiled and swapped in.");
+    bprintf(b, "clipmodd_policy_loaded_timestamp_seconds %.3f\n", loaded_at);
+    help(b, "clipmodd_model_info", "gauge", "The model (value 1).");
+    bprintf(b, "clipmodd_model_info{model=\"");
+    label_value(b, model ? clipmod_model_describe(model) : "");
+    bprintf(b, "\",embed_dim=\"%zu\",demo=\"%s\"} 1\n", model ? clipmod_model_embed_dim(model) : 0,
+            model && clipmod_model_is_demo(model) ? "true" : "false");
+    help(b, "clipmodd_build_info", "gauge", "clipmodd's and libclipmod's versions (value 1).");
+    bprintf(b, "clipmodd_build_info{version=\"%s\",libclipmod=\"%s\"} 1\n", CLIPMOD_VERSION_STRING,
+            clipmod_version());
+    help(b, "clipmodd_draining", "gauge",
+         "1 once a stop signal came: health checks fail, in flight is answered (drain-grace).");
+    bprintf(b, "clipmodd_draining %d\n", atomic_load(&draining));
+    help(b, "process_start_time_seconds", "gauge", "When clipmodd started.");
+    bprintf(b, "process_start_time_seconds %.3f\n", start);
+    help(b, "process_resident_memory_bytes", "gauge", "Resident memory.");
+    bprintf(b, "process_resident_memory_bytes %llu\n", rss_bytes());
+}
+
 char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
                      unsigned long generation, double loaded_at)
 {
     buf b = {.failed = 0};
 
     cm_dbuf_init(&b.d, METRICS_MAX_BYTES);
-    char lab[64];
-
     pthread_mutex_lock(&m.lock);
-    help(&b, "clipmodd_scans_total", "counter", "Inputs judged, by state and action.");
-    for (int s = 0; s < 3; s++)
-        for (int a = 0; a < 5; a++) {
-            /* Only reachable pairs: clean and unscanned inputs are always "allow". */
-            if (s != CLIPMOD_STATE_FLAGGED && a != CLIPMOD_ACTION_ALLOW)
-                continue;
-            bprintf(&b, "clipmodd_scans_total{state=\"%s\",action=\"%s\"} %llu\n",
-                    clipmod_state_name((clipmod_state)s), clipmod_action_name((clipmod_action)a),
-                    m.scans[s][a]);
-        }
-    render_flagged(&b);
-    help(&b, "clipmodd_unscanned_total", "counter", "Inputs not scanned, by reason.");
-    for (int r = 1; r < CLIPMOD_REASON__COUNT; r++)
-        bprintf(&b, "clipmodd_unscanned_total{reason=\"%s\"} %llu\n",
-                clipmod_reason_name((clipmod_reason)r), m.unscanned[r]);
-    help(&b, "clipmodd_inputs_total", "counter", "Inputs submitted for scanning, by interface.");
-    for (int i = 0; i < IFACE__COUNT; i++)
-        bprintf(&b, "clipmodd_inputs_total{interface=\"%s\"} %llu\n", iface_names[i], m.inputs[i]);
-    help(&b, "clipmodd_request_duration_seconds", "histogram",
-         "Time from a request's submission to its verdicts (queue wait included), by "
-         "interface.");
-    for (int i = 0; i < IFACE__COUNT; i++) {
-        snprintf(lab, sizeof lab, "interface=\"%s\"", iface_names[i]);
-        histogram_out(&b, "clipmodd_request_duration_seconds", lab, &m.latency[i], latency_bounds,
-                      N_LAT);
-    }
-    help(&b, "clipmodd_batch_size", "histogram", "Images per forward pass.");
-    histogram_out(&b, "clipmodd_batch_size", "", &m.batch, batch_bounds, N_BATCH);
-    help(&b, "clipmodd_queue_depth", "gauge", "Inputs waiting for a forward pass.");
-    bprintf(&b, "clipmodd_queue_depth %zu\n", m.waiting);
-    help(&b, "clipmodd_queue_capacity", "gauge", "Inputs that may wait (scan.queue-size).");
-    bprintf(&b, "clipmodd_queue_capacity %zu\n", m.capacity);
-    help(&b, "clipmodd_inputs_in_progress", "gauge", "Inputs being scanned now.");
-    bprintf(&b, "clipmodd_inputs_in_progress %zu\n", m.running);
-    help(&b, "clipmodd_rejected_total", "counter",
-         "Requests refused or cut short: queue full (503), deadline passed, shutting down.");
-    for (size_t i = 0; i < N_REJECTIONS; i++)
-        bprintf(&b, "clipmodd_rejected_total{reason=\"%s\"} %llu\n", rejections[i], m.rejected[i]);
-    help(&b, "clipmodd_http_requests_total", "counter", "HTTP requests, by endpoint and status.");
-    for (size_t e = 0; e < N_ENDPOINTS; e++)
-        for (size_t i = 0; i < MAX_STATUSES && m.http[e][i].status; i++)
-            bprintf(&b, "clipmodd_http_requests_total{endpoint=\"%s\",code=\"%d\"} %llu\n",
-                    endpoints[e], m.http[e][i].status, m.http[e][i].n);
-    help(&b, "clipmodd_clamd_commands_total", "counter", "clamd protocol commands, by command.");
-    for (size_t c = 0; c < N_COMMANDS; c++)
-        bprintf(&b, "clipmodd_clamd_commands_total{command=\"%s\"} %llu\n", commands[c],
-                m.clamd[c]);
-    help(&b, "clipmodd_reloads_total", "counter", "Policy reloads (SIGHUP), by result.");
-    bprintf(&b, "clipmodd_reloads_total{result=\"success\"} %llu\n", m.reloads_ok);
-    bprintf(&b, "clipmodd_reloads_total{result=\"failure\"} %llu\n", m.reloads_failed);
+    render_verdicts(&b);
+    render_traffic(&b);
     double start = m.start;
     pthread_mutex_unlock(&m.lock);
 
@@ -416,28 +455,7 @@ char *metrics_render(const clipmod_engine *engine, const clipmod_model *model,
     crc = worker_metrics(&b.d);
     if (crc && !b.failed)
         b.failed = crc;
-    help(&b, "clipmodd_policy_info", "gauge", "The active policy (value 1).");
-    bprintf(&b, "clipmodd_policy_info{name=\"");
-    label_value(&b, engine ? clipmod_engine_policy_name(engine) : "");
-    bprintf(&b, "\",generation=\"%lu\"} 1\n", generation);
-    help(&b, "clipmodd_policy_loaded_timestamp_seconds", "gauge",
-         "When the active policy was compiled and swapped in.");
-    bprintf(&b, "clipmodd_policy_loaded_timestamp_seconds %.3f\n", loaded_at);
-    help(&b, "clipmodd_model_info", "gauge", "The model (value 1).");
-    bprintf(&b, "clipmodd_model_info{model=\"");
-    label_value(&b, model ? clipmod_model_describe(model) : "");
-    bprintf(&b, "\",embed_dim=\"%zu\",demo=\"%s\"} 1\n", model ? clipmod_model_embed_dim(model) : 0,
-            model && clipmod_model_is_demo(model) ? "true" : "false");
-    help(&b, "clipmodd_build_info", "gauge", "clipmodd's and libclipmod's versions (value 1).");
-    bprintf(&b, "clipmodd_build_info{version=\"%s\",libclipmod=\"%s\"} 1\n", CLIPMOD_VERSION_STRING,
-            clipmod_version());
-    help(&b, "clipmodd_draining", "gauge",
-         "1 once a stop signal came: health checks fail, in flight is answered (drain-grace).");
-    bprintf(&b, "clipmodd_draining %d\n", atomic_load(&draining));
-    help(&b, "process_start_time_seconds", "gauge", "When clipmodd started.");
-    bprintf(&b, "process_start_time_seconds %.3f\n", start);
-    help(&b, "process_resident_memory_bytes", "gauge", "Resident memory.");
-    bprintf(&b, "process_resident_memory_bytes %llu\n", rss_bytes());
+    render_identity(&b, engine, model, generation, loaded_at, start);
     if (b.failed) {
         cm_log(CM_LOG_WARN, "metrics not rendered",
                CM_LF_S("error", b.failed == CM_DBUF_E_TOOBIG ? "over 4 MiB" : "out of memory"),
