@@ -839,25 +839,27 @@ static int keep_walked_file(walk_state *w, const char *path)
     return 1;
 }
 
-/*
- * Add the regular files of directory `dir` (whose stat is `st`) in name order, so
- * that results come out the same on every run; with -r descend into
- * subdirectories. Symbolic links to files are followed; links to directories only
- * with --follow-symlinks. Every other kind of file is skipped silently, as clamscan
- * does inside directories. Returns -1 only when out of memory.
- */
-static int walk(walk_state *w, const char *dir, const struct stat *st)
+static void free_names(char **names, size_t n)
 {
-    DIR *d = NULL;
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/*
+ * The names in directory `dir` but "." and "..", sorted, so that results come out
+ * the same on every run. A directory that cannot be read counts as an error and
+ * gives what was read of it. -1 only when out of memory.
+ */
+static int read_names(walk_state *w, const char *dir, char ***out, size_t *out_n)
+{
+    DIR *d = opendir(dir);
     struct dirent *de;
     char **names = NULL;
     size_t n = 0, cap = 0;
-    int rc = -1;
 
-    int seen = seen_dir(w, st);
-    if (seen)
-        return seen < 0 ? -1 : 0; /* a loop, or a directory reached twice through links */
-    d = opendir(dir);
+    *out = NULL;
+    *out_n = 0;
     if (!d) {
         fprintf(stderr, "clipmod: %s: %s\n", dir, strerror(errno));
         w->errors++;
@@ -871,12 +873,12 @@ static int walk(walk_state *w, const char *dir, const struct stat *st)
             cap = cap ? 2 * cap : 64;
             char **grown = realloc(names, cap * sizeof *grown);
             if (!grown)
-                goto out;
+                goto oom;
             names = grown;
         }
         names[n] = strdup(de->d_name);
         if (!names[n])
-            goto out;
+            goto oom;
         n++;
     }
     if (errno) {
@@ -884,59 +886,85 @@ static int walk(walk_state *w, const char *dir, const struct stat *st)
         w->errors++;
     }
     closedir(d);
-    d = NULL;
     if (n)
         qsort(names, n, sizeof *names, compare_names);
+    *out = names;
+    *out_n = n;
+    return 0;
+oom:
+    closedir(d);
+    free_names(names, n);
+    return -1;
+}
 
-    for (size_t i = 0; i < n; i++) {
-        struct stat lst, tst;
-        char *path = join_path(dir, names[i]);
-        if (!path)
-            goto out;
-        if (lstat(path, &lst) != 0) {
-            /* Vanished since readdir: nothing to scan. */
-            free(path);
-            continue;
-        }
-        int is_link = S_ISLNK(lst.st_mode);
-        if (is_link && stat(path, &tst) != 0) {
-            free(path); /* a dangling link */
-            continue;
-        }
-        const struct stat *t = is_link ? &tst : &lst;
-        if (S_ISREG(t->st_mode) && !keep_walked_file(w, path)) {
-            free(path);
-            continue;
-        }
-        if (S_ISDIR(t->st_mode) && !scan_select_dir(&w->o->sel, path)) {
-            w->excluded++;
-            free(path);
-            continue;
-        }
-        if (S_ISREG(t->st_mode)) {
-            if (push_entry(w->in, path)) {
-                free(path);
-                goto out;
-            }
-            continue;
-        }
-        if (S_ISDIR(t->st_mode) && !w->o->recursive) {
-            w->skipped_dirs++;
-        } else if (S_ISDIR(t->st_mode) && (!is_link || w->o->follow)) {
-            if (walk(w, path, t)) {
-                free(path);
-                goto out;
-            }
-        }
-        free(path);
+static int walk(walk_state *w, const char *dir, const struct stat *st);
+
+/*
+ * One entry of a walked directory: a selected image file becomes an input (`path`
+ * passes to w->in), a directory is descended into with -r; vanished entries,
+ * dangling links and other kinds of file are passed over. -1 only when out of
+ * memory.
+ */
+static int walk_entry(walk_state *w, char *path)
+{
+    struct stat lst, tst;
+    int rc = 0;
+
+    if (lstat(path, &lst) != 0) {
+        free(path); /* vanished since readdir: nothing to scan */
+        return 0;
     }
-    rc = 0;
-out:
-    if (d)
-        closedir(d);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    int is_link = S_ISLNK(lst.st_mode);
+    if (is_link && stat(path, &tst) != 0) {
+        free(path); /* a dangling link */
+        return 0;
+    }
+    const struct stat *t = is_link ? &tst : &lst;
+    if (S_ISREG(t->st_mode)) {
+        if (!keep_walked_file(w, path)) {
+            free(path);
+            return 0;
+        }
+        if (push_entry(w->in, path)) {
+            free(path);
+            return -1;
+        }
+        return 0;
+    }
+    if (S_ISDIR(t->st_mode)) {
+        if (!scan_select_dir(&w->o->sel, path))
+            w->excluded++;
+        else if (!w->o->recursive)
+            w->skipped_dirs++;
+        else if (!is_link || w->o->follow)
+            rc = walk(w, path, t);
+    }
+    free(path);
+    return rc;
+}
+
+/*
+ * Add the regular files of directory `dir` (whose stat is `st`) in name order; with
+ * -r descend into subdirectories. Symbolic links to files are followed; links to
+ * directories only with --follow-symlinks. Every other kind of file is skipped
+ * silently, as clamscan does inside directories. Returns -1 only when out of memory.
+ */
+static int walk(walk_state *w, const char *dir, const struct stat *st)
+{
+    char **names;
+    size_t n;
+    int rc = 0;
+
+    int seen = seen_dir(w, st);
+    if (seen)
+        return seen < 0 ? -1 : 0; /* a loop, or a directory reached twice through links */
+    if (read_names(w, dir, &names, &n))
+        return -1;
+    for (size_t i = 0; i < n && !rc; i++) {
+        char *path = join_path(dir, names[i]);
+        rc = path ? walk_entry(w, path) : -1;
+    }
+    free_names(names, n);
     return rc;
 }
 
