@@ -596,6 +596,66 @@ static int walk(const char *dir, int depth, files *out)
     return 0;
 }
 
+/*
+ * Files f->v[start .. start+n) as one job: each opened through roots.c (so a link
+ * swapped in meanwhile is refused), judged, and answered. Inside a directory
+ * (`in_dir`) only what is not OK is listed, as clamd does. Counts into *found and
+ * *errors; returns reply()'s status (nonzero once the client is gone).
+ */
+static int scan_batch(conn *k, const files *f, size_t start, size_t n, int in_dir, const char *lab,
+                      int *found, int *errors)
+{
+    char why[256], plab[MAX_COMMAND];
+    size_t opened = 0;
+    int rc = 0;
+    cm_swap_info info;
+    clipmod_engine *engine = reload_acquire_info(&info);
+    bjob *job = bjob_new(n, engine, &info, IFACE_CLAMD);
+    size_t *which = calloc(n, sizeof *which);
+
+    clipmod_engine_free(engine);
+    if (!job || !which) {
+        bjob_release(job);
+        free(which);
+        return reply(k, "%s: Can't allocate memory ERROR", lab);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *p = f->v[start + i];
+        int fd = roots_open(&C.c->clamd_roots, p, NULL, why, sizeof why);
+        if (fd < 0) {
+            label_of(p, plab, sizeof plab);
+            (*errors)++;
+            rc = reply(k, "%s: " ERR_ACCESS " ERROR", plab);
+            continue;
+        }
+        job->in[opened].fd = fd;
+        job->in[opened].name = strdup(p);
+        which[opened++] = start + i;
+    }
+    job->n = opened; /* unused slots are empty and freed as such */
+    if (opened)
+        job = run_job(job, why, sizeof why);
+    if (opened && !job) {
+        *errors += (int)opened;
+        for (size_t i = 0; i < opened && !rc; i++) {
+            label_of(f->v[which[i]], plab, sizeof plab);
+            rc = reply(k, "%s: %s ERROR", plab, why);
+        }
+    }
+    for (size_t i = 0; job && i < opened && !rc; i++) {
+        clipmod_result *r = job->out[i];
+        if (in_dir && !reportable(r))
+            continue;
+        rc = verdict(k, job, f->v[which[i]], r, found, errors);
+    }
+    if (job) {
+        job->n = n;
+        bjob_release(job);
+    }
+    free(which);
+    return rc;
+}
+
 static int cmd_scan(conn *k, const char *arg, int stop_at_found)
 {
     char why[256];
@@ -615,72 +675,20 @@ static int cmd_scan(conn *k, const char *arg, int stop_at_found)
         free(real);
         return reply(k, "%s: lstat() failed: %s. ERROR", lab, strerror(errno));
     }
-    if (S_ISDIR(st.st_mode)) {
+    const int in_dir = S_ISDIR(st.st_mode);
+    if (in_dir) {
         walk(real, 0, &f);
     } else {
         char *copy = strdup(real);
         if (!copy || files_push(&f, copy))
             free(copy);
     }
-    size_t batch = C.c->max_batch;
+    const size_t batch = C.c->max_batch;
     for (size_t start = 0; start < f.n && rc == 0 && !(stop_at_found && found); start += batch) {
-        size_t n = f.n - start < batch ? f.n - start : batch, opened = 0;
-        cm_swap_info info;
-        clipmod_engine *engine = reload_acquire_info(&info);
-        bjob *job = bjob_new(n, engine, &info, IFACE_CLAMD);
-        size_t *which = calloc(n, sizeof *which);
-        clipmod_engine_free(engine);
-        if (!job || !which) {
-            bjob_release(job);
-            free(which);
-            rc = reply(k, "%s: Can't allocate memory ERROR", lab);
-            break;
-        }
-        /* Each file is opened through roots.c, so a link swapped in meanwhile is refused. */
-        for (size_t i = 0; i < n; i++) {
-            const char *p = f.v[start + i];
-            int fd = roots_open(&C.c->clamd_roots, p, NULL, why, sizeof why);
-            if (fd < 0) {
-                char plab[MAX_COMMAND];
-                label_of(p, plab, sizeof plab);
-                errors++;
-                rc = reply(k, "%s: " ERR_ACCESS " ERROR", plab);
-                continue;
-            }
-            job->in[opened].fd = fd;
-            job->in[opened].name = strdup(p);
-            which[opened++] = start + i;
-        }
-        job->n = opened; /* unused slots are empty and freed as such */
-        if (!opened) {
-            job->n = n;
-            bjob_release(job);
-            free(which);
-            continue;
-        }
-        job = run_job(job, why, sizeof why);
-        if (!job) {
-            errors += (int)opened;
-            for (size_t i = 0; i < opened && !rc; i++) {
-                char plab[MAX_COMMAND];
-                label_of(f.v[which[i]], plab, sizeof plab);
-                rc = reply(k, "%s: %s ERROR", plab, why);
-            }
-            free(which);
-            continue;
-        }
-        for (size_t i = 0; i < opened && !rc; i++) {
-            clipmod_result *r = job->out[i];
-            /* Inside a directory only what is not OK is listed, as clamd does. */
-            if (S_ISDIR(st.st_mode) && !reportable(r))
-                continue;
-            rc = verdict(k, job, f.v[which[i]], r, &found, &errors);
-        }
-        job->n = n;
-        bjob_release(job);
-        free(which);
+        size_t n = f.n - start < batch ? f.n - start : batch;
+        rc = scan_batch(k, &f, start, n, in_dir, lab, &found, &errors);
     }
-    if (S_ISDIR(st.st_mode) && !rc && !found && (!errors || (size_t)errors < f.n))
+    if (in_dir && !rc && !found && (!errors || (size_t)errors < f.n))
         rc = reply(k, "%s: OK", lab);
     for (size_t i = 0; i < f.n; i++)
         free(f.v[i]);
