@@ -398,12 +398,50 @@ static const char *act_on_file(tusd_req *t, int refused, clipmod_action action)
     return done;
 }
 
+/*
+ * The verdict of job j's one input as JSON, with the policy it was judged under (as
+ * in clipmodd's scan answers) and whether the verdict cache answered. Owned by the
+ * caller; NULL when out of memory.
+ */
+static json_t *verdict_json(const bjob *j)
+{
+    char *rjson = clipmod_result_to_json(j->out[0], 0);
+    json_t *verdict = rjson ? json_loads(rjson, 0, NULL) : NULL;
+
+    clipmod_free(rjson);
+    if (verdict && json_is_object(verdict)) {
+        json_object_set_new(verdict, "policy_fingerprint", json_string(j->policy_fp));
+        json_object_set_new(verdict, "policy_generation", json_integer((json_int_t)j->generation));
+        /* Answered by the verdict cache (dcache.c), as in the HTTP door's answers. */
+        if (j->in[0].cached)
+            json_object_set_new(verdict, "cached", json_true());
+    }
+    return verdict;
+}
+
+/* The body tusd sends the client of a refused upload (compact JSON, malloc'd; NULL on OOM). */
+static char *refusal_body(const bjob *j, const char *message)
+{
+    const clipmod_result *r = j->out[0];
+    int unscanned = clipmod_result_state(r) == CLIPMOD_STATE_UNSCANNED;
+    json_t *b = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:I}", "error", message, "action",
+                          unscanned ? "unscanned" : clipmod_action_name(clipmod_result_action(r)),
+                          "category", clipmod_result_top_category(r), "reason",
+                          unscanned ? clipmod_reason_name(clipmod_result_reason(r)) : NULL,
+                          "policy_fingerprint", j->policy_fp, "policy_generation",
+                          (json_int_t)j->generation);
+    char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+
+    json_decref(b);
+    return body;
+}
+
 char *tusd_finish(tusd_req *t, int *status)
 {
     bjob *j = t->job;
     bj_status st = bjob_status(j);
     json_t *resp = NULL, *http = NULL, *hdr = NULL, *verdict = NULL;
-    char *s = NULL, *rjson = NULL, *body = NULL;
+    char *s = NULL, *body = NULL;
 
     if (st == BJ_EXPIRED)
         return error_reply(503, "the scan did not finish before the request's deadline", status);
@@ -419,18 +457,9 @@ char *tusd_finish(tusd_req *t, int *status)
     int client_status = unscanned ? 422 : policy_status;
     const char *message = unscanned ? clipmod_result_reason_text(r) : clipmod_result_message(r);
 
-    rjson = clipmod_result_to_json(r, 0);
-    verdict = rjson ? json_loads(rjson, 0, NULL) : NULL;
+    verdict = verdict_json(j);
     char gen[24];
     snprintf(gen, sizeof gen, "%lu", j->generation);
-    /* The policy the upload was judged under, as in clipmodd's scan answers. */
-    if (verdict && json_is_object(verdict)) {
-        json_object_set_new(verdict, "policy_fingerprint", json_string(j->policy_fp));
-        json_object_set_new(verdict, "policy_generation", json_integer((json_int_t)j->generation));
-        /* Answered by the verdict cache (dcache.c), as in the HTTP door's answers. */
-        if (j->in[0].cached)
-            json_object_set_new(verdict, "cached", json_true());
-    }
     hdr = json_pack("{s:s, s:s, s:s, s:s, s:s}", "Content-Type", "application/json",
                     "Clipmod-Action", unscanned ? "unscanned" : clipmod_action_name(action),
                     "Clipmod-State", clipmod_state_name(state), "Clipmod-Policy-Fingerprint",
@@ -440,14 +469,7 @@ char *tusd_finish(tusd_req *t, int *status)
     if (!verdict || !hdr || !http || !resp)
         goto out;
     if (refused) {
-        json_t *b = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:I}", "error", message, "action",
-                              unscanned ? "unscanned" : clipmod_action_name(action), "category",
-                              clipmod_result_top_category(r), "reason",
-                              unscanned ? clipmod_reason_name(clipmod_result_reason(r)) : NULL,
-                              "policy_fingerprint", j->policy_fp, "policy_generation",
-                              (json_int_t)j->generation);
-        body = b ? json_dumps(b, JSON_COMPACT) : NULL;
-        json_decref(b);
+        body = refusal_body(j, message);
         if (!body)
             goto out;
         json_object_set_new(http, "StatusCode", json_integer(client_status));
@@ -483,7 +505,6 @@ out:
     json_decref(http);
     json_decref(hdr);
     json_decref(verdict);
-    clipmod_free(rjson);
     free(body);
     return s;
 }
