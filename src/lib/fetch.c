@@ -159,6 +159,82 @@ static void target_free(target *t)
 }
 
 /*
+ * Parse `ref` against `base` into u and check it is an http(s) URL with a host;
+ * *scheme and *host receive libcurl's strings (curl_free). 0; 1 with r's reason set
+ * when the URL is refused; -1 when out of memory.
+ */
+static int parse_url(CURLU *u, const char *base, const char *ref, char **scheme, char **host,
+                     cm_fetched *r)
+{
+    CURLUcode uc;
+
+    if (strlen(ref) > MAX_URL) {
+        set_reason(r, CLIPMOD_REASON_BAD_URL, "the URL is longer than %d bytes", MAX_URL);
+        return 1;
+    }
+    if (base && curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK)
+        return -1;
+    /* Without CURLU_GUESS_SCHEME: "example.com/cat.png" is not taken as http. */
+    uc = curl_url_set(u, CURLUPART_URL, ref, CURLU_NON_SUPPORT_SCHEME);
+    if (uc) {
+        if (uc == CURLUE_OUT_OF_MEMORY)
+            return -1;
+        set_reason(r, CLIPMOD_REASON_BAD_URL, "not a valid absolute URL (%s)",
+                   curl_url_strerror(uc));
+        return 1;
+    }
+    if (curl_url_get(u, CURLUPART_SCHEME, scheme, 0) != CURLUE_OK ||
+        (strcmp(*scheme, "http") && strcmp(*scheme, "https"))) {
+        set_reason(r, CLIPMOD_REASON_BAD_URL,
+                   "only http and https URLs are fetched, not %.32s:", *scheme ? *scheme : "this");
+        return 1;
+    }
+    if (curl_url_get(u, CURLUPART_HOST, host, 0) != CURLUE_OK || !**host) {
+        set_reason(r, CLIPMOD_REASON_BAD_URL, "the URL has no host");
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Fill t from the parsed u: the host lower-cased without IPv6 brackets, the origin
+ * (scheme://host:port), and the URL, without credentials when its origin is not
+ * `origin` (NULL: keep them). 0, or -1 when out of memory.
+ */
+static int fill_target(CURLU *u, const char *scheme, const char *host, const char *origin,
+                       target *t)
+{
+    char *port = NULL, *url = NULL;
+    size_t hn = strlen(host);
+    const char *h = host;
+
+    if (hn >= 2 && host[0] == '[') {
+        h++;
+        hn -= 2;
+    }
+    t->host = cm_strndup(h, hn);
+    if (!t->host)
+        return -1;
+    for (char *p = t->host; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        return -1;
+    t->origin = cm_asprintf("%s://%s:%s", scheme, host, port);
+    curl_free(port);
+    if (!t->origin)
+        return -1;
+    if (origin && strcmp(origin, t->origin)) {
+        curl_url_set(u, CURLUPART_USER, NULL, 0);
+        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+    }
+    if (curl_url_get(u, CURLUPART_URL, &url, 0) != CURLUE_OK)
+        return -1;
+    t->url = cm_strdup(url);
+    curl_free(url);
+    return t->url ? 0 : -1;
+}
+
+/*
  * Resolve `ref` against `base` (the current hop's URL; NULL for a first URL),
  * check it and fill *t. Credentials written in the URL are dropped when its
  * origin is not `origin` (NULL: keep them), so a redirect to another host never
@@ -169,8 +245,7 @@ static int resolve_target(const char *base, const char *ref, const char *origin,
                           const cm_fetch_opts *o, target *t, cm_fetched *r)
 {
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL;
-    CURLUcode uc;
+    char *scheme = NULL, *host = NULL;
     cm_addr addr;
     cm_addr_kind kind;
     int rc = -1;
@@ -178,79 +253,22 @@ static int resolve_target(const char *base, const char *ref, const char *origin,
     memset(t, 0, sizeof *t);
     if (!u)
         return -1;
-    if (strlen(ref) > MAX_URL) {
-        set_reason(r, CLIPMOD_REASON_BAD_URL, "the URL is longer than %d bytes", MAX_URL);
-        rc = 1;
-        goto out;
-    }
-    if (base && curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK)
-        goto out;
-    /* Without CURLU_GUESS_SCHEME: "example.com/cat.png" is not taken as http. */
-    uc = curl_url_set(u, CURLUPART_URL, ref, CURLU_NON_SUPPORT_SCHEME);
-    if (uc) {
-        if (uc == CURLUE_OUT_OF_MEMORY)
-            goto out;
-        set_reason(r, CLIPMOD_REASON_BAD_URL, "not a valid absolute URL (%s)",
-                   curl_url_strerror(uc));
-        rc = 1;
-        goto out;
-    }
-    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        (strcmp(scheme, "http") && strcmp(scheme, "https"))) {
-        set_reason(r, CLIPMOD_REASON_BAD_URL,
-                   "only http and https URLs are fetched, not %.32s:", scheme ? scheme : "this");
-        rc = 1;
-        goto out;
-    }
-    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
-        set_reason(r, CLIPMOD_REASON_BAD_URL, "the URL has no host");
-        rc = 1;
-        goto out;
-    }
-    size_t hn = strlen(host);
-    const char *h = host;
-    if (hn >= 2 && host[0] == '[') {
-        h++;
-        hn -= 2;
-    }
-    t->host = cm_strndup(h, hn);
-    if (!t->host)
-        goto out;
-    for (char *p = t->host; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
-        goto out;
-    t->origin = cm_asprintf("%s://%s:%s", scheme, host, port);
-    if (!t->origin)
-        goto out;
-    if (origin && strcmp(origin, t->origin)) {
-        curl_url_set(u, CURLUPART_USER, NULL, 0);
-        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
-    }
-    char *url = NULL;
-    if (curl_url_get(u, CURLUPART_URL, &url, 0) != CURLUE_OK)
-        goto out;
-    t->url = cm_strdup(url);
-    curl_free(url);
-    if (!t->url)
-        goto out;
+    rc = parse_url(u, base, ref, &scheme, &host, r);
+    if (!rc)
+        rc = fill_target(u, scheme, host, origin, t);
     /* An address literal is judged now: no DNS query, no transfer, a clear message. */
-    if (!o->socket_guard_only && !cm_addr_parse(t->host, &addr) &&
+    if (!rc && !o->socket_guard_only && !cm_addr_parse(t->host, &addr) &&
         !cm_ssrf_allowed(o->allow, NULL, &addr, &kind)) {
         char text[64];
         cm_addr_format(&addr, text, sizeof text);
         set_reason(r, CLIPMOD_REASON_BLOCKED_ADDRESS, "%s is %s%s", text, cm_addr_kind_name(kind),
                    GUARD_NOTE);
         rc = 1;
-        goto out;
     }
-    rc = 0;
-out:
     if (rc)
         target_free(t);
     curl_free(scheme);
     curl_free(host);
-    curl_free(port);
     curl_url_cleanup(u);
     return rc;
 }
@@ -780,6 +798,38 @@ clipmod_error clipmod_scan_urls_within(const clipmod_engine *e, const char *cons
     return clipmod_scan_urls_context(e, urls, NULL, n, total_ms, out);
 }
 
+/* The engine's fetch settings as cm_fetch's options, within total_ms (0: no bound). */
+static cm_fetch_opts fetch_opts_of(const clipmod_engine *e, uint64_t total_ms)
+{
+    return (cm_fetch_opts){
+        .max_bytes = e->settings[CLIPMOD_MAX_FILE_BYTES],
+        .connect_ms = e->settings[CLIPMOD_FETCH_CONNECT_MS],
+        .timeout_ms = e->settings[CLIPMOD_FETCH_TIMEOUT_MS],
+        .max_redirects = e->settings[CLIPMOD_FETCH_MAX_REDIRECTS],
+        .parallel = e->settings[CLIPMOD_FETCH_PARALLEL],
+        .allow = e->fetch_allow,
+        .total_ms = total_ms,
+    };
+}
+
+/* An `unscanned` verdict in out[i] for every URL that could not be fetched. */
+static clipmod_error unscanned_verdicts(const clipmod_engine *e, const char *const *urls,
+                                        const cm_fetched *got, size_t n, clipmod_result **out)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (got[i].reason == CLIPMOD_REASON_NONE)
+            continue;
+        out[i] =
+            cm_result_new(urls[i], clipmod_engine_policy_name(e), clipmod_model_describe(e->model));
+        if (!out[i])
+            return CLIPMOD_E_NOMEM;
+        out[i]->top_prompts = (int)e->settings[CLIPMOD_TOP_PROMPTS];
+        cm_result_unscanned(out[i], got[i].reason, got[i].why);
+        out[i]->elapsed_ms = got[i].elapsed_ms;
+    }
+    return CLIPMOD_OK;
+}
+
 clipmod_error clipmod_scan_urls_context(const clipmod_engine *e, const char *const *urls,
                                         const char *const *contexts, size_t n, uint64_t total_ms,
                                         clipmod_result **out)
@@ -806,39 +856,24 @@ clipmod_error clipmod_scan_urls_context(const clipmod_engine *e, const char *con
         rc = CLIPMOD_E_NOMEM;
         goto out;
     }
-    const cm_fetch_opts o = {
-        .max_bytes = e->settings[CLIPMOD_MAX_FILE_BYTES],
-        .connect_ms = e->settings[CLIPMOD_FETCH_CONNECT_MS],
-        .timeout_ms = e->settings[CLIPMOD_FETCH_TIMEOUT_MS],
-        .max_redirects = e->settings[CLIPMOD_FETCH_MAX_REDIRECTS],
-        .parallel = e->settings[CLIPMOD_FETCH_PARALLEL],
-        .allow = e->fetch_allow,
-        .total_ms = total_ms,
-    };
+    const cm_fetch_opts o = fetch_opts_of(e, total_ms);
     rc = cm_fetch(&o, urls, n, got);
     if (rc)
         goto out;
     /* The failures' verdicts exist before anything is scanned, so that no plugin sees a
      * result of a call that then fails for lack of memory. */
+    rc = unscanned_verdicts(e, urls, got, n, out);
+    if (rc)
+        goto out;
     for (size_t i = 0; i < n; i++) {
-        if (got[i].reason == CLIPMOD_REASON_NONE) {
-            inputs[k] = (clipmod_input){.size = sizeof inputs[k],
-                                        .data = got[i].data,
-                                        .len = got[i].len,
-                                        .name = urls[i],
-                                        .context = contexts ? contexts[i] : NULL};
-            which[k++] = i;
+        if (got[i].reason != CLIPMOD_REASON_NONE)
             continue;
-        }
-        out[i] =
-            cm_result_new(urls[i], clipmod_engine_policy_name(e), clipmod_model_describe(e->model));
-        if (!out[i]) {
-            rc = CLIPMOD_E_NOMEM;
-            goto out;
-        }
-        out[i]->top_prompts = (int)e->settings[CLIPMOD_TOP_PROMPTS];
-        cm_result_unscanned(out[i], got[i].reason, got[i].why);
-        out[i]->elapsed_ms = got[i].elapsed_ms;
+        inputs[k] = (clipmod_input){.size = sizeof inputs[k],
+                                    .data = got[i].data,
+                                    .len = got[i].len,
+                                    .name = urls[i],
+                                    .context = contexts ? contexts[i] : NULL};
+        which[k++] = i;
     }
     /* An empty body goes to the decoder too, which calls it what it is (decode-error). */
     if (k) {
