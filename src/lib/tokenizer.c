@@ -435,6 +435,71 @@ static int entity_name_char(uint32_t c)
 }
 
 /*
+ * A numeric reference whose "&#" ends at in[k-1] ("&#123;", "&#x1F600"): its
+ * character(s) go to o[*m...]. Returns the index after the match, or 0 when no digit
+ * follows (no alternative of the pattern matches).
+ */
+static size_t numeric_ref(const uint32_t *in, size_t n, size_t k, uint32_t *o, size_t *m)
+{
+    uint32_t num = 0;
+    int hex = k < n && (in[k] == 'x' || in[k] == 'X');
+    int base = hex ? 16 : 10;
+    size_t e;
+
+    if (hex)
+        k++;
+    e = k;
+    while (e < n && cm_hex_digit(in[e]) >= 0 && (hex || in[e] <= '9')) {
+        /* Python's int() is unbounded; anything past U+10FFFF maps alike. */
+        num = num * (uint32_t)base + (uint32_t)cm_hex_digit(in[e]);
+        if (num > 0x110000)
+            num = 0x110000;
+        e++;
+    }
+    if (e == k)
+        return 0;
+    if (e < n && in[e] == ';')
+        e++;
+    *m = numeric_charref(num, o, *m);
+    return e;
+}
+
+/*
+ * The entity named by s = in[j..e) (name characters and an optional ';'): the whole
+ * of s when it is a name, else its longest prefix s[:x], len(s)-1 >= x >= 2 (the
+ * legacy names without ';'). *len receives the prefix's length; NULL when none.
+ */
+static const cm_html_entity *entity_prefix(const uint32_t *in, size_t j, size_t e, size_t *len)
+{
+    char name[CM_HTML5_ENTITY_MAXLEN + 2];
+    const cm_html_entity *hit = NULL;
+    size_t x;
+
+    /* Only an ASCII prefix of s can name an entity (NUL would end the C string). */
+    for (x = 0; j + x < e && in[j + x] < 0x80 && in[j + x] != 0; x++)
+        name[x] = (char)in[j + x];
+    if (j + x == e) {
+        name[x] = '\0';
+        hit = entity_find(name);
+        if (hit) {
+            *len = e - j;
+            return hit;
+        }
+    }
+    if (x > e - j - 1)
+        x = e - j - 1;
+    for (; x >= 2; x--) {
+        name[x] = '\0';
+        hit = entity_find(name);
+        if (hit) {
+            *len = x;
+            return hit;
+        }
+    }
+    return NULL;
+}
+
+/*
  * Python's html.unescape(): re.sub() of
  *   &(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)
  * with _replace_charref(). in and out must not overlap; out needs n slots
@@ -444,40 +509,19 @@ static size_t html_unescape(const uint32_t *in, size_t n, uint32_t *o)
 {
     size_t i = 0, m = 0;
     while (i < n) {
-        size_t j, e, x;
-        int semi;
-        char name[CM_HTML5_ENTITY_MAXLEN + 2];
-        const cm_html_entity *hit = NULL;
+        size_t j = i + 1, e, x = 0;
+        const cm_html_entity *hit;
 
         if (in[i] != '&') {
             o[m++] = in[i++];
             continue;
         }
-        j = i + 1;
         if (j < n && in[j] == '#') {
-            uint32_t num = 0;
-            size_t k = j + 1;
-            int hex = k < n && (in[k] == 'x' || in[k] == 'X');
-            int base = hex ? 16 : 10;
-            if (hex)
-                k++;
-            e = k;
-            while (e < n && cm_hex_digit(in[e]) >= 0 && (hex || in[e] <= '9')) {
-                /* Python's int() is unbounded; anything past U+10FFFF maps alike. */
-                num = num * (uint32_t)base + (uint32_t)cm_hex_digit(in[e]);
-                if (num > 0x110000)
-                    num = 0x110000;
-                e++;
-            }
-            if (e == k) {
-                /* "&#" not followed by digits matches no alternative. */
-                o[m++] = in[i++];
-                continue;
-            }
-            if (e < n && in[e] == ';')
-                e++;
-            m = numeric_charref(num, o, m);
-            i = e;
+            e = numeric_ref(in, n, j + 1, o, &m);
+            if (e)
+                i = e;
+            else
+                o[m++] = in[i++]; /* "&#" not followed by digits */
             continue;
         }
         /* Named: up to 32 name characters, then an optional ';'. */
@@ -488,29 +532,8 @@ static size_t html_unescape(const uint32_t *in, size_t n, uint32_t *o)
             o[m++] = in[i++];
             continue;
         }
-        semi = e < n && in[e] == ';';
-        e += (size_t)semi; /* the match is s = in[j..e) */
-
-        /* Only an ASCII prefix of s can name an entity (NUL would end the C string). */
-        for (x = 0; j + x < e && in[j + x] < 0x80 && in[j + x] != 0; x++)
-            name[x] = (char)in[j + x];
-        if (j + x == e) {
-            name[x] = '\0';
-            hit = entity_find(name);
-            if (hit)
-                x = e - j;
-        }
-        if (!hit) {
-            /* Longest prefix s[:x], len(s)-1 >= x >= 2 (the legacy no-';' names). */
-            if (x > e - j - 1)
-                x = e - j - 1;
-            for (; x >= 2; x--) {
-                name[x] = '\0';
-                hit = entity_find(name);
-                if (hit)
-                    break;
-            }
-        }
+        e += (size_t)(e < n && in[e] == ';'); /* the match is s = in[j..e) */
+        hit = entity_prefix(in, j, e, &x);
         if (!hit) {
             /* No entity: the text stays as it was. */
             while (i < e)
@@ -1237,6 +1260,30 @@ static void fill_vocab(vocab_map *vm, char *arena, const merge_list *m, size_t n
             vocab_get(vm, arena + byte_off[i], byte_len[i]);
 }
 
+/*
+ * The merge table: each rule's (left id, right id) -> (rank, merged id). Rules whose
+ * symbols are not in the vocabulary can never apply and are left out. 0, or -1 when
+ * out of memory.
+ */
+static int build_pairs(cm_tokenizer *tok, const vocab_map *vm, const merge_list *ml,
+                       const char **merged_str, size_t n_merges)
+{
+    tok->pair_mask = pow2_at_least(2 * n_merges) - 1;
+    tok->pairs = cm_alloc((tok->pair_mask + 1) * sizeof *tok->pairs);
+    if (!tok->pairs)
+        return -1;
+    for (size_t i = 0; i <= tok->pair_mask; i++)
+        tok->pairs[i].rank = -1;
+    for (size_t i = 0; i < n_merges; i++) {
+        int32_t l = vocab_get(vm, ml->left[i], ml->llen[i]);
+        int32_t r = vocab_get(vm, ml->right[i], ml->rlen[i]);
+        if (l < 0 || r < 0)
+            continue;
+        pair_put(tok, l, r, (int32_t)i, vocab_get(vm, merged_str[i], ml->llen[i] + ml->rlen[i]));
+    }
+    return 0;
+}
+
 clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer **out, char *errbuf)
 {
     clipmod_error err = CLIPMOD_OK;
@@ -1292,20 +1339,8 @@ clipmod_error cm_tokenizer_load(const char *path, size_t n_merges, cm_tokenizer 
         goto nomem;
     fill_vocab(&vm, arena, &ml, n_merges, merged_str, tok);
 
-    /* Rules whose symbols are not in the vocabulary can never apply; skip them. */
-    tok->pair_mask = pow2_at_least(2 * n_merges) - 1;
-    tok->pairs = cm_alloc((tok->pair_mask + 1) * sizeof *tok->pairs);
-    if (!tok->pairs)
+    if (build_pairs(tok, &vm, &ml, merged_str, n_merges))
         goto nomem;
-    for (size_t i = 0; i <= tok->pair_mask; i++)
-        tok->pairs[i].rank = -1;
-    for (size_t i = 0; i < n_merges; i++) {
-        int32_t l = vocab_get(&vm, ml.left[i], ml.llen[i]);
-        int32_t r = vocab_get(&vm, ml.right[i], ml.rlen[i]);
-        if (l < 0 || r < 0)
-            continue;
-        pair_put(tok, l, r, (int32_t)i, vocab_get(&vm, merged_str[i], ml.llen[i] + ml.rlen[i]));
-    }
     *out = tok;
     tok = NULL;
     goto out;
