@@ -13,20 +13,25 @@
 # command (bench/e2e_scan.sh makes its 12 MP photos with it), python3-onnx (ONNX
 # Runtime's int8/bf16 models) and, unless npm is there, Debian's nodejs and npm
 # (ONNX Runtime itself is fetched by npm).
+# With --demo, what `make demo-model-v2` needs (issue 16): librsvg2-bin (rsvg-convert
+# renders the npm art sets' SVGs) and, unless npm is there, nodejs and npm (`npm pack`
+# fetches the sets). The options combine.
 set -eu
 bench=""
-case "${1:-}" in
---bench)
-    bench="libvips-tools python3-onnx"
-    # A node from elsewhere (NodeSource, say) conflicts with Debian's npm: keep it.
-    command -v npm >/dev/null 2>&1 || bench="$bench nodejs npm"
-    ;;
-"") ;;
-*)
-    echo "usage: install-deps.sh [--bench]" >&2
-    exit 2
-    ;;
-esac
+for arg in "$@"; do
+    case "$arg" in
+    --bench) bench="$bench libvips-tools python3-onnx" ;;
+    --demo) bench="$bench librsvg2-bin" ;;
+    *)
+        echo "usage: install-deps.sh [--bench] [--demo]" >&2
+        exit 2
+        ;;
+    esac
+done
+# Both need npm. A node from elsewhere (NodeSource, say) conflicts with Debian's npm: keep it.
+if [ -n "$bench" ] && ! command -v npm >/dev/null 2>&1; then
+    bench="$bench nodejs npm"
+fi
 # As root it runs as it is; anyone else is asked for sudo (a fresh root machine has none).
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
