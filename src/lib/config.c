@@ -57,6 +57,40 @@ static clipmod_error get_eps(const char *file, const char *where, json_t *obj, f
     return CLIPMOD_OK;
 }
 
+/* open_clip's mlp_ratio, a float ("mlp_ratio": 4.9231 in ViT-bigG-14), if present. */
+static clipmod_error get_ratio(const char *file, const char *where, json_t *obj, double *v,
+                               char *errbuf)
+{
+    json_t *j = obj ? json_object_get(obj, "mlp_ratio") : NULL;
+    if (!j)
+        return CLIPMOD_OK;
+    if (!json_is_number(j) || json_number_value(j) <= 0 || json_number_value(j) > 64)
+        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
+                        "%s: %smlp_ratio must be a number in (0, 64]", file, where);
+    *v = json_number_value(j);
+    return CLIPMOD_OK;
+}
+
+/* Three numbers `key` of obj into dst, if present (a mean; a std when positive). */
+static clipmod_error get_triple(const char *file, const char *where, json_t *obj, const char *key,
+                                int positive, float dst[3], char *errbuf)
+{
+    json_t *a = obj ? json_object_get(obj, key) : NULL;
+    if (!a)
+        return CLIPMOD_OK;
+    if (!json_is_array(a) || json_array_size(a) != 3)
+        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: %s%s must be a list of 3 numbers",
+                        file, where, key);
+    for (int i = 0; i < 3; i++) {
+        json_t *x = json_array_get(a, i);
+        if (!json_is_number(x) || (positive && json_number_value(x) <= 0))
+            return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: %s%s[%d] is not valid", file,
+                            where, key, i);
+        dst[i] = (float)json_number_value(x);
+    }
+    return CLIPMOD_OK;
+}
+
 static clipmod_error get_act(const char *file, const char *where, json_t *obj, cm_act *act,
                              char *errbuf)
 {
@@ -145,7 +179,30 @@ static clipmod_error parse_hf(const char *file, json_t *root, cm_config *c, char
     return CLIPMOD_OK;
 }
 
-/* open_clip_config.json: {"model_cfg": {"embed_dim", "quick_gelu", "vision_cfg", "text_cfg"}} */
+/*
+ * open_clip's defaults for what its configs leave out (CLIPVisionCfg and CLIPTextCfg
+ * in open_clip/model.py): they differ from transformers' (patch 16, not 32; text
+ * heads 8 whatever the width).
+ */
+static void open_clip_defaults(cm_config *c)
+{
+    c->vision.width = 768;
+    c->vision.layers = 12;
+    c->image_size = 224;
+    c->patch_size = 16;
+    c->text.width = 512;
+    c->text.layers = 12;
+    c->text.heads = 8;
+    c->context = 77;
+    c->vocab = 49408;
+}
+
+/*
+ * open_clip_config.json: {"model_cfg": {"embed_dim", "quick_gelu", "vision_cfg",
+ * "text_cfg"}, "preprocess_cfg": {"mean", "std"}}. embed_dim is required (open_clip's
+ * CLIP has no default for it); a missing size takes open_clip's default; mlp_ratio
+ * is a float and the MLP width int(width * mlp_ratio), as open_clip computes it.
+ */
 static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *c, char *errbuf)
 {
     clipmod_error rc = CLIPMOD_OK;
@@ -156,11 +213,15 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
     if (!json_is_object(v) || !json_is_object(t))
         return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
                         "%s: model_cfg needs vision_cfg and text_cfg objects", file);
+    if (!json_object_get(m, "embed_dim"))
+        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: model_cfg.embed_dim is missing", file);
+    open_clip_defaults(c);
     /* open_clip uses exact GELU unless quick_gelu is set (spec §2.3). */
     cm_act act = json_is_true(json_object_get(m, "quick_gelu")) ? CM_ACT_QUICK_GELU : CM_ACT_GELU;
     c->vision.act = c->text.act = act;
-    int vhead = 64, thead = 64, vratio = 4, tratio = 4;
-    /* Read in this order: the first missing or out-of-range key is the one reported. */
+    int vhead = 64;
+    double vratio = 4.0, tratio = 4.0;
+    /* Read in this order: the first out-of-range key is the one reported. */
     const struct {
         const char *where;
         json_t *obj;
@@ -172,60 +233,50 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
         {"vision_cfg.", v, "width", 1, MAX_WIDTH, &c->vision.width},
         {"vision_cfg.", v, "layers", 1, MAX_LAYERS, &c->vision.layers},
         {"vision_cfg.", v, "head_width", 1, MAX_WIDTH, &vhead},
-        {"vision_cfg.", v, "mlp_ratio", 1, 64, &vratio},
         {"vision_cfg.", v, "image_size", 1, MAX_IMAGE, &c->image_size},
         {"vision_cfg.", v, "patch_size", 1, MAX_IMAGE, &c->patch_size},
         {"text_cfg.", t, "width", 1, MAX_WIDTH, &c->text.width},
+        {"text_cfg.", t, "heads", 1, MAX_WIDTH, &c->text.heads},
         {"text_cfg.", t, "layers", 1, MAX_LAYERS, &c->text.layers},
         {"text_cfg.", t, "context_length", 2, MAX_CONTEXT, &c->context},
         {"text_cfg.", t, "vocab_size", 515, MAX_VOCAB, &c->vocab},
-        {"text_cfg.", t, "mlp_ratio", 1, 64, &tratio},
     };
     for (size_t i = 0; !rc && i < sizeof keys / sizeof keys[0]; i++)
         rc = get_int(file, keys[i].where, keys[i].obj, keys[i].key, keys[i].lo, keys[i].hi,
                      keys[i].out, errbuf);
+    if (!rc)
+        rc = get_ratio(file, "vision_cfg.", v, &vratio, errbuf);
+    if (!rc)
+        rc = get_ratio(file, "text_cfg.", t, &tratio, errbuf);
+    if (!rc)
+        rc = get_triple(file, "preprocess_cfg.", json_object_get(root, "preprocess_cfg"), "mean", 0,
+                        c->mean, errbuf);
+    if (!rc)
+        rc = get_triple(file, "preprocess_cfg.", json_object_get(root, "preprocess_cfg"), "std", 1,
+                        c->std, errbuf);
     if (rc)
         return rc;
-    c->text.heads = c->text.width / thead;
-    rc = get_int(file, "text_cfg.", t, "heads", 1, MAX_WIDTH, &c->text.heads, errbuf);
-    if (rc)
-        return rc;
-    /* Heads are derived by integer division: a tower narrower than one head has none. */
-    if (c->text.heads < 1)
-        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
-                        "%s: text_cfg.width %d is narrower than one %d-wide head; set "
-                        "text_cfg.heads",
-                        file, c->text.width, thead);
     if (vhead > c->vision.width)
         return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
                         "%s: vision_cfg.head_width %d is larger than vision_cfg.width %d", file,
                         vhead, c->vision.width);
     c->vision.heads = c->vision.width / vhead;
-    c->vision.mlp = c->vision.width * vratio;
-    c->text.mlp = c->text.width * tratio;
+    /* Python's int(): truncation; both products are far below INT_MAX (width <= 16384). */
+    c->vision.mlp = (int)(c->vision.width * vratio);
+    c->text.mlp = (int)(c->text.width * tratio);
+    if (c->vision.mlp < 1 || c->text.mlp < 1)
+        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: an mlp_ratio gives an empty MLP",
+                        file);
     return CLIPMOD_OK;
 }
 
 static clipmod_error parse_preprocessor(const char *file, json_t *root, cm_config *c, char *errbuf)
 {
-    clipmod_error rc;
-    const char *keys[2] = {"image_mean", "image_std"};
-    float *dst[2] = {c->mean, c->std};
-    for (int k = 0; k < 2; k++) {
-        json_t *a = json_object_get(root, keys[k]);
-        if (!a)
-            continue;
-        if (!json_is_array(a) || json_array_size(a) != 3)
-            return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: %s must be a list of 3 numbers",
-                            file, keys[k]);
-        for (int i = 0; i < 3; i++) {
-            json_t *x = json_array_get(a, i);
-            if (!json_is_number(x) || (k == 1 && json_number_value(x) <= 0))
-                return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: %s[%d] is not valid", file,
-                                keys[k], i);
-            dst[k][i] = (float)json_number_value(x);
-        }
-    }
+    clipmod_error rc = get_triple(file, "", root, "image_mean", 0, c->mean, errbuf);
+    if (!rc)
+        rc = get_triple(file, "", root, "image_std", 1, c->std, errbuf);
+    if (rc)
+        return rc;
     /* size is {"shortest_edge": N} in current files, a bare integer in old ones. */
     json_t *size = json_object_get(root, "size");
     if (json_is_integer(size))

@@ -90,7 +90,8 @@ static clipmod_error find_tensor(loader *ld, const char *name, int ndim, const i
         fmt_shape(got, sizeof got, t->ndim, t->shape);
         fmt_shape(want, sizeof want, ndim, shape);
         return cm_error(ld->errbuf, CLIPMOD_E_MODEL_TENSOR,
-                        "tensor '%s' has shape %s but config.json implies %s", name, got, want);
+                        "tensor '%s' has shape %s but the model's config implies %s", name, got,
+                        want);
     }
     *out = t;
     return CLIPMOD_OK;
