@@ -14,31 +14,8 @@
 #include <string.h>
 
 #include "hex.h"
-#include "html_entities.h" /* src/common: the tokenizer's table too */
+#include "html_ref.h" /* src/common: shared with the tokenizer */
 #include "htmlent.h"
-
-static int entity_cmp(const void *key, const void *elem)
-{
-    return strcmp(key, ((const cm_html_entity *)elem)->name);
-}
-
-static const cm_html_entity *entity_find(const char *name)
-{
-    return bsearch(name, cm_html5_entities, CM_HTML5_ENTITY_COUNT, sizeof cm_html5_entities[0],
-                   entity_cmp);
-}
-
-static int charref_cmp(const void *key, const void *elem)
-{
-    uint32_t k = *(const uint32_t *)key, e = ((const cm_html_charref *)elem)->from;
-    return k < e ? -1 : k > e;
-}
-
-static int u32_cmp(const void *key, const void *elem)
-{
-    uint32_t k = *(const uint32_t *)key, e = *(const uint32_t *)elem;
-    return k < e ? -1 : k > e;
-}
 
 /* Append code point `c` as UTF-8; tab, CR and LF are dropped as a URL parser does. */
 static size_t put_utf8(unsigned char *o, size_t m, uint32_t c)
@@ -61,22 +38,6 @@ static size_t put_utf8(unsigned char *o, size_t m, uint32_t c)
         o[m++] = (unsigned char)(0x80 | (c & 0x3f));
     }
     return m;
-}
-
-/* The code point a numeric reference to `num` (saturated at 0x110000) stands for; 0: none. */
-static uint32_t numeric(uint32_t num)
-{
-    const size_t n_fix = sizeof cm_html_invalid_charrefs / sizeof cm_html_invalid_charrefs[0];
-    const size_t n_drop = sizeof cm_html_invalid_codepoints / sizeof cm_html_invalid_codepoints[0];
-    const cm_html_charref *r = bsearch(&num, cm_html_invalid_charrefs, n_fix,
-                                       sizeof cm_html_invalid_charrefs[0], charref_cmp);
-    if (r)
-        return r->to;
-    if ((num >= 0xd800 && num <= 0xdfff) || num > 0x10ffff)
-        return 0xfffd;
-    if (bsearch(&num, cm_html_invalid_codepoints, n_drop, sizeof(uint32_t), u32_cmp))
-        return 0;
-    return num;
 }
 
 /* "&#..." at in[i] (in[i+1] == '#'): the end of the reference, or i when it is none. */
@@ -104,46 +65,28 @@ static int name_char(unsigned char c)
 }
 
 /*
- * "&name" at in[i]: the entity and how many bytes after the '&' it takes (the whole
- * name with its ';', or the longest legacy prefix), or NULL.
+ * "&name" at in[i]: how many bytes after the '&' its entity takes (the whole name
+ * with its ';', or the longest legacy prefix; cm_html_named), cp[] its code points;
+ * 0 when it is none.
  */
-static const cm_html_entity *named_ref(const unsigned char *in, size_t n, size_t i, size_t *used)
+static size_t named_ref(const unsigned char *in, size_t n, size_t i, uint32_t cp[2])
 {
-    char name[CM_HTML5_ENTITY_MAXLEN + 2];
+    char name[CM_HTML_NAME_MAX + 2];
     size_t j = i + 1, e = j, x;
-    const cm_html_entity *hit;
 
     while (e < n && e - j < 32 && name_char(in[e]))
         e++;
     if (e == j)
-        return NULL;
+        return 0;
     if (e < n && in[e] == ';')
         e++;
-    /* Only an ASCII prefix can name an entity. */
     for (x = 0; j + x < e && in[j + x] < 0x80 && in[j + x] != 0; x++)
         name[x] = (char)in[j + x];
-    name[x] = '\0';
-    hit = j + x == e ? entity_find(name) : NULL;
-    if (hit) {
-        *used = e - j;
-        return hit;
-    }
-    if (x > e - j - 1)
-        x = e - j - 1;
-    for (; x >= 2; x--) {
-        name[x] = '\0';
-        hit = entity_find(name);
-        if (hit) {
-            *used = x;
-            return hit;
-        }
-    }
-    return NULL;
+    return cm_html_named(name, x, e - j, cp);
 }
 
 size_t cmm_html_ref(const unsigned char *in, size_t n, size_t i, uint32_t cp[2])
 {
-    const cm_html_entity *hit;
     size_t used, e;
     uint32_t num;
 
@@ -154,15 +97,11 @@ size_t cmm_html_ref(const unsigned char *in, size_t n, size_t i, uint32_t cp[2])
         e = numeric_ref(in, n, i, &num);
         if (e == i)
             return 0;
-        cp[0] = numeric(num);
+        cp[0] = cm_html_numeric(num);
         return e - i;
     }
-    hit = named_ref(in, n, i, &used);
-    if (!hit)
-        return 0;
-    cp[0] = hit->cp[0];
-    cp[1] = hit->cp[1];
-    return 1 + used;
+    used = named_ref(in, n, i, cp);
+    return used ? 1 + used : 0;
 }
 
 unsigned char *cmm_html_decode(const unsigned char *in, size_t n, size_t *out_len)

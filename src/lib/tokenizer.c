@@ -20,7 +20,7 @@
 
 #include "common.h"
 #include "hex.h"
-#include "html_entities.h"
+#include "html_ref.h"
 #include "tokenizer.h"
 
 /* ------------------------------------------------------------------------------ */
@@ -379,51 +379,12 @@ static void uncurl_quotes(cps *a)
     }
 }
 
-static int entity_cmp(const void *key, const void *elem)
-{
-    const char *k = key;
-    const cm_html_entity *e = elem;
-    return strcmp(k, e->name);
-}
-
-static const cm_html_entity *entity_find(const char *name)
-{
-    return bsearch(name, cm_html5_entities, CM_HTML5_ENTITY_COUNT, sizeof cm_html5_entities[0],
-                   entity_cmp);
-}
-
-static int charref_cmp(const void *key, const void *elem)
-{
-    uint32_t k = *(const uint32_t *)key, e = ((const cm_html_charref *)elem)->from;
-    return k < e ? -1 : k > e;
-}
-
-static int u32_cmp(const void *key, const void *elem)
-{
-    uint32_t k = *(const uint32_t *)key, e = *(const uint32_t *)elem;
-    return k < e ? -1 : k > e;
-}
-
-/* Emit Python's _replace_charref() result for a numeric reference to `num`
- * (already saturated above U+10FFFF). Returns the new output length. */
+/* Python's _replace_charref() for a numeric reference to `num`. Returns the new length. */
 static size_t numeric_charref(uint32_t num, uint32_t *o, size_t m)
 {
-    const cm_html_charref *r;
-    size_t n_invalid = sizeof cm_html_invalid_codepoints / sizeof cm_html_invalid_codepoints[0];
-    r = bsearch(&num, cm_html_invalid_charrefs,
-                sizeof cm_html_invalid_charrefs / sizeof cm_html_invalid_charrefs[0],
-                sizeof cm_html_invalid_charrefs[0], charref_cmp);
-    if (r) {
-        o[m++] = r->to;
-        return m;
-    }
-    if ((num >= 0xD800 && num <= 0xDFFF) || num > 0x10FFFF) {
-        o[m++] = 0xFFFD;
-        return m;
-    }
-    if (bsearch(&num, cm_html_invalid_codepoints, n_invalid, sizeof(uint32_t), u32_cmp))
-        return m;
-    o[m++] = num;
+    uint32_t c = cm_html_numeric(num);
+    if (c)
+        o[m++] = c;
     return m;
 }
 
@@ -465,38 +426,18 @@ static size_t numeric_ref(const uint32_t *in, size_t n, size_t k, uint32_t *o, s
 }
 
 /*
- * The entity named by s = in[j..e) (name characters and an optional ';'): the whole
- * of s when it is a name, else its longest prefix s[:x], len(s)-1 >= x >= 2 (the
- * legacy names without ';'). *len receives the prefix's length; NULL when none.
+ * The entity named by s = in[j..e) (name characters and an optional ';'): see
+ * cm_html_named. Returns how many characters of s it takes (0: none), cp[] its code
+ * points.
  */
-static const cm_html_entity *entity_prefix(const uint32_t *in, size_t j, size_t e, size_t *len)
+static size_t entity_prefix(const uint32_t *in, size_t j, size_t e, uint32_t cp[2])
 {
-    char name[CM_HTML5_ENTITY_MAXLEN + 2];
-    const cm_html_entity *hit = NULL;
+    char name[CM_HTML_NAME_MAX + 2];
     size_t x;
 
-    /* Only an ASCII prefix of s can name an entity (NUL would end the C string). */
     for (x = 0; j + x < e && in[j + x] < 0x80 && in[j + x] != 0; x++)
         name[x] = (char)in[j + x];
-    if (j + x == e) {
-        name[x] = '\0';
-        hit = entity_find(name);
-        if (hit) {
-            *len = e - j;
-            return hit;
-        }
-    }
-    if (x > e - j - 1)
-        x = e - j - 1;
-    for (; x >= 2; x--) {
-        name[x] = '\0';
-        hit = entity_find(name);
-        if (hit) {
-            *len = x;
-            return hit;
-        }
-    }
-    return NULL;
+    return cm_html_named(name, x, e - j, cp);
 }
 
 /*
@@ -509,8 +450,8 @@ static size_t html_unescape(const uint32_t *in, size_t n, uint32_t *o)
 {
     size_t i = 0, m = 0;
     while (i < n) {
-        size_t j = i + 1, e, x = 0;
-        const cm_html_entity *hit;
+        size_t j = i + 1, e, x;
+        uint32_t cp[2];
 
         if (in[i] != '&') {
             o[m++] = in[i++];
@@ -533,16 +474,16 @@ static size_t html_unescape(const uint32_t *in, size_t n, uint32_t *o)
             continue;
         }
         e += (size_t)(e < n && in[e] == ';'); /* the match is s = in[j..e) */
-        hit = entity_prefix(in, j, e, &x);
-        if (!hit) {
+        x = entity_prefix(in, j, e, cp);
+        if (!x) {
             /* No entity: the text stays as it was. */
             while (i < e)
                 o[m++] = in[i++];
             continue;
         }
-        o[m++] = hit->cp[0];
-        if (hit->cp[1])
-            o[m++] = hit->cp[1];
+        o[m++] = cp[0];
+        if (cp[1])
+            o[m++] = cp[1];
         for (i = j + x; i < e; i++)
             o[m++] = in[i];
     }
