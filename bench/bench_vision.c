@@ -133,199 +133,249 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-int main(int argc, char **argv)
-{
-    int batches[MAX_BATCHES] = {1, 8}, nb = 2, runs = 7, warmup = 2, threads = 2;
-    clipmod_precision precision = CLIPMOD_PRECISION_FP32;
-    double gflop = 8.82;
-    const char *dir = NULL, *dump_px = NULL, *dump_emb = NULL, *cache_dir = NULL;
-    const char **paths = calloc((size_t)argc, sizeof *paths);
-    int npaths = 0;
-    char err[CLIPMOD_ERROR_SIZE] = "";
+typedef struct {
+    int batches[MAX_BATCHES], nb, runs, warmup, threads;
+    clipmod_precision precision;
+    double gflop;
+    const char *dir, *dump_px, *dump_emb, *cache_dir;
+    const char **paths; /* argv's images */
+    int npaths;
+} options;
 
-    if (!paths)
+/* "--batches 1,8,32" into o->batches. 0, or -1 after saying why. */
+static int parse_batches(const char *v, options *o)
+{
+    char *copy = strdup(v), *save = NULL;
+    int rc = 0;
+
+    if (!copy)
+        return -1;
+    o->nb = 0;
+    for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save))
+        if (o->nb == MAX_BATCHES || parse_int(t, 1, &o->batches[o->nb++]))
+            rc = -1;
+    free(copy);
+    if (rc || !o->nb) {
+        fprintf(stderr, "bench_vision: bad --batches '%s'\n", v);
+        return -1;
+    }
+    return 0;
+}
+
+/* One option that takes value v into o. 0, 1 when `a` is not an option, -1 when v is bad. */
+static int parse_option(const char *a, const char *v, options *o)
+{
+    if (!strcmp(a, "--batches"))
+        return parse_batches(v, o);
+    if (!strcmp(a, "--runs"))
+        return parse_int(v, 1, &o->runs);
+    if (!strcmp(a, "--warmup"))
+        return parse_int(v, 0, &o->warmup);
+    if (!strcmp(a, "--threads"))
+        return parse_int(v, 1, &o->threads);
+    if (!strcmp(a, "--precision"))
+        return clipmod_precision_parse(v, &o->precision) ? -1 : 0;
+    if (!strcmp(a, "--gflop")) {
+        o->gflop = strtod(v, NULL);
+        return o->gflop > 0 ? 0 : -1;
+    }
+    const char **dst = !strcmp(a, "--cache-dir")         ? &o->cache_dir
+                       : !strcmp(a, "--dump-pixels")     ? &o->dump_px
+                       : !strcmp(a, "--dump-embeddings") ? &o->dump_emb
+                                                         : NULL;
+    if (!dst)
         return 1;
+    *dst = v;
+    return 0;
+}
+
+/* The command line into o (o->paths has argc slots). 0, or an exit status (-1: --help). */
+static int parse_args(int argc, char **argv, options *o)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--batches") && v) {
-            char *copy = strdup(v), *save = NULL;
-            nb = 0;
-            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-                if (nb == MAX_BATCHES || parse_int(t, 1, &batches[nb++])) {
-                    fprintf(stderr, "bench_vision: bad --batches '%s'\n", v);
-                    return 2;
-                }
-            free(copy);
-            if (!nb) {
-                fprintf(stderr, "bench_vision: empty --batches\n");
+            return -1;
+        }
+        if (a[0] == '-' && a[1]) {
+            if (!v || parse_option(a, v, o)) {
+                fprintf(stderr, "bench_vision: bad option or value: %s\n", a);
+                usage(stderr);
                 return 2;
             }
             i++;
-        } else if (!strcmp(a, "--runs") && v) {
-            if (parse_int(v, 1, &runs))
-                goto bad;
-            i++;
-        } else if (!strcmp(a, "--warmup") && v) {
-            if (parse_int(v, 0, &warmup))
-                goto bad;
-            i++;
-        } else if (!strcmp(a, "--threads") && v) {
-            if (parse_int(v, 1, &threads))
-                goto bad;
-            i++;
-        } else if (!strcmp(a, "--cache-dir") && v) {
-            cache_dir = v;
-            i++;
-        } else if (!strcmp(a, "--precision") && v) {
-            if (clipmod_precision_parse(v, &precision))
-                goto bad;
-            i++;
-        } else if (!strcmp(a, "--gflop") && v) {
-            gflop = strtod(v, NULL);
-            if (!(gflop > 0))
-                goto bad;
-            i++;
-        } else if (!strcmp(a, "--dump-pixels") && v) {
-            dump_px = v;
-            i++;
-        } else if (!strcmp(a, "--dump-embeddings") && v) {
-            dump_emb = v;
-            i++;
-        } else if (a[0] == '-' && a[1]) {
-        bad:
-            fprintf(stderr, "bench_vision: bad option or value: %s\n", a);
-            usage(stderr);
-            return 2;
-        } else if (!dir) {
-            dir = a;
+        } else if (!o->dir) {
+            o->dir = a;
         } else {
-            paths[npaths++] = a;
+            o->paths[o->npaths++] = a;
         }
     }
-    if (!dir || !npaths) {
+    if (!o->dir || !o->npaths) {
         usage(stderr);
         return 2;
     }
+    return 0;
+}
 
-    clipmod_error rc = clipmod_init(argv[0]);
-    if (rc) {
-        fprintf(stderr, "bench_vision: clipmod_init: %s\n", clipmod_strerror(rc));
-        return 1;
-    }
-    clipmod_set_threads(threads);
-    if (clipmod_precision_check(precision, err)) {
-        /* The bench script shows this row as skipped, with our reason. */
-        fprintf(stderr, "bench_vision: %s\n",
-                err); /* "precision X not supported on this CPU: ..." */
-        return 2;
-    }
+/* --dump-pixels and --dump-embeddings: the N images and our embeddings of them. */
+static int dump_files(const options *o, clipmod_model *model, clipmod_image **imgs)
+{
+    char err[CLIPMOD_ERROR_SIZE] = "";
+    const size_t n = (size_t)o->npaths, edim = clipmod_model_embed_dim(model);
+    int size = 0, rc = 0;
 
-    double t0 = now_ms();
-    clipmod_model *model = NULL;
-    rc = clipmod_model_load_cached(dir, NULL, precision, cache_dir, &model, err);
-    if (rc) {
-        fprintf(stderr, "bench_vision: %s: %s (%s)\n", dir, clipmod_strerror(rc), err);
-        return 1;
-    }
-    const double load_ms = now_ms() - t0;
-    const size_t edim = clipmod_model_embed_dim(model);
-
-    clipmod_image **imgs = calloc((size_t)npaths, sizeof *imgs);
-    double prep_ms = 0;
-    for (int i = 0; i < npaths; i++) {
-        t0 = now_ms();
-        rc = clipmod_image_load_file(model, paths[i], NULL, &imgs[i], err);
-        if (rc) {
-            fprintf(stderr, "bench_vision: %s: %s (%s)\n", paths[i], clipmod_strerror(rc), err);
-            return 1;
-        }
-        prep_ms += now_ms() - t0;
-    }
-
-    if (dump_px) {
-        int size = 0;
+    if (o->dump_px) {
         clipmod_image_pixels(imgs[0], &size);
         const size_t per = (size_t)3 * size * size;
-        float *px = malloc((size_t)npaths * per * sizeof *px);
-        if (!px)
-            return 1;
-        for (int i = 0; i < npaths; i++)
+        float *px = malloc(n * per * sizeof *px);
+        for (size_t i = 0; px && i < n; i++)
             memcpy(px + i * per, clipmod_image_pixels(imgs[i], NULL), per * sizeof *px);
-        if (write_file(dump_px, px, (size_t)npaths * per * sizeof *px))
-            return 1;
+        rc = !px || write_file(o->dump_px, px, n * per * sizeof *px);
         free(px);
     }
-    if (dump_emb) {
-        float *e = malloc((size_t)npaths * edim * sizeof *e);
-        if (!e)
-            return 1;
-        rc =
-            clipmod_embed_images(model, (const clipmod_image *const *)imgs, (size_t)npaths, e, err);
-        if (rc) {
-            fprintf(stderr, "bench_vision: embed: %s (%s)\n", clipmod_strerror(rc), err);
-            return 1;
-        }
-        if (write_file(dump_emb, e, (size_t)npaths * edim * sizeof *e))
-            return 1;
+    if (!rc && o->dump_emb) {
+        float *e = malloc(n * edim * sizeof *e);
+        clipmod_error erc =
+            e ? clipmod_embed_images(model, (const clipmod_image *const *)imgs, n, e, err)
+              : CLIPMOD_E_NOMEM;
+        if (erc)
+            fprintf(stderr, "bench_vision: embed: %s (%s)\n", clipmod_strerror(erc), err);
+        rc = erc || write_file(o->dump_emb, e, n * edim * sizeof *e);
         free(e);
     }
+    return rc ? -1 : 0;
+}
 
-    for (int bi = 0; bi < nb; bi++) {
-        const int b = batches[bi];
-        const clipmod_image **batch = malloc((size_t)b * sizeof *batch);
-        float *out = malloc((size_t)b * edim * sizeof *out);
-        double *times = malloc((size_t)runs * sizeof *times);
-        if (!batch || !out || !times)
-            return 1;
-        for (int i = 0; i < b; i++)
-            batch[i] = imgs[i % npaths];
-        for (int r = 0; r < warmup + runs; r++) {
-            t0 = now_ms();
-            rc = clipmod_embed_images(model, (const clipmod_image *const *)batch, (size_t)b, out,
-                                      err);
-            const double dt = now_ms() - t0;
-            if (rc) {
-                fprintf(stderr, "bench_vision: embed: %s (%s)\n", clipmod_strerror(rc), err);
-                return 1;
-            }
-            if (r >= warmup)
-                times[r - warmup] = dt;
-        }
-        const double med = median(times, runs);
-        double mn = times[0], mx = times[0];
-        for (int r = 1; r < runs; r++) {
-            mn = times[r] < mn ? times[r] : mn;
-            mx = times[r] > mx ? times[r] : mx;
-        }
-        printf("{\"engine\":\"clipmod\",\"config\":\"threads=%d\",\"batch\":%d,\"threads\":%d,"
-               "\"runs\":%d,\"warmup\":%d,\"median_ms\":%.3f,\"ms_per_image\":%.3f,"
-               "\"gflops\":%.2f,\"min_ms\":%.3f,\"max_ms\":%.3f,\"times_ms\":[",
-               threads, b, threads, runs, warmup, med, med / b, gflop * b / (med / 1e3), mn, mx);
-        for (int r = 0; r < runs; r++)
-            printf("%s%.3f", r ? "," : "", times[r]);
-        printf("],\"images\":%d,\"load_ms\":%.1f,\"preprocess_ms_per_image\":%.2f,"
+/* Print times as the JSON line's fields: median, per image, GFLOP/s, min, max, all. */
+static void print_times(const options *o, int b, const double *times)
+{
+    const double med = median(times, o->runs);
+    double mn = times[0], mx = times[0];
+
+    for (int r = 1; r < o->runs; r++) {
+        mn = times[r] < mn ? times[r] : mn;
+        mx = times[r] > mx ? times[r] : mx;
+    }
+    printf("\"median_ms\":%.3f,\"ms_per_image\":%.3f,\"gflops\":%.2f,\"min_ms\":%.3f,"
+           "\"max_ms\":%.3f,\"times_ms\":[",
+           med, med / b, o->gflop * b / (med / 1e3), mn, mx);
+    for (int r = 0; r < o->runs; r++)
+        printf("%s%.3f", r ? "," : "", times[r]);
+    printf("]");
+}
+
+/*
+ * Batch size b: the warm-up and timed calls on images cycled from imgs, then its JSON
+ * line. load_ms and prep_ms describe the model load and preprocessing. 0 or -1.
+ */
+static int time_batch(const options *o, int b, clipmod_model *model, clipmod_image **imgs,
+                      double load_ms, double prep_ms)
+{
+    char err[CLIPMOD_ERROR_SIZE] = "";
+    const size_t edim = clipmod_model_embed_dim(model);
+    const clipmod_image **batch = malloc((size_t)b * sizeof *batch);
+    float *out = malloc((size_t)b * edim * sizeof *out);
+    double *times = malloc((size_t)o->runs * sizeof *times);
+    clipmod_error rc = batch && out && times ? CLIPMOD_OK : CLIPMOD_E_NOMEM;
+
+    for (int i = 0; !rc && i < b; i++)
+        batch[i] = imgs[i % o->npaths];
+    for (int r = 0; !rc && r < o->warmup + o->runs; r++) {
+        const double t0 = now_ms();
+        rc = clipmod_embed_images(model, (const clipmod_image *const *)batch, (size_t)b, out, err);
+        if (r >= o->warmup)
+            times[r - o->warmup] = now_ms() - t0;
+    }
+    if (rc) {
+        fprintf(stderr, "bench_vision: embed: %s (%s)\n", clipmod_strerror(rc), err);
+    } else {
+        printf("{\"engine\":\"clipmod\",\"config\":\"threads=%d\",\"batch\":%d,"
+               "\"threads\":%d,\"runs\":%d,\"warmup\":%d,",
+               o->threads, b, o->threads, o->runs, o->warmup);
+        print_times(o, b, times);
+        printf(",\"images\":%d,\"load_ms\":%.1f,\"preprocess_ms_per_image\":%.2f,"
                "\"precision\":\"%s\",\"vmrss_kb\":%ld,\"vmhwm_kb\":%ld,\"model\":",
-               npaths, load_ms, prep_ms / npaths, clipmod_precision_name(precision),
+               o->npaths, load_ms, prep_ms / o->npaths, clipmod_precision_name(o->precision),
                status_kb("VmRSS:"), status_kb("VmHWM:"));
         json_string(clipmod_model_describe(model));
         printf(",\"version\":");
         json_string(clipmod_version());
         printf("}\n");
         fflush(stdout);
-        free(batch);
-        free(out);
-        free(times);
     }
+    free(batch);
+    free(out);
+    free(times);
+    return rc ? -1 : 0;
+}
 
-    for (int i = 0; i < npaths; i++)
+int main(int argc, char **argv)
+{
+    options o = {.batches = {1, 8},
+                 .nb = 2,
+                 .runs = 7,
+                 .warmup = 2,
+                 .threads = 2,
+                 .precision = CLIPMOD_PRECISION_FP32,
+                 .gflop = 8.82};
+    char err[CLIPMOD_ERROR_SIZE] = "";
+    clipmod_model *model = NULL;
+    clipmod_image **imgs = NULL;
+    double prep_ms = 0;
+    int status = 1;
+
+    o.paths = calloc((size_t)argc, sizeof *o.paths);
+    if (!o.paths)
+        return 1;
+    status = parse_args(argc, argv, &o);
+    if (status) {
+        free(o.paths);
+        return status < 0 ? 0 : status;
+    }
+    status = 1;
+    clipmod_error rc = clipmod_init(argv[0]);
+    if (rc) {
+        fprintf(stderr, "bench_vision: clipmod_init: %s\n", clipmod_strerror(rc));
+        return 1;
+    }
+    clipmod_set_threads(o.threads);
+    if (clipmod_precision_check(o.precision, err)) {
+        /* "precision X not supported on this CPU: ...": the bench script shows the row
+         * as skipped, with this reason. */
+        fprintf(stderr, "bench_vision: %s\n", err);
+        return 2;
+    }
+    double t0 = now_ms();
+    rc = clipmod_model_load_cached(o.dir, NULL, o.precision, o.cache_dir, &model, err);
+    if (rc) {
+        fprintf(stderr, "bench_vision: %s: %s (%s)\n", o.dir, clipmod_strerror(rc), err);
+        return 1;
+    }
+    const double load_ms = now_ms() - t0;
+    imgs = calloc((size_t)o.npaths, sizeof *imgs);
+    for (int i = 0; imgs && i < o.npaths; i++) {
+        t0 = now_ms();
+        rc = clipmod_image_load_file(model, o.paths[i], NULL, &imgs[i], err);
+        if (rc) {
+            fprintf(stderr, "bench_vision: %s: %s (%s)\n", o.paths[i], clipmod_strerror(rc), err);
+            goto out;
+        }
+        prep_ms += now_ms() - t0;
+    }
+    if (!imgs || dump_files(&o, model, imgs))
+        goto out;
+    for (int bi = 0; bi < o.nb; bi++)
+        if (time_batch(&o, o.batches[bi], model, imgs, load_ms, prep_ms))
+            goto out;
+    status = 0;
+out:
+    for (int i = 0; imgs && i < o.npaths; i++)
         clipmod_image_free(imgs[i]);
     free(imgs);
-    free(paths);
+    free(o.paths);
     clipmod_model_free(model);
     clipmod_shutdown();
-    return 0;
+    return status;
 }
