@@ -44,31 +44,27 @@ static clipmod_error get_int(const char *file, const char *where, json_t *obj, c
     return CLIPMOD_OK;
 }
 
-static clipmod_error get_eps(const char *file, const char *where, json_t *obj, float *v,
-                             char *errbuf)
+/* Number `key` of obj into *v if present, checking 0 < v <= hi. */
+static clipmod_error get_number(const char *file, const char *where, json_t *obj, const char *key,
+                                double hi, double *v, char *errbuf)
 {
-    json_t *j = obj ? json_object_get(obj, "layer_norm_eps") : NULL;
+    json_t *j = obj ? json_object_get(obj, key) : NULL;
     if (!j)
         return CLIPMOD_OK;
-    if (!json_is_number(j) || json_number_value(j) <= 0 || json_number_value(j) > 1)
-        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
-                        "%s: %slayer_norm_eps must be a number in (0, 1]", file, where);
-    *v = (float)json_number_value(j);
+    if (!json_is_number(j) || json_number_value(j) <= 0 || json_number_value(j) > hi)
+        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: %s%s must be a number in (0, %g]",
+                        file, where, key, hi);
+    *v = json_number_value(j);
     return CLIPMOD_OK;
 }
 
-/* open_clip's mlp_ratio, a float ("mlp_ratio": 4.9231 in ViT-bigG-14), if present. */
-static clipmod_error get_ratio(const char *file, const char *where, json_t *obj, double *v,
-                               char *errbuf)
+static clipmod_error get_eps(const char *file, const char *where, json_t *obj, float *v,
+                             char *errbuf)
 {
-    json_t *j = obj ? json_object_get(obj, "mlp_ratio") : NULL;
-    if (!j)
-        return CLIPMOD_OK;
-    if (!json_is_number(j) || json_number_value(j) <= 0 || json_number_value(j) > 64)
-        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
-                        "%s: %smlp_ratio must be a number in (0, 64]", file, where);
-    *v = json_number_value(j);
-    return CLIPMOD_OK;
+    double eps = *v;
+    clipmod_error rc = get_number(file, where, obj, "layer_norm_eps", 1, &eps, errbuf);
+    *v = (float)eps;
+    return rc;
 }
 
 /* Three numbers `key` of obj into dst, if present (a mean; a std when positive). */
@@ -220,6 +216,7 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
     cm_act act = json_is_true(json_object_get(m, "quick_gelu")) ? CM_ACT_QUICK_GELU : CM_ACT_GELU;
     c->vision.act = c->text.act = act;
     int vhead = 64;
+    /* Floats in open_clip ("mlp_ratio": 4.9231 in ViT-bigG-14). */
     double vratio = 4.0, tratio = 4.0;
     /* Read in this order: the first out-of-range key is the one reported. */
     const struct {
@@ -245,9 +242,9 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
         rc = get_int(file, keys[i].where, keys[i].obj, keys[i].key, keys[i].lo, keys[i].hi,
                      keys[i].out, errbuf);
     if (!rc)
-        rc = get_ratio(file, "vision_cfg.", v, &vratio, errbuf);
+        rc = get_number(file, "vision_cfg.", v, "mlp_ratio", 64, &vratio, errbuf);
     if (!rc)
-        rc = get_ratio(file, "text_cfg.", t, &tratio, errbuf);
+        rc = get_number(file, "text_cfg.", t, "mlp_ratio", 64, &tratio, errbuf);
     if (!rc)
         rc = get_triple(file, "preprocess_cfg.", json_object_get(root, "preprocess_cfg"), "mean", 0,
                         c->mean, errbuf);
