@@ -9,7 +9,8 @@
 #    int(width * mlp_ratio): 4.0 loads, 3.5 asks for another shape than the weights';
 #  - a missing vision_cfg.patch_size means open_clip's 16 (transformers' is 32);
 #  - "embed_dim" is required;
-#  - preprocess_cfg's mean and std are used, as preprocessor_config.json's are.
+#  - preprocess_cfg's mean and std are used, as preprocessor_config.json's are; a
+#    resize_mode or interpolation other than open_clip's defaults (ours) is refused.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 need_reference
 have_bpe || skip "$CLIPMOD_BPE_GZ is absent: the texts cannot be tokenized"
@@ -101,10 +102,18 @@ variant badratio "oc['model_cfg']['text_cfg']['mlp_ratio'] = 'four'
 $as_open_clip"
 loads_not badratio "mlp_ratio must be a number"
 
+variant squash "oc['preprocess_cfg'] = {'resize_mode': 'squash'}
+$as_open_clip"
+loads_not squash "resize_mode 'squash' is not supported"
+
+variant bilinear "oc['preprocess_cfg'] = {'resize_mode': 'shortest', 'interpolation': 'bilinear'}
+$as_open_clip"
+loads_not bilinear "interpolation 'bilinear' is not supported"
+
 # The same mean and std through both dialects' preprocessing files.
 variant hfnorm 'json.dump({"image_mean": [0.5, 0.25, 0.125], "image_std": [0.2, 0.3, 0.4]},
           open(os.path.join(d, "preprocessor_config.json"), "w"))'
-variant ocnorm "oc['preprocess_cfg'] = {'mean': [0.5, 0.25, 0.125], 'std': [0.2, 0.3, 0.4]}
+variant ocnorm "oc['preprocess_cfg'] = {'mean': [0.5, 0.25, 0.125], 'std': [0.2, 0.3, 0.4], 'resize_mode': 'shortest', 'interpolation': 'bicubic'}
 $as_open_clip"
 embed hfnorm >hfnorm.txt || fail "preprocessor_config.json: $(cat hfnorm.err)"
 embed ocnorm >ocnorm.txt || fail "preprocess_cfg: $(cat ocnorm.err)"

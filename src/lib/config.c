@@ -194,8 +194,32 @@ static void open_clip_defaults(cm_config *c)
 }
 
 /*
+ * open_clip's preprocess_cfg: mean and std are used. Its resize is ours (the shortest
+ * side to the input size, bicubic, a centre crop) only with the default resize_mode
+ * and interpolation; a model that asks for another is refused rather than preprocessed
+ * the wrong way.
+ */
+static clipmod_error open_clip_preprocess(const char *file, json_t *p, cm_config *c, char *errbuf)
+{
+    static const char *const keys[2][2] = {{"resize_mode", "shortest"},
+                                           {"interpolation", "bicubic"}};
+    clipmod_error rc = get_triple(file, "preprocess_cfg.", p, "mean", 0, c->mean, errbuf);
+    if (!rc)
+        rc = get_triple(file, "preprocess_cfg.", p, "std", 1, c->std, errbuf);
+    for (int i = 0; !rc && i < 2; i++) {
+        json_t *j = p ? json_object_get(p, keys[i][0]) : NULL;
+        const char *v = json_string_value(j);
+        if (j && (!v || strcmp(v, keys[i][1])))
+            rc = cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG,
+                          "%s: preprocess_cfg.%s '%s' is not supported (only %s)", file, keys[i][0],
+                          v ? v : "(not a string)", keys[i][1]);
+    }
+    return rc;
+}
+
+/*
  * open_clip_config.json: {"model_cfg": {"embed_dim", "quick_gelu", "vision_cfg",
- * "text_cfg"}, "preprocess_cfg": {"mean", "std"}}. embed_dim is required (open_clip's
+ * "text_cfg"}, "preprocess_cfg": {"mean", "std", ...}}. embed_dim is required (open_clip's
  * CLIP has no default for it); a missing size takes open_clip's default; mlp_ratio
  * is a float and the MLP width int(width * mlp_ratio), as open_clip computes it.
  */
@@ -246,11 +270,7 @@ static clipmod_error parse_open_clip(const char *file, json_t *root, cm_config *
     if (!rc)
         rc = get_number(file, "text_cfg.", t, "mlp_ratio", 64, &tratio, errbuf);
     if (!rc)
-        rc = get_triple(file, "preprocess_cfg.", json_object_get(root, "preprocess_cfg"), "mean", 0,
-                        c->mean, errbuf);
-    if (!rc)
-        rc = get_triple(file, "preprocess_cfg.", json_object_get(root, "preprocess_cfg"), "std", 1,
-                        c->std, errbuf);
+        rc = open_clip_preprocess(file, json_object_get(root, "preprocess_cfg"), c, errbuf);
     if (rc)
         return rc;
     if (vhead > c->vision.width)
