@@ -110,6 +110,10 @@ variant bilinear "oc['preprocess_cfg'] = {'resize_mode': 'shortest', 'interpolat
 $as_open_clip"
 loads_not bilinear "interpolation 'bilinear' is not supported"
 
+variant badpre "oc['preprocess_cfg'] = [0.5, 0.5, 0.5]
+$as_open_clip"
+loads_not badpre "preprocess_cfg is not an object"
+
 # The same mean and std through both dialects' preprocessing files.
 variant hfnorm 'json.dump({"image_mean": [0.5, 0.25, 0.125], "image_std": [0.2, 0.3, 0.4]},
           open(os.path.join(d, "preprocessor_config.json"), "w"))'

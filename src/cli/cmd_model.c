@@ -742,22 +742,17 @@ static dl_status dl_result(download *d, CURLcode cc, const char *url, const char
         fmt_to(why, why_size, "cannot write %s: %s", part, strerror(d->write_errno));
         return DL_LOCAL;
     }
-    if (d->offset && d->status == 416) {
-        /* Nothing left to send: the .part is whole if it is as long as the file. */
-        if (d->range_total == (long long)d->offset)
-            return DL_OK;
+    /* Nothing left to send: the .part is whole if it is as long as the file. */
+    if (d->offset && d->status == 416 && d->range_total == (long long)d->offset)
+        return DL_OK;
+    /* Nothing left to send although the .part is short, or another range than the one
+     * asked for: what we have cannot be continued. */
+    if ((d->offset && d->status == 416) || (d->status == 206 && !d->body_started)) {
         fmt_to(why, why_size,
-               "%s: the server cannot continue the partial download, which was deleted; "
-               "run again",
-               url);
-        dl_discard(d, part, why, why_size);
-        return DL_HTTP;
-    }
-    if (d->status == 206 && !d->body_started) {
-        /* Another range than the one asked for: what we have cannot be continued. */
-        fmt_to(why, why_size,
-               "%s: the server sent another range than asked for; the partial "
-               "download was deleted, run again",
+               d->status == 416 ? "%s: the server cannot continue the partial download, which "
+                                  "was deleted; run again"
+                                : "%s: the server sent another range than asked for; the "
+                                  "partial download was deleted, run again",
                url);
         dl_discard(d, part, why, why_size);
         return DL_HTTP;

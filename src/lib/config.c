@@ -203,6 +203,9 @@ static clipmod_error open_clip_preprocess(const char *file, json_t *p, cm_config
 {
     static const char *const keys[2][2] = {{"resize_mode", "shortest"},
                                            {"interpolation", "bicubic"}};
+    if (p && !json_is_object(p))
+        return cm_error(errbuf, CLIPMOD_E_MODEL_CONFIG, "%s: preprocess_cfg is not an object",
+                        file);
     clipmod_error rc = get_triple(file, "preprocess_cfg.", p, "mean", 0, c->mean, errbuf);
     if (!rc)
         rc = get_triple(file, "preprocess_cfg.", p, "std", 1, c->std, errbuf);
