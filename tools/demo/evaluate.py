@@ -293,13 +293,13 @@ def write_policy(src, out, suggested, note, max_fpr, bound_note=""):
         f.write(head + "\n".join(lines))
 
 
-def torch_check(clipmod, model_dir, paths, texts, threads=None):
-    """Max abs difference between model.py (float32) and the C engine's embeddings."""
+def load_torch(model_dir):
+    """model_dir as tools/demo/model.py's CLIP (float32 from its F16 weights, eval mode):
+    (config, model, tokenizer)."""
     import torch
     import model as M
     import safetensors_io
     import tokenizer_ref
-    from PIL import Image
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
     m = M.CLIP(cfg)
     st = safetensors_io.SafeTensors(os.path.join(model_dir, "model.safetensors"))
@@ -307,6 +307,14 @@ def torch_check(clipmod, model_dir, paths, texts, threads=None):
                        for k in st.keys()})
     m.eval()
     tok = tokenizer_ref.Tokenizer(tokenizer_ref.load_merges(os.path.join(model_dir, "merges.txt")))
+    return cfg, m, tok
+
+
+def torch_check(clipmod, model_dir, paths, texts, threads=None):
+    """Max abs difference between model.py (float32) and the C engine's embeddings."""
+    import torch
+    from PIL import Image
+    cfg, m, tok = load_torch(model_dir)
     size = cfg["vision_config"]["image_size"]
     mean = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
     std = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)

@@ -20,7 +20,6 @@ filter:
 The model card of the v2 candidate quotes its numbers (issue 16).
 """
 import argparse
-import json
 import os
 import sys
 
@@ -36,9 +35,8 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import data  # noqa: E402
-import model as M  # noqa: E402
-import safetensors_io  # noqa: E402
-import tokenizer_ref  # noqa: E402
+from evaluate import load_torch  # noqa: E402
+from train import tokens  # noqa: E402
 
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
@@ -50,24 +48,6 @@ def code_points(name):
         return data.strip_fe0f("".join(chr(int(h, 16)) for h in name[:-4].split("-")))
     except ValueError:
         return None
-
-
-def load(model_dir):
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    m = M.CLIP(cfg)
-    st = safetensors_io.SafeTensors(os.path.join(model_dir, "model.safetensors"))
-    m.load_state_dict({k: torch.from_numpy(np.array(st.numpy(k), np.float32)) for k in st.keys()})
-    m.eval()
-    tok = tokenizer_ref.Tokenizer(tokenizer_ref.load_merges(os.path.join(model_dir, "merges.txt")))
-    return cfg, m, tok
-
-
-def tokens(tok, texts):
-    rows = [tok.tokenize(t)[0] for t in texts]
-    ids = torch.full((len(rows), max(len(r) for r in rows)), tok.eot_id, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-    return ids
 
 
 def transform(im, scale, blur, mirror, grey, size):
@@ -108,7 +88,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg, m, tok = load(args.model)
+    cfg, m, tok = load_torch(args.model)
     cldr = data.load_cldr()
     keep = {code_points(f) for f in os.listdir(args.labels_of or args.png)} & set(cldr)
     items = [(os.path.join(args.png, f), cldr[code_points(f)]["name"])
